@@ -1,0 +1,205 @@
+"""One settings object built from the command line, the environment and the ini file.
+
+Precedence follows pytest-timeout: marker > command line > environment > ini > default. Every value
+remembers where it came from, so an error names its source ("--energy-rounds", "PYTEST_ENERGY_ROUNDS",
+"ini energy_rounds") and says what is expected.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+class SettingError(ValueError):
+    """A setting has a value that cannot be used; the message is one line naming its source."""
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise ValueError
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError
+    return value
+
+
+def _pue(text: str) -> float:
+    value = float(text)
+    if value < 1.0:
+        raise ValueError
+    return value
+
+
+def _boolean(text: str) -> bool:
+    lowered = str(text).strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError
+
+
+def _country(text: str) -> str:
+    code = text.strip().upper()
+    if not (len(code) == 3 and code.isalpha()):
+        raise ValueError
+    return code
+
+
+def _text(text: str) -> str:
+    return str(text)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its name (``energy_<name>`` in ini, ``--energy-<name>`` on the command line)."""
+
+    name: str
+    parse: Callable[[str], Any]
+    default: Any
+    expected: str
+    help: str
+    flag: bool = False  # a store_true option on the command line
+
+    @property
+    def ini(self) -> str:
+        return f"energy_{self.name}"
+
+    @property
+    def cli(self) -> str:
+        return "--energy-" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "PYTEST_ENERGY_" + self.name.upper()
+
+    @property
+    def dest(self) -> str:
+        return f"energy_{self.name}"
+
+
+# Defaults come from ../shared/notes/measurement-facts.md and bench/: with the counter's 100 ms ticks
+# interpolated at both window edges, a 1 s window has 0.8 % CV on an H100 (2.8 % read naively).
+OPTIONS: tuple[Option, ...] = (
+    Option("json", _text, None, "a file path", "write every record of the session to this JSON file"),
+    Option("min_window", _positive_float, 1.0, "seconds > 0",
+           "minimum length of one round's window; the function repeats until it is filled"),
+    Option("rounds", _positive_int, 5, "an integer >= 1", "rounds (windows) per measured call"),
+    Option("warmup", _non_negative_int, 3, "an integer >= 0", "unmeasured warm-up iterations before the rounds"),
+    Option("devices", _text, "auto", "auto or a comma list of gpu, gpu:N, gpu:UUID, cpu, ram",
+           "devices to measure"),
+    Option("country", _country, None, "a 3-letter ISO country code such as FRA",
+           "country whose grid carbon intensity applies (CodeCarbon's offline data)"),
+    Option("carbon_intensity", _non_negative_float, None, "gCO2eq per kWh, a number >= 0",
+           "explicit grid carbon intensity; overrides --energy-country"),
+    Option("pue", _pue, 1.0, "a number >= 1.0", "power usage effectiveness of the data centre"),
+    Option("idle_seconds", _positive_float, 1.0, "seconds > 0",
+           "length of the idle window measured once per session and device"),
+    # Baselines and the gate.
+    Option("baselines", _text, "baselines", "a folder path", "folder of stored baselines"),
+    Option("update_baselines", _boolean, False, "true or false",
+           "write or refresh baselines from this run", flag=True),
+    Option("baseline_set", _text, "default", "a name", "baseline set to compare with and update"),
+    Option("compare", _text, None, "a name", "also compare with this named baseline set (e.g. main)"),
+    Option("min_effect", _non_negative_float, 0.05, "a fraction >= 0 such as 0.05",
+           "smallest change in energy that counts as a regression or improvement"),
+    Option("fail_on_regression", _boolean, True, "true or false", "make a regression fail the session"),
+    Option("gate_modelled", _boolean, False, "true or false",
+           "let modelled (estimated) energy fail the gate too"),
+    Option("normalise", _boolean, False, "true or false",
+           "judge energy normalised by the session's reference workload"),
+    Option("history", _text, "reports/energy-history.sqlite", "a file path", "SQLite store of run history"),
+    # Reports and exports.
+    Option("report", _text, "reports/energy-report.html", "a file path", "self-contained HTML report"),
+    Option("csv", _text, None, "a file path", "CodeCarbon-compatible emissions CSV"),
+    Option("model_card", _text, None, "a folder path",
+           "write a model-card co2_eq_emissions block per fine-tune case into this folder"),
+)
+
+BY_NAME = {option.name: option for option in OPTIONS}
+
+
+@dataclass
+class Settings:
+    """Resolved values and where each came from."""
+
+    enabled: bool = False
+    values: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        values = self.__dict__.get("values", {})
+        if name in values:
+            return values[name]
+        raise AttributeError(name)
+
+    def with_overrides(self, overrides: dict[str, Any], source: str) -> Settings:
+        """A copy with marker keywords applied (validated like any other source)."""
+        values, sources = dict(self.values), dict(self.sources)
+        for name, raw in overrides.items():
+            values[name] = parse_value(BY_NAME[name], raw, source)
+            sources[name] = source
+        return Settings(self.enabled, values, sources)
+
+
+def parse_value(option: Option, raw: Any, source: str) -> Any:
+    """Parse one raw value; a bad one raises :class:`SettingError` naming the source."""
+    if raw is None:
+        return None
+    if isinstance(raw, bool) and option.parse is _boolean:
+        return raw
+    try:
+        return option.parse(str(raw))
+    except (TypeError, ValueError):
+        raise SettingError(
+            f"pytest-energy: {source} has {raw!r}, expected {option.expected}"
+        ) from None
+
+
+def resolve(
+    enabled: bool,
+    cli: dict[str, Any],
+    ini: Callable[[str], Any],
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Build settings from parsed CLI values, an ini getter and the environment."""
+    environ = os.environ if environ is None else environ
+    settings = Settings(enabled=enabled)
+    for option in OPTIONS:
+        cli_value = cli.get(option.dest)
+        if option.flag and cli_value is False:
+            cli_value = None  # store_true left unset: fall through to env and ini
+        if cli_value is not None:
+            raw, source = cli_value, option.cli
+        elif environ.get(option.env):
+            raw, source = environ[option.env], option.env
+        elif ini(option.ini) not in (None, ""):
+            raw, source = ini(option.ini), f"ini {option.ini}"
+        else:
+            settings.values[option.name] = option.default
+            settings.sources[option.name] = "default"
+            continue
+        settings.values[option.name] = parse_value(option, raw, source)
+        settings.sources[option.name] = source
+    return settings

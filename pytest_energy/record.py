@@ -1,0 +1,167 @@
+"""Records: what one measured test (or case) produced, and the JSON form they are stored in.
+
+Every number carries its method (``counter`` / ``sampled`` / ``modelled``) and an uncertainty.
+Words: a *window* is one measured span of wall time; a *round* is one window holding one or more
+*iterations* of the measured function; *gross* joules are as read, *net* joules are gross minus the
+device's idle power times the window length.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+METHODS = ("counter", "sampled", "modelled")
+
+
+@dataclass
+class Component:
+    """Energy of one device (a GPU, a RAPL domain, the modelled CPU or RAM) summed over a record's rounds."""
+
+    device: str  # e.g. "gpu:0", "cpu:package-0", "dram:0", "cpu", "ram"
+    kind: str  # "gpu" | "cpu" | "dram" | "ram"
+    method: str  # one of METHODS
+    gross_joules: float
+    net_joules: float
+    idle_watts: float
+    window_seconds: float
+    ticks: int  # counter updates seen inside the windows (0 for continuous sources)
+    uncertainty_joules: float  # systematic: quantisation, edge correction, or model error
+    valid: bool = True
+    note: str = ""
+
+
+@dataclass
+class Round:
+    """One window: how many iterations it held, how long it took, and its joules per device."""
+
+    iterations: int
+    seconds: float
+    gross_joules: float
+    net_joules: float
+    valid: bool = True
+    by_device: dict[str, float] = field(default_factory=dict)  # net joules per device
+
+    @property
+    def net_per_iteration(self) -> float:
+        return self.net_joules / self.iterations
+
+    @property
+    def gross_per_iteration(self) -> float:
+        return self.gross_joules / self.iterations
+
+
+@dataclass
+class Carbon:
+    """How grams of CO2eq were obtained from kWh."""
+
+    intensity_g_per_kwh: float
+    source: str  # e.g. "codecarbon global_energy_mix.json: FRA (2022)", "explicit", "world average"
+    pue: float
+    country_iso_code: str | None = None
+
+
+@dataclass
+class Record:
+    """One measured test, or one labelled measurement inside a test.
+
+    ``per_iteration_*`` are means over the valid rounds; ``total_*`` are sums over all valid rounds.
+    ``co2_grams`` is computed from the total gross energy times PUE (what the grid supplied).
+    """
+
+    name: str  # node id, plus "::label" for labelled measurements
+    nodeid: str
+    form: str  # "call" (energy(fn)) | "block" (with energy.measure()) | "case"
+    rounds: list[Round]
+    warmup_iterations: int
+    components: list[Component]
+    per_iteration_gross_joules: float
+    per_iteration_net_joules: float
+    per_iteration_uncertainty_joules: float
+    total_gross_joules: float
+    total_net_joules: float
+    duration_seconds: float  # wall time of the measured windows
+    co2_grams: float
+    carbon: Carbon
+    fingerprint: dict[str, Any]
+    timestamp: str  # ISO 8601, UTC
+    git_commit: str | None = None
+    label: str = ""
+    unit: str = "iteration"  # what one iteration is: "iteration", "inference", "step", ...
+    # Filled by later stages or by cases; kept here so a record is the single thing that flows on.
+    quality: dict[str, dict[str, Any]] = field(default_factory=dict)  # metric -> {value, computed_by, ...}
+    proxies: dict[str, float] = field(default_factory=dict)  # flops, parameters, tokens_in, tokens_out, ...
+    normalised: dict[str, float] = field(default_factory=dict)  # energy normalised by the reference workload
+    timeline: list[tuple[float, float]] = field(default_factory=list)  # (seconds, watts) where sampled
+    budget: dict[str, Any] = field(default_factory=dict)
+    outcome: str = ""  # the test's outcome: passed / failed / skipped
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def methods(self) -> list[str]:
+        return sorted({c.method for c in self.components})
+
+    @property
+    def iterations(self) -> int:
+        return sum(r.iterations for r in self.rounds if r.valid)
+
+    @property
+    def valid(self) -> bool:
+        return any(r.valid for r in self.rounds)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["methods"] = self.methods
+        data["iterations"] = self.iterations
+        data["per_1000_iterations_wh"] = self.per_iteration_net_joules * 1000 / 3600
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Record:
+        """Rebuild a record from :meth:`to_dict` output (derived keys are ignored)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["rounds"] = [Round(**r) for r in data["rounds"]]
+        kwargs["components"] = [Component(**c) for c in data["components"]]
+        kwargs["carbon"] = Carbon(**data["carbon"])
+        kwargs["timeline"] = [tuple(p) for p in data.get("timeline", [])]
+        return cls(**kwargs)
+
+
+def per_iteration_stats(rounds: list[Round]) -> tuple[float, float, float]:
+    """Mean gross, mean net and standard error of net joules per iteration over the valid rounds."""
+    valid = [r for r in rounds if r.valid]
+    if not valid:
+        return math.nan, math.nan, math.nan
+    iterations = sum(r.iterations for r in valid)
+    gross = sum(r.gross_joules for r in valid) / iterations
+    net = sum(r.net_joules for r in valid) / iterations
+    if len(valid) < 2:
+        return gross, net, 0.0
+    values = [r.net_per_iteration for r in valid]
+    mean = sum(values) / len(values)
+    variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return gross, net, math.sqrt(variance / len(values))
+
+
+def session_document(records: list[Record], session: dict[str, Any]) -> dict[str, Any]:
+    """The ``--energy-json`` document: schema version, session facts and every record."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "session": session,
+        "records": [r.to_dict() for r in records],
+    }
+
+
+def load_document(data: dict[str, Any]) -> list[Record]:
+    """Records from an ``--energy-json`` document, refusing a schema this version cannot read."""
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ValueError(
+            f"energy JSON has schema_version {version!r}; this pytest-energy reads {SCHEMA_VERSION}"
+        )
+    return [Record.from_dict(r) for r in data["records"]]

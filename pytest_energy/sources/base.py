@@ -1,0 +1,71 @@
+"""The contract every energy source implements: channels that read cumulative joules.
+
+A *channel* is one device seen by one source (one GPU through NVML, one RAPL domain, the modelled
+CPU). Every channel exposes a monotonic cumulative energy in joules, whatever it is underneath:
+a hardware counter (differenced, wraparound handled by the channel), power readings integrated by a
+background sampler, or a model of CPU time and rated power. The meter only ever differences
+``read()`` values, so windows, rounds and idle work the same for every method.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+
+class SourceError(RuntimeError):
+    """A reading failed (driver error, file vanished). The window it falls in is marked invalid."""
+
+
+class SourceUnavailable(RuntimeError):
+    """A source cannot be used on this machine; the message says why and what to do."""
+
+
+class Channel(abc.ABC):
+    """One device's energy as a cumulative joule count."""
+
+    #: "gpu:0", "cpu:package-0", "dram:package-0", "cpu", "ram"
+    device: str
+    #: "gpu" | "cpu" | "dram" | "ram"
+    kind: str
+    #: "counter" | "sampled" | "modelled"
+    method: str
+    #: seconds between counter updates; 0.0 for sources that are continuous at the meter's scale
+    tick_seconds: float = 0.0
+
+    @abc.abstractmethod
+    def read(self) -> float:
+        """Cumulative joules since an arbitrary origin; monotonic. Raises :class:`SourceError`."""
+
+    def power(self) -> float | None:
+        """An instantaneous power reading in watts where it is cheap (used for edge corrections)."""
+        return None
+
+    def uncertainty(self, joules: float, seconds: float) -> float:
+        """Systematic uncertainty in joules of one window's reading (resolution or model error)."""
+        return 0.0
+
+    def start(self) -> None:
+        """Called before the first window (a sampled channel starts its sampler here)."""
+
+    def close(self) -> None:
+        """Release the device handle or stop the sampler."""
+
+    def timeline(self, since: float, until: float) -> list[tuple[float, float]]:
+        """(perf_counter seconds, watts) power samples taken between two instants, where sampled."""
+        return []
+
+    def identity(self) -> dict[str, object]:
+        """Facts for the hardware fingerprint (name, driver, power limit...)."""
+        return {}
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.device} {self.method}>"
+
+
+@dataclass
+class Detection:
+    """What :func:`pytest_energy.sources.detect` found: the channels, and one line per problem."""
+
+    channels: list[Channel] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # warnings shown once (e.g. RAPL permission)
