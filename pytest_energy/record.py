@@ -165,3 +165,23 @@ def load_document(data: dict[str, Any]) -> list[Record]:
             f"energy JSON has schema_version {version!r}; this pytest-energy reads {SCHEMA_VERSION}"
         )
     return [Record.from_dict(r) for r in data["records"]]
+
+
+@dataclass
+class RunInfo:
+    """Facts about one pytest session that measured energy: the unit that history stores."""
+
+    run_id: str  # unique per session, e.g. "20261123T120501Z-4f2a"
+    started: str  # ISO 8601, UTC
+    finished: str
+    fingerprint: dict[str, Any]  # this machine's identity; fingerprint["id"] names the baselines folder
+    git_commit: str | None
+    settings: dict[str, Any]  # resolved settings (values only)
+    carbon: Carbon
+    idle_watts: dict[str, float]  # device -> idle power measured at session start
+    reference_joules: dict[str, float]  # device -> joules of the reference workload (normalisation)
+    notes: list[str] = field(default_factory=list)  # source warnings shown once
+    exitstatus: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
