@@ -114,6 +114,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("carbon_intensity", _non_negative_float, None, "gCO2eq per kWh, a number >= 0",
            "explicit grid carbon intensity; overrides --energy-country"),
     Option("pue", _pue, 1.0, "a number >= 1.0", "power usage effectiveness of the data centre"),
+    Option("powercap", _text, "/sys/class/powercap", "a folder path",
+           "where the kernel's powercap (RAPL) tree is mounted"),
     Option("idle_seconds", _positive_float, 1.0, "seconds > 0",
            "length of the idle window measured once per session and device"),
     # Baselines and the gate.
@@ -175,6 +177,21 @@ def parse_value(option: Option, raw: Any, source: str) -> Any:
         raise SettingError(
             f"pytest-energy: {source} has {raw!r}, expected {option.expected}"
         ) from None
+
+
+def enabled(cli_flag: bool, ini_flag: bool, environ: dict[str, str] | None = None) -> bool:
+    """Measurement is on with ``--energy``, ``PYTEST_ENERGY=1`` or ini ``energy = true``."""
+    environ = os.environ if environ is None else environ
+    if cli_flag:
+        return True
+    if environ.get("PYTEST_ENERGY"):
+        try:
+            return _boolean(environ["PYTEST_ENERGY"])
+        except ValueError:
+            raise SettingError(
+                f"pytest-energy: PYTEST_ENERGY has {environ['PYTEST_ENERGY']!r}, expected true or false"
+            ) from None
+    return bool(ini_flag)
 
 
 def resolve(

@@ -148,13 +148,24 @@ def per_iteration_stats(rounds: list[Round]) -> tuple[float, float, float]:
     return gross, net, math.sqrt(variance / len(values))
 
 
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity replaced by None, so it is valid JSON (null)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
 def session_document(records: list[Record], session: dict[str, Any]) -> dict[str, Any]:
     """The ``--energy-json`` document: schema version, session facts and every record."""
-    return {
+    return finite({
         "schema_version": SCHEMA_VERSION,
         "session": session,
         "records": [r.to_dict() for r in records],
-    }
+    })
 
 
 def load_document(data: dict[str, Any]) -> list[Record]:

@@ -1,0 +1,97 @@
+"""Energy budgets: parsed from the ``energy`` marker (or added by a case), checked after a test's call.
+
+A budget is on gross joules by default (what the device drew, as the AI Energy Score counts it);
+``basis="net"`` budgets the energy above idle. The one failure message names the measured value, its
+uncertainty, the budget and the method, so a red test says everything needed to judge it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from .record import Record
+from .units import format_energy, parse_energy
+
+PER = {"iteration": 1, "1000": 1000, "test": None}
+BASES = ("gross", "net")
+
+
+class BudgetError(ValueError):
+    """A budget in a marker cannot be used; the message is one line."""
+
+
+class EnergyBudgetExceeded(AssertionError):
+    """Raised in the test's call phase, so the test fails (not errors) with the one message."""
+
+
+@dataclass(frozen=True)
+class EnergyBudget:
+    """At most ``limit_joules`` per iteration, per 1,000 iterations, or for the whole test."""
+
+    limit_joules: float
+    per: str = "iteration"
+    basis: str = "gross"
+
+    def describe(self) -> str:
+        return f"{format_energy(self.limit_joules)} {_per_text(self.per)}"
+
+
+def _per_text(per: str) -> str:
+    return {"iteration": "per iteration", "1000": "per 1,000 iterations", "test": "per test"}[per]
+
+
+def budget_from_marker(kwargs: dict[str, Any]) -> EnergyBudget | None:
+    """The budget declared by ``@pytest.mark.energy(budget=..., per=..., basis=...)``, if any."""
+    if kwargs.get("budget") is None:
+        return None
+    per = str(kwargs.get("per", "iteration"))
+    if per not in PER:
+        raise BudgetError(f"energy marker per={per!r}: expected 'iteration', '1000' or 'test'")
+    basis = str(kwargs.get("basis", "gross"))
+    if basis not in BASES:
+        raise BudgetError(f"energy marker basis={basis!r}: expected 'gross' or 'net'")
+    try:
+        limit = parse_energy(kwargs["budget"])
+    except ValueError as error:
+        raise BudgetError(f"energy marker budget: {error}") from None
+    return EnergyBudget(limit, per, basis)
+
+
+def _measured(records: list[Record], budget: EnergyBudget) -> tuple[float, float, str, str]:
+    """(value, uncertainty, methods, what) of the records under one budget's terms."""
+    methods = ",".join(sorted({m for r in records for m in r.methods}))
+    if budget.per == "test":
+        value = sum(r.total_gross_joules if budget.basis == "gross" else r.total_net_joules for r in records)
+        spread = math.sqrt(sum((r.per_iteration_uncertainty_joules * r.iterations) ** 2 for r in records))
+        return value, spread, methods, "for the test"
+    record = records[0]
+    scale = PER[budget.per]
+    value = (record.per_iteration_gross_joules if budget.basis == "gross" else record.per_iteration_net_joules)
+    return value * scale, record.per_iteration_uncertainty_joules * scale, methods, _per_text(budget.per)
+
+
+def check(budgets: Iterable[EnergyBudget], records: list[Record], nodeid: str) -> None:
+    """Raise :class:`EnergyBudgetExceeded` for the first budget the test's records exceed.
+
+    Per-iteration budgets apply to every measurement of the test; the per-test budget to their sum.
+    Records whose every window was invalid cannot be judged and are skipped (their note says why).
+    """
+    valid = [r for r in records if r.valid]
+    for budget in budgets:
+        groups = [valid] if budget.per == "test" else [[r] for r in valid]
+        for group in groups:
+            if not group:
+                continue
+            value, uncertainty, methods, what = _measured(group, budget)
+            if value > budget.limit_joules:
+                label = f" [{group[0].label}]" if budget.per != "test" and group[0].label else ""
+                raise EnergyBudgetExceeded(
+                    f"energy budget exceeded{label}: {format_energy(value)} ± {format_energy(uncertainty)} "
+                    f"{what} ({budget.basis}, {methods}) > budget {budget.describe()}"
+                )
+        for record in valid:
+            record.budget.setdefault("energy", []).append(
+                {"limit_joules": budget.limit_joules, "per": budget.per, "basis": budget.basis}
+            )

@@ -1,0 +1,355 @@
+"""Windows, rounds and edges: how cumulative joules from channels become per-iteration energy.
+
+An *edge* is one instant at which every channel's cumulative energy is known; a *window* is the span
+between two edges; a *round* is one window holding one or more iterations. Consecutive rounds share
+their edges (back-to-back windows), so the work never pauses between rounds.
+
+Counters that tick (NVML's total-energy counter updates every ~100 ms and costs ~3.9 ms of CPU per
+read) are never spun on by the measured thread. At each edge the measured thread only notes the time;
+a poller thread per ticking channel reads the counter until it changes, which brackets the edge by
+two ticks ``(t_a, E_a)`` and ``(t_b, E_b)``, and interpolates the energy at the edge:
+
+* between rounds the device works on both sides, so power is taken as constant across the tick;
+* at the first edge the device was idle before it, so ``E_a + idle x (t_edge - t_a)``;
+* at the last edge the device idles after it, so ``E_b - idle x (t_b - t_edge)``.
+
+Idle power is measured once per session. CUDA is synchronised at every edge when torch has already
+initialised CUDA (torch is never imported here).
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import statistics
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .record import Component, Round
+from .sources.base import Channel, SourceError
+
+#: How long a poller waits for a tick before it gives up on an edge (in tick periods).
+TICK_TIMEOUT_PERIODS = 3.0
+#: Ticks observed to calibrate each ticking channel's period.
+CALIBRATION_TICKS = 4
+#: Share of an extrapolated span's energy taken as the systematic error of the power assumed there.
+EXTRAPOLATION_ERROR = 0.1
+
+START, BOUNDARY, END = "start", "boundary", "end"
+
+
+def cuda_synchronize() -> None:
+    """Wait for queued GPU work, so a window edge is where the work really ends (torch only if loaded)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    cuda = getattr(torch, "cuda", None)
+    if cuda is not None and cuda.is_available() and cuda.is_initialized():
+        for index in range(cuda.device_count()):
+            cuda.synchronize(index)
+
+
+@dataclass
+class EdgeValue:
+    """One channel's cumulative joules at an edge (interpolated for ticking counters)."""
+
+    joules: float
+    uncertainty: float = 0.0
+    error: str | None = None
+
+
+class _Pending:
+    """A value a poller thread fills in later."""
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self._value: EdgeValue | None = None
+
+    def set(self, value: EdgeValue) -> None:
+        self._value = value
+        self._done.set()
+
+    def get(self) -> EdgeValue:
+        self._done.wait()
+        assert self._value is not None
+        return self._value
+
+
+class TickPoller:
+    """Resolves the edges of one ticking channel on a background thread, in submission order."""
+
+    def __init__(self, channel: Channel, period: float, idle_watts: Callable[[], float]) -> None:
+        self.channel = channel
+        self.period = period
+        self._idle_watts = idle_watts
+        self._requests: queue.Queue[tuple[float, str, _Pending] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._serve, name=f"energy-poller-{channel.device}", daemon=True)
+        self._thread.start()
+
+    def submit(self, at: float, side: str) -> _Pending:
+        pending = _Pending()
+        self._requests.put((at, side, pending))
+        return pending
+
+    def close(self) -> None:
+        self._requests.put(None)
+        self._thread.join(timeout=5 * self.period + 1)
+
+    def _serve(self) -> None:
+        while True:
+            request = self._requests.get()
+            if request is None:
+                return
+            at, side, pending = request
+            try:
+                pending.set(self._resolve(at, side))
+            except SourceError as error:
+                pending.set(EdgeValue(math.nan, math.nan, str(error)))
+            except Exception as error:  # a driver fault must not kill the poller and hang the test
+                pending.set(EdgeValue(math.nan, math.nan, f"{type(error).__name__}: {error}"))
+
+    def _timed_read(self) -> tuple[float, float]:
+        before = time.perf_counter()
+        value = self.channel.read()
+        return value, (before + time.perf_counter()) / 2
+
+    def _resolve(self, at: float, side: str) -> EdgeValue:
+        first, first_mid = self._timed_read()
+        previous_mid = first_mid
+        deadline = first_mid + TICK_TIMEOUT_PERIODS * self.period
+        while True:
+            value, mid = self._timed_read()
+            if value != first:
+                break
+            if mid > deadline:
+                idle = self._idle_watts()
+                return EdgeValue(first, idle * self.period, None)
+            previous_mid = mid
+        # The change happened between the two reads; the tick before it was one period earlier.
+        tick_b = (previous_mid + mid) / 2
+        tick_a = tick_b - self.period
+        energy_a, energy_b = first, value
+        resolution = (mid - previous_mid) / 2  # how well the tick instant is known
+        working = (energy_b - energy_a) / self.period  # power across the bracketing tick
+        idle = self._idle_watts()
+        if side == BOUNDARY:
+            joules = energy_a + working * (at - tick_a)
+            extrapolated = 0.0
+        elif side == START:
+            if at >= tick_a:  # idle from the tick until the edge
+                joules = energy_a + idle * (at - tick_a)
+                extrapolated = idle * (at - tick_a)
+            else:  # the tick fell after the edge: work between them
+                joules = energy_a - working * (tick_a - at)
+                extrapolated = working * (tick_a - at)
+        else:  # END: idle from the edge until the next tick
+            joules = energy_b - idle * (tick_b - at)
+            extrapolated = idle * (tick_b - at)
+            if at >= tick_a:
+                joules = min(max(joules, energy_a), energy_b)
+        uncertainty = working * resolution + EXTRAPOLATION_ERROR * abs(extrapolated)
+        return EdgeValue(joules, uncertainty)
+
+
+@dataclass
+class Edge:
+    """One instant across all channels; ticking channels resolve in the background."""
+
+    at: float
+    values: dict[str, EdgeValue | _Pending]
+
+    def resolve(self) -> dict[str, EdgeValue]:
+        return {device: v.get() if isinstance(v, _Pending) else v for device, v in self.values.items()}
+
+
+@dataclass
+class Taken:
+    """What the meter took for one measurement: its edges and the iterations between them."""
+
+    edges: list[Edge]
+    iterations: list[int]
+    warmup_iterations: int = 0
+    result: Any = None
+
+
+@dataclass
+class Measured:
+    """Rounds and per-device components of one measurement, ready to become a record."""
+
+    rounds: list[Round]
+    components: list[Component]
+    timeline: list[tuple[float, float]] = field(default_factory=list)
+
+
+class Meter:
+    """Measures windows on a fixed set of channels; one per session (per xdist worker)."""
+
+    def __init__(self, channels: list[Channel], synchronize: Callable[[], None] = cuda_synchronize) -> None:
+        self.channels = channels
+        self.synchronize = synchronize
+        self.idle_watts: dict[str, float] = {c.device: 0.0 for c in channels}
+        self.periods: dict[str, float] = {}
+        self._pollers: dict[str, TickPoller] = {}
+        self._started = False
+
+    # -- session set-up -------------------------------------------------------------------------
+    def start(self, idle_seconds: float) -> dict[str, float]:
+        """Start samplers, calibrate tick periods, measure idle power; returns idle watts per device."""
+        for channel in self.channels:
+            channel.start()
+        for channel in self.channels:
+            if channel.tick_seconds > 0:
+                self.periods[channel.device] = self._calibrate(channel)
+                self._pollers[channel.device] = TickPoller(
+                    channel, self.periods[channel.device], lambda d=channel.device: self.idle_watts[d]
+                )
+        self._started = True
+        first = self.edge(BOUNDARY, synchronize=False)
+        time.sleep(idle_seconds)
+        last = self.edge(BOUNDARY, synchronize=False)
+        seconds = last.at - first.at
+        before, after = first.resolve(), last.resolve()
+        for device in self.idle_watts:
+            joules = after[device].joules - before[device].joules
+            self.idle_watts[device] = joules / seconds if math.isfinite(joules) and joules >= 0 else 0.0
+        return dict(self.idle_watts)
+
+    def _calibrate(self, channel: Channel) -> float:
+        """Median interval between observed counter changes, or the channel's nominal tick."""
+        changes: list[float] = []
+        last = channel.read()
+        deadline = time.perf_counter() + (CALIBRATION_TICKS + 2) * channel.tick_seconds
+        while len(changes) < CALIBRATION_TICKS and time.perf_counter() < deadline:
+            value = channel.read()
+            if value != last:
+                changes.append(time.perf_counter())
+                last = value
+        intervals = [b - a for a, b in zip(changes, changes[1:])]
+        if not intervals:
+            return channel.tick_seconds
+        return statistics.median(intervals)
+
+    def close(self) -> None:
+        for poller in self._pollers.values():
+            poller.close()
+        for channel in self.channels:
+            channel.close()
+
+    # -- edges and windows ----------------------------------------------------------------------
+    def edge(self, side: str, *, synchronize: bool = True) -> Edge:
+        """Mark an edge now. Continuous channels are read here; ticking ones by their poller."""
+        if synchronize:
+            self.synchronize()
+        at = time.perf_counter()
+        values: dict[str, EdgeValue | _Pending] = {}
+        for channel in self.channels:
+            poller = self._pollers.get(channel.device)
+            if poller is not None:
+                values[channel.device] = poller.submit(at, side)
+                continue
+            try:
+                values[channel.device] = EdgeValue(channel.read())
+            except SourceError as error:
+                values[channel.device] = EdgeValue(math.nan, math.nan, str(error))
+        return Edge(at, values)
+
+    def take_rounds(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        rounds: int,
+        min_window: float,
+        warmup: int,
+        iterations: int | None = None,
+    ) -> Taken:
+        """Warm up, then ``rounds`` back-to-back windows of ``iterations`` calls, or calls until each
+        window lasts ``min_window`` seconds. Returns fn's last result in ``Taken.result``."""
+        result = None
+        for _ in range(warmup):
+            result = fn(*args, **kwargs)
+        edges = [self.edge(START)]
+        counts: list[int] = []
+        for index in range(rounds):
+            count, began = 0, edges[-1].at
+            while True:
+                result = fn(*args, **kwargs)
+                count += 1
+                if iterations is not None:
+                    if count >= iterations:
+                        break
+                elif time.perf_counter() - began >= min_window:
+                    break
+            edges.append(self.edge(END if index == rounds - 1 else BOUNDARY))
+            counts.append(count)
+        return Taken(edges, counts, warmup, result)
+
+    # -- from edges to rounds and components ------------------------------------------------------
+    def account(self, taken: Taken) -> Measured:
+        """Turn edges into rounds (per-device net joules) and per-device components."""
+        values = [edge.resolve() for edge in taken.edges]
+        rounds: list[Round] = []
+        totals = {c.device: {"gross": 0.0, "net": 0.0, "seconds": 0.0, "edge_var": 0.0} for c in self.channels}
+        problems: dict[str, str] = {}
+        for index, iterations in enumerate(taken.iterations):
+            before, after = values[index], values[index + 1]
+            seconds = taken.edges[index + 1].at - taken.edges[index].at
+            by_device: dict[str, float] = {}
+            gross_sum = net_sum = 0.0
+            valid = True
+            for channel in self.channels:
+                start, end = before[channel.device], after[channel.device]
+                gross = end.joules - start.joules
+                if start.error or end.error or not math.isfinite(gross) or gross < 0:
+                    valid = False
+                    problems.setdefault(channel.device, start.error or end.error or f"counter went back by {-gross:.3g} J")
+                    continue
+                net = gross - self.idle_watts[channel.device] * seconds
+                by_device[channel.device] = net
+                gross_sum += gross
+                net_sum += net
+            round_ = Round(iterations, seconds, gross_sum if valid else math.nan, net_sum if valid else math.nan,
+                           valid, by_device if valid else {})
+            rounds.append(round_)
+            if not valid:
+                continue
+            for channel in self.channels:
+                start, end = before[channel.device], after[channel.device]
+                total = totals[channel.device]
+                total["gross"] += end.joules - start.joules
+                total["net"] += by_device[channel.device]
+                total["seconds"] += seconds
+                total["edge_var"] += start.uncertainty**2 + end.uncertainty**2
+        components = []
+        for channel in self.channels:
+            total = totals[channel.device]
+            period = self.periods.get(channel.device, 0.0)
+            systematic = channel.uncertainty(total["gross"], total["seconds"])
+            note = problems.get(channel.device, "")
+            if note:
+                note = f"window(s) invalid: {note}"
+            components.append(
+                Component(
+                    device=channel.device,
+                    kind=channel.kind,
+                    method=channel.method,
+                    gross_joules=total["gross"],
+                    net_joules=total["net"],
+                    idle_watts=self.idle_watts[channel.device],
+                    window_seconds=total["seconds"],
+                    ticks=int(total["seconds"] / period) if period else 0,
+                    uncertainty_joules=math.sqrt(total["edge_var"] + systematic**2),
+                    valid=channel.device not in problems,
+                    note=note,
+                )
+            )
+        timeline: list[tuple[float, float]] = []
+        if taken.edges:
+            since, until = taken.edges[0].at, taken.edges[-1].at
+            for channel in self.channels:
+                timeline += [(t - since, w) for t, w in channel.timeline(since, until)]
+        return Measured(rounds, components, sorted(timeline))

@@ -1,0 +1,165 @@
+"""pytest hooks, wired to the energy session. No logic lives here: each hook delegates in a few lines.
+
+Loading this module imports only the light settings module; the session, the meter and every heavy
+library are imported when ``--energy`` is on (or when a case object is collected).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any, Generator
+
+import pytest
+
+from . import config as settings_module
+
+if TYPE_CHECKING:
+    from .fixture import EnergyFixture
+    from .session import EnergySession, TestContext
+
+SESSION_KEY = pytest.StashKey["EnergySession"]()
+CONTEXT_KEY = pytest.StashKey["TestContext"]()
+MARKER_HELP = (
+    "energy(budget=None, per='iteration', basis='gross', rounds=None, min_window=None, warmup=None, "
+    "threshold=None, thresholds=None, gate=None): an energy budget ('10 J', '0.2 Wh'; per 'iteration', "
+    "'1000' or 'test'), measurement settings and verdict thresholds for this test (pytest-energy). "
+    "A marked test that does not use the `energy` fixture is measured as a whole."
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("energy", "energy and CO2 measurement (pytest-energy)")
+    group.addoption("--energy", action="store_true", default=False,
+                    help="measure energy (ini energy = true, env PYTEST_ENERGY=1)")
+    parser.addini("energy", "measure energy (as --energy)", type="bool", default=False)
+    for option in settings_module.OPTIONS:
+        described = f"{option.help} (ini {option.ini}, env {option.env}; default {option.default})"
+        if option.flag:
+            group.addoption(option.cli, action="store_true", default=False, dest=option.dest, help=described)
+        else:
+            group.addoption(option.cli, dest=option.dest, default=None, metavar="VALUE", help=described)
+        parser.addini(option.ini, option.help, default=None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER_HELP)
+    try:
+        settings = settings_module.resolve(
+            settings_module.enabled(config.option.energy, config.getini("energy")),
+            vars(config.option), config.getini,
+        )
+    except settings_module.SettingError as error:
+        raise pytest.UsageError(str(error)) from None
+    if not settings.enabled:
+        return
+    from .carbon import CarbonError
+    from .session import EnergySession
+
+    try:
+        session = EnergySession(settings, config.rootpath, worker=hasattr(config, "workerinput"))
+    except CarbonError as error:
+        raise pytest.UsageError(str(error)) from None
+    config.stash[SESSION_KEY] = session
+    if config.pluginmanager.hasplugin("xdist") and not session.worker:
+        config.pluginmanager.register(XdistHooks(session), "energy-xdist")
+    if config.pluginmanager.hasplugin("html"):
+        from .report.pytest_html import PytestHtmlHooks
+
+        config.pluginmanager.register(PytestHtmlHooks(), "energy-html")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is not None:
+        session.close()
+
+
+def _context(item: pytest.Item) -> TestContext:
+    """The test's measurement context, made once from its `energy` markers (closest wins)."""
+    context = item.stash.get(CONTEXT_KEY, None)
+    if context is None:
+        from .session import TestContext
+
+        session = item.config.stash.get(SESSION_KEY, None)
+        try:
+            context = TestContext.for_test(item.nodeid, session.settings if session else None,
+                                           [m.kwargs for m in item.iter_markers("energy")])
+        except ValueError as error:
+            pytest.fail(str(error), pytrace=False)
+        item.stash[CONTEXT_KEY] = context
+    return context
+
+
+@pytest.fixture
+def energy(request: pytest.FixtureRequest) -> EnergyFixture:
+    """Measure energy: ``energy(fn, *args)``, ``energy.run(fn, ...)`` or ``with energy.measure():``."""
+    from .fixture import EnergyFixture
+
+    return EnergyFixture(request.config.stash.get(SESSION_KEY, None), _context(request.node))
+
+
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: Any) -> list[pytest.Item] | None:
+    # A module that declares cases has imported pytest_energy.cases; without it nothing can be a case.
+    cases = sys.modules.get("pytest_energy.cases")
+    if cases is None or not isinstance(obj, cases.Case):
+        return None
+    return [pytest.Function.from_parent(collector, name=test_name, callobj=test)
+            for test_name, test in obj.tests(name)]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
+    session = item.config.stash.get(SESSION_KEY, None)
+    if session is None:
+        return (yield)
+    context = item.stash.get(CONTEXT_KEY, None)
+    if context is None and item.get_closest_marker("energy") is not None:
+        context = _context(item)
+        with session.measure_test(context):
+            result = yield
+    else:
+        result = yield
+    if context is not None:
+        session.after_call(context, item.funcargs.get("benchmark") if hasattr(item, "funcargs") else None)
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    context = item.stash.get(CONTEXT_KEY, None)
+    session = item.config.stash.get(SESSION_KEY, None)
+    if session is not None and context is not None and call.when == "call" and session.wants_properties(item.config):
+        item.user_properties.extend(session.properties(context))
+    report = yield
+    if context is not None and report.when == "call":
+        context.set_outcome(report.outcome)
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    energy = session.config.stash.get(SESSION_KEY, None)
+    if energy is None:
+        return
+    if energy.worker:
+        session.config.workeroutput["energy"] = energy.worker_payload()  # type: ignore[attr-defined]
+        return
+    if energy.finish(exitstatus) and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    energy = config.stash.get(SESSION_KEY, None)
+    if energy is not None and not energy.worker:
+        energy.summarise(terminalreporter, config.get_verbosity())
+
+
+class XdistHooks:
+    """Registered on the xdist controller only: workers measure, the controller merges and writes."""
+
+    def __init__(self, session: EnergySession) -> None:
+        self.session = session
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        payload = getattr(node, "workeroutput", {}).get("energy")
+        if payload:
+            self.session.merge_worker(payload)

@@ -1,0 +1,375 @@
+"""The energy session: one per pytest session (per xdist worker), kept on ``config.stash``.
+
+It owns the meter (started lazily, at the first measurement, so a run that measures nothing pays
+nothing), turns what the meter took into records, and at the end runs the stages in one direction:
+judge against baselines, store (JSON, baselines, history), report. Every stage after the JSON write
+is isolated, so a broken report can never lose the records or turn CI red.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from . import budget as budgets
+from .carbon import grams, resolve_carbon
+from .config import Settings
+from .fingerprint import fingerprint, git_commit
+from .fixture import Block
+from .meter import END, START, Meter, Taken
+from .record import Record, RunInfo, per_iteration_stats, session_document
+from .sources import detect
+
+#: Marker keywords that tune the verdict of a test's records (kept on the record for the gate).
+VERDICT_KEYS = ("threshold", "thresholds", "gate")
+#: Marker keywords that override settings for one test.
+SETTING_KEYS = ("rounds", "min_window", "warmup")
+BUDGET_KEYS = ("budget", "per", "basis")
+MARKER_KEYS = BUDGET_KEYS + SETTING_KEYS + VERDICT_KEYS
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class _Taken:
+    """A measurement whose record is built on first use: edges of ticking counters resolve in the
+    background, so the test goes on instead of waiting for the next counter tick."""
+
+    def __init__(self, build: Callable[[], Record]) -> None:
+        self._build = build
+        self._record: Record | None = None
+        self.outcome = ""
+
+    @property
+    def record(self) -> Record:
+        if self._record is None:
+            self._record = self._build()
+        self._record.outcome = self.outcome or self._record.outcome
+        return self._record
+
+
+@dataclass
+class TestContext:
+    """What one test measured and the terms it is measured under."""
+
+    nodeid: str
+    settings: Settings
+    marker: dict[str, Any] = field(default_factory=dict)
+    budgets: list[budgets.EnergyBudget] = field(default_factory=list)
+    taken: list[_Taken] = field(default_factory=list)
+    names: dict[str, int] = field(default_factory=dict)
+    outcome: str = ""
+
+    @classmethod
+    def for_test(cls, nodeid: str, settings: Settings | None, markers: list[dict[str, Any]]) -> TestContext:
+        """A context from the test's ``energy`` markers, closest first; raises ValueError (one line)."""
+        marker: dict[str, Any] = {}
+        for kwargs in reversed(markers):
+            marker.update(kwargs)
+        unknown = sorted(set(marker) - set(MARKER_KEYS))
+        if unknown:
+            raise ValueError(f"energy marker: unknown keyword {unknown[0]!r}; expected one of {', '.join(MARKER_KEYS)}")
+        budget = budgets.budget_from_marker(marker)
+        if settings is not None:
+            overrides = {k: marker[k] for k in SETTING_KEYS if marker.get(k) is not None}
+            settings = settings.with_overrides(overrides, "marker energy(...)")
+        return cls(nodeid, settings or Settings(), marker, [budget] if budget else [])
+
+    @property
+    def records(self) -> list[Record]:
+        return [t.record for t in self.taken]
+
+    def set_outcome(self, outcome: str) -> None:
+        self.outcome = outcome
+        for taken in self.taken:
+            taken.outcome = outcome
+
+    def name_for(self, label: str) -> str:
+        base = f"{self.nodeid}::{label}" if label else self.nodeid
+        seen = self.names.get(base, 0) + 1
+        self.names[base] = seen
+        return base if seen == 1 else f"{base}#{seen}"
+
+
+class EnergySession:
+    """Measures, collects records, and runs the end-of-session stages."""
+
+    def __init__(self, settings: Settings, rootpath: Path, *, worker: bool = False) -> None:
+        self.settings = settings
+        self.rootpath = rootpath
+        self.worker = worker
+        self.carbon = resolve_carbon(settings.country, settings.carbon_intensity, settings.pue)
+        self.started = _now()
+        self.run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(2)
+        self.git_commit = git_commit(rootpath)
+        self.notes: list[str] = []
+        self.fingerprint: dict[str, Any] = {}
+        self.reference_joules: dict[str, float] = {}
+        self.idle_watts: dict[str, float] = {}
+        self.taken: list[_Taken] = []
+        self.worker_records: list[Record] = []  # merged from xdist workers on the controller
+        self.output_lines: list[str] = []
+        self.judgement: Any = None
+        self.report: Any = None
+        self._meter: Meter | None = None
+
+    # -- measuring ------------------------------------------------------------------------------
+    def meter(self) -> Meter:
+        """The session's meter, started on first use: detect sources, calibrate, idle, reference."""
+        if self._meter is None:
+            found = detect(self.settings.devices, rapl_root=self.settings.powercap)
+            self.notes += found.notes
+            meter = Meter(found.channels)
+            self.idle_watts = meter.start(self.settings.idle_seconds)
+            self.fingerprint = fingerprint(found.channels)
+            self._meter = meter
+            self.reference_joules = self._measure_reference(meter)
+        return self._meter
+
+    def _measure_reference(self, meter: Meter) -> dict[str, float]:
+        """Gross joules per iteration of the fixed reference workload, per device."""
+        from .reference import reference_workload
+
+        workload = reference_workload("gpu" if any(c.kind == "gpu" for c in meter.channels) else "cpu")
+        taken = meter.take_rounds(workload, (), {}, rounds=3, min_window=0.1, warmup=1)
+        measured = meter.account(taken)
+        iterations = sum(r.iterations for r in measured.rounds if r.valid)
+        return {c.device: c.gross_joules / iterations for c in measured.components if iterations and c.valid}
+
+    def measure_call(
+        self,
+        context: TestContext,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        label: str,
+        unit: str,
+        iterations: int | None,
+        rounds: int | None,
+        min_window: float | None,
+        warmup: int | None,
+    ) -> Any:
+        settings = context.settings
+        taken = self.meter().take_rounds(
+            fn, args, kwargs,
+            rounds=rounds or settings.rounds,
+            min_window=min_window or settings.min_window,
+            warmup=settings.warmup if warmup is None else warmup,
+            iterations=iterations,
+        )
+        self._keep(context, label, unit, "call", taken)
+        return taken.result
+
+    @contextmanager
+    def measure_block(self, context: TestContext, block: Block, *, label: str, unit: str) -> Iterator[None]:
+        meter = self.meter()
+        start = meter.edge(START)
+        try:
+            yield
+        finally:  # energy spent by a block that raised is still energy spent: keep its record
+            end = meter.edge(END)
+            kept = self._keep(context, label, unit, "block", Taken([start, end], [max(1, block.iterations)]))
+            block.record = kept.record
+
+    def _keep(self, context: TestContext, label: str, unit: str, form: str, taken: Taken) -> _Taken:
+        name = context.name_for(label)
+        kept = _Taken(lambda: self._build(context, name, label, unit, form, taken))
+        context.taken.append(kept)
+        self.taken.append(kept)
+        return kept
+
+    def _build(self, context: TestContext, name: str, label: str, unit: str, form: str, taken: Taken) -> Record:
+        meter = self.meter()
+        measured = meter.account(taken)
+        gross, net, spread = per_iteration_stats(measured.rounds)
+        valid = [r for r in measured.rounds if r.valid]
+        iterations = sum(r.iterations for r in valid)
+        systematic = math.sqrt(sum(c.uncertainty_joules**2 for c in measured.components))
+        systematic_per_iteration = systematic / iterations if iterations else math.nan
+        total_gross = sum(r.gross_joules for r in valid)
+        record = Record(
+            name=name,
+            nodeid=context.nodeid,
+            form=form,
+            rounds=measured.rounds,
+            warmup_iterations=taken.warmup_iterations,
+            components=measured.components,
+            per_iteration_gross_joules=gross,
+            per_iteration_net_joules=net,
+            per_iteration_uncertainty_joules=math.sqrt(spread**2 + systematic_per_iteration**2),
+            total_gross_joules=total_gross,
+            total_net_joules=sum(r.net_joules for r in valid),
+            duration_seconds=sum(r.seconds for r in measured.rounds),
+            co2_grams=grams(total_gross, self.carbon),
+            carbon=self.carbon,
+            fingerprint=self.fingerprint,
+            timestamp=_now(),
+            git_commit=self.git_commit,
+            label=label,
+            unit=unit,
+            timeline=measured.timeline,
+            budget={k: context.marker[k] for k in VERDICT_KEYS if k in context.marker},
+            outcome=context.outcome,
+        )
+        reference = sum(self.reference_joules.get(c.device, 0.0) for c in measured.components)
+        if reference > 0 and iterations:
+            record.normalised = {
+                "per_iteration_gross": gross / reference,
+                "per_iteration_net": net / reference,
+            }
+        notes = [f"{c.device}: {c.note}" for c in measured.components if c.note]
+        if not valid:
+            notes.append("every window was invalid: no energy figure for this measurement")
+        notes += self._other_processes(meter)
+        if notes:
+            record.extra["notes"] = notes
+        return record
+
+    def _other_processes(self, meter: Meter) -> list[str]:
+        """NVML counts the whole device: say so when another process computes on a measured GPU."""
+        lines = []
+        for channel in meter.channels:
+            others = getattr(channel, "other_processes", lambda: [])()
+            if others:
+                pids = ", ".join(str(p) for p in others[:5])
+                lines.append(f"{channel.device}: other processes compute on this GPU (pid {pids}); "
+                             "their energy is counted too")
+        for line in lines:
+            if line not in self.notes:
+                self.notes.append(line)
+        return lines
+
+    @contextmanager
+    def measure_test(self, context: TestContext) -> Iterator[None]:
+        """Measure a marked test that does not use the fixture: its whole call is one window."""
+        with self.measure_block(context, Block(), label="", unit="test"):
+            yield
+
+    def after_call(self, context: TestContext, benchmark: Any = None) -> None:
+        """After a test's call: hand energy to pytest-benchmark's extra_info, then check budgets
+        (raising in the call phase, so an over-budget test fails with the one message)."""
+        if benchmark is not None and context.taken and hasattr(benchmark, "extra_info"):
+            from .report.exports import benchmark_extra_info
+
+            benchmark.extra_info.update(benchmark_extra_info(context.records[-1]))
+        if context.budgets and context.taken:
+            budgets.check(context.budgets, context.records, context.nodeid)
+
+    def wants_properties(self, config: Any) -> bool:
+        """JUnit XML or pytest-html will show energy: only then wait for records during the test."""
+        return bool(getattr(config.option, "xmlpath", None) or getattr(config.option, "htmlpath", None))
+
+    def properties(self, context: TestContext) -> list[tuple[str, str]]:
+        from .report.exports import junit_properties
+
+        return [p for record in context.records for p in junit_properties(record)]
+
+    def summarise(self, terminalreporter: Any, verbosity: int) -> None:
+        """The end-of-session terminal summary: the report table, then one line per file and note."""
+        if self.report is not None:
+            from .report import terminal
+
+            terminal.render(self.report, terminalreporter, verbosity)
+        for line in [*self.notes, *self.output_lines]:
+            terminalreporter.write_line(line if line.startswith("pytest-energy") else f"pytest-energy: {line}")
+
+    def close(self) -> None:
+        if self._meter is not None:
+            self._meter.close()
+
+    # -- the end of the session ------------------------------------------------------------------
+    def records(self) -> list[Record]:
+        """Every record of the session (and of its xdist workers), by name."""
+        return sorted([t.record for t in self.taken] + self.worker_records, key=lambda r: r.name)
+
+    def run_info(self, exitstatus: int) -> RunInfo:
+        return RunInfo(
+            run_id=self.run_id,
+            started=self.started,
+            finished=_now(),
+            fingerprint=self.fingerprint,
+            git_commit=self.git_commit,
+            settings=dict(self.settings.values),
+            carbon=self.carbon,
+            idle_watts=self.idle_watts,
+            reference_joules=self.reference_joules,
+            notes=list(self.notes),
+            exitstatus=int(exitstatus),
+        )
+
+    def worker_payload(self) -> dict[str, Any]:
+        """What an xdist worker sends to the controller (plain JSON-able data)."""
+        return {
+            "records": [t.record.to_dict() for t in self.taken],
+            "notes": self.notes,
+            "fingerprint": self.fingerprint,
+            "idle_watts": self.idle_watts,
+            "reference_joules": self.reference_joules,
+        }
+
+    def merge_worker(self, payload: dict[str, Any]) -> None:
+        """Take one worker's records and facts (controller side)."""
+        self.worker_records += [Record.from_dict(r) for r in payload.get("records", [])]
+        self.notes += [n for n in payload.get("notes", []) if n not in self.notes]
+        if not self.fingerprint and payload.get("fingerprint"):
+            self.fingerprint = payload["fingerprint"]
+            self.idle_watts = payload.get("idle_watts", {})
+            self.reference_joules = payload.get("reference_joules", {})
+
+    def finish(self, exitstatus: int) -> int:
+        """Judge, store and report; return the exit bits the gate adds (0, or 1 for a regression)."""
+        records = self.records()
+        run_info = self.run_info(exitstatus)
+        self._stage("the energy JSON", lambda: self._write_json(records, run_info))
+        if not records:
+            self.output_lines.append("pytest-energy: no test measured energy (use the `energy` fixture)")
+            return 0
+        from . import gate, report
+        from .gate import Judgement
+        from .history import History
+
+        self.judgement = Judgement()
+        self._stage("the verdicts", lambda: setattr(
+            self, "judgement", gate.judge(records, self.settings, self.fingerprint, self.rootpath)))
+        self._stage("baselines and history", lambda: self.output_lines.extend(
+            gate.persist(records, self.judgement, self.settings, run_info)))
+        history_path = self._path(self.settings.history)
+        history = History(history_path) if history_path and history_path.exists() else None
+        self._stage("the report", lambda: setattr(
+            self, "report", report.build_report(records, self.judgement, run_info, history)))
+        if self.report is not None:
+            self._stage("the report files", lambda: self.output_lines.extend(
+                report.write_outputs(self.report, self.settings)))
+        return 1 if self.judgement.gate_failed else 0
+
+    def _stage(self, what: str, action: Callable[[], Any]) -> None:
+        try:
+            action()
+        except Exception as error:  # one line, and the remaining stages still run
+            self.output_lines.append(f"pytest-energy: could not write {what}: {type(error).__name__}: {error}")
+
+    def _path(self, value: str | None) -> Path | None:
+        if not value or value.lower() == "none":
+            return None
+        path = Path(value)
+        return path if path.is_absolute() else self.rootpath / path
+
+    def _write_json(self, records: list[Record], run_info: RunInfo) -> None:
+        path = self._path(self.settings.json)
+        if path is None:
+            return
+        from .locking import atomic_write_text
+
+        document = session_document(records, run_info.to_dict())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(document, indent=1, allow_nan=False) + os.linesep)
+        self.output_lines.append(f"pytest-energy: {len(records)} records written to {path}")

@@ -1,0 +1,177 @@
+"""The meter: edges, rounds, tick interpolation and idle, against channels of known power."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+
+import pytest
+
+from pytest_energy.meter import BOUNDARY, END, START, Meter, Taken
+from pytest_energy.sources.base import Channel, SourceError
+
+
+class QuantisedCounter(Channel):
+    """A counter like NVML's: the energy of a piecewise-constant power history, published only every
+    ``tick`` seconds, and slow to read."""
+
+    kind = "gpu"
+    method = "counter"
+
+    def __init__(self, watts: float, tick=0.1, read_cost=0.002, device="gpu:0", phase=0.037):
+        self.device = device
+        self.tick_seconds = tick
+        self.read_cost = read_cost
+        self.origin = time.perf_counter()
+        self.phase = phase  # ticks are not aligned with anything the meter knows
+        self.history = [(0.0, watts)]  # (seconds since origin, watts from then on)
+        self.fail_between: tuple[float, float] | None = None
+
+    def set_power(self, watts: float) -> float:
+        now = time.perf_counter()
+        self.history.append((now - self.origin, watts))
+        return now
+
+    def energy_until(self, t: float) -> float:
+        joules = 0.0
+        for (start, watts), (end, _) in zip(self.history, self.history[1:] + [(math.inf, 0.0)]):
+            if start >= t:
+                break
+            joules += watts * (min(end, t) - start)
+        return joules
+
+    def read(self) -> float:
+        time.sleep(self.read_cost)  # NVML's read is slow; a sleep keeps the test machine free
+        now = time.perf_counter() - self.origin
+        if self.fail_between and self.fail_between[0] <= now <= self.fail_between[1]:
+            raise SourceError("NVML: GPU is lost")
+        last_tick = math.floor((now - self.phase) / self.tick_seconds) * self.tick_seconds + self.phase
+        return self.energy_until(max(0.0, last_tick))
+
+
+class Steady(Channel):
+    """A continuous source of constant power (like RAPL at the meter's scale)."""
+
+    kind = "cpu"
+    method = "counter"
+    device = "cpu:package-0"
+
+    def __init__(self, watts: float):
+        self.watts_value = watts
+        self.origin = time.perf_counter()
+
+    def read(self) -> float:
+        return (time.perf_counter() - self.origin) * self.watts_value
+
+
+def busy(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def test_idle_power_is_measured_per_device():
+    meter = Meter([Steady(20.0)], synchronize=lambda: None)
+    idle = meter.start(0.2)
+    meter.close()
+    assert idle["cpu:package-0"] == pytest.approx(20.0, rel=0.02)
+
+
+def test_rounds_fill_the_minimum_window_and_net_subtracts_idle():
+    channel = Steady(20.0)
+    meter = Meter([channel], synchronize=lambda: None)
+    meter.start(0.05)
+    channel.watts_value = 50.0  # the work draws 30 W above idle
+    taken = meter.take_rounds(busy, (0.01,), {}, rounds=3, min_window=0.1, warmup=2)
+    measured = meter.account(taken)
+    meter.close()
+    assert len(measured.rounds) == 3
+    for round_ in measured.rounds:
+        assert round_.seconds >= 0.1
+        assert round_.iterations >= 9
+        assert round_.gross_joules == pytest.approx(50.0 * round_.seconds, rel=0.01)
+        assert round_.net_joules == pytest.approx(30.0 * round_.seconds, rel=0.03)
+    assert taken.warmup_iterations == 2
+
+
+def test_fixed_iterations_per_round():
+    meter = Meter([Steady(10.0)], synchronize=lambda: None)
+    meter.start(0.02)
+    taken = meter.take_rounds(lambda: 7, (), {}, rounds=4, min_window=10.0, warmup=0, iterations=25)
+    meter.close()
+    assert taken.iterations == [25, 25, 25, 25]
+    assert taken.result == 7
+
+
+def _window_error(interpolate: bool, seconds: float, trials: int) -> list[float]:
+    """Relative error of a window's energy for a 300 W load on an 80 W idle, 100 ms counter."""
+    errors = []
+    for trial in range(trials):
+        channel = QuantisedCounter(80.0, read_cost=0.001, phase=0.013 * trial)
+        meter = Meter([channel], synchronize=lambda: None)
+        meter.start(0.3)
+        time.sleep(0.017 * trial)
+        if interpolate:
+            first = meter.edge(START)
+            began = channel.set_power(300.0)
+        else:
+            began = channel.set_power(300.0)
+            first_value = channel.read()
+        time.sleep(seconds)
+        ended = channel.set_power(80.0)
+        if interpolate:
+            last = meter.edge(END)
+            measured = meter.account(Taken([first, last], [1])).rounds[0].gross_joules
+            truth = (ended - began) * 300.0 + (began - first.at + last.at - ended) * 80.0
+        else:
+            measured = channel.read() - first_value
+            truth = (ended - began) * 300.0
+        meter.close()
+        errors.append((measured - truth) / truth)
+    return errors
+
+
+def test_tick_interpolation_beats_reading_at_the_edges():
+    """The notes' probe in miniature: a 0.25 s window on a 100 ms counter."""
+    naive = _window_error(False, 0.25, 6)
+    interpolated = _window_error(True, 0.25, 6)
+    assert max(abs(e) for e in interpolated) < 0.01
+    assert statistics.pstdev(interpolated) < statistics.pstdev(naive)
+
+
+def test_boundary_edges_share_power_across_the_tick():
+    channel = QuantisedCounter(200.0, read_cost=0.001)
+    meter = Meter([channel], synchronize=lambda: None)
+    meter.start(0.25)
+    assert meter.idle_watts["gpu:0"] == pytest.approx(200.0, rel=0.05)
+    assert meter.periods["gpu:0"] == pytest.approx(0.1, rel=0.1)
+    edges = [meter.edge(START)]
+    for _ in range(3):
+        time.sleep(0.15)
+        edges.append(meter.edge(BOUNDARY))
+    measured = meter.account(Taken(edges, [1, 1, 1]))
+    meter.close()
+    for round_ in measured.rounds:
+        assert round_.gross_joules == pytest.approx(200.0 * round_.seconds, rel=0.08)
+    component = measured.components[0]
+    assert component.method == "counter" and component.ticks >= 3
+    assert component.uncertainty_joules > 0
+
+
+def test_an_error_inside_a_window_marks_it_invalid_never_zero():
+    channel = QuantisedCounter(100.0, read_cost=0.001)
+    meter = Meter([channel], synchronize=lambda: None)
+    meter.start(0.2)
+    now = time.perf_counter() - channel.origin
+    channel.fail_between = (now + 0.15, now + 0.45)
+    taken = meter.take_rounds(time.sleep, (0.05,), {}, rounds=6, min_window=0.1, warmup=0)
+    measured = meter.account(taken)
+    meter.close()
+    invalid = [r for r in measured.rounds if not r.valid]
+    valid = [r for r in measured.rounds if r.valid]
+    assert invalid and valid
+    assert all(math.isnan(r.gross_joules) for r in invalid)
+    assert all(r.gross_joules > 0 for r in valid)
+    assert "GPU is lost" in measured.components[0].note
+    assert not measured.components[0].valid
