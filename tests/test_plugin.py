@@ -1,0 +1,237 @@
+"""The plugin as users meet it: options, the fixture's forms, the marker and budgets, JSON records.
+
+Each run happens serially and under pytest-xdist (`-n 2`), as the plugin must behave the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+FAST = ["--energy-min-window", "0.02", "--energy-rounds", "3", "--energy-warmup", "1",
+        "--energy-idle-seconds", "0.05", "--energy-report", "none", "-p", "no:cacheprovider"]
+
+WORK = """
+import pytest
+
+def work(n=30000):
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+"""
+
+
+@pytest.fixture(params=["serial", "xdist"])
+def mode(request) -> list[str]:
+    return ["-p", "no:xdist"] if request.param == "serial" else ["-n", "2"]
+
+
+def run(pytester: pytest.Pytester, mode: list[str], *args: str) -> tuple[pytest.RunResult, dict]:
+    result = pytester.runpytest("--energy", "--energy-json", "out.json", *FAST, *mode, *args)
+    path = pytester.path / "out.json"
+    return result, json.loads(path.read_text()) if path.exists() else {}
+
+
+def test_call_form_gives_modelled_per_iteration_joules(pytester, mode):
+    pytester.makepyfile(WORK + """
+def test_sum(energy):
+    assert energy(work, 20000) == sum(i * i for i in range(20000))
+""")
+    result, document = run(pytester, mode, "--energy-devices", "cpu,ram")
+    result.assert_outcomes(passed=1)
+    assert document["schema_version"] == 1
+    [record] = document["records"]
+    assert record["name"] == "test_call_form_gives_modelled_per_iteration_joules.py::test_sum"
+    assert record["methods"] == ["modelled"]
+    assert record["per_iteration_gross_joules"] > 0
+    assert record["per_iteration_net_joules"] > 0
+    assert record["form"] == "call" and record["warmup_iterations"] == 1
+    assert len(record["rounds"]) == 3
+    assert all(r["seconds"] >= 0.02 and r["iterations"] >= 1 for r in record["rounds"])
+    assert record["iterations"] == sum(r["iterations"] for r in record["rounds"])
+    assert {c["device"] for c in record["components"]} == {"cpu", "ram"}
+    for component in record["components"]:
+        assert component["method"] == "modelled" and component["uncertainty_joules"] > 0
+    assert record["co2_grams"] == pytest.approx(
+        record["total_gross_joules"] / 3.6e6 * 475.0, rel=1e-9)
+    assert record["outcome"] == "passed"
+    assert document["session"]["fingerprint"]["id"] == record["fingerprint"]["id"]
+
+
+def test_budget_failure_names_value_uncertainty_budget_and_method(pytester, mode):
+    pytester.makepyfile(WORK + """
+@pytest.mark.energy(budget="1 mJ")
+def test_over(energy):
+    energy(work)
+
+@pytest.mark.energy(budget="1 kWh", per="1000")
+def test_under(energy):
+    energy(work)
+""")
+    result, document = run(pytester, mode, "--energy-devices", "cpu")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([
+        "*energy budget exceeded: * ± * per iteration (gross, modelled) > budget 1 mJ per iteration*"])
+    line = next(line for line in result.outlines if "energy budget exceeded" in line)
+    measured = float(re.search(r"exceeded: ([\d.]+) (mJ|J)", line).group(1))
+    assert measured > 1.0  # more than the 1 mJ budget
+    outcomes = {r["name"].split("::")[-1]: r["outcome"] for r in document["records"]}
+    assert outcomes == {"test_over": "failed", "test_under": "passed"}
+
+
+def test_block_form_and_whole_test_marker(pytester, mode):
+    pytester.makepyfile(WORK + """
+def test_block(energy):
+    with energy.measure("train", unit="step") as run:
+        for _ in range(4):
+            work()
+        run.iterations = 4
+    assert run.record.iterations == 4 and run.record.label == "train"
+
+@pytest.mark.energy(budget="1 J", per="test", basis="gross")
+def test_whole_call_over_budget():
+    work(2_000_000)
+""")
+    result, document = run(pytester, mode, "--energy-devices", "cpu")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*energy budget exceeded: * for the test (gross, modelled) > budget 1 J per test*"])
+    by_name = {r["name"].split("::", 1)[1]: r for r in document["records"]}
+    assert set(by_name) == {"test_block::train", "test_whole_call_over_budget"}
+    block = by_name["test_block::train"]
+    assert block["form"] == "block" and block["unit"] == "step" and len(block["rounds"]) == 1
+    whole = by_name["test_whole_call_over_budget"]
+    assert whole["unit"] == "test" and whole["total_gross_joules"] > 1.0
+
+
+def test_without_energy_the_fixture_runs_once_unmeasured(pytester):
+    pytester.makepyfile("""
+calls = []
+
+def test_once(energy):
+    assert energy(calls.append, 1) is None
+    with energy.measure() as run:
+        pass
+    assert calls == [1] and energy.last is None and run.record is None and not energy.enabled
+""")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert "pytest-energy" not in result.stdout.str()
+
+
+def test_marker_settings_override_the_command_line(pytester):
+    pytester.makepyfile(WORK + """
+@pytest.mark.energy(rounds=2, warmup=0)
+def test_marked(energy):
+    energy(work)
+""")
+    result, document = run(pytester, ["-p", "no:xdist"], "--energy-devices", "cpu")
+    result.assert_outcomes(passed=1)
+    [record] = document["records"]
+    assert len(record["rounds"]) == 2 and record["warmup_iterations"] == 0
+
+
+def test_a_bad_marker_fails_only_that_test_with_one_line(pytester):
+    pytester.makepyfile(WORK + """
+@pytest.mark.energy(budget="12 parsecs")
+def test_bad(energy):
+    energy(work)
+
+@pytest.mark.energy(rounds=2, window=3)
+def test_unknown(energy):
+    energy(work)
+
+def test_fine(energy):
+    energy(work)
+""")
+    result, _ = run(pytester, ["-p", "no:xdist"], "--energy-devices", "cpu")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines([
+        "*energy marker budget: energy '12 parsecs': unknown unit 'parsecs'*",
+        "*energy marker: unknown keyword 'window'*",
+    ])
+    assert "Traceback" not in result.stdout.str()
+
+
+@pytest.mark.parametrize("how, where", [
+    (["--energy-rounds", "zero"], "--energy-rounds has 'zero', expected an integer >= 1"),
+    (["--energy-pue", "0.5"], "--energy-pue has '0.5', expected a number >= 1.0"),
+    (["--energy-country", "Atlantis"], "--energy-country has 'Atlantis', expected a 3-letter ISO"),
+    (["--energy-country", "XYZ"], "country 'XYZ' is not in codecarbon global_energy_mix.json"),
+])
+def test_bad_settings_are_one_usage_line_naming_the_source(pytester, how, where):
+    pytester.makepyfile("def test_nothing(): pass")
+    result = pytester.runpytest("--energy", *how)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: pytest-energy: *{where}*"])
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_environment_and_ini_are_sources_too(pytester, monkeypatch):
+    pytester.makepyfile("def test_nothing(): pass")
+    pytester.makeini("[pytest]\nenergy = true\nenergy_warmup = -1\n")
+    result = pytester.runpytest()
+    result.stderr.fnmatch_lines(["ERROR: pytest-energy: ini energy_warmup has '-1', expected an integer >= 0"])
+    monkeypatch.setenv("PYTEST_ENERGY_WARMUP", "nope")
+    result = pytester.runpytest()
+    result.stderr.fnmatch_lines(["ERROR: pytest-energy: PYTEST_ENERGY_WARMUP has 'nope', expected an integer >= 0"])
+
+
+def test_country_intensity_and_pue_set_the_carbon(pytester):
+    pytester.makepyfile(WORK + """
+def test_sum(energy):
+    energy(work)
+""")
+    result, document = run(pytester, ["-p", "no:xdist"], "--energy-devices", "cpu",
+                           "--energy-country", "fra", "--energy-pue", "1.5")
+    result.assert_outcomes(passed=1)
+    [record] = document["records"]
+    carbon = record["carbon"]
+    assert carbon["country_iso_code"] == "FRA" and carbon["pue"] == 1.5
+    assert carbon["intensity_g_per_kwh"] == pytest.approx(56.039)
+    assert "France" in carbon["source"]
+    assert record["co2_grams"] == pytest.approx(record["total_gross_joules"] / 3.6e6 * 1.5 * 56.039)
+
+
+def test_loading_the_plugin_imports_nothing_heavy(pytester):
+    pytester.makeconftest("""
+import sys
+def pytest_sessionfinish(session):
+    heavy = [m for m in ("torch", "transformers", "codecarbon", "rich", "jinja2") if m in sys.modules]
+    print("HEAVY:", heavy)
+""")
+    pytester.makepyfile("def test_nothing(): pass")
+    result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["HEAVY: []"])
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, pytest_energy.plugin; "
+         "print([m for m in ('torch', 'transformers', 'codecarbon') if m in sys.modules])"],
+        capture_output=True, text=True, check=True)
+    assert probe.stdout.strip() == "[]"
+
+
+def test_a_measured_run_opens_no_network_connection(pytester):
+    pytester.makeconftest("""
+import socket
+attempts = []
+_connect = socket.socket.connect
+def guarded(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        attempts.append(address)
+        raise OSError("network disabled by the test")
+    return _connect(self, address)
+socket.socket.connect = guarded
+def pytest_unconfigure(config):
+    print("NETWORK ATTEMPTS:", attempts)
+""")
+    pytester.makepyfile(WORK + """
+def test_sum(energy):
+    energy(work)
+""")
+    result = pytester.runpytest_subprocess("-s", "--energy", "--energy-country", "USA", *FAST)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["NETWORK ATTEMPTS: []"])
