@@ -81,11 +81,8 @@ def _context(item: pytest.Item) -> TestContext:
         from .session import TestContext
 
         session = item.config.stash.get(SESSION_KEY, None)
-        try:
-            context = TestContext.for_test(item.nodeid, session.settings if session else None,
-                                           [m.kwargs for m in item.iter_markers("energy")])
-        except ValueError as error:
-            pytest.fail(str(error), pytrace=False)
+        context = TestContext.for_test(item.nodeid, session.settings if session else None,
+                                       [m.kwargs for m in item.iter_markers("energy")])
         item.stash[CONTEXT_KEY] = context
     return context
 
@@ -115,6 +112,9 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     context = item.stash.get(CONTEXT_KEY, None)
     if context is None and item.get_closest_marker("energy") is not None:
         context = _context(item)
+    if context is not None and context.error:  # a bad marker fails its own test, in one line
+        pytest.fail(context.error, pytrace=False)
+    if context is not None and "energy" not in getattr(item, "fixturenames", ()):
         with session.measure_test(context):
             result = yield
     else:

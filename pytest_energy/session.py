@@ -67,20 +67,25 @@ class TestContext:
     taken: list[_Taken] = field(default_factory=list)
     names: dict[str, int] = field(default_factory=dict)
     outcome: str = ""
+    error: str = ""  # a bad marker: the test fails with this one line
 
     @classmethod
     def for_test(cls, nodeid: str, settings: Settings | None, markers: list[dict[str, Any]]) -> TestContext:
-        """A context from the test's ``energy`` markers, closest first; raises ValueError (one line)."""
+        """A context from the test's ``energy`` markers, closest first; a bad marker sets ``error``."""
         marker: dict[str, Any] = {}
         for kwargs in reversed(markers):
             marker.update(kwargs)
-        unknown = sorted(set(marker) - set(MARKER_KEYS))
-        if unknown:
-            raise ValueError(f"energy marker: unknown keyword {unknown[0]!r}; expected one of {', '.join(MARKER_KEYS)}")
-        budget = budgets.budget_from_marker(marker)
-        if settings is not None:
-            overrides = {k: marker[k] for k in SETTING_KEYS if marker.get(k) is not None}
-            settings = settings.with_overrides(overrides, "marker energy(...)")
+        try:
+            unknown = sorted(set(marker) - set(MARKER_KEYS))
+            if unknown:
+                raise ValueError(
+                    f"energy marker: unknown keyword {unknown[0]!r}; expected one of {', '.join(MARKER_KEYS)}")
+            budget = budgets.budget_from_marker(marker)
+            if settings is not None:
+                overrides = {k: marker[k] for k in SETTING_KEYS if marker.get(k) is not None}
+                settings = settings.with_overrides(overrides, "marker energy(...)")
+        except ValueError as error:
+            return cls(nodeid, Settings(), marker, error=str(error))
         return cls(nodeid, settings or Settings(), marker, [budget] if budget else [])
 
     @property

@@ -1,0 +1,28 @@
+"""pytest-energy: measure, budget and gate the energy and CO2 of test code and ML model cases.
+
+Importing this package is cheap: the case classes are loaded on first use, and nothing here imports
+torch, transformers or codecarbon.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .budget import EnergyBudget, EnergyBudgetExceeded
+from .record import SCHEMA_VERSION, Record
+from .units import format_energy, parse_energy
+
+__version__ = "0.1.0"
+
+_CASES = ("Case", "InferenceCase", "FineTuneCase", "PruningSweep")
+
+__all__ = ["EnergyBudget", "EnergyBudgetExceeded", "Record", "SCHEMA_VERSION", "format_energy",
+           "parse_energy", "__version__", *_CASES]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CASES:
+        from . import cases
+
+        return getattr(cases, name)
+    raise AttributeError(f"module 'pytest_energy' has no attribute {name!r}")
