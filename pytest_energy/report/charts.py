@@ -1,0 +1,133 @@
+"""Inline SVG charts for the HTML report: energy against quality with its Pareto front, a power
+timeline, and trend lines with their step changes. No script, no external resource: every chart is
+markup in the page, and every piece of test-supplied text in it is escaped."""
+
+from __future__ import annotations
+
+import math
+
+from markupsafe import Markup, escape
+
+from .model import QualityChart, Trend, fmt
+
+STATUS_CLASS = {"regression": "s-reg", "inconclusive": "s-inc", "improvement": "s-imp", "new": "s-new",
+                "unchanged": "s-unc", "incomparable": "s-icp", "": "s-none"}
+
+
+def _ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """Round tick values covering [low, high]."""
+    if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
+        return [low]
+    raw = (high - low) / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    first = math.ceil(low / step) * step
+    return [first + i * step for i in range(int((high - first) / step + 1e-9) + 1)]
+
+
+class _Axis:
+    """Maps data values to pixels, linear or log10 (chosen where values span over 50x)."""
+
+    def __init__(self, values: list[float], start: float, end: float, log: bool | None = None) -> None:
+        low, high = min(values), max(values)
+        self.log = log if log is not None else (low > 0 and high / low > 50)
+        if self.log:
+            low, high = math.log10(low), math.log10(high)
+        pad = (high - low) * 0.06 or abs(high) * 0.1 or 1.0
+        self.low, self.high, self.start, self.end = low - pad, high + pad, start, end
+
+    def __call__(self, value: float) -> float:
+        value = math.log10(value) if self.log else value
+        return self.start + (value - self.low) / (self.high - self.low) * (self.end - self.start)
+
+    def ticks(self) -> list[float]:
+        if self.log:
+            return [10.0 ** e for e in range(math.ceil(self.low), math.floor(self.high) + 1)]
+        return _ticks(self.low, self.high)
+
+
+def _frame(width: int, height: int, label: str, body: list[str]) -> Markup:
+    return Markup(
+        f'<svg class="chart" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" role="img" aria-label="{escape(label)}">'
+        + "".join(body) + "</svg>"
+    )
+
+
+def _axes(x: _Axis, y: _Axis, left: int, top: int, right: int, bottom: int, x_label: str, y_label: str
+          ) -> list[str]:
+    parts = [f'<rect class="plot" x="{left}" y="{top}" width="{right - left}" height="{bottom - top}"/>']
+    for tick in x.ticks():
+        px = x(tick)
+        if left <= px <= right:
+            parts.append(f'<line class="grid" x1="{px:.1f}" y1="{top}" x2="{px:.1f}" y2="{bottom}"/>'
+                         f'<text class="tick" x="{px:.1f}" y="{bottom + 14}" text-anchor="middle">{fmt(tick, 3)}</text>')
+    for tick in y.ticks():
+        py = y(tick)
+        if top <= py <= bottom:
+            parts.append(f'<line class="grid" x1="{left}" y1="{py:.1f}" x2="{right}" y2="{py:.1f}"/>'
+                         f'<text class="tick" x="{left - 4}" y="{py + 4:.1f}" text-anchor="end">{fmt(tick, 3)}</text>')
+    parts.append(f'<text class="axis" x="{(left + right) / 2:.0f}" y="{bottom + 30}" text-anchor="middle">'
+                 f'{escape(x_label)}</text>')
+    parts.append(f'<text class="axis" transform="translate(12 {(top + bottom) / 2:.0f}) rotate(-90)" '
+                 f'text-anchor="middle">{escape(y_label)}</text>')
+    return parts
+
+
+def quality_scatter(chart: QualityChart) -> Markup:
+    """Energy per iteration (x) against one quality metric (y); the Pareto front joined by a line."""
+    width, height, left, top, right, bottom = 640, 340, 64, 14, 624, 296
+    points = chart.points
+    x = _Axis([p.energy for p in points], left, right)
+    y = _Axis([p.quality for p in points], bottom, top, log=False)
+    parts = _axes(x, y, left, top, right, bottom,
+                  f"net J per {chart.unit}" + (" (log scale)" if x.log else ""), chart.metric)
+    front = sorted((p for p in points if p.on_front), key=lambda p: p.energy)
+    if len(front) > 1:
+        path = " ".join(f"{x(p.energy):.1f},{y(p.quality):.1f}" for p in front)
+        parts.append(f'<polyline class="front" points="{path}"/>')
+    for point in points:
+        css = STATUS_CLASS.get(point.status, "s-none") + (" on-front" if point.on_front else "")
+        parts.append(
+            f'<a href="#r{point.row}"><circle class="dot {css}" cx="{x(point.energy):.1f}" '
+            f'cy="{y(point.quality):.1f}" r="{5 if point.on_front else 4}"><title>{escape(point.name)}: '
+            f'{fmt(point.energy)} J, {escape(chart.metric)} {fmt(point.quality)}'
+            f'{" (Pareto front)" if point.on_front else ""}</title></circle></a>'
+        )
+    return _frame(width, height, f"energy against {chart.metric}, Pareto front marked", parts)
+
+
+def power_timeline(samples: list[tuple[float, float]], idle_watts: float | None = None) -> Markup:
+    """Sampled power (W) over the measured time (s), with the device's idle power as a dashed line."""
+    width, height, left, top, right, bottom = 640, 200, 56, 10, 624, 160
+    x = _Axis([t for t, _ in samples], left, right, log=False)
+    watts = [w for _, w in samples] + ([idle_watts] if idle_watts else [])
+    y = _Axis([0.0, *watts], bottom, top, log=False)
+    parts = _axes(x, y, left, top, right, bottom, "seconds", "watts")
+    if idle_watts:
+        parts.append(f'<line class="idle" x1="{left}" y1="{y(idle_watts):.1f}" x2="{right}" '
+                     f'y2="{y(idle_watts):.1f}"><title>idle {fmt(idle_watts)} W</title></line>')
+    path = " ".join(f"{x(t):.1f},{y(w):.1f}" for t, w in samples)
+    parts.append(f'<polyline class="power" points="{path}"/>')
+    return _frame(width, height, "power timeline", parts)
+
+
+def trend_line(trend: Trend) -> Markup:
+    """Net joules per iteration across runs (oldest left); steps drawn as red markers."""
+    width, height, left, top, right, bottom = 360, 150, 56, 10, 350, 110
+    values = [p.joules for p in trend.points]
+    x = _Axis(list(range(len(values))), left, right, log=False)
+    y = _Axis(values, bottom, top, log=False)
+    parts = _axes(x, y, left, top, right, bottom, "run", "J / iteration")
+    path = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values))
+    parts.append(f'<polyline class="trend" points="{path}"/>')
+    for i, point in enumerate(trend.points):
+        css = STATUS_CLASS.get(point.status, "s-none")
+        parts.append(f'<circle class="dot small {css}" cx="{x(i):.1f}" cy="{y(point.joules):.1f}" r="2.5">'
+                     f'<title>{escape(point.started)}: {fmt(point.joules)} J ({escape(point.status or "-")})'
+                     f'</title></circle>')
+    for step in trend.steps:
+        px = (x(step.index - 1) + x(step.index)) / 2
+        parts.append(f'<line class="step" x1="{px:.1f}" y1="{top}" x2="{px:.1f}" y2="{bottom}">'
+                     f'<title>step {escape(step.text)}: {fmt(step.before)} J to {fmt(step.after)} J</title></line>')
+    return _frame(width, height, f"trend of {trend.name}", parts)

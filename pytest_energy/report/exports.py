@@ -1,0 +1,360 @@
+"""Energy in other tools' formats: CodeCarbon's emissions CSV, JUnit XML properties, pytest-benchmark's
+``extra_info``, Hugging Face model-card ``co2_eq_emissions`` blocks, the GitHub step summary, and the
+two ratings they carry (AI-Energy-Score-style stars, a carbon-efficiency class for fine-tunes).
+
+CodeCarbon is never imported: its column names are fixed here (and checked against its source in the
+tests), so a CSV written here loads wherever CodeCarbon's does.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..locking import atomic_write_text, locked
+from ..record import Record
+
+if TYPE_CHECKING:  # model imports this module; the report type is only needed for annotations
+    from .model import Report, Row
+
+JOULES_PER_KWH = 3.6e6
+JOULES_PER_WH = 3600.0
+
+#: ``codecarbon.output_methods.emissions_data.EmissionsData`` fields, in its CSV column order
+#: (codecarbon 3.3). Units as CodeCarbon's: s, kg CO2eq, kg/s, W, kWh (device energy x PUE), L.
+CODECARBON_COLUMNS = (
+    "timestamp", "project_name", "run_id", "experiment_id", "duration", "emissions", "emissions_rate",
+    "cpu_power", "gpu_power", "ram_power", "cpu_energy", "gpu_energy", "ram_energy", "energy_consumed",
+    "water_consumed", "country_name", "country_iso_code", "region", "cloud_provider", "cloud_region",
+    "os", "python_version", "codecarbon_version", "cpu_count", "cpu_model", "gpu_count", "gpu_model",
+    "longitude", "latitude", "ram_total_size", "tracking_mode", "cpu_utilization_percent",
+    "gpu_utilization_percent", "ram_utilization_percent", "ram_used_gb", "on_cloud", "pue", "wue",
+)
+#: Our component kinds in CodeCarbon's three columns (RAPL's DRAM domain is its RAM).
+_CODECARBON_KIND = {"cpu": "cpu", "gpu": "gpu", "dram": "ram", "ram": "ram"}
+CLASSES = "ABCDE"
+
+
+def _finite(value: float) -> float | None:
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+# -- ratings -------------------------------------------------------------------------------------
+def star_rating(value: float, reference_range: tuple[float, float]) -> int:
+    """AI Energy Score style: the task's range (lowest, highest energy) cut into five equal bands;
+    5 stars for the lowest 20 %, 1 star for the highest; values outside the range get 5 or 1."""
+    low, high = (float(v) for v in reference_range)
+    if not (math.isfinite(low) and math.isfinite(high) and high > low):
+        raise ValueError(f"reference range {reference_range!r}: expected (lowest, highest) with highest > lowest")
+    if not math.isfinite(value):
+        raise ValueError(f"energy {value!r}: cannot be rated")
+    band = math.floor((value - low) / (high - low) * 5)
+    return 5 - min(4, max(0, band))
+
+
+def _reference_range(raw: Any) -> tuple[float, float] | None:
+    if isinstance(raw, dict):
+        raw = (raw.get("low"), raw.get("high"))
+    if isinstance(raw, (list, tuple)) and len(raw) == 2:
+        try:
+            return float(raw[0]), float(raw[1])
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def rated_wh_per_1000(record: Record) -> tuple[float | None, str]:
+    """What the AI Energy Score rates: gross GPU Wh per 1,000 iterations (all devices where no GPU
+    was measured, and then said so)."""
+    if record.iterations <= 0:
+        return None, "no valid rounds"
+    gpus = [c for c in record.components if c.kind == "gpu"]
+    used = gpus or record.components
+    joules = math.fsum(c.gross_joules for c in used)
+    basis = "gross GPU energy" if gpus else "gross energy of " + ", ".join(c.device for c in used) + " (no GPU)"
+    return _finite(joules / record.iterations * 1000 / JOULES_PER_WH), basis
+
+
+def rating(record: Record) -> tuple[int | None, str]:
+    """Stars for a record carrying ``extra["reference_range"]`` (Wh per 1,000, lowest and highest of
+    its task), with a line saying what was rated; (None, "") without a range."""
+    raw = record.extra.get("reference_range") if isinstance(record.extra, dict) else None
+    if raw is None:
+        return None, ""
+    reference = _reference_range(raw)
+    value, basis = rated_wh_per_1000(record)
+    if reference is None or value is None:
+        return None, f"not rated: reference range {raw!r} or energy unusable"
+    try:
+        stars = star_rating(value, reference)
+    except ValueError as error:
+        return None, f"not rated: {error}"
+    return stars, (f"{value:.4g} Wh per 1,000 ({basis}) in the task range "
+                   f"{reference[0]:.4g}-{reference[1]:.4g} Wh")
+
+
+def _first_metric(records: list[Record]) -> str | None:
+    """The first quality metric every record reports as a number (higher is better)."""
+    common = None
+    for record in records:
+        names = {m for m, d in record.quality.items()
+                 if isinstance(d, dict) and _finite(d.get("value")) is not None and d.get("higher_is_better", True)}
+        common = names if common is None else common & names
+    return min(common) if common else None
+
+
+def carbon_efficiency_classes(records: list[Record]) -> list[tuple[str | None, str]]:
+    """A carbon-efficiency class A (best) to E per fine-tune record, after Castaño et al. (2023).
+
+    Their classification places a model's emissions against what it delivers (model size, data,
+    performance) within a reference population, in five bands like an energy label. The population
+    here is the fine-tunes being reported (their Hub data set is not bundled): each record is ranked
+    on lower emissions and on every attribute all records carry (a quality metric, parameters,
+    training samples) per gram; the mean percentile rank gives the band. One record alone cannot be
+    ranked and gets None with the reason.
+    """
+    if len(records) < 2:
+        return [(None, "a single fine-tune case: classes compare two or more")] * len(records)
+    grams = [_finite(r.co2_grams) for r in records]
+    if any(g is None or g <= 0 for g in grams):
+        return [(None, "a fine-tune case has no positive CO2 figure")] * len(records)
+    attributes: dict[str, list[float]] = {"lower emissions": [1 / g for g in grams]}
+    metric = _first_metric(records)
+    if metric:
+        attributes[f"{metric} per g"] = [r.quality[metric]["value"] / g for r, g in zip(records, grams)]
+    for key in ("parameters", "train_samples"):
+        values = [_finite(r.proxies.get(key)) for r in records]
+        if all(v is not None for v in values):
+            attributes[f"{key} per g"] = [v / g for v, g in zip(values, grams)]
+    n = len(records)
+    ranks = [0.0] * n
+    for values in attributes.values():
+        for i, value in enumerate(values):
+            below = sum(1 for other in values if other < value)
+            ties = sum(1 for other in values if other == value) - 1
+            ranks[i] += (below + 0.5 * ties) / (n - 1) / len(attributes)
+    basis = f"ranked among {n} fine-tune cases on {', '.join(attributes)} (Castaño et al. 2023 style)"
+    return [(CLASSES[min(4, int((1 - rank) * 5))], basis) for rank in ranks]
+
+
+# -- per-test exports ----------------------------------------------------------------------------
+def _g(value: float) -> str:
+    return "nan" if not math.isfinite(value) else format(value, ".6g")
+
+
+def junit_properties(record: Record) -> list[tuple[str, str]]:
+    """``energy_*`` properties of one record for ``item.user_properties`` (JUnit XML, pytest-html).
+
+    ``energy_record`` opens each record's group, so a test with several labelled measurements keeps
+    them apart.
+    """
+    properties = [
+        ("energy_record", record.name),
+        ("energy_joules_per_iteration", _g(record.per_iteration_net_joules)),
+        ("energy_gross_joules_per_iteration", _g(record.per_iteration_gross_joules)),
+        ("energy_uncertainty_joules", _g(record.per_iteration_uncertainty_joules)),
+        ("energy_total_gross_joules", _g(record.total_gross_joules)),
+        ("energy_co2_grams", _g(record.co2_grams)),
+        ("energy_iterations", str(record.iterations)),
+        ("energy_method", ",".join(record.methods)),
+        ("energy_devices", ",".join(c.device for c in record.components)),
+    ]
+    if record.unit == "inference":
+        properties.append(("energy_wh_per_1000_inferences", _g(record.per_iteration_net_joules * 1000 / JOULES_PER_WH)))
+    for metric, data in record.quality.items():
+        value = data.get("value") if isinstance(data, dict) else data
+        if _finite(value) is not None:
+            properties.append((f"energy_quality_{metric}", _g(value)))
+    return properties
+
+
+def benchmark_extra_info(record: Record) -> dict[str, Any]:
+    """Energy of a test that also uses pytest-benchmark, for ``benchmark.extra_info`` (its JSON)."""
+    info: dict[str, Any] = {
+        "energy_record": record.name,
+        "energy_joules_per_iteration": _finite(record.per_iteration_net_joules),
+        "energy_gross_joules_per_iteration": _finite(record.per_iteration_gross_joules),
+        "energy_uncertainty_joules": _finite(record.per_iteration_uncertainty_joules),
+        "energy_total_gross_joules": _finite(record.total_gross_joules),
+        "energy_co2_grams": _finite(record.co2_grams),
+        "energy_iterations": record.iterations,
+        "energy_method": ",".join(record.methods),
+        "energy_devices": [c.device for c in record.components],
+    }
+    if record.unit == "inference":
+        info["energy_wh_per_1000_inferences"] = _finite(record.per_iteration_net_joules * 1000 / JOULES_PER_WH)
+    return info
+
+
+# -- CodeCarbon CSV ------------------------------------------------------------------------------
+def codecarbon_row(record: Record, run_id: str, fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """One record as a CodeCarbon emissions row: energies are gross device energy x PUE, as
+    CodeCarbon's are, so ``emissions = energy_consumed x intensity``."""
+    pue = record.carbon.pue
+    energy = {"cpu": 0.0, "gpu": 0.0, "ram": 0.0}
+    power = {"cpu": 0.0, "gpu": 0.0, "ram": 0.0}
+    for component in record.components:
+        kind = _CODECARBON_KIND.get(component.kind, "cpu")
+        energy[kind] += component.gross_joules * pue / JOULES_PER_KWH
+        if component.window_seconds > 0:
+            power[kind] += component.gross_joules * pue / component.window_seconds
+    duration = record.duration_seconds
+    emissions_kg = record.co2_grams / 1000
+    gpus = fingerprint.get("gpus") or []
+    return {
+        "timestamp": record.timestamp, "project_name": record.name, "run_id": run_id,
+        "experiment_id": fingerprint.get("id", ""), "duration": duration, "emissions": emissions_kg,
+        "emissions_rate": emissions_kg / duration if duration > 0 else 0.0,
+        "cpu_power": power["cpu"], "gpu_power": power["gpu"], "ram_power": power["ram"],
+        "cpu_energy": energy["cpu"], "gpu_energy": energy["gpu"], "ram_energy": energy["ram"],
+        "energy_consumed": sum(energy.values()), "water_consumed": 0.0,
+        "country_name": record.carbon.country_iso_code or "", "country_iso_code": record.carbon.country_iso_code or "",
+        "region": "", "cloud_provider": "", "cloud_region": "", "os": fingerprint.get("os", ""),
+        "python_version": fingerprint.get("python", ""), "codecarbon_version": "",
+        "cpu_count": fingerprint.get("logical_cpus", ""), "cpu_model": fingerprint.get("cpu_model", ""),
+        "gpu_count": len(gpus), "gpu_model": ", ".join(str(g.get("name", "")) for g in gpus),
+        "longitude": "", "latitude": "", "ram_total_size": fingerprint.get("memory_gib", ""),
+        "tracking_mode": "machine", "cpu_utilization_percent": "", "gpu_utilization_percent": "",
+        "ram_utilization_percent": "", "ram_used_gb": "", "on_cloud": "N", "pue": pue, "wue": 0.0,
+    }
+
+
+def write_emissions_csv(report: Report, path: Path) -> str:
+    """Append the report's records to a CodeCarbon-style CSV (a new file gets the header); a file
+    with other columns is kept as ``.bak`` and started afresh, as CodeCarbon does."""
+    with locked(path):  # another session may append to the same file at the same moment
+        return _append_csv(report, path)
+
+
+def _append_csv(report: Report, path: Path) -> str:
+    run_id = report.run.run_id if report.run else ""
+    fingerprint = report.run.fingerprint if report.run else {}
+    existing = ""
+    if path.exists():
+        existing = path.read_text(encoding="utf-8")
+        header = next(csv.reader(io.StringIO(existing)), None)
+        if header is not None and list(header) != list(CODECARBON_COLUMNS):
+            os.replace(path, path.with_name(path.name + ".bak"))
+            existing = ""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CODECARBON_COLUMNS, lineterminator="\n")
+    if not existing.strip():
+        existing = ""
+        writer.writeheader()
+    elif not existing.endswith("\n"):
+        existing += "\n"
+    for row in report.rows:
+        writer.writerow(codecarbon_row(row.record, run_id, row.record.fingerprint or fingerprint))
+    atomic_write_text(path, existing + buffer.getvalue())
+    return f"emissions CSV (CodeCarbon columns): {len(report.rows)} rows added to {path}"
+
+
+# -- Hugging Face model card ---------------------------------------------------------------------
+def _hardware_used(record: Record) -> str:
+    gpus = [c for c in record.components if c.kind == "gpu"]
+    if gpus:
+        names = {str(g.get("device")): str(g.get("name", "GPU")) for g in record.fingerprint.get("gpus") or []}
+        counted: dict[str, int] = {}
+        for component in gpus:
+            name = names.get(component.device, component.device)
+            counted[name] = counted.get(name, 0) + 1
+        return ", ".join(f"{n} x {name}" for name, n in counted.items())
+    cpu = record.fingerprint.get("cpu_model") or "CPU"
+    return f"{cpu} (CPU only)"
+
+
+def model_card_block(row: Row) -> str:
+    """The model-card YAML for one fine-tune row: ``co2_eq_emissions`` as the Hub reads it (grams),
+    then pytest-energy's own ``carbon_efficiency`` key."""
+    record = row.record
+    carbon = record.carbon
+    country = carbon.country_iso_code
+    methods = ", ".join(f"{c.device} {c.method}" for c in record.components)
+    source = (f"pytest-energy {record.fingerprint.get('pytest_energy') or ''} measurement ({methods}); "
+              f"{carbon.intensity_g_per_kwh:g} gCO2eq/kWh from {carbon.source}; PUE {carbon.pue:g}")
+    location = country if country else "not given (world-average carbon intensity)"
+    lines = [
+        f"# fine-tune case {json.dumps(record.name)}, measured {record.timestamp}",
+        "# paste into the model card's YAML front matter",
+        "co2_eq_emissions:",
+        f"  emissions: {json.dumps(_finite(record.co2_grams))}",
+        f"  source: {json.dumps(source)}",
+        "  training_type: fine-tuning",
+        f"  geographical_location: {json.dumps(location)}",
+        f"  hardware_used: {json.dumps(_hardware_used(record))}",
+        "carbon_efficiency:",
+        f"  class: {json.dumps(row.carbon_class)}",
+        f"  basis: {json.dumps(row.carbon_class_basis)}",
+        f"  energy_joules: {json.dumps(_finite(record.total_gross_joules))}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _file_name(name: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_.")[:100] or "case"
+    return f"{slug}.yaml"
+
+
+def write_model_cards(report: Report, folder: Path) -> list[str]:
+    """One ``<case>.yaml`` per fine-tune row in ``folder``; one line per file written."""
+    lines, used = [], set()
+    for row in report.rows:
+        if not row.is_fine_tune:
+            continue
+        file_name = _file_name(row.name)
+        while file_name in used:  # names that slug alike keep apart
+            file_name = file_name[:-5] + "_.yaml"
+        used.add(file_name)
+        atomic_write_text(folder / file_name, model_card_block(row))
+        lines.append(f"model-card co2_eq_emissions for {row.name}: {folder / file_name}")
+    return lines
+
+
+# -- GitHub step summary -------------------------------------------------------------------------
+def _md(text: str) -> str:
+    """Test-supplied text safe in a markdown table cell (GitHub renders inline HTML)."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return re.sub(r"([|`*_\\[\]])", r"\\\1", text).replace("\n", " ")
+
+
+def markdown_summary(report: Report, limit: int = 30) -> str:
+    """A markdown digest for ``$GITHUB_STEP_SUMMARY``: verdict line, totals, the first rows."""
+    from .model import fmt
+
+    state = "gate failed" if report.gate_failed else "gate passed"
+    lines = [f"### pytest-energy: {state}", "", report.totals.line, ""]
+    lines += [f"- {_md(line)}" for line in report.gate_summary + report.errors]
+    lines += ["", "| verdict | test | energy / iteration | CO2 g | quality | change vs baseline |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for row in report.rows[:limit]:
+        energy = f"{fmt(row.per_iteration_net)} J ± {fmt(row.uncertainty)}"
+        if row.wh_per_1000 is not None:
+            energy += f" ({fmt(row.wh_per_1000)} Wh / 1,000 inferences)"
+        lines.append(f"| {row.status or '-'} | {_md(row.name)} | {energy} ({_md(row.methods)}) | "
+                     f"{fmt(row.record.co2_grams)} | {_md(row.quality_text) or '-'} | "
+                     f"{row.change.text if row.change else '-'} |")
+    if len(report.rows) > limit:
+        lines.append(f"\n... and {len(report.rows) - limit} more in the HTML report")
+    return "\n".join(lines) + "\n"
+
+
+def append_step_summary(report: Report, path: Path) -> str:
+    """Append the markdown digest: GitHub collects the step summary by appending, one write here."""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(markdown_summary(report))
+    return f"markdown summary appended to $GITHUB_STEP_SUMMARY ({path})"
+
+
+def enabled_path(value: Any, root: Path | None) -> Path | None:
+    """A configured output path, or None where unset, "" or "none"; relative paths from ``root``."""
+    if value is None or str(value).strip().lower() in ("", "none"):
+        return None
+    path = Path(str(value))
+    return path if path.is_absolute() or root is None else root / path
+

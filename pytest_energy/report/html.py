@@ -1,0 +1,51 @@
+"""The self-contained HTML report: one file, inline CSS and SVG, no script and no external resource.
+
+Jinja2 renders it with autoescaping on, so every test name, label, metric or message supplied by a
+test is shown as text, never interpreted as markup.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import jinja2
+
+from ..locking import atomic_write_text
+from . import charts
+from .model import Report, fmt, percent
+
+TEMPLATES = Path(__file__).parent / "templates"
+STARS = "★★★★★"
+
+
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    """The report's Jinja2 environment (autoescape on for every template)."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters.update(fmt=fmt, percent=percent)
+    env.globals.update(
+        quality_scatter=charts.quality_scatter,
+        power_timeline=charts.power_timeline,
+        trend_line=charts.trend_line,
+        status_class=charts.STATUS_CLASS,
+        stars=lambda n: STARS[:n] + "☆" * (5 - n),
+    )
+    return env
+
+
+def render(report: Report) -> str:
+    """The report as one HTML document."""
+    return environment().get_template("report.html.j2").render(report=report)
+
+
+def write(report: Report, path: Path) -> str:
+    """Render ``report`` to ``path`` atomically; the line to show for it."""
+    atomic_write_text(path, render(report))
+    return f"HTML report: {path}"

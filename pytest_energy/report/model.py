@@ -1,0 +1,544 @@
+"""The report object: everything the terminal, HTML and export renderers show, computed once.
+
+As syrupy builds its report once and lets every renderer read it, :func:`build_report` turns the
+records, the gate's judgement, the run facts and the history into plain rows, totals, chart data and
+trend series with their step changes. Renderers only format; they never recompute a number.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+from ..gate import Judgement
+from ..record import Carbon, Record, RunInfo
+from ..verdict import Verdict
+from .exports import carbon_efficiency_classes, rating
+
+JOULES_PER_WH = 3600.0
+#: Most urgent first: the HTML lists rows in this order, the terminal in the reverse order.
+STATUS_ORDER = ("regression", "inconclusive", "improvement", "new", "unchanged", "incomparable", "")
+_RANK = {status: index for index, status in enumerate(STATUS_ORDER)}
+#: A step in a trend series is marked when the level moves by at least this fraction.
+STEP_MIN_CHANGE = 0.05
+
+
+def fmt(value: float | None, digits: int = 4) -> str:
+    """A number with ``digits`` significant digits; whole numbers from ``10**digits`` up to 1e9."""
+    if value is None or value != value or value in (math.inf, -math.inf):
+        return "n/a"
+    size = abs(value)
+    if 10 ** digits <= size < 1e9:
+        return f"{value:,.0f}"
+    return format(value, f".{digits}g")
+
+
+def percent(ratio: float | None) -> str:
+    """``1.123`` -> ``+12.3 %``."""
+    if ratio is None or not math.isfinite(ratio):
+        return "n/a"
+    return f"{100 * (ratio - 1):+.1f} %"
+
+
+@dataclass
+class Change:
+    """This run against the baseline: the ratio current / baseline and its confidence interval."""
+
+    ratio: float
+    low: float | None
+    high: float | None
+
+    @property
+    def text(self) -> str:
+        if self.low is None or self.high is None:
+            return percent(self.ratio)
+        return f"{percent(self.ratio)} [{percent(self.low)}, {percent(self.high)}]"
+
+
+@dataclass
+class QualityValue:
+    """One quality metric of a record, what computed it, and its verdict if the gate judged it."""
+
+    metric: str
+    value: float | None
+    computed_by: str
+    higher_is_better: bool
+    status: str = ""
+    change: Change | None = None
+
+    @property
+    def text(self) -> str:
+        return f"{self.metric} {fmt(self.value)}"
+
+
+@dataclass
+class Row:
+    """One record as every renderer shows it."""
+
+    index: int
+    anchor: str  # HTML id of its details
+    record: Record
+    status: str  # the worst verdict of the record ("" where nothing judged it)
+    gating: bool  # False where its regression cannot fail the gate (e.g. modelled energy)
+    change: Change | None  # energy against baseline
+    messages: list[str]
+    quality: list[QualityValue]
+    wh_per_1000: float | None  # net Wh per 1,000 inferences, for inference cases only
+    stars: int | None = None  # AI-Energy-Score-style rating where a task reference range is given
+    star_basis: str = ""
+    carbon_class: str | None = None  # A-E for fine-tune cases compared with each other
+    carbon_class_basis: str = ""
+    methods: str = ""  # "counter, modelled": read by every renderer, so joined once
+
+    # Shortcuts the templates read often.
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def per_iteration_net(self) -> float:
+        return self.record.per_iteration_net_joules
+
+    @property
+    def uncertainty(self) -> float:
+        return self.record.per_iteration_uncertainty_joules
+
+    @property
+    def devices(self) -> str:
+        return ", ".join(c.device for c in self.record.components) or "n/a"
+
+    @property
+    def is_fine_tune(self) -> bool:
+        return is_fine_tune(self.record)
+
+    @property
+    def quality_text(self) -> str:
+        return ", ".join(q.text for q in self.quality)
+
+    @property
+    def valid_rounds(self) -> int:
+        return sum(1 for r in self.record.rounds if r.valid)
+
+    def facts(self) -> list[tuple[str, str]]:
+        """How the numbers were obtained, as (label, text) lines for the details of a record."""
+        r = self.record
+        per = f"per {r.unit}"
+        lines = [
+            ("test", f"{r.nodeid}" + (f" [{r.label}]" if r.label else "") + f", {r.form} form, outcome "
+             f"{r.outcome or 'n/a'}"),
+            ("rounds", f"{self.valid_rounds} valid of {len(r.rounds)}, {r.iterations} iterations after "
+             f"{r.warmup_iterations} warm-up, {fmt(r.duration_seconds)} s measured"),
+            (per, f"gross {fmt(r.per_iteration_gross_joules)} J, net {fmt(r.per_iteration_net_joules)} J, "
+             f"standard error {fmt(r.per_iteration_uncertainty_joules, 2)} J"
+             + (f"; {fmt(self.wh_per_1000)} Wh net per 1,000 inferences" if self.wh_per_1000 is not None else "")),
+            ("total", f"gross {fmt(r.total_gross_joules)} J, net {fmt(r.total_net_joules)} J; "
+             f"{fmt(r.co2_grams)} g CO2eq at {fmt(r.carbon.intensity_g_per_kwh)} g/kWh, PUE {fmt(r.carbon.pue)}"),
+        ]
+        for c in r.components:
+            lines.append((c.device, f"{c.kind}, {c.method}: gross {fmt(c.gross_joules)} J, net "
+                          f"{fmt(c.net_joules)} J, idle {fmt(c.idle_watts)} W over {fmt(c.window_seconds)} s, "
+                          f"{c.ticks} ticks, ± {fmt(c.uncertainty_joules, 2)} J"
+                          + ("" if c.valid else ", invalid") + (f"; {c.note}" if c.note else "")))
+        lines.append((f"rounds, net J {per}", ", ".join(
+            (fmt(rd.net_joules / rd.iterations) if rd.iterations else "n/a") + ("" if rd.valid else " (invalid)")
+            for rd in r.rounds)))
+        for q in self.quality:
+            lines.append((q.metric, f"{fmt(q.value)} ({q.computed_by or 'source not given'})"
+                          + (f", {q.change.text} vs baseline" if q.change else "")))
+        if self.star_basis:
+            lines.append(("rating", (f"{'★' * self.stars}{'☆' * (5 - self.stars)} " if self.stars else "")
+                          + self.star_basis))
+        if self.is_fine_tune:
+            lines.append(("carbon efficiency", (f"class {self.carbon_class}" if self.carbon_class else "not classed")
+                          + f": {self.carbon_class_basis}"))
+        lines += [(str(k), fmt(v) if isinstance(v, (int, float)) else str(v)) for k, v in r.proxies.items()]
+        lines += [(f"budget {k}", str(v)) for k, v in r.budget.items()]
+        lines += [("verdict", m) for m in self.messages]
+        return lines
+
+
+@dataclass
+class Totals:
+    """The summary figures at the top of every report."""
+
+    records: int
+    gross_joules: float
+    net_joules: float
+    co2_grams: float
+    counts: dict[str, int]  # rows per status ("" = not judged)
+    failed: int  # tests whose outcome was failed (budgets included)
+
+    @property
+    def gross_wh(self) -> float:
+        return self.gross_joules / JOULES_PER_WH
+
+    @property
+    def net_wh(self) -> float:
+        return self.net_joules / JOULES_PER_WH
+
+    @property
+    def regressions(self) -> int:
+        return self.counts.get("regression", 0)
+
+    @property
+    def line(self) -> str:
+        judged = ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items(), key=lambda i: _RANK.get(i[0], 9))
+                           if s)
+        return (f"{self.records} measured, {fmt(self.gross_joules)} J gross ({fmt(self.gross_wh)} Wh), "
+                f"{fmt(self.net_joules)} J net, {fmt(self.co2_grams)} g CO2eq" + (f"; {judged}" if judged else ""))
+
+
+@dataclass
+class QualityPoint:
+    row: int  # index into Report.rows
+    name: str
+    energy: float  # net J per iteration
+    quality: float
+    status: str
+    on_front: bool = False
+
+
+@dataclass
+class QualityChart:
+    """Energy against one quality metric for records of one unit, with the Pareto front marked."""
+
+    metric: str
+    unit: str
+    higher_is_better: bool
+    points: list[QualityPoint]
+
+
+@dataclass
+class TrendPoint:
+    started: str  # ISO time of the run
+    joules: float  # net J per iteration
+    status: str
+
+
+@dataclass
+class Step:
+    """A change of level in a trend series (asv's step detection): ``index`` is the first point of
+    the new level."""
+
+    index: int
+    started: str
+    before: float
+    after: float
+
+    @property
+    def ratio(self) -> float:
+        return self.after / self.before if self.before else math.inf
+
+    @property
+    def text(self) -> str:
+        return f"{percent(self.ratio)} at {self.started[:19]}"
+
+
+@dataclass
+class Trend:
+    name: str
+    points: list[TrendPoint]
+    steps: list[Step]
+
+
+@dataclass
+class Report:
+    """Everything the renderers need, computed once by :func:`build_report`."""
+
+    title: str
+    generated: str
+    rows: list[Row]  # regressions first
+    totals: Totals
+    run: RunInfo | None
+    gate_failed: bool
+    baseline_set: str
+    gate_summary: list[str]
+    errors: list[str]
+    hardware: list[tuple[str, str]]
+    carbon: list[tuple[str, str]]
+    idle: list[tuple[str, str]]
+    notes: list[str]
+    quality_charts: list[QualityChart] = field(default_factory=list)
+    trends: list[Trend] = field(default_factory=list)
+    trends_note: str = ""  # why trends are missing or cut, shown under the section
+    source: str = "session"  # "session" or "history" (the nightly report)
+    rootdir: str = ""  # where relative output paths resolve (pytest's rootdir, from the judgement)
+
+    @property
+    def regressions(self) -> list[Row]:
+        return [row for row in self.rows if row.status == "regression"]
+
+    @property
+    def timelines(self) -> list[Row]:
+        return [row for row in self.rows if len(row.record.timeline) >= 2]
+
+    @property
+    def steps(self) -> int:
+        return sum(len(t.steps) for t in self.trends)
+
+
+def is_fine_tune(record: Record) -> bool:
+    """A fine-tune case, as the cases module marks it."""
+    case = record.extra.get("case") if isinstance(record.extra, dict) else None
+    return isinstance(case, dict) and case.get("kind") == "fine-tune"
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _quality(record: Record, verdicts: dict[str, Verdict]) -> list[QualityValue]:
+    values = []
+    for metric, data in record.quality.items():
+        data = data if isinstance(data, dict) else {"value": data}
+        verdict = verdicts.get(metric)
+        values.append(QualityValue(
+            metric=str(metric),
+            value=_number(data.get("value")),
+            computed_by=str(data.get("computed_by", "")),
+            higher_is_better=bool(data.get("higher_is_better", True)),
+            status=verdict.status if verdict else "",
+            change=_change(verdict),
+        ))
+    return values
+
+
+def _change(verdict: Verdict | None) -> Change | None:
+    if verdict is None or verdict.ratio is None or not math.isfinite(verdict.ratio):
+        return None
+    return Change(verdict.ratio, verdict.low, verdict.high)
+
+
+def _row(index: int, record: Record, verdicts: list[Verdict], new: bool) -> Row:
+    by_metric = {v.metric: v for v in verdicts}
+    energy = by_metric.get("energy")
+    statuses = [v.status for v in verdicts] or (["new"] if new else [])
+    status = min(statuses, key=lambda s: _RANK.get(s, len(STATUS_ORDER))) if statuses else ""
+    gating = any(v.gating for v in verdicts if v.status == "regression") if status == "regression" else True
+    stars, basis = rating(record)
+    return Row(
+        index=index,
+        anchor=f"r{index}",
+        record=record,
+        status=status,
+        gating=gating,
+        change=_change(energy),
+        messages=[v.message for v in verdicts if v.message],
+        quality=_quality(record, by_metric),
+        wh_per_1000=(record.per_iteration_net_joules * 1000 / JOULES_PER_WH
+                     if record.unit == "inference" else None),
+        stars=stars,
+        star_basis=basis,
+        methods=", ".join(record.methods) or "n/a",
+    )
+
+
+def _order(rows: list[Row]) -> list[Row]:
+    """Regressions first, then the other verdicts by urgency; by name within a verdict."""
+    rows = sorted(rows, key=lambda r: (_RANK.get(r.status, len(STATUS_ORDER)), r.name))
+    for index, row in enumerate(rows):
+        row.index, row.anchor = index, f"r{index}"
+    return rows
+
+
+def _pareto(points: list[QualityPoint], higher_is_better: bool) -> None:
+    """Mark the points no other point beats on both energy (lower) and quality."""
+    sign = 1 if higher_is_better else -1
+    best = -math.inf
+    for point in sorted(points, key=lambda p: (p.energy, -sign * p.quality)):
+        if sign * point.quality > best:
+            point.on_front = True
+            best = sign * point.quality
+
+
+def _quality_charts(rows: list[Row]) -> list[QualityChart]:
+    groups: dict[tuple[str, str], QualityChart] = {}
+    for row in rows:
+        energy = row.per_iteration_net
+        if not math.isfinite(energy):
+            continue
+        for quality in row.quality:
+            if quality.value is None:
+                continue
+            key = (quality.metric, row.record.unit)
+            chart = groups.setdefault(key, QualityChart(quality.metric, row.record.unit,
+                                                        quality.higher_is_better, []))
+            chart.points.append(QualityPoint(row.index, row.name, energy, quality.value, row.status))
+    for chart in groups.values():
+        _pareto(chart.points, chart.higher_is_better)
+    return sorted(groups.values(), key=lambda c: (c.metric, c.unit))
+
+
+def detect_steps(values: list[float], min_change: float = STEP_MIN_CHANGE) -> list[tuple[int, float, float]]:
+    """Where a series changes level: ``(first index of the new level, mean before, mean after)``.
+
+    asv finds steps with a Potts-model fit (a penalty per extra segment); this is the same idea with
+    squared error, solved exactly by dynamic programming with PELT pruning, the penalty set from the
+    series' own point-to-point noise (a BIC-like ``3 sigma^2 log n``), and a level change smaller
+    than ``min_change`` not counted, so measurement noise alone does not mark steps.
+    """
+    n = len(values)
+    if n < 3:
+        return []
+    diffs = sorted(abs(b - a) for a, b in zip(values, values[1:]))
+    # Median absolute successive difference / (0.6745 * sqrt 2) estimates sigma robustly, even
+    # across a step; a floor keeps a perfectly flat series from making every wiggle a step.
+    sigma = diffs[len(diffs) // 2] / (0.6745 * math.sqrt(2))
+    level = sorted(values)[n // 2]
+    sigma = max(sigma, abs(level) * 1e-3, 1e-12)
+    penalty = 3 * sigma * sigma * math.log(n)
+    prefix, prefix_sq = [0.0], [0.0]
+    for value in values:
+        prefix.append(prefix[-1] + value)
+        prefix_sq.append(prefix_sq[-1] + value * value)
+
+    def cost(i: int, j: int) -> float:  # squared error of values[i:j] around their mean
+        total = prefix[j] - prefix[i]
+        return prefix_sq[j] - prefix_sq[i] - total * total / (j - i)
+
+    best = [-penalty] + [math.inf] * n
+    start = [0] * (n + 1)
+    candidates = [0]
+    for j in range(1, n + 1):
+        scores = [(best[i] + cost(i, j) + penalty, i) for i in candidates]
+        best[j], start[j] = min(scores)
+        # PELT: a start that is already worse than the best by the penalty can never win later.
+        candidates = [i for score, i in scores if score - penalty <= best[j]] + [j]
+    bounds, j = [], n
+    while j > 0:
+        j = start[j]
+        bounds.append(j)
+    edges = sorted(bounds) + [n]  # segment starts, then the end
+    steps = []
+    for k in range(1, len(edges) - 1):
+        before = (prefix[edges[k]] - prefix[edges[k - 1]]) / (edges[k] - edges[k - 1])
+        after = (prefix[edges[k + 1]] - prefix[edges[k]]) / (edges[k + 1] - edges[k])
+        if before and abs(after / before - 1) >= min_change:
+            steps.append((edges[k], before, after))
+    return steps
+
+
+def build_trends(series: dict[str, list[tuple[str, float, str]]], names: Iterable[str] | None = None
+                 ) -> list[Trend]:
+    """Trend lines (oldest first) with their steps, for ``names`` or every series; steps first."""
+    wanted = None if names is None else set(names)
+    trends = []
+    for name, raw in series.items():
+        if wanted is not None and name not in wanted:
+            continue
+        points = [TrendPoint(str(started), float(joules), str(status or ""))
+                  for started, joules, status in sorted(raw, key=lambda p: str(p[0]))
+                  if _number(joules) is not None]
+        if len(points) < 2:
+            continue
+        steps = [Step(i, points[i].started, before, after)
+                 for i, before, after in detect_steps([p.joules for p in points])]
+        trends.append(Trend(name, points, steps))
+    return sorted(trends, key=lambda t: (not t.steps, t.name))
+
+
+def _series(history: Any) -> tuple[dict[str, list[tuple[str, float, str]]], str]:
+    """The history's series, or {} and a one-line reason where the store cannot give them."""
+    if history is None:
+        return {}, "no history store yet: trends appear after the second run with --energy"
+    try:
+        return dict(history.series()), ""
+    except Exception as error:  # a missing or unreadable store must not break the report
+        return {}, f"history unavailable ({type(error).__name__}: {error})"
+
+
+def _hardware(fingerprint: dict[str, Any]) -> list[tuple[str, str]]:
+    items = [("fingerprint", str(fingerprint.get("id", "n/a")))]
+    for gpu in fingerprint.get("gpus") or []:
+        details = ", ".join(f"{k} {v}" for k, v in gpu.items() if k not in ("device", "name") and v is not None)
+        items.append((str(gpu.get("device", "gpu")), f"{gpu.get('name', 'unknown GPU')}" +
+                      (f" ({details})" if details else "")))
+    labels = (("cpu_model", "CPU"), ("logical_cpus", "logical CPUs"), ("memory_gib", "memory GiB"),
+              ("methods", "methods"), ("os", "OS"), ("python", "Python"), ("torch", "torch"),
+              ("torch_cuda", "torch CUDA"), ("transformers", "transformers"),
+              ("pytest_energy", "pytest-energy"))
+    for key, label in labels:
+        value = fingerprint.get(key)
+        if value not in (None, "", []):
+            items.append((label, ", ".join(map(str, value)) if isinstance(value, list) else str(value)))
+    return items
+
+
+def _carbon(carbon: Carbon | None) -> list[tuple[str, str]]:
+    if carbon is None:
+        return [("carbon", "n/a")]
+    return [
+        ("intensity", f"{fmt(carbon.intensity_g_per_kwh)} gCO2eq/kWh"),
+        ("source", carbon.source),
+        ("country", carbon.country_iso_code or "not given"),
+        ("PUE", fmt(carbon.pue)),
+        ("formula", "g = gross kWh x PUE x intensity"),
+    ]
+
+
+def build_report(
+    records: list[Record],
+    judgement: Judgement | None,
+    run_info: RunInfo | None,
+    history: Any = None,
+    *,
+    title: str = "pytest-energy report",
+    source: str = "session",
+) -> Report:
+    """Compute once everything the renderers show: totals, ordered rows, charts, trends, assumptions.
+
+    ``history`` is a :class:`pytest_energy.history.History` (or None); only its ``series()`` is read.
+    """
+    judgement = judgement or Judgement()
+    by_name: dict[str, list[Verdict]] = {}
+    for verdict in judgement.verdicts:
+        by_name.setdefault(verdict.name, []).append(verdict)
+    new = set(judgement.new)
+    rows = _order([_row(i, r, by_name.get(r.name, []), r.name in new) for i, r in enumerate(records)])
+    fine_tunes = [row for row in rows if row.is_fine_tune]
+    for row, (grade, basis) in zip(fine_tunes, carbon_efficiency_classes([r.record for r in fine_tunes])):
+        row.carbon_class, row.carbon_class_basis = grade, basis
+
+    counts = Counter(row.status for row in rows)
+    totals = Totals(
+        records=len(rows),
+        gross_joules=math.fsum(r.total_gross_joules for r in records if math.isfinite(r.total_gross_joules)),
+        net_joules=math.fsum(r.total_net_joules for r in records if math.isfinite(r.total_net_joules)),
+        co2_grams=math.fsum(r.co2_grams for r in records if math.isfinite(r.co2_grams)),
+        counts=dict(counts),
+        failed=sum(1 for r in records if r.outcome == "failed"),
+    )
+    series, trends_note = _series(history)
+    trends = build_trends(series, None if source == "history" else [r.name for r in records])
+    if not trends and not trends_note:
+        trends_note = "no test has two or more runs in the history store yet"
+
+    fingerprint = run_info.fingerprint if run_info else (records[0].fingerprint if records else {})
+    carbon = run_info.carbon if run_info else (records[0].carbon if records else None)
+    idle = run_info.idle_watts if run_info else {}
+    return Report(
+        title=title,
+        generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        rows=rows,
+        totals=totals,
+        run=run_info,
+        gate_failed=judgement.gate_failed,
+        baseline_set=judgement.baseline_set,
+        gate_summary=list(judgement.summary),
+        errors=list(judgement.errors),
+        hardware=_hardware(fingerprint or {}),
+        carbon=_carbon(carbon),
+        idle=[(device, f"{fmt(watts)} W") for device, watts in sorted(idle.items())],
+        notes=list(run_info.notes) if run_info else [],
+        quality_charts=_quality_charts(rows),
+        trends=trends,
+        trends_note=trends_note,
+        source=source,
+        rootdir=str(getattr(judgement, "rootdir", "") or ""),
+    )
+
