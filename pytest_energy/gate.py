@@ -1,10 +1,19 @@
-"""The regression gate: records against baselines, turned into a judgement the session acts on."""
+"""The regression gate: records against baselines, turned into a judgement the session acts on, and
+the stores written after it (baselines on request, history always)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from .verdict import Verdict
+from . import baselines as store
+from .config import Settings
+from .record import Record, Round, RunInfo
+from .verdict import Tolerance, Verdict, judge_energy, judge_quality, parse_tolerance
+
+#: pytest's exit code for an interrupted session (Ctrl-C); such a run never refreshes baselines.
+INTERRUPTED = 2
 
 
 @dataclass
@@ -18,3 +27,240 @@ class Judgement:
     errors: list[str] = field(default_factory=list)  # one line per unreadable baseline file
     gate_failed: bool = False
     summary: list[str] = field(default_factory=list)  # lines naming each regression and its size
+    rootdir: str = ""  # where relative baseline and history paths resolve (pytest's rootdir)
+
+
+def _resolve(path: str, rootdir: str | Path) -> Path:
+    candidate = Path(path)
+    return candidate if candidate.is_absolute() or not rootdir else Path(rootdir) / candidate
+
+
+def _tolerance(record: Record, metric: str, default: float, errors: list[str]) -> Tolerance:
+    """Marker ``thresholds[metric]`` > marker ``threshold`` > ``--energy-min-effect``."""
+    per_metric = record.budget.get("thresholds") or {}
+    if not isinstance(per_metric, dict):
+        line = f"pytest-energy: {record.nodeid}: energy marker thresholds must be a dict such as {{'energy': 0.1}}"
+        if line not in errors:
+            errors.append(line)
+        per_metric = {}
+    for where, raw in ((f"thresholds[{metric!r}]", per_metric.get(metric)), ("threshold", record.budget.get("threshold"))):
+        if raw is None:
+            continue
+        try:
+            return parse_tolerance(raw, f"{record.nodeid}: energy marker {where}")
+        except ValueError as error:
+            line = f"pytest-energy: {error} (using the default)"
+            if line not in errors:
+                errors.append(line)
+    return Tolerance(relative=default)
+
+
+def energy_values(rounds: list[Round], devices: list[str] | None, scale: float = 1.0) -> list[float] | None:
+    """Per-iteration net joules of each valid round, over ``devices`` (all when None), times ``scale``.
+
+    None when a round lacks one of the devices (the two sides measured different things).
+    """
+    values = []
+    for round_ in rounds:
+        if not round_.valid or round_.iterations <= 0:
+            continue
+        if devices is None:
+            joules = round_.net_joules
+        elif all(d in round_.by_device for d in devices):
+            joules = sum(round_.by_device[d] for d in devices)
+        else:
+            return None
+        values.append(joules / round_.iterations * scale)
+    return values
+
+
+def _energy_verdict(record: Record, baseline: store.Baseline, settings: Settings, set_name: str,
+                    tolerance: Tolerance, gate: bool) -> Verdict:
+    """Energy of the measured (non-modelled) devices where there are any, else of the modelled ones."""
+    measured = sorted(c.device for c in record.components if c.method != "modelled")
+    devices = measured or None
+    modelled_only = not measured
+    gating = gate and (settings.gate_modelled or not modelled_only)
+    note = "modelled energy: not gating (--energy-gate-modelled to gate it)" if modelled_only and gate and not gating else ""
+    what = "energy" if devices is None else f"energy ({', '.join(devices)})"
+    threshold = tolerance.value
+    current_scale = baseline_scale = 1.0
+    if settings.normalise:
+        reference = store.reference_of(record)
+        if reference is None or not baseline.reference_joules:
+            side = "this run" if reference is None else "the baseline"
+            return Verdict(record.name, "energy", "incomparable", None, None, None, threshold, set_name,
+                           f"normalised energy: {side} has no reference-workload joules; refresh the baseline "
+                           "with --energy-update-baselines --energy-normalise", False)
+        current_scale, baseline_scale = 1 / reference, 1 / baseline.reference_joules
+        what = "normalised " + what
+    current = energy_values(record.rounds, devices, current_scale)
+    previous = energy_values(baseline.rounds, devices, baseline_scale)
+    if current is None or previous is None:
+        return Verdict(record.name, "energy", "incomparable", None, None, None, threshold, set_name,
+                       f"energy: the baseline measured other devices ({', '.join(sorted(baseline.devices))}); "
+                       "refresh it with --energy-update-baselines", False)
+    return judge_energy(record.name, current, previous, threshold, set_name, gating=gating, what=what, note=note)
+
+
+def _quality_verdicts(record: Record, baseline: store.Baseline | None, settings: Settings, set_name: str,
+                      gate: bool, errors: list[str], incomparable: str) -> list[Verdict]:
+    verdicts = []
+    for metric, value in sorted(store.quality_values(record).items()):
+        entry = record.quality.get(metric)
+        entry = entry if isinstance(entry, dict) else {}
+        higher_is_better = bool(entry.get("higher_is_better", True))
+        budget = entry.get("budget")
+        budget = float(budget) if isinstance(budget, (int, float)) and not isinstance(budget, bool) else None
+        tolerance = _tolerance(record, metric, settings.min_effect, errors)
+        previous = baseline.quality.get(metric) if baseline is not None else None
+        verdict = judge_quality(record.name, metric, value, previous, tolerance, set_name,
+                                higher_is_better=higher_is_better, budget=budget, gating=gate)
+        if verdict.status == "new" and incomparable:
+            verdict.status, verdict.message, verdict.gating = "incomparable", f"{metric} {value:.4g}: {incomparable}", False
+        verdicts.append(verdict)
+    return verdicts
+
+
+def _judge_set(records: list[Record], settings: Settings, root: Path, fingerprint_id: str, set_name: str,
+               judgement: Judgement) -> None:
+    loaded = store.load_set(store.set_folder(root, fingerprint_id, set_name))
+    judgement.errors += [e for e in loaded.errors if e not in judgement.errors]
+    broken = set(loaded.broken)
+    folder = store.set_folder(root, fingerprint_id, set_name)
+    elsewhere: dict[str, list[str]] | None = None
+    for record in records:
+        gate = record.budget.get("gate", True) is not False
+        energy_tolerance = _tolerance(record, "energy", settings.min_effect, judgement.errors)
+        if energy_tolerance.absolute is not None:  # joules differ per machine; only a fraction travels
+            line = f"pytest-energy: {record.nodeid}: an energy threshold must be a fraction such as 0.1 (using the default)"
+            if line not in judgement.errors:
+                judgement.errors.append(line)
+            energy_tolerance = Tolerance(relative=settings.min_effect)
+        baseline = loaded.baselines.get(record.name)
+        incomparable = ""
+        if baseline is None:
+            path = store.file_for(folder, record.nodeid)
+            if path in broken:
+                incomparable = f"baseline file {path} is unreadable (see the error above)"
+            else:
+                if elsewhere is None:  # read other hardware's folders only when something is missing
+                    elsewhere = store.other_hardware(root, fingerprint_id, set_name)
+                if record.name in elsewhere:
+                    incomparable = (f"no comparable baseline: {set_name!r} was recorded on other hardware "
+                                    f"({', '.join(elsewhere[record.name])})")
+        if baseline is None:
+            status = "incomparable" if incomparable else "new"
+            message = incomparable or f"energy: no baseline in {set_name!r} yet (--energy-update-baselines records one)"
+            judgement.verdicts.append(Verdict(record.name, "energy", status, None, None, None,
+                                              energy_tolerance.value, set_name, message, False))
+            if status == "new" and set_name == judgement.baseline_set:
+                judgement.new.append(record.name)
+        elif not record.valid:
+            judgement.verdicts.append(Verdict(record.name, "energy", "inconclusive", None, None, None,
+                                              energy_tolerance.value, set_name,
+                                              "energy: every window of this run was invalid", False))
+        else:
+            judgement.verdicts.append(_energy_verdict(record, baseline, settings, set_name, energy_tolerance, gate))
+        judgement.verdicts += _quality_verdicts(record, baseline, settings, set_name, gate, judgement.errors,
+                                                incomparable)
+
+
+def _summary(judgement: Judgement, failing: bool) -> list[str]:
+    counts: dict[str, int] = {}
+    for verdict in judgement.verdicts:
+        counts[verdict.status] = counts.get(verdict.status, 0) + 1
+    regressions = [v for v in judgement.verdicts if v.status == "regression"]
+    improvements = [v for v in judgement.verdicts if v.status == "improvement"]
+    order = ("regression", "improvement", "inconclusive", "unchanged", "new", "incomparable")
+    head = ", ".join(f"{counts[s]} {s}" for s in order if counts.get(s))
+    outcome = "FAILED" if failing else "passed"
+    lines = [f"pytest-energy gate {outcome}: {head or 'nothing judged'} "
+             f"(set {judgement.baseline_set!r}, hardware {judgement.fingerprint_id})"]
+    for verdict in regressions:
+        flag = "" if verdict.gating else "  [not gating]"
+        lines.append(f"{verdict.name}  {verdict.message}{flag}")
+    for verdict in improvements:
+        lines.append(f"{verdict.name}  {verdict.message}")
+    return lines
+
+
+def judge(records: list[Record], settings: Settings, fingerprint: dict[str, Any], rootdir: Path) -> Judgement:
+    """Verdicts of every record and metric against the baseline set (and ``--energy-compare``'s set).
+
+    Never raises for bad baselines: an unreadable file becomes one line in ``errors``.
+    """
+    fingerprint_id = str(fingerprint.get("id") or "")
+    judgement = Judgement(baseline_set=settings.baseline_set, fingerprint_id=fingerprint_id, rootdir=str(rootdir))
+    if not fingerprint_id:
+        judgement.errors.append("pytest-energy: no hardware fingerprint for this run; baselines not compared")
+        return judgement
+    root = _resolve(settings.baselines, rootdir)
+    sets = [settings.baseline_set]
+    if settings.compare and settings.compare != settings.baseline_set:
+        sets.append(settings.compare)
+    for set_name in sets:
+        _judge_set(records, settings, root, fingerprint_id, set_name, judgement)
+    failing = any(v.status == "regression" and v.gating for v in judgement.verdicts)
+    judgement.gate_failed = bool(failing and settings.fail_on_regression)
+    judgement.summary = _summary(judgement, judgement.gate_failed)
+    return judgement
+
+
+def _write_baselines(records: list[Record], judgement: Judgement, settings: Settings, run_info: RunInfo) -> list[str]:
+    """Refresh the baseline set from this run, the way ``--snapshot-update`` refreshes snapshots."""
+    if run_info.exitstatus == INTERRUPTED:
+        return ["pytest-energy: the run was interrupted; baselines not updated"]
+    fingerprint_id = judgement.fingerprint_id or str(run_info.fingerprint.get("id") or "")
+    if not fingerprint_id:
+        return ["pytest-energy: no hardware fingerprint for this run; baselines not updated"]
+    root = _resolve(settings.baselines, judgement.rootdir)
+    folder = store.set_folder(root, fingerprint_id, settings.baseline_set)
+    statuses: dict[str, set[str]] = {}
+    for verdict in judgement.verdicts:
+        if verdict.baseline_set == settings.baseline_set:
+            statuses.setdefault(verdict.name, set()).add(verdict.status)
+    chosen, skipped = [], []
+    for record in records:
+        if record.outcome == "failed" or not record.valid:
+            skipped.append(record.name)
+        elif statuses.get(record.name) != {"unchanged"}:  # an unchanged baseline is kept: no churn in git
+            chosen.append(store.from_record(record))
+    result = store.update(folder, chosen)
+    kept = sum(1 for r in records if statuses.get(r.name) == {"unchanged"})
+    lines = list(result.errors)
+    lines.append(f"pytest-energy: baselines {folder}: {len(result.written)} written, {kept} unchanged kept"
+                 + (f", {len(skipped)} not written (failed test or no valid round)" if skipped else ""))
+    lines += [f"  {how:9} {name}" for name, how in sorted(result.written.items())]
+    measured = {r.name for r in records}
+    loaded = store.load_set(folder)
+    unused = sorted(name for name in loaded.baselines if name not in measured)
+    if unused:
+        lines.append(f"pytest-energy: {len(unused)} baselines in {folder} no test used in this run "
+                     "(delete their entries if the tests are gone):")
+        lines += [f"  unused    {name}  ({loaded.baselines[name].path})" for name in unused]
+    return lines
+
+
+def persist(records: list[Record], judgement: Judgement, settings: Settings, run_info: RunInfo) -> list[str]:
+    """Write baselines (with ``--energy-update-baselines``) and append the run to history.
+
+    Returns lines for the terminal. Each store fails on its own, in one line, without stopping the other.
+    """
+    from .history import History, HistoryError  # sqlite3 only when a run is stored
+
+    lines: list[str] = []
+    if settings.update_baselines:
+        try:
+            lines += _write_baselines(records, judgement, settings, run_info)
+        except (OSError, store.BaselineError) as error:
+            lines.append(f"pytest-energy: could not update baselines: {error}")
+    history = settings.history
+    if history and str(history).lower() != "none":
+        path = _resolve(history, judgement.rootdir)
+        try:
+            History(path).append(run_info, records, judgement)
+            lines.append(f"pytest-energy: run {run_info.run_id} appended to history {path}")
+        except (OSError, HistoryError) as error:
+            lines.append(f"pytest-energy: could not append to history {path}: {error}")
+    return lines

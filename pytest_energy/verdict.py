@@ -1,11 +1,40 @@
 """Verdicts: this run's rounds against a baseline's, turned into improvement / unchanged / regression /
-inconclusive, plus "new" (no baseline) and "incomparable" (baseline from other hardware)."""
+inconclusive, plus "new" (no baseline) and "incomparable" (baseline from other hardware).
+
+The energy statistic is distribution-free and exact, so it needs no random numbers and a verdict is
+the same every time it is computed from the same rounds:
+
+* each round gives one value, joules per iteration; the comparison is made on their logarithms, so
+  a change is a ratio (energy noise scales with the energy);
+* the estimate is the Hodges-Lehmann shift, the median of all pairwise differences between this run's
+  and the baseline's log values (reported as a ratio: the median of the pairwise ratios);
+* its interval is the Mann-Whitney confidence interval, whose coverage is exact for any noise
+  distribution with few rounds (a bootstrap of 5 rounds covers too little), and which a single
+  disturbed round cannot drag (a mean and a t interval can be).
+
+Rule, with ``t`` the minimum effect (a fraction) and the band ``[1/(1+t), 1+t]``:
+
+* regression: the interval lies above 1 (a real increase) and the estimate is above ``1+t``;
+* improvement: the interval lies below 1 and the estimate is below ``1/(1+t)``;
+* unchanged: the whole interval lies inside the band;
+* inconclusive: anything else (too noisy, too few rounds, or a real change smaller than it is wide).
+
+Identical code turns red only when the interval misses 1 from above, which the two-sided 98 %
+interval allows at most 1 % of the time whatever the noise, and less still as the estimate must
+also pass the threshold. The threshold absorbs run-to-run drift that rounds within one run cannot see.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Sequence
 
 STATUSES = ("regression", "inconclusive", "improvement", "unchanged", "new", "incomparable")
+
+#: Two-sided confidence of the energy interval: at most 1 % false regressions on identical code.
+CONFIDENCE = 0.98
 
 
 @dataclass
@@ -22,3 +51,245 @@ class Verdict:
     baseline_set: str
     message: str  # one line, shown in the terminal and reports
     gating: bool = True  # False where the gate must not fail on it (modelled energy, not asked)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A ratio current/baseline with its confidence interval (None where rounds are too few)."""
+
+    ratio: float
+    low: float | None
+    high: float | None
+    rounds: int  # this run's rounds
+    baseline_rounds: int
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far a metric may move before it counts: a fraction of the baseline, or an absolute amount."""
+
+    relative: float | None = None
+    absolute: float | None = None
+
+    def allowed(self, baseline: float) -> float:
+        return self.absolute if self.absolute is not None else (self.relative or 0.0) * abs(baseline)
+
+    @property
+    def value(self) -> float:
+        return self.absolute if self.absolute is not None else (self.relative or 0.0)
+
+    def describe(self) -> str:
+        if self.absolute is not None:
+            return f"tolerance {self.absolute:g}"
+        return f"threshold {_percent(self.relative or 0.0)}"
+
+
+def parse_tolerance(raw: Any, where: str) -> Tolerance:
+    """A marker threshold: a fraction (0.05 = 5 %), ``{"rtol": 0.05}`` or ``{"atol": 0.01}``.
+
+    Raises ValueError with one line naming ``where`` (e.g. "energy marker thresholds['rougeL']").
+    """
+    expected = f"{where} = {raw!r}: expected a fraction >= 0 such as 0.05, or {{'atol': 0.01}} / {{'rtol': 0.05}}"
+    if isinstance(raw, dict):
+        if len(raw) != 1 or next(iter(raw)) not in ("atol", "rtol"):
+            raise ValueError(expected)
+        key, value = next(iter(raw.items()))
+        number = _non_negative(value, expected)
+        return Tolerance(absolute=number) if key == "atol" else Tolerance(relative=number)
+    return Tolerance(relative=_non_negative(raw, expected))
+
+
+def _non_negative(value: Any, expected: str) -> float:
+    if isinstance(value, bool):
+        raise ValueError(expected)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(expected) from None
+    if not (math.isfinite(number) and number >= 0):
+        raise ValueError(expected)
+    return number
+
+
+# -- the statistics ---------------------------------------------------------------------------------
+@lru_cache(maxsize=256)
+def _rank_sum_counts(n: int, m: int, upto: int) -> tuple[int, ...]:
+    """How many of the C(n+m, n) orderings of two samples give the Mann-Whitney U = 0, 1, .., upto.
+
+    These are the coefficients of the Gaussian binomial [n+m choose n]_q, the product over
+    i = 1..n of (1 - q^(m+i)) / (1 - q^i), truncated at degree ``upto`` (exact integers).
+    """
+    coefficients = [1] + [0] * upto
+    for i in range(1, n + 1):
+        step = m + i
+        for degree in range(upto, step - 1, -1):  # multiply by (1 - q^(m+i))
+            coefficients[degree] -= coefficients[degree - step]
+        for degree in range(i, upto + 1):  # divide by (1 - q^i)
+            coefficients[degree] += coefficients[degree - i]
+    return tuple(coefficients)
+
+
+def critical_rank(n: int, m: int, tail: float) -> int:
+    """The largest k with P(U <= k - 1) <= tail under no change; 0 when even U = 0 is likelier.
+
+    The interval is then the k-th smallest to the k-th largest of the n x m pairwise differences.
+    """
+    total = math.comb(n + m, n)
+    counts = _rank_sum_counts(n, m, n * m // 2)
+    cumulative, k = 0, 0
+    for count in counts:
+        cumulative += count
+        if cumulative > tail * total:
+            break
+        k += 1
+    return k
+
+
+def ratio_interval(current: Sequence[float], baseline: Sequence[float], confidence: float = CONFIDENCE) -> Interval:
+    """Hodges-Lehmann ratio current/baseline and its exact Mann-Whitney interval; values must be > 0."""
+    if not current or not baseline:
+        raise ValueError("ratio_interval needs at least one value on each side")
+    if any(not (math.isfinite(v) and v > 0) for v in (*current, *baseline)):
+        raise ValueError("ratio_interval needs finite values > 0")
+    logs_now = [math.log(v) for v in current]
+    logs_then = [math.log(v) for v in baseline]
+    differences = sorted(a - b for a in logs_now for b in logs_then)
+    count = len(differences)
+    middle = count // 2
+    estimate = differences[middle] if count % 2 else (differences[middle - 1] + differences[middle]) / 2
+    k = critical_rank(len(current), len(baseline), (1 - confidence) / 2)
+    if k == 0:
+        return Interval(math.exp(estimate), None, None, len(current), len(baseline))
+    return Interval(
+        math.exp(estimate), math.exp(differences[k - 1]), math.exp(differences[count - k]),
+        len(current), len(baseline),
+    )
+
+
+def minimum_rounds(confidence: float = CONFIDENCE) -> int:
+    """Fewest rounds per side (the same on both) for which an interval exists at ``confidence``."""
+    rounds = 1
+    while critical_rank(rounds, rounds, (1 - confidence) / 2) == 0:
+        rounds += 1
+    return rounds
+
+
+def classify(interval: Interval, threshold: float) -> str:
+    """regression / improvement / unchanged / inconclusive under the rule in the module docstring."""
+    if interval.low is None or interval.high is None:
+        return "inconclusive"
+    upper_band, lower_band = 1 + threshold, 1 / (1 + threshold)
+    if interval.low > 1 and interval.ratio > upper_band:
+        return "regression"
+    if interval.high < 1 and interval.ratio < lower_band:
+        return "improvement"
+    if interval.low >= lower_band and interval.high <= upper_band:
+        return "unchanged"
+    return "inconclusive"
+
+
+# -- verdicts ---------------------------------------------------------------------------------------
+def _percent(fraction: float) -> str:
+    return f"{fraction * 100:.3g} %"
+
+
+def change(ratio: float) -> str:
+    """A ratio as a signed percentage change: 1.104 -> "+10.4 %"."""
+    return f"{(ratio - 1) * 100:+.1f} %"
+
+
+def _bounds(interval: Interval) -> str:
+    if interval.low is None or interval.high is None:
+        return ""
+    return f" [{(interval.low - 1) * 100:+.1f}, {(interval.high - 1) * 100:+.1f}]"
+
+
+def judge_energy(
+    name: str,
+    current: Sequence[float],
+    baseline: Sequence[float],
+    threshold: float,
+    baseline_set: str,
+    *,
+    gating: bool = True,
+    what: str = "energy",
+    note: str = "",
+) -> Verdict:
+    """The energy verdict from per-iteration joules of each valid round, here and in the baseline.
+
+    ``what`` names the quantity in the message ("energy", "normalised energy"); ``note`` is appended
+    (e.g. why the verdict does not gate).
+    """
+    suffix = f"; {note}" if note else ""
+
+    def verdict(status: str, message: str, interval: Interval | None = None) -> Verdict:
+        return Verdict(
+            name, "energy", status,
+            interval.ratio if interval else None,
+            interval.low if interval else None,
+            interval.high if interval else None,
+            threshold, baseline_set, message + suffix, gating,
+        )
+
+    if not current or not baseline:
+        side = "this run" if not current else f"baseline {baseline_set!r}"
+        return verdict("inconclusive", f"{what}: no valid round in {side}")
+    if any(not (math.isfinite(v) and v > 0) for v in (*current, *baseline)):
+        return verdict(
+            "inconclusive",
+            f"{what}: some rounds have net energy at or below zero (the work is too small to stand out "
+            "from idle power); lengthen the measured work or raise --energy-min-window",
+        )
+    interval = ratio_interval(current, baseline)
+    status = classify(interval, threshold)
+    head = f"{what} {change(interval.ratio)}{_bounds(interval)} vs {baseline_set!r}: {status} (threshold {_percent(threshold)})"
+    if interval.low is None:
+        head += (f"; {interval.rounds} rounds here and {interval.baseline_rounds} in the baseline are too few "
+                 f"for a verdict: use --energy-rounds {minimum_rounds()} or more")
+    elif status == "improvement":
+        head += "; refresh the baseline with --energy-update-baselines"
+    elif status == "inconclusive":
+        head += "; more rounds or a longer --energy-min-window narrow the interval"
+    return verdict(status, head, interval)
+
+
+def judge_quality(
+    name: str,
+    metric: str,
+    value: float,
+    baseline: float | None,
+    tolerance: Tolerance,
+    baseline_set: str,
+    *,
+    higher_is_better: bool = True,
+    budget: float | None = None,
+    gating: bool = True,
+) -> Verdict:
+    """A quality metric (one number per run) against its budget, then against its baseline value.
+
+    Over the budget is a regression whatever the baseline says; with no baseline value the status is
+    "new"; otherwise a move beyond the tolerance in the bad direction is a regression, in the good
+    direction an improvement.
+    """
+    sign = 1 if higher_is_better else -1
+
+    def verdict(status: str, message: str) -> Verdict:
+        ratio = value / baseline if baseline not in (None, 0) else None
+        return Verdict(name, metric, status, ratio, None, None, tolerance.value, baseline_set, message, gating)
+
+    if budget is not None and sign * (value - budget) < 0:
+        side = "below the minimum" if higher_is_better else "above the maximum"
+        return verdict("regression", f"{metric} {value:.4g} is {side} budget {budget:.4g}")
+    if baseline is None:
+        return verdict("new", f"{metric} {value:.4g}: no baseline in {baseline_set!r} yet")
+    difference = value - baseline
+    relative = f" ({change(value / baseline)})" if baseline else ""
+    head = f"{metric} {value:.4g} vs {baseline:.4g}{relative} in {baseline_set!r}"
+    if abs(difference) <= tolerance.allowed(baseline):
+        return verdict("unchanged", f"{head}: unchanged ({tolerance.describe()})")
+    if sign * difference < 0:
+        return verdict("regression", f"{head}: regression ({tolerance.describe()})")
+    return verdict(
+        "improvement",
+        f"{head}: improvement ({tolerance.describe()}); refresh the baseline with --energy-update-baselines",
+    )

@@ -1,0 +1,305 @@
+"""The baselines store: ``<baselines>/<fingerprint id>/<set>/<test module path>.json``.
+
+One JSON file per test module, mirroring the test tree, so a reviewer sees a model change's energy
+next to its test in a diff. Each file holds, per record name, the rounds a verdict needs
+(iterations, seconds, gross and net joules, net joules per device), which method measured each
+device, the reference-workload joules for normalised verdicts, and the quality values. Keys are
+sorted, numbers rounded to 6 significant digits, indentation fixed: the same run writes the same bytes.
+
+Writes are read-modify-write under a lock, then an atomic rename (:mod:`pytest_energy.locking`), so
+parallel writers lose nothing and a reader never sees half a file. A file that cannot be read (bad
+JSON, hand-edited into a wrong shape, another schema version) is reported in one line naming it and
+is never overwritten: the records in it may be someone's only baseline.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from .locking import atomic_write_text, locked
+from .record import Record, Round
+
+#: Version of the baseline file layout. Files of another version are refused with what to do.
+SCHEMA_VERSION = 1
+
+_SIGNIFICANT = 6
+_SAFE_PART = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class BaselineError(ValueError):
+    """A baseline file cannot be used; the message is one line naming the file and what to do."""
+
+
+@dataclass
+class Baseline:
+    """One record's stored baseline."""
+
+    name: str
+    nodeid: str
+    unit: str
+    devices: dict[str, str]  # device -> method that measured it
+    rounds: list[Round]  # the valid rounds of the run it was recorded from
+    reference_joules: float | None  # the reference workload's joules per iteration on that run
+    quality: dict[str, float]
+    recorded: str  # ISO 8601 timestamp of the record
+    git_commit: str | None = None
+    path: Path | None = None  # the file it was read from
+
+    def to_json(self) -> dict[str, Any]:
+        return _rounded({
+            "nodeid": self.nodeid,
+            "unit": self.unit,
+            "devices": self.devices,
+            "rounds": [
+                {"iterations": r.iterations, "seconds": r.seconds, "gross_joules": r.gross_joules,
+                 "net_joules": r.net_joules, "by_device": r.by_device}
+                for r in self.rounds
+            ],
+            "per_iteration_net_joules": _per_iteration_net(self.rounds),  # for reviewers; not read back
+            "reference_joules": self.reference_joules,
+            "quality": self.quality,
+            "recorded": self.recorded,
+            "git_commit": self.git_commit,
+        })
+
+
+def _per_iteration_net(rounds: list[Round]) -> float | None:
+    iterations = sum(r.iterations for r in rounds)
+    return sum(r.net_joules for r in rounds) / iterations if iterations else None
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        return float(f"{value:.{_SIGNIFICANT}g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def reference_of(record: Record) -> float | None:
+    """The reference workload's joules per iteration behind ``record.normalised`` (None without one)."""
+    normalised = record.normalised.get("per_iteration_gross")
+    if not normalised or not (record.per_iteration_gross_joules > 0):
+        return None
+    return record.per_iteration_gross_joules / normalised
+
+
+def quality_values(record: Record) -> dict[str, float]:
+    """Metric -> value of a record's quality results (entries are ``{"value": ...}`` or bare numbers)."""
+    values = {}
+    for metric, entry in record.quality.items():
+        value = entry.get("value") if isinstance(entry, dict) else entry
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            values[metric] = float(value)
+    return values
+
+
+def from_record(record: Record) -> Baseline:
+    """The baseline a record would be stored as (its valid rounds only)."""
+    return Baseline(
+        name=record.name,
+        nodeid=record.nodeid,
+        unit=record.unit,
+        devices={c.device: c.method for c in record.components},
+        rounds=[Round(r.iterations, r.seconds, r.gross_joules, r.net_joules, True, dict(r.by_device))
+                for r in record.rounds if r.valid and r.iterations > 0],
+        reference_joules=reference_of(record),
+        quality=quality_values(record),
+        recorded=record.timestamp,
+        git_commit=record.git_commit,
+    )
+
+
+# -- files ------------------------------------------------------------------------------------------
+def set_folder(root: Path, fingerprint_id: str, set_name: str) -> Path:
+    """Folder of one baseline set of one hardware fingerprint."""
+    return Path(root) / _safe(fingerprint_id) / _safe(set_name)
+
+
+def _safe(part: str) -> str:
+    cleaned = _SAFE_PART.sub("_", part).strip(".")
+    return cleaned or "_"
+
+
+def file_for(folder: Path, nodeid: str) -> Path:
+    """The file holding a record's baseline: its test module's path under the set folder."""
+    module = nodeid.split("::", 1)[0].replace("\\", "/")
+    parts = [_safe(p) for p in module.split("/") if p not in ("", ".")]
+    return folder.joinpath(*(parts or ["_"])).with_name((parts or ["_"])[-1] + ".json")
+
+
+def _fix(path: Path, problem: str) -> BaselineError:
+    return BaselineError(
+        f"pytest-energy: baseline file {path} {problem}; fix it, or delete it and re-record with "
+        "--energy-update-baselines (other baselines are still used, this file is left as it is)"
+    )
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _entry(path: Path, name: str, data: Any) -> Baseline:
+    """Validate one record's entry (files are reviewed and sometimes hand-edited)."""
+    if not isinstance(data, dict):
+        raise _fix(path, f"has record {name!r} that is not an object")
+    rounds_data = data.get("rounds")
+    if not isinstance(rounds_data, list):
+        raise _fix(path, f"has record {name!r} without a 'rounds' list")
+    rounds = []
+    for index, item in enumerate(rounds_data):
+        if not (isinstance(item, dict) and isinstance(item.get("iterations"), int) and item["iterations"] > 0
+                and all(_number(item.get(k)) for k in ("seconds", "gross_joules", "net_joules"))
+                and isinstance(item.get("by_device", {}), dict)
+                and all(_number(v) for v in item.get("by_device", {}).values())):
+            raise _fix(path, f"has record {name!r} whose round {index} is not "
+                             "{iterations > 0, seconds, gross_joules, net_joules, by_device}")
+        rounds.append(Round(item["iterations"], float(item["seconds"]), float(item["gross_joules"]),
+                            float(item["net_joules"]), True,
+                            {str(k): float(v) for k, v in item.get("by_device", {}).items()}))
+    quality = data.get("quality", {})
+    devices = data.get("devices", {})
+    reference = data.get("reference_joules")
+    if not (isinstance(quality, dict) and all(_number(v) for v in quality.values())):
+        raise _fix(path, f"has record {name!r} whose 'quality' is not metric -> number")
+    if not (isinstance(devices, dict) and all(isinstance(v, str) for v in devices.values())):
+        raise _fix(path, f"has record {name!r} whose 'devices' is not device -> method")
+    if reference is not None and not _number(reference):
+        raise _fix(path, f"has record {name!r} whose 'reference_joules' is not a number")
+    return Baseline(
+        name=name,
+        nodeid=str(data.get("nodeid", name)),
+        unit=str(data.get("unit", "iteration")),
+        devices=dict(devices),
+        rounds=rounds,
+        reference_joules=float(reference) if reference is not None else None,
+        quality={k: float(v) for k, v in quality.items()},
+        recorded=str(data.get("recorded", "")),
+        git_commit=data.get("git_commit"),
+        path=path,
+    )
+
+
+def read_file(path: Path) -> dict[str, Baseline]:
+    """Every baseline in one file; raises :class:`BaselineError` (one line) when it cannot be used."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise _fix(path, f"cannot be read ({error.strerror or error})") from None
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        raise _fix(path, f"is not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise _fix(path, "is not a JSON object")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        if isinstance(version, int) and version > SCHEMA_VERSION:
+            raise BaselineError(
+                f"pytest-energy: baseline file {path} has schema_version {version}, newer than this "
+                f"pytest-energy reads ({SCHEMA_VERSION}); upgrade pytest-energy (the file is left as it is)"
+            )
+        raise _fix(path, f"has schema_version {version!r}, not {SCHEMA_VERSION}")
+    records = data.get("records")
+    if not isinstance(records, dict):
+        raise _fix(path, "has no 'records' object")
+    return {name: _entry(path, name, entry) for name, entry in records.items()}
+
+
+def render_file(baselines: Iterable[Baseline]) -> str:
+    """The text of one baseline file: stable key order, rounded numbers, one trailing newline."""
+    document = {
+        "schema_version": SCHEMA_VERSION,
+        "records": {b.name: b.to_json() for b in sorted(baselines, key=lambda b: b.name)},
+    }
+    return json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+@dataclass
+class LoadedSet:
+    """One set's baselines as read, and a line per file that could not be used."""
+
+    folder: Path
+    baselines: dict[str, Baseline] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    broken: list[Path] = field(default_factory=list)
+
+
+def load_set(folder: Path) -> LoadedSet:
+    """Read every baseline file of a set folder; a missing folder is an empty set."""
+    loaded = LoadedSet(Path(folder))
+    if not loaded.folder.is_dir():
+        return loaded
+    for path in sorted(loaded.folder.rglob("*.json")):
+        try:
+            loaded.baselines.update(read_file(path))
+        except BaselineError as error:
+            loaded.errors.append(str(error))
+            loaded.broken.append(path)
+    return loaded
+
+
+def other_hardware(root: Path, fingerprint_id: str, set_name: str) -> dict[str, list[str]]:
+    """Record name -> fingerprint ids of other hardware holding a baseline for it in ``set_name``.
+
+    Unreadable files of other hardware are skipped silently: they can never be used here anyway.
+    """
+    found: dict[str, list[str]] = {}
+    root = Path(root)
+    if not root.is_dir():
+        return found
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name != _safe(fingerprint_id)):
+        set_path = folder / _safe(set_name)
+        for path in sorted(set_path.rglob("*.json")) if set_path.is_dir() else []:
+            try:
+                names = read_file(path)
+            except BaselineError:
+                continue
+            for name in names:
+                found.setdefault(name, []).append(folder.name)
+    return found
+
+
+@dataclass
+class Update:
+    """What :func:`update` did."""
+
+    written: dict[str, str] = field(default_factory=dict)  # record name -> "new" or "refreshed"
+    files: list[Path] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def update(folder: Path, baselines: Iterable[Baseline]) -> Update:
+    """Write or refresh these baselines in a set folder, keeping every other entry of each file.
+
+    Each file is re-read under its lock just before the write, so a concurrent writer's entries
+    survive; a file that cannot be read is reported and left untouched.
+    """
+    result = Update()
+    by_file: dict[Path, list[Baseline]] = {}
+    for baseline in baselines:
+        by_file.setdefault(file_for(folder, baseline.nodeid), []).append(baseline)
+    for path, entries in sorted(by_file.items()):
+        with locked(path):
+            try:
+                existing = read_file(path) if path.exists() else {}
+            except BaselineError as error:
+                result.errors.append(str(error))
+                continue
+            for entry in entries:
+                result.written[entry.name] = "refreshed" if entry.name in existing else "new"
+                existing[entry.name] = entry
+            text = render_file(existing.values())
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                atomic_write_text(path, text)
+                result.files.append(path)
+    return result

@@ -1,0 +1,74 @@
+"""The fixed reference workload each session measures once per device, for normalised verdicts.
+
+Two GPUs of the same model, or one GPU warm and cold, differ by several percent in joules for the
+same work. Dividing a test's joules by the joules of a fixed piece of work measured in the same
+session cancels most of that, so a baseline recorded on one runner stays comparable on another of
+the same kind. The work must never change between versions: its size is fixed here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Callable
+
+#: Square matrix sizes of the reference products. Changing either makes old normalised baselines
+#: incomparable: don't.
+GPU_SIZE = 4096
+CPU_SIZE = 48
+
+
+def _cuda_index(device: str) -> int | None:
+    """The CUDA index for "gpu" / "gpu:N", or None for another device name."""
+    kind, _, index = device.partition(":")
+    if kind != "gpu":
+        return None
+    return int(index) if index.isdigit() else 0
+
+
+def _gpu_workload(index: int) -> Callable[[], None] | None:
+    """A bf16 matrix product on CUDA device ``index``, where torch is installed and sees CUDA."""
+    if importlib.util.find_spec("torch") is None:
+        return None
+    import torch  # only here: loading the plugin must not import torch
+
+    if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+        return None
+    generator = torch.Generator(device=f"cuda:{index}").manual_seed(0)
+    a = torch.rand(GPU_SIZE, GPU_SIZE, device=f"cuda:{index}", dtype=torch.bfloat16, generator=generator)
+    b = torch.rand(GPU_SIZE, GPU_SIZE, device=f"cuda:{index}", dtype=torch.bfloat16, generator=generator)
+
+    def workload() -> None:
+        # Eight products (~1.1 TFLOP) keep one call well above kernel-launch overhead; the meter
+        # synchronises CUDA at the window edges.
+        for _ in range(8):
+            torch.matmul(a, b)
+
+    return workload
+
+
+def _cpu_workload() -> Callable[[], None]:
+    """A pure-Python matrix product: the same instructions on every machine, no BLAS threads."""
+    a = [[float((i * CPU_SIZE + j) % 7) for j in range(CPU_SIZE)] for i in range(CPU_SIZE)]
+    b = [[float((i + 2 * j) % 5) for j in range(CPU_SIZE)] for i in range(CPU_SIZE)]
+    columns = list(zip(*b))
+
+    def workload() -> None:
+        for row in a:
+            for column in columns:
+                sum(x * y for x, y in zip(row, column))
+
+    return workload
+
+
+def reference_workload(device: str) -> Callable[[], None]:
+    """The fixed workload for ``device`` ("gpu", "gpu:N", "cpu", ...): a matrix product of fixed size.
+
+    On a GPU it runs on that GPU through torch where torch is installed and sees CUDA; otherwise,
+    and for every other device, it is the CPU product.
+    """
+    index = _cuda_index(device)
+    if index is not None:
+        workload = _gpu_workload(index)
+        if workload is not None:
+            return workload
+    return _cpu_workload()
