@@ -1,0 +1,153 @@
+"""The ``pytest-energy`` command: history, baselines and the nightly report outside a test run.
+
+    pytest-energy runs [--history PATH] [--last N]
+    pytest-energy history NAME [--history PATH] [--last N]
+    pytest-energy baselines [--baselines DIR]
+    pytest-energy report [--history PATH] [--out PATH] [--last N]
+
+Bad input gives one line on stderr and exit code 2; nothing here prints a traceback for a user error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .config import BY_NAME
+from .units import format_energy
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse would print the usage too)
+        self.exit(2, f"pytest-energy: {message} (see pytest-energy --help)\n")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number >= 1")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="pytest-energy", description="Energy history, baselines and reports of pytest-energy.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    history_default = BY_NAME["history"].default
+
+    runs = commands.add_parser("runs", help="list stored runs, newest first")
+    runs.add_argument("--history", default=history_default, help=f"history store (default {history_default})")
+    runs.add_argument("--last", type=_positive, default=20, help="how many runs (default 20)")
+
+    case = commands.add_parser("history", help="one test's or case's energy across runs")
+    case.add_argument("name", help="record name: the test node id, plus ::label for a labelled measurement")
+    case.add_argument("--history", default=history_default, help=f"history store (default {history_default})")
+    case.add_argument("--last", type=_positive, default=None, help="only the newest N runs")
+
+    stored = commands.add_parser("baselines", help="list baseline sets per hardware fingerprint")
+    stored.add_argument("--baselines", default=BY_NAME["baselines"].default,
+                        help=f"baselines folder (default {BY_NAME['baselines'].default})")
+
+    report = commands.add_parser("report", help="render the HTML report from the history store")
+    report.add_argument("--history", default=history_default, help=f"history store (default {history_default})")
+    report.add_argument("--out", default=BY_NAME["report"].default, help="HTML file to write")
+    report.add_argument("--last", type=_positive, default=None, help="only the newest N runs")
+    return parser
+
+
+def _energy(joules: float | None) -> str:
+    return format_energy(joules) if joules is not None and math.isfinite(joules) else "n/a"
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+
+
+def _runs(history_path: Path, last: int) -> list[str]:
+    from .history import History
+
+    runs = History(history_path).runs(last)
+    if not runs:
+        return [f"no run stored in {history_path} yet"]
+    rows = [["run", "started", "commit", "hardware", "records", "regressions", "gate", "net energy", "CO2 g"]]
+    for run in runs:
+        rows.append([
+            run.run_id, run.started[:19], (run.git_commit or "-")[:12], run.fingerprint_id or "-",
+            str(run.records), str(run.regressions), "failed" if run.gate_failed else "passed",
+            _energy(run.total_net_joules), f"{run.co2_grams:.4g}" if run.co2_grams is not None else "n/a",
+        ])
+    return _table(rows)
+
+
+def _case(history_path: Path, name: str, last: int | None) -> list[str]:
+    from .history import History
+
+    points = History(history_path).case_history(name, last)
+    if not points:
+        raise LookupError(f"pytest-energy: no record named {name!r} in {history_path} "
+                          "(`pytest-energy runs` lists runs; names are test node ids)")
+    rows = [["started", "run", "commit", "net / iteration", "±", "methods", "verdict", "change"]]
+    for point in points:
+        change = f"{(point.ratio - 1) * 100:+.1f} %" if point.ratio is not None else ""
+        rows.append([
+            point.started[:19], point.run_id, (point.git_commit or "-")[:12],
+            _energy(point.per_iteration_net_joules), _energy(point.per_iteration_uncertainty_joules),
+            ",".join(point.methods), point.status or "-", change,
+        ])
+    return [name, *_table(rows)]
+
+
+def _baselines(root: Path) -> list[str]:
+    from .baselines import load_set
+
+    if not root.is_dir():
+        raise LookupError(f"pytest-energy: no baselines folder at {root} "
+                          "(record one with pytest --energy --energy-update-baselines)")
+    lines: list[str] = []
+    rows = [["hardware", "set", "baselines", "files"]]
+    errors: list[str] = []
+    for hardware in sorted(p for p in root.iterdir() if p.is_dir()):
+        for folder in sorted(p for p in hardware.iterdir() if p.is_dir()):
+            loaded = load_set(folder)
+            files = {b.path for b in loaded.baselines.values()}
+            rows.append([hardware.name, folder.name, str(len(loaded.baselines)), str(len(files) + len(loaded.broken))])
+            errors += loaded.errors
+    lines += _table(rows) if len(rows) > 1 else [f"no baseline set in {root} yet"]
+    return lines + errors
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns the exit code (0 ok, 2 bad input or an unusable store)."""
+    from .history import HistoryError
+
+    arguments = _parser().parse_args(argv)
+    try:
+        if arguments.command == "runs":
+            lines = _runs(Path(arguments.history), arguments.last)
+        elif arguments.command == "history":
+            lines = _case(Path(arguments.history), arguments.name, arguments.last)
+        elif arguments.command == "baselines":
+            lines = _baselines(Path(arguments.baselines))
+        else:
+            from .report import render_from_history  # jinja2 and the templates only for this command
+
+            written = render_from_history(Path(arguments.history), Path(arguments.out), arguments.last)
+            lines = [f"pytest-energy: report written to {written}"]
+    except (HistoryError, LookupError) as error:
+        print(str(error), file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"pytest-energy: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
