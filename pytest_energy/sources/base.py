@@ -59,6 +59,10 @@ class Channel(abc.ABC):
         """Facts for the hardware fingerprint (name, driver, power limit...)."""
         return {}
 
+    def other_processes(self) -> list[int]:
+        """Pids of other processes using this device, whose energy the reading includes (GPUs)."""
+        return []
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.device} {self.method}>"
 
