@@ -120,7 +120,12 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     else:
         result = yield
     if context is not None:
-        session.after_call(context, item.funcargs.get("benchmark") if hasattr(item, "funcargs") else None)
+        from .budget import EnergyBudgetExceeded
+
+        try:
+            session.after_call(context, getattr(item, "funcargs", {}).get("benchmark"))
+        except EnergyBudgetExceeded as exceeded:
+            pytest.fail(str(exceeded), pytrace=False)
     return result
 
 
