@@ -8,6 +8,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..gate import Judgement
+from ..record import Carbon, RunInfo
+from ..verdict import Verdict
 from . import exports, html
 from .model import Report, build_report
 
@@ -33,3 +36,45 @@ def write_outputs(report: Report, settings: Any, root: Path | None = None) -> li
     if summary:
         lines.append(exports.append_step_summary(report, Path(summary)))
     return lines
+
+
+def _run_info(info: dict[str, Any]) -> RunInfo | None:
+    """The stored RunInfo of a run, or None where it cannot be rebuilt (an older or foreign row)."""
+    try:
+        return RunInfo(**{**info, "carbon": Carbon(**info["carbon"])})
+    except (KeyError, TypeError):
+        return None
+
+
+def render_from_history(history_path: Path, out_path: Path, last: int | None = None) -> Path:
+    """The nightly report: the latest run's records and verdicts, with every series' trend over the
+    ``last`` runs (all where None) on the latest run's hardware and its step changes marked.
+
+    Raises :class:`pytest_energy.history.HistoryError` (one line) where the store is missing or unusable.
+    """
+    from ..history import History, HistoryError
+
+    history = History(history_path)
+    runs = history.runs(last)
+    if not runs:
+        raise HistoryError(f"pytest-energy: history {history_path} holds no run yet; run `pytest --energy` first")
+    latest, oldest = runs[0], runs[-1].started
+    verdicts = [Verdict(**data) for data in history.verdicts(latest.run_id)]
+    baseline_set = latest.baseline_set or "default"
+    regressions = [v for v in verdicts if v.status == "regression" and v.baseline_set == baseline_set]
+    judgement = Judgement(
+        verdicts=verdicts,
+        baseline_set=baseline_set,
+        fingerprint_id=latest.fingerprint_id or "",
+        new=[v.name for v in verdicts if v.status == "new" and v.baseline_set == baseline_set],
+        gate_failed=latest.gate_failed,
+        summary=[f"{v.name}  {v.message}" for v in regressions],
+    )
+    series = {name: [point for point in points if point[0] >= oldest]
+              for name, points in history.series(latest.fingerprint_id).items()}
+    report = build_report(
+        history.records(latest.run_id), judgement, _run_info(latest.info), series=series,
+        title=f"pytest-energy nightly report: {len(runs)} runs", source="history",
+    )
+    html.write(report, Path(out_path))
+    return Path(out_path)

@@ -14,13 +14,15 @@ STATUS_CLASS = {"regression": "s-reg", "inconclusive": "s-inc", "improvement": "
                 "unchanged": "s-unc", "incomparable": "s-icp", "": "s-none"}
 
 
-def _ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """Round tick values covering [low, high]."""
+def _ticks(low: float, high: float, count: int = 5, whole: bool = False) -> list[float]:
+    """Round tick values covering [low, high] (whole numbers only where ``whole``)."""
     if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
         return [low]
     raw = (high - low) / count
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    if whole:
+        step = max(1, round(step))
     first = math.ceil(low / step) * step
     return [first + i * step for i in range(int((high - first) / step + 1e-9) + 1)]
 
@@ -28,8 +30,10 @@ def _ticks(low: float, high: float, count: int = 5) -> list[float]:
 class _Axis:
     """Maps data values to pixels, linear or log10 (chosen where values span over 50x)."""
 
-    def __init__(self, values: list[float], start: float, end: float, log: bool | None = None) -> None:
+    def __init__(self, values: list[float], start: float, end: float, log: bool | None = None,
+                 whole: bool = False) -> None:
         low, high = min(values), max(values)
+        self.whole = whole
         self.log = log if log is not None else (low > 0 and high / low > 50)
         if self.log:
             low, high = math.log10(low), math.log10(high)
@@ -43,7 +47,7 @@ class _Axis:
     def ticks(self) -> list[float]:
         if self.log:
             return [10.0 ** e for e in range(math.ceil(self.low), math.floor(self.high) + 1)]
-        return _ticks(self.low, self.high)
+        return _ticks(self.low, self.high, whole=self.whole)
 
 
 def _frame(width: int, height: int, label: str, body: list[str]) -> Markup:
@@ -116,18 +120,18 @@ def trend_line(trend: Trend) -> Markup:
     """Net joules per iteration across runs (oldest left); steps drawn as red markers."""
     width, height, left, top, right, bottom = 360, 150, 56, 10, 350, 110
     values = [p.joules for p in trend.points]
-    x = _Axis(list(range(len(values))), left, right, log=False)
+    x = _Axis(list(range(1, len(values) + 1)), left, right, log=False, whole=True)
     y = _Axis(values, bottom, top, log=False)
     parts = _axes(x, y, left, top, right, bottom, "run", "J / iteration")
-    path = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values))
+    path = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values, 1))
     parts.append(f'<polyline class="trend" points="{path}"/>')
-    for i, point in enumerate(trend.points):
+    for i, point in enumerate(trend.points, 1):
         css = STATUS_CLASS.get(point.status, "s-none")
         parts.append(f'<circle class="dot small {css}" cx="{x(i):.1f}" cy="{y(point.joules):.1f}" r="2.5">'
                      f'<title>{escape(point.started)}: {fmt(point.joules)} J ({escape(point.status or "-")})'
                      f'</title></circle>')
     for step in trend.steps:
-        px = (x(step.index - 1) + x(step.index)) / 2
+        px = (x(step.index) + x(step.index + 1)) / 2  # between the last run before and the first after
         parts.append(f'<line class="step" x1="{px:.1f}" y1="{top}" x2="{px:.1f}" y2="{bottom}">'
                      f'<title>step {escape(step.text)}: {fmt(step.before)} J to {fmt(step.after)} J</title></line>')
     return _frame(width, height, f"trend of {trend.name}", parts)

@@ -11,9 +11,7 @@ import os
 from io import StringIO
 from typing import Any
 
-from rich import box
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from .model import Report, Row, fmt
@@ -39,44 +37,58 @@ def _console(terminalreporter: Any) -> Console:
     )
 
 
-def _energy(row: Row) -> Text:
-    text = Text(f"{fmt(row.per_iteration_net)} J")
-    if row.wh_per_1000 is not None:
-        text.append(f"\n{fmt(row.wh_per_1000)} Wh/1k inf", style="dim")
-    return text
+HEADERS = ("verdict", "energy/iter ± se", "CO2 g", "method", "vs baseline [interval]", "quality")
+RIGHT = (False, True, True, False, True, False)
 
 
-def _table(rows: list[Row], verbosity: int) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, expand=False)
-    table.add_column("verdict", no_wrap=True)
-    table.add_column("test", overflow="fold", ratio=1)
-    table.add_column("energy/iter", justify="right", no_wrap=True)
-    table.add_column("±", justify="right", no_wrap=True)
-    table.add_column("CO2 g", justify="right", no_wrap=True)
-    table.add_column("quality", overflow="fold")
-    table.add_column("vs baseline [interval]", justify="right", overflow="fold")
-    table.add_column("method", overflow="fold")
-    for row in rows:
-        status = row.status or "-"
-        verdict = Text(status, style=STYLE.get(row.status, ""))
-        if row.status == "regression" and not row.gating:
-            verdict.append(" (not gating)", style="dim")
+def _cells(row: Row) -> tuple[str, ...]:
+    verdict = (row.status or "-") + (" (not gating)" if row.status == "regression" and not row.gating else "")
+    return (
+        verdict,
+        f"{fmt(row.per_iteration_net)} J ± {fmt(row.uncertainty, 2)}",
+        fmt(row.record.co2_grams, 3),
+        row.methods,
+        row.change.text if row.change else "",
+        ", ".join(q.text for q in row.quality),
+    )
+
+
+def _table(rows: list[Row], verbosity: int, width: int) -> Text:
+    """Each record as a bold name line (never cut: names are what people grep for) over a line of
+    figures in aligned columns, so the table reads the same in an 80-column CI log as on a wide screen."""
+    cells = [_cells(row) for row in rows]
+    # Columns no row fills (no baseline yet, no quality) are left out, to keep lines short.
+    shown = [i for i in range(len(HEADERS)) if i < 4 or any(c[i] for c in cells)]
+    widths = {i: max([len(HEADERS[i])] + [len(c[i]) for c in cells]) for i in shown}
+
+    def line(values: tuple[str, ...], styles: tuple[str, ...]) -> Text:
+        text = Text()
+        for i in shown:
+            padded = values[i].rjust(widths[i]) if RIGHT[i] else values[i].ljust(widths[i])
+            text.append(padded, style=styles[i])
+            if i != shown[-1]:
+                text.append("  ")
+        text.rstrip()
+        return text
+
+    out = line(HEADERS, ("bold",) * len(HEADERS))
+    out.append("\n" + "─" * min(width, sum(widths.values()) + 2 * (len(widths) - 1)) + "\n")
+    for row, values in zip(rows, cells):
+        style = STYLE.get(row.status, "")
+        out.append(row.name + "\n", style="bold red" if row.status == "regression" else "bold")
+        out.append_text(line(values, (style, "", "", "dim", style, "")))
+        out.append("\n")
+        extra = []
+        if row.wh_per_1000 is not None:
+            extra.append(f"{fmt(row.wh_per_1000)} Wh per 1,000 inferences")
         if row.record.outcome == "failed":
-            verdict.append("\ntest failed", style="red")
-        table.add_row(
-            verdict,
-            Text(row.name),
-            _energy(row),
-            Text(fmt(row.uncertainty, 2)),
-            Text(fmt(row.record.co2_grams, 3)),
-            Text("\n".join(q.text for q in row.quality)),
-            Text(row.change.text if row.change else "", style=STYLE.get(row.status, "")),
-            Text(row.methods),
-        )
+            extra.append("the test failed")
         if verbosity > 0:
-            for message in row.messages:
-                table.add_row("", Text(message, style="dim"), "", "", "", "", "", "")
-    return table
+            extra += row.messages
+        for note in extra:
+            out.append(" " * (widths[0] + 2) + note + "\n", style="dim")
+    out.rstrip()
+    return out
 
 
 def render(report: Report, terminalreporter: Any, verbosity: int) -> None:
@@ -94,13 +106,14 @@ def render(report: Report, terminalreporter: Any, verbosity: int) -> None:
         keep = {id(row) for row in report.regressions}
         rows = [row for i, row in enumerate(rows) if i >= hidden or id(row) in keep]
         console.print(Text(f"{len(report.rows) - len(rows)} rows not shown here (-v shows all, "
-                           "the HTML report has every one)", style="dim"))
+                           "the HTML report has every one)", style="dim"), soft_wrap=True)
+    # soft_wrap: rich never inserts line breaks, so a long name stays one greppable line in a log.
     if rows:
-        console.print(_table(rows, verbosity))
-    console.print(Text(report.totals.line))
+        console.print(_table(rows, verbosity, console.width), soft_wrap=True)
+    console.print(Text(report.totals.line), soft_wrap=True)
     for line in report.gate_summary:
-        console.print(Text(line, style="bold red" if report.gate_failed else "yellow"))
+        console.print(Text(line, style="bold red" if report.gate_failed else "yellow"), soft_wrap=True)
     for line in report.errors:
-        console.print(Text(line, style="red"))
+        console.print(Text(line, style="red"), soft_wrap=True)
     terminalreporter.write_sep("=", "energy", bold=True)
     terminalreporter.write(console.file.getvalue())  # type: ignore[attr-defined]

@@ -1,0 +1,149 @@
+"""The HTML report: self-contained, escaped, regressions first, numbers as in the records."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from types import SimpleNamespace
+
+import pytest
+
+from factories import make_judgement, make_record, make_run_info, make_verdict
+from pytest_energy.report import build_report, html, write_outputs
+
+EVIL = "t.py::test_x[<script>document.title='pwned'</script>]"
+
+
+class _Page(HTMLParser):
+    """Collects the tags, attributes and section order of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.sections: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        self.tags.append((tag, attributes))
+        if tag == "section":
+            self.sections.append(attributes.get("id") or "")
+
+
+def _records():
+    return [
+        make_record("t.py::test_ok", 3.0, unit="inference", quality={"rougeL": 0.40},
+                    timeline=[(0.0, 80.0), (0.1, 300.0), (0.2, 310.0), (0.3, 90.0)]),
+        make_record(EVIL, 5.0, unit="inference", quality={"rougeL": 0.35}),
+        make_record("t.py::test_regressed", 12.3456789, unit="inference", quality={"rougeL": 0.45}),
+    ]
+
+
+def _render(history=None):
+    records = _records()
+    verdicts = [make_verdict("t.py::test_ok", "unchanged", 1.0, 0.99, 1.01),
+                make_verdict("t.py::test_regressed", "regression", 1.25, 1.2, 1.3)]
+    report = build_report(records, make_judgement(verdicts), make_run_info(), history)
+    return records, report, html.render(report)
+
+
+def test_page_is_self_contained_with_no_script_and_no_external_resource():
+    _, _, page = _render()
+    parser = _Page()
+    parser.feed(page)
+    assert "<script" not in page.lower()
+    assert not re.search(r"https?://", page)
+    for tag, attributes in parser.tags:
+        for name in ("src", "href", "xlink:href", "action"):
+            value = attributes.get(name)
+            assert value is None or value.startswith("#"), f"<{tag} {name}={value!r}>"
+    assert "@import" not in page and "url(" not in page
+    assert {"link", "img", "iframe", "object", "embed"}.isdisjoint(tag for tag, _ in parser.tags)
+
+
+def test_test_supplied_text_is_escaped():
+    _, _, page = _render()
+    assert "t.py::test_x[&lt;script&gt;document.title=&#39;pwned&#39;&lt;/script&gt;]" in page
+
+
+def test_regressions_section_comes_first_and_lists_the_regression():
+    _, report, page = _render()
+    parser = _Page()
+    parser.feed(page)
+    assert parser.sections.index("regressions") < parser.sections.index("results")
+    assert parser.sections[:2] == ["summary", "gate"]
+    regressions = page[page.index('<section id="regressions">'):page.index('<section id="results">')]
+    assert "t.py::test_regressed" in regressions and "t.py::test_ok" not in regressions
+    results = page[page.index('<table id="results-table">'):]
+    assert results.index("t.py::test_regressed") < results.index("t.py::test_ok")
+    assert 'id="gate-state">gate failed<' in page
+
+
+def test_numbers_match_the_records():
+    records, report, page = _render()
+    regressed = records[2]
+    row = page[page.index('data-name="t.py::test_regressed"'):]
+    row = row[:row.index("</tr>")]
+    energy = re.search(r'class="num energy" data-value="([^"]+)">([^<]+)<', row)
+    assert float(energy.group(1)) == regressed.per_iteration_net_joules
+    assert energy.group(2) == f"{regressed.per_iteration_net_joules:.4g}"
+    wh = re.search(r'class="num wh" data-value="([^"]+)"', row)
+    assert float(wh.group(1)) == pytest.approx(regressed.per_iteration_net_joules / 3.6, rel=1e-12)
+    co2 = re.search(r'class="num co2" data-value="([^"]+)"', row)
+    assert float(co2.group(1)) == regressed.co2_grams
+    assert "+25.0 % [+20.0 %, +30.0 %]" in row
+    total = re.search(r'id="total-energy">.*?data-value="([^"]+)"', page, re.S)
+    assert float(total.group(1)) == pytest.approx(sum(r.total_gross_joules for r in records))
+
+
+def test_charts_are_inline_svg():
+    class History:
+        def series(self, fingerprint_id=None):
+            values = [3.0] * 6 + [3.6] * 6
+            return {"t.py::test_ok": [(f"2026-11-{d + 1:02d}", v, "unchanged") for d, v in enumerate(values)]}
+
+    _, report, page = _render(History())
+    quality = page[page.index('<section id="quality">'):page.index('<section id="timelines">')]
+    assert quality.count("<svg") == 1 and quality.count('class="dot') == 3
+    assert '<polyline class="front"' in quality
+    timelines = page[page.index('<section id="timelines">'):page.index('<section id="trends">')]
+    assert timelines.count("<svg") == 1 and '<polyline class="power"' in timelines
+    trends = page[page.index('<section id="trends">'):page.index('<section id="details">')]
+    assert trends.count("<svg") == 1 and trends.count('<line class="step"') == 1
+    assert "+20.0 % at 2026-11-07" in trends
+
+
+def test_details_give_method_devices_rounds_and_carbon():
+    records, _, page = _render()
+    details = page[page.index('<section id="details">'):page.index('<section id="assumptions">')]
+    assert details.count("<details") == 3
+    assert details.count(" open>") == 1  # the regression is open
+    assert "5 valid of 5, 100 iterations after 3 warm-up" in details
+    assert "gpu, counter: gross" in details and "idle 77 W" in details
+    assert "g CO2eq at 56 g/kWh, PUE 1.2" in details
+    assignments = page[page.index('<section id="assumptions">'):]
+    assert "NVIDIA H100 80GB HBM3" in assignments and "codecarbon global_energy_mix.json" in assignments
+
+
+def test_write_outputs_honours_disabled_paths_and_writes_relative_to_root(tmp_path, monkeypatch):
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    _, report, _ = _render()
+    for disabled in ("", "none", "None", None):
+        settings = SimpleNamespace(report=disabled, csv=None, model_card=None)
+        assert write_outputs(report, settings, root=tmp_path) == []
+    settings = SimpleNamespace(report="reports/energy.html", csv="out/emissions.csv", model_card=None)
+    lines = write_outputs(report, settings, root=tmp_path)
+    assert (tmp_path / "reports" / "energy.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert (tmp_path / "out" / "emissions.csv").exists()
+    assert lines[0] == f"HTML report: {tmp_path / 'reports' / 'energy.html'}"
+    assert [p.name for p in (tmp_path / "reports").iterdir()] == ["energy.html"]  # no temporary left
+
+
+def test_write_outputs_appends_the_step_summary(tmp_path, monkeypatch):
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    _, report, _ = _render()
+    lines = write_outputs(report, SimpleNamespace(report="", csv=None, model_card=None))
+    text = summary.read_text()
+    assert text.startswith("earlier step\n### pytest-energy: gate failed")
+    assert lines == [f"markdown summary appended to $GITHUB_STEP_SUMMARY ({summary})"]
