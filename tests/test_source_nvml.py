@@ -84,6 +84,22 @@ def test_counter_follows_a_power_curve_at_tick_boundaries(monkeypatch, opened):
         assert channel.read() == pytest.approx(expected, abs=0.002)
 
 
+def test_a_load_switched_on_mid_tick_is_counted_from_then(monkeypatch, opened):
+    clock = FakeClock()
+    fake = install_fake_nvml(monkeypatch, [FakeGpu(power=100.0)], clock=clock)
+    (channel,) = opened().channels
+    channel.read()
+    clock.now = 0.15
+    fake.set_power(0, 400.0)  # the load starts half-way through the second tick
+    clock.now = 0.32
+    fake.set_power(0, 100.0)
+    clock.now = 0.41  # ticks at 0.1 (10 J), 0.2 (+5 +20), 0.3 (+40), 0.4 (+8 +8)
+    assert channel.read() == pytest.approx(91.0)
+    assert fake.gpus[0].energy(0.0, 0.4) == pytest.approx(91.0)
+    with pytest.raises(ValueError, match="before the last change"):
+        fake.gpus[0].set_power(0.2, 50.0)
+
+
 def test_nvml_counter_wraparound_at_64_bits(monkeypatch, opened):
     clock = FakeClock()
     gpu = FakeGpu(power=100.0, counter_offset_mj=2**64 - 5_000)

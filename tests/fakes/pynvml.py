@@ -11,12 +11,15 @@ Under pytest::
 
     nvml = install_fake_nvml(monkeypatch, [FakeGpu(power=300.0), FakeGpu(has_counter=False)])
 
+A load switched on and off by the code under test: ``nvml.set_power(0, 400.0)`` ... ``nvml.set_power(0, 80.0)``
+(a power curve must be a pure function of time: ticks are integrated when first read).
 Elsewhere (the bench): ``sys.modules["pynvml"] = FakeNvmlModule([...])``. Time comes from
 ``time.perf_counter`` unless a :class:`FakeClock` is given, which makes tick tests exact.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import sys
 import time
@@ -76,7 +79,7 @@ class FakeGpu:
 
     name: str = "NVIDIA H100 80GB HBM3"
     uuid: str = ""  # "" -> GPU-00000000-0000-0000-0000-00000000000<index>
-    power: float | Callable[[float], float] = 100.0  # watts, constant or a function of time
+    power: float | Callable[[float], float] = 100.0  # watts, constant or a pure function of time
     has_counter: bool = True  # False: nvmlDeviceGetTotalEnergyConsumption raises NotSupported
     tick_seconds: float = 0.1
     tick_phase: float = 0.0  # the first tick boundary, in seconds; later ones follow every tick_seconds
@@ -90,20 +93,43 @@ class FakeGpu:
 
     def __post_init__(self) -> None:
         self._at_boundary: list[float] = []  # joules from time 0 to each tick boundary reached so far
+        self._since: list[float] = []  # times from which a power set by set_power applies, ascending
+        self._powers: list[float | Callable[[float], float]] = []
+
+    def set_power(self, since: float, power: float | Callable[[float], float]) -> None:
+        """Draw ``power`` from time ``since`` on; earlier times keep theirs (the counter's past is fixed).
+
+        For a load that a test switches on and off: ``fake.set_power(0, 400.0)`` sets it at the fake's now.
+        """
+        if self._since and since < self._since[-1]:
+            raise ValueError(f"power set at {since} s, before the last change at {self._since[-1]} s")
+        self._since.append(since)
+        self._powers.append(power)
+
+    def _power_at(self, t: float) -> float | Callable[[float], float]:
+        position = bisect.bisect_right(self._since, t)
+        return self._powers[position - 1] if position else self.power
 
     def watts(self, t: float) -> float:
         """Power at time ``t``."""
-        return float(self.power(t)) if callable(self.power) else float(self.power)
+        power = self._power_at(t)
+        return float(power(t)) if callable(power) else float(power)
 
     def energy(self, start: float, end: float) -> float:
-        """Joules drawn between two times: exact for a constant, midpoint rule (1 ms steps at most) otherwise."""
+        """Joules drawn between two times: exact for constants, midpoint rule (1 ms steps at most) otherwise."""
         if end <= start:
             return 0.0
-        if not callable(self.power):
-            return float(self.power) * (end - start)
-        steps = max(1, math.ceil((end - start) / 0.001))
-        width = (end - start) / steps
-        return sum(self.watts(start + (i + 0.5) * width) for i in range(steps)) * width
+        cuts = [start] + [t for t in self._since if start < t < end] + [end]
+        total = 0.0
+        for begin, finish in zip(cuts, cuts[1:], strict=False):
+            power = self._power_at(begin)
+            if not callable(power):
+                total += float(power) * (finish - begin)
+                continue
+            steps = max(1, math.ceil((finish - begin) / 0.001))
+            width = (finish - begin) / steps
+            total += sum(float(power(begin + (i + 0.5) * width)) for i in range(steps)) * width
+        return total
 
     def boundary(self, k: int) -> float:
         """Time of the k-th tick boundary (k = 0, 1, ...)."""
@@ -178,6 +204,10 @@ class FakeNvmlModule(types.ModuleType):
     def now(self) -> float:
         """Seconds since the module was created, the time base of the GPUs' power curves."""
         return self.clock() - self.t0
+
+    def set_power(self, index: int, power: float | Callable[[float], float]) -> None:
+        """GPU ``index`` draws ``power`` from now on (a load starting or stopping)."""
+        self.gpus[index].set_power(self.now(), power)
 
     # -- plumbing -------------------------------------------------------------------------------
     def _enter(self, name: str) -> None:
