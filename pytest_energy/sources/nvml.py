@@ -26,7 +26,6 @@ from .base import Channel, Detection, SourceError, SourceUnavailable
 COUNTER_TICK_SECONDS = 0.1
 #: CPU time of one counter read on an H100 (~3.9 ms): how far apart in time the value and the
 #: timestamp the meter pairs it with can be, at each window edge.
-EDGE_READ_SECONDS = 0.004
 #: The counter counts whole millijoules.
 COUNTER_RESOLUTION_JOULES = 0.001
 #: ``nvmlDeviceGetTotalEnergyConsumption`` is an unsigned 64-bit count of millijoules.
@@ -356,12 +355,9 @@ class NvmlCounterChannel(_GpuChannel):
             return self._total_mj / 1000.0
 
     def uncertainty(self, joules: float, seconds: float) -> float:
-        """For a window whose ticks the meter interpolated at both edges: the mean power times the
-        read cost at each edge (a value and its timestamp can be that far apart), plus one count of
-        resolution at each edge. On an H100 at 700 W this is 5.6 J for 1 s, the spread measured there
-        (0.8 % CV at a 1 s window)."""
-        watts = joules / seconds if seconds > 0 else 0.0
-        return 2 * (EDGE_READ_SECONDS * abs(watts) + COUNTER_RESOLUTION_JOULES)
+        """The counter's resolution at each edge. The timing error of locating the ticks around an
+        edge (a read costs ~4 ms) is the meter's part: it adds it per edge from the observed tick."""
+        return 2 * COUNTER_RESOLUTION_JOULES
 
 
 class NvmlSampledChannel(_GpuChannel):
