@@ -236,3 +236,36 @@ def test_sum(energy):
     result = pytester.runpytest_subprocess("-s", "--energy", "--energy-country", "USA", *FAST)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["NETWORK ATTEMPTS: []"])
+
+
+def test_gpu_counter_joules_through_the_whole_plugin(pytester, monkeypatch):
+    """A fake NVML GPU (100 ms counter, slow reads) idling at 80 W and working at 300 W: the record's
+    net joules per round are the 220 W above idle times the window, within the tick interpolation."""
+    from fakes.pynvml import FakeGpu, install_fake_nvml
+
+    install_fake_nvml(monkeypatch, [FakeGpu(power=80.0)])
+    pytester.makepyfile("""
+import time
+import pynvml
+
+def load(seconds=0.05):
+    pynvml.set_power(0, 300.0)
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        time.sleep(0.005)
+
+def test_gpu(energy):
+    energy.run(load, rounds=3, min_window=0.3, warmup=0)
+    pynvml.set_power(0, 80.0)
+""")
+    result, document = run(pytester, ["-p", "no:xdist"], "--energy-devices", "gpu", "--energy-idle-seconds", "0.3")
+    result.assert_outcomes(passed=1)
+    [record] = document["records"]
+    [gpu] = record["components"]
+    assert gpu["method"] == "counter" and gpu["device"] == "gpu:0"
+    assert gpu["idle_watts"] == pytest.approx(80.0, rel=0.02)
+    assert gpu["ticks"] >= 8
+    for round_ in record["rounds"]:
+        assert round_["net_joules"] == pytest.approx(220.0 * round_["seconds"], rel=0.03)
+    assert record["fingerprint"]["gpus"][0]["name"] == "NVIDIA H100 80GB HBM3"
+    assert record["fingerprint"]["id"].startswith("nvidia-h100-80gb-hbm3-x1-")
