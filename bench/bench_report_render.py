@@ -3,7 +3,8 @@ its figures, not a timed test: ``python bench/bench_report_render.py [records]``
 
 Times the three stages separately (building the report object, the HTML, the terminal table) on
 synthetic records shaped like real ones: five rounds, one GPU component, a quarter with quality, a
-tenth with a verdict against a baseline, one in a hundred with a power timeline.
+tenth with a verdict against a baseline, one in a hundred with a power timeline, and a history of 30
+runs for every record (the report draws the trends of its most urgent rows).
 """
 
 from __future__ import annotations
@@ -56,18 +57,33 @@ def records(count: int) -> tuple[list, list]:
     return recs, verdicts
 
 
+class _History:
+    """What the report reads from the history store: 30 runs per record, a step in every seventh."""
+
+    def __init__(self, names: list[str]) -> None:
+        self._series = {
+            name: [(f"2026-10-{day + 1:02d}", (1.1 if i % 7 == 0 and day >= 20 else 1.0) * (5 + i % 37)
+                    * (1 + 0.01 * ((day * 7919 + i) % 5 - 2)), "unchanged") for day in range(30)]
+            for i, name in enumerate(names)
+        }
+
+    def series(self, fingerprint_id: str | None = None) -> dict:
+        return self._series
+
+
 def main(count: int = 10_000) -> None:
     recs, verdicts = records(count)
     judgement, run_info = make_judgement(verdicts), make_run_info()
+    history = _History([r.name for r in recs])
     start = time.perf_counter()
-    report = build_report(recs, judgement, run_info, None)
+    report = build_report(recs, judgement, run_info, history)
     built = time.perf_counter()
     page = html.render(report)
     rendered = time.perf_counter()
     terminal.render(report, _Writer(), 0)
     written = time.perf_counter()
     total = rendered - start
-    print(f"{count} records: build {built - start:.3f} s, HTML {rendered - built:.3f} s "
+    print(f"{count} records, {len(report.trends)} trend charts: build {built - start:.3f} s, HTML {rendered - built:.3f} s "
           f"({len(page) / 1e6:.1f} MB), build + HTML {total:.3f} s "
           f"({'within' if total <= 2.0 else 'OVER'} the 2 s bound); terminal table {written - rendered:.3f} s")
 

@@ -90,9 +90,17 @@ def test_numbers_match_the_records():
     assert float(wh.group(1)) == pytest.approx(regressed.per_iteration_net_joules / 3.6, rel=1e-12)
     co2 = re.search(r'class="num co2" data-value="([^"]+)"', row)
     assert float(co2.group(1)) == regressed.co2_grams
-    assert "+25.0 % [+20.0 %, +30.0 %]" in row
+    assert '+25.0 %<br><span class="muted">[+20.0 %, +30.0 %]</span>' in row
     total = re.search(r'id="total-energy">.*?data-value="([^"]+)"', page, re.S)
     assert float(total.group(1)) == pytest.approx(sum(r.total_gross_joules for r in records))
+
+
+def test_columns_no_row_fills_are_left_out():
+    report = build_report([make_record("t.py::test_plain", 1.0)], None, make_run_info())
+    page = html.render(report)
+    assert "Wh / 1,000 inferences" not in page and "<th>Rating</th>" not in page
+    _, _, full = _render()
+    assert "Wh / 1,000 inferences" in full
 
 
 def test_charts_are_inline_svg():

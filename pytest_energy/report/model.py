@@ -31,14 +31,16 @@ SESSION_TRENDS = 60
 NIGHTLY_TRENDS = 400
 
 
+_SPECS = {digits: f".{digits}g" for digits in range(1, 10)}
+
+
 def fmt(value: float | None, digits: int = 4) -> str:
     """A number with ``digits`` significant digits; whole numbers from ``10**digits`` up to 1e9."""
     if value is None or value != value or value in (math.inf, -math.inf):
         return "n/a"
-    size = abs(value)
-    if 10 ** digits <= size < 1e9:
+    if 10 ** digits <= abs(value) < 1e9:
         return f"{value:,.0f}"
-    return format(value, f".{digits}g")
+    return format(value, _SPECS[digits])
 
 
 def percent(ratio: float | None) -> str:
@@ -57,10 +59,14 @@ class Change:
     high: float | None
 
     @property
-    def text(self) -> str:
+    def interval(self) -> str:
         if self.low is None or self.high is None:
-            return percent(self.ratio)
-        return f"{percent(self.ratio)} [{percent(self.low)}, {percent(self.high)}]"
+            return ""
+        return f"[{percent(self.low)}, {percent(self.high)}]"
+
+    @property
+    def text(self) -> str:
+        return f"{percent(self.ratio)} {self.interval}".rstrip()
 
 
 @dataclass
@@ -97,6 +103,7 @@ class Row:
     carbon_class: str | None = None  # A-E for fine-tune cases compared with each other
     carbon_class_basis: str = ""
     methods: str = ""  # "counter, modelled": read by every renderer, so joined once
+    valid_rounds: int = 0
 
     # Shortcuts the templates read often.
     @property
@@ -122,10 +129,6 @@ class Row:
     @property
     def quality_text(self) -> str:
         return ", ".join(q.text for q in self.quality)
-
-    @property
-    def valid_rounds(self) -> int:
-        return sum(1 for r in self.record.rounds if r.valid)
 
     def facts(self) -> list[tuple[str, str]]:
         """How the numbers were obtained, as (label, text) lines for the details of a record."""
@@ -277,6 +280,14 @@ class Report:
         return [row for row in self.rows if row.status == "regression"]
 
     @property
+    def has_inference(self) -> bool:
+        return any(row.wh_per_1000 is not None for row in self.rows)
+
+    @property
+    def has_ratings(self) -> bool:
+        return any(row.stars or row.carbon_class for row in self.rows)
+
+    @property
     def timelines(self) -> list[Row]:
         return [row for row in self.rows if len(row.record.timeline) >= 2]
 
@@ -340,6 +351,7 @@ def _row(index: int, record: Record, verdicts: list[Verdict], new: bool) -> Row:
         stars=stars,
         star_basis=basis,
         methods=", ".join(record.methods) or "n/a",
+        valid_rounds=sum(1 for r in record.rounds if r.valid),
     )
 
 
@@ -478,13 +490,17 @@ def build_trends(series: dict[str, list[tuple[str, float, str]]], names: Iterabl
     those with steps first, then by name, ``limit`` drawn.
     """
     if names is not None:
-        chosen = []
+        trends, left_out = [], 0
         for name in names:
-            points = _points(series.get(name, ()))
-            if len(points) >= 2:
-                chosen.append((name, points))
-        kept, left_out = chosen[:limit], max(0, len(chosen) - (limit or len(chosen)))
-        return [Trend(name, points, _steps(points)) for name, points in kept], left_out
+            raw = series.get(name, ())
+            if sum(1 for point in raw if _number(point[1]) is not None) < 2:
+                continue
+            if limit is not None and len(trends) >= limit:
+                left_out += 1  # counted, not built: a big suite has a series per test
+                continue
+            points = _points(raw)
+            trends.append(Trend(name, points, _steps(points)))
+        return trends, left_out
     trends = [Trend(name, points, _steps(points))
               for name, points in ((n, _points(raw)) for n, raw in series.items()) if len(points) >= 2]
     trends.sort(key=lambda t: (not t.steps, t.name))
