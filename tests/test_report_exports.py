@@ -60,8 +60,9 @@ def test_csv_with_other_columns_is_kept_aside(tmp_path):
 
 
 def _fine_tune(name: str, joules: float, rouge: float):
+    # As the cases module marks a fine-tune record: extra["case"] == "fine-tune".
     return make_record(name, joules, rounds=1, iterations=1, unit="step", quality={"rougeL": rouge},
-                       extra={"case": {"kind": "fine-tune"}}, proxies={"parameters": 60_000_000})
+                       extra={"case": "fine-tune"}, proxies={"parameters": 60_000_000, "tokens_in": 51_200})
 
 
 def test_model_card_block_parses_as_yaml_and_matches_the_record(tmp_path):
@@ -81,7 +82,7 @@ def test_model_card_block_parses_as_yaml_and_matches_the_record(tmp_path):
     assert card["carbon_efficiency"]["class"] == "A"  # less CO2 and better ROUGE than the other
     other = yaml.safe_load((tmp_path / "cards" / "suites_test_ft.py_bart_highlights.yaml").read_text())
     assert other["carbon_efficiency"]["class"] == "E"
-    assert "lower emissions, rougeL per g, parameters per g" in other["carbon_efficiency"]["basis"]
+    assert "lower emissions, rougeL per g, parameters per g, tokens_in per g" in other["carbon_efficiency"]["basis"]
 
 
 def test_carbon_efficiency_needs_two_fine_tunes():
@@ -119,7 +120,7 @@ def test_junit_properties_and_benchmark_extra_info():
     assert properties["energy_record"] == "t.py::test_infer"
     assert float(properties["energy_joules_per_iteration"]) == pytest.approx(record.per_iteration_net_joules, rel=1e-5)
     assert float(properties["energy_wh_per_1000_inferences"]) == pytest.approx(
-        record.per_iteration_net_joules / 3.6, rel=1e-5)
+        record.per_iteration_gross_joules / 3.6, rel=1e-5)
     assert properties["energy_method"] == "counter" and properties["energy_devices"] == "gpu:0"
     assert properties["energy_quality_accuracy"] == "0.875"
     assert all(name.startswith("energy_") for name, _ in junit_properties(record))

@@ -87,7 +87,7 @@ def test_numbers_match_the_records():
     assert float(energy.group(1)) == regressed.per_iteration_net_joules
     assert energy.group(2) == f"{regressed.per_iteration_net_joules:.4g}"
     wh = re.search(r'class="num wh" data-value="([^"]+)"', row)
-    assert float(wh.group(1)) == pytest.approx(regressed.per_iteration_net_joules / 3.6, rel=1e-12)
+    assert float(wh.group(1)) == pytest.approx(regressed.per_iteration_gross_joules / 3.6, rel=1e-12)
     co2 = re.search(r'class="num co2" data-value="([^"]+)"', row)
     assert float(co2.group(1)) == regressed.co2_grams
     assert '+25.0 %<br><span class="muted">[+20.0 %, +30.0 %]</span>' in row

@@ -9,7 +9,7 @@ import pytest
 
 from factories import make_judgement, make_record, make_run_info, make_verdict
 from pytest_energy.report import build_report
-from pytest_energy.report.model import build_trends, detect_steps, fmt
+from pytest_energy.report.model import build_trends, detect_steps, fmt, is_fine_tune
 
 
 def _report(history=None):
@@ -56,7 +56,7 @@ def test_row_figures_come_from_the_record_and_its_verdicts():
     slower = next(r for r in report.rows if r.name == "t.py::test_slower")
     record = records[2]
     assert slower.per_iteration_net == record.per_iteration_net_joules
-    assert slower.wh_per_1000 == pytest.approx(record.per_iteration_net_joules * 1000 / 3600)
+    assert slower.wh_per_1000 == pytest.approx(record.per_iteration_gross_joules * 1000 / 3600)
     assert slower.change.ratio == 1.2 and slower.change.text == "+20.0 % [+10.0 %, +30.0 %]"
     assert [q.text for q in slower.quality] == ["rougeL 0.41"]
     same = next(r for r in report.rows if r.name == "t.py::test_same")
@@ -166,3 +166,10 @@ def test_records_without_valid_rounds_render_as_not_available():
     assert report.rows[0].status == ""
     assert fmt(report.rows[0].per_iteration_net) == "n/a"
     assert report.quality_charts == []
+
+
+def test_fine_tunes_are_recognised_in_either_marking():
+    assert is_fine_tune(make_record(extra={"case": "fine-tune"}))
+    assert is_fine_tune(make_record(extra={"case": {"kind": "fine-tune"}}))
+    assert not is_fine_tune(make_record(extra={"case": "inference"}))
+    assert not is_fine_tune(make_record())

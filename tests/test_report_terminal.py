@@ -55,7 +55,7 @@ def test_table_lists_every_row_with_regressions_last(pytestconfig, monkeypatch):
     assert figures.startswith("regression")
     assert f"{fmt(regressed.per_iteration_net_joules)} J ± {fmt(regressed.per_iteration_uncertainty_joules, 2)}" in figures
     assert "+25.0 % [+20.0 %, +30.0 %]" in figures and "rougeL 0.41" in figures
-    assert f"{fmt(regressed.per_iteration_net_joules / 3.6)} Wh per 1,000 inferences" in text
+    assert f"{fmt(regressed.per_iteration_gross_joules / 3.6)} Wh per 1,000 inferences (gross)" in text
     assert "rougeL 0.41" in text
     assert "3 measured" in text
     assert "energy regression: t.py::test_regressed +25.0 %" in text

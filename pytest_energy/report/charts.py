@@ -80,7 +80,7 @@ def _axes(x: _Axis, y: _Axis, left: int, top: int, right: int, bottom: int, x_la
 
 def quality_scatter(chart: QualityChart) -> Markup:
     """Energy per iteration (x) against one quality metric (y); the Pareto front joined by a line."""
-    width, height, left, top, right, bottom = 640, 340, 64, 14, 624, 296
+    width, height, left, top, right, bottom = 640, 340, 76, 14, 624, 296
     points = chart.points
     x = _Axis([p.energy for p in points], left, right)
     y = _Axis([p.quality for p in points], bottom, top, log=False)
@@ -103,7 +103,7 @@ def quality_scatter(chart: QualityChart) -> Markup:
 
 def power_timeline(samples: list[tuple[float, float]], idle_watts: float | None = None) -> Markup:
     """Sampled power (W) over the measured time (s), with the device's idle power as a dashed line."""
-    width, height, left, top, right, bottom = 640, 200, 56, 10, 624, 160
+    width, height, left, top, right, bottom = 640, 200, 76, 10, 624, 160
     x = _Axis([t for t, _ in samples], left, right, log=False)
     watts = [w for _, w in samples] + ([idle_watts] if idle_watts else [])
     y = _Axis([0.0, *watts], bottom, top, log=False)
@@ -118,7 +118,7 @@ def power_timeline(samples: list[tuple[float, float]], idle_watts: float | None 
 
 def trend_line(trend: Trend) -> Markup:
     """Net joules per iteration across runs (oldest left); steps drawn as red markers."""
-    width, height, left, top, right, bottom = 360, 150, 56, 10, 350, 110
+    width, height, left, top, right, bottom = 370, 150, 76, 10, 360, 110
     values = [p.joules for p in trend.points]
     x = _Axis(list(range(1, len(values) + 1)), left, right, log=False, whole=True)
     y = _Axis(values, bottom, top, log=False)

@@ -116,7 +116,7 @@ def carbon_efficiency_classes(records: list[Record]) -> list[tuple[str | None, s
     performance) within a reference population, in five bands like an energy label. The population
     here is the fine-tunes being reported (their Hub data set is not bundled): each record is ranked
     on lower emissions and on every attribute all records carry (a quality metric, parameters,
-    training samples) per gram; the mean percentile rank gives the band. One record alone cannot be
+    training input tokens) per gram; the mean percentile rank gives the band. One record alone cannot be
     ranked and gets None with the reason.
     """
     if len(records) < 2:
@@ -128,7 +128,7 @@ def carbon_efficiency_classes(records: list[Record]) -> list[tuple[str | None, s
     metric = _first_metric(records)
     if metric:
         attributes[f"{metric} per g"] = [r.quality[metric]["value"] / g for r, g in zip(records, grams)]
-    for key in ("parameters", "train_samples"):
+    for key in ("parameters", "tokens_in"):  # model size; training data (input tokens over every step)
         values = [_finite(r.proxies.get(key)) for r in records]
         if all(v is not None for v in values):
             attributes[f"{key} per g"] = [v / g for v, g in zip(values, grams)]
@@ -166,7 +166,8 @@ def junit_properties(record: Record) -> list[tuple[str, str]]:
         ("energy_devices", ",".join(c.device for c in record.components)),
     ]
     if record.unit == "inference":
-        properties.append(("energy_wh_per_1000_inferences", _g(record.per_iteration_net_joules * 1000 / JOULES_PER_WH)))
+        properties.append(("energy_wh_per_1000_inferences",
+                           _g(record.per_iteration_gross_joules * 1000 / JOULES_PER_WH)))
     for metric, data in record.quality.items():
         value = data.get("value") if isinstance(data, dict) else data
         if _finite(value) is not None:
@@ -188,7 +189,7 @@ def benchmark_extra_info(record: Record) -> dict[str, Any]:
         "energy_devices": [c.device for c in record.components],
     }
     if record.unit == "inference":
-        info["energy_wh_per_1000_inferences"] = _finite(record.per_iteration_net_joules * 1000 / JOULES_PER_WH)
+        info["energy_wh_per_1000_inferences"] = _finite(record.per_iteration_gross_joules * 1000 / JOULES_PER_WH)
     return info
 
 
@@ -335,7 +336,7 @@ def markdown_summary(report: Report, limit: int = 30) -> str:
     for row in report.rows[:limit]:
         energy = f"{fmt(row.per_iteration_net)} J ± {fmt(row.uncertainty)}"
         if row.wh_per_1000 is not None:
-            energy += f" ({fmt(row.wh_per_1000)} Wh / 1,000 inferences)"
+            energy += f" ({fmt(row.wh_per_1000)} Wh gross / 1,000 inferences)"
         lines.append(f"| {row.status or '-'} | {_md(row.name)} | {energy} ({_md(row.methods)}) | "
                      f"{fmt(row.record.co2_grams)} | {_md(row.quality_text) or '-'} | "
                      f"{row.change.text if row.change else '-'} |")

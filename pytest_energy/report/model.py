@@ -97,7 +97,9 @@ class Row:
     change: Change | None  # energy against baseline
     messages: list[str]
     quality: list[QualityValue]
-    wh_per_1000: float | None  # net Wh per 1,000 inferences, for inference cases only
+    # Gross Wh per 1,000 inferences, for inference cases only: the AI Energy Score's basis and the
+    # cases' own ``extra["wh_per_1000_inferences"]``.
+    wh_per_1000: float | None
     stars: int | None = None  # AI-Energy-Score-style rating where a task reference range is given
     star_basis: str = ""
     carbon_class: str | None = None  # A-E for fine-tune cases compared with each other
@@ -141,7 +143,7 @@ class Row:
              f"{r.warmup_iterations} warm-up, {fmt(r.duration_seconds)} s measured"),
             (per, f"gross {fmt(r.per_iteration_gross_joules)} J, net {fmt(r.per_iteration_net_joules)} J, "
              f"standard error {fmt(r.per_iteration_uncertainty_joules, 2)} J"
-             + (f"; {fmt(self.wh_per_1000)} Wh net per 1,000 inferences" if self.wh_per_1000 is not None else "")),
+             + (f"; {fmt(self.wh_per_1000)} Wh gross per 1,000 inferences" if self.wh_per_1000 is not None else "")),
             ("total", f"gross {fmt(r.total_gross_joules)} J, net {fmt(r.total_net_joules)} J; "
              f"{fmt(r.co2_grams)} g CO2eq at {fmt(r.carbon.intensity_g_per_kwh)} g/kWh, PUE {fmt(r.carbon.pue)}"),
         ]
@@ -284,6 +286,10 @@ class Report:
         return any(row.wh_per_1000 is not None for row in self.rows)
 
     @property
+    def has_quality(self) -> bool:
+        return any(row.quality for row in self.rows)
+
+    @property
     def has_ratings(self) -> bool:
         return any(row.stars or row.carbon_class for row in self.rows)
 
@@ -297,9 +303,10 @@ class Report:
 
 
 def is_fine_tune(record: Record) -> bool:
-    """A fine-tune case, as the cases module marks it."""
+    """A fine-tune case, as the cases module marks it (``extra["case"]`` is "fine-tune", or a dict
+    whose ``kind`` is)."""
     case = record.extra.get("case") if isinstance(record.extra, dict) else None
-    return isinstance(case, dict) and case.get("kind") == "fine-tune"
+    return (case.get("kind") if isinstance(case, dict) else case) == "fine-tune"
 
 
 def _number(value: Any) -> float | None:
@@ -346,7 +353,7 @@ def _row(index: int, record: Record, verdicts: list[Verdict], new: bool) -> Row:
         change=_change(energy),
         messages=[v.message for v in verdicts if v.message],
         quality=_quality(record, by_metric),
-        wh_per_1000=(record.per_iteration_net_joules * 1000 / JOULES_PER_WH
+        wh_per_1000=(record.per_iteration_gross_joules * 1000 / JOULES_PER_WH
                      if record.unit == "inference" else None),
         stars=stars,
         star_basis=basis,

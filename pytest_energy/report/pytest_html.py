@@ -35,7 +35,7 @@ def energy_cells(properties: list[tuple[str, Any]]) -> tuple[str, str]:
     for group in groups:
         text = f"{fmt(_float(group.get('joules_per_iteration', 'nan')))} J"
         if "wh_per_1000_inferences" in group:
-            text += f" ({fmt(_float(group['wh_per_1000_inferences']))} Wh / 1,000 inferences)"
+            text += f" ({fmt(_float(group['wh_per_1000_inferences']))} Wh / 1,000 inferences, gross)"
         label = group["record"].rsplit("::", 1)[-1] if len(groups) > 1 else ""
         parts.append(f"{label}: {text}" if label else text)
     co2 = math.fsum(_float(g.get("co2_grams", "nan")) for g in groups)

@@ -80,7 +80,7 @@ def _table(rows: list[Row], verbosity: int, width: int) -> Text:
         out.append("\n")
         extra = []
         if row.wh_per_1000 is not None:
-            extra.append(f"{fmt(row.wh_per_1000)} Wh per 1,000 inferences")
+            extra.append(f"{fmt(row.wh_per_1000)} Wh per 1,000 inferences (gross)")
         if row.record.outcome == "failed":
             extra.append("the test failed")
         if verbosity > 0:
