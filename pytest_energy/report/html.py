@@ -7,16 +7,25 @@ test is shown as text, never interpreted as markup.
 from __future__ import annotations
 
 from functools import lru_cache
+from html import escape
 from pathlib import Path
 
 import jinja2
+from markupsafe import Markup
 
 from ..locking import atomic_write_text
 from . import charts
-from .model import Report, fmt, percent
+from .model import Report, Row, fmt, percent
 
 TEMPLATES = Path(__file__).parent / "templates"
 STARS = "★★★★★"
+
+
+def facts(row: Row) -> Markup:
+    """A record's details as ``<dt>``/``<dd>`` pairs, every text escaped. Built here rather than in
+    the template because a 10,000-record report has 100,000 of them: one escape call per text and
+    one join keep the whole page under the 2 s render bound."""
+    return Markup("".join(f"<dt>{escape(label)}</dt><dd>{escape(text)}</dd>" for label, text in row.facts()))
 
 
 @lru_cache(maxsize=1)
@@ -34,6 +43,7 @@ def environment() -> jinja2.Environment:
         quality_scatter=charts.quality_scatter,
         power_timeline=charts.power_timeline,
         trend_line=charts.trend_line,
+        facts=facts,
         status_class=charts.STATUS_CLASS,
         stars=lambda n: STARS[:n] + "☆" * (5 - n),
     )
