@@ -274,6 +274,7 @@ class Update:
     """What :func:`update` did."""
 
     written: dict[str, str] = field(default_factory=dict)  # record name -> "new" or "refreshed"
+    refused: list[str] = field(default_factory=list)  # record names whose file cannot be read
     files: list[Path] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -294,6 +295,7 @@ def update(folder: Path, baselines: Iterable[Baseline]) -> Update:
                 existing = read_file(path) if path.exists() else {}
             except BaselineError as error:
                 result.errors.append(str(error))
+                result.refused += [entry.name for entry in entries]
                 continue
             for entry in entries:
                 result.written[entry.name] = "refreshed" if entry.name in existing else "new"

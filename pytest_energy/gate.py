@@ -228,9 +228,10 @@ def _write_baselines(records: list[Record], judgement: Judgement, settings: Sett
             chosen.append(store.from_record(record))
     result = store.update(folder, chosen)
     kept = sum(1 for r in records if statuses.get(r.name) == {"unchanged"})
-    lines = list(result.errors)
+    lines = [e for e in result.errors if e not in judgement.errors]  # judge() has shown the others
     lines.append(f"pytest-energy: baselines {folder}: {len(result.written)} written, {kept} unchanged kept"
-                 + (f", {len(skipped)} not written (failed test or no valid round)" if skipped else ""))
+                 + (f", {len(skipped)} not written (failed test or no valid round)" if skipped else "")
+                 + (f", {len(result.refused)} refused (their file is unreadable, see above)" if result.refused else ""))
     lines += [f"  {how:9} {name}" for name, how in sorted(result.written.items())]
     measured = {r.name for r in records}
     loaded = store.load_set(folder)

@@ -1,0 +1,407 @@
+"""The gate end to end: judge() and persist() on synthetic records, then `pytest --energy` runs (serial and
+with `-n 2`) against their own baselines.
+
+The plugin runs measure a CPU package through a fake RAPL tree (the one boundary this machine lacks)
+whose counter advances by exactly the work each test declares, times 1.5 % seeded noise per round. On
+this shared 2-core machine real (modelled) CPU energy moves by tens of percent between runs with the
+other processes' load, so only a controlled source makes "10 % more work is a regression" a fact these
+tests can assert every time; the verdict statistics under real-looking noise are tested in
+test_verdict.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from factories import FINGERPRINT, make_record, make_run_info
+
+from pytest_energy import baselines as store
+from pytest_energy.config import Settings, resolve
+from pytest_energy.gate import judge, persist
+from pytest_energy.history import History
+from pytest_energy.record import Component, Record, Round
+
+TESTS = Path(__file__).parent
+HW = FINGERPRINT["id"]
+
+
+# -- judge() and persist() on synthetic records ------------------------------------------------------
+def _settings(tmp_path: Path, **values: Any) -> Settings:
+    settings = resolve(True, {}, lambda name: None, environ={})
+    settings.values.update(history=str(tmp_path / "history.sqlite"), **values)
+    return settings
+
+
+def _record(name: str, values: list[float], *, devices: dict[str, str] | None = None, quality: dict | None = None,
+            budget: dict | None = None, reference: float | None = None, outcome: str = "passed") -> Record:
+    """A record whose rounds give these per-iteration net joules (split evenly over ``devices``)."""
+    devices = devices or {"gpu:0": "counter"}
+    record = make_record(name.split("::label")[0], quality=quality, outcome=outcome)
+    record.name = name
+    iterations = 10
+    record.rounds = [Round(iterations, 1.0, v * iterations + 50.0, v * iterations, True,
+                           {d: v * iterations / len(devices) for d in devices}) for v in values]
+    record.components = [Component(d, d.split(":")[0], m, 1.0, 1.0, 0.0, 5.0, 0, 0.0) for d, m in devices.items()]
+    record.per_iteration_gross_joules = sum(r.gross_joules for r in record.rounds) / (iterations * len(values))
+    record.per_iteration_net_joules = sum(values) / len(values)
+    record.budget = dict(budget or {})
+    if reference:
+        record.normalised = {"per_iteration_gross": record.per_iteration_gross_joules / reference,
+                             "per_iteration_net": record.per_iteration_net_joules / reference}
+    return record
+
+
+BASE = [10.0, 10.05, 9.95, 10.02, 9.98]
+
+
+def _scaled(factor: float, values: list[float] = BASE) -> list[float]:
+    return [v * factor for v in values]
+
+
+def _record_baselines(tmp_path: Path, records: list[Record], set_name: str = "default", hw: str = HW) -> None:
+    store.update(store.set_folder(tmp_path / "baselines", hw, set_name), [store.from_record(r) for r in records])
+
+
+def _energy(judgement, name: str, set_name: str = "default"):
+    [verdict] = [v for v in judgement.verdicts if v.name == name and v.metric == "energy" and v.baseline_set == set_name]
+    return verdict
+
+
+def test_missing_baseline_is_new_never_a_failure(tmp_path: Path) -> None:
+    judgement = judge([_record("t.py::a", BASE)], _settings(tmp_path), FINGERPRINT, tmp_path)
+    assert _energy(judgement, "t.py::a").status == "new"
+    assert judgement.new == ["t.py::a"] and not judgement.gate_failed
+    assert judgement.summary == [f"pytest-energy gate passed: 1 new (set 'default', hardware {HW})"]
+
+
+def test_regression_fails_the_gate_with_its_size(tmp_path: Path) -> None:
+    _record_baselines(tmp_path, [_record("t.py::a", BASE), _record("t.py::b", BASE)])
+    records = [_record("t.py::a", _scaled(1.10)), _record("t.py::b", _scaled(1.0, BASE[::-1]))]
+    judgement = judge(records, _settings(tmp_path), FINGERPRINT, tmp_path)
+    regression, same = _energy(judgement, "t.py::a"), _energy(judgement, "t.py::b")
+    assert regression.status == "regression" and regression.ratio == pytest.approx(1.10, abs=0.005)
+    assert same.status == "unchanged"
+    assert judgement.gate_failed
+    assert judgement.summary[0].startswith("pytest-energy gate FAILED: 1 regression, 1 unchanged")
+    assert judgement.summary[1].startswith("t.py::a  energy (gpu:0) +10.0 % [+")
+    assert judgement.summary[1].endswith("vs 'default': regression (threshold 5 %)")
+    relaxed = judge(records, _settings(tmp_path, fail_on_regression=False), FINGERPRINT, tmp_path)
+    assert not relaxed.gate_failed and _energy(relaxed, "t.py::a").status == "regression"
+
+
+def test_improvement_is_reported_for_a_refresh(tmp_path: Path) -> None:
+    _record_baselines(tmp_path, [_record("t.py::a", BASE)])
+    judgement = judge([_record("t.py::a", _scaled(0.90))], _settings(tmp_path), FINGERPRINT, tmp_path)
+    verdict = _energy(judgement, "t.py::a")
+    assert verdict.status == "improvement" and not judgement.gate_failed
+    assert "--energy-update-baselines" in verdict.message
+    assert any(line.startswith("t.py::a  energy (gpu:0) -10.0 %") for line in judgement.summary)
+
+
+def test_modelled_energy_gates_only_when_asked(tmp_path: Path) -> None:
+    modelled = {"cpu": "modelled", "ram": "modelled"}
+    _record_baselines(tmp_path, [_record("t.py::a", BASE, devices=modelled)])
+    records = [_record("t.py::a", _scaled(1.2), devices=modelled)]
+    judgement = judge(records, _settings(tmp_path), FINGERPRINT, tmp_path)
+    verdict = _energy(judgement, "t.py::a")
+    assert verdict.status == "regression" and not verdict.gating and not judgement.gate_failed
+    assert "modelled energy: not gating (--energy-gate-modelled to gate it)" in verdict.message
+    assert judgement.summary[1].endswith("[not gating]")
+    asked = judge(records, _settings(tmp_path, gate_modelled=True), FINGERPRINT, tmp_path)
+    assert asked.gate_failed and _energy(asked, "t.py::a").gating
+
+
+def test_measured_devices_are_judged_without_the_modelled_ones(tmp_path: Path) -> None:
+    mixed = {"gpu:0": "counter", "cpu": "modelled"}
+    baseline = _record("t.py::a", BASE, devices=mixed)
+    _record_baselines(tmp_path, [baseline])
+    current = _record("t.py::a", BASE, devices=mixed)
+    for round_ in current.rounds:  # the modelled CPU share doubles (another process loaded the CPU)
+        round_.by_device["cpu"] *= 2
+        round_.net_joules = sum(round_.by_device.values())
+    judgement = judge([current], _settings(tmp_path), FINGERPRINT, tmp_path)
+    verdict = _energy(judgement, "t.py::a")
+    assert verdict.status == "unchanged" and verdict.gating and verdict.message.startswith("energy (gpu:0) ")
+
+
+def test_baseline_from_other_hardware_is_not_comparable(tmp_path: Path) -> None:
+    _record_baselines(tmp_path, [_record("t.py::a", _scaled(0.5))], hw="nvidia-a100-x1-99999999")
+    judgement = judge([_record("t.py::a", BASE, quality={"rougeL": 0.4})], _settings(tmp_path), FINGERPRINT, tmp_path)
+    statuses = {(v.metric, v.status, v.gating) for v in judgement.verdicts}
+    assert statuses == {("energy", "incomparable", False), ("rougeL", "incomparable", False)}
+    assert "no comparable baseline" in _energy(judgement, "t.py::a").message
+    assert "nvidia-a100-x1-99999999" in _energy(judgement, "t.py::a").message
+    assert not judgement.gate_failed and judgement.new == []
+
+
+def test_broken_baseline_file_is_one_error_and_the_rest_goes_on(tmp_path: Path) -> None:
+    _record_baselines(tmp_path, [_record("a.py::x", BASE), _record("b.py::y", BASE)])
+    broken = store.set_folder(tmp_path / "baselines", HW, "default") / "a.py.json"
+    broken.write_text(broken.read_text()[:-40])
+    records = [_record("a.py::x", BASE), _record("b.py::y", _scaled(1.1))]
+    settings = _settings(tmp_path, update_baselines=True)
+    judgement = judge(records, settings, FINGERPRINT, tmp_path)
+    assert len(judgement.errors) == 1 and str(broken) in judgement.errors[0]
+    assert _energy(judgement, "a.py::x").status == "incomparable"
+    assert _energy(judgement, "b.py::y").status == "regression"
+    before = broken.read_text()
+    lines = persist(records, judgement, settings, make_run_info())
+    assert broken.read_text() == before
+    assert not any(str(broken) in line for line in lines)  # judge() already gave its one line
+    assert any("1 written, 0 unchanged kept, 1 refused (their file is unreadable" in line for line in lines)
+
+
+def test_compare_set_gives_verdicts_labelled_with_it(tmp_path: Path) -> None:
+    _record_baselines(tmp_path, [_record("t.py::a", BASE)], set_name="main")
+    judgement = judge([_record("t.py::a", _scaled(1.1))], _settings(tmp_path, compare="main"), FINGERPRINT, tmp_path)
+    assert _energy(judgement, "t.py::a").status == "new"
+    main = _energy(judgement, "t.py::a", "main")
+    assert main.status == "regression" and "vs 'main'" in main.message
+    assert judgement.gate_failed and judgement.new == ["t.py::a"]
+
+
+def test_per_test_and_per_metric_thresholds(tmp_path: Path) -> None:
+    _record_baselines(tmp_path, [_record("t.py::a", BASE, quality={"rougeL": 0.40}),
+                                 _record("t.py::b", BASE), _record("t.py::c", BASE)])
+    records = [
+        _record("t.py::a", _scaled(1.1), quality={"rougeL": 0.39},
+                budget={"threshold": 0.2, "thresholds": {"rougeL": {"atol": 0.005}}}),
+        _record("t.py::b", _scaled(1.04), budget={"thresholds": {"energy": 0.02}}),
+        _record("t.py::c", _scaled(1.1), budget={"threshold": "lots", "gate": False}),
+    ]
+    judgement = judge(records, _settings(tmp_path), FINGERPRINT, tmp_path)
+    a = {v.metric: v for v in judgement.verdicts if v.name == "t.py::a"}
+    assert a["energy"].status != "regression" and a["energy"].threshold == 0.2
+    assert a["rougeL"].status == "regression" and "tolerance 0.005" in a["rougeL"].message
+    assert _energy(judgement, "t.py::b").status == "regression"
+    c = _energy(judgement, "t.py::c")
+    assert c.status == "regression" and not c.gating and c.threshold == 0.05
+    assert judgement.errors == ["pytest-energy: t.py::c: energy marker threshold = 'lots': expected a fraction "
+                                ">= 0 such as 0.05, or {'atol': 0.01} / {'rtol': 0.05} (using the default)"]
+
+
+def test_quality_budget_from_the_case_is_judged(tmp_path: Path) -> None:
+    quality = {"accuracy": {"value": 0.71, "computed_by": "pytest_energy.quality", "budget": 0.8}}
+    record = _record("t.py::a", BASE)
+    record.quality = quality
+    judgement = judge([record], _settings(tmp_path), FINGERPRINT, tmp_path)
+    [verdict] = [v for v in judgement.verdicts if v.metric == "accuracy"]
+    assert verdict.status == "regression" and judgement.gate_failed
+    assert "accuracy 0.71 is below the minimum budget 0.8" in verdict.message
+
+
+def test_normalised_verdict_cancels_a_hotter_device(tmp_path: Path) -> None:
+    _record_baselines(tmp_path, [_record("t.py::a", BASE, reference=100.0)])
+    hotter = _record("t.py::a", _scaled(1.1), reference=110.0)  # same work, every joule 10 % dearer
+    raw = judge([hotter], _settings(tmp_path), FINGERPRINT, tmp_path)
+    assert _energy(raw, "t.py::a").status == "regression"
+    normalised = judge([hotter], _settings(tmp_path, normalise=True), FINGERPRINT, tmp_path)
+    verdict = _energy(normalised, "t.py::a")
+    assert verdict.status == "unchanged" and verdict.message.startswith("normalised energy")
+    bare = judge([_record("t.py::a", BASE)], _settings(tmp_path, normalise=True), FINGERPRINT, tmp_path)
+    assert _energy(bare, "t.py::a").status == "incomparable"
+
+
+def test_persist_refreshes_only_what_changed_and_lists_unused(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, update_baselines=True)
+    first = [_record("t.py::a", BASE), _record("t.py::b", BASE), _record("t.py::gone", BASE)]
+    lines = persist(first, judge(first, settings, FINGERPRINT, tmp_path), settings, make_run_info("run-1"))
+    assert any("3 written, 0 unchanged kept" in line for line in lines)
+    path = store.set_folder(tmp_path / "baselines", HW, "default") / "t.py.json"
+    second = [_record("t.py::a", BASE[::-1]), _record("t.py::b", _scaled(1.1)),
+              _record("t.py::new", BASE, outcome="failed")]
+    judgement = judge(second, settings, FINGERPRINT, tmp_path)
+    lines = persist(second, judgement, settings, make_run_info("run-2"))
+    assert any("1 written, 1 unchanged kept, 1 not written (failed test or no valid round)" in line for line in lines)
+    assert "  refreshed t.py::b" in lines
+    assert any(line.startswith("  unused    t.py::gone") and str(path) in line for line in lines)
+    stored = store.load_set(path.parent).baselines
+    assert stored["t.py::b"].rounds[0].net_per_iteration == pytest.approx(11.0)
+    assert "t.py::new" not in stored
+    assert sorted(r.run_id for r in History(tmp_path / "history.sqlite").runs()) == ["run-1", "run-2"]
+
+
+def test_interrupted_run_keeps_history_but_not_baselines(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, update_baselines=True)
+    records = [_record("t.py::a", BASE)]
+    run_info = dataclasses.replace(make_run_info("run-int"), exitstatus=2)
+    lines = persist(records, judge(records, settings, FINGERPRINT, tmp_path), settings, run_info)
+    assert "pytest-energy: the run was interrupted; baselines not updated" in lines
+    assert not (tmp_path / "baselines").exists()
+    assert [r.run_id for r in History(tmp_path / "history.sqlite").runs()] == ["run-int"]
+
+
+# -- `pytest --energy` runs with a controlled energy source -----------------------------------------
+CONFTEST = f'''
+import os
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, {str(TESTS)!r})
+from fakes.powercap import make_powercap
+
+# Each process (controller, xdist worker) gets its own fake package counter, which advances only by
+# the joules the tests spend, with 1.5 % seeded noise per call.
+_tree = make_powercap(Path(__file__).parent / f"rapl-{{os.getpid()}}", dram=False)
+os.environ["PYTEST_ENERGY_POWERCAP"] = str(_tree.root)
+_rng = random.Random(os.environ.get("FAKE_SEED", "0") + os.environ.get("PYTEST_XDIST_WORKER", ""))
+
+
+class Package:
+    microjoules = 0
+
+    def spend(self, joules):
+        Package.microjoules += round(joules * 1e6 * (1 + _rng.gauss(0, 0.015)))
+        _tree.set_energy("intel-rapl:0", Package.microjoules)
+
+
+@pytest.fixture
+def package():
+    return Package()
+'''
+
+TESTS_FILE = '''
+WORK = {work}
+
+
+def test_model(energy, package):
+    energy.run(package.spend, args=(WORK,), iterations=1)
+
+
+def test_steady(energy, package):
+    energy.run(package.spend, args=(2.0,), iterations=1)
+
+
+def test_labelled(energy, package):
+    energy.run(package.spend, args=(0.5,), iterations=1, label="prefill")
+'''
+
+ARGS = ["-p", "no:cacheprovider", "--energy", "--energy-devices", "cpu", "--energy-rounds", "5",
+        "--energy-min-window", "0.02", "--energy-idle-seconds", "0.05", "--energy-warmup", "1",
+        "--energy-report", "none", "--energy-json", "out.json"]
+
+
+@pytest.fixture(params=["serial", "xdist"])
+def run(request, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
+    """Write the test file with ``work`` joules per call of test_model, run pytest, return the result."""
+    pytester.makeconftest(CONFTEST)
+    workers = ["-n", "2"] if request.param == "xdist" else []
+
+    def go(work: float, seed: int, *extra: str) -> pytest.RunResult:
+        pytester.makepyfile(test_gate=TESTS_FILE.format(work=work))
+        monkeypatch.setenv("FAKE_SEED", str(seed))
+        return pytester.runpytest_subprocess(*ARGS, *workers, *extra)
+
+    go.mode = request.param
+    return go
+
+
+def _records(pytester: pytest.Pytester) -> dict[str, dict]:
+    document = json.loads((pytester.path / "out.json").read_text())
+    return {r["name"]: r for r in document["records"]}
+
+
+def _verdicts(pytester: pytest.Pytester) -> dict[str, str]:
+    """Energy verdicts of the newest run, from the history store."""
+    path = pytester.path / "reports" / "energy-history.sqlite"
+    latest = History(path).runs(1)[0].run_id
+    return {v["name"]: v["status"] for v in History(path).verdicts(latest) if v["metric"] == "energy"}
+
+
+def test_same_code_passes_and_ten_percent_more_work_fails(run, pytester: pytest.Pytester) -> None:
+    recorded = run(1.0, 0, "--energy-update-baselines")
+    recorded.assert_outcomes(passed=3)
+    assert recorded.ret == 0
+    recorded.stdout.fnmatch_lines(["*baselines*: 3 written, 0 unchanged kept*"])
+    for seed in (1, 2):  # A/A: the same code against its own baseline, run after run
+        same = run(1.0, seed)
+        assert same.ret == 0, same.stdout.str()
+        assert set(_verdicts(pytester).values()) <= {"unchanged", "inconclusive"}
+    more = run(1.1, 3)  # A/B: 10 % more work
+    assert more.ret == 1
+    more.assert_outcomes(passed=3)  # every test passed: the gate alone turned the session red
+    more.stdout.fnmatch_lines(["*pytest-energy gate FAILED: 1 regression, 2 unchanged*",
+                               "*test_gate.py::test_model  energy (cpu:package-0) +*.* % [[]+*, +*[]] vs 'default': "
+                               "regression (threshold 5 %)*"])
+    assert _verdicts(pytester)["test_gate.py::test_model"] == "regression"
+    less = run(0.9, 4)  # 10 % less work
+    assert less.ret == 0
+    assert _verdicts(pytester)["test_gate.py::test_model"] == "improvement"
+    less.stdout.fnmatch_lines(["*test_gate.py::test_model  energy (cpu:package-0) -*improvement*"
+                               "--energy-update-baselines*"])
+
+
+def test_baseline_from_other_hardware_never_fails(run, pytester: pytest.Pytester) -> None:
+    names = ["test_gate.py::test_model", "test_gate.py::test_steady", "test_gate.py::test_labelled::prefill"]
+    elsewhere = [_record(name, [0.1] * 5, devices={"cpu:package-0": "counter"}) for name in names]
+    for record in elsewhere:
+        record.nodeid = "test_gate.py::" + record.name.split("::")[1]
+    store.update(store.set_folder(pytester.path / "baselines", "nvidia-a100-sxm4-80gb-x8-0badf00d", "default"),
+                 [store.from_record(r) for r in elsewhere])
+    result = run(2.0, 1)  # ten to twenty times the joules, but the only baselines are another machine's
+    assert result.ret == 0
+    assert set(_verdicts(pytester).values()) == {"incomparable"}
+    result.stdout.fnmatch_lines(["*3 incomparable*"])
+
+
+def test_truncated_baseline_is_one_clear_line(run, pytester: pytest.Pytester) -> None:
+    run(1.0, 0, "--energy-update-baselines").assert_outcomes(passed=3)
+    [path] = (pytester.path / "baselines").rglob("test_gate.py.json")
+    truncated = path.read_text()[:200]
+    path.write_text(truncated)
+    result = run(1.0, 1, "--energy-update-baselines")
+    assert result.ret == 0
+    result.assert_outcomes(passed=3)
+    errors = [line for line in result.outlines if str(path) in line and "not valid JSON" in line]
+    assert len(errors) == 1, result.stdout.str()
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    result.stdout.fnmatch_lines(["*0 written, 0 unchanged kept, 3 refused (their file is unreadable, see above)"])
+    assert path.read_text() == truncated  # left as it was, even with --energy-update-baselines
+    assert set(_verdicts(pytester).values()) == {"incomparable"}
+
+
+def test_xdist_gives_the_records_of_a_serial_run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_gate=TESTS_FILE.format(work=1.0))
+    monkeypatch.setenv("FAKE_SEED", "0")
+    pytester.runpytest_subprocess(*ARGS).assert_outcomes(passed=3)
+    serial = _records(pytester)
+    pytester.runpytest_subprocess(*ARGS, "-n", "2").assert_outcomes(passed=3)
+    parallel = _records(pytester)
+    assert sorted(serial) == sorted(parallel) == [
+        "test_gate.py::test_labelled::prefill", "test_gate.py::test_model", "test_gate.py::test_steady"]
+    for name in serial:
+        assert [r["iterations"] for r in serial[name]["rounds"]] == [r["iterations"] for r in parallel[name]["rounds"]]
+        assert serial[name]["methods"] == parallel[name]["methods"] == ["counter"]
+        assert parallel[name]["per_iteration_net_joules"] == pytest.approx(serial[name]["per_iteration_net_joules"],
+                                                                           rel=0.05)
+    # One history row per session, not one per worker.
+    with sqlite3.connect(pytester.path / "reports" / "energy-history.sqlite") as connection:
+        assert connection.execute("SELECT COUNT(*) FROM runs").fetchone() == (2,)
+
+
+def test_ctrl_c_keeps_the_records_taken(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_gate='''
+def test_measured(energy, package):
+    energy.run(package.spend, args=(1.0,), iterations=1)
+
+
+def test_interrupted():
+    raise KeyboardInterrupt
+''')
+    result = pytester.runpytest_subprocess(*ARGS, "--energy-update-baselines")
+    assert result.ret == 2  # interrupted
+    assert list(_records(pytester)) == ["test_gate.py::test_measured"]
+    assert not (pytester.path / "baselines").exists()
+    result.stdout.fnmatch_lines(["*the run was interrupted; baselines not updated*"])
+    runs = History(pytester.path / "reports" / "energy-history.sqlite").runs()
+    assert len(runs) == 1 and runs[0].exitstatus == 2
