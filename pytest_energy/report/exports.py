@@ -215,7 +215,7 @@ def codecarbon_row(record: Record, run_id: str, fingerprint: dict[str, Any]) -> 
         "cpu_power": power["cpu"], "gpu_power": power["gpu"], "ram_power": power["ram"],
         "cpu_energy": energy["cpu"], "gpu_energy": energy["gpu"], "ram_energy": energy["ram"],
         "energy_consumed": sum(energy.values()), "water_consumed": 0.0,
-        "country_name": record.carbon.country_iso_code or "", "country_iso_code": record.carbon.country_iso_code or "",
+        "country_name": "", "country_iso_code": record.carbon.country_iso_code or "",  # the name is in the source
         "region": "", "cloud_provider": "", "cloud_region": "", "os": fingerprint.get("os", ""),
         "python_version": fingerprint.get("python", ""), "codecarbon_version": "",
         "cpu_count": fingerprint.get("logical_cpus", ""), "cpu_model": fingerprint.get("cpu_model", ""),
