@@ -121,10 +121,6 @@ class Row:
         return self.record.per_iteration_uncertainty_joules
 
     @property
-    def devices(self) -> str:
-        return ", ".join(c.device for c in self.record.components) or "n/a"
-
-    @property
     def is_fine_tune(self) -> bool:
         return is_fine_tune(self.record)
 
@@ -184,10 +180,6 @@ class Totals:
     @property
     def gross_wh(self) -> float:
         return self.gross_joules / JOULES_PER_WH
-
-    @property
-    def net_wh(self) -> float:
-        return self.net_joules / JOULES_PER_WH
 
     @property
     def regressions(self) -> int:
