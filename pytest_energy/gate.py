@@ -35,23 +35,27 @@ def _resolve(path: str, rootdir: str | Path) -> Path:
     return candidate if candidate.is_absolute() or not rootdir else Path(rootdir) / candidate
 
 
+def _note(errors: list[str], line: str) -> None:
+    """Add an error line once (the same marker problem shows for every metric and set)."""
+    if line not in errors:
+        errors.append(line)
+
+
 def _tolerance(record: Record, metric: str, default: float, errors: list[str]) -> Tolerance:
     """Marker ``thresholds[metric]`` > marker ``threshold`` > ``--energy-min-effect``."""
     per_metric = record.budget.get("thresholds") or {}
     if not isinstance(per_metric, dict):
-        line = f"pytest-energy: {record.nodeid}: energy marker thresholds must be a dict such as {{'energy': 0.1}}"
-        if line not in errors:
-            errors.append(line)
+        _note(errors, f"pytest-energy: {record.nodeid}: energy marker thresholds must be a dict "
+                      "such as {'energy': 0.1} (using the default)")
         per_metric = {}
-    for where, raw in ((f"thresholds[{metric!r}]", per_metric.get(metric)), ("threshold", record.budget.get("threshold"))):
+    candidates = ((f"thresholds[{metric!r}]", per_metric.get(metric)), ("threshold", record.budget.get("threshold")))
+    for where, raw in candidates:
         if raw is None:
             continue
         try:
             return parse_tolerance(raw, f"{record.nodeid}: energy marker {where}")
         except ValueError as error:
-            line = f"pytest-energy: {error} (using the default)"
-            if line not in errors:
-                errors.append(line)
+            _note(errors, f"pytest-energy: {error} (using the default)")
     return Tolerance(relative=default)
 
 
@@ -81,7 +85,9 @@ def _energy_verdict(record: Record, baseline: store.Baseline, settings: Settings
     devices = measured or None
     modelled_only = not measured
     gating = gate and (settings.gate_modelled or not modelled_only)
-    note = "modelled energy: not gating (--energy-gate-modelled to gate it)" if modelled_only and gate and not gating else ""
+    note = ""
+    if modelled_only and gate and not gating:
+        note = "modelled energy: not gating (--energy-gate-modelled true gates it)"
     what = "energy" if devices is None else f"energy ({', '.join(devices)})"
     threshold = tolerance.value
     current_scale = baseline_scale = 1.0
@@ -91,7 +97,7 @@ def _energy_verdict(record: Record, baseline: store.Baseline, settings: Settings
             side = "this run" if reference is None else "the baseline"
             return Verdict(record.name, "energy", "incomparable", None, None, None, threshold, set_name,
                            f"normalised energy: {side} has no reference-workload joules; refresh the baseline "
-                           "with --energy-update-baselines --energy-normalise", False)
+                           "with --energy-update-baselines --energy-normalise true", False)
         current_scale, baseline_scale = 1 / reference, 1 / baseline.reference_joules
         what = "normalised " + what
     current = energy_values(record.rounds, devices, current_scale)
@@ -117,7 +123,8 @@ def _quality_verdicts(record: Record, baseline: store.Baseline | None, settings:
         verdict = judge_quality(record.name, metric, value, previous, tolerance, set_name,
                                 higher_is_better=higher_is_better, budget=budget, gating=gate)
         if verdict.status == "new" and incomparable:
-            verdict.status, verdict.message, verdict.gating = "incomparable", f"{metric} {value:.4g}: {incomparable}", False
+            verdict.status, verdict.gating = "incomparable", False
+            verdict.message = f"{metric} {value:.4g}: {incomparable}"
         verdicts.append(verdict)
     return verdicts
 
@@ -133,9 +140,8 @@ def _judge_set(records: list[Record], settings: Settings, root: Path, fingerprin
         gate = record.budget.get("gate", True) is not False
         energy_tolerance = _tolerance(record, "energy", settings.min_effect, judgement.errors)
         if energy_tolerance.absolute is not None:  # joules differ per machine; only a fraction travels
-            line = f"pytest-energy: {record.nodeid}: an energy threshold must be a fraction such as 0.1 (using the default)"
-            if line not in judgement.errors:
-                judgement.errors.append(line)
+            _note(judgement.errors, f"pytest-energy: {record.nodeid}: an energy threshold must be a fraction "
+                                    "such as 0.1 (using the default)")
             energy_tolerance = Tolerance(relative=settings.min_effect)
         baseline = loaded.baselines.get(record.name)
         incomparable = ""

@@ -217,7 +217,8 @@ class History:
                 _number(record.total_net_joules), _number(record.total_gross_joules),
                 _number(record.duration_seconds), _number(record.co2_grams), ",".join(record.methods),
                 record.outcome, json.dumps(finite(quality), sort_keys=True),
-                verdict.status if verdict else None, _number(verdict.ratio) if verdict and verdict.ratio is not None else None,
+                verdict.status if verdict else None,
+                _number(verdict.ratio) if verdict and verdict.ratio is not None else None,
                 json.dumps(finite(record.to_dict()), sort_keys=True, allow_nan=False),
             ))
         verdict_rows = [

@@ -242,7 +242,8 @@ def judge_energy(
         )
     interval = ratio_interval(current, baseline)
     status = classify(interval, threshold)
-    head = f"{what} {change(interval.ratio)}{_bounds(interval)} vs {baseline_set!r}: {status} (threshold {_percent(threshold)})"
+    head = (f"{what} {change(interval.ratio)}{_bounds(interval)} vs {baseline_set!r}: {status} "
+            f"(threshold {_percent(threshold)})")
     if interval.low is None:
         head += (f"; {interval.rounds} rounds here and {interval.baseline_rounds} in the baseline are too few "
                  f"for a verdict: use --energy-rounds {minimum_rounds()} or more")

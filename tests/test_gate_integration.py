@@ -12,8 +12,10 @@ test_verdict.py.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ import pytest
 from factories import FINGERPRINT, make_record, make_run_info
 
 from pytest_energy import baselines as store
+from pytest_energy import reference
 from pytest_energy.config import Settings, resolve
 from pytest_energy.gate import judge, persist
 from pytest_energy.history import History
@@ -68,7 +71,8 @@ def _record_baselines(tmp_path: Path, records: list[Record], set_name: str = "de
 
 
 def _energy(judgement, name: str, set_name: str = "default"):
-    [verdict] = [v for v in judgement.verdicts if v.name == name and v.metric == "energy" and v.baseline_set == set_name]
+    [verdict] = [v for v in judgement.verdicts
+                 if v.name == name and v.metric == "energy" and v.baseline_set == set_name]
     return verdict
 
 
@@ -110,7 +114,7 @@ def test_modelled_energy_gates_only_when_asked(tmp_path: Path) -> None:
     judgement = judge(records, _settings(tmp_path), FINGERPRINT, tmp_path)
     verdict = _energy(judgement, "t.py::a")
     assert verdict.status == "regression" and not verdict.gating and not judgement.gate_failed
-    assert "modelled energy: not gating (--energy-gate-modelled to gate it)" in verdict.message
+    assert "modelled energy: not gating (--energy-gate-modelled true gates it)" in verdict.message
     assert judgement.summary[1].endswith("[not gating]")
     asked = judge(records, _settings(tmp_path, gate_modelled=True), FINGERPRINT, tmp_path)
     assert asked.gate_failed and _energy(asked, "t.py::a").gating
@@ -205,6 +209,27 @@ def test_normalised_verdict_cancels_a_hotter_device(tmp_path: Path) -> None:
     assert verdict.status == "unchanged" and verdict.message.startswith("normalised energy")
     bare = judge([_record("t.py::a", BASE)], _settings(tmp_path, normalise=True), FINGERPRINT, tmp_path)
     assert _energy(bare, "t.py::a").status == "incomparable"
+
+
+def test_reference_workload_is_fixed_cpu_work_without_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    workload = reference.reference_workload("cpu")
+    started = time.process_time()
+    workload()
+    spent = time.process_time() - started
+    assert 0.0005 < spent < 0.5  # a 48x48 product in pure Python: milliseconds
+    assert workload.__qualname__ == "_cpu_workload.<locals>.workload"
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *rest: None if name == "torch" else real_find_spec(name, *rest))
+    assert reference.reference_workload("gpu:1").__qualname__ == "_cpu_workload.<locals>.workload"
+
+
+def test_reference_workload_on_a_gpu_uses_cuda_where_torch_sees_it() -> None:
+    torch = pytest.importorskip("torch")
+    workload = reference.reference_workload("gpu:0")
+    expected = "_gpu_workload" if torch.cuda.is_available() else "_cpu_workload"
+    assert workload.__qualname__ == f"{expected}.<locals>.workload"
+    workload()
 
 
 def test_persist_refreshes_only_what_changed_and_lists_unused(tmp_path: Path) -> None:
