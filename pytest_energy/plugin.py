@@ -122,10 +122,13 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     if context is not None:
         from .budget import EnergyBudgetExceeded
 
+        message = ""
         try:
             session.after_call(context, getattr(item, "funcargs", {}).get("benchmark"))
         except EnergyBudgetExceeded as exceeded:
-            pytest.fail(str(exceeded), pytrace=False)
+            message = str(exceeded)
+        if message:  # failed outside the except block, so no exception chain is printed
+            pytest.fail(message, pytrace=False)
     return result
 
 
