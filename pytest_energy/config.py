@@ -16,39 +16,23 @@ class SettingError(ValueError):
     """A setting has a value that cannot be used; the message is one line naming its source."""
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise ValueError
-    return value
+def _at_least(kind: Callable[[str], float], minimum: float, *, strict: bool = False) -> Callable[[str], Any]:
+    """A parser of ``kind`` numbers >= minimum (> minimum when strict); ValueError otherwise (also NaN)."""
+
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if not (value > minimum if strict else value >= minimum):
+            raise ValueError
+        return value
+
+    return parse
 
 
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise ValueError
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError
-    return value
-
-
-def _pue(text: str) -> float:
-    value = float(text)
-    if value < 1.0:
-        raise ValueError
-    return value
+_positive_float = _at_least(float, 0.0, strict=True)
+_non_negative_float = _at_least(float, 0.0)
+_positive_int = _at_least(int, 1)
+_non_negative_int = _at_least(int, 0)
+_pue = _at_least(float, 1.0)
 
 
 def _boolean(text: str) -> bool:
