@@ -129,25 +129,29 @@ def _quality_verdicts(record: Record, baseline: store.Baseline | None, settings:
     return verdicts
 
 
+def _energy_tolerance(record: Record, settings: Settings, errors: list[str]) -> Tolerance:
+    tolerance = _tolerance(record, "energy", settings.min_effect, errors)
+    if tolerance.absolute is not None:  # joules differ per machine; only a fraction travels
+        _note(errors, f"pytest-energy: {record.nodeid}: an energy threshold must be a fraction such as 0.1 "
+                      "(using the default)")
+        return Tolerance(relative=settings.min_effect)
+    return tolerance
+
+
 def _judge_set(records: list[Record], settings: Settings, root: Path, fingerprint_id: str, set_name: str,
                judgement: Judgement) -> None:
-    loaded = store.load_set(store.set_folder(root, fingerprint_id, set_name))
-    judgement.errors += [e for e in loaded.errors if e not in judgement.errors]
-    broken = set(loaded.broken)
     folder = store.set_folder(root, fingerprint_id, set_name)
+    loaded = store.load_set(folder)
+    judgement.errors += [e for e in loaded.errors if e not in judgement.errors]
     elsewhere: dict[str, list[str]] | None = None
     for record in records:
         gate = record.budget.get("gate", True) is not False
-        energy_tolerance = _tolerance(record, "energy", settings.min_effect, judgement.errors)
-        if energy_tolerance.absolute is not None:  # joules differ per machine; only a fraction travels
-            _note(judgement.errors, f"pytest-energy: {record.nodeid}: an energy threshold must be a fraction "
-                                    "such as 0.1 (using the default)")
-            energy_tolerance = Tolerance(relative=settings.min_effect)
+        tolerance = _energy_tolerance(record, settings, judgement.errors)
         baseline = loaded.baselines.get(record.name)
         incomparable = ""
         if baseline is None:
             path = store.file_for(folder, record.nodeid)
-            if path in broken:
+            if path in loaded.broken:
                 incomparable = f"baseline file {path} is unreadable (see the error above)"
             else:
                 if elsewhere is None:  # read other hardware's folders only when something is missing
@@ -155,19 +159,18 @@ def _judge_set(records: list[Record], settings: Settings, root: Path, fingerprin
                 if record.name in elsewhere:
                     incomparable = (f"no comparable baseline: {set_name!r} was recorded on other hardware "
                                     f"({', '.join(elsewhere[record.name])})")
-        if baseline is None:
             status = "incomparable" if incomparable else "new"
             message = incomparable or f"energy: no baseline in {set_name!r} yet (--energy-update-baselines records one)"
-            judgement.verdicts.append(Verdict(record.name, "energy", status, None, None, None,
-                                              energy_tolerance.value, set_name, message, False))
+            verdict = Verdict(record.name, "energy", status, None, None, None, tolerance.value, set_name, message,
+                              False)
             if status == "new" and set_name == judgement.baseline_set:
                 judgement.new.append(record.name)
         elif not record.valid:
-            judgement.verdicts.append(Verdict(record.name, "energy", "inconclusive", None, None, None,
-                                              energy_tolerance.value, set_name,
-                                              "energy: every window of this run was invalid", False))
+            verdict = Verdict(record.name, "energy", "inconclusive", None, None, None, tolerance.value, set_name,
+                              "energy: every window of this run was invalid", False)
         else:
-            judgement.verdicts.append(_energy_verdict(record, baseline, settings, set_name, energy_tolerance, gate))
+            verdict = _energy_verdict(record, baseline, settings, set_name, tolerance, gate)
+        judgement.verdicts.append(verdict)
         judgement.verdicts += _quality_verdicts(record, baseline, settings, set_name, gate, judgement.errors,
                                                 incomparable)
 

@@ -244,7 +244,10 @@ def judge_energy(
     status = classify(interval, threshold)
     head = (f"{what} {change(interval.ratio)}{_bounds(interval)} vs {baseline_set!r}: {status} "
             f"(threshold {_percent(threshold)})")
-    if interval.low is None:
+    if interval.low is None and min(interval.rounds, interval.baseline_rounds) == 1:
+        head += ("; one window (with energy.measure()) cannot show its own noise: measure the work in rounds "
+                 "(energy.run) for an energy verdict")
+    elif interval.low is None:
         head += (f"; {interval.rounds} rounds here and {interval.baseline_rounds} in the baseline are too few "
                  f"for a verdict: use --energy-rounds {minimum_rounds()} or more")
     elif status == "improvement":

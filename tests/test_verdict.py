@@ -141,6 +141,12 @@ def test_too_few_rounds_is_inconclusive_and_says_what_to_do() -> None:
     assert "too few" in verdict.message and "--energy-rounds 5" in verdict.message
 
 
+def test_one_window_says_why_it_has_no_verdict() -> None:
+    verdict = judge_energy("t", [20.0], [10.0], 0.05, "default")  # twice the energy, but one window each
+    assert verdict.status == "inconclusive"
+    assert "one window (with energy.measure()) cannot show its own noise" in verdict.message
+
+
 def test_energy_message_names_change_interval_and_threshold() -> None:
     baseline = [10.0, 10.1, 9.9, 10.05, 9.95]
     verdict = judge_energy("t", [v * 1.1 for v in baseline], baseline, 0.05, "main")
