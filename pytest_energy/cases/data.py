@@ -1,0 +1,94 @@
+"""Tasks a case can run and the examples it runs them on (JSONL, JSON or CSV files, or rows in code)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence, Union
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a task reads from each example, which metrics it can compute, and whether it generates text."""
+
+    name: str
+    inputs: tuple[str, ...]  # fields fed to the model
+    target: str  # the reference field
+    metrics: tuple[str, ...]  # computable metrics, the default set first
+    default_metrics: tuple[str, ...]
+    generates: bool
+
+
+TASKS: dict[str, Task] = {
+    "text-classification": Task("text-classification", ("text",), "label", ("accuracy", "f1"),
+                                ("accuracy", "f1"), generates=False),
+    "summarization": Task("summarization", ("document",), "summary",
+                          ("rouge1", "rouge2", "rougeL", "meteor", "bertscore"),
+                          ("rouge1", "rouge2", "rougeL", "meteor"), generates=True),
+    "sentence-similarity": Task("sentence-similarity", ("sentence1", "sentence2"), "score", ("spearman",),
+                                ("spearman",), generates=False),
+}
+
+#: Rows given in code, or a file of them.
+Dataset = Union[str, Path, Sequence[Mapping[str, Any]]]
+
+
+def task(name: str, owner: str) -> Task:
+    """The task called ``name``; raises ValueError (one line) for an unknown one."""
+    if name not in TASKS:
+        raise ValueError(f"{owner}: unknown task {name!r}; known: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def load_rows(dataset: Dataset) -> list[dict[str, Any]]:
+    """Every example of a dataset: a ``.jsonl``, ``.json`` (a list of objects) or ``.csv`` file, or rows."""
+    if not isinstance(dataset, (str, Path)):
+        return [dict(row) for row in dataset]
+    path = Path(dataset)
+    if not path.is_file():
+        raise ValueError(f"dataset file {path} does not exist")
+    if path.suffix == ".jsonl":
+        with open(path, encoding="utf-8") as handle:
+            return [json.loads(line) for line in handle if line.strip()]
+    if path.suffix == ".json":
+        with open(path, encoding="utf-8") as handle:
+            return list(json.load(handle))
+    if path.suffix == ".csv":
+        with open(path, encoding="utf-8", newline="") as handle:
+            return list(csv.DictReader(handle))
+    raise ValueError(f"dataset file {path}: expected .jsonl, .json or .csv")
+
+
+def examples(dataset: Dataset, task: Task, columns: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The task's fields of every example, renamed from the dataset's columns where ``columns`` says."""
+    rows = load_rows(dataset)
+    if not rows:
+        raise ValueError(f"dataset {dataset if isinstance(dataset, (str, Path)) else '(rows)'} is empty")
+    wanted = [*task.inputs, task.target]
+    picked = []
+    for index, row in enumerate(rows):
+        example = {}
+        for name in wanted:
+            column = columns.get(name, name)
+            if column not in row:
+                raise ValueError(f"dataset example {index} has no column {column!r} (needed for {name!r} of "
+                                 f"task {task.name}); map it with columns={{{name!r}: '<column>'}}")
+            example[name] = row[column]
+        picked.append(example)
+    if task.name == "sentence-similarity":
+        for example in picked:
+            example["score"] = float(example["score"])
+    return picked
+
+
+def fingerprint(dataset: Dataset) -> str:
+    """A short content hash of a dataset, so caches notice when its data changes."""
+    digest = hashlib.sha256()
+    if isinstance(dataset, (str, Path)):
+        digest.update(Path(dataset).read_bytes())
+    else:
+        digest.update(json.dumps([dict(r) for r in dataset], sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]

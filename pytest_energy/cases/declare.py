@@ -1,0 +1,261 @@
+"""The declarative cases: :class:`InferenceCase`, :class:`FineTuneCase` and :class:`PruningSweep`.
+
+A case is a frozen dataclass assigned to a name in a test module; the plugin collects it as one test
+per variant. Declaring a case only checks its fields; models load when its test runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from ..units import parse_energy
+from .base import Case, Fallback, ModelSource, PackagedModel, check_metrics, describe_model, one_line_failures
+from .data import Dataset, task
+
+DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+          "float16": "float16", "fp16": "float16"}
+OPTIMIZERS = ("adamw", "adam", "sgd")
+#: Fields a fallback cannot override: they decide which model loads and how, before it is known.
+LOADING_FIELDS = ("model", "fallback", "task", "device", "dtype", "variants", "prefix", "columns", "max_input_tokens")
+SCHEDULES = ("linear", "constant")
+
+
+def _variants(case: Any, owner: str) -> list[tuple[str, Any]]:
+    """``(label, case)`` per variant: the case with each variant's fields replaced; just itself without."""
+    if not case.variants:
+        return [("", case)]
+    names = {f.name for f in dataclasses.fields(case)} - {"variants"}
+    expanded = []
+    for label, overrides in case.variants.items():
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ValueError(f"{owner}: variant {label!r} sets unknown field {unknown[0]!r}")
+        expanded.append((str(label), dataclasses.replace(case, variants={}, **overrides)))
+    return expanded
+
+
+def _check_common(case: Any, owner: str) -> None:
+    """Raise ValueError (one line) for a field no run could use."""
+    spec = task(case.task, owner)
+    if case.dtype not in DTYPES:
+        raise ValueError(f"{owner}: dtype {case.dtype!r}; expected one of {', '.join(DTYPES)}")
+    if case.device != "auto" and not (case.device == "cpu" or case.device.startswith("cuda")):
+        raise ValueError(f"{owner}: device {case.device!r}; expected 'auto', 'cpu' or 'cuda[:N]'")
+    if case.max_energy is not None:
+        try:
+            parse_energy(case.max_energy)
+        except ValueError as error:
+            raise ValueError(f"{owner}: max_energy: {error}") from None
+    if "bertscore" in case.chosen_metrics and case.bertscore_model is None:
+        raise ValueError(f"{owner}: BERTScore needs bertscore_model (a local folder or a PackagedModel)")
+    if case.bertscore_model is not None and not case.bertscore_layers:
+        raise ValueError(f"{owner}: bertscore_model needs bertscore_layers (the layer BERTScore reads)")
+    check_metrics(owner, spec.metrics, case.chosen_metrics, case.quality)
+    if case.fallback is not None and case.task == "sentence-similarity":
+        raise ValueError(f"{owner}: no fallback can be trained for sentence-similarity; give a real model")
+    if case.max_new_tokens < 1 or case.num_beams < 1:
+        raise ValueError(f"{owner}: max_new_tokens and num_beams must be >= 1")
+    if case.fallback is not None and case.fallback.overrides:
+        names = {f.name for f in dataclasses.fields(case)}
+        for name in case.fallback.overrides:
+            if name not in names or name in LOADING_FIELDS:
+                raise ValueError(f"{owner}: fallback overrides {name!r}, which is not a field it can change")
+        dataclasses.replace(case, fallback=None, **case.fallback.overrides)  # checks the overridden case
+    _variants(case, owner)  # each variant is a case too: its fields are checked now, at declaration
+
+
+def _metrics(case: Any) -> tuple[str, ...]:
+    if case.metrics is not None:
+        return tuple(case.metrics)
+    chosen = task(case.task, "case").default_metrics
+    return chosen + ("bertscore",) if case.bertscore_model is not None and case.task == "summarization" else chosen
+
+
+@dataclass(frozen=True)
+class InferenceCase(Case):
+    """Energy per 1,000 inferences of a model on a task, and the quality of those same predictions.
+
+    The inferences (default 1,000, batch size 1, as in "Power Hungry Processing" and the AI Energy
+    Score) cycle through the dataset and are split evenly over the measured rounds; the record's unit is
+    one inference. Where text is generated the record also gives energy per output token.
+    """
+
+    model: ModelSource
+    task: str
+    dataset: Dataset
+    inferences: int = 1000
+    batch_size: int = 1
+    device: str = "auto"  # "auto": the first CUDA GPU where there is one, else the CPU
+    dtype: str = "float32"
+    fallback: Fallback | None = None
+    max_energy: float | str | None = None  # gross, per 1,000 inferences: joules or "0.2 Wh"
+    quality: Mapping[str, float] = field(default_factory=dict)  # metric -> minimum value
+    metrics: Sequence[str] | None = None  # default: the task's standard set
+    columns: Mapping[str, str] = field(default_factory=dict)  # task field -> dataset column
+    prefix: str = ""  # put before every input, e.g. "summarize: " for T5
+    max_input_tokens: int = 512
+    max_new_tokens: int = 48
+    num_beams: int = 1
+    bertscore_model: str | Path | PackagedModel | None = None
+    bertscore_layers: int | None = None
+    rounds: int = 5  # measured rounds; the inferences are split evenly over them
+    warmup: int = 10  # unmeasured batches first (optimum-benchmark, behind the AI Energy Score, uses 10)
+    variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        owner = f"InferenceCase({describe_model(self.model)})"
+        if self.inferences < 1 or self.batch_size < 1:
+            raise ValueError(f"{owner}: inferences and batch_size must be >= 1")
+        if self.rounds < 1 or self.warmup < 0:
+            raise ValueError(f"{owner}: rounds must be >= 1 and warmup >= 0")
+        _check_common(self, owner)
+
+    @property
+    def chosen_metrics(self) -> tuple[str, ...]:
+        """The metrics this case computes."""
+        return _metrics(self)
+
+    def tests(self, name: str) -> list[tuple[str, Callable[[Any], None]]]:
+        """One test per variant; each runs the case with the ``energy`` fixture."""
+        owner = f"InferenceCase({describe_model(self.model)})"
+        return [(f"{name}[{label}]" if label else name, one_line_failures(partial(_run_inference, case)))
+                for label, case in _variants(self, owner)]
+
+
+@dataclass(frozen=True)
+class FineTuneCase(Case):
+    """Energy of a whole fine-tune (one measured block), per step and per epoch, and quality after it.
+
+    Training batches are padded to ``max_input_tokens`` / ``max_target_tokens``, so every step does the
+    same work: energy per step is comparable between runs and the FLOP proxy is exact.
+    """
+
+    model: ModelSource
+    task: str
+    train: Dataset
+    eval: Dataset
+    steps: int | None = None
+    epochs: float | None = None
+    batch_size: int = 16
+    learning_rate: float = 5e-4
+    weight_decay: float = 0.0
+    optimizer: str = "adamw"
+    schedule: str = "linear"  # linear warm-up then linear decay to 0, or constant after warm-up
+    warmup_steps: int = 0
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "float32"  # the weights' dtype while training
+    fallback: Fallback | None = None
+    max_energy: float | str | None = None  # gross, for the whole fine-tune
+    quality: Mapping[str, float] = field(default_factory=dict)  # measured on ``eval`` after training
+    metrics: Sequence[str] | None = None
+    columns: Mapping[str, str] = field(default_factory=dict)
+    prefix: str = ""
+    max_input_tokens: int = 128
+    max_target_tokens: int = 48
+    max_new_tokens: int = 48
+    num_beams: int = 1
+    eval_examples: int | None = None  # default: all of ``eval``
+    bertscore_model: str | Path | PackagedModel | None = None
+    bertscore_layers: int | None = None
+    variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        owner = f"FineTuneCase({describe_model(self.model)})"
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError(f"{owner}: give exactly one of steps or epochs")
+        if (self.steps is not None and self.steps < 1) or (self.epochs is not None and self.epochs <= 0):
+            raise ValueError(f"{owner}: steps must be >= 1 and epochs > 0")
+        if self.task == "sentence-similarity":
+            raise ValueError(f"{owner}: fine-tuning supports text-classification and summarization")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"{owner}: optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"{owner}: schedule {self.schedule!r}; expected one of {', '.join(SCHEDULES)}")
+        if self.batch_size < 1 or self.learning_rate <= 0 or self.warmup_steps < 0:
+            raise ValueError(f"{owner}: batch_size >= 1, learning_rate > 0 and warmup_steps >= 0 are required")
+        _check_common(self, owner)
+
+    @property
+    def chosen_metrics(self) -> tuple[str, ...]:
+        """The metrics this case computes after training."""
+        return _metrics(self)
+
+    def tests(self, name: str) -> list[tuple[str, Callable[[Any], None]]]:
+        """One test per variant; each fine-tunes inside one measured block."""
+        owner = f"FineTuneCase({describe_model(self.model)})"
+        return [(f"{name}[{label}]" if label else name, one_line_failures(partial(_run_finetune, case)))
+                for label, case in _variants(self, owner)]
+
+
+@dataclass(frozen=True)
+class PruningSweep(Case):
+    """An inference case repeated at several magnitude-pruning levels, plus 2:4 sparsity on a GPU.
+
+    Each level prunes the smallest-magnitude weights of the base model's linear layers (heads stay
+    dense) by global L1 magnitude (``torch.nn.utils.prune``), then runs the case: energy and quality per
+    level. On dense kernels unstructured zeros save no work, which the sweep shows; the ``2:4`` variant
+    (semi-structured sparsity, CUDA with compute capability 8.0 or newer) is where sparsity can change
+    the work done, and is skipped with the reason elsewhere.
+    """
+
+    case: InferenceCase
+    sparsity: Sequence[float] = (0.0, 0.3, 0.5, 0.7)
+    semi_structured: bool = True
+    quality_at: Mapping[float, Mapping[str, float]] = field(default_factory=dict)  # level -> budget
+
+    def __post_init__(self) -> None:
+        owner = f"PruningSweep({describe_model(self.case.model)})"
+        if self.case.variants:
+            raise ValueError(f"{owner}: give the base case without variants; the sweep makes its own")
+        for level in self.sparsity:
+            if not 0.0 <= float(level) < 1.0:
+                raise ValueError(f"{owner}: sparsity {level!r} must be in [0, 1)")
+        for level, budget in self.quality_at.items():
+            if float(level) not in {float(s) for s in self.sparsity} and level != "2:4":
+                raise ValueError(f"{owner}: quality_at names level {level!r}, which is not swept")
+            check_metrics(owner, task(self.case.task, owner).metrics, self.case.chosen_metrics, budget)
+
+    def levels(self) -> list[tuple[str, float | str, Mapping[str, float] | None]]:
+        """``(label, level, quality budget or None)`` per level; the level is a fraction or ``"2:4"``.
+
+        A level's ``quality_at`` budget replaces the case's (and its fallback's) for that level.
+        """
+        chosen: list[float | str] = [float(s) for s in self.sparsity] + (["2:4"] if self.semi_structured else [])
+        out = []
+        for level in chosen:
+            label = level if isinstance(level, str) else f"{round(level * 100)}%"
+            budget = next((dict(b) for k, b in self.quality_at.items()
+                           if k == level or (not isinstance(k, str) and not isinstance(level, str) and float(k) == level)),
+                          None)
+            out.append((label, level, budget))
+        return out
+
+    def tests(self, name: str) -> list[tuple[str, Callable[[Any], None]]]:
+        """One test per pruning level."""
+        return [(f"{name}[{label}]", one_line_failures(partial(_run_pruned, self.case, level, budget)))
+                for label, level, budget in self.levels()]
+
+
+# The runners import torch and transformers: they load when a case's test runs, never at collection.
+def _run_inference(case: InferenceCase, energy: Any) -> None:
+    from .runner import run_inference
+
+    run_inference(case, energy)
+
+
+def _run_finetune(case: FineTuneCase, energy: Any) -> None:
+    from .runner import run_finetune
+
+    run_finetune(case, energy)
+
+
+def _run_pruned(case: InferenceCase, level: float | str, budget: Mapping[str, float] | None, energy: Any) -> None:
+    from .pruning import Pruning
+    from .runner import run_inference
+
+    run_inference(case, energy, transform=Pruning(level), quality=budget)

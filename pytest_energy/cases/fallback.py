@@ -1,0 +1,146 @@
+"""The fallback: a small model built from a transformers config, with a tokenizer trained here.
+
+Used where a case's hub model is not in the local cache. The tokenizer (WordPiece, ``tokenizers``) is
+trained on the fallback's data file; the model is then trained on the same file for
+``Fallback.steps`` steps. Trained fallbacks are kept in memory, keyed by everything that shapes them,
+so the variants of a case (and cases sharing a fallback) train once per session; each caller gets its
+own copy, because a case may change weights (pruning).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import asdict
+from typing import Any, Iterator
+
+import torch
+
+from .base import Fallback
+from .data import Task, examples, fingerprint
+from .training import train
+
+#: Small sizes per model type; ``Fallback.config`` overrides them.
+TINY: dict[str, dict[str, Any]] = {
+    "distilbert": {"dim": 64, "hidden_dim": 128, "n_layers": 2, "n_heads": 2, "max_position_embeddings": 256},
+    "bert": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
+             "max_position_embeddings": 256},
+    "bart": {"d_model": 128, "encoder_ffn_dim": 256, "decoder_ffn_dim": 256, "encoder_layers": 2,
+             "decoder_layers": 2, "encoder_attention_heads": 4, "decoder_attention_heads": 4,
+             "max_position_embeddings": 256, "dropout": 0.0},
+    "t5": {"d_model": 128, "d_ff": 256, "d_kv": 32, "num_layers": 2, "num_decoder_layers": 2, "num_heads": 4,
+           "dropout_rate": 0.0},
+}
+
+#: The small models take no token type ids (DistilBERT and BART have none).
+INPUT_NAMES = ["input_ids", "attention_mask"]
+
+_TRAINED: dict[str, tuple[Any, Any, dict[str, Any]]] = {}
+
+
+def _key(fallback: Fallback, task: Task, prefix: str, columns: dict[str, str], max_input_tokens: int) -> str:
+    import transformers
+
+    shape = {"fallback": asdict(fallback), "data": fingerprint(fallback.data), "task": task.name, "prefix": prefix,
+             "columns": columns, "max_input_tokens": max_input_tokens, "torch": torch.__version__,
+             "transformers": transformers.__version__}
+    return hashlib.sha256(json.dumps(shape, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _texts(rows: list[dict[str, Any]], task: Task, prefix: str) -> Iterator[str]:
+    for row in rows:
+        for name in task.inputs:
+            yield prefix + str(row[name])
+        if task.generates:
+            yield str(row[task.target])
+
+
+def train_tokenizer(texts: Iterator[str], vocab_size: int, *, seq2seq: bool) -> Any:
+    """A lower-casing WordPiece tokenizer trained on ``texts``, wrapped for transformers.
+
+    Encoders get BERT's ``[CLS] text [SEP]``; seq2seq models get ``text [EOS]`` (the target too).
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    specials = ["[PAD]", "[UNK]", "[EOS]"] if seq2seq else ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokenizer.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials))
+    if seq2seq:
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single="$A [EOS]", special_tokens=[("[EOS]", tokenizer.token_to_id("[EOS]"))])
+        return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]",
+                                       eos_token="[EOS]", model_input_names=INPUT_NAMES)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", tokenizer.token_to_id("[CLS]")), ("[SEP]", tokenizer.token_to_id("[SEP]"))])
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]",
+                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
+                                   model_input_names=INPUT_NAMES)
+
+
+def _config(fallback: Fallback, task: Task, tokenizer: Any, labels: list[Any], max_input_tokens: int) -> Any:
+    from transformers import AutoConfig
+
+    settings = {**TINY.get(fallback.model_type, {}), **fallback.config}
+    settings.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    if "max_position_embeddings" in settings:
+        settings["max_position_embeddings"] = max(settings["max_position_embeddings"], max_input_tokens + 2)
+    if task.generates:
+        eos = tokenizer.eos_token_id
+        # T5 starts decoding from the pad token, BART-like models from the end-of-sequence token.
+        start = tokenizer.pad_token_id if fallback.model_type in ("t5", "mt5", "umt5") else eos
+        settings.update(eos_token_id=eos, bos_token_id=eos, decoder_start_token_id=start, forced_eos_token_id=eos)
+    else:
+        settings.update(num_labels=len(labels), id2label={i: str(label) for i, label in enumerate(labels)},
+                        label2id={str(label): i for i, label in enumerate(labels)})
+    try:
+        return AutoConfig.for_model(fallback.model_type, **settings)
+    except ValueError as error:
+        raise ValueError(f"fallback model_type {fallback.model_type!r}: {error}") from None
+
+
+def build(fallback: Fallback, task: Task, *, prefix: str, columns: dict[str, str],
+          max_input_tokens: int) -> tuple[Any, Any, dict[str, Any]]:
+    """A copy of the trained fallback, its tokenizer, and facts for the record (``ran`` names it)."""
+    key = _key(fallback, task, prefix, columns, max_input_tokens)
+    trained_now = key not in _TRAINED
+    if trained_now:
+        _TRAINED[key] = _train_new(fallback, task, prefix, columns, max_input_tokens, key)
+    model, tokenizer, facts = _TRAINED[key]
+    return copy.deepcopy(model), tokenizer, dict(facts, trained_in_this_test=trained_now)
+
+
+def _train_new(fallback: Fallback, task: Task, prefix: str, columns: dict[str, str], max_input_tokens: int,
+               key: str) -> tuple[Any, Any, dict[str, Any]]:
+    from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+
+    rows = examples(fallback.data, task, columns)
+    tokenizer = train_tokenizer(_texts(rows, task, prefix), fallback.vocab_size, seq2seq=task.generates)
+    tokenizer.model_max_length = max_input_tokens
+    labels = [] if task.generates else sorted({row[task.target] for row in rows}, key=repr)
+    config = _config(fallback, task, tokenizer, labels, max_input_tokens)
+    torch.manual_seed(fallback.seed)
+    auto = AutoModelForSeq2SeqLM if task.generates else AutoModelForSequenceClassification
+    model = auto.from_config(config)
+    losses: list[float] = []
+    if fallback.steps:
+        losses = train(model, tokenizer, task, rows, steps=fallback.steps, batch_size=fallback.batch_size,
+                       learning_rate=fallback.learning_rate, seed=fallback.seed, device="cpu", prefix=prefix,
+                       max_input_tokens=max_input_tokens, max_target_tokens=64, pad_to_max=False,
+                       warmup_steps=min(30, fallback.steps // 10))
+    model.eval()
+    size = ", ".join(f"{k}={v}" for k, v in {**TINY.get(fallback.model_type, {}), **fallback.config}.items()
+                     if k != "dropout" and k != "dropout_rate")
+    facts = {
+        "ran": f"fallback {fallback.model_type} ({size}; vocab {len(tokenizer)})",
+        "fallback_key": key,
+        "trained_on": str(fallback.data),
+        "training_steps": fallback.steps,
+        "training_loss_first_last": [losses[0], losses[-1]] if losses else None,
+    }
+    return model, tokenizer, facts

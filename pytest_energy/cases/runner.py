@@ -1,0 +1,261 @@
+"""Running a case in its test: load, predict (measured with ``--energy``), score, fill the record, check
+the budgets.
+
+Without ``--energy`` a case is an ordinary test: every distinct example is predicted once, unmeasured,
+and the quality budgets are checked. With it, the inferences are measured in rounds; the record then
+holds energy per inference, the proxies, the quality of the measured predictions and what ran.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping, Sequence, TypeVar
+
+from ..budget import EnergyBudget
+from ..units import parse_energy
+from .base import QualityBudgetError, apply_quality_budget
+from .data import Task, examples, task
+from .declare import DTYPES, FineTuneCase, InferenceCase
+from .evaluate import score
+from .models import Loaded, load, pick_device, place
+from .proxies import count_flops, parameters, per_work
+from .pruning import Pruning
+from .tasks import Predictor, normalise_reference
+from .training import step_plan, steps_per_epoch, train, training_batch
+
+C = TypeVar("C", InferenceCase, FineTuneCase)
+
+
+def _batches(examples: int, batch_size: int, count: int) -> list[list[int]]:
+    """Example indices of ``count`` batches cycling through the dataset."""
+    return [[(i * batch_size + j) % examples for j in range(batch_size)] for i in range(count)]
+
+
+def _distinct(examples: int, batch_size: int) -> int:
+    """How many batches before the cycle through the dataset repeats."""
+    return examples // math.gcd(examples, batch_size)
+
+
+def _load(case: C, spec: Task, device: str, dtype: str) -> tuple[C, Loaded]:
+    """The loaded model, and the case as it runs: with the fallback's overrides where the fallback ran."""
+    loaded = load(case.model, spec, fallback=case.fallback, prefix=case.prefix, columns=dict(case.columns),
+                  max_input_tokens=case.max_input_tokens)
+    loaded.model = place(loaded.model, device, dtype)
+    loaded.model.eval()
+    if loaded.facts["source"] == "fallback" and case.fallback is not None and case.fallback.overrides:
+        loaded.facts["overrides"] = dict(case.fallback.overrides)
+        case = dataclasses.replace(case, **case.fallback.overrides)
+    return case, loaded
+
+
+def _check_quality(quality: dict[str, dict[str, Any]], budget: dict[str, float]) -> None:
+    message = apply_quality_budget(quality, budget)
+    if message:
+        raise QualityBudgetError(message)
+
+
+def _predict_all(predictor: Predictor, rows: list[dict[str, Any]], batches: Sequence[list[int]]) -> dict[int, Any]:
+    predictions: dict[int, Any] = {}
+    for indices in batches:
+        for index, prediction in zip(indices, predictor([rows[i] for i in indices]).predictions):
+            predictions[index] = prediction
+    return predictions
+
+
+def _quality(case: InferenceCase | FineTuneCase, spec: Task, rows: list[dict[str, Any]],
+             predictions: dict[int, Any]) -> dict[str, dict[str, Any]]:
+    order = sorted(predictions)
+    return score(spec, case, [predictions[i] for i in order], [normalise_reference(rows[i][spec.target]) for i in order])
+
+
+def _batch_proxies(predictor: Predictor, spec: Task, rows: list[dict[str, Any]],
+                   batches: Sequence[list[int]]) -> list[tuple[int, int, int]]:
+    """(FLOPs, tokens in, tokens out) of each batch. An encoder's work depends on the input shape alone,
+    so each shape is counted once; generated text is counted call by call."""
+    by_shape: dict[tuple[Any, ...], int] = {}
+    out = []
+    for indices in batches:
+        batch = [rows[i] for i in indices]
+        if spec.generates:
+            result, flops = count_flops(lambda: predictor(batch))
+            out.append((flops, result.tokens_in, result.tokens_out))
+            continue
+        inputs = predictor.encode(predictor.texts(batch))
+        shape = tuple(sorted((k, tuple(v.shape)) for k, v in inputs.items()))
+        if shape not in by_shape:
+            by_shape[shape] = count_flops(lambda: predictor(batch))[1]
+        out.append((by_shape[shape], int(inputs["attention_mask"].sum()), 0))
+    return out
+
+
+def _per_inference(record: Any, batch_size: int) -> None:
+    """Make one iteration of the record one inference (a call ran ``batch_size`` of them)."""
+    if batch_size == 1:
+        return
+    for measured in record.rounds:
+        measured.iterations *= batch_size
+    record.per_iteration_gross_joules /= batch_size
+    record.per_iteration_net_joules /= batch_size
+    record.per_iteration_uncertainty_joules /= batch_size
+    record.warmup_iterations *= batch_size
+
+
+def run_inference(case: InferenceCase, energy: Any, transform: Pruning | None = None,
+                  quality: Mapping[str, float] | None = None) -> None:
+    """Run an inference case in its test (see the module docstring).
+
+    ``transform`` changes the model after loading (a pruning level); ``quality`` replaces the budget
+    (after any fallback override).
+    """
+    spec = task(case.task, "InferenceCase")
+    device = pick_device(case.device)
+    dtype = DTYPES[case.dtype]
+    if transform is not None:
+        dtype = transform.prepare(device, dtype)
+    case, loaded = _load(case, spec, device, dtype)
+    if quality is not None:
+        case = dataclasses.replace(case, quality=dict(quality))
+    rows = examples(case.dataset, spec, case.columns)
+    facts: dict[str, Any] = {}
+    if transform is not None:
+        facts.update(transform.apply(loaded.model))
+    predictor = Predictor(loaded.model, loaded.tokenizer, spec, device=device, prefix=case.prefix,
+                          max_input_tokens=case.max_input_tokens, max_new_tokens=case.max_new_tokens,
+                          num_beams=case.num_beams)
+    total_batches = math.ceil(case.inferences / case.batch_size)
+    distinct = _distinct(len(rows), case.batch_size)
+
+    if not energy.enabled:
+        if transform is not None:
+            transform.compress(loaded.model)
+        predictions = _predict_all(predictor, rows, _batches(len(rows), case.batch_size, min(total_batches, distinct)))
+        _check_quality(_quality(case, spec, rows, predictions), dict(case.quality))
+        return
+
+    per_round = math.ceil(total_batches / case.rounds)
+    calls = case.warmup + per_round * case.rounds
+    plan = _batches(len(rows), case.batch_size, calls)
+    # Proxies are counted before the measured run (and, for 2:4, on the masked dense weights).
+    work = _batch_proxies(predictor, spec, rows, plan[:min(calls, distinct)])
+    measured = [work[i % distinct] for i in range(case.warmup, calls)]
+    total_params, nonzero_params = parameters(loaded.model)
+    if transform is not None:
+        facts.update(transform.compress(loaded.model))
+    if case.max_energy is not None:
+        energy.add_budget(EnergyBudget(parse_energy(case.max_energy), per="1000"))
+
+    predictions: dict[int, Any] = {}
+    cursor = iter(plan)
+
+    def step() -> None:
+        indices = next(cursor)
+        for index, prediction in zip(indices, predictor([rows[i] for i in indices]).predictions):
+            predictions[index] = prediction
+
+    energy.run(step, iterations=per_round, rounds=case.rounds, warmup=case.warmup, unit="inference")
+    record = energy.last
+    _per_inference(record, case.batch_size)
+    inferences = len(measured) * case.batch_size
+    flops, tokens_in, tokens_out = (sum(w[k] for w in measured) for k in range(3))
+    record.form = "case"
+    record.unit = "inference"
+    record.proxies = {
+        "parameters": float(total_params),
+        "parameters_nonzero": float(nonzero_params),
+        "flops": float(flops),
+        "flops_per_inference": flops / inferences,
+        "tokens_in": float(tokens_in),
+        "tokens_out": float(tokens_out),
+        "tokens_in_per_inference": tokens_in / inferences,
+        "tokens_out_per_inference": tokens_out / inferences,
+    }
+    gross = record.per_iteration_gross_joules
+    record.extra.update({
+        "case": "inference", "task": spec.name, "model": loaded.facts, "device": device, "dtype": dtype,
+        "batch_size": case.batch_size, "inferences": inferences, "rounds": case.rounds,
+        "inferences_per_round": per_round * case.batch_size, "warmup_inferences": case.warmup * case.batch_size,
+        "energy_basis": "gross", "joules_per_1000_inferences": gross * 1000,
+        "wh_per_1000_inferences": gross * 1000 / 3600,
+        **per_work(gross, flops / inferences, tokens_in / inferences, tokens_out / inferences,
+                   generates=spec.generates),
+        **facts,
+    })
+    record.quality = _quality(case, spec, rows, predictions)
+    record.budget["quality"] = dict(case.quality)
+    _check_quality(record.quality, dict(case.quality))
+
+
+def _training_tokens(tokenizer: Any, spec: Task, rows: list[dict[str, Any]], steps: int,
+                     case: FineTuneCase) -> tuple[int, int]:
+    """Real (unpadded) input and target tokens over every step of the fine-tune."""
+    seen = [i for indices in step_plan(len(rows), steps, case.batch_size, case.seed) for i in indices]
+    counts: dict[int, tuple[int, int]] = {}
+    for index in set(seen):
+        row = rows[index]
+        source = tokenizer(case.prefix + str(row[spec.inputs[0]]), truncation=True, max_length=case.max_input_tokens)
+        target = tokenizer(str(row[spec.target]), truncation=True, max_length=case.max_target_tokens) \
+            if spec.generates else {"input_ids": []}
+        counts[index] = (len(source["input_ids"]), len(target["input_ids"]))
+    return sum(counts[i][0] for i in seen), sum(counts[i][1] for i in seen)
+
+
+def run_finetune(case: FineTuneCase, energy: Any) -> None:
+    """Run a fine-tune case in its test: the whole fine-tune is one measured block, then quality."""
+    spec = task(case.task, "FineTuneCase")
+    device = pick_device(case.device)
+    dtype = DTYPES[case.dtype]
+    case, loaded = _load(case, spec, device, dtype)
+    train_rows = examples(case.train, spec, case.columns)
+    eval_rows = examples(case.eval, spec, case.columns)[: case.eval_examples]
+    model, tokenizer = loaded.model, loaded.tokenizer
+    per_epoch = steps_per_epoch(len(train_rows), case.batch_size)
+    steps = case.steps if case.steps is not None else math.ceil(case.epochs * per_epoch)
+    options = {"prefix": case.prefix, "max_input_tokens": case.max_input_tokens,
+               "max_target_tokens": case.max_target_tokens, "pad_to_max": True, "device": device}
+
+    proxies: dict[str, float] = {}
+    if energy.enabled:
+        # Every step has the same shape (padded to the maximum), so one counted step gives them all.
+        first = step_plan(len(train_rows), 1, case.batch_size, case.seed)[0]
+        batch = training_batch(model, tokenizer, spec, [train_rows[i] for i in first], **options)
+        model.train()
+        _, step_flops = count_flops(lambda: model(**batch).loss.backward())
+        model.zero_grad(set_to_none=True)
+        tokens_in, tokens_out = _training_tokens(tokenizer, spec, train_rows, steps, case)
+        total, _ = parameters(model)
+        proxies = {"parameters": float(total), "flops_per_step": float(step_flops), "flops": float(step_flops * steps),
+                   "tokens_in": float(tokens_in), "tokens_out": float(tokens_out)}
+        if case.max_energy is not None:
+            energy.add_budget(EnergyBudget(parse_energy(case.max_energy), per="test"))
+
+    with energy.measure(unit="step", iterations=steps) as block:
+        losses = train(model, tokenizer, spec, train_rows, steps=steps, batch_size=case.batch_size,
+                       learning_rate=case.learning_rate, weight_decay=case.weight_decay, optimizer=case.optimizer,
+                       schedule=case.schedule, warmup_steps=case.warmup_steps, seed=case.seed, **options)
+
+    predictor = Predictor(model, tokenizer, spec, device=device, prefix=case.prefix,
+                          max_input_tokens=case.max_input_tokens, max_new_tokens=case.max_new_tokens,
+                          num_beams=case.num_beams)
+    predictions = _predict_all(predictor, eval_rows, _batches(len(eval_rows), 1, len(eval_rows)))
+    quality = _quality(case, spec, eval_rows, predictions)
+    record = block.record
+    if record is not None:
+        per_step = record.per_iteration_gross_joules
+        record.form = "case"
+        record.unit = "step"
+        record.proxies = proxies
+        record.extra.update({
+            "case": "fine-tune", "task": spec.name, "model": loaded.facts, "device": device, "dtype": dtype,
+            "steps": steps, "batch_size": case.batch_size, "examples_seen": steps * case.batch_size,
+            "steps_per_epoch": per_epoch, "epochs": steps / per_epoch, "optimizer": case.optimizer,
+            "learning_rate": case.learning_rate, "schedule": case.schedule, "energy_basis": "gross",
+            "joules_fine_tune": record.total_gross_joules, "joules_per_step": per_step,
+            "joules_per_epoch_estimate": per_step * per_epoch, "loss_first": losses[0], "loss_last": losses[-1],
+            "eval_examples": len(eval_rows),
+            **per_work(record.total_gross_joules, proxies["flops"], proxies["tokens_in"], proxies["tokens_out"],
+                       generates=False),
+        })
+        record.quality = quality
+        record.budget["quality"] = dict(case.quality)
+    _check_quality(quality, dict(case.quality))

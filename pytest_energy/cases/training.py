@@ -1,0 +1,89 @@
+"""The training loop shared by fine-tune cases (measured) and fallback models (not measured)."""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any, Sequence
+
+import torch
+
+from .data import Task
+from .tasks import label_id
+
+
+def step_plan(examples: int, steps: int, batch_size: int, seed: int) -> list[list[int]]:
+    """Example indices of every step: epochs of a seeded shuffle, cut into batches (the last one of an
+    epoch filled from the next epoch, so every step has ``batch_size`` examples)."""
+    rng = random.Random(seed)
+    order: list[int] = []
+    while len(order) < steps * batch_size:
+        epoch = list(range(examples))
+        rng.shuffle(epoch)
+        order += epoch
+    return [order[i * batch_size:(i + 1) * batch_size] for i in range(steps)]
+
+
+def steps_per_epoch(examples: int, batch_size: int) -> int:
+    return math.ceil(examples / batch_size)
+
+
+def training_batch(model: Any, tokenizer: Any, task: Task, rows: Sequence[dict[str, Any]], *, prefix: str,
+                   max_input_tokens: int, max_target_tokens: int, pad_to_max: bool, device: str) -> dict[str, Any]:
+    """Tokenized inputs and labels of one training step, on ``device``.
+
+    With ``pad_to_max`` every batch has the same shape, so every step does the same work.
+    """
+    padding = "max_length" if pad_to_max else True
+    inputs = tokenizer([prefix + str(r[task.inputs[0]]) for r in rows], return_tensors="pt", padding=padding,
+                       truncation=True, max_length=max_input_tokens)
+    if task.generates:
+        labels = tokenizer([str(r[task.target]) for r in rows], return_tensors="pt", padding=padding,
+                           truncation=True, max_length=max_target_tokens)["input_ids"]
+        labels[labels == tokenizer.pad_token_id] = -100  # padding is not a target
+    else:
+        labels = torch.tensor([label_id(model.config, r[task.target]) for r in rows])
+    batch = dict(inputs, labels=labels)
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def optimiser(model: Any, name: str, learning_rate: float, weight_decay: float) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=learning_rate, weight_decay=weight_decay, momentum=0.9)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=learning_rate, weight_decay=weight_decay)
+    return torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
+
+
+def train(model: Any, tokenizer: Any, task: Task, rows: Sequence[dict[str, Any]], *, steps: int, batch_size: int,
+          learning_rate: float, weight_decay: float = 0.0, optimizer: str = "adamw", schedule: str = "linear",
+          warmup_steps: int = 0, seed: int = 0, device: str = "cpu", prefix: str = "", max_input_tokens: int = 128,
+          max_target_tokens: int = 48, pad_to_max: bool = True) -> list[float]:
+    """Train ``model`` in place for ``steps`` steps; returns the loss of every step.
+
+    The schedule warms the learning rate up linearly over ``warmup_steps``, then keeps it (constant)
+    or decays it linearly to zero at the last step (linear).
+    """
+    torch.manual_seed(seed)
+    model.train()
+    optim = optimiser(model, optimizer, learning_rate, weight_decay)
+
+    def factor(step: int) -> float:
+        warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
+        return warm if schedule == "constant" else warm * max(0.0, 1.0 - step / steps)
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optim, factor)
+    losses = []
+    for indices in step_plan(len(rows), steps, batch_size, seed):
+        batch = training_batch(model, tokenizer, task, [rows[i] for i in indices], prefix=prefix,
+                               max_input_tokens=max_input_tokens, max_target_tokens=max_target_tokens,
+                               pad_to_max=pad_to_max, device=device)
+        loss = model(**batch).loss
+        loss.backward()
+        optim.step()
+        scheduler.step()
+        optim.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))
+    model.eval()
+    return losses

@@ -1,0 +1,208 @@
+"""Quality metrics for cases, each saying what computed it (library, version and variant).
+
+A quality figure is only comparable with another computed the same way: ROUGE with or without a
+stemmer, METEOR with or without WordNet synonyms, BERTScore with a different model or layer all give
+different numbers. So every :class:`Score` carries ``computed_by``, and records keep it next to the value.
+
+Libraries are imported when a metric is computed, never at import time.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Hashable, Sequence
+
+from . import __version__
+
+#: Every metric a case can compute and budget, and whether a higher value is better.
+METRICS: dict[str, bool] = {
+    "accuracy": True,
+    "f1": True,
+    "spearman": True,
+    "rouge1": True,
+    "rouge2": True,
+    "rougeL": True,
+    "meteor": True,
+    "bertscore": True,
+}
+
+_WORDS = re.compile(r"\w+|[^\w\s]")
+
+
+@dataclass(frozen=True)
+class Score:
+    """One quality figure: its value, how many examples it covers, and what computed it."""
+
+    metric: str
+    value: float
+    computed_by: str
+    examples: int
+    higher_is_better: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """The form kept in ``Record.quality[metric]``."""
+        return {
+            "value": self.value,
+            "computed_by": self.computed_by,
+            "examples": self.examples,
+            "higher_is_better": self.higher_is_better,
+        }
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown version"
+
+
+def _same_length(predictions: Sequence[Any], references: Sequence[Any]) -> int:
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions but {len(references)} references: they must pair up")
+    if not predictions:
+        raise ValueError("no predictions to score")
+    return len(predictions)
+
+
+def accuracy(predictions: Sequence[Hashable], references: Sequence[Hashable]) -> Score:
+    """Share of predictions equal to their reference."""
+    count = _same_length(predictions, references)
+    right = sum(p == r for p, r in zip(predictions, references))
+    return Score("accuracy", right / count, f"pytest-energy {__version__}: exact label match", count)
+
+
+def f1(predictions: Sequence[Hashable], references: Sequence[Hashable]) -> Score:
+    """Macro-averaged F1 over the labels that occur in the references or predictions.
+
+    Macro averaging weighs every class the same, so a model that always answers the majority class
+    scores low even on unbalanced data. A class never predicted and never present is not counted.
+    """
+    count = _same_length(predictions, references)
+    labels = sorted(set(references) | set(predictions), key=repr)
+    total = 0.0
+    for label in labels:
+        tp = sum(p == label and r == label for p, r in zip(predictions, references))
+        fp = sum(p == label and r != label for p, r in zip(predictions, references))
+        fn = sum(p != label and r == label for p, r in zip(predictions, references))
+        total += 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+    return Score("f1", total / len(labels), f"pytest-energy {__version__}: macro F1 over {len(labels)} labels", count)
+
+
+def _ranks(values: Sequence[float]) -> list[float]:
+    """1-based ranks, ties sharing their average rank (as Spearman's rho needs)."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for position in range(start, end + 1):
+            ranks[order[position]] = (start + end) / 2 + 1
+        start = end + 1
+    return ranks
+
+
+def spearman(predictions: Sequence[float], references: Sequence[float]) -> Score:
+    """Spearman's rank correlation: the Pearson correlation of the ranks (average ranks for ties)."""
+    count = _same_length(predictions, references)
+    if count < 2:
+        raise ValueError("Spearman correlation needs at least 2 pairs")
+    x, y = _ranks([float(v) for v in predictions]), _ranks([float(v) for v in references])
+    mean_x, mean_y = sum(x) / count, sum(y) / count
+    covariance = sum((a - mean_x) * (b - mean_y) for a, b in zip(x, y))
+    spread = math.sqrt(sum((a - mean_x) ** 2 for a in x) * sum((b - mean_y) ** 2 for b in y))
+    value = covariance / spread if spread else math.nan  # constant input has no defined correlation
+    return Score("spearman", value, f"pytest-energy {__version__}: Spearman rho, average ranks for ties", count)
+
+
+def rouge(predictions: Sequence[str], references: Sequence[str]) -> list[Score]:
+    """ROUGE-1, ROUGE-2 and ROUGE-L F-measures (rouge-score, Porter stemmer), averaged over examples."""
+    from rouge_score import rouge_scorer
+
+    count = _same_length(predictions, references)
+    names = ["rouge1", "rouge2", "rougeL"]
+    scorer = rouge_scorer.RougeScorer(names, use_stemmer=True)
+    sums = dict.fromkeys(names, 0.0)
+    for prediction, reference in zip(predictions, references):
+        scores = scorer.score(reference, prediction)
+        for name in names:
+            sums[name] += scores[name].fmeasure
+    how = f"rouge-score {_version('rouge-score')}: F-measure, Porter stemmer, mean over examples"
+    return [Score(name, sums[name] / count, how, count) for name in names]
+
+
+class _NoSynonyms:
+    """Stands in for WordNet where its data is not installed: no word has a synonym."""
+
+    def synsets(self, word: str) -> list[Any]:
+        return []
+
+
+def _wordnet() -> Any | None:
+    """NLTK's WordNet reader if its data is installed here (never downloaded), else None."""
+    import nltk
+
+    try:
+        nltk.data.find("corpora/wordnet")
+    except LookupError:
+        try:
+            nltk.data.find("corpora/wordnet.zip")
+        except LookupError:
+            return None
+    from nltk.corpus import wordnet
+
+    return wordnet
+
+
+def meteor(predictions: Sequence[str], references: Sequence[str]) -> Score:
+    """METEOR (nltk), mean over examples; words are lower-cased and split on word boundaries.
+
+    nltk's METEOR matches words exactly, then by Porter stem, then by WordNet synonym. WordNet's data
+    is a separate download that this project never makes at run time; where it is not installed, only
+    exact and stem matches count, and ``computed_by`` says so (scores are then a little lower).
+    """
+    from nltk.translate.meteor_score import single_meteor_score
+
+    count = _same_length(predictions, references)
+    wordnet = _wordnet()
+    matcher = wordnet if wordnet is not None else _NoSynonyms()
+    total = 0.0
+    for prediction, reference in zip(predictions, references):
+        total += single_meteor_score(
+            _WORDS.findall(reference.lower()), _WORDS.findall(prediction.lower()), wordnet=matcher
+        )
+    matching = "exact + stem + WordNet synonym matching" if wordnet is not None else (
+        "exact + stem matching only (WordNet data not installed)")
+    return Score("meteor", total / count, f"nltk {_version('nltk')} METEOR: {matching}", count)
+
+
+_SCORERS: dict[tuple[str, int], Any] = {}  # BERTScorer per (model path, layer): loading is the slow part
+
+
+def bertscore(
+    predictions: Sequence[str], references: Sequence[str], *, model_path: str | Path, num_layers: int,
+    model_name: str = "",
+) -> Score:
+    """BERTScore F1 (bert-score) from a local model folder and a chosen layer; no idf, no rescaling.
+
+    Only a local path is accepted: bert-score's default model names are hub downloads, which never
+    happen at run time here. The layer matters as much as the model, so both are in ``computed_by``.
+    """
+    count = _same_length(predictions, references)
+    folder = Path(model_path)
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"BERTScore model path {folder} has no config.json: give a local model folder")
+    key = (str(folder.resolve()), num_layers)
+    if key not in _SCORERS:
+        from bert_score import BERTScorer
+
+        _SCORERS[key] = BERTScorer(model_type=key[0], num_layers=num_layers)
+    _, _, f_scores = _SCORERS[key].score(list(predictions), list(references))
+    name = model_name or folder.name
+    how = f"bert-score {_version('bert-score')}: F1, model {name} ({folder}), layer {num_layers}, no idf, no rescaling"
+    return Score("bertscore", float(f_scores.mean()), how, count)

@@ -1,0 +1,169 @@
+"""Writes the suites' sentiment and news-highlights data (run once; the output is committed).
+
+    python suites/data/generate.py
+
+Every sentence comes from the templates below, written for this project (CC0). A fixed seed makes the
+files reproducible. Evaluation examples are combinations of phrases that never occur together in the
+training files, so a model that only memorised the training lines does not pass the quality budgets.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+# --- sentiment (label 1 = positive, 0 = negative) ---------------------------------------------------
+SUBJECTS = [
+    "the film", "this movie", "the plot", "the acting", "the soundtrack", "the ending", "the script",
+    "the cast", "the cinematography", "the dialogue", "the lead performance", "the direction",
+    "the story", "the second half", "the opening scene", "the pacing", "the humour", "the sequel",
+    "the documentary", "the animation",
+]
+POSITIVE = [
+    "is a delight", "was wonderful", "felt fresh and moving", "is beautifully made", "kept me gripped",
+    "is a triumph", "left me smiling", "is clever and warm", "works brilliantly", "is pure joy",
+    "was genuinely funny", "is stunning", "felt honest and touching", "is a real treat",
+    "was excellent", "is charming from start to finish", "won me over", "is smart and gripping",
+    "was a pleasure to watch", "is full of heart", "deserves every award", "was superb",
+]
+NEGATIVE = [
+    "is a mess", "was dull", "felt stale and lifeless", "is badly made", "bored me to tears",
+    "is a disaster", "left me cold", "is clumsy and tiresome", "falls flat", "is a chore",
+    "was painfully unfunny", "is ugly", "felt fake and hollow", "is a waste of time", "was awful",
+    "is tedious from start to finish", "lost me early", "is dumb and predictable",
+    "was a pain to sit through", "has no heart at all", "deserves to be forgotten", "was terrible",
+]
+NEGATED = {  # "was not good" is negative, "was not bad at all" positive: the model must read "not"
+    1: ["was not bad at all", "is not boring for a second", "was never dull"],
+    0: ["was not good", "is not worth your time", "was not funny at all"],
+}
+OPENERS = ["", "", "honestly, ", "in the end, ", "overall, ", "to be fair, ", "I think "]
+CLOSERS = {
+    1: ["", "", " and I would recommend it", " and I would happily watch it again", " ."],
+    0: ["", "", " and I would not recommend it", " and I want my money back", " ."],
+}
+
+
+def sentiment(rng: random.Random) -> tuple[list[dict], list[dict]]:
+    pairs = [(s, p, 1) for s in SUBJECTS for p in POSITIVE] + [(s, p, 0) for s in SUBJECTS for p in NEGATIVE]
+    pairs += [(s, p, label) for s in SUBJECTS for label, phrases in NEGATED.items() for p in phrases]
+    rng.shuffle(pairs)
+    cut = len(pairs) * 3 // 4
+    splits = []
+    for chosen, count in ((pairs[:cut], 2000), (pairs[cut:], 1000)):
+        rows = []
+        for _ in range(count):
+            subject, predicate, label = rng.choice(chosen)
+            text = f"{rng.choice(OPENERS)}{subject} {predicate}{rng.choice(CLOSERS[label])}".strip()
+            rows.append({"text": text[0].upper() + text[1:], "label": label})
+        splits.append(rows)
+    return splits[0], splits[1]
+
+
+# --- news highlights --------------------------------------------------------------------------------
+CITIES = ["Riverton", "Millbrook", "Ashford", "Lakeside", "Kingsport", "Fairview", "Oakham", "Brightwater",
+          "Stonebridge", "Eastwood", "Harrow", "Westfield", "Northgate", "Redcliff", "Greenhill", "Bayview"]
+PROJECTS = ["a new bridge", "a public library", "a bus station", "a cycle lane", "a swimming pool",
+            "a housing estate", "a school extension", "a solar farm", "a concert hall", "a city park"]
+TEAMS = ["Riverton Rovers", "Ashford United", "Kingsport City", "Harrow Athletic", "Oakham Town",
+         "Bayview Wanderers", "Redcliff Rangers", "Eastwood Albion"]
+PLAYERS = ["Sam Okafor", "Lena Brandt", "Tom Reyes", "Mia Kowalski", "Jon Park", "Ada Novak", "Luis Mendes"]
+COMPANIES = ["Northwind", "Bluepeak", "Solara", "Corvex", "Tidewell", "Granite Labs", "Mapleway"]
+SECTORS = ["software", "energy", "shipping", "food", "retail", "medical"]
+PEOPLE = ["Maria Chen", "David Osei", "Priya Nair", "Henry Walsh", "Sofia Rossi", "Omar Haddad"]
+DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+FINDINGS = ["walking after meals lowers blood sugar", "short naps improve memory",
+            "reading aloud helps children learn words", "cold water swimming lifts mood",
+            "music lessons improve attention", "eating breakfast helps students focus"]
+FILLER = [
+    "The announcement was made at a press conference.", "Local radio covered the news all day.",
+    "More details are expected next week.", "The weather was mild for the time of year.",
+    "A spokesperson declined to comment further.", "Officials thanked everyone involved.",
+    "The story was widely shared online.", "Similar news was reported in other towns.",
+]
+
+
+def _council(rng: random.Random) -> tuple[list[str], str]:
+    city, project, person = rng.choice(CITIES), rng.choice(PROJECTS), rng.choice(PEOPLE)
+    cost, day, year = rng.randint(2, 90), rng.choice(DAYS), rng.randint(2027, 2032)
+    lead = f"The {city} city council voted on {day} to approve {project} costing {cost} million dollars."
+    rest = [f"Work on {project} is expected to finish in {year}.",
+            f"Mayor {person} said it would help families across {city}.",
+            "Some residents raised concerns about traffic during construction."]
+    return [lead, *rest], f"{city} council approves {project} costing {cost} million dollars."
+
+
+def _match(rng: random.Random) -> tuple[list[str], str]:
+    home, away = rng.sample(TEAMS, 2)
+    player, goals, day = rng.choice(PLAYERS), rng.randint(1, 3), rng.choice(DAYS)
+    score = f"{goals + rng.randint(0, 2)}-{rng.randint(0, goals - 1) if goals > 1 else 0}"
+    lead = f"{home} beat {away} {score} on {day} in front of a full stadium."
+    rest = [f"{player} scored {goals} {'goal' if goals == 1 else 'goals'} for {home}.",
+            f"The coach of {away} said his players were tired.",
+            f"The win lifts {home} up the league table."]
+    return [lead, *rest], f"{home} beat {away} {score} as {player} scores {goals}."
+
+
+def _profit(rng: random.Random) -> tuple[list[str], str]:
+    company, sector, city = rng.choice(COMPANIES), rng.choice(SECTORS), rng.choice(CITIES)
+    amount, share, person = rng.randint(5, 400), rng.randint(2, 15), rng.choice(PEOPLE)
+    lead = f"{company}, the {sector} company based in {city}, reported a profit of {amount} million dollars."
+    rest = [f"Its shares rose {share} percent after the report.",
+            f"Chief executive {person} said demand had been strong.",
+            "Analysts had expected a smaller result."]
+    return [lead, *rest], f"{company} reports {amount} million dollar profit and shares rise {share} percent."
+
+
+def _storm(rng: random.Random) -> tuple[list[str], str]:
+    city, rain, schools, day = rng.choice(CITIES), rng.randint(3, 40), rng.randint(2, 30), rng.choice(DAYS)
+    lead = f"A storm brought {rain} centimetres of rain to {city} on {day}."
+    rest = [f"{schools} schools were closed as roads flooded.",
+            "Forecasters expect drier weather later in the week.",
+            f"Emergency teams in {city} worked through the night."]
+    return [lead, *rest], f"Storm brings {rain} centimetres of rain to {city} and closes {schools} schools."
+
+
+def _study(rng: random.Random) -> tuple[list[str], str]:
+    city, finding, people = rng.choice(CITIES), rng.choice(FINDINGS), rng.randint(40, 900)
+    lead = f"Researchers at the University of {city} say that {finding}."
+    rest = [f"The study followed {people} volunteers for a year.",
+            "The team plans a larger trial next year.",
+            "Other scientists said the results were encouraging."]
+    return [lead, *rest], f"University of {city} study of {people} volunteers finds {finding}."
+
+
+STORIES = [_council, _match, _profit, _storm, _study]
+
+
+def highlights(rng: random.Random, count: int) -> list[dict]:
+    rows = []
+    for index in range(count):
+        sentences, summary = STORIES[index % len(STORIES)](rng)
+        lead, rest = sentences[0], sentences[1:] + rng.sample(FILLER, 2)
+        rng.shuffle(rest)
+        rows.append({"document": " ".join([lead, *rest]), "summary": summary})
+    rng.shuffle(rows)
+    return rows
+
+
+def write(name: str, rows: list[dict]) -> None:
+    with open(HERE / name, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def main() -> None:
+    rng = random.Random(20261123)
+    train, evaluation = sentiment(rng)
+    write("sentiment_train.jsonl", train)
+    write("sentiment_eval.jsonl", evaluation)
+    # The highlights split by story, not by phrase: numbers and name pairings are new in evaluation.
+    write("highlights_train.jsonl", highlights(random.Random(1), 1200))
+    write("highlights_eval.jsonl", highlights(random.Random(2), 100))
+
+
+if __name__ == "__main__":
+    main()
