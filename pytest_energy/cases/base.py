@@ -145,6 +145,7 @@ def one_line_failures(run: Callable[[Any], None]) -> Callable[[Any], None]:
     """
 
     def test(energy: Any) -> None:  # pytest injects fixtures by parameter name: this must be "energy"
+        __tracebackhide__ = True  # pytest's convention: the report shows the message, not this frame
         try:
             run(energy)
         except CaseFailure as failure:

