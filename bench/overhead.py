@@ -1,0 +1,268 @@
+"""Overhead: what measuring costs the tests being measured.
+
+* A measured test against the same test in plain pytest: two 1 s tests (one marked, measured as a
+  whole; one using ``energy.run(fn, rounds=1, warmup=0, iterations=1)``), three copies of each, run
+  in a subprocess
+  without ``--energy`` and with ``--energy --energy-rounds 1 --energy-warmup 0
+  --energy-idle-seconds 0.05``. A conftest times each test's whole protocol (setup, call,
+  teardown). A first, empty marked test takes the once-per-session start (idle window, tick
+  calibration, reference workload), so the 1 s tests show only their own cost; what the session's
+  end stages (JSON, baselines, history, HTML report) cost is the rest of the wall-time difference.
+* The CPU taken by the meter's poller thread per window edge (ticking counters only).
+* Loading the plugin with ``--energy`` off: ``pytest --collect-only`` with and without
+  ``-p no:energy``, and ``python -X importtime`` of the plugin module.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+from pytest_energy.meter import BOUNDARY, Meter
+
+from .rigs import MATMUL_SIZE, Rig
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Each 1 s test runs this many times per session (parametrised), for a steadier median.
+COPIES = 3
+
+CONFTEST = '''
+import json, os, sys, time
+import pytest
+
+if os.environ["BENCH_LOAD"] == "sim":  # the plugin finds the simulated GPU when it imports pynvml
+    from bench import simnvml
+    sys.modules["pynvml"] = simnvml.SimulatedNvml(seed=3)
+
+TIMES = []
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    began = time.perf_counter()
+    yield
+    TIMES.append([item.originalname, time.perf_counter() - began])
+
+
+def pytest_unconfigure(config):
+    with open(os.environ["BENCH_TIMES"], "w") as handle:
+        json.dump(TIMES, handle)
+'''
+
+TESTS = f'''
+import hashlib, os, sys
+import pytest
+
+LOAD, COUNT, COPIES = os.environ["BENCH_LOAD"], int(os.environ["BENCH_COUNT"]), int(os.environ["BENCH_COPIES"])
+BLOCK = bytes(range(256)) * 64
+if LOAD == "nvml":
+    import torch
+    A = torch.rand({MATMUL_SIZE}, {MATMUL_SIZE}, device="cuda", dtype=torch.bfloat16)
+    OUT = torch.empty_like(A)
+
+
+def work():
+    """About 1 s of fixed work (COUNT is calibrated by the benchmark)."""
+    if LOAD == "sim":
+        sys.modules["pynvml"].pulse(0, COUNT / 1000)
+    elif LOAD == "nvml":
+        for _ in range(COUNT):
+            torch.matmul(A, A, out=OUT)
+        torch.cuda.synchronize()
+    else:
+        for _ in range(COUNT):
+            hashlib.sha256(BLOCK).digest()
+
+
+@pytest.mark.energy
+def test_0_session_start():
+    pass
+
+
+@pytest.mark.energy
+@pytest.mark.parametrize("copy", range(COPIES))
+def test_1_marked(copy):
+    work()
+
+
+@pytest.mark.parametrize("copy", range(COPIES))
+def test_2_fixture(energy, copy):
+    energy.run(work, rounds=1, warmup=0, iterations=1)
+'''
+
+ENERGY_FLAGS = ["--energy", "--energy-rounds", "1", "--energy-warmup", "0", "--energy-idle-seconds", "0.05"]
+
+
+def _plugin_flags() -> list[str]:
+    """``-p pytest_energy.plugin`` unless the package is installed (its pytest11 entry point loads it)."""
+    installed = any(e.name == "energy" for e in importlib.metadata.entry_points(group="pytest11"))
+    return [] if installed else ["-p", "pytest_energy.plugin"]
+
+
+def _environment(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    env.pop("PYTEST_ADDOPTS", None)
+    env.update(extra)
+    return env
+
+
+def one_second_count(rig: Rig) -> int:
+    """The COUNT that makes the test's ``work()`` last about 1 s on this rig."""
+    if rig.key == "sim":
+        return 1000  # milliseconds of simulated load
+    if rig.key == "nvml":
+        work = rig.work()
+        work()
+        rig.sync()
+        began = time.perf_counter()
+        for _ in range(10):
+            work()
+        rig.sync()
+        per_matmul = (time.perf_counter() - began) / (10 * int(rig.facts["matmuls_per_iteration"]))
+        return max(1, round(1.0 / per_matmul))
+    passes = int(rig.facts["hash_passes_per_iteration"])
+    work = rig.work()
+    began = time.perf_counter()
+    for _ in range(10):
+        work()
+    return max(1, round(passes / ((time.perf_counter() - began) / 10)))
+
+
+def _pytest_once(folder: Path, load: str, count: int, copies: int,
+                 measured: bool) -> tuple[float, list[tuple[str, float]]]:
+    times = folder / ("measured.json" if measured else "plain.json")
+    outputs = folder / "energy-out"
+    flags = ENERGY_FLAGS + [
+        "--energy-json", str(outputs / "records.json"), "--energy-report", str(outputs / "report.html"),
+        "--energy-history", str(outputs / "history.sqlite"), "--energy-baselines", str(outputs / "baselines"),
+    ] if measured else []
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--rootdir", str(folder),
+               *_plugin_flags(), *flags, str(folder / "test_load.py")]
+    began = time.perf_counter()
+    env = _environment(BENCH_LOAD=load, BENCH_COUNT=str(count), BENCH_COPIES=str(copies), BENCH_TIMES=str(times))
+    done = subprocess.run(command, cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=300)
+    wall = time.perf_counter() - began
+    if done.returncode != 0:
+        tail = (done.stdout + done.stderr).strip().splitlines()[-5:]
+        raise RuntimeError(f"pytest exited {done.returncode}: {' | '.join(tail)}")
+    return wall, json.loads(times.read_text())
+
+
+def measured_test_overhead(rig: Rig, repetitions: int, copies: int = COPIES) -> dict[str, Any]:
+    """Plain against measured pytest runs of the 1 s tests (``copies`` of each per run), alternating,
+    ``repetitions`` runs of each."""
+    count = one_second_count(rig)
+    plain: list[tuple[float, list[tuple[str, float]]]] = []
+    measured: list[tuple[float, list[tuple[str, float]]]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-overhead-") as name:
+        folder = Path(name)
+        (folder / "conftest.py").write_text(textwrap.dedent(CONFTEST))
+        (folder / "test_load.py").write_text(textwrap.dedent(TESTS))
+        for _ in range(repetitions):
+            plain.append(_pytest_once(folder, rig.key, count, copies, measured=False))
+            measured.append(_pytest_once(folder, rig.key, count, copies, measured=True))
+
+    def median(runs: list[tuple[float, list[tuple[str, float]]]], test: str | None) -> float:
+        """Median wall time of the runs (test None), or of every copy of ``test`` in every run."""
+        if test is None:
+            return statistics.median(wall for wall, _ in runs)
+        return statistics.median(seconds for _, times in runs for name, seconds in times if name == test)
+
+    tests = {}
+    for test in ("test_1_marked", "test_2_fixture"):
+        base, with_energy = median(plain, test), median(measured, test)
+        tests[test] = {"plain_seconds": base, "measured_seconds": with_energy,
+                       "overhead_seconds": with_energy - base, "overhead_fraction": (with_energy - base) / base}
+    start = median(measured, "test_0_session_start") - median(plain, "test_0_session_start")
+    wall = median(measured, None) - median(plain, None)
+    per_test = sum(t["overhead_seconds"] for t in tests.values()) * copies
+    return {
+        "rig": rig.key, "repetitions": repetitions, "copies": copies, "work_count": count,
+        "compared": ("the same two 1 s tests, plain (plugin loaded, --energy off) against "
+                     f"{' '.join(ENERGY_FLAGS)}; per test: setup + call + teardown"),
+        "tests": tests,
+        "session_start_seconds": start,
+        "session_end_seconds": wall - start - per_test,
+        "wall_plain_seconds": median(plain, None), "wall_measured_seconds": median(measured, None),
+    }
+
+
+def edge_cost(rig: Rig, edges: int, spacing: float = 0.25) -> dict[str, Any]:
+    """CPU time the meter spends per window edge outside the measured thread (its poller threads),
+    and on the measured thread itself, while the measured thread sleeps between edges."""
+    meter = Meter(rig.open_channels())
+    meter.start(0.2)
+    ticking = bool(meter.periods)
+    reads_before = rig.simulated_reads() if rig.simulated_reads else None
+    process_before, thread_before = time.process_time(), time.thread_time()
+    inline = 0.0
+    taken = []
+    for _ in range(edges):
+        time.sleep(spacing)
+        began = time.thread_time()
+        taken.append(meter.edge(BOUNDARY))
+        inline += time.thread_time() - began
+    for edge in taken:
+        edge.resolve()
+    background = (time.process_time() - process_before) - (time.thread_time() - thread_before)
+    reads = (rig.simulated_reads() - reads_before) if rig.simulated_reads and reads_before is not None else None
+    meter.close()
+    result: dict[str, Any] = {
+        "rig": rig.key, "edges": edges, "ticking": ticking,
+        "measured_thread_seconds_per_edge": inline / edges,
+        "background_cpu_seconds_per_edge": background / edges if ticking else 0.0,
+    }
+    if reads is not None:
+        result["counter_reads_per_edge"] = reads / edges
+        # Simulated reads sleep; on an H100 each read is ~3.9 ms of busy CPU.
+        result["projected_h100_cpu_seconds_per_edge"] = reads / edges * rig.read_seconds
+    return result
+
+
+def _collect_seconds(folder: Path, disabled: bool) -> float:
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q",
+               "--rootdir", str(folder), *(["-p", "no:energy"] if disabled else _plugin_flags()), str(folder)]
+    began = time.perf_counter()
+    subprocess.run(command, cwd=folder, env=_environment(), capture_output=True, check=True, timeout=120)
+    return time.perf_counter() - began
+
+
+def load_time(repetitions: int) -> dict[str, Any]:
+    """Startup cost of the plugin with --energy off, and which heavy modules loading it imports."""
+    with tempfile.TemporaryDirectory(prefix="bench-load-") as name:
+        folder = Path(name)
+        (folder / "test_nothing.py").write_text("def test_nothing():\n    pass\n")
+        with_plugin, without = [], []
+        for _ in range(repetitions):
+            with_plugin.append(_collect_seconds(folder, disabled=False))
+            without.append(_collect_seconds(folder, disabled=True))
+    probe = ("import json, sys, pytest; import pytest_energy.plugin; "
+             "print(json.dumps(sorted(m for m in ('torch', 'transformers', 'codecarbon', 'pynvml', 'rich', "
+             "'jinja2', 'numpy') if m in sys.modules)))")
+    timed = subprocess.run([sys.executable, "-X", "importtime", "-c", probe], env=_environment(),
+                           capture_output=True, text=True, check=True, timeout=120)
+    heavy = json.loads(timed.stdout)
+    own = 0
+    for line in timed.stderr.splitlines():
+        parts = [p.strip() for p in line.removeprefix("import time:").split("|")]
+        if len(parts) == 3 and parts[2].startswith("pytest_energy") and parts[0].isdigit():
+            own += int(parts[0])
+    return {
+        "repetitions": repetitions,
+        "collect_only_with_plugin_seconds": statistics.median(with_plugin),
+        "collect_only_without_plugin_seconds": statistics.median(without),
+        "plugin_load_seconds": statistics.median(with_plugin) - statistics.median(without),
+        "pytest_energy_import_self_seconds": own / 1e6,
+        "heavy_modules_imported": heavy,
+    }

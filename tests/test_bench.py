@@ -1,0 +1,108 @@
+"""The measurement benchmark (bench/): its decision rules, and one end-to-end run in a tiny configuration
+on the simulated NVML GPU (no GPU needed; CodeCarbon is pointed at the simulated GPU, offline)."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `bench` is a folder of the repository, not an installed package
+
+from bench import detection, recommend  # noqa: E402
+from pytest_energy.verdict import judge_energy  # noqa: E402
+
+
+def test_the_bench_verdict_is_the_gates_verdict():
+    chance = random.Random(4)
+    for _ in range(200):
+        shift = chance.choice([1.0, 1.03, 1.1, 0.9])
+        rounds = chance.choice([5, 7])
+        baseline = [1 + chance.gauss(0, 0.02) for _ in range(rounds)]
+        current = [shift * (1 + chance.gauss(0, 0.02)) for _ in range(rounds)]
+        statuses = detection.verdict_statuses(current, baseline, [0.02, 0.05])
+        assert statuses == [judge_energy("t", current, baseline, t, "b").status for t in (0.02, 0.05)]
+
+
+def test_a_first_round_offset_larger_than_the_effect_hides_it_from_the_verdict():
+    """What the benchmark found: five rounds a side cannot outvote one off first round."""
+    clean = detection.NoiseModel("clean", 0.002)
+    offset = detection.NoiseModel("offset", 0.002, first_offset=0.04, first_sd=0.001)
+    caught = detection.simulate_verdict("sim", 1.0, clean, 5, 200, seed=1, effects=[0.03], thresholds=[0.02])
+    hidden = detection.simulate_verdict("sim", 1.0, offset, 5, 200, seed=1, effects=[0.03], thresholds=[0.02])
+    assert caught[0].by_effect[0.03].regression == 200
+    assert hidden[0].by_effect[0.03].regression == 0
+
+
+def test_a_bare_threshold_on_a_noisy_number_raises_false_alarms():
+    quiet = detection.simulate_bare("sim", 1.0, 0.002, "quiet", 1000, seed=2, effects=[0.0])
+    noisy = detection.simulate_bare("sim", 1.0, 0.08, "noisy", 1000, seed=2, effects=[0.0])
+    assert quiet.by_effect[0.0].regression == 0
+    assert 0.2 < noisy.by_effect[0.0].regression / 1000 < 0.45  # P(ratio > 1.05) with 8 % noise a side
+
+
+def test_recommendation_takes_the_largest_threshold_then_the_shortest_window():
+    def rule(window: float, threshold: float, false_alarms: float, detected: float) -> dict:
+        return {"rig": "sim", "rule": "verdict", "rounds": 5, "noise_from": "m", "window_seconds": window,
+                "threshold": threshold, "cv": 0.01,
+                "effects": {"0": {"regression_rate": false_alarms}, "0.03": {"regression_rate": detected}}}
+
+    rules = [rule(0.5, 0.02, 0.0, 0.90), rule(1.0, 0.02, 0.0, 0.99), rule(2.0, 0.02, 0.0, 1.0),
+             rule(0.5, 0.01, 0.0, 0.99), rule(1.0, 0.05, 0.0, 0.0), rule(0.2, 0.01, 0.02, 1.0)]
+    advice = recommend.defaults(rules, "sim", "m")
+    assert (advice["min_window_seconds"], advice["min_effect"], advice["rounds"]) == (1.0, 0.02, 5)
+    assert not recommend.defaults(rules[-2:], "sim", "m")["found"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
+    out = tmp_path_factory.mktemp("bench")
+    command = [sys.executable, "-m", "bench", "--quick", "--sources", "sim",
+               "--sections", "noise,detection,validity,render", "--windows", "0.1", "--seconds-per-window", "0.5",
+               "--trials", "100", "--measured-trials", "1", "--measured-window", "0.1", "--render-records", "20",
+               "--out", str(out)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    [data] = out.glob("*-quick.json")
+    [table] = out.glob("*-quick.md")
+    return json.loads(data.read_text()), table.read_text()
+
+
+def test_a_tiny_run_writes_json_and_markdown_with_device_and_date(tiny_run):
+    results, table = tiny_run
+    meta = results["meta"]
+    assert meta["date"][:4].isdigit() and meta["device"]
+    assert meta["network_attempts"] == []
+    assert meta["rigs"]["sim"]["simulated"] is True
+    assert "simulated NVML" in table and "## 1. Noise" in table and "## 4. Validity" in table
+    assert meta["date"][:10] in table
+
+
+def test_the_tiny_run_measures_the_simulated_gpu_against_its_true_energy(tiny_run):
+    results, _ = tiny_run
+    rows = {row["method"]: row for row in results["noise"]}
+    plugin, naive = rows["plugin"], rows["naive"]
+    assert len(plugin["samples"]) == 5 and len(naive["samples"]) == 5
+    assert all(s["true_joules"] > 0 for s in plugin["samples"])
+    assert abs(plugin["error_mean_later_windows"]) < 0.05  # 0.1 s windows: ticks interpolated at both edges
+    assert naive["error_mean"] < -0.05  # a window read naively misses the load's last partial tick
+    for method in ("codecarbon-15", "codecarbon-1"):
+        assert rows[method]["samples"] or rows[method]["absent"]
+    [validity] = results["validity"]
+    assert abs(validity["sum_vs_truth"]) < 0.01
+    assert abs(validity["relative_difference"]) < 0.03
+
+
+def test_the_tiny_run_judges_identical_work_unchanged(tiny_run):
+    results, _ = tiny_run
+    verdicts = [r for r in results["detection"]["simulated"] if r["rule"] == "verdict"]
+    assert verdicts
+    assert all(r["effects"]["0"]["regression_rate"] <= 0.05 for r in verdicts)
+    measured = results["detection"]["measured"]
+    assert {r["rule"] for r in measured} == {"verdict", "bare"}
+    assert all(r["effects"]["0"]["trials"] == 1 for r in measured)
