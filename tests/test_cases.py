@@ -61,7 +61,8 @@ def test_finetune_needs_exactly_one_of_steps_or_epochs():
 
 
 def test_variants_and_sweep_levels_name_their_tests():
-    case = InferenceCase(model="m", task="text-classification", dataset=[], variants={"fp32": {}, "bf16": {"dtype": "bf16"}})
+    case = InferenceCase(model="m", task="text-classification", dataset=[],
+                         variants={"fp32": {}, "bf16": {"dtype": "bf16"}})
     assert isinstance(case, Case)
     assert [name for name, _ in case.tests("sst2")] == ["sst2[fp32]", "sst2[bf16]"]
     sweep = PruningSweep(InferenceCase(model="m", task="text-classification", dataset=[]), sparsity=(0, 0.3),
@@ -76,7 +77,8 @@ def test_fallback_trains_once_and_says_so(tmp_path, monkeypatch):
     from pytest_energy.cases.data import TASKS
 
     monkeypatch.setattr(fallback_module, "_TRAINED", {})
-    rows = [{"text": f"the film was {w}", "label": int(w in ("good", "great"))} for w in ("good", "great", "bad", "awful")]
+    rows = [{"text": f"the film was {w}", "label": int(w in ("good", "great"))}
+            for w in ("good", "great", "bad", "awful")]
     data = tmp_path / "train.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows * 8))
     spec = Fallback("distilbert", data, steps=3, batch_size=4, config={"dim": 16, "hidden_dim": 32, "n_heads": 2})
@@ -211,7 +213,8 @@ double = case(twice)
 batched = case(once, batch_size=4, max_energy="1 kWh")
 tight = case(once, max_energy="1 mJ")
 sweep = PruningSweep(case(once, quality={"accuracy": 0.0}), sparsity=(0.0, 0.5))
-stray = InferenceCase(model="no-such-org/no-such-model", task="text-classification", dataset=[{"text": "a", "label": 0}])
+stray = InferenceCase(model="no-such-org/no-such-model", task="text-classification",
+                      dataset=[{"text": "a", "label": 0}])
 gone = InferenceCase(model="./models/gone", task="text-classification", dataset=[{"text": "a", "label": 0}])
 absent = InferenceCase(model=PackagedModel("no-such-dist", "no_such_module_xyz"), task="sentence-similarity",
                        dataset=[{"sentence1": "a", "sentence2": "b", "score": 1}])
@@ -266,15 +269,17 @@ def run_session(folder: Path, files: dict[str, str], *args: str, env: dict[str, 
 def measured(tmp_path_factory) -> Session:
     """The factory cases, measured (--energy)."""
     folder = tmp_path_factory.mktemp("measured")
-    return run_session(folder, {"models.py": MODELS, "test_cases_here.py": CASES}, "--energy", "--energy-json", "out.json",
-                       env={"HF_ENDPOINT": "http://10.255.255.1"})  # a black hole: any hub request would hang
+    black_hole = {"HF_ENDPOINT": "http://10.255.255.1"}  # any hub request would hang: none may be made
+    return run_session(folder, {"models.py": MODELS, "test_cases_here.py": CASES}, "--energy", "--energy-json",
+                       "out.json", env=black_hole)
 
 
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory) -> Session:
     """The same cases as ordinary tests (no --energy)."""
     folder = tmp_path_factory.mktemp("plain")
-    return run_session(folder, {"models.py": MODELS, "test_cases_here.py": CASES}, "-k", "too_strict or lenient or single")
+    return run_session(folder, {"models.py": MODELS, "test_cases_here.py": CASES},
+                       "-k", "too_strict or lenient or single")
 
 
 def test_quality_budget_above_what_the_model_reaches_fails_with_the_message(measured):
@@ -325,7 +330,8 @@ def test_inference_record_is_per_inference_and_says_what_ran(measured):
 def test_energy_budget_per_1000_inferences_fails_with_the_standard_message(measured):
     assert measured.outcomes["tight"] == "failed"
     [line] = [line for line in measured.failure("tight") if line.strip()]  # the lead's one-line message
-    assert line.startswith("energy budget exceeded: ") and " per 1,000 iterations (gross, modelled) > budget 1 mJ" in line
+    assert line.startswith("energy budget exceeded: ")
+    assert " per 1,000 iterations (gross, modelled) > budget 1 mJ" in line
 
 
 def test_pruning_sweep_runs_each_level(measured):

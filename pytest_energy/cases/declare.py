@@ -223,15 +223,14 @@ class PruningSweep(Case):
     def levels(self) -> list[tuple[str, float | str, Mapping[str, float] | None]]:
         """``(label, level, quality budget or None)`` per level; the level is a fraction or ``"2:4"``.
 
-        A level's ``quality_at`` budget replaces the case's (and its fallback's) for that level.
+        A level's ``quality_at`` budget replaces the case's for that level; where the fallback runs, its
+        own ``overrides`` still win (they are the budget for the model that ran).
         """
         chosen: list[float | str] = [float(s) for s in self.sparsity] + (["2:4"] if self.semi_structured else [])
         out = []
         for level in chosen:
             label = level if isinstance(level, str) else f"{round(level * 100)}%"
-            budget = next((dict(b) for k, b in self.quality_at.items()
-                           if k == level or (not isinstance(k, str) and not isinstance(level, str) and float(k) == level)),
-                          None)
+            budget = next((dict(b) for k, b in self.quality_at.items() if _same_level(k, level)), None)
             out.append((label, level, budget))
         return out
 
@@ -239,6 +238,12 @@ class PruningSweep(Case):
         """One test per pruning level."""
         return [(f"{name}[{label}]", one_line_failures(partial(_run_pruned, self.case, level, budget)))
                 for label, level, budget in self.levels()]
+
+
+def _same_level(key: float | str, level: float | str) -> bool:
+    if isinstance(key, str) or isinstance(level, str):
+        return key == level
+    return float(key) == float(level)
 
 
 # The runners import torch and transformers: they load when a case's test runs, never at collection.

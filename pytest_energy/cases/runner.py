@@ -66,7 +66,8 @@ def _predict_all(predictor: Predictor, rows: list[dict[str, Any]], batches: Sequ
 def _quality(case: InferenceCase | FineTuneCase, spec: Task, rows: list[dict[str, Any]],
              predictions: dict[int, Any]) -> dict[str, dict[str, Any]]:
     order = sorted(predictions)
-    return score(spec, case, [predictions[i] for i in order], [normalise_reference(rows[i][spec.target]) for i in order])
+    references = [normalise_reference(rows[i][spec.target]) for i in order]
+    return score(spec, case, [predictions[i] for i in order], references)
 
 
 def _batch_proxies(predictor: Predictor, spec: Task, rows: list[dict[str, Any]],
@@ -105,17 +106,17 @@ def run_inference(case: InferenceCase, energy: Any, transform: Pruning | None = 
                   quality: Mapping[str, float] | None = None) -> None:
     """Run an inference case in its test (see the module docstring).
 
-    ``transform`` changes the model after loading (a pruning level); ``quality`` replaces the budget
-    (after any fallback override).
+    ``transform`` changes the model after loading (a pruning level); ``quality`` replaces the case's
+    budget (a fallback's own ``overrides`` still win where the fallback runs).
     """
     spec = task(case.task, "InferenceCase")
     device = pick_device(case.device)
     dtype = DTYPES[case.dtype]
     if transform is not None:
         dtype = transform.prepare(device, dtype)
-    case, loaded = _load(case, spec, device, dtype)
     if quality is not None:
         case = dataclasses.replace(case, quality=dict(quality))
+    case, loaded = _load(case, spec, device, dtype)
     rows = examples(case.dataset, spec, case.columns)
     facts: dict[str, Any] = {}
     if transform is not None:
@@ -156,13 +157,23 @@ def run_inference(case: InferenceCase, energy: Any, transform: Pruning | None = 
     energy.run(step, iterations=per_round, rounds=case.rounds, warmup=case.warmup, unit="inference")
     record = energy.last
     _per_inference(record, case.batch_size)
+    _fill_inference_record(record, case, spec, measured, (total_params, nonzero_params), per_round,
+                           {"model": loaded.facts, "device": device, "dtype": dtype, **facts})
+    record.quality = _quality(case, spec, rows, predictions)
+    record.budget["quality"] = dict(case.quality)
+    _check_quality(record.quality, dict(case.quality))
+
+
+def _fill_inference_record(record: Any, case: InferenceCase, spec: Task, measured: list[tuple[int, int, int]],
+                           params: tuple[int, int], per_round: int, facts: dict[str, Any]) -> None:
+    """Proxies and facts of a measured inference run; energy per unit of work (gross, per inference)."""
     inferences = len(measured) * case.batch_size
     flops, tokens_in, tokens_out = (sum(w[k] for w in measured) for k in range(3))
     record.form = "case"
     record.unit = "inference"
     record.proxies = {
-        "parameters": float(total_params),
-        "parameters_nonzero": float(nonzero_params),
+        "parameters": float(params[0]),
+        "parameters_nonzero": float(params[1]),
         "flops": float(flops),
         "flops_per_inference": flops / inferences,
         "tokens_in": float(tokens_in),
@@ -172,18 +183,14 @@ def run_inference(case: InferenceCase, energy: Any, transform: Pruning | None = 
     }
     gross = record.per_iteration_gross_joules
     record.extra.update({
-        "case": "inference", "task": spec.name, "model": loaded.facts, "device": device, "dtype": dtype,
-        "batch_size": case.batch_size, "inferences": inferences, "rounds": case.rounds,
-        "inferences_per_round": per_round * case.batch_size, "warmup_inferences": case.warmup * case.batch_size,
-        "energy_basis": "gross", "joules_per_1000_inferences": gross * 1000,
-        "wh_per_1000_inferences": gross * 1000 / 3600,
+        "case": "inference", "task": spec.name, "batch_size": case.batch_size, "inferences": inferences,
+        "rounds": case.rounds, "inferences_per_round": per_round * case.batch_size,
+        "warmup_inferences": case.warmup * case.batch_size, "energy_basis": "gross",
+        "joules_per_1000_inferences": gross * 1000, "wh_per_1000_inferences": gross * 1000 / 3600,
         **per_work(gross, flops / inferences, tokens_in / inferences, tokens_out / inferences,
                    generates=spec.generates),
         **facts,
     })
-    record.quality = _quality(case, spec, rows, predictions)
-    record.budget["quality"] = dict(case.quality)
-    _check_quality(record.quality, dict(case.quality))
 
 
 def _training_tokens(tokenizer: Any, spec: Task, rows: list[dict[str, Any]], steps: int,
@@ -216,16 +223,7 @@ def run_finetune(case: FineTuneCase, energy: Any) -> None:
 
     proxies: dict[str, float] = {}
     if energy.enabled:
-        # Every step has the same shape (padded to the maximum), so one counted step gives them all.
-        first = step_plan(len(train_rows), 1, case.batch_size, case.seed)[0]
-        batch = training_batch(model, tokenizer, spec, [train_rows[i] for i in first], **options)
-        model.train()
-        _, step_flops = count_flops(lambda: model(**batch).loss.backward())
-        model.zero_grad(set_to_none=True)
-        tokens_in, tokens_out = _training_tokens(tokenizer, spec, train_rows, steps, case)
-        total, _ = parameters(model)
-        proxies = {"parameters": float(total), "flops_per_step": float(step_flops), "flops": float(step_flops * steps),
-                   "tokens_in": float(tokens_in), "tokens_out": float(tokens_out)}
+        proxies = _training_proxies(model, tokenizer, spec, train_rows, steps, case, options)
         if case.max_energy is not None:
             energy.add_budget(EnergyBudget(parse_energy(case.max_energy), per="test"))
 
@@ -259,3 +257,21 @@ def run_finetune(case: FineTuneCase, energy: Any) -> None:
         record.quality = quality
         record.budget["quality"] = dict(case.quality)
     _check_quality(quality, dict(case.quality))
+
+
+def _training_proxies(model: Any, tokenizer: Any, spec: Task, rows: list[dict[str, Any]], steps: int,
+                      case: FineTuneCase, options: dict[str, Any]) -> dict[str, float]:
+    """Parameters, FLOPs and tokens of the fine-tune, counted before it (not measured).
+
+    Every step has the same shape (padded to the maximum), so one counted forward and backward pass
+    gives every step's FLOPs; the gradients it leaves are cleared.
+    """
+    first = step_plan(len(rows), 1, case.batch_size, case.seed)[0]
+    batch = training_batch(model, tokenizer, spec, [rows[i] for i in first], **options)
+    model.train()
+    _, step_flops = count_flops(lambda: model(**batch).loss.backward())
+    model.zero_grad(set_to_none=True)
+    tokens_in, tokens_out = _training_tokens(tokenizer, spec, rows, steps, case)
+    total, _ = parameters(model)
+    return {"parameters": float(total), "flops_per_step": float(step_flops), "flops": float(step_flops * steps),
+            "tokens_in": float(tokens_in), "tokens_out": float(tokens_out)}
