@@ -32,7 +32,7 @@ from .rigs import Rig
 PLUGIN, NAIVE = "plugin", "naive"
 METHODS = (PLUGIN, NAIVE, "codecarbon-15", "codecarbon-1")
 METHOD_LABELS = {
-    PLUGIN: "pytest-energy meter (counter ticks interpolated at the edges)",
+    PLUGIN: "pytest-energy meter (interpolates counter ticks at the edges)",
     NAIVE: "naive counter reads at the edges",
     "codecarbon-15": "CodeCarbon offline tracker, measure_power_secs=15 (default)",
     "codecarbon-1": "CodeCarbon offline tracker, measure_power_secs=1",

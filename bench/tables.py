@@ -187,7 +187,7 @@ def _overhead(results: dict[str, Any]) -> list[str]:
         heavy = ", ".join(load["heavy_modules_imported"]) or "none"
         lines.append(
             f"- Plugin load with --energy off: {load['plugin_load_seconds'] * 1000:+.0f} ms on `pytest --collect-only` "
-            f"(median of {load['repetitions']}: {load['collect_only_with_plugin_seconds']:.3f} s with, "
+            f"(fastest of {load['repetitions']}: {load['collect_only_with_plugin_seconds']:.3f} s with, "
             f"{load['collect_only_without_plugin_seconds']:.3f} s with `-p no:energy`); the package's own import time "
             f"{load['pytest_energy_import_self_seconds'] * 1000:.1f} ms; heavy modules imported by loading it: "
             f"{heavy}.")
