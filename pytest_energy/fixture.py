@@ -18,10 +18,17 @@ if TYPE_CHECKING:
 
 @dataclass
 class Block:
-    """Handle of a ``with energy.measure()`` block; set ``iterations`` inside, read ``record`` after."""
+    """Handle of a ``with energy.measure()`` block; set ``iterations`` inside, read ``record`` after.
+
+    The record is built on first access: a counter that ticks every 100 ms is resolved in the
+    background, so code that never reads it does not wait for the next tick."""
 
     iterations: int = 1
-    record: Record | None = None
+    taken: Any = None  # the session's lazily built measurement, once the block has ended
+
+    @property
+    def record(self) -> Record | None:
+        return self.taken.record if self.taken is not None else None
 
 
 class EnergyFixture:

@@ -42,6 +42,7 @@ class QuantisedCounter(Channel):
         return joules
 
     def read(self) -> float:
+        self.reads = getattr(self, "reads", 0) + 1
         time.sleep(self.read_cost)  # NVML's read is slow; a sleep keeps the test machine free
         now = time.perf_counter() - self.origin
         if self.fail_between and self.fail_between[0] <= now <= self.fail_between[1]:
@@ -175,3 +176,35 @@ def test_an_error_inside_a_window_marks_it_invalid_never_zero():
     assert all(r.gross_joules > 0 for r in valid)
     assert "GPU is lost" in measured.components[0].note
     assert not measured.components[0].valid
+
+
+def test_the_first_round_after_warm_up_is_not_read_high():
+    """After warm-up the device works up to the first edge: assuming idle there read one tick high."""
+    for phase in (0.011, 0.043, 0.077):
+        channel = QuantisedCounter(80.0, read_cost=0.002, phase=phase)
+        meter = Meter([channel], synchronize=lambda: None)
+        meter.start(0.3)
+        channel.set_power(700.0)
+        taken = meter.take_rounds(time.sleep, (0.02,), {}, rounds=3, min_window=0.25, warmup=3)
+        channel.set_power(80.0)
+        measured = meter.account(taken)
+        meter.close()
+        for index, round_ in enumerate(measured.rounds):
+            assert round_.gross_joules == pytest.approx(700.0 * round_.seconds, rel=0.015), (phase, index)
+
+
+def test_the_poller_sleeps_until_the_predicted_tick_instead_of_reading_all_along():
+    channel = QuantisedCounter(150.0, read_cost=0.002)
+    meter = Meter([channel], synchronize=lambda: None)
+    meter.start(0.2)
+    before = channel.reads
+    edges = [meter.edge(BOUNDARY)]
+    for _ in range(6):
+        time.sleep(0.23)
+        edges.append(meter.edge(BOUNDARY))
+    measured = meter.account(Taken(edges, [1] * 6))
+    meter.close()
+    reads_per_edge = (channel.reads - before) / len(edges)
+    assert reads_per_edge < 12  # spinning a 100 ms tick on 2 ms reads takes ~25-50
+    for round_ in measured.rounds:
+        assert round_.gross_joules == pytest.approx(150.0 * round_.seconds, rel=0.01)
