@@ -1,7 +1,7 @@
 """The fallback: a small model built from a transformers config, with a tokenizer trained here.
 
-Used where a case's hub model is not in the local cache. The tokenizer (WordPiece, ``tokenizers``) is
-trained on the fallback's data file; the model is then trained on the same file for
+Used where a case's hub model is not in the local cache. The tokenizer (WordPiece, ``tokenizers``) learns
+its vocabulary from the fallback's data file; the model is then trained on the same file for
 ``Fallback.steps`` steps. Trained fallbacks are kept in memory, keyed by everything that shapes them,
 so the variants of a case (and cases sharing a fallback) train once per session; each caller gets its
 own copy, because a case may change weights (pruning).
@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections import Counter
 from dataclasses import asdict
 from typing import Any, Iterator
 
@@ -57,19 +58,33 @@ def _texts(rows: list[dict[str, Any]], task: Task, prefix: str) -> Iterator[str]
 
 
 def train_tokenizer(texts: Iterator[str], vocab_size: int, *, seq2seq: bool) -> Any:
-    """A lower-casing WordPiece tokenizer trained on ``texts``, wrapped for transformers.
+    """A lower-casing WordPiece tokenizer whose vocabulary is learnt from ``texts``, for transformers.
 
+    The vocabulary is every character (alone and as a ``##`` continuation), then the most frequent
+    words seen at least twice, up to ``vocab_size``; numbers are always spelt in digits, so a number
+    never seen in training is read the way every other number was. Built this way rather than with
+    ``tokenizers``' trainer, whose merges break ties in a different order in every process: the same
+    data must give the same tokens, or the fallback's outputs and FLOP proxies would drift between runs.
     Encoders get BERT's ``[CLS] text [SEP]``; seq2seq models get ``text [EOS]`` (the target too).
     """
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.decoder = decoders.WordPiece()
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    splitter = pre_tokenizers.BertPreTokenizer()
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update(word for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text)))
     specials = ["[PAD]", "[UNK]", "[EOS]"] if seq2seq else ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tokenizer.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials))
+    characters = sorted({c for word in counts for c in word})
+    pieces = specials + characters + ["##" + c for c in characters]
+    words = [w for w, n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+             if n >= 2 and len(w) > 1 and not w.isdigit()]
+    pieces += words[: max(0, vocab_size - len(pieces))]
+    tokenizer = Tokenizer(models.WordPiece({p: i for i, p in enumerate(pieces)}, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = splitter
+    tokenizer.decoder = decoders.WordPiece()
     if seq2seq:
         tokenizer.post_processor = processors.TemplateProcessing(
             single="$A [EOS]", special_tokens=[("[EOS]", tokenizer.token_to_id("[EOS]"))])
