@@ -84,7 +84,7 @@ def test_pytest_html_report_and_junit_xml_carry_energy(suite):
 
 
 def test_benchmark_json_carries_energy(pytester):
-    pytester.makepyfile(test_bench="""
+    pytester.makepyfile(test_timed="""  # not test_bench: tests/test_bench.py is imported in-process
         def test_bench(benchmark, energy):
             assert energy(sum, range(3000)) == 4498500
             benchmark.pedantic(sum, args=(range(10),), rounds=2, iterations=1)
@@ -93,7 +93,7 @@ def test_benchmark_json_carries_energy(pytester):
     result.assert_outcomes(passed=1)
     bench, = json.loads((pytester.path / "bench.json").read_text())["benchmarks"]
     extra = bench["extra_info"]
-    assert extra["energy_record"] == "test_bench.py::test_bench"
+    assert extra["energy_record"] == "test_timed.py::test_bench"
     assert extra["energy_joules_per_iteration"] > 0 and extra["energy_method"] == "modelled"
 
 
