@@ -84,7 +84,8 @@ def test_pytest_html_report_and_junit_xml_carry_energy(suite):
 
 
 def test_benchmark_json_carries_energy(pytester):
-    pytester.makepyfile(test_timed="""  # not test_bench: tests/test_bench.py is imported in-process
+    # Not named test_bench: tests/test_bench.py is already imported in this process.
+    pytester.makepyfile(test_timed="""
         def test_bench(benchmark, energy):
             assert energy(sum, range(3000)) == 4498500
             benchmark.pedantic(sum, args=(range(10),), rounds=2, iterations=1)
