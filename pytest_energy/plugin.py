@@ -100,8 +100,47 @@ def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: Any) 
     cases = sys.modules.get("pytest_energy.cases")
     if cases is None or not isinstance(obj, cases.Case):
         return None
-    return [pytest.Function.from_parent(collector, name=test_name, callobj=test)
-            for test_name, test in obj.tests(name)]
+    line = _declaration_line(collector.path, name)
+    items = []
+    for test_name, test in obj.tests(name):
+        item = CaseFunction.from_parent(collector, name=test_name, callobj=_reporting_skips_here(test))
+        item.declared_at = line
+        items.append(item)
+    return items
+
+
+class CaseFunction(pytest.Function):
+    """A case's test: located where its module declares the case, not where its runner lives."""
+
+    declared_at = 0
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self.path, self.declared_at, self.name
+
+
+def _declaration_line(path: Any, name: str) -> int:
+    """0-based line of ``name = ...`` in the module (0 where it cannot be found)."""
+    import re
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return 0
+    pattern = re.compile(rf"^{re.escape(name)}\s*(?::[^=]*)?=")
+    return next((number for number, text in enumerate(lines) if pattern.match(text)), 0)
+
+
+def _reporting_skips_here(test: Any) -> Any:
+    """A case says "skip" with unittest.SkipTest (it imports no pytest); report it at the test."""
+    import unittest
+
+    def run(energy: EnergyFixture) -> None:
+        try:
+            test(energy)
+        except unittest.SkipTest as skip:
+            raise pytest.skip.Exception(str(skip), _use_item_location=True) from None
+
+    return run
 
 
 @pytest.hookimpl(wrapper=True)
