@@ -135,6 +135,7 @@ def _reporting_skips_here(test: Any) -> Any:
     import unittest
 
     def run(energy: EnergyFixture) -> None:
+        __tracebackhide__ = True
         try:
             test(energy)
         except unittest.SkipTest as skip:
