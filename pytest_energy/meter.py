@@ -35,6 +35,8 @@ from .sources.base import Channel, SourceError
 TICK_TIMEOUT_PERIODS = 3.0
 #: Ticks observed to calibrate each ticking channel's period.
 CALIBRATION_TICKS = 4
+#: Shortest warm-up, in tick periods of the slowest ticking counter (when any warm-up is asked).
+WARMUP_PERIODS = 1.5
 #: How long before a predicted tick the poller starts reading (the period drifts a little).
 PREDICTION_MARGIN = 0.012
 #: Share of an extrapolated span's energy taken as the systematic error of the power assumed there.
@@ -287,8 +289,13 @@ class Meter:
         """Warm up, then ``rounds`` back-to-back windows of ``iterations`` calls, or calls until each
         window lasts ``min_window`` seconds. Returns fn's last result in ``Taken.result``."""
         result = None
-        for _ in range(warmup):
+        # Warm-up also lasts a tick and a half where a counter ticks: the tick before the first edge
+        # must then hold work only, as the boundary interpolation of that edge assumes.
+        warm_until = time.perf_counter() + WARMUP_PERIODS * max(self.periods.values(), default=0.0)
+        done = 0
+        while done < warmup or (warmup > 0 and time.perf_counter() < warm_until):
             result = fn(*args, **kwargs)
+            done += 1
         # After warm-up the device works right up to the first edge, so that edge is a boundary.
         edges = [self.edge(BOUNDARY if warmup > 0 else START)]
         counts: list[int] = []
@@ -304,7 +311,7 @@ class Meter:
                     break
             edges.append(self.edge(END if index == rounds - 1 else BOUNDARY))
             counts.append(count)
-        return Taken(edges, counts, warmup, result)
+        return Taken(edges, counts, done, result)
 
     # -- from edges to rounds and components ------------------------------------------------------
     def account(self, taken: Taken) -> Measured:

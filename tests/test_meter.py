@@ -184,13 +184,14 @@ def test_the_first_round_after_warm_up_is_not_read_high():
         channel = QuantisedCounter(80.0, read_cost=0.002, phase=phase)
         meter = Meter([channel], synchronize=lambda: None)
         meter.start(0.3)
-        channel.set_power(700.0)
+        channel.set_power(700.0)  # a 60 ms warm-up would leave idle time inside the first edge's tick
         taken = meter.take_rounds(time.sleep, (0.02,), {}, rounds=3, min_window=0.25, warmup=3)
+        assert taken.warmup_iterations >= 7  # so warm-up lasted 1.5 ticks
         channel.set_power(80.0)
         measured = meter.account(taken)
         meter.close()
         for index, round_ in enumerate(measured.rounds):
-            assert round_.gross_joules == pytest.approx(700.0 * round_.seconds, rel=0.015), (phase, index)
+            assert round_.gross_joules == pytest.approx(700.0 * round_.seconds, rel=0.01), (phase, index)
 
 
 def test_the_poller_sleeps_until_the_predicted_tick_instead_of_reading_all_along():
