@@ -41,6 +41,7 @@ def test_importing_cases_loads_no_torch_transformers_or_pytest():
     ({"metrics": ["spearman"]}, "metric 'spearman' does not apply to this task"),
     ({"max_energy": "3 parsecs"}, "max_energy: energy '3 parsecs': unknown unit"),
     ({"dtype": "int4"}, "dtype 'int4'"),
+    ({"reference_range": (2.0, 1.0)}, "reference_range (2.0, 1.0); expected (lowest, highest)"),
     ({"variants": {"big": {"batch_sise": 8}}}, "variant 'big' sets unknown field 'batch_sise'"),
     ({"variants": {"bad": {"inferences": 0}}}, "inferences and batch_size must be >= 1"),
     ({"fallback": Fallback("distilbert", "x.jsonl", overrides={"model": "gpt2"})},
@@ -210,7 +211,7 @@ too_strict = case(once, quality={"accuracy": 0.99, "f1": 0.2})
 lenient = case(once, quality={"accuracy": 0.1})
 single = case(once)
 double = case(twice)
-batched = case(once, batch_size=4, max_energy="1 kWh")
+batched = case(once, batch_size=4, max_energy="1 kWh", reference_range=(0.0, 2.0))
 tight = case(once, max_energy="1 mJ")
 sweep = PruningSweep(case(once, quality={"accuracy": 0.0}), sparsity=(0.0, 0.5))
 stray = InferenceCase(model="no-such-org/no-such-model", task="text-classification",
@@ -324,6 +325,7 @@ def test_inference_record_is_per_inference_and_says_what_ran(measured):
     assert extra["joules_per_gflop"] == pytest.approx(gross / (record["proxies"]["flops_per_inference"] / 1e9))
     assert extra["joules_per_token"] == pytest.approx(gross / 4)
     assert record["budget"]["energy"] == [{"limit_joules": 3.6e6, "per": "1000", "basis": "gross"}]
+    assert extra["reference_range"] == [0.0, 2.0]  # the report's star rating reads it
     assert measured.outcomes["batched"] == "passed"
 
 

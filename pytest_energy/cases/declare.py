@@ -96,6 +96,9 @@ class InferenceCase(Case):
     quality: Mapping[str, float] = field(default_factory=dict)  # metric -> minimum value
     metrics: Sequence[str] | None = None  # default: the task's standard set
     columns: Mapping[str, str] = field(default_factory=dict)  # task field -> dataset column
+    # (lowest, highest) Wh per 1,000 inferences of the task on this hardware, e.g. from the AI Energy
+    # Score leaderboard on an H100: the report rates the case 1-5 stars within it.
+    reference_range: tuple[float, float] | None = None
     prefix: str = ""  # put before every input, e.g. "summarize: " for T5
     max_input_tokens: int = 512
     max_new_tokens: int = 48
@@ -112,6 +115,10 @@ class InferenceCase(Case):
             raise ValueError(f"{owner}: inferences and batch_size must be >= 1")
         if self.rounds < 1 or self.warmup < 0:
             raise ValueError(f"{owner}: rounds must be >= 1 and warmup >= 0")
+        if self.reference_range is not None and not (
+                len(self.reference_range) == 2 and 0 <= self.reference_range[0] < self.reference_range[1]):
+            raise ValueError(f"{owner}: reference_range {self.reference_range!r}; expected (lowest, highest) "
+                             "Wh per 1,000 inferences with lowest < highest")
         _check_common(self, owner)
 
     @property

@@ -187,6 +187,7 @@ def _fill_inference_record(record: Any, case: InferenceCase, spec: Task, measure
         "rounds": case.rounds, "inferences_per_round": per_round * case.batch_size,
         "warmup_inferences": case.warmup * case.batch_size, "energy_basis": "gross",
         "joules_per_1000_inferences": gross * 1000, "wh_per_1000_inferences": gross * 1000 / 3600,
+        **({"reference_range": list(case.reference_range)} if case.reference_range else {}),
         **per_work(gross, flops / inferences, tokens_in / inferences, tokens_out / inferences,
                    generates=spec.generates),
         **facts,
