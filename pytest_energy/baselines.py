@@ -3,7 +3,8 @@
 One JSON file per test module, mirroring the test tree, so a reviewer sees a model change's energy
 next to its test in a diff. Each file holds, per record name, the rounds a verdict needs
 (iterations, seconds, gross and net joules, net joules per device), which method measured each
-device, the reference-workload joules for normalised verdicts, and the quality values. Keys are
+device, the reference-workload joules for normalised verdicts, the quality values and the counted
+work (FLOPs) the gate judges. Keys are
 sorted, numbers rounded to 6 significant digits, indentation fixed: the same run writes the same bytes.
 
 Writes are read-modify-write under a lock, then an atomic rename (:mod:`pytest_energy.locking`), so
@@ -49,6 +50,7 @@ class Baseline:
     recorded: str  # ISO 8601 timestamp of the record
     git_commit: str | None = None
     path: Path | None = None  # the file it was read from
+    work: dict[str, float] = field(default_factory=dict)  # the FLOP proxy the gate judges (see work_values)
 
     def to_json(self) -> dict[str, Any]:
         return _rounded({
@@ -63,6 +65,7 @@ class Baseline:
             "per_iteration_net_joules": _per_iteration_net(self.rounds),  # for reviewers; not read back
             "reference_joules": self.reference_joules,
             "quality": self.quality,
+            "work": self.work,
             "recorded": self.recorded,
             "git_commit": self.git_commit,
         })
@@ -103,6 +106,21 @@ def quality_values(record: Record) -> dict[str, float]:
     return values
 
 
+#: The proxies the gate judges, by preference: FLOPs per inference where a record has them (its unit
+#: is one inference), else the whole run's FLOPs (a fine-tune of fixed steps). Counted, not measured,
+#: so they move only when the work does: a CPU-only CI catches a model doing more work with no noise.
+WORK_PROXIES = ("flops_per_inference", "flops")
+
+
+def work_values(record: Record) -> dict[str, float]:
+    """The one FLOP proxy of a record the gate judges (empty where the record counted none)."""
+    for key in WORK_PROXIES:
+        value = record.proxies.get(key)
+        if _number(value) and math.isfinite(value) and value > 0:
+            return {key: float(value)}
+    return {}
+
+
 def from_record(record: Record) -> Baseline:
     """The baseline a record would be stored as (its valid rounds only)."""
     return Baseline(
@@ -116,6 +134,7 @@ def from_record(record: Record) -> Baseline:
         quality=quality_values(record),
         recorded=record.timestamp,
         git_commit=record.git_commit,
+        work=work_values(record),
     )
 
 
@@ -167,10 +186,13 @@ def _entry(path: Path, name: str, data: Any) -> Baseline:
                             float(item["net_joules"]), True,
                             {str(k): float(v) for k, v in item.get("by_device", {}).items()}))
     quality = data.get("quality", {})
+    work = data.get("work", {})
     devices = data.get("devices", {})
     reference = data.get("reference_joules")
     if not (isinstance(quality, dict) and all(_number(v) for v in quality.values())):
         raise _fix(path, f"has record {name!r} whose 'quality' is not metric -> number")
+    if not (isinstance(work, dict) and all(_number(v) for v in work.values())):
+        raise _fix(path, f"has record {name!r} whose 'work' is not proxy -> number")
     if not (isinstance(devices, dict) and all(isinstance(v, str) for v in devices.values())):
         raise _fix(path, f"has record {name!r} whose 'devices' is not device -> method")
     if reference is not None and not _number(reference):
@@ -186,6 +208,7 @@ def _entry(path: Path, name: str, data: Any) -> Baseline:
         recorded=str(data.get("recorded", "")),
         git_commit=data.get("git_commit"),
         path=path,
+        work={k: float(v) for k, v in work.items()},
     )
 
 

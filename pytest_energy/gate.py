@@ -10,7 +10,7 @@ from typing import Any
 from . import baselines as store
 from .config import Settings
 from .record import Record, Round, RunInfo
-from .verdict import Tolerance, Verdict, judge_energy, judge_quality, parse_tolerance
+from .verdict import Tolerance, Verdict, judge_energy, judge_value, parse_tolerance
 
 #: pytest's exit code for an interrupted session (Ctrl-C); such a run never refreshes baselines.
 INTERRUPTED = 2
@@ -109,19 +109,24 @@ def _energy_verdict(record: Record, baseline: store.Baseline, settings: Settings
     return judge_energy(record.name, current, previous, threshold, set_name, gating=gating, what=what, note=note)
 
 
-def _quality_verdicts(record: Record, baseline: store.Baseline | None, settings: Settings, set_name: str,
-                      gate: bool, errors: list[str], incomparable: str) -> list[Verdict]:
-    verdicts = []
+def _value_verdicts(record: Record, baseline: store.Baseline | None, settings: Settings, set_name: str,
+                    gate: bool, errors: list[str], incomparable: str) -> list[Verdict]:
+    """Verdicts of the one-number metrics: each quality metric, then the work proxy (lower is better)."""
+    metrics: list[tuple[str, float, float | None, bool, float | None]] = []  # metric, value, previous, higher, budget
     for metric, value in sorted(store.quality_values(record).items()):
         entry = record.quality.get(metric)
         entry = entry if isinstance(entry, dict) else {}
-        higher_is_better = bool(entry.get("higher_is_better", True))
         budget = entry.get("budget")
         budget = float(budget) if isinstance(budget, (int, float)) and not isinstance(budget, bool) else None
-        tolerance = _tolerance(record, metric, settings.min_effect, errors)
         previous = baseline.quality.get(metric) if baseline is not None else None
-        verdict = judge_quality(record.name, metric, value, previous, tolerance, set_name,
-                                higher_is_better=higher_is_better, budget=budget, gating=gate)
+        metrics.append((metric, value, previous, bool(entry.get("higher_is_better", True)), budget))
+    for proxy, value in store.work_values(record).items():
+        metrics.append((proxy, value, baseline.work.get(proxy) if baseline is not None else None, False, None))
+    verdicts = []
+    for metric, value, previous, higher_is_better, budget in metrics:
+        tolerance = _tolerance(record, metric, settings.min_effect, errors)
+        verdict = judge_value(record.name, metric, value, previous, tolerance, set_name,
+                              higher_is_better=higher_is_better, budget=budget, gating=gate)
         if verdict.status == "new" and incomparable:
             verdict.status, verdict.gating = "incomparable", False
             verdict.message = f"{metric} {value:.4g}: {incomparable}"
@@ -171,17 +176,23 @@ def _judge_set(records: list[Record], settings: Settings, root: Path, fingerprin
         else:
             verdict = _energy_verdict(record, baseline, settings, set_name, tolerance, gate)
         judgement.verdicts.append(verdict)
-        judgement.verdicts += _quality_verdicts(record, baseline, settings, set_name, gate, judgement.errors,
-                                                incomparable)
+        judgement.verdicts += _value_verdicts(record, baseline, settings, set_name, gate, judgement.errors,
+                                              incomparable)
 
 
 def _summary(judgement: Judgement, failing: bool) -> list[str]:
-    counts: dict[str, int] = {}
+    """The head line counts records by their most urgent verdict; then one line per regressed and
+    improved metric with the size of its change."""
+    order = ("regression", "improvement", "inconclusive", "unchanged", "new", "incomparable")
+    worst: dict[str, int] = {}  # record name -> its most urgent verdict over metrics and sets, as an index
     for verdict in judgement.verdicts:
-        counts[verdict.status] = counts.get(verdict.status, 0) + 1
+        rank = order.index(verdict.status) if verdict.status in order else len(order) - 1
+        worst[verdict.name] = min(rank, worst.get(verdict.name, rank))
+    counts: dict[str, int] = {}
+    for rank in worst.values():
+        counts[order[rank]] = counts.get(order[rank], 0) + 1
     regressions = [v for v in judgement.verdicts if v.status == "regression"]
     improvements = [v for v in judgement.verdicts if v.status == "improvement"]
-    order = ("regression", "improvement", "inconclusive", "unchanged", "new", "incomparable")
     head = ", ".join(f"{counts[s]} {s}" for s in order if counts.get(s))
     outcome = "FAILED" if failing else "passed"
     lines = [f"pytest-energy gate {outcome}: {head or 'nothing judged'} "

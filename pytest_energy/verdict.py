@@ -257,7 +257,7 @@ def judge_energy(
     return verdict(status, head, interval)
 
 
-def judge_quality(
+def judge_value(
     name: str,
     metric: str,
     value: float,
@@ -269,7 +269,8 @@ def judge_quality(
     budget: float | None = None,
     gating: bool = True,
 ) -> Verdict:
-    """A quality metric (one number per run) against its budget, then against its baseline value.
+    """A metric with one number per run (a quality metric, or a counted work proxy such as FLOPs per
+    inference) against its budget, then against its baseline value.
 
     Over the budget is a regression whatever the baseline says; with no baseline value the status is
     "new"; otherwise a move beyond the tolerance in the bad direction is a regression, in the good

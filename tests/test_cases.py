@@ -230,6 +230,7 @@ class Session:
     records: dict[str, dict]  # by test name
     outcomes: dict[str, str]  # test name -> passed / failed / skipped
     seconds: dict[str, float]  # test name -> call time (JUnit XML)
+    returncode: int
 
     def failure(self, test: str) -> list[str]:
         """The lines of one test's section under FAILURES."""
@@ -263,7 +264,7 @@ def run_session(folder: Path, files: dict[str, str], *args: str, env: dict[str, 
         outcomes[case.get("name")] = ("failed" if kinds & {"failure", "error"} else
                                       "skipped" if "skipped" in kinds else "passed")
         seconds[case.get("name")] = float(case.get("time"))
-    return Session(done.stdout.splitlines(), records, outcomes, seconds)
+    return Session(done.stdout.splitlines(), records, outcomes, seconds, done.returncode)
 
 
 @pytest.fixture(scope="module")
@@ -309,6 +310,22 @@ def test_a_model_doing_twice_the_flops_shows_twice_the_proxy(measured):
     assert single["flops_per_inference"] == 2 * (4 * 32 * 32 + 32 * 2)
     assert single["tokens_in_per_inference"] == 4
     assert measured.records["single"]["quality"]["accuracy"]["examples"] == 12
+
+
+def test_cpu_ci_gate_catches_a_model_doing_twice_the_work(tmp_path):
+    """Modelled energy does not gate, but the FLOP proxy does: CPU-only CI still fails on 2x the work."""
+    flags = ("--energy", "--energy-json", "out.json", "--energy-history", "none", "--energy-baselines", "base")
+    recorded = run_session(tmp_path, {"models.py": MODELS, "test_model.py": "from models import once, case\n"
+                                      "model = case(once)\n"}, *flags, "--energy-update-baselines")
+    assert recorded.outcomes == {"model": "passed"}
+    same = run_session(tmp_path, {}, *flags)
+    assert any(line.startswith("pytest-energy gate passed: ") for line in same.lines)
+    changed = run_session(tmp_path, {"test_model.py": "from models import twice, case\nmodel = case(twice)\n"}, *flags)
+    assert changed.outcomes == {"model": "passed"}  # the test itself passes; the gate fails the session
+    assert changed.returncode == 1
+    assert any(line.startswith("pytest-energy gate FAILED: ") for line in changed.lines)
+    assert any(line.startswith("test_model.py::model  flops_per_inference")
+               and "(+100.0 %) in 'default': regression (threshold 5 %)" in line for line in changed.lines)
 
 
 def test_inference_record_is_per_inference_and_says_what_ran(measured):

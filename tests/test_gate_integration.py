@@ -199,6 +199,48 @@ def test_quality_budget_from_the_case_is_judged(tmp_path: Path) -> None:
     assert "accuracy 0.71 is below the minimum budget 0.8" in verdict.message
 
 
+def _working(name: str, flops: float, values: list[float] = BASE, **kwargs: Any) -> Record:
+    record = _record(name, values, devices={"cpu": "modelled", "ram": "modelled"}, **kwargs)
+    record.proxies = {"parameters": 4e6, "flops": flops * 1000, "flops_per_inference": flops}
+    return record
+
+
+def test_counted_work_gates_even_where_energy_is_modelled(tmp_path: Path) -> None:
+    _record_baselines(tmp_path, [_working("t.py::a", 2.0e7), _working("t.py::b", 2.0e7), _working("t.py::c", 2.0e7)])
+    records = [_working("t.py::a", 4.0e7, _scaled(2.0)),  # twice the FLOPs: the modelled energy may not gate...
+               _working("t.py::b", 2.0e7, _scaled(1.3)),  # ...and modelled noise alone is not a failure
+               _working("t.py::c", 1.8e7)]
+    judgement = judge(records, _settings(tmp_path), FINGERPRINT, tmp_path)
+    work = {v.name: v for v in judgement.verdicts if v.metric == "flops_per_inference"}
+    assert work["t.py::a"].status == "regression" and work["t.py::a"].gating
+    assert work["t.py::a"].ratio == pytest.approx(2.0)
+    assert work["t.py::a"].message == ("flops_per_inference 4e+07 vs 2e+07 (+100.0 %) in 'default': "
+                                       "regression (threshold 5 %)")
+    assert work["t.py::b"].status == "unchanged"
+    assert work["t.py::c"].status == "improvement"
+    assert not _energy(judgement, "t.py::a").gating and not _energy(judgement, "t.py::b").gating
+    assert judgement.gate_failed
+    # Records counted by their most urgent verdict; b's modelled energy is a regression that does not gate.
+    assert judgement.summary[0].startswith("pytest-energy gate FAILED: 2 regression, 1 improvement (set")
+    assert [line.split("  ")[0] for line in judgement.summary[1:]] == ["t.py::a", "t.py::a", "t.py::b", "t.py::c"]
+    # A fine-tune has no per-inference FLOPs: its whole run's are judged; a per-metric threshold applies.
+    tune = _working("t.py::d", 1.0)
+    tune.proxies = {"flops": 1.04e12, "flops_per_step": 1.04e10}
+    old = _working("t.py::d", 1.0)
+    old.proxies = {"flops": 1.0e12}
+    _record_baselines(tmp_path, [old])
+    strict = dataclasses.replace(tune, budget={"thresholds": {"flops": 0.01}})
+    [verdict] = [v for v in judge([strict], _settings(tmp_path), FINGERPRINT, tmp_path).verdicts if v.metric == "flops"]
+    assert verdict.status == "regression" and verdict.threshold == 0.01
+
+
+def test_baseline_without_a_work_proxy_reads_as_new_for_it(tmp_path: Path) -> None:
+    _record_baselines(tmp_path, [_record("t.py::a", BASE)])  # recorded before the FLOP proxy was stored
+    judgement = judge([_working("t.py::a", 2.0e7)], _settings(tmp_path), FINGERPRINT, tmp_path)
+    [verdict] = [v for v in judgement.verdicts if v.metric == "flops_per_inference"]
+    assert verdict.status == "new" and not judgement.gate_failed
+
+
 def test_normalised_verdict_cancels_a_hotter_device(tmp_path: Path) -> None:
     _record_baselines(tmp_path, [_record("t.py::a", BASE, reference=100.0)])
     hotter = _record("t.py::a", _scaled(1.1), reference=110.0)  # same work, every joule 10 % dearer

@@ -16,7 +16,7 @@ from pytest_energy.verdict import (
     classify,
     critical_rank,
     judge_energy,
-    judge_quality,
+    judge_value,
     minimum_rounds,
     parse_tolerance,
     ratio_interval,
@@ -164,19 +164,19 @@ def test_rounds_at_or_below_zero_net_are_inconclusive() -> None:
 
 def test_quality_against_budget_and_baseline() -> None:
     tolerance = Tolerance(relative=0.05)
-    below = judge_quality("c", "rougeL", 0.28, 0.40, tolerance, "default", budget=0.30)
+    below = judge_value("c", "rougeL", 0.28, 0.40, tolerance, "default", budget=0.30)
     assert below.status == "regression" and "below the minimum budget 0.3" in below.message
-    assert judge_quality("c", "rougeL", 0.37, 0.40, tolerance, "default").status == "regression"
-    assert judge_quality("c", "rougeL", 0.39, 0.40, tolerance, "default").status == "unchanged"
-    better = judge_quality("c", "rougeL", 0.45, 0.40, tolerance, "default")
+    assert judge_value("c", "rougeL", 0.37, 0.40, tolerance, "default").status == "regression"
+    assert judge_value("c", "rougeL", 0.39, 0.40, tolerance, "default").status == "unchanged"
+    better = judge_value("c", "rougeL", 0.45, 0.40, tolerance, "default")
     assert better.status == "improvement" and better.ratio == pytest.approx(1.125)
-    assert judge_quality("c", "rougeL", 0.45, None, tolerance, "default").status == "new"
+    assert judge_value("c", "rougeL", 0.45, None, tolerance, "default").status == "new"
     absolute = Tolerance(absolute=0.01)
-    assert judge_quality("c", "accuracy", 0.885, 0.9, absolute, "default").status == "regression"
-    assert judge_quality("c", "accuracy", 0.895, 0.9, absolute, "default").status == "unchanged"
-    lower_better = judge_quality("c", "perplexity", 12.0, 10.0, tolerance, "default", higher_is_better=False)
+    assert judge_value("c", "accuracy", 0.885, 0.9, absolute, "default").status == "regression"
+    assert judge_value("c", "accuracy", 0.895, 0.9, absolute, "default").status == "unchanged"
+    lower_better = judge_value("c", "perplexity", 12.0, 10.0, tolerance, "default", higher_is_better=False)
     assert lower_better.status == "regression"
-    over = judge_quality("c", "perplexity", 12.0, 12.0, tolerance, "default", higher_is_better=False, budget=11.0)
+    over = judge_value("c", "perplexity", 12.0, 12.0, tolerance, "default", higher_is_better=False, budget=11.0)
     assert over.status == "regression" and "above the maximum budget" in over.message
 
 
