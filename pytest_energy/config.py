@@ -67,6 +67,12 @@ class Option:
     flag: bool = False  # a store_true option on the command line
 
     @property
+    def switch(self) -> bool:
+        """A true/false option that is on by itself on the command line (``--energy-normalise``) and
+        also takes a value (``--energy-fail-on-regression false``)."""
+        return not self.flag and self.parse is _boolean
+
+    @property
     def ini(self) -> str:
         return f"energy_{self.name}"
 

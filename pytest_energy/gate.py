@@ -87,7 +87,7 @@ def _energy_verdict(record: Record, baseline: store.Baseline, settings: Settings
     gating = gate and (settings.gate_modelled or not modelled_only)
     note = ""
     if modelled_only and gate and not gating:
-        note = "modelled energy: not gating (--energy-gate-modelled true gates it)"
+        note = "modelled energy: not gating (--energy-gate-modelled gates it)"
     what = "energy" if devices is None else f"energy ({', '.join(devices)})"
     threshold = tolerance.value
     current_scale = baseline_scale = 1.0
@@ -97,7 +97,7 @@ def _energy_verdict(record: Record, baseline: store.Baseline, settings: Settings
             side = "this run" if reference is None else "the baseline"
             return Verdict(record.name, "energy", "incomparable", None, None, None, threshold, set_name,
                            f"normalised energy: {side} has no reference-workload joules; refresh the baseline "
-                           "with --energy-update-baselines --energy-normalise true", False)
+                           "with --energy-update-baselines --energy-normalise", False)
         current_scale, baseline_scale = 1 / reference, 1 / baseline.reference_joules
         what = "normalised " + what
     current = energy_values(record.rounds, devices, current_scale)

@@ -36,6 +36,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         described = f"{option.help} (ini {option.ini}, env {option.env}; default {option.default})"
         if option.flag:
             group.addoption(option.cli, action="store_true", default=False, dest=option.dest, help=described)
+        elif option.switch:
+            group.addoption(option.cli, dest=option.dest, default=None, nargs="?", const="true",
+                            metavar="true|false", help=described)
         else:
             group.addoption(option.cli, dest=option.dest, default=None, metavar="VALUE", help=described)
         parser.addini(option.ini, option.help, default=None)

@@ -114,7 +114,7 @@ def test_modelled_energy_gates_only_when_asked(tmp_path: Path) -> None:
     judgement = judge(records, _settings(tmp_path), FINGERPRINT, tmp_path)
     verdict = _energy(judgement, "t.py::a")
     assert verdict.status == "regression" and not verdict.gating and not judgement.gate_failed
-    assert "modelled energy: not gating (--energy-gate-modelled true gates it)" in verdict.message
+    assert "modelled energy: not gating (--energy-gate-modelled gates it)" in verdict.message
     assert judgement.summary[1].endswith("[not gating]")
     asked = judge(records, _settings(tmp_path, gate_modelled=True), FINGERPRINT, tmp_path)
     assert asked.gate_failed and _energy(asked, "t.py::a").gating

@@ -172,6 +172,21 @@ def test_bad_settings_are_one_usage_line_naming_the_source(pytester, how, where)
     assert "Traceback" not in result.stderr.str()
 
 
+def test_true_false_options_are_on_alone_and_take_a_value(pytester):
+    pytester.makepyfile(WORK + """
+def test_sum(energy):
+    energy(work)
+""")
+    result, document = run(pytester, ["-p", "no:xdist"], "--energy-devices", "cpu",
+                           "--energy-fail-on-regression", "false", "--energy-normalise", "--energy-gate-modelled")
+    result.assert_outcomes(passed=1)
+    settings = document["session"]["settings"]
+    assert (settings["fail_on_regression"], settings["normalise"], settings["gate_modelled"]) == (False, True, True)
+    result = pytester.runpytest("--energy", "--energy-normalise", "maybe")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: pytest-energy: --energy-normalise has 'maybe', expected true or false"])
+
+
 def test_environment_and_ini_are_sources_too(pytester, monkeypatch):
     pytester.makepyfile("def test_nothing(): pass")
     pytester.makeini("[pytest]\nenergy = true\nenergy_warmup = -1\n")
