@@ -45,7 +45,7 @@ class Baseline:
     unit: str
     devices: dict[str, str]  # device -> method that measured it
     rounds: list[Round]  # the valid rounds of the run it was recorded from
-    reference_joules: float | None  # the reference workload's joules per iteration on that run
+    reference_joules: dict[str, float]  # device -> the reference workload's joules per iteration on that run
     quality: dict[str, float]
     recorded: str  # ISO 8601 timestamp of the record
     git_commit: str | None = None
@@ -88,14 +88,6 @@ def _rounded(value: Any) -> Any:
     return value
 
 
-def reference_of(record: Record) -> float | None:
-    """The reference workload's joules per iteration behind ``record.normalised`` (None without one)."""
-    normalised = record.normalised.get("per_iteration_gross")
-    if not normalised or not (record.per_iteration_gross_joules > 0):
-        return None
-    return record.per_iteration_gross_joules / normalised
-
-
 def quality_values(record: Record) -> dict[str, float]:
     """Metric -> value of a record's quality results (entries are ``{"value": ...}`` or bare numbers)."""
     values = {}
@@ -130,7 +122,7 @@ def from_record(record: Record) -> Baseline:
         devices={c.device: c.method for c in record.components},
         rounds=[Round(r.iterations, r.seconds, r.gross_joules, r.net_joules, True, dict(r.by_device))
                 for r in record.rounds if r.valid and r.iterations > 0],
-        reference_joules=reference_of(record),
+        reference_joules=dict(record.reference_joules),
         quality=quality_values(record),
         recorded=record.timestamp,
         git_commit=record.git_commit,
@@ -195,15 +187,17 @@ def _entry(path: Path, name: str, data: Any) -> Baseline:
         raise _fix(path, f"has record {name!r} whose 'work' is not proxy -> number")
     if not (isinstance(devices, dict) and all(isinstance(v, str) for v in devices.values())):
         raise _fix(path, f"has record {name!r} whose 'devices' is not device -> method")
-    if reference is not None and not _number(reference):
-        raise _fix(path, f"has record {name!r} whose 'reference_joules' is not a number")
+    if _number(reference) or reference is None:
+        reference = {}  # a bare number (the first layout) covers every device: a refresh records them apart
+    if not (isinstance(reference, dict) and all(_number(v) for v in reference.values())):
+        raise _fix(path, f"has record {name!r} whose 'reference_joules' is not device -> joules")
     return Baseline(
         name=name,
         nodeid=str(data.get("nodeid", name)),
         unit=str(data.get("unit", "iteration")),
         devices=dict(devices),
         rounds=rounds,
-        reference_joules=float(reference) if reference is not None else None,
+        reference_joules={str(k): float(v) for k, v in reference.items()},
         quality={k: float(v) for k, v in quality.items()},
         recorded=str(data.get("recorded", "")),
         git_commit=data.get("git_commit"),

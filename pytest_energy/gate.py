@@ -92,13 +92,18 @@ def _energy_verdict(record: Record, baseline: store.Baseline, settings: Settings
     threshold = tolerance.value
     current_scale = baseline_scale = 1.0
     if settings.normalise:
-        reference = store.reference_of(record)
-        if reference is None or not baseline.reference_joules:
-            side = "this run" if reference is None else "the baseline"
+        judged = devices or sorted(c.device for c in record.components)
+        missing = [side for side, joules in (("this run", record.reference_joules),
+                                             ("the baseline", baseline.reference_joules))
+                   if not all(joules.get(d, 0.0) > 0 for d in judged)]
+        if missing:
             return Verdict(record.name, "energy", "incomparable", None, None, None, threshold, set_name,
-                           f"normalised energy: {side} has no reference-workload joules; refresh the baseline "
-                           "with --energy-update-baselines --energy-normalise", False)
-        current_scale, baseline_scale = 1 / reference, 1 / baseline.reference_joules
+                           f"normalised energy: {missing[0]} has no reference-workload joules for "
+                           f"{', '.join(judged)}; refresh the baseline with --energy-update-baselines "
+                           "--energy-normalise", False)
+        # Each side's judged devices divided by the same devices' reference joules of its own session.
+        current_scale = 1 / sum(record.reference_joules[d] for d in judged)
+        baseline_scale = 1 / sum(baseline.reference_joules[d] for d in judged)
         what = "normalised " + what
     current = energy_values(record.rounds, devices, current_scale)
     previous = energy_values(baseline.rounds, devices, baseline_scale)

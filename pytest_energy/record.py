@@ -96,6 +96,9 @@ class Record:
     quality: dict[str, dict[str, Any]] = field(default_factory=dict)  # metric -> {value, computed_by, ...}
     proxies: dict[str, float] = field(default_factory=dict)  # flops, parameters, tokens_in, tokens_out, ...
     normalised: dict[str, float] = field(default_factory=dict)  # energy normalised by the reference workload
+    # Device -> the session's reference-workload joules per iteration, for this record's devices: a
+    # verdict normalises the devices it judges by their own reference, not by every device's.
+    reference_joules: dict[str, float] = field(default_factory=dict)
     timeline: list[tuple[float, float]] = field(default_factory=list)  # (seconds, watts) where sampled
     budget: dict[str, Any] = field(default_factory=dict)
     outcome: str = ""  # the test's outcome: passed / failed / skipped

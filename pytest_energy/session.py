@@ -224,7 +224,9 @@ class EnergySession:
             budget={k: context.marker[k] for k in VERDICT_KEYS if k in context.marker},
             outcome=context.outcome,
         )
-        reference = sum(self.reference_joules.get(c.device, 0.0) for c in measured.components)
+        record.reference_joules = {c.device: self.reference_joules[c.device] for c in measured.components
+                                   if self.reference_joules.get(c.device, 0.0) > 0}
+        reference = sum(record.reference_joules.values())
         if reference > 0 and iterations:
             record.normalised = {
                 "per_iteration_gross": gross / reference,

@@ -30,7 +30,7 @@ def test_layout_mirrors_the_test_module(tmp_path: Path) -> None:
 def test_round_trip_keeps_rounds_devices_and_quality(tmp_path: Path) -> None:
     folder = _folder(tmp_path)
     record = make_record("tests/test_m.py::test_a", joules=10.0, quality={"rougeL": 0.412345678})
-    record.normalised = {"per_iteration_gross": record.per_iteration_gross_joules / 350.0}
+    record.reference_joules = {"gpu:0": 350.0}
     result = store.update(folder, [store.from_record(record)])
     assert result.written == {"tests/test_m.py::test_a": "new"}
     loaded = store.load_set(folder)
@@ -42,8 +42,24 @@ def test_round_trip_keeps_rounds_devices_and_quality(tmp_path: Path) -> None:
         [r.net_per_iteration for r in record.rounds], rel=1e-5)
     assert baseline.rounds[0].by_device["gpu:0"] == pytest.approx(record.rounds[0].by_device["gpu:0"], rel=1e-5)
     assert baseline.quality == {"rougeL": 0.412346}  # rounded to 6 significant digits
-    assert baseline.reference_joules == pytest.approx(350.0, rel=1e-5)
+    assert baseline.reference_joules == {"gpu:0": 350.0}
     assert baseline.path == folder / "tests" / "test_m.py.json"
+
+
+def test_a_bare_reference_number_of_the_first_layout_reads_as_none_per_device(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    store.update(folder, [store.from_record(make_record("tests/test_m.py::test_a"))])
+    path = folder / "tests" / "test_m.py.json"
+    data = json.loads(path.read_text())
+    data["records"]["tests/test_m.py::test_a"]["reference_joules"] = 350.0
+    path.write_text(json.dumps(data))
+    loaded = store.load_set(folder)
+    assert loaded.errors == [] and loaded.baselines["tests/test_m.py::test_a"].reference_joules == {}
+    data["records"]["tests/test_m.py::test_a"]["reference_joules"] = {"gpu:0": "hot"}
+    path.write_text(json.dumps(data))
+    [error] = store.load_set(folder).errors
+    assert error.startswith(f"pytest-energy: baseline file {path} has record 'tests/test_m.py::test_a' whose "
+                            "'reference_joules' is not device -> joules; fix it")
 
 
 def test_files_are_stable_and_reviewable(tmp_path: Path) -> None:

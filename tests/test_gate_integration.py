@@ -41,7 +41,7 @@ def _settings(tmp_path: Path, **values: Any) -> Settings:
 
 
 def _record(name: str, values: list[float], *, devices: dict[str, str] | None = None, quality: dict | None = None,
-            budget: dict | None = None, reference: float | None = None, outcome: str = "passed") -> Record:
+            budget: dict | None = None, reference: dict[str, float] | None = None, outcome: str = "passed") -> Record:
     """A record whose rounds give these per-iteration net joules (split evenly over ``devices``)."""
     devices = devices or {"gpu:0": "counter"}
     record = make_record(name.split("::label")[0], quality=quality, outcome=outcome)
@@ -54,8 +54,7 @@ def _record(name: str, values: list[float], *, devices: dict[str, str] | None = 
     record.per_iteration_net_joules = sum(values) / len(values)
     record.budget = dict(budget or {})
     if reference:
-        record.normalised = {"per_iteration_gross": record.per_iteration_gross_joules / reference,
-                             "per_iteration_net": record.per_iteration_net_joules / reference}
+        record.reference_joules = dict(reference)
     return record
 
 
@@ -242,8 +241,8 @@ def test_baseline_without_a_work_proxy_reads_as_new_for_it(tmp_path: Path) -> No
 
 
 def test_normalised_verdict_cancels_a_hotter_device(tmp_path: Path) -> None:
-    _record_baselines(tmp_path, [_record("t.py::a", BASE, reference=100.0)])
-    hotter = _record("t.py::a", _scaled(1.1), reference=110.0)  # same work, every joule 10 % dearer
+    _record_baselines(tmp_path, [_record("t.py::a", BASE, reference={"gpu:0": 100.0})])
+    hotter = _record("t.py::a", _scaled(1.1), reference={"gpu:0": 110.0})  # same work, every joule 10 % dearer
     raw = judge([hotter], _settings(tmp_path), FINGERPRINT, tmp_path)
     assert _energy(raw, "t.py::a").status == "regression"
     normalised = judge([hotter], _settings(tmp_path, normalise=True), FINGERPRINT, tmp_path)
@@ -251,6 +250,18 @@ def test_normalised_verdict_cancels_a_hotter_device(tmp_path: Path) -> None:
     assert verdict.status == "unchanged" and verdict.message.startswith("normalised energy")
     bare = judge([_record("t.py::a", BASE)], _settings(tmp_path, normalise=True), FINGERPRINT, tmp_path)
     assert _energy(bare, "t.py::a").status == "incomparable"
+    assert "this run has no reference-workload joules for gpu:0" in _energy(bare, "t.py::a").message
+
+
+def test_normalised_verdict_divides_each_device_by_its_own_reference(tmp_path: Path) -> None:
+    mixed = {"gpu:0": "counter", "cpu": "modelled"}
+    _record_baselines(tmp_path, [_record("t.py::a", BASE, devices=mixed, reference={"gpu:0": 100.0, "cpu": 50.0})])
+    # The GPU runs 10 % dearer; the modelled CPU's reference doubled with another process's load. Only
+    # the GPU is judged, so only its reference may scale it (the sum of both would read -14 %).
+    hotter = _record("t.py::a", _scaled(1.1), devices=mixed, reference={"gpu:0": 110.0, "cpu": 100.0})
+    verdict = _energy(judge([hotter], _settings(tmp_path, normalise=True), FINGERPRINT, tmp_path), "t.py::a")
+    assert verdict.status == "unchanged" and verdict.message.startswith("normalised energy (gpu:0) ")
+    assert verdict.ratio == pytest.approx(1.0, abs=0.01)
 
 
 def test_reference_workload_is_fixed_cpu_work_without_cuda(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -61,6 +61,12 @@ def test_sum(energy):
         record["total_gross_joules"] / 3.6e6 * 475.0, rel=1e-9)
     assert record["outcome"] == "passed"
     assert document["session"]["fingerprint"]["id"] == record["fingerprint"]["id"]
+    # The session's reference workload per device, carried to the record for normalised verdicts.
+    reference = document["session"]["reference_joules"]
+    assert set(reference) == {"cpu", "ram"} and all(v > 0 for v in reference.values())
+    assert record["reference_joules"] == reference
+    assert record["normalised"]["per_iteration_gross"] == pytest.approx(
+        record["per_iteration_gross_joules"] / sum(reference.values()))
 
 
 def test_budget_failure_names_value_uncertainty_budget_and_method(pytester, mode):
