@@ -27,6 +27,12 @@ MARKER_HELP = (
 )
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hookspec
+
+    pluginmanager.add_hookspecs(hookspec)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("energy", "energy and CO2 measurement (pytest-energy)")
     group.addoption("--energy", action="store_true", default=False,
@@ -59,7 +65,12 @@ def pytest_configure(config: pytest.Config) -> None:
     from .session import EnergySession
 
     try:
-        session = EnergySession(settings, config.rootpath, worker=hasattr(config, "workerinput"))
+        session = EnergySession(
+            settings, config.rootpath, worker=hasattr(config, "workerinput"),
+            update_fingerprint=lambda fingerprint: config.hook.pytest_energy_update_fingerprint(
+                config=config, fingerprint=fingerprint),
+            update_json=lambda document: config.hook.pytest_energy_update_json(config=config, document=document),
+        )
     except CarbonError as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[SESSION_KEY] = session

@@ -107,8 +107,14 @@ class TestContext:
 class EnergySession:
     """Measures, collects records, and runs the end-of-session stages."""
 
-    def __init__(self, settings: Settings, rootpath: Path, *, worker: bool = False) -> None:
+    def __init__(self, settings: Settings, rootpath: Path, *, worker: bool = False,
+                 update_fingerprint: Callable[[dict[str, Any]], Any] = lambda fingerprint: None,
+                 update_json: Callable[[dict[str, Any]], Any] = lambda document: None) -> None:
+        """``update_fingerprint`` and ``update_json`` change those dicts in place: the plugin passes its
+        hooks (:mod:`pytest_energy.hookspec`) in, so this module knows nothing of pytest."""
         self.settings = settings
+        self.update_fingerprint = update_fingerprint
+        self.update_json = update_json
         self.rootpath = rootpath
         self.worker = worker
         self.carbon = resolve_carbon(settings.country, settings.carbon_intensity, settings.pue)
@@ -135,6 +141,7 @@ class EnergySession:
             meter = Meter(found.channels)
             self.idle_watts = meter.start(self.settings.idle_seconds)
             self.fingerprint = fingerprint(found.channels)
+            self.update_fingerprint(self.fingerprint)
             self._meter = meter
             self.reference_joules = self._measure_reference(meter)
         return self._meter
@@ -376,6 +383,7 @@ class EnergySession:
         from .locking import atomic_write_text
 
         document = session_document(records, run_info.to_dict())
+        self.update_json(document)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(document, indent=1, allow_nan=False) + os.linesep)
         self.output_lines.append(f"pytest-energy: {len(records)} records written to {path}")

@@ -178,6 +178,29 @@ def test_bad_settings_are_one_usage_line_naming_the_source(pytester, how, where)
     assert "Traceback" not in result.stderr.str()
 
 
+def test_hooks_extend_the_fingerprint_and_the_json(pytester, mode):
+    pytester.makeconftest("""
+def pytest_energy_update_fingerprint(config, fingerprint):
+    fingerprint["runner_pool"] = "pool-a"
+    fingerprint["id"] += "-pool-a"
+
+def pytest_energy_update_json(config, document):
+    document["session"]["ci"] = {"job": "42", "records": len(document["records"])}
+""")
+    pytester.makepyfile(WORK + """
+def test_sum(energy):
+    energy(work)
+""")
+    result, document = run(pytester, mode, "--energy-devices", "cpu", "--energy-update-baselines")
+    result.assert_outcomes(passed=1)
+    [record] = document["records"]
+    assert record["fingerprint"]["runner_pool"] == "pool-a" and record["fingerprint"]["id"].endswith("-pool-a")
+    assert document["session"]["fingerprint"]["id"] == record["fingerprint"]["id"]
+    assert document["session"]["ci"] == {"job": "42", "records": 1}
+    # The changed id names the baselines folder: another pool keeps its own baselines.
+    assert [p.name for p in (pytester.path / "baselines").iterdir()] == [record["fingerprint"]["id"]]
+
+
 def test_true_false_options_are_on_alone_and_take_a_value(pytester):
     pytester.makepyfile(WORK + """
 def test_sum(energy):
