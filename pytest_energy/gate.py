@@ -198,7 +198,12 @@ def _summary(judgement: Judgement, failing: bool) -> list[str]:
         counts[order[rank]] = counts.get(order[rank], 0) + 1
     regressions = [v for v in judgement.verdicts if v.status == "regression"]
     improvements = [v for v in judgement.verdicts if v.status == "improvement"]
-    head = ", ".join(f"{counts[s]} {s}" for s in order if counts.get(s))
+    gating = {v.name for v in regressions if v.gating}
+    quiet = sum(1 for name, rank in worst.items() if rank == 0 and name not in gating)
+    parts = [f"{counts[s]} {s}" for s in order if counts.get(s)]
+    if quiet:  # e.g. modelled energy: shown, but it cannot fail the gate
+        parts[0] += " (not gating)" if quiet == counts["regression"] else f" ({quiet} not gating)"
+    head = ", ".join(parts)
     outcome = "FAILED" if failing else "passed"
     lines = [f"pytest-energy gate {outcome}: {head or 'nothing judged'} "
              f"(set {judgement.baseline_set!r}, hardware {judgement.fingerprint_id})"]

@@ -114,6 +114,7 @@ def test_modelled_energy_gates_only_when_asked(tmp_path: Path) -> None:
     verdict = _energy(judgement, "t.py::a")
     assert verdict.status == "regression" and not verdict.gating and not judgement.gate_failed
     assert "modelled energy: not gating (--energy-gate-modelled gates it)" in verdict.message
+    assert judgement.summary[0].startswith("pytest-energy gate passed: 1 regression (not gating) (set")
     assert judgement.summary[1].endswith("[not gating]")
     asked = judge(records, _settings(tmp_path, gate_modelled=True), FINGERPRINT, tmp_path)
     assert asked.gate_failed and _energy(asked, "t.py::a").gating
@@ -220,7 +221,7 @@ def test_counted_work_gates_even_where_energy_is_modelled(tmp_path: Path) -> Non
     assert not _energy(judgement, "t.py::a").gating and not _energy(judgement, "t.py::b").gating
     assert judgement.gate_failed
     # Records counted by their most urgent verdict; b's modelled energy is a regression that does not gate.
-    assert judgement.summary[0].startswith("pytest-energy gate FAILED: 2 regression, 1 improvement (set")
+    assert judgement.summary[0].startswith("pytest-energy gate FAILED: 2 regression (1 not gating), 1 improvement (set")
     assert [line.split("  ")[0] for line in judgement.summary[1:]] == ["t.py::a", "t.py::a", "t.py::b", "t.py::c"]
     # A fine-tune has no per-inference FLOPs: its whole run's are judged; a per-metric threshold applies.
     tune = _working("t.py::d", 1.0)
