@@ -93,7 +93,7 @@ def quality_values(record: Record) -> dict[str, float]:
     values = {}
     for metric, entry in record.quality.items():
         value = entry.get("value") if isinstance(entry, dict) else entry
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        if _number(value):
             values[metric] = float(value)
     return values
 
@@ -108,7 +108,7 @@ def work_values(record: Record) -> dict[str, float]:
     """The one FLOP proxy of a record the gate judges (empty where the record counted none)."""
     for key in WORK_PROXIES:
         value = record.proxies.get(key)
-        if _number(value) and math.isfinite(value) and value > 0:
+        if _number(value) and value > 0:
             return {key: float(value)}
     return {}
 
@@ -156,7 +156,18 @@ def _fix(path: Path, problem: str) -> BaselineError:
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite JSON number (not a bool; an integer too large for a float is refused too)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def _refuse_constant(name: str) -> float:
+    """``json.loads`` hook: NaN and Infinity are not JSON; written back they would be null."""
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def _entry(path: Path, name: str, data: Any) -> Baseline:
@@ -212,9 +223,11 @@ def read_file(path: Path) -> dict[str, Baseline]:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise _fix(path, f"cannot be read ({error.strerror or error})") from None
+    except UnicodeDecodeError as error:
+        raise _fix(path, f"is not UTF-8 text ({error.reason} at byte {error.start})") from None
     try:
-        data = json.loads(text)
-    except ValueError as error:
+        data = json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as error:
         raise _fix(path, f"is not valid JSON ({error})") from None
     if not isinstance(data, dict):
         raise _fix(path, "is not a JSON object")

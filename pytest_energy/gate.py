@@ -273,25 +273,34 @@ def _write_baselines(records: list[Record], judgement: Judgement, settings: Sett
     return lines
 
 
+def _describe(error: Exception) -> str:
+    """An expected store error is its own one-line message; anything else also names its type."""
+    from .history import HistoryError
+
+    if isinstance(error, (OSError, store.BaselineError, HistoryError)):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
 def persist(records: list[Record], judgement: Judgement, settings: Settings, run_info: RunInfo) -> list[str]:
     """Write baselines (with ``--energy-update-baselines``) and append the run to history.
 
     Returns lines for the terminal. Each store fails on its own, in one line, without stopping the other.
     """
-    from .history import History, HistoryError  # sqlite3 only when a run is stored
+    from .history import History  # sqlite3 only when a run is stored
 
     lines: list[str] = []
     if settings.update_baselines:
         try:
             lines += _write_baselines(records, judgement, settings, run_info)
-        except (OSError, store.BaselineError) as error:
-            lines.append(f"pytest-energy: could not update baselines: {error}")
+        except Exception as error:  # never at the cost of the history row below
+            lines.append(f"pytest-energy: could not update baselines: {_describe(error)}")
     history = settings.history
     if history and str(history).lower() != "none":
         path = _resolve(history, judgement.rootdir)
         try:
             History(path).append(run_info, records, judgement)
             lines.append(f"pytest-energy: run {run_info.run_id} appended to history {path}")
-        except (OSError, HistoryError) as error:
-            lines.append(f"pytest-energy: could not append to history {path}: {error}")
+        except Exception as error:
+            lines.append(f"pytest-energy: could not append to history {path}: {_describe(error)}")
     return lines

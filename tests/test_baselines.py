@@ -111,6 +111,7 @@ def test_truncated_file_is_one_line_naming_it_and_is_never_overwritten(tmp_path:
     (lambda d: d["records"]["tests/test_m.py::test_a"]["rounds"][1].update(iterations=0), "round 1 is not"),
     (lambda d: d["records"]["tests/test_m.py::test_a"].update(quality={"rougeL": "high"}), "'quality'"),
     (lambda d: d.update(records=[]), "no 'records' object"),
+    (lambda d: d["records"]["tests/test_m.py::test_a"]["rounds"][0].update(net_joules=10**400), "round 0 is not"),
 ])
 def test_hand_edited_file_in_a_wrong_shape_is_refused(tmp_path: Path, edit, problem: str) -> None:
     folder = _folder(tmp_path)
@@ -122,6 +123,24 @@ def test_hand_edited_file_in_a_wrong_shape_is_refused(tmp_path: Path, edit, prob
     with pytest.raises(store.BaselineError, match=problem) as caught:
         store.read_file(path)
     assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda text: text.replace('"net_joules": ', '"net_joules": NaN, "x": ', 1).encode(), "NaN is not a number JSON"),
+    (lambda text: text.replace("test_a", "test_\xff").encode("latin-1"), "is not UTF-8 text"),
+])
+def test_nan_or_bytes_that_are_not_utf8_are_one_line_and_the_gate_goes_on(tmp_path: Path, damage, problem) -> None:
+    folder = _folder(tmp_path)
+    store.update(folder, [store.from_record(make_record("tests/test_m.py::test_a")),
+                          store.from_record(make_record("tests/test_n.py::test_c"))])
+    path = folder / "tests" / "test_m.py.json"
+    path.write_bytes(damage(path.read_text()))
+    loaded = store.load_set(folder)
+    assert list(loaded.baselines) == ["tests/test_n.py::test_c"]
+    [error] = loaded.errors
+    assert str(path) in error and problem in error and "\n" not in error
+    assert store.other_hardware(tmp_path / "baselines", "another-id", "default") == {
+        "tests/test_n.py::test_c": ["nvidia-h100-x1-1a2b3c4d"]}
 
 
 def test_other_schema_versions_are_refused_with_what_to_do(tmp_path: Path) -> None:
