@@ -10,7 +10,7 @@ from typing import Any
 from . import baselines as store
 from .config import Settings
 from .record import Record, Round, RunInfo
-from .verdict import Tolerance, Verdict, judge_energy, judge_value, parse_tolerance
+from .verdict import STATUSES, Tolerance, Verdict, judge_energy, judge_value, parse_tolerance
 
 #: pytest's exit code for an interrupted session (Ctrl-C); such a run never refreshes baselines.
 INTERRUPTED = 2
@@ -188,7 +188,7 @@ def _judge_set(records: list[Record], settings: Settings, root: Path, fingerprin
 def _summary(judgement: Judgement, failing: bool) -> list[str]:
     """The head line counts records by their most urgent verdict; then one line per regressed and
     improved metric with the size of its change."""
-    order = ("regression", "improvement", "inconclusive", "unchanged", "new", "incomparable")
+    order = STATUSES
     worst: dict[str, int] = {}  # record name -> its most urgent verdict over metrics and sets, as an index
     for verdict in judgement.verdicts:
         rank = order.index(verdict.status) if verdict.status in order else len(order) - 1

@@ -31,7 +31,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Sequence
 
-STATUSES = ("regression", "inconclusive", "improvement", "unchanged", "new", "incomparable")
+#: Most urgent first. A record's status is its most urgent verdict over metrics and sets, in the gate's
+#: head line and in every report alike.
+STATUSES = ("regression", "inconclusive", "improvement", "new", "unchanged", "incomparable")
 
 #: Two-sided confidence of the energy interval: at most 1 % false regressions on identical code.
 CONFIDENCE = 0.98

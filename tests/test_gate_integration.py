@@ -27,6 +27,7 @@ from pytest_energy import reference
 from pytest_energy.config import Settings, resolve
 from pytest_energy.gate import judge, persist
 from pytest_energy.history import History
+from pytest_energy.report import build_report
 from pytest_energy.record import Component, Record, Round
 
 TESTS = Path(__file__).parent
@@ -167,6 +168,11 @@ def test_compare_set_gives_verdicts_labelled_with_it(tmp_path: Path) -> None:
     main = _energy(judgement, "t.py::a", "main")
     assert main.status == "regression" and "vs 'main'" in main.message
     assert judgement.gate_failed and judgement.new == ["t.py::a"]
+    # The report shows the change against the set compared and updated; its status, the most urgent.
+    _record_baselines(tmp_path, [_record("t.py::a", _scaled(1.1))])
+    both = judge([_record("t.py::a", _scaled(1.1))], _settings(tmp_path, compare="main"), FINGERPRINT, tmp_path)
+    [row] = build_report([_record("t.py::a", _scaled(1.1))], both, make_run_info(), None).rows
+    assert row.status == "regression" and row.change.ratio == pytest.approx(1.0, abs=0.01)
 
 
 def test_per_test_and_per_metric_thresholds(tmp_path: Path) -> None:
@@ -239,6 +245,10 @@ def test_baseline_without_a_work_proxy_reads_as_new_for_it(tmp_path: Path) -> No
     judgement = judge([_working("t.py::a", 2.0e7)], _settings(tmp_path), FINGERPRINT, tmp_path)
     [verdict] = [v for v in judgement.verdicts if v.metric == "flops_per_inference"]
     assert verdict.status == "new" and not judgement.gate_failed
+    # The gate's head line and the report rank a record's verdicts the same way.
+    assert judgement.summary[0].startswith("pytest-energy gate passed: 1 new (set")
+    [row] = build_report([_working("t.py::a", 2.0e7)], judgement, make_run_info(), None).rows
+    assert row.status == "new"
 
 
 def test_normalised_verdict_cancels_a_hotter_device(tmp_path: Path) -> None:

@@ -16,12 +16,12 @@ from typing import Any, Iterable
 
 from ..gate import Judgement
 from ..record import Carbon, Record, RunInfo
-from ..verdict import Verdict
+from ..verdict import STATUSES, Verdict
 from .exports import carbon_efficiency_classes, rating
 
 JOULES_PER_WH = 3600.0
 #: Most urgent first: the HTML lists rows in this order, the terminal in the reverse order.
-STATUS_ORDER = ("regression", "inconclusive", "improvement", "new", "unchanged", "incomparable", "")
+STATUS_ORDER = (*STATUSES, "")
 _RANK = {status: index for index, status in enumerate(STATUS_ORDER)}
 #: A step in a trend series is marked when the level moves by at least this fraction.
 STEP_MIN_CHANGE = 0.05
@@ -329,8 +329,10 @@ def _change(verdict: Verdict | None) -> Change | None:
     return Change(verdict.ratio, verdict.low, verdict.high)
 
 
-def _row(index: int, record: Record, verdicts: list[Verdict], new: bool) -> Row:
-    by_metric = {v.metric: v for v in verdicts}
+def _row(index: int, record: Record, verdicts: list[Verdict], new: bool, baseline_set: str) -> Row:
+    """The record's status is its most urgent verdict against any set (either can fail the gate); the
+    change and the quality statuses shown are against ``baseline_set``, the one compared and updated."""
+    by_metric = {v.metric: v for v in verdicts if v.baseline_set == baseline_set}
     energy = by_metric.get("energy")
     statuses = [v.status for v in verdicts] or (["new"] if new else [])
     status = min(statuses, key=lambda s: _RANK.get(s, len(STATUS_ORDER))) if statuses else ""
@@ -571,7 +573,8 @@ def build_report(
     for verdict in judgement.verdicts:
         by_name.setdefault(verdict.name, []).append(verdict)
     new = set(judgement.new)
-    rows = _order([_row(i, r, by_name.get(r.name, []), r.name in new) for i, r in enumerate(records)])
+    rows = _order([_row(i, r, by_name.get(r.name, []), r.name in new, judgement.baseline_set)
+                   for i, r in enumerate(records)])
     fine_tunes = [row for row in rows if row.is_fine_tune]
     for row, (grade, basis) in zip(fine_tunes, carbon_efficiency_classes([r.record for r in fine_tunes])):
         row.carbon_class, row.carbon_class_basis = grade, basis
