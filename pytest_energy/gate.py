@@ -250,14 +250,15 @@ def _write_baselines(records: list[Record], judgement: Judgement, settings: Sett
     for verdict in judgement.verdicts:
         if verdict.baseline_set == settings.baseline_set:
             statuses.setdefault(verdict.name, set()).add(verdict.status)
-    chosen, skipped = [], []
+    chosen, skipped, kept = [], [], 0
     for record in records:
         if record.outcome == "failed" or not record.valid:
             skipped.append(record.name)
-        elif statuses.get(record.name) != {"unchanged"}:  # an unchanged baseline is kept: no churn in git
+        elif statuses.get(record.name) == {"unchanged"}:  # an unchanged baseline is kept: no churn in git
+            kept += 1
+        else:
             chosen.append(store.from_record(record))
     result = store.update(folder, chosen)
-    kept = sum(1 for r in records if statuses.get(r.name) == {"unchanged"})
     lines = [e for e in result.errors if e not in judgement.errors]  # judge() has shown the others
     lines.append(f"pytest-energy: baselines {folder}: {len(result.written)} written, {kept} unchanged kept"
                  + (f", {len(skipped)} not written (failed test or no valid round)" if skipped else "")

@@ -298,15 +298,17 @@ def test_reference_workload_on_a_gpu_uses_cuda_where_torch_sees_it() -> None:
 
 def test_persist_refreshes_only_what_changed_and_lists_unused(tmp_path: Path) -> None:
     settings = _settings(tmp_path, update_baselines=True)
-    first = [_record("t.py::a", BASE), _record("t.py::b", BASE), _record("t.py::gone", BASE)]
+    first = [_record("t.py::a", BASE), _record("t.py::b", BASE), _record("t.py::c", BASE),
+             _record("t.py::gone", BASE)]
     lines = persist(first, judge(first, settings, FINGERPRINT, tmp_path), settings, make_run_info("run-1"))
-    assert any("3 written, 0 unchanged kept" in line for line in lines)
+    assert any("4 written, 0 unchanged kept" in line for line in lines)
     path = store.set_folder(tmp_path / "baselines", HW, "default") / "t.py.json"
     second = [_record("t.py::a", BASE[::-1]), _record("t.py::b", _scaled(1.1)),
-              _record("t.py::new", BASE, outcome="failed")]
+              _record("t.py::c", BASE[::-1], outcome="failed"), _record("t.py::new", BASE, outcome="failed")]
     judgement = judge(second, settings, FINGERPRINT, tmp_path)
     lines = persist(second, judgement, settings, make_run_info("run-2"))
-    assert any("1 written, 1 unchanged kept, 1 not written (failed test or no valid round)" in line for line in lines)
+    # c is unchanged but failed: counted once, as not written.
+    assert any("1 written, 1 unchanged kept, 2 not written (failed test or no valid round)" in line for line in lines)
     assert "  refreshed t.py::b" in lines
     assert any(line.startswith("  unused    t.py::gone") and str(path) in line for line in lines)
     stored = store.load_set(path.parent).baselines
