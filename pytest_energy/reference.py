@@ -60,15 +60,13 @@ def _cpu_workload() -> Callable[[], None]:
     return workload
 
 
-def reference_workload(device: str) -> Callable[[], None]:
-    """The fixed workload for ``device`` ("gpu", "gpu:N", "cpu", ...): a matrix product of fixed size.
-
-    On a GPU it runs on that GPU through torch where torch is installed and sees CUDA; otherwise,
-    and for every other device, it is the CPU product.
+def reference_workload(device: str) -> Callable[[], None] | None:
+    """The fixed workload for ``device`` ("gpu:N", "cpu", "ram", "cpu:package-0", ...): a matrix
+    product of fixed size. A GPU's runs on that GPU (``gpu:N`` is ``cuda:N``: both count the GPUs CUDA
+    shows) through torch; None where torch is missing or does not see it, as CPU work would say
+    nothing of that GPU. Every other device gets the CPU product.
     """
     index = _cuda_index(device)
     if index is not None:
-        workload = _gpu_workload(index)
-        if workload is not None:
-            return workload
+        return _gpu_workload(index)
     return _cpu_workload()

@@ -147,14 +147,24 @@ class EnergySession:
         return self._meter
 
     def _measure_reference(self, meter: Meter) -> dict[str, float]:
-        """Gross joules per iteration of the fixed reference workload, per device."""
+        """Gross joules per iteration of the fixed reference workload, per device: each GPU runs its
+        own product and keeps its own joules; the other devices (CPU package, DRAM, modelled CPU and
+        RAM) share one run of the CPU product. A GPU torch cannot reach gets no reference."""
         from .reference import reference_workload
 
-        workload = reference_workload("gpu" if any(c.kind == "gpu" for c in meter.channels) else "cpu")
-        taken = meter.take_rounds(workload, (), {}, rounds=3, min_window=0.1, warmup=1)
-        measured = meter.account(taken)
-        iterations = sum(r.iterations for r in measured.rounds if r.valid)
-        return {c.device: c.gross_joules / iterations for c in measured.components if iterations and c.valid}
+        gpus = [c.device for c in meter.channels if c.kind == "gpu"]
+        others = {c.device for c in meter.channels if c.kind != "gpu"}
+        plan = [(device, {device}) for device in gpus] + ([("cpu", others)] if others else [])
+        joules: dict[str, float] = {}
+        for device, kept in plan:
+            workload = reference_workload(device)
+            if workload is None:
+                continue
+            measured = meter.account(meter.take_rounds(workload, (), {}, rounds=3, min_window=0.1, warmup=1))
+            iterations = sum(r.iterations for r in measured.rounds if r.valid)
+            joules.update({c.device: c.gross_joules / iterations for c in measured.components
+                           if c.device in kept and iterations and c.valid})
+        return joules
 
     def measure_call(
         self,

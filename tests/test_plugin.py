@@ -285,9 +285,16 @@ def test_sum(energy):
 def test_gpu_counter_joules_through_the_whole_plugin(pytester, monkeypatch):
     """A fake NVML GPU (100 ms counter, slow reads) idling at 80 W and working at 300 W: the record's
     net joules per round are the 220 W above idle times the window, within the tick interpolation."""
+    import importlib.util
+
     from fakes.pynvml import FakeGpu, install_fake_nvml
 
     install_fake_nvml(monkeypatch, [FakeGpu(power=80.0)])
+    # torch cannot reach a fake GPU; hidden, it is not imported inside this in-process run either
+    # (pytester drops the modules a run imported, and torch's C extension cannot load twice).
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *rest: None if name == "torch" else real_find_spec(name, *rest))
     pytester.makepyfile("""
 import time
 import pynvml
@@ -313,3 +320,5 @@ def test_gpu(energy):
         assert round_["net_joules"] == pytest.approx(220.0 * round_["seconds"], rel=0.03)
     assert record["fingerprint"]["gpus"][0]["name"] == "NVIDIA H100 80GB HBM3"
     assert record["fingerprint"]["id"].startswith("nvidia-h100-80gb-hbm3-x1-")
+    # No reference workload can run on a GPU torch cannot reach: no reference, rather than CPU work's.
+    assert document["session"]["reference_joules"] == {} and record["reference_joules"] == {}
