@@ -81,9 +81,8 @@ def energy_values(rounds: list[Round], devices: list[str] | None, scale: float =
 def _energy_verdict(record: Record, baseline: store.Baseline, settings: Settings, set_name: str,
                     tolerance: Tolerance, gate: bool) -> Verdict:
     """Energy of the measured (non-modelled) devices where there are any, else of the modelled ones."""
-    measured = sorted(c.device for c in record.components if c.method != "modelled")
-    devices = measured or None
-    modelled_only = not measured
+    modelled_only = all(c.method == "modelled" for c in record.components)
+    devices = None if modelled_only else record.judged_devices
     gating = gate and (settings.gate_modelled or not modelled_only)
     note = ""
     if modelled_only and gate and not gating:
@@ -92,7 +91,7 @@ def _energy_verdict(record: Record, baseline: store.Baseline, settings: Settings
     threshold = tolerance.value
     current_scale = baseline_scale = 1.0
     if settings.normalise:
-        judged = devices or sorted(c.device for c in record.components)
+        judged = record.judged_devices
         missing = [side for side, joules in (("this run", record.reference_joules),
                                              ("the baseline", baseline.reference_joules))
                    if not all(joules.get(d, 0.0) > 0 for d in judged)]

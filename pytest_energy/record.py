@@ -109,6 +109,13 @@ class Record:
         return sorted({c.method for c in self.components})
 
     @property
+    def judged_devices(self) -> list[str]:
+        """The devices an energy verdict judges: the measured ones (counter or sampled) where there
+        are any, else the modelled ones; a modelled estimate never blurs a measured figure."""
+        measured = sorted(c.device for c in self.components if c.method != "modelled")
+        return measured or sorted(c.device for c in self.components)
+
+    @property
     def iterations(self) -> int:
         return sum(r.iterations for r in self.rounds if r.valid)
 

@@ -243,11 +243,13 @@ class EnergySession:
         )
         record.reference_joules = {c.device: self.reference_joules[c.device] for c in measured.components
                                    if self.reference_joules.get(c.device, 0.0) > 0}
-        reference = sum(record.reference_joules.values())
-        if reference > 0 and iterations:
+        judged = [c for c in measured.components if c.device in record.judged_devices]
+        if iterations and all(c.device in record.reference_joules for c in judged):
+            # The devices a verdict judges, over their own reference joules: as the gate normalises.
+            reference = sum(record.reference_joules[c.device] for c in judged)
             record.normalised = {
-                "per_iteration_gross": gross / reference,
-                "per_iteration_net": net / reference,
+                "per_iteration_gross": sum(c.gross_joules for c in judged) / iterations / reference,
+                "per_iteration_net": sum(c.net_joules for c in judged) / iterations / reference,
             }
         notes = [f"{c.device}: {c.note}" for c in measured.components if c.note]
         if not valid:
