@@ -115,7 +115,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("baseline_set", _text, "default", "a name", "baseline set to compare with and update"),
     Option("compare", _text, None, "a name", "also compare with this named baseline set (e.g. main)"),
     Option("min_effect", _non_negative_float, 0.05, "a fraction >= 0 such as 0.05",
-           "smallest change in energy that counts as a regression or improvement"),
+           "smallest change that counts as a regression or improvement: of energy, and the default "
+           "tolerance of quality and FLOP verdicts"),
     Option("fail_on_regression", _boolean, True, "true or false", "make a regression fail the session"),
     Option("gate_modelled", _boolean, False, "true or false",
            "let modelled (estimated) energy fail the gate too"),

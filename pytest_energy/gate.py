@@ -46,7 +46,7 @@ def _tolerance(record: Record, metric: str, default: float, errors: list[str]) -
     per_metric = record.budget.get("thresholds") or {}
     if not isinstance(per_metric, dict):
         _note(errors, f"pytest-energy: {record.nodeid}: energy marker thresholds must be a dict "
-                      "such as {'energy': 0.1} (using the default)")
+                      "such as {'energy': 0.1} (ignored)")
         per_metric = {}
     candidates = ((f"thresholds[{metric!r}]", per_metric.get(metric)), ("threshold", record.budget.get("threshold")))
     for where, raw in candidates:
@@ -55,7 +55,8 @@ def _tolerance(record: Record, metric: str, default: float, errors: list[str]) -
         try:
             return parse_tolerance(raw, f"{record.nodeid}: energy marker {where}")
         except ValueError as error:
-            _note(errors, f"pytest-energy: {error} (using the default)")
+            _note(errors, f"pytest-energy: {error} (ignored: the next of thresholds, threshold, "
+                          "--energy-min-effect applies)")
     return Tolerance(relative=default)
 
 
@@ -76,6 +77,13 @@ def energy_values(rounds: list[Round], devices: list[str] | None, scale: float =
             return None
         values.append(joules / round_.iterations * scale)
     return values
+
+
+def _refresh(settings: Settings, set_name: str) -> str:
+    """The command that records this set's baselines (the compared set is not the one updated)."""
+    if set_name == settings.baseline_set:
+        return "--energy-update-baselines"
+    return f"--energy-update-baselines --energy-baseline-set {set_name}"
 
 
 def _energy_verdict(record: Record, baseline: store.Baseline, settings: Settings, set_name: str,
@@ -110,7 +118,8 @@ def _energy_verdict(record: Record, baseline: store.Baseline, settings: Settings
         return Verdict(record.name, "energy", "incomparable", None, None, None, threshold, set_name,
                        f"energy: the baseline measured other devices ({', '.join(sorted(baseline.devices))}); "
                        "refresh it with --energy-update-baselines", False)
-    return judge_energy(record.name, current, previous, threshold, set_name, gating=gating, what=what, note=note)
+    return judge_energy(record.name, current, previous, threshold, set_name, gating=gating, what=what, note=note,
+                        refresh=_refresh(settings, set_name))
 
 
 def _value_verdicts(record: Record, baseline: store.Baseline | None, settings: Settings, set_name: str,
@@ -130,11 +139,18 @@ def _value_verdicts(record: Record, baseline: store.Baseline | None, settings: S
     for metric, value, previous, higher_is_better, budget in metrics:
         tolerance = _tolerance(record, metric, settings.min_effect, errors)
         verdict = judge_value(record.name, metric, value, previous, tolerance, set_name,
-                              higher_is_better=higher_is_better, budget=budget, gating=gate)
+                              higher_is_better=higher_is_better, budget=budget, gating=gate,
+                              refresh=_refresh(settings, set_name))
         if verdict.status == "new" and incomparable:
             verdict.status, verdict.gating = "incomparable", False
             verdict.message = f"{metric} {value:.4g}: {incomparable}"
         verdicts.append(verdict)
+    counted = store.work_values(record)
+    for proxy, previous in sorted((baseline.work if baseline is not None else {}).items()):
+        if proxy not in counted:  # the count is gone: say so rather than let a refresh drop it unseen
+            verdicts.append(Verdict(record.name, proxy, "incomparable", None, None, None, settings.min_effect,
+                                    set_name, f"{proxy}: this run counted none (the baseline holds {previous:.4g}); "
+                                    "a refresh with --energy-update-baselines stores what it counts now", False))
     return verdicts
 
 

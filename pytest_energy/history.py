@@ -201,7 +201,7 @@ class History:
             run_info.run_id, run_info.started, run_info.finished, run_info.fingerprint.get("id"),
             run_info.git_commit, run_info.exitstatus, baseline_set,
             int(bool(judgement and judgement.gate_failed)), len(records),
-            sum(1 for v in verdicts if v.status == "regression"),
+            len({v.name for v in verdicts if v.status == "regression"}),  # records, as the gate's head line
             _number(sum(r.total_net_joules for r in valid)), _number(sum(r.total_gross_joules for r in valid)),
             _number(sum(r.co2_grams for r in valid)),
             json.dumps(finite(run_info.to_dict()), sort_keys=True, allow_nan=False),

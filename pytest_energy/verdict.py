@@ -216,11 +216,13 @@ def judge_energy(
     gating: bool = True,
     what: str = "energy",
     note: str = "",
+    refresh: str = "--energy-update-baselines",
 ) -> Verdict:
     """The energy verdict from per-iteration joules of each valid round, here and in the baseline.
 
     ``what`` names the quantity in the message ("energy", "normalised energy"); ``note`` is appended
-    (e.g. why the verdict does not gate).
+    (e.g. why the verdict does not gate); ``refresh`` is the command that records a new baseline in
+    this set, advised on an improvement.
     """
     suffix = f"; {note}" if note else ""
 
@@ -253,7 +255,7 @@ def judge_energy(
         head += (f"; {interval.rounds} rounds here and {interval.baseline_rounds} in the baseline are too few "
                  f"for a verdict: use --energy-rounds {minimum_rounds()} or more")
     elif status == "improvement":
-        head += "; refresh the baseline with --energy-update-baselines"
+        head += f"; refresh the baseline with {refresh}"
     elif status == "inconclusive":
         head += "; more rounds or a longer --energy-min-window narrow the interval"
     return verdict(status, head, interval)
@@ -270,6 +272,7 @@ def judge_value(
     higher_is_better: bool = True,
     budget: float | None = None,
     gating: bool = True,
+    refresh: str = "--energy-update-baselines",
 ) -> Verdict:
     """A metric with one number per run (a quality metric, or a counted work proxy such as FLOPs per
     inference) against its budget, then against its baseline value.
@@ -298,5 +301,5 @@ def judge_value(
         return verdict("regression", f"{head}: regression ({tolerance.describe()})")
     return verdict(
         "improvement",
-        f"{head}: improvement ({tolerance.describe()}); refresh the baseline with --energy-update-baselines",
+        f"{head}: improvement ({tolerance.describe()}); refresh the baseline with {refresh}",
     )

@@ -173,6 +173,9 @@ def test_compare_set_gives_verdicts_labelled_with_it(tmp_path: Path) -> None:
     both = judge([_record("t.py::a", _scaled(1.1))], _settings(tmp_path, compare="main"), FINGERPRINT, tmp_path)
     [row] = build_report([_record("t.py::a", _scaled(1.1))], both, make_run_info(), None).rows
     assert row.status == "regression" and row.change.ratio == pytest.approx(1.0, abs=0.01)
+    better = judge([_record("t.py::a", _scaled(0.9))], _settings(tmp_path, compare="main"), FINGERPRINT, tmp_path)
+    assert _energy(better, "t.py::a", "main").message.endswith(
+        "refresh the baseline with --energy-update-baselines --energy-baseline-set main")
 
 
 def test_per_test_and_per_metric_thresholds(tmp_path: Path) -> None:
@@ -192,7 +195,8 @@ def test_per_test_and_per_metric_thresholds(tmp_path: Path) -> None:
     c = _energy(judgement, "t.py::c")
     assert c.status == "regression" and not c.gating and c.threshold == 0.05
     assert judgement.errors == ["pytest-energy: t.py::c: energy marker threshold = 'lots': expected a fraction "
-                                ">= 0 such as 0.05, or {'atol': 0.01} / {'rtol': 0.05} (using the default)"]
+                                ">= 0 such as 0.05, or {'atol': 0.01} / {'rtol': 0.05} (ignored: the next of thresholds, "
+                                "threshold, --energy-min-effect applies)"]
 
 
 def test_quality_budget_from_the_case_is_judged(tmp_path: Path) -> None:
@@ -245,6 +249,12 @@ def test_baseline_without_a_work_proxy_reads_as_new_for_it(tmp_path: Path) -> No
     judgement = judge([_working("t.py::a", 2.0e7)], _settings(tmp_path), FINGERPRINT, tmp_path)
     [verdict] = [v for v in judgement.verdicts if v.metric == "flops_per_inference"]
     assert verdict.status == "new" and not judgement.gate_failed
+    # The other way round: a baseline with a count that this run no longer makes is said, not dropped.
+    _record_baselines(tmp_path, [_working("t.py::b", 2.0e7)])
+    uncounted = judge([_record("t.py::b", BASE)], _settings(tmp_path), FINGERPRINT, tmp_path)
+    [gone] = [v for v in uncounted.verdicts if v.metric == "flops_per_inference"]
+    assert gone.status == "incomparable" and not gone.gating and not uncounted.gate_failed
+    assert gone.message.startswith("flops_per_inference: this run counted none (the baseline holds 2e+07)")
     # The gate's head line and the report rank a record's verdicts the same way.
     assert judgement.summary[0].startswith("pytest-energy gate passed: 1 new (set")
     [row] = build_report([_working("t.py::a", 2.0e7)], judgement, make_run_info(), None).rows

@@ -1,0 +1,28 @@
+"""The README is part of the interface: its options table and record schema must say what the code does."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from pytest_energy.config import OPTIONS
+from pytest_energy.record import Record
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+
+
+def test_every_option_has_its_row_with_the_real_default_and_help() -> None:
+    missing = []
+    for option in OPTIONS:
+        default = "—" if option.default is None else str(option.default)
+        row = f"| `{option.cli}` | `{option.ini}` | `{option.env}` | {default} | {option.help} |"
+        if row not in README:
+            missing.append(row)
+    assert missing == []
+
+
+def test_record_schema_names_every_record_field() -> None:
+    schema = README[README.index("## Record schema"):README.index("## Extending it")]
+    absent = [f.name for f in dataclasses.fields(Record) if f'"{f.name}"' not in schema]
+    assert absent == []
+    assert '"form": "call" | "block" | "case"' in schema
