@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 
@@ -154,6 +155,15 @@ class Settings:
             values[name] = parse_value(BY_NAME[name], raw, source)
             sources[name] = source
         return Settings(self.enabled, values, sources)
+
+
+def path_setting(value: Any, root: Path | str | None) -> Path | None:
+    """A configured file or folder: None where unset, "" or "none" (that output is off); a relative
+    path is taken from ``root`` (pytest's rootdir), else from the current folder."""
+    if value is None or str(value).strip().lower() in ("", "none"):
+        return None
+    path = Path(str(value))
+    return path if path.is_absolute() or not root else Path(root) / path
 
 
 def parse_value(option: Option, raw: Any, source: str) -> Any:

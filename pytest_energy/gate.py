@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from . import baselines as store
-from .config import Settings
+from .config import Settings, path_setting
 from .record import Record, Round, RunInfo
 from .verdict import STATUSES, Tolerance, Verdict, judge_energy, judge_value, parse_tolerance
 
@@ -28,11 +28,6 @@ class Judgement:
     gate_failed: bool = False
     summary: list[str] = field(default_factory=list)  # lines naming each regression and its size
     rootdir: str = ""  # where relative baseline and history paths resolve (pytest's rootdir)
-
-
-def _resolve(path: str, rootdir: str | Path) -> Path:
-    candidate = Path(path)
-    return candidate if candidate.is_absolute() or not rootdir else Path(rootdir) / candidate
 
 
 def _note(errors: list[str], line: str) -> None:
@@ -240,7 +235,10 @@ def judge(records: list[Record], settings: Settings, fingerprint: dict[str, Any]
     if not fingerprint_id:
         judgement.errors.append("pytest-energy: no hardware fingerprint for this run; baselines not compared")
         return judgement
-    root = _resolve(settings.baselines, rootdir)
+    root = path_setting(settings.baselines, rootdir)
+    if root is None:
+        judgement.errors.append("pytest-energy: --energy-baselines is none: no baseline compared")
+        return judgement
     sets = [settings.baseline_set]
     if settings.compare and settings.compare != settings.baseline_set:
         sets.append(settings.compare)
@@ -259,7 +257,9 @@ def _write_baselines(records: list[Record], judgement: Judgement, settings: Sett
     fingerprint_id = judgement.fingerprint_id or str(run_info.fingerprint.get("id") or "")
     if not fingerprint_id:
         return ["pytest-energy: no hardware fingerprint for this run; baselines not updated"]
-    root = _resolve(settings.baselines, judgement.rootdir)
+    root = path_setting(settings.baselines, judgement.rootdir)
+    if root is None:
+        return ["pytest-energy: --energy-baselines is none: baselines not updated"]
     folder = store.set_folder(root, fingerprint_id, settings.baseline_set)
     statuses: dict[str, set[str]] = {}
     for verdict in judgement.verdicts:
@@ -311,9 +311,8 @@ def persist(records: list[Record], judgement: Judgement, settings: Settings, run
             lines += _write_baselines(records, judgement, settings, run_info)
         except Exception as error:  # never at the cost of the history row below
             lines.append(f"pytest-energy: could not update baselines: {_describe(error)}")
-    history = settings.history
-    if history and str(history).lower() != "none":
-        path = _resolve(history, judgement.rootdir)
+    path = path_setting(settings.history, judgement.rootdir)
+    if path is not None:
         try:
             History(path).append(run_info, records, judgement)
             lines.append(f"pytest-energy: run {run_info.run_id} appended to history {path}")

@@ -50,10 +50,6 @@ class Round:
     def net_per_iteration(self) -> float:
         return self.net_joules / self.iterations
 
-    @property
-    def gross_per_iteration(self) -> float:
-        return self.gross_joules / self.iterations
-
 
 @dataclass
 class Carbon:
@@ -176,16 +172,6 @@ def session_document(records: list[Record], session: dict[str, Any]) -> dict[str
         "session": session,
         "records": [r.to_dict() for r in records],
     })
-
-
-def load_document(data: dict[str, Any]) -> list[Record]:
-    """Records from an ``--energy-json`` document, refusing a schema this version cannot read."""
-    version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ValueError(
-            f"energy JSON has schema_version {version!r}; this pytest-energy reads {SCHEMA_VERSION}"
-        )
-    return [Record.from_dict(r) for r in data["records"]]
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 
 from . import budget as budgets
 from .carbon import grams, resolve_carbon
-from .config import Settings
+from .config import Settings, path_setting
 from .fingerprint import fingerprint, git_commit
 from .fixture import Block
 from .meter import END, START, Meter, Taken
@@ -367,7 +367,7 @@ class EnergySession:
             self, "judgement", gate.judge(records, self.settings, self.fingerprint, self.rootpath)))
         self._stage("baselines and history", lambda: self.output_lines.extend(
             gate.persist(records, self.judgement, self.settings, run_info)))
-        history_path = self._path(self.settings.history)
+        history_path = path_setting(self.settings.history, self.rootpath)
         history = History(history_path) if history_path and history_path.exists() else None
         self._stage("the report", lambda: setattr(
             self, "report", report.build_report(records, self.judgement, run_info, history)))
@@ -382,14 +382,8 @@ class EnergySession:
         except Exception as error:  # one line, and the remaining stages still run
             self.output_lines.append(f"pytest-energy: could not write {what}: {type(error).__name__}: {error}")
 
-    def _path(self, value: str | None) -> Path | None:
-        if not value or value.lower() == "none":
-            return None
-        path = Path(value)
-        return path if path.is_absolute() else self.rootpath / path
-
     def _write_json(self, records: list[Record], run_info: RunInfo) -> None:
-        path = self._path(self.settings.json)
+        path = path_setting(self.settings.json, self.rootpath)
         if path is None:
             return
         from .locking import atomic_write_text

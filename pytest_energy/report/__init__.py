@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..config import path_setting
 from ..gate import Judgement
 from ..record import Carbon, RunInfo
 from ..verdict import Verdict
@@ -23,13 +24,13 @@ def write_outputs(report: Report, settings: Any, root: Path | None = None) -> li
     the rootdir the gate judged in, else the current folder)."""
     root = root if root is not None else (Path(report.rootdir) if report.rootdir else None)
     lines = []
-    html_path = exports.enabled_path(getattr(settings, "report", None), root)
+    html_path = path_setting(getattr(settings, "report", None), root)
     if html_path is not None:
         lines.append(html.write(report, html_path))
-    csv_path = exports.enabled_path(getattr(settings, "csv", None), root)
+    csv_path = path_setting(getattr(settings, "csv", None), root)
     if csv_path is not None:
         lines.append(exports.write_emissions_csv(report, csv_path))
-    cards = exports.enabled_path(getattr(settings, "model_card", None), root)
+    cards = path_setting(getattr(settings, "model_card", None), root)
     if cards is not None:
         lines += exports.write_model_cards(report, cards)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")

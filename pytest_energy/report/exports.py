@@ -350,12 +350,3 @@ def append_step_summary(report: Report, path: Path) -> str:
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(markdown_summary(report))
     return f"markdown summary appended to $GITHUB_STEP_SUMMARY ({path})"
-
-
-def enabled_path(value: Any, root: Path | None) -> Path | None:
-    """A configured output path, or None where unset, "" or "none"; relative paths from ``root``."""
-    if value is None or str(value).strip().lower() in ("", "none"):
-        return None
-    path = Path(str(value))
-    return path if path.is_absolute() or root is None else root / path
-
