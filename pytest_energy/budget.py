@@ -79,19 +79,20 @@ def check(budgets: Iterable[EnergyBudget], records: list[Record], nodeid: str) -
     Records whose every window was invalid cannot be judged and are skipped (their note says why).
     """
     valid = [r for r in records if r.valid]
+    failure = ""
     for budget in budgets:
         groups = [valid] if budget.per == "test" else [[r] for r in valid]
         for group in groups:
             if not group:
                 continue
             value, uncertainty, methods, what = _measured(group, budget)
-            if value > budget.limit_joules:
+            met = value <= budget.limit_joules
+            for record in group:  # every budget is recorded, the exceeded ones too, before failing
+                record.budget.setdefault("energy", []).append(
+                    {"limit_joules": budget.limit_joules, "per": budget.per, "basis": budget.basis, "met": met})
+            if not met and not failure:
                 label = f" [{group[0].label}]" if budget.per != "test" and group[0].label else ""
-                raise EnergyBudgetExceeded(
-                    f"energy budget exceeded{label}: {format_energy(value)} ± {format_energy(uncertainty)} "
-                    f"{what} ({budget.basis}, {methods}) > budget {budget.describe()}"
-                )
-        for record in valid:
-            record.budget.setdefault("energy", []).append(
-                {"limit_joules": budget.limit_joules, "per": budget.per, "basis": budget.basis}
-            )
+                failure = (f"energy budget exceeded{label}: {format_energy(value)} ± {format_energy(uncertainty)} "
+                           f"{what} ({budget.basis}, {methods}) > budget {budget.describe()}")
+    if failure:
+        raise EnergyBudgetExceeded(failure)

@@ -87,8 +87,13 @@ def test_under(energy):
     assert "Traceback" not in output and "plugin.py" not in output and "During handling" not in output
     value, unit = re.search(r"exceeded: ([\d.]+) (mJ|J) ±", output).groups()
     assert float(value) * (1e-3 if unit == "mJ" else 1.0) > 1e-3  # more than the 1 mJ budget
-    outcomes = {r["name"].split("::")[-1]: r["outcome"] for r in document["records"]}
-    assert outcomes == {"test_over": "failed", "test_under": "passed"}
+    by_name = {r["name"].split("::")[-1]: r for r in document["records"]}
+    assert {name: r["outcome"] for name, r in by_name.items()} == {"test_over": "failed", "test_under": "passed"}
+    # The exceeded budget is recorded too, so the JSON says what the failure was measured against.
+    assert by_name["test_over"]["budget"]["energy"] == [
+        {"limit_joules": 0.001, "per": "iteration", "basis": "gross", "met": False}]
+    assert by_name["test_under"]["budget"]["energy"] == [
+        {"limit_joules": 3.6e6, "per": "1000", "basis": "gross", "met": True}]
 
 
 def test_block_form_and_whole_test_marker(pytester, mode):

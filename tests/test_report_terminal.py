@@ -53,7 +53,7 @@ def test_table_lists_every_row_with_regressions_last(pytestconfig, monkeypatch):
     figures = lines[position["test_regressed"] + 1]  # the figures line under the name
     regressed = next(row.record for row in report.rows if row.name == "t.py::test_regressed")
     assert figures.startswith("regression")
-    assert f"{fmt(regressed.per_iteration_net_joules)} J ± {fmt(regressed.per_iteration_uncertainty_joules, 2)}" in figures
+    assert f"{fmt(regressed.per_iteration_net_joules)} J ± {fmt(regressed.per_iteration_uncertainty_joules, 2)} J" in figures
     assert "+25.0 % [+20.0 %, +30.0 %]" in figures and "rougeL 0.41" in figures
     assert f"{fmt(regressed.per_iteration_gross_joules / 3.6)} Wh per 1,000 inferences (gross)" in text
     assert "rougeL 0.41" in text

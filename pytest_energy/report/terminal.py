@@ -37,7 +37,8 @@ def _console(terminalreporter: Any) -> Console:
     )
 
 
-HEADERS = ("verdict", "energy/iter ± se", "CO2 g", "method", "vs baseline [interval]", "quality")
+# Net energy (above idle) per iteration is what verdicts compare; budgets say their own basis.
+HEADERS = ("verdict", "net energy/iter ± se", "CO2 g total", "method", "vs baseline [interval]", "quality")
 RIGHT = (False, True, True, False, True, False)
 
 
@@ -45,7 +46,7 @@ def _cells(row: Row) -> tuple[str, ...]:
     verdict = (row.status or "-") + (" (not gating)" if row.status == "regression" and not row.gating else "")
     return (
         verdict,
-        f"{fmt(row.per_iteration_net)} J ± {fmt(row.uncertainty, 2)}",
+        f"{fmt(row.per_iteration_net)} J ± {fmt(row.uncertainty, 2)} J",
         fmt(row.record.co2_grams, 3),
         row.methods,
         row.change.text if row.change else "",
