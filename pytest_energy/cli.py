@@ -55,7 +55,9 @@ def _parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="render the HTML report from the history store")
     report.add_argument("--history", default=history_default, help=f"history store (default {history_default})")
-    report.add_argument("--out", default=BY_NAME["report"].default, help="HTML file to write")
+    # Not the session report's path: the nightly report must not overwrite the last run's.
+    nightly_default = str(Path(BY_NAME["report"].default).with_name("energy-nightly.html"))
+    report.add_argument("--out", default=nightly_default, help=f"HTML file to write (default {nightly_default})")
     report.add_argument("--last", type=_positive, default=None, help="only the newest N runs")
     return parser
 

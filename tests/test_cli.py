@@ -71,6 +71,17 @@ def test_report_renders_from_history(history: Path, tmp_path: Path, capsys: pyte
     assert out.read_text().lstrip().lower().startswith("<!doctype html")
 
 
+def test_report_never_overwrites_the_session_report_by_default(history: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    session_report = tmp_path / "reports" / "energy-report.html"
+    session_report.parent.mkdir()
+    session_report.write_text("the last run's report")
+    assert main(["report", "--history", str(history)]) == 0
+    assert (tmp_path / "reports" / "energy-nightly.html").exists()
+    assert session_report.read_text() == "the last run's report"
+
+
 @pytest.mark.parametrize("argv, message", [
     (["runs", "--history", "{missing}"], "no history at {missing}; run `pytest --energy` first"),
     (["history", "nobody::here", "--history", "{history}"], "no record named 'nobody::here' in"),
