@@ -25,6 +25,7 @@ class Judgement:
     fingerprint_id: str = ""
     new: list[str] = field(default_factory=list)  # record names with no baseline yet
     errors: list[str] = field(default_factory=list)  # one line per unreadable baseline file
+    unreadable: list[str] = field(default_factory=list)  # those files: their tests are not compared
     gate_failed: bool = False
     summary: list[str] = field(default_factory=list)  # lines naming each regression and its size
     rootdir: str = ""  # where relative baseline and history paths resolve (pytest's rootdir)
@@ -163,6 +164,7 @@ def _judge_set(records: list[Record], settings: Settings, root: Path, fingerprin
     folder = store.set_folder(root, fingerprint_id, set_name)
     loaded = store.load_set(folder)
     judgement.errors += [e for e in loaded.errors if e not in judgement.errors]
+    judgement.unreadable += [str(p) for p in loaded.broken if str(p) not in judgement.unreadable]
     elsewhere: dict[str, list[str]] | None = None
     for record in records:
         gate = record.budget.get("gate", True) is not False
@@ -214,6 +216,9 @@ def _summary(judgement: Judgement, failing: bool) -> list[str]:
     if quiet:  # e.g. modelled energy: shown, but it cannot fail the gate
         parts[0] += " (not gating)" if quiet == counts["regression"] else f" ({quiet} not gating)"
     head = ", ".join(parts)
+    if judgement.unreadable:  # a damaged file must not pass unseen: its tests are not compared at all
+        count = len(judgement.unreadable)
+        head += f"; {count} baseline file{'s' if count > 1 else ''} unreadable, not compared (see below)"
     outcome = "FAILED" if failing else "passed"
     lines = [f"pytest-energy gate {outcome}: {head or 'nothing judged'} "
              f"(set {judgement.baseline_set!r}, hardware {judgement.fingerprint_id})"]

@@ -152,6 +152,8 @@ def test_broken_baseline_file_is_one_error_and_the_rest_goes_on(tmp_path: Path) 
     settings = _settings(tmp_path, update_baselines=True)
     judgement = judge(records, settings, FINGERPRINT, tmp_path)
     assert len(judgement.errors) == 1 and str(broken) in judgement.errors[0]
+    assert judgement.summary[0].startswith("pytest-energy gate FAILED: 1 regression, 1 incomparable; "
+                                           "1 baseline file unreadable, not compared (see below) (set")
     assert _energy(judgement, "a.py::x").status == "incomparable"
     assert _energy(judgement, "b.py::y").status == "regression"
     before = broken.read_text()
