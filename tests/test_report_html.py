@@ -78,6 +78,20 @@ def test_regressions_section_comes_first_and_lists_the_regression():
     assert 'id="gate-state">gate failed<' in page
 
 
+def test_regressions_that_cannot_fail_the_gate_are_not_alarmed():
+    records = [make_record("t.py::test_modelled", 2.0), make_record("t.py::test_measured", 2.0)]
+    card = re.compile(r'<div class="card( alert)?" id="total-regressions">.*?</div></div>', re.S)
+    quiet = build_report(records[:1], make_judgement([make_verdict("t.py::test_modelled", "regression", 1.3,
+                                                                   gating=False)]), make_run_info(), None)
+    shown = card.search(html.render(quiet)).group(0)
+    assert ' alert"' not in shown and "none can fail the gate" in shown
+    loud = build_report(records, make_judgement([
+        make_verdict("t.py::test_modelled", "regression", 1.3, gating=False),
+        make_verdict("t.py::test_measured", "regression", 1.3)]), make_run_info(), None)
+    shown = card.search(html.render(loud)).group(0)
+    assert 'class="card alert"' in shown and "1 not gating" in shown
+
+
 def test_numbers_match_the_records():
     records, report, page = _render()
     regressed = records[2]

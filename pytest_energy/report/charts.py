@@ -98,6 +98,11 @@ def quality_scatter(chart: QualityChart) -> Markup:
             f'{fmt(point.energy)} J, {escape(chart.metric)} {fmt(point.quality)}'
             f'{" (Pareto front)" if point.on_front else ""}</title></circle></a>'
         )
+        if point.on_front:  # the few points worth naming on the page; every point has its tooltip
+            short = point.name.rsplit("::", 1)[-1]
+            short = short if len(short) <= 28 else short[:27] + "…"
+            parts.append(f'<text class="label" x="{x(point.energy) + 7:.1f}" y="{y(point.quality) - 6:.1f}">'
+                         f'{escape(short)}</text>')
     return _frame(width, height, f"energy against {chart.metric}, Pareto front marked", parts)
 
 

@@ -176,6 +176,7 @@ class Totals:
     co2_grams: float
     counts: dict[str, int]  # rows per status ("" = not judged)
     failed: int  # tests whose outcome was failed (budgets included)
+    not_gating: int = 0  # regressions that cannot fail the gate (e.g. modelled energy)
 
     @property
     def gross_wh(self) -> float:
@@ -387,9 +388,11 @@ def _quality_charts(rows: list[Row]) -> list[QualityChart]:
             chart = groups.setdefault(key, QualityChart(quality.metric, row.record.unit,
                                                         quality.higher_is_better, []))
             chart.points.append(QualityPoint(row.index, row.name, energy, quality.value, row.status))
-    for chart in groups.values():
+    # One point is no trade-off: a chart needs two records of the same unit to compare.
+    charts = [chart for chart in groups.values() if len(chart.points) >= 2]
+    for chart in charts:
         _pareto(chart.points, chart.higher_is_better)
-    return sorted(groups.values(), key=lambda c: (c.metric, c.unit))
+    return sorted(charts, key=lambda c: (c.metric, c.unit))
 
 
 class _Level:
@@ -587,6 +590,7 @@ def build_report(
         co2_grams=math.fsum(r.co2_grams for r in records if math.isfinite(r.co2_grams)),
         counts=dict(counts),
         failed=sum(1 for r in records if r.outcome == "failed"),
+        not_gating=sum(1 for r in rows if r.status == "regression" and not r.gating),
     )
     fingerprint = run_info.fingerprint if run_info else (records[0].fingerprint if records else {})
     trends_note = ""
