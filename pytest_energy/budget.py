@@ -55,7 +55,7 @@ def budget_from_marker(kwargs: dict[str, Any]) -> EnergyBudget | None:
     try:
         limit = parse_energy(kwargs["budget"])
     except ValueError as error:
-        raise BudgetError(f"energy marker budget: {error}") from None
+        raise BudgetError(f"energy marker budget={kwargs['budget']!r}: {str(error).split(': ', 1)[-1]}") from None
     return EnergyBudget(limit, per, basis)
 
 

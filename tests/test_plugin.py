@@ -163,7 +163,7 @@ def test_fine(energy):
     result, _ = run(pytester, ["-p", "no:xdist"], "--energy-devices", "cpu")
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines([
-        "*energy marker budget: energy '12 parsecs': unknown unit 'parsecs'*",
+        "*energy marker budget='12 parsecs': unknown unit 'parsecs'; use J, kJ, mJ, Wh, mWh or kWh*",
         "*energy marker: unknown keyword 'window'*",
     ])
     assert "Traceback" not in result.stdout.str()

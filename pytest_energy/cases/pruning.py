@@ -44,7 +44,7 @@ class Pruning:
             return dtype
         if not device.startswith("cuda"):
             raise unittest.SkipTest("2:4 semi-structured sparsity needs a CUDA GPU with sparse tensor cores "
-                                    "(compute capability 8.0+); this case runs on the CPU")
+                                    "(compute capability 8.0+), and this case's device is the CPU")
         capability = torch.cuda.get_device_capability(torch.device(device))
         if capability < SPARSE_CAPABILITY:
             raise unittest.SkipTest(f"2:4 semi-structured sparsity needs compute capability 8.0+; "

@@ -75,7 +75,7 @@ def render_from_history(history_path: Path, out_path: Path, last: int | None = N
               for name, points in history.series(latest.fingerprint_id).items()}
     report = build_report(
         history.records(latest.run_id), judgement, _run_info(latest.info), series=series,
-        title=f"pytest-energy nightly report: {len(runs)} runs", source="history",
+        title=f"pytest-energy nightly report: {len(runs)} run{'s' if len(runs) > 1 else ''}", source="history",
     )
     html.write(report, Path(out_path))
     return Path(out_path)
