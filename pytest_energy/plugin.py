@@ -114,7 +114,7 @@ def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: Any) 
     cases = sys.modules.get("pytest_energy.cases")
     if cases is None or not isinstance(obj, cases.Case):
         return None
-    line = _declaration_line(collector.path, name)
+    line = cases.base.declaration_line(collector.path, name)
     items = []
     for test_name, test in obj.tests(name):
         item = CaseFunction.from_parent(collector, name=test_name, callobj=_reporting_skips_here(test))
@@ -130,18 +130,6 @@ class CaseFunction(pytest.Function):
 
     def reportinfo(self) -> tuple[Any, int | None, str]:
         return self.path, self.declared_at, self.name
-
-
-def _declaration_line(path: Any, name: str) -> int:
-    """0-based line of ``name = ...`` in the module (0 where it cannot be found)."""
-    import re
-
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
-        return 0
-    pattern = re.compile(rf"^{re.escape(name)}\s*(?::[^=]*)?=")
-    return next((number for number, text in enumerate(lines) if pattern.match(text)), 0)
 
 
 def _reporting_skips_here(test: Any) -> Any:

@@ -80,6 +80,8 @@ class TestContext:
             if unknown:
                 raise ValueError(
                     f"energy marker: unknown keyword {unknown[0]!r}; expected one of {', '.join(MARKER_KEYS)}")
+            if not isinstance(marker.get("gate", True), bool):  # gate="false" would read as true
+                raise ValueError(f"energy marker gate={marker['gate']!r}: expected True or False")
             budget = budgets.budget_from_marker(marker)
             if settings is not None:
                 overrides = {k: marker[k] for k in SETTING_KEYS if marker.get(k) is not None}

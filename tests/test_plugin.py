@@ -157,14 +157,19 @@ def test_bad(energy):
 def test_unknown(energy):
     energy(work)
 
+@pytest.mark.energy(gate="false")
+def test_gate_text(energy):
+    energy(work)
+
 def test_fine(energy):
     energy(work)
 """)
     result, _ = run(pytester, ["-p", "no:xdist"], "--energy-devices", "cpu")
-    result.assert_outcomes(passed=1, failed=2)
+    result.assert_outcomes(passed=1, failed=3)
     result.stdout.fnmatch_lines([
         "*energy marker budget='12 parsecs': unknown unit 'parsecs'; use J, kJ, mJ, Wh, mWh or kWh*",
         "*energy marker: unknown keyword 'window'*",
+        "*energy marker gate='false': expected True or False*",
     ])
     assert "Traceback" not in result.stdout.str()
 

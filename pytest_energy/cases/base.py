@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Union
@@ -135,6 +136,17 @@ class Case:
 
     def tests(self, name: str) -> list[tuple[str, Callable[[Any], None]]]:
         raise NotImplementedError
+
+
+def declaration_line(module: Path, name: str) -> int:
+    """0-based line of ``name = ...`` in the module file (0 where it cannot be found): failures and
+    ``-v`` point at the case's declaration, not at the runner that ran it."""
+    try:
+        lines = Path(module).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return 0
+    pattern = re.compile(rf"^{re.escape(name)}\s*(?::[^=]*)?=")
+    return next((number for number, text in enumerate(lines) if pattern.match(text)), 0)
 
 
 def one_line_failures(run: Callable[[Any], None]) -> Callable[[Any], None]:
