@@ -7,13 +7,15 @@ import ast
 import csv
 import importlib.util
 import json
+import re
+from html import unescape
 from pathlib import Path
 
 import pytest
 import yaml
 
 from factories import make_judgement, make_record, make_run_info, make_verdict
-from pytest_energy.report import build_report
+from pytest_energy.report import build_report, html
 from pytest_energy.report.exports import (
     CODECARBON_COLUMNS, benchmark_extra_info, carbon_efficiency_classes, junit_properties, markdown_summary,
     rating, star_rating, write_emissions_csv, write_model_cards,
@@ -83,6 +85,11 @@ def test_model_card_block_parses_as_yaml_and_matches_the_record(tmp_path):
     other = yaml.safe_load((tmp_path / "cards" / "suites_test_ft.py_bart_highlights.yaml").read_text())
     assert other["carbon_efficiency"]["class"] == "E"
     assert "lower emissions, rougeL per g, parameters per g, tokens_in per g" in other["carbon_efficiency"]["basis"]
+    # The HTML report shows the same block in the fine-tune's details, escaped, parsing to the same YAML.
+    page = html.render(report)
+    blocks = re.findall(r'<pre class="model-card">(.*?)</pre>', page, re.S)
+    assert len(blocks) == 2
+    assert yaml.safe_load(unescape(blocks[0])) in (card, other)
 
 
 def test_carbon_efficiency_needs_two_fine_tunes():

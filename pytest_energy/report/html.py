@@ -14,7 +14,7 @@ import jinja2
 from markupsafe import Markup
 
 from ..locking import atomic_write_text
-from . import charts
+from . import charts, exports
 from .model import Report, Row, fmt, percent
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -44,6 +44,7 @@ def environment() -> jinja2.Environment:
         power_timeline=charts.power_timeline,
         trend_line=charts.trend_line,
         facts=facts,
+        model_card_block=exports.model_card_block,
         status_class=charts.STATUS_CLASS,
         stars=lambda n: STARS[:n] + "☆" * (5 - n),
     )
