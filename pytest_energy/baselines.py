@@ -5,7 +5,7 @@ next to its test in a diff. Each file holds, per record name, the rounds a verdi
 (iterations, seconds, gross and net joules, net joules per device), which method measured each
 device, the reference-workload joules for normalised verdicts, the quality values and the counted
 work (FLOPs) the gate judges. Keys are
-sorted, numbers rounded to 6 significant digits, indentation fixed: the same run writes the same bytes.
+sorted, measured numbers rounded to 6 significant digits (counts kept exact), indentation fixed: the same run writes the same bytes.
 
 Writes are read-modify-write under a lock, then an atomic rename (:mod:`pytest_energy.locking`), so
 parallel writers lose nothing and a reader never sees half a file. A file that cannot be read (bad
@@ -53,7 +53,7 @@ class Baseline:
     work: dict[str, float] = field(default_factory=dict)  # the FLOP proxy the gate judges (see work_values)
 
     def to_json(self) -> dict[str, Any]:
-        return _rounded({
+        data = _rounded({
             "nodeid": self.nodeid,
             "unit": self.unit,
             "devices": self.devices,
@@ -65,10 +65,12 @@ class Baseline:
             "per_iteration_net_joules": _per_iteration_net(self.rounds),  # for reviewers; not read back
             "reference_joules": self.reference_joules,
             "quality": self.quality,
-            "work": self.work,
             "recorded": self.recorded,
             "git_commit": self.git_commit,
         })
+        # Counts are exact (zero noise): rounding them would make a threshold of 0 fail identical work.
+        data["work"] = {k: int(v) if float(v).is_integer() else v for k, v in self.work.items()}
+        return data
 
 
 def _per_iteration_net(rounds: list[Round]) -> float | None:

@@ -69,9 +69,13 @@ class Option:
 
     @property
     def switch(self) -> bool:
-        """A true/false option that is on by itself on the command line (``--energy-normalise``) and
-        also takes a value (``--energy-fail-on-regression false``)."""
+        """A true/false option given as a pair of flags on the command line, ``--energy-normalise`` and
+        ``--energy-no-normalise``: a flag never takes the next argument (a test path) as its value."""
         return not self.flag and self.parse is _boolean
+
+    @property
+    def negative_cli(self) -> str:
+        return "--energy-no-" + self.name.replace("_", "-")
 
     @property
     def ini(self) -> str:

@@ -98,7 +98,7 @@ def _energy_verdict(record: Record, baseline: store.Baseline, settings: Settings
         judged = record.judged_devices
         missing = [side for side, joules in (("this run", record.reference_joules),
                                              ("the baseline", baseline.reference_joules))
-                   if not all(joules.get(d, 0.0) > 0 for d in judged)]
+                   if not judged or not all(joules.get(d, 0.0) > 0 for d in judged)]
         if missing:
             return Verdict(record.name, "energy", "incomparable", None, None, None, threshold, set_name,
                            f"normalised energy: {missing[0]} has no reference-workload joules for "
@@ -144,7 +144,7 @@ def _value_verdicts(record: Record, baseline: store.Baseline | None, settings: S
     counted = store.work_values(record)
     for proxy, previous in sorted((baseline.work if baseline is not None else {}).items()):
         if proxy not in counted:  # the count is gone: say so rather than let a refresh drop it unseen
-            verdicts.append(Verdict(record.name, proxy, "incomparable", None, None, None, settings.min_effect,
+            verdicts.append(Verdict(record.name, proxy, "inconclusive", None, None, None, settings.min_effect,
                                     set_name, f"{proxy}: this run counted none (the baseline holds {previous:.4g}); "
                                     "a refresh with --energy-update-baselines stores what it counts now", False))
     return verdicts

@@ -325,7 +325,7 @@ class Meter:
             seconds = taken.edges[index + 1].at - taken.edges[index].at
             by_device: dict[str, float] = {}
             gross_sum = net_sum = 0.0
-            valid = True
+            valid = bool(self.channels)  # with no device read, 0 J would pass every budget falsely
             for channel in self.channels:
                 start, end = before[channel.device], after[channel.device]
                 gross = end.joules - start.joules

@@ -43,8 +43,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         if option.flag:
             group.addoption(option.cli, action="store_true", default=False, dest=option.dest, help=described)
         elif option.switch:
-            group.addoption(option.cli, dest=option.dest, default=None, nargs="?", const="true",
-                            metavar="true|false", help=described)
+            group.addoption(option.cli, dest=option.dest, default=None, action="store_const", const="true",
+                            help=described)
+            group.addoption(option.negative_cli, dest=option.dest, action="store_const", const="false",
+                            help=f"the opposite of {option.cli}")
         else:
             group.addoption(option.cli, dest=option.dest, default=None, metavar="VALUE", help=described)
         parser.addini(option.ini, option.help, default=None)

@@ -246,7 +246,7 @@ class EnergySession:
         record.reference_joules = {c.device: self.reference_joules[c.device] for c in measured.components
                                    if self.reference_joules.get(c.device, 0.0) > 0}
         judged = [c for c in measured.components if c.device in record.judged_devices]
-        if iterations and all(c.device in record.reference_joules for c in judged):
+        if iterations and judged and all(c.device in record.reference_joules for c in judged):
             # The devices a verdict judges, over their own reference joules: as the gate normalises.
             reference = sum(record.reference_joules[c.device] for c in judged)
             record.normalised = {
@@ -255,7 +255,10 @@ class EnergySession:
             }
         notes = [f"{c.device}: {c.note}" for c in measured.components if c.note]
         if not valid:
-            notes.append("every window was invalid: no energy figure for this measurement")
+            notes.append("every window was invalid: no energy figure for this measurement"
+                         if measured.components else
+                         "no device could be measured (see the session's notes): no energy figure, "
+                         "budgets not checked")
         notes += self._other_processes(meter)
         if notes:
             record.extra["notes"] = notes

@@ -222,3 +222,13 @@ def test_lock_is_exclusive_between_processes(tmp_path: Path) -> None:
         waited = time.perf_counter() - started
     child.join(30)
     assert waited >= 0.3
+
+
+def test_work_counts_are_stored_exactly(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    record = make_record("tests/test_m.py::test_a")
+    record.proxies = {"flops_per_inference": 52_987_654.5, "flops": 52_987_654_500.0}
+    store.update(folder, [store.from_record(record)])
+    text = (folder / "tests" / "test_m.py.json").read_text()
+    assert '"flops_per_inference": 52987654.5' in text
+    assert store.load_set(folder).baselines["tests/test_m.py::test_a"].work == {"flops_per_inference": 52_987_654.5}

@@ -255,7 +255,7 @@ def test_baseline_without_a_work_proxy_reads_as_new_for_it(tmp_path: Path) -> No
     _record_baselines(tmp_path, [_working("t.py::b", 2.0e7)])
     uncounted = judge([_record("t.py::b", BASE)], _settings(tmp_path), FINGERPRINT, tmp_path)
     [gone] = [v for v in uncounted.verdicts if v.metric == "flops_per_inference"]
-    assert gone.status == "incomparable" and not gone.gating and not uncounted.gate_failed
+    assert gone.status == "inconclusive" and not gone.gating and not uncounted.gate_failed
     assert gone.message.startswith("flops_per_inference: this run counted none (the baseline holds 2e+07)")
     # The gate's head line and the report rank a record's verdicts the same way.
     assert judgement.summary[0].startswith("pytest-energy gate passed: 1 new (set")

@@ -211,19 +211,38 @@ def test_sum(energy):
     assert [p.name for p in (pytester.path / "baselines").iterdir()] == [record["fingerprint"]["id"]]
 
 
-def test_true_false_options_are_on_alone_and_take_a_value(pytester):
+def test_no_device_to_measure_gives_no_figure_and_no_false_pass(pytester, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # NVML cannot be imported: no GPU can be read
+    pytester.makepyfile(WORK + """
+@pytest.mark.energy(budget="1 mJ")
+def test_sum(energy):
+    energy(work)
+""")
+    result, document = run(pytester, ["-p", "no:xdist"], "--energy-devices", "gpu", "--energy-normalise")
+    result.assert_outcomes(passed=1)
+    assert "Traceback" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["pytest-energy: GPU energy not measured: *"])
+    [record] = document["records"]
+    assert record["components"] == [] and record["per_iteration_net_joules"] is None
+    assert all(not r["valid"] for r in record["rounds"]) and record["normalised"] == {}
+    assert record["extra"]["notes"] == [
+        "no device could be measured (see the session's notes): no energy figure, budgets not checked"]
+
+
+def test_true_false_options_are_flag_pairs(pytester):
     pytester.makepyfile(WORK + """
 def test_sum(energy):
     energy(work)
 """)
     result, document = run(pytester, ["-p", "no:xdist"], "--energy-devices", "cpu",
-                           "--energy-fail-on-regression", "false", "--energy-normalise", "--energy-gate-modelled")
+                           "--energy-no-fail-on-regression", "--energy-normalise", "--energy-gate-modelled")
     result.assert_outcomes(passed=1)
     settings = document["session"]["settings"]
     assert (settings["fail_on_regression"], settings["normalise"], settings["gate_modelled"]) == (False, True, True)
-    result = pytester.runpytest("--energy", "--energy-normalise", "maybe")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: pytest-energy: --energy-normalise has 'maybe', expected true or false"])
+    # A flag never swallows what follows it, as addopts put flags before the test paths.
+    pytester.makeini("[pytest]\naddopts = --energy --energy-gate-modelled --energy-devices cpu\n")
+    result = pytester.runpytest(*FAST, "test_true_false_options_are_flag_pairs.py")
+    result.assert_outcomes(passed=1)
 
 
 def test_environment_and_ini_are_sources_too(pytester, monkeypatch):
