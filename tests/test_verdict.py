@@ -98,13 +98,14 @@ def _rounds(rng: random.Random, count: int, level: float, cv: float, outliers: b
     return values
 
 
-def _rates(effect: float, cv: float, *, outliers: bool = False, seeds: int = 2000, rounds: int = 5) -> Counter[str]:
+def _rates(effect: float, cv: float, *, outliers: bool = False, seeds: int = 2000, rounds: int = 5,
+           threshold: float = 0.05) -> Counter[str]:
     statuses: Counter[str] = Counter()
     for seed in range(seeds):
         rng = random.Random(seed)
         baseline = _rounds(rng, rounds, 10.0, cv, outliers)
         current = _rounds(rng, rounds, 10.0 * effect, cv, outliers)
-        statuses[judge_energy("t", current, baseline, 0.05, "default").status] += 1
+        statuses[judge_energy("t", current, baseline, threshold, "default").status] += 1
     return statuses
 
 
@@ -126,6 +127,15 @@ def test_ten_percent_more_work_is_a_regression() -> None:
 
 def test_ten_percent_less_work_is_an_improvement() -> None:
     assert _rates(0.90, 0.02)["improvement"] / 2000 >= 0.99
+
+
+@pytest.mark.parametrize("threshold, rounds", [(0.01, 5), (0.02, 10)])
+def test_three_percent_at_h100_noise_is_caught_95_percent_with_1_percent_false_alarms(threshold, rounds) -> None:
+    # 0.8 % CV per round: an H100 counter at a 1 s window with the edges interpolated (measurement-facts.md).
+    # At the 5 % default a +3 % change is below the threshold by design; these are the settings that
+    # catch it (README, "Accuracy and overhead").
+    assert _rates(1.03, 0.008, threshold=threshold, rounds=rounds)["regression"] / 2000 >= 0.95
+    assert _rates(1.0, 0.008, threshold=threshold, rounds=rounds)["regression"] / 2000 <= 0.01
 
 
 def test_a_change_smaller_than_the_threshold_never_fails() -> None:
