@@ -277,10 +277,14 @@ import sys
 def pytest_sessionfinish(session):
     heavy = [m for m in ("torch", "transformers", "codecarbon", "rich", "jinja2") if m in sys.modules]
     print("HEAVY:", heavy)
+    print("OURS:", sorted(m for m in sys.modules if m.startswith("pytest_energy")))
 """)
     pytester.makepyfile("def test_nothing(): pass")
     result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "-p", "no:html")  # it loads jinja2
     result.stdout.fnmatch_lines(["*HEAVY: []"])
+    # With --energy off the plugin costs its options and hook specs only: no session, meter or record.
+    assert ("OURS: ['pytest_energy', 'pytest_energy.config', 'pytest_energy.hookspec', 'pytest_energy.plugin']"
+            in result.stdout.lines)
     probe = subprocess.run(
         [sys.executable, "-c", "import sys, pytest_energy.plugin; "
          "print([m for m in ('torch', 'transformers', 'codecarbon') if m in sys.modules])"],
