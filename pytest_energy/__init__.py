@@ -1,30 +1,30 @@
 """pytest-energy: measure, budget and gate the energy and CO2 of test code and ML model cases.
 
-Importing this package is cheap: every name below is loaded on first use (pytest imports the
-package to load the plugin, with ``--energy`` on or off), and nothing here imports torch,
-transformers or codecarbon.
+Importing this package is cheap: the case classes are loaded on first use, and nothing here imports
+torch, transformers or codecarbon. The light core (budget, record, units) is imported here on purpose:
+its classes must keep one identity for the whole process, also when pytester runs sessions in-process
+and drops the modules each run imported (a budget failure is caught by its class).
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from .budget import EnergyBudget, EnergyBudgetExceeded
+from .record import SCHEMA_VERSION, Record
+from .units import format_energy, parse_energy
 
 __version__ = "0.1.0"
 
-#: Public name -> the module that defines it.
-_EXPORTS = {
-    "EnergyBudget": "budget", "EnergyBudgetExceeded": "budget",
-    "Record": "record", "SCHEMA_VERSION": "record",
-    "format_energy": "units", "parse_energy": "units",
-    "Case": "cases", "InferenceCase": "cases", "FineTuneCase": "cases", "PruningSweep": "cases",
-}
+_CASES = ("Case", "InferenceCase", "FineTuneCase", "PruningSweep")
 
-__all__ = [*_EXPORTS, "__version__"]
+__all__ = ["EnergyBudget", "EnergyBudgetExceeded", "Record", "SCHEMA_VERSION", "format_energy",
+           "parse_energy", "__version__", *_CASES]
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pytest_energy' has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{module}", __name__), name)
+    if name in _CASES:
+        from . import cases
+
+        return getattr(cases, name)
+    raise AttributeError(f"module 'pytest_energy' has no attribute {name!r}")
