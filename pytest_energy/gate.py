@@ -3,6 +3,7 @@ the stores written after it (baselines on request, history always)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,8 @@ from typing import Any
 from . import baselines as store
 from .config import Settings, path_setting
 from .record import Record, Round, RunInfo
-from .verdict import STATUSES, Tolerance, Verdict, judge_energy, judge_value, parse_tolerance
+from .verdict import (STATUSES, Tolerance, Verdict, fails_gate, judge_energy, judge_value, most_urgent,
+                      parse_tolerance)
 
 #: pytest's exit code for an interrupted session (Ctrl-C); such a run never refreshes baselines.
 INTERRUPTED = 2
@@ -200,19 +202,15 @@ def _judge_set(records: list[Record], settings: Settings, root: Path, fingerprin
 def _summary(judgement: Judgement, failing: bool) -> list[str]:
     """The head line counts records by their most urgent verdict; then one line per regressed and
     improved metric with the size of its change."""
-    order = STATUSES
-    worst: dict[str, int] = {}  # record name -> its most urgent verdict over metrics and sets, as an index
+    by_record: dict[str, list[Verdict]] = {}
     for verdict in judgement.verdicts:
-        rank = order.index(verdict.status) if verdict.status in order else len(order) - 1
-        worst[verdict.name] = min(rank, worst.get(verdict.name, rank))
-    counts: dict[str, int] = {}
-    for rank in worst.values():
-        counts[order[rank]] = counts.get(order[rank], 0) + 1
+        by_record.setdefault(verdict.name, []).append(verdict)
+    worst = {name: most_urgent(v.status for v in verdicts) for name, verdicts in by_record.items()}
+    counts = Counter(worst.values())
     regressions = [v for v in judgement.verdicts if v.status == "regression"]
     improvements = [v for v in judgement.verdicts if v.status == "improvement"]
-    gating = {v.name for v in regressions if v.gating}
-    quiet = sum(1 for name, rank in worst.items() if rank == 0 and name not in gating)
-    parts = [f"{counts[s]} {s}" for s in order if counts.get(s)]
+    quiet = sum(1 for name, status in worst.items() if status == "regression" and not fails_gate(by_record[name]))
+    parts = [f"{counts[s]} {s}" for s in STATUSES if counts[s]]
     if quiet:  # e.g. modelled energy: shown, but it cannot fail the gate
         parts[0] += " (not gating)" if quiet == counts["regression"] else f" ({quiet} not gating)"
     head = ", ".join(parts)
@@ -249,7 +247,7 @@ def judge(records: list[Record], settings: Settings, fingerprint: dict[str, Any]
         sets.append(settings.compare)
     for set_name in sets:
         _judge_set(records, settings, root, fingerprint_id, set_name, judgement)
-    failing = any(v.status == "regression" and v.gating for v in judgement.verdicts)
+    failing = fails_gate(judgement.verdicts)
     judgement.gate_failed = bool(failing and settings.fail_on_regression)
     judgement.summary = _summary(judgement, judgement.gate_failed)
     return judgement

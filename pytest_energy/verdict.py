@@ -29,11 +29,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 #: Most urgent first. A record's status is its most urgent verdict over metrics and sets, in the gate's
 #: head line and in every report alike.
 STATUSES = ("regression", "inconclusive", "improvement", "new", "unchanged", "incomparable")
+
+_URGENCY = {status: rank for rank, status in enumerate(STATUSES)}
+
+
+def most_urgent(statuses: Iterable[str]) -> str:
+    """The most urgent of ``statuses`` in :data:`STATUSES`' order ("" where there is none)."""
+    return min(statuses, key=lambda status: _URGENCY.get(status, len(STATUSES)), default="")
+
 
 #: Two-sided confidence of the energy interval: at most 1 % false regressions on identical code.
 CONFIDENCE = 0.98
@@ -84,6 +92,11 @@ class Tolerance:
         if self.absolute is not None:
             return f"tolerance {self.absolute:g}"
         return f"threshold {_percent(self.relative or 0.0)}"
+
+
+def fails_gate(verdicts: Iterable[Verdict]) -> bool:
+    """Whether any of these verdicts is a regression that may fail the gate."""
+    return any(v.status == "regression" and v.gating for v in verdicts)
 
 
 def parse_tolerance(raw: Any, where: str) -> Tolerance:

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 from ..gate import Judgement
 from ..record import Carbon, Record, RunInfo
-from ..verdict import STATUSES, Verdict
+from ..verdict import STATUSES, Verdict, fails_gate, most_urgent
 from .exports import carbon_efficiency_classes, rating
 
 JOULES_PER_WH = 3600.0
@@ -335,9 +335,8 @@ def _row(index: int, record: Record, verdicts: list[Verdict], new: bool, baselin
     change and the quality statuses shown are against ``baseline_set``, the one compared and updated."""
     by_metric = {v.metric: v for v in verdicts if v.baseline_set == baseline_set}
     energy = by_metric.get("energy")
-    statuses = [v.status for v in verdicts] or (["new"] if new else [])
-    status = min(statuses, key=lambda s: _RANK.get(s, len(STATUS_ORDER))) if statuses else ""
-    gating = any(v.gating for v in verdicts if v.status == "regression") if status == "regression" else True
+    status = most_urgent(v.status for v in verdicts) or ("new" if new else "")
+    gating = fails_gate(verdicts) if status == "regression" else True
     stars, basis = rating(record)
     return Row(
         index=index,
