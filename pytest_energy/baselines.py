@@ -4,8 +4,8 @@ One JSON file per test module, mirroring the test tree, so a reviewer sees a mod
 next to its test in a diff. Each file holds, per record name, the rounds a verdict needs
 (iterations, seconds, gross and net joules, net joules per device), which method measured each
 device, the reference-workload joules for normalised verdicts, the quality values and the counted
-work (FLOPs) the gate judges. Keys are
-sorted, measured numbers rounded to 6 significant digits (counts kept exact), indentation fixed: the same run writes the same bytes.
+work (FLOPs) the gate judges. Keys are sorted, measured numbers rounded to 6 significant digits
+(counts kept exact), indentation fixed: the same run writes the same bytes.
 
 Writes are read-modify-write under a lock, then an atomic rename (:mod:`pytest_energy.locking`), so
 parallel writers lose nothing and a reader never sees half a file. A file that cannot be read (bad

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from .record import Record
-from .units import format_energy, parse_energy
+from .units import EnergyValueError, format_energy, parse_energy
 
 PER = {"iteration": 1, "1000": 1000, "test": None}
 BASES = ("gross", "net")
@@ -54,8 +54,8 @@ def budget_from_marker(kwargs: dict[str, Any]) -> EnergyBudget | None:
         raise BudgetError(f"energy marker basis={basis!r}: expected 'gross' or 'net'")
     try:
         limit = parse_energy(kwargs["budget"])
-    except ValueError as error:
-        raise BudgetError(f"energy marker budget={kwargs['budget']!r}: {str(error).split(': ', 1)[-1]}") from None
+    except EnergyValueError as error:
+        raise BudgetError(f"energy marker budget={kwargs['budget']!r}: {error.reason}") from None
     return EnergyBudget(limit, per, basis)
 
 

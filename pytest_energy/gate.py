@@ -131,7 +131,8 @@ def _value_verdicts(record: Record, baseline: store.Baseline | None, settings: S
         budget = float(budget) if isinstance(budget, (int, float)) and not isinstance(budget, bool) else None
         previous = baseline.quality.get(metric) if baseline is not None else None
         metrics.append((metric, value, previous, bool(entry.get("higher_is_better", True)), budget))
-    for proxy, value in store.work_values(record).items():
+    counted = store.work_values(record)
+    for proxy, value in counted.items():
         metrics.append((proxy, value, baseline.work.get(proxy) if baseline is not None else None, False, None))
     verdicts = []
     for metric, value, previous, higher_is_better, budget in metrics:
@@ -143,7 +144,6 @@ def _value_verdicts(record: Record, baseline: store.Baseline | None, settings: S
             verdict.status, verdict.gating = "incomparable", False
             verdict.message = f"{metric} {value:.4g}: {incomparable}"
         verdicts.append(verdict)
-    counted = store.work_values(record)
     for proxy, previous in sorted((baseline.work if baseline is not None else {}).items()):
         if proxy not in counted:  # the count is gone: say so rather than let a refresh drop it unseen
             verdicts.append(Verdict(record.name, proxy, "inconclusive", None, None, None, settings.min_effect,

@@ -245,7 +245,8 @@ class EnergySession:
         )
         record.reference_joules = {c.device: self.reference_joules[c.device] for c in measured.components
                                    if self.reference_joules.get(c.device, 0.0) > 0}
-        judged = [c for c in measured.components if c.device in record.judged_devices]
+        judged_devices = set(record.judged_devices)
+        judged = [c for c in measured.components if c.device in judged_devices]
         if iterations and judged and all(c.device in record.reference_joules for c in judged):
             # The devices a verdict judges, over their own reference joules: as the gate normalises.
             reference = sum(record.reference_joules[c.device] for c in judged)
