@@ -143,39 +143,100 @@ class _NoSynonyms:
         return []
 
 
+class _StemmedSynonyms:
+    """WordNet as nltk's METEOR needs it after its stem stage.
+
+    nltk hands the synonym stage the Porter *stems* of the words still unmatched ("automobil"), on
+    both sides, so WordNet finds no synset for most of them and "car"/"automobile" never match. METEOR
+    matches synonyms of the words themselves: this looks up the original words behind a stem and
+    offers their synonyms stemmed, so they compare with the stemmed reference words.
+    """
+
+    def __init__(self, wordnet: Any, stemmer: Any, words: Sequence[str]) -> None:
+        self._wordnet, self._stem = wordnet, stemmer.stem
+        self._originals: dict[str, set[str]] = {}
+        for word in words:
+            self._originals.setdefault(self._stem(word), set()).add(word)
+
+    def synsets(self, stem: str) -> list[Any]:
+        names = {self._stem(lemma.name()) for word in self._originals.get(stem, {stem})
+                 for synset in self._wordnet.synsets(word) for lemma in synset.lemmas()}
+        return [_Synonyms(sorted(names))]
+
+
+class _Synonyms:
+    """One pseudo-synset: the stemmed synonyms of a word (nltk reads only ``lemmas()[i].name()``)."""
+
+    def __init__(self, names: list[str]) -> None:
+        self._lemmas = [_Lemma(name) for name in names]
+
+    def lemmas(self) -> list[Any]:
+        return self._lemmas
+
+
+@dataclass(frozen=True)
+class _Lemma:
+    word: str
+
+    def name(self) -> str:
+        return self.word
+
+
 def _wordnet() -> Any | None:
-    """NLTK's WordNet reader if its data is installed here (never downloaded), else None."""
+    """NLTK's WordNet reader if its data is installed here (never downloaded), else None.
+
+    NLTK's own data comes first; then the system's WordNet 3.0 (Debian's ``wordnet-base`` and
+    ``wordnet-sense-index``), laid out for NLTK by :mod:`pytest_energy.wordnet`.
+    """
     import nltk
 
-    try:
-        nltk.data.find("corpora/wordnet")
-    except LookupError:
-        try:
-            nltk.data.find("corpora/wordnet.zip")
-        except LookupError:
+    if not _nltk_has("corpora/wordnet", "corpora/wordnet.zip"):
+        from .wordnet import nltk_root
+
+        root = nltk_root()
+        if root is None:
+            return None
+        if str(root) not in nltk.data.path:
+            nltk.data.path.append(str(root))
+        if not _nltk_has("corpora/wordnet"):
             return None
     from nltk.corpus import wordnet
 
     return wordnet
 
 
+def _nltk_has(*resources: str) -> bool:
+    import nltk
+
+    for resource in resources:
+        try:
+            nltk.data.find(resource)
+            return True
+        except LookupError:
+            continue
+    return False
+
+
 def meteor(predictions: Sequence[str], references: Sequence[str]) -> Score:
     """METEOR (nltk), mean over examples; words are lower-cased and split on word boundaries.
 
     nltk's METEOR matches words exactly, then by Porter stem, then by WordNet synonym. WordNet's data
-    is a separate download that this project never makes at run time; where it is not installed, only
-    exact and stem matches count, and ``computed_by`` says so (scores are then a little lower).
+    is never downloaded at run time: it is NLTK's own where installed, else the system's (Debian's
+    ``wordnet-base`` and ``wordnet-sense-index``); where neither is there, only exact and stem matches
+    count, and ``computed_by`` says so (scores are then a little lower).
     """
     from nltk.translate.meteor_score import single_meteor_score
+    from nltk.stem.porter import PorterStemmer
 
     count = _same_length(predictions, references)
     wordnet = _wordnet()
-    matcher = wordnet if wordnet is not None else _NoSynonyms()
+    stemmer = PorterStemmer()
     total = 0.0
     for prediction, reference in zip(predictions, references):
-        total += single_meteor_score(
-            _WORDS.findall(reference.lower()), _WORDS.findall(prediction.lower()), wordnet=matcher
-        )
+        hypothesis = _WORDS.findall(prediction.lower())
+        matcher = _StemmedSynonyms(wordnet, stemmer, hypothesis) if wordnet is not None else _NoSynonyms()
+        total += single_meteor_score(_WORDS.findall(reference.lower()), hypothesis, stemmer=stemmer,
+                                     wordnet=matcher)
     matching = "exact + stem + WordNet synonym matching" if wordnet is not None else (
         "exact + stem matching only (WordNet data not installed)")
     return Score("meteor", total / count, f"nltk {_version('nltk')} METEOR: {matching}", count)

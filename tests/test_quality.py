@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from pytest_energy import quality
+from pytest_energy import quality, wordnet
 
 
 def test_accuracy_counts_exact_matches():
@@ -69,6 +69,61 @@ def test_meteor_without_wordnet_matches_exact_and_stems(monkeypatch):
     # the, cats~cat (stem), running match; were/was do not: P = R = 3/4, 2 chunks of 3 matches
     stemmed = quality.meteor(["the cats were running"], ["the cat was running"])
     assert stemmed.value == pytest.approx(0.75 * (1 - 0.5 * (2 / 3) ** 3))
+
+
+class _FakeWordNet:
+    """WordNet at its boundary: ``synsets(word)`` with lemmas, as nltk's reader gives them."""
+
+    SYNONYMS = {"car": ["car", "auto", "automobile", "machine"], "automobile": ["car", "auto", "automobile"]}
+
+    def synsets(self, word):
+        names = self.SYNONYMS.get(word, [])
+        lemma = lambda name: type("Lemma", (), {"name": lambda self: name})()  # noqa: E731
+        return [type("Synset", (), {"lemmas": lambda self: [lemma(n) for n in names]})()] if names else []
+
+
+def test_meteor_matches_synonyms_of_the_words_not_of_their_stems(monkeypatch):
+    # nltk hands its synonym stage Porter stems ("automobil"): looked up as they are, nothing matches.
+    monkeypatch.setattr(quality, "_wordnet", lambda: _FakeWordNet())
+    synonym = quality.meteor(["the automobile is red"], ["the car is red"])
+    other = quality.meteor(["the bus is red"], ["the car is red"])
+    assert synonym.value == pytest.approx(1 - 0.5 * (1 / 4) ** 3)  # 4 of 4 words, one chunk
+    assert other.value == pytest.approx(0.75 * (1 - 0.5 * (2 / 3) ** 3))  # bus matches nothing
+    assert "WordNet synonym" in synonym.computed_by
+
+
+@pytest.mark.skipif(not (wordnet.SYSTEM_WORDNET / "index.sense").is_file(),
+                    reason="Debian's wordnet-base and wordnet-sense-index are not installed")
+def test_meteor_uses_debians_wordnet_where_it_is_installed(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    root = wordnet.nltk_root()
+    assert root == tmp_path / "pytest-energy" / "nltk_data"
+    synonym = quality.meteor(["the automobile is red"], ["the car is red"])
+    other = quality.meteor(["the bus is red"], ["the car is red"])
+    assert synonym.value == pytest.approx(1 - 0.5 * (1 / 4) ** 3)
+    assert other.value < synonym.value
+    assert "exact + stem + WordNet synonym matching" in synonym.computed_by
+
+
+def test_wordnet_folder_is_laid_out_for_nltk_from_the_system_files(tmp_path):
+    source = tmp_path / "share"
+    source.mkdir()
+    for name in wordnet._NEEDED[:-1]:
+        (source / name).write_text(f"{name} data\n")
+    assert wordnet.nltk_root(source, tmp_path / "cache") is None  # index.sense missing: incomplete
+    (source / "index.sense").write_text("sense\n")
+    root = wordnet.nltk_root(source, tmp_path / "cache")
+    folder = root / "corpora" / "wordnet"
+    for name in wordnet._NEEDED:  # regular files of their own: nltk refuses symlinks and hard links
+        path = folder / name
+        assert path.is_file() and not path.is_symlink() and path.stat().st_nlink == 1
+        assert path.read_text() == (source / name).read_text()
+    lines = (folder / "lexnames").read_text().splitlines()
+    assert len(lines) == 45
+    assert lines[0] == "00\tadj.all\t3" and lines[3] == "03\tnoun.Tops\t1" and lines[44] == "44\tadj.ppl\t3"
+    (source / "data.noun").write_text("a newer, longer noun file\n")
+    wordnet.nltk_root(source, tmp_path / "cache")  # a changed source file is copied again
+    assert (folder / "data.noun").read_text() == "a newer, longer noun file\n"
 
 
 def test_metrics_refuse_unpaired_or_empty_input():
