@@ -49,7 +49,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                             help=f"the opposite of {option.cli}")
         else:
             group.addoption(option.cli, dest=option.dest, default=None, metavar="VALUE", help=described)
-        parser.addini(option.ini, option.help, default=None)
+        parser.addini(option.ini, option.help, default=settings_module.INI_UNSET)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -59,6 +59,7 @@ def pytest_configure(config: pytest.Config) -> None:
             settings_module.enabled(config.option.energy, config.getini("energy")),
             vars(config.option), config.getini,
         )
+        settings_module.check(settings, config.rootpath)
     except settings_module.SettingError as error:
         raise pytest.UsageError(str(error)) from None
     if not settings.enabled:
