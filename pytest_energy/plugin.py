@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Generator
 import pytest
 
 from . import config as settings_module
+from . import foreign
 
 if TYPE_CHECKING:
     from .fixture import EnergyFixture
@@ -99,7 +100,7 @@ def _context(item: pytest.Item) -> TestContext:
 
         session = item.config.stash.get(SESSION_KEY, None)
         context = TestContext.for_test(item.nodeid, session.settings if session else None,
-                                       [m.kwargs for m in item.iter_markers("energy")])
+                                       foreign.mark_kwargs(item))
         item.stash[CONTEXT_KEY] = context
     return context
 
@@ -109,7 +110,8 @@ def energy(request: pytest.FixtureRequest) -> EnergyFixture:
     """Measure energy: ``energy(fn, *args)``, ``energy.run(fn, ...)`` or ``with energy.measure():``."""
     from .fixture import EnergyFixture
 
-    return EnergyFixture(request.config.stash.get(SESSION_KEY, None), _context(request.node))
+    session = None if foreign.left_alone(request.node) else request.config.stash.get(SESSION_KEY, None)
+    return EnergyFixture(session, _context(request.node))
 
 
 def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: Any) -> list[pytest.Item] | None:
@@ -149,10 +151,17 @@ def _reporting_skips_here(test: Any) -> Any:
     return run
 
 
+@pytest.hookimpl(trylast=True)  # after deselection: the tests that will run
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is not None:
+        session.notes += foreign.survey(items, config.getini("markers"), MARKER_HELP, config.rootpath)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     session = item.config.stash.get(SESSION_KEY, None)
-    if session is None:
+    if session is None or foreign.left_alone(item):
         return (yield)
     context = item.stash.get(CONTEXT_KEY, None)
     if context is None and item.get_closest_marker("energy") is not None:
