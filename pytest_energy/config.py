@@ -8,7 +8,8 @@ Every number is finite and within a range of its own (``inf`` or ``1e400`` would
 the idle window or report 0 g CO2). An empty value means the same from every source: for an output (a
 file or folder pytest-energy writes) it turns that output off, as ``none`` does; for any other option it
 is no value, so the next source applies. No output may name another output's path, an existing SQLite
-store, a folder or a file inside the baselines folder (:func:`check`).
+store, a folder or a file inside the baselines folder; these cross-checks, and the device names, are
+made where measurement is on (:func:`check`).
 """
 
 from __future__ import annotations
@@ -129,7 +130,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("min_window", _seconds, 1.0, f"seconds > 0 and <= {MAX_SECONDS:g}",
            "minimum length of one round's window; the function repeats until it is filled"),
     Option("rounds", _rounds, 5, f"an integer >= 1 and <= {MAX_ROUNDS}", "rounds (windows) per measured call"),
-    Option("warmup", _warmup, 3, f"an integer >= 0 and <= {MAX_WARMUP}", "unmeasured warm-up iterations before the rounds"),
+    Option("warmup", _warmup, 3, f"an integer >= 0 and <= {MAX_WARMUP}",
+           "unmeasured warm-up iterations before the rounds"),
     Option("devices", _text, "auto", "auto or a comma list of gpu, gpu:N, gpu:UUID, cpu, ram",
            "devices to measure"),
     Option("country", _country, None, "a 3-letter ISO country code such as FRA",
@@ -237,7 +239,9 @@ class _Unset:
 INI_UNSET: Any = _Unset()
 
 
-def _given(option: Option, cli: dict[str, Any], ini: Callable[[str], Any], environ: dict[str, str]) -> tuple[Any, str] | None:
+def _given(
+    option: Option, cli: dict[str, Any], ini: Callable[[str], Any], environ: dict[str, str]
+) -> tuple[Any, str] | None:
     """The raw value and its source from the first source that gives one: command line > environment > ini."""
     for raw, source in ((cli.get(option.dest), option.cli), (environ.get(option.env), option.env),
                         (ini(option.ini), f"ini {option.ini}")):
@@ -277,11 +281,11 @@ def _named(settings: Settings, name: str) -> str:
 
 
 def check(settings: Settings, root: Path | str | None) -> None:
-    """Checks across settings, once at the start: the devices are known names (listing the devices
-    found on this machine where measurement is on) and, where it is on, no output writes over another
-    output or a store. Raises :class:`SettingError` with one line."""
-    _check_devices(settings)
+    """Checks across settings, once at the start where measurement is on: the devices are known names
+    (else the line lists the devices found on this machine) and no output writes over another output
+    or a store. Raises :class:`SettingError` with one line."""
     if settings.enabled:
+        _check_devices(settings)
         _check_outputs(settings, root)
 
 
@@ -296,8 +300,8 @@ def _check_devices(settings: Settings) -> None:
         if wanted:
             return
         reason = "it names no device: expected auto, gpu, gpu:N, gpu:UUID, cpu or ram"
-    found = f"; found on this machine: {found_devices(settings.powercap)}" if settings.enabled else ""
-    raise SettingError(f"pytest-energy: {_named(settings, 'devices')} has {settings.devices!r} ({reason}){found}")
+    raise SettingError(f"pytest-energy: {_named(settings, 'devices')} has {settings.devices!r} ({reason}); "
+                       f"found on this machine: {found_devices(settings.powercap)}")
 
 
 #: Outputs pytest-energy writes a file at (the others are folders, and the history a store it appends to).

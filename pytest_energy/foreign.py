@@ -13,20 +13,14 @@ fails with one line.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import pytest
 
-LEFT_ALONE = pytest.StashKey[bool]()
 #: The module that defines pytest-energy's own `energy` fixture.
 OWN_FIXTURE_MODULE = "pytest_energy.plugin"
 #: Tests named in one line; the rest are counted.
 NAMED = 3
-
-
-def left_alone(item: pytest.Item) -> bool:
-    """Whether pytest-energy leaves this test alone (its `energy` marker or fixture is the project's)."""
-    return item.stash.get(LEFT_ALONE, False)
 
 
 def marker_name(line: str) -> str:
@@ -71,8 +65,12 @@ def _names(nodeids: list[str]) -> str:
     return ", ".join(nodeids[:NAMED]) + (f" and {more} more" if more > 0 else "")
 
 
-def survey(items: Sequence[pytest.Item], marker_lines: Sequence[str], ours: str, root: Path) -> list[str]:
-    """Mark the tests pytest-energy leaves alone (:func:`left_alone`); one line per kind saying so."""
+def survey(items: Sequence[pytest.Item], marker_lines: Sequence[str], ours: str, root: Path,
+           left_alone: pytest.StashKey[bool]) -> list[str]:
+    """Set ``left_alone`` in the stash of each test pytest-energy leaves alone; one line per kind saying so.
+
+    ``ours`` is pytest-energy's own ``markers`` line; ``root`` the rootdir fixture locations are named from.
+    """
     registered = registrations(marker_lines, ours)
     marked: list[str] = []
     fixtures: dict[str, list[str]] = {}
@@ -84,7 +82,7 @@ def survey(items: Sequence[pytest.Item], marker_lines: Sequence[str], ours: str,
             marked.append(item.nodeid)
         else:
             continue
-        item.stash[LEFT_ALONE] = True
+        item.stash[left_alone] = True
     lines = [f"this project defines its own `energy` fixture ({where}): pytest-energy leaves alone the "
              f"{len(nodeids)} test(s) that use it ({_names(nodeids)}); rename yours to measure them with "
              "pytest-energy's `energy` fixture" for where, nodeids in fixtures.items()]
@@ -94,7 +92,3 @@ def survey(items: Sequence[pytest.Item], marker_lines: Sequence[str], ours: str,
                      f"({_names(marked)}); rename yours to measure them")
     return lines
 
-
-def mark_kwargs(item: pytest.Item) -> list[dict[str, Any]]:
-    """The keywords of the test's `energy` markers, closest first; none for a test left alone."""
-    return [] if left_alone(item) else [m.kwargs for m in item.iter_markers("energy")]

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, Generator
 import pytest
 
 from . import config as settings_module
-from . import foreign
 
 if TYPE_CHECKING:
     from .fixture import EnergyFixture
@@ -20,6 +19,7 @@ if TYPE_CHECKING:
 
 SESSION_KEY = pytest.StashKey["EnergySession"]()
 CONTEXT_KEY = pytest.StashKey["TestContext"]()
+LEFT_ALONE_KEY = pytest.StashKey[bool]()  # the test's `energy` marker or fixture is the project's own
 MARKER_HELP = (
     "energy(budget=None, per='iteration', basis='gross', rounds=None, min_window=None, warmup=None, "
     "threshold=None, thresholds=None, gate=None): an energy budget ('10 J', '0.2 Wh'; per 'iteration', "
@@ -100,7 +100,8 @@ def _context(item: pytest.Item) -> TestContext:
 
         session = item.config.stash.get(SESSION_KEY, None)
         context = TestContext.for_test(item.nodeid, session.settings if session else None,
-                                       foreign.mark_kwargs(item))
+                                       [] if item.stash.get(LEFT_ALONE_KEY, False) else
+                                       [m.kwargs for m in item.iter_markers("energy")])
         item.stash[CONTEXT_KEY] = context
     return context
 
@@ -110,7 +111,7 @@ def energy(request: pytest.FixtureRequest) -> EnergyFixture:
     """Measure energy: ``energy(fn, *args)``, ``energy.run(fn, ...)`` or ``with energy.measure():``."""
     from .fixture import EnergyFixture
 
-    session = None if foreign.left_alone(request.node) else request.config.stash.get(SESSION_KEY, None)
+    session = None if request.node.stash.get(LEFT_ALONE_KEY, False) else request.config.stash.get(SESSION_KEY, None)
     return EnergyFixture(session, _context(request.node))
 
 
@@ -155,13 +156,15 @@ def _reporting_skips_here(test: Any) -> Any:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     session = config.stash.get(SESSION_KEY, None)
     if session is not None:
-        session.notes += foreign.survey(items, config.getini("markers"), MARKER_HELP, config.rootpath)
+        from .foreign import survey
+
+        session.notes += survey(items, config.getini("markers"), MARKER_HELP, config.rootpath, LEFT_ALONE_KEY)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     session = item.config.stash.get(SESSION_KEY, None)
-    if session is None or foreign.left_alone(item):
+    if session is None or item.stash.get(LEFT_ALONE_KEY, False):
         return (yield)
     context = item.stash.get(CONTEXT_KEY, None)
     if context is None and item.get_closest_marker("energy") is not None:
