@@ -7,7 +7,8 @@ tests are surveyed: a test whose `energy` fixture is not pytest-energy's, or who
 what pytest-energy's marker does not take while the project registers an `energy` marker of its own, is
 left alone (run as without ``--energy``), and one line per kind says which tests and how to rename.
 Without a registration of its own, an unknown keyword stays a typo in pytest-energy's marker: that test
-fails with one line.
+fails with one line. An override built on pytest-energy's fixture (``def energy(energy): ...``) is
+pytest-energy's.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def registrations(marker_lines: Sequence[str], ours: str) -> list[str]:
 
 
 def _foreign_marker(mark: pytest.Mark) -> bool:
+    """A marker pytest-energy's does not read: positional arguments or a keyword it does not take."""
     from .session import MARKER_KEYS
 
     return bool(mark.args) or bool(set(mark.kwargs) - set(MARKER_KEYS))
@@ -46,7 +48,10 @@ def _foreign_fixture(item: pytest.Item, root: Path) -> str | None:
     definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {}).get("energy") or ()
     if not definitions:
         return None
-    function = definitions[-1].func  # the closest definition is the one the test gets
+    # Closest last; an override that requests `energy` (``def energy(energy): ...``) builds on the one
+    # before it, so the first definition that does not is what the test really gets.
+    base = next((d for d in reversed(definitions) if "energy" not in d.argnames), definitions[0])
+    function = base.func
     if getattr(function, "__module__", None) == OWN_FIXTURE_MODULE:
         return None
     code = getattr(function, "__code__", None)

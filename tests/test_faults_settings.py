@@ -313,14 +313,9 @@ def test_without_a_registration_an_unknown_keyword_is_still_a_typo(pytester):
 
 
 def test_a_project_fixture_of_its_own_is_left_alone_and_said_once(pytester, mode):
-    pytester.makeconftest("""
-import pytest
-
-@pytest.fixture
-def energy():
-    return "the project's own"
-""")
-    pytester.makepyfile(test_theirs="""
+    pytester.mkpydir("theirs").joinpath("conftest.py").write_text(
+        "import pytest\n\n@pytest.fixture\ndef energy():\n    return \"the project's own\"\n")
+    pytester.path.joinpath("theirs", "test_theirs.py").write_text("""
 import pytest
 
 @pytest.mark.energy(budget="1 uJ")
@@ -330,12 +325,17 @@ def test_marked(energy):
 def test_plain(energy):
     assert energy == "the project's own"
 """)
+    # An override built on pytest-energy's fixture is pytest-energy's: its test is measured.
+    pytester.mkpydir("wrapped").joinpath("conftest.py").write_text(
+        "import pytest\n\n@pytest.fixture\ndef energy(energy):\n    return energy\n")
+    pytester.path.joinpath("wrapped", "test_wrapped.py").write_text(
+        "def test_measured(energy):\n    energy(sum, range(1000))\n")
     result = pytester.runpytest("--energy", "--energy-json", "out.json", *FAST, *mode)
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
     output = result.stdout.str()
-    line = ("pytest-energy: this project defines its own `energy` fixture (conftest.py:3): pytest-energy leaves "
-            "alone the 2 test(s) that use it (test_theirs.py::test_marked, test_theirs.py::test_plain); rename "
-            "yours to measure them with pytest-energy's `energy` fixture")
+    line = ("pytest-energy: this project defines its own `energy` fixture (theirs/conftest.py:3): pytest-energy "
+            "leaves alone the 2 test(s) that use it (theirs/test_theirs.py::test_marked, "
+            "theirs/test_theirs.py::test_plain); rename yours to measure them with pytest-energy's `energy` fixture")
     assert output.count(line) == 1
-    assert json.loads((pytester.path / "out.json").read_text())["records"] == []
-
+    [record] = json.loads((pytester.path / "out.json").read_text())["records"]
+    assert record["name"] == "wrapped/test_wrapped.py::test_measured"
