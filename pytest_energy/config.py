@@ -311,7 +311,10 @@ SQLITE_HEADER = b"SQLite format 3\0"
 
 
 def is_sqlite_store(path: Path) -> bool:
-    """Whether ``path`` is an existing file that starts as every SQLite database does."""
+    """Whether ``path`` is an existing regular file that starts as every SQLite database does (a FIFO
+    is not opened: reading it would wait for a writer)."""
+    if not path.is_file():
+        return False
     try:
         with open(path, "rb") as file:
             return file.read(len(SQLITE_HEADER)) == SQLITE_HEADER
