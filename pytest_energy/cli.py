@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .config import BY_NAME
+from .config import BY_NAME, SettingError, refuse_overwrite
 from .units import format_energy
 
 
@@ -124,6 +124,13 @@ def _baselines(root: Path) -> list[str]:
     return lines + errors
 
 
+def _check_out(out: Path, history: Path) -> None:
+    """The report never replaces the history it reads, another store or a folder."""
+    if out.resolve() == history.resolve():
+        raise SettingError(f"pytest-energy: --out {out} is the history store read (--history): give another path")
+    refuse_overwrite(out, "--out")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit code (0 ok, 2 bad input or an unusable store)."""
     from .history import HistoryError
@@ -139,9 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             from .report import render_from_history  # jinja2 and the templates only for this command
 
+            _check_out(Path(arguments.out), Path(arguments.history))
             written = render_from_history(Path(arguments.history), Path(arguments.out), arguments.last)
             lines = [f"pytest-energy: report written to {written}"]
-    except (HistoryError, LookupError) as error:
+    except (HistoryError, LookupError, SettingError) as error:
         print(str(error), file=sys.stderr)
         return 2
     except OSError as error:

@@ -2,7 +2,14 @@
 
 Precedence follows pytest-timeout: marker > command line > environment > ini > default. Every value
 remembers where it came from, so an error names its source ("--energy-rounds", "PYTEST_ENERGY_ROUNDS",
-"ini energy_rounds") and says what is expected.
+"ini energy_rounds", "energy marker rounds") and says what is expected.
+
+Every number is finite and within a range of its own (``inf`` or ``1e400`` would hang a window, overflow
+the idle window or report 0 g CO2). An empty value means the same from every source: for an output (a
+file or folder pytest-energy writes) it turns that output off, as ``none`` does; for any other option it
+is no value, so the next source applies. No output may name another output's path, an existing SQLite
+store, a folder or a file inside the baselines folder; these cross-checks, and the device names, are
+made where measurement is on (:func:`check`).
 """
 
 from __future__ import annotations
@@ -17,23 +24,35 @@ class SettingError(ValueError):
     """A setting has a value that cannot be used; the message is one line naming its source."""
 
 
-def _at_least(kind: Callable[[str], float], minimum: float, *, strict: bool = False) -> Callable[[str], Any]:
-    """A parser of ``kind`` numbers >= minimum (> minimum when strict); ValueError otherwise (also NaN)."""
+def _within(kind: Callable[[str], float], low: float, high: float, *, above_low: bool = False) -> Callable[[str], Any]:
+    """A parser of ``kind`` numbers from ``low`` (excluded when ``above_low``) to ``high``; ValueError
+    otherwise, so NaN and infinity never pass."""
 
     def parse(text: str) -> Any:
         value = kind(text)
-        if not (value > minimum if strict else value >= minimum):
+        if not ((value > low if above_low else value >= low) and value <= high):
             raise ValueError
         return value
 
     return parse
 
 
-_positive_float = _at_least(float, 0.0, strict=True)
-_non_negative_float = _at_least(float, 0.0)
-_positive_int = _at_least(int, 1)
-_non_negative_int = _at_least(int, 0)
-_pue = _at_least(float, 1.0)
+#: Upper bounds (sane, not physical): a window, or the idle window, of up to 10 minutes; enough rounds
+#: for any verdict; a PUE of 5 is beyond the worst data centre; the most carbon-intense grids are
+#: about 1,100 g/kWh; a min-effect above 1 (a doubling) would leave no gate.
+MAX_SECONDS = 600.0
+MAX_ROUNDS = 1000
+MAX_WARMUP = 10_000
+MAX_PUE = 5.0
+MAX_INTENSITY_G_PER_KWH = 2000.0
+MAX_MIN_EFFECT = 1.0
+
+_seconds = _within(float, 0.0, MAX_SECONDS, above_low=True)
+_rounds = _within(int, 1, MAX_ROUNDS)
+_warmup = _within(int, 0, MAX_WARMUP)
+_pue = _within(float, 1.0, MAX_PUE)
+_intensity = _within(float, 0.0, MAX_INTENSITY_G_PER_KWH)
+_min_effect = _within(float, 0.0, MAX_MIN_EFFECT)
 
 
 def _boolean(text: str) -> bool:
@@ -56,6 +75,11 @@ def _text(text: str) -> str:
     return str(text)
 
 
+def _output(text: str) -> str | None:
+    """A file or folder to write; empty or ``none`` turns it off (None)."""
+    return None if text.strip().lower() in ("", "none") else text
+
+
 @dataclass(frozen=True)
 class Option:
     """One setting: its name (``energy_<name>`` in ini, ``--energy-<name>`` on the command line)."""
@@ -66,6 +90,11 @@ class Option:
     expected: str
     help: str
     flag: bool = False  # a store_true option on the command line
+
+    @property
+    def output(self) -> bool:
+        """A file or folder pytest-energy writes: an empty value or ``none`` turns it off."""
+        return self.parse is _output
 
     @property
     def switch(self) -> bool:
@@ -97,29 +126,30 @@ class Option:
 # Defaults come from ../shared/notes/measurement-facts.md and bench/: with the counter's 100 ms ticks
 # interpolated at both window edges, a 1 s window has 0.8 % CV on an H100 (2.8 % read naively).
 OPTIONS: tuple[Option, ...] = (
-    Option("json", _text, None, "a file path", "write every record of the session to this JSON file"),
-    Option("min_window", _positive_float, 1.0, "seconds > 0",
+    Option("json", _output, None, "a file path", "write every record of the session to this JSON file"),
+    Option("min_window", _seconds, 1.0, f"seconds > 0 and <= {MAX_SECONDS:g}",
            "minimum length of one round's window; the function repeats until it is filled"),
-    Option("rounds", _positive_int, 5, "an integer >= 1", "rounds (windows) per measured call"),
-    Option("warmup", _non_negative_int, 3, "an integer >= 0", "unmeasured warm-up iterations before the rounds"),
+    Option("rounds", _rounds, 5, f"an integer >= 1 and <= {MAX_ROUNDS}", "rounds (windows) per measured call"),
+    Option("warmup", _warmup, 3, f"an integer >= 0 and <= {MAX_WARMUP}",
+           "unmeasured warm-up iterations before the rounds"),
     Option("devices", _text, "auto", "auto or a comma list of gpu, gpu:N, gpu:UUID, cpu, ram",
            "devices to measure"),
     Option("country", _country, None, "a 3-letter ISO country code such as FRA",
            "country whose grid carbon intensity applies (CodeCarbon's offline data)"),
-    Option("carbon_intensity", _non_negative_float, None, "gCO2eq per kWh, a number >= 0",
+    Option("carbon_intensity", _intensity, None, f"gCO2eq per kWh, a number >= 0 and <= {MAX_INTENSITY_G_PER_KWH:g}",
            "explicit grid carbon intensity; overrides --energy-country"),
-    Option("pue", _pue, 1.0, "a number >= 1.0", "power usage effectiveness of the data centre"),
+    Option("pue", _pue, 1.0, f"a number >= 1.0 and <= {MAX_PUE:g}", "power usage effectiveness of the data centre"),
     Option("powercap", _text, "/sys/class/powercap", "a folder path",
            "where the kernel's powercap (RAPL) tree is mounted"),
-    Option("idle_seconds", _positive_float, 1.0, "seconds > 0",
+    Option("idle_seconds", _seconds, 1.0, f"seconds > 0 and <= {MAX_SECONDS:g}",
            "length of the idle window measured once per session and device"),
     # Baselines and the gate.
-    Option("baselines", _text, "baselines", "a folder path", "folder of stored baselines"),
+    Option("baselines", _output, "baselines", "a folder path", "folder of stored baselines"),
     Option("update_baselines", _boolean, False, "true or false",
            "write or refresh baselines from this run", flag=True),
     Option("baseline_set", _text, "default", "a name", "baseline set to compare with and update"),
     Option("compare", _text, None, "a name", "also compare with this named baseline set (e.g. main)"),
-    Option("min_effect", _non_negative_float, 0.05, "a fraction >= 0 such as 0.05",
+    Option("min_effect", _min_effect, 0.05, f"a fraction >= 0 and <= {MAX_MIN_EFFECT:g} such as 0.05",
            "smallest change that counts as a regression or improvement: of energy, and the default "
            "tolerance of quality and FLOP verdicts"),
     Option("fail_on_regression", _boolean, True, "true or false", "make a regression fail the session"),
@@ -127,11 +157,11 @@ OPTIONS: tuple[Option, ...] = (
            "let modelled (estimated) energy fail the gate too"),
     Option("normalise", _boolean, False, "true or false",
            "judge energy normalised by the session's reference workload"),
-    Option("history", _text, "reports/energy-history.sqlite", "a file path", "SQLite store of run history"),
+    Option("history", _output, "reports/energy-history.sqlite", "a file path", "SQLite store of run history"),
     # Reports and exports.
-    Option("report", _text, "reports/energy-report.html", "a file path", "self-contained HTML report"),
-    Option("csv", _text, None, "a file path", "CodeCarbon-compatible emissions CSV"),
-    Option("model_card", _text, None, "a folder path",
+    Option("report", _output, "reports/energy-report.html", "a file path", "self-contained HTML report"),
+    Option("csv", _output, None, "a file path", "CodeCarbon-compatible emissions CSV"),
+    Option("model_card", _output, None, "a folder path",
            "write a model-card co2_eq_emissions block per fine-tune case into this folder"),
 )
 
@@ -153,10 +183,11 @@ class Settings:
         raise AttributeError(name)
 
     def with_overrides(self, overrides: dict[str, Any], source: str) -> Settings:
-        """A copy with marker keywords applied (validated like any other source)."""
+        """A copy with marker keywords applied, validated like any other source: an error names
+        ``source`` and the keyword ("energy marker rounds")."""
         values, sources = dict(self.values), dict(self.sources)
         for name, raw in overrides.items():
-            values[name] = parse_value(BY_NAME[name], raw, source)
+            values[name] = parse_value(BY_NAME[name], raw, f"{source} {name}")
             sources[name] = source
         return Settings(self.enabled, values, sources)
 
@@ -199,6 +230,29 @@ def enabled(cli_flag: bool, ini_flag: bool, environ: dict[str, str] | None = Non
     return bool(ini_flag)
 
 
+class _Unset:
+    def __repr__(self) -> str:
+        return "unset"
+
+
+#: The ini default of every option: an absent key, told apart from an empty one (``energy_report =``).
+INI_UNSET: Any = _Unset()
+
+
+def _given(
+    option: Option, cli: dict[str, Any], ini: Callable[[str], Any], environ: dict[str, str]
+) -> tuple[Any, str] | None:
+    """The raw value and its source from the first source that gives one: command line > environment > ini."""
+    for raw, source in ((cli.get(option.dest), option.cli), (environ.get(option.env), option.env),
+                        (ini(option.ini), f"ini {option.ini}")):
+        if raw is None or raw is INI_UNSET or (option.flag and raw is False):
+            continue  # a store_true flag left unset falls through too
+        if isinstance(raw, str) and not raw.strip() and not option.output:
+            continue  # an empty value is no value, except for an output, which it turns off
+        return raw, source
+    return None
+
+
 def resolve(
     enabled: bool,
     cli: dict[str, Any],
@@ -209,19 +263,91 @@ def resolve(
     environ = os.environ if environ is None else environ
     settings = Settings(enabled=enabled)
     for option in OPTIONS:
-        cli_value = cli.get(option.dest)
-        if option.flag and cli_value is False:
-            cli_value = None  # store_true left unset: fall through to env and ini
-        if cli_value is not None:
-            raw, source = cli_value, option.cli
-        elif environ.get(option.env):
-            raw, source = environ[option.env], option.env
-        elif ini(option.ini) not in (None, ""):
-            raw, source = ini(option.ini), f"ini {option.ini}"
-        else:
+        given = _given(option, cli, ini, environ)
+        if given is None:
             settings.values[option.name] = option.default
             settings.sources[option.name] = "default"
             continue
+        raw, source = given
         settings.values[option.name] = parse_value(option, raw, source)
         settings.sources[option.name] = source
     return settings
+
+
+def _named(settings: Settings, name: str) -> str:
+    """Where a setting came from, as an error names it: "--energy-json", "ini energy_history (default)"."""
+    source = settings.sources.get(name, "default")
+    return f"{BY_NAME[name].cli} (default)" if source == "default" else source
+
+
+def check(settings: Settings, root: Path | str | None) -> None:
+    """Checks across settings, once at the start where measurement is on: the devices are known names
+    (else the line lists the devices found on this machine) and no output writes over another output
+    or a store. Raises :class:`SettingError` with one line."""
+    if settings.enabled:
+        _check_devices(settings)
+        _check_outputs(settings, root)
+
+
+def _check_devices(settings: Settings) -> None:
+    from .sources import found_devices, parse_devices
+
+    try:
+        wanted = parse_devices(settings.devices)
+    except ValueError as error:
+        reason = str(error)
+    else:
+        if wanted:
+            return
+        reason = "it names no device: expected auto, gpu, gpu:N, gpu:UUID, cpu or ram"
+    raise SettingError(f"pytest-energy: {_named(settings, 'devices')} has {settings.devices!r} ({reason}); "
+                       f"found on this machine: {found_devices(settings.powercap)}")
+
+
+#: Outputs pytest-energy writes a file at (the others are folders, and the history a store it appends to).
+FILE_OUTPUTS = ("json", "report", "csv")
+OUTPUTS = ("json", "history", "report", "csv", "model_card", "baselines")
+SQLITE_HEADER = b"SQLite format 3\0"
+
+
+def is_sqlite_store(path: Path) -> bool:
+    """Whether ``path`` is an existing regular file that starts as every SQLite database does (a FIFO
+    is not opened: reading it would wait for a writer)."""
+    if not path.is_file():
+        return False
+    try:
+        with open(path, "rb") as file:
+            return file.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+    except OSError:
+        return False
+
+
+def refuse_overwrite(path: Path, named: str) -> None:
+    """Raise :class:`SettingError` where writing a file at ``path`` would replace a store or a folder."""
+    if path.is_dir():
+        raise SettingError(f"pytest-energy: {named} names the folder {path}: give a file path")
+    if is_sqlite_store(path):
+        raise SettingError(f"pytest-energy: {named} names {path}, an SQLite store (a history?): "
+                           "it is never written over; give another path")
+
+
+def _check_outputs(settings: Settings, root: Path | str | None) -> None:
+    paths = {name: path_setting(settings.values.get(name), root) for name in OUTPUTS}
+    seen: dict[Path, str] = {}
+    for name, path in paths.items():
+        if path is None:
+            continue
+        where = path.resolve()
+        if where in seen:
+            raise SettingError(f"pytest-energy: {_named(settings, seen[where])} and {_named(settings, name)} "
+                               f"both name {path}: give each output a path of its own")
+        seen[where] = name
+    baselines = paths["baselines"].resolve() if paths["baselines"] is not None else None
+    for name in FILE_OUTPUTS:
+        path = paths[name]
+        if path is None:
+            continue
+        refuse_overwrite(path, _named(settings, name))
+        if baselines is not None and baselines in path.resolve().parents:
+            raise SettingError(f"pytest-energy: {_named(settings, name)} names {path}, inside the baselines "
+                               f"folder {paths['baselines']}: give a path outside it")

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 SESSION_KEY = pytest.StashKey["EnergySession"]()
 CONTEXT_KEY = pytest.StashKey["TestContext"]()
+LEFT_ALONE_KEY = pytest.StashKey[bool]()  # the test's `energy` marker or fixture is the project's own
 MARKER_HELP = (
     "energy(budget=None, per='iteration', basis='gross', rounds=None, min_window=None, warmup=None, "
     "threshold=None, thresholds=None, gate=None): an energy budget ('10 J', '0.2 Wh'; per 'iteration', "
@@ -49,7 +50,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                             help=f"the opposite of {option.cli}")
         else:
             group.addoption(option.cli, dest=option.dest, default=None, metavar="VALUE", help=described)
-        parser.addini(option.ini, option.help, default=None)
+        parser.addini(option.ini, option.help, default=settings_module.INI_UNSET)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -59,6 +60,7 @@ def pytest_configure(config: pytest.Config) -> None:
             settings_module.enabled(config.option.energy, config.getini("energy")),
             vars(config.option), config.getini,
         )
+        settings_module.check(settings, config.rootpath)
     except settings_module.SettingError as error:
         raise pytest.UsageError(str(error)) from None
     if not settings.enabled:
@@ -98,6 +100,7 @@ def _context(item: pytest.Item) -> TestContext:
 
         session = item.config.stash.get(SESSION_KEY, None)
         context = TestContext.for_test(item.nodeid, session.settings if session else None,
+                                       [] if item.stash.get(LEFT_ALONE_KEY, False) else
                                        [m.kwargs for m in item.iter_markers("energy")])
         item.stash[CONTEXT_KEY] = context
     return context
@@ -108,7 +111,8 @@ def energy(request: pytest.FixtureRequest) -> EnergyFixture:
     """Measure energy: ``energy(fn, *args)``, ``energy.run(fn, ...)`` or ``with energy.measure():``."""
     from .fixture import EnergyFixture
 
-    return EnergyFixture(request.config.stash.get(SESSION_KEY, None), _context(request.node))
+    session = None if request.node.stash.get(LEFT_ALONE_KEY, False) else request.config.stash.get(SESSION_KEY, None)
+    return EnergyFixture(session, _context(request.node))
 
 
 def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: Any) -> list[pytest.Item] | None:
@@ -148,10 +152,19 @@ def _reporting_skips_here(test: Any) -> Any:
     return run
 
 
+@pytest.hookimpl(trylast=True)  # after deselection: the tests that will run
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is not None:
+        from .foreign import survey
+
+        session.notes += survey(items, config.getini("markers"), MARKER_HELP, config.rootpath, LEFT_ALONE_KEY)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     session = item.config.stash.get(SESSION_KEY, None)
-    if session is None:
+    if session is None or item.stash.get(LEFT_ALONE_KEY, False):
         return (yield)
     context = item.stash.get(CONTEXT_KEY, None)
     if context is None and item.get_closest_marker("energy") is not None:

@@ -85,7 +85,7 @@ class TestContext:
             budget = budgets.budget_from_marker(marker)
             if settings is not None:
                 overrides = {k: marker[k] for k in SETTING_KEYS if marker.get(k) is not None}
-                settings = settings.with_overrides(overrides, "marker energy(...)")
+                settings = settings.with_overrides(overrides, "energy marker")
         except ValueError as error:
             return cls(nodeid, Settings(), marker, error=str(error))
         return cls(nodeid, settings or Settings(), marker, [budget] if budget else [])

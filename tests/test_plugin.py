@@ -249,10 +249,10 @@ def test_environment_and_ini_are_sources_too(pytester, monkeypatch):
     pytester.makepyfile("def test_nothing(): pass")
     pytester.makeini("[pytest]\nenergy = true\nenergy_warmup = -1\n")
     result = pytester.runpytest()
-    result.stderr.fnmatch_lines(["ERROR: pytest-energy: ini energy_warmup has '-1', expected an integer >= 0"])
+    result.stderr.fnmatch_lines(["ERROR: pytest-energy: ini energy_warmup has '-1', expected an integer >= 0 and <= 10000"])
     monkeypatch.setenv("PYTEST_ENERGY_WARMUP", "nope")
     result = pytester.runpytest()
-    result.stderr.fnmatch_lines(["ERROR: pytest-energy: PYTEST_ENERGY_WARMUP has 'nope', expected an integer >= 0"])
+    result.stderr.fnmatch_lines(["ERROR: pytest-energy: PYTEST_ENERGY_WARMUP has 'nope', expected an integer >= 0 and <= 10000"])
 
 
 def test_country_intensity_and_pue_set_the_carbon(pytester):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .base import Channel, Detection, SourceError, SourceUnavailable
 
-__all__ = ["Channel", "Detection", "SourceError", "SourceUnavailable", "detect", "parse_devices"]
+__all__ = ["Channel", "Detection", "SourceError", "SourceUnavailable", "detect", "found_devices", "parse_devices"]
 
 KINDS = ("gpu", "cpu", "ram")
 
@@ -69,3 +69,24 @@ def detect(spec: str = "auto", *, rapl_root: str = "/sys/class/powercap") -> Det
         if "ram" in wanted and "dram" not in rapl_kinds:
             found.channels.append(modelled.RamChannel())
     return found
+
+
+def found_devices(rapl_root: str = "/sys/class/powercap") -> str:
+    """The devices this machine offers, named as ``--energy-devices`` names them, with their method:
+    "gpu:0 (NVIDIA H100 80GB HBM3, counter), cpu (counter), ram (modelled)".
+
+    Opens the channels (NVML is initialised) and closes them again; nothing is started or measured.
+    """
+    try:
+        found = detect("auto", rapl_root=rapl_root)
+    except Exception as error:  # only for a message: a driver fault must not hide the usage error
+        return f"none listed ({type(error).__name__}: {error})"
+    names: dict[str, str] = {}
+    for channel in found.channels:
+        if channel.kind == "gpu":
+            names[channel.device] = f"{channel.device} ({channel.identity().get('name', 'GPU')}, {channel.method})"
+        else:
+            name = "ram" if channel.kind in ("dram", "ram") else "cpu"
+            names.setdefault(name, f"{name} ({channel.method})")
+        channel.close()
+    return ", ".join(names.values()) or "none"
