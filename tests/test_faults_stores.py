@@ -267,7 +267,7 @@ def _read_only(path: Path) -> Iterator[None]:
     """``path`` read-only for this user: its mode, or for root (whom modes do not stop) the immutable flag."""
     if hasattr(os, "geteuid") and os.geteuid() != 0:
         mode = path.stat().st_mode
-        path.chmod(0o444)
+        path.chmod(0o555 if path.is_dir() else 0o444)
         try:
             yield
         finally:
@@ -291,6 +291,20 @@ def test_read_only_history_says_how_to_fix_it(tmp_path: Path) -> None:
     message = str(caught.value)
     assert message.startswith(f"pytest-energy: history {path} is read-only (attempt to write a readonly database)")
     assert f"chmod u+w {path} {tmp_path}" in message and "move it aside" not in message and "\n" not in message
+
+
+def test_history_in_a_read_only_folder_says_how_to_fix_it(tmp_path: Path) -> None:
+    folder = tmp_path / "reports"
+    path = folder / "history.sqlite"
+    folder.mkdir()
+    _seed(path)
+    with _read_only(folder):  # the store is writable, but SQLite cannot put its journal beside it
+        with pytest.raises(HistoryError) as caught:
+            History(path).append(make_run_info("run-2"), [make_record()], None)
+    message = str(caught.value)
+    assert message.startswith(f"pytest-energy: history {path} cannot be opened (unable to open database file)")
+    assert f"chmod u+rwx {folder}" in message and "move it aside" not in message
+    assert [r.run_id for r in History(path).runs()] == ["seed-run"]
 
 
 def test_run_with_a_read_only_history_keeps_its_records(pytester: pytest.Pytester, workers: list[str]) -> None:
