@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from .locking import atomic_write_text, locked
+from .locking import LockTimeout, atomic_write_text, locked
 from .record import Record, Round
 
 #: Version of the baseline file layout. Files of another version are refused with what to do.
@@ -219,10 +221,33 @@ def _entry(path: Path, name: str, data: Any) -> Baseline:
     )
 
 
+def _kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"),
+                       (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return kind
+    return "special file"
+
+
+def _read_regular(path: Path) -> str:
+    """The text of a regular file; anything else (a FIFO would block the run forever) is refused.
+
+    Opened without blocking and checked on the open descriptor, so nothing can swap the file between
+    the check and the read.
+    """
+    handle = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with os.fdopen(handle, "rb") as stream:
+        mode = os.fstat(handle).st_mode
+        if not stat.S_ISREG(mode):
+            raise BaselineError(f"pytest-energy: skipped {path}: a {_kind(mode)}, not a regular file; baselines "
+                                "are read from regular files only (move it aside)")
+        return stream.read().decode("utf-8")
+
+
 def read_file(path: Path) -> dict[str, Baseline]:
     """Every baseline in one file; raises :class:`BaselineError` (one line) when it cannot be used."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_regular(path)
     except OSError as error:
         raise _fix(path, f"cannot be read ({error.strerror or error})") from None
     except UnicodeDecodeError as error:
@@ -266,10 +291,32 @@ class LoadedSet:
     broken: list[Path] = field(default_factory=list)
 
 
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The file that stands where ``folder`` or one of its parents should be (``--energy-baselines``
+    pointing at a file), if any."""
+    for path in (folder, *folder.parents):
+        if path.exists() or path.is_symlink():
+            return None if path.is_dir() else path
+    return None
+
+
+def _not_a_folder(path: Path) -> str:
+    return (f"pytest-energy: the baselines path {path} is a file, not a folder: no baseline can be read or "
+            "written there; point --energy-baselines at a folder, or move the file aside")
+
+
 def load_set(folder: Path) -> LoadedSet:
-    """Read every baseline file of a set folder; a missing folder is an empty set."""
+    """Read every baseline file of a set folder; a missing folder is an empty set.
+
+    A file where the folder should be is one line in ``errors`` (and in ``broken``), not a silent
+    empty set that reads every test as new.
+    """
     loaded = LoadedSet(Path(folder))
     if not loaded.folder.is_dir():
+        in_the_way = _file_in_the_way(loaded.folder)
+        if in_the_way is not None:
+            loaded.errors.append(_not_a_folder(in_the_way))
+            loaded.broken.append(in_the_way)
         return loaded
     for path in sorted(loaded.folder.rglob("*.json")):
         try:
@@ -321,19 +368,23 @@ def update(folder: Path, baselines: Iterable[Baseline]) -> Update:
     by_file: dict[Path, list[Baseline]] = {}
     for baseline in baselines:
         by_file.setdefault(file_for(folder, baseline.nodeid), []).append(baseline)
+    in_the_way = _file_in_the_way(Path(folder)) if by_file else None
+    if in_the_way is not None:
+        result.errors.append(_not_a_folder(in_the_way))
+        result.refused += [entry.name for entries in by_file.values() for entry in entries]
+        return result
     for path, entries in sorted(by_file.items()):
-        with locked(path):
-            try:
-                existing = read_file(path) if path.exists() else {}
-            except BaselineError as error:
-                result.errors.append(str(error))
-                result.refused += [entry.name for entry in entries]
-                continue
-            for entry in entries:
-                result.written[entry.name] = "refreshed" if entry.name in existing else "new"
-                existing[entry.name] = entry
-            text = render_file(existing.values())
-            if not path.exists() or path.read_text(encoding="utf-8") != text:
-                atomic_write_text(path, text)
-                result.files.append(path)
+        try:
+            with locked(path):
+                existing = read_file(path) if path.exists() or path.is_symlink() else {}
+                for entry in entries:
+                    result.written[entry.name] = "refreshed" if entry.name in existing else "new"
+                    existing[entry.name] = entry
+                text = render_file(existing.values())
+                if not path.exists() or _read_regular(path) != text:
+                    atomic_write_text(path, text)
+                    result.files.append(path)
+        except (BaselineError, LockTimeout) as error:  # this file is left as it is; the others are written
+            result.errors.append(str(error))
+            result.refused += [entry.name for entry in entries]
     return result

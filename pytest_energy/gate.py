@@ -293,11 +293,12 @@ def _write_baselines(records: list[Record], judgement: Judgement, settings: Sett
 
 
 def _describe(error: Exception) -> str:
-    """An expected store error is its own one-line message; anything else also names its type."""
+    """An expected store error is its own one-line message (its "pytest-energy: " dropped, as the line
+    already says it); anything else also names its type."""
     from .history import HistoryError
 
     if isinstance(error, (OSError, store.BaselineError, HistoryError)):
-        return str(error)
+        return str(error).removeprefix("pytest-energy: ")
     return f"{type(error).__name__}: {error}"
 
 
@@ -306,7 +307,7 @@ def persist(records: list[Record], judgement: Judgement, settings: Settings, run
 
     Returns lines for the terminal. Each store fails on its own, in one line, without stopping the other.
     """
-    from .history import History  # sqlite3 only when a run is stored
+    from .history import History, HistoryError  # sqlite3 only when a run is stored
 
     lines: list[str] = []
     if settings.update_baselines:
@@ -319,6 +320,8 @@ def persist(records: list[Record], judgement: Judgement, settings: Settings, run
         try:
             History(path).append(run_info, records, judgement)
             lines.append(f"pytest-energy: run {run_info.run_id} appended to history {path}")
+        except HistoryError as error:  # names the file, the cause (locked, read-only...) and the fix
+            lines.append(f"{error} (run {run_info.run_id} not appended)")
         except Exception as error:
             lines.append(f"pytest-energy: could not append to history {path}: {_describe(error)}")
     return lines

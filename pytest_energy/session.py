@@ -65,7 +65,8 @@ class TestContext:
     marker: dict[str, Any] = field(default_factory=dict)
     budgets: list[budgets.EnergyBudget] = field(default_factory=list)
     taken: list[_Taken] = field(default_factory=list)
-    names: dict[str, int] = field(default_factory=dict)
+    names: dict[str, int] = field(default_factory=dict)  # name before any suffix -> times used
+    given: set[str] = field(default_factory=set)  # every record name given in this test
     outcome: str = ""
     error: str = ""  # a bad marker: the test fails with this one line
 
@@ -100,10 +101,22 @@ class TestContext:
             taken.outcome = outcome
 
     def name_for(self, label: str) -> str:
+        """A measurement's record name: ``nodeid`` or ``nodeid::label``, its repeats ``#2``, ``#3``...
+
+        The suffix skips every name already given in this test, so label "x" twice and then "x#2" give
+        x, x#2 and x#2#2: never two records of one name (they would share a baseline and a history
+        row). Names are unique in the run too: each starts with its test's node id, and a test runs in
+        one process (one xdist worker).
+        """
         base = f"{self.nodeid}::{label}" if label else self.nodeid
-        seen = self.names.get(base, 0) + 1
-        self.names[base] = seen
-        return base if seen == 1 else f"{base}#{seen}"
+        count = self.names.get(base, 0) + 1
+        name = base if count == 1 else f"{base}#{count}"
+        while name in self.given:
+            count += 1
+            name = f"{base}#{count}"
+        self.names[base] = count
+        self.given.add(name)
+        return name
 
 
 class EnergySession:
