@@ -142,6 +142,7 @@ class EnergySession:
             self.notes += found.notes
             meter = Meter(found.channels)
             self.idle_watts = meter.start(self.settings.idle_seconds)
+            self.notes += meter.notes
             self.fingerprint = fingerprint(found.channels)
             self.update_fingerprint(self.fingerprint)
             self._meter = meter
@@ -256,7 +257,7 @@ class EnergySession:
             }
         notes = [f"{c.device}: {c.note}" for c in measured.components if c.note]
         if not valid:
-            notes.append("every window was invalid: no energy figure for this measurement"
+            notes.append("every window was invalid: no energy figure for this measurement, budgets not checked"
                          if measured.components else
                          "no device could be measured (see the session's notes): no energy figure, "
                          "budgets not checked")
