@@ -202,7 +202,7 @@ class EnergySession:
             yield
         finally:  # energy spent by a block that raised is still energy spent: keep its record
             end = meter.edge(END)
-            block.taken = self._keep(context, label, unit, "block", Taken([start, end], [max(1, block.iterations)]))
+            block.taken = self._keep(context, label, unit, "block", Taken([start, end], [block.iterations]))
 
     def _keep(self, context: TestContext, label: str, unit: str, form: str, taken: Taken) -> _Taken:
         name = context.name_for(label)
