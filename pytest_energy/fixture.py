@@ -1,30 +1,67 @@
 """The ``energy`` fixture: ``energy(fn, *args)``, ``energy.run(...)`` and ``with energy.measure(...)``.
 
-Without ``--energy`` it runs the function once, unmeasured, so suites stay ordinary tests.
+Without ``--energy`` it runs the function once, unmeasured, so suites stay ordinary tests. Its
+arguments are checked either way: a bad one fails the test with one line naming the value and what
+is expected (no traceback), before anything is measured.
 """
 
 from __future__ import annotations
 
+import operator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+import pytest
+
 from .budget import EnergyBudget
+from .config import BY_NAME, SettingError, parse_value
 from .record import Record
 
 if TYPE_CHECKING:
     from .session import EnergySession, TestContext
 
 
-@dataclass
+def _iterations(value: Any, where: str) -> int:
+    """``value`` as a whole number >= 1, or the test fails with one line naming ``where``."""
+    try:
+        if isinstance(value, bool):  # True is an int to Python, never a count to a reader
+            raise TypeError
+        count = operator.index(value)  # ints and numpy integers; never floats or strings
+    except TypeError:
+        count = 0
+    if count < 1:
+        pytest.fail(f"pytest-energy: {where} has {value!r}, expected an integer >= 1", pytrace=False)
+    return count
+
+
+def _setting(name: str, value: Any) -> Any:
+    """A per-measurement override of a setting, checked as the setting itself (None: the setting's)."""
+    try:
+        return parse_value(BY_NAME[name], value, f"energy.run({name}=...)")
+    except SettingError as error:
+        problem = str(error)
+    pytest.fail(problem, pytrace=False)  # outside the except block: no exception chain is printed
+
+
 class Block:
     """Handle of a ``with energy.measure()`` block; set ``iterations`` inside, read ``record`` after.
 
     The record is built on first access: a counter that ticks every 100 ms is resolved in the
-    background, so code that never reads it does not wait for the next tick."""
+    background, so code that never reads it does not wait for the next tick. Setting ``iterations``
+    to anything but a whole number >= 1 fails the test at that line."""
 
-    iterations: int = 1
-    taken: Any = None  # the session's lazily built measurement, once the block has ended
+    def __init__(self, iterations: int = 1) -> None:
+        self.iterations = iterations
+        self.taken: Any = None  # the session's lazily built measurement, once the block has ended
+
+    @property
+    def iterations(self) -> int:
+        """Iterations the block held; per-iteration energy is the block's divided by them."""
+        return self._iterations
+
+    @iterations.setter
+    def iterations(self, value: int) -> None:
+        self._iterations = _iterations(value, "the energy.measure() block's iterations")
 
     @property
     def record(self) -> Record | None:
@@ -80,6 +117,10 @@ class EnergyFixture:
         rounds); otherwise each round repeats ``fn`` until the minimum window is filled. ``rounds``,
         ``min_window`` and ``warmup`` override the marker and settings for this measurement.
         """
+        if iterations is not None:
+            iterations = _iterations(iterations, "energy.run(iterations=...)")
+        rounds, min_window, warmup = (_setting(name, value) for name, value in
+                                      (("rounds", rounds), ("min_window", min_window), ("warmup", warmup)))
         kwargs = kwargs or {}
         if self._session is None:
             return fn(*args, **kwargs)
@@ -90,8 +131,9 @@ class EnergyFixture:
 
     @contextmanager
     def measure(self, label: str = "", unit: str = "run", iterations: int = 1) -> Iterator[Block]:
-        """Measure a block that runs exactly once (a fine-tune) as one window."""
-        block = Block(iterations=iterations)
+        """Measure a block that runs exactly once (a fine-tune) as one window; ``iterations`` (or the
+        block's ``iterations`` set inside it) is what its energy is divided by."""
+        block = Block(iterations=_iterations(iterations, "energy.measure(iterations=...)"))
         if self._session is None:
             yield block
             return

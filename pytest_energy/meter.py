@@ -15,6 +15,14 @@ two ticks ``(t_a, E_a)`` and ``(t_b, E_b)``, and interpolates the energy at the 
 
 Idle power is measured once per session. CUDA is synchronised at every edge when torch has already
 initialised CUDA (torch is never imported here).
+
+Every window is checked for plausibility before its joules count (:meth:`Meter.window_problem`):
+a ticking counter must be seen to tick (a poller that sees no change for three periods marks the
+edge frozen), a continuous one must move within its ``frozen_after_seconds``, and the energy must
+lie between a tenth of the device's idle power and 1.5x its power limit (plus one tick and a
+scheduling delay per edge) times the window. A window outside is invalid with a note, never 0 J
+or a jump that passes or fails a budget. A component's ``ticks`` are the counter updates between
+the ticks the poller saw at its windows' edges: none where it saw none.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .record import Component, Round
-from .sources.base import Channel, SourceError
+from .sources.base import POWER_LIMIT_MARGIN, Channel, SourceError
 
 #: How long a poller waits for a tick before it gives up on an edge (in tick periods).
 TICK_TIMEOUT_PERIODS = 3.0
@@ -41,6 +49,11 @@ WARMUP_PERIODS = 1.5
 PREDICTION_MARGIN = 0.012
 #: Share of an extrapolated span's energy taken as the systematic error of the power assumed there.
 EXTRAPOLATION_ERROR = 0.1
+#: A window below this share of the device's idle power is a stalled counter. Low, because idle is
+#: measured once and a GPU may later idle lower (a deeper power state) than when it was measured.
+IDLE_FLOOR_FRACTION = 0.1
+#: How late a channel's read may follow its edge's instant (thread scheduling): slack of the upper bound.
+EDGE_DELAY_SECONDS = 0.01
 
 START, BOUNDARY, END = "start", "boundary", "end"
 
@@ -63,6 +76,7 @@ class EdgeValue:
     joules: float
     uncertainty: float = 0.0
     error: str | None = None
+    tick: float | None = None  # perf_counter instant of the counter change seen at this edge (ticking)
 
 
 class _Pending:
@@ -138,10 +152,10 @@ class TickPoller:
             value, mid = self._timed_read()
             if value != first:
                 break
-            if mid > deadline:
+            if mid > deadline:  # a powered device always ticks: the counter is frozen
                 self._last_tick = None
-                idle = self._idle_watts()
-                return EdgeValue(first, idle * self.period, None)
+                return EdgeValue(math.nan, math.nan, f"the energy counter did not change for {mid - first_mid:.2g} s "
+                                 f"({TICK_TIMEOUT_PERIODS:g} tick periods): a frozen counter")
             previous_mid = mid
         # The change happened between the two reads; the tick before it was one period earlier.
         # Where the prediction falls between them (a sleep can span a long gap), it is the better guess.
@@ -170,7 +184,7 @@ class TickPoller:
             if at >= tick_a:
                 joules = min(max(joules, energy_a), energy_b)
         uncertainty = working * resolution + EXTRAPOLATION_ERROR * abs(extrapolated)
-        return EdgeValue(joules, uncertainty)
+        return EdgeValue(joules, uncertainty, tick=tick_b)
 
 
 @dataclass
@@ -213,6 +227,8 @@ class Meter:
         self.periods: dict[str, float] = {}
         self._pollers: dict[str, TickPoller] = {}
         self._started = False
+        #: One line per problem of the session's set-up (an idle window that could not be measured).
+        self.notes: list[str] = []
 
     # -- session set-up -------------------------------------------------------------------------
     def start(self, idle_seconds: float) -> dict[str, float]:
@@ -231,9 +247,14 @@ class Meter:
         last = self.edge(BOUNDARY, synchronize=False)
         seconds = last.at - first.at
         before, after = first.resolve(), last.resolve()
-        for device in self.idle_watts:
-            joules = after[device].joules - before[device].joules
-            self.idle_watts[device] = joules / seconds if math.isfinite(joules) and joules >= 0 else 0.0
+        for channel in self.channels:  # idle is still 0 W here, so no window is below it yet
+            device = channel.device
+            problem = self.window_problem(channel, before[device], after[device], seconds)
+            if problem:
+                self.notes.append(f"{device}: idle power not measured ({problem}); net energy is gross energy "
+                                  "this session")
+            else:
+                self.idle_watts[device] = (after[device].joules - before[device].joules) / seconds
         return dict(self.idle_watts)
 
     def _calibrate(self, channel: Channel) -> float:
@@ -314,11 +335,43 @@ class Meter:
         return Taken(edges, counts, done, result)
 
     # -- from edges to rounds and components ------------------------------------------------------
+    def window_problem(self, channel: Channel, start: EdgeValue, end: EdgeValue, seconds: float) -> str | None:
+        """Why one channel's joules over one window cannot be right, or None (module docstring)."""
+        if start.error or end.error:
+            return start.error or end.error
+        gross = end.joules - start.joules
+        if not math.isfinite(gross):
+            return f"the counter read {gross} J"
+        if gross < 0:
+            return f"counter went back by {-gross:.3g} J"
+        period = self.periods.get(channel.device, 0.0)
+        frozen_after = channel.frozen_after_seconds
+        if frozen_after and seconds >= frozen_after and gross == 0:
+            return f"the counter did not change in {seconds:.3g} s: a frozen counter"
+        slack = start.uncertainty + end.uncertainty
+        watts = f"{gross:.3g} J in {seconds:.3g} s ({gross / seconds if seconds > 0 else math.inf:.3g} W)"
+        idle = self.idle_watts[channel.device]
+        if ((period or frozen_after) and idle > 0 and seconds >= max(2 * period, frozen_after)
+                and gross + slack < IDLE_FLOOR_FRACTION * idle * seconds):
+            return f"{watts}, below {IDLE_FLOOR_FRACTION * 100:g} % of its {idle:.3g} W idle power: a stalled counter"
+        limit = channel.max_watts()
+        if limit and gross - slack > limit * (POWER_LIMIT_MARGIN * seconds + 2 * (period + EDGE_DELAY_SECONDS)):
+            return f"{watts}, above {POWER_LIMIT_MARGIN:g}x its {limit:.3g} W power limit: a counter jump"
+        return None
+
+    def _ticks(self, channel: Channel, start: EdgeValue, end: EdgeValue) -> int:
+        """Counter updates between the ticks the poller saw at a window's two edges (0 where none)."""
+        period = self.periods.get(channel.device, 0.0)
+        if not period or start.tick is None or end.tick is None:
+            return 0
+        return round((end.tick - start.tick) / period)
+
     def account(self, taken: Taken) -> Measured:
         """Turn edges into rounds (per-device net joules) and per-device components."""
         values = [edge.resolve() for edge in taken.edges]
         rounds: list[Round] = []
-        totals = {c.device: {"gross": 0.0, "net": 0.0, "seconds": 0.0, "edge_var": 0.0} for c in self.channels}
+        totals = {c.device: {"gross": 0.0, "net": 0.0, "seconds": 0.0, "edge_var": 0.0, "ticks": 0}
+                  for c in self.channels}
         problems: dict[str, str] = {}
         for index, iterations in enumerate(taken.iterations):
             before, after = values[index], values[index + 1]
@@ -328,11 +381,12 @@ class Meter:
             valid = bool(self.channels)  # with no device read, 0 J would pass every budget falsely
             for channel in self.channels:
                 start, end = before[channel.device], after[channel.device]
-                gross = end.joules - start.joules
-                if start.error or end.error or not math.isfinite(gross) or gross < 0:
+                problem = self.window_problem(channel, start, end, seconds)
+                if problem:
                     valid = False
-                    problems.setdefault(channel.device, start.error or end.error or f"counter went back by {-gross:.3g} J")
+                    problems.setdefault(channel.device, problem)
                     continue
+                gross = end.joules - start.joules
                 net = gross - self.idle_watts[channel.device] * seconds
                 by_device[channel.device] = net
                 gross_sum += gross
@@ -349,10 +403,10 @@ class Meter:
                 total["net"] += by_device[channel.device]
                 total["seconds"] += seconds
                 total["edge_var"] += start.uncertainty**2 + end.uncertainty**2
+                total["ticks"] += self._ticks(channel, start, end)
         components = []
         for channel in self.channels:
             total = totals[channel.device]
-            period = self.periods.get(channel.device, 0.0)
             systematic = channel.uncertainty(total["gross"], total["seconds"])
             note = problems.get(channel.device, "")
             if note:
@@ -366,7 +420,7 @@ class Meter:
                     net_joules=total["net"],
                     idle_watts=self.idle_watts[channel.device],
                     window_seconds=total["seconds"],
-                    ticks=int(total["seconds"] / period) if period else 0,
+                    ticks=int(total["ticks"]),
                     uncertainty_joules=math.sqrt(total["edge_var"] + systematic**2),
                     valid=channel.device not in problems,
                     note=note,

@@ -155,6 +155,7 @@ class EnergySession:
             self.notes += found.notes
             meter = Meter(found.channels)
             self.idle_watts = meter.start(self.settings.idle_seconds)
+            self.notes += meter.notes
             self.fingerprint = fingerprint(found.channels)
             self.update_fingerprint(self.fingerprint)
             self._meter = meter
@@ -214,7 +215,7 @@ class EnergySession:
             yield
         finally:  # energy spent by a block that raised is still energy spent: keep its record
             end = meter.edge(END)
-            block.taken = self._keep(context, label, unit, "block", Taken([start, end], [max(1, block.iterations)]))
+            block.taken = self._keep(context, label, unit, "block", Taken([start, end], [block.iterations]))
 
     def _keep(self, context: TestContext, label: str, unit: str, form: str, taken: Taken) -> _Taken:
         name = context.name_for(label)
@@ -269,7 +270,7 @@ class EnergySession:
             }
         notes = [f"{c.device}: {c.note}" for c in measured.components if c.note]
         if not valid:
-            notes.append("every window was invalid: no energy figure for this measurement"
+            notes.append("every window was invalid: no energy figure for this measurement, budgets not checked"
                          if measured.components else
                          "no device could be measured (see the session's notes): no energy figure, "
                          "budgets not checked")

@@ -5,12 +5,20 @@ CPU). Every channel exposes a monotonic cumulative energy in joules, whatever it
 a hardware counter (differenced, wraparound handled by the channel), power readings integrated by a
 background sampler, or a model of CPU time and rated power. The meter only ever differences
 ``read()`` values, so windows, rounds and idle work the same for every method.
+
+Every device draws some power and none draws much more than its power limit, so a channel also says
+what bounds a plausible window (:attr:`Channel.frozen_after_seconds`, :meth:`Channel.max_watts`); the
+meter marks a window outside them invalid instead of passing on a frozen counter's 0 J or a jump.
 """
 
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
+
+#: How far above its power limit a device's power may read (boost transients, edge timing) before a
+#: reading or a window is taken as a fault rather than energy.
+POWER_LIMIT_MARGIN = 1.5
 
 
 class SourceError(RuntimeError):
@@ -32,6 +40,9 @@ class Channel(abc.ABC):
     method: str
     #: seconds between counter updates; 0.0 for sources that are continuous at the meter's scale
     tick_seconds: float = 0.0
+    #: A continuous reading that stays unchanged this long is frozen: the device always draws some
+    #: power. 0.0: never checked (a model). Ticking counters: the meter's poller waits three ticks.
+    frozen_after_seconds: float = 0.0
 
     @abc.abstractmethod
     def read(self) -> float:
@@ -39,6 +50,10 @@ class Channel(abc.ABC):
 
     def power(self) -> float | None:
         """An instantaneous power reading in watts where it is cheap (used for edge corrections)."""
+        return None
+
+    def max_watts(self) -> float | None:
+        """The most this device can draw (its power limit), bounding a window's energy; None: unknown."""
         return None
 
     def uncertainty(self, joules: float, seconds: float) -> float:

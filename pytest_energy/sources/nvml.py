@@ -20,7 +20,7 @@ from collections import deque
 from types import ModuleType
 from typing import Any, Callable
 
-from .base import Channel, Detection, SourceError, SourceUnavailable
+from .base import POWER_LIMIT_MARGIN, Channel, Detection, SourceError, SourceUnavailable
 
 #: The counter's update period measured on an H100 (docs/sources.md); the meter interpolates ticks.
 COUNTER_TICK_SECONDS = 0.1
@@ -270,6 +270,11 @@ class _GpuChannel(Channel):
         except nvml.NVMLError as error:
             raise SourceError(f"{self.device}: NVML power reading failed ({error})") from None
 
+    def max_watts(self) -> float | None:
+        """The enforced power limit read at open, or None where NVML does not report it."""
+        limit = self._identity.get("power_limit_watts")
+        return float(limit) if isinstance(limit, (int, float)) and limit > 0 else None
+
     def power(self) -> float | None:
         """Instantaneous board power in watts, or None when NVML fails."""
         try:
@@ -365,11 +370,13 @@ class NvmlSampledChannel(_GpuChannel):
 
     Each :meth:`read` also takes a reading, so a window's integral runs exactly to its edges. Samples
     are integrated with the trapezoid rule into a running sum; the last :data:`TIMELINE_CAP` are kept
-    for :meth:`timeline`.
+    for :meth:`timeline`. A reading above 1.5x the power limit is a fault, not power: it is left out
+    and the next :meth:`read` raises, so that window is invalid.
     """
 
     method = "sampled"
     tick_seconds = 0.0  # every read samples the power itself: continuous at the meter's scale
+    frozen_after_seconds = 0.1  # a powered GPU never reads 0 W: a tenth of a second at 0 J is a fault
 
     def __init__(self, library: _Library, handle: Any, device: str, nvml_index: int) -> None:
         super().__init__(library, handle, device, nvml_index)
@@ -385,6 +392,10 @@ class NvmlSampledChannel(_GpuChannel):
         before = time.perf_counter()
         watts = self.read_watts()
         at = (before + time.perf_counter()) / 2
+        limit = self.max_watts()
+        if limit is not None and watts > POWER_LIMIT_MARGIN * limit:  # left out of the integral
+            raise SourceError(f"{self.device}: NVML read {watts:.4g} W, above {POWER_LIMIT_MARGIN:g}x its "
+                              f"{limit:.4g} W power limit; the window holding that reading is invalid")
         with self._lock:
             if self._samples:
                 last_at, last_watts = self._samples[-1]

@@ -11,6 +11,8 @@ tree (package zones only).
 time the value goes back. So that a long window cannot hide a whole wrap between two reads, a guard
 thread reads the counter at least twice per shortest possible wrap period. Since CVE-2020-8694
 ``energy_uj`` is readable by root only on most distributions: that is reported once, with the fix.
+A reset (the value going back without a wrap, e.g. after a resume) is read as a wrap and adds up to
+the whole range; the meter's bound of :data:`WATTS_CEILING` per window marks that window invalid.
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ from .base import Channel, Detection, SourceError
 UPDATE_SECONDS = 0.001
 #: The commonest RAPL energy unit, 2^-14 J.
 RESOLUTION_JOULES = 2.0**-14
-#: No CPU package draws more, so the counter cannot wrap faster than range / this.
+#: No CPU package draws more, so the counter cannot wrap faster than range / this, and no window
+#: holds more than this times its length (the meter's plausibility bound).
 WATTS_CEILING = 1000.0
+#: A hundred updates: a counter that has not moved for this long is frozen (a package always draws power).
+FROZEN_AFTER_SECONDS = 0.1
 GUARD_MIN_SECONDS = 0.5
 GUARD_MAX_SECONDS = 60.0
 
@@ -103,6 +108,7 @@ class RaplChannel(Channel):
 
     method = "counter"
     tick_seconds = 0.0  # updates every ~1 ms (UPDATE_SECONDS)
+    frozen_after_seconds = FROZEN_AFTER_SECONDS
 
     def __init__(self, zone: Path, kind: str, device: str, domain: str) -> None:
         """Reads the counter once; raises ``PermissionError`` / ``OSError`` when it is unreadable."""
@@ -171,6 +177,10 @@ class RaplChannel(Channel):
         if error is not None:
             raise error
         return joules
+
+    def max_watts(self) -> float:
+        """:data:`WATTS_CEILING`: no package or DRAM domain draws more."""
+        return WATTS_CEILING
 
     def uncertainty(self, joules: float, seconds: float) -> float:
         """One update period of the mean power and one energy unit at each edge of the window.

@@ -5,7 +5,9 @@ measured on an H100 (docs/sources.md): the total-energy counter is a millijoule 
 at tick boundaries (every 100 ms), so between ticks it holds the integral of power up to the last
 boundary. Each :class:`FakeGpu` is configured by a power curve (watts as a function of seconds since the
 fake was installed) and optional faults: no counter (pre-Volta), MIG on, other processes, a counter
-near its 64-bit wrap, and time windows in which every reading raises ``NVMLError_Unknown``.
+near its 64-bit wrap, time windows in which every reading raises ``NVMLError_Unknown``, a counter that
+freezes (``frozen_from``: it keeps the value it had then) and counter jumps (``jumps``: millijoules
+added from a time on, as a driver glitch would).
 
 Under pytest::
 
@@ -88,6 +90,8 @@ class FakeGpu:
     mig: bool | None = None  # None: no MIG support (NotSupported); True: MIG enabled
     processes: list[int] = field(default_factory=list)  # pids computing on the GPU
     failures: list[tuple[float, float]] = field(default_factory=list)  # [start, end) of failing readings
+    frozen_from: float = math.inf  # from this time on the counter keeps its value (0.0: frozen from the start)
+    jumps: list[tuple[float, int]] = field(default_factory=list)  # (time, mJ the counter jumps by then)
     power_limit_watts: float = 700.0
     memory_total_bytes: int = 80 * 2**30
 
@@ -136,14 +140,17 @@ class FakeGpu:
         return self.tick_phase + k * self.tick_seconds
 
     def counter_mj(self, t: float) -> int:
-        """The counter at ``t``: the integral of power up to the last tick boundary, in whole mJ."""
+        """The counter at ``t``: the integral of power up to the last tick boundary, in whole mJ, plus
+        the jumps by then; a frozen counter is read at ``frozen_from``."""
+        t = min(t, self.frozen_from)
+        jumped = sum(millijoules for at, millijoules in self.jumps if at <= t)
         last = math.floor((t - self.tick_phase) / self.tick_seconds + 1e-9)  # 1e-9: a read on a boundary sees it
         while len(self._at_boundary) <= last:  # each tick integrated once
             k = len(self._at_boundary)
             before = self._at_boundary[-1] if k else 0.0
             self._at_boundary.append(before + self.energy(self.boundary(k - 1) if k else 0.0, self.boundary(k)))
         joules = self._at_boundary[last] if last >= 0 else 0.0
-        return (self.counter_offset_mj + math.floor(joules * 1000 + 1e-9)) % COUNTER_MODULUS_MJ
+        return (self.counter_offset_mj + math.floor(joules * 1000 + 1e-9) + jumped) % COUNTER_MODULUS_MJ
 
     def failing(self, t: float) -> bool:
         return any(start <= t < end for start, end in self.failures)
