@@ -428,9 +428,10 @@ class EnergySession:
         """One line per crashed worker: which test's records were lost, why the gate cannot judge it."""
         lines = []
         for worker, crash in sorted(self.crashed.items()):
-            test = crash["test"] or "a test (xdist did not say which)"
-            lines.append(f"pytest-energy: xdist worker {worker} crashed ({crash['error']}) while running {test}: "
-                         "the records that test took are lost and the gate cannot judge it (the worker's "
+            lost = (f"while running {crash['test']}: the records that test took are lost and the gate cannot "
+                    "judge it" if crash["test"] else "outside a test: what it measured after its last test is "
+                    "lost and the gate cannot judge it")
+            lines.append(f"pytest-energy: xdist worker {worker} crashed ({crash['error']}) {lost} (the worker's "
                          "finished tests had sent theirs)")
         return lines
 

@@ -24,6 +24,7 @@ from test_gate_integration import ARGS, CONFTEST
 
 from pytest_energy import baselines as store
 from pytest_energy.history import History
+from pytest_energy.record import OUTCOMES
 from pytest_energy.session import NOTHING_MEASURED, record_outcome
 
 OUTCOMES_FILE = '''
@@ -81,6 +82,9 @@ def test_record_outcome_tells_xfail_and_errors_apart() -> None:
     assert record_outcome("call", "passed", True) == "xpassed"
     assert record_outcome("teardown", "failed", False) == "error"
     assert record_outcome("setup", "passed", False) == record_outcome("teardown", "passed", False) == ""
+    every = {record_outcome(when, outcome, xfail) for when in ("setup", "call", "teardown")
+             for outcome in ("passed", "failed", "skipped") for xfail in (False, True)}
+    assert every == set(OUTCOMES) | {""}
 
 
 def test_skipped_and_xfailed_tests_are_recorded_never_judged(run, pytester: pytest.Pytester) -> None:
@@ -176,6 +180,31 @@ def test_a_crashed_worker_is_named_and_the_gate_is_incomplete(pytester: pytest.P
     assert gate["outcome"] == "incomplete" and gate["head"] == head
     assert len(gate["incomplete"]) == 1 and lost.search(gate["incomplete"][0])
     assert document["session"]["exitstatus"] == 1
+
+
+def test_a_worker_crashing_after_its_tests_still_fails_closed(pytester: pytest.Pytester) -> None:
+    """The worker dies before its end-of-session payload: its tests' records came with their reports,
+    but what it measured after them (a session fixture's teardown) cannot be known, so no pass."""
+    pytester.makeconftest(CONFTEST + """
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session):
+    if os.environ.get("PYTEST_XDIST_WORKER") == "gw0":
+        os._exit(3)
+""")
+    pytester.makepyfile(test_end="".join(f'''
+def test_{index}(energy, package):
+    energy.run(package.spend, args=(1.0,), iterations=1)
+''' for index in range(1, 5)))
+    result = pytester.runpytest_subprocess(*ARGS, "-n", "2")
+    result.assert_outcomes(passed=4)
+    assert result.ret == 1  # every test passed: the incomplete gate alone fails the session
+    result.stdout.fnmatch_lines(["pytest-energy gate INCOMPLETE: 4 new *",
+                                 "pytest-energy: xdist worker gw0 crashed (*) outside a test: what it measured after "
+                                 "its last test is lost and the gate cannot judge it*"])
+    document = _document(pytester)
+    assert sorted(_records(document)) == [f"test_end.py::test_{i}" for i in range(1, 5)]
+    assert document["gate"]["outcome"] == "incomplete" and document["session"]["exitstatus"] == 1
 
 
 def test_the_meter_starts_before_the_first_test(run, pytester: pytest.Pytester) -> None:
