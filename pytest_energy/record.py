@@ -197,7 +197,7 @@ class RunInfo:
     carbon: Carbon
     idle_watts: dict[str, float]  # device -> idle power measured at session start
     reference_joules: dict[str, float]  # device -> joules of the reference workload (normalisation)
-    notes: list[str] = field(default_factory=list)  # source warnings and crashed workers, shown once
+    notes: list[str] = field(default_factory=list)  # source warnings shown once
     exitstatus: int = 0  # the process's exit status, the gate's included (the tests' alone until judged)
 
     def to_dict(self) -> dict[str, Any]:

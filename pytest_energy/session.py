@@ -448,7 +448,7 @@ class EnergySession:
             return exitstatus
         # First, so the records survive whatever a later stage meets; rewritten once judged.
         self._stage("the energy JSON", lambda: self._write_json(records, run_info, {
-            "outcome": "pending", "head": "pytest-energy: the session ended before the gate judged"}, announce=False))
+            "outcome": "pending", "head": "pytest-energy gate pending: the session ended before the gate judged"}, announce=False))
         from . import gate, report
         from .gate import Judgement
         from .history import History
@@ -495,7 +495,8 @@ class EnergySession:
 def _gate_document(judgement: Any, records: list[Record]) -> dict[str, Any]:
     """The gate's part of the JSON: its outcome and head line, every verdict, and the records it did
     not judge with their test's outcome."""
-    outcome = "incomplete" if judgement.incomplete else "failed" if judgement.gate_failed else "passed"
+    outcome = ("incomplete" if judgement.incomplete else "failed" if judgement.gate_failed
+               else "passed" if judgement.summary else "not judged")  # no head line: the gate did not run
     return {
         "outcome": outcome,
         "head": judgement.summary[0] if judgement.summary else "",

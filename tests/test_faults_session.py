@@ -217,7 +217,8 @@ def test_second(energy, package):
     energy.run(package.spend, args=(1.0,), iterations=1)
 ''')
     idle = 2.0  # the session's idle window: charged to the first test, it would dwarf its real time
-    result = run("--energy-idle-seconds", str(idle), "--junitxml", "junit.xml", "--durations", "0", "-vv")
+    result = run("--energy-idle-seconds", str(idle), "--junitxml", "junit.xml", "--durations", "0", "-vv",
+                 "--energy-baselines", "none")
     result.assert_outcomes(passed=2)
     times = {case.get("name"): float(case.get("time"))
              for case in ElementTree.parse(pytester.path / "junit.xml").getroot().iter("testcase")}
@@ -225,8 +226,11 @@ def test_second(energy, package):
     assert all(seconds < idle / 2 for seconds in times.values()), times
     calls = {m.group(2): float(m.group(1)) for m in re.finditer(r"([\d.]+)s call +test_quick.py::(\w+)", result.stdout.str())}
     assert set(calls) == {"test_first", "test_second"} and all(s < idle / 2 for s in calls.values()), calls
-    session = _document(pytester)["session"]
-    assert session["fingerprint"]["id"] and "cpu:package-0" in session["idle_watts"]
+    document = _document(pytester)
+    assert document["session"]["fingerprint"]["id"] and "cpu:package-0" in document["session"]["idle_watts"]
+    # No baselines at all: the gate did not run, and the JSON does not call that a pass.
+    assert document["gate"]["outcome"] == "not judged" and document["gate"]["verdicts"] == []
+    assert document["gate"]["errors"] == ["pytest-energy: --energy-baselines is none: no baseline compared"]
 
 
 def test_a_run_that_measures_nothing_starts_no_meter(run, pytester: pytest.Pytester) -> None:
