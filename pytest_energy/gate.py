@@ -31,6 +31,7 @@ class Judgement:
     gate_failed: bool = False
     summary: list[str] = field(default_factory=list)  # lines naming each regression and its size
     rootdir: str = ""  # where relative baseline and history paths resolve (pytest's rootdir)
+    incomplete: list[str] = field(default_factory=list)  # records lost (a crashed worker): see fail_incomplete
 
 
 def _note(errors: list[str], line: str) -> None:
@@ -169,6 +170,8 @@ def _judge_set(records: list[Record], settings: Settings, root: Path, fingerprin
     judgement.unreadable += [str(p) for p in loaded.broken if str(p) not in judgement.unreadable]
     elsewhere: dict[str, list[str]] | None = None
     for record in records:
+        if not record.judgeable:  # skipped, xfailed, failed...: recorded with its outcome, never judged
+            continue
         gate = record.budget.get("gate", True) is not False
         tolerance = _energy_tolerance(record, settings, judgement.errors)
         baseline = loaded.baselines.get(record.name)
@@ -217,9 +220,9 @@ def _summary(judgement: Judgement, failing: bool) -> list[str]:
     if judgement.unreadable:  # a damaged file must not pass unseen: its tests are not compared at all
         count = len(judgement.unreadable)
         head += f"; {count} baseline file{'s' if count > 1 else ''} unreadable, not compared (see below)"
-    outcome = "FAILED" if failing else "passed"
+    outcome = "INCOMPLETE" if judgement.incomplete else "FAILED" if failing else "passed"
     lines = [f"pytest-energy gate {outcome}: {head or 'nothing judged'} "
-             f"(set {judgement.baseline_set!r}, hardware {judgement.fingerprint_id})"]
+             f"(set {judgement.baseline_set!r}, hardware {judgement.fingerprint_id})", *judgement.incomplete]
     for verdict in regressions:
         flag = "" if verdict.gating else "  [not gating]"
         lines.append(f"{verdict.name}  {verdict.message}{flag}")
@@ -253,6 +256,14 @@ def judge(records: list[Record], settings: Settings, fingerprint: dict[str, Any]
     return judgement
 
 
+def fail_incomplete(judgement: Judgement, lost: list[str]) -> None:
+    """Records were lost (an xdist worker crashed, one line each in ``lost``): the gate cannot judge
+    those tests, so it fails closed and its head line says INCOMPLETE, followed by ``lost``."""
+    judgement.incomplete = list(lost)
+    judgement.gate_failed = True
+    judgement.summary = _summary(judgement, True)
+
+
 def _write_baselines(records: list[Record], judgement: Judgement, settings: Settings, run_info: RunInfo) -> list[str]:
     """Refresh the baseline set from this run, the way ``--snapshot-update`` refreshes snapshots."""
     if run_info.exitstatus == INTERRUPTED:
@@ -270,7 +281,7 @@ def _write_baselines(records: list[Record], judgement: Judgement, settings: Sett
             statuses.setdefault(verdict.name, set()).add(verdict.status)
     chosen, skipped, kept = [], [], 0
     for record in records:
-        if record.outcome == "failed" or not record.valid:
+        if not record.judgeable or not record.valid:
             skipped.append(record.name)
         elif statuses.get(record.name) == {"unchanged"}:  # an unchanged baseline is kept: no churn in git
             kept += 1
@@ -279,7 +290,7 @@ def _write_baselines(records: list[Record], judgement: Judgement, settings: Sett
     result = store.update(folder, chosen)
     lines = [e for e in result.errors if e not in judgement.errors]  # judge() has shown the others
     lines.append(f"pytest-energy: baselines {folder}: {len(result.written)} written, {kept} unchanged kept"
-                 + (f", {len(skipped)} not written (failed test or no valid round)" if skipped else "")
+                 + (f", {len(skipped)} not written (test not passed, or no valid round)" if skipped else "")
                  + (f", {len(result.refused)} refused (their file is unreadable, see above)" if result.refused else ""))
     lines += [f"  {how:9} {name}" for name, how in sorted(result.written.items())]
     measured = {r.name for r in records}

@@ -161,6 +161,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         session.notes += survey(items, config.getini("markers"), MARKER_HELP, config.rootpath, LEFT_ALONE_KEY)
 
 
+def _measures(item: pytest.Item) -> bool:
+    """The test will measure energy: it uses our `energy` fixture or carries our `energy` marker."""
+    if item.stash.get(LEFT_ALONE_KEY, False):  # a project's own `energy` fixture or marker
+        return False
+    return "energy" in getattr(item, "fixturenames", ()) or item.get_closest_marker("energy") is not None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    energy = session.config.stash.get(SESSION_KEY, None)
+    if energy is not None and not session.config.option.collectonly and any(map(_measures, session.items)):
+        energy.prepare()  # the meter's start-up, before the first test rather than inside it
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     session = item.config.stash.get(SESSION_KEY, None)
@@ -196,8 +210,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if session is not None and context is not None and call.when == "call" and session.wants_properties(item.config):
         item.user_properties.extend(session.properties(context))
     report = yield
-    if context is not None and report.when == "call":
-        context.set_outcome(report.outcome)
+    payload = session.after_report(context, report.when, report.outcome, hasattr(report, "wasxfail")) if session else {}
+    if payload:  # an xdist worker's new records travel with the teardown report (see XdistHooks)
+        report.energy_payload = payload
     return report
 
 
@@ -208,8 +223,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if energy.worker:
         session.config.workeroutput["energy"] = energy.worker_payload()  # type: ignore[attr-defined]
         return
-    if energy.finish(exitstatus) and session.exitstatus == pytest.ExitCode.OK:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    final = energy.finish(session.exitstatus)  # the gate's failure included, as the JSON says
+    if final != session.exitstatus:
+        session.exitstatus = pytest.ExitCode(final)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -224,7 +240,14 @@ class XdistHooks:
     def __init__(self, session: EnergySession) -> None:
         self.session = session
 
-    def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        payload = getattr(node, "workeroutput", {}).get("energy")
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        payload = report.__dict__.pop("energy_payload", None)  # taken off: other plugins never see it
         if payload:
             self.session.merge_worker(payload)
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        self.session.worker_down(node.gateway.id, error, getattr(node, "workeroutput", {}).get("energy"))
+
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
+        self.session.worker_crashed_in(report.node.gateway.id, crashitem)  # type: ignore[attr-defined]

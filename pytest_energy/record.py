@@ -16,6 +16,8 @@ from typing import Any
 SCHEMA_VERSION = 1
 
 METHODS = ("counter", "sampled", "modelled")
+#: A record's test outcome: pytest's, with xfail told apart ("error": its set-up or teardown failed).
+OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 
 
 @dataclass
@@ -97,8 +99,14 @@ class Record:
     reference_joules: dict[str, float] = field(default_factory=dict)
     timeline: list[tuple[float, float]] = field(default_factory=list)  # (seconds, watts) where sampled
     budget: dict[str, Any] = field(default_factory=dict)
-    outcome: str = ""  # the test's outcome: passed / failed / skipped
+    outcome: str = ""  # the test's outcome: see OUTCOMES ("" where the test never reported one)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def judgeable(self) -> bool:
+        """Only a passed test's record may be judged and become a baseline: a test that skipped,
+        xfailed, xpassed, failed or errored after measuring is recorded with its outcome, not judged."""
+        return self.outcome == "passed"
 
     @property
     def methods(self) -> list[str]:
@@ -165,11 +173,13 @@ def finite(value: Any) -> Any:
     return value
 
 
-def session_document(records: list[Record], session: dict[str, Any]) -> dict[str, Any]:
-    """The ``--energy-json`` document: schema version, session facts and every record."""
+def session_document(records: list[Record], session: dict[str, Any], gate: dict[str, Any]) -> dict[str, Any]:
+    """The ``--energy-json`` document: schema version, session facts, the gate's outcome and verdicts,
+    and every record."""
     return finite({
         "schema_version": SCHEMA_VERSION,
         "session": session,
+        "gate": gate,
         "records": [r.to_dict() for r in records],
     })
 
@@ -188,7 +198,7 @@ class RunInfo:
     idle_watts: dict[str, float]  # device -> idle power measured at session start
     reference_joules: dict[str, float]  # device -> joules of the reference workload (normalisation)
     notes: list[str] = field(default_factory=list)  # source warnings shown once
-    exitstatus: int = 0
+    exitstatus: int = 0  # the process's exit status, the gate's included (the tests' alone until judged)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

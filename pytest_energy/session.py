@@ -1,13 +1,19 @@
 """The energy session: one per pytest session (per xdist worker), kept on ``config.stash``.
 
-It owns the meter (started lazily, at the first measurement, so a run that measures nothing pays
-nothing), turns what the meter took into records, and at the end runs the stages in one direction:
-judge against baselines, store (JSON, baselines, history), report. Every stage after the JSON write
-is isolated, so a broken report can never lose the records or turn CI red.
+It owns the meter (started before the first test when a collected test measures, so no test pays
+for the idle window and the reference workload, and a run that measures nothing pays nothing), turns
+what the meter took into records, and at the end runs the stages in one direction: judge against
+baselines, store (JSON, baselines, history), report. Every stage after the JSON write is isolated, so
+a broken report can never lose the records or turn CI red.
+
+Under xdist each worker sends its new records with every test's teardown report, so a worker that
+crashes loses only what the test it was running measured; the controller names that worker and test,
+and the gate reads as incomplete.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -23,7 +29,7 @@ from .carbon import grams, resolve_carbon
 from .config import Settings, path_setting
 from .fingerprint import fingerprint, git_commit
 from .fixture import Block
-from .meter import END, START, Meter, Taken
+from .meter import END, START, Measured, Meter, Taken
 from .record import Record, RunInfo, per_iteration_stats, session_document
 from .sources import detect
 
@@ -33,6 +39,23 @@ VERDICT_KEYS = ("threshold", "thresholds", "gate")
 SETTING_KEYS = ("rounds", "min_window", "warmup")
 BUDGET_KEYS = ("budget", "per", "basis")
 MARKER_KEYS = BUDGET_KEYS + SETTING_KEYS + VERDICT_KEYS
+NOTHING_MEASURED = "pytest-energy: no test measured energy (use the `energy` fixture)"
+
+
+def _one_line(error: BaseException) -> str:
+    """An exception as one short line: its type and the first line of its message."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__
+
+
+def record_outcome(when: str, outcome: str, xfail: bool) -> str:
+    """A record's outcome (:data:`pytest_energy.record.OUTCOMES`) from one phase of a test's report:
+    the call's outcome with xfail told apart, "error" for a failed set-up or teardown, "" otherwise."""
+    if when == "call":
+        if xfail and outcome in ("skipped", "passed"):  # pytest reports an xfail as skipped
+            return "xfailed" if outcome == "skipped" else "xpassed"
+        return outcome
+    return "error" if outcome == "failed" else ""
 
 
 def _now() -> str:
@@ -142,12 +165,23 @@ class EnergySession:
         self.idle_watts: dict[str, float] = {}
         self.taken: list[_Taken] = []
         self.worker_records: list[Record] = []  # merged from xdist workers on the controller
+        self.crashed: dict[str, dict[str, str]] = {}  # controller: crashed worker -> its error and test
+        self._sent = {"records": 0, "notes": 0, "facts": 0}  # worker: how much went to the controller
         self.output_lines: list[str] = []
         self.judgement: Any = None
         self.report: Any = None
         self._meter: Meter | None = None
 
     # -- measuring ------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Start the meter before the first test (when some collected test measures), so no test's
+        duration, timeout or JUnit time pays for the session's idle window and reference workload."""
+        try:
+            self.meter()
+        except Exception as error:  # each measuring test meets the error itself, in its own call
+            self.notes.append(f"the meter could not start before the tests ({_one_line(error)}); "
+                              "each measuring test tries again")
+
     def meter(self) -> Meter:
         """The session's meter, started on first use: detect sources, calibrate, idle, reference."""
         if self._meter is None:
@@ -197,13 +231,18 @@ class EnergySession:
         warmup: int | None,
     ) -> Any:
         settings = context.settings
-        taken = self.meter().take_rounds(
-            fn, args, kwargs,
-            rounds=rounds or settings.rounds,
-            min_window=min_window or settings.min_window,
-            warmup=settings.warmup if warmup is None else warmup,
-            iterations=iterations,
-        )
+        meter = self.meter()
+        try:
+            taken = meter.take_rounds(
+                fn, args, kwargs,
+                rounds=rounds or settings.rounds,
+                min_window=min_window or settings.min_window,
+                warmup=settings.warmup if warmup is None else warmup,
+                iterations=iterations,
+            )
+        except BaseException as error:  # a timeout or failure inside: record that it did not finish
+            self._keep(context, label, unit, "call", Taken([], []), stopped=_one_line(error))
+            raise
         self._keep(context, label, unit, "call", taken)
         return taken.result
 
@@ -217,16 +256,19 @@ class EnergySession:
             end = meter.edge(END)
             block.taken = self._keep(context, label, unit, "block", Taken([start, end], [block.iterations]))
 
-    def _keep(self, context: TestContext, label: str, unit: str, form: str, taken: Taken) -> _Taken:
+    def _keep(self, context: TestContext, label: str, unit: str, form: str, taken: Taken, stopped: str = "") -> _Taken:
         name = context.name_for(label)
-        kept = _Taken(lambda: self._build(context, name, label, unit, form, taken))
+        kept = _Taken(lambda: self._build(context, name, label, unit, form, taken, stopped))
         context.taken.append(kept)
         self.taken.append(kept)
         return kept
 
-    def _build(self, context: TestContext, name: str, label: str, unit: str, form: str, taken: Taken) -> Record:
+    def _build(self, context: TestContext, name: str, label: str, unit: str, form: str, taken: Taken,
+               stopped: str) -> Record:
+        """The record of what the meter took; ``stopped`` says why a measurement ended before its
+        rounds did (it then has no round and no energy figure, but it is not lost)."""
         meter = self.meter()
-        measured = meter.account(taken)
+        measured = Measured([], []) if stopped else meter.account(taken)
         gross, net, spread = per_iteration_stats(measured.rounds)
         valid = [r for r in measured.rounds if r.valid]
         iterations = sum(r.iterations for r in valid)
@@ -269,7 +311,9 @@ class EnergySession:
                 "per_iteration_net": sum(c.net_joules for c in judged) / iterations / reference,
             }
         notes = [f"{c.device}: {c.note}" for c in measured.components if c.note]
-        if not valid:
+        if stopped:
+            notes.append(f"the measurement did not finish ({stopped}): no energy figure")
+        elif not valid:
             notes.append("every window was invalid: no energy figure for this measurement, budgets not checked"
                          if measured.components else
                          "no device could be measured (see the session's notes): no energy figure, "
@@ -308,6 +352,14 @@ class EnergySession:
             benchmark.extra_info.update(benchmark_extra_info(context.records[-1]))
         if context.budgets and context.taken:
             budgets.check(context.budgets, context.records, context.nodeid)
+
+    def after_report(self, context: TestContext | None, when: str, outcome: str, xfail: bool) -> dict[str, Any]:
+        """After each phase report of a test: note the test's outcome on its records; on an xdist
+        worker, return what the teardown report carries to the controller (empty: nothing to send)."""
+        phase = record_outcome(when, outcome, xfail)
+        if context is not None and phase:
+            context.set_outcome(phase)
+        return self.worker_payload() if self.worker and when == "teardown" else {}
 
     def wants_properties(self, config: Any) -> bool:
         """JUnit XML or pytest-html will show energy: only then wait for records during the test."""
@@ -352,14 +404,19 @@ class EnergySession:
         )
 
     def worker_payload(self) -> dict[str, Any]:
-        """What an xdist worker sends to the controller (plain JSON-able data)."""
-        return {
-            "records": [t.record.to_dict() for t in self.taken],
-            "notes": self.notes,
-            "fingerprint": self.fingerprint,
-            "idle_watts": self.idle_watts,
-            "reference_joules": self.reference_joules,
-        }
+        """What an xdist worker has not sent the controller yet (plain data): its new records and
+        notes, and its facts once. Sent with each test's teardown report and at the session's end."""
+        payload: dict[str, Any] = {}
+        records = [t.record.to_dict() for t in self.taken[self._sent["records"]:]]
+        if records:
+            payload["records"] = records
+        if self.notes[self._sent["notes"]:]:
+            payload["notes"] = self.notes[self._sent["notes"]:]
+        if self.fingerprint and not self._sent["facts"]:
+            payload.update(fingerprint=self.fingerprint, idle_watts=self.idle_watts,
+                           reference_joules=self.reference_joules)
+        self._sent = {"records": len(self.taken), "notes": len(self.notes), "facts": int(bool(self.fingerprint))}
+        return payload
 
     def merge_worker(self, payload: dict[str, Any]) -> None:
         """Take one worker's records and facts (controller side)."""
@@ -370,14 +427,42 @@ class EnergySession:
             self.idle_watts = payload.get("idle_watts", {})
             self.reference_joules = payload.get("reference_joules", {})
 
+    def worker_down(self, worker: str, error: Any, payload: dict[str, Any] | None) -> None:
+        """A worker ended (controller side): take its last records; a crash (``error``) is kept."""
+        if payload:
+            self.merge_worker(payload)
+        if error is not None:
+            self.crashed[worker] = {"error": str(error).strip() or "no reason given", "test": ""}
+
+    def worker_crashed_in(self, worker: str, nodeid: str) -> None:
+        """xdist names the test a crashed worker was running (it comes after :meth:`worker_down`)."""
+        self.crashed.setdefault(worker, {"error": "no reason given", "test": ""})["test"] = nodeid
+
+    def lost(self) -> list[str]:
+        """One line per crashed worker: which test's records were lost, why the gate cannot judge it."""
+        lines = []
+        for worker, crash in sorted(self.crashed.items()):
+            lost = (f"while running {crash['test']}: the records that test took are lost and the gate cannot "
+                    "judge it" if crash["test"] else "outside a test: what it measured after its last test is "
+                    "lost and the gate cannot judge it")
+            lines.append(f"pytest-energy: xdist worker {worker} crashed ({crash['error']}) {lost} (the worker's "
+                         "finished tests had sent theirs)")
+        return lines
+
     def finish(self, exitstatus: int) -> int:
-        """Judge, store and report; return the exit bits the gate adds (0, or 1 for a regression)."""
+        """Judge, store and report; return the session's exit status with the gate's decision in it
+        (1 where the tests passed and the gate failed), the one the JSON and history also hold."""
         records = self.records()
         run_info = self.run_info(exitstatus)
-        self._stage("the energy JSON", lambda: self._write_json(records, run_info))
-        if not records:
-            self.output_lines.append("pytest-energy: no test measured energy (use the `energy` fixture)")
-            return 0
+        lost = self.lost()
+        if not records and not lost:
+            self._stage("the energy JSON", lambda: self._write_json(
+                records, run_info, {"outcome": "nothing measured", "head": NOTHING_MEASURED}))
+            self.output_lines.append(NOTHING_MEASURED)
+            return exitstatus
+        # First, so the records survive whatever a later stage meets; rewritten once judged.
+        self._stage("the energy JSON", lambda: self._write_json(records, run_info, {
+            "outcome": "pending", "head": "pytest-energy gate pending: the session ended before the gate judged"}, announce=False))
         from . import gate, report
         from .gate import Judgement
         from .history import History
@@ -385,6 +470,11 @@ class EnergySession:
         self.judgement = Judgement()
         self._stage("the verdicts", lambda: setattr(
             self, "judgement", gate.judge(records, self.settings, self.fingerprint, self.rootpath)))
+        if lost:
+            gate.fail_incomplete(self.judgement, lost)
+        if self.judgement.gate_failed and exitstatus == 0:
+            run_info.exitstatus = 1
+        self._stage("the energy JSON", lambda: self._write_json(records, run_info, _gate_document(self.judgement, records)))
         self._stage("baselines and history", lambda: self.output_lines.extend(
             gate.persist(records, self.judgement, self.settings, run_info)))
         history_path = path_setting(self.settings.history, self.rootpath)
@@ -394,7 +484,7 @@ class EnergySession:
         if self.report is not None:
             self._stage("the report files", lambda: self.output_lines.extend(
                 report.write_outputs(self.report, self.settings)))
-        return 1 if self.judgement.gate_failed else 0
+        return run_info.exitstatus
 
     def _stage(self, what: str, action: Callable[[], Any]) -> None:
         try:
@@ -402,14 +492,34 @@ class EnergySession:
         except Exception as error:  # one line, and the remaining stages still run
             self.output_lines.append(f"pytest-energy: could not write {what}: {type(error).__name__}: {error}")
 
-    def _write_json(self, records: list[Record], run_info: RunInfo) -> None:
+    def _write_json(self, records: list[Record], run_info: RunInfo, gate: dict[str, Any], announce: bool = True) -> None:
         path = path_setting(self.settings.json, self.rootpath)
         if path is None:
             return
         from .locking import atomic_write_text
 
-        document = session_document(records, run_info.to_dict())
+        document = session_document(records, run_info.to_dict(), gate)
         self.update_json(document)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(document, indent=1, allow_nan=False) + os.linesep)
-        self.output_lines.append(f"pytest-energy: {len(records)} records written to {path}")
+        if announce:
+            self.output_lines.append(f"pytest-energy: {len(records)} records written to {path}")
+
+
+def _gate_document(judgement: Any, records: list[Record]) -> dict[str, Any]:
+    """The gate's part of the JSON: its outcome and head line, every verdict, and the records it did
+    not judge with their test's outcome."""
+    outcome = ("incomplete" if judgement.incomplete else "failed" if judgement.gate_failed
+               else "passed" if judgement.summary else "not judged")  # no head line: the gate did not run
+    return {
+        "outcome": outcome,
+        "head": judgement.summary[0] if judgement.summary else "",
+        "summary": list(judgement.summary),
+        "incomplete": list(judgement.incomplete),
+        "errors": list(judgement.errors),
+        "baseline_set": judgement.baseline_set,
+        "fingerprint_id": judgement.fingerprint_id,
+        "new": list(judgement.new),
+        "not_judged": {r.name: r.outcome or "no outcome" for r in records if not r.judgeable},
+        "verdicts": [dataclasses.asdict(v) for v in judgement.verdicts],
+    }

@@ -323,7 +323,7 @@ def test_persist_refreshes_only_what_changed_and_lists_unused(tmp_path: Path) ->
     judgement = judge(second, settings, FINGERPRINT, tmp_path)
     lines = persist(second, judgement, settings, make_run_info("run-2"))
     # c is unchanged but failed: counted once, as not written.
-    assert any("1 written, 1 unchanged kept, 2 not written (failed test or no valid round)" in line for line in lines)
+    assert any("1 written, 1 unchanged kept, 2 not written (test not passed, or no valid round)" in line for line in lines)
     assert "  refreshed t.py::b" in lines
     assert any(line.startswith("  unused    t.py::gone") and str(path) in line for line in lines)
     stored = store.load_set(path.parent).baselines

@@ -82,8 +82,8 @@ def _table(rows: list[Row], verbosity: int, width: int) -> Text:
         extra = []
         if row.wh_per_1000 is not None:
             extra.append(f"{fmt(row.wh_per_1000)} Wh per 1,000 inferences (gross)")
-        if row.record.outcome == "failed":
-            extra.append("the test failed")
+        if not row.record.judgeable:  # only a passed test is judged
+            extra.append(f"the test {row.record.outcome or 'reported no outcome'}: not judged")
         if verbosity > 0:
             extra += row.messages
         for note in extra:
