@@ -10,7 +10,13 @@ the same every time it is computed from the same rounds:
   and the baseline's log values (reported as a ratio: the median of the pairwise ratios);
 * its interval is the Mann-Whitney confidence interval, whose coverage is exact for any noise
   distribution with few rounds (a bootstrap of 5 rounds covers too little), and which a single
-  disturbed round cannot drag (a mean and a t interval can be).
+  disturbed round cannot drag (a mean and a t interval can be). Past a few thousand pairs of rounds
+  the exact rank count gets dear (600 rounds a side: 10^8 steps) and the rank statistic's normal
+  approximation takes over, as deterministic and on the wide side of the exact interval;
+* a side with a single window (a marked test without the fixture, ``with energy.measure()``) cannot
+  show its own noise: that side is given the noise one window can have (its stated reading
+  uncertainty and :data:`WINDOW_NOISE` between runs), so a change far beyond it is still a verdict
+  and a smaller one is inconclusive, saying so.
 
 Rule, with ``t`` the minimum effect (a fraction) and the band ``[1/(1+t), 1+t]``:
 
@@ -351,8 +357,9 @@ def judge_energy(
     ``what`` names the quantity in the message ("energy", "normalised energy"); ``note`` is appended
     (e.g. why the verdict does not gate); ``refresh`` is the command that records a new baseline in
     this set, advised on an improvement. Where a side has a single window, it is judged by
-    :func:`window_interval` with ``reading_error``, the stated reading uncertainty of one window in the
-    values' unit (the baseline stores none: the same hardware and method is taken to read as well).
+    :func:`window_interval` with ``reading_error``, the stated reading uncertainty of one window of this
+    run in the values' unit (the baseline stores none: its windows, on the same hardware and method, are
+    taken to read as well relative to their energy).
     """
     suffix = f"; {note}" if note else ""
 
@@ -379,8 +386,8 @@ def judge_energy(
         )
     single = min(len(current), len(baseline)) == 1
     if single:
-        reading = (reading_error / statistics.median(current), reading_error / statistics.median(baseline))
-        interval = window_interval(current, baseline, reading)
+        reading = reading_error / statistics.median(current)
+        interval = window_interval(current, baseline, (reading, reading))
     else:
         interval = ratio_interval(current, baseline)
     status = classify(interval, threshold)
