@@ -79,9 +79,9 @@ def energy_values(rounds: list[Round], devices: list[str] | None, scale: float =
         if not round_.valid or round_.iterations <= 0:
             continue
         if round_.iterations > MAX_ITERATIONS:
-            raise ImplausibleValue(f"a round holds more than 2**53 iterations (about 2**{round_.iterations.bit_length()}), "
-                                   "more than any run counts; fix the baseline file or re-record it with "
-                                   "--energy-update-baselines")
+            raise ImplausibleValue(f"a round holds more than 2**53 iterations (about 2**"
+                                   f"{round_.iterations.bit_length()}), more than any run counts; fix the baseline "
+                                   "file or re-record it with --energy-update-baselines")
         if devices is None:
             joules = round_.net_joules
         elif all(d in round_.by_device for d in devices):
@@ -246,7 +246,8 @@ def _judge_record(record: Record, settings: Settings, folder: Path, loaded: stor
                           "energy: every window of this run was invalid", False)
     else:
         verdict = _energy_verdict(record, baseline, settings, set_name, tolerance, gate)
-    return [verdict, *_value_verdicts(record, baseline, settings, set_name, gate, errors, incomparable)], status == "new"
+    verdicts = [verdict, *_value_verdicts(record, baseline, settings, set_name, gate, errors, incomparable)]
+    return verdicts, status == "new"
 
 
 #: Inconclusive verdicts named with their reason under the gate's head line (the rest: -v, HTML report).

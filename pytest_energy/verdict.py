@@ -251,7 +251,8 @@ def _logs(current: Sequence[float], baseline: Sequence[float]) -> tuple[list[flo
     return [math.log(v) for v in current], [math.log(v) for v in baseline]
 
 
-def _hodges_lehmann(logs_now: Sequence[float], logs_then: Sequence[float], *ranks: int) -> tuple[float, dict[int, float]]:
+def _hodges_lehmann(logs_now: Sequence[float], logs_then: Sequence[float],
+                    *ranks: int) -> tuple[float, dict[int, float]]:
     """The median of the pairwise log differences, and the differences of the other ``ranks``."""
     count = len(logs_now) * len(logs_then)
     middle = count // 2
