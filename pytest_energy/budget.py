@@ -42,6 +42,22 @@ def _per_text(per: str) -> str:
     return {"iteration": "per iteration", "1000": "per 1,000 iterations", "test": "per test"}[per]
 
 
+def marker_keywords(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """One ``energy`` marker's keywords, its one positional argument being the budget:
+    ``@pytest.mark.energy("10 J")`` is ``@pytest.mark.energy(budget="10 J")``.
+
+    Raises :class:`BudgetError` (one line) for more positional arguments, or a budget given both ways.
+    """
+    if not args:
+        return dict(kwargs)
+    if len(args) > 1:
+        raise BudgetError(f"energy marker: positional arguments {', '.join(map(repr, args))}: the only one it "
+                          "takes is the budget, as in energy('10 J'); give the others by keyword (per=, rounds=, ...)")
+    if "budget" in kwargs:
+        raise BudgetError(f"energy marker: the budget is given twice, as {args[0]!r} and budget={kwargs['budget']!r}")
+    return {"budget": args[0], **kwargs}
+
+
 def budget_from_marker(kwargs: dict[str, Any]) -> EnergyBudget | None:
     """The budget declared by ``@pytest.mark.energy(budget=..., per=..., basis=...)``, if any."""
     if kwargs.get("budget") is None:

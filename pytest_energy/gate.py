@@ -3,10 +3,11 @@ the stores written after it (baselines on request, history always)."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from . import baselines as store
 from .config import Settings, path_setting
@@ -59,15 +60,29 @@ def _tolerance(record: Record, metric: str, default: float, errors: list[str]) -
     return Tolerance(relative=default)
 
 
+#: More iterations than any round can count (a float's exact integers): a hand-edited baseline's
+#: 10**400 would otherwise overflow the division, or divide its joules down to nothing.
+MAX_ITERATIONS = 2**53
+
+
+class ImplausibleValue(ValueError):
+    """A number no measurement can have; the message says which and what to do."""
+
+
 def energy_values(rounds: list[Round], devices: list[str] | None, scale: float = 1.0) -> list[float] | None:
     """Per-iteration net joules of each valid round, over ``devices`` (all when None), times ``scale``.
 
-    None when a round lacks one of the devices (the two sides measured different things).
+    None when a round lacks one of the devices (the two sides measured different things). Raises
+    :class:`ImplausibleValue` for a round of more than :data:`MAX_ITERATIONS` iterations.
     """
     values = []
     for round_ in rounds:
         if not round_.valid or round_.iterations <= 0:
             continue
+        if round_.iterations > MAX_ITERATIONS:
+            raise ImplausibleValue(f"a round holds more than 2**53 iterations (about 2**"
+                                   f"{round_.iterations.bit_length()}), more than any run counts; fix the baseline "
+                                   "file or re-record it with --energy-update-baselines")
         if devices is None:
             joules = round_.net_joules
         elif all(d in round_.by_device for d in devices):
@@ -118,7 +133,25 @@ def _energy_verdict(record: Record, baseline: store.Baseline, settings: Settings
                        f"energy: the baseline measured other devices ({', '.join(sorted(baseline.devices))}); "
                        "refresh it with --energy-update-baselines", False)
     return judge_energy(record.name, current, previous, threshold, set_name, gating=gating, what=what, note=note,
-                        refresh=_refresh(settings, set_name))
+                        refresh=_refresh(settings, set_name),
+                        reading_error=_reading_error(record, devices or record.judged_devices, current_scale))
+
+
+def _reading_error(record: Record, devices: list[str], scale: float) -> float:
+    """The stated reading uncertainty of one of the record's windows, per iteration, over ``devices``.
+
+    Measured devices state their reading's resolution and edge errors. A modelled device's stated
+    uncertainty is the model's scale error against a wall meter: the same on both sides of a comparison
+    on the same hardware, so it cancels in their ratio and is left out.
+    """
+    windows = sum(1 for r in record.rounds if r.valid)
+    if not windows or not record.iterations:
+        return 0.0
+    total = math.sqrt(sum(c.uncertainty_joules**2 for c in record.components
+                          if c.device in devices and c.method != "modelled"
+                          and isinstance(c.uncertainty_joules, (int, float)) and math.isfinite(c.uncertainty_joules)))
+    # The components sum their windows' errors in quadrature: one window's is 1/sqrt(windows) of it.
+    return total / math.sqrt(windows) * windows / record.iterations * scale
 
 
 def _value_verdicts(record: Record, baseline: store.Baseline | None, settings: Settings, set_name: str,
@@ -169,42 +202,65 @@ def _judge_set(records: list[Record], settings: Settings, root: Path, fingerprin
     judgement.errors += [e for e in loaded.errors if e not in judgement.errors]
     judgement.unreadable += [str(p) for p in loaded.broken if str(p) not in judgement.unreadable]
     elsewhere: dict[str, list[str]] | None = None
+
+    def other_hardware() -> dict[str, list[str]]:
+        nonlocal elsewhere
+        if elsewhere is None:  # read other hardware's folders only when something is missing
+            elsewhere = store.other_hardware(root, fingerprint_id, set_name)
+        return elsewhere
+
     for record in records:
         if not record.judgeable:  # skipped, xfailed, failed...: recorded with its outcome, never judged
             continue
-        gate = record.budget.get("gate", True) is not False
-        tolerance = _energy_tolerance(record, settings, judgement.errors)
-        baseline = loaded.baselines.get(record.name)
-        incomparable = ""
-        if baseline is None:
-            path = store.file_for(folder, record.nodeid)
-            if path in loaded.broken:
-                incomparable = f"baseline file {path} is unreadable (see the error above)"
-            else:
-                if elsewhere is None:  # read other hardware's folders only when something is missing
-                    elsewhere = store.other_hardware(root, fingerprint_id, set_name)
-                if record.name in elsewhere:
-                    incomparable = (f"no comparable baseline: {set_name!r} was recorded on other hardware "
-                                    f"({', '.join(elsewhere[record.name])})")
-            status = "incomparable" if incomparable else "new"
-            message = incomparable or f"energy: no baseline in {set_name!r} yet (--energy-update-baselines records one)"
-            verdict = Verdict(record.name, "energy", status, None, None, None, tolerance.value, set_name, message,
-                              False)
-            if status == "new" and set_name == judgement.baseline_set:
-                judgement.new.append(record.name)
-        elif not record.valid:
-            verdict = Verdict(record.name, "energy", "inconclusive", None, None, None, tolerance.value, set_name,
-                              "energy: every window of this run was invalid", False)
-        else:
-            verdict = _energy_verdict(record, baseline, settings, set_name, tolerance, gate)
-        judgement.verdicts.append(verdict)
-        judgement.verdicts += _value_verdicts(record, baseline, settings, set_name, gate, judgement.errors,
-                                              incomparable)
+        try:
+            verdicts, new = _judge_record(record, settings, folder, loaded, set_name, other_hardware, judgement.errors)
+        except Exception as error:  # one record that cannot be judged must not silence the others
+            reason = _describe(error)
+            _note(judgement.errors, f"pytest-energy: {record.name}: could not be judged against {set_name!r} "
+                                    f"({reason}); its verdict is inconclusive")
+            verdicts = [Verdict(record.name, "energy", "inconclusive", None, None, None, settings.min_effect,
+                                set_name, f"energy: could not be judged ({reason})")]
+            new = False
+        judgement.verdicts += verdicts
+        if new and set_name == judgement.baseline_set:
+            judgement.new.append(record.name)
+
+
+def _judge_record(record: Record, settings: Settings, folder: Path, loaded: store.LoadedSet, set_name: str,
+                  other_hardware: Callable[[], dict[str, list[str]]], errors: list[str]) -> tuple[list[Verdict], bool]:
+    """One record's verdicts against one set, and whether it is new there."""
+    gate = record.budget.get("gate", True) is not False
+    tolerance = _energy_tolerance(record, settings, errors)
+    baseline = loaded.baselines.get(record.name)
+    incomparable = ""
+    status = ""
+    if baseline is None:
+        path = store.file_for(folder, record.nodeid)
+        if path in loaded.broken:
+            incomparable = f"baseline file {path} is unreadable (see the error above)"
+        elif record.name in other_hardware():
+            incomparable = (f"no comparable baseline: {set_name!r} was recorded on other hardware "
+                            f"({', '.join(other_hardware()[record.name])})")
+        status = "incomparable" if incomparable else "new"
+        message = incomparable or f"energy: no baseline in {set_name!r} yet (--energy-update-baselines records one)"
+        verdict = Verdict(record.name, "energy", status, None, None, None, tolerance.value, set_name, message, False)
+    elif not record.valid:
+        verdict = Verdict(record.name, "energy", "inconclusive", None, None, None, tolerance.value, set_name,
+                          "energy: every window of this run was invalid", False)
+    else:
+        verdict = _energy_verdict(record, baseline, settings, set_name, tolerance, gate)
+    verdicts = [verdict, *_value_verdicts(record, baseline, settings, set_name, gate, errors, incomparable)]
+    return verdicts, status == "new"
+
+
+#: Inconclusive verdicts named with their reason under the gate's head line (the rest: -v, HTML report).
+SHOWN_INCONCLUSIVE = 10
 
 
 def _summary(judgement: Judgement, failing: bool) -> list[str]:
     """The head line counts records by their most urgent verdict; then one line per regressed and
-    improved metric with the size of its change."""
+    improved metric with the size of its change; then why the gate could not judge the metrics it
+    would gate (up to :data:`SHOWN_INCONCLUSIVE`), so an unguarded test is seen without -v."""
     by_record: dict[str, list[Verdict]] = {}
     for verdict in judgement.verdicts:
         by_record.setdefault(verdict.name, []).append(verdict)
@@ -228,7 +284,19 @@ def _summary(judgement: Judgement, failing: bool) -> list[str]:
         lines.append(f"{verdict.name}  {verdict.message}{flag}")
     for verdict in improvements:
         lines.append(f"{verdict.name}  {verdict.message}")
+    unsure = [v for v in judgement.verdicts if v.status == "inconclusive" and v.gating]
+    lines += [f"{verdict.name}  {verdict.message}" for verdict in unsure[:SHOWN_INCONCLUSIVE]]
+    if len(unsure) > SHOWN_INCONCLUSIVE:
+        lines.append(f"... and {len(unsure) - SHOWN_INCONCLUSIVE} more inconclusive (pytest -v or the HTML report "
+                     "gives each reason)")
     return lines
+
+
+def _decide(judgement: Judgement, settings: Settings) -> None:
+    """The gate's decision and its summary, from the verdicts as they stand (lost records always fail)."""
+    judgement.gate_failed = bool(judgement.incomplete) or bool(fails_gate(judgement.verdicts)
+                                                               and settings.fail_on_regression)
+    judgement.summary = _summary(judgement, judgement.gate_failed)
 
 
 def judge(records: list[Record], settings: Settings, fingerprint: dict[str, Any], rootdir: Path) -> Judgement:
@@ -250,9 +318,7 @@ def judge(records: list[Record], settings: Settings, fingerprint: dict[str, Any]
         sets.append(settings.compare)
     for set_name in sets:
         _judge_set(records, settings, root, fingerprint_id, set_name, judgement)
-    failing = fails_gate(judgement.verdicts)
-    judgement.gate_failed = bool(failing and settings.fail_on_regression)
-    judgement.summary = _summary(judgement, judgement.gate_failed)
+    _decide(judgement, settings)
     return judgement
 
 
@@ -262,6 +328,19 @@ def fail_incomplete(judgement: Judgement, lost: list[str]) -> None:
     judgement.incomplete = list(lost)
     judgement.gate_failed = True
     judgement.summary = _summary(judgement, True)
+
+
+def unjudged(error: Exception, settings: Settings, rootdir: Path) -> Judgement:
+    """The judgement of a session whose records could not be judged at all (:func:`judge` raised).
+
+    The gate fails with one line naming the error, as it cannot pass what it did not judge (unless
+    ``--energy-fail-on-regression false`` keeps every gate result out of the exit status); baselines and
+    history still resolve under ``rootdir``.
+    """
+    failing = bool(settings.fail_on_regression)
+    line = (f"pytest-energy gate {'FAILED' if failing else 'not judged'}: the records could not be judged "
+            f"({_describe(error)})")
+    return Judgement(baseline_set=settings.baseline_set, gate_failed=failing, summary=[line], rootdir=str(rootdir))
 
 
 def _write_baselines(records: list[Record], judgement: Judgement, settings: Settings, run_info: RunInfo) -> list[str]:
@@ -288,11 +367,16 @@ def _write_baselines(records: list[Record], judgement: Judgement, settings: Sett
         else:
             chosen.append(store.from_record(record))
     result = store.update(folder, chosen)
+    regressed = _refreshed(judgement, set(result.written), settings)
     lines = [e for e in result.errors if e not in judgement.errors]  # judge() has shown the others
     lines.append(f"pytest-energy: baselines {folder}: {len(result.written)} written, {kept} unchanged kept"
                  + (f", {len(skipped)} not written (test not passed, or no valid round)" if skipped else "")
                  + (f", {len(result.refused)} refused (their file is unreadable, see above)" if result.refused else ""))
     lines += [f"  {how:9} {name}" for name, how in sorted(result.written.items())]
+    if regressed:
+        lines.append(f"pytest-energy: {len(regressed)} regression{'s' if len(regressed) > 1 else ''} "
+                     f"refreshed by this update no longer fail{'' if len(regressed) > 1 else 's'} the gate: "
+                     + ", ".join(sorted(regressed)))
     measured = {r.name for r in records}
     loaded = store.load_set(folder)
     unused = sorted(name for name in loaded.baselines if name not in measured)
@@ -303,12 +387,28 @@ def _write_baselines(records: list[Record], judgement: Judgement, settings: Sett
     return lines
 
 
+def _refreshed(judgement: Judgement, written: set[str], settings: Settings) -> set[str]:
+    """An update run passes for the baselines it rewrote, as syrupy's ``--snapshot-update`` does: their
+    regressions against the set it updated stop gating (a budget still gates). Returns those records'
+    names; the gate's decision and summary are made again when there are any."""
+    regressed = set()
+    for verdict in judgement.verdicts:
+        if (verdict.name in written and verdict.baseline_set == settings.baseline_set and verdict.gating
+                and verdict.status == "regression" and not verdict.by_budget):
+            verdict.gating = False
+            verdict.message += "; its baseline was rewritten by this run"
+            regressed.add(verdict.name)
+    if regressed:
+        _decide(judgement, settings)
+    return regressed
+
+
 def _describe(error: Exception) -> str:
     """An expected store error is its own one-line message (its "pytest-energy: " dropped, as the line
     already says it); anything else also names its type."""
     from .history import HistoryError
 
-    if isinstance(error, (OSError, store.BaselineError, HistoryError)):
+    if isinstance(error, (OSError, store.BaselineError, HistoryError, ImplausibleValue)):
         return str(error).removeprefix("pytest-energy: ")
     return f"{type(error).__name__}: {error}"
 

@@ -101,7 +101,7 @@ def _context(item: pytest.Item) -> TestContext:
         session = item.config.stash.get(SESSION_KEY, None)
         context = TestContext.for_test(item.nodeid, session.settings if session else None,
                                        [] if item.stash.get(LEFT_ALONE_KEY, False) else
-                                       [m.kwargs for m in item.iter_markers("energy")])
+                                       [(m.args, m.kwargs) for m in item.iter_markers("energy")])
         item.stash[CONTEXT_KEY] = context
     return context
 

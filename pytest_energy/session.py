@@ -94,12 +94,14 @@ class TestContext:
     error: str = ""  # a bad marker: the test fails with this one line
 
     @classmethod
-    def for_test(cls, nodeid: str, settings: Settings | None, markers: list[dict[str, Any]]) -> TestContext:
-        """A context from the test's ``energy`` markers, closest first; a bad marker sets ``error``."""
+    def for_test(cls, nodeid: str, settings: Settings | None,
+                 markers: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> TestContext:
+        """A context from the test's ``energy`` markers as (args, kwargs), closest first; a bad marker
+        sets ``error``."""
         marker: dict[str, Any] = {}
-        for kwargs in reversed(markers):
-            marker.update(kwargs)
         try:
+            for args, kwargs in reversed(markers):
+                marker.update(budgets.marker_keywords(args, kwargs))
             unknown = sorted(set(marker) - set(MARKER_KEYS))
             if unknown:
                 raise ValueError(
@@ -464,12 +466,12 @@ class EnergySession:
         self._stage("the energy JSON", lambda: self._write_json(records, run_info, {
             "outcome": "pending", "head": "pytest-energy gate pending: the session ended before the gate judged"}, announce=False))
         from . import gate, report
-        from .gate import Judgement
         from .history import History
 
-        self.judgement = Judgement()
-        self._stage("the verdicts", lambda: setattr(
-            self, "judgement", gate.judge(records, self.settings, self.fingerprint, self.rootpath)))
+        try:
+            self.judgement = gate.judge(records, self.settings, self.fingerprint, self.rootpath)
+        except Exception as error:  # never an empty judgement that reads as passed, nor stores in the cwd
+            self.judgement = gate.unjudged(error, self.settings, self.rootpath)
         if lost:
             gate.fail_incomplete(self.judgement, lost)
         if self.judgement.gate_failed and exitstatus == 0:

@@ -10,7 +10,13 @@ the same every time it is computed from the same rounds:
   and the baseline's log values (reported as a ratio: the median of the pairwise ratios);
 * its interval is the Mann-Whitney confidence interval, whose coverage is exact for any noise
   distribution with few rounds (a bootstrap of 5 rounds covers too little), and which a single
-  disturbed round cannot drag (a mean and a t interval can be).
+  disturbed round cannot drag (a mean and a t interval can be). Past a few thousand pairs of rounds
+  the exact rank count gets dear (600 rounds a side: 10^8 steps) and the rank statistic's normal
+  approximation takes over, as deterministic and on the wide side of the exact interval;
+* a side with a single window (a marked test without the fixture, ``with energy.measure()``) cannot
+  show its own noise: that side is given the noise one window can have (its stated reading
+  uncertainty and :data:`WINDOW_NOISE` between runs), so a change far beyond it is still a verdict
+  and a smaller one is inconclusive, saying so.
 
 Rule, with ``t`` the minimum effect (a fraction) and the band ``[1/(1+t), 1+t]``:
 
@@ -27,8 +33,12 @@ also pass the threshold. The threshold absorbs run-to-run drift that rounds with
 from __future__ import annotations
 
 import math
+import statistics
+import struct
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
+from statistics import NormalDist
 from typing import Any, Iterable, Sequence
 
 #: Most urgent first. A record's status is its most urgent verdict over metrics and sets, in the gate's
@@ -61,6 +71,7 @@ class Verdict:
     baseline_set: str
     message: str  # one line, shown in the terminal and reports
     gating: bool = True  # False where the gate must not fail on it (modelled energy, not asked)
+    by_budget: bool = False  # judged against a budget, which a refreshed baseline does not change
 
 
 @dataclass(frozen=True)
@@ -127,6 +138,14 @@ def _non_negative(value: Any, expected: str) -> float:
 
 
 # -- the statistics ---------------------------------------------------------------------------------
+#: The exact rank distribution costs about min(n, m) * n * m / 2 integer steps; beyond this many a normal
+#: approximation of the rank statistic is used instead (600 rounds each would take 10^8 steps).
+EXACT_STEPS = 250_000
+#: Up to this many pairwise differences are sorted; beyond, each order statistic is selected by bisection,
+#: so memory stays proportional to the rounds, not to their product.
+SORTED_DIFFERENCES = 1_000_000
+
+
 @lru_cache(maxsize=256)
 def _rank_sum_counts(n: int, m: int, upto: int) -> tuple[int, ...]:
     """How many of the C(n+m, n) orderings of two samples give the Mann-Whitney U = 0, 1, .., upto.
@@ -144,41 +163,143 @@ def _rank_sum_counts(n: int, m: int, upto: int) -> tuple[int, ...]:
     return tuple(coefficients)
 
 
-def critical_rank(n: int, m: int, tail: float) -> int:
+def critical_rank(n: int, m: int, tail: float, ties: int = 0) -> int:
     """The largest k with P(U <= k - 1) <= tail under no change; 0 when even U = 0 is likelier.
 
     The interval is then the k-th smallest to the k-th largest of the n x m pairwise differences.
+    Exact where that is cheap (:data:`EXACT_STEPS`); beyond, U's normal approximation with a continuity
+    correction, its variance reduced by ``ties``, the sum of t^3 - t over groups of t equal values
+    within each sample (ties between the samples change with the shift and are left out, which keeps
+    the interval on the wide side). The exact count treats values as distinct, as before.
     """
-    allowed = tail * math.comb(n + m, n) * (1 + 1e-12)  # (1 - 0.9) / 2 must still allow 1 in 20
-    counts = _rank_sum_counts(n, m, n * m // 2)
-    cumulative, k = 0, 0
-    for count in counts:
-        cumulative += count
-        if cumulative > allowed:
-            break
-        k += 1
-    return k
+    small, large = min(n, m), max(n, m)
+    if small * small * large // 2 <= EXACT_STEPS:
+        # The Gaussian binomial is symmetric in n and m: the smaller one is the cheaper loop.
+        allowed = tail * math.comb(n + m, n) * (1 + 1e-12)  # (1 - 0.9) / 2 must still allow 1 in 20
+        counts = _rank_sum_counts(small, large, n * m // 2)
+        cumulative, k = 0, 0
+        for count in counts:
+            cumulative += count
+            if cumulative > allowed:
+                break
+            k += 1
+        return k
+    total = n + m
+    variance = n * m / 12 * ((total + 1) - ties / (total * (total - 1)))
+    k = math.floor(n * m / 2 + NormalDist().inv_cdf(tail) * math.sqrt(variance) + 0.5)
+    return min(max(k, 0), n * m // 2)
 
 
-def ratio_interval(current: Sequence[float], baseline: Sequence[float], confidence: float = CONFIDENCE) -> Interval:
-    """Hodges-Lehmann ratio current/baseline and its exact Mann-Whitney interval; values must be > 0."""
+def _ties(values: Sequence[float]) -> int:
+    """The sum of t^3 - t over groups of t equal values."""
+    return sum(t**3 - t for t in Counter(values).values() if t > 1)
+
+
+def _float_key(value: float) -> int:
+    """An integer that orders like the float (IEEE 754 bits, negatives mirrored)."""
+    bits = struct.unpack("<q", struct.pack("<d", value))[0]
+    return bits if bits >= 0 else -(bits & 0x7FFF_FFFF_FFFF_FFFF)
+
+
+def _key_float(key: int) -> float:
+    bits = key if key >= 0 else (-key) | -0x8000_0000_0000_0000
+    return struct.unpack("<d", struct.pack("<q", bits))[0]
+
+
+def _count_at_most(now: Sequence[float], then: Sequence[float], value: float) -> int:
+    """How many differences a - b (a in sorted ``now``, b in sorted ``then``) are <= value.
+
+    Float subtraction is monotone in each operand, so one pass of two pointers counts them exactly.
+    """
+    count, j, m = 0, 0, len(then)
+    for a in reversed(now):  # the b with a - b <= value are a suffix of ``then``, longer as a falls
+        while j < m and a - then[m - 1 - j] <= value:
+            j += 1
+        count += j
+    return count
+
+
+def _order_statistics(now: Sequence[float], then: Sequence[float], ranks: Sequence[int]) -> dict[int, float]:
+    """The k-th smallest of the differences a - b (a in ``now``, b in ``then``) for each rank k (1-based).
+
+    Sorted outright when there are at most :data:`SORTED_DIFFERENCES`; beyond, the smallest float whose
+    count of differences at or below it reaches k is found by bisection on the floats' order (64 steps
+    at most), which is exactly the k-th difference, with memory proportional to the rounds.
+    """
+    if len(now) * len(then) <= SORTED_DIFFERENCES:
+        differences = sorted(a - b for a in now for b in then)
+        return {k: differences[k - 1] for k in ranks}
+    now, then = sorted(now), sorted(then)
+    found = {}
+    for k in ranks:
+        low, high = _float_key(now[0] - then[-1]), _float_key(now[-1] - then[0])
+        while low < high:  # invariant: the k-th difference's key lies in [low, high]
+            middle = (low + high) // 2
+            if _count_at_most(now, then, _key_float(middle)) >= k:
+                high = middle
+            else:
+                low = middle + 1
+        found[k] = _key_float(low)
+    return found
+
+
+def _logs(current: Sequence[float], baseline: Sequence[float]) -> tuple[list[float], list[float]]:
     if not current or not baseline:
         raise ValueError("ratio_interval needs at least one value on each side")
     if any(not (math.isfinite(v) and v > 0) for v in (*current, *baseline)):
         raise ValueError("ratio_interval needs finite values > 0")
-    logs_now = [math.log(v) for v in current]
-    logs_then = [math.log(v) for v in baseline]
-    differences = sorted(a - b for a in logs_now for b in logs_then)
-    count = len(differences)
+    return [math.log(v) for v in current], [math.log(v) for v in baseline]
+
+
+def _hodges_lehmann(logs_now: Sequence[float], logs_then: Sequence[float],
+                    *ranks: int) -> tuple[float, dict[int, float]]:
+    """The median of the pairwise log differences, and the differences of the other ``ranks``."""
+    count = len(logs_now) * len(logs_then)
     middle = count // 2
-    estimate = differences[middle] if count % 2 else (differences[middle - 1] + differences[middle]) / 2
-    k = critical_rank(len(current), len(baseline), (1 - confidence) / 2)
+    centre = (middle + 1,) if count % 2 else (middle, middle + 1)
+    found = _order_statistics(logs_now, logs_then, sorted({*centre, *ranks}))
+    return sum(found[k] for k in centre) / len(centre), found
+
+
+def ratio_interval(current: Sequence[float], baseline: Sequence[float], confidence: float = CONFIDENCE) -> Interval:
+    """Hodges-Lehmann ratio current/baseline and its Mann-Whitney interval; values must be > 0."""
+    logs_now, logs_then = _logs(current, baseline)
+    n, m = len(current), len(baseline)
+    k = critical_rank(n, m, (1 - confidence) / 2, _ties(logs_now) + _ties(logs_then))
     if k == 0:
-        return Interval(math.exp(estimate), None, None, len(current), len(baseline))
-    return Interval(
-        math.exp(estimate), math.exp(differences[k - 1]), math.exp(differences[count - k]),
-        len(current), len(baseline),
-    )
+        estimate, _ = _hodges_lehmann(logs_now, logs_then)
+        return Interval(math.exp(estimate), None, None, n, m)
+    estimate, found = _hodges_lehmann(logs_now, logs_then, k, n * m + 1 - k)
+    return Interval(math.exp(estimate), math.exp(found[k]), math.exp(found[n * m + 1 - k]), n, m)
+
+
+#: How much one window's energy can vary between runs beyond its stated reading uncertainty, as one
+#: relative standard deviation: a stated assumption, since one window cannot show it. Counter windows of
+#: 0.2 s vary by 6-12 % on an H100 (docs: measurement facts), shared CI runners by about 3 % in CPU
+#: time, and a whole test call also holds its set-up and first-call costs.
+WINDOW_NOISE = 0.10
+
+
+def window_interval(current: Sequence[float], baseline: Sequence[float], reading: tuple[float, float] = (0.0, 0.0),
+                    confidence: float = CONFIDENCE) -> Interval:
+    """The ratio current/baseline and its interval where a side has a single window, which cannot show
+    its own noise: that side's noise is its stated relative reading uncertainty (``reading``, this run
+    and the baseline) and :data:`WINDOW_NOISE`; a side with several windows has its observed spread.
+
+    The estimate is the Hodges-Lehmann one, as :func:`ratio_interval`'s; the interval is normal on the
+    log ratio, so its coverage is as good as the stated noise, not exact.
+    """
+    logs_now, logs_then = _logs(current, baseline)
+    variance = 0.0
+    for logs, stated in ((logs_now, reading[0]), (logs_then, reading[1])):
+        if len(logs) > 1:  # the spread of its windows, over how many there are
+            variance += statistics.variance(logs) / len(logs)
+        else:
+            variance += stated**2 + WINDOW_NOISE**2
+    estimate, _ = _hodges_lehmann(logs_now, logs_then)
+    margin = NormalDist().inv_cdf(1 - (1 - confidence) / 2) * math.sqrt(variance)
+    return Interval(math.exp(estimate), math.exp(estimate - margin), math.exp(estimate + margin),
+                    len(current), len(baseline))
 
 
 def minimum_rounds(confidence: float = CONFIDENCE) -> int:
@@ -230,12 +351,16 @@ def judge_energy(
     what: str = "energy",
     note: str = "",
     refresh: str = "--energy-update-baselines",
+    reading_error: float = 0.0,
 ) -> Verdict:
     """The energy verdict from per-iteration joules of each valid round, here and in the baseline.
 
     ``what`` names the quantity in the message ("energy", "normalised energy"); ``note`` is appended
     (e.g. why the verdict does not gate); ``refresh`` is the command that records a new baseline in
-    this set, advised on an improvement.
+    this set, advised on an improvement. Where a side has a single window, it is judged by
+    :func:`window_interval` with ``reading_error``, the stated reading uncertainty of one window of this
+    run in the values' unit (the baseline stores none: its windows, on the same hardware and method, are
+    taken to read as well relative to their energy).
     """
     suffix = f"; {note}" if note else ""
 
@@ -251,26 +376,42 @@ def judge_energy(
     if not current or not baseline:
         side = "this run" if not current else f"baseline {baseline_set!r}"
         return verdict("inconclusive", f"{what}: no valid round in {side}")
-    if any(not (math.isfinite(v) and v > 0) for v in (*current, *baseline)):
+    if any(not math.isfinite(v) for v in (*current, *baseline)):
+        return verdict("inconclusive", f"{what}: some rounds have no finite energy figure; "
+                                       "a baseline with such a number needs fixing or re-recording")
+    if any(v <= 0 for v in (*current, *baseline)):
         return verdict(
             "inconclusive",
             f"{what}: some rounds have net energy at or below zero (the work is too small to stand out "
             "from idle power); lengthen the measured work or raise --energy-min-window",
         )
-    interval = ratio_interval(current, baseline)
+    single = min(len(current), len(baseline)) == 1
+    if single:
+        reading = reading_error / statistics.median(current)
+        interval = window_interval(current, baseline, (reading, reading))
+    else:
+        interval = ratio_interval(current, baseline)
     status = classify(interval, threshold)
     head = (f"{what} {change(interval.ratio)}{_bounds(interval)} vs {baseline_set!r}: {status} "
             f"(threshold {_percent(threshold)})")
-    if interval.low is None and min(interval.rounds, interval.baseline_rounds) == 1:
-        head += ("; one window (with energy.measure()) cannot show its own noise: measure the work in rounds "
-                 "(energy.run) for an energy verdict")
+    if single:
+        where = {(True, True): "here and in the baseline", (True, False): "here"}.get(
+            (len(current) == 1, len(baseline) == 1), "in the baseline")
+        noise = (f"one window {where} can vary by about ±{_percent(interval.high / interval.ratio - 1)} "
+                 f"(its reading uncertainty and {_percent(WINDOW_NOISE)} between runs, assumed)")
+        if status == "inconclusive":
+            finer = ("measure the work in rounds (energy.run) for a finer verdict" if len(current) == 1
+                     else f"re-record the baseline in rounds ({refresh}) for a finer verdict")
+            head += f"; {noise}, so a smaller change cannot show; {finer}"
+        else:
+            head += f"; {noise}"
     elif interval.low is None:
         head += (f"; {interval.rounds} rounds here and {interval.baseline_rounds} in the baseline are too few "
                  f"for a verdict: use --energy-rounds {minimum_rounds()} or more")
-    elif status == "improvement":
-        head += f"; refresh the baseline with {refresh}"
     elif status == "inconclusive":
         head += "; more rounds or a longer --energy-min-window narrow the interval"
+    if status == "improvement":
+        head += f"; refresh the baseline with {refresh}"
     return verdict(status, head, interval)
 
 
@@ -296,13 +437,14 @@ def judge_value(
     """
     sign = 1 if higher_is_better else -1
 
-    def verdict(status: str, message: str) -> Verdict:
+    def verdict(status: str, message: str, by_budget: bool = False) -> Verdict:
         ratio = value / baseline if baseline not in (None, 0) else None
-        return Verdict(name, metric, status, ratio, None, None, tolerance.value, baseline_set, message, gating)
+        return Verdict(name, metric, status, ratio, None, None, tolerance.value, baseline_set, message, gating,
+                       by_budget)
 
     if budget is not None and sign * (value - budget) < 0:
         side = "below the minimum" if higher_is_better else "above the maximum"
-        return verdict("regression", f"{metric} {value:.4g} is {side} budget {budget:.4g}")
+        return verdict("regression", f"{metric} {value:.4g} is {side} budget {budget:.4g}", by_budget=True)
     if baseline is None:
         return verdict("new", f"{metric} {value:.4g}: no baseline in {baseline_set!r} yet")
     difference = value - baseline

@@ -151,10 +151,15 @@ def test_too_few_rounds_is_inconclusive_and_says_what_to_do() -> None:
     assert "too few" in verdict.message and "--energy-rounds 5" in verdict.message
 
 
-def test_one_window_says_why_it_has_no_verdict() -> None:
-    verdict = judge_energy("t", [20.0], [10.0], 0.05, "default")  # twice the energy, but one window each
-    assert verdict.status == "inconclusive"
-    assert "one window (with energy.measure()) cannot show its own noise" in verdict.message
+def test_one_window_says_how_far_it_can_vary() -> None:
+    # Issue 12 (item 11) changed this: one window each is judged against the noise one window can have,
+    # so twice the energy is a regression, and a small change is inconclusive with the reason.
+    double = judge_energy("t", [20.0], [10.0], 0.05, "default")
+    assert double.status == "regression" and double.ratio == pytest.approx(2.0)
+    small = judge_energy("t", [11.0], [10.0], 0.05, "default")
+    assert small.status == "inconclusive"
+    assert "one window here and in the baseline can vary by about ±39 %" in small.message
+    assert "measure the work in rounds (energy.run) for a finer verdict" in small.message
 
 
 def test_energy_message_names_change_interval_and_threshold() -> None:
