@@ -4,8 +4,12 @@
     pytest-energy history NAME [--history PATH] [--last N]
     pytest-energy baselines [--baselines DIR]
     pytest-energy report [--history PATH] [--out PATH] [--last N]
+    pytest-energy doctor [--require gpu|rapl|counter ...] [--json] [--devices SPEC] [--powercap DIR]
+    pytest-energy calibrate [--seconds N] [--write] [--devices SPEC] [--powercap DIR] [target options]
 
 Bad input gives one line on stderr and exit code 2; nothing here prints a traceback for a user error.
+``doctor --require`` exits 3 when the runner cannot meet a requirement, ``calibrate`` when it cannot
+meet the target.
 """
 
 from __future__ import annotations
@@ -59,7 +63,47 @@ def _parser() -> argparse.ArgumentParser:
     nightly_default = str(Path(BY_NAME["report"].default).with_name("energy-nightly.html"))
     report.add_argument("--out", default=nightly_default, help=f"HTML file to write (default {nightly_default})")
     report.add_argument("--last", type=_positive, default=None, help="only the newest N runs")
+
+    doctor = commands.add_parser("doctor", help="what this runner can measure, how well, with which settings")
+    doctor.add_argument("--require", action="append", default=[], choices=("gpu", "rapl", "counter"),
+                        help="exit 3 unless the runner measures a GPU, a RAPL counter, or any hardware counter "
+                             "(repeatable)")
+    doctor.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    _runner_options(doctor)
     return parser
+
+
+def _runner_options(command: argparse.ArgumentParser) -> None:
+    """The plugin's options that decide what a runner command measures (ini and env apply as in pytest)."""
+    command.add_argument("--devices", default=None, help=f"as --energy-devices: {BY_NAME['devices'].expected}")
+    command.add_argument("--powercap", default=None, help="as --energy-powercap: where the RAPL tree is mounted")
+    command.add_argument("--idle-seconds", default=None, help="as --energy-idle-seconds: the idle window")
+
+
+def _runner_command(arguments: argparse.Namespace) -> int:
+    """doctor and calibrate: settings resolved as the plugin resolves them in this folder's project."""
+    from .config import SettingError
+    from .project import ProjectError, find_project, settings_for
+
+    command = f"pytest-energy {arguments.command}"
+    try:
+        project = find_project()
+        overrides = {"devices": arguments.devices, "powercap": arguments.powercap,
+                     "idle_seconds": arguments.idle_seconds}
+        settings = settings_for(project, overrides, command)
+        from .sources import parse_devices
+
+        parse_devices(settings.devices)
+    except (SettingError, ProjectError) as error:
+        print(str(error), file=sys.stderr)
+        return 2
+    except ValueError as error:  # parse_devices: an unknown device, named with its source
+        print(f"pytest-energy: {settings.sources['devices']}: {error}", file=sys.stderr)
+        return 2
+    from . import doctor
+
+    return doctor.main(settings, project, required=arguments.require, as_json=arguments.json,
+                       idle_seconds=settings.idle_seconds)
 
 
 def _energy(joules: float | None) -> str:
@@ -125,10 +169,13 @@ def _baselines(root: Path) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit code (0 ok, 2 bad input or an unusable store)."""
+    """Run the command; returns the exit code (0 ok, 2 bad input or an unusable store, 3 a runner that
+    cannot meet ``doctor --require`` or the ``calibrate`` target)."""
     from .history import HistoryError
 
     arguments = _parser().parse_args(argv)
+    if arguments.command in ("doctor", "calibrate"):
+        return _runner_command(arguments)
     try:
         if arguments.command == "runs":
             lines = _runs(Path(arguments.history), arguments.last)
