@@ -70,7 +70,58 @@ def _parser() -> argparse.ArgumentParser:
                              "(repeatable)")
     doctor.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
     _runner_options(doctor)
+
+    from .calibrate import DEFAULT_SECONDS, DEFAULT_TRIALS, DEFAULT_WINDOWS
+    from .simulation import Target
+
+    target = Target()
+    calibrate = commands.add_parser("calibrate", help="measure this runner's noise and choose rounds, minimum "
+                                                      "window and minimum effect for a target")
+    calibrate.add_argument("--seconds", type=_fraction(0.0, None), default=DEFAULT_SECONDS,
+                           help=f"how long to measure (default {DEFAULT_SECONDS:g})")
+    calibrate.add_argument("--windows", type=_windows, default=DEFAULT_WINDOWS,
+                           help=f"window lengths to measure, comma separated (default "
+                                f"{','.join(f'{w:g}' for w in DEFAULT_WINDOWS)})")
+    calibrate.add_argument("--write", action="store_true",
+                           help="write energy_rounds, energy_min_window and energy_min_effect into "
+                                "[tool.pytest.ini_options] of pyproject.toml")
+    calibrate.add_argument("--max-false-alarms", type=_fraction(0.0, 1.0), default=target.max_false_alarms,
+                           help=f"target: share of identical runs called a regression (default "
+                                f"{target.max_false_alarms:g})")
+    calibrate.add_argument("--min-detection", type=_fraction(0.0, 1.0), default=target.min_detection,
+                           help=f"target: share of changed runs called a regression (default {target.min_detection:g})")
+    calibrate.add_argument("--effect", type=_fraction(0.0, None), default=target.effect,
+                           help=f"target: the change to detect, a fraction (default {target.effect:g})")
+    calibrate.add_argument("--trials", type=_positive, default=DEFAULT_TRIALS,
+                           help=f"simulated trials per setting and effect (default {DEFAULT_TRIALS})")
+    calibrate.add_argument("--seed", type=int, default=0, help="seed of the simulation (default 0)")
+    _runner_options(calibrate)
     return parser
+
+
+def _fraction(low: float, high: float | None):
+    """A number > low (and <= high where given)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (value > low and (high is None or value <= high)):
+            bound = f"in ({low:g}, {high:g}]" if high is not None else f"> {low:g}"
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a number {bound}")
+        return value
+    return parse
+
+
+def _windows(text: str) -> tuple[float, ...]:
+    parse = _fraction(0.0, None)
+    try:
+        values = tuple(sorted({parse(part) for part in text.split(",") if part.strip()}))
+    except argparse.ArgumentTypeError:
+        values = ()
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected window seconds > 0 separated by commas, e.g. 0.5,1,2")
+    return values
 
 
 def _runner_options(command: argparse.ArgumentParser) -> None:
@@ -100,10 +151,17 @@ def _runner_command(arguments: argparse.Namespace) -> int:
     except ValueError as error:  # parse_devices: an unknown device, named with its source
         print(f"pytest-energy: {settings.sources['devices']}: {error}", file=sys.stderr)
         return 2
-    from . import doctor
+    if arguments.command == "doctor":
+        from . import doctor
 
-    return doctor.main(settings, project, required=arguments.require, as_json=arguments.json,
-                       idle_seconds=settings.idle_seconds)
+        return doctor.main(settings, project, required=arguments.require, as_json=arguments.json,
+                           idle_seconds=settings.idle_seconds)
+    from . import calibrate
+    from .simulation import Target
+
+    target = Target(arguments.max_false_alarms, arguments.min_detection, arguments.effect)
+    return calibrate.main(settings, project, seconds=arguments.seconds, windows=arguments.windows, target=target,
+                          trials=arguments.trials, seed=arguments.seed, write=arguments.write)
 
 
 def _energy(joules: float | None) -> str:

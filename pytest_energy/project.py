@@ -95,7 +95,7 @@ def pyproject_target(project: Project) -> Path:
     if project.inifile.name != "pyproject.toml":
         raise ProjectError(
             f"pytest-energy: pytest reads this project's settings from {project.inifile}, not pyproject.toml: "
-            "add the lines above to its pytest section")
+            "add the energy_* settings to its pytest section")
     try:
         tool_pytest = tomllib.loads(project.inifile.read_text(encoding="utf-8")).get("tool", {}).get("pytest", {})
     except (OSError, tomllib.TOMLDecodeError) as error:
@@ -103,7 +103,7 @@ def pyproject_target(project: Project) -> Path:
     if any(key != "ini_options" for key in tool_pytest):
         raise ProjectError(
             f"pytest-energy: {project.inifile} configures pytest in [tool.pytest] (native TOML), which pytest "
-            "does not allow beside [tool.pytest.ini_options]: add the lines above to [tool.pytest]")
+            "does not allow beside [tool.pytest.ini_options]: add the energy_* settings to [tool.pytest]")
     return project.inifile
 
 
@@ -128,7 +128,7 @@ def write_ini_options(path: Path, values: dict[str, Any]) -> str:
     if header is None:
         if "ini_options" in before.get("tool", {}).get("pytest", {}):
             raise ProjectError(f"pytest-energy: {path} defines tool.pytest.ini_options other than as a "
-                               "[tool.pytest.ini_options] table: add the lines above to it by hand")
+                               "[tool.pytest.ini_options] table: add the energy_* settings to it by hand")
         block = [f"[tool.pytest.ini_options]{newline}"]
         block += [f"{name} = {_toml_value(value)}{newline}" for name, value in values.items()]
         # One blank line between the file's last line and the new table.
@@ -169,7 +169,7 @@ def _check(path: Path, before: dict[str, Any], updated: str, values: dict[str, A
         after = tomllib.loads(updated)
     except tomllib.TOMLDecodeError as error:
         raise ProjectError(f"pytest-energy: editing {path} would break it ({error}); nothing written: "
-                           "add the lines above to [tool.pytest.ini_options] by hand") from None
+                           "add the energy_* settings to [tool.pytest.ini_options] by hand") from None
     options = after.get("tool", {}).get("pytest", {}).get("ini_options", {})
     kept_after = {k: v for k, v in options.items() if k not in values}
     kept_before = {k: v for k, v in before.get("tool", {}).get("pytest", {}).get("ini_options", {}).items()
@@ -184,4 +184,4 @@ def _check(path: Path, before: dict[str, Any], updated: str, values: dict[str, A
     if ({k: options.get(k) for k in values} != values or kept_after != kept_before
             or without_options(after) != without_options(before)):
         raise ProjectError(f"pytest-energy: {path} has a layout this command cannot edit safely; nothing "
-                           "written: add the lines above to [tool.pytest.ini_options] by hand")
+                           "written: add the energy_* settings to [tool.pytest.ini_options] by hand")
