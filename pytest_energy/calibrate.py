@@ -242,8 +242,9 @@ def _best(noise: list[WindowNoise], drifts: dict[str, float], target: Target, ca
 
 def recommend(noise: list[WindowNoise], drifts: dict[str, float], target: Target, *, trials: int,
               seed: int) -> tuple[Choice | None, Choice | None]:
-    """(the cheapest settings meeting ``target``, None) or (None, the smallest effect detected with the
-    target's rates at the most sensitive settings measured; None when not even +100 % is)."""
+    """(the cheapest settings meeting ``target``, None), or (None, the smallest effect of
+    :data:`DETECTABLE_EFFECTS` detected with the target's rates at the most sensitive setting measured;
+    None when not even +100 % is)."""
     usable = {(e.group, e.window) for e in noise if e.usable}
     windows = sorted(w for w in {e.window for e in noise} if all((g, w) in usable for g in drifts))
     if not windows:
@@ -252,10 +253,12 @@ def recommend(noise: list[WindowNoise], drifts: dict[str, float], target: Target
     choice = _best(noise, drifts, target, candidates, trials=trials, seed=seed)
     if choice is not None:
         return choice, None
-    sensitive = [(ROUNDS_CANDIDATES[-1], w) for w in windows]
+    # The most sensitive setting measured: the most rounds, at the window whose noisiest group is quietest.
+    by_key = {(e.group, e.window): e for e in noise if e.usable}
+    quietest = min(windows, key=lambda w: max(by_key[(g, w)].spreads()["later_cv"] for g in drifts))
     for effect in (e for e in DETECTABLE_EFFECTS if e > target.effect):
         wider = Target(target.max_false_alarms, target.min_detection, effect)
-        found = _best(noise, drifts, wider, sensitive, trials=trials, seed=seed)
+        found = _best(noise, drifts, wider, [(ROUNDS_CANDIDATES[-1], quietest)], trials=trials, seed=seed)
         if found is not None:
             return None, found
     return None, None
