@@ -1,9 +1,10 @@
 """Defaults the measurements support: minimum window, rounds and minimum effect (the verdict threshold).
 
 The criterion is the project's (:class:`pytest_energy.simulation.Target`): identical work flagged as a
-regression at most 1 % of the time, and 3 % more work flagged at least 95 % of the time. Among the thresholds that meet it at some window,
-the largest is taken (it leaves the most room for drift between runs, which rounds inside one run
-cannot see), then the shortest window that meets it with that threshold.
+regression at most 1 % of the time, and 3 % more work flagged at least 95 % of the time. Among the
+thresholds that meet it at some window, the largest is taken (it leaves the most room for drift
+between runs, which rounds inside one run cannot see), then the shortest window that meets it with
+that threshold.
 """
 
 from __future__ import annotations

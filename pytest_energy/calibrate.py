@@ -21,13 +21,20 @@ from __future__ import annotations
 
 import math
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from .config import Settings
+from .gate import energy_values
+from .meter import Meter
+from .project import Project, ProjectError, pyproject_target, write_ini_options
+from .reference import reference_workload
 from .simulation import NoiseModel, Simulated, Target, simulate
+from .sources import detect
 from .sources.base import Channel
+from .verdict import minimum_rounds
 
 #: Exit code when the target cannot be met (as doctor's unmet requirement).
 UNMET_EXIT = 3
@@ -138,9 +145,8 @@ class Calibration:
 # -- measuring ---------------------------------------------------------------------------------------
 def groups_for(channels: list[Channel], notes: list[str]) -> list[Group]:
     """As the session measures its reference: each GPU runs its own product; the other devices share
-    one run of the CPU product, judged on the measured ones where there are any (as the gate does)."""
-    from .reference import reference_workload
-
+    one run of the CPU product, judged on the measured ones where there are any (as the gate does).
+    Modelled CPU and RAM beside a measured GPU are left out: the gate does not judge them there."""
     groups = []
     for channel in channels:
         if channel.kind == "gpu":
@@ -150,20 +156,21 @@ def groups_for(channels: list[Channel], notes: list[str]) -> list[Group]:
             else:
                 groups.append(Group(channel.device, workload, [channel.device]))
     others = [c for c in channels if c.kind != "gpu"]
-    if others:
-        measured = [c.device for c in others if c.method != "modelled"]
+    measured = [c.device for c in others if c.method != "modelled"]
+    if measured or (others and not groups):
         workload = reference_workload("cpu")
         assert workload is not None  # the CPU product needs nothing
         groups.append(Group("cpu", workload, measured or [c.device for c in others]))
+    elif others:
+        notes.append(f"{', '.join(c.device for c in others)} not calibrated: modelled, and not judged beside "
+                     "a measured GPU")
     return groups
 
 
-def measure(meter: Any, groups: list[Group], windows: Sequence[float], *, seconds: float, warmup: int,
+def measure(meter: Meter, groups: list[Group], windows: Sequence[float], *, seconds: float, warmup: int,
             rounds: int, progress: Callable[[float, str], None]) -> tuple[list[WindowNoise], float]:
     """Measurements cycling through the windows (shortest first) and groups until ``seconds`` are spent;
     one is never started when it would end after that (its length judged from the last one)."""
-    from .gate import energy_values
-
     noise = {(g.name, w): WindowNoise(g.name, w) for w in windows for g in groups}
     lasted = {key: rounds * key[1] for key in noise}
     began = time.perf_counter()
@@ -268,10 +275,6 @@ def calibrate(settings: Settings, *, seconds: float, windows: Sequence[float], t
               seed: int, progress: Callable[[float, str], None]) -> Calibration:
     """Measure this runner for ``seconds`` and choose settings for ``target``; raises ``LookupError``
     (one line) when nothing here can run the reference workload."""
-    from .meter import Meter
-    from .sources import detect
-    from .verdict import minimum_rounds
-
     found = detect(settings.devices, rapl_root=settings.powercap)
     notes = list(found.notes)
     meter = Meter(found.channels)
@@ -355,16 +358,12 @@ def render(result: Calibration, windows: Sequence[float], console: Any) -> None:
         console.print(f"note: {note}", markup=False, highlight=False)
 
 
-def main(settings: Settings, project: Any, *, seconds: float, windows: Sequence[float], target: Target,
+def main(settings: Settings, project: Project, *, seconds: float, windows: Sequence[float], target: Target,
          trials: int, seed: int, write: bool) -> int:
     """Calibrate, print, and with ``write`` set the keys in pyproject.toml. 0, :data:`UNMET_EXIT` when
     the target is not met (nothing written), 2 when nothing can be measured or the file cannot be edited."""
-    import sys
-
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from .project import ProjectError, pyproject_target, write_ini_options
 
     target_file = None
     if write:

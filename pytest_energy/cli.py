@@ -154,8 +154,7 @@ def _runner_command(arguments: argparse.Namespace) -> int:
     if arguments.command == "doctor":
         from . import doctor
 
-        return doctor.main(settings, project, required=arguments.require, as_json=arguments.json,
-                           idle_seconds=settings.idle_seconds)
+        return doctor.main(settings, project, required=arguments.require, as_json=arguments.json)
     from . import calibrate
     from .simulation import Target
 

@@ -24,7 +24,7 @@ from typing import Any
 from .config import Settings
 from .project import Project
 from .record import finite
-from .sources.base import Channel, SourceError
+from .sources.base import Channel, SourceError, SourceUnavailable
 
 #: Exit code when a ``--require`` is not met (2 stays the code of bad input, as elsewhere in the CLI).
 UNMET_EXIT = 3
@@ -82,12 +82,14 @@ class Diagnosis:
 def probe(channel: Channel) -> tuple[float | None, int, float | None, str | None]:
     """(tick seconds, changes seen, median read seconds, error) from reading ``channel`` in a loop.
 
-    A ticking counter is read until it has changed :data:`PROBE_TICKS` + 1 times or
-    :data:`PROBE_MAX_SECONDS` passed; other channels for :data:`PROBE_SECONDS`. The tick is the median
+    A ticking counter is read until it has changed :data:`PROBE_TICKS` + 1 times, for at least a
+    second and at most :data:`PROBE_MAX_SECONDS`; other channels for :data:`PROBE_SECONDS`. The tick is the median
     interval between changes, each placed midway between the read before it and the read that saw it.
     """
     ticking = channel.method == "counter"
-    bound = min(PROBE_MAX_SECONDS, (PROBE_TICKS + 2) * channel.tick_seconds) if channel.tick_seconds else PROBE_SECONDS
+    # At least a second for a ticking counter: on a busy machine this thread may not run for a while.
+    bound = min(PROBE_MAX_SECONDS, max(1.0, (PROBE_TICKS + 2) * channel.tick_seconds)) if channel.tick_seconds \
+        else PROBE_SECONDS
     costs: list[float] = []
     changes: list[float] = []
     try:
@@ -169,7 +171,7 @@ def _gpu_section(channels: list[Channel], settings: Settings, notes: list[str]) 
         else:
             try:
                 opened = nvml.open_channels(wanted["gpu"])
-            except Exception as error:  # SourceUnavailable, or a driver fault: either way the reason
+            except SourceUnavailable as error:
                 reason = str(error)
             else:
                 for channel in opened.channels:
@@ -228,8 +230,9 @@ def _rapl_section(channels: list[Channel], root: str, notes: list[str]) -> dict[
 
 
 # -- the diagnosis -----------------------------------------------------------------------------------
-def diagnose(settings: Settings, project: Project, idle_seconds: float) -> Diagnosis:
-    """Open the plugin's channels, measure them here, and say what the plugin would do with them."""
+def diagnose(settings: Settings, project: Project) -> Diagnosis:
+    """Open the plugin's channels, measure them here (idle power over ``settings.idle_seconds``), and
+    say what the plugin would do with them."""
     from .fingerprint import fingerprint
     from .meter import Meter
     from .sources import detect
@@ -238,7 +241,7 @@ def diagnose(settings: Settings, project: Project, idle_seconds: float) -> Diagn
     channels = found.channels
     meter = Meter(channels)
     try:
-        idle = meter.start(idle_seconds)
+        idle = meter.start(settings.idle_seconds)
         devices = []
         for channel in channels:
             identity = channel.identity()
@@ -253,7 +256,7 @@ def diagnose(settings: Settings, project: Project, idle_seconds: float) -> Diagn
                 mig_enabled=False if channel.kind == "gpu" else None, other_processes=channel.other_processes(),
                 nvml_index=getattr(channel, "nvml_index", None), identity=identity, problem=problem,
             ))
-        print_id = fingerprint(channels)["id"]
+        fingerprint_id = fingerprint(channels)["id"]
     finally:
         meter.close()
     return Diagnosis(
@@ -267,7 +270,7 @@ def diagnose(settings: Settings, project: Project, idle_seconds: float) -> Diagn
         },
         gating=_gating(devices, settings),
         notes=list(found.notes),
-        fingerprint_id=print_id,
+        fingerprint_id=fingerprint_id,
     )
 
 
@@ -389,10 +392,10 @@ def render(diagnosis: Diagnosis, required: list[str], console: Any) -> None:
         console.print(f"requirements met: {', '.join(dict.fromkeys(required))}", markup=False, highlight=False)
 
 
-def main(settings: Settings, project: Project, *, required: list[str], as_json: bool, idle_seconds: float) -> int:
+def main(settings: Settings, project: Project, *, required: list[str], as_json: bool) -> int:
     """Run the diagnosis and print it; 0, or :data:`UNMET_EXIT` when a requirement is not met (one
     line per unmet requirement on stderr)."""
-    diagnosis = diagnose(settings, project, idle_seconds)
+    diagnosis = diagnose(settings, project)
     if as_json:
         import json
 

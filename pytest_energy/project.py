@@ -1,6 +1,10 @@
 """The project's pytest-energy settings outside a pytest run, for ``pytest-energy doctor`` and
 ``calibrate``: the ini file pytest would use, the settings resolved from it as the plugin resolves
 them, and the calibrated keys written into ``pyproject.toml``.
+
+Unlike the other modules besides the plugin, this one calls into pytest: the file pytest picks
+(pytest.toml, pytest.ini, pyproject.toml, tox.ini, setup.cfg, in an order that changes between
+versions) is found by pytest's own search rather than a copy of it.
 """
 
 from __future__ import annotations
@@ -41,17 +45,14 @@ class Project:
 def find_project(start: Path | None = None) -> Project:
     """The ini file pytest itself would pick when run in ``start`` (default: the current folder),
     found with pytest's own search, so the settings shown are the ones the plugin gets."""
+    import pytest
     from _pytest.config.findpaths import locate_config  # pytest's search: its file order changes by version
-
-    from pytest import UsageError
 
     start = (start or Path.cwd()).resolve()
     arguments = (start, [start]) if len(inspect.signature(locate_config).parameters) == 2 else ([start],)
     try:
         _, inifile, values, *_ = locate_config(*arguments)
-    except UsageError as error:
-        raise ProjectError(f"pytest-energy: {error}") from None
-    except Exception as error:  # pytest.fail() on a malformed file raises its own outcome exception
+    except (pytest.UsageError, pytest.fail.Exception, OSError) as error:  # a malformed or unreadable file
         raise ProjectError(f"pytest-energy: pytest cannot read its configuration here: {error}") from None
     # pytest 9 wraps each value in a ConfigValue; older pytest gives the string or list itself.
     return Project(start, inifile, {name: getattr(value, "value", value) for name, value in values.items()})

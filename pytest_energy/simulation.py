@@ -38,8 +38,9 @@ class Target:
                 and false_alarms <= self.max_false_alarms and detected >= self.min_detection)
 
     def describe(self) -> str:
-        return (f"<= {self.max_false_alarms:.3g} false alarms and >= {self.min_detection:.3g} "
-                f"detection of +{self.effect * 100:.3g} %")
+        """E.g. "at most 1 % false alarms and at least 95 % detection of +3 %"."""
+        return (f"at most {self.max_false_alarms * 100:.3g} % false alarms and at least "
+                f"{self.min_detection * 100:.3g} % detection of +{self.effect * 100:.3g} %")
 
 
 def verdict_statuses(current: Sequence[float], baseline: Sequence[float], thresholds: Sequence[float]) -> list[str]:

@@ -4,6 +4,7 @@ and on a real GPU where there is one."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -39,7 +40,7 @@ def _real_gpu() -> str | None:
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty project folder as the current folder, with no PYTEST_ENERGY_* from the environment."""
-    for name in [n for n in __import__("os").environ if n.startswith("PYTEST_ENERGY")]:
+    for name in [n for n in os.environ if n.startswith("PYTEST_ENERGY")]:
         monkeypatch.delenv(name)
     folder = tmp_path / "project"
     folder.mkdir()
@@ -55,13 +56,14 @@ def _json(capsys: pytest.CaptureFixture, *arguments: str) -> tuple[int, dict, st
 
 # -- this machine ----------------------------------------------------------------------------------------
 def test_on_this_cpu_machine_it_says_what_it_measures_and_why_not_rapl(project, capsys):
-    if not (reason := _real_gpu()) or Path("/sys/class/powercap").exists():
+    if _real_gpu() is None or Path("/sys/class/powercap").exists():
         pytest.skip("this machine has a GPU or a powercap tree; the fake-tree tests cover those")
     code = cli.main(["doctor", "--idle-seconds", "0.05"])
     out, err = capsys.readouterr()
     assert code == 0 and err == ""
     assert "cpu: modelled: TDP" in out and "ram: modelled" in out
-    assert "RAPL (/sys/class/powercap): absent: no RAPL on this machine (/sys/class/powercap: no powercap folder)" in out
+    assert ("RAPL (/sys/class/powercap): absent: no RAPL on this machine (/sys/class/powercap: no powercap "
+            "folder)") in out
     assert "sudo modprobe intel_rapl_msr" in out
     assert "GPU: not measured:" in out
     assert "only modelled energy here (cpu, ram): verdicts are shown but never fail the session" in out
@@ -89,7 +91,8 @@ def test_every_unmet_requirement_gets_its_own_line(project, capsys, tmp_path):
 
 
 def test_settings_come_from_the_projects_ini_and_the_environment(project, capsys, monkeypatch, tmp_path):
-    (project / "pyproject.toml").write_text('[tool.pytest.ini_options]\nenergy_rounds = "9"\nenergy_gate_modelled = "true"\n')
+    (project / "pyproject.toml").write_text(
+        '[tool.pytest.ini_options]\nenergy_rounds = "9"\nenergy_gate_modelled = "true"\n')
     monkeypatch.setenv("PYTEST_ENERGY_MIN_EFFECT", "0.02")
     code, document, _ = _json(capsys, "--devices", "cpu", "--powercap", str(tmp_path / "none"))
     settings = document["settings"]
@@ -139,8 +142,9 @@ def test_root_only_rapl_gets_the_exact_fix(project, shared_dir):
     tree = make_powercap(shared_dir, packages=2)
     tree.deny_energy()
     found = find_project()
-    settings = settings_for(found, {"devices": "cpu", "powercap": str(tree.root)}, "pytest-energy doctor", environ={})
-    diagnosis = run_unprivileged(lambda: doctor.diagnose(settings, found, 0.05))
+    settings = settings_for(found, {"devices": "cpu", "powercap": str(tree.root), "idle_seconds": "0.05"},
+                            "pytest-energy doctor", environ={})
+    diagnosis = run_unprivileged(lambda: doctor.diagnose(settings, found))
     rapl = diagnosis.rapl
     assert rapl["state"] == "root-only" and rapl["readable"] == []
     assert rapl["reason"].startswith(f"the RAPL counters are readable by root only ({tree.root}/intel-rapl:0")
