@@ -278,3 +278,21 @@ def test_bad_options_are_one_line_and_exit_2(project: Path, capsys):
     (project / "pytest.ini").write_text("[pytest]\n")
     assert cli.main(["calibrate", "--write", "--seconds", "1"]) == 2  # refused before any measuring
     assert "not pyproject.toml" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_calibrate_on_a_real_gpu_measures_it_with_the_reference_product(project: Path, capsys, tmp_path: Path):
+    from test_doctor import _real_gpu
+
+    reason = _real_gpu()
+    if reason:
+        pytest.skip(reason)
+    if calibrate.reference_workload("gpu:0") is None:
+        pytest.skip("torch with CUDA is not installed: the GPU reference workload cannot run")
+    code = cli.main(["calibrate", "--devices", "gpu:0", "--powercap", str(tmp_path / "none"), "--seconds", "20",
+                     "--windows", "0.5,1", "--trials", "300"])
+    out = capsys.readouterr().out
+    assert code in (0, calibrate.UNMET_EXIT), out
+    rows = [line for line in out.splitlines() if line.startswith("│ gpu:0")]
+    assert [row.split("│")[2].strip() for row in rows] == ["0.5 s", "1 s"]
+    assert ("meets at most 1 % false alarms" in out) == (code == 0)
