@@ -216,7 +216,7 @@ def _rapl_section(channels: list[Channel], root: str, notes: list[str]) -> dict[
         reason = (f"no RAPL on this machine ({root}: {where}); VMs and most CI runners have none, "
                   "so CPU and RAM are modelled")
         fix = ["on bare metal with an Intel or AMD CPU, load the kernel's driver: sudo modprobe intel_rapl_msr",
-               "a VM or a hosted CI runner cannot expose RAPL: CPU energy stays modelled there"]
+               "most VMs and hosted CI runners do not expose RAPL: CPU energy stays modelled there"]
     elif denied:
         state = "root-only"
         reason = (f"the RAPL counters are readable by root only ({denied[0]}; since CVE-2020-8694), "
