@@ -78,7 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     calibrate = commands.add_parser("calibrate", help="measure this runner's noise and choose rounds, minimum "
                                                       "window and minimum effect for a target")
     calibrate.add_argument("--seconds", type=_fraction(0.0, None), default=DEFAULT_SECONDS,
-                           help=f"how long to measure (default {DEFAULT_SECONDS:g})")
+                           help=f"seconds to measure for (default {DEFAULT_SECONDS:g}); the simulation "
+                                "afterwards adds a few")
     calibrate.add_argument("--windows", type=_windows, default=DEFAULT_WINDOWS,
                            help=f"window lengths to measure, comma separated (default "
                                 f"{','.join(f'{w:g}' for w in DEFAULT_WINDOWS)})")

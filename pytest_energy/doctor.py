@@ -386,9 +386,7 @@ def render(diagnosis: Diagnosis, required: list[str], console: Any) -> None:
         console.print(f"gate: {line}", markup=False, highlight=False)
     for note in diagnosis.notes:
         console.print(f"note: {note}", markup=False, highlight=False)
-    for line in unmet(diagnosis, required).values():
-        console.print(f"unmet: {line}", style="red", markup=False, highlight=False)
-    if required and not unmet(diagnosis, required):
+    if required and not unmet(diagnosis, required):  # unmet ones: one line each on stderr, from main()
         console.print(f"requirements met: {', '.join(dict.fromkeys(required))}", markup=False, highlight=False)
 
 
