@@ -4,19 +4,19 @@ often it catches 1 %, 3 % and 5 % more work (A/B), for the plugin's verdict and 
 Two modes:
 
 * simulated: many trials, each side's rounds drawn from the noise the noise section measured at that
-  window. For the verdict (per-iteration net joules, what the gate compares) the first round after
-  the warm-up and the later rounds are drawn apart, each from a normal distribution with the mean and
-  spread measured for that position (:class:`NoiseModel`), because a first window can read
-  differently from the rest; a second model draws every round like the later ones. For one number,
-  a normal distribution with the CV of one window. Fast, so thousands of trials give tight rates;
-  there is no drift between runs (the threshold is there for that).
+  window (:func:`pytest_energy.simulation.simulate`, shared with ``pytest-energy calibrate``). For the
+  verdict (per-iteration net joules, what the gate compares) the first round after the warm-up and the
+  later rounds are drawn apart, each lognormal with the mean and spread measured for that position
+  (:class:`~pytest_energy.simulation.NoiseModel`), because a first window can read differently from
+  the rest; a second model draws every round like the later ones. For one number, a normal
+  distribution with the CV of one window. Fast, so thousands of trials give tight rates; there is no
+  drift between runs (the threshold is there for that).
 * measured: real A and B measurements with the plugin's meter on a rig, alternating which goes
   first, B doing ``1 + effect`` times the work. Few trials (rates are coarse) but nothing assumed.
 
-The verdict is :func:`pytest_energy.verdict.ratio_interval` and :func:`~pytest_energy.verdict.classify`,
-the two calls :func:`~pytest_energy.verdict.judge_energy` makes (the gate's), called directly so one
-interval serves every threshold. A bare threshold flags ``current / baseline > 1.05`` on one number
-per side: one window's per-iteration joules, what a tool that measures each test once compares.
+The verdict is the gate's (:func:`pytest_energy.simulation.verdict_statuses`). A bare threshold flags
+``current / baseline > 1.05`` on one number per side: one window's per-iteration joules, what a tool
+that measures each test once compares.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from pytest_energy import verdict
 from pytest_energy.meter import Meter
+from pytest_energy.simulation import NoiseModel, Rates, simulate, verdict_statuses
 
 from .rigs import Rig
 
@@ -37,37 +37,9 @@ THRESHOLDS = (0.01, 0.02, 0.03, 0.05)
 BARE_THRESHOLD = 0.05
 
 
-def verdict_statuses(current: Sequence[float], baseline: Sequence[float], thresholds: Sequence[float]) -> list[str]:
-    """The plugin's energy status for each threshold (values: per-iteration joules of each round)."""
-    try:
-        interval = verdict.ratio_interval(current, baseline)
-    except ValueError:  # a round at or below zero: judge_energy calls that inconclusive too
-        return ["inconclusive"] * len(thresholds)
-    return [verdict.classify(interval, threshold) for threshold in thresholds]
-
-
 def bare_flags(current: float, baseline: float, threshold: float = BARE_THRESHOLD) -> bool:
     """A bare threshold on one number: a regression when the ratio exceeds ``1 + threshold``."""
     return current / baseline > 1 + threshold
-
-
-@dataclass
-class Rates:
-    """Outcomes of one rule at one effect over many trials."""
-
-    trials: int = 0
-    regression: int = 0
-    improvement: int = 0
-
-    def add(self, status: str) -> None:
-        self.trials += 1
-        self.regression += status == "regression"
-        self.improvement += status == "improvement"
-
-    def as_dict(self) -> dict:
-        share = (lambda n: n / self.trials) if self.trials else (lambda n: None)
-        return {"trials": self.trials, "regression_rate": share(self.regression),
-                "improvement_rate": share(self.improvement)}
 
 
 @dataclass
@@ -94,33 +66,13 @@ class Rule:
 
 
 # -- simulated --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class NoiseModel:
-    """Rounds relative to the mean of the later rounds: the first ``1 + first_offset`` with spread
-    ``first_sd``, every later one ``1`` with spread ``later_cv`` (normal)."""
-
-    name: str  # shown as where the noise came from
-    later_cv: float
-    first_offset: float = 0.0
-    first_sd: float = 0.0
-
-    def draw(self, chance: random.Random, rounds: int) -> list[float]:
-        first = 1 + self.first_offset + chance.gauss(0, self.first_sd)
-        return [first] + [1 + chance.gauss(0, self.later_cv) for _ in range(rounds - 1)]
-
-
 def simulate_verdict(rig: str, window: float, model: NoiseModel, rounds: int, trials: int, seed: int,
                      effects: Sequence[float] = EFFECTS, thresholds: Sequence[float] = THRESHOLDS) -> list[Rule]:
     """Verdict rules (one per threshold) on ``rounds`` rounds per side drawn from ``model``."""
-    chance = random.Random(f"verdict-{seed}-{rig}-{window}-{rounds}-{model.name}")
-    rules = [Rule(rig, "simulated", "verdict", window, rounds, t, model.name, model.later_cv) for t in thresholds]
-    for effect in effects:
-        for _ in range(trials):
-            baseline = model.draw(chance, rounds)
-            current = [(1 + effect) * value for value in model.draw(chance, rounds)]
-            for rule, status in zip(rules, verdict_statuses(current, baseline, thresholds)):
-                rule.rates(effect).add(status)
-    return rules
+    simulated = simulate(model, rounds, trials=trials, seed=f"verdict-{seed}-{rig}-{window}-{rounds}-{model.name}",
+                         effects=effects, thresholds=thresholds)
+    return [Rule(rig, "simulated", "verdict", window, rounds, t, model.name, model.later_cv,
+                 simulated.by_threshold[t]) for t in thresholds]
 
 
 def simulate_bare(rig: str, window: float, cv: float, noise_from: str, trials: int, seed: int,

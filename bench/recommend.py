@@ -1,9 +1,10 @@
 """Defaults the measurements support: minimum window, rounds and minimum effect (the verdict threshold).
 
-The criterion is the project's: identical work flagged as a regression at most 1 % of the time, and
-3 % more work flagged at least 95 % of the time. Among the thresholds that meet it at some window,
-the largest is taken (it leaves the most room for drift between runs, which rounds inside one run
-cannot see), then the shortest window that meets it with that threshold.
+The criterion is the project's (:class:`pytest_energy.simulation.Target`): identical work flagged as a
+regression at most 1 % of the time, and 3 % more work flagged at least 95 % of the time. Among the
+thresholds that meet it at some window, the largest is taken (it leaves the most room for drift
+between runs, which rounds inside one run cannot see), then the shortest window that meets it with
+that threshold.
 """
 
 from __future__ import annotations
@@ -11,10 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_energy import verdict
-
-MAX_FALSE_ALARMS = 0.01
-MIN_DETECTION = 0.95
-TARGET_EFFECT = 0.03
+from pytest_energy.simulation import MAX_FALSE_ALARMS, MIN_DETECTION, TARGET_EFFECT, Target
 
 
 def _rate(rule: dict[str, Any], effect: float) -> float | None:
@@ -27,12 +25,7 @@ def defaults(simulated_rules: list[dict[str, Any]], rig: str, noise_from: str) -
     rounds = verdict.minimum_rounds()
     rules = [r for r in simulated_rules if r["rig"] == rig and r["rule"] == "verdict" and r["rounds"] == rounds
              and r["noise_from"] == noise_from]
-    passing = []
-    for rule in rules:
-        false_alarms, detected = _rate(rule, 0.0), _rate(rule, TARGET_EFFECT)
-        if false_alarms is not None and detected is not None and false_alarms <= MAX_FALSE_ALARMS \
-                and detected >= MIN_DETECTION:
-            passing.append(rule)
+    passing = [rule for rule in rules if Target().met(_rate(rule, 0.0), _rate(rule, TARGET_EFFECT))]
     if not passing:
         return {"rig": rig, "noise_from": noise_from, "rounds": rounds, "found": False,
                 "reason": (f"no window and threshold met <= {MAX_FALSE_ALARMS:.0%} false alarms with >= "

@@ -4,8 +4,12 @@
     pytest-energy history NAME [--history PATH] [--last N]
     pytest-energy baselines [--baselines DIR]
     pytest-energy report [--history PATH] [--out PATH] [--last N]
+    pytest-energy doctor [--require gpu|rapl|counter ...] [--json] [--devices SPEC] [--powercap DIR]
+    pytest-energy calibrate [--seconds N] [--write] [--devices SPEC] [--powercap DIR] [target options]
 
 Bad input gives one line on stderr and exit code 2; nothing here prints a traceback for a user error.
+``doctor --require`` exits 3 when the runner cannot meet a requirement, ``calibrate`` when it cannot
+meet the target.
 """
 
 from __future__ import annotations
@@ -59,7 +63,105 @@ def _parser() -> argparse.ArgumentParser:
     nightly_default = str(Path(BY_NAME["report"].default).with_name("energy-nightly.html"))
     report.add_argument("--out", default=nightly_default, help=f"HTML file to write (default {nightly_default})")
     report.add_argument("--last", type=_positive, default=None, help="only the newest N runs")
+
+    doctor = commands.add_parser("doctor", help="what this runner can measure, how well, with which settings")
+    doctor.add_argument("--require", action="append", default=[], choices=("gpu", "rapl", "counter"),
+                        help="exit 3 unless the runner measures a GPU, a RAPL counter, or any hardware counter "
+                             "(repeatable)")
+    doctor.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    _runner_options(doctor)
+
+    from .calibrate import DEFAULT_SECONDS, DEFAULT_TRIALS, DEFAULT_WINDOWS
+    from .simulation import Target
+
+    target = Target()
+    calibrate = commands.add_parser("calibrate", help="measure this runner's noise and choose rounds, minimum "
+                                                      "window and minimum effect for a target")
+    calibrate.add_argument("--seconds", type=_fraction(0.0, None), default=DEFAULT_SECONDS,
+                           help=f"seconds to measure for (default {DEFAULT_SECONDS:g}); the simulation "
+                                "afterwards adds a few")
+    calibrate.add_argument("--windows", type=_windows, default=DEFAULT_WINDOWS,
+                           help=f"window lengths to measure, comma separated (default "
+                                f"{','.join(f'{w:g}' for w in DEFAULT_WINDOWS)})")
+    calibrate.add_argument("--write", action="store_true",
+                           help="write energy_rounds, energy_min_window and energy_min_effect into "
+                                "[tool.pytest.ini_options] of pyproject.toml")
+    calibrate.add_argument("--max-false-alarms", type=_fraction(0.0, 1.0), default=target.max_false_alarms,
+                           help=f"target: share of identical runs called a regression (default "
+                                f"{target.max_false_alarms:g})")
+    calibrate.add_argument("--min-detection", type=_fraction(0.0, 1.0), default=target.min_detection,
+                           help=f"target: share of changed runs called a regression (default {target.min_detection:g})")
+    calibrate.add_argument("--effect", type=_fraction(0.0, None), default=target.effect,
+                           help=f"target: the change to detect, a fraction (default {target.effect:g})")
+    calibrate.add_argument("--trials", type=_positive, default=DEFAULT_TRIALS,
+                           help=f"simulated trials per setting and effect (default {DEFAULT_TRIALS})")
+    calibrate.add_argument("--seed", type=int, default=0, help="seed of the simulation (default 0)")
+    _runner_options(calibrate)
     return parser
+
+
+def _fraction(low: float, high: float | None):
+    """A number > low (and <= high where given)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (value > low and (high is None or value <= high)):
+            bound = f"in ({low:g}, {high:g}]" if high is not None else f"> {low:g}"
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a number {bound}")
+        return value
+    return parse
+
+
+def _windows(text: str) -> tuple[float, ...]:
+    parse = _fraction(0.0, None)
+    try:
+        values = tuple(sorted({parse(part) for part in text.split(",") if part.strip()}))
+    except argparse.ArgumentTypeError:
+        values = ()
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected window seconds > 0 separated by commas, e.g. 0.5,1,2")
+    return values
+
+
+def _runner_options(command: argparse.ArgumentParser) -> None:
+    """The plugin's options that decide what a runner command measures (ini and env apply as in pytest)."""
+    command.add_argument("--devices", default=None, help=f"as --energy-devices: {BY_NAME['devices'].expected}")
+    command.add_argument("--powercap", default=None, help="as --energy-powercap: where the RAPL tree is mounted")
+    command.add_argument("--idle-seconds", default=None, help="as --energy-idle-seconds: the idle window")
+
+
+def _runner_command(arguments: argparse.Namespace) -> int:
+    """doctor and calibrate: settings resolved as the plugin resolves them in this folder's project."""
+    from .config import SettingError
+    from .project import ProjectError, find_project, settings_for
+
+    command = f"pytest-energy {arguments.command}"
+    try:
+        project = find_project()
+        overrides = {"devices": arguments.devices, "powercap": arguments.powercap,
+                     "idle_seconds": arguments.idle_seconds}
+        settings = settings_for(project, overrides, command)
+        from .sources import parse_devices
+
+        parse_devices(settings.devices)
+    except (SettingError, ProjectError) as error:
+        print(str(error), file=sys.stderr)
+        return 2
+    except ValueError as error:  # parse_devices: an unknown device, named with its source
+        print(f"pytest-energy: {settings.sources['devices']}: {error}", file=sys.stderr)
+        return 2
+    if arguments.command == "doctor":
+        from . import doctor
+
+        return doctor.main(settings, project, required=arguments.require, as_json=arguments.json)
+    from . import calibrate
+    from .simulation import Target
+
+    target = Target(arguments.max_false_alarms, arguments.min_detection, arguments.effect)
+    return calibrate.main(settings, project, seconds=arguments.seconds, windows=arguments.windows, target=target,
+                          trials=arguments.trials, seed=arguments.seed, write=arguments.write)
 
 
 def _energy(joules: float | None) -> str:
@@ -132,10 +234,13 @@ def _check_out(out: Path, history: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit code (0 ok, 2 bad input or an unusable store)."""
+    """Run the command; returns the exit code (0 ok, 2 bad input or an unusable store, 3 a runner that
+    cannot meet ``doctor --require`` or the ``calibrate`` target)."""
     from .history import HistoryError
 
     arguments = _parser().parse_args(argv)
+    if arguments.command in ("doctor", "calibrate"):
+        return _runner_command(arguments)
     try:
         if arguments.command == "runs":
             lines = _runs(Path(arguments.history), arguments.last)
