@@ -418,21 +418,32 @@ def persist(records: list[Record], judgement: Judgement, settings: Settings, run
 
     Returns lines for the terminal. Each store fails on its own, in one line, without stopping the other.
     """
+    return update_baselines(records, judgement, settings, run_info) + append_history(records, judgement, settings,
+                                                                                     run_info)
+
+
+def update_baselines(records: list[Record], judgement: Judgement, settings: Settings, run_info: RunInfo) -> list[str]:
+    """With ``--energy-update-baselines``, refresh the set from this run; the gate is decided again for
+    the regressions it rewrote, so the exit status is read from the judgement after this. Never raises."""
+    if not settings.update_baselines:
+        return []
+    try:
+        return _write_baselines(records, judgement, settings, run_info)
+    except Exception as error:  # never at the cost of the history row
+        return [f"pytest-energy: could not update baselines: {_describe(error)}"]
+
+
+def append_history(records: list[Record], judgement: Judgement, settings: Settings, run_info: RunInfo) -> list[str]:
+    """Append the run to the history store; a store that cannot take it is one line. Never raises."""
     from .history import History, HistoryError  # sqlite3 only when a run is stored
 
-    lines: list[str] = []
-    if settings.update_baselines:
-        try:
-            lines += _write_baselines(records, judgement, settings, run_info)
-        except Exception as error:  # never at the cost of the history row below
-            lines.append(f"pytest-energy: could not update baselines: {_describe(error)}")
     path = path_setting(settings.history, judgement.rootdir)
-    if path is not None:
-        try:
-            History(path).append(run_info, records, judgement)
-            lines.append(f"pytest-energy: run {run_info.run_id} appended to history {path}")
-        except HistoryError as error:  # names the file, the cause (locked, read-only...) and the fix
-            lines.append(f"{error} (run {run_info.run_id} not appended)")
-        except Exception as error:
-            lines.append(f"pytest-energy: could not append to history {path}: {_describe(error)}")
-    return lines
+    if path is None:
+        return []
+    try:
+        History(path).append(run_info, records, judgement)
+        return [f"pytest-energy: run {run_info.run_id} appended to history {path}"]
+    except HistoryError as error:  # names the file, the cause (locked, read-only...) and the fix
+        return [f"{error} (run {run_info.run_id} not appended)"]
+    except Exception as error:
+        return [f"pytest-energy: could not append to history {path}: {_describe(error)}"]

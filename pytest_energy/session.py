@@ -167,6 +167,7 @@ class EnergySession:
         self.idle_watts: dict[str, float] = {}
         self.taken: list[_Taken] = []
         self.worker_records: list[Record] = []  # merged from xdist workers on the controller
+        self._facts_measured = False  # the facts merged came with a worker's records
         self.crashed: dict[str, dict[str, str]] = {}  # controller: crashed worker -> its error and test
         self._sent = {"records": 0, "notes": 0, "facts": 0}  # worker: how much went to the controller
         self.output_lines: list[str] = []
@@ -407,14 +408,15 @@ class EnergySession:
 
     def worker_payload(self) -> dict[str, Any]:
         """What an xdist worker has not sent the controller yet (plain data): its new records and
-        notes, and its facts once. Sent with each test's teardown report and at the session's end."""
+        notes, and its facts (once, and with every batch of records). Sent with each test's teardown
+        report and at the session's end."""
         payload: dict[str, Any] = {}
         records = [t.record.to_dict() for t in self.taken[self._sent["records"]:]]
         if records:
             payload["records"] = records
         if self.notes[self._sent["notes"]:]:
             payload["notes"] = self.notes[self._sent["notes"]:]
-        if self.fingerprint and not self._sent["facts"]:
+        if self.fingerprint and (records or not self._sent["facts"]):  # records travel with their facts
             payload.update(fingerprint=self.fingerprint, idle_watts=self.idle_watts,
                            reference_joules=self.reference_joules)
         self._sent = {"records": len(self.taken), "notes": len(self.notes), "facts": int(bool(self.fingerprint))}
@@ -424,7 +426,11 @@ class EnergySession:
         """Take one worker's records and facts (controller side)."""
         self.worker_records += [Record.from_dict(r) for r in payload.get("records", [])]
         self.notes += [n for n in payload.get("notes", []) if n not in self.notes]
-        if not self.fingerprint and payload.get("fingerprint"):
+        # The session's facts come from a worker that measured (every worker starts its meter, and a
+        # worker handed no test can report first): its records were judged with that reference.
+        measured = bool(payload.get("records"))
+        if payload.get("fingerprint") and (not self.fingerprint or (measured and not self._facts_measured)):
+            self._facts_measured = measured
             self.fingerprint = payload["fingerprint"]
             self.idle_watts = payload.get("idle_watts", {})
             self.reference_joules = payload.get("reference_joules", {})
@@ -474,11 +480,14 @@ class EnergySession:
             self.judgement = gate.unjudged(error, self.settings, self.rootpath)
         if lost:
             gate.fail_incomplete(self.judgement, lost)
+        # Before the exit status: an update run passes for the regressions whose baselines it rewrote.
+        self._stage("the baselines", lambda: self.output_lines.extend(
+            gate.update_baselines(records, self.judgement, self.settings, run_info)))
         if self.judgement.gate_failed and exitstatus == 0:
             run_info.exitstatus = 1
         self._stage("the energy JSON", lambda: self._write_json(records, run_info, _gate_document(self.judgement, records)))
-        self._stage("baselines and history", lambda: self.output_lines.extend(
-            gate.persist(records, self.judgement, self.settings, run_info)))
+        self._stage("the history", lambda: self.output_lines.extend(
+            gate.append_history(records, self.judgement, self.settings, run_info)))
         history_path = path_setting(self.settings.history, self.rootpath)
         history = History(history_path) if history_path and history_path.exists() else None
         self._stage("the report", lambda: setattr(

@@ -194,20 +194,27 @@ def test_unjudged_session_fails_and_keeps_the_rootdir(tmp_path: Path) -> None:
 # -- an update run passes for what it rewrote ----------------------------------------------------------
 def test_update_run_passes_for_the_regression_it_rewrote(tmp_path: Path) -> None:
     settings = _settings(tmp_path, update_baselines=True)
-    _record_baselines(tmp_path, [_record("t.py::a", BASE), _record("t.py::b", BASE)])
-    records = [_record("t.py::a", _scaled(2.0)), _record("t.py::b", _scaled(2.0), outcome="failed")]
+    below_budget = _record("t.py::b", _scaled(2.0))
+    below_budget.quality = {"accuracy": {"value": 0.71, "computed_by": "pytest_energy.quality", "budget": 0.8}}
+    failed = _record("t.py::c", _scaled(2.0), outcome="failed")
+    records = [_record("t.py::a", _scaled(2.0)), below_budget, failed]
+    _record_baselines(tmp_path, [_record("t.py::a", BASE), _record("t.py::b", BASE), _record("t.py::c", BASE)])
     judgement = judge(records, settings, FINGERPRINT, tmp_path)
     assert judgement.gate_failed
     lines = persist(records, judgement, settings, make_run_info("run-update"))
-    assert "  refreshed t.py::a" in lines
-    assert "pytest-energy: 1 regression refreshed by this update no longer fails the gate: t.py::a" in lines
-    # b's test failed: not written, so its regression still fails the gate.
+    assert "  refreshed t.py::a" in lines and "  refreshed t.py::b" in lines
+    assert ("pytest-energy: 2 regressions refreshed by this update no longer fail the gate: t.py::a, t.py::b"
+            in lines)
+    # b's accuracy is under its budget, which a refresh does not change: it still fails the gate.
     assert judgement.gate_failed
     assert _energy(judgement, "t.py::a").message.endswith("; its baseline was rewritten by this run")
-    assert _energy(judgement, "t.py::b").gating
+    [accuracy] = [v for v in judgement.verdicts if v.name == "t.py::b" and v.metric == "accuracy"]
+    assert accuracy.status == "regression" and accuracy.gating and accuracy.by_budget
+    # c's test failed: never judged, never written (the session fails through the test itself).
+    assert not [v for v in judgement.verdicts if v.name == "t.py::c"]
     stored = store.load_set(store.set_folder(tmp_path / "baselines", HW, "default")).baselines
     assert stored["t.py::a"].rounds[0].net_per_iteration == pytest.approx(20.0)
-    assert stored["t.py::b"].rounds[0].net_per_iteration == pytest.approx(10.0)
+    assert stored["t.py::c"].rounds[0].net_per_iteration == pytest.approx(10.0)
     [run] = History(tmp_path / "history.sqlite").runs()
     assert run.gate_failed
 

@@ -351,9 +351,9 @@ def test_good_arguments(energy):
 """
 
 ARGUMENT_ERRORS = {
-    "test_negative_rounds": "pytest-energy: energy.run(rounds=...) has -1, expected an integer >= 1",
+    "test_negative_rounds": "pytest-energy: energy.run(rounds=...) has -1, expected an integer >= 1 and <= 1000",
     "test_fractional_iterations": "pytest-energy: energy.run(iterations=...) has 2.5, expected an integer >= 1",
-    "test_zero_min_window": "pytest-energy: energy.run(min_window=...) has 0, expected seconds > 0",
+    "test_zero_min_window": "pytest-energy: energy.run(min_window=...) has 0, expected seconds > 0 and <= 600",
     "test_iterations_set_to_a_word":
         "pytest-energy: the energy.measure() block's iterations has 'many', expected an integer >= 1",
     "test_iterations_set_negative":

@@ -189,7 +189,8 @@ def test_a_worker_crashing_after_its_tests_still_fails_closed(pytester: pytest.P
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session):
-    if os.environ.get("PYTEST_XDIST_WORKER") == "gw0":
+    # The worker's own id: PYTEST_XDIST_WORKER may be inherited from a suite that itself runs under xdist.
+    if getattr(session.config, "workerinput", {}).get("workerid") == "gw0":
         os._exit(3)
 """)
     pytester.makepyfile(test_end="".join(f'''
