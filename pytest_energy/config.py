@@ -56,6 +56,19 @@ def _text(text: str) -> str:
     return str(text)
 
 
+#: What a device kind can be made of (see :func:`pytest_energy.fingerprint.device_kinds`): energy is
+#: judged only against a baseline measured on the same kind. ``product`` is the GPU model or the CPU
+#: model, ``count`` the number of devices a record spans; the rest split kinds further on purpose.
+DEVICE_KIND_FIELDS = ("product", "count", "power_limit", "driver", "clocks", "host_cpu", "logical_cpus")
+
+
+def _kind_fields(text: str) -> tuple[str, ...]:
+    fields = tuple(dict.fromkeys(part.strip() for part in str(text).split(",") if part.strip()))
+    if not fields or any(name not in DEVICE_KIND_FIELDS for name in fields):
+        raise ValueError
+    return fields
+
+
 @dataclass(frozen=True)
 class Option:
     """One setting: its name (``energy_<name>`` in ini, ``--energy-<name>`` on the command line)."""
@@ -122,6 +135,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("min_effect", _non_negative_float, 0.05, "a fraction >= 0 such as 0.05",
            "smallest change that counts as a regression or improvement: of energy, and the default "
            "tolerance of quality and FLOP verdicts"),
+    Option("device_kind_fields", _kind_fields, ("product", "count"),
+           f"a comma list of {', '.join(DEVICE_KIND_FIELDS)}",
+           "what makes two devices the same kind for energy baselines (default: GPU or CPU model and "
+           "how many devices a record spans; the host CPU never splits a GPU baseline)"),
     Option("fail_on_regression", _boolean, True, "true or false", "make a regression fail the session"),
     Option("gate_modelled", _boolean, False, "true or false",
            "let modelled (estimated) energy fail the gate too"),

@@ -61,6 +61,7 @@ class Verdict:
     baseline_set: str
     message: str  # one line, shown in the terminal and reports
     gating: bool = True  # False where the gate must not fail on it (modelled energy, not asked)
+    baseline_hardware: str = ""  # fingerprint id of the runner its baseline was recorded on ("" for none)
 
 
 @dataclass(frozen=True)

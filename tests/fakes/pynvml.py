@@ -34,6 +34,7 @@ NVML_FI_DEV_POWER_INSTANT = 186
 NVML_VALUE_TYPE_UNSIGNED_INT = 1
 NVML_DEVICE_MIG_DISABLE = 0
 NVML_DEVICE_MIG_ENABLE = 1
+NVML_CLOCK_SM = 1
 COUNTER_MODULUS_MJ = 2**64
 
 _ERRORS = {  # code: (class name suffix, message), as in pynvml
@@ -89,6 +90,8 @@ class FakeGpu:
     processes: list[int] = field(default_factory=list)  # pids computing on the GPU
     failures: list[tuple[float, float]] = field(default_factory=list)  # [start, end) of failing readings
     power_limit_watts: float = 700.0
+    sm_clock_max_mhz: int = 1980
+    applications_sm_clock_mhz: int = 1755
     memory_total_bytes: int = 80 * 2**30
 
     def __post_init__(self) -> None:
@@ -316,6 +319,14 @@ class FakeNvmlModule(types.ModuleType):
 
     def nvmlDeviceGetEnforcedPowerLimit(self, handle: _Handle) -> int:
         return round(self._gpu("nvmlDeviceGetEnforcedPowerLimit", handle).power_limit_watts * 1000)
+
+    def nvmlDeviceGetMaxClockInfo(self, handle: _Handle, clock: int) -> int:
+        gpu = self._gpu("nvmlDeviceGetMaxClockInfo", handle)
+        return gpu.sm_clock_max_mhz if clock == NVML_CLOCK_SM else 0
+
+    def nvmlDeviceGetApplicationsClock(self, handle: _Handle, clock: int) -> int:
+        gpu = self._gpu("nvmlDeviceGetApplicationsClock", handle)
+        return gpu.applications_sm_clock_mhz if clock == NVML_CLOCK_SM else 0
 
     def nvmlDeviceGetMemoryInfo(self, handle: _Handle) -> Any:
         total = self._gpu("nvmlDeviceGetMemoryInfo", handle).memory_total_bytes
