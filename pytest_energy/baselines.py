@@ -25,6 +25,7 @@ is never overwritten: the records in it may be someone's only baseline.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -618,3 +619,32 @@ def migrate(root: Path, *, cpu_models: Sequence[str] = (), gpu_names: Sequence[s
     if not result.lines:
         result.lines.append(f"pytest-energy: no first-layout baselines under {root}; nothing to migrate")
     return result
+
+
+def adopt_models(root: Path, run: dict[str, Any]) -> list[str]:
+    """Name the model of baselines that name none (migrated ones), from a run's ``--energy-json``
+    document: only where that run counted exactly the baseline's work, so the model named is the
+    one that ran when the baseline was recorded. Nothing else of an entry changes."""
+    records = {str(r.get("name")): r for r in run.get("records", []) if isinstance(r, dict)}
+    lines = []
+    for folder in sorted(p for p in Path(root).iterdir() if p.is_dir()) if Path(root).is_dir() else []:
+        loaded = load_set(folder)
+        lines += loaded.errors
+        adopted, skipped = [], []
+        for name, baseline in sorted(loaded.baselines.items()):
+            data = records.get(name)
+            if baseline.model or data is None:
+                continue
+            record = Record.from_dict(data)
+            model = model_identity(record)
+            if model and work_values(record) == baseline.work and baseline.work:
+                adopted.append(dataclasses.replace(baseline, model=model))
+            elif model:
+                skipped.append(name)
+        if adopted:
+            update(folder, adopted)
+        if adopted or skipped:
+            lines.append(f"pytest-energy: {folder}: model named for {len(adopted)} baselines"
+                         + (f"; {len(skipped)} left without (that run counted other work: " + ", ".join(skipped) + ")"
+                            if skipped else ""))
+    return lines or [f"pytest-energy: no baseline under {root} lacks a model the run names"]
