@@ -62,11 +62,12 @@ def _text(text: str) -> str:
 DEVICE_KIND_FIELDS = ("product", "count", "power_limit", "driver", "clocks", "host_cpu", "logical_cpus")
 
 
-def _kind_fields(text: str) -> tuple[str, ...]:
-    fields = tuple(dict.fromkeys(part.strip() for part in str(text).split(",") if part.strip()))
+def _kind_fields(text: str) -> str:
+    """A comma list of DEVICE_KIND_FIELDS, normalised ("product, count" -> "product,count")."""
+    fields = list(dict.fromkeys(part.strip() for part in str(text).split(",") if part.strip()))
     if not fields or any(name not in DEVICE_KIND_FIELDS for name in fields):
         raise ValueError
-    return fields
+    return ",".join(fields)
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("min_effect", _non_negative_float, 0.05, "a fraction >= 0 such as 0.05",
            "smallest change that counts as a regression or improvement: of energy, and the default "
            "tolerance of quality and FLOP verdicts"),
-    Option("device_kind_fields", _kind_fields, ("product", "count"),
+    Option("device_kind_fields", _kind_fields, "product,count",
            f"a comma list of {', '.join(DEVICE_KIND_FIELDS)}",
            "what makes two devices the same kind for energy baselines (default: GPU or CPU model and "
            "how many devices a record spans; the host CPU never splits a GPU baseline)"),

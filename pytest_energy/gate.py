@@ -89,7 +89,8 @@ def _refresh(settings: Settings, set_name: str) -> str:
 
 def device_kinds(record: Record, settings: Settings) -> list[DeviceKind]:
     """The device kinds a record's energy verdicts judge, by ``--energy-device-kind-fields``."""
-    return store.record_kinds(record, getattr(settings, "device_kind_fields", None) or DEFAULT_KIND_FIELDS)
+    fields = getattr(settings, "device_kind_fields", None)
+    return store.record_kinds(record, tuple(fields.split(",")) if fields else DEFAULT_KIND_FIELDS)
 
 
 def energy_metric(index: int, kind: DeviceKind) -> str:

@@ -100,6 +100,23 @@ def test_two_h100_runners_on_different_host_cpus_share_the_gpu_baseline(tmp_path
     assert sorted(entry.energy) == ["gpu: NVIDIA A100-SXM4-80GB x1", "gpu: NVIDIA H100 80GB HBM3 x1"]
 
 
+def test_kind_fields_option_splits_kinds_and_a_bad_one_is_a_usage_error(tmp_path, monkeypatch, pytester):
+    full = _runner(monkeypatch, "AMD EPYC 9654", "runner-a")
+    capped = _runner(monkeypatch, "AMD EPYC 9654", "runner-c", power_limit_watts=400.0)
+    by_limit = _settings(tmp_path, update_baselines=True, device_kind_fields="product,count,power_limit")
+    first = [_gpu_record(full, 10.0)]
+    persist(first, judge(first, by_limit, full, tmp_path), by_limit, make_run_info())
+    [entry] = store.load_set(tmp_path / "baselines" / "default").baselines.values()
+    assert list(entry.energy) == ["gpu: NVIDIA H100 80GB HBM3 x1 700 W"]
+    [verdict] = [v for v in judge([_gpu_record(capped, 10.0)], by_limit, capped, tmp_path).verdicts
+                 if v.metric == "energy"]
+    assert verdict.status == "incomparable" and "gpu: NVIDIA H100 80GB HBM3 x1 400 W" in verdict.message
+    result = pytester.runpytest_subprocess("--energy", "--energy-device-kind-fields", "product,colour")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*pytest-energy: --energy-device-kind-fields has 'product,colour', expected a comma "
+                                 "list of product, count, power_limit, driver, clocks, host_cpu, logical_cpus*"])
+
+
 def test_gpu_order_does_not_change_the_fingerprint(monkeypatch):
     install_fake_nvml(monkeypatch, [FakeGpu(name="NVIDIA H100 80GB HBM3"), FakeGpu(name="NVIDIA A100-SXM4-80GB")])
     found = detect("gpu")

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 from ..gate import Judgement
 from ..record import Carbon, Record, RunInfo
 from ..verdict import STATUSES, Verdict, fails_gate, most_urgent
-from .exports import carbon_efficiency_classes, rating
+from .exports import carbon_efficiency_classes, per_unit, rating
 
 JOULES_PER_WH = 3600.0
 #: Most urgent first: the HTML lists rows in this order, the terminal in the reverse order.
@@ -115,9 +115,7 @@ class Row:
     @property
     def per(self) -> str:
         """What one figure of the energy column is per: a single-window record is the whole test."""
-        if self.record.form == "block" and self.record.iterations <= 1:
-            return "test"
-        return self.record.unit
+        return per_unit(self.record)
 
     # Shortcuts the templates read often.
     @property
