@@ -366,3 +366,44 @@ def test_a_changed_model_or_fallback_config_fails_and_the_row_names_what_ran(ses
     assert any(line.startswith("test_fallback.py::case  model changed: no-such-org/model-a (ran fallback bert "
                                "(hidden_size=16") and "-> no-such-org/model-a (ran fallback bert (hidden_size=32" in line
                for line in _gate(resized))
+
+
+# -- reports -----------------------------------------------------------------------------------------
+def test_reports_name_the_model_that_ran_its_work_and_the_deciding_verdict(tmp_path, pytestconfig, monkeypatch):
+    import io
+
+    from _pytest.terminal import TerminalReporter
+
+    from pytest_energy.report import build_report, html, terminal
+
+    def case(name: str, flops: float = 1e6):
+        made = _case_record("distilbert/sst2", "fallback distilbert (dim=64)", "aaaa", flops=flops)
+        made.name = made.nodeid = name
+        return made
+
+    settings = _settings(tmp_path, update_baselines=True)
+    old = [case("t.py::case"), case("t.py::doubled")]
+    persist(old, judge(old, settings, FINGERPRINT, tmp_path), settings, make_run_info())
+    short = case("t.py::case")
+    short.rounds = short.rounds[:3]  # three rounds: no interval at 98 %, and the row must say why
+    doubled = case("t.py::doubled", flops=2e6)
+    judgement = judge([short, doubled], _settings(tmp_path), FINGERPRINT, tmp_path)
+    report = build_report([short, doubled], judgement, make_run_info(), None)
+    rows = {row.name: row for row in report.rows}
+    assert [row.name for row in report.rows] == ["t.py::doubled", "t.py::case"]  # regression first
+    assert rows["t.py::case"].model == "fallback distilbert (dim=64), standing in for distilbert/sst2"
+    assert rows["t.py::doubled"].work == 2e6 and rows["t.py::doubled"].work_label == "FLOPs / inference"
+    # The FLOPs decided the regression, whatever the energy column reads.
+    assert rows["t.py::doubled"].decided_by.startswith("flops_per_inference 2e+06 vs 1e+06 (+100.0 %)")
+    assert rows["t.py::case"].interval_note == "no interval: too few rounds on one side (see the verdict)"
+    page = html.render(report)
+    assert "<th>Model that ran</th>" in page and "Work (FLOPs)" in page and "<th>Decided by</th>" in page
+    assert "fallback distilbert (dim=64), standing in for distilbert/sst2" in page
+    assert "J / iteration" not in page and "per inference" in page
+    assert rows["t.py::case"].interval_note in page
+    out = io.StringIO()
+    terminal.render(report, TerminalReporter(pytestconfig, out), 0)
+    lines = out.getvalue().splitlines()
+    names = [line for line in lines if line in ("t.py::doubled", "t.py::case")]
+    assert names == ["t.py::doubled", "t.py::case"]  # the HTML order
+    assert any("model: fallback distilbert (dim=64), standing in for distilbert/sst2" in line for line in lines)

@@ -107,6 +107,7 @@ class Row:
     methods: str = ""  # "counter, modelled": read by every renderer, so joined once
     valid_rounds: int = 0
     model: str = ""  # the model that ran, naming the stand-in where a fallback ran for the requested one
+    stand_in: bool = False  # a fallback ran instead of the requested model
     work: float | None = None  # the counted FLOP proxy the gate judges (per inference, else per run)
     work_label: str = ""  # which proxy: "FLOPs / inference" or "FLOPs"
     decided_by: str = ""  # the verdict line that gave the record its status
@@ -358,6 +359,11 @@ def model_text(record: Record) -> str:
     return requested if ran == requested else f"{ran}, standing in for {requested}"
 
 
+def _requested(record: Record) -> str:
+    facts = record.extra.get("model") if isinstance(record.extra, dict) else None
+    return str(facts.get("requested") or "") if isinstance(facts, dict) else ""
+
+
 def _work(record: Record) -> tuple[float | None, str]:
     for key, label in (("flops_per_inference", "FLOPs / inference"), ("flops", "FLOPs")):
         value = _number(record.proxies.get(key))
@@ -399,6 +405,7 @@ def _row(index: int, record: Record, verdicts: list[Verdict], new: bool, baselin
         methods=", ".join(record.methods) or "n/a",
         valid_rounds=sum(1 for r in record.rounds if r.valid),
         model=model_text(record),
+        stand_in=model_text(record) != _requested(record),
         work=work,
         work_label=work_label,
         decided_by=deciding[0].message if deciding and status not in ("", "unchanged") else "",

@@ -81,11 +81,11 @@ def _table(rows: list[Row], verbosity: int, width: int) -> Text:
         out.append_text(line(values, (style, "", "", "dim", style, "")))
         out.append("\n")
         extra = []
-        if row.model:
+        if row.model and (row.stand_in or verbosity > 0):  # a stand-in is always named
             extra.append(f"model: {row.model}")
-        if row.work is not None:
+        if row.work is not None and verbosity > 0:
             extra.append(f"{row.work_label}: {fmt(row.work, 6)}")
-        if row.decided_by and verbosity <= 0:
+        if row.decided_by and verbosity <= 0 and row.status in ("regression", "inconclusive", "improvement"):
             extra.append(f"decided by: {row.decided_by}")
         if row.interval_note:
             extra.append(row.interval_note)
