@@ -407,3 +407,23 @@ def test_reports_name_the_model_that_ran_its_work_and_the_deciding_verdict(tmp_p
     names = [line for line in lines if line in ("t.py::doubled", "t.py::case")]
     assert names == ["t.py::doubled", "t.py::case"]  # the HTML order
     assert any("model: fallback distilbert (dim=64), standing in for distilbert/sst2" in line for line in lines)
+
+
+def test_a_fallback_digest_follows_its_definition_not_its_path(tmp_path):
+    from pytest_energy.cases import Fallback
+    from pytest_energy.cases.data import task
+    from pytest_energy.cases.fallback import _key
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "data.jsonl").write_text(FALLBACK_DATA)
+    spec = task("text-classification", "test")
+
+    def key(folder: str, **fields) -> str:
+        return _key(Fallback("bert", tmp_path / folder / "data.jsonl", **fields), spec, "", {}, 64)
+
+    assert key("a") == key("b")  # another checkout, the same model
+    assert key("a", overrides={"quality": {"accuracy": 0.9}}) == key("a")  # a case's budget is not the model
+    assert key("a", config={"hidden_size": 32}) != key("a") and key("a", steps=10) != key("a")
+    (tmp_path / "b" / "data.jsonl").write_text(FALLBACK_DATA + FALLBACK_DATA)
+    assert key("b") != key("a")  # other training data, another model
