@@ -568,23 +568,31 @@ def migrate(root: Path, *, cpu_models: Sequence[str] = (), gpu_names: Sequence[s
     root = Path(root)
     for folder in first_layout(root):
         entries: dict[str, list[Baseline]] = {}
-        hardware = None
         problems: list[str] = []
+        documents: list[tuple[Path, dict[str, Any]]] = []
         for path in sorted(folder.rglob("*.json")):
             try:
                 data = _document(path)
                 if data.get("schema_version") != FIRST_LAYOUT or not isinstance(data.get("records"), dict):
                     raise _fix(path, "is not a first-layout baseline file")
-                set_name = path.relative_to(folder).parts[0]
-                for name, entry in data["records"].items():
-                    if hardware is None and isinstance(entry, dict) and isinstance(entry.get("devices"), dict):
-                        methods = sorted({f"{'gpu' if d.startswith('gpu') else d.split(':')[0]}:{m}"
-                                          for d, m in entry["devices"].items()})
-                        hardware = resolve_hardware(folder.name, methods, cpu_models, gpu_names) or {}
-                    migrated = _first_layout_entry(path, name, entry, folder.name, hardware or None, fields)
-                    entries.setdefault(set_name, []).append(migrated)
+                documents.append((path, data))
             except BaselineError as error:
                 problems.append(str(error))
+        # The id hashed every method the session had: the union of the devices its records measured.
+        methods = sorted({f"{'gpu' if d.startswith('gpu') else d.split(':')[0]}:{m}"
+                          for _, data in documents for entry in data["records"].values()
+                          if isinstance(entry, dict) and isinstance(entry.get("devices"), dict)
+                          for d, m in entry["devices"].items()})
+        hardware = resolve_hardware(folder.name, methods, cpu_models, gpu_names)
+        for path, data in documents:
+            set_name = path.relative_to(folder).parts[0]
+            for name, entry in data["records"].items():
+                try:
+                    migrated = _first_layout_entry(path, name, entry, folder.name, hardware, fields)
+                except BaselineError as error:
+                    problems.append(str(error))
+                    continue
+                entries.setdefault(set_name, []).append(migrated)
         if problems:
             result.failed = True
             result.lines += problems + [f"pytest-energy: {folder} not migrated (fix the files above, then run "

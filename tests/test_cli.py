@@ -59,8 +59,10 @@ def test_baselines_lists_sets_and_unreadable_files(tmp_path: Path, capsys: pytes
     (store.set_folder(root, "main") / "a.py.json").write_text("{")
     assert main(["baselines", "--baselines", str(root)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split() for line in lines[:3]] == [["hardware", "set", "baselines", "files"],
-                                                    ["hw-a", "default", "2", "2"], ["hw-b", "main", "0", "1"]]
+    # Was one row per hardware fingerprint and set: sets are shared now, and list their device kinds.
+    assert lines[:3] == ["set      baselines  files  device kinds",
+                         "default  2          2      gpu: NVIDIA H100 80GB HBM3 x1",
+                         "main     0          1      -"]
     assert len(lines) == 4 and "a.py.json is not valid JSON" in lines[3]
 
 
