@@ -439,9 +439,10 @@ def merged(existing: Baseline | None, entry: Baseline) -> Baseline:
     return Baseline(**{**entry.__dict__, "energy": {**existing.energy, **entry.energy}})
 
 
-def update(folder: Path, baselines: Iterable[Baseline]) -> Update:
+def update(folder: Path, baselines: Iterable[Baseline], replace: Iterable[str] = ()) -> Update:
     """Write or refresh these baselines in a set folder, keeping every other entry of each file and
-    every other device kind of each entry.
+    every other device kind of each entry (except for the record names in ``replace``: a changed
+    model's old energy on other device kinds measured another model).
 
     Each file is re-read under its lock just before the write, so a concurrent writer's entries
     survive; a file that cannot be read is reported and left untouched.
@@ -458,9 +459,10 @@ def update(folder: Path, baselines: Iterable[Baseline]) -> Update:
                 result.errors.append(str(error))
                 result.refused += [entry.name for entry in entries]
                 continue
+            replaced = set(replace)
             for entry in entries:
                 result.written[entry.name] = "refreshed" if entry.name in existing else "new"
-                existing[entry.name] = merged(existing.get(entry.name), entry)
+                existing[entry.name] = entry if entry.name in replaced else merged(existing.get(entry.name), entry)
             text = render_file(existing.values())
             if not path.exists() or path.read_text(encoding="utf-8") != text:
                 atomic_write_text(path, text)

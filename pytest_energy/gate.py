@@ -397,7 +397,7 @@ def _write_baselines(records: list[Record], judgement: Judgement, settings: Sett
         if verdict.baseline_set == settings.baseline_set:
             statuses.setdefault((verdict.name, verdict.metric), set()).add(verdict.status)
     stored = store.load_set(folder).baselines
-    chosen, skipped, kept = [], [], 0
+    chosen, skipped, kept, replaced = [], [], 0, []
     for record in records:
         if record.outcome == "failed" or not record.valid:
             skipped.append(record.name)
@@ -415,13 +415,18 @@ def _write_baselines(records: list[Record], judgement: Judgement, settings: Sett
         entry = store.from_record(record, changed)
         if same and existing is not None:  # only energy moved: the other part stays as recorded
             entry = store.merged(existing, dataclasses.replace(existing, energy=entry.energy))
+        elif existing is not None and existing.model and mine.get("model") == {"regression"}:
+            # Another model: every device kind's energy of the old one goes, this run's kinds are recorded.
+            entry = store.from_record(record, kinds)
+            replaced.append(record.name)
         chosen.append(entry)
-    result = store.update(folder, chosen)
+    result = store.update(folder, chosen, replaced)
     lines = [e for e in result.errors if e not in judgement.errors]  # judge() has shown the others
     lines.append(f"pytest-energy: baselines {folder}: {len(result.written)} written, {kept} unchanged kept"
                  + (f", {len(skipped)} not written (failed test or no valid round)" if skipped else "")
                  + (f", {len(result.refused)} refused (their file is unreadable, see above)" if result.refused else ""))
-    lines += [f"  {how:9} {name}" for name, how in sorted(result.written.items())]
+    lines += [f"  {how:9} {name}" + ("  (model changed: the old model's energy on every device kind dropped)"
+                                      if name in replaced else "") for name, how in sorted(result.written.items())]
     measured = {r.name for r in records}
     loaded = store.load_set(folder)
     unused = sorted(name for name in loaded.baselines if name not in measured)

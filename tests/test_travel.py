@@ -183,8 +183,17 @@ def test_a_changed_model_fails_until_the_new_one_is_recorded(tmp_path):
                    FINGERPRINT, tmp_path)
     [changed] = [v for v in digest.verdicts if v.metric == "model"]
     assert changed.status == "regression" and "digest aaaa -> " in changed.message and "digest bbbb" in changed.message
-    # Recorded: the next run passes.
-    persist(new, judge(new, settings, FINGERPRINT, tmp_path), settings, make_run_info())
+    # Recorded: the next run passes; the old model's energy on another runner's CPU kind goes with it.
+    epyc = dict(FINGERPRINT, id="epyc-runner", cpu_model="AMD EPYC 7763")
+    on_epyc = _case_record("distilbert/sst2", "fallback distilbert (dim=64)", "aaaa")
+    on_epyc.fingerprint = epyc
+    persist([on_epyc], judge([on_epyc], settings, epyc, tmp_path), settings, make_run_info())
+    [entry] = store.load_set(tmp_path / "baselines" / "default").baselines.values()
+    assert len(entry.energy) == 2
+    lines = persist(new, judge(new, settings, FINGERPRINT, tmp_path), settings, make_run_info())
+    assert "  refreshed t.py::case  (model changed: the old model's energy on every device kind dropped)" in lines
+    [entry] = store.load_set(tmp_path / "baselines" / "default").baselines.values()
+    assert entry.model["requested"] == "FacebookAI/roberta-large-mnli" and len(entry.energy) == 1
     again = judge(new, _settings(tmp_path), FINGERPRINT, tmp_path)
     assert not again.gate_failed and {v.status for v in again.verdicts if v.metric == "model"} == {"unchanged"}
 
