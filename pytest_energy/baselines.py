@@ -631,10 +631,16 @@ def migrate(root: Path, *, cpu_models: Sequence[str] = (), gpu_names: Sequence[s
     return result
 
 
+#: How close a run's work must be to a baseline's for :func:`adopt_models` to take it for the same
+#: model: the gate's default tolerance of work verdicts (--energy-min-effect). Generated text can
+#: differ by a few tokens between CPUs (a summary's FLOPs moved 0.03 % from an AMD to an Intel runner).
+SAME_WORK = 0.05
+
+
 def adopt_models(root: Path, run: dict[str, Any]) -> list[str]:
     """Name the model of baselines that name none (migrated ones), from a run's ``--energy-json``
-    document: only where that run counted exactly the baseline's work, so the model named is the
-    one that ran when the baseline was recorded. Nothing else of an entry changes."""
+    document: only where that run counted the baseline's work (within :data:`SAME_WORK`), so the
+    model named is the one that ran when the baseline was recorded. Nothing else of an entry changes."""
     records = {str(r.get("name")): r for r in run.get("records", []) if isinstance(r, dict)}
     lines = []
     for folder in sorted(p for p in Path(root).iterdir() if p.is_dir()) if Path(root).is_dir() else []:
@@ -647,7 +653,9 @@ def adopt_models(root: Path, run: dict[str, Any]) -> list[str]:
                 continue
             record = Record.from_dict(data)
             model = model_identity(record)
-            if model and work_values(record) == baseline.work and baseline.work:
+            counted = work_values(record)
+            if model and baseline.work and counted.keys() == baseline.work.keys() and all(
+                    abs(counted[k] - v) <= SAME_WORK * abs(v) for k, v in baseline.work.items()):
                 adopted.append(dataclasses.replace(baseline, model=model))
             elif model:
                 skipped.append(name)

@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--gpu-name", action="append", default=[], help="GPU name of the recording machine")
     migrate.add_argument("--models-from", default=None, metavar="RUN.json",
                          help="an --energy-json file of a run with this version: names the model of each baseline "
-                              "that names none, where that run counted the same work")
+                              "that names none, where that run counted the same work (within 5 %)")
 
     report = commands.add_parser("report", help="render the HTML report from the history store")
     report.add_argument("--history", default=history_default, help=f"history store (default {history_default})")

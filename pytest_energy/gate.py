@@ -192,9 +192,10 @@ def _model_verdict(record: Record, baseline: store.Baseline, settings: Settings,
                        message + (f"; {origin}" if origin else ""), gating, baseline.hardware)
 
     refresh = _refresh(settings, set_name)
-    if not previous:
-        return verdict("incomparable", f"model {store.describe_model(current)}: the baseline names no model "
-                       f"(recorded before models were named, or migrated); {refresh} records it")
+    if not previous:  # judged against nothing: counted with the verdicts that had no baseline
+        return Verdict(record.name, "model", "incomparable", None, None, None, 0.0, set_name,
+                       f"model {store.describe_model(current)}: the baseline names no model (recorded before "
+                       f"models were named, or migrated); {refresh} records it", False)
     if not current:
         return verdict("regression", f"model changed: {store.describe_model(previous)} -> none named by this run; "
                        f"the gate fails until {refresh} records it", gate)

@@ -260,8 +260,14 @@ def test_migration_names_models_from_a_run_with_the_same_work(tmp_path, capsys):
     run = {"records": [
         make_record("suites/t.py::c", proxies={"flops_per_inference": 1589700.608}, unit="inference",
                     extra={"model": {"requested": "distilbert/sst2", "ran": "fallback", "digest": "k1"}}).to_dict()]}
+    other = {"records": [dict(run["records"][0], proxies={"flops_per_inference": 3.2e6})]}  # other work: not it
+    (tmp_path / "other.json").write_text(json.dumps(other))
     (tmp_path / "run.json").write_text(json.dumps(run))
     capsys.readouterr()
+    assert cli.main(["baselines", "migrate", "--baselines", str(root), "--models-from", str(tmp_path / "other.json")]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"pytest-energy: {root / 'default'}: model named for 0 baselines; 1 left without (that run counted other "
+        "work: suites/t.py::c)")
     assert cli.main(["baselines", "migrate", "--baselines", str(root), "--models-from", str(tmp_path / "run.json")]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == f"pytest-energy: {root / 'default'}: model named for 1 baselines"
     [entry] = store.load_set(root / "default").baselines.values()
