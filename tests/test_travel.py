@@ -368,8 +368,7 @@ def test_a_changed_model_or_fallback_config_fails_and_the_row_names_what_ran(ses
     first = {"test_fallback.py": FALLBACK_CASE.format(model="no-such-org/model-a", hidden=16)}
     recorded, code = session(first, "AMD EPYC 7B13", "--energy-update-baselines")
     assert code == 0, "\n".join(recorded)
-    assert any(line.strip().startswith("model: fallback bert (") and "standing in for no-such-org/model-a" in line
-               for line in recorded)
+    assert "           model: fallback bert, standing in for no-such-org/model-a" in recorded
     renamed, code = session({"test_fallback.py": FALLBACK_CASE.format(model="no-such-org/model-b", hidden=16)},
                             "Intel Xeon Gold 6338")
     assert code == 1, "\n".join(renamed)
@@ -406,14 +405,15 @@ def test_reports_name_the_model_that_ran_its_work_and_the_deciding_verdict(tmp_p
     report = build_report([short, doubled], judgement, make_run_info(), None)
     rows = {row.name: row for row in report.rows}
     assert [row.name for row in report.rows] == ["t.py::doubled", "t.py::case"]  # regression first
-    assert rows["t.py::case"].model == "fallback distilbert (dim=64), standing in for distilbert/sst2"
+    assert rows["t.py::case"].model == "fallback distilbert, standing in for distilbert/sst2"
+    assert rows["t.py::case"].model_detail == "fallback distilbert (dim=64), standing in for distilbert/sst2"
     assert rows["t.py::doubled"].work == 2e6 and rows["t.py::doubled"].work_label == "FLOPs / inference"
     # The FLOPs decided the regression, whatever the energy column reads.
     assert rows["t.py::doubled"].decided_by.startswith("flops_per_inference 2e+06 vs 1e+06 (+100.0 %)")
     assert rows["t.py::case"].interval_note == "no interval: too few rounds on one side (see the verdict)"
     page = html.render(report)
     assert "<th>Model that ran</th>" in page and "Work (FLOPs)" in page and "<th>Decided by</th>" in page
-    assert "fallback distilbert (dim=64), standing in for distilbert/sst2" in page
+    assert 'title="fallback distilbert (dim=64), standing in for distilbert/sst2">fallback distilbert, standing in ' in page
     assert "J / iteration" not in page and "per inference" in page
     assert rows["t.py::case"].interval_note in page
     out = io.StringIO()
@@ -421,7 +421,7 @@ def test_reports_name_the_model_that_ran_its_work_and_the_deciding_verdict(tmp_p
     lines = out.getvalue().splitlines()
     names = [line for line in lines if line in ("t.py::doubled", "t.py::case")]
     assert names == ["t.py::doubled", "t.py::case"]  # the HTML order
-    assert any("model: fallback distilbert (dim=64), standing in for distilbert/sst2" in line for line in lines)
+    assert any("model: fallback distilbert, standing in for distilbert/sst2" in line for line in lines)
 
 
 def test_a_fallback_digest_follows_its_definition_not_its_path(tmp_path):
@@ -442,3 +442,20 @@ def test_a_fallback_digest_follows_its_definition_not_its_path(tmp_path):
     assert key("a", config={"hidden_size": 32}) != key("a") and key("a", steps=10) != key("a")
     (tmp_path / "b" / "data.jsonl").write_text(FALLBACK_DATA + FALLBACK_DATA)
     assert key("b") != key("a")  # other training data, another model
+
+
+def test_a_row_without_an_energy_change_says_why(tmp_path):
+    from pytest_energy.report import build_report, html
+
+    settings = _settings(tmp_path, update_baselines=True)
+    first = [_case_record("distilbert/sst2", "fallback distilbert (dim=64)", "aaaa")]
+    persist(first, judge(first, settings, FINGERPRINT, tmp_path), settings, make_run_info())
+    elsewhere = _case_record("distilbert/sst2", "fallback distilbert (dim=64)", "aaaa")
+    elsewhere.fingerprint = dict(FINGERPRINT, id="epyc-runner", cpu_model="AMD EPYC 7763")
+    report = build_report([elsewhere], judge([elsewhere], _settings(tmp_path), elsewhere.fingerprint, tmp_path),
+                          make_run_info(), None)
+    [row] = report.rows
+    assert row.status == "unchanged" and row.change is None
+    assert row.interval_note == ("not compared: energy: no baseline measured on modelled: AMD EPYC 7763 x1 in "
+                                 "'default' yet (it holds modelled: Intel(R) Xeon(R) Platinum 8480C x1)")
+    assert row.interval_note.replace("'", "&#39;") in html.render(report)

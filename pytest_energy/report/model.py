@@ -108,10 +108,11 @@ class Row:
     valid_rounds: int = 0
     model: str = ""  # the model that ran, naming the stand-in where a fallback ran for the requested one
     stand_in: bool = False  # a fallback ran instead of the requested model
+    model_detail: str = ""  # the model in full (a fallback's sizes and vocabulary), for details and tooltips
     work: float | None = None  # the counted FLOP proxy the gate judges (per inference, else per run)
     work_label: str = ""  # which proxy: "FLOPs / inference" or "FLOPs"
     decided_by: str = ""  # the verdict line that gave the record its status
-    interval_note: str = ""  # why the energy change has no interval, where it has none
+    interval_note: str = ""  # why the energy change has no interval, or no change at all, where it has none
 
     @property
     def per(self) -> str:
@@ -146,7 +147,7 @@ class Row:
         lines = [
             ("test", f"{r.nodeid}" + (f" [{r.label}]" if r.label else "") + f", {r.form} form, outcome "
              f"{r.outcome or 'n/a'}"),
-            *([("model", self.model)] if self.model else []),
+            *([("model", self.model_detail)] if self.model else []),
             ("rounds", f"{self.valid_rounds} valid of {len(r.rounds)}, {r.iterations} iterations after "
              f"{r.warmup_iterations} warm-up, {fmt(r.duration_seconds)} s measured"),
             (per, f"gross {fmt(r.per_iteration_gross_joules)} J, net {fmt(r.per_iteration_net_joules)} J, "
@@ -350,13 +351,16 @@ def _change(verdict: Verdict | None) -> Change | None:
     return Change(verdict.ratio, verdict.low, verdict.high)
 
 
-def model_text(record: Record) -> str:
-    """The model a case ran: its request, and the stand-in that ran where it is not the requested one."""
+def model_text(record: Record, detail: bool = False) -> str:
+    """The model a case ran: its request, and the stand-in that ran where it is not the requested one
+    (a fallback by its type only, unless ``detail``: its sizes make a long line)."""
     facts = record.extra.get("model") if isinstance(record.extra, dict) else None
     if not isinstance(facts, dict) or not facts.get("requested"):
         return ""
     requested, ran = str(facts["requested"]), str(facts.get("ran") or facts["requested"])
-    return requested if ran == requested else f"{ran}, standing in for {requested}"
+    if ran == requested:
+        return requested
+    return f"{ran if detail else ran.split(' (')[0]}, standing in for {requested}"
 
 
 def _requested(record: Record) -> str:
@@ -373,8 +377,12 @@ def _work(record: Record) -> tuple[float | None, str]:
 
 
 def _interval_note(energy: Verdict | None) -> str:
-    if energy is None or energy.ratio is None or (energy.low is not None and energy.high is not None):
+    """Why a row shows no energy interval: too few rounds, or no comparable baseline (first clause of
+    the verdict, e.g. "energy: no baseline measured on modelled: AMD EPYC x2 ...")."""
+    if energy is None or (energy.low is not None and energy.high is not None):
         return ""
+    if energy.ratio is None:
+        return f"not compared: {energy.message.split('; ')[0]}"
     return "no interval: too few rounds on one side (see the verdict)"
 
 
@@ -405,6 +413,7 @@ def _row(index: int, record: Record, verdicts: list[Verdict], new: bool, baselin
         methods=", ".join(record.methods) or "n/a",
         valid_rounds=sum(1 for r in record.rounds if r.valid),
         model=model_text(record),
+        model_detail=model_text(record, detail=True),
         stand_in=model_text(record) != _requested(record),
         work=work,
         work_label=work_label,

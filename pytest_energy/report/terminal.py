@@ -87,7 +87,7 @@ def _table(rows: list[Row], verbosity: int, width: int) -> Text:
             extra.append(f"{row.work_label}: {fmt(row.work, 6)}")
         if row.decided_by and verbosity <= 0 and row.status in ("regression", "inconclusive", "improvement"):
             extra.append(f"decided by: {row.decided_by}")
-        if row.interval_note:
+        if row.interval_note and (row.change or verbosity > 0):  # the not-compared reason is in -v's messages
             extra.append(row.interval_note)
         if row.wh_per_1000 is not None:
             extra.append(f"{fmt(row.wh_per_1000)} Wh per 1,000 inferences (gross)")
