@@ -203,7 +203,10 @@ def _model_verdict(record: Record, baseline: store.Baseline, settings: Settings,
     if current.get("requested") == previous.get("requested") and (not digests or current["digest"] == previous["digest"]):
         return verdict("unchanged", f"model {store.describe_model(current)}: as in the baseline")
     before, after = store.describe_model(previous), store.describe_model(current)
-    if before == after:
+    ran = current.get("ran", "")
+    if current.get("requested") != previous.get("requested") and ran and ran == previous.get("ran"):
+        before, after = str(previous["requested"]), f"{current['requested']} (both ran {ran})"
+    elif before == after:
         before += f" digest {previous.get('digest', '?')}"
         after += f" digest {current.get('digest', '?')}"
     return verdict("regression", f"model changed: {before} -> {after}; the gate fails until {refresh} "
