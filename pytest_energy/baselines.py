@@ -1,11 +1,21 @@
-"""The baselines store: ``<baselines>/<fingerprint id>/<set>/<test module path>.json``.
+"""The baselines store: ``<baselines>/<set>/<test module path>.json``.
 
 One JSON file per test module, mirroring the test tree, so a reviewer sees a model change's energy
-next to its test in a diff. Each file holds, per record name, the rounds a verdict needs
-(iterations, seconds, gross and net joules, net joules per device), which method measured each
-device, the reference-workload joules for normalised verdicts, the quality values and the counted
-work (FLOPs) the gate judges. Keys are sorted, measured numbers rounded to 6 significant digits
-(counts kept exact), indentation fixed: the same run writes the same bytes.
+next to its test in a diff. A record's entry is split by what its numbers depend on:
+
+* once per record, what no hardware changes: the counted work (FLOPs) the gate judges, the quality
+  values, the model that ran (requested, what ran, its digest, dtype, device) and the runner that
+  recorded them (``hardware``, a fingerprint id). Any runner judges these;
+* ``energy``, keyed by device kind (:func:`pytest_energy.fingerprint.device_kinds`, e.g.
+  ``"gpu: NVIDIA H100 80GB HBM3 x1"``): per kind the rounds a verdict needs (iterations, seconds,
+  net joules, net joules per device), which method measured each device, the reference-workload
+  joules for normalised verdicts, the devices' facts (power limit, driver, clocks) and the runner.
+  Only a runner with devices of the same kind judges them.
+
+Keys are sorted, measured numbers rounded to 6 significant digits (counts kept exact), indentation
+fixed: the same run writes the same bytes. Files of the first layout
+(``<baselines>/<fingerprint id>/<set>/...``, schema 1) are refused with one line naming
+``pytest-energy baselines migrate``, which rewrites them (:func:`migrate`).
 
 Writes are read-modify-write under a lock, then an atomic rename (:mod:`pytest_energy.locking`), so
 parallel writers lose nothing and a reader never sees half a file. A file that cannot be read (bad
@@ -15,6 +25,8 @@ is never overwritten: the records in it may be someone's only baseline.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -22,16 +34,20 @@ import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
+from .fingerprint import DEFAULT_KIND_FIELDS, DeviceKind, device_kinds
 from .locking import LockTimeout, atomic_write_text, locked
-from .record import Record, Round
+from .record import Record
 
 #: Version of the baseline file layout. Files of another version are refused with what to do.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: The first layout: one folder per hardware fingerprint, energy and work in one entry.
+FIRST_LAYOUT = 1
 
 _SIGNIFICANT = 6
 _SAFE_PART = re.compile(r"[^A-Za-z0-9._-]+")
+MIGRATE = "pytest-energy baselines migrate"
 
 
 class BaselineError(ValueError):
@@ -39,45 +55,85 @@ class BaselineError(ValueError):
 
 
 @dataclass
+class EnergyRound:
+    """One stored round of one device kind: its iterations, window and net joules per device."""
+
+    iterations: int
+    seconds: float
+    by_device: dict[str, float]
+
+    @property
+    def net_joules(self) -> float:
+        return math.fsum(self.by_device.values())
+
+    @property
+    def net_per_iteration(self) -> float:
+        return self.net_joules / self.iterations
+
+
+@dataclass
+class EnergyBaseline:
+    """The energy of one record measured on one device kind."""
+
+    kind: str  # the device kind id
+    devices: dict[str, str]  # device -> method that measured it
+    rounds: list[EnergyRound]  # the valid rounds of the run it was recorded from
+    reference_joules: dict[str, float]  # device -> the reference workload's joules per iteration on that run
+    facts: dict[str, Any]  # the devices' power limit, driver, clocks; the CPU model (see device_kinds)
+    hardware: str  # fingerprint id of the runner that measured it
+    recorded: str
+    git_commit: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return _rounded({
+            "devices": self.devices,
+            "facts": self.facts,
+            "hardware": self.hardware,
+            "recorded": self.recorded,
+            "git_commit": self.git_commit,
+            "reference_joules": self.reference_joules,
+            "rounds": [{"iterations": r.iterations, "seconds": r.seconds, "by_device": r.by_device}
+                       for r in self.rounds],
+            "per_iteration_net_joules": _per_iteration_net(self.rounds),  # for reviewers; not read back
+        })
+
+
+@dataclass
 class Baseline:
-    """One record's stored baseline."""
+    """One record's stored baseline: its hardware-independent facts and its energy per device kind."""
 
     name: str
     nodeid: str
     unit: str
-    devices: dict[str, str]  # device -> method that measured it
-    rounds: list[Round]  # the valid rounds of the run it was recorded from
-    reference_joules: dict[str, float]  # device -> the reference workload's joules per iteration on that run
     quality: dict[str, float]
+    work: dict[str, float]  # the FLOP proxy the gate judges (see work_values)
+    model: dict[str, Any]  # the model that ran (see model_identity); {} for a test without one
+    hardware: str  # fingerprint id of the runner that recorded quality, work and model
     recorded: str  # ISO 8601 timestamp of the record
     git_commit: str | None = None
+    energy: dict[str, EnergyBaseline] = field(default_factory=dict)  # device kind id -> energy
     path: Path | None = None  # the file it was read from
-    work: dict[str, float] = field(default_factory=dict)  # the FLOP proxy the gate judges (see work_values)
 
     def to_json(self) -> dict[str, Any]:
         data = _rounded({
             "nodeid": self.nodeid,
             "unit": self.unit,
-            "devices": self.devices,
-            "rounds": [
-                {"iterations": r.iterations, "seconds": r.seconds, "gross_joules": r.gross_joules,
-                 "net_joules": r.net_joules, "by_device": r.by_device}
-                for r in self.rounds
-            ],
-            "per_iteration_net_joules": _per_iteration_net(self.rounds),  # for reviewers; not read back
-            "reference_joules": self.reference_joules,
             "quality": self.quality,
+            "hardware": self.hardware,
             "recorded": self.recorded,
             "git_commit": self.git_commit,
         })
+        if self.model:
+            data["model"] = dict(self.model)
         # Counts are exact (zero noise): rounding them would make a threshold of 0 fail identical work.
         data["work"] = {k: int(v) if float(v).is_integer() else v for k, v in self.work.items()}
+        data["energy"] = {kind: entry.to_json() for kind, entry in self.energy.items()}
         return data
 
 
-def _per_iteration_net(rounds: list[Round]) -> float | None:
+def _per_iteration_net(rounds: Sequence[EnergyRound]) -> float | None:
     iterations = sum(r.iterations for r in rounds)
-    return sum(r.net_joules for r in rounds) / iterations if iterations else None
+    return math.fsum(r.net_joules for r in rounds) / iterations if iterations else None
 
 
 def _rounded(value: Any) -> Any:
@@ -107,6 +163,9 @@ def quality_values(record: Record) -> dict[str, float]:
 #: so they move only when the work does: a CPU-only CI catches a model doing more work with no noise.
 WORK_PROXIES = ("flops_per_inference", "flops")
 
+#: The model facts a baseline keeps; ``requested`` and ``digest`` decide whether the model changed.
+MODEL_KEYS = ("requested", "ran", "source", "digest", "dtype", "device")
+
 
 def work_values(record: Record) -> dict[str, float]:
     """The one FLOP proxy of a record the gate judges (empty where the record counted none)."""
@@ -117,27 +176,69 @@ def work_values(record: Record) -> dict[str, float]:
     return {}
 
 
-def from_record(record: Record) -> Baseline:
-    """The baseline a record would be stored as (its valid rounds only)."""
+def model_identity(record: Record) -> dict[str, Any]:
+    """The model a case ran, from its record (``extra["model"]``): {} for a test that declares none."""
+    facts = record.extra.get("model") if isinstance(record.extra, dict) else None
+    if not isinstance(facts, dict) or not facts.get("requested"):
+        return {}
+    identity = {key: str(facts[key]) for key in ("requested", "ran", "source", "digest") if facts.get(key)}
+    for key in ("dtype", "device"):
+        if record.extra.get(key):
+            identity[key] = str(record.extra[key])
+    return identity
+
+
+def describe_model(model: dict[str, Any]) -> str:
+    """A model identity in one phrase: the request, and what ran where that differs."""
+    requested, ran = str(model.get("requested", "?")), str(model.get("ran", ""))
+    return requested if not ran or ran == requested else f"{requested} (ran {ran})"
+
+
+def energy_from_record(record: Record, kind: DeviceKind) -> EnergyBaseline:
+    """The energy entry a record's devices of one kind would be stored as (its valid rounds only)."""
+    methods = {c.device: c.method for c in record.components}
+    rounds = [EnergyRound(r.iterations, r.seconds, {d: r.by_device[d] for d in kind.devices if d in r.by_device})
+              for r in record.rounds if r.valid and r.iterations > 0]
+    return EnergyBaseline(
+        kind=kind.id,
+        devices={d: methods[d] for d in kind.devices if d in methods},
+        rounds=rounds,
+        reference_joules={d: j for d, j in record.reference_joules.items() if d in kind.devices},
+        facts=dict(kind.facts),
+        hardware=str(record.fingerprint.get("id") or ""),
+        recorded=record.timestamp,
+        git_commit=record.git_commit,
+    )
+
+
+def record_kinds(record: Record, fields: Sequence[str] = DEFAULT_KIND_FIELDS) -> list[DeviceKind]:
+    """The device kinds of the devices a record's energy verdicts judge (see ``Record.judged_devices``)."""
+    judged = set(record.judged_devices)
+    return device_kinds([c for c in record.components if c.device in judged], record.fingerprint, fields)
+
+
+def from_record(record: Record, kinds: Iterable[DeviceKind] | None = None) -> Baseline:
+    """The baseline a record would be stored as, with the energy of each of ``kinds`` (None: all of
+    the record's, by the default kind fields)."""
+    kinds = record_kinds(record) if kinds is None else kinds
     return Baseline(
         name=record.name,
         nodeid=record.nodeid,
         unit=record.unit,
-        devices={c.device: c.method for c in record.components},
-        rounds=[Round(r.iterations, r.seconds, r.gross_joules, r.net_joules, True, dict(r.by_device))
-                for r in record.rounds if r.valid and r.iterations > 0],
-        reference_joules=dict(record.reference_joules),
         quality=quality_values(record),
+        work=work_values(record),
+        model=model_identity(record),
+        hardware=str(record.fingerprint.get("id") or ""),
         recorded=record.timestamp,
         git_commit=record.git_commit,
-        work=work_values(record),
+        energy={kind.id: energy_from_record(record, kind) for kind in kinds},
     )
 
 
 # -- files ------------------------------------------------------------------------------------------
-def set_folder(root: Path, fingerprint_id: str, set_name: str) -> Path:
-    """Folder of one baseline set of one hardware fingerprint."""
-    return Path(root) / _safe(fingerprint_id) / _safe(set_name)
+def set_folder(root: Path, set_name: str) -> Path:
+    """Folder of one baseline set (every runner's baselines of that set live in it)."""
+    return Path(root) / _safe(set_name)
 
 
 def _safe(part: str) -> str:
@@ -174,50 +275,63 @@ def _refuse_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
+def _energy_entry(path: Path, name: str, kind: str, data: Any) -> EnergyBaseline:
+    where = f"record {name!r} energy {kind!r}"
+    if not isinstance(data, dict):
+        raise _fix(path, f"has {where} that is not an object")
+    rounds_data = data.get("rounds")
+    if not isinstance(rounds_data, list):
+        raise _fix(path, f"has {where} without a 'rounds' list")
+    rounds = []
+    for index, item in enumerate(rounds_data):
+        if not (isinstance(item, dict) and isinstance(item.get("iterations"), int) and item["iterations"] > 0
+                and _number(item.get("seconds")) and isinstance(item.get("by_device"), dict)
+                and item["by_device"] and all(_number(v) for v in item["by_device"].values())):
+            raise _fix(path, f"has {where} whose round {index} is not {{iterations > 0, seconds, by_device}}")
+        rounds.append(EnergyRound(item["iterations"], float(item["seconds"]),
+                                  {str(k): float(v) for k, v in item["by_device"].items()}))
+    devices = data.get("devices", {})
+    reference = data.get("reference_joules", {})
+    facts = data.get("facts", {})
+    if not (isinstance(devices, dict) and all(isinstance(v, str) for v in devices.values())):
+        raise _fix(path, f"has {where} whose 'devices' is not device -> method")
+    if not (isinstance(reference, dict) and all(_number(v) for v in reference.values())):
+        raise _fix(path, f"has {where} whose 'reference_joules' is not device -> joules")
+    if not isinstance(facts, dict):
+        raise _fix(path, f"has {where} whose 'facts' is not an object")
+    return EnergyBaseline(kind, dict(devices), rounds, {str(k): float(v) for k, v in reference.items()},
+                          dict(facts), str(data.get("hardware", "")), str(data.get("recorded", "")),
+                          data.get("git_commit"))
+
+
 def _entry(path: Path, name: str, data: Any) -> Baseline:
     """Validate one record's entry (files are reviewed and sometimes hand-edited)."""
     if not isinstance(data, dict):
         raise _fix(path, f"has record {name!r} that is not an object")
-    rounds_data = data.get("rounds")
-    if not isinstance(rounds_data, list):
-        raise _fix(path, f"has record {name!r} without a 'rounds' list")
-    rounds = []
-    for index, item in enumerate(rounds_data):
-        if not (isinstance(item, dict) and isinstance(item.get("iterations"), int) and item["iterations"] > 0
-                and all(_number(item.get(k)) for k in ("seconds", "gross_joules", "net_joules"))
-                and isinstance(item.get("by_device", {}), dict)
-                and all(_number(v) for v in item.get("by_device", {}).values())):
-            raise _fix(path, f"has record {name!r} whose round {index} is not "
-                             "{iterations > 0, seconds, gross_joules, net_joules, by_device}")
-        rounds.append(Round(item["iterations"], float(item["seconds"]), float(item["gross_joules"]),
-                            float(item["net_joules"]), True,
-                            {str(k): float(v) for k, v in item.get("by_device", {}).items()}))
     quality = data.get("quality", {})
     work = data.get("work", {})
-    devices = data.get("devices", {})
-    reference = data.get("reference_joules")
+    model = data.get("model", {})
+    energy = data.get("energy", {})
     if not (isinstance(quality, dict) and all(_number(v) for v in quality.values())):
         raise _fix(path, f"has record {name!r} whose 'quality' is not metric -> number")
     if not (isinstance(work, dict) and all(_number(v) for v in work.values())):
         raise _fix(path, f"has record {name!r} whose 'work' is not proxy -> number")
-    if not (isinstance(devices, dict) and all(isinstance(v, str) for v in devices.values())):
-        raise _fix(path, f"has record {name!r} whose 'devices' is not device -> method")
-    if _number(reference) or reference is None:
-        reference = {}  # a bare number (the first layout) covers every device: a refresh records them apart
-    if not (isinstance(reference, dict) and all(_number(v) for v in reference.values())):
-        raise _fix(path, f"has record {name!r} whose 'reference_joules' is not device -> joules")
+    if not (isinstance(model, dict) and all(isinstance(v, str) for v in model.values())):
+        raise _fix(path, f"has record {name!r} whose 'model' is not field -> text")
+    if not isinstance(energy, dict):
+        raise _fix(path, f"has record {name!r} whose 'energy' is not device kind -> energy")
     return Baseline(
         name=name,
         nodeid=str(data.get("nodeid", name)),
         unit=str(data.get("unit", "iteration")),
-        devices=dict(devices),
-        rounds=rounds,
-        reference_joules={str(k): float(v) for k, v in reference.items()},
         quality={k: float(v) for k, v in quality.items()},
+        work={k: float(v) for k, v in work.items()},
+        model=dict(model),
+        hardware=str(data.get("hardware", "")),
         recorded=str(data.get("recorded", "")),
         git_commit=data.get("git_commit"),
+        energy={str(kind): _energy_entry(path, name, str(kind), entry) for kind, entry in energy.items()},
         path=path,
-        work={k: float(v) for k, v in work.items()},
     )
 
 
@@ -244,8 +358,8 @@ def _read_regular(path: Path) -> str:
         return stream.read().decode("utf-8")
 
 
-def read_file(path: Path) -> dict[str, Baseline]:
-    """Every baseline in one file; raises :class:`BaselineError` (one line) when it cannot be used."""
+def _document(path: Path) -> dict[str, Any]:
+    """The JSON object of a baseline file; :class:`BaselineError` (one line) when it is not one."""
     try:
         text = _read_regular(path)
     except OSError as error:
@@ -258,6 +372,12 @@ def read_file(path: Path) -> dict[str, Baseline]:
         raise _fix(path, f"is not valid JSON ({error})") from None
     if not isinstance(data, dict):
         raise _fix(path, "is not a JSON object")
+    return data
+
+
+def read_file(path: Path) -> dict[str, Baseline]:
+    """Every baseline in one file; raises :class:`BaselineError` (one line) when it cannot be used."""
+    data = _document(path)
     version = data.get("schema_version")
     if version != SCHEMA_VERSION:
         if isinstance(version, int) and version > SCHEMA_VERSION:
@@ -265,6 +385,9 @@ def read_file(path: Path) -> dict[str, Baseline]:
                 f"pytest-energy: baseline file {path} has schema_version {version}, newer than this "
                 f"pytest-energy reads ({SCHEMA_VERSION}); upgrade pytest-energy (the file is left as it is)"
             )
+        if version == FIRST_LAYOUT:
+            raise BaselineError(f"pytest-energy: baseline file {path} is in the first layout (schema_version 1); "
+                                f"run `{MIGRATE}` once to rewrite it (the file is left as it is)")
         raise _fix(path, f"has schema_version {version!r}, not {SCHEMA_VERSION}")
     records = data.get("records")
     if not isinstance(records, dict):
@@ -327,24 +450,21 @@ def load_set(folder: Path) -> LoadedSet:
     return loaded
 
 
-def other_hardware(root: Path, fingerprint_id: str, set_name: str) -> dict[str, list[str]]:
-    """Record name -> fingerprint ids of other hardware holding a baseline for it in ``set_name``.
-
-    Unreadable files of other hardware are skipped silently: they can never be used here anyway.
-    """
-    found: dict[str, list[str]] = {}
+def first_layout(root: Path) -> list[Path]:
+    """The folders under ``root`` that hold baselines of the first layout (one per fingerprint id)."""
     root = Path(root)
     if not root.is_dir():
-        return found
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name != _safe(fingerprint_id)):
-        set_path = folder / _safe(set_name)
-        for path in sorted(set_path.rglob("*.json")) if set_path.is_dir() else []:
+        return []
+    found = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        for path in sorted(folder.rglob("*.json")):
             try:
-                names = read_file(path)
+                version = _document(path).get("schema_version")
             except BaselineError:
                 continue
-            for name in names:
-                found.setdefault(name, []).append(folder.name)
+            if version == FIRST_LAYOUT:
+                found.append(folder)
+            break  # one file tells the layout of its folder
     return found
 
 
@@ -358,8 +478,18 @@ class Update:
     errors: list[str] = field(default_factory=list)
 
 
-def update(folder: Path, baselines: Iterable[Baseline]) -> Update:
-    """Write or refresh these baselines in a set folder, keeping every other entry of each file.
+def merged(existing: Baseline | None, entry: Baseline) -> Baseline:
+    """``entry`` over ``existing``: its hardware-independent part, and its energy kinds beside the
+    kinds it does not hold (another runner's GPU baseline survives this runner's refresh)."""
+    if existing is None:
+        return entry
+    return Baseline(**{**entry.__dict__, "energy": {**existing.energy, **entry.energy}})
+
+
+def update(folder: Path, baselines: Iterable[Baseline], replace: Iterable[str] = ()) -> Update:
+    """Write or refresh these baselines in a set folder, keeping every other entry of each file and
+    every other device kind of each entry (except for the record names in ``replace``: a changed
+    model's old energy on other device kinds measured another model).
 
     Each file is re-read under its lock just before the write, so a concurrent writer's entries
     survive; a file that cannot be read is reported and left untouched.
@@ -377,9 +507,10 @@ def update(folder: Path, baselines: Iterable[Baseline]) -> Update:
         try:
             with locked(path):
                 existing = read_file(path) if path.exists() or path.is_symlink() else {}
+                replaced = set(replace)
                 for entry in entries:
                     result.written[entry.name] = "refreshed" if entry.name in existing else "new"
-                    existing[entry.name] = entry
+                    existing[entry.name] = entry if entry.name in replaced else merged(existing.get(entry.name), entry)
                 text = render_file(existing.values())
                 if not path.exists() or _read_regular(path) != text:
                     atomic_write_text(path, text)
@@ -388,3 +519,201 @@ def update(folder: Path, baselines: Iterable[Baseline]) -> Update:
             result.errors.append(str(error))
             result.refused += [entry.name for entry in entries]
     return result
+
+
+# -- migration from the first layout -----------------------------------------------------------------
+def _first_layout_id(gpu_names: Sequence[str], cpu: str, logical_cpus: int, methods: Sequence[str]) -> str:
+    """The digest part of a first-layout fingerprint id (as fingerprint.py computed it then and now)."""
+    key = "|".join([*sorted(gpu_names), cpu, str(logical_cpus), *methods])
+    return hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
+def _cpu_candidates(slug: str, given: Sequence[str]) -> list[str]:
+    words = slug.split("-")
+    return list(dict.fromkeys([*given, " ".join(words).upper(), " ".join(w.capitalize() for w in words),
+                               " ".join(w.upper() if len(w) <= 4 else w.capitalize() for w in words)]))
+
+
+def resolve_hardware(fingerprint_id: str, methods: Sequence[str], cpu_models: Sequence[str],
+                     gpu_names: Sequence[str]) -> dict[str, Any] | None:
+    """The CPU model, logical CPUs and GPU names a first-layout fingerprint id was made of, where one
+    of the candidates hashes to it (so a guess is never taken for the truth); None otherwise."""
+    match = re.fullmatch(r"(.+?)-(?:(\d+)c|x(\d+))-([0-9a-f]{8})", fingerprint_id)
+    if not match:
+        return None
+    label, cores, gpu_count, digest = match.groups()
+    gpu_sets = [[]] if cores else [[name] * int(gpu_count) for name in gpu_names]
+    cpus = _cpu_candidates(label, cpu_models) if cores else list(cpu_models)
+    counts = [int(cores)] if cores else range(1, 1025)
+    for gpus in gpu_sets:
+        for cpu in cpus:
+            for count in counts:
+                if _first_layout_id(gpus, cpu, count, methods) == digest:
+                    return {"id": fingerprint_id, "cpu_model": cpu, "logical_cpus": count,
+                            "gpus": [{"device": f"gpu:{i}", "name": n} for i, n in enumerate(gpus)]}
+    return None
+
+
+@dataclass
+class Migration:
+    """What :func:`migrate` did: lines for the terminal, files written, old folders removed."""
+
+    lines: list[str] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+    removed: list[Path] = field(default_factory=list)
+    failed: bool = False
+
+
+def _first_layout_entry(path: Path, name: str, data: Any, fingerprint_id: str, hardware: dict[str, Any] | None,
+                        fields: Sequence[str]) -> Baseline:
+    """A first-layout record as the new layout stores it; its energy only where the hardware is known."""
+    if not (isinstance(data, dict) and isinstance(data.get("rounds"), list) and isinstance(data.get("devices"), dict)):
+        raise _fix(path, f"has record {name!r} without 'rounds' and 'devices' (first layout)")
+    quality, work = data.get("quality", {}), data.get("work", {})
+    if not (isinstance(quality, dict) and all(_number(v) for v in quality.values())
+            and isinstance(work, dict) and all(_number(v) for v in work.values())):
+        raise _fix(path, f"has record {name!r} whose 'quality' or 'work' is not name -> number")
+    baseline = Baseline(name=name, nodeid=str(data.get("nodeid", name)), unit=str(data.get("unit", "iteration")),
+                        quality={k: float(v) for k, v in quality.items()},
+                        work={k: float(v) for k, v in work.items()}, model={},
+                        hardware=fingerprint_id,
+                        recorded=str(data.get("recorded", "")), git_commit=data.get("git_commit"))
+    if hardware is None:
+        return baseline
+    reference = data.get("reference_joules")
+    reference = reference if isinstance(reference, dict) else {}
+    components = [_Device(d, "gpu" if d.startswith("gpu") else d.split(":")[0], str(m))
+                  for d, m in sorted(data["devices"].items())]
+    for kind in device_kinds(components, hardware, fields):
+        rounds = []
+        for item in data["rounds"]:
+            by_device = item.get("by_device") if isinstance(item, dict) else None
+            if not (isinstance(by_device, dict) and isinstance(item.get("iterations"), int) and item["iterations"] > 0
+                    and _number(item.get("seconds")) and all(_number(by_device.get(d)) for d in kind.devices)):
+                raise _fix(path, f"has record {name!r} with a round that is not {{iterations, seconds, by_device}}")
+            rounds.append(EnergyRound(item["iterations"], float(item["seconds"]),
+                                      {d: float(by_device[d]) for d in kind.devices}))
+        baseline.energy[kind.id] = EnergyBaseline(
+            kind.id, {d: str(data["devices"][d]) for d in kind.devices}, rounds,
+            {d: float(v) for d, v in reference.items() if d in kind.devices and _number(v)},
+            dict(kind.facts), fingerprint_id, baseline.recorded, baseline.git_commit)
+    return baseline
+
+
+@dataclass(frozen=True)
+class _Device:
+    device: str
+    kind: str
+    method: str
+
+
+def migrate(root: Path, *, cpu_models: Sequence[str] = (), gpu_names: Sequence[str] = (),
+            fields: Sequence[str] = ("product", "count")) -> Migration:
+    """Rewrite first-layout baselines (``<root>/<fingerprint id>/<set>/...``) as ``<root>/<set>/...``.
+
+    Quality, work and model facts always move; energy moves where the fingerprint id is matched by
+    this machine's or a given CPU model / GPU name (the id's digest is checked, never guessed). A
+    folder whose energy cannot be placed is left where it is, with one line saying what to give.
+    Entries already in the new layout win over migrated ones (they are newer). Files are written
+    with :func:`update`, so a migration run twice changes nothing.
+    """
+    result = Migration()
+    root = Path(root)
+    for folder in first_layout(root):
+        entries: dict[str, list[Baseline]] = {}
+        problems: list[str] = []
+        documents: list[tuple[Path, dict[str, Any]]] = []
+        for path in sorted(folder.rglob("*.json")):
+            try:
+                data = _document(path)
+                if data.get("schema_version") != FIRST_LAYOUT or not isinstance(data.get("records"), dict):
+                    raise _fix(path, "is not a first-layout baseline file")
+                documents.append((path, data))
+            except BaselineError as error:
+                problems.append(str(error))
+        # The id hashed every method the session had: the union of the devices its records measured.
+        methods = sorted({f"{'gpu' if d.startswith('gpu') else d.split(':')[0]}:{m}"
+                          for _, data in documents for entry in data["records"].values()
+                          if isinstance(entry, dict) and isinstance(entry.get("devices"), dict)
+                          for d, m in entry["devices"].items()})
+        hardware = resolve_hardware(folder.name, methods, cpu_models, gpu_names)
+        for path, data in documents:
+            set_name = path.relative_to(folder).parts[0]
+            for name, entry in data["records"].items():
+                try:
+                    migrated = _first_layout_entry(path, name, entry, folder.name, hardware, fields)
+                except BaselineError as error:
+                    problems.append(str(error))
+                    continue
+                entries.setdefault(set_name, []).append(migrated)
+        if problems:
+            result.failed = True
+            result.lines += problems + [f"pytest-energy: {folder} not migrated (fix the files above, then run "
+                                        f"`{MIGRATE}` again)"]
+            continue
+        for set_name, baselines in sorted(entries.items()):
+            target = set_folder(root, set_name)
+            newer = load_set(target).baselines
+            fresh = [b for b in baselines if b.name not in newer]
+            done = update(target, fresh)
+            result.written += done.files
+            result.lines += done.errors
+            result.failed |= bool(done.errors)
+            result.lines.append(f"pytest-energy: {folder.name}/{set_name}: {len(done.written)} baselines migrated "
+                                f"to {target}" + (f", {len(baselines) - len(fresh)} kept from the new layout"
+                                                  if len(fresh) < len(baselines) else ""))
+        if not hardware:
+            result.failed = True
+            result.lines.append(
+                f"pytest-energy: {folder}: quality and work migrated; its energy is not, as no CPU model or GPU "
+                f"name given matches the fingerprint id {folder.name!r}: run `{MIGRATE} --cpu-model TEXT` "
+                "(or --gpu-name TEXT) with the recording machine's model, as its runs' JSON shows it "
+                "(session fingerprint), and the folder is migrated and removed")
+            continue
+        kinds = sorted({k for bs in entries.values() for b in bs for k in b.energy})
+        result.lines.append(f"pytest-energy: {folder.name}: energy placed under device kind "
+                            f"{', '.join(kinds) or '(none)'}; {folder} removed")
+        for path in sorted(folder.rglob("*"), reverse=True):
+            path.unlink() if path.is_file() else path.rmdir()
+        folder.rmdir()
+        result.removed.append(folder)
+    if not result.lines:
+        result.lines.append(f"pytest-energy: no first-layout baselines under {root}; nothing to migrate")
+    return result
+
+
+#: How close a run's work must be to a baseline's for :func:`adopt_models` to take it for the same
+#: model: the gate's default tolerance of work verdicts (--energy-min-effect). Generated text can
+#: differ by a few tokens between CPUs (a summary's FLOPs moved 0.03 % from an AMD to an Intel runner).
+SAME_WORK = 0.05
+
+
+def adopt_models(root: Path, run: dict[str, Any]) -> list[str]:
+    """Name the model of baselines that name none (migrated ones), from a run's ``--energy-json``
+    document: only where that run counted the baseline's work (within :data:`SAME_WORK`), so the
+    model named is the one that ran when the baseline was recorded. Nothing else of an entry changes."""
+    records = {str(r.get("name")): r for r in run.get("records", []) if isinstance(r, dict)}
+    lines = []
+    for folder in sorted(p for p in Path(root).iterdir() if p.is_dir()) if Path(root).is_dir() else []:
+        loaded = load_set(folder)
+        lines += loaded.errors
+        adopted, skipped = [], []
+        for name, baseline in sorted(loaded.baselines.items()):
+            data = records.get(name)
+            if baseline.model or data is None:
+                continue
+            record = Record.from_dict(data)
+            model = model_identity(record)
+            counted = work_values(record)
+            if model and baseline.work and counted.keys() == baseline.work.keys() and all(
+                    abs(counted[k] - v) <= SAME_WORK * abs(v) for k, v in baseline.work.items()):
+                adopted.append(dataclasses.replace(baseline, model=model))
+            elif model:
+                skipped.append(name)
+        if adopted:
+            update(folder, adopted)
+        if adopted or skipped:
+            lines.append(f"pytest-energy: {folder}: model named for {len(adopted)} baselines"
+                         + (f"; {len(skipped)} left without (that run counted other work: " + ", ".join(skipped) + ")"
+                            if skipped else ""))
+    return lines or [f"pytest-energy: no baseline under {root} lacks a model the run names"]

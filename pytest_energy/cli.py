@@ -3,6 +3,7 @@
     pytest-energy runs [--history PATH] [--last N]
     pytest-energy history NAME [--history PATH] [--last N]
     pytest-energy baselines [--baselines DIR]
+    pytest-energy baselines migrate [--baselines DIR] [--cpu-model TEXT] [--gpu-name TEXT] [--models-from RUN.json]
     pytest-energy report [--history PATH] [--out PATH] [--last N]
     pytest-energy doctor [--require gpu|rapl|counter ...] [--json] [--devices SPEC] [--powercap DIR]
     pytest-energy calibrate [--seconds N] [--write] [--devices SPEC] [--powercap DIR] [target options]
@@ -53,9 +54,20 @@ def _parser() -> argparse.ArgumentParser:
     case.add_argument("--history", default=history_default, help=f"history store (default {history_default})")
     case.add_argument("--last", type=_positive, default=None, help="only the newest N runs")
 
-    stored = commands.add_parser("baselines", help="list baseline sets per hardware fingerprint")
+    stored = commands.add_parser("baselines", help="list baseline sets, or migrate the first layout")
     stored.add_argument("--baselines", default=BY_NAME["baselines"].default,
                         help=f"baselines folder (default {BY_NAME['baselines'].default})")
+    actions = stored.add_subparsers(dest="action", parser_class=_Parser)
+    migrate = actions.add_parser("migrate", help="rewrite <baselines>/<fingerprint id>/<set>/ as <baselines>/<set>/")
+    migrate.add_argument("--baselines", default=BY_NAME["baselines"].default, dest="migrate_root",
+                         help=f"baselines folder (default {BY_NAME['baselines'].default})")
+    migrate.add_argument("--cpu-model", action="append", default=[],
+                         help="CPU model of the machine that recorded a folder, as its fingerprint says it (checked "
+                              "against the folder's id; this machine's and the id's own words are tried too)")
+    migrate.add_argument("--gpu-name", action="append", default=[], help="GPU name of the recording machine")
+    migrate.add_argument("--models-from", default=None, metavar="RUN.json",
+                         help="an --energy-json file of a run with this version: names the model of each baseline "
+                              "that names none, where that run counted the same work (within 5 %)")
 
     report = commands.add_parser("report", help="render the HTML report from the history store")
     report.add_argument("--history", default=history_default, help=f"history store (default {history_default})")
@@ -208,21 +220,23 @@ def _case(history_path: Path, name: str, last: int | None) -> list[str]:
 
 
 def _baselines(root: Path) -> list[str]:
-    from .baselines import load_set
+    from .baselines import MIGRATE, first_layout, load_set
 
     if not root.is_dir():
         raise LookupError(f"pytest-energy: no baselines folder at {root} "
                           "(record one with pytest --energy --energy-update-baselines)")
-    lines: list[str] = []
-    rows = [["hardware", "set", "baselines", "files"]]
+    old = first_layout(root)
+    rows = [["set", "baselines", "files", "device kinds"]]
     errors: list[str] = []
-    for hardware in sorted(p for p in root.iterdir() if p.is_dir()):
-        for folder in sorted(p for p in hardware.iterdir() if p.is_dir()):
-            loaded = load_set(folder)
-            files = {b.path for b in loaded.baselines.values()}
-            rows.append([hardware.name, folder.name, str(len(loaded.baselines)), str(len(files) + len(loaded.broken))])
-            errors += loaded.errors
-    lines += _table(rows) if len(rows) > 1 else [f"no baseline set in {root} yet"]
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p not in old):
+        loaded = load_set(folder)
+        files = {b.path for b in loaded.baselines.values()}
+        kinds = sorted({kind for b in loaded.baselines.values() for kind in b.energy})
+        rows.append([folder.name, str(len(loaded.baselines)), str(len(files) + len(loaded.broken)),
+                     "; ".join(kinds) or "-"])
+        errors += loaded.errors
+    lines = _table(rows) if len(rows) > 1 else [f"no baseline set in {root} yet"]
+    lines += [f"{folder}: first layout, not read; run `{MIGRATE}`" for folder in old]
     return lines + errors
 
 
@@ -231,6 +245,33 @@ def _check_out(out: Path, history: Path) -> None:
     if out.resolve() == history.resolve():
         raise SettingError(f"pytest-energy: --out {out} is the history store read (--history): give another path")
     refuse_overwrite(out, "--out")
+
+
+def _migrate(arguments: argparse.Namespace) -> tuple[list[str], int]:
+    import json
+
+    from .baselines import adopt_models, migrate
+
+    root = Path(arguments.migrate_root)
+    if not root.is_dir():
+        raise LookupError(f"pytest-energy: no baselines folder at {root}")
+    result = migrate(root, cpu_models=_this_cpu() + arguments.cpu_model, gpu_names=arguments.gpu_name)
+    lines = list(result.lines)
+    if arguments.models_from:
+        try:
+            run = json.loads(Path(arguments.models_from).read_text(encoding="utf-8"))
+        except ValueError as error:
+            raise LookupError(f"pytest-energy: {arguments.models_from} is not an --energy-json file ({error})") from None
+        if not isinstance(run, dict):
+            raise LookupError(f"pytest-energy: {arguments.models_from} is not an --energy-json file")
+        lines += adopt_models(root, run)
+    return lines, 1 if result.failed else 0
+
+
+def _this_cpu() -> list[str]:
+    from .sources.modelled import cpu_model
+
+    return [cpu_model()]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -246,6 +287,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             lines = _runs(Path(arguments.history), arguments.last)
         elif arguments.command == "history":
             lines = _case(Path(arguments.history), arguments.name, arguments.last)
+        elif arguments.command == "baselines" and arguments.action == "migrate":
+            lines, code = _migrate(arguments)
+            print("\n".join(lines))
+            return code
         elif arguments.command == "baselines":
             lines = _baselines(Path(arguments.baselines))
         else:

@@ -80,6 +80,20 @@ def _output(text: str) -> str | None:
     return None if text.strip().lower() in ("", "none") else text
 
 
+#: What a device kind can be made of (see :func:`pytest_energy.fingerprint.device_kinds`): energy is
+#: judged only against a baseline measured on the same kind. ``product`` is the GPU model or the CPU
+#: model, ``count`` the number of devices a record spans; the rest split kinds further on purpose.
+DEVICE_KIND_FIELDS = ("product", "count", "power_limit", "driver", "clocks", "host_cpu", "logical_cpus")
+
+
+def _kind_fields(text: str) -> str:
+    """A comma list of DEVICE_KIND_FIELDS, normalised ("product, count" -> "product,count")."""
+    fields = list(dict.fromkeys(part.strip() for part in str(text).split(",") if part.strip()))
+    if not fields or any(name not in DEVICE_KIND_FIELDS for name in fields):
+        raise ValueError
+    return ",".join(fields)
+
+
 @dataclass(frozen=True)
 class Option:
     """One setting: its name (``energy_<name>`` in ini, ``--energy-<name>`` on the command line)."""
@@ -152,6 +166,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("min_effect", _min_effect, 0.05, f"a fraction >= 0 and <= {MAX_MIN_EFFECT:g} such as 0.05",
            "smallest change that counts as a regression or improvement: of energy, and the default "
            "tolerance of quality and FLOP verdicts"),
+    Option("device_kind_fields", _kind_fields, "product,count",
+           f"a comma list of {', '.join(DEVICE_KIND_FIELDS)}",
+           "what makes two devices the same kind for energy baselines (default: GPU or CPU model and "
+           "how many devices a record spans; the host CPU never splits a GPU baseline)"),
     Option("fail_on_regression", _boolean, True, "true or false", "make a regression fail the session"),
     Option("gate_modelled", _boolean, False, "true or false",
            "let modelled (estimated) energy fail the gate too"),

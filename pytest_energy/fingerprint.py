@@ -1,8 +1,10 @@
-"""The hardware and software identity that a baseline is valid for.
+"""The hardware and software identity of a runner, and the device kinds its energy is judged by.
 
-Only hardware and measurement methods go into the id (the baselines folder name): a driver or torch
-upgrade is recorded, and shows in reports, but does not orphan every baseline. Versions are read
-without importing the heavy packages (``torch/version.py`` is read as text).
+The fingerprint ``id`` names this runner in verdicts, reports and history: hardware and measurement
+methods only, so a driver or torch upgrade is recorded (and shown) without making a new runner.
+Baselines are not keyed by it: work and quality travel between runners, and energy is judged per
+*device kind* (:func:`device_kinds`), so two H100 runners on different host CPUs share their GPU
+baseline. Versions are read without importing the heavy packages (``torch/version.py`` as text).
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
 
+from .config import DEVICE_KIND_FIELDS
 from .sources.base import Channel
 from .sources.modelled import cpu_model
 
@@ -60,7 +64,9 @@ def _slug(text: str) -> str:
 def fingerprint(channels: Iterable[Channel]) -> dict[str, Any]:
     """This machine's identity; ``["id"]`` is stable across runs on the same kind of hardware."""
     channels = list(channels)
-    gpus = [dict(c.identity(), device=c.device) for c in channels if c.kind == "gpu"]
+    # Sorted by what the GPU is, not by CUDA_VISIBLE_DEVICES order: reordering devices is the same runner.
+    gpus = sorted((dict(c.identity(), device=c.device) for c in channels if c.kind == "gpu"),
+                  key=lambda g: (str(g.get("name", "")), str(g.get("uuid", "")), str(g.get("device", ""))))
     methods = sorted({f"{c.kind}:{c.method}" for c in channels})
     cpu = cpu_model()
     logical_cpus = os.cpu_count() or 1
@@ -86,6 +92,86 @@ def fingerprint(channels: Iterable[Channel]) -> dict[str, Any]:
         "pytest_energy": _version("pytest-energy"),
         "executable": sys.executable,
     }
+
+
+#: Measured devices fall in three groups, each judged on its own: a GPU's energy never mixes with the
+#: host CPU's, and a modelled estimate never with a measurement.
+GROUPS = ("gpu", "rapl", "modelled")
+DEFAULT_KIND_FIELDS = ("product", "count")
+
+
+@dataclass(frozen=True)
+class DeviceKind:
+    """The devices of one group a record spans, and the id of the kind a baseline must share."""
+
+    id: str  # e.g. "gpu: NVIDIA H100 80GB HBM3 x1", "modelled: AMD EPYC x2"
+    group: str  # one of GROUPS
+    devices: tuple[str, ...]
+    facts: dict[str, Any] = field(default_factory=dict, compare=False)  # power limit, driver, clocks...
+
+
+def group_of(kind: str, method: str) -> str:
+    """The group of a device from its kind ("gpu", "cpu", "dram", "ram") and method."""
+    if kind == "gpu":
+        return "gpu"
+    return "modelled" if method == "modelled" else "rapl"
+
+
+def _distinct(values: Iterable[Any]) -> str:
+    return " + ".join(sorted({f"{v:g}" if isinstance(v, float) else str(v) for v in values if v not in (None, "")}))
+
+
+def _gpu_facts(fingerprint: dict[str, Any], devices: Sequence[str]) -> dict[str, Any]:
+    """What NVML says of these GPUs that changes their energy: power limit, driver, clocks."""
+    by_device = {str(g.get("device")): g for g in fingerprint.get("gpus") or []}
+    gpus = [by_device.get(d, {}) for d in devices]
+    facts = {
+        "name": _distinct(g.get("name", "unknown GPU") for g in gpus),
+        "power_limit_watts": _distinct(g.get("power_limit_watts") for g in gpus),
+        "driver_version": _distinct(g.get("driver_version") for g in gpus),
+        "sm_clock_max_mhz": _distinct(g.get("sm_clock_max_mhz") for g in gpus),
+        "applications_sm_clock_mhz": _distinct(g.get("applications_sm_clock_mhz") for g in gpus),
+    }
+    return {k: v for k, v in facts.items() if v}
+
+
+def device_kinds(components: Iterable[Any], fingerprint: dict[str, Any],
+                 fields: Sequence[str] = DEFAULT_KIND_FIELDS) -> list[DeviceKind]:
+    """The device kinds of these components (objects with ``device``, ``kind``, ``method``), one per
+    group, from the runner's ``fingerprint`` (after the ``pytest_energy_update_fingerprint`` hook, so a
+    conftest can join or split kinds by changing ``cpu_model`` or a GPU's ``name``).
+
+    ``fields`` (``--energy-device-kind-fields``) choose what makes a kind; unknown ones are refused
+    where the option is read. A field a group has no value for (a CPU's power limit) is left out.
+    """
+    unknown = [f for f in fields if f not in DEVICE_KIND_FIELDS]
+    if unknown:
+        raise ValueError(f"unknown device kind field {unknown[0]!r}; known: {', '.join(DEVICE_KIND_FIELDS)}")
+    grouped: dict[str, list[str]] = {}
+    for component in components:
+        grouped.setdefault(group_of(component.kind, component.method), []).append(component.device)
+    cpu = str(fingerprint.get("cpu_model") or "unknown CPU")
+    kinds = []
+    for group in GROUPS:
+        devices = tuple(sorted(grouped.get(group, ())))
+        if not devices:
+            continue
+        facts = _gpu_facts(fingerprint, devices) if group == "gpu" else {"cpu_model": cpu}
+        facts["logical_cpus"] = fingerprint.get("logical_cpus")
+        values = {
+            "product": facts.get("name", "") if group == "gpu" else cpu,
+            "count": f"x{len(devices)}",
+            "power_limit": f"{facts['power_limit_watts']} W" if facts.get("power_limit_watts") else "",
+            "driver": f"driver {facts['driver_version']}" if facts.get("driver_version") else "",
+            "clocks": (f"{facts.get('applications_sm_clock_mhz') or facts.get('sm_clock_max_mhz')} MHz"
+                       if facts.get("applications_sm_clock_mhz") or facts.get("sm_clock_max_mhz") else ""),
+            "host_cpu": f"on {cpu}" if group == "gpu" else "",
+            "logical_cpus": f"{facts['logical_cpus']} CPUs" if facts.get("logical_cpus") else "",
+        }
+        parts = [values[name] for name in fields if values[name]]
+        kinds.append(DeviceKind(f"{group}: {' '.join(parts) or 'any'}", group, devices,
+                                {k: v for k, v in facts.items() if v is not None}))
+    return kinds
 
 
 def git_commit(rootdir: Path) -> str | None:

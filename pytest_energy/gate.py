@@ -3,16 +3,18 @@ the stores written after it (baselines on request, history always)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Sequence
 
 from . import baselines as store
 from .config import Settings, path_setting
-from .record import Record, Round, RunInfo
-from .verdict import (STATUSES, Tolerance, Verdict, fails_gate, judge_energy, judge_value, most_urgent,
+from .fingerprint import DEFAULT_KIND_FIELDS, DeviceKind
+from .record import Record, RunInfo
+from .verdict import (STATUSES, Tolerance, Verdict, change, fails_gate, judge_energy, judge_value, most_urgent,
                       parse_tolerance)
 
 #: pytest's exit code for an interrupted session (Ctrl-C); such a run never refreshes baselines.
@@ -69,15 +71,16 @@ class ImplausibleValue(ValueError):
     """A number no measurement can have; the message says which and what to do."""
 
 
-def energy_values(rounds: list[Round], devices: list[str] | None, scale: float = 1.0) -> list[float] | None:
+def energy_values(rounds: list[Any], devices: Sequence[str] | None, scale: float = 1.0) -> list[float] | None:
     """Per-iteration net joules of each valid round, over ``devices`` (all when None), times ``scale``.
 
-    None when a round lacks one of the devices (the two sides measured different things). Raises
+    ``rounds`` are a record's :class:`Round` or a baseline's :class:`EnergyRound` (both have
+    ``iterations`` and ``by_device``). None when a round lacks one of the devices. Raises
     :class:`ImplausibleValue` for a round of more than :data:`MAX_ITERATIONS` iterations.
     """
     values = []
     for round_ in rounds:
-        if not round_.valid or round_.iterations <= 0:
+        if not getattr(round_, "valid", True) or round_.iterations <= 0:
             continue
         if round_.iterations > MAX_ITERATIONS:
             raise ImplausibleValue(f"a round holds more than 2**53 iterations (about 2**"
@@ -100,41 +103,73 @@ def _refresh(settings: Settings, set_name: str) -> str:
     return f"--energy-update-baselines --energy-baseline-set {set_name}"
 
 
-def _energy_verdict(record: Record, baseline: store.Baseline, settings: Settings, set_name: str,
-                    tolerance: Tolerance, gate: bool) -> Verdict:
-    """Energy of the measured (non-modelled) devices where there are any, else of the modelled ones."""
-    modelled_only = all(c.method == "modelled" for c in record.components)
-    devices = None if modelled_only else record.judged_devices
-    gating = gate and (settings.gate_modelled or not modelled_only)
-    note = ""
-    if modelled_only and gate and not gating:
-        note = "modelled energy: not gating (--energy-gate-modelled gates it)"
-    what = "energy" if devices is None else f"energy ({', '.join(devices)})"
+def device_kinds(record: Record, settings: Settings) -> list[DeviceKind]:
+    """The device kinds a record's energy verdicts judge, by ``--energy-device-kind-fields``."""
+    fields = getattr(settings, "device_kind_fields", None)
+    return store.record_kinds(record, tuple(fields.split(",")) if fields else DEFAULT_KIND_FIELDS)
+
+
+def energy_metric(index: int, kind: DeviceKind) -> str:
+    """The first device kind's verdict is "energy"; a second group of the same record (the host's
+    RAPL beside a GPU) gets its own, "energy:rapl"."""
+    return "energy" if index == 0 else f"energy:{kind.group}"
+
+
+def _hardware_note(baseline_hardware: str, fingerprint_id: str) -> str:
+    return "" if not baseline_hardware or baseline_hardware == fingerprint_id else \
+        f"baseline from other hardware ({baseline_hardware})"
+
+
+def _facts_note(kind: DeviceKind, stored: store.EnergyBaseline) -> str:
+    """What differs between this run's devices and the baseline's though they are one kind."""
+    labels = (("power_limit_watts", "power limit", " W"), ("driver_version", "driver", ""),
+              ("applications_sm_clock_mhz", "clocks", " MHz"))
+    notes = [f"{label} {kind.facts[key]}{unit} here, {stored.facts[key]}{unit} in the baseline"
+             for key, label, unit in labels
+             if kind.facts.get(key) and stored.facts.get(key) and str(kind.facts[key]) != str(stored.facts[key])]
+    return "; ".join(notes)
+
+
+def _energy_verdict(record: Record, kind: DeviceKind, metric: str, stored: store.EnergyBaseline,
+                    settings: Settings, set_name: str, tolerance: Tolerance, gate: bool,
+                    fingerprint_id: str) -> Verdict:
+    """Energy of one device kind of a record against the baseline measured on that kind."""
+    modelled = kind.group == "modelled"
+    gating = gate and (settings.gate_modelled or not modelled)
+    notes = [n for n in (_hardware_note(stored.hardware, fingerprint_id), _facts_note(kind, stored)) if n]
+    if modelled and gate and not gating:
+        notes.append("modelled energy: not gating (--energy-gate-modelled gates it)")
+    what = "energy" if modelled else f"energy ({', '.join(kind.devices)})"
     threshold = tolerance.value
+
+    def verdict(status: str, message: str) -> Verdict:
+        return Verdict(record.name, metric, status, None, None, None, threshold, set_name, message, False,
+                       stored.hardware)
+
     current_scale = baseline_scale = 1.0
     if settings.normalise:
-        judged = record.judged_devices
-        missing = [side for side, joules in (("this run", record.reference_joules),
-                                             ("the baseline", baseline.reference_joules))
-                   if not judged or not all(joules.get(d, 0.0) > 0 for d in judged)]
+        missing = [side for side, joules, devices in (
+            ("this run", record.reference_joules, kind.devices),
+            ("the baseline", stored.reference_joules, tuple(stored.devices)))
+            if not devices or not all(joules.get(d, 0.0) > 0 for d in devices)]
         if missing:
-            return Verdict(record.name, "energy", "incomparable", None, None, None, threshold, set_name,
-                           f"normalised energy: {missing[0]} has no reference-workload joules for "
-                           f"{', '.join(judged)}; refresh the baseline with --energy-update-baselines "
-                           "--energy-normalise", False)
-        # Each side's judged devices divided by the same devices' reference joules of its own session.
-        current_scale = 1 / sum(record.reference_joules[d] for d in judged)
-        baseline_scale = 1 / sum(baseline.reference_joules[d] for d in judged)
+            return verdict("incomparable", f"normalised {what}: {missing[0]} has no reference-workload joules "
+                           f"for {', '.join(kind.devices)}; refresh the baseline with --energy-update-baselines "
+                           "--energy-normalise")
+        # Each side's devices of this kind divided by the same devices' reference joules of its own session.
+        current_scale = 1 / sum(record.reference_joules[d] for d in kind.devices)
+        baseline_scale = 1 / sum(stored.reference_joules[d] for d in stored.devices)
         what = "normalised " + what
-    current = energy_values(record.rounds, devices, current_scale)
-    previous = energy_values(baseline.rounds, devices, baseline_scale)
+    current = energy_values(record.rounds, list(kind.devices), current_scale)
+    previous = energy_values(stored.rounds, None, baseline_scale)
     if current is None or previous is None:
-        return Verdict(record.name, "energy", "incomparable", None, None, None, threshold, set_name,
-                       f"energy: the baseline measured other devices ({', '.join(sorted(baseline.devices))}); "
-                       "refresh it with --energy-update-baselines", False)
-    return judge_energy(record.name, current, previous, threshold, set_name, gating=gating, what=what, note=note,
-                        refresh=_refresh(settings, set_name),
-                        reading_error=_reading_error(record, devices or record.judged_devices, current_scale))
+        return verdict("incomparable", f"{what}: the baseline's rounds lack devices of {kind.id}; refresh it "
+                       "with --energy-update-baselines")
+    judged = judge_energy(record.name, current, previous, threshold, set_name, gating=gating, what=what,
+                          note="; ".join(notes), refresh=_refresh(settings, set_name),
+                          reading_error=_reading_error(record, list(kind.devices), current_scale))
+    judged.metric, judged.baseline_hardware = metric, stored.hardware
+    return judged
 
 
 def _reading_error(record: Record, devices: list[str], scale: float) -> float:
@@ -154,9 +189,78 @@ def _reading_error(record: Record, devices: list[str], scale: float) -> float:
     return total / math.sqrt(windows) * windows / record.iterations * scale
 
 
+def _energy_verdicts(record: Record, baseline: store.Baseline, kinds: list[DeviceKind], settings: Settings,
+                     set_name: str, tolerance: Tolerance, gate: bool, fingerprint_id: str) -> list[Verdict]:
+    """One energy verdict per device kind, each against the baseline measured on that kind only."""
+    if not record.valid:
+        return [Verdict(record.name, "energy", "inconclusive", None, None, None, tolerance.value, set_name,
+                        "energy: every window of this run was invalid", False)]
+    verdicts = []
+    for index, kind in enumerate(kinds):
+        metric = energy_metric(index, kind)
+        stored = baseline.energy.get(kind.id)
+        if stored is not None:
+            verdicts.append(_energy_verdict(record, kind, metric, stored, settings, set_name, tolerance, gate,
+                                            fingerprint_id))
+            continue
+        others = sorted(k for k in baseline.energy if k.split(":")[0] == kind.group) or sorted(baseline.energy)
+        held = f" (it holds {'; '.join(others)})" if others else ""
+        verdicts.append(Verdict(
+            record.name, metric, "incomparable" if baseline.energy else "new", None, None, None, tolerance.value,
+            set_name, f"{metric}: no baseline measured on {kind.id} in {set_name!r} yet{held}; "
+            f"{_refresh(settings, set_name)} adds it beside the others", False))
+    return verdicts
+
+
+def _model_verdict(record: Record, baseline: store.Baseline, settings: Settings, set_name: str, gate: bool,
+                   fingerprint_id: str) -> Verdict | None:
+    """Whether the model that ran is the baseline's: a changed request or digest fails the gate, as a
+    snapshot mismatch does, until the new model is recorded."""
+    current, previous = store.model_identity(record), baseline.model
+    if not current and not previous:
+        return None
+    origin = _hardware_note(baseline.hardware, fingerprint_id)
+
+    def verdict(status: str, message: str, gating: bool = False) -> Verdict:
+        return Verdict(record.name, "model", status, None, None, None, 0.0, set_name,
+                       message + (f"; {origin}" if origin else ""), gating, baseline.hardware)
+
+    refresh = _refresh(settings, set_name)
+    if not previous:  # judged against nothing: counted with the verdicts that had no baseline
+        return Verdict(record.name, "model", "incomparable", None, None, None, 0.0, set_name,
+                       f"model {store.describe_model(current)}: the baseline names no model (recorded before "
+                       f"models were named, or migrated); {refresh} records it", False)
+    if not current:
+        return verdict("regression", f"model changed: {store.describe_model(previous)} -> none named by this run; "
+                       f"the gate fails until {refresh} records it", gate)
+    digests = current.get("digest") and previous.get("digest")
+    if current.get("requested") == previous.get("requested") and (not digests or current["digest"] == previous["digest"]):
+        return verdict("unchanged", f"model {store.describe_model(current)}: as in the baseline")
+    before, after = store.describe_model(previous), store.describe_model(current)
+    ran = current.get("ran", "")
+    if current.get("requested") != previous.get("requested") and ran and ran == previous.get("ran"):
+        before, after = str(previous["requested"]), f"{current['requested']} (both ran {ran})"
+    elif before == after:
+        before += f" digest {previous.get('digest', '?')}"
+        after += f" digest {current.get('digest', '?')}"
+    return verdict("regression", f"model changed: {before} -> {after}; the gate fails until {refresh} "
+                   "records the new model", gate)
+
+
+def _cost(model: Verdict, others: list[Verdict]) -> None:
+    """Say on a model change what the new model costs against the old, where that was judged."""
+    judged = [f"{v.metric} {change(v.ratio)}" for v in others
+              if v.ratio is not None and (v.metric.startswith("energy") or v.metric in store.WORK_PROXIES)]
+    model.message += (f"; against the old model: {', '.join(judged)}" if judged
+                      else "; what it costs against the old model cannot be judged here")
+
+
 def _value_verdicts(record: Record, baseline: store.Baseline | None, settings: Settings, set_name: str,
-                    gate: bool, errors: list[str], incomparable: str) -> list[Verdict]:
-    """Verdicts of the one-number metrics: each quality metric, then the work proxy (lower is better)."""
+                    gate: bool, errors: list[str], incomparable: str, fingerprint_id: str = "") -> list[Verdict]:
+    """Verdicts of the one-number metrics: each quality metric, then the work proxy (lower is better).
+
+    They depend on no hardware: judged against the baseline whichever runner recorded it (named in
+    the line when it is another)."""
     metrics: list[tuple[str, float, float | None, bool, float | None]] = []  # metric, value, previous, higher, budget
     for metric, value in sorted(store.quality_values(record).items()):
         entry = record.quality.get(metric)
@@ -168,6 +272,8 @@ def _value_verdicts(record: Record, baseline: store.Baseline | None, settings: S
     counted = store.work_values(record)
     for proxy, value in counted.items():
         metrics.append((proxy, value, baseline.work.get(proxy) if baseline is not None else None, False, None))
+    hardware = baseline.hardware if baseline is not None else ""
+    origin = _hardware_note(hardware, fingerprint_id)
     verdicts = []
     for metric, value, previous, higher_is_better, budget in metrics:
         tolerance = _tolerance(record, metric, settings.min_effect, errors)
@@ -177,12 +283,16 @@ def _value_verdicts(record: Record, baseline: store.Baseline | None, settings: S
         if verdict.status == "new" and incomparable:
             verdict.status, verdict.gating = "incomparable", False
             verdict.message = f"{metric} {value:.4g}: {incomparable}"
+        elif previous is not None:
+            verdict.baseline_hardware = hardware
+            verdict.message += f"; {origin}" if origin else ""
         verdicts.append(verdict)
     for proxy, previous in sorted((baseline.work if baseline is not None else {}).items()):
         if proxy not in counted:  # the count is gone: say so rather than let a refresh drop it unseen
             verdicts.append(Verdict(record.name, proxy, "inconclusive", None, None, None, settings.min_effect,
                                     set_name, f"{proxy}: this run counted none (the baseline holds {previous:.4g}); "
-                                    "a refresh with --energy-update-baselines stores what it counts now", False))
+                                    "a refresh with --energy-update-baselines stores what it counts now", False,
+                                    hardware))
     return verdicts
 
 
@@ -196,24 +306,17 @@ def _energy_tolerance(record: Record, settings: Settings, errors: list[str]) -> 
 
 
 def _judge_set(records: list[Record], settings: Settings, root: Path, fingerprint_id: str, set_name: str,
-               judgement: Judgement) -> None:
-    folder = store.set_folder(root, fingerprint_id, set_name)
+               judgement: Judgement, first_layout: list[Path]) -> None:
+    folder = store.set_folder(root, set_name)
     loaded = store.load_set(folder)
     judgement.errors += [e for e in loaded.errors if e not in judgement.errors]
     judgement.unreadable += [str(p) for p in loaded.broken if str(p) not in judgement.unreadable]
-    elsewhere: dict[str, list[str]] | None = None
-
-    def other_hardware() -> dict[str, list[str]]:
-        nonlocal elsewhere
-        if elsewhere is None:  # read other hardware's folders only when something is missing
-            elsewhere = store.other_hardware(root, fingerprint_id, set_name)
-        return elsewhere
-
     for record in records:
         if not record.judgeable:  # skipped, xfailed, failed...: recorded with its outcome, never judged
             continue
         try:
-            verdicts, new = _judge_record(record, settings, folder, loaded, set_name, other_hardware, judgement.errors)
+            verdicts, new = _judge_record(record, settings, folder, loaded, set_name, fingerprint_id, first_layout,
+                                          judgement.errors)
         except Exception as error:  # one record that cannot be judged must not silence the others
             reason = _describe(error)
             _note(judgement.errors, f"pytest-energy: {record.name}: could not be judged against {set_name!r} "
@@ -227,40 +330,55 @@ def _judge_set(records: list[Record], settings: Settings, root: Path, fingerprin
 
 
 def _judge_record(record: Record, settings: Settings, folder: Path, loaded: store.LoadedSet, set_name: str,
-                  other_hardware: Callable[[], dict[str, list[str]]], errors: list[str]) -> tuple[list[Verdict], bool]:
+                  fingerprint_id: str, first_layout: list[Path], errors: list[str]) -> tuple[list[Verdict], bool]:
     """One record's verdicts against one set, and whether it is new there."""
     gate = record.budget.get("gate", True) is not False
     tolerance = _energy_tolerance(record, settings, errors)
     baseline = loaded.baselines.get(record.name)
-    incomparable = ""
-    status = ""
     if baseline is None:
         path = store.file_for(folder, record.nodeid)
+        incomparable = ""
         if path in loaded.broken:
             incomparable = f"baseline file {path} is unreadable (see the error above)"
-        elif record.name in other_hardware():
-            incomparable = (f"no comparable baseline: {set_name!r} was recorded on other hardware "
-                            f"({', '.join(other_hardware()[record.name])})")
+        elif first_layout:
+            incomparable = (f"baselines under {', '.join(str(p) for p in first_layout)} are in the first layout, "
+                            f"not read: run `{store.MIGRATE}` once")
         status = "incomparable" if incomparable else "new"
         message = incomparable or f"energy: no baseline in {set_name!r} yet (--energy-update-baselines records one)"
-        verdict = Verdict(record.name, "energy", status, None, None, None, tolerance.value, set_name, message, False)
-    elif not record.valid:
-        verdict = Verdict(record.name, "energy", "inconclusive", None, None, None, tolerance.value, set_name,
-                          "energy: every window of this run was invalid", False)
-    else:
-        verdict = _energy_verdict(record, baseline, settings, set_name, tolerance, gate)
-    verdicts = [verdict, *_value_verdicts(record, baseline, settings, set_name, gate, errors, incomparable)]
-    return verdicts, status == "new"
+        verdicts = [Verdict(record.name, "energy", status, None, None, None, tolerance.value, set_name, message, False)]
+        verdicts += _value_verdicts(record, None, settings, set_name, gate, errors, incomparable, fingerprint_id)
+        return verdicts, status == "new"
+    model = _model_verdict(record, baseline, settings, set_name, gate, fingerprint_id)
+    energy = _energy_verdicts(record, baseline, device_kinds(record, settings), settings, set_name, tolerance,
+                              gate, fingerprint_id)
+    values = _value_verdicts(record, baseline, settings, set_name, gate, errors, "", fingerprint_id)
+    if model is not None and model.status == "regression":
+        _cost(model, energy + values)
+    return ([model] if model is not None else []) + energy + values, False
 
 
 #: Inconclusive verdicts named with their reason under the gate's head line (the rest: -v, HTML report).
 SHOWN_INCONCLUSIVE = 10
 
 
+def _origins(judgement: Judgement) -> str:
+    """How many verdicts were judged against a baseline of this hardware, of other hardware, or none."""
+    here = other = none = 0
+    for verdict in judgement.verdicts:
+        if not verdict.baseline_hardware:
+            none += 1
+        elif verdict.baseline_hardware == judgement.fingerprint_id:
+            here += 1
+        else:
+            other += 1
+    return f"baselines: {here} verdicts from this hardware, {other} from other hardware, {none} with none"
+
+
 def _summary(judgement: Judgement, failing: bool) -> list[str]:
-    """The head line counts records by their most urgent verdict; then one line per regressed and
-    improved metric with the size of its change; then why the gate could not judge the metrics it
-    would gate (up to :data:`SHOWN_INCONCLUSIVE`), so an unguarded test is seen without -v."""
+    """The head line counts records by their most urgent verdict, and verdicts by where their baseline
+    came from; then one line per regressed and improved metric with the size of its change; then why
+    the gate could not judge the metrics it would gate (up to :data:`SHOWN_INCONCLUSIVE`), so an
+    unguarded test is seen without -v."""
     by_record: dict[str, list[Verdict]] = {}
     for verdict in judgement.verdicts:
         by_record.setdefault(verdict.name, []).append(verdict)
@@ -278,7 +396,8 @@ def _summary(judgement: Judgement, failing: bool) -> list[str]:
         head += f"; {count} baseline file{'s' if count > 1 else ''} unreadable, not compared (see below)"
     outcome = "INCOMPLETE" if judgement.incomplete else "FAILED" if failing else "passed"
     lines = [f"pytest-energy gate {outcome}: {head or 'nothing judged'} "
-             f"(set {judgement.baseline_set!r}, hardware {judgement.fingerprint_id})", *judgement.incomplete]
+             f"(set {judgement.baseline_set!r}, hardware {judgement.fingerprint_id}; {_origins(judgement)})",
+             *judgement.incomplete]
     for verdict in regressions:
         flag = "" if verdict.gating else "  [not gating]"
         lines.append(f"{verdict.name}  {verdict.message}{flag}")
@@ -316,8 +435,15 @@ def judge(records: list[Record], settings: Settings, fingerprint: dict[str, Any]
     sets = [settings.baseline_set]
     if settings.compare and settings.compare != settings.baseline_set:
         sets.append(settings.compare)
+    first_layout = store.first_layout(root)
+    if first_layout:  # never read as "new": say what to run, and count the folders as not compared
+        judgement.errors.append(
+            f"pytest-energy: {', '.join(str(p) for p in first_layout)} hold{'s' if len(first_layout) == 1 else ''} "
+            f"baselines in the first layout (one folder per hardware fingerprint), which this version does not "
+            f"read; run `{store.MIGRATE}` once to rewrite them as {root}/<set>/...")
+        judgement.unreadable += [str(p) for p in first_layout]
     for set_name in sets:
-        _judge_set(records, settings, root, fingerprint_id, set_name, judgement)
+        _judge_set(records, settings, root, fingerprint_id, set_name, judgement, first_layout)
     _decide(judgement, settings)
     return judgement
 
@@ -344,7 +470,11 @@ def unjudged(error: Exception, settings: Settings, rootdir: Path) -> Judgement:
 
 
 def _write_baselines(records: list[Record], judgement: Judgement, settings: Settings, run_info: RunInfo) -> list[str]:
-    """Refresh the baseline set from this run, the way ``--snapshot-update`` refreshes snapshots."""
+    """Refresh the baseline set from this run, the way ``--snapshot-update`` refreshes snapshots.
+
+    Each part of an entry is written only where its verdicts are not all unchanged (no churn in git):
+    the hardware-independent part (model, work, quality) and each device kind's energy on their own,
+    so this runner's refresh keeps another runner's device kinds as they are."""
     if run_info.exitstatus == INTERRUPTED:
         return ["pytest-energy: the run was interrupted; baselines not updated"]
     fingerprint_id = judgement.fingerprint_id or str(run_info.fingerprint.get("id") or "")
@@ -353,26 +483,43 @@ def _write_baselines(records: list[Record], judgement: Judgement, settings: Sett
     root = path_setting(settings.baselines, judgement.rootdir)
     if root is None:
         return ["pytest-energy: --energy-baselines is none: baselines not updated"]
-    folder = store.set_folder(root, fingerprint_id, settings.baseline_set)
-    statuses: dict[str, set[str]] = {}
+    folder = store.set_folder(root, settings.baseline_set)
+    statuses: dict[tuple[str, str], set[str]] = {}
     for verdict in judgement.verdicts:
         if verdict.baseline_set == settings.baseline_set:
-            statuses.setdefault(verdict.name, set()).add(verdict.status)
-    chosen, skipped, kept = [], [], 0
+            statuses.setdefault((verdict.name, verdict.metric), set()).add(verdict.status)
+    stored = store.load_set(folder).baselines
+    chosen, skipped, kept, replaced = [], [], 0, []
     for record in records:
         if not record.judgeable or not record.valid:
             skipped.append(record.name)
-        elif statuses.get(record.name) == {"unchanged"}:  # an unchanged baseline is kept: no churn in git
+            continue
+        kinds = device_kinds(record, settings)
+        mine = {metric: found for (name, metric), found in statuses.items() if name == record.name}
+        changed = [kind for index, kind in enumerate(kinds) if mine.get(energy_metric(index, kind)) != {"unchanged"}]
+        independent = {m: found for m, found in mine.items() if not m.startswith("energy")}
+        existing = stored.get(record.name)
+        same = existing is not None and all(found == {"unchanged"} for found in independent.values()) \
+            and (not store.model_identity(record) or "model" in independent)
+        if same and not changed:  # an unchanged baseline is kept: no churn in git
             kept += 1
-        else:
-            chosen.append(store.from_record(record))
-    result = store.update(folder, chosen)
+            continue
+        entry = store.from_record(record, changed)
+        if same and existing is not None:  # only energy moved: the other part stays as recorded
+            entry = store.merged(existing, dataclasses.replace(existing, energy=entry.energy))
+        elif existing is not None and existing.model and mine.get("model") == {"regression"}:
+            # Another model: every device kind's energy of the old one goes, this run's kinds are recorded.
+            entry = store.from_record(record, kinds)
+            replaced.append(record.name)
+        chosen.append(entry)
+    result = store.update(folder, chosen, replaced)
     regressed = _refreshed(judgement, set(result.written), settings)
     lines = [e for e in result.errors if e not in judgement.errors]  # judge() has shown the others
     lines.append(f"pytest-energy: baselines {folder}: {len(result.written)} written, {kept} unchanged kept"
                  + (f", {len(skipped)} not written (test not passed, or no valid round)" if skipped else "")
                  + (f", {len(result.refused)} refused (their file is unreadable, see above)" if result.refused else ""))
-    lines += [f"  {how:9} {name}" for name, how in sorted(result.written.items())]
+    lines += [f"  {how:9} {name}" + ("  (model changed: the old model's energy on every device kind dropped)"
+                                      if name in replaced else "") for name, how in sorted(result.written.items())]
     if regressed:
         lines.append(f"pytest-energy: {len(regressed)} regression{'s' if len(regressed) > 1 else ''} "
                      f"refreshed by this update no longer fail{'' if len(regressed) > 1 else 's'} the gate: "

@@ -17,9 +17,11 @@ def pytest_energy_update_fingerprint(config: pytest.Config, fingerprint: dict[st
     """Add to or change this machine's fingerprint, in place, once it has been read.
 
     Keys added are recorded with every record, in the JSON, the history and the reports (e.g. the CI
-    runner's pool or a cloud instance type). ``fingerprint["id"]`` names the baselines folder: change
-    it only to split or join hardware classes on purpose, e.g.
-    ``fingerprint["id"] += "-" + os.environ["RUNNER_POOL"]`` so two pools keep separate baselines.
+    runner's pool or a cloud instance type). ``fingerprint["id"]`` names this runner in verdicts and in
+    the baselines it records. Energy baselines are keyed by device kind, made from ``cpu_model`` and
+    each GPU's ``name`` (and what ``--energy-device-kind-fields`` adds): change those to join or split
+    kinds on purpose, e.g. ``fingerprint["cpu_model"] += " (" + os.environ["RUNNER_POOL"] + ")"`` so
+    two pools keep separate CPU energy baselines. Work and quality are judged on every runner.
     """
 
 

@@ -131,7 +131,8 @@ class Record:
         data = dataclasses.asdict(self)
         data["methods"] = self.methods
         data["iterations"] = self.iterations
-        data["per_1000_iterations_wh"] = self.per_iteration_net_joules * 1000 / 3600
+        # Gross, as budgets per 1,000, the cases' wh_per_1000_inferences and every report give it.
+        data["per_1000_iterations_gross_wh"] = self.per_iteration_gross_joules * 1000 / 3600
         return data
 
     @classmethod

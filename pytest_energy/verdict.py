@@ -72,6 +72,7 @@ class Verdict:
     message: str  # one line, shown in the terminal and reports
     gating: bool = True  # False where the gate must not fail on it (modelled energy, not asked)
     by_budget: bool = False  # judged against a budget, which a refreshed baseline does not change
+    baseline_hardware: str = ""  # fingerprint id of the runner its baseline was recorded on ("" for none)
 
 
 @dataclass(frozen=True)

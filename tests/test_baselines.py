@@ -14,17 +14,20 @@ from pytest_energy import baselines as store
 from pytest_energy.locking import atomic_write_text, locked
 
 
+H100 = "gpu: NVIDIA H100 80GB HBM3 x1"
+
+
 def _folder(tmp_path: Path) -> Path:
-    return store.set_folder(tmp_path / "baselines", "nvidia-h100-x1-1a2b3c4d", "default")
+    return store.set_folder(tmp_path / "baselines", "default")
 
 
 def test_layout_mirrors_the_test_module(tmp_path: Path) -> None:
     folder = _folder(tmp_path)
-    assert folder == tmp_path / "baselines" / "nvidia-h100-x1-1a2b3c4d" / "default"
+    assert folder == tmp_path / "baselines" / "default"
     assert store.file_for(folder, "tests/unit/test_x.py::test_y[a/b]") == folder / "tests" / "unit" / "test_x.py.json"
     # Paths out of the folder cannot be written through a node id or a set name.
     assert store.file_for(folder, "../outside/test_z.py::t") == folder / "_" / "outside" / "test_z.py.json"
-    assert store.set_folder(tmp_path, "hw", "../main") == tmp_path / "hw" / "_main"
+    assert store.set_folder(tmp_path, "../main") == tmp_path / "_main"
 
 
 def test_round_trip_keeps_rounds_devices_and_quality(tmp_path: Path) -> None:
@@ -36,30 +39,32 @@ def test_round_trip_keeps_rounds_devices_and_quality(tmp_path: Path) -> None:
     loaded = store.load_set(folder)
     assert loaded.errors == []
     baseline = loaded.baselines["tests/test_m.py::test_a"]
-    assert baseline.devices == {"gpu:0": "counter"}
-    assert [r.iterations for r in baseline.rounds] == [r.iterations for r in record.rounds]
-    assert [r.net_per_iteration for r in baseline.rounds] == pytest.approx(
+    # Energy is stored per device kind: the GPU's product and count, not the host.
+    assert list(baseline.energy) == ["gpu: NVIDIA H100 80GB HBM3 x1"]
+    energy = baseline.energy["gpu: NVIDIA H100 80GB HBM3 x1"]
+    assert energy.devices == {"gpu:0": "counter"}
+    assert [r.iterations for r in energy.rounds] == [r.iterations for r in record.rounds]
+    assert [r.net_per_iteration for r in energy.rounds] == pytest.approx(
         [r.net_per_iteration for r in record.rounds], rel=1e-5)
-    assert baseline.rounds[0].by_device["gpu:0"] == pytest.approx(record.rounds[0].by_device["gpu:0"], rel=1e-5)
+    assert energy.rounds[0].by_device["gpu:0"] == pytest.approx(record.rounds[0].by_device["gpu:0"], rel=1e-5)
     assert baseline.quality == {"rougeL": 0.412346}  # rounded to 6 significant digits
-    assert baseline.reference_joules == {"gpu:0": 350.0}
+    assert energy.reference_joules == {"gpu:0": 350.0}
+    assert baseline.hardware == energy.hardware == "nvidia-h100-80gb-hbm3-x1-1a2b3c4d"
     assert baseline.path == folder / "tests" / "test_m.py.json"
 
 
-def test_a_bare_reference_number_of_the_first_layout_reads_as_none_per_device(tmp_path: Path) -> None:
+def test_reference_joules_that_are_not_numbers_are_refused(tmp_path: Path) -> None:
+    # (The bare reference number of the very first files is gone with that layout: migrate reads it.)
     folder = _folder(tmp_path)
     store.update(folder, [store.from_record(make_record("tests/test_m.py::test_a"))])
     path = folder / "tests" / "test_m.py.json"
     data = json.loads(path.read_text())
-    data["records"]["tests/test_m.py::test_a"]["reference_joules"] = 350.0
-    path.write_text(json.dumps(data))
-    loaded = store.load_set(folder)
-    assert loaded.errors == [] and loaded.baselines["tests/test_m.py::test_a"].reference_joules == {}
-    data["records"]["tests/test_m.py::test_a"]["reference_joules"] = {"gpu:0": "hot"}
+    data["records"]["tests/test_m.py::test_a"]["energy"]["gpu: NVIDIA H100 80GB HBM3 x1"]["reference_joules"] = {
+        "gpu:0": "hot"}
     path.write_text(json.dumps(data))
     [error] = store.load_set(folder).errors
-    assert error.startswith(f"pytest-energy: baseline file {path} has record 'tests/test_m.py::test_a' whose "
-                            "'reference_joules' is not device -> joules; fix it")
+    assert error.startswith(f"pytest-energy: baseline file {path} has record 'tests/test_m.py::test_a' energy "
+                            "'gpu: NVIDIA H100 80GB HBM3 x1' whose 'reference_joules' is not device -> joules; fix it")
 
 
 def test_files_are_stable_and_reviewable(tmp_path: Path) -> None:
@@ -72,7 +77,8 @@ def test_files_are_stable_and_reviewable(tmp_path: Path) -> None:
     assert data["schema_version"] == store.SCHEMA_VERSION
     assert list(data["records"]) == ["tests/test_m.py::test_a", "tests/test_m.py::test_b"]
     assert text == json.dumps(data, indent=2, sort_keys=True) + "\n"
-    assert data["records"]["tests/test_m.py::test_b"]["per_iteration_net_joules"] == pytest.approx(
+    assert data["records"]["tests/test_m.py::test_b"]["energy"]["gpu: NVIDIA H100 80GB HBM3 x1"][
+        "per_iteration_net_joules"] == pytest.approx(
         records[0].per_iteration_net_joules, rel=1e-5)
     # Writing the same baselines again changes nothing on disk.
     before = path.stat().st_mtime_ns
@@ -107,11 +113,14 @@ def test_truncated_file_is_one_line_naming_it_and_is_never_overwritten(tmp_path:
 
 
 @pytest.mark.parametrize("edit, problem", [
-    (lambda d: d["records"]["tests/test_m.py::test_a"].pop("rounds"), "without a 'rounds' list"),
-    (lambda d: d["records"]["tests/test_m.py::test_a"]["rounds"][1].update(iterations=0), "round 1 is not"),
+    (lambda d: d["records"]["tests/test_m.py::test_a"]["energy"][H100].pop("rounds"), "without a 'rounds' list"),
+    (lambda d: d["records"]["tests/test_m.py::test_a"]["energy"][H100]["rounds"][1].update(iterations=0),
+     "round 1 is not"),
     (lambda d: d["records"]["tests/test_m.py::test_a"].update(quality={"rougeL": "high"}), "'quality'"),
     (lambda d: d.update(records=[]), "no 'records' object"),
-    (lambda d: d["records"]["tests/test_m.py::test_a"]["rounds"][0].update(net_joules=10**400), "round 0 is not"),
+    (lambda d: d["records"]["tests/test_m.py::test_a"]["energy"][H100]["rounds"][0]["by_device"].update(
+        {"gpu:0": 10**400}), "round 0 is not"),
+    (lambda d: d["records"]["tests/test_m.py::test_a"].update(model={"requested": 3}), "'model'"),
 ])
 def test_hand_edited_file_in_a_wrong_shape_is_refused(tmp_path: Path, edit, problem: str) -> None:
     folder = _folder(tmp_path)
@@ -126,7 +135,7 @@ def test_hand_edited_file_in_a_wrong_shape_is_refused(tmp_path: Path, edit, prob
 
 
 @pytest.mark.parametrize("damage, problem", [
-    (lambda text: text.replace('"net_joules": ', '"net_joules": NaN, "x": ', 1).encode(), "NaN is not a number JSON"),
+    (lambda text: text.replace('"seconds": ', '"seconds": NaN, "x": ', 1).encode(), "NaN is not a number JSON"),
     (lambda text: text.replace("test_a", "test_\xff").encode("latin-1"), "is not UTF-8 text"),
 ])
 def test_nan_or_bytes_that_are_not_utf8_are_one_line_and_the_gate_goes_on(tmp_path: Path, damage, problem) -> None:
@@ -139,8 +148,6 @@ def test_nan_or_bytes_that_are_not_utf8_are_one_line_and_the_gate_goes_on(tmp_pa
     assert list(loaded.baselines) == ["tests/test_n.py::test_c"]
     [error] = loaded.errors
     assert str(path) in error and problem in error and "\n" not in error
-    assert store.other_hardware(tmp_path / "baselines", "another-id", "default") == {
-        "tests/test_n.py::test_c": ["nvidia-h100-x1-1a2b3c4d"]}
 
 
 def test_other_schema_versions_are_refused_with_what_to_do(tmp_path: Path) -> None:
@@ -149,17 +156,26 @@ def test_other_schema_versions_are_refused_with_what_to_do(tmp_path: Path) -> No
     with pytest.raises(store.BaselineError, match="newer than this pytest-energy reads .*upgrade pytest-energy"):
         store.read_file(path)
     path.write_text(json.dumps({"records": {}}))
-    with pytest.raises(store.BaselineError, match="schema_version None, not 1; fix it, or delete it and re-record"):
+    with pytest.raises(store.BaselineError, match="schema_version None, not 2; fix it, or delete it and re-record"):
+        store.read_file(path)
+    path.write_text(json.dumps({"schema_version": 1, "records": {}}))
+    with pytest.raises(store.BaselineError, match="is in the first layout .*run `pytest-energy baselines migrate`"):
         store.read_file(path)
 
 
-def test_other_hardware_is_found_by_record_name(tmp_path: Path) -> None:
-    root = tmp_path / "baselines"
-    store.update(store.set_folder(root, "a100-x1-aaaa", "default"), [store.from_record(make_record("t.py::x"))])
-    store.update(store.set_folder(root, "h100-x1-bbbb", "main"), [store.from_record(make_record("t.py::y"))])
-    assert store.other_hardware(root, "h100-x1-bbbb", "default") == {"t.py::x": ["a100-x1-aaaa"]}
-    assert store.other_hardware(root, "a100-x1-aaaa", "default") == {}
-    assert store.other_hardware(tmp_path / "missing", "h100", "default") == {}
+def test_a_refresh_keeps_the_energy_of_other_device_kinds(tmp_path: Path) -> None:
+    # Replaces the lookup of other hardware's folders: every runner's energy now lives in one entry.
+    folder = _folder(tmp_path)
+    h100 = make_record("t.py::x", joules=10.0)
+    a100 = make_record("t.py::x", joules=20.0)
+    a100.fingerprint = dict(a100.fingerprint, id="a100-x1-aaaa",
+                            gpus=[{"device": "gpu:0", "name": "NVIDIA A100-SXM4-80GB"}])
+    store.update(folder, [store.from_record(h100)])
+    store.update(folder, [store.from_record(a100)])
+    entry = store.load_set(folder).baselines["t.py::x"]
+    assert sorted(entry.energy) == ["gpu: NVIDIA A100-SXM4-80GB x1", H100]
+    assert entry.energy[H100].rounds[0].net_per_iteration == pytest.approx(h100.rounds[0].net_per_iteration, rel=1e-5)
+    assert entry.hardware == "a100-x1-aaaa"  # the hardware-independent part is the newest
 
 
 def _write_one(folder: str, index: int, barrier) -> None:

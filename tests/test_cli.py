@@ -53,14 +53,16 @@ def test_history_shows_one_case_over_time(history: Path, capsys: pytest.CaptureF
 
 def test_baselines_lists_sets_and_unreadable_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "baselines"
-    store.update(store.set_folder(root, "hw-a", "default"), [store.from_record(make_record("a.py::x")),
+    store.update(store.set_folder(root, "default"), [store.from_record(make_record("a.py::x")),
                                                              store.from_record(make_record("b.py::y"))])
-    store.update(store.set_folder(root, "hw-b", "main"), [store.from_record(make_record("a.py::x"))])
-    (store.set_folder(root, "hw-b", "main") / "a.py.json").write_text("{")
+    store.update(store.set_folder(root, "main"), [store.from_record(make_record("a.py::x"))])
+    (store.set_folder(root, "main") / "a.py.json").write_text("{")
     assert main(["baselines", "--baselines", str(root)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split() for line in lines[:3]] == [["hardware", "set", "baselines", "files"],
-                                                    ["hw-a", "default", "2", "2"], ["hw-b", "main", "0", "1"]]
+    # Was one row per hardware fingerprint and set: sets are shared now, and list their device kinds.
+    assert lines[:3] == ["set      baselines  files  device kinds",
+                         "default  2          2      gpu: NVIDIA H100 80GB HBM3 x1",
+                         "main     0          1      -"]
     assert len(lines) == 4 and "a.py.json is not valid JSON" in lines[3]
 
 

@@ -66,8 +66,15 @@ def _scaled(factor: float, values: list[float] = BASE) -> list[float]:
     return [v * factor for v in values]
 
 
-def _record_baselines(tmp_path: Path, records: list[Record], set_name: str = "default", hw: str = HW) -> None:
-    store.update(store.set_folder(tmp_path / "baselines", hw, set_name), [store.from_record(r) for r in records])
+A100 = dict(FINGERPRINT, id="nvidia-a100-x1-99999999", cpu_model="AMD EPYC 7763",
+            gpus=[{"device": "gpu:0", "name": "NVIDIA A100-SXM4-80GB", "power_limit_watts": 400.0}])
+
+
+def _record_baselines(tmp_path: Path, records: list[Record], set_name: str = "default",
+                      fingerprint: dict[str, Any] = FINGERPRINT) -> None:
+    for record in records:
+        record.fingerprint = fingerprint
+    store.update(store.set_folder(tmp_path / "baselines", set_name), [store.from_record(r) for r in records])
 
 
 def _energy(judgement, name: str, set_name: str = "default"):
@@ -80,7 +87,8 @@ def test_missing_baseline_is_new_never_a_failure(tmp_path: Path) -> None:
     judgement = judge([_record("t.py::a", BASE)], _settings(tmp_path), FINGERPRINT, tmp_path)
     assert _energy(judgement, "t.py::a").status == "new"
     assert judgement.new == ["t.py::a"] and not judgement.gate_failed
-    assert judgement.summary == [f"pytest-energy gate passed: 1 new (set 'default', hardware {HW})"]
+    assert judgement.summary == [f"pytest-energy gate passed: 1 new (set 'default', hardware {HW}; baselines: "
+                                 "0 verdicts from this hardware, 0 from other hardware, 1 with none)"]
 
 
 def test_regression_fails_the_gate_with_its_size(tmp_path: Path) -> None:
@@ -134,19 +142,26 @@ def test_measured_devices_are_judged_without_the_modelled_ones(tmp_path: Path) -
     assert verdict.status == "unchanged" and verdict.gating and verdict.message.startswith("energy (gpu:0) ")
 
 
-def test_baseline_from_other_hardware_is_not_comparable(tmp_path: Path) -> None:
-    _record_baselines(tmp_path, [_record("t.py::a", _scaled(0.5))], hw="nvidia-a100-x1-99999999")
+def test_baseline_from_another_gpu_judges_quality_but_not_energy(tmp_path: Path) -> None:
+    # Was: every verdict "incomparable". Quality depends on no hardware, so it is judged (and the line
+    # names the runner); the A100's energy is another device kind, never compared with an H100's.
+    _record_baselines(tmp_path, [_record("t.py::a", _scaled(0.5), quality={"rougeL": 0.4})], fingerprint=A100)
     judgement = judge([_record("t.py::a", BASE, quality={"rougeL": 0.4})], _settings(tmp_path), FINGERPRINT, tmp_path)
     statuses = {(v.metric, v.status, v.gating) for v in judgement.verdicts}
-    assert statuses == {("energy", "incomparable", False), ("rougeL", "incomparable", False)}
-    assert "no comparable baseline" in _energy(judgement, "t.py::a").message
-    assert "nvidia-a100-x1-99999999" in _energy(judgement, "t.py::a").message
+    assert statuses == {("energy", "incomparable", False), ("rougeL", "unchanged", True)}
+    energy = _energy(judgement, "t.py::a")
+    assert energy.message.startswith("energy: no baseline measured on gpu: NVIDIA H100 80GB HBM3 x1 in 'default' "
+                                     "yet (it holds gpu: NVIDIA A100-SXM4-80GB x1)")
+    [rouge] = [v for v in judgement.verdicts if v.metric == "rougeL"]
+    assert rouge.message.endswith("; baseline from other hardware (nvidia-a100-x1-99999999)")
     assert not judgement.gate_failed and judgement.new == []
+    assert judgement.summary[0].endswith("baselines: 0 verdicts from this hardware, 1 from other hardware, "
+                                         "1 with none)")
 
 
 def test_broken_baseline_file_is_one_error_and_the_rest_goes_on(tmp_path: Path) -> None:
     _record_baselines(tmp_path, [_record("a.py::x", BASE), _record("b.py::y", BASE)])
-    broken = store.set_folder(tmp_path / "baselines", HW, "default") / "a.py.json"
+    broken = store.set_folder(tmp_path / "baselines", "default") / "a.py.json"
     broken.write_text(broken.read_text()[:-40])
     records = [_record("a.py::x", BASE), _record("b.py::y", _scaled(1.1))]
     settings = _settings(tmp_path, update_baselines=True)
@@ -317,7 +332,7 @@ def test_persist_refreshes_only_what_changed_and_lists_unused(tmp_path: Path) ->
              _record("t.py::gone", BASE)]
     lines = persist(first, judge(first, settings, FINGERPRINT, tmp_path), settings, make_run_info("run-1"))
     assert any("4 written, 0 unchanged kept" in line for line in lines)
-    path = store.set_folder(tmp_path / "baselines", HW, "default") / "t.py.json"
+    path = store.set_folder(tmp_path / "baselines", "default") / "t.py.json"
     second = [_record("t.py::a", BASE[::-1]), _record("t.py::b", _scaled(1.1)),
               _record("t.py::c", BASE[::-1], outcome="failed"), _record("t.py::new", BASE, outcome="failed")]
     judgement = judge(second, settings, FINGERPRINT, tmp_path)
@@ -327,7 +342,8 @@ def test_persist_refreshes_only_what_changed_and_lists_unused(tmp_path: Path) ->
     assert "  refreshed t.py::b" in lines
     assert any(line.startswith("  unused    t.py::gone") and str(path) in line for line in lines)
     stored = store.load_set(path.parent).baselines
-    assert stored["t.py::b"].rounds[0].net_per_iteration == pytest.approx(11.0)
+    [energy] = stored["t.py::b"].energy.values()
+    assert energy.rounds[0].net_per_iteration == pytest.approx(11.0)
     assert "t.py::new" not in stored
     assert sorted(r.run_id for r in History(tmp_path / "history.sqlite").runs()) == ["run-1", "run-2"]
 
@@ -450,7 +466,7 @@ def test_baseline_from_other_hardware_never_fails(run, pytester: pytest.Pytester
     elsewhere = [_record(name, [0.1] * 5, devices={"cpu:package-0": "counter"}) for name in names]
     for record in elsewhere:
         record.nodeid = "test_gate.py::" + record.name.split("::")[1]
-    store.update(store.set_folder(pytester.path / "baselines", "nvidia-a100-sxm4-80gb-x8-0badf00d", "default"),
+    store.update(store.set_folder(pytester.path / "baselines", "default"),
                  [store.from_record(r) for r in elsewhere])
     result = run(2.0, 1)  # ten to twenty times the joules, but the only baselines are another machine's
     assert result.ret == 0

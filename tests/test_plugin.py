@@ -207,8 +207,12 @@ def test_sum(energy):
     assert record["fingerprint"]["runner_pool"] == "pool-a" and record["fingerprint"]["id"].endswith("-pool-a")
     assert document["session"]["fingerprint"]["id"] == record["fingerprint"]["id"]
     assert document["session"]["ci"] == {"job": "42", "records": 1}
-    # The changed id names the baselines folder: another pool keeps its own baselines.
-    assert [p.name for p in (pytester.path / "baselines").iterdir()] == [record["fingerprint"]["id"]]
+    # Was: the changed id named the baselines folder. Now baselines/<set>/ is shared by every runner and
+    # the id names the runner that recorded each part (device kinds, not ids, keep energy apart).
+    assert [p.name for p in (pytester.path / "baselines").iterdir()] == ["default"]
+    [stored] = json.loads(next((pytester.path / "baselines").rglob("*.json")).read_text())["records"].values()
+    assert stored["hardware"] == record["fingerprint"]["id"]
+    assert [kind["hardware"] for kind in stored["energy"].values()] == [record["fingerprint"]["id"]]
 
 
 def test_no_device_to_measure_gives_no_figure_and_no_false_pass(pytester, monkeypatch):

@@ -34,7 +34,8 @@ def test_row_cells_are_escaped_and_always_added():
     hooks = PytestHtmlHooks()
     header: list[str] = ["<th>Result</th>"]
     hooks.pytest_html_results_table_header(header)
-    assert header[1:] == ['<th class="sortable" data-column-type="energy">Energy / iteration (J, net)</th>',
+    # Was "Energy / iteration (J, net)": a per-test record is not per iteration; each cell names its unit.
+    assert header[1:] == ['<th class="sortable" data-column-type="energy">Net energy (J per unit)</th>',
                           '<th class="sortable" data-column-type="co2">CO2 (g)</th>']
     record = make_record("t.py::test_x::<b>label</b>", 1.0)
     record_two = make_record("t.py::test_x::plain", 1.0)
@@ -73,7 +74,7 @@ def test_pytest_html_report_and_junit_xml_carry_energy(suite):
     assert 'data-column-type="energy"' in page
     # pytest-html keeps rows as escaped JSON in the page; the measured test's row has a number in its cell.
     cells = re.findall(r'col-energy\\">([^<]*)</td>', html.unescape(page))
-    assert any(re.fullmatch(r"[0-9.e+-]+ J", cell) for cell in cells), cells
+    assert any(re.fullmatch(r"[0-9.e+-]+ J/iteration", cell) for cell in cells), cells
     assert "" in cells  # the unmeasured test keeps an empty cell
     tree = ET.parse(suite.path / "junit.xml")
     measured, = (case for case in tree.iter("testcase") if case.get("name") == "test_sum")

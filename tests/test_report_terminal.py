@@ -39,7 +39,8 @@ def _render(pytestconfig, monkeypatch, verbosity=0, env=None, count=0, report=No
     return out.getvalue()
 
 
-def test_table_lists_every_row_with_regressions_last(pytestconfig, monkeypatch):
+def test_table_lists_every_row_in_the_html_order_regressions_first(pytestconfig, monkeypatch):
+    # Was "regressions last": the issue asks for the terminal and the HTML report in one order.
     report = _report()
     text = _render(pytestconfig, monkeypatch, report=report)
     assert ESC not in text  # a StringIO is no terminal: plain text
@@ -47,13 +48,16 @@ def test_table_lists_every_row_with_regressions_last(pytestconfig, monkeypatch):
     lines = text.splitlines()
     position = {name: next(i for i, line in enumerate(lines) if name in line)
                 for name in ("test_better", "markup", "test_regressed")}
-    assert position["test_better"] < position["test_regressed"]
-    assert position["markup"] < position["test_regressed"]
+    assert position["test_better"] > position["test_regressed"]
+    assert position["markup"] > position["test_regressed"]
+    html_order = [row.name for row in report.rows]
+    assert sorted(html_order, key=lambda name: next(i for i, line in enumerate(lines) if line == name)) == html_order
     assert "t.py::test_[red]markup[/red]" in text  # shown as text, not as rich markup
     figures = lines[position["test_regressed"] + 1]  # the figures line under the name
     regressed = next(row.record for row in report.rows if row.name == "t.py::test_regressed")
     assert figures.startswith("regression")
-    assert f"{fmt(regressed.per_iteration_net_joules)} J ± {fmt(regressed.per_iteration_uncertainty_joules, 2)} J" in figures
+    assert (f"{fmt(regressed.per_iteration_net_joules)} J/{regressed.unit} ± "
+            f"{fmt(regressed.per_iteration_uncertainty_joules, 2)} J") in figures
     assert "+25.0 % [+20.0 %, +30.0 %]" in figures and "rougeL 0.41" in figures
     assert f"{fmt(regressed.per_iteration_gross_joules / 3.6)} Wh per 1,000 inferences (gross)" in text
     assert "rougeL 0.41" in text

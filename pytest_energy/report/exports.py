@@ -148,6 +148,11 @@ def _g(value: float) -> str:
     return "nan" if not math.isfinite(value) else format(value, ".6g")
 
 
+def per_unit(record: Record) -> str:
+    """What one energy figure of a record is per: its unit, or "test" for a single window (the whole test)."""
+    return "test" if record.form == "block" and record.iterations <= 1 else record.unit
+
+
 def junit_properties(record: Record) -> list[tuple[str, str]]:
     """``energy_*`` properties of one record for ``item.user_properties`` (JUnit XML, pytest-html).
 
@@ -157,6 +162,7 @@ def junit_properties(record: Record) -> list[tuple[str, str]]:
     properties = [
         ("energy_record", record.name),
         ("energy_joules_per_iteration", _g(record.per_iteration_net_joules)),
+        ("energy_per", per_unit(record)),
         ("energy_gross_joules_per_iteration", _g(record.per_iteration_gross_joules)),
         ("energy_uncertainty_joules", _g(record.per_iteration_uncertainty_joules)),
         ("energy_total_gross_joules", _g(record.total_gross_joules)),

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 from ..gate import Judgement
 from ..record import Carbon, Record, RunInfo
 from ..verdict import STATUSES, Verdict, fails_gate, most_urgent
-from .exports import carbon_efficiency_classes, rating
+from .exports import carbon_efficiency_classes, per_unit, rating
 
 JOULES_PER_WH = 3600.0
 #: Most urgent first: the HTML lists rows in this order, the terminal in the reverse order.
@@ -97,8 +97,8 @@ class Row:
     change: Change | None  # energy against baseline
     messages: list[str]
     quality: list[QualityValue]
-    # Gross Wh per 1,000 inferences, for inference cases only: the AI Energy Score's basis and the
-    # cases' own ``extra["wh_per_1000_inferences"]``.
+    # Gross Wh per 1,000 inferences, for inference cases only: the one per-1,000 definition everywhere
+    # (the AI Energy Score's basis, the budgets', the record's and the cases' extra["wh_per_1000_inferences"]).
     wh_per_1000: float | None
     stars: int | None = None  # AI-Energy-Score-style rating where a task reference range is given
     star_basis: str = ""
@@ -106,6 +106,18 @@ class Row:
     carbon_class_basis: str = ""
     methods: str = ""  # "counter, modelled": read by every renderer, so joined once
     valid_rounds: int = 0
+    model: str = ""  # the model that ran, naming the stand-in where a fallback ran for the requested one
+    stand_in: bool = False  # a fallback ran instead of the requested model
+    model_detail: str = ""  # the model in full (a fallback's sizes and vocabulary), for details and tooltips
+    work: float | None = None  # the counted FLOP proxy the gate judges (per inference, else per run)
+    work_label: str = ""  # which proxy: "FLOPs / inference" or "FLOPs"
+    decided_by: str = ""  # the verdict line that gave the record its status
+    interval_note: str = ""  # why the energy change has no interval, or no change at all, where it has none
+
+    @property
+    def per(self) -> str:
+        """What one figure of the energy column is per: a single-window record is the whole test."""
+        return per_unit(self.record)
 
     # Shortcuts the templates read often.
     @property
@@ -135,6 +147,7 @@ class Row:
         lines = [
             ("test", f"{r.nodeid}" + (f" [{r.label}]" if r.label else "") + f", {r.form} form, outcome "
              f"{r.outcome or 'n/a'}"),
+            *([("model", self.model_detail)] if self.model else []),
             ("rounds", f"{self.valid_rounds} valid of {len(r.rounds)}, {r.iterations} iterations after "
              f"{r.warmup_iterations} warm-up, {fmt(r.duration_seconds)} s measured"),
             (per, f"gross {fmt(r.per_iteration_gross_joules)} J, net {fmt(r.per_iteration_net_joules)} J, "
@@ -283,6 +296,14 @@ class Report:
         return any(row.quality for row in self.rows)
 
     @property
+    def has_work(self) -> bool:
+        return any(row.work is not None for row in self.rows)
+
+    @property
+    def has_models(self) -> bool:
+        return any(row.model for row in self.rows)
+
+    @property
     def has_ratings(self) -> bool:
         return any(row.stars or row.carbon_class for row in self.rows)
 
@@ -330,6 +351,41 @@ def _change(verdict: Verdict | None) -> Change | None:
     return Change(verdict.ratio, verdict.low, verdict.high)
 
 
+def model_text(record: Record, detail: bool = False) -> str:
+    """The model a case ran: its request, and the stand-in that ran where it is not the requested one
+    (a fallback by its type only, unless ``detail``: its sizes make a long line)."""
+    facts = record.extra.get("model") if isinstance(record.extra, dict) else None
+    if not isinstance(facts, dict) or not facts.get("requested"):
+        return ""
+    requested, ran = str(facts["requested"]), str(facts.get("ran") or facts["requested"])
+    if ran == requested:
+        return requested
+    return f"{ran if detail else ran.split(' (')[0]}, standing in for {requested}"
+
+
+def _requested(record: Record) -> str:
+    facts = record.extra.get("model") if isinstance(record.extra, dict) else None
+    return str(facts.get("requested") or "") if isinstance(facts, dict) else ""
+
+
+def _work(record: Record) -> tuple[float | None, str]:
+    for key, label in (("flops_per_inference", "FLOPs / inference"), ("flops", "FLOPs")):
+        value = _number(record.proxies.get(key))
+        if value:
+            return value, label
+    return None, ""
+
+
+def _interval_note(energy: Verdict | None) -> str:
+    """Why a row shows no energy interval: too few rounds, or no comparable baseline (first clause of
+    the verdict, e.g. "energy: no baseline measured on modelled: AMD EPYC x2 ...")."""
+    if energy is None or (energy.low is not None and energy.high is not None):
+        return ""
+    if energy.ratio is None:
+        return f"not compared: {energy.message.split('; ')[0]}"
+    return "no interval: too few rounds on one side (see the verdict)"
+
+
 def _row(index: int, record: Record, verdicts: list[Verdict], new: bool, baseline_set: str) -> Row:
     """The record's status is its most urgent verdict against any set (either can fail the gate); the
     change and the quality statuses shown are against ``baseline_set``, the one compared and updated."""
@@ -338,6 +394,9 @@ def _row(index: int, record: Record, verdicts: list[Verdict], new: bool, baselin
     status = most_urgent(v.status for v in verdicts) or ("new" if new else "")
     gating = fails_gate(verdicts) if status == "regression" else True
     stars, basis = rating(record)
+    deciding = [v for v in verdicts if v.status == status and (v.gating or status != "regression")] or \
+        [v for v in verdicts if v.status == status]
+    work, work_label = _work(record)
     return Row(
         index=index,
         anchor=f"r{index}",
@@ -353,6 +412,13 @@ def _row(index: int, record: Record, verdicts: list[Verdict], new: bool, baselin
         star_basis=basis,
         methods=", ".join(record.methods) or "n/a",
         valid_rounds=sum(1 for r in record.rounds if r.valid),
+        model=model_text(record),
+        model_detail=model_text(record, detail=True),
+        stand_in=model_text(record) != _requested(record),
+        work=work,
+        work_label=work_label,
+        decided_by=deciding[0].message if deciding and status not in ("", "unchanged") else "",
+        interval_note=_interval_note(energy),
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from .model import fmt
 
-COLUMNS = (("energy", "Energy / iteration (J, net)"), ("co2", "CO2 (g)"))
+COLUMNS = (("energy", "Net energy (J per unit)"), ("co2", "CO2 (g)"))
 
 
 def _float(text: str) -> float:
@@ -33,7 +33,7 @@ def energy_cells(properties: list[tuple[str, Any]]) -> tuple[str, str]:
             groups[-1][name[len("energy_"):]] = str(value)
     parts = []
     for group in groups:
-        text = f"{fmt(_float(group.get('joules_per_iteration', 'nan')))} J"
+        text = f"{fmt(_float(group.get('joules_per_iteration', 'nan')))} J/{group.get('per', 'iteration')}"
         if "wh_per_1000_inferences" in group:
             text += f" ({fmt(_float(group['wh_per_1000_inferences']))} Wh / 1,000 inferences, gross)"
         label = group["record"].rsplit("::", 1)[-1] if len(groups) > 1 else ""

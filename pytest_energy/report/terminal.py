@@ -2,7 +2,8 @@
 
 Rich renders into a string sized to pytest's terminal writer and the string goes through the terminal
 reporter, so output capture, ``-q``, ``NO_COLOR`` and a non-terminal output (a pipe, a CI log) behave
-as the rest of pytest's output does. Regressions come last, next to the summary line people read.
+as the rest of pytest's output does. Rows come in the HTML report's order (regressions first); the
+gate's lines after the table repeat every regression next to the summary line people read.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def _console(terminalreporter: Any) -> Console:
 
 
 # Net energy (above idle) per iteration is what verdicts compare; budgets say their own basis.
-HEADERS = ("verdict", "net energy/iter ± se", "CO2 g total", "method", "vs baseline [interval]", "quality")
+HEADERS = ("verdict", "net energy ± se", "CO2 g total", "method", "vs baseline [interval]", "quality")
 RIGHT = (False, True, True, False, True, False)
 
 
@@ -46,7 +47,7 @@ def _cells(row: Row) -> tuple[str, ...]:
     verdict = (row.status or "-") + (" (not gating)" if row.status == "regression" and not row.gating else "")
     return (
         verdict,
-        f"{fmt(row.per_iteration_net)} J ± {fmt(row.uncertainty, 2)} J",
+        f"{fmt(row.per_iteration_net)} J/{row.per} ± {fmt(row.uncertainty, 2)} J",
         fmt(row.record.co2_grams, 3),
         row.methods,
         row.change.text if row.change else "",
@@ -80,6 +81,14 @@ def _table(rows: list[Row], verbosity: int, width: int) -> Text:
         out.append_text(line(values, (style, "", "", "dim", style, "")))
         out.append("\n")
         extra = []
+        if row.model and (row.stand_in or verbosity > 0):  # a stand-in is always named
+            extra.append(f"model: {row.model}")
+        if row.work is not None and verbosity > 0:
+            extra.append(f"{row.work_label}: {fmt(row.work, 6)}")
+        if row.decided_by and verbosity <= 0 and row.status in ("regression", "inconclusive", "improvement"):
+            extra.append(f"decided by: {row.decided_by}")
+        if row.interval_note and (row.change or verbosity > 0):  # the not-compared reason is in -v's messages
+            extra.append(row.interval_note)
         if row.wh_per_1000 is not None:
             extra.append(f"{fmt(row.wh_per_1000)} Wh per 1,000 inferences (gross)")
         if not row.record.judgeable:  # only a passed test is judged
@@ -99,13 +108,13 @@ def render(report: Report, terminalreporter: Any, verbosity: int) -> None:
     :data:`DEFAULT_ROWS` rows with every regression; ``> 0``: every row with its verdict messages.
     """
     console = _console(terminalreporter)
-    rows = list(reversed(report.rows))  # regressions last
+    rows = list(report.rows)  # the HTML report's order
     if verbosity < 0:
         rows = [row for row in rows if row.status == "regression"]
     elif verbosity == 0 and len(rows) > DEFAULT_ROWS:
         hidden = len(rows) - DEFAULT_ROWS
         keep = {id(row) for row in report.regressions}
-        rows = [row for i, row in enumerate(rows) if i >= hidden or id(row) in keep]
+        rows = [row for i, row in enumerate(rows) if i < DEFAULT_ROWS or id(row) in keep]
         console.print(Text(f"{len(report.rows) - len(rows)} rows not shown here (-v shows all, "
                            "the HTML report has every one)", style="dim"), soft_wrap=True)
     # soft_wrap: rich never inserts line breaks, so a long name stays one greppable line in a log.

@@ -305,12 +305,15 @@ class _GpuChannel(Channel):
             "cuda_driver_version": lambda: _cuda_version(nvml.nvmlSystemGetCudaDriverVersion()),
             "power_limit_watts": lambda: nvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000.0,
             "memory_total_bytes": lambda: int(nvml.nvmlDeviceGetMemoryInfo(handle).total),
+            # Clocks change energy per unit of work as a power limit does: recorded with the kind.
+            "sm_clock_max_mhz": lambda: int(nvml.nvmlDeviceGetMaxClockInfo(handle, nvml.NVML_CLOCK_SM)),
+            "applications_sm_clock_mhz": lambda: int(nvml.nvmlDeviceGetApplicationsClock(handle, nvml.NVML_CLOCK_SM)),
         }
         for key, reader in readers.items():
             try:
                 facts[key] = reader()
-            except nvml.NVMLError:
-                pass  # a fact this GPU or driver does not report is left out, not guessed
+            except (nvml.NVMLError, AttributeError):
+                pass  # a fact this GPU, driver or pynvml does not report is left out, not guessed
         facts["power_reading"] = "NVML_FI_DEV_POWER_INSTANT" if self._instant_field else "nvmlDeviceGetPowerUsage"
         return facts
 

@@ -36,6 +36,7 @@ NVML_FI_DEV_POWER_INSTANT = 186
 NVML_VALUE_TYPE_UNSIGNED_INT = 1
 NVML_DEVICE_MIG_DISABLE = 0
 NVML_DEVICE_MIG_ENABLE = 1
+NVML_CLOCK_SM = 1
 COUNTER_MODULUS_MJ = 2**64
 
 _ERRORS = {  # code: (class name suffix, message), as in pynvml
@@ -93,6 +94,8 @@ class FakeGpu:
     frozen_from: float = math.inf  # from this time on the counter keeps its value (0.0: frozen from the start)
     jumps: list[tuple[float, int]] = field(default_factory=list)  # (time, mJ the counter jumps by then)
     power_limit_watts: float = 700.0
+    sm_clock_max_mhz: int = 1980
+    applications_sm_clock_mhz: int = 1755
     memory_total_bytes: int = 80 * 2**30
 
     def __post_init__(self) -> None:
@@ -184,6 +187,7 @@ class FakeNvmlModule(types.ModuleType):
     NVML_VALUE_TYPE_UNSIGNED_INT = NVML_VALUE_TYPE_UNSIGNED_INT
     NVML_DEVICE_MIG_DISABLE = NVML_DEVICE_MIG_DISABLE
     NVML_DEVICE_MIG_ENABLE = NVML_DEVICE_MIG_ENABLE
+    NVML_CLOCK_SM = NVML_CLOCK_SM
 
     def __init__(
         self,
@@ -323,6 +327,14 @@ class FakeNvmlModule(types.ModuleType):
 
     def nvmlDeviceGetEnforcedPowerLimit(self, handle: _Handle) -> int:
         return round(self._gpu("nvmlDeviceGetEnforcedPowerLimit", handle).power_limit_watts * 1000)
+
+    def nvmlDeviceGetMaxClockInfo(self, handle: _Handle, clock: int) -> int:
+        gpu = self._gpu("nvmlDeviceGetMaxClockInfo", handle)
+        return gpu.sm_clock_max_mhz if clock == NVML_CLOCK_SM else 0
+
+    def nvmlDeviceGetApplicationsClock(self, handle: _Handle, clock: int) -> int:
+        gpu = self._gpu("nvmlDeviceGetApplicationsClock", handle)
+        return gpu.applications_sm_clock_mhz if clock == NVML_CLOCK_SM else 0
 
     def nvmlDeviceGetMemoryInfo(self, handle: _Handle) -> Any:
         total = self._gpu("nvmlDeviceGetMemoryInfo", handle).memory_total_bytes

@@ -1,0 +1,461 @@
+"""Baselines that travel between runners, and the model identity the gate checks.
+
+Work (FLOPs) and quality are judged against a baseline from any runner; energy only against one
+measured on the same device kind (GPU product and count, CPU model), so two H100 runners on different
+host CPUs share their GPU baseline. A changed model (its request, or the digest of what ran) fails
+the gate until the baselines record it. First-layout baselines are migrated, never read as "new".
+
+Plugin-level tests run case files in a pytest subprocess (serially and with ``-n 2``), as
+test_cases.py does, and play another runner through the ``pytest_energy_update_fingerprint`` hook.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from factories import FINGERPRINT, make_record, make_run_info
+from fakes.pynvml import FakeGpu, install_fake_nvml
+
+from pytest_energy import baselines as store
+from pytest_energy import cli
+from pytest_energy.config import resolve
+from pytest_energy.fingerprint import device_kinds, fingerprint
+from pytest_energy.gate import judge, persist
+from pytest_energy.sources import detect
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _settings(tmp_path: Path, **values):
+    settings = resolve(True, {}, lambda name: None, environ={})
+    settings.values.update(history="none", **values)
+    return settings
+
+
+# -- device kinds ------------------------------------------------------------------------------------
+def _runner(monkeypatch, cpu: str, runner: str, **gpu) -> dict:
+    """The fingerprint of a fake-NVML H100 runner whose host CPU is ``cpu`` (as the hook would set it)."""
+    install_fake_nvml(monkeypatch, [FakeGpu(**gpu)])
+    found = detect("gpu")
+    try:
+        facts = fingerprint(found.channels)
+    finally:
+        for channel in found.channels:
+            channel.close()
+    facts.update(cpu_model=cpu, id=f"{runner}-{facts['id']}")
+    return facts
+
+
+def _gpu_record(facts: dict, joules: float, name: str = "t.py::infer", **kwargs):
+    record = make_record(name, joules, **kwargs)
+    record.fingerprint = facts
+    return record
+
+
+def test_nvml_identity_records_power_limit_driver_and_clocks(monkeypatch):
+    facts = _runner(monkeypatch, "AMD EPYC 9654", "a", power_limit_watts=700.0)
+    [gpu] = facts["gpus"]
+    assert (gpu["power_limit_watts"], gpu["driver_version"]) == (700.0, "580.159.04")
+    assert (gpu["sm_clock_max_mhz"], gpu["applications_sm_clock_mhz"]) == (1980, 1755)
+    [kind] = device_kinds(make_record().components, facts)
+    assert kind.id == "gpu: NVIDIA H100 80GB HBM3 x1"
+    assert kind.facts["power_limit_watts"] == "700" and kind.facts["driver_version"] == "580.159.04"
+    # A user may split kinds by more fields (--energy-device-kind-fields); the host never by default.
+    [split] = device_kinds(make_record().components, facts, ("product", "count", "power_limit", "host_cpu"))
+    assert split.id == "gpu: NVIDIA H100 80GB HBM3 x1 700 W on AMD EPYC 9654"
+
+
+def test_two_h100_runners_on_different_host_cpus_share_the_gpu_baseline(tmp_path, monkeypatch):
+    epyc = _runner(monkeypatch, "AMD EPYC 9654", "runner-a")
+    xeon = _runner(monkeypatch, "Intel(R) Xeon(R) Platinum 8480C", "runner-b")
+    settings = _settings(tmp_path, update_baselines=True)
+    recorded = [_gpu_record(epyc, 10.0)]
+    persist(recorded, judge(recorded, settings, epyc, tmp_path), settings, make_run_info())
+    same, more = _gpu_record(xeon, 10.0), _gpu_record(xeon, 12.0)
+    judgement = judge([same], _settings(tmp_path), xeon, tmp_path)
+    [energy] = [v for v in judgement.verdicts if v.metric == "energy"]
+    assert energy.status == "unchanged" and energy.baseline_hardware == epyc["id"]
+    assert energy.message.endswith(f"; baseline from other hardware ({epyc['id']})")
+    assert judgement.summary[0].endswith("baselines: 0 verdicts from this hardware, 1 from other hardware, 0 with none)")
+    worse = judge([more], _settings(tmp_path), xeon, tmp_path)
+    assert worse.gate_failed and any(line.startswith("t.py::infer  energy (gpu:0) +20.0 %") and epyc["id"] in line
+                                     for line in worse.summary)
+    # A lower power limit is the same kind of GPU, and the line says the limit differs.
+    capped = _runner(monkeypatch, "AMD EPYC 9654", "runner-c", power_limit_watts=400.0)
+    [verdict] = [v for v in judge([_gpu_record(capped, 10.0)], _settings(tmp_path), capped, tmp_path).verdicts
+                 if v.metric == "energy"]
+    assert verdict.status == "unchanged" and "power limit 400 W here, 700 W in the baseline" in verdict.message
+    # Another GPU product is another kind: its energy is never compared, and a refresh keeps both.
+    a100 = dict(epyc, id="a100-runner", gpus=[dict(epyc["gpus"][0], name="NVIDIA A100-SXM4-80GB")])
+    other = [_gpu_record(a100, 30.0)]
+    judgement = judge(other, settings, a100, tmp_path)
+    assert {v.status for v in judgement.verdicts if v.metric == "energy"} == {"incomparable"}
+    persist(other, judgement, settings, make_run_info())
+    [entry] = store.load_set(tmp_path / "baselines" / "default").baselines.values()
+    assert sorted(entry.energy) == ["gpu: NVIDIA A100-SXM4-80GB x1", "gpu: NVIDIA H100 80GB HBM3 x1"]
+
+
+def test_kind_fields_option_splits_kinds_and_a_bad_one_is_a_usage_error(tmp_path, monkeypatch, pytester):
+    full = _runner(monkeypatch, "AMD EPYC 9654", "runner-a")
+    capped = _runner(monkeypatch, "AMD EPYC 9654", "runner-c", power_limit_watts=400.0)
+    by_limit = _settings(tmp_path, update_baselines=True, device_kind_fields="product,count,power_limit")
+    first = [_gpu_record(full, 10.0)]
+    persist(first, judge(first, by_limit, full, tmp_path), by_limit, make_run_info())
+    [entry] = store.load_set(tmp_path / "baselines" / "default").baselines.values()
+    assert list(entry.energy) == ["gpu: NVIDIA H100 80GB HBM3 x1 700 W"]
+    [verdict] = [v for v in judge([_gpu_record(capped, 10.0)], by_limit, capped, tmp_path).verdicts
+                 if v.metric == "energy"]
+    assert verdict.status == "incomparable" and "gpu: NVIDIA H100 80GB HBM3 x1 400 W" in verdict.message
+    result = pytester.runpytest_subprocess("--energy", "--energy-device-kind-fields", "product,colour")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*pytest-energy: --energy-device-kind-fields has 'product,colour', expected a comma "
+                                 "list of product, count, power_limit, driver, clocks, host_cpu, logical_cpus*"])
+
+
+def test_gpu_order_does_not_change_the_fingerprint(monkeypatch):
+    install_fake_nvml(monkeypatch, [FakeGpu(name="NVIDIA H100 80GB HBM3"), FakeGpu(name="NVIDIA A100-SXM4-80GB")])
+    found = detect("gpu")
+    forward = fingerprint(found.channels)
+    backward = fingerprint(list(reversed(found.channels)))
+    for channel in found.channels:
+        channel.close()
+    assert forward["id"] == backward["id"] and forward["id"].startswith("nvidia-a100-sxm4-80gb-x2-")
+    assert [g["name"] for g in forward["gpus"]] == ["NVIDIA A100-SXM4-80GB", "NVIDIA H100 80GB HBM3"]
+
+
+def test_work_quality_and_energy_recorded_on_one_runner_are_judged_on_another(tmp_path):
+    """Unit level: the work and quality of another CPU's baseline are judged, its modelled energy is not."""
+    modelled = dict(FINGERPRINT, id="amd-epyc-2c-00000000", cpu_model="AMD EPYC", gpus=[])
+    here = dict(FINGERPRINT, id="intel-xeon-2c-11111111", cpu_model="Intel(R) Xeon(R) Processor", gpus=[])
+
+    def record(fingerprint_: dict, flops: float, accuracy: float):
+        made = make_record("t.py::case", 0.2, device="cpu", kind="cpu", method="modelled", quality={"accuracy": accuracy})
+        made.fingerprint, made.unit = fingerprint_, "inference"
+        made.proxies = {"flops_per_inference": flops}
+        return made
+
+    settings = _settings(tmp_path, update_baselines=True)
+    first = [record(modelled, 1.5e6, 0.95)]
+    persist(first, judge(first, settings, modelled, tmp_path), settings, make_run_info())
+    same = judge([record(here, 1.5e6, 0.95)], _settings(tmp_path), here, tmp_path)
+    statuses = {v.metric: v.status for v in same.verdicts}
+    assert statuses == {"energy": "incomparable", "accuracy": "unchanged", "flops_per_inference": "unchanged"}
+    assert same.summary[0].startswith("pytest-energy gate passed: 1 unchanged (set 'default'")
+    more = judge([record(here, 3.0e6, 0.95)], _settings(tmp_path), here, tmp_path)
+    assert more.gate_failed
+    assert (f"t.py::case  flops_per_inference 3e+06 vs 1.5e+06 (+100.0 %) in 'default': regression (threshold 5 %); "
+            f"baseline from other hardware ({modelled['id']})") in more.summary
+    worse = judge([record(here, 1.5e6, 0.80)], _settings(tmp_path), here, tmp_path)
+    assert worse.gate_failed and any("accuracy 0.8 vs 0.95" in line for line in worse.summary)
+
+
+# -- model identity ----------------------------------------------------------------------------------
+def _case_record(requested: str, ran: str, digest: str, flops: float = 1e6):
+    record = make_record("t.py::case", 0.2, device="cpu", kind="cpu", method="modelled", unit="inference",
+                         proxies={"flops_per_inference": flops},
+                         extra={"model": {"requested": requested, "ran": ran, "source": "fallback", "digest": digest},
+                                "dtype": "float32", "device": "cpu"})
+    return record
+
+
+def test_a_changed_model_fails_until_the_new_one_is_recorded(tmp_path):
+    settings = _settings(tmp_path, update_baselines=True)
+    old = [_case_record("distilbert/sst2", "fallback distilbert (dim=64)", "aaaa")]
+    persist(old, judge(old, settings, FINGERPRINT, tmp_path), settings, make_run_info())
+    [entry] = store.load_set(tmp_path / "baselines" / "default").baselines.values()
+    assert entry.model == {"requested": "distilbert/sst2", "ran": "fallback distilbert (dim=64)", "source": "fallback",
+                           "digest": "aaaa", "dtype": "float32", "device": "cpu"}
+    new = [_case_record("FacebookAI/roberta-large-mnli", "fallback distilbert (dim=64)", "aaaa", flops=2e6)]
+    judgement = judge(new, _settings(tmp_path), FINGERPRINT, tmp_path)
+    [model] = [v for v in judgement.verdicts if v.metric == "model"]
+    assert model.status == "regression" and model.gating and judgement.gate_failed
+    assert model.message.startswith("model changed: distilbert/sst2 -> FacebookAI/roberta-large-mnli (both ran "
+                                    "fallback distilbert (dim=64)); the gate fails until --energy-update-baselines "
+                                    "records the new model")
+    assert "; against the old model: energy +0.0 %, flops_per_inference +100.0 %" in model.message
+    # The same request with another digest (a fallback's changed config) is a change too.
+    digest = judge([_case_record("distilbert/sst2", "fallback distilbert (dim=64)", "bbbb")], _settings(tmp_path),
+                   FINGERPRINT, tmp_path)
+    [changed] = [v for v in digest.verdicts if v.metric == "model"]
+    assert changed.status == "regression" and "digest aaaa -> " in changed.message and "digest bbbb" in changed.message
+    # Recorded: the next run passes; the old model's energy on another runner's CPU kind goes with it.
+    epyc = dict(FINGERPRINT, id="epyc-runner", cpu_model="AMD EPYC 7763")
+    on_epyc = _case_record("distilbert/sst2", "fallback distilbert (dim=64)", "aaaa")
+    on_epyc.fingerprint = epyc
+    persist([on_epyc], judge([on_epyc], settings, epyc, tmp_path), settings, make_run_info())
+    [entry] = store.load_set(tmp_path / "baselines" / "default").baselines.values()
+    assert len(entry.energy) == 2
+    lines = persist(new, judge(new, settings, FINGERPRINT, tmp_path), settings, make_run_info())
+    assert "  refreshed t.py::case  (model changed: the old model's energy on every device kind dropped)" in lines
+    [entry] = store.load_set(tmp_path / "baselines" / "default").baselines.values()
+    assert entry.model["requested"] == "FacebookAI/roberta-large-mnli" and len(entry.energy) == 1
+    again = judge(new, _settings(tmp_path), FINGERPRINT, tmp_path)
+    assert not again.gate_failed and {v.status for v in again.verdicts if v.metric == "model"} == {"unchanged"}
+
+
+# -- migration ---------------------------------------------------------------------------------------
+FIRST_LAYOUT = {
+    "schema_version": 1,
+    "records": {"suites/t.py::c": {
+        "nodeid": "suites/t.py::c", "unit": "inference", "devices": {"cpu": "modelled", "ram": "modelled"},
+        "quality": {"accuracy": 1.0}, "work": {"flops_per_inference": 1589700.608},
+        "reference_joules": {"cpu": 0.15, "ram": 0.001}, "recorded": "2026-11-23T17:14:14+00:00",
+        "git_commit": "5848b36", "per_iteration_net_joules": 0.17,
+        "rounds": [{"iterations": 200, "seconds": 0.5, "gross_joules": 40.0, "net_joules": 34.0,
+                    "by_device": {"cpu": 33.99, "ram": 0.01}}] * 5,
+    }},
+}
+
+
+def _first_layout(root: Path, fingerprint_id: str = "amd-epyc-2c-020e00a4") -> Path:
+    path = root / fingerprint_id / "default" / "suites" / "t.py.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(FIRST_LAYOUT, indent=2))
+    return path
+
+
+def test_first_layout_is_refused_with_the_command_then_migrated(tmp_path, capsys):
+    root = tmp_path / "baselines"
+    old = _first_layout(root)
+    record = make_record("suites/t.py::c", 0.17, device="cpu", kind="cpu", method="modelled", unit="inference",
+                         proxies={"flops_per_inference": 1589700.608}, quality={"accuracy": 1.0})
+    here = dict(FINGERPRINT, id="intel-xeon-2c-25e17dbf", cpu_model="Intel(R) Xeon(R) Processor", gpus=[])
+    record.fingerprint = here
+    refused = judge([record], _settings(tmp_path), here, tmp_path)
+    assert refused.summary[0].startswith("pytest-energy gate passed: 1 incomparable; 1 baseline file unreadable")
+    assert refused.errors == [f"pytest-energy: {root / 'amd-epyc-2c-020e00a4'} holds baselines in the first layout "
+                              "(one folder per hardware fingerprint), which this version does not read; run "
+                              f"`pytest-energy baselines migrate` once to rewrite them as {root}/<set>/..."]
+    assert refused.new == []  # never read as "no baseline yet"
+    assert cli.main(["baselines", "migrate", "--baselines", str(root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["pytest-energy: amd-epyc-2c-020e00a4/default: 1 baselines migrated to " + str(root / "default"),
+                     "pytest-energy: amd-epyc-2c-020e00a4: energy placed under device kind modelled: AMD EPYC x2; "
+                     f"{root / 'amd-epyc-2c-020e00a4'} removed"]
+    assert not old.exists()
+    [entry] = store.load_set(root / "default").baselines.values()
+    assert entry.work == {"flops_per_inference": 1589700.608} and entry.quality == {"accuracy": 1.0}
+    assert entry.hardware == "amd-epyc-2c-020e00a4" and entry.model == {}
+    [energy] = entry.energy.values()
+    assert energy.kind == "modelled: AMD EPYC x2"  # the CPU model the folder's id hashes to; cpu and ram
+    assert [r.by_device for r in energy.rounds] == [{"cpu": 33.99, "ram": 0.01}] * 5
+    # The migrated work and quality judge this (other) CPU's run; a second migration changes nothing.
+    judged = judge([record], _settings(tmp_path), here, tmp_path)
+    assert {v.metric: v.status for v in judged.verdicts} == {
+        "energy": "incomparable", "accuracy": "unchanged", "flops_per_inference": "unchanged"}
+    text = (root / "default" / "suites" / "t.py.json").read_text()
+    assert cli.main(["baselines", "migrate", "--baselines", str(root)]) == 0
+    assert (root / "default" / "suites" / "t.py.json").read_text() == text
+
+
+def test_migration_names_models_from_a_run_with_the_same_work(tmp_path, capsys):
+    root = tmp_path / "baselines"
+    _first_layout(root)
+    assert cli.main(["baselines", "migrate", "--baselines", str(root)]) == 0
+    run = {"records": [
+        make_record("suites/t.py::c", proxies={"flops_per_inference": 1589700.608}, unit="inference",
+                    extra={"model": {"requested": "distilbert/sst2", "ran": "fallback", "digest": "k1"}}).to_dict()]}
+    other = {"records": [dict(run["records"][0], proxies={"flops_per_inference": 3.2e6})]}  # other work: not it
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    capsys.readouterr()
+    assert cli.main(["baselines", "migrate", "--baselines", str(root), "--models-from", str(tmp_path / "other.json")]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"pytest-energy: {root / 'default'}: model named for 0 baselines; 1 left without (that run counted other "
+        "work: suites/t.py::c)")
+    assert cli.main(["baselines", "migrate", "--baselines", str(root), "--models-from", str(tmp_path / "run.json")]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"pytest-energy: {root / 'default'}: model named for 1 baselines"
+    [entry] = store.load_set(root / "default").baselines.values()
+    assert entry.model == {"requested": "distilbert/sst2", "ran": "fallback", "digest": "k1"}
+
+
+def test_an_unknown_recording_machine_migrates_work_and_keeps_its_energy_folder(tmp_path, capsys):
+    root = tmp_path / "baselines"
+    old = _first_layout(root, "some-cpu-4c-0badf00d")
+    assert cli.main(["baselines", "migrate", "--baselines", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert "quality and work migrated; its energy is not" in out and "--cpu-model TEXT" in out
+    assert old.exists()
+    [entry] = store.load_set(root / "default").baselines.values()
+    assert entry.work and entry.energy == {}
+
+
+# -- cases in a pytest subprocess, serial and with -n 2 ----------------------------------------------
+CONFTEST = '''
+import os
+
+
+def pytest_energy_update_fingerprint(config, fingerprint):
+    # Play another runner: its CPU model and id, as a CI fleet's next job would have.
+    played = os.environ.get("PLAY_CPU")
+    if played:
+        fingerprint["cpu_model"] = played
+        fingerprint["id"] = "played-" + played.lower().replace(" ", "-")
+'''
+
+FALLBACK_DATA = "".join(json.dumps({"text": f"the {n} was {a}", "label": int(a in ("good", "great"))}) + "\n"
+                        for n in ("film", "plot", "show") for a in ("good", "great", "bad", "awful"))
+
+FALLBACK_CASE = '''
+from pathlib import Path
+from pytest_energy.cases import Fallback, InferenceCase
+
+case = InferenceCase(
+    model={model!r}, task="text-classification", dataset=Path(__file__).parent / "data.jsonl", inferences=8,
+    rounds=2, warmup=1,
+    fallback=Fallback("bert", Path(__file__).parent / "data.jsonl", steps=0, vocab_size=60,
+                      config={{"hidden_size": {hidden}, "intermediate_size": 32, "num_hidden_layers": 1,
+                              "num_attention_heads": 2}}),
+)
+'''
+
+
+@pytest.fixture(params=["serial", "xdist"])
+def session(request, tmp_path):
+    """Run pytest --energy on ``files`` in tmp_path as the runner with CPU ``cpu``; (lines, code)."""
+    from test_cases import MODELS
+
+    (tmp_path / "models.py").write_text(MODELS)
+    (tmp_path / "conftest.py").write_text(CONFTEST)
+    (tmp_path / "data.jsonl").write_text(FALLBACK_DATA)
+    workers = ["-n", "2"] if request.param == "xdist" else ["-p", "no:xdist"]
+
+    def go(files: dict[str, str], cpu: str, *extra: str) -> tuple[list[str], int]:
+        for name, text in files.items():
+            (tmp_path / name).write_text(text)
+        command = [sys.executable, "-m", "pytest", "--energy", "--energy-idle-seconds", "0.05", "--energy-report",
+                   "none", "--energy-history", "none", "--energy-json", "out.json", "-p", "no:cacheprovider",
+                   *workers, *extra]
+        done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1", "PLAY_CPU": cpu,
+                                   "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+        return done.stdout.splitlines(), done.returncode
+
+    return go
+
+
+def _gate(lines: list[str]) -> list[str]:
+    head = next(i for i, line in enumerate(lines) if line.startswith("pytest-energy gate "))
+    return lines[head:]
+
+
+def test_another_cpu_runner_judges_work_and_quality_of_the_recorded_case(session):
+    recorded, code = session({"test_model.py": "from models import once, case\nmodel = case(once)\n"},
+                             "AMD EPYC 7B13", "--energy-update-baselines")
+    assert code == 0, "\n".join(recorded)
+    same, code = session({}, "Intel Xeon Gold 6338")
+    assert code == 0, "\n".join(same)
+    head = _gate(same)[0]
+    # Model, accuracy, f1 and FLOPs judged against the other runner's baseline; its modelled energy not.
+    assert head == ("pytest-energy gate passed: 1 unchanged (set 'default', hardware played-intel-xeon-gold-6338; "
+                    "baselines: 0 verdicts from this hardware, 4 from other hardware, 1 with none)")
+    changed, code = session({"test_model.py": "from models import twice, case\nmodel = case(twice)\n"},
+                            "Intel Xeon Gold 6338")
+    assert code == 1, "\n".join(changed)
+    gate = _gate(changed)
+    assert gate[0].startswith("pytest-energy gate FAILED: 1 regression")
+    assert any(line.startswith("test_model.py::model  flops_per_inference") and "(+100.0 %)" in line
+               and "baseline from other hardware (played-amd-epyc-7b13)" in line for line in gate)
+    assert any(line.startswith("test_model.py::model  model changed: once -> twice") for line in gate)
+
+
+def test_a_changed_model_or_fallback_config_fails_and_the_row_names_what_ran(session):
+    first = {"test_fallback.py": FALLBACK_CASE.format(model="no-such-org/model-a", hidden=16)}
+    recorded, code = session(first, "AMD EPYC 7B13", "--energy-update-baselines")
+    assert code == 0, "\n".join(recorded)
+    assert "model: fallback bert, standing in for no-such-org/model-a" in [line.strip() for line in recorded]
+    renamed, code = session({"test_fallback.py": FALLBACK_CASE.format(model="no-such-org/model-b", hidden=16)},
+                            "Intel Xeon Gold 6338")
+    assert code == 1, "\n".join(renamed)
+    assert any(line.startswith("test_fallback.py::case  model changed: no-such-org/model-a -> no-such-org/model-b "
+                               "(both ran fallback bert (hidden_size=16") for line in _gate(renamed))
+    resized, code = session({"test_fallback.py": FALLBACK_CASE.format(model="no-such-org/model-a", hidden=32)},
+                            "Intel Xeon Gold 6338")
+    assert code == 1, "\n".join(resized)
+    assert any(line.startswith("test_fallback.py::case  model changed: no-such-org/model-a (ran fallback bert "
+                               "(hidden_size=16") and "-> no-such-org/model-a (ran fallback bert (hidden_size=32" in line
+               for line in _gate(resized))
+
+
+# -- reports -----------------------------------------------------------------------------------------
+def test_reports_name_the_model_that_ran_its_work_and_the_deciding_verdict(tmp_path, pytestconfig, monkeypatch):
+    import io
+
+    from _pytest.terminal import TerminalReporter
+
+    from pytest_energy.report import build_report, html, terminal
+
+    def case(name: str, flops: float = 1e6):
+        made = _case_record("distilbert/sst2", "fallback distilbert (dim=64)", "aaaa", flops=flops)
+        made.name = made.nodeid = name
+        return made
+
+    settings = _settings(tmp_path, update_baselines=True)
+    old = [case("t.py::case"), case("t.py::doubled")]
+    persist(old, judge(old, settings, FINGERPRINT, tmp_path), settings, make_run_info())
+    short = case("t.py::case")
+    short.rounds = short.rounds[:3]  # three rounds: no interval at 98 %, and the row must say why
+    doubled = case("t.py::doubled", flops=2e6)
+    judgement = judge([short, doubled], _settings(tmp_path), FINGERPRINT, tmp_path)
+    report = build_report([short, doubled], judgement, make_run_info(), None)
+    rows = {row.name: row for row in report.rows}
+    assert [row.name for row in report.rows] == ["t.py::doubled", "t.py::case"]  # regression first
+    assert rows["t.py::case"].model == "fallback distilbert, standing in for distilbert/sst2"
+    assert rows["t.py::case"].model_detail == "fallback distilbert (dim=64), standing in for distilbert/sst2"
+    assert rows["t.py::doubled"].work == 2e6 and rows["t.py::doubled"].work_label == "FLOPs / inference"
+    # The FLOPs decided the regression, whatever the energy column reads.
+    assert rows["t.py::doubled"].decided_by.startswith("flops_per_inference 2e+06 vs 1e+06 (+100.0 %)")
+    assert rows["t.py::case"].interval_note == "no interval: too few rounds on one side (see the verdict)"
+    page = html.render(report)
+    assert "<th>Model that ran</th>" in page and "Work (FLOPs)" in page and "<th>Decided by</th>" in page
+    assert 'title="fallback distilbert (dim=64), standing in for distilbert/sst2">fallback distilbert, standing in ' in page
+    assert "J / iteration" not in page and "per inference" in page
+    assert rows["t.py::case"].interval_note in page
+    out = io.StringIO()
+    terminal.render(report, TerminalReporter(pytestconfig, out), 0)
+    lines = out.getvalue().splitlines()
+    names = [line for line in lines if line in ("t.py::doubled", "t.py::case")]
+    assert names == ["t.py::doubled", "t.py::case"]  # the HTML order
+    assert any("model: fallback distilbert, standing in for distilbert/sst2" in line for line in lines)
+
+
+def test_a_fallback_digest_follows_its_definition_not_its_path(tmp_path):
+    from pytest_energy.cases import Fallback
+    from pytest_energy.cases.data import task
+    from pytest_energy.cases.fallback import _key
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "data.jsonl").write_text(FALLBACK_DATA)
+    spec = task("text-classification", "test")
+
+    def key(folder: str, **fields) -> str:
+        return _key(Fallback("bert", tmp_path / folder / "data.jsonl", **fields), spec, "", {}, 64)
+
+    assert key("a") == key("b")  # another checkout, the same model
+    assert key("a", overrides={"quality": {"accuracy": 0.9}}) == key("a")  # a case's budget is not the model
+    assert key("a", config={"hidden_size": 32}) != key("a") and key("a", steps=10) != key("a")
+    (tmp_path / "b" / "data.jsonl").write_text(FALLBACK_DATA + FALLBACK_DATA)
+    assert key("b") != key("a")  # other training data, another model
+
+
+def test_a_row_without_an_energy_change_says_why(tmp_path):
+    from pytest_energy.report import build_report, html
+
+    settings = _settings(tmp_path, update_baselines=True)
+    first = [_case_record("distilbert/sst2", "fallback distilbert (dim=64)", "aaaa")]
+    persist(first, judge(first, settings, FINGERPRINT, tmp_path), settings, make_run_info())
+    elsewhere = _case_record("distilbert/sst2", "fallback distilbert (dim=64)", "aaaa")
+    elsewhere.fingerprint = dict(FINGERPRINT, id="epyc-runner", cpu_model="AMD EPYC 7763")
+    report = build_report([elsewhere], judge([elsewhere], _settings(tmp_path), elsewhere.fingerprint, tmp_path),
+                          make_run_info(), None)
+    [row] = report.rows
+    assert row.status == "unchanged" and row.change is None
+    assert row.interval_note == ("not compared: energy: no baseline measured on modelled: AMD EPYC 7763 x1 in "
+                                 "'default' yet (it holds modelled: Intel(R) Xeon(R) Platinum 8480C x1)")
+    assert row.interval_note.replace("'", "&#39;") in html.render(report)
