@@ -112,7 +112,6 @@ def render(report: Report, terminalreporter: Any, verbosity: int) -> None:
     if verbosity < 0:
         rows = [row for row in rows if row.status == "regression"]
     elif verbosity == 0 and len(rows) > DEFAULT_ROWS:
-        hidden = len(rows) - DEFAULT_ROWS
         keep = {id(row) for row in report.regressions}
         rows = [row for i, row in enumerate(rows) if i < DEFAULT_ROWS or id(row) in keep]
         console.print(Text(f"{len(report.rows) - len(rows)} rows not shown here (-v shows all, "
