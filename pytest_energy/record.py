@@ -13,7 +13,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = 1
+#: Version of the ``--energy-json`` document. 2: the gate's section, and ``per_1000_iterations_gross_wh``
+#: (was ``per_1000_iterations_wh``, which held net energy while every other per-1,000 figure is gross).
+SCHEMA_VERSION = 2
 
 METHODS = ("counter", "sampled", "modelled")
 #: A record's test outcome: pytest's, with xfail told apart ("error": its set-up or teardown failed).

@@ -44,7 +44,7 @@ def test_sum(energy):
 """)
     result, document = run(pytester, mode, "--energy-devices", "cpu,ram")
     result.assert_outcomes(passed=1)
-    assert document["schema_version"] == 1
+    assert document["schema_version"] == 2
     [record] = document["records"]
     assert record["name"] == "test_call_form_gives_modelled_per_iteration_joules.py::test_sum"
     assert record["methods"] == ["modelled"]
