@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from .config import Settings
+from .config import MAX_MIN_EFFECT, Settings
 from .gate import energy_values
 from .meter import Meter
 from .project import Project, ProjectError, pyproject_target, write_ini_options
@@ -222,7 +222,8 @@ def drift(noise: list[WindowNoise], group: str) -> float:
 
 # -- choosing ----------------------------------------------------------------------------------------
 def _thresholds(effect: float) -> list[float]:
-    return [round(share * effect, 6) for share in THRESHOLD_SHARES]
+    """Minimum effects to try for a target effect; only those the plugin accepts (--energy-min-effect's range)."""
+    return [t for t in (round(share * effect, 6) for share in THRESHOLD_SHARES) if t <= MAX_MIN_EFFECT]
 
 
 def _best(noise: list[WindowNoise], drifts: dict[str, float], target: Target, candidates: list[tuple[int, float]],

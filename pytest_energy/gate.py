@@ -144,7 +144,7 @@ def _energy_verdict(record: Record, kind: DeviceKind, metric: str, stored: store
 
     def verdict(status: str, message: str) -> Verdict:
         return Verdict(record.name, metric, status, None, None, None, threshold, set_name, message, False,
-                       stored.hardware)
+                       baseline_hardware=stored.hardware)
 
     current_scale = baseline_scale = 1.0
     if settings.normalise:
@@ -223,7 +223,8 @@ def _model_verdict(record: Record, baseline: store.Baseline, settings: Settings,
 
     def verdict(status: str, message: str, gating: bool = False) -> Verdict:
         return Verdict(record.name, "model", status, None, None, None, 0.0, set_name,
-                       message + (f"; {origin}" if origin else ""), gating, baseline.hardware)
+                       message + (f"; {origin}" if origin else ""), gating,
+                       baseline_hardware=baseline.hardware)
 
     refresh = _refresh(settings, set_name)
     if not previous:  # judged against nothing: counted with the verdicts that had no baseline
@@ -292,7 +293,7 @@ def _value_verdicts(record: Record, baseline: store.Baseline | None, settings: S
             verdicts.append(Verdict(record.name, proxy, "inconclusive", None, None, None, settings.min_effect,
                                     set_name, f"{proxy}: this run counted none (the baseline holds {previous:.4g}); "
                                     "a refresh with --energy-update-baselines stores what it counts now", False,
-                                    hardware))
+                                    baseline_hardware=hardware))
     return verdicts
 
 

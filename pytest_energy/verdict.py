@@ -36,7 +36,7 @@ import math
 import statistics
 import struct
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from functools import lru_cache
 from statistics import NormalDist
 from typing import Any, Iterable, Sequence
@@ -71,6 +71,7 @@ class Verdict:
     baseline_set: str
     message: str  # one line, shown in the terminal and reports
     gating: bool = True  # False where the gate must not fail on it (modelled energy, not asked)
+    _: KW_ONLY  # the rest by name only: a positional eleventh argument once landed in the wrong field
     by_budget: bool = False  # judged against a budget, which a refreshed baseline does not change
     baseline_hardware: str = ""  # fingerprint id of the runner its baseline was recorded on ("" for none)
 
@@ -441,7 +442,7 @@ def judge_value(
     def verdict(status: str, message: str, by_budget: bool = False) -> Verdict:
         ratio = value / baseline if baseline not in (None, 0) else None
         return Verdict(name, metric, status, ratio, None, None, tolerance.value, baseline_set, message, gating,
-                       by_budget)
+                       by_budget=by_budget)
 
     if budget is not None and sign * (value - budget) < 0:
         side = "below the minimum" if higher_is_better else "above the maximum"

@@ -108,7 +108,7 @@ def test_settings_come_from_the_projects_ini_and_the_environment(project, capsys
 def test_a_bad_setting_is_one_line_and_exit_2(project, capsys):
     (project / "pyproject.toml").write_text('[tool.pytest.ini_options]\nenergy_rounds = "many"\n')
     assert cli.main(["doctor"]) == 2
-    assert capsys.readouterr().err == "pytest-energy: ini energy_rounds has 'many', expected an integer >= 1\n"
+    assert capsys.readouterr().err == "pytest-energy: ini energy_rounds has 'many', expected an integer >= 1 and <= 1000\n"
     (project / "pyproject.toml").unlink()
     assert cli.main(["doctor", "--devices", "tpu"]) == 2
     assert "pytest-energy doctor --devices: unknown device 'tpu'" in capsys.readouterr().err

@@ -145,9 +145,10 @@ def test_inconclusive_lines_are_capped_under_the_head_line(tmp_path: Path) -> No
 # -- a record that cannot be judged, and a judge that cannot run ---------------------------------------
 def test_absurd_baseline_iterations_make_that_record_inconclusive(tmp_path: Path) -> None:
     _record_baselines(tmp_path, [_record("t.py::a", BASE), _record("t.py::b", BASE)])
-    path = store.set_folder(tmp_path / "baselines", HW, "default") / "t.py.json"
+    path = store.set_folder(tmp_path / "baselines", "default") / "t.py.json"
     data = json.loads(path.read_text())
-    data["records"]["t.py::a"]["rounds"][0]["iterations"] = 10**400
+    for energy in data["records"]["t.py::a"]["energy"].values():  # each device kind's rounds
+        energy["rounds"][0]["iterations"] = 10**400
     path.write_text(json.dumps(data))
     records = [_record("t.py::a", BASE), _record("t.py::b", _scaled(2.0))]
     judgement = judge(records, _settings(tmp_path), FINGERPRINT, tmp_path)
@@ -212,9 +213,11 @@ def test_update_run_passes_for_the_regression_it_rewrote(tmp_path: Path) -> None
     assert accuracy.status == "regression" and accuracy.gating and accuracy.by_budget
     # c's test failed: never judged, never written (the session fails through the test itself).
     assert not [v for v in judgement.verdicts if v.name == "t.py::c"]
-    stored = store.load_set(store.set_folder(tmp_path / "baselines", HW, "default")).baselines
-    assert stored["t.py::a"].rounds[0].net_per_iteration == pytest.approx(20.0)
-    assert stored["t.py::c"].rounds[0].net_per_iteration == pytest.approx(10.0)
+    stored = store.load_set(store.set_folder(tmp_path / "baselines", "default")).baselines
+    [energy_a] = stored["t.py::a"].energy.values()
+    [energy_c] = stored["t.py::c"].energy.values()
+    assert energy_a.rounds[0].net_per_iteration == pytest.approx(20.0)
+    assert energy_c.rounds[0].net_per_iteration == pytest.approx(10.0)
     [run] = History(tmp_path / "history.sqlite").runs()
     assert run.gate_failed
 
@@ -330,7 +333,8 @@ def test_absurd_baseline_is_one_line_and_the_gate_still_fails(energy_run, pytest
     assert energy_run(MANY_ROUNDS, "--energy-update-baselines", work=1.0).ret == 0
     [path] = (pytester.path / "baselines").rglob("test_faults.py.json")
     data = json.loads(path.read_text())
-    data["records"]["test_faults.py::test_many"]["rounds"][0]["iterations"] = 10**400
+    for energy in data["records"]["test_faults.py::test_many"]["energy"].values():  # each device kind's rounds
+        energy["rounds"][0]["iterations"] = 10**400
     path.write_text(json.dumps(data))
     result = energy_run(MANY_ROUNDS, seed=1, work=2.0)
     assert result.ret == 1, _lines(result)
