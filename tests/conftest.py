@@ -1,1 +1,19 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
 pytest_plugins = ["pytester"]
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty project folder as the current folder, with no PYTEST_ENERGY_* from the environment."""
+    for name in [n for n in os.environ if n.startswith("PYTEST_ENERGY")]:
+        monkeypatch.delenv(name)
+    folder = tmp_path / "project"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    return folder

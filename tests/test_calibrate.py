@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import sys
 import threading
@@ -32,15 +31,6 @@ from pytest_energy.simulation import Target
 WATTS = 40.0
 
 
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty project folder as the current folder, with no PYTEST_ENERGY_* from the environment."""
-    for name in [n for n in os.environ if n.startswith("PYTEST_ENERGY")]:
-        monkeypatch.delenv(name)
-    folder = tmp_path / "project"
-    folder.mkdir()
-    monkeypatch.chdir(folder)
-    return folder
 
 
 @pytest.fixture

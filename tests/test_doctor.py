@@ -4,7 +4,6 @@ and on a real GPU where there is one."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -37,15 +36,6 @@ def _real_gpu() -> str | None:
         pynvml.nvmlShutdown()
 
 
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty project folder as the current folder, with no PYTEST_ENERGY_* from the environment."""
-    for name in [n for n in os.environ if n.startswith("PYTEST_ENERGY")]:
-        monkeypatch.delenv(name)
-    folder = tmp_path / "project"
-    folder.mkdir()
-    monkeypatch.chdir(folder)
-    return folder
 
 
 def _json(capsys: pytest.CaptureFixture, *arguments: str) -> tuple[int, dict, str]:
