@@ -88,7 +88,6 @@ class TestContext:
     marker: dict[str, Any] = field(default_factory=dict)
     budgets: list[budgets.EnergyBudget] = field(default_factory=list)
     taken: list[_Taken] = field(default_factory=list)
-    names: dict[str, int] = field(default_factory=dict)  # name before any suffix -> times used
     given: set[str] = field(default_factory=set)  # every record name given in this test
     outcome: str = ""
     error: str = ""  # a bad marker: the test fails with this one line
@@ -134,12 +133,10 @@ class TestContext:
         one process (one xdist worker).
         """
         base = f"{self.nodeid}::{label}" if label else self.nodeid
-        count = self.names.get(base, 0) + 1
-        name = base if count == 1 else f"{base}#{count}"
+        name, count = base, 1
         while name in self.given:
             count += 1
             name = f"{base}#{count}"
-        self.names[base] = count
         self.given.add(name)
         return name
 
@@ -520,8 +517,9 @@ class EnergySession:
 def _gate_document(judgement: Any, records: list[Record]) -> dict[str, Any]:
     """The gate's part of the JSON: its outcome and head line, every verdict, and the records it did
     not judge with their test's outcome."""
+    # No verdict: the gate did not run, or could not judge (never "passed", whatever the exit status).
     outcome = ("incomplete" if judgement.incomplete else "failed" if judgement.gate_failed
-               else "passed" if judgement.summary else "not judged")  # no head line: the gate did not run
+               else "passed" if judgement.verdicts else "not judged")
     return {
         "outcome": outcome,
         "head": judgement.summary[0] if judgement.summary else "",
