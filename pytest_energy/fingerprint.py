@@ -189,3 +189,14 @@ def git_commit(rootdir: Path) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def git_branch(rootdir: Path) -> str | None:
+    """The branch checked out at ``rootdir``; None outside git or on a detached head (as CI checks out
+    a pull request's merge commit)."""
+    try:
+        head = subprocess.run(["git", "symbolic-ref", "--quiet", "--short", "HEAD"], cwd=rootdir,
+                              capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() or None if head.returncode == 0 else None

@@ -1,11 +1,19 @@
-"""History: every measured run appended to an embedded SQLite store, for trends and nightly reports.
+"""History: every measured run appended to one store, for trends and nightly reports.
+
+The store is an embedded SQLite file by default (a path: zero setup) or a shared server database for a
+fleet of runners (a URL, ``postgresql://user@host:5432/db``, driven by psycopg 3). Both are spoken to
+through SQLAlchemy Core, imported only when a store is opened (never at plugin load).
 
 Tables: ``meta`` (the schema version), ``runs`` (one row per session, the whole RunInfo as JSON too),
 ``records`` (one row per record of a run, the whole record as JSON too, so a report can be rebuilt
-from history alone) and ``verdicts`` (every verdict of the run). The SQL is kept to what PostgreSQL
-and MySQL also accept (standard types, no ``INSERT OR REPLACE``, no ``AUTOINCREMENT``, no ``LIMIT``),
-so a shared server database can be added behind the same class later; only the ``?`` placeholders
-and ``BEGIN IMMEDIATE`` (below) are SQLite's. SQLite's own file locking makes concurrent appends safe.
+from history alone) and ``verdicts`` (every verdict of the run). The schema is created on first
+append; a store of schema version 1 (before ``runs.branch``) is migrated in place, any other version
+is refused in one line.
+
+Appends are one transaction each, replacing a run stored under the same id, so runners appending at
+once never see half a run and importing a run twice stores it once. SQLite serialises writers by its
+file lock (``BEGIN IMMEDIATE``: taken at the start, so two writers cannot deadlock upgrading read
+locks); PostgreSQL by an advisory lock on the run id (and one on the schema while it is created).
 """
 
 from __future__ import annotations
@@ -13,15 +21,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sqlite3
 import struct
 import sys
 import time
 from collections import Counter
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar
 
 from .locking import describe_process, to_stderr
 from .record import Record, RunInfo, finite
@@ -32,77 +40,14 @@ except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
     from .gate import Judgement
 
-#: Version of the tables below; a store of another version is refused with what to do.
-SCHEMA_VERSION = 1
-
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS meta (
-        name VARCHAR(64) NOT NULL PRIMARY KEY,
-        value VARCHAR(255) NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS runs (
-        run_id VARCHAR(64) NOT NULL PRIMARY KEY,
-        started VARCHAR(40) NOT NULL,
-        finished VARCHAR(40),
-        fingerprint_id VARCHAR(200),
-        git_commit VARCHAR(80),
-        exitstatus INTEGER,
-        baseline_set VARCHAR(200),
-        gate_failed INTEGER,
-        record_count INTEGER,
-        regressions INTEGER,
-        total_net_joules DOUBLE PRECISION,
-        total_gross_joules DOUBLE PRECISION,
-        co2_grams DOUBLE PRECISION,
-        info_json TEXT NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS records (
-        run_id VARCHAR(64) NOT NULL,
-        name VARCHAR(1000) NOT NULL,
-        nodeid VARCHAR(1000) NOT NULL,
-        form VARCHAR(16),
-        unit VARCHAR(64),
-        iterations INTEGER,
-        per_iteration_net_joules DOUBLE PRECISION,
-        per_iteration_gross_joules DOUBLE PRECISION,
-        per_iteration_uncertainty_joules DOUBLE PRECISION,
-        normalised_net DOUBLE PRECISION,
-        total_net_joules DOUBLE PRECISION,
-        total_gross_joules DOUBLE PRECISION,
-        duration_seconds DOUBLE PRECISION,
-        co2_grams DOUBLE PRECISION,
-        methods VARCHAR(100),
-        outcome VARCHAR(16),
-        quality_json TEXT,
-        verdict_status VARCHAR(16),
-        verdict_ratio DOUBLE PRECISION,
-        record_json TEXT NOT NULL,
-        PRIMARY KEY (run_id, name)
-    )""",
-    "CREATE INDEX IF NOT EXISTS records_by_name ON records (name)",
-    """CREATE TABLE IF NOT EXISTS verdicts (
-        run_id VARCHAR(64) NOT NULL,
-        name VARCHAR(1000) NOT NULL,
-        metric VARCHAR(100) NOT NULL,
-        baseline_set VARCHAR(200) NOT NULL,
-        status VARCHAR(16) NOT NULL,
-        ratio DOUBLE PRECISION,
-        low DOUBLE PRECISION,
-        high DOUBLE PRECISION,
-        threshold DOUBLE PRECISION,
-        gating INTEGER,
-        message TEXT,
-        PRIMARY KEY (run_id, name, metric, baseline_set)
-    )""",
-)
-
-
-#: SQLite takes the write lock at the start (waiting up to the timeout), so two appending processes
-#: cannot deadlock upgrading read locks; the one SQLite-specific statement, kept here.
-_BEGIN_WRITE = "BEGIN IMMEDIATE"
-
+#: Version of the tables below; a store of another version is migrated (:data:`MIGRATIONS`) or refused.
+SCHEMA_VERSION = 2
+#: How a store of an older version becomes the current one: version -> what the step adds.
+MIGRATIONS = {1: "runs.branch (the git branch of each run)"}
 
 #: How long a store operation waits for another process's lock on the store before giving up.
 LOCK_WAIT_SECONDS = 60.0
@@ -113,16 +58,106 @@ LOCK_NOTICE_SECONDS = 3.0
 _ATTEMPT_SECONDS = 0.25
 #: SQLite's POSIX lock bytes on the store (pending, reserved, then the 510 shared bytes) at 1 GiB.
 _SQLITE_LOCK_BYTES = (0x40000000, 512)
+#: How long connecting to a database server may take before the run gives up its history row.
+CONNECT_SECONDS = 5
+#: The key space of this store's PostgreSQL advisory locks (the first of their two keys).
+_ADVISORY = 0x656E  # "en"
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 _T = TypeVar("_T")
 
 
 class HistoryError(RuntimeError):
-    """The history store cannot be used; the message is one line naming the file, the cause and what to do."""
+    """The history store cannot be used; the message is one line naming the store, the cause and what to do."""
 
 
-def _cause(error: sqlite3.Error) -> str:
-    """What went wrong, by SQLite's error name (Python 3.11+) or else its message."""
+def is_url(location: Path | str) -> bool:
+    """Whether a history location is a database URL (``postgresql://...``) rather than an SQLite path."""
+    return isinstance(location, str) and bool(_URL.match(location.strip()))
+
+
+_BUILT: dict[str, Any] = {}
+
+
+def _schema() -> Any:
+    """The tables, built on first use so that SQLAlchemy is imported only where a store is opened
+    (and again where SQLAlchemy was imported anew, as pytester's module snapshots make it be)."""
+    import sqlalchemy as sa
+
+    if _BUILT.get("sqlalchemy") is sa:
+        return _BUILT["metadata"]
+    metadata = sa.MetaData()
+    text = sa.Text
+    real = sa.Double
+    sa.Table("meta", metadata, sa.Column("name", sa.String(64), primary_key=True),
+             sa.Column("value", sa.String(255), nullable=False))
+    runs = sa.Table(
+        "runs", metadata,
+        sa.Column("run_id", sa.String(64), primary_key=True),
+        sa.Column("started", sa.String(40), nullable=False),
+        sa.Column("finished", sa.String(40)),
+        sa.Column("fingerprint_id", sa.String(200)),
+        sa.Column("git_commit", sa.String(80)),
+        sa.Column("exitstatus", sa.Integer),
+        sa.Column("baseline_set", sa.String(200)),
+        sa.Column("gate_failed", sa.Integer),
+        sa.Column("record_count", sa.Integer),
+        sa.Column("regressions", sa.Integer),
+        sa.Column("total_net_joules", real),
+        sa.Column("total_gross_joules", real),
+        sa.Column("co2_grams", real),
+        sa.Column("info_json", text, nullable=False),
+        sa.Column("branch", sa.String(200)),  # schema 2
+    )
+    sa.Index("runs_by_started", runs.c.started)
+    records = sa.Table(
+        "records", metadata,
+        sa.Column("run_id", sa.String(64), primary_key=True),
+        sa.Column("name", sa.String(1000), primary_key=True),
+        sa.Column("nodeid", sa.String(1000), nullable=False),
+        sa.Column("form", sa.String(16)),
+        sa.Column("unit", sa.String(64)),
+        sa.Column("iterations", sa.Integer),
+        sa.Column("per_iteration_net_joules", real),
+        sa.Column("per_iteration_gross_joules", real),
+        sa.Column("per_iteration_uncertainty_joules", real),
+        sa.Column("normalised_net", real),
+        sa.Column("total_net_joules", real),
+        sa.Column("total_gross_joules", real),
+        sa.Column("duration_seconds", real),
+        sa.Column("co2_grams", real),
+        sa.Column("methods", sa.String(100)),
+        sa.Column("outcome", sa.String(16)),
+        sa.Column("quality_json", text),
+        sa.Column("verdict_status", sa.String(16)),
+        sa.Column("verdict_ratio", real),
+        sa.Column("record_json", text, nullable=False),
+    )
+    sa.Index("records_by_name", records.c.name)
+    sa.Table(
+        "verdicts", metadata,
+        sa.Column("run_id", sa.String(64), primary_key=True),
+        sa.Column("name", sa.String(1000), primary_key=True),
+        sa.Column("metric", sa.String(100), primary_key=True),
+        sa.Column("baseline_set", sa.String(200), primary_key=True),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("ratio", real),
+        sa.Column("low", real),
+        sa.Column("high", real),
+        sa.Column("threshold", real),
+        sa.Column("gating", sa.Integer),
+        sa.Column("message", text),
+    )
+    _BUILT.update(sqlalchemy=sa, metadata=metadata)
+    return metadata
+
+
+def _table(name: str) -> Any:
+    return _schema().tables[name]
+
+
+def _sqlite_cause(error: BaseException) -> str:
+    """What went wrong in SQLite, by its error name (Python 3.11+) or else its message."""
     name = getattr(error, "sqlite_errorname", "")
     text = str(error).lower()
     if name.startswith("SQLITE_BUSY") or "database is locked" in text:
@@ -138,6 +173,16 @@ def _cause(error: sqlite3.Error) -> str:
     if name.startswith("SQLITE_FULL") or "disk is full" in text:
         return "full"
     return "other"
+
+
+def _driver_error(error: BaseException) -> BaseException:
+    """The driver's own error inside SQLAlchemy's wrapper (sqlite3's or psycopg's)."""
+    return getattr(error, "orig", None) or error
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
 
 
 def _lock_holder_pid(path: Path) -> int | None:
@@ -163,18 +208,6 @@ def _lock_holder_pid(path: Path) -> int | None:
     return pid if kind != fcntl.F_UNLCK and pid > 0 else None
 
 
-def _in_transaction(connection: sqlite3.Connection, change: Callable[[], Any]) -> None:
-    """Run ``change`` in one write transaction: all of it is stored, or (on any error, Ctrl-C too) none."""
-    connection.execute(_BEGIN_WRITE)
-    try:
-        change()
-        connection.execute("COMMIT")
-    except BaseException:
-        if connection.in_transaction:
-            connection.execute("ROLLBACK")
-        raise
-
-
 @dataclass
 class RunRow:
     """One stored run."""
@@ -193,6 +226,7 @@ class RunRow:
     total_gross_joules: float | None
     co2_grams: float | None
     info: dict[str, Any] = field(default_factory=dict)  # the RunInfo as stored
+    branch: str | None = None  # the git branch checked out (None before schema 2, or outside git)
 
 
 @dataclass
@@ -221,36 +255,154 @@ def _number(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-class History:
-    """The SQLite history at ``path``. Reading never creates the file; :meth:`append` does.
+def _rows_of(run_info: RunInfo, records: list[Record], judgement: Judgement | None) -> tuple[dict, list, list]:
+    """The run's row, its records' rows and its verdicts' rows, as the tables hold them."""
+    verdicts = judgement.verdicts if judgement is not None else []
+    baseline_set = judgement.baseline_set if judgement is not None else None
+    energy = {v.name: v for v in verdicts if v.metric == "energy" and v.baseline_set == baseline_set}
+    valid = [r for r in records if r.valid]
+    run_row = {
+        "run_id": run_info.run_id, "started": run_info.started, "finished": run_info.finished,
+        "fingerprint_id": run_info.fingerprint.get("id"), "git_commit": run_info.git_commit,
+        "branch": run_info.branch, "exitstatus": run_info.exitstatus, "baseline_set": baseline_set,
+        "gate_failed": int(bool(judgement and judgement.gate_failed)), "record_count": len(records),
+        "regressions": len({v.name for v in verdicts if v.status == "regression"}),  # records, as the gate's head line
+        "total_net_joules": _number(sum(r.total_net_joules for r in valid)),
+        "total_gross_joules": _number(sum(r.total_gross_joules for r in valid)),
+        "co2_grams": _number(sum(r.co2_grams for r in valid)),
+        "info_json": json.dumps(finite(run_info.to_dict()), sort_keys=True, allow_nan=False),
+    }
+    record_rows = []
+    for record in records:
+        verdict = energy.get(record.name)
+        quality = {k: v.get("value") if isinstance(v, dict) else v for k, v in record.quality.items()}
+        record_rows.append({
+            "run_id": run_info.run_id, "name": record.name, "nodeid": record.nodeid, "form": record.form,
+            "unit": record.unit, "iterations": record.iterations,
+            "per_iteration_net_joules": _number(record.per_iteration_net_joules),
+            "per_iteration_gross_joules": _number(record.per_iteration_gross_joules),
+            "per_iteration_uncertainty_joules": _number(record.per_iteration_uncertainty_joules),
+            "normalised_net": _number(record.normalised.get("per_iteration_net")),
+            "total_net_joules": _number(record.total_net_joules),
+            "total_gross_joules": _number(record.total_gross_joules),
+            "duration_seconds": _number(record.duration_seconds), "co2_grams": _number(record.co2_grams),
+            "methods": ",".join(record.methods), "outcome": record.outcome,
+            "quality_json": json.dumps(finite(quality), sort_keys=True),
+            "verdict_status": verdict.status if verdict else None,
+            "verdict_ratio": _number(verdict.ratio) if verdict and verdict.ratio is not None else None,
+            "record_json": json.dumps(finite(record.to_dict()), sort_keys=True, allow_nan=False),
+        })
+    verdict_rows = [
+        {"run_id": run_info.run_id, "name": v.name, "metric": v.metric, "baseline_set": v.baseline_set,
+         "status": v.status, "ratio": _number(v.ratio), "low": _number(v.low), "high": _number(v.high),
+         "threshold": _number(v.threshold), "gating": int(v.gating), "message": v.message}
+        for v in verdicts
+    ]
+    return run_row, record_rows, verdict_rows
 
-    While another process holds the store's lock, an operation waits up to :data:`LOCK_WAIT_SECONDS`,
-    saying so through ``notify`` (stderr) after :data:`LOCK_NOTICE_SECONDS`. Every failure, Ctrl-C
-    during the wait included, is one :class:`HistoryError` line naming its cause.
+
+class History:
+    """The history store at ``location``: an SQLite file path, or a database URL
+    (``postgresql://user@host:5432/db``; ``postgresql+psycopg://`` too). Reading never creates a
+    store; :meth:`append` does, its schema with it.
+
+    While another process holds an SQLite store's lock, an operation waits up to
+    :data:`LOCK_WAIT_SECONDS`, saying so through ``notify`` (stderr) after :data:`LOCK_NOTICE_SECONDS`.
+    Every failure, an unreachable server and Ctrl-C during the wait included, is one
+    :class:`HistoryError` line naming its cause.
     """
 
-    def __init__(self, path: Path | str, *, notify: Callable[[str], None] | None = None) -> None:
-        self.path = Path(path)
+    def __init__(self, location: Path | str, *, notify: Callable[[str], None] | None = None) -> None:
+        self.url: str | None = location.strip() if is_url(location) else None
+        self.path: Path | None = None if self.url else Path(location)
         self.notify = notify or to_stderr
+        self._engine: Engine | None = None
+        if self.url and self.url.lower().startswith("sqlite:///"):  # an SQLite URL is its path
+            self.path, self.url = Path(self.url[len("sqlite:///"):]), None
 
-    def _use(self, work: Callable[[sqlite3.Connection], _T], create: bool = False) -> _T:
-        """``work`` on a checked connection (the schema created first with ``create``), tried again
-        while another process holds the lock."""
-        if not create and not self.path.exists():
-            raise HistoryError(f"pytest-energy: no history at {self.path}; run `pytest --energy` first "
-                               "or give the path of an existing history")
-        if self.path.is_dir():
-            raise HistoryError(f"pytest-energy: history {self.path} is a folder; give --energy-history a file path")
-        if create:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+    @property
+    def where(self) -> str:
+        """The store as a message names it: its path, or its URL without the password."""
+        if self.path is not None:
+            return str(self.path)
+        try:
+            from sqlalchemy.engine import make_url
+
+            return make_url(self.url).render_as_string(hide_password=True)
+        except Exception:  # an unparseable URL: said by _connectable; never echo a password here
+            return self.url.split("@")[-1] if "@" in self.url else self.url
+
+    def __str__(self) -> str:
+        return self.where
+
+    # -- connecting ------------------------------------------------------------------------------
+    def _connectable(self) -> Engine:
+        if self._engine is None:
+            self._engine = self._sqlite_engine() if self.path is not None else self._server_engine()
+        return self._engine
+
+    def _sqlite_engine(self) -> Engine:
+        import sqlalchemy as sa
+        from sqlalchemy.pool import NullPool
+
+        # NullPool: each operation opens and closes its connection, so no lock outlives it and the
+        # lock holder can be asked of the OS between attempts (see _lock_holder_pid).
+        engine = sa.create_engine(sa.engine.URL.create("sqlite", database=str(self.path)), poolclass=NullPool,
+                                  connect_args={"timeout": _ATTEMPT_SECONDS})
+
+        @sa.event.listens_for(engine, "connect")
+        def _manual(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None  # transactions are begun below, DDL inside them too
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(connection: Connection) -> None:
+            writes = connection.get_execution_options().get("write", False)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+
+        return engine
+
+    def _server_engine(self) -> Engine:
+        import sqlalchemy as sa
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+        from sqlalchemy.pool import NullPool
+
+        try:
+            url = sa.engine.make_url(self.url)
+        except ArgumentError:
+            raise HistoryError(f"pytest-energy: history {self.where} is not a database URL; give "
+                               "postgresql://user@host:5432/db or a file path for SQLite") from None
+        if url.get_backend_name() != "postgresql":
+            raise HistoryError(f"pytest-energy: history {self.where}: {url.get_backend_name()} is not supported; "
+                               "give a postgresql://user@host:5432/db URL or a file path for SQLite")
+        if url.get_driver_name() != "psycopg":  # psycopg 3, whatever the URL names (SQLAlchemy's default is psycopg2)
+            url = url.set(drivername="postgresql+psycopg")
+        try:
+            return sa.create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": CONNECT_SECONDS})
+        except (NoSuchModuleError, ImportError):
+            raise HistoryError(f"pytest-energy: history {self.where} needs psycopg 3: pip install "
+                               "'pytest-energy[postgres]'") from None
+
+    def _use(self, work: Callable[[Connection], _T], create: bool = False) -> _T:
+        """``work`` in one transaction on a checked store (its schema created or migrated first with
+        ``create``), tried again while another process holds an SQLite store's lock."""
+        if self.path is not None:
+            if not create and not self.path.exists():
+                raise HistoryError(f"pytest-energy: no history at {self.path}; run `pytest --energy` first "
+                                   "or give the path of an existing history")
+            if self.path.is_dir():
+                raise HistoryError(f"pytest-energy: history {self.path} is a folder; give --energy-history a file path")
+            if create:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         waiting = noticed = False
         try:
             while True:
                 try:
                     return self._attempt(work, create)
-                except sqlite3.Error as error:
-                    if _cause(error) != "locked":
+                except HistoryError:
+                    raise
+                except Exception as error:
+                    if self.path is None or _sqlite_cause(_driver_error(error)) != "locked":
                         raise HistoryError(self._explain(error)) from None
                 waiting = True
                 time.sleep(_ATTEMPT_SECONDS / 5)  # SQLite may answer "locked" at once: no busy loop
@@ -266,175 +418,237 @@ class History:
         except KeyboardInterrupt:
             # Ctrl-C while the store is locked: one line, and the session's other stages still run.
             during = f" while it was locked by {self._holder()}" if waiting else ""
-            raise HistoryError(f"pytest-energy: history {self.path}: interrupted{during}; nothing written "
+            raise HistoryError(f"pytest-energy: history {self.where}: interrupted{during}; nothing written "
                                "to it") from None
 
-    def _attempt(self, work: Callable[[sqlite3.Connection], _T], create: bool) -> _T:
-        # isolation_level=None: transactions are opened explicitly, so DDL is inside them too.
-        with closing(sqlite3.connect(str(self.path), timeout=_ATTEMPT_SECONDS, isolation_level=None)) as connection:
-            if create:
-                _in_transaction(connection, lambda: self._create_schema(connection))
-            self._check_schema(connection)
-            return work(connection)
+    def _attempt(self, work: Callable[[Connection], _T], create: bool) -> _T:
+        engine = self._connectable()
+        try:
+            opened = engine.connect()
+        except Exception as error:
+            if self.path is not None:
+                raise
+            raise HistoryError(f"pytest-energy: history {self.where} cannot be reached "
+                               f"({_first_line(_driver_error(error))}); check that the server runs and the URL, "
+                               "or point --energy-history at a file path") from None
+        with opened:
+            connection = opened.execution_options(write=create)
+            with connection.begin():
+                if create:
+                    self._create_schema(connection)
+                elif self._version(connection) in {str(version) for version in MIGRATIONS}:
+                    self._migrate(connection)  # a store of an older version is migrated on first use
+                self._check_schema(connection)
+                return work(connection)
 
     def _holder(self) -> str:
-        return describe_process(_lock_holder_pid(self.path))
+        return describe_process(_lock_holder_pid(self.path)) if self.path is not None else "another process"
 
-    def _explain(self, error: sqlite3.Error) -> str:
+    def _explain(self, error: Exception) -> str:
         """One line for a store error: its cause and what to do about it."""
-        cause, folder = _cause(error), self.path.parent
+        original = _driver_error(error)
+        if self.path is None:
+            return f"pytest-energy: history {self.where} could not be used ({type(original).__name__}: " \
+                   f"{_first_line(original)})"
+        cause, folder = _sqlite_cause(original), self.path.parent
         if cause == "read-only":
-            return (f"pytest-energy: history {self.path} is read-only ({error}); make the file and its folder "
+            return (f"pytest-energy: history {self.path} is read-only ({original}); make the file and its folder "
                     f"writable (chmod u+w {self.path} {folder}) or point --energy-history elsewhere")
         if cause == "cannot open":
-            return (f"pytest-energy: history {self.path} cannot be opened ({error}); the file and its folder "
+            return (f"pytest-energy: history {self.path} cannot be opened ({original}); the file and its folder "
                     f"{folder} must be readable and writable (SQLite keeps a journal beside the store): "
                     f"chmod u+rw {self.path}; chmod u+rwx {folder}; or point --energy-history elsewhere")
         if cause == "duplicate":
-            return (f"pytest-energy: history {self.path}: a key of this run repeats ({error}); this is a "
+            return (f"pytest-energy: history {self.path}: a key of this run repeats ({original}); this is a "
                     "pytest-energy bug, please report it (the run's records are in its JSON output)")
         if cause == "full":
-            return f"pytest-energy: history {self.path}: the disk is full ({error}); free space and run again"
+            return f"pytest-energy: history {self.path}: the disk is full ({original}); free space and run again"
         if cause == "corrupt":
-            return (f"pytest-energy: history {self.path} is not a usable SQLite store ({error}); "
+            return (f"pytest-energy: history {self.path} is not a usable SQLite store ({original}); "
                     "move it aside or use another --energy-history path")
-        return f"pytest-energy: history {self.path} could not be used ({type(error).__name__}: {error})"
+        return f"pytest-energy: history {self.path} could not be used ({type(original).__name__}: {original})"
 
-    def _create_schema(self, connection: sqlite3.Connection) -> None:
-        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    # -- the schema ------------------------------------------------------------------------------
+    def _tables(self, connection: Connection) -> set[str]:
+        import sqlalchemy as sa
+
+        return set(sa.inspect(connection).get_table_names())
+
+    def _create_schema(self, connection: Connection) -> None:
+        import sqlalchemy as sa
+
+        if connection.dialect.name == "postgresql":  # runners creating the schema at once: one at a time
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:space, 0)"), {"space": _ADVISORY})
+        tables = self._tables(connection)
         if tables and "meta" not in tables:  # another program's database: never add tables to it
-            raise HistoryError(f"pytest-energy: history {self.path} is another program's SQLite database (tables "
+            kind = "SQLite database" if self.path is not None else "database"
+            raise HistoryError(f"pytest-energy: history {self.where} is another program's {kind} (tables "
                                f"{', '.join(sorted(tables)[:3])}); move it aside or use another --energy-history path")
-        for statement in _SCHEMA:
-            connection.execute(statement)
-        if connection.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone() is None:
-            connection.execute("INSERT INTO meta (name, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        if not tables:
+            _schema().create_all(connection)
+            connection.execute(_table("meta").insert(), {"name": "schema_version", "value": str(SCHEMA_VERSION)})
+            return
+        if self._version(connection) in {str(version) for version in MIGRATIONS}:
+            self._migrate(connection)
 
-    def _check_schema(self, connection: sqlite3.Connection) -> None:
+    def _migrate(self, connection: Connection) -> None:
+        """Schema 1 -> 2 (the only step so far): the runs' git branch (unknown for the runs stored
+        before) and an index of runs by start."""
+        import sqlalchemy as sa
+
+        connection.execute(sa.text("ALTER TABLE runs ADD COLUMN branch VARCHAR(200)"))
+        next(i for i in _table("runs").indexes if i.name == "runs_by_started").create(connection, checkfirst=True)
+        meta = _table("meta")
+        connection.execute(meta.update().where(meta.c.name == "schema_version").values(value=str(SCHEMA_VERSION)))
+
+    def _version(self, connection: Connection) -> str | None:
+        import sqlalchemy as sa
+
+        meta = _table("meta")
+        if "meta" not in self._tables(connection):  # a new store, or another program's
+            return None
         try:
-            row = connection.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
-        except sqlite3.OperationalError as error:
-            if _cause(error) != "other":  # locked, unreadable...: not a question of the schema
-                raise
-            row = None
-        version = row[0] if row else None
+            return connection.execute(sa.select(meta.c.value).where(meta.c.name == "schema_version")).scalar()
+        except sa.exc.OperationalError as error:
+            if self.path is None or _sqlite_cause(_driver_error(error)) != "other":
+                raise  # locked, unreadable...: not a question of the schema
+            return None
+
+    def _check_schema(self, connection: Connection) -> None:
+        if self.path is None and "meta" not in self._tables(connection):
+            raise HistoryError(f"pytest-energy: no history in {self.where} yet; run `pytest --energy "
+                               f"--energy-history {self.where}` first")
+        version = self._version(connection)
         if version != str(SCHEMA_VERSION):
             if version is not None and version.isdigit() and int(version) > SCHEMA_VERSION:
-                raise HistoryError(f"pytest-energy: history {self.path} has schema version {version}, newer "
+                raise HistoryError(f"pytest-energy: history {self.where} has schema version {version}, newer "
                                    f"than this pytest-energy reads ({SCHEMA_VERSION}); upgrade pytest-energy")
-            raise HistoryError(f"pytest-energy: history {self.path} has schema version {version!r}, not "
+            raise HistoryError(f"pytest-energy: history {self.where} has schema version {version!r}, not "
                                f"{SCHEMA_VERSION}; move it aside or use another --energy-history path")
 
     # -- writing ---------------------------------------------------------------------------------
     def append(self, run_info: RunInfo, records: list[Record], judgement: Judgement | None = None) -> None:
         """Store one run, its records and its verdicts (again, replacing, if the run id is stored)."""
-        verdicts = judgement.verdicts if judgement is not None else []
-        baseline_set = judgement.baseline_set if judgement is not None else None
-        energy = {v.name: v for v in verdicts if v.metric == "energy" and v.baseline_set == baseline_set}
-        valid = [r for r in records if r.valid]
-        run_row = (
-            run_info.run_id, run_info.started, run_info.finished, run_info.fingerprint.get("id"),
-            run_info.git_commit, run_info.exitstatus, baseline_set,
-            int(bool(judgement and judgement.gate_failed)), len(records),
-            len({v.name for v in verdicts if v.status == "regression"}),  # records, as the gate's head line
-            _number(sum(r.total_net_joules for r in valid)), _number(sum(r.total_gross_joules for r in valid)),
-            _number(sum(r.co2_grams for r in valid)),
-            json.dumps(finite(run_info.to_dict()), sort_keys=True, allow_nan=False),
-        )
-        record_rows = []
-        for record in records:
-            verdict = energy.get(record.name)
-            quality = {k: v.get("value") if isinstance(v, dict) else v for k, v in record.quality.items()}
-            record_rows.append((
-                run_info.run_id, record.name, record.nodeid, record.form, record.unit, record.iterations,
-                _number(record.per_iteration_net_joules), _number(record.per_iteration_gross_joules),
-                _number(record.per_iteration_uncertainty_joules), _number(record.normalised.get("per_iteration_net")),
-                _number(record.total_net_joules), _number(record.total_gross_joules),
-                _number(record.duration_seconds), _number(record.co2_grams), ",".join(record.methods),
-                record.outcome, json.dumps(finite(quality), sort_keys=True),
-                verdict.status if verdict else None,
-                _number(verdict.ratio) if verdict and verdict.ratio is not None else None,
-                json.dumps(finite(record.to_dict()), sort_keys=True, allow_nan=False),
-            ))
-        verdict_rows = [
-            (run_info.run_id, v.name, v.metric, v.baseline_set, v.status, _number(v.ratio), _number(v.low),
-             _number(v.high), _number(v.threshold), int(v.gating), v.message)
-            for v in verdicts
-        ]
+        import sqlalchemy as sa
+
+        run_row, record_rows, verdict_rows = _rows_of(run_info, records, judgement)
         repeated = sorted(name for name, count in Counter(r.name for r in records).items() if count > 1)
         if repeated:  # names are unique by construction (TestContext.name_for): say so, never half a run
-            raise HistoryError(f"pytest-energy: history {self.path}: {len(repeated)} record names repeat in run "
+            raise HistoryError(f"pytest-energy: history {self.where}: {len(repeated)} record names repeat in run "
                                f"{run_info.run_id} (first {repeated[0]!r}); this is a pytest-energy bug, please "
                                "report it (the run's records are in its JSON output)")
 
-        def write(connection: sqlite3.Connection) -> None:
-            for table in ("verdicts", "records", "runs"):
-                connection.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_info.run_id,))
-            connection.execute(f"INSERT INTO runs VALUES ({', '.join('?' * len(run_row))})", run_row)
+        def write(connection: Connection) -> None:
+            if connection.dialect.name == "postgresql":  # the same run imported by two runners at once
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:space, hashtext(:run_id))"),
+                                   {"space": _ADVISORY, "run_id": run_info.run_id})
+            for name in ("verdicts", "records", "runs"):
+                table = _table(name)
+                connection.execute(table.delete().where(table.c.run_id == run_info.run_id))
+            connection.execute(_table("runs").insert(), run_row)
             if record_rows:
-                connection.executemany(
-                    f"INSERT INTO records VALUES ({', '.join('?' * len(record_rows[0]))})", record_rows)
+                connection.execute(_table("records").insert(), record_rows)
             if verdict_rows:
-                connection.executemany(
-                    f"INSERT INTO verdicts VALUES ({', '.join('?' * len(verdict_rows[0]))})", verdict_rows)
+                connection.execute(_table("verdicts").insert(), verdict_rows)
 
-        self._use(lambda connection: _in_transaction(connection, lambda: write(connection)), create=True)
+        self._use(write, create=True)
 
     # -- reading ---------------------------------------------------------------------------------
-    def _rows(self, query: str, parameters: tuple[Any, ...] = (), limit: int | None = None) -> list[tuple[Any, ...]]:
+    def _rows(self, query: Any, limit: int | None = None) -> list[Any]:
         """The rows of one query (the first ``limit`` where given)."""
-        def fetch(connection: sqlite3.Connection) -> list[tuple[Any, ...]]:
-            cursor = connection.execute(query, parameters)
-            return cursor.fetchall() if limit is None else cursor.fetchmany(limit)
+        return self._use(lambda connection: list(connection.execute(query if limit is None else query.limit(limit))))
 
-        return self._use(fetch)
+    def stored(self, run_ids: Iterable[str]) -> set[str]:
+        """Which of ``run_ids`` the store holds (none where the store does not exist yet)."""
+        import sqlalchemy as sa
+
+        wanted = sorted(set(run_ids))
+        if not wanted or (self.path is not None and not self.path.exists()):
+            return set()
+        runs = _table("runs")
+        found: set[str] = set()
+        for start in range(0, len(wanted), 500):  # bound the statement's parameters
+            query = sa.select(runs.c.run_id).where(runs.c.run_id.in_(wanted[start:start + 500]))
+            found.update(row.run_id for row in self._rows(query))
+        return found
 
     def runs(self, limit: int | None = None) -> list[RunRow]:
         """Stored runs, newest first; the ``limit`` newest where given."""
-        rows = self._rows(
-            "SELECT run_id, started, finished, fingerprint_id, git_commit, exitstatus, baseline_set, "
-            "gate_failed, record_count, regressions, total_net_joules, total_gross_joules, co2_grams, "
-            "info_json FROM runs ORDER BY started DESC, run_id DESC", limit=limit)
-        return [RunRow(*row[:7], bool(row[7]), row[8] or 0, row[9] or 0, *row[10:13], json.loads(row[13]))
-                for row in rows]
+        import sqlalchemy as sa
+
+        runs = _table("runs")
+        rows = self._rows(sa.select(runs).order_by(runs.c.started.desc(), runs.c.run_id.desc()), limit)
+        return [RunRow(
+            run_id=row.run_id, started=row.started, finished=row.finished, fingerprint_id=row.fingerprint_id,
+            git_commit=row.git_commit, exitstatus=row.exitstatus, baseline_set=row.baseline_set,
+            gate_failed=bool(row.gate_failed), records=row.record_count or 0, regressions=row.regressions or 0,
+            total_net_joules=row.total_net_joules, total_gross_joules=row.total_gross_joules,
+            co2_grams=row.co2_grams, info=json.loads(row.info_json), branch=row.branch,
+        ) for row in rows]
 
     def case_history(self, name: str, limit: int | None = None) -> list[CaseRow]:
         """One record name across runs, oldest first; the ``limit`` newest where given."""
-        rows = self._rows(
-            "SELECT r.run_id, u.started, u.git_commit, u.fingerprint_id, r.per_iteration_net_joules, "
-            "r.per_iteration_gross_joules, r.per_iteration_uncertainty_joules, r.normalised_net, "
-            "r.iterations, r.unit, r.methods, r.co2_grams, r.outcome, r.quality_json, r.verdict_status, "
-            "r.verdict_ratio FROM records r JOIN runs u ON u.run_id = r.run_id WHERE r.name = ? "
-            "ORDER BY u.started DESC, r.run_id DESC", (name,), limit)
+        import sqlalchemy as sa
+
+        r, u = _table("records"), _table("runs")
+        query = (sa.select(r.c.run_id, u.c.started, u.c.git_commit, u.c.fingerprint_id, r.c.per_iteration_net_joules,
+                           r.c.per_iteration_gross_joules, r.c.per_iteration_uncertainty_joules, r.c.normalised_net,
+                           r.c.iterations, r.c.unit, r.c.methods, r.c.co2_grams, r.c.outcome, r.c.quality_json,
+                           r.c.verdict_status, r.c.verdict_ratio)
+                 .join(u, u.c.run_id == r.c.run_id).where(r.c.name == name)
+                 .order_by(u.c.started.desc(), r.c.run_id.desc()))
         return [
             CaseRow(*row[:10], [m for m in (row[10] or "").split(",") if m], row[11], row[12],
                     json.loads(row[13] or "{}"), row[14], row[15])
-            for row in reversed(rows)
+            for row in reversed(self._rows(query, limit))
         ]
 
     def series(self, fingerprint_id: str | None = None) -> dict[str, list[tuple[str, float | None, str | None]]]:
         """Every record name -> [(run started, per-iteration net joules, energy verdict status)], oldest
         first; only runs on ``fingerprint_id`` where given (joules of different hardware do not mix)."""
-        query = ("SELECT r.name, u.started, r.per_iteration_net_joules, r.verdict_status FROM records r "
-                 "JOIN runs u ON u.run_id = r.run_id")
-        parameters: tuple[str, ...] = ()
+        import sqlalchemy as sa
+
+        r, u = _table("records"), _table("runs")
+        query = sa.select(r.c.name, u.c.started, r.c.per_iteration_net_joules, r.c.verdict_status).join(
+            u, u.c.run_id == r.c.run_id)
         if fingerprint_id is not None:
-            query += " WHERE u.fingerprint_id = ?"
-            parameters = (fingerprint_id,)
-        rows = self._rows(query + " ORDER BY u.started, r.run_id", parameters)
+            query = query.where(u.c.fingerprint_id == fingerprint_id)
         series: dict[str, list[tuple[str, float | None, str | None]]] = {}
-        for name, started, joules, status in rows:
+        for name, started, joules, status in self._rows(query.order_by(u.c.started, r.c.run_id)):
             series.setdefault(name, []).append((started, joules, status))
         return series
 
+    def records_of(self, run_ids: Sequence[str]) -> dict[str, list[Record]]:
+        """The full records of several runs in one query: run id -> records (by name); a run the store
+        does not hold maps to []."""
+        import sqlalchemy as sa
+
+        records = _table("records")
+        found: dict[str, list[Record]] = {run_id: [] for run_id in run_ids}
+        query = (sa.select(records.c.run_id, records.c.record_json).where(records.c.run_id.in_(list(found)))
+                 .order_by(records.c.run_id, records.c.name))
+        for run_id, text in self._rows(query):
+            found[run_id].append(Record.from_dict(json.loads(text)))
+        return found
+
     def records(self, run_id: str) -> list[Record]:
         """The full records of one run, rebuilt as :class:`Record` objects."""
-        rows = self._rows("SELECT record_json FROM records WHERE run_id = ? ORDER BY name", (run_id,))
-        return [Record.from_dict(json.loads(row[0])) for row in rows]
+        return self.records_of([run_id])[run_id]
+
+    def verdicts_of(self, run_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """The stored verdicts of several runs in one query: run id -> verdicts as :meth:`verdicts` gives them."""
+        import sqlalchemy as sa
+
+        v = _table("verdicts")
+        keys = ("name", "metric", "status", "ratio", "low", "high", "threshold", "baseline_set", "message", "gating")
+        found: dict[str, list[dict[str, Any]]] = {run_id: [] for run_id in run_ids}
+        query = (sa.select(v.c.run_id, *(v.c[key] for key in keys)).where(v.c.run_id.in_(list(found)))
+                 .order_by(v.c.run_id, v.c.name, v.c.metric, v.c.baseline_set))
+        for row in self._rows(query):
+            found[row[0]].append(dict(zip(keys, (*row[1:10], bool(row[10])))))
+        return found
 
     def verdicts(self, run_id: str) -> list[dict[str, Any]]:
         """The stored verdicts of one run, as dicts with the fields of :class:`~pytest_energy.verdict.Verdict`."""
-        rows = self._rows("SELECT name, metric, status, ratio, low, high, threshold, baseline_set, message, gating "
-                          "FROM verdicts WHERE run_id = ? ORDER BY name, metric, baseline_set", (run_id,))
-        keys = ("name", "metric", "status", "ratio", "low", "high", "threshold", "baseline_set", "message", "gating")
-        return [dict(zip(keys, row[:9] + (bool(row[9]),))) for row in rows]
+        return self.verdicts_of([run_id])[run_id]
+

@@ -202,6 +202,16 @@ class RunInfo:
     reference_joules: dict[str, float]  # device -> joules of the reference workload (normalisation)
     notes: list[str] = field(default_factory=list)  # source warnings shown once
     exitstatus: int = 0  # the process's exit status, the gate's included (the tests' alone until judged)
+    branch: str | None = None  # the git branch checked out (None outside git or on a detached head)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunInfo:
+        """Rebuild run facts from :meth:`to_dict` output, a JSON document's ``session`` of any schema
+        version (keys a hook added are ignored; ones an older version lacks keep their defaults)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["carbon"] = Carbon(**data["carbon"])
+        return cls(**kwargs)

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator
 from . import budget as budgets
 from .carbon import grams, resolve_carbon
 from .config import Settings, path_setting
-from .fingerprint import fingerprint, git_commit
+from .fingerprint import fingerprint, git_branch, git_commit
 from .fixture import Block
 from .meter import END, START, Measured, Meter, Taken
 from .record import Record, RunInfo, per_iteration_stats, session_document
@@ -158,6 +158,7 @@ class EnergySession:
         self.started = _now()
         self.run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(2)
         self.git_commit = git_commit(rootpath)
+        self.git_branch = git_branch(rootpath)
         self.notes: list[str] = []
         self.fingerprint: dict[str, Any] = {}
         self.reference_joules: dict[str, float] = {}
@@ -395,6 +396,7 @@ class EnergySession:
             finished=_now(),
             fingerprint=self.fingerprint,
             git_commit=self.git_commit,
+            branch=self.git_branch,
             settings=dict(self.settings.values),
             carbon=self.carbon,
             idle_watts=self.idle_watts,

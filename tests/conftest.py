@@ -4,6 +4,9 @@ import os
 from pathlib import Path
 
 import pytest
+# Imported before any test: pytester drops the modules a test imported when it ends, and SQLAlchemy
+# (which the history stores import when first used) cannot be imported a second time in one process.
+import sqlalchemy  # noqa: F401
 
 pytest_plugins = ["pytester"]
 

@@ -279,7 +279,7 @@ def test_loading_the_plugin_imports_nothing_heavy(pytester):
     pytester.makeconftest("""
 import sys
 def pytest_sessionfinish(session):
-    heavy = [m for m in ("torch", "transformers", "codecarbon", "rich", "jinja2") if m in sys.modules]
+    heavy = [m for m in ("torch", "transformers", "codecarbon", "rich", "jinja2", "sqlalchemy") if m in sys.modules]
     print("HEAVY:", heavy)
     print("OURS:", sorted(m for m in sys.modules if m.startswith("pytest_energy")))
 """)
@@ -291,7 +291,7 @@ def pytest_sessionfinish(session):
             "'pytest_energy.plugin', 'pytest_energy.record', 'pytest_energy.units']" in result.stdout.lines)
     probe = subprocess.run(
         [sys.executable, "-c", "import sys, pytest_energy.plugin; "
-         "print([m for m in ('torch', 'transformers', 'codecarbon') if m in sys.modules])"],
+         "print([m for m in ('torch', 'transformers', 'codecarbon', 'sqlalchemy') if m in sys.modules])"],
         capture_output=True, text=True, check=True)
     assert probe.stdout.strip() == "[]"
 
