@@ -717,3 +717,62 @@ def adopt_models(root: Path, run: dict[str, Any]) -> list[str]:
                          + (f"; {len(skipped)} left without (that run counted other work: " + ", ".join(skipped) + ")"
                             if skipped else ""))
     return lines or [f"pytest-energy: no baseline under {root} lacks a model the run names"]
+
+
+# -- baselines from history ---------------------------------------------------------------------------
+@dataclass
+class Pooled:
+    """Baselines pooled from several runs (:func:`pooled`), with how many runs fed each device kind."""
+
+    baselines: list[Baseline] = field(default_factory=list)
+    runs_per_kind: dict[str, int] = field(default_factory=dict)  # device kind id -> runs pooled
+
+
+def _same_work(record: Record, newest: Record) -> bool:
+    """Whether an older record measured what the newest did: the same model and the same counted work."""
+    return model_identity(record) == model_identity(newest) and work_values(record) == work_values(newest)
+
+
+def pooled(runs: Sequence[Sequence[Record]], last: int, fields: Sequence[str] = DEFAULT_KIND_FIELDS) -> Pooled:
+    """Baselines from the records of the newest ``last`` runs of each device kind, their rounds pooled.
+
+    ``runs`` holds each run's records, newest run first. For each device kind, the ``last`` newest runs
+    that measured a record on it are taken; a record's energy on that kind is the rounds of all of them
+    that measured the same model and work as the newest (an older run of other work is not its steady
+    state), with their reference-workload joules averaged. The hardware-independent part (work,
+    quality, model) is the newest record's. Only passed tests' valid records count, as on update.
+    """
+    chosen: dict[str, list[int]] = {}  # kind id -> indexes of the runs pooled for it
+    for index, records in enumerate(runs):
+        for kind in {k.id for r in records if r.judgeable and r.valid for k in record_kinds(r, fields)}:
+            if len(chosen.setdefault(kind, [])) < last:
+                chosen[kind].append(index)
+    newest: dict[str, Record] = {}
+    measured: dict[str, dict[str, list[tuple[Record, DeviceKind]]]] = {}  # name -> kind id -> newest first
+    for index, records in enumerate(runs):
+        for record in records:
+            if not record.judgeable or not record.valid:
+                continue
+            for kind in record_kinds(record, fields):
+                if index in chosen.get(kind.id, ()):
+                    newest.setdefault(record.name, record)
+                    measured.setdefault(record.name, {}).setdefault(kind.id, []).append((record, kind))
+    result = Pooled(runs_per_kind={kind: len(indexes) for kind, indexes in chosen.items()})
+    for name, record in sorted(newest.items()):
+        energy = {}
+        for kind_id, found in measured[name].items():
+            same = [(r, k) for r, k in found if _same_work(r, record)]
+            if not same:
+                continue
+            entries = [energy_from_record(r, k) for r, k in same]
+            first = entries[0]  # the newest run's: its devices, facts and runner
+            references: dict[str, list[float]] = {}
+            for entry in entries:
+                for device, joules in entry.reference_joules.items():
+                    references.setdefault(device, []).append(joules)
+            energy[kind_id] = dataclasses.replace(
+                first, rounds=[rnd for entry in reversed(entries) for rnd in entry.rounds],
+                reference_joules={d: math.fsum(v) / len(v) for d, v in references.items()})
+        if energy:
+            result.baselines.append(dataclasses.replace(from_record(record, []), energy=energy))
+    return result

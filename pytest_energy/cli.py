@@ -1,10 +1,12 @@
 """The ``pytest-energy`` command: history, baselines and the nightly report outside a test run.
 
-    pytest-energy runs [--history PATH] [--last N]
-    pytest-energy history NAME [--history PATH] [--last N]
+    pytest-energy runs [--history PATH|URL] [--last N]
+    pytest-energy history NAME [--history PATH|URL] [--last N]
+    pytest-energy import RUN.json ... [--history PATH|URL]
     pytest-energy baselines [--baselines DIR]
     pytest-energy baselines migrate [--baselines DIR] [--cpu-model TEXT] [--gpu-name TEXT] [--models-from RUN.json]
-    pytest-energy report [--history PATH] [--out PATH] [--last N]
+    pytest-energy baselines update --from-history --last N [--branch NAME] [--history PATH|URL] [--set NAME]
+    pytest-energy report [--history PATH|URL] [--out PATH] [--last N]
     pytest-energy doctor [--require gpu|rapl|counter ...] [--json] [--devices SPEC] [--powercap DIR]
     pytest-energy calibrate [--seconds N] [--write] [--devices SPEC] [--powercap DIR] [target options]
 
@@ -21,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .config import BY_NAME, SettingError, refuse_overwrite
+from .config import BY_NAME, SettingError, is_database_url, refuse_overwrite
 from .units import format_energy
 
 
@@ -44,15 +46,21 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pytest-energy", description="Energy history, baselines and reports of pytest-energy.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     history_default = BY_NAME["history"].default
+    history_help = f"history store: an SQLite file or a postgresql:// URL (default {history_default})"
 
     runs = commands.add_parser("runs", help="list stored runs, newest first")
-    runs.add_argument("--history", default=history_default, help=f"history store (default {history_default})")
+    runs.add_argument("--history", default=history_default, help=history_help)
     runs.add_argument("--last", type=_positive, default=20, help="how many runs (default 20)")
 
     case = commands.add_parser("history", help="one test's or case's energy across runs")
     case.add_argument("name", help="record name: the test node id, plus ::label for a labelled measurement")
-    case.add_argument("--history", default=history_default, help=f"history store (default {history_default})")
+    case.add_argument("--history", default=history_default, help=history_help)
     case.add_argument("--last", type=_positive, default=None, help="only the newest N runs")
+
+    imported = commands.add_parser("import", help="append the runs of --energy-json files (CI artifacts) to a "
+                                                  "history; a run held already is not stored again")
+    imported.add_argument("files", nargs="+", metavar="RUN.json", help="--energy-json files (schema 1 or 2)")
+    imported.add_argument("--history", default=history_default, help=history_help)
 
     stored = commands.add_parser("baselines", help="list baseline sets, or migrate the first layout")
     stored.add_argument("--baselines", default=BY_NAME["baselines"].default,
@@ -69,8 +77,20 @@ def _parser() -> argparse.ArgumentParser:
                          help="an --energy-json file of a run with this version: names the model of each baseline "
                               "that names none, where that run counted the same work (within 5 %)")
 
+    update = actions.add_parser("update", help="write baselines from the newest runs of the history, their "
+                                               "rounds pooled per device kind")
+    update.add_argument("--from-history", action="store_true", required=True,
+                        help="pool the rounds of the newest --last runs of each device kind in --history")
+    update.add_argument("--last", type=_positive, required=True, help="how many runs per device kind to pool")
+    update.add_argument("--branch", default=None, help="only runs of this git branch (e.g. main)")
+    update.add_argument("--history", default=history_default, help=history_help)
+    update.add_argument("--baselines", default=BY_NAME["baselines"].default, dest="update_root",
+                        help=f"baselines folder (default {BY_NAME['baselines'].default})")
+    update.add_argument("--set", default=BY_NAME["baseline_set"].default, dest="set_name",
+                        help=f"baseline set to write (default {BY_NAME['baseline_set'].default})")
+
     report = commands.add_parser("report", help="render the HTML report from the history store")
-    report.add_argument("--history", default=history_default, help=f"history store (default {history_default})")
+    report.add_argument("--history", default=history_default, help=history_help)
     # Not the session report's path: the nightly report must not overwrite the last run's.
     nightly_default = str(Path(BY_NAME["report"].default).with_name("energy-nightly.html"))
     report.add_argument("--out", default=nightly_default, help=f"HTML file to write (default {nightly_default})")
@@ -185,7 +205,12 @@ def _table(rows: list[list[str]]) -> list[str]:
     return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
 
 
-def _runs(history_path: Path, last: int) -> list[str]:
+def _location(text: str) -> Path | str:
+    """A ``--history`` value: a database URL as given, else a file path."""
+    return text if is_database_url(text) else Path(text)
+
+
+def _runs(history_path: Path | str, last: int) -> list[str]:
     from .history import History
 
     runs = History(history_path).runs(last)
@@ -201,7 +226,7 @@ def _runs(history_path: Path, last: int) -> list[str]:
     return _table(rows)
 
 
-def _case(history_path: Path, name: str, last: int | None) -> list[str]:
+def _case(history_path: Path | str, name: str, last: int | None) -> list[str]:
     from .history import History
 
     points = History(history_path).case_history(name, last)
@@ -240,9 +265,9 @@ def _baselines(root: Path) -> list[str]:
     return lines + errors
 
 
-def _check_out(out: Path, history: Path) -> None:
+def _check_out(out: Path, history: Path | str) -> None:
     """The report never replaces the history it reads, another store or a folder."""
-    if out.resolve() == history.resolve():
+    if isinstance(history, Path) and out.resolve() == history.resolve():
         raise SettingError(f"pytest-energy: --out {out} is the history store read (--history): give another path")
     refuse_overwrite(out, "--out")
 
@@ -268,6 +293,43 @@ def _migrate(arguments: argparse.Namespace) -> tuple[list[str], int]:
     return lines, 1 if result.failed else 0
 
 
+def _import(arguments: argparse.Namespace) -> tuple[list[str], int]:
+    from .artifacts import import_files
+    from .history import History
+
+    result = import_files(History(_location(arguments.history)), [Path(f) for f in arguments.files])
+    return result.lines, 2 if result.refused else 0
+
+
+def _update_from_history(arguments: argparse.Namespace) -> list[str]:
+    """``baselines update --from-history``: the newest runs' rounds pooled, written through the
+    baselines' own update (a reviewable diff of the folder)."""
+    from .baselines import pooled, set_folder, update
+    from .history import History
+
+    history = History(_location(arguments.history))
+    runs = [run for run in history.runs() if arguments.branch is None or run.branch == arguments.branch]
+    if not runs:
+        branch = f" of branch {arguments.branch}" if arguments.branch else ""
+        raise LookupError(f"pytest-energy: no run{branch} in history {history.where}; nothing to pool "
+                          "(`pytest-energy runs` lists runs; a run's branch is stored from schema 2 on)")
+    records = history.records_of([run.run_id for run in runs])
+    result = pooled([records[run.run_id] for run in runs], arguments.last)
+    if not result.baselines:
+        raise LookupError(f"pytest-energy: the {len(runs)} runs in history {history.where} hold no passed test's "
+                          "valid record; no baseline written")
+    folder = set_folder(Path(arguments.update_root), arguments.set_name)
+    written = update(folder, result.baselines)
+    kinds = ", ".join(f"{kind} ({count} run{'s' if count > 1 else ''})"
+                      for kind, count in sorted(result.runs_per_kind.items()))
+    lines = list(written.errors)
+    lines.append(f"pytest-energy: baselines {folder}: {len(written.written)} written from history {history.where}, "
+                 f"rounds pooled per device kind: {kinds}"
+                 + (f"; {len(written.refused)} refused (their file is unreadable, see above)" if written.refused else ""))
+    lines += [f"  {how:9} {name}" for name, how in sorted(written.written.items())]
+    return lines
+
+
 def _this_cpu() -> list[str]:
     from .sources.modelled import cpu_model
 
@@ -284,9 +346,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _runner_command(arguments)
     try:
         if arguments.command == "runs":
-            lines = _runs(Path(arguments.history), arguments.last)
+            lines = _runs(_location(arguments.history), arguments.last)
         elif arguments.command == "history":
-            lines = _case(Path(arguments.history), arguments.name, arguments.last)
+            lines = _case(_location(arguments.history), arguments.name, arguments.last)
+        elif arguments.command == "import":
+            lines, code = _import(arguments)
+            print("\n".join(lines))
+            return code
+        elif arguments.command == "baselines" and arguments.action == "update":
+            lines = _update_from_history(arguments)
         elif arguments.command == "baselines" and arguments.action == "migrate":
             lines, code = _migrate(arguments)
             print("\n".join(lines))
@@ -296,8 +364,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             from .report import render_from_history  # jinja2 and the templates only for this command
 
-            _check_out(Path(arguments.out), Path(arguments.history))
-            written = render_from_history(Path(arguments.history), Path(arguments.out), arguments.last)
+            _check_out(Path(arguments.out), _location(arguments.history))
+            written = render_from_history(_location(arguments.history), Path(arguments.out), arguments.last)
             lines = [f"pytest-energy: report written to {written}"]
     except (HistoryError, LookupError, SettingError) as error:
         print(str(error), file=sys.stderr)

@@ -15,6 +15,7 @@ made where measurement is on (:func:`check`).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -175,7 +176,8 @@ OPTIONS: tuple[Option, ...] = (
            "let modelled (estimated) energy fail the gate too"),
     Option("normalise", _boolean, False, "true or false",
            "judge energy normalised by the session's reference workload"),
-    Option("history", _output, "reports/energy-history.sqlite", "a file path", "SQLite store of run history"),
+    Option("history", _output, "reports/energy-history.sqlite", "a file path or a database URL",
+           "history store: an SQLite file, or a postgresql:// URL a fleet shares"),
     # Reports and exports.
     Option("report", _output, "reports/energy-report.html", "a file path", "self-contained HTML report"),
     Option("csv", _output, None, "a file path", "CodeCarbon-compatible emissions CSV"),
@@ -217,6 +219,19 @@ def path_setting(value: Any, root: Path | str | None) -> Path | None:
         return None
     path = Path(str(value))
     return path if path.is_absolute() or not root else Path(root) / path
+
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_database_url(value: Any) -> bool:
+    """Whether a store setting is a database URL (``postgresql://...``) rather than a file path."""
+    return isinstance(value, str) and bool(_URL.match(value.strip()))
+
+
+def store_setting(value: Any, root: Path | str | None) -> Path | str | None:
+    """The history setting: a database URL as given, else a path as :func:`path_setting` takes it."""
+    return value.strip() if is_database_url(value) else path_setting(value, root)
 
 
 def parse_value(option: Option, raw: Any, source: str) -> Any:
@@ -350,7 +365,8 @@ def refuse_overwrite(path: Path, named: str) -> None:
 
 
 def _check_outputs(settings: Settings, root: Path | str | None) -> None:
-    paths = {name: path_setting(settings.values.get(name), root) for name in OUTPUTS}
+    paths = {name: path_setting(settings.values.get(name), root) for name in OUTPUTS
+             if not (name == "history" and is_database_url(settings.values.get(name)))}  # a server's: no path
     seen: dict[Path, str] = {}
     for name, path in paths.items():
         if path is None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import baselines as store
-from .config import Settings, path_setting
+from .config import Settings, path_setting, store_setting
 from .fingerprint import DEFAULT_KIND_FIELDS, DeviceKind
 from .record import Record, RunInfo
 from .verdict import (STATUSES, Tolerance, Verdict, change, fails_gate, judge_energy, judge_value, most_urgent,
@@ -582,14 +582,17 @@ def update_baselines(records: list[Record], judgement: Judgement, settings: Sett
 
 
 def append_history(records: list[Record], judgement: Judgement, settings: Settings, run_info: RunInfo) -> list[str]:
-    """Append the run to the history store; a store that cannot take it is one line. Never raises."""
-    from .history import History, HistoryError  # sqlite3 only when a run is stored
+    """Append the run to the history store (a file, or a server a fleet shares); a store that cannot
+    take it, an unreachable server included, is one line. Never raises."""
+    from .history import History, HistoryError  # SQLAlchemy only when a run is stored
 
-    path = path_setting(settings.history, judgement.rootdir)
-    if path is None:
+    location = store_setting(settings.history, judgement.rootdir)
+    if location is None:
         return []
+    history = History(location)
+    path = history.where
     try:
-        History(path).append(run_info, records, judgement)
+        history.append(run_info, records, judgement)
         return [f"pytest-energy: run {run_info.run_id} appended to history {path}"]
     except HistoryError as error:  # names the file, the cause (locked, read-only...) and the fix
         return [f"{error} (run {run_info.run_id} not appended)"]

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator
 
 from . import budget as budgets
 from .carbon import grams, resolve_carbon
-from .config import Settings, path_setting
+from .config import Settings, is_database_url, path_setting, store_setting
 from .fingerprint import fingerprint, git_branch, git_commit
 from .fixture import Block
 from .meter import END, START, Measured, Meter, Taken
@@ -487,8 +487,8 @@ class EnergySession:
         self._stage("the energy JSON", lambda: self._write_json(records, run_info, _gate_document(self.judgement, records)))
         self._stage("the history", lambda: self.output_lines.extend(
             gate.append_history(records, self.judgement, self.settings, run_info)))
-        history_path = path_setting(self.settings.history, self.rootpath)
-        history = History(history_path) if history_path and history_path.exists() else None
+        history_at = store_setting(self.settings.history, self.rootpath)
+        history = History(history_at) if history_at and (is_database_url(history_at) or history_at.exists()) else None
         self._stage("the report", lambda: setattr(
             self, "report", report.build_report(records, self.judgement, run_info, history)))
         if self.report is not None:

@@ -47,7 +47,7 @@ def _run_info(info: dict[str, Any]) -> RunInfo | None:
         return None
 
 
-def render_from_history(history_path: Path, out_path: Path, last: int | None = None) -> Path:
+def render_from_history(history_path: Path | str, out_path: Path, last: int | None = None) -> Path:
     """The nightly report: the latest run's records and verdicts, with every series' trend over the
     ``last`` runs (all where None) on the latest run's hardware and its step changes marked.
 

@@ -1,0 +1,127 @@
+"""Runs from ``--energy-json`` files (CI artifacts) into a history store: ``pytest-energy import``.
+
+A team without a database server builds its nightly history this way: each job uploads its JSON, and
+the nightly job imports them all into one store. A document of schema 1 (no gate section) or 2 is read;
+any other version, and anything that is not such a document, is refused in one line naming the file.
+A run the store already holds (by run id) is not stored again, so importing the same files twice, or
+an artifact of a run that also appended itself, stores each run once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from .record import Record, RunInfo
+
+if TYPE_CHECKING:
+    from .gate import Judgement
+    from .history import History
+
+#: The ``--energy-json`` schema versions this reads (see record.SCHEMA_VERSION and the README).
+READABLE = (1, 2)
+#: Gate outcomes of the JSON that mean the gate failed the run.
+_FAILED = ("failed", "incomplete")
+
+
+class ArtifactError(ValueError):
+    """A file that cannot be imported; the message is one line naming it and why."""
+
+
+@dataclass
+class Run:
+    """One run read back from its ``--energy-json`` document."""
+
+    path: Path
+    info: RunInfo
+    records: list[Record]
+    judgement: Judgement | None  # None for a schema-1 document (it has no gate section)
+
+
+@dataclass
+class Imported:
+    """What :func:`import_files` did, one line per file."""
+
+    lines: list[str] = field(default_factory=list)
+    imported: list[str] = field(default_factory=list)  # run ids
+    already: list[str] = field(default_factory=list)
+    refused: list[Path] = field(default_factory=list)
+
+
+def _judgement(gate: Any, session: dict[str, Any]) -> Judgement:
+    from .gate import Judgement
+    from .verdict import Verdict
+
+    if not isinstance(gate, dict):
+        raise TypeError("its gate section is not an object")
+    known = {f.name for f in dataclasses.fields(Verdict)}
+    return Judgement(
+        verdicts=[Verdict(**{k: v for k, v in data.items() if k in known}) for data in gate.get("verdicts", [])],
+        baseline_set=gate.get("baseline_set") or "default",
+        fingerprint_id=gate.get("fingerprint_id") or str(session.get("fingerprint", {}).get("id") or ""),
+        new=list(gate.get("new", [])),
+        errors=list(gate.get("errors", [])),
+        gate_failed=gate.get("outcome") in _FAILED,
+        summary=list(gate.get("summary", [])),
+        incomplete=list(gate.get("incomplete", [])),
+    )
+
+
+def read_run(path: Path) -> Run:
+    """The run of one ``--energy-json`` file; :class:`ArtifactError` (one line) where it cannot be read."""
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ArtifactError(f"pytest-energy: {path}: {error.strerror or error}; not imported") from None
+    except ValueError as error:
+        raise ArtifactError(f"pytest-energy: {path} is not JSON ({error}); not imported") from None
+    if not isinstance(document, dict) or "schema_version" not in document or "session" not in document:
+        raise ArtifactError(f"pytest-energy: {path} is not an --energy-json document (no schema_version and "
+                            "session); not imported")
+    version = document["schema_version"]
+    if version not in READABLE:
+        raise ArtifactError(f"pytest-energy: {path} has --energy-json schema version {version!r}; this pytest-energy "
+                            f"reads {' and '.join(map(str, READABLE))} (a newer file needs a newer pytest-energy); "
+                            "not imported")
+    try:
+        session = document["session"]
+        info = RunInfo.from_dict(session)
+        records = [Record.from_dict(data) for data in document.get("records") or []]
+        judgement = _judgement(document["gate"], session) if "gate" in document else None
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise ArtifactError(f"pytest-energy: {path}: a schema-{version} document in a shape this pytest-energy "
+                            f"cannot read ({type(error).__name__}: {error}); not imported") from None
+    if not records:
+        raise ArtifactError(f"pytest-energy: {path}: run {info.run_id} measured nothing; not imported")
+    return Run(Path(path), info, records, judgement)
+
+
+def import_files(history: History, paths: Sequence[Path]) -> Imported:
+    """Append the run of each file to ``history``, skipping runs it holds already. A store that cannot
+    be used raises :class:`pytest_energy.history.HistoryError` (one line)."""
+    result = Imported()
+    runs: list[Run] = []
+    for path in paths:
+        try:
+            runs.append(read_run(path))
+        except ArtifactError as error:
+            result.lines.append(str(error))
+            result.refused.append(Path(path))
+    held = history.stored(run.info.run_id for run in runs)
+    for run in runs:
+        run_id = run.info.run_id
+        if run_id in held:
+            result.already.append(run_id)
+            result.lines.append(f"pytest-energy: {run.path}: run {run_id} is in history {history.where} already; "
+                                "not stored again")
+            continue
+        history.append(run.info, run.records, run.judgement)
+        held.add(run_id)
+        result.imported.append(run_id)
+        result.lines.append(f"pytest-energy: {run.path}: run {run_id} imported ({len(run.records)} records)")
+    result.lines.append(f"pytest-energy: {len(result.imported)} runs imported into {history.where}, "
+                        f"{len(result.already)} held already, {len(result.refused)} files refused")
+    return result
