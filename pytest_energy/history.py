@@ -550,18 +550,23 @@ class History:
         return self._use(lambda connection: list(connection.execute(query if limit is None else query.limit(limit))))
 
     def stored(self, run_ids: Iterable[str]) -> set[str]:
-        """Which of ``run_ids`` the store holds (none where the store does not exist yet)."""
+        """Which of ``run_ids`` the store holds. Asked before appending them, so it creates the store
+        (and its schema) where there is none yet, as :meth:`append` would."""
         import sqlalchemy as sa
 
         wanted = sorted(set(run_ids))
-        if not wanted or (self.path is not None and not self.path.exists()):
+        if not wanted:
             return set()
         runs = _table("runs")
-        found: set[str] = set()
-        for start in range(0, len(wanted), 500):  # bound the statement's parameters
-            query = sa.select(runs.c.run_id).where(runs.c.run_id.in_(wanted[start:start + 500]))
-            found.update(row.run_id for row in self._rows(query))
-        return found
+
+        def held(connection: Connection) -> set[str]:
+            found: set[str] = set()
+            for start in range(0, len(wanted), 500):  # bound the statement's parameters
+                query = sa.select(runs.c.run_id).where(runs.c.run_id.in_(wanted[start:start + 500]))
+                found.update(row.run_id for row in connection.execute(query))
+            return found
+
+        return self._use(held, create=True)
 
     def runs(self, limit: int | None = None) -> list[RunRow]:
         """Stored runs, newest first; the ``limit`` newest where given."""

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 # Imported before any test: pytester drops the modules a test imported when it ends, and SQLAlchemy
@@ -20,3 +21,27 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder.mkdir()
     monkeypatch.chdir(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A throwaway PostgreSQL cluster for the session (Debian's binaries, a unix socket in a temporary
+    folder, stopped at the end); skipped with the reason where none can be started."""
+    from postgres import Cluster, unavailable
+
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
+    cluster = Cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def history_at(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where a new, empty history lives: an SQLite file path, then a database of the session's cluster."""
+    if request.param == "sqlite":
+        return tmp_path / "reports" / "history.sqlite"
+    return request.getfixturevalue("postgres").database()

@@ -1,4 +1,5 @@
-"""The SQLite history: what is stored, read back, refused, and appended concurrently."""
+"""The history on SQLite and on PostgreSQL (a throwaway cluster): what is stored, read back, migrated,
+refused, and appended concurrently; an unreachable server."""
 
 from __future__ import annotations
 
@@ -11,8 +12,72 @@ import pytest
 from factories import make_record, make_run_info
 
 from pytest_energy.gate import Judgement
+from postgres import free_port
+
 from pytest_energy.history import SCHEMA_VERSION, History, HistoryError
 from pytest_energy.verdict import Verdict
+
+#: The tables of schema version 1 (pytest-energy before the PostgreSQL store), as such files hold them.
+SCHEMA_1 = (
+    """CREATE TABLE IF NOT EXISTS meta (
+        name VARCHAR(64) NOT NULL PRIMARY KEY,
+        value VARCHAR(255) NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS runs (
+        run_id VARCHAR(64) NOT NULL PRIMARY KEY,
+        started VARCHAR(40) NOT NULL,
+        finished VARCHAR(40),
+        fingerprint_id VARCHAR(200),
+        git_commit VARCHAR(80),
+        exitstatus INTEGER,
+        baseline_set VARCHAR(200),
+        gate_failed INTEGER,
+        record_count INTEGER,
+        regressions INTEGER,
+        total_net_joules DOUBLE PRECISION,
+        total_gross_joules DOUBLE PRECISION,
+        co2_grams DOUBLE PRECISION,
+        info_json TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS records (
+        run_id VARCHAR(64) NOT NULL,
+        name VARCHAR(1000) NOT NULL,
+        nodeid VARCHAR(1000) NOT NULL,
+        form VARCHAR(16),
+        unit VARCHAR(64),
+        iterations INTEGER,
+        per_iteration_net_joules DOUBLE PRECISION,
+        per_iteration_gross_joules DOUBLE PRECISION,
+        per_iteration_uncertainty_joules DOUBLE PRECISION,
+        normalised_net DOUBLE PRECISION,
+        total_net_joules DOUBLE PRECISION,
+        total_gross_joules DOUBLE PRECISION,
+        duration_seconds DOUBLE PRECISION,
+        co2_grams DOUBLE PRECISION,
+        methods VARCHAR(100),
+        outcome VARCHAR(16),
+        quality_json TEXT,
+        verdict_status VARCHAR(16),
+        verdict_ratio DOUBLE PRECISION,
+        record_json TEXT NOT NULL,
+        PRIMARY KEY (run_id, name)
+    )""",
+    "CREATE INDEX IF NOT EXISTS records_by_name ON records (name)",
+    """CREATE TABLE IF NOT EXISTS verdicts (
+        run_id VARCHAR(64) NOT NULL,
+        name VARCHAR(1000) NOT NULL,
+        metric VARCHAR(100) NOT NULL,
+        baseline_set VARCHAR(200) NOT NULL,
+        status VARCHAR(16) NOT NULL,
+        ratio DOUBLE PRECISION,
+        low DOUBLE PRECISION,
+        high DOUBLE PRECISION,
+        threshold DOUBLE PRECISION,
+        gating INTEGER,
+        message TEXT,
+        PRIMARY KEY (run_id, name, metric, baseline_set)
+    )""",
+)
 
 
 def _run(run_id: str, started: str, fingerprint_id: str = "nvidia-h100-80gb-hbm3-x1-1a2b3c4d"):
@@ -30,7 +95,7 @@ def _judgement(name: str, status: str, ratio: float | None) -> Judgement:
     )
 
 
-def _fill(path: Path) -> History:
+def _fill(path: Path | str) -> History:
     history = History(path)
     name = "tests/test_model.py::test_infer"
     for index, (joules, status, ratio) in enumerate([(10.0, "new", None), (10.1, "unchanged", 1.01),
@@ -42,8 +107,8 @@ def _fill(path: Path) -> History:
     return history
 
 
-def test_runs_are_listed_newest_first_with_totals(tmp_path: Path) -> None:
-    history = _fill(tmp_path / "reports" / "history.sqlite")
+def test_runs_are_listed_newest_first_with_totals(history_at: Path | str) -> None:
+    history = _fill(history_at)
     runs = history.runs()
     assert [r.run_id for r in runs] == ["run-2", "run-1", "run-0"]
     assert [r.run_id for r in history.runs(2)] == ["run-2", "run-1"]
@@ -56,8 +121,8 @@ def test_runs_are_listed_newest_first_with_totals(tmp_path: Path) -> None:
     assert latest.info["reference_joules"] == {"gpu:0": 350.0}
 
 
-def test_case_history_is_chronological_with_verdicts(tmp_path: Path) -> None:
-    history = _fill(tmp_path / "history.sqlite")
+def test_case_history_is_chronological_with_verdicts(history_at: Path | str) -> None:
+    history = _fill(history_at)
     points = history.case_history("tests/test_model.py::test_infer")
     assert [p.run_id for p in points] == ["run-0", "run-1", "run-2"]
     assert [p.status for p in points] == ["new", "unchanged", "regression"]
@@ -69,8 +134,8 @@ def test_case_history_is_chronological_with_verdicts(tmp_path: Path) -> None:
     assert history.case_history("nothing") == []
 
 
-def test_series_and_records_rebuild_what_was_stored(tmp_path: Path) -> None:
-    history = _fill(tmp_path / "history.sqlite")
+def test_series_and_records_rebuild_what_was_stored(history_at: Path | str) -> None:
+    history = _fill(history_at)
     series = history.series()
     infer = series["tests/test_model.py::test_infer"]
     assert [point[0][:10] for point in infer] == ["2026-11-20", "2026-11-21", "2026-11-22"]
@@ -87,8 +152,8 @@ def test_series_and_records_rebuild_what_was_stored(tmp_path: Path) -> None:
     assert Verdict(**verdicts[0]).ratio == pytest.approx(1.15)
 
 
-def test_appending_a_run_again_replaces_it(tmp_path: Path) -> None:
-    history = _fill(tmp_path / "history.sqlite")
+def test_appending_a_run_again_replaces_it(history_at: Path | str) -> None:
+    history = _fill(history_at)
     history.append(_run("run-2", "2026-11-22T10:00:00+00:00"), [make_record(joules=1.0)], None)
     assert len(history.runs()) == 3
     assert [r.name for r in history.records("run-2")] == ["tests/test_model.py::test_infer"]
@@ -120,20 +185,81 @@ def test_unusable_files_are_one_line_errors(tmp_path: Path) -> None:
     assert "not a usable SQLite store" in str(caught.value) and "\n" not in str(caught.value)
 
 
-def _append(path: str, index: int, barrier) -> None:
+def _append(location: Path | str, index: int, barrier) -> None:
     barrier.wait()
-    History(path).append(_run(f"run-{index}", f"2026-11-20T10:00:0{index}+00:00"),
-                         [make_record(f"tests/test_p.py::test_{index}")], None)
+    History(location).append(_run(f"run-{index % 6}", f"2026-11-20T10:00:0{index % 6}+00:00"),
+                             [make_record(f"tests/test_p.py::test_{index % 6}")], None)
 
 
-def test_concurrent_appends_are_all_kept(tmp_path: Path) -> None:
-    path = tmp_path / "history.sqlite"
+def test_concurrent_appends_are_all_kept(history_at: Path | str) -> None:
+    """Six processes append at once into a new store (each creating the schema), and six more append the
+    same six runs again at the same moment: every run is there, once."""
     context = multiprocessing.get_context("fork")
-    barrier = context.Barrier(6)
-    workers = [context.Process(target=_append, args=(str(path), i, barrier)) for i in range(6)]
+    barrier = context.Barrier(12)
+    workers = [context.Process(target=_append, args=(history_at, i, barrier)) for i in range(12)]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join(60)
         assert worker.exitcode == 0
-    assert sorted(r.run_id for r in History(path).runs()) == [f"run-{i}" for i in range(6)]
+    assert sorted(r.run_id for r in History(history_at).runs()) == [f"run-{i}" for i in range(6)]
+    records = History(history_at).records_of([f"run-{i}" for i in range(6)])
+    assert {run_id: [r.name for r in found] for run_id, found in records.items()} == {
+        f"run-{i}": [f"tests/test_p.py::test_{i}"] for i in range(6)}
+
+
+def test_bulk_reads_and_the_branch(history_at: Path | str) -> None:
+    history = _fill(history_at)
+    history.append(dataclasses.replace(_run("run-3", "2026-11-23T10:00:00+00:00"), branch="main"), [make_record()])
+    assert [(r.run_id, r.branch) for r in history.runs(2)] == [("run-3", "main"), ("run-2", None)]
+    assert history.stored(["run-0", "run-3", "run-9"]) == {"run-0", "run-3"}
+    verdicts = history.verdicts_of(["run-1", "run-2", "run-9"])
+    assert [v["status"] for v in verdicts["run-2"]] == ["regression", "unchanged"] and verdicts["run-9"] == []
+    assert verdicts["run-1"] == history.verdicts("run-1")
+    records = history.records_of(["run-0", "run-3"])
+    assert [len(records["run-0"]), len(records["run-3"])] == [2, 1]
+
+
+def test_a_schema_1_store_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "history.sqlite"
+    with sqlite3.connect(path) as connection:
+        for statement in SCHEMA_1:
+            connection.execute(statement)
+        connection.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+        connection.execute("INSERT INTO runs (run_id, started, gate_failed, record_count, regressions, info_json) "
+                           "VALUES ('old-run', '2026-10-01T10:00:00+00:00', 0, 0, 0, '{}')")
+    [old] = History(path).runs()  # reading migrates too: a nightly report needs no run appended first
+    assert (old.run_id, old.branch, old.info) == ("old-run", None, {})
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("SELECT value FROM meta").fetchall() == [(str(SCHEMA_VERSION),)]
+    History(path).append(dataclasses.replace(_run("new-run", "2026-11-01T10:00:00+00:00"), branch="main"),
+                         [make_record()])
+    assert [(r.run_id, r.branch) for r in History(path).runs()] == [("new-run", "main"), ("old-run", None)]
+
+
+def test_an_unreachable_server_is_one_line(tmp_path: Path) -> None:
+    pytest.importorskip("psycopg", reason="psycopg 3 is not installed: pip install 'pytest-energy[postgres]'")
+    port = free_port()
+    url = f"postgresql://energy:secret@127.0.0.1:{port}/history"
+    for action in (lambda h: h.append(_run("r", "2026-11-20T10:00:00+00:00"), [make_record()]), lambda h: h.runs()):
+        with pytest.raises(HistoryError) as caught:
+            action(History(url))
+        message = str(caught.value)
+        assert message.startswith(f"pytest-energy: history postgresql://energy:***@127.0.0.1:{port}/history "
+                                  "cannot be reached (")
+        assert "Connection refused" in message and "secret" not in message and "\n" not in message
+        assert message.endswith("check that the server runs and the URL, or point --energy-history at a file path")
+
+
+def test_other_databases_and_empty_servers_are_refused(postgres) -> None:
+    with pytest.raises(HistoryError, match="mysql is not supported; give a postgresql://"):
+        History("mysql://u@h/db").runs()
+    empty = postgres.database()
+    with pytest.raises(HistoryError, match=r"no history in postgresql://\S+ yet; run `pytest --energy"):
+        History(empty).runs()
+    import psycopg
+
+    with psycopg.connect(empty) as connection:
+        connection.execute("CREATE TABLE invoices (id integer)")
+    with pytest.raises(HistoryError, match="another program's database \\(tables invoices\\)"):
+        History(empty).append(_run("r", "2026-11-20T10:00:00+00:00"), [make_record()])

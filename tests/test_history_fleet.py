@@ -1,0 +1,184 @@
+"""One history for a fleet: runs of `pytest --energy` appending to a PostgreSQL server at once, a server
+that cannot be reached, CI artifacts imported with `pytest-energy import`, and baselines written from
+the newest runs of the history (`pytest-energy baselines update --from-history`).
+
+The runs measure through the fake RAPL tree of test_gate_integration (the one hardware boundary); the
+server is the session's throwaway cluster (tests/postgres.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from factories import make_record, make_run_info
+from postgres import free_port
+from test_gate_integration import ARGS, CONFTEST
+
+from pytest_energy import baselines as store
+from pytest_energy.cli import main
+from pytest_energy.history import History
+from pytest_energy.record import session_document
+
+MEASURED = '''
+def test_measured(energy, package):
+    energy.run(package.spend, args=(1.0,), iterations=1)
+'''
+
+
+@pytest.fixture(params=["serial", "xdist"])
+def workers(request: pytest.FixtureRequest) -> list[str]:
+    return ["-n", "2"] if request.param == "xdist" else []
+
+
+# -- runs of pytest --energy --------------------------------------------------------------------------
+def test_an_unreachable_server_costs_the_run_only_its_history_row(
+        pytester: pytest.Pytester, workers: list[str]) -> None:
+    pytest.importorskip("psycopg", reason="psycopg 3 is not installed: pip install 'pytest-energy[postgres]'")
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_fleet=MEASURED)
+    url = f"postgresql://energy@127.0.0.1:{free_port()}/fleet"
+    result = pytester.runpytest_subprocess(*ARGS, *workers, "--energy-history", url, "--energy-report", "report.html")
+    assert result.ret == 0, result.stdout.str()
+    result.assert_outcomes(passed=1)
+    lines = [line for line in result.outlines if url in line]
+    assert len(lines) == 1, result.stdout.str()
+    assert lines[0].startswith(f"pytest-energy: history {url} cannot be reached (") and "Connection refused" in lines[0]
+    assert lines[0].endswith(" not appended)") and lines[0].count("pytest-energy") == 1
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert "test_fleet.py::test_measured" in {r["name"] for r in
+                                              json.loads((pytester.path / "out.json").read_text())["records"]}
+    assert "<html" in (pytester.path / "report.html").read_text()[:500].lower()
+
+
+def test_three_sessions_append_to_one_server_at_once(pytester: pytest.Pytester, postgres) -> None:
+    url = postgres.database("fleet")
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_fleet=MEASURED)
+    sessions = [pytester.popen([sys.executable, "-m", "pytest", *ARGS, "--energy-json", f"out{i}.json",
+                                "--energy-history", url], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True) for i in range(3)]
+    outputs = [session.communicate(timeout=300) for session in sessions]
+    for session, (stdout, stderr) in zip(sessions, outputs):
+        assert session.returncode == 0, stdout + stderr
+        assert "appended to history postgresql://" in stdout
+    run_ids = {json.loads((pytester.path / f"out{i}.json").read_text())["session"]["run_id"] for i in range(3)}
+    history = History(url)
+    assert {run.run_id for run in history.runs()} == run_ids and len(run_ids) == 3
+    for records in history.records_of(sorted(run_ids)).values():
+        assert [r.name for r in records] == ["test_fleet.py::test_measured"]
+
+
+# -- pytest-energy import -----------------------------------------------------------------------------
+def _artifact(folder: Path, run_id: str, started: str, joules: float, branch: str | None = "main",
+              version: int = 2, name: str = "tests/test_a.py::test_a") -> Path:
+    """An --energy-json file of one run, as the session writes it (schema 1: no gate section)."""
+    info = dataclasses.replace(make_run_info(run_id), started=started, branch=branch)
+    gate = {"outcome": "passed", "baseline_set": "default", "fingerprint_id": info.fingerprint["id"],
+            "verdicts": [{"name": name, "metric": "energy", "status": "unchanged", "ratio": 1.01, "low": 0.98,
+                          "high": 1.04, "threshold": 0.05, "baseline_set": "default", "message": "unchanged",
+                          "gating": True, "by_budget": False, "baseline_hardware": ""}]}
+    document = session_document([make_record(name, joules=joules)], info.to_dict(), gate)
+    if version == 1:
+        del document["gate"]
+        document["session"].pop("branch")
+        document["session"].pop("exitstatus")
+    document["schema_version"] = version
+    path = folder / f"{run_id}.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def test_importing_artifacts_stores_each_run_once(history_at: Path | str, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    files = [_artifact(tmp_path, "run-1", "2026-11-21T10:00:00+00:00", 10.0),
+             _artifact(tmp_path, "run-0", "2026-11-20T10:00:00+00:00", 9.0, version=1)]
+    newer = _artifact(tmp_path, "run-9", "2026-11-29T10:00:00+00:00", 9.0, version=3)
+    assert main(["import", *map(str, files), str(newer), "--history", str(history_at)]) == 2
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == (f"pytest-energy: {newer} has --energy-json schema version 3; this pytest-energy reads 1 "
+                        "and 2 (a newer file needs a newer pytest-energy); not imported")
+    assert lines[1:3] == [f"pytest-energy: {files[0]}: run run-1 imported (1 records)",
+                          f"pytest-energy: {files[1]}: run run-0 imported (1 records)"]
+    assert lines[-1].endswith("2 runs imported into " + History(history_at).where + ", 0 held already, "
+                              "1 files refused")
+    assert main(["import", *map(str, files), str(files[0]), "--history", str(history_at)]) == 0
+    again = capsys.readouterr().out.splitlines()
+    assert again[0] == f"pytest-energy: {files[0]}: run run-1 is in history {History(history_at).where} already; " \
+                       "not stored again"
+    assert again[-1].endswith("0 runs imported into " + History(history_at).where + ", 3 held already, "
+                              "0 files refused")
+    history = History(history_at)
+    runs = history.runs()
+    assert [(r.run_id, r.branch, r.baseline_set) for r in runs] == [("run-1", "main", "default"),
+                                                                    ("run-0", None, None)]
+    assert [v["status"] for v in history.verdicts("run-1")] == ["unchanged"] and history.verdicts("run-0") == []
+    assert history.records("run-0")[0].to_dict() == make_record("tests/test_a.py::test_a", joules=9.0).to_dict()
+
+
+def test_files_that_are_no_artifact_are_refused_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"records": []}))
+    missing = tmp_path / "missing.json"
+    history = tmp_path / "history.sqlite"
+    assert main(["import", str(broken), str(other), str(missing), "--history", str(history)]) == 2
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"pytest-energy: {broken} is not JSON (") and lines[0].endswith("; not imported")
+    assert lines[1] == f"pytest-energy: {other} is not an --energy-json document (no schema_version and session); " \
+                       "not imported"
+    assert lines[2] == f"pytest-energy: {missing}: No such file or directory; not imported"
+    assert not history.exists() or History(history).runs() == []
+
+
+# -- baselines from history ---------------------------------------------------------------------------
+def test_pooled_baselines_take_the_newest_runs_of_each_kind_of_the_same_work() -> None:
+    name = "tests/test_a.py::test_a"
+    newest_first = [
+        [make_record(name, joules=12.0, proxies={"flops": 2e9})],
+        [make_record(name, joules=11.0, proxies={"flops": 2e9}),
+         make_record("tests/test_b.py::test_b", joules=1.0, device="cpu", kind="cpu", method="modelled")],
+        [make_record(name, joules=10.0, proxies={"flops": 1e9})],  # other work: not this code's steady state
+        [make_record(name, joules=9.0, proxies={"flops": 2e9})],  # beyond --last 3
+    ]
+    result = store.pooled(newest_first, 3)
+    assert result.runs_per_kind == {"gpu: NVIDIA H100 80GB HBM3 x1": 3, "modelled: Intel(R) Xeon(R) Platinum 8480C x1": 1}
+    [a, b] = result.baselines
+    assert (a.name, a.work) == (name, {"flops": 2e9}) and b.name == "tests/test_b.py::test_b"
+    [energy] = a.energy.values()
+    assert len(energy.rounds) == 10  # 5 rounds of each of the two runs of the same work
+    assert store._per_iteration_net(energy.rounds) == pytest.approx(
+        (make_record(joules=12.0).per_iteration_net_joules + make_record(joules=11.0).per_iteration_net_joules) / 2)
+    assert energy.reference_joules == {}  # none recorded by these runs
+    failed = make_record("tests/test_c.py::test_c", outcome="failed")
+    assert store.pooled([[failed]], 3).baselines == []
+
+
+def test_baselines_update_from_history_is_a_diff_of_the_folder(history_at: Path | str, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    files = [_artifact(tmp_path, f"run-{i}", f"2026-11-2{i}T10:00:00+00:00", 10.0 + i,
+                       branch="main" if i != 2 else "feature") for i in range(4)]
+    assert main(["import", *map(str, files), "--history", str(history_at)]) == 0
+    root = tmp_path / "baselines"
+    folder = store.set_folder(root, "default")
+    store.update(folder, [store.from_record(make_record("tests/test_a.py::test_other", joules=3.0))])
+    capsys.readouterr()
+    assert main(["baselines", "update", "--from-history", "--last", "2", "--branch", "main",
+                 "--history", str(history_at), "--baselines", str(root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == (f"pytest-energy: baselines {folder}: 1 written from history {History(history_at).where}, "
+                        "rounds pooled per device kind: gpu: NVIDIA H100 80GB HBM3 x1 (2 runs)")
+    assert lines[1].split() == ["new", "tests/test_a.py::test_a"]
+    stored = store.load_set(folder).baselines
+    assert sorted(stored) == ["tests/test_a.py::test_a", "tests/test_a.py::test_other"]  # the other entry kept
+    [energy] = stored["tests/test_a.py::test_a"].energy.values()
+    expected = (make_record(joules=13.0).per_iteration_net_joules + make_record(joules=11.0).per_iteration_net_joules) / 2
+    assert store._per_iteration_net(energy.rounds) == pytest.approx(expected, rel=1e-5)  # run-3, run-1: main only
+    assert main(["baselines", "update", "--from-history", "--last", "2", "--branch", "release",
+                 "--history", str(history_at), "--baselines", str(root)]) == 2
+    assert capsys.readouterr().err.startswith("pytest-energy: no run of branch release in history ")
