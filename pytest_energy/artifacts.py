@@ -70,15 +70,16 @@ def _judgement(gate: Any, session: dict[str, Any]) -> Judgement:
     )
 
 
-def read_run(path: Path) -> Run:
-    """The run of one ``--energy-json`` file; :class:`ArtifactError` (one line) where it cannot be read."""
+def _document(path: Path) -> dict[str, Any]:
+    """The JSON document of one file, of a schema version this reads; :class:`ArtifactError` otherwise."""
     try:
         document = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as error:
         raise ArtifactError(f"pytest-energy: {path}: {error.strerror or error}; not imported") from None
     except ValueError as error:
         raise ArtifactError(f"pytest-energy: {path} is not JSON ({error}); not imported") from None
-    if not isinstance(document, dict) or "schema_version" not in document or "session" not in document:
+    if not isinstance(document, dict) or "schema_version" not in document or not isinstance(
+            document.get("session"), dict):
         raise ArtifactError(f"pytest-energy: {path} is not an --energy-json document (no schema_version and "
                             "session); not imported")
     version = document["schema_version"]
@@ -86,6 +87,11 @@ def read_run(path: Path) -> Run:
         raise ArtifactError(f"pytest-energy: {path} has --energy-json schema version {version!r}; this pytest-energy "
                             f"reads {' and '.join(map(str, READABLE))} (a newer file needs a newer pytest-energy); "
                             "not imported")
+    return document
+
+
+def _run(path: Path, document: dict[str, Any]) -> Run:
+    version = document["schema_version"]
     try:
         session = document["session"]
         info = RunInfo.from_dict(session)
@@ -99,29 +105,40 @@ def read_run(path: Path) -> Run:
     return Run(Path(path), info, records, judgement)
 
 
+def read_run(path: Path) -> Run:
+    """The run of one ``--energy-json`` file; :class:`ArtifactError` (one line) where it cannot be read."""
+    return _run(path, _document(path))
+
+
 def import_files(history: History, paths: Sequence[Path]) -> Imported:
     """Append the run of each file to ``history``, skipping runs it holds already. A store that cannot
     be used raises :class:`pytest_energy.history.HistoryError` (one line)."""
     result = Imported()
-    runs: list[Run] = []
+    documents: list[tuple[Path, dict[str, Any]]] = []
     for path in paths:
         try:
-            runs.append(read_run(path))
+            documents.append((Path(path), _document(path)))
         except ArtifactError as error:
             result.lines.append(str(error))
             result.refused.append(Path(path))
-    held = history.stored(run.info.run_id for run in runs)
-    for run in runs:
-        run_id = run.info.run_id
-        if run_id in held:
+    held = history.stored(str(document["session"].get("run_id")) for _, document in documents)
+    for path, document in documents:
+        run_id = str(document["session"].get("run_id"))
+        if run_id in held:  # before its records are rebuilt: a nightly import of every artifact stays quick
             result.already.append(run_id)
-            result.lines.append(f"pytest-energy: {run.path}: run {run_id} is in history {history.where} already; "
+            result.lines.append(f"pytest-energy: {path}: run {run_id} is in history {history.where} already; "
                                 "not stored again")
+            continue
+        try:
+            run = _run(path, document)
+        except ArtifactError as error:
+            result.lines.append(str(error))
+            result.refused.append(path)
             continue
         history.append(run.info, run.records, run.judgement)
         held.add(run_id)
         result.imported.append(run_id)
-        result.lines.append(f"pytest-energy: {run.path}: run {run_id} imported ({len(run.records)} records)")
+        result.lines.append(f"pytest-energy: {path}: run {run_id} imported ({len(run.records)} records)")
     result.lines.append(f"pytest-energy: {len(result.imported)} runs imported into {history.where}, "
                         f"{len(result.already)} held already, {len(result.refused)} files refused")
     return result
