@@ -118,6 +118,11 @@ def test_importing_artifacts_stores_each_run_once(history_at: Path | str, tmp_pa
                                                                     ("run-0", None, None)]
     assert [v["status"] for v in history.verdicts("run-1")] == ["unchanged"] and history.verdicts("run-0") == []
     assert history.records("run-0")[0].to_dict() == make_record("tests/test_a.py::test_a", joules=9.0).to_dict()
+    # The commands read it as they read the default file: the runs, and the nightly report.
+    assert main(["runs", "--history", str(history_at)]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == ["run-1", "run-0"]
+    assert main(["report", "--history", str(history_at), "--out", str(tmp_path / "nightly.html")]) == 0
+    assert "tests/test_a.py::test_a" in (tmp_path / "nightly.html").read_text()
 
 
 def test_files_that_are_no_artifact_are_refused_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
