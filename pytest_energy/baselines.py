@@ -728,6 +728,16 @@ class Pooled:
     runs_per_kind: dict[str, int] = field(default_factory=dict)  # device kind id -> runs pooled
 
 
+def model_changed(old: Baseline, new: Baseline) -> bool:
+    """Whether two entries of one record measured different models: another request, or another digest
+    where both name one (the energy of the old model on other device kinds is then no baseline)."""
+    if not old.model or not new.model:
+        return False
+    digests = old.model.get("digest") and new.model.get("digest")
+    return old.model.get("requested") != new.model.get("requested") or bool(
+        digests and old.model["digest"] != new.model["digest"])
+
+
 def _same_work(record: Record, newest: Record) -> bool:
     """Whether an older record measured what the newest did: the same model and the same counted work."""
     return model_identity(record) == model_identity(newest) and work_values(record) == work_values(newest)

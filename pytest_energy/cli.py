@@ -304,7 +304,7 @@ def _import(arguments: argparse.Namespace) -> tuple[list[str], int]:
 def _update_from_history(arguments: argparse.Namespace) -> list[str]:
     """``baselines update --from-history``: the newest runs' rounds pooled, written through the
     baselines' own update (a reviewable diff of the folder)."""
-    from .baselines import pooled, set_folder, update
+    from .baselines import load_set, model_changed, pooled, set_folder, update
     from .history import History
 
     history = History(_location(arguments.history))
@@ -319,14 +319,17 @@ def _update_from_history(arguments: argparse.Namespace) -> list[str]:
         raise LookupError(f"pytest-energy: the {len(runs)} runs in history {history.where} hold no passed test's "
                           "valid record; no baseline written")
     folder = set_folder(Path(arguments.update_root), arguments.set_name)
-    written = update(folder, result.baselines)
+    stored = load_set(folder).baselines
+    replaced = [b.name for b in result.baselines if b.name in stored and model_changed(stored[b.name], b)]
+    written = update(folder, result.baselines, replaced)
     kinds = ", ".join(f"{kind} ({count} run{'s' if count > 1 else ''})"
                       for kind, count in sorted(result.runs_per_kind.items()))
     lines = list(written.errors)
     lines.append(f"pytest-energy: baselines {folder}: {len(written.written)} written from history {history.where}, "
                  f"rounds pooled per device kind: {kinds}"
                  + (f"; {len(written.refused)} refused (their file is unreadable, see above)" if written.refused else ""))
-    lines += [f"  {how:9} {name}" for name, how in sorted(written.written.items())]
+    lines += [f"  {how:9} {name}" + ("  (model changed: the old model's energy on every device kind dropped)"
+                                      if name in replaced else "") for name, how in sorted(written.written.items())]
     return lines
 
 

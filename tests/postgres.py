@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import itertools
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -39,8 +40,13 @@ def unavailable() -> str | None:
         import psycopg  # noqa: F401
     except ImportError:
         return "psycopg 3 is not installed: pip install 'pytest-energy[postgres]'"
-    if os.geteuid() == 0 and shutil.which("runuser") is None:
-        return "running as root, and PostgreSQL refuses root: no runuser to start it as an unprivileged user"
+    if os.geteuid() == 0:
+        if shutil.which("runuser") is None:
+            return "running as root, and PostgreSQL refuses root: no runuser to start it as an unprivileged user"
+        try:
+            pwd.getpwnam(UNPRIVILEGED)
+        except KeyError:
+            return f"running as root, and PostgreSQL refuses root: no user {UNPRIVILEGED!r} to start it as"
     return None
 
 

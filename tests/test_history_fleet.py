@@ -160,6 +160,12 @@ def test_pooled_baselines_take_the_newest_runs_of_each_kind_of_the_same_work() -
     assert store._per_iteration_net(energy.rounds) == pytest.approx(
         (make_record(joules=12.0).per_iteration_net_joules + make_record(joules=11.0).per_iteration_net_joules) / 2)
     assert energy.reference_joules == {}  # none recorded by these runs
+    model = {"model": {"requested": "tiny-bert", "digest": "aa"}}
+    old = store.from_record(make_record(name, extra=model))
+    assert not store.model_changed(old, store.from_record(make_record(name, extra=model)))
+    assert store.model_changed(old, store.from_record(make_record(name, extra={"model": {
+        "requested": "tiny-bert", "digest": "bb"}})))
+    assert not store.model_changed(old, a)  # a test without a model
     failed = make_record("tests/test_c.py::test_c", outcome="failed")
     assert store.pooled([[failed]], 3).baselines == []
 
