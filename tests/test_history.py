@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -263,3 +264,15 @@ def test_other_databases_and_empty_servers_are_refused(postgres) -> None:
         connection.execute("CREATE TABLE invoices (id integer)")
     with pytest.raises(HistoryError, match="another program's database \\(tables invoices\\)"):
         History(empty).append(_run("r", "2026-11-20T10:00:00+00:00"), [make_record()])
+
+
+def test_the_branch_is_read_from_git(tmp_path: Path) -> None:
+    from pytest_energy.fingerprint import git_branch
+
+    assert git_branch(tmp_path) is None  # outside git
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@x", "-C", str(tmp_path)]
+    subprocess.run([*git, "init", "-q", "-b", "release/1.2"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "one"], check=True)
+    assert git_branch(tmp_path) == "release/1.2"
+    subprocess.run([*git, "checkout", "-q", "--detach"], check=True)
+    assert git_branch(tmp_path) is None  # a detached head, as CI checks out a pull request
