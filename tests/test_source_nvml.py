@@ -1,4 +1,4 @@
-"""The NVML source against a fake ``pynvml`` (tests/fakes/pynvml.py): counters, sampling, selection, faults."""
+"""The NVML source against a fake ``pynvml`` (pytest_energy.testing): counters, sampling, selection, faults."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import threading
 import time
 
 import pytest
-from fakes.pynvml import FakeClock, FakeGpu, install_fake_nvml
 
 from pytest_energy.sources import SourceError, SourceUnavailable, detect, nvml
+from pytest_energy.testing import FakeClock, FakeGpu, install_fake_nvml
 
 
 def _uuid(index: int) -> str:

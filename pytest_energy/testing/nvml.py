@@ -9,13 +9,16 @@ near its 64-bit wrap, time windows in which every reading raises ``NVMLError_Unk
 freezes (``frozen_from``: it keeps the value it had then) and counter jumps (``jumps``: millijoules
 added from a time on, as a driver glitch would).
 
-Under pytest::
+In one test (``monkeypatch`` undoes it afterwards)::
+
+    from pytest_energy.testing import FakeGpu, install_fake_nvml
 
     nvml = install_fake_nvml(monkeypatch, [FakeGpu(power=300.0), FakeGpu(has_counter=False)])
 
 A load switched on and off by the code under test: ``nvml.set_power(0, 400.0)`` ... ``nvml.set_power(0, 80.0)``
 (a power curve must be a pure function of time: ticks are integrated when first read).
-Elsewhere (the bench): ``sys.modules["pynvml"] = FakeNvmlModule([...])``. Time comes from
+For a whole pytest session (a ``conftest.py``, before the plugin opens its channels) or the bench:
+``sys.modules["pynvml"] = FakeNvmlModule([...])``. Time comes from
 ``time.perf_counter`` unless a :class:`FakeClock` is given, which makes tick tests exact.
 """
 
@@ -198,7 +201,7 @@ class FakeNvmlModule(types.ModuleType):
         driver_version: str = "580.159.04",
         cuda_driver_version: int = 13000,
     ) -> None:
-        super().__init__("pynvml", "A fake nvidia-ml-py (tests/fakes/pynvml.py).")
+        super().__init__("pynvml", "A fake nvidia-ml-py (pytest_energy.testing).")
         for error_class in _CLASSES.values():
             setattr(self, error_class.__name__, error_class)
         for index, gpu in enumerate(gpus):
