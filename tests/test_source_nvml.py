@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from pytest_energy.sources import SourceError, SourceUnavailable, detect, nvml
+from pytest_energy.sources import SourceError, SourceUnavailable, detect, nvml, sampled
 from pytest_energy.testing import FakeClock, FakeGpu, install_fake_nvml
 
 
@@ -172,7 +172,7 @@ def test_gpu_without_counter_integrates_a_known_power_curve(monkeypatch, opened)
     (channel,) = opened().channels
     assert (channel.method, channel.tick_seconds) == ("sampled", 0.0)
     channel.start()
-    assert channel.interval_seconds == pytest.approx(nvml.SAMPLE_INTERVAL_SECONDS)  # fake reads cost µs
+    assert channel.interval_seconds == pytest.approx(sampled.SAMPLE_INTERVAL_SECONDS)  # fake reads cost µs
     start_wall = time.perf_counter()
     start = channel.read()
     start_t = fake.now()
@@ -205,7 +205,7 @@ def test_each_read_samples_and_integrates_by_trapezoids(monkeypatch, opened):
 
 
 def test_sampler_thread_stops_on_close_and_timeline_is_capped(monkeypatch, opened):
-    monkeypatch.setattr(nvml, "TIMELINE_CAP", 5)
+    monkeypatch.setattr(sampled, "TIMELINE_CAP", 5)
     fake = install_fake_nvml(monkeypatch, [FakeGpu(has_counter=False, power=80.0)])
     (channel,) = opened().channels
     channel.start()

@@ -82,6 +82,16 @@ class Channel(abc.ABC):
         return f"<{type(self).__name__} {self.device} {self.method}>"
 
 
+@dataclass(frozen=True)
+class Request:
+    """What :func:`pytest_energy.sources.detect` asks one source for."""
+
+    #: kind ("gpu", "cpu", "ram") -> None (every device of that kind) or selectors such as "0" or a UUID
+    selectors: dict[str, list[str] | None]
+    #: where the kernel's powercap tree is mounted (``--energy-powercap``)
+    powercap: str = "/sys/class/powercap"
+
+
 @dataclass
 class Detection:
     """What :func:`pytest_energy.sources.detect` found: the channels, and one line per problem."""
