@@ -32,6 +32,18 @@ COUNTER_RESOLUTION_JOULES = 0.001
 COUNTER_MODULUS_MJ = 2**64
 
 _NVML_SUCCESS = 0
+#: NVML's clock event (throttle) reason bits, named as records name them (nvml.h, nvmlClocksEventReason*).
+CLOCK_EVENT_REASONS = {
+    0x1: "gpu_idle",
+    0x2: "applications_clocks_setting",
+    0x4: "sw_power_cap",
+    0x8: "hw_slowdown",
+    0x10: "sync_boost",
+    0x20: "sw_thermal_slowdown",
+    0x40: "hw_thermal_slowdown",
+    0x80: "hw_power_brake_slowdown",
+    0x100: "display_clock_setting",
+}
 
 
 def _text(value: str | bytes) -> str:
@@ -216,6 +228,30 @@ def _open_gpu(library: _Library, handle: Any, device: str, index: int, notes: li
     return channel
 
 
+def _reasons(mask: int) -> list[str]:
+    """The names of the reason bits set in a clock event mask (an unknown bit by its hex value)."""
+    named = [name for bit, name in CLOCK_EVENT_REASONS.items() if mask & bit]
+    unknown = mask & ~sum(CLOCK_EVENT_REASONS)
+    return named + ([f"0x{unknown:x}"] if unknown else [])
+
+
+def _event_reasons(nvml: ModuleType) -> Callable[[Any], int]:
+    """nvmlDeviceGetCurrentClocksEventReasons, or its older name where nvidia-ml-py predates it."""
+    reader = getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
+    return reader or nvml.nvmlDeviceGetCurrentClocksThrottleReasons
+
+
+def _read_facts(nvml: ModuleType, readers: dict[str, Callable[[], object]]) -> dict[str, object]:
+    """Each reader's value; a fact this GPU, driver or pynvml does not report is left out, not guessed."""
+    facts: dict[str, object] = {}
+    for key, reader in readers.items():
+        try:
+            facts[key] = reader()
+        except (nvml.NVMLError, AttributeError):
+            pass
+    return facts
+
+
 def _field_number(value: Any) -> float:
     """The number held by an ``nvmlFieldValue_t`` union, by its declared type."""
     member = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}
@@ -306,17 +342,23 @@ class _GpuChannel(Channel):
             "sm_clock_max_mhz": lambda: int(nvml.nvmlDeviceGetMaxClockInfo(handle, nvml.NVML_CLOCK_SM)),
             "applications_sm_clock_mhz": lambda: int(nvml.nvmlDeviceGetApplicationsClock(handle, nvml.NVML_CLOCK_SM)),
         }
-        for key, reader in readers.items():
-            try:
-                facts[key] = reader()
-            except (nvml.NVMLError, AttributeError):
-                pass  # a fact this GPU, driver or pynvml does not report is left out, not guessed
+        facts.update(_read_facts(nvml, readers))
         facts["power_reading"] = "NVML_FI_DEV_POWER_INSTANT" if self._instant_field else "nvmlDeviceGetPowerUsage"
         return facts
 
     def identity(self) -> dict[str, object]:
         """Name, UUID, driver, NVML and CUDA driver versions, power limit, memory, method."""
         return dict(self._identity)
+
+    def conditions(self) -> dict[str, object]:
+        """Temperature (degC), SM clock (MHz), enforced power limit (W) and throttle reasons now."""
+        nvml, handle = self._nvml, self._handle
+        return _read_facts(nvml, {
+            "temperature_c": lambda: int(nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU)),
+            "sm_clock_mhz": lambda: int(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM)),
+            "power_limit_watts": lambda: nvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000.0,
+            "throttle_reasons": lambda: _reasons(int(_event_reasons(nvml)(handle))),
+        })
 
     def close(self) -> None:
         if not self._closed:

@@ -7,7 +7,8 @@ boundary. Each :class:`FakeGpu` is configured by a power curve (watts as a funct
 fake was installed) and optional faults: no counter (pre-Volta), MIG on, other processes, a counter
 near its 64-bit wrap, time windows in which every reading raises ``NVMLError_Unknown``, a counter that
 freezes (``frozen_from``: it keeps the value it had then) and counter jumps (``jumps``: millijoules
-added from a time on, as a driver glitch would).
+added from a time on, as a driver glitch would). Its conditions (temperature, SM clock, power limit,
+throttle reason bits) are fields too, the temperature and the reasons constants or functions of time.
 
 In one test (``monkeypatch`` undoes it afterwards)::
 
@@ -40,6 +41,12 @@ NVML_VALUE_TYPE_UNSIGNED_INT = 1
 NVML_DEVICE_MIG_DISABLE = 0
 NVML_DEVICE_MIG_ENABLE = 1
 NVML_CLOCK_SM = 1
+NVML_TEMPERATURE_GPU = 0
+#: Clock event (throttle) reason bits, as in nvml.h: a FakeGpu's ``throttle_reasons`` is a mask of these.
+SW_POWER_CAP = 0x4
+HW_SLOWDOWN = 0x8
+SW_THERMAL_SLOWDOWN = 0x20
+HW_THERMAL_SLOWDOWN = 0x40
 COUNTER_MODULUS_MJ = 2**64
 
 _ERRORS = {  # code: (class name suffix, message), as in pynvml
@@ -96,7 +103,10 @@ class FakeGpu:
     failures: list[tuple[float, float]] = field(default_factory=list)  # [start, end) of failing readings
     frozen_from: float = math.inf  # from this time on the counter keeps its value (0.0: frozen from the start)
     jumps: list[tuple[float, int]] = field(default_factory=list)  # (time, mJ the counter jumps by then)
-    power_limit_watts: float = 700.0
+    power_limit_watts: float = 700.0  # enforced; a test may change it (``nvidia-smi -pl``)
+    temperature_c: float | Callable[[float], float] = 40.0  # degC, constant or a function of time
+    sm_clock_mhz: int = 1980  # the SM clock now
+    throttle_reasons: int | Callable[[float], int] = 0  # clock event reason bits (SW_POWER_CAP, ...)
     sm_clock_max_mhz: int = 1980
     applications_sm_clock_mhz: int = 1755
     memory_total_bytes: int = 80 * 2**30
@@ -158,6 +168,14 @@ class FakeGpu:
         joules = self._at_boundary[last] if last >= 0 else 0.0
         return (self.counter_offset_mj + math.floor(joules * 1000 + 1e-9) + jumped) % COUNTER_MODULUS_MJ
 
+    def temperature(self, t: float) -> float:
+        """Temperature at time ``t``, in degC."""
+        return float(self.temperature_c(t)) if callable(self.temperature_c) else float(self.temperature_c)
+
+    def reasons(self, t: float) -> int:
+        """Clock event reason bits at time ``t``."""
+        return int(self.throttle_reasons(t)) if callable(self.throttle_reasons) else int(self.throttle_reasons)
+
     def failing(self, t: float) -> bool:
         return any(start <= t < end for start, end in self.failures)
 
@@ -191,6 +209,7 @@ class FakeNvmlModule(types.ModuleType):
     NVML_DEVICE_MIG_DISABLE = NVML_DEVICE_MIG_DISABLE
     NVML_DEVICE_MIG_ENABLE = NVML_DEVICE_MIG_ENABLE
     NVML_CLOCK_SM = NVML_CLOCK_SM
+    NVML_TEMPERATURE_GPU = NVML_TEMPERATURE_GPU
 
     def __init__(
         self,
@@ -334,6 +353,23 @@ class FakeNvmlModule(types.ModuleType):
     def nvmlDeviceGetMaxClockInfo(self, handle: _Handle, clock: int) -> int:
         gpu = self._gpu("nvmlDeviceGetMaxClockInfo", handle)
         return gpu.sm_clock_max_mhz if clock == NVML_CLOCK_SM else 0
+
+    def nvmlDeviceGetTemperature(self, handle: _Handle, sensor: int) -> int:
+        gpu = self._gpu("nvmlDeviceGetTemperature", handle, reading=True)
+        if sensor != NVML_TEMPERATURE_GPU:
+            raise _CLASSES[2]()
+        return round(gpu.temperature(self.now()))
+
+    def nvmlDeviceGetClockInfo(self, handle: _Handle, clock: int) -> int:
+        gpu = self._gpu("nvmlDeviceGetClockInfo", handle, reading=True)
+        return gpu.sm_clock_mhz if clock == NVML_CLOCK_SM else 0
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, handle: _Handle) -> int:
+        return self._gpu("nvmlDeviceGetCurrentClocksEventReasons", handle, reading=True).reasons(self.now())
+
+    def nvmlDeviceGetCurrentClocksThrottleReasons(self, handle: _Handle) -> int:
+        """The older name of nvmlDeviceGetCurrentClocksEventReasons (nvidia-ml-py before 12.535)."""
+        return self._gpu("nvmlDeviceGetCurrentClocksThrottleReasons", handle, reading=True).reasons(self.now())
 
     def nvmlDeviceGetApplicationsClock(self, handle: _Handle, clock: int) -> int:
         gpu = self._gpu("nvmlDeviceGetApplicationsClock", handle)
