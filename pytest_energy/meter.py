@@ -529,7 +529,7 @@ class Meter:
             note = problems.get(channel.device, "")
             if note:
                 note = f"window(s) invalid: {note}"
-            conditions, condition_notes = _conditions(channel.device, states, taken.cooldown)
+            conditions, condition_notes = _component_conditions(channel.device, states, taken.cooldown)
             note = "; ".join(n for n in (note, *condition_notes) if n)
             components.append(
                 Component(
@@ -555,7 +555,8 @@ class Meter:
         return Measured(rounds, components, sorted(timeline))
 
 
-def _conditions(device: str, states: list[States], cooldown: Cooldown | None) -> tuple[dict[str, Any], list[str]]:
+def _component_conditions(device: str, states: list[States],
+                          cooldown: Cooldown | None) -> tuple[dict[str, Any], list[str]]:
     """A component's conditions (first and last edge, throttled windows, the cooldown) and its notes."""
     seen = [edge.get(device) or {} for edge in states]
     if not any(seen):
