@@ -9,7 +9,8 @@ next to its test in a diff. A record's entry is split by what its numbers depend
 * ``energy``, keyed by device kind (:func:`pytest_energy.fingerprint.device_kinds`, e.g.
   ``"gpu: NVIDIA H100 80GB HBM3 x1"``): per kind the rounds a verdict needs (iterations, seconds,
   net joules, net joules per device), which method measured each device, the reference-workload
-  joules for normalised verdicts, the devices' facts (power limit, driver, clocks) and the runner.
+  joules for normalised verdicts, the devices' facts (power limit, driver, clocks), the GPUs'
+  conditions at the start (temperature, SM clock, power limit, throttle reasons) and the runner.
   Only a runner with devices of the same kind judges them.
 
 Keys are sorted, measured numbers rounded to 6 significant digits (counts kept exact), indentation
