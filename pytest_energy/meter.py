@@ -51,9 +51,6 @@ PREDICTION_MARGIN = 0.012
 #: Two reads further apart than this around a change (a sleep or a stall went past the tick) leave
 #: the tick's instant unknown within their gap: the poller takes the next tick instead.
 WIDE_BRACKET = 2 * PREDICTION_MARGIN
-#: Ticks spanned before an observed tick refines the calibrated period (each instant is known to
-#: a read's length, so a longer span gives a better period than the calibration's few ticks).
-REFINE_AFTER_TICKS = 2 * CALIBRATION_TICKS
 #: Observed ticks a poller keeps, so an edge between two of them is known without a read.
 HISTORY_TICKS = 64
 #: Share of an extrapolated span's energy taken as the systematic error of the power assumed there.
@@ -114,6 +111,7 @@ class TickPoller:
         self._idle_watts = idle_watts
         self._last_tick: float | None = None  # perf_counter instant of the last tick seen
         self._anchor: float | None = None  # an observed tick the period is refined from
+        self._basis = CALIBRATION_TICKS - 1  # tick intervals the period rests on (calibration's first)
         # Observed ticks, oldest first: (perf_counter instant, cumulative joules, instant resolution).
         self._history: list[tuple[float, float, float]] = []
         self._requests: queue.Queue[tuple[float, str, _Pending] | None] = queue.Queue()
@@ -158,7 +156,8 @@ class TickPoller:
 
         The calibrated period is a median of a few intervals, each known to a read's length (~4 ms on
         an H100): 2 % off, a prediction one second ahead misses the tick by 20 ms, past the margin.
-        Refined, later predictions keep within it, so no edge has to wait for an extra tick.
+        A span of more ticks than the period rests on gives a better one, so the spans that can be
+        counted for sure grow with it, and later predictions keep within the margin.
         """
         if resolution > WIDE_BRACKET / 2:  # an instant too loosely known to refine anything from
             pass
@@ -167,10 +166,10 @@ class TickPoller:
         else:
             spans = (tick_b - self._anchor) / self.period
             count = round(spans)
-            if abs(spans - count) > 0.25:  # drifted beyond a sure count of ticks: start again here
+            if abs(spans - count) > 0.25:  # not a sure count of ticks: count again from here
                 self._anchor = tick_b
-            elif count >= REFINE_AFTER_TICKS:
-                self.period = (tick_b - self._anchor) / count
+            elif count > self._basis:
+                self.period, self._basis = (tick_b - self._anchor) / count, count
         self._last_tick = tick_b
         for point in ((tick_a, energy_a, resolution), (tick_b, energy_b, resolution)):
             if not self._history or point[0] > self._history[-1][0] + resolution:
