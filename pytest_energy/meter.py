@@ -48,9 +48,11 @@ CALIBRATION_TICKS = 4
 WARMUP_PERIODS = 1.5
 #: How long before a predicted tick the poller starts reading (the period drifts a little).
 PREDICTION_MARGIN = 0.012
-#: Two reads further apart than this around a change (a sleep or a stall went past the tick) leave
-#: the tick's instant unknown within their gap: the poller takes the next tick instead.
-WIDE_BRACKET = 2 * PREDICTION_MARGIN
+#: Two reads around a change further apart than this many of the channel's fastest reads, plus
+#: :data:`BRACKET_SLACK` (a sleep went past the tick, or the thread was descheduled between them),
+#: leave the tick's instant unknown within their gap: the poller takes the next tick instead.
+WIDE_BRACKET_READS = 3
+BRACKET_SLACK = 0.002
 #: Observed ticks a poller keeps, so an edge between two of them is known without a read.
 HISTORY_TICKS = 64
 #: Share of an extrapolated span's energy taken as the systematic error of the power assumed there.
@@ -111,6 +113,7 @@ class TickPoller:
         self._idle_watts = idle_watts
         self._last_tick: float | None = None  # perf_counter instant of the last tick seen
         self._anchor: float | None = None  # an observed tick the period is refined from
+        self._fastest_read = math.inf  # seconds: the read's own cost, without waiting for the CPU
         self._basis = CALIBRATION_TICKS - 1  # tick intervals the period rests on (calibration's first)
         # Observed ticks, oldest first: (perf_counter instant, cumulative joules, instant resolution).
         self._history: list[tuple[float, float, float]] = []
@@ -143,7 +146,13 @@ class TickPoller:
     def _timed_read(self) -> tuple[float, float]:
         before = time.perf_counter()
         value = self.channel.read()
-        return value, (before + time.perf_counter()) / 2
+        after = time.perf_counter()
+        self._fastest_read = min(self._fastest_read, after - before)
+        return value, (before + after) / 2
+
+    def _wide(self, gap: float) -> bool:
+        """Whether two reads ``gap`` seconds apart leave a tick between them too loosely placed."""
+        return gap > WIDE_BRACKET_READS * self._fastest_read + BRACKET_SLACK
 
     def _predicted_tick(self, now: float) -> float | None:
         """The next tick after ``now`` from the last one seen and the calibrated period."""
@@ -159,7 +168,7 @@ class TickPoller:
         A span of more ticks than the period rests on gives a better one, so the spans that can be
         counted for sure grow with it, and later predictions keep within the margin.
         """
-        if resolution > WIDE_BRACKET / 2:  # an instant too loosely known to refine anything from
+        if self._wide(2 * resolution):  # an instant too loosely known to refine anything from
             pass
         elif self._anchor is None:
             self._anchor = tick_b
@@ -204,7 +213,7 @@ class TickPoller:
         while True:
             value, mid = self._timed_read()
             if value != energy_a:
-                if mid - previous_mid <= WIDE_BRACKET or retakes >= TICK_TIMEOUT_PERIODS:
+                if not self._wide(mid - previous_mid) or retakes >= TICK_TIMEOUT_PERIODS:
                     break
                 # The tick fell somewhere in a wide gap (the sleep went past it): guessing its instant
                 # there put whole-tick errors on single edges. Take the next tick, one period on.
