@@ -180,9 +180,15 @@ class TickPoller:
             elif count > self._basis:
                 self.period, self._basis = (tick_b - self._anchor) / count, count
         self._last_tick = tick_b
-        for point in ((tick_a, energy_a, resolution), (tick_b, energy_b, resolution)):
-            if not self._history or point[0] > self._history[-1][0] + resolution:
-                self._history.append(point)
+        self._keep(tick_a, energy_a, resolution)
+        self._keep(tick_b, energy_b, resolution)
+
+    def _keep(self, tick: float, energy: float, resolution: float) -> None:
+        """Add one observed tick to the history, in order; a tick already there is kept once."""
+        index = bisect.bisect_left([point[0] for point in self._history], tick)
+        neighbours = self._history[max(0, index - 1):index + 1]
+        if all(abs(point[0] - tick) > resolution + 0.25 * self.period for point in neighbours):
+            self._history.insert(index, (tick, energy, resolution))
         del self._history[:-HISTORY_TICKS]
 
     def _from_history(self, at: float) -> EdgeValue | None:
@@ -204,7 +210,7 @@ class TickPoller:
             if known is not None:
                 return known
         energy_a, previous_mid = self._timed_read()
-        first_mid = previous_mid
+        first, first_mid = energy_a, previous_mid
         deadline = first_mid + TICK_TIMEOUT_PERIODS * self.period
         predicted = self._predicted_tick(first_mid)
         if predicted is not None:  # each read costs ~4 ms of CPU: sleep until just before the tick
@@ -233,6 +239,10 @@ class TickPoller:
         energy_b = value
         resolution = (mid - previous_mid) / 2  # how well the tick instant is known
         self._observe(tick_a, energy_a, tick_b, energy_b, resolution)
+        if retakes == 1 and tick_a - self.period < first_mid < tick_a:
+            # The first read fell in the tick before the one taken again: its value was published a
+            # period before tick_a, so an edge there is interpolated in its own tick, not extrapolated.
+            self._keep(tick_a - self.period, first, resolution)
         working = (energy_b - energy_a) / self.period  # power across the bracketing tick
         idle = self._idle_watts()
         if side == BOUNDARY:
