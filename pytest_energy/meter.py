@@ -13,6 +13,12 @@ two ticks ``(t_a, E_a)`` and ``(t_b, E_b)``, and interpolates the energy at the 
 * at the first edge the device was idle before it, so ``E_a + idle x (t_edge - t_a)``;
 * at the last edge the device idles after it, so ``E_b - idle x (t_b - t_edge)``.
 
+The poller sleeps until just before the tick it predicts, from a period it refines with every tick
+it sees (the calibration's few ticks leave it ~2 % off: 20 ms a second ahead). Where its read still
+comes after a gap past the tick, the tick's instant is unknown within the gap and it takes the next
+tick instead. Ticks seen are kept, so an edge between two of them (edges of short tests, many per
+tick) is interpolated without a read.
+
 Idle power is measured once per session. CUDA is synchronised at every edge when torch has already
 initialised CUDA (torch is never imported here).
 
