@@ -132,7 +132,7 @@ def test_a_gpu_test_on_a_fake_nvml_counter_is_ranked_first_with_its_joules(pytes
     others idle, one shorter than a tick: the loaded test leads with ~300 W x 0.4 s net."""
     import importlib.util
 
-    from fakes.pynvml import FakeGpu, install_fake_nvml
+    from pytest_energy.testing import FakeGpu, install_fake_nvml
 
     install_fake_nvml(monkeypatch, [FakeGpu(power=80.0)])
     real_find_spec = importlib.util.find_spec  # torch cannot reach a fake GPU (see test_plugin.py)
