@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import secrets
 from contextlib import contextmanager
@@ -25,12 +24,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from . import budget as budgets
-from .carbon import grams, resolve_carbon
+from .carbon import resolve_carbon
 from .config import Settings, path_setting
 from .fingerprint import fingerprint, git_commit
 from .fixture import Block
 from .meter import END, START, Measured, Meter, Taken
-from .record import Record, RunInfo, per_iteration_stats, session_document
+from .record import Record, RunInfo, session_document
 from .sources import detect
 
 #: Marker keywords that tune the verdict of a test's records (kept on the record for the gate).
@@ -269,51 +268,27 @@ class EnergySession:
         rounds did (it then has no round and no energy figure, but it is not lost)."""
         meter = self.meter()
         measured = Measured([], []) if stopped else meter.account(taken)
-        gross, net, spread = per_iteration_stats(measured.rounds)
-        valid = [r for r in measured.rounds if r.valid]
-        iterations = sum(r.iterations for r in valid)
-        systematic = math.sqrt(sum(c.uncertainty_joules**2 for c in measured.components))
-        systematic_per_iteration = systematic / iterations if iterations else math.nan
-        total_gross = sum(r.gross_joules for r in valid)
-        record = Record(
+        record = Record.from_rounds(
+            measured.rounds, measured.components,
+            carbon=self.carbon,
+            reference_joules=self.reference_joules,
             name=name,
             nodeid=context.nodeid,
             form=form,
-            rounds=measured.rounds,
             warmup_iterations=taken.warmup_iterations,
-            components=measured.components,
-            per_iteration_gross_joules=gross,
-            per_iteration_net_joules=net,
-            per_iteration_uncertainty_joules=math.sqrt(spread**2 + systematic_per_iteration**2),
-            total_gross_joules=total_gross,
-            total_net_joules=sum(r.net_joules for r in valid),
-            duration_seconds=sum(r.seconds for r in measured.rounds),
-            co2_grams=grams(total_gross, self.carbon),
-            carbon=self.carbon,
             fingerprint=self.fingerprint,
             timestamp=_now(),
             git_commit=self.git_commit,
             label=label,
             unit=unit,
             timeline=measured.timeline,
-            budget={k: context.marker[k] for k in VERDICT_KEYS if k in context.marker},
+            criteria={k: context.marker[k] for k in VERDICT_KEYS if k in context.marker},
             outcome=context.outcome,
         )
-        record.reference_joules = {c.device: self.reference_joules[c.device] for c in measured.components
-                                   if self.reference_joules.get(c.device, 0.0) > 0}
-        judged_devices = set(record.judged_devices)
-        judged = [c for c in measured.components if c.device in judged_devices]
-        if iterations and judged and all(c.device in record.reference_joules for c in judged):
-            # The devices a verdict judges, over their own reference joules: as the gate normalises.
-            reference = sum(record.reference_joules[c.device] for c in judged)
-            record.normalised = {
-                "per_iteration_gross": sum(c.gross_joules for c in judged) / iterations / reference,
-                "per_iteration_net": sum(c.net_joules for c in judged) / iterations / reference,
-            }
         notes = [f"{c.device}: {c.note}" for c in measured.components if c.note]
         if stopped:
             notes.append(f"the measurement did not finish ({stopped}): no energy figure")
-        elif not valid:
+        elif not record.valid:
             notes.append("every window was invalid: no energy figure for this measurement, budgets not checked"
                          if measured.components else
                          "no device could be measured (see the session's notes): no energy figure, "
