@@ -198,7 +198,8 @@ def _derived(rounds: list[Round], components: list[Component], carbon: Carbon,
     systematic = math.sqrt(sum(c.uncertainty_joules**2 for c in components))
     systematic_per_iteration = systematic / iterations if iterations else math.nan
     total_gross = sum(r.gross_joules for r in valid)
-    judged = [c for c in components if c.device in set(judged_devices(components))]
+    judged_names = set(judged_devices(components))
+    judged = [c for c in components if c.device in judged_names]
     normalised = {}
     if iterations and judged and all(c.device in reference_joules for c in judged):
         # The devices a verdict judges, over their own reference joules: as the gate normalises.
