@@ -118,6 +118,7 @@ class EnergySession:
                 min_window=min_window or settings.min_window,
                 warmup=settings.warmup if warmup is None else warmup,
                 iterations=iterations,
+                cooldown=settings.cooldown,
             )
         except BaseException as error:  # a timeout or failure inside: record that it did not finish
             self._keep(context, label, unit, "call", Taken([], []), stopped=_one_line(error))
@@ -128,12 +129,14 @@ class EnergySession:
     @contextmanager
     def measure_block(self, context: TestContext, block: Block, *, label: str, unit: str) -> Iterator[None]:
         meter = self.meter()
+        cooled = meter.cool_down(context.settings.cooldown)
         start = meter.edge(START)
         try:
             yield
         finally:  # energy spent by a block that raised is still energy spent: keep its record
             end = meter.edge(END)
-            block.taken = self._keep(context, label, unit, "block", Taken([start, end], [block.iterations]))
+            block.taken = self._keep(context, label, unit, "block",
+                                     Taken([start, end], [block.iterations], cooldown=cooled))
 
     def _keep(self, context: TestContext, label: str, unit: str, form: str, taken: Taken, stopped: str = "") -> Pending:
         name = context.name_for(label)
