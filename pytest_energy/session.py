@@ -25,9 +25,11 @@ from .carbon import resolve_carbon
 from .config import Settings, path_setting
 from .context import VERDICT_KEYS, Block, Pending, TestContext, record_outcome
 from .fingerprint import fingerprint, git_commit
-from .meter import END, START, Measured, Meter, Taken
+from .meter import BOUNDARY, END, START, Measured, Meter, Taken
 from .record import Record, RunInfo, session_document
 from .sources import detect
+from .top import FORM as TOP_FORM
+from .top import TopTests
 
 NOTHING_MEASURED = "pytest-energy: no test measured energy (use the `energy` fixture)"
 
@@ -70,6 +72,7 @@ class EnergySession:
         self.judgement: Any = None
         self.report: Any = None
         self._meter: Meter | None = None
+        self.top = TopTests(settings.top) if settings.values.get("top") else None  # --energy-top N
 
     # -- measuring ------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -196,6 +199,27 @@ class EnergySession:
         return lines
 
     @contextmanager
+    def top_window(self, context: TestContext) -> Iterator[None]:
+        """``--energy-top``: the test's call as one window of its own (:mod:`pytest_energy.top`). A
+        meter that cannot start or read leaves the test unmeasured with a note, never changes it."""
+        assert self.top is not None
+        try:
+            meter = self.meter()
+            start = meter.edge(BOUNDARY)
+        except Exception as error:
+            line = f"--energy-top: a test could not be measured ({_one_line(error)})"
+            if line not in self.notes:
+                self.notes.append(line)
+            yield
+            return
+        try:
+            yield
+        finally:
+            end = meter.edge(BOUNDARY)
+            taken = Taken([start, end], [1])
+            self.top.add(lambda: self._build(context, context.nodeid, "", TOP_FORM, TOP_FORM, taken, ""))
+
+    @contextmanager
     def measure_test(self, context: TestContext) -> Iterator[None]:
         """Measure a marked test that does not use the fixture: its whole call is one window."""
         with self.measure_block(context, Block(), label="", unit="test"):
@@ -210,10 +234,14 @@ class EnergySession:
     def after_report(self, context: TestContext | None, when: str, outcome: str, xfail: bool) -> dict[str, Any]:
         """After each phase report of a test: note the test's outcome on its records; on an xdist
         worker, return what the teardown report carries to the controller (empty: nothing to send)."""
+        self.note_outcome(context, when, outcome, xfail)
+        return self.worker_payload() if self.worker and when == "teardown" else {}
+
+    def note_outcome(self, context: TestContext | None, when: str, outcome: str, xfail: bool) -> None:
+        """Note the test's outcome from one phase's report on the records of ``context``."""
         phase = record_outcome(when, outcome, xfail)
         if context is not None and phase:
             context.set_outcome(phase)
-        return self.worker_payload() if self.worker and when == "teardown" else {}
 
     def close(self) -> None:
         if self._meter is not None:
@@ -239,17 +267,23 @@ class EnergySession:
             exitstatus=int(exitstatus),
         )
 
-    def worker_payload(self) -> dict[str, Any]:
-        """What this xdist worker has not sent the controller yet (see :class:`handover.Outbox`)."""
-        return self.outbox.payload(self.taken, self.notes, {"fingerprint": self.fingerprint,
-                                                            "idle_watts": self.idle_watts,
-                                                            "reference_joules": self.reference_joules})
+    def worker_payload(self, final: bool = False) -> dict[str, Any]:
+        """What this xdist worker has not sent the controller yet (see :class:`handover.Outbox`); at
+        the session's end (``final``) also its ``--energy-top`` records."""
+        payload = self.outbox.payload(self.taken, self.notes, {"fingerprint": self.fingerprint,
+                                                               "idle_watts": self.idle_watts,
+                                                               "reference_joules": self.reference_joules})
+        if final and self.top is not None:
+            payload["top"] = self.top.payload()
+        return payload
 
     def merge_worker(self, payload: dict[str, Any]) -> None:
         """Take one worker's records, notes and facts (controller side)."""
         facts = self.inbox.merge(payload, self.notes, have_facts=bool(self.fingerprint))
         if facts is not None:
             self.fingerprint, self.idle_watts, self.reference_joules = (facts[k] for k in handover.FACTS)
+        if self.top is not None:
+            self.top.merge(payload.get("top", []))
 
     def finish(self, exitstatus: int) -> int:
         """Judge, store and report; return the session's exit status with the gate's decision in it
@@ -260,7 +294,8 @@ class EnergySession:
         if not records and not lost:
             self._stage("the energy JSON", lambda: self._write_json(
                 records, run_info, {"outcome": "nothing measured", "head": NOTHING_MEASURED}))
-            self.output_lines.append(NOTHING_MEASURED)
+            if self.top is None:  # with --energy-top every test measured, though none is judged
+                self.output_lines.append(NOTHING_MEASURED)
             return exitstatus
         # First, so the records survive whatever a later stage meets; rewritten once judged.
         self._stage("the energy JSON", lambda: self._write_json(records, run_info, {
@@ -304,11 +339,14 @@ class EnergySession:
         from .locking import atomic_write_text
 
         document = session_document(records, run_info.to_dict(), gate)
+        if self.top is not None:  # apart from "records": what the gate, baselines and history read
+            document["top"] = [record.to_dict() for record in self.top.records()]
         self.update_json(document)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(document, indent=1, allow_nan=False) + os.linesep)
         if announce:
-            self.output_lines.append(f"pytest-energy: {len(records)} records written to {path}")
+            listed = f" and {len(document['top'])} --energy-top tests" if "top" in document else ""
+            self.output_lines.append(f"pytest-energy: {len(records)} records{listed} written to {path}")
 
 
 def _gate_document(judgement: Any, records: list[Record]) -> dict[str, Any]:
