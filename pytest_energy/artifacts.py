@@ -1,8 +1,8 @@
 """Runs from ``--energy-json`` files (CI artifacts) into a history store: ``pytest-energy import``.
 
 A team without a database server builds its nightly history this way: each job uploads its JSON, and
-the nightly job imports them all into one store. A document of schema 1 (no gate section) or 2 is read;
-any other version, and anything that is not such a document, is refused in one line naming the file.
+the nightly job imports them all into one store. A document of schema 1 (no gate section), 2 or 3 (a
+record's ``criteria`` were its ``budget`` before) is read; any other version, and anything that is not such a document, is refused in one line naming the file.
 A run the store already holds (by run id) is not stored again, so importing the same files twice, or
 an artifact of a run that also appended itself, stores each run once.
 """
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .history import History
 
 #: The ``--energy-json`` schema versions this reads (see record.SCHEMA_VERSION and the README).
-READABLE = (1, 2)
+READABLE = (1, 2, 3)
 #: Gate outcomes of the JSON that mean the gate failed the run.
 _FAILED = ("failed", "incomplete")
 
@@ -85,7 +85,7 @@ def _document(path: Path) -> dict[str, Any]:
     version = document["schema_version"]
     if version not in READABLE:
         raise ArtifactError(f"pytest-energy: {path} has --energy-json schema version {version!r}; this pytest-energy "
-                            f"reads {' and '.join(map(str, READABLE))} (a newer file needs a newer pytest-energy); "
+                            f"reads {', '.join(map(str, READABLE[:-1]))} and {READABLE[-1]} (a newer file needs a newer pytest-energy); "
                             "not imported")
     return document
 

@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
 
     imported = commands.add_parser("import", help="append the runs of --energy-json files (CI artifacts) to a "
                                                   "history; a run held already is not stored again")
-    imported.add_argument("files", nargs="+", metavar="RUN.json", help="--energy-json files (schema 1 or 2)")
+    imported.add_argument("files", nargs="+", metavar="RUN.json", help="--energy-json files (schema 1, 2 or 3)")
     imported.add_argument("--history", default=history_default, help=history_help)
 
     stored = commands.add_parser("baselines", help="list baseline sets, or migrate the first layout")

@@ -75,7 +75,7 @@ def test_three_sessions_append_to_one_server_at_once(pytester: pytest.Pytester, 
 
 # -- pytest-energy import -----------------------------------------------------------------------------
 def _artifact(folder: Path, run_id: str, started: str, joules: float, branch: str | None = "main",
-              version: int = 2, name: str = "tests/test_a.py::test_a") -> Path:
+              version: int = 3, name: str = "tests/test_a.py::test_a") -> Path:
     """An --energy-json file of one run, as the session writes it (schema 1: no gate section)."""
     info = dataclasses.replace(make_run_info(run_id), started=started, branch=branch)
     gate = {"outcome": "passed", "baseline_set": "default", "fingerprint_id": info.fingerprint["id"],
@@ -97,11 +97,11 @@ def test_importing_artifacts_stores_each_run_once(history_at: Path | str, tmp_pa
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     files = [_artifact(tmp_path, "run-1", "2026-11-21T10:00:00+00:00", 10.0),
              _artifact(tmp_path, "run-0", "2026-11-20T10:00:00+00:00", 9.0, version=1)]
-    newer = _artifact(tmp_path, "run-9", "2026-11-29T10:00:00+00:00", 9.0, version=3)
+    newer = _artifact(tmp_path, "run-9", "2026-11-29T10:00:00+00:00", 9.0, version=4)
     assert main(["import", *map(str, files), str(newer), "--history", str(history_at)]) == 2
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == (f"pytest-energy: {newer} has --energy-json schema version 3; this pytest-energy reads 1 "
-                        "and 2 (a newer file needs a newer pytest-energy); not imported")
+    assert lines[0] == (f"pytest-energy: {newer} has --energy-json schema version 4; this pytest-energy reads 1, "
+                        "2 and 3 (a newer file needs a newer pytest-energy); not imported")
     assert lines[1:3] == [f"pytest-energy: {files[0]}: run run-1 imported (1 records)",
                           f"pytest-energy: {files[1]}: run run-0 imported (1 records)"]
     assert lines[-1].endswith("2 runs imported into " + History(history_at).where + ", 0 held already, "
