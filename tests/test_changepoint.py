@@ -43,13 +43,19 @@ def test_steps_false_alarm_rate_on_flat_noisy_series_is_low():
 
 
 
-def test_a_cluster_of_contended_runs_is_not_a_level_but_a_lasting_step_is():
+def test_contended_runs_rarely_make_a_level_and_the_rank_test_is_why():
+    """One run in ten reads 20-40 % high (a neighbour on the runner): clusters of them are no step."""
+    rng = random.Random(21)
+    series = [[10 * (1 + rng.gauss(0, 0.01) + (rng.uniform(0.2, 0.4) if rng.random() < 0.1 else 0.0))
+               for _ in range(30)] for _ in range(300)]
+    with_ranks = sum(bool(detect(values)) for values in series)
+    fit_alone = sum(bool(detect(values, max_pvalue=None)) for values in series)
+    assert with_ranks <= 12 and fit_alone >= 2 * with_ranks  # at most 4 %, and the rank test halves it
+
+
+def test_a_lasting_step_up_and_back_is_two_change_points():
     rng = random.Random(3)
     series = _noisy(10, 40, 0.01, rng)
-    contended = list(series)
-    contended[37], contended[39] = contended[37] * 1.3, contended[39] * 1.35  # two of the last three loaded
-    assert detect(contended) == []
-    assert detect(contended, max_pvalue=None)  # the fit alone splits them off: the rank test joins them
     lasting = series[:20] + [v * 1.1 for v in series[20:32]] + series[32:]
     up, down = detect(lasting)
     assert (up.index, down.index) == (20, 32)

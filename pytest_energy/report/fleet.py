@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..baselines import record_kinds
-from ..fingerprint import DEFAULT_KIND_FIELDS
+from ..fingerprint import DEFAULT_KIND_FIELDS, DeviceKind
 from ..gate import energy_metric
 from ..record import Record
 from .trends import Trend, TrendPoint, steps_of
@@ -101,6 +101,22 @@ def _kind_fields(info: dict[str, Any]) -> tuple[str, ...]:
     return tuple(str(fields).split(",")) if fields else DEFAULT_KIND_FIELDS
 
 
+class _KindCache:
+    """The device kinds of a record, computed once per runner and set of devices: a nightly over 1,000
+    runs of 100 records would otherwise spend a second deriving the same few kinds 100,000 times."""
+
+    def __init__(self) -> None:
+        self.known: dict[tuple[Any, ...], list[DeviceKind]] = {}
+
+    def __call__(self, record: Record, fields: tuple[str, ...]) -> list[DeviceKind]:
+        fingerprint = record.fingerprint or {}
+        key = (fields, fingerprint.get("id"), fingerprint.get("cpu_model"), repr(fingerprint.get("gpus")),
+               tuple(record.judged_devices), tuple((c.device, c.kind, c.method) for c in record.components))
+        if key not in self.known:
+            self.known[key] = record_kinds(record, fields)
+        return self.known[key]
+
+
 @dataclass
 class _Series:
     points: list[TrendPoint] = field(default_factory=list)
@@ -124,6 +140,7 @@ def build_fleet(history: Any, last: int | None = None, since: str | None = None,
         raise LookupError(f"pytest-energy: the history holds no run{window} yet; run `pytest --energy` first"
                           + (" or give an earlier --since" if since else ""))
     runs = runs[::-1]  # oldest first: each series grows in time order
+    kinds_of = _KindCache()
     series: dict[tuple[str, str], _Series] = {}
     kind_runs: dict[str, dict[str, None]] = {}
     kind_runners: dict[str, dict[str, None]] = {}
@@ -135,11 +152,11 @@ def build_fleet(history: Any, last: int | None = None, since: str | None = None,
         runner = run.fingerprint_id or ""
         for record in history.records(run.run_id):
             try:
-                kinds = record_kinds(record, fields)
+                kinds = kinds_of(record, fields)
             except ValueError as error:  # a field this version does not know: the default kinds
                 notes.append(f"run {run.run_id}: {error}; its records are grouped by {', '.join(DEFAULT_KIND_FIELDS)}")
                 fields = DEFAULT_KIND_FIELDS
-                kinds = record_kinds(record, fields)
+                kinds = kinds_of(record, fields)
             for index, kind in enumerate(kinds):
                 verdict = verdicts.get((record.name, energy_metric(index, kind))) or {}
                 entry = series.setdefault((kind.id, record.name), _Series())
