@@ -169,15 +169,18 @@ class Cell:
                 "spurious_rate": rate(self.spurious), "ms_per_series": 1000 * self.seconds / max(self.trials, 1)}
 
 
-def run(trials: int = 300, seed: int = 0) -> list[dict[str, Any]]:
-    """Every method on the same ``trials`` series per noise model, length and effect."""
+def run(trials: int = 200, seed: int = 0, noises: tuple[str, ...] = NOISES, lengths: tuple[int, ...] = LENGTHS,
+        effects: tuple[float, ...] = EFFECTS, methods: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """The ``methods`` (all where None) on the same ``trials`` series per noise model, length and effect."""
     cells = []
-    for noise in NOISES:
-        for length in LENGTHS:
-            for effect in EFFECTS:
+    for noise in noises:
+        for length in lengths:
+            for effect in effects:
                 rng = random.Random(f"{seed}-{noise}-{length}-{effect}")
                 drawn = [series(noise, length, effect, rng) for _ in range(trials)]
                 for name, method in METHODS.items():
+                    if methods is not None and name not in methods:
+                        continue
                     cell = Cell(name, noise, length, effect)
                     for values, at in drawn:
                         began = time.perf_counter()
@@ -199,11 +202,12 @@ def summary(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     noise model (all lengths and step sizes pooled)."""
     rows = []
     for method in dict.fromkeys(c["method"] for c in cells):
-        for noise in NOISES:
+        for noise in dict.fromkeys(c["noise"] for c in cells):
             mine = [c for c in cells if c["method"] == method and c["noise"] == noise]
             flat = [c for c in mine if not c["effect"]]
             steps = [c for c in mine if c["effect"]]
-            pooled = (lambda key, group: sum(c[key] * c["trials"] for c in group) / sum(c["trials"] for c in group))
+            pooled = (lambda key, group: sum(c[key] * c["trials"] for c in group) / sum(c["trials"] for c in group)
+                      if group else None)
             rows.append({"method": method, "noise": noise,
                          "false_alarm_rate": pooled("false_alarm_rate", flat),
                          "detection_rate": pooled("detection_rate", steps),
@@ -222,13 +226,15 @@ def markdown(cells: list[dict[str, Any]]) -> list[str]:
         lines.append(f"| {row['method']} | {row['noise']} | {pct(row['false_alarm_rate'])} | "
                      f"{pct(row['detection_rate'])} | {pct(row['exact_location_rate'])} | "
                      f"{pct(row['spurious_rate_with_step'])} | {row['ms_per_series']:.2f} |")
+    lengths = sorted({c["length"] for c in cells})
+    effects = [e for e in EFFECTS if e and any(c["effect"] == e for c in cells)]
     lines += ["", "Detected (±1 run), by series length and step (all noise models pooled):", "",
-              "| method | " + " | ".join(f"{n} runs, {e:+.0%}" for n in LENGTHS for e in EFFECTS if e) + " |",
-              "|" + " --- |" * (1 + sum(1 for _ in LENGTHS for e in EFFECTS if e))]
+              "| method | " + " | ".join(f"{n} runs, {e:+.0%}" for n in lengths for e in effects) + " |",
+              "|" + " --- |" * (1 + len(lengths) * len(effects))]
     for method in dict.fromkeys(c["method"] for c in cells):
         values = []
-        for length in LENGTHS:
-            for effect in (e for e in EFFECTS if e):
+        for length in lengths:
+            for effect in effects:
                 group = [c for c in cells if c["method"] == method and c["length"] == length and c["effect"] == effect]
                 values.append(pct(sum(c["detection_rate"] * c["trials"] for c in group)
                                   / sum(c["trials"] for c in group)))
@@ -238,7 +244,7 @@ def markdown(cells: list[dict[str, Any]]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m bench.changepoint", description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=300, help="series per noise model, length and step (default 300)")
+    parser.add_argument("--trials", type=int, default=200, help="series per noise model, length and step (default 200)")
     parser.add_argument("--seed", type=int, default=0)
     arguments = parser.parse_args(argv)
     print("\n".join(markdown(run(arguments.trials, arguments.seed))))

@@ -88,11 +88,13 @@ class Fleet:
         return sum(1 for k in self.kinds for t in k.tests if t.status == "regression")
 
 
-def kind_joules(record: Record, devices: tuple[str, ...]) -> float:
-    """Net joules per iteration of the record's ``devices`` (one device kind), over its valid rounds."""
-    if not record.iterations:
+def kind_joules(record: Record, devices: tuple[str, ...], iterations: int | None = None) -> float:
+    """Net joules per iteration of the record's ``devices`` (one device kind), over its valid rounds
+    (``iterations``, where the caller has counted them already)."""
+    iterations = record.iterations if iterations is None else iterations
+    if not iterations:
         return math.nan
-    return math.fsum(c.net_joules for c in record.components if c.device in devices) / record.iterations
+    return sum(c.net_joules for c in record.components if c.device in devices) / iterations
 
 
 def _kind_fields(info: dict[str, Any]) -> tuple[str, ...]:
@@ -110,11 +112,14 @@ class _KindCache:
 
     def __call__(self, record: Record, fields: tuple[str, ...]) -> list[DeviceKind]:
         fingerprint = record.fingerprint or {}
-        key = (fields, fingerprint.get("id"), fingerprint.get("cpu_model"), repr(fingerprint.get("gpus")),
-               tuple(record.judged_devices), tuple((c.device, c.kind, c.method) for c in record.components))
-        if key not in self.known:
-            self.known[key] = record_kinds(record, fields)
-        return self.known[key]
+        # The fingerprint id names the GPUs, CPU and methods, which is all the default fields read; other
+        # fields (driver, power limit, clocks) can change under one id, so their facts join the key.
+        facts = "" if fields == DEFAULT_KIND_FIELDS else repr((fingerprint.get("gpus"), fingerprint.get("cpu_model")))
+        key = (fields, fingerprint.get("id"), facts, tuple((c.device, c.kind, c.method) for c in record.components))
+        kinds = self.known.get(key)
+        if kinds is None:
+            kinds = self.known[key] = record_kinds(record, fields)
+        return kinds
 
 
 @dataclass
@@ -149,7 +154,8 @@ def build_fleet(history: Any, last: int | None = None, since: str | None = None,
         verdicts = {(v["name"], v["metric"]): v for v in history.verdicts(run.run_id)
                     if run.baseline_set is None or v["baseline_set"] == run.baseline_set}
         fields = _kind_fields(run.info)
-        runner = run.fingerprint_id or ""
+        runner, commit = run.fingerprint_id or "", run.git_commit or ""
+        seen: set[str] = set()
         for record in history.records(run.run_id):
             try:
                 kinds = kinds_of(record, fields)
@@ -157,19 +163,24 @@ def build_fleet(history: Any, last: int | None = None, since: str | None = None,
                 notes.append(f"run {run.run_id}: {error}; its records are grouped by {', '.join(DEFAULT_KIND_FIELDS)}")
                 fields = DEFAULT_KIND_FIELDS
                 kinds = kinds_of(record, fields)
+            iterations = record.iterations
             for index, kind in enumerate(kinds):
                 verdict = verdicts.get((record.name, energy_metric(index, kind))) or {}
-                entry = series.setdefault((kind.id, record.name), _Series())
-                joules = kind_joules(record, kind.devices)
-                status = str(verdict.get("status") or "")
+                entry = series.get((kind.id, record.name))
+                if entry is None:
+                    entry = series[kind.id, record.name] = _Series()
+                joules = kind_joules(record, kind.devices, iterations)
+                status = verdict.get("status") or ""
                 if math.isfinite(joules):
-                    entry.points.append(TrendPoint(run.started, joules, status, run.git_commit or "", runner))
+                    entry.points.append(TrendPoint(run.started, joules, status, commit, runner))
                 entry.runners[runner] = None
                 entry.runs += 1
-                entry.status, entry.message = status, str(verdict.get("message") or "")
-                entry.last_started, entry.last_commit = run.started, run.git_commit or ""
-                kind_runs.setdefault(kind.id, {})[run.run_id] = None
-                kind_runners.setdefault(kind.id, {})[runner] = None
+                entry.status, entry.message = status, verdict.get("message") or ""
+                entry.last_started, entry.last_commit = run.started, commit
+                seen.add(kind.id)
+        for kind_id in seen:
+            kind_runs.setdefault(kind_id, {})[run.run_id] = None
+            kind_runners.setdefault(kind_id, {})[runner] = None
     by_kind: dict[str, list[FleetTest]] = {}
     for (kind, name), entry in series.items():
         trend = Trend(name, entry.points, steps_of(entry.points))
