@@ -154,7 +154,11 @@ def trend_line(trend: Trend) -> Markup:
         if top <= py <= bottom:
             parts.append(f'<line class="grid" x1="{left}" y1="{py:.1f}" x2="{right}" y2="{py:.1f}"/>'
                          f'<text class="tick" x="{left - 4}" y="{py + 4:.1f}" text-anchor="end">{fmt(tick, 3)}</text>')
+    kept = -math.inf
     for px, date, commit in _time_ticks(trend.points, at):
+        if x(px) - kept < 70:  # labels closer than their width would overlap: the earlier one stays
+            continue
+        kept = x(px)
         parts.append(f'<line class="grid" x1="{x(px):.1f}" y1="{top}" x2="{x(px):.1f}" y2="{bottom}"/>'
                      f'<text class="tick" x="{x(px):.1f}" y="{bottom + 14}" text-anchor="middle">{escape(date)}</text>'
                      + (f'<text class="tick" x="{x(px):.1f}" y="{bottom + 26}" text-anchor="middle">'
