@@ -69,7 +69,8 @@ def _parser() -> argparse.ArgumentParser:
                          help="an --energy-json file of a run with this version: names the model of each baseline "
                               "that names none, where that run counted the same work (within 5 %)")
 
-    report = commands.add_parser("report", help="render the HTML report from the history store")
+    report = commands.add_parser("report", help="the nightly report of the fleet from the history store (HTML, and "
+                                                "its summary printed)")
     report.add_argument("--history", default=history_default, help=f"history store (default {history_default})")
     # Not the session report's path: the nightly report must not overwrite the last run's.
     nightly_default = str(Path(BY_NAME["report"].default).with_name("energy-nightly.html"))

@@ -68,7 +68,6 @@ def render_fleet(fleet: Fleet) -> str:
     return environment().get_template("nightly.html.j2").render(fleet=fleet)
 
 
-def write_fleet(fleet: Fleet, path: Path) -> str:
-    """Render the nightly report to ``path`` atomically; the line to show for it."""
+def write_fleet(fleet: Fleet, path: Path) -> None:
+    """Render the nightly report to ``path`` atomically."""
     atomic_write_text(path, render_fleet(fleet))
-    return f"pytest-energy: nightly report written to {path}"
