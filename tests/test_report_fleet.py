@@ -120,3 +120,27 @@ def test_a_window_without_runs_or_a_bad_date_is_one_line(fleet_history, tmp_path
     assert "'yesterday': expected a date YYYY-MM-DD or an ISO time" in capsys.readouterr().err
     with pytest.raises(HistoryError, match="no history at"):
         render_from_history(tmp_path / "missing.sqlite", out)
+
+
+def test_runs_of_the_plugin_that_measured_different_tests_all_show_in_the_nightly(pytester, capsys):
+    """Through the plugin: a full run, then a run of one test; the nightly lists both tests."""
+    pytester.makepyfile(test_work="""
+        def test_a(energy):
+            energy(sum, range(20000))
+
+        def test_b(energy):
+            energy(sorted, list(range(5000)))
+    """)
+    fast = ["--energy", "--energy-min-window", "0.02", "--energy-rounds", "3", "--energy-warmup", "1",
+            "--energy-idle-seconds", "0.05", "--energy-report", "none", "-p", "no:cacheprovider"]
+    pytester.runpytest(*fast).assert_outcomes(passed=2)
+    pytester.runpytest(*fast, "-k", "test_a").assert_outcomes(passed=1, deselected=1)
+    history = pytester.path / "reports" / "energy-history.sqlite"
+    fleet = build_fleet(History(history))
+    kind, = fleet.kinds
+    runs = {test.name: test.runs for test in kind.tests}
+    assert fleet.runs == 2 and runs == {"test_work.py::test_a": 2, "test_work.py::test_b": 1}
+    assert len(kind.tests[0].runners) == 1 and kind.tests[0].runners[0] == fleet.runners[0] != ""
+    assert cli.main(["report", "--history", str(history), "--out", str(pytester.path / "nightly.html")]) == 0
+    page = (pytester.path / "nightly.html").read_text()
+    assert 'data-name="test_work.py::test_a"' in page and 'data-name="test_work.py::test_b"' in page
