@@ -98,7 +98,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--overhead-repetitions", type=_positive_int, help="pytest runs per side (default 2, quick 1)")
     parser.add_argument("--render-records", type=_positive_int, default=10_000, help="records in the rendered report")
     parser.add_argument("--changepoint-trials", type=_positive_int,
-                        help="synthetic series per noise model, length and step (default 200, quick 40)")
+                        help="synthetic series per noise model, length and step (default 100, quick 40)")
     parser.add_argument("--nightly-runs", type=_positive_int,
                         help="runs of 100 records in the nightly report's history (default 1000, quick 100)")
     parser.add_argument("--country", default="USA", help="ISO code for CodeCarbon's offline tracker (default USA)")
@@ -290,7 +290,7 @@ class Bench:
         self.results["render"] = self.step("report render", lambda: render.run(self.args.render_records))
 
     def changepoint(self) -> None:
-        trials = self.args.changepoint_trials or (40 if self.args.quick else 200)
+        trials = self.args.changepoint_trials or (40 if self.args.quick else 100)
         cells = self.step("change-point methods", lambda: changepoint.run(trials, self.args.seed))
         self.results["changepoint"] = cells if isinstance(cells, dict) else {"trials": trials, "cells": cells}
 

@@ -169,7 +169,7 @@ class Cell:
                 "spurious_rate": rate(self.spurious), "ms_per_series": 1000 * self.seconds / max(self.trials, 1)}
 
 
-def run(trials: int = 200, seed: int = 0, noises: tuple[str, ...] = NOISES, lengths: tuple[int, ...] = LENGTHS,
+def run(trials: int = 100, seed: int = 0, noises: tuple[str, ...] = NOISES, lengths: tuple[int, ...] = LENGTHS,
         effects: tuple[float, ...] = EFFECTS, methods: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     """The ``methods`` (all where None) on the same ``trials`` series per noise model, length and effect."""
     cells = []
@@ -244,7 +244,7 @@ def markdown(cells: list[dict[str, Any]]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m bench.changepoint", description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=200, help="series per noise model, length and step (default 200)")
+    parser.add_argument("--trials", type=int, default=100, help="series per noise model, length and step (default 100)")
     parser.add_argument("--seed", type=int, default=0)
     arguments = parser.parse_args(argv)
     print("\n".join(markdown(run(arguments.trials, arguments.seed))))
