@@ -216,6 +216,8 @@ def _validity(results: dict[str, Any]) -> list[str]:
 
 def _render(results: dict[str, Any]) -> list[str]:
     render = results["render"]
+    if not render:  # the section did not run
+        return []
     lines = ["## 5. Report rendering", ""]
     if render.get("absent"):
         return lines + [f"{render.get('records', '')} records: n/a: {render['absent']}", ""]
