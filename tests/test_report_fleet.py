@@ -144,3 +144,13 @@ def test_runs_of_the_plugin_that_measured_different_tests_all_show_in_the_nightl
     assert cli.main(["report", "--history", str(history), "--out", str(pytester.path / "nightly.html")]) == 0
     page = (pytester.path / "nightly.html").read_text()
     assert 'data-name="test_work.py::test_a"' in page and 'data-name="test_work.py::test_b"' in page
+
+
+def test_names_from_tests_are_text_in_the_nightly_page(tmp_path):
+    history = History(tmp_path / "history.sqlite")
+    name = 't.py::test_x[<script>alert(1)</script>]'
+    for night in (1, 2):
+        _append(history, night, "h100-a", {name: 3.0}, {name: "unchanged"})
+    render_from_history(tmp_path / "history.sqlite", tmp_path / "nightly.html")
+    page = (tmp_path / "nightly.html").read_text()
+    assert "<script" not in page and "t.py::test_x[&lt;script&gt;alert(1)&lt;/script&gt;]" in page
