@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from ..conditions import describe as describe_conditions
 from ..gate import Judgement
 from ..record import Carbon, Record, RunInfo
 from ..verdict import STATUSES, Verdict, fails_gate, most_urgent
@@ -155,6 +156,8 @@ class Row:
                           f"{fmt(c.net_joules)} J, idle {fmt(c.idle_watts)} W over {fmt(c.window_seconds)} s, "
                           f"{c.ticks} ticks, ± {fmt(c.uncertainty_joules, 2)} J"
                           + ("" if c.valid else ", invalid") + (f"; {c.note}" if c.note else "")))
+            if c.conditions:
+                lines.append((f"{c.device} conditions", describe_conditions(c.conditions)))
         lines.append((f"rounds, net J {per}", ", ".join(
             (fmt(rd.net_joules / rd.iterations) if rd.iterations else "n/a") + ("" if rd.valid else " (invalid)")
             for rd in r.rounds)))
