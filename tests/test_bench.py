@@ -131,3 +131,15 @@ def test_the_nightly_bench_builds_the_fleet_report_from_a_filled_history(tmp_pat
     assert figures["runs"] == 8 and figures["kinds"] == 2 and figures["tests"] > 10
     assert figures["build_seconds"] > 0 and figures["html_megabytes"] > 0
     assert "nightly report over 8 runs x 10 records" in nightly.text(figures)
+
+
+def test_the_energy_top_overhead_runs_the_suite_plain_and_listed_and_tables_show_it():
+    from bench import overhead, rigs, tables
+
+    run = overhead.top_overhead(rigs.simulated_rig(0), 1, tests=20)
+    assert run["tests"] == 20 and run["listed"] == 10  # --energy-top 10 of the 20
+    assert "counter" in run["listed_methods"]  # the simulated NVML counter, ticking
+    assert run["tests_plain_seconds"] >= 20 * 0.02 and run["tests_measured_seconds"] >= 20 * 0.02
+    lines = tables._overhead({"overhead": {"top": [{"rig": "sim", **run}]}, "meta": {"rigs": {"sim": {"label": "sim"}}}})
+    assert any("`--energy-top`" in line for line in lines)
+    assert any(line.startswith("| sim | 20 x 20 ms |") for line in lines)
