@@ -46,12 +46,12 @@ def _note(errors: list[str], line: str) -> None:
 
 def _tolerance(record: Record, metric: str, default: float, errors: list[str]) -> Tolerance:
     """Marker ``thresholds[metric]`` > marker ``threshold`` > ``--energy-min-effect``."""
-    per_metric = record.budget.get("thresholds") or {}
+    per_metric = record.criteria.get("thresholds") or {}
     if not isinstance(per_metric, dict):
         _note(errors, f"pytest-energy: {record.nodeid}: energy marker thresholds must be a dict "
                       "such as {'energy': 0.1} (ignored)")
         per_metric = {}
-    candidates = ((f"thresholds[{metric!r}]", per_metric.get(metric)), ("threshold", record.budget.get("threshold")))
+    candidates = ((f"thresholds[{metric!r}]", per_metric.get(metric)), ("threshold", record.criteria.get("threshold")))
     for where, raw in candidates:
         if raw is None:
             continue
@@ -343,7 +343,7 @@ def _judge_set(records: list[Record], settings: Settings, root: Path, fingerprin
 def _judge_record(record: Record, settings: Settings, folder: Path, loaded: store.LoadedSet, set_name: str,
                   fingerprint_id: str, first_layout: list[Path], errors: list[str]) -> tuple[list[Verdict], bool]:
     """One record's verdicts against one set, and whether it is new there."""
-    gate = record.budget.get("gate", True) is not False
+    gate = record.criteria.get("gate", True) is not False
     tolerance = _energy_tolerance(record, settings, errors)
     baseline = loaded.baselines.get(record.name)
     if baseline is None:

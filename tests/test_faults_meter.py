@@ -260,7 +260,7 @@ def test_a_frozen_counter_never_passes_a_budget_with_a_valid_zero(pytester, monk
     [record] = document["records"]
     assert record["rounds"] and not any(r["valid"] for r in record["rounds"])
     assert record["total_gross_joules"] == 0 and record["per_iteration_net_joules"] is None
-    assert "energy" not in record["budget"]  # the budget was not judged on a figure that does not exist
+    assert "energy" not in record["criteria"]  # the budget was not judged on a figure that does not exist
     [gpu] = record["components"]
     assert not gpu["valid"] and gpu["ticks"] == 0
     assert "a frozen counter" in gpu["note"]
@@ -277,7 +277,7 @@ def test_the_same_budget_on_a_live_counter_is_judged_and_fails(pytester, monkeyp
     result.stdout.fnmatch_lines(["*energy budget exceeded: * for the test (gross, counter) > budget 5 J*"])
     [record] = document["records"]
     assert all(r["valid"] for r in record["rounds"])
-    assert record["budget"]["energy"][0]["met"] is False
+    assert record["criteria"]["energy"][0]["met"] is False
 
 
 def test_a_counter_jump_fails_no_budget_and_counts_nowhere(pytester, monkeypatch, workers):
@@ -304,7 +304,7 @@ def test_budget(energy):
     validity = [r["valid"] for r in record["rounds"]]
     assert validity.count(False) in (1, 2) and validity.count(True) >= 2  # the jump's window(s) only
     assert record["total_gross_joules"] < 1000.0
-    assert record["budget"]["energy"][0]["met"] is True
+    assert record["criteria"]["energy"][0]["met"] is True
     [gpu] = record["components"]
     assert "a counter jump" in gpu["note"]
 

@@ -44,7 +44,7 @@ def test_sum(energy):
 """)
     result, document = run(pytester, mode, "--energy-devices", "cpu,ram")
     result.assert_outcomes(passed=1)
-    assert document["schema_version"] == 2
+    assert document["schema_version"] == 3
     [record] = document["records"]
     assert record["name"] == "test_call_form_gives_modelled_per_iteration_joules.py::test_sum"
     assert record["methods"] == ["modelled"]
@@ -90,9 +90,9 @@ def test_under(energy):
     by_name = {r["name"].split("::")[-1]: r for r in document["records"]}
     assert {name: r["outcome"] for name, r in by_name.items()} == {"test_over": "failed", "test_under": "passed"}
     # The exceeded budget is recorded too, so the JSON says what the failure was measured against.
-    assert by_name["test_over"]["budget"]["energy"] == [
+    assert by_name["test_over"]["criteria"]["energy"] == [
         {"limit_joules": 0.001, "per": "iteration", "basis": "gross", "met": False}]
-    assert by_name["test_under"]["budget"]["energy"] == [
+    assert by_name["test_under"]["criteria"]["energy"] == [
         {"limit_joules": 3.6e6, "per": "1000", "basis": "gross", "met": True}]
 
 

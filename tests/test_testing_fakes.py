@@ -37,7 +37,7 @@ def test_the_documented_fake_gpu_session_judges_the_budget(pytester, monkeypatch
     # Idle (80 W) is subtracted for net energy; the budget is on gross, ~0.05 s at the test's power.
     per_inference = record["per_iteration_gross_joules"]
     assert per_inference == pytest.approx(watts * 0.05, rel=0.25)
-    assert record["budget"]["energy"][0]["met"] is (outcome == "passed")
+    assert record["criteria"]["energy"][0]["met"] is (outcome == "passed")
 
 
 def test_loading_the_plugin_does_not_import_the_fakes():

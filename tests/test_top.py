@@ -188,12 +188,9 @@ def test_a_bad_value_is_a_usage_error_in_one_line(pytester):
 
 
 def _record(name: str, joules: float, valid: bool = True) -> Record:
-    return Record(name=name, nodeid=name, form="test", rounds=[Round(1, 0.1, joules, joules, valid)],
-                  warmup_iterations=0, components=[], per_iteration_gross_joules=joules,
-                  per_iteration_net_joules=joules, per_iteration_uncertainty_joules=0.0,
-                  total_gross_joules=joules if valid else 0.0, total_net_joules=joules if valid else 0.0,
-                  duration_seconds=0.1, co2_grams=0.0, carbon=Carbon(400.0, "explicit", 1.0),
-                  fingerprint={}, timestamp="2026-12-02T00:00:00Z")
+    return Record.from_rounds([Round(1, 0.1, joules, joules, valid)], [], carbon=Carbon(400.0, "explicit", 1.0),
+                              name=name, nodeid=name, form="test", warmup_iterations=0, fingerprint={},
+                              timestamp="2026-12-02T00:00:00Z")
 
 
 def test_ranking_puts_most_gross_energy_first_and_unmeasured_tests_last():

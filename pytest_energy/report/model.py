@@ -171,7 +171,7 @@ class Row:
             lines.append(("carbon efficiency", (f"class {self.carbon_class}" if self.carbon_class else "not classed")
                           + f": {self.carbon_class_basis}"))
         lines += [(str(k), fmt(v) if isinstance(v, (int, float)) else str(v)) for k, v in r.proxies.items()]
-        lines += [(f"budget {k}", str(v)) for k, v in r.budget.items()]
+        lines += [(f"budget {k}", str(v)) for k, v in r.criteria.items()]
         lines += [("verdict", m) for m in self.messages]
         return lines
 
