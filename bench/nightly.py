@@ -37,13 +37,11 @@ def _fingerprint(runner: str) -> dict[str, Any]:
 
 def _record(name: str, joules: float, fingerprint: dict[str, Any], started: str, commit: str) -> Record:
     rounds = [Round(20, 1.0, joules * 20 + 77, joules * 20, True, {"gpu:0": joules * 20}) for _ in range(5)]
-    net, gross = sum(r.net_joules for r in rounds), sum(r.gross_joules for r in rounds)
-    return Record(name=name, nodeid=name, form="call", rounds=rounds, warmup_iterations=3,
-                  components=[Component("gpu:0", "gpu", "counter", gross, net, 77.0, 5.0, 50, 0.07)],
-                  per_iteration_gross_joules=gross / 100, per_iteration_net_joules=net / 100,
-                  per_iteration_uncertainty_joules=joules * 0.01, total_gross_joules=gross, total_net_joules=net,
-                  duration_seconds=5.0, co2_grams=gross / 3.6e6 * 1.2 * 56, carbon=CARBON, fingerprint=fingerprint,
-                  timestamp=started, git_commit=commit, outcome="passed")
+    components = [Component("gpu:0", "gpu", "counter", sum(r.gross_joules for r in rounds),
+                            sum(r.net_joules for r in rounds), 77.0, 5.0, 50, 0.07)]
+    return Record.from_rounds(rounds, components, carbon=CARBON, name=name, nodeid=name, form="call",
+                              warmup_iterations=3, fingerprint=fingerprint, timestamp=started, git_commit=commit,
+                              outcome="passed")
 
 
 def fill(path: Path, runs: int, records: int, seed: int = 0) -> None:
