@@ -9,6 +9,7 @@ from typing import Any
 
 from pytest_energy.record import finite
 
+from . import changepoint, nightly
 from .noise import METHOD_LABELS, PLUGIN
 
 
@@ -239,6 +240,27 @@ def _render(results: dict[str, Any]) -> list[str]:
     return lines + [f"{render['output']}", ""]
 
 
+def _changepoint(results: dict[str, Any]) -> list[str]:
+    found = results.get("changepoint") or {}
+    lines = ["## 6. Change points of nightly series", ""]
+    if not found:
+        return []
+    if found.get("absent"):
+        return lines + [f"n/a: {found['absent']}", ""]
+    return lines + [f"{found['trials']} synthetic series per noise model, length and step (bench/changepoint.py).",
+                    "", *changepoint.markdown(found["cells"]), ""]
+
+
+def _nightly(results: dict[str, Any]) -> list[str]:
+    found = results.get("nightly") or {}
+    if not found:
+        return []
+    lines = ["## 7. Nightly report of a fleet", ""]
+    if found.get("absent"):
+        return lines + [f"n/a: {found['absent']}", ""]
+    return lines + [nightly.text(found), ""]
+
+
 def _recommendation(results: dict[str, Any]) -> list[str]:
     advices = results.get("recommendation") or {}
     lines = ["## Recommended defaults", ""]
@@ -271,7 +293,7 @@ def markdown(results: dict[str, Any]) -> str:
     simulated = results["detection"].get("simulated", [])
     windows = [w for w in (1.0, 0.2) if any(r["window_seconds"] == w for r in simulated)]
     for part in (_noise(results), _detection(results, windows), _overhead(results), _validity(results),
-                 _render(results), _recommendation(results)):
+                 _render(results), _changepoint(results), _nightly(results), _recommendation(results)):
         lines += part
     return "\n".join(lines).rstrip() + "\n"
 

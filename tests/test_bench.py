@@ -107,6 +107,32 @@ def test_the_tiny_run_judges_identical_work_unchanged(tiny_run):
     assert all(r["effects"]["0"]["trials"] == 1 for r in measured)
 
 
+def test_contended_runs_make_the_previous_step_fit_cry_wolf_and_not_the_one_used():
+    """What bench/changepoint.py found: with one run in ten 20-40 % high, asv's PELT fit (levels of two
+    runs, report/model.py's detect_steps before) marks a step in about a third of flat 30-run series;
+    the method used marks few and still finds a 20 % step."""
+    from bench import changepoint
+
+    noise = changepoint.NOISES[2]
+    used, before = "pytest-energy: L1 binary segmentation + rank test", "L1 PELT, levels of 2 runs (detect_steps before)"
+    cells = changepoint.run(100, seed=1, noises=(noise,), lengths=(30,), effects=(0.0, 0.2), methods=(used, before))
+    rate = {(c["method"], c["effect"]): c for c in cells}
+    assert rate[before, 0.0]["false_alarm_rate"] > 0.2
+    assert rate[used, 0.0]["false_alarm_rate"] < 0.06
+    assert rate[used, 0.2]["detection_rate"] >= 0.7
+    table = "\n".join(changepoint.markdown(cells))
+    assert "| pytest-energy: L1 binary segmentation + rank test | contended" in table
+
+
+def test_the_nightly_bench_builds_the_fleet_report_from_a_filled_history(tmp_path):
+    from bench import nightly
+
+    figures = nightly.run(runs=8, records=10, history=tmp_path / "history.sqlite")
+    assert figures["runs"] == 8 and figures["kinds"] == 2 and figures["tests"] > 10
+    assert figures["build_seconds"] > 0 and figures["html_megabytes"] > 0
+    assert "nightly report over 8 runs x 10 records" in nightly.text(figures)
+
+
 def test_the_energy_top_overhead_runs_the_suite_plain_and_listed_and_tables_show_it():
     from bench import overhead, rigs, tables
 
