@@ -23,12 +23,6 @@ PLACEHOLDERS = {
     r"\$\{?(ENERGY_HISTORY|ENERGY_HISTORY_URL)\}?": "postgresql://energy@db.example:5432/energy",
     r"\$\{?CI_[A-Z_]+\}?": "x",
 }
-#: Subcommands helper "store" adds (issue 15 items 2 and 4), not in this branch yet: their commands are
-#: expected to parse once it is merged (strict xfail: the mark must go then).
-PENDING = {("import",): "pytest-energy import (issue 15.2)",
-           ("baselines", "update"): "pytest-energy baselines update --from-history (issue 15.4)"}
-
-
 def _scripts(document: object) -> list[str]:
     """Every shell script of a workflow: GitHub steps' ``run`` and GitLab jobs' ``script`` lists."""
     found: list[str] = []
@@ -67,11 +61,7 @@ def _all_commands() -> list[pytest.param]:
     for path in RECIPES:
         for script in _scripts(yaml.safe_load(path.read_text(encoding="utf-8"))):
             for words in _commands(script):
-                pending = next((why for words_start, why in PENDING.items()
-                                if words[0] == "pytest-energy" and tuple(words[1:1 + len(words_start)]) == words_start),
-                               None)
-                marks = [pytest.mark.xfail(strict=True, reason=f"{pending} is not merged yet")] if pending else []
-                params.append(pytest.param(words, id=f"{path.name}: {' '.join(words)[:70]}", marks=marks))
+                params.append(pytest.param(words, id=f"{path.name}: {' '.join(words)[:70]}"))
     return params
 
 
