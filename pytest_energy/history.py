@@ -32,7 +32,7 @@ except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
-    from .gate import Judgement
+    from .verdict import Judgement
 
 #: Version of the tables below; a store of another version is refused with what to do.
 SCHEMA_VERSION = 1

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import path_setting
-from ..gate import Judgement
 from ..record import Carbon, RunInfo
-from ..verdict import Verdict
+from ..verdict import Judgement, Status, Verdict
 from . import exports, html
 from .model import Report, build_report
 
@@ -62,12 +61,12 @@ def render_from_history(history_path: Path, out_path: Path, last: int | None = N
     latest, oldest = runs[0], runs[-1].started
     verdicts = [Verdict(**data) for data in history.verdicts(latest.run_id)]
     baseline_set = latest.baseline_set or "default"
-    regressions = [v for v in verdicts if v.status == "regression" and v.baseline_set == baseline_set]
+    regressions = [v for v in verdicts if v.status is Status.REGRESSION and v.baseline_set == baseline_set]
     judgement = Judgement(
         verdicts=verdicts,
         baseline_set=baseline_set,
         fingerprint_id=latest.fingerprint_id or "",
-        new=[v.name for v in verdicts if v.status == "new" and v.baseline_set == baseline_set],
+        new=[v.name for v in verdicts if v.status is Status.NEW and v.baseline_set == baseline_set],
         gate_failed=latest.gate_failed,
         summary=[f"{v.name}  {v.message}" for v in regressions],
     )

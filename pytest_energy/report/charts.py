@@ -8,10 +8,9 @@ import math
 
 from markupsafe import Markup, escape
 
-from .model import QualityChart, Trend, fmt
-
-STATUS_CLASS = {"regression": "s-reg", "inconclusive": "s-inc", "improvement": "s-imp", "new": "s-new",
-                "unchanged": "s-unc", "incomparable": "s-icp", "": "s-none"}
+from ..units import fmt
+from .model import QualityChart, Trend
+from .styles import css_class
 
 
 def _ticks(low: float, high: float, count: int = 5, whole: bool = False) -> list[float]:
@@ -91,7 +90,7 @@ def quality_scatter(chart: QualityChart) -> Markup:
         path = " ".join(f"{x(p.energy):.1f},{y(p.quality):.1f}" for p in front)
         parts.append(f'<polyline class="front" points="{path}"/>')
     for point in points:
-        css = STATUS_CLASS.get(point.status, "s-none") + (" on-front" if point.on_front else "")
+        css = css_class(point.status) + (" on-front" if point.on_front else "")
         parts.append(
             f'<a href="#r{point.row}"><circle class="dot {css}" cx="{x(point.energy):.1f}" '
             f'cy="{y(point.quality):.1f}" r="{5 if point.on_front else 4}"><title>{escape(point.name)}: '
@@ -131,7 +130,7 @@ def trend_line(trend: Trend) -> Markup:
     path = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values, 1))
     parts.append(f'<polyline class="trend" points="{path}"/>')
     for i, point in enumerate(trend.points, 1):
-        css = STATUS_CLASS.get(point.status, "s-none")
+        css = css_class(point.status)
         parts.append(f'<circle class="dot small {css}" cx="{x(i):.1f}" cy="{y(point.joules):.1f}" r="2.5">'
                      f'<title>{escape(point.started)}: {fmt(point.joules)} J ({escape(point.status or "-")})'
                      f'</title></circle>')

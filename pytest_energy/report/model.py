@@ -14,15 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
-from ..gate import Judgement
 from ..record import Carbon, Record, RunInfo
-from ..verdict import STATUSES, Verdict, fails_gate, most_urgent
+from ..verdict import Judgement, Status, Verdict, fails_gate, most_urgent
 from .exports import carbon_efficiency_classes, per_unit, rating
 
 JOULES_PER_WH = 3600.0
-#: Most urgent first: the HTML lists rows in this order, the terminal in the reverse order.
-STATUS_ORDER = (*STATUSES, "")
-_RANK = {status: index for index, status in enumerate(STATUS_ORDER)}
 #: A step in a trend series is marked when the level moves by at least this fraction.
 STEP_MIN_CHANGE = 0.05
 #: Trend charts drawn: a session report draws those of its most urgent rows, the nightly report
@@ -77,7 +73,7 @@ class QualityValue:
     value: float | None
     computed_by: str
     higher_is_better: bool
-    status: str = ""
+    status: Status = Status.NOT_JUDGED
     change: Change | None = None
 
     @property
@@ -92,7 +88,7 @@ class Row:
     index: int
     anchor: str  # HTML id of its details
     record: Record
-    status: str  # the worst verdict of the record ("" where nothing judged it)
+    status: Status  # the most urgent verdict of the record (NOT_JUDGED, "", where nothing judged it)
     gating: bool  # False where its regression cannot fail the gate (e.g. modelled energy)
     change: Change | None  # energy against baseline
     messages: list[str]
@@ -201,7 +197,7 @@ class Totals:
 
     @property
     def line(self) -> str:
-        judged = ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items(), key=lambda i: _RANK.get(i[0], 9))
+        judged = ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items(), key=lambda i: Status(i[0]).urgency)
                            if s)
         return (f"{self.records} measured, {fmt(self.gross_joules)} J gross ({fmt(self.gross_wh)} Wh), "
                 f"{fmt(self.net_joules)} J net, {fmt(self.co2_grams)} g CO2eq" + (f"; {judged}" if judged else ""))
@@ -285,7 +281,7 @@ class Report:
 
     @property
     def regressions(self) -> list[Row]:
-        return [row for row in self.rows if row.status == "regression"]
+        return [row for row in self.rows if row.status is Status.REGRESSION]
 
     @property
     def has_inference(self) -> bool:
@@ -339,7 +335,7 @@ def _quality(record: Record, verdicts: dict[str, Verdict]) -> list[QualityValue]
             value=_number(data.get("value")),
             computed_by=str(data.get("computed_by", "")),
             higher_is_better=bool(data.get("higher_is_better", True)),
-            status=verdict.status if verdict else "",
+            status=verdict.status if verdict else Status.NOT_JUDGED,
             change=_change(verdict),
         ))
     return values
@@ -391,10 +387,10 @@ def _row(index: int, record: Record, verdicts: list[Verdict], new: bool, baselin
     change and the quality statuses shown are against ``baseline_set``, the one compared and updated."""
     by_metric = {v.metric: v for v in verdicts if v.baseline_set == baseline_set}
     energy = by_metric.get("energy")
-    status = most_urgent(v.status for v in verdicts) or ("new" if new else "")
-    gating = fails_gate(verdicts) if status == "regression" else True
+    status = most_urgent(v.status for v in verdicts) or (Status.NEW if new else Status.NOT_JUDGED)
+    gating = fails_gate(verdicts) if status is Status.REGRESSION else True
     stars, basis = rating(record)
-    deciding = [v for v in verdicts if v.status == status and (v.gating or status != "regression")] or \
+    deciding = [v for v in verdicts if v.status == status and (v.gating or status is not Status.REGRESSION)] or \
         [v for v in verdicts if v.status == status]
     work, work_label = _work(record)
     return Row(
@@ -417,14 +413,14 @@ def _row(index: int, record: Record, verdicts: list[Verdict], new: bool, baselin
         stand_in=model_text(record) != _requested(record),
         work=work,
         work_label=work_label,
-        decided_by=deciding[0].message if deciding and status not in ("", "unchanged") else "",
+        decided_by=deciding[0].message if deciding and status not in (Status.NOT_JUDGED, Status.UNCHANGED) else "",
         interval_note=_interval_note(energy),
     )
 
 
 def _order(rows: list[Row]) -> list[Row]:
     """Regressions first, then the other verdicts by urgency; by name within a verdict."""
-    rows = sorted(rows, key=lambda r: (_RANK.get(r.status, len(STATUS_ORDER)), r.name))
+    rows = sorted(rows, key=lambda r: (r.status.urgency, r.name))
     for index, row in enumerate(rows):
         row.index, row.anchor = index, f"r{index}"
     return rows
@@ -655,7 +651,7 @@ def build_report(
         co2_grams=math.fsum(r.co2_grams for r in records if math.isfinite(r.co2_grams)),
         counts=dict(counts),
         failed=sum(1 for r in records if r.outcome == "failed"),
-        not_gating=sum(1 for r in rows if r.status == "regression" and not r.gating),
+        not_gating=sum(1 for r in rows if r.status is Status.REGRESSION and not r.gating),
     )
     fingerprint = run_info.fingerprint if run_info else (records[0].fingerprint if records else {})
     trends_note = ""
