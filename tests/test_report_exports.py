@@ -17,9 +17,10 @@ import yaml
 from factories import make_judgement, make_record, make_run_info, make_verdict
 from pytest_energy.report import build_report, html
 from pytest_energy.report.exports import (
-    CODECARBON_COLUMNS, benchmark_extra_info, carbon_efficiency_classes, junit_properties, markdown_summary,
-    rating, star_rating, write_emissions_csv, write_model_cards,
+    CODECARBON_COLUMNS, benchmark_extra_info, junit_properties, markdown_summary, write_emissions_csv,
+    write_model_cards,
 )
+from pytest_energy.report.ratings import carbon_efficiency_classes, rating, star_rating
 
 
 def test_csv_columns_are_codecarbons():

@@ -13,7 +13,7 @@ import math
 from typing import Any, Mapping, Sequence, TypeVar
 
 from ..budget import EnergyBudget
-from ..units import parse_energy
+from ..units import parse_energy, wh_per_1000
 from .base import QualityBudgetError, apply_quality_budget
 from .data import Task, examples, task
 from .declare import DTYPES, FineTuneCase, InferenceCase
@@ -186,7 +186,7 @@ def _fill_inference_record(record: Any, case: InferenceCase, spec: Task, measure
         "case": "inference", "task": spec.name, "batch_size": case.batch_size, "inferences": inferences,
         "rounds": case.rounds, "inferences_per_round": per_round * case.batch_size,
         "warmup_inferences": case.warmup * case.batch_size, "energy_basis": "gross",
-        "joules_per_1000_inferences": gross * 1000, "wh_per_1000_inferences": gross * 1000 / 3600,
+        "joules_per_1000_inferences": gross * 1000, "wh_per_1000_inferences": wh_per_1000(gross),
         **({"reference_range": list(case.reference_range)} if case.reference_range else {}),
         **per_work(gross, flops / inferences, tokens_in / inferences, tokens_out / inferences,
                    generates=spec.generates),

@@ -15,35 +15,19 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from ..record import Carbon, Record, RunInfo
+from ..units import JOULES_PER_WH, finite_number, fmt, percent_change, wh_per_1000
 from ..verdict import Judgement, Status, Verdict, fails_gate, most_urgent
-from .exports import carbon_efficiency_classes, per_unit, rating
+from .ratings import carbon_efficiency_classes, is_fine_tune, rating
 
-JOULES_PER_WH = 3600.0
+# The trend code below (moving to its own module) reads these under its own names.
+percent = percent_change
+_number = finite_number
 #: A step in a trend series is marked when the level moves by at least this fraction.
 STEP_MIN_CHANGE = 0.05
 #: Trend charts drawn: a session report draws those of its most urgent rows, the nightly report
 #: those with step changes first. Every chart is inline SVG, so the cap keeps big reports light.
 SESSION_TRENDS = 60
 NIGHTLY_TRENDS = 400
-
-
-_SPECS = {digits: f".{digits}g" for digits in range(1, 10)}
-
-
-def fmt(value: float | None, digits: int = 4) -> str:
-    """A number with ``digits`` significant digits; whole numbers from ``10**digits`` up to 1e9."""
-    if value is None or value != value or value in (math.inf, -math.inf):
-        return "n/a"
-    if 10 ** digits <= abs(value) < 1e9:
-        return f"{value:,.0f}"
-    return format(value, _SPECS[digits])
-
-
-def percent(ratio: float | None) -> str:
-    """``1.123`` -> ``+12.3 %``."""
-    if ratio is None or not math.isfinite(ratio):
-        return "n/a"
-    return f"{100 * (ratio - 1):+.1f} %"
 
 
 @dataclass
@@ -58,11 +42,11 @@ class Change:
     def interval(self) -> str:
         if self.low is None or self.high is None:
             return ""
-        return f"[{percent(self.low)}, {percent(self.high)}]"
+        return f"[{percent_change(self.low)}, {percent_change(self.high)}]"
 
     @property
     def text(self) -> str:
-        return f"{percent(self.ratio)} {self.interval}".rstrip()
+        return f"{percent_change(self.ratio)} {self.interval}".rstrip()
 
 
 @dataclass
@@ -312,17 +296,9 @@ class Report:
         return sum(len(t.steps) for t in self.trends)
 
 
-def is_fine_tune(record: Record) -> bool:
-    """A fine-tune case, as the cases module marks it (``extra["case"]`` is "fine-tune", or a dict
-    whose ``kind`` is)."""
-    case = record.extra.get("case") if isinstance(record.extra, dict) else None
-    return (case.get("kind") if isinstance(case, dict) else case) == "fine-tune"
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
+def per_unit(record: Record) -> str:
+    """What one energy figure of a record is per: its unit, or "test" for a single window (the whole test)."""
+    return "test" if record.form == "block" and record.iterations <= 1 else record.unit
 
 
 def _quality(record: Record, verdicts: dict[str, Verdict]) -> list[QualityValue]:
@@ -332,7 +308,7 @@ def _quality(record: Record, verdicts: dict[str, Verdict]) -> list[QualityValue]
         verdict = verdicts.get(metric)
         values.append(QualityValue(
             metric=str(metric),
-            value=_number(data.get("value")),
+            value=finite_number(data.get("value")),
             computed_by=str(data.get("computed_by", "")),
             higher_is_better=bool(data.get("higher_is_better", True)),
             status=verdict.status if verdict else Status.NOT_JUDGED,
@@ -366,7 +342,7 @@ def _requested(record: Record) -> str:
 
 def _work(record: Record) -> tuple[float | None, str]:
     for key, label in (("flops_per_inference", "FLOPs / inference"), ("flops", "FLOPs")):
-        value = _number(record.proxies.get(key))
+        value = finite_number(record.proxies.get(key))
         if value:
             return value, label
     return None, ""
@@ -402,8 +378,7 @@ def _row(index: int, record: Record, verdicts: list[Verdict], new: bool, baselin
         change=_change(energy),
         messages=[v.message for v in verdicts if v.message],
         quality=_quality(record, by_metric),
-        wh_per_1000=(record.per_iteration_gross_joules * 1000 / JOULES_PER_WH
-                     if record.unit == "inference" else None),
+        wh_per_1000=wh_per_1000(record.per_iteration_gross_joules) if record.unit == "inference" else None,
         stars=stars,
         star_basis=basis,
         methods=", ".join(record.methods) or "n/a",
