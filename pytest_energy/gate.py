@@ -485,7 +485,8 @@ def _write_baselines(records: list[Record], judgement: Judgement, settings: Sett
             continue
         kinds = device_kinds(record, settings)
         mine = {metric: found for (name, metric), found in statuses.items() if name == record.name}
-        changed = [kind for index, kind in enumerate(kinds) if mine.get(energy_metric(index, kind)) != {Status.UNCHANGED}]
+        changed = [kind for index, kind in enumerate(kinds)
+                   if mine.get(energy_metric(index, kind)) != {Status.UNCHANGED}]
         independent = {m: found for m, found in mine.items() if not m.startswith("energy")}
         existing = stored.get(record.name)
         same = existing is not None and all(found == {Status.UNCHANGED} for found in independent.values()) \

@@ -251,13 +251,25 @@ def run_finetune(case: FineTuneCase, energy: Any) -> None:
             "learning_rate": case.learning_rate, "schedule": case.schedule, "energy_basis": "gross",
             "joules_fine_tune": record.total_gross_joules, "joules_per_step": per_step,
             "joules_per_epoch_estimate": per_step * per_epoch, "loss_first": losses[0], "loss_last": losses[-1],
-            "eval_examples": len(eval_rows),
+            "eval_examples": len(eval_rows), "training": _how_trained(loaded.facts),
             **per_work(record.total_gross_joules, proxies["flops"], proxies["tokens_in"], proxies["tokens_out"],
                        generates=False),
         })
         record.quality = quality
         record.budget["quality"] = dict(case.quality)
     _check_quality(quality, dict(case.quality))
+
+
+def _how_trained(facts: dict[str, Any]) -> dict[str, str]:
+    """What a fine-tune trained and from which weights, for its model card: a fallback given no training
+    steps of its own starts from random weights, so the case trains it from scratch."""
+    source, steps = facts.get("source"), facts.get("training_steps")
+    if source == "factory":  # it may build from a config or load weights: not known here
+        return {"model": facts["ran"], "initial_weights": "unknown (built by the case's factory)", "type": ""}
+    if source == "fallback" and not steps:
+        return {"model": facts["ran"], "initial_weights": "random", "type": "training from scratch"}
+    start = f"pre-trained in this test ({steps} steps, not measured)" if source == "fallback" else "pre-trained"
+    return {"model": facts["ran"], "initial_weights": start, "type": "fine-tuning"}
 
 
 def _training_proxies(model: Any, tokenizer: Any, spec: Task, rows: list[dict[str, Any]], steps: int,

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from ..locking import atomic_write_text, locked
-from ..record import Record
+from ..record import Record, finite
 from ..units import JOULES_PER_KWH, finite_number, fmt, wh_per_1000
-from .model import Report, Row, per_unit
+from .model import Report, Row, model_text, per_unit
+from .ratings import reporting_practice
 
 #: ``codecarbon.output_methods.emissions_data.EmissionsData`` fields, in its CSV column order
 #: (codecarbon 3.3). Units as CodeCarbon's: s, kg CO2eq, kg/s, W, kWh (device energy x PUE), L.
@@ -163,30 +164,61 @@ def _hardware_used(record: Record) -> str:
     return f"{cpu} (CPU only)"
 
 
-def model_card_block(row: Row) -> str:
-    """The model-card YAML for one fine-tune row: ``co2_eq_emissions`` as the Hub reads it (grams),
-    then pytest-energy's own ``carbon_efficiency`` key."""
+def _yaml(value: Any) -> str:
+    """A scalar as YAML reads it (JSON's quoting is valid YAML)."""
+    return json.dumps(finite(value))
+
+
+def model_card_metadata(row: Row) -> dict[str, Any]:
+    """A fine-tune row's model-card front matter: ``base_model`` where a hub model was fine-tuned,
+    ``co2_eq_emissions`` as the Hub reads it (grams), then pytest-energy's own keys: ``training`` (the
+    model trained and from what weights), ``carbon_efficiency`` and ``emissions_reporting`` (the
+    reporting-practice class of the block itself). A field the run cannot state truthfully is left out:
+    ``training_type`` where the case did not say how it trained, ``geographical_location`` where no
+    country was given."""
     record = row.record
     carbon = record.carbon
-    country = carbon.country_iso_code
     methods = ", ".join(f"{c.device} {c.method}" for c in record.components)
-    source = (f"pytest-energy {record.fingerprint.get('pytest_energy') or ''} measurement ({methods}); "
-              f"{carbon.intensity_g_per_kwh:g} gCO2eq/kWh from {carbon.source}; PUE {carbon.pue:g}")
-    location = country if country else "not given (world-average carbon intensity)"
-    lines = [
-        f"# fine-tune case {json.dumps(record.name)}, measured {record.timestamp}",
-        "# paste into the model card's YAML front matter",
-        "co2_eq_emissions:",
-        f"  emissions: {json.dumps(finite_number(record.co2_grams))}",
-        f"  source: {json.dumps(source)}",
-        "  training_type: fine-tuning",
-        f"  geographical_location: {json.dumps(location)}",
-        f"  hardware_used: {json.dumps(_hardware_used(record))}",
-        "carbon_efficiency:",
-        f"  class: {json.dumps(row.carbon_class)}",
-        f"  basis: {json.dumps(row.carbon_class_basis)}",
-        f"  energy_joules: {json.dumps(finite_number(record.total_gross_joules))}",
-    ]
+    training = record.extra.get("training") if isinstance(record.extra, dict) else None
+    training = training if isinstance(training, dict) else {}
+    model = record.extra.get("model") if isinstance(record.extra, dict) else None
+    emissions: dict[str, Any] = {
+        "emissions": finite_number(record.co2_grams),
+        "source": (f"pytest-energy {record.fingerprint.get('pytest_energy') or ''} measurement ({methods}); "
+                   f"{carbon.intensity_g_per_kwh:g} gCO2eq/kWh from {carbon.source}; PUE {carbon.pue:g}"),
+        "training_type": training.get("type") or None,
+        "geographical_location": carbon.country_iso_code or None,
+        "hardware_used": _hardware_used(record),
+    }
+    emissions = {key: value for key, value in emissions.items() if value is not None}
+    practice = reporting_practice(emissions)
+    card: dict[str, Any] = {}
+    if isinstance(model, dict) and model.get("source") == "hub cache" and training.get("type") == "fine-tuning":
+        card["base_model"] = model.get("requested")
+    card["co2_eq_emissions"] = emissions
+    # The model trained, a fallback named as the stand-in it is.
+    card["training"] = {"model": model_text(record, detail=True) or training.get("model") or "not stated by the case",
+                        "initial_weights": training.get("initial_weights") or "not stated by the case"}
+    card["carbon_efficiency"] = {"class": row.carbon_class, "basis": row.carbon_class_basis,
+                                 "energy_joules": finite_number(record.total_gross_joules)}
+    card["emissions_reporting"] = {"practice": practice.level, "missing": list(practice.missing)}
+    return card
+
+
+def model_card_block(row: Row) -> str:
+    """The model-card YAML for one fine-tune row (:func:`model_card_metadata`), with a header naming the
+    case and the model trained."""
+    record = row.record
+    card = model_card_metadata(row)
+    lines = [f"# case {json.dumps(record.name)} (FineTuneCase), measured {record.timestamp}",
+             f"# model trained: {card['training']['model']} ({card['training']['initial_weights']} initial weights)",
+             "# paste into the model card's YAML front matter; the Hub ignores the keys after co2_eq_emissions"]
+    for key, value in card.items():
+        if not isinstance(value, dict):
+            lines.append(f"{key}: {_yaml(value)}")
+            continue
+        lines.append(f"{key}:")
+        lines += [f"  {field}: {_yaml(item)}" for field, item in value.items()]
     return "\n".join(lines) + "\n"
 
 

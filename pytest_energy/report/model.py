@@ -17,7 +17,7 @@ from typing import Any, Iterable
 from ..record import Carbon, Record, RunInfo
 from ..units import JOULES_PER_WH, finite_number, fmt, percent_change, wh_per_1000
 from ..verdict import Judgement, Status, Verdict, fails_gate, most_urgent
-from .ratings import carbon_efficiency_classes, is_fine_tune, rating
+from .ratings import carbon_efficiency_class, is_fine_tune, rating
 
 # The trend code below (moving to its own module) reads these under its own names.
 percent = percent_change
@@ -82,7 +82,7 @@ class Row:
     wh_per_1000: float | None
     stars: int | None = None  # AI-Energy-Score-style rating where a task reference range is given
     star_basis: str = ""
-    carbon_class: str | None = None  # A-E for fine-tune cases compared with each other
+    carbon_class: str | None = None  # A-E for a fine-tune, from its task's fixed reference table
     carbon_class_basis: str = ""
     methods: str = ""  # "counter, modelled": read by every renderer, so joined once
     valid_rounds: int = 0
@@ -366,6 +366,7 @@ def _row(index: int, record: Record, verdicts: list[Verdict], new: bool, baselin
     status = most_urgent(v.status for v in verdicts) or (Status.NEW if new else Status.NOT_JUDGED)
     gating = fails_gate(verdicts) if status is Status.REGRESSION else True
     stars, basis = rating(record)
+    carbon_class, carbon_basis = carbon_efficiency_class(record) if is_fine_tune(record) else (None, "")
     deciding = [v for v in verdicts if v.status == status and (v.gating or status is not Status.REGRESSION)] or \
         [v for v in verdicts if v.status == status]
     work, work_label = _work(record)
@@ -381,6 +382,8 @@ def _row(index: int, record: Record, verdicts: list[Verdict], new: bool, baselin
         wh_per_1000=wh_per_1000(record.per_iteration_gross_joules) if record.unit == "inference" else None,
         stars=stars,
         star_basis=basis,
+        carbon_class=carbon_class,
+        carbon_class_basis=carbon_basis,
         methods=", ".join(record.methods) or "n/a",
         valid_rounds=sum(1 for r in record.rounds if r.valid),
         model=model_text(record),
@@ -614,10 +617,6 @@ def build_report(
     new = set(judgement.new)
     rows = _order([_row(i, r, by_name.get(r.name, []), r.name in new, judgement.baseline_set)
                    for i, r in enumerate(records)])
-    fine_tunes = [row for row in rows if row.is_fine_tune]
-    for row, (grade, basis) in zip(fine_tunes, carbon_efficiency_classes([r.record for r in fine_tunes])):
-        row.carbon_class, row.carbon_class_basis = grade, basis
-
     counts = Counter(row.status for row in rows)
     totals = Totals(
         records=len(rows),

@@ -1,9 +1,12 @@
 """The ratings a report gives a record: AI-Energy-Score-style stars for an inference case against its
-task's range, and a carbon-efficiency class for a fine-tune."""
+task's range; for a fine-tune, the carbon-reporting study's two classifications (Castaño et al. 2023): a
+carbon-efficiency class from a fixed reference table per task, and the reporting-practice class of a
+model card's emissions metadata."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from ..record import Record
@@ -22,13 +25,7 @@ def is_fine_tune(record: Record) -> bool:
 def star_rating(value: float, reference_range: tuple[float, float]) -> int:
     """AI Energy Score style: the task's range (lowest, highest energy) cut into five equal bands;
     5 stars for the lowest 20 %, 1 star for the highest; values outside the range get 5 or 1."""
-    low, high = (float(v) for v in reference_range)
-    if not (math.isfinite(low) and math.isfinite(high) and high > low):
-        raise ValueError(f"reference range {reference_range!r}: expected (lowest, highest) with highest > lowest")
-    if not math.isfinite(value):
-        raise ValueError(f"energy {value!r}: cannot be rated")
-    band = math.floor((value - low) / (high - low) * 5)
-    return 5 - min(4, max(0, band))
+    return 5 - _band(value, reference_range)
 
 
 def _reference_range(raw: Any) -> tuple[float, float] | None:
@@ -72,45 +69,107 @@ def rating(record: Record) -> tuple[int | None, str]:
                    f"{reference[0]:.4g}-{reference[1]:.4g} Wh")
 
 
-def _first_metric(records: list[Record]) -> str | None:
-    """The first quality metric every record reports as a number (higher is better)."""
-    common = None
-    for record in records:
-        names = {m for m, d in record.quality.items()
-                 if isinstance(d, dict) and finite_number(d.get("value")) is not None and d.get("higher_is_better", True)}
-        common = names if common is None else common & names
-    return min(common) if common else None
+# -- carbon-efficiency class ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class CarbonReference:
+    """A task's fixed carbon-efficiency range: grams CO2eq per 1,000 training examples, lowest to highest,
+    cut into five equal bands A (lowest 20 %) to E, as the AI Energy Score cuts a task's range into stars."""
+
+    low: float
+    high: float
+    basis: str  # where the range comes from
 
 
-def carbon_efficiency_classes(records: list[Record]) -> list[tuple[str | None, str]]:
-    """A carbon-efficiency class A (best) to E per fine-tune record, after Castaño et al. (2023).
+def _reference(inference_wh_per_1000: float, model: str) -> CarbonReference:
+    """A range from a task's AI Energy Score reference point (H100, batch 1, Wh per 1,000 inferences):
+    a training example costs a forward and a backward pass, about 3 inferences' work, at the world-average
+    475 gCO2eq/kWh; the range runs from 0 to twice that, so the reference model's fine-tune is mid-C."""
+    grams = inference_wh_per_1000 * 3 * 475 / 1000
+    return CarbonReference(0.0, 2 * grams, f"{model} at {inference_wh_per_1000:g} Wh per 1,000 inferences "
+                                           "(AI Energy Score 2024, H100) x 3 for training, 475 gCO2eq/kWh")
 
-    Their classification places a model's emissions against what it delivers (model size, data,
-    performance) within a reference population, in five bands like an energy label. The population
-    here is the fine-tunes being reported (their Hub data set is not bundled): each record is ranked
-    on lower emissions and on every attribute all records carry (a quality metric, parameters,
-    training input tokens) per gram; the mean percentile rank gives the band. One record alone cannot be
-    ranked and gets None with the reason.
-    """
-    if len(records) < 2:
-        return [(None, "a single fine-tune case: classes compare two or more")] * len(records)
-    grams = [finite_number(r.co2_grams) for r in records]
-    if any(g is None or g <= 0 for g in grams):
-        return [(None, "a fine-tune case has no positive CO2 figure")] * len(records)
-    attributes: dict[str, list[float]] = {"lower emissions": [1 / g for g in grams]}
-    metric = _first_metric(records)
-    if metric:
-        attributes[f"{metric} per g"] = [r.quality[metric]["value"] / g for r, g in zip(records, grams)]
-    for key in ("parameters", "tokens_in"):  # model size; training data (input tokens over every step)
-        values = [finite_number(r.proxies.get(key)) for r in records]
-        if all(v is not None for v in values):
-            attributes[f"{key} per g"] = [v / g for v, g in zip(values, grams)]
-    n = len(records)
-    ranks = [0.0] * n
-    for values in attributes.values():
-        for i, value in enumerate(values):
-            below = sum(1 for other in values if other < value)
-            ties = sum(1 for other in values if other == value) - 1
-            ranks[i] += (below + 0.5 * ties) / (n - 1) / len(attributes)
-    basis = f"ranked among {n} fine-tune cases on {', '.join(attributes)} (Castaño et al. 2023 style)"
-    return [(CLASSES[min(4, int((1 - rank) * 5))], basis) for rank in ranks]
+
+#: The fixed reference table per task, documented in docs/reports.md; a task missing here is not classed.
+CARBON_REFERENCES: dict[str, CarbonReference] = {
+    "text-classification": _reference(0.22, "distilbert-base-uncased-finetuned-sst-2-english"),
+    "summarization": _reference(4.2, "t5-base"),
+    "text-generation": _reference(2.3, "gpt2"),
+}
+
+
+def _band(value: float, reference_range: tuple[float, float]) -> int:
+    """0 (the lowest fifth of the range, or below it) to 4 (the highest fifth, or above it)."""
+    low, high = (float(v) for v in reference_range)
+    if not (math.isfinite(low) and math.isfinite(high) and high > low):
+        raise ValueError(f"reference range {reference_range!r}: expected (lowest, highest) with highest > lowest")
+    if not math.isfinite(value):
+        raise ValueError(f"energy {value!r}: cannot be rated")
+    return min(4, max(0, math.floor((value - low) / (high - low) * 5)))
+
+
+def carbon_per_1000_examples(record: Record) -> float | None:
+    """Grams CO2eq of a fine-tune per 1,000 training examples it saw (None where either is unknown)."""
+    extra = record.extra if isinstance(record.extra, dict) else {}
+    examples, grams = finite_number(extra.get("examples_seen")), finite_number(record.co2_grams)
+    if not examples or grams is None or grams < 0:
+        return None
+    return grams / examples * 1000
+
+
+def carbon_efficiency_class(record: Record) -> tuple[str | None, str]:
+    """A carbon-efficiency class A (best) to E for a fine-tune record, after Castaño et al. (2023), from
+    :data:`CARBON_REFERENCES` for its task: fixed per task, so a class means the same in every report
+    and a single fine-tune is classed too. (None, why) where the task has no reference or the record
+    lacks its emissions or the examples it trained on."""
+    task = record.extra.get("task") if isinstance(record.extra, dict) else None
+    reference = CARBON_REFERENCES.get(str(task))
+    if reference is None:
+        return None, (f"not classed: no carbon reference for task {task!r} (the table in docs/reports.md has "
+                      f"{', '.join(CARBON_REFERENCES)})")
+    value = carbon_per_1000_examples(record)
+    if value is None:
+        return None, "not classed: the record lacks its CO2 figure or the training examples it saw"
+    grade = CLASSES[_band(value, (reference.low, reference.high))]
+    width = (reference.high - reference.low) / 5
+    return grade, (f"{value:.4g} gCO2eq per 1,000 training examples; {task} table: A below {width:.3g}, "
+                   f"E from {4 * width:.3g} ({reference.basis})")
+
+
+# -- reporting practice ---------------------------------------------------------------------------
+#: The fields of a model card's ``co2_eq_emissions`` metadata on the Hugging Face Hub, the figure first.
+EMISSIONS_FIELDS = ("emissions", "source", "training_type", "geographical_location", "hardware_used")
+
+
+@dataclass(frozen=True)
+class ReportingPractice:
+    """How completely a model card reports its emissions: Castaño et al. (2023) class the Hub's models by
+    which ``co2_eq_emissions`` fields they fill in. ``level`` is "complete" (the figure and all four
+    context fields), "partial" (the figure and some), "minimal" (the figure alone, as the bare number older
+    cards carry) or "not reported" (no figure)."""
+
+    level: str
+    present: tuple[str, ...]
+    missing: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return (f"{self.level}: {len(self.present)} of {len(EMISSIONS_FIELDS)} co2_eq_emissions fields"
+                + (f" (missing {', '.join(self.missing)})" if self.missing else ""))
+
+
+def reporting_practice(metadata: Any) -> ReportingPractice:
+    """The reporting-practice class of a model card's ``co2_eq_emissions`` value: a mapping of the
+    Hub's fields, a bare number (the figure alone) or None. A field counts where it holds a value (an
+    emissions figure must be a number >= 0)."""
+    if not isinstance(metadata, dict):
+        metadata = {"emissions": metadata}
+    figure = finite_number(metadata.get("emissions"))
+    present = tuple(f for f in EMISSIONS_FIELDS
+                    if (figure is not None and figure >= 0 if f == "emissions"
+                        else metadata.get(f) not in (None, "", [], {})))
+    missing = tuple(f for f in EMISSIONS_FIELDS if f not in present)
+    if "emissions" not in present:
+        level = "not reported"
+    else:
+        level = {1: "minimal", len(EMISSIONS_FIELDS): "complete"}.get(len(present), "partial")
+    return ReportingPractice(level, present, missing)
