@@ -356,8 +356,8 @@ def ratio_interval(current: Sequence[float], baseline: Sequence[float], confiden
 
 #: How much one window's energy can vary between runs beyond its stated reading uncertainty, as one
 #: relative standard deviation: a stated assumption, since one window cannot show it. Counter windows of
-#: 0.2 s vary by 6-12 % on an H100 (docs: measurement facts), shared CI runners by about 3 % in CPU
-#: time, and a whole test call also holds its set-up and first-call costs.
+#: 0.2 s vary by 6-12 % on an H100 (6.3 % interpolated, 11.8 % read at the edges), shared CI runners by
+#: about 3 % in CPU time, and a whole test call also holds its set-up and first-call costs.
 WINDOW_NOISE = 0.10
 
 

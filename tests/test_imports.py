@@ -63,3 +63,21 @@ def test_types_sit_below_the_logic():
     assert graph["pytest_energy.verdict"] == {"pytest_energy.units"}
     assert "pytest_energy.gate" not in graph["pytest_energy.history"]
     assert "pytest_energy.report.exports" not in graph["pytest_energy.report.model"]
+
+
+def test_architecture_lists_every_module():
+    """docs/architecture.md has a row for every module: its own, or its folder's naming it (a folder's
+    ``__init__.py`` by the folder's row)."""
+    text = (PACKAGE.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE).as_posix()
+        own = any(row.startswith(f"| `{relative}`") for row in rows)
+        folder = relative.rsplit("/", 1)[0] + "/" if "/" in relative else None
+        in_folder = folder is not None and any(
+            row.startswith(f"| `{folder}") and (path.name == "__init__.py" or f"`{path.name}`" in row
+                                                 or path.name in row.split("|")[2]) for row in rows)
+        if not (own or in_folder):
+            missing.append(relative)
+    assert missing == []
