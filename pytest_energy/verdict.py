@@ -28,6 +28,9 @@ Rule, with ``t`` the minimum effect (a fraction) and the band ``[1/(1+t), 1+t]``
 Identical code turns red only when the interval misses 1 from above, which the two-sided 98 %
 interval allows at most 1 % of the time whatever the noise, and less still as the estimate must
 also pass the threshold. The threshold absorbs run-to-run drift that rounds within one run cannot see.
+
+The types the gate, the stores and the reports read live here too, below the logic that uses them:
+:class:`Status`, :class:`Verdict` (built through its named constructors) and :class:`Judgement`.
 """
 
 from __future__ import annotations

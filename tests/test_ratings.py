@@ -142,3 +142,17 @@ def test_the_card_of_a_fallback_trained_from_scratch_does_not_say_fine_tuning(tm
         "standing in for no-such-org/no-such-model" in card["training"]["model"]
     assert "# model trained: fallback distilbert" in text
     assert card["carbon_efficiency"]["class"] in tuple("ABCDE")  # text classification is in the table
+
+
+@pytest.mark.parametrize(("facts", "initial", "kind"), [
+    ({"source": "hub cache", "ran": "facebook/bart-base"}, "pre-trained", "fine-tuning"),
+    ({"source": "fallback", "ran": "fallback bart (d_model=64)", "training_steps": 0}, "random",
+     "training from scratch"),
+    ({"source": "fallback", "ran": "fallback bart (d_model=64)", "training_steps": 300},
+     "pre-trained in this test (300 steps, not measured)", "fine-tuning"),
+    ({"source": "factory", "ran": "my_factory"}, "unknown (built by the case's factory)", ""),
+])
+def test_the_runner_records_what_was_trained_and_from_which_weights(facts, initial, kind):
+    from pytest_energy.cases.runner import _how_trained
+
+    assert _how_trained(facts) == {"model": facts["ran"], "initial_weights": initial, "type": kind}
