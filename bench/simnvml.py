@@ -1,6 +1,6 @@
 """A simulated NVML GPU, so window noise can be compared on a machine without one.
 
-It is the project's fake ``pynvml`` (tests/fakes/pynvml.py: a millijoule counter published every
+It is the project's fake ``pynvml`` (pytest_energy.testing: a millijoule counter published every
 100 ms) with what makes the counter hard to use: each ``nvmlDeviceGetTotalEnergyConsumption`` call
 takes ~3.9 ms, as on an H100, and samples the counter at an unknown instant inside the call. The
 read is a sleep, not busy CPU, so the benchmark does not load this shared machine; CPU cost on a
@@ -17,12 +17,9 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Iterator
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from fakes.pynvml import FakeGpu, FakeNvmlModule  # noqa: E402
+from pytest_energy.testing import FakeGpu, FakeNvmlModule
 
 #: H100 figures from ../shared/notes/measurement-facts.md.
 IDLE_WATTS = 77.0

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .conditions import parse_cooldown
+
 
 class SettingError(ValueError):
     """A setting has a value that cannot be used; the message is one line naming its source."""
@@ -69,6 +71,14 @@ def _country(text: str) -> str:
     if not (len(code) == 3 and code.isalpha()):
         raise ValueError
     return code
+
+
+def _cooldown(text: str) -> str:
+    """A temperature in degC ("45C", at most 120) or an idle time in seconds ("5s"), normalised."""
+    value, unit = parse_cooldown(text)
+    if not 0 < value <= (120.0 if unit == "C" else MAX_SECONDS):
+        raise ValueError
+    return f"{value:g}{unit}"
 
 
 def _text(text: str) -> str:
@@ -157,6 +167,9 @@ OPTIONS: tuple[Option, ...] = (
            "where the kernel's powercap (RAPL) tree is mounted"),
     Option("idle_seconds", _seconds, 1.0, f"seconds > 0 and <= {MAX_SECONDS:g}",
            "length of the idle window measured once per session and device"),
+    Option("cooldown", _cooldown, None, f"a temperature such as 45C (at most 120) or seconds such as 5s "
+           f"(at most {MAX_SECONDS:g})", "before each measurement wait until the GPUs are at or below this "
+           "temperature, or idle this long (at most 120 s more, else a note)"),
     # Baselines and the gate.
     Option("baselines", _output, "baselines", "a folder path", "folder of stored baselines"),
     Option("update_baselines", _boolean, False, "true or false",

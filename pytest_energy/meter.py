@@ -23,6 +23,12 @@ lie between a tenth of the device's idle power and 1.5x its power limit (plus on
 scheduling delay per edge) times the window. A window outside is invalid with a note, never 0 J
 or a jump that passes or fails a budget. A component's ``ticks`` are the counter updates between
 the ticks the poller saw at its windows' edges: none where it saw none.
+
+Devices that report conditions (GPUs: temperature, SM clock, power limit, throttle reasons) have
+them read at every edge by a thread of their own, so the measured thread only queues the request; a
+window with thermal or power throttling at an edge gets a note (:mod:`pytest_energy.conditions`).
+An optional cooldown (``--energy-cooldown``) waits before a measurement's warm-up until the GPUs are
+at or below a temperature, or have idled for a time, with a timeout and a note when not reached.
 """
 
 from __future__ import annotations
@@ -34,8 +40,9 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Generic, TypeVar
 
+from .conditions import parse_cooldown, throttling
 from .record import Component, Round
 from .sources.base import POWER_LIMIT_MARGIN, Channel, SourceError
 
@@ -55,7 +62,19 @@ IDLE_FLOOR_FRACTION = 0.1
 #: How late a channel's read may follow its edge's instant (thread scheduling): slack of the upper bound.
 EDGE_DELAY_SECONDS = 0.01
 
+#: The longest a cooldown waits (beyond the idle time it asks for) before the measurement goes on.
+COOLDOWN_TIMEOUT_SECONDS = 120.0
+#: How often a cooldown reads the temperature or the power.
+COOLDOWN_POLL_SECONDS = 0.1
+#: During a cooldown a device is idle at or below its idle power times this, plus the slack.
+COOLDOWN_IDLE_FACTOR = 1.1
+COOLDOWN_IDLE_SLACK_WATTS = 5.0
+
 START, BOUNDARY, END = "start", "boundary", "end"
+
+T = TypeVar("T")
+#: device -> its conditions at one edge (see :meth:`Channel.conditions`)
+States = dict[str, dict[str, Any]]
 
 
 def cuda_synchronize() -> None:
@@ -79,21 +98,61 @@ class EdgeValue:
     tick: float | None = None  # perf_counter instant of the counter change seen at this edge (ticking)
 
 
-class _Pending:
+class _Pending(Generic[T]):
     """A value a poller thread fills in later."""
 
     def __init__(self) -> None:
         self._done = threading.Event()
-        self._value: EdgeValue | None = None
+        self._value: T | None = None
 
-    def set(self, value: EdgeValue) -> None:
+    def set(self, value: T) -> None:
         self._value = value
         self._done.set()
 
-    def get(self) -> EdgeValue:
+    def get(self) -> T:
         self._done.wait()
         assert self._value is not None
         return self._value
+
+
+class ConditionsReader:
+    """Reads the conditions of the channels that report them, once per edge, on a thread of its own."""
+
+    def __init__(self, channels: list[Channel]) -> None:
+        self.channels = channels
+        self._requests: queue.Queue[_Pending[States] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._serve, name="energy-conditions", daemon=True)
+        self._thread.start()
+
+    def submit(self) -> _Pending[States]:
+        pending: _Pending[States] = _Pending()
+        self._requests.put(pending)
+        return pending
+
+    def close(self) -> None:
+        self._requests.put(None)
+        self._thread.join(timeout=5.0)
+
+    def _serve(self) -> None:
+        while (pending := self._requests.get()) is not None:
+            states: States = {}
+            for channel in self.channels:
+                try:
+                    states[channel.device] = channel.conditions()
+                except Exception:  # a driver fault must not hang the edge; the conditions are unknown
+                    states[channel.device] = {}
+            pending.set(states)
+
+
+@dataclass
+class Cooldown:
+    """What a cooldown before a measurement did: its target ("45C" or "5s"), how long it waited, and
+    whether the devices got there (``detail`` says where they were when it gave up)."""
+
+    target: str
+    waited_seconds: float
+    reached: bool
+    detail: str = ""
 
 
 class TickPoller:
@@ -192,10 +251,15 @@ class Edge:
     """One instant across all channels; ticking channels resolve in the background."""
 
     at: float
-    values: dict[str, EdgeValue | _Pending]
+    values: dict[str, EdgeValue | _Pending[EdgeValue]]
+    conditions: _Pending[States] | None = None  # read by the meter's ConditionsReader
 
     def resolve(self) -> dict[str, EdgeValue]:
         return {device: v.get() if isinstance(v, _Pending) else v for device, v in self.values.items()}
+
+    def states(self) -> States:
+        """The conditions of the devices that report them at this edge ({} where none do)."""
+        return self.conditions.get() if self.conditions is not None else {}
 
 
 @dataclass
@@ -206,6 +270,7 @@ class Taken:
     iterations: list[int]
     warmup_iterations: int = 0
     result: Any = None
+    cooldown: Cooldown | None = None
 
 
 @dataclass
@@ -226,6 +291,7 @@ class Meter:
         self.idle_watts: dict[str, float] = {c.device: 0.0 for c in channels}
         self.periods: dict[str, float] = {}
         self._pollers: dict[str, TickPoller] = {}
+        self._conditions: ConditionsReader | None = None
         self._started = False
         #: One line per problem of the session's set-up (an idle window that could not be measured).
         self.notes: list[str] = []
@@ -235,6 +301,9 @@ class Meter:
         """Start samplers, calibrate tick periods, measure idle power; returns idle watts per device."""
         for channel in self.channels:
             channel.start()
+        conditioned = [channel for channel in self.channels if channel.conditions()]
+        if conditioned:
+            self._conditions = ConditionsReader(conditioned)
         for channel in self.channels:
             if channel.tick_seconds > 0:
                 self.periods[channel.device] = self._calibrate(channel)
@@ -275,6 +344,8 @@ class Meter:
     def close(self) -> None:
         for poller in self._pollers.values():
             poller.close()
+        if self._conditions is not None:
+            self._conditions.close()
         for channel in self.channels:
             channel.close()
 
@@ -294,7 +365,50 @@ class Meter:
                 values[channel.device] = EdgeValue(channel.read())
             except SourceError as error:
                 values[channel.device] = EdgeValue(math.nan, math.nan, str(error))
-        return Edge(at, values)
+        return Edge(at, values, self._conditions.submit() if self._conditions is not None else None)
+
+    # -- cooldown -------------------------------------------------------------------------------
+    def cool_down(self, target: str | None) -> Cooldown | None:
+        """Wait until every device reporting its temperature is at or below ``target`` ("45C"), or
+        until every device reporting its power has idled for ``target`` seconds in a row ("5s"); at
+        most :data:`COOLDOWN_TIMEOUT_SECONDS` beyond that. None: no cooldown asked, or no device
+        reports its conditions (no GPU: nothing to cool)."""
+        if not target or self._conditions is None:
+            return None
+        value, unit = parse_cooldown(target)
+        began = time.perf_counter()
+        deadline = began + COOLDOWN_TIMEOUT_SECONDS + (value if unit == "s" else 0.0)
+        calm_since: float | None = None  # the first reading of the current calm spell
+        while True:
+            now = time.perf_counter()
+            far = self._hot(value) if unit == "C" else self._busy()
+            if far:
+                calm_since = None
+            elif calm_since is None:
+                calm_since = now
+            if calm_since is not None and (unit == "C" or now - calm_since >= value):
+                return Cooldown(target, now - began, True)
+            if now >= deadline:
+                return Cooldown(target, now - began, False,
+                                ", ".join(far) or f"idle only {now - (calm_since or now):.3g} s at the end")
+            time.sleep(COOLDOWN_POLL_SECONDS)
+
+    def _hot(self, limit: float) -> list[str]:
+        """Devices warmer than ``limit`` degC, as "gpu:0 at 52 degC"."""
+        assert self._conditions is not None
+        readings = {c.device: c.conditions().get("temperature_c") for c in self._conditions.channels}
+        return [f"{device} at {t:g} degC" for device, t in readings.items()
+                if isinstance(t, (int, float)) and t > limit]
+
+    def _busy(self) -> list[str]:
+        """Devices drawing more than their idle power allows, as "gpu:0 at 310 W"."""
+        busy = []
+        for channel in self.channels:
+            watts = channel.power()
+            bound = COOLDOWN_IDLE_FACTOR * self.idle_watts[channel.device] + COOLDOWN_IDLE_SLACK_WATTS
+            if watts is not None and watts > bound:
+                busy.append(f"{channel.device} at {watts:.3g} W")
+        return busy
 
     def take_rounds(
         self,
@@ -306,9 +420,12 @@ class Meter:
         min_window: float,
         warmup: int,
         iterations: int | None = None,
+        cooldown: str | None = None,
     ) -> Taken:
-        """Warm up, then ``rounds`` back-to-back windows of ``iterations`` calls, or calls until each
-        window lasts ``min_window`` seconds. Returns fn's last result in ``Taken.result``."""
+        """Cool down (``cooldown``, see :meth:`cool_down`), warm up, then ``rounds`` back-to-back windows
+        of ``iterations`` calls, or calls until each window lasts ``min_window`` seconds. Returns fn's
+        last result in ``Taken.result``."""
+        cooled = self.cool_down(cooldown)
         result = None
         # Warm-up also lasts a tick and a half where a counter ticks: the tick before the first edge
         # must then hold work only, as the boundary interpolation of that edge assumes.
@@ -332,7 +449,7 @@ class Meter:
                     break
             edges.append(self.edge(END if index == rounds - 1 else BOUNDARY))
             counts.append(count)
-        return Taken(edges, counts, done, result)
+        return Taken(edges, counts, done, result, cooled)
 
     # -- from edges to rounds and components ------------------------------------------------------
     def window_problem(self, channel: Channel, start: EdgeValue, end: EdgeValue, seconds: float) -> str | None:
@@ -404,6 +521,7 @@ class Meter:
                 total["seconds"] += seconds
                 total["edge_var"] += start.uncertainty**2 + end.uncertainty**2
                 total["ticks"] += self._ticks(channel, start, end)
+        states = [edge.states() for edge in taken.edges]
         components = []
         for channel in self.channels:
             total = totals[channel.device]
@@ -411,6 +529,8 @@ class Meter:
             note = problems.get(channel.device, "")
             if note:
                 note = f"window(s) invalid: {note}"
+            conditions, condition_notes = _component_conditions(channel.device, states, taken.cooldown)
+            note = "; ".join(n for n in (note, *condition_notes) if n)
             components.append(
                 Component(
                     device=channel.device,
@@ -424,6 +544,7 @@ class Meter:
                     uncertainty_joules=math.sqrt(total["edge_var"] + systematic**2),
                     valid=channel.device not in problems,
                     note=note,
+                    conditions=conditions,
                 )
             )
         timeline: list[tuple[float, float]] = []
@@ -432,3 +553,27 @@ class Meter:
             for channel in self.channels:
                 timeline += [(t - since, w) for t, w in channel.timeline(since, until)]
         return Measured(rounds, components, sorted(timeline))
+
+
+def _component_conditions(device: str, states: list[States],
+                          cooldown: Cooldown | None) -> tuple[dict[str, Any], list[str]]:
+    """A component's conditions (first and last edge, throttled windows, the cooldown) and its notes."""
+    seen = [edge.get(device) or {} for edge in states]
+    if not any(seen):
+        return {}, []
+    windows = [sorted(set(throttling(a)) | set(throttling(b))) for a, b in zip(seen, seen[1:])]
+    throttled = [reasons for reasons in windows if reasons]
+    reasons = sorted({reason for found in throttled for reason in found})
+    conditions: dict[str, Any] = {"start": seen[0], "end": seen[-1], "throttled_windows": len(throttled),
+                                  "throttling": reasons}
+    notes = []
+    if throttled:
+        notes.append(f"thermal or power throttling ({', '.join(reasons)}) at the edges of {len(throttled)} of "
+                     f"{len(windows)} window(s): the GPU ran below its clocks there")
+    if cooldown is not None:
+        conditions["cooldown"] = {"target": cooldown.target, "waited_seconds": cooldown.waited_seconds,
+                                  "reached": cooldown.reached}
+        if not cooldown.reached:
+            notes.append(f"cooldown to {cooldown.target} not reached in {cooldown.waited_seconds:.3g} s "
+                         f"({cooldown.detail}); measured as it was")
+    return conditions, notes

@@ -39,6 +39,9 @@ class Component:
     uncertainty_joules: float  # systematic: quantisation, edge correction, or model error
     valid: bool = True
     note: str = ""
+    # GPUs: {"start", "end": {temperature_c, sm_clock_mhz, power_limit_watts, throttle_reasons},
+    # "throttled_windows", "throttling", "cooldown"} (see pytest_energy.conditions); {} elsewhere
+    conditions: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -36,7 +36,7 @@ from .sources import detect
 #: Marker keywords that tune the verdict of a test's records (kept on the record for the gate).
 VERDICT_KEYS = ("threshold", "thresholds", "gate")
 #: Marker keywords that override settings for one test.
-SETTING_KEYS = ("rounds", "min_window", "warmup")
+SETTING_KEYS = ("rounds", "min_window", "warmup", "cooldown")
 BUDGET_KEYS = ("budget", "per", "basis")
 MARKER_KEYS = BUDGET_KEYS + SETTING_KEYS + VERDICT_KEYS
 NOTHING_MEASURED = "pytest-energy: no test measured energy (use the `energy` fixture)"
@@ -239,6 +239,7 @@ class EnergySession:
                 min_window=min_window or settings.min_window,
                 warmup=settings.warmup if warmup is None else warmup,
                 iterations=iterations,
+                cooldown=settings.cooldown,
             )
         except BaseException as error:  # a timeout or failure inside: record that it did not finish
             self._keep(context, label, unit, "call", Taken([], []), stopped=_one_line(error))
@@ -249,12 +250,14 @@ class EnergySession:
     @contextmanager
     def measure_block(self, context: TestContext, block: Block, *, label: str, unit: str) -> Iterator[None]:
         meter = self.meter()
+        cooled = meter.cool_down(context.settings.cooldown)
         start = meter.edge(START)
         try:
             yield
         finally:  # energy spent by a block that raised is still energy spent: keep its record
             end = meter.edge(END)
-            block.taken = self._keep(context, label, unit, "block", Taken([start, end], [block.iterations]))
+            block.taken = self._keep(context, label, unit, "block",
+                                     Taken([start, end], [block.iterations], cooldown=cooled))
 
     def _keep(self, context: TestContext, label: str, unit: str, form: str, taken: Taken, stopped: str = "") -> _Taken:
         name = context.name_for(label)

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # `bench` is a folder of the repository, not an installed package
+from bench import detection, recommend  # the repository's folder, on the path by pytest's `pythonpath`
+from pytest_energy.verdict import judge_energy
 
-from bench import detection, recommend  # noqa: E402
-from pytest_energy.verdict import judge_energy  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_bench_verdict_is_the_gates_verdict():

@@ -3,7 +3,7 @@ arguments to the fixture (issue 12, items 2 and 13).
 
 A window the device could not have drawn (a counter that did not move, or moved by more than its power
 limit allows) is invalid with a note, never 0 J or a wild figure that passes or fails a budget. The
-fakes are the project's hardware boundaries: tests/fakes/pynvml.py and tests/fakes/powercap.py.
+fakes are the project's hardware boundaries: pytest_energy.testing's fake pynvml and powercap tree.
 """
 
 from __future__ import annotations
@@ -15,13 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
-from fakes.powercap import make_powercap
-from fakes.pynvml import FakeGpu, install_fake_nvml
 
 from pytest_energy.meter import BOUNDARY, END, START, Meter, Taken
 from pytest_energy.sources import SourceError, nvml, rapl
-
-TESTS = Path(__file__).parent
+from pytest_energy.testing import FakeGpu, install_fake_nvml, make_powercap
 
 
 def _gpu_meter(monkeypatch: pytest.MonkeyPatch, gpu: FakeGpu, idle_seconds: float = 0.3):
@@ -213,16 +210,15 @@ def test_a_rapl_reset_read_as_a_wrap_is_an_invalid_window(tmp_path):
 
 
 # -- the whole plugin: a budget on a frozen counter -------------------------------------------------
-CONFTEST = f"""
+CONFTEST = """
 import importlib.util
 import math
 import sys
 
-sys.path.insert(0, {str(TESTS)!r})
-from fakes.pynvml import FakeGpu, FakeNvmlModule
+from pytest_energy.testing import FakeGpu, FakeNvmlModule
 
 # One fake GPU per process (controller and each xdist worker) at 80 W; its counter frozen or not.
-sys.modules["pynvml"] = FakeNvmlModule([FakeGpu(power=80.0, frozen_from={{frozen}})])
+sys.modules["pynvml"] = FakeNvmlModule([FakeGpu(power=80.0, frozen_from={frozen})])
 # torch cannot reach a fake GPU; hidden, the reference workload does not import it (3 s a process).
 _find_spec = importlib.util.find_spec
 importlib.util.find_spec = lambda name, *rest: None if name == "torch" else _find_spec(name, *rest)

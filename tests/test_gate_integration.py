@@ -30,7 +30,6 @@ from pytest_energy.history import History
 from pytest_energy.report import build_report
 from pytest_energy.record import Component, Record, Round
 
-TESTS = Path(__file__).parent
 HW = FINGERPRINT["id"]
 
 
@@ -359,20 +358,18 @@ def test_interrupted_run_keeps_history_but_not_baselines(tmp_path: Path) -> None
 
 
 # -- `pytest --energy` runs with a controlled energy source -----------------------------------------
-CONFTEST = f'''
+CONFTEST = '''
 import os
 import random
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, {str(TESTS)!r})
-from fakes.powercap import make_powercap
+from pytest_energy.testing import make_powercap
 
 # Each process (controller, xdist worker) gets its own fake package counter, which advances only by
 # the joules the tests spend, with 1.5 % seeded noise per call.
-_tree = make_powercap(Path(__file__).parent / f"rapl-{{os.getpid()}}", dram=False)
+_tree = make_powercap(Path(__file__).parent / f"rapl-{os.getpid()}", dram=False)
 os.environ["PYTEST_ENERGY_POWERCAP"] = str(_tree.root)
 _rng = random.Random(os.environ.get("FAKE_SEED", "0") + os.environ.get("PYTEST_XDIST_WORKER", ""))
 

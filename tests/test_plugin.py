@@ -324,7 +324,7 @@ def test_gpu_counter_joules_through_the_whole_plugin(pytester, monkeypatch):
     net joules per round are the 220 W above idle times the window, within the tick interpolation."""
     import importlib.util
 
-    from fakes.pynvml import FakeGpu, install_fake_nvml
+    from pytest_energy.testing import FakeGpu, install_fake_nvml
 
     install_fake_nvml(monkeypatch, [FakeGpu(power=80.0)])
     # torch cannot reach a fake GPU; hidden, it is not imported inside this in-process run either

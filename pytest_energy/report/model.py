@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
+from ..conditions import describe as describe_conditions
 from ..record import Carbon, Record, RunInfo
 from ..units import JOULES_PER_WH, finite_number, fmt, percent_change, wh_per_1000
 from ..verdict import Judgement, Status, Verdict, fails_gate, most_urgent
@@ -141,6 +142,8 @@ class Row:
                           f"{fmt(c.net_joules)} J, idle {fmt(c.idle_watts)} W over {fmt(c.window_seconds)} s, "
                           f"{c.ticks} ticks, ± {fmt(c.uncertainty_joules, 2)} J"
                           + ("" if c.valid else ", invalid") + (f"; {c.note}" if c.note else "")))
+            if c.conditions:
+                lines.append((f"{c.device} conditions", describe_conditions(c.conditions)))
         lines.append((f"rounds, net J {per}", ", ".join(
             (fmt(rd.net_joules / rd.iterations) if rd.iterations else "n/a") + ("" if rd.valid else " (invalid)")
             for rd in r.rounds)))

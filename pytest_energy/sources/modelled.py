@@ -17,7 +17,7 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
-from .base import Channel
+from .base import Channel, Detection, Request
 
 #: CodeCarbon's fallback when a CPU is not in its table.
 DEFAULT_TDP_WATTS = 85.0
@@ -62,6 +62,16 @@ def rated_power(model: str) -> tuple[float, str]:
         if best is not None:
             return best[1], f"codecarbon cpu_power.csv: {best[2]}"
     return DEFAULT_TDP_WATTS, "default 85 W (CPU not in codecarbon cpu_power.csv)"
+
+
+def open_source(request: Request) -> Detection:
+    """The registry's entry (:data:`pytest_energy.sources.SOURCES`): the modelled CPU and RAM asked for."""
+    channels: list[Channel] = []
+    if "cpu" in request.selectors:
+        channels.append(CpuChannel())
+    if "ram" in request.selectors:
+        channels.append(RamChannel())
+    return Detection(channels)
 
 
 def _resident_bytes() -> int:
