@@ -13,6 +13,12 @@ two ticks ``(t_a, E_a)`` and ``(t_b, E_b)``, and interpolates the energy at the 
 * at the first edge the device was idle before it, so ``E_a + idle x (t_edge - t_a)``;
 * at the last edge the device idles after it, so ``E_b - idle x (t_b - t_edge)``.
 
+The poller sleeps until just before the tick it predicts, from a period it refines with every tick
+it sees (the calibration's few ticks leave it ~2 % off: 20 ms a second ahead). Where its read still
+comes after a gap past the tick, the tick's instant is unknown within the gap and it takes the next
+tick instead. Ticks seen are kept, so an edge between two of them (edges of short tests, many per
+tick) is interpolated without a read.
+
 Idle power is measured once per session. CUDA is synchronised at every edge when torch has already
 initialised CUDA (torch is never imported here).
 
@@ -33,6 +39,7 @@ at or below a temperature, or have idled for a time, with a timeout and a note w
 
 from __future__ import annotations
 
+import bisect
 import math
 import queue
 import statistics
@@ -54,6 +61,13 @@ CALIBRATION_TICKS = 4
 WARMUP_PERIODS = 1.5
 #: How long before a predicted tick the poller starts reading (the period drifts a little).
 PREDICTION_MARGIN = 0.012
+#: Two reads around a change further apart than this many of the channel's fastest reads, plus
+#: :data:`BRACKET_SLACK` (a sleep went past the tick, or the thread was descheduled between them),
+#: leave the tick's instant unknown within their gap: the poller takes the next tick instead.
+WIDE_BRACKET_READS = 3
+BRACKET_SLACK = 0.002
+#: Observed ticks a poller keeps, so an edge between two of them is known without a read.
+HISTORY_TICKS = 64
 #: Share of an extrapolated span's energy taken as the systematic error of the power assumed there.
 EXTRAPOLATION_ERROR = 0.1
 #: A window below this share of the device's idle power is a stalled counter. Low, because idle is
@@ -163,6 +177,11 @@ class TickPoller:
         self.period = period
         self._idle_watts = idle_watts
         self._last_tick: float | None = None  # perf_counter instant of the last tick seen
+        self._anchor: float | None = None  # an observed tick the period is refined from
+        self._fastest_read = math.inf  # seconds: the read's own cost, without waiting for the CPU
+        self._basis = CALIBRATION_TICKS - 1  # tick intervals the period rests on (calibration's first)
+        # Observed ticks, oldest first: (perf_counter instant, cumulative joules, instant resolution).
+        self._history: list[tuple[float, float, float]] = []
         self._requests: queue.Queue[tuple[float, str, _Pending] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._serve, name=f"energy-poller-{channel.device}", daemon=True)
         self._thread.start()
@@ -192,7 +211,13 @@ class TickPoller:
     def _timed_read(self) -> tuple[float, float]:
         before = time.perf_counter()
         value = self.channel.read()
-        return value, (before + time.perf_counter()) / 2
+        after = time.perf_counter()
+        self._fastest_read = min(self._fastest_read, after - before)
+        return value, (before + after) / 2
+
+    def _wide(self, gap: float) -> bool:
+        """Whether two reads ``gap`` seconds apart leave a tick between them too loosely placed."""
+        return gap > WIDE_BRACKET_READS * self._fastest_read + BRACKET_SLACK
 
     def _predicted_tick(self, now: float) -> float | None:
         """The next tick after ``now`` from the last one seen and the calibrated period."""
@@ -200,34 +225,95 @@ class TickPoller:
             return None
         return self._last_tick + math.ceil((now - self._last_tick) / self.period) * self.period
 
+    def _observe(self, tick_a: float, energy_a: float, tick_b: float, energy_b: float, resolution: float) -> None:
+        """Keep two observed ticks; refine the period from the span since the anchor tick.
+
+        The calibrated period is a median of a few intervals, each known to a read's length (~4 ms on
+        an H100): 2 % off, a prediction one second ahead misses the tick by 20 ms, past the margin.
+        A span of more ticks than the period rests on gives a better one, so the spans that can be
+        counted for sure grow with it, and later predictions keep within the margin.
+        """
+        if self._wide(2 * resolution):  # an instant too loosely known to refine anything from
+            pass
+        elif self._anchor is None:
+            self._anchor = tick_b
+        else:
+            spans = (tick_b - self._anchor) / self.period
+            count = round(spans)
+            if abs(spans - count) > 0.25:  # not a sure count of ticks: count again from here
+                self._anchor = tick_b
+            elif count > self._basis:
+                self.period, self._basis = (tick_b - self._anchor) / count, count
+        self._last_tick = tick_b
+        self._keep(tick_a, energy_a, resolution)
+        self._keep(tick_b, energy_b, resolution)
+
+    def _keep(self, tick: float, energy: float, resolution: float) -> None:
+        """Add one observed tick to the history, in order; a tick already there is kept once."""
+        index = bisect.bisect_left([point[0] for point in self._history], tick)
+        neighbours = self._history[max(0, index - 1):index + 1]
+        if all(abs(point[0] - tick) > resolution + 0.25 * self.period for point in neighbours):
+            self._history.insert(index, (tick, energy, resolution))
+        del self._history[:-HISTORY_TICKS]
+
+    def _from_history(self, at: float) -> EdgeValue | None:
+        """The energy at ``at`` between two observed ticks around it (power taken as constant between
+        them, as at any boundary), or None where the ticks seen do not surround it."""
+        instants = [point[0] for point in self._history]
+        index = bisect.bisect_left(instants, at)
+        if index == 0 or index == len(instants):
+            return None
+        (t_a, e_a, r_a), (t_b, e_b, r_b) = self._history[index - 1], self._history[index]
+        if t_b - t_a > 1.5 * self.period:  # ticks missed between them: power may have changed there
+            return None
+        working = (e_b - e_a) / (t_b - t_a)
+        return EdgeValue(e_a + working * (at - t_a), working * max(r_a, r_b), tick=t_b)
+
     def _resolve(self, at: float, side: str) -> EdgeValue:
-        first, first_mid = self._timed_read()
-        previous_mid = first_mid
+        if side == BOUNDARY:  # an edge the poller has already seen a tick after (it fell behind)
+            known = self._from_history(at)
+            if known is not None:
+                return known
+        energy_a, previous_mid = self._timed_read()
+        first, first_mid = energy_a, previous_mid
         deadline = first_mid + TICK_TIMEOUT_PERIODS * self.period
         predicted = self._predicted_tick(first_mid)
         if predicted is not None:  # each read costs ~4 ms of CPU: sleep until just before the tick
             time.sleep(max(0.0, predicted - PREDICTION_MARGIN - time.perf_counter()))
+        retakes = 0
         while True:
             value, mid = self._timed_read()
-            if value != first:
-                break
+            if value != energy_a:
+                if not self._wide(mid - previous_mid) or retakes >= TICK_TIMEOUT_PERIODS:
+                    break
+                # The tick fell somewhere in a wide gap (the sleep went past it): guessing its instant
+                # there put whole-tick errors on single edges. Take the next tick, one period on.
+                retakes += 1
+                energy_a, deadline = value, mid + TICK_TIMEOUT_PERIODS * self.period
+                time.sleep(max(0.0, previous_mid + self.period - PREDICTION_MARGIN - time.perf_counter()))
+                previous_mid = mid
+                continue
             if mid > deadline:  # a powered device always ticks: the counter is frozen
                 self._last_tick = None
                 return EdgeValue(math.nan, math.nan, f"the energy counter did not change for {mid - first_mid:.2g} s "
                                  f"({TICK_TIMEOUT_PERIODS:g} tick periods): a frozen counter")
             previous_mid = mid
         # The change happened between the two reads; the tick before it was one period earlier.
-        # Where the prediction falls between them (a sleep can span a long gap), it is the better guess.
         tick_b = (previous_mid + mid) / 2
-        if predicted is not None and previous_mid <= predicted <= mid and mid - previous_mid > 2 * PREDICTION_MARGIN:
-            tick_b = predicted
-        self._last_tick = tick_b
         tick_a = tick_b - self.period
-        energy_a, energy_b = first, value
+        energy_b = value
         resolution = (mid - previous_mid) / 2  # how well the tick instant is known
+        self._observe(tick_a, energy_a, tick_b, energy_b, resolution)
+        if retakes == 1 and tick_a - self.period < first_mid < tick_a:
+            # The first read fell in the tick before the one taken again: its value was published a
+            # period before tick_a, so an edge there is interpolated in its own tick, not extrapolated.
+            self._keep(tick_a - self.period, first, resolution)
         working = (energy_b - energy_a) / self.period  # power across the bracketing tick
         idle = self._idle_watts()
         if side == BOUNDARY:
+            known = self._from_history(at)  # also where the edge fell before tick_a, next to an older tick
+            if known is not None:
+                return known
             joules = energy_a + working * (at - tick_a)
             extrapolated = 0.0
         elif side == START:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 SESSION_KEY = pytest.StashKey["EnergySession"]()
 CONTEXT_KEY = pytest.StashKey["TestContext"]()
 LEFT_ALONE_KEY = pytest.StashKey[bool]()  # the test's `energy` marker or fixture is the project's own
+TOP_KEY = pytest.StashKey["TestContext"]()  # the test's --energy-top window
 MARKER_HELP = (
     "energy(budget=None, per='iteration', basis='gross', rounds=None, min_window=None, warmup=None, "
     "threshold=None, thresholds=None, gate=None): an energy budget ('10 J', '0.2 Wh'; per 'iteration', "
@@ -171,13 +172,24 @@ def _measures(item: pytest.Item) -> bool:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session: pytest.Session) -> None:
     energy = session.config.stash.get(SESSION_KEY, None)
-    if energy is not None and not session.config.option.collectonly and any(map(_measures, session.items)):
+    if energy is not None and not session.config.option.collectonly and (
+            energy.top is not None or any(map(_measures, session.items))):
         energy.prepare()  # the meter's start-up, before the first test rather than inside it
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     session = item.config.stash.get(SESSION_KEY, None)
+    if session is not None and session.top is not None:  # --energy-top: every test, around all else
+        from .session import TestContext
+
+        item.stash[TOP_KEY] = TestContext(item.nodeid, session.settings)
+        with session.top_window(item.stash[TOP_KEY]):
+            return (yield from _call(item, session))
+    return (yield from _call(item, session))
+
+
+def _call(item: pytest.Item, session: EnergySession | None) -> Generator[None, Any, Any]:
     if session is None or item.stash.get(LEFT_ALONE_KEY, False):
         return (yield)
     context = item.stash.get(CONTEXT_KEY, None)
@@ -211,6 +223,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         item.user_properties.extend(session.properties(context))
     report = yield
     payload = session.after_report(context, report.when, report.outcome, hasattr(report, "wasxfail")) if session else {}
+    if session is not None and TOP_KEY in item.stash:
+        session.note_outcome(item.stash[TOP_KEY], report.when, report.outcome, hasattr(report, "wasxfail"))
     if payload:  # an xdist worker's new records travel with the teardown report (see XdistHooks)
         report.energy_payload = payload
     return report
@@ -221,7 +235,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if energy is None:
         return
     if energy.worker:
-        session.config.workeroutput["energy"] = energy.worker_payload()  # type: ignore[attr-defined]
+        session.config.workeroutput["energy"] = energy.worker_payload(final=True)  # type: ignore[attr-defined]
         return
     final = energy.finish(session.exitstatus)  # the gate's failure included, as the JSON says
     if final != session.exitstatus:

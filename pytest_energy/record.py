@@ -80,7 +80,7 @@ class Record:
 
     name: str  # node id, plus "::label" for labelled measurements
     nodeid: str
-    form: str  # "call" (energy(fn)) | "block" (with energy.measure()) | "case"
+    form: str  # "call" (energy(fn)) | "block" (with energy.measure()) | "case" | "test" (--energy-top)
     rounds: list[Round]
     warmup_iterations: int
     components: list[Component]

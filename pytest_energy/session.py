@@ -29,9 +29,11 @@ from .carbon import grams, resolve_carbon
 from .config import Settings, path_setting
 from .fingerprint import fingerprint, git_commit
 from .fixture import Block
-from .meter import END, START, Measured, Meter, Taken
+from .meter import BOUNDARY, END, START, Measured, Meter, Taken
 from .record import Record, RunInfo, per_iteration_stats, session_document
 from .sources import detect
+from .top import FORM as TOP_FORM
+from .top import TopTests
 
 #: Marker keywords that tune the verdict of a test's records (kept on the record for the gate).
 VERDICT_KEYS = ("threshold", "thresholds", "gate")
@@ -171,6 +173,7 @@ class EnergySession:
         self.judgement: Any = None
         self.report: Any = None
         self._meter: Meter | None = None
+        self.top = TopTests(settings.top) if settings.values.get("top") else None  # --energy-top N
 
     # -- measuring ------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -341,6 +344,27 @@ class EnergySession:
         return lines
 
     @contextmanager
+    def top_window(self, context: TestContext) -> Iterator[None]:
+        """``--energy-top``: the test's call as one window of its own (:mod:`pytest_energy.top`). A
+        meter that cannot start or read leaves the test unmeasured with a note, never changes it."""
+        assert self.top is not None
+        try:
+            meter = self.meter()
+            start = meter.edge(BOUNDARY)
+        except Exception as error:
+            line = f"--energy-top: a test could not be measured ({_one_line(error)})"
+            if line not in self.notes:
+                self.notes.append(line)
+            yield
+            return
+        try:
+            yield
+        finally:
+            end = meter.edge(BOUNDARY)
+            taken = Taken([start, end], [1])
+            self.top.add(lambda: self._build(context, context.nodeid, "", TOP_FORM, TOP_FORM, taken, ""))
+
+    @contextmanager
     def measure_test(self, context: TestContext) -> Iterator[None]:
         """Measure a marked test that does not use the fixture: its whole call is one window."""
         with self.measure_block(context, Block(), label="", unit="test"):
@@ -359,10 +383,14 @@ class EnergySession:
     def after_report(self, context: TestContext | None, when: str, outcome: str, xfail: bool) -> dict[str, Any]:
         """After each phase report of a test: note the test's outcome on its records; on an xdist
         worker, return what the teardown report carries to the controller (empty: nothing to send)."""
+        self.note_outcome(context, when, outcome, xfail)
+        return self.worker_payload() if self.worker and when == "teardown" else {}
+
+    def note_outcome(self, context: TestContext | None, when: str, outcome: str, xfail: bool) -> None:
+        """Note the test's outcome from one phase's report on the records of ``context``."""
         phase = record_outcome(when, outcome, xfail)
         if context is not None and phase:
             context.set_outcome(phase)
-        return self.worker_payload() if self.worker and when == "teardown" else {}
 
     def wants_properties(self, config: Any) -> bool:
         """JUnit XML or pytest-html will show energy: only then wait for records during the test."""
@@ -379,6 +407,10 @@ class EnergySession:
             from .report import terminal
 
             terminal.render(self.report, terminalreporter, verbosity)
+        if self.top is not None:
+            from .report import top
+
+            top.render(self.top.records(), self.top.count, terminalreporter)
         for line in [*self.notes, *self.output_lines]:
             terminalreporter.write_line(line if line.startswith("pytest-energy") else f"pytest-energy: {line}")
 
@@ -406,11 +438,13 @@ class EnergySession:
             exitstatus=int(exitstatus),
         )
 
-    def worker_payload(self) -> dict[str, Any]:
+    def worker_payload(self, final: bool = False) -> dict[str, Any]:
         """What an xdist worker has not sent the controller yet (plain data): its new records and
         notes, and its facts (once, and with every batch of records). Sent with each test's teardown
-        report and at the session's end."""
+        report and at the session's end (``final``), which also carries its ``--energy-top`` records."""
         payload: dict[str, Any] = {}
+        if final and self.top is not None:
+            payload["top"] = self.top.payload()
         records = [t.record.to_dict() for t in self.taken[self._sent["records"]:]]
         if records:
             payload["records"] = records
@@ -425,6 +459,8 @@ class EnergySession:
     def merge_worker(self, payload: dict[str, Any]) -> None:
         """Take one worker's records and facts (controller side)."""
         self.worker_records += [Record.from_dict(r) for r in payload.get("records", [])]
+        if self.top is not None:
+            self.top.merge(payload.get("top", []))
         self.notes += [n for n in payload.get("notes", []) if n not in self.notes]
         # The session's facts come from a worker that measured (every worker starts its meter, and a
         # worker handed no test can report first): its records were judged with that reference.
@@ -466,7 +502,8 @@ class EnergySession:
         if not records and not lost:
             self._stage("the energy JSON", lambda: self._write_json(
                 records, run_info, {"outcome": "nothing measured", "head": NOTHING_MEASURED}))
-            self.output_lines.append(NOTHING_MEASURED)
+            if self.top is None:  # with --energy-top every test measured, though none is judged
+                self.output_lines.append(NOTHING_MEASURED)
             return exitstatus
         # First, so the records survive whatever a later stage meets; rewritten once judged.
         self._stage("the energy JSON", lambda: self._write_json(records, run_info, {
@@ -510,11 +547,14 @@ class EnergySession:
         from .locking import atomic_write_text
 
         document = session_document(records, run_info.to_dict(), gate)
+        if self.top is not None:  # apart from "records": what the gate, baselines and history read
+            document["top"] = [record.to_dict() for record in self.top.records()]
         self.update_json(document)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(document, indent=1, allow_nan=False) + os.linesep)
         if announce:
-            self.output_lines.append(f"pytest-energy: {len(records)} records written to {path}")
+            listed = f" and {len(document['top'])} --energy-top tests" if "top" in document else ""
+            self.output_lines.append(f"pytest-energy: {len(records)} records{listed} written to {path}")
 
 
 def _gate_document(judgement: Any, records: list[Record]) -> dict[str, Any]:
