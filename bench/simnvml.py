@@ -21,7 +21,7 @@ from typing import Any, Iterator
 
 from pytest_energy.testing import FakeGpu, FakeNvmlModule
 
-#: H100 figures from ../shared/notes/measurement-facts.md.
+#: Measured on an H100 (docs/sources.md): idle and full-load power, the counter's tick, one read's CPU time.
 IDLE_WATTS = 77.0
 LOAD_WATTS = 700.0
 TICK_SECONDS = 0.1

@@ -32,6 +32,7 @@ from .meter import Meter
 from .project import Project, ProjectError, pyproject_target, write_ini_options
 from .reference import reference_workload
 from .simulation import NoiseModel, Simulated, Target, simulate
+from .units import percent
 from .sources import detect
 from .sources.base import Channel
 from .verdict import minimum_rounds
@@ -306,18 +307,14 @@ def calibrate(settings: Settings, *, seconds: float, windows: Sequence[float], t
 
 
 # -- output ------------------------------------------------------------------------------------------
-def _percent(fraction: float) -> str:
-    return f"{fraction * 100:.3g} %" if math.isfinite(fraction) else "n/a"
-
-
 def verdict_lines(result: Calibration, windows: Sequence[float]) -> list[str]:
     """The recommendation (or why there is none) in plain lines."""
     target = result.target
     if result.choice is not None:
         c = result.choice
         return [f"meets {target.describe()}: {c.rounds} rounds of at least {c.min_window:g} s, minimum effect "
-                f"{_percent(c.min_effect)} (simulated {_percent(c.false_alarms)} false alarms, "
-                f"{_percent(c.detection)} detection; {result.trials} trials a setting, lognormal rounds with the "
+                f"{percent(c.min_effect)} (simulated {percent(c.false_alarms)} false alarms, "
+                f"{percent(c.detection)} detection; {result.trials} trials a setting, lognormal rounds with the "
                 "spreads measured, drift applied against the rule)"]
     reach = f"windows up to {max(windows):g} s and up to {ROUNDS_CANDIDATES[-1]} rounds"
     if result.smallest is None:
@@ -327,8 +324,8 @@ def verdict_lines(result: Calibration, windows: Sequence[float]) -> list[str]:
                 "its energy is too noisy to gate on"]
     s = result.smallest
     return [f"this runner cannot meet {target.describe()} with {reach}",
-            f"the smallest effect it detects so is +{_percent(s.effect)}: {s.rounds} rounds of at least "
-            f"{s.min_window:g} s, minimum effect {_percent(s.min_effect)} (rerun with --effect {s.effect:g} to "
+            f"the smallest effect it detects so is +{percent(s.effect)}: {s.rounds} rounds of at least "
+            f"{s.min_window:g} s, minimum effect {percent(s.min_effect)} (rerun with --effect {s.effect:g} to "
             "write those settings)"]
 
 
@@ -346,7 +343,7 @@ def render(result: Calibration, windows: Sequence[float], console: Any) -> None:
         table.add_row(*map(Text, (
             entry.group, f"{entry.window:g} s", f"{len(entry.measurements)}" + (f" (+{entry.invalid} invalid)"
                                                                                  if entry.invalid else ""),
-            _percent(spread["cv"]) if spread else "-", _percent(spread["later_cv"]) if spread else "-", first,
+            percent(spread["cv"]) if spread else "-", percent(spread["later_cv"]) if spread else "-", first,
             f"{result.drift[entry.group] * 100:+.2f} %")))
     console.print(table)
     for line in verdict_lines(result, windows):

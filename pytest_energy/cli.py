@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .config import BY_NAME, SettingError, is_database_url, refuse_overwrite
-from .units import format_energy
+from .units import format_energy, percent_change
 
 
 class _Parser(argparse.ArgumentParser):
@@ -251,7 +251,7 @@ def _case(history_path: Path | str, name: str, last: int | None) -> list[str]:
                           "(`pytest-energy runs` lists runs; names are test node ids)")
     rows = [["started", "run", "commit", "net / iteration", "±", "methods", "verdict", "change"]]
     for point in points:
-        change = f"{(point.ratio - 1) * 100:+.1f} %" if point.ratio is not None else ""
+        change = percent_change(point.ratio) if point.ratio is not None else ""
         rows.append([
             point.started[:19], point.run_id, (point.git_commit or "-")[:12],
             _energy(point.per_iteration_net_joules), _energy(point.per_iteration_uncertainty_joules),

@@ -151,7 +151,7 @@ class Option:
         return f"energy_{self.name}"
 
 
-# Defaults come from ../shared/notes/measurement-facts.md and bench/: with the counter's 100 ms ticks
+# Defaults come from the H100 measurements in docs/sources.md and from bench/: with the counter's 100 ms ticks
 # interpolated at both window edges, a 1 s window has 0.8 % CV on an H100 (2.8 % read naively).
 OPTIONS: tuple[Option, ...] = (
     Option("json", _output, None, "a file path", "write every record of the session to this JSON file"),

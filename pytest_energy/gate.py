@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -15,27 +14,12 @@ from .conditions import difference
 from .config import Settings, path_setting, store_setting
 from .fingerprint import DEFAULT_KIND_FIELDS, DeviceKind
 from .record import Record, RunInfo
-from .verdict import (STATUSES, Tolerance, Verdict, change, fails_gate, judge_energy, judge_value, most_urgent,
-                      parse_tolerance)
+from .units import percent_change
+from .verdict import (STATUSES, Judgement, Status, Tolerance, Verdict, fails_gate, judge_energy, judge_value,
+                      most_urgent, parse_tolerance)
 
 #: pytest's exit code for an interrupted session (Ctrl-C); such a run never refreshes baselines.
 INTERRUPTED = 2
-
-
-@dataclass
-class Judgement:
-    """Everything the gate decided for one session, computed once and read by stores and reports."""
-
-    verdicts: list[Verdict] = field(default_factory=list)  # per record name and metric
-    baseline_set: str = "default"
-    fingerprint_id: str = ""
-    new: list[str] = field(default_factory=list)  # record names with no baseline yet
-    errors: list[str] = field(default_factory=list)  # one line per unreadable baseline file
-    unreadable: list[str] = field(default_factory=list)  # those files: their tests are not compared
-    gate_failed: bool = False
-    summary: list[str] = field(default_factory=list)  # lines naming each regression and its size
-    rootdir: str = ""  # where relative baseline and history paths resolve (pytest's rootdir)
-    incomplete: list[str] = field(default_factory=list)  # records lost (a crashed worker): see fail_incomplete
 
 
 def _note(errors: list[str], line: str) -> None:
@@ -152,9 +136,9 @@ def _energy_verdict(record: Record, kind: DeviceKind, metric: str, stored: store
     what = "energy" if modelled else f"energy ({', '.join(kind.devices)})"
     threshold = tolerance.value
 
-    def verdict(status: str, message: str) -> Verdict:
-        return Verdict(record.name, metric, status, None, None, None, threshold, set_name, message, False,
-                       baseline_hardware=stored.hardware)
+    def verdict(status: Status, message: str) -> Verdict:
+        return Verdict.of_status(record.name, metric, status, message, threshold=threshold, baseline_set=set_name,
+                                 baseline_hardware=stored.hardware)
 
     current_scale = baseline_scale = 1.0
     if settings.normalise:
@@ -163,7 +147,7 @@ def _energy_verdict(record: Record, kind: DeviceKind, metric: str, stored: store
             ("the baseline", stored.reference_joules, tuple(stored.devices)))
             if not devices or not all(joules.get(d, 0.0) > 0 for d in devices)]
         if missing:
-            return verdict("incomparable", f"normalised {what}: {missing[0]} has no reference-workload joules "
+            return verdict(Status.INCOMPARABLE, f"normalised {what}: {missing[0]} has no reference-workload joules "
                            f"for {', '.join(kind.devices)}; refresh the baseline with --energy-update-baselines "
                            "--energy-normalise")
         # Each side's devices of this kind divided by the same devices' reference joules of its own session.
@@ -173,7 +157,7 @@ def _energy_verdict(record: Record, kind: DeviceKind, metric: str, stored: store
     current = energy_values(record.rounds, list(kind.devices), current_scale)
     previous = energy_values(stored.rounds, None, baseline_scale)
     if current is None or previous is None:
-        return verdict("incomparable", f"{what}: the baseline's rounds lack devices of {kind.id}; refresh it "
+        return verdict(Status.INCOMPARABLE, f"{what}: the baseline's rounds lack devices of {kind.id}; refresh it "
                        "with --energy-update-baselines")
     judged = judge_energy(record.name, current, previous, threshold, set_name, gating=gating, what=what,
                           note="; ".join(notes), refresh=_refresh(settings, set_name),
@@ -203,8 +187,8 @@ def _energy_verdicts(record: Record, baseline: store.Baseline, kinds: list[Devic
                      set_name: str, tolerance: Tolerance, gate: bool, fingerprint_id: str) -> list[Verdict]:
     """One energy verdict per device kind, each against the baseline measured on that kind only."""
     if not record.valid:
-        return [Verdict(record.name, "energy", "inconclusive", None, None, None, tolerance.value, set_name,
-                        "energy: every window of this run was invalid", False)]
+        return [Verdict.inconclusive(record.name, "energy", "energy: every window of this run was invalid",
+                                     threshold=tolerance.value, baseline_set=set_name)]
     verdicts = []
     for index, kind in enumerate(kinds):
         metric = energy_metric(index, kind)
@@ -215,10 +199,11 @@ def _energy_verdicts(record: Record, baseline: store.Baseline, kinds: list[Devic
             continue
         others = sorted(k for k in baseline.energy if k.split(":")[0] == kind.group) or sorted(baseline.energy)
         held = f" (it holds {'; '.join(others)})" if others else ""
-        verdicts.append(Verdict(
-            record.name, metric, "incomparable" if baseline.energy else "new", None, None, None, tolerance.value,
-            set_name, f"{metric}: no baseline measured on {kind.id} in {set_name!r} yet{held}; "
-            f"{_refresh(settings, set_name)} adds it beside the others", False))
+        verdicts.append(Verdict.of_status(
+            record.name, metric, Status.INCOMPARABLE if baseline.energy else Status.NEW,
+            f"{metric}: no baseline measured on {kind.id} in {set_name!r} yet{held}; "
+            f"{_refresh(settings, set_name)} adds it beside the others", threshold=tolerance.value,
+            baseline_set=set_name))
     return verdicts
 
 
@@ -231,22 +216,23 @@ def _model_verdict(record: Record, baseline: store.Baseline, settings: Settings,
         return None
     origin = _hardware_note(baseline.hardware, fingerprint_id)
 
-    def verdict(status: str, message: str, gating: bool = False) -> Verdict:
-        return Verdict(record.name, "model", status, None, None, None, 0.0, set_name,
-                       message + (f"; {origin}" if origin else ""), gating,
-                       baseline_hardware=baseline.hardware)
+    def verdict(status: Status, message: str, gating: bool = False) -> Verdict:
+        return Verdict.of_status(record.name, "model", status, message + (f"; {origin}" if origin else ""),
+                                 threshold=0.0, baseline_set=set_name, gating=gating,
+                                 baseline_hardware=baseline.hardware)
 
     refresh = _refresh(settings, set_name)
     if not previous:  # judged against nothing: counted with the verdicts that had no baseline
-        return Verdict(record.name, "model", "incomparable", None, None, None, 0.0, set_name,
-                       f"model {store.describe_model(current)}: the baseline names no model (recorded before "
-                       f"models were named, or migrated); {refresh} records it", False)
+        return Verdict.of_status(record.name, "model", Status.INCOMPARABLE,
+                                 f"model {store.describe_model(current)}: the baseline names no model (recorded "
+                                 f"before models were named, or migrated); {refresh} records it",
+                                 threshold=0.0, baseline_set=set_name)
     if not current:
-        return verdict("regression", f"model changed: {store.describe_model(previous)} -> none named by this run; "
+        return verdict(Status.REGRESSION, f"model changed: {store.describe_model(previous)} -> none named by this run; "
                        f"the gate fails until {refresh} records it", gate)
     digests = current.get("digest") and previous.get("digest")
     if current.get("requested") == previous.get("requested") and (not digests or current["digest"] == previous["digest"]):
-        return verdict("unchanged", f"model {store.describe_model(current)}: as in the baseline")
+        return verdict(Status.UNCHANGED, f"model {store.describe_model(current)}: as in the baseline")
     before, after = store.describe_model(previous), store.describe_model(current)
     ran = current.get("ran", "")
     if current.get("requested") != previous.get("requested") and ran and ran == previous.get("ran"):
@@ -254,13 +240,13 @@ def _model_verdict(record: Record, baseline: store.Baseline, settings: Settings,
     elif before == after:
         before += f" digest {previous.get('digest', '?')}"
         after += f" digest {current.get('digest', '?')}"
-    return verdict("regression", f"model changed: {before} -> {after}; the gate fails until {refresh} "
+    return verdict(Status.REGRESSION, f"model changed: {before} -> {after}; the gate fails until {refresh} "
                    "records the new model", gate)
 
 
 def _cost(model: Verdict, others: list[Verdict]) -> None:
     """Say on a model change what the new model costs against the old, where that was judged."""
-    judged = [f"{v.metric} {change(v.ratio)}" for v in others
+    judged = [f"{v.metric} {percent_change(v.ratio)}" for v in others
               if v.ratio is not None and (v.metric.startswith("energy") or v.metric in store.WORK_PROXIES)]
     model.message += (f"; against the old model: {', '.join(judged)}" if judged
                       else "; what it costs against the old model cannot be judged here")
@@ -291,8 +277,8 @@ def _value_verdicts(record: Record, baseline: store.Baseline | None, settings: S
         verdict = judge_value(record.name, metric, value, previous, tolerance, set_name,
                               higher_is_better=higher_is_better, budget=budget, gating=gate,
                               refresh=_refresh(settings, set_name))
-        if verdict.status == "new" and incomparable:
-            verdict.status, verdict.gating = "incomparable", False
+        if verdict.status is Status.NEW and incomparable:
+            verdict.status, verdict.gating = Status.INCOMPARABLE, False
             verdict.message = f"{metric} {value:.4g}: {incomparable}"
         elif previous is not None:
             verdict.baseline_hardware = hardware
@@ -300,10 +286,10 @@ def _value_verdicts(record: Record, baseline: store.Baseline | None, settings: S
         verdicts.append(verdict)
     for proxy, previous in sorted((baseline.work if baseline is not None else {}).items()):
         if proxy not in counted:  # the count is gone: say so rather than let a refresh drop it unseen
-            verdicts.append(Verdict(record.name, proxy, "inconclusive", None, None, None, settings.min_effect,
-                                    set_name, f"{proxy}: this run counted none (the baseline holds {previous:.4g}); "
-                                    "a refresh with --energy-update-baselines stores what it counts now", False,
-                                    baseline_hardware=hardware))
+            verdicts.append(Verdict.inconclusive(
+                record.name, proxy, f"{proxy}: this run counted none (the baseline holds {previous:.4g}); a refresh "
+                "with --energy-update-baselines stores what it counts now", threshold=settings.min_effect,
+                baseline_set=set_name, baseline_hardware=hardware))
     return verdicts
 
 
@@ -332,8 +318,9 @@ def _judge_set(records: list[Record], settings: Settings, root: Path, fingerprin
             reason = _describe(error)
             _note(judgement.errors, f"pytest-energy: {record.name}: could not be judged against {set_name!r} "
                                     f"({reason}); its verdict is inconclusive")
-            verdicts = [Verdict(record.name, "energy", "inconclusive", None, None, None, settings.min_effect,
-                                set_name, f"energy: could not be judged ({reason})")]
+            # It gates: a record the gate meant to judge and could not must not pass unseen.
+            verdicts = [Verdict.inconclusive(record.name, "energy", f"energy: could not be judged ({reason})",
+                                             threshold=settings.min_effect, baseline_set=set_name, gating=True)]
             new = False
         judgement.verdicts += verdicts
         if new and set_name == judgement.baseline_set:
@@ -354,16 +341,17 @@ def _judge_record(record: Record, settings: Settings, folder: Path, loaded: stor
         elif first_layout:
             incomparable = (f"baselines under {', '.join(str(p) for p in first_layout)} are in the first layout, "
                             f"not read: run `{store.MIGRATE}` once")
-        status = "incomparable" if incomparable else "new"
+        status = Status.INCOMPARABLE if incomparable else Status.NEW
         message = incomparable or f"energy: no baseline in {set_name!r} yet (--energy-update-baselines records one)"
-        verdicts = [Verdict(record.name, "energy", status, None, None, None, tolerance.value, set_name, message, False)]
+        verdicts = [Verdict.of_status(record.name, "energy", status, message, threshold=tolerance.value,
+                                      baseline_set=set_name)]
         verdicts += _value_verdicts(record, None, settings, set_name, gate, errors, incomparable, fingerprint_id)
-        return verdicts, status == "new"
+        return verdicts, status is Status.NEW
     model = _model_verdict(record, baseline, settings, set_name, gate, fingerprint_id)
     energy = _energy_verdicts(record, baseline, device_kinds(record, settings), settings, set_name, tolerance,
                               gate, fingerprint_id)
     values = _value_verdicts(record, baseline, settings, set_name, gate, errors, "", fingerprint_id)
-    if model is not None and model.status == "regression":
+    if model is not None and model.status is Status.REGRESSION:
         _cost(model, energy + values)
     return ([model] if model is not None else []) + energy + values, False
 
@@ -395,12 +383,12 @@ def _summary(judgement: Judgement, failing: bool) -> list[str]:
         by_record.setdefault(verdict.name, []).append(verdict)
     worst = {name: most_urgent(v.status for v in verdicts) for name, verdicts in by_record.items()}
     counts = Counter(worst.values())
-    regressions = [v for v in judgement.verdicts if v.status == "regression"]
-    improvements = [v for v in judgement.verdicts if v.status == "improvement"]
-    quiet = sum(1 for name, status in worst.items() if status == "regression" and not fails_gate(by_record[name]))
+    regressions = [v for v in judgement.verdicts if v.status is Status.REGRESSION]
+    improvements = [v for v in judgement.verdicts if v.status is Status.IMPROVEMENT]
+    quiet = sum(1 for name, status in worst.items() if status is Status.REGRESSION and not fails_gate(by_record[name]))
     parts = [f"{counts[s]} {s}" for s in STATUSES if counts[s]]
     if quiet:  # e.g. modelled energy: shown, but it cannot fail the gate
-        parts[0] += " (not gating)" if quiet == counts["regression"] else f" ({quiet} not gating)"
+        parts[0] += " (not gating)" if quiet == counts[Status.REGRESSION] else f" ({quiet} not gating)"
     head = ", ".join(parts)
     if judgement.unreadable:  # a damaged file must not pass unseen: its tests are not compared at all
         count = len(judgement.unreadable)
@@ -414,7 +402,7 @@ def _summary(judgement: Judgement, failing: bool) -> list[str]:
         lines.append(f"{verdict.name}  {verdict.message}{flag}")
     for verdict in improvements:
         lines.append(f"{verdict.name}  {verdict.message}")
-    unsure = [v for v in judgement.verdicts if v.status == "inconclusive" and v.gating]
+    unsure = [v for v in judgement.verdicts if v.status is Status.INCONCLUSIVE and v.gating]
     lines += [f"{verdict.name}  {verdict.message}" for verdict in unsure[:SHOWN_INCONCLUSIVE]]
     if len(unsure) > SHOWN_INCONCLUSIVE:
         lines.append(f"... and {len(unsure) - SHOWN_INCONCLUSIVE} more inconclusive (pytest -v or the HTML report "
@@ -495,7 +483,7 @@ def _write_baselines(records: list[Record], judgement: Judgement, settings: Sett
     if root is None:
         return ["pytest-energy: --energy-baselines is none: baselines not updated"]
     folder = store.set_folder(root, settings.baseline_set)
-    statuses: dict[tuple[str, str], set[str]] = {}
+    statuses: dict[tuple[str, str], set[Status]] = {}
     for verdict in judgement.verdicts:
         if verdict.baseline_set == settings.baseline_set:
             statuses.setdefault((verdict.name, verdict.metric), set()).add(verdict.status)
@@ -507,10 +495,11 @@ def _write_baselines(records: list[Record], judgement: Judgement, settings: Sett
             continue
         kinds = device_kinds(record, settings)
         mine = {metric: found for (name, metric), found in statuses.items() if name == record.name}
-        changed = [kind for index, kind in enumerate(kinds) if mine.get(energy_metric(index, kind)) != {"unchanged"}]
+        changed = [kind for index, kind in enumerate(kinds)
+                   if mine.get(energy_metric(index, kind)) != {Status.UNCHANGED}]
         independent = {m: found for m, found in mine.items() if not m.startswith("energy")}
         existing = stored.get(record.name)
-        same = existing is not None and all(found == {"unchanged"} for found in independent.values()) \
+        same = existing is not None and all(found == {Status.UNCHANGED} for found in independent.values()) \
             and (not store.model_identity(record) or "model" in independent)
         if same and not changed:  # an unchanged baseline is kept: no churn in git
             kept += 1
@@ -518,7 +507,7 @@ def _write_baselines(records: list[Record], judgement: Judgement, settings: Sett
         entry = store.from_record(record, changed)
         if same and existing is not None:  # only energy moved: the other part stays as recorded
             entry = store.merged(existing, dataclasses.replace(existing, energy=entry.energy))
-        elif existing is not None and existing.model and mine.get("model") == {"regression"}:
+        elif existing is not None and existing.model and mine.get("model") == {Status.REGRESSION}:
             # Another model: every device kind's energy of the old one goes, this run's kinds are recorded.
             entry = store.from_record(record, kinds)
             replaced.append(record.name)
@@ -552,7 +541,7 @@ def _refreshed(judgement: Judgement, written: set[str], settings: Settings) -> s
     regressed = set()
     for verdict in judgement.verdicts:
         if (verdict.name in written and verdict.baseline_set == settings.baseline_set and verdict.gating
-                and verdict.status == "regression" and not verdict.by_budget):
+                and verdict.status is Status.REGRESSION and not verdict.by_budget):
             verdict.gating = False
             verdict.message += "; its baseline was rewritten by this run"
             regressed.add(verdict.name)

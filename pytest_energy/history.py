@@ -43,7 +43,7 @@ except ImportError:  # Windows
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
-    from .gate import Judgement
+    from .verdict import Judgement
 
 #: Version of the tables below; a store of another version is migrated (:data:`MIGRATIONS`) or refused.
 SCHEMA_VERSION = 2

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .units import JOULES_PER
+from .units import JOULES_PER, wh_per_1000
 
 #: Version of the ``--energy-json`` document. 2: the gate's section, and ``per_1000_iterations_gross_wh``
 #: (was ``per_1000_iterations_wh``, which held net energy while every other per-1,000 figure is gross).
@@ -167,7 +167,7 @@ class Record:
         data["methods"] = self.methods
         data["iterations"] = self.iterations
         # Gross, as budgets per 1,000, the cases' wh_per_1000_inferences and every report give it.
-        data["per_1000_iterations_gross_wh"] = self.per_iteration_gross_joules * 1000 / 3600
+        data["per_1000_iterations_gross_wh"] = wh_per_1000(self.per_iteration_gross_joules)
         return data
 
     @classmethod

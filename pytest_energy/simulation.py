@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from . import verdict
+from .units import percent
 
 #: The project's target: identical work flagged at most 1 % of the time, +3 % flagged at least 95 %.
 MAX_FALSE_ALARMS = 0.01
@@ -39,8 +40,8 @@ class Target:
 
     def describe(self) -> str:
         """E.g. "at most 1 % false alarms and at least 95 % detection of +3 %"."""
-        return (f"at most {self.max_false_alarms * 100:.3g} % false alarms and at least "
-                f"{self.min_detection * 100:.3g} % detection of +{self.effect * 100:.3g} %")
+        return (f"at most {percent(self.max_false_alarms)} false alarms and at least "
+                f"{percent(self.min_detection)} detection of +{percent(self.effect)}")
 
 
 def verdict_statuses(current: Sequence[float], baseline: Sequence[float], thresholds: Sequence[float]) -> list[str]:
@@ -86,8 +87,8 @@ class Rates:
 
     def add(self, status: str) -> None:
         self.trials += 1
-        self.regression += status == "regression"
-        self.improvement += status == "improvement"
+        self.regression += status == verdict.Status.REGRESSION
+        self.improvement += status == verdict.Status.IMPROVEMENT
 
     @property
     def regression_rate(self) -> float | None:

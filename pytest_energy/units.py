@@ -1,13 +1,17 @@
-"""Energy quantities as people write them ("0.2 Wh", "15 kJ") and as reports show them."""
+"""Energy quantities as people write them ("0.2 Wh", "15 kJ") and as reports show them: the one home of
+the joules-per-Wh constants, the number and percentage formats every report, verdict and CLI line uses."""
 
 from __future__ import annotations
 
 import math
 import re
+from typing import Any
 
-JOULES_PER = {"j": 1.0, "kj": 1e3, "wh": 3600.0, "kwh": 3.6e6}
+JOULES_PER_WH = 3600.0
+JOULES_PER_KWH = 3.6e6
+JOULES_PER = {"j": 1.0, "kj": 1e3, "wh": JOULES_PER_WH, "kwh": JOULES_PER_KWH}
 # Milli and mega differ only by case, so those units are matched exactly before the lower-case table.
-_CASE_SENSITIVE = {"mWh": 3.6, "MWh": 3.6e9, "mJ": 1e-3, "MJ": 1e6}
+_CASE_SENSITIVE = {"mWh": JOULES_PER_WH / 1e3, "MWh": JOULES_PER_KWH * 1e3, "mJ": 1e-3, "MJ": 1e6}
 _QUANTITY = re.compile(r"^\s*([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|[-+]?\.\d+)\s*([A-Za-z]*)\s*$")
 
 
@@ -51,6 +55,44 @@ def format_energy(joules: float) -> str:
         return f"{joules * 1e3:.3g} mJ"
     if size < 1e4:
         return f"{joules:.4g} J"
-    if size < 3.6e6:
-        return f"{joules / 3600:.4g} Wh"
-    return f"{joules / 3.6e6:.4g} kWh"
+    if size < JOULES_PER_KWH:
+        return f"{joules / JOULES_PER_WH:.4g} Wh"
+    return f"{joules / JOULES_PER_KWH:.4g} kWh"
+
+
+def wh_per_1000(joules_per_iteration: float) -> float:
+    """Joules per iteration as Wh per 1,000 iterations, the AI Energy Score's and the budgets' basis."""
+    return joules_per_iteration * 1000 / JOULES_PER_WH
+
+
+def finite_number(value: Any) -> float | None:
+    """``value`` as a float where it is a finite number (not a bool), else None: what a report can show."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+_SPECS = {digits: f".{digits}g" for digits in range(1, 10)}
+
+
+def fmt(value: float | None, digits: int = 4) -> str:
+    """A number with ``digits`` significant digits; whole numbers from ``10**digits`` up to 1e9; "n/a" for
+    None, NaN and infinities."""
+    if value is None or value != value or value in (math.inf, -math.inf):
+        return "n/a"
+    if 10 ** digits <= abs(value) < 1e9:
+        return f"{value:,.0f}"
+    return format(value, _SPECS[digits])
+
+
+def percent(fraction: float) -> str:
+    """A fraction as a percentage: 0.05 -> "5 %" ("n/a" where not finite)."""
+    return f"{fraction * 100:.3g} %" if math.isfinite(fraction) else "n/a"
+
+
+def percent_change(ratio: float | None, suffix: str = " %") -> str:
+    """A ratio as a signed percentage change: 1.104 -> "+10.4 %" ("n/a" for None or not finite); an
+    interval's bounds drop the ``suffix``: "[+1.2, +9.8]"."""
+    if ratio is None or not math.isfinite(ratio):
+        return "n/a"
+    return f"{(ratio - 1) * 100:+.1f}{suffix}"

@@ -28,6 +28,9 @@ Rule, with ``t`` the minimum effect (a fraction) and the band ``[1/(1+t), 1+t]``
 Identical code turns red only when the interval misses 1 from above, which the two-sided 98 %
 interval allows at most 1 % of the time whatever the noise, and less still as the estimate must
 also pass the threshold. The threshold absorbs run-to-run drift that rounds within one run cannot see.
+
+The types the gate, the stores and the reports read live here too, below the logic that uses them:
+:class:`Status`, :class:`Verdict` (built through its named constructors) and :class:`Judgement`.
 """
 
 from __future__ import annotations
@@ -36,21 +39,49 @@ import math
 import statistics
 import struct
 from collections import Counter
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, field
+from enum import Enum
 from functools import lru_cache
 from statistics import NormalDist
 from typing import Any, Iterable, Sequence
 
-#: Most urgent first. A record's status is its most urgent verdict over metrics and sets, in the gate's
-#: head line and in every report alike.
-STATUSES = ("regression", "inconclusive", "improvement", "new", "unchanged", "incomparable")
-
-_URGENCY = {status: rank for rank, status in enumerate(STATUSES)}
+from .units import percent, percent_change
 
 
-def most_urgent(statuses: Iterable[str]) -> str:
-    """The most urgent of ``statuses`` in :data:`STATUSES`' order ("" where there is none)."""
-    return min(statuses, key=lambda status: _URGENCY.get(status, len(STATUSES)), default="")
+class Status(str, Enum):
+    """What a verdict found, most urgent first. A record's status is its most urgent verdict over metrics
+    and sets, in the gate's head line and in every report alike. The values are the words the JSON
+    report, the history store and the baselines' users read, so a member compares equal to its word."""
+
+    REGRESSION = "regression"
+    INCONCLUSIVE = "inconclusive"
+    IMPROVEMENT = "improvement"
+    NEW = "new"
+    UNCHANGED = "unchanged"
+    INCOMPARABLE = "incomparable"
+    NOT_JUDGED = ""  # a record no verdict judged (a failed test, a run without baselines): rows only
+
+    def __str__(self) -> str:  # the word, as str() of the value gives it (an Enum would give "Status.NEW")
+        return str.__str__(self)
+
+    def __format__(self, spec: str) -> str:
+        return str.__format__(str(self), spec)
+
+    @property
+    def urgency(self) -> int:
+        """0 for the most urgent (regression); NOT_JUDGED comes last."""
+        return _URGENCY[self]
+
+
+#: The statuses a verdict can have, most urgent first.
+STATUSES = tuple(status for status in Status if status is not Status.NOT_JUDGED)
+
+_URGENCY = {status: rank for rank, status in enumerate(Status)}
+
+
+def most_urgent(statuses: Iterable[str]) -> Status:
+    """The most urgent of ``statuses`` in :class:`Status`' order (NOT_JUDGED, "", where there is none)."""
+    return min((Status(s) for s in statuses), key=_URGENCY.__getitem__, default=Status.NOT_JUDGED)
 
 
 #: Two-sided confidence of the energy interval: at most 1 % false regressions on identical code.
@@ -59,11 +90,14 @@ CONFIDENCE = 0.98
 
 @dataclass
 class Verdict:
-    """The judgement of one metric of one record against one baseline set."""
+    """The judgement of one metric of one record against one baseline set.
+
+    Built through the named constructors (:meth:`from_interval`, :meth:`from_ratio`, :meth:`of_status`,
+    :meth:`inconclusive`); the positional form stays for stored verdicts (``Verdict(**row)``)."""
 
     name: str  # record name
     metric: str  # "energy" or a quality metric name ("rougeL", "accuracy", ...)
-    status: str  # one of STATUSES
+    status: Status
     ratio: float | None  # current / baseline, for energy the ratio of medians
     low: float | None  # confidence interval of the ratio
     high: float | None
@@ -74,6 +108,54 @@ class Verdict:
     _: KW_ONLY  # the rest by name only: a positional eleventh argument once landed in the wrong field
     by_budget: bool = False  # judged against a budget, which a refreshed baseline does not change
     baseline_hardware: str = ""  # fingerprint id of the runner its baseline was recorded on ("" for none)
+
+    def __post_init__(self) -> None:
+        self.status = Status(self.status)  # a stored or hand-written word becomes the member
+
+    @classmethod
+    def from_interval(cls, name: str, metric: str, status: Status, interval: Interval | None, message: str, *,
+                      threshold: float, baseline_set: str, gating: bool = True) -> Verdict:
+        """A verdict on rounds: the interval's ratio and bounds (none where no interval was computed)."""
+        return cls(name, metric, status, interval.ratio if interval else None, interval.low if interval else None,
+                   interval.high if interval else None, threshold, baseline_set, message, gating)
+
+    @classmethod
+    def from_ratio(cls, name: str, metric: str, status: Status, ratio: float | None, message: str, *,
+                   threshold: float, baseline_set: str, gating: bool = True, by_budget: bool = False) -> Verdict:
+        """A verdict on one number per run: its ratio to the baseline value, no interval."""
+        return cls(name, metric, status, ratio, None, None, threshold, baseline_set, message, gating,
+                   by_budget=by_budget)
+
+    @classmethod
+    def of_status(cls, name: str, metric: str, status: Status, message: str, *, threshold: float, baseline_set: str,
+                  gating: bool = False, baseline_hardware: str = "") -> Verdict:
+        """A verdict with no ratio: nothing to compare against (new, incomparable) or compared by identity
+        (the model). It gates only where asked."""
+        return cls(name, metric, status, None, None, None, threshold, baseline_set, message, gating,
+                   baseline_hardware=baseline_hardware)
+
+    @classmethod
+    def inconclusive(cls, name: str, metric: str, reason: str, *, threshold: float, baseline_set: str,
+                     gating: bool = False, baseline_hardware: str = "") -> Verdict:
+        """A metric that could not be judged, with the one-line ``reason`` as its message."""
+        return cls.of_status(name, metric, Status.INCONCLUSIVE, reason, threshold=threshold,
+                             baseline_set=baseline_set, gating=gating, baseline_hardware=baseline_hardware)
+
+
+@dataclass
+class Judgement:
+    """Everything the gate decided for one session, computed once and read by stores and reports."""
+
+    verdicts: list[Verdict] = field(default_factory=list)  # per record name and metric
+    baseline_set: str = "default"
+    fingerprint_id: str = ""
+    new: list[str] = field(default_factory=list)  # record names with no baseline yet
+    errors: list[str] = field(default_factory=list)  # one line per unreadable baseline file
+    unreadable: list[str] = field(default_factory=list)  # those files: their tests are not compared
+    gate_failed: bool = False
+    summary: list[str] = field(default_factory=list)  # lines naming each regression and its size
+    rootdir: str = ""  # where relative baseline and history paths resolve (pytest's rootdir)
+    incomplete: list[str] = field(default_factory=list)  # records lost (a crashed worker): see gate.fail_incomplete
 
 
 @dataclass(frozen=True)
@@ -104,12 +186,12 @@ class Tolerance:
     def describe(self) -> str:
         if self.absolute is not None:
             return f"tolerance {self.absolute:g}"
-        return f"threshold {_percent(self.relative or 0.0)}"
+        return f"threshold {percent(self.relative or 0.0)}"
 
 
 def fails_gate(verdicts: Iterable[Verdict]) -> bool:
     """Whether any of these verdicts is a regression that may fail the gate."""
-    return any(v.status == "regression" and v.gating for v in verdicts)
+    return any(v.status is Status.REGRESSION and v.gating for v in verdicts)
 
 
 def parse_tolerance(raw: Any, where: str) -> Tolerance:
@@ -277,8 +359,8 @@ def ratio_interval(current: Sequence[float], baseline: Sequence[float], confiden
 
 #: How much one window's energy can vary between runs beyond its stated reading uncertainty, as one
 #: relative standard deviation: a stated assumption, since one window cannot show it. Counter windows of
-#: 0.2 s vary by 6-12 % on an H100 (docs: measurement facts), shared CI runners by about 3 % in CPU
-#: time, and a whole test call also holds its set-up and first-call costs.
+#: 0.2 s vary by 6-12 % on an H100 (6.3 % interpolated, 11.8 % read at the edges), shared CI runners by
+#: about 3 % in CPU time, and a whole test call also holds its set-up and first-call costs.
 WINDOW_NOISE = 0.10
 
 
@@ -312,34 +394,25 @@ def minimum_rounds(confidence: float = CONFIDENCE) -> int:
     return rounds
 
 
-def classify(interval: Interval, threshold: float) -> str:
+def classify(interval: Interval, threshold: float) -> Status:
     """regression / improvement / unchanged / inconclusive under the rule in the module docstring."""
     if interval.low is None or interval.high is None:
-        return "inconclusive"
+        return Status.INCONCLUSIVE
     upper_band, lower_band = 1 + threshold, 1 / (1 + threshold)
     if interval.low > 1 and interval.ratio > upper_band:
-        return "regression"
+        return Status.REGRESSION
     if interval.high < 1 and interval.ratio < lower_band:
-        return "improvement"
+        return Status.IMPROVEMENT
     if interval.low >= lower_band and interval.high <= upper_band:
-        return "unchanged"
-    return "inconclusive"
+        return Status.UNCHANGED
+    return Status.INCONCLUSIVE
 
 
 # -- verdicts ---------------------------------------------------------------------------------------
-def _percent(fraction: float) -> str:
-    return f"{fraction * 100:.3g} %"
-
-
-def change(ratio: float) -> str:
-    """A ratio as a signed percentage change: 1.104 -> "+10.4 %"."""
-    return f"{(ratio - 1) * 100:+.1f} %"
-
-
 def _bounds(interval: Interval) -> str:
     if interval.low is None or interval.high is None:
         return ""
-    return f" [{(interval.low - 1) * 100:+.1f}, {(interval.high - 1) * 100:+.1f}]"
+    return f" [{percent_change(interval.low, '')}, {percent_change(interval.high, '')}]"
 
 
 def judge_energy(
@@ -366,24 +439,19 @@ def judge_energy(
     """
     suffix = f"; {note}" if note else ""
 
-    def verdict(status: str, message: str, interval: Interval | None = None) -> Verdict:
-        return Verdict(
-            name, "energy", status,
-            interval.ratio if interval else None,
-            interval.low if interval else None,
-            interval.high if interval else None,
-            threshold, baseline_set, message + suffix, gating,
-        )
+    def verdict(status: Status, message: str, interval: Interval | None = None) -> Verdict:
+        return Verdict.from_interval(name, "energy", status, interval, message + suffix, threshold=threshold,
+                                     baseline_set=baseline_set, gating=gating)
 
     if not current or not baseline:
         side = "this run" if not current else f"baseline {baseline_set!r}"
-        return verdict("inconclusive", f"{what}: no valid round in {side}")
+        return verdict(Status.INCONCLUSIVE, f"{what}: no valid round in {side}")
     if any(not math.isfinite(v) for v in (*current, *baseline)):
-        return verdict("inconclusive", f"{what}: some rounds have no finite energy figure; "
+        return verdict(Status.INCONCLUSIVE, f"{what}: some rounds have no finite energy figure; "
                                        "a baseline with such a number needs fixing or re-recording")
     if any(v <= 0 for v in (*current, *baseline)):
         return verdict(
-            "inconclusive",
+            Status.INCONCLUSIVE,
             f"{what}: some rounds have net energy at or below zero (the work is too small to stand out "
             "from idle power); lengthen the measured work or raise --energy-min-window",
         )
@@ -394,14 +462,14 @@ def judge_energy(
     else:
         interval = ratio_interval(current, baseline)
     status = classify(interval, threshold)
-    head = (f"{what} {change(interval.ratio)}{_bounds(interval)} vs {baseline_set!r}: {status} "
-            f"(threshold {_percent(threshold)})")
+    head = (f"{what} {percent_change(interval.ratio)}{_bounds(interval)} vs {baseline_set!r}: {status} "
+            f"(threshold {percent(threshold)})")
     if single:
         where = {(True, True): "here and in the baseline", (True, False): "here"}.get(
             (len(current) == 1, len(baseline) == 1), "in the baseline")
-        noise = (f"one window {where} can vary by about ±{_percent(interval.high / interval.ratio - 1)} "
-                 f"(its reading uncertainty and {_percent(WINDOW_NOISE)} between runs, assumed)")
-        if status == "inconclusive":
+        noise = (f"one window {where} can vary by about ±{percent(interval.high / interval.ratio - 1)} "
+                 f"(its reading uncertainty and {percent(WINDOW_NOISE)} between runs, assumed)")
+        if status is Status.INCONCLUSIVE:
             finer = ("measure the work in rounds (energy.run) for a finer verdict" if len(current) == 1
                      else f"re-record the baseline in rounds ({refresh}) for a finer verdict")
             head += f"; {noise}, so a smaller change cannot show; {finer}"
@@ -410,9 +478,9 @@ def judge_energy(
     elif interval.low is None:
         head += (f"; {interval.rounds} rounds here and {interval.baseline_rounds} in the baseline are too few "
                  f"for a verdict: use --energy-rounds {minimum_rounds()} or more")
-    elif status == "inconclusive":
+    elif status is Status.INCONCLUSIVE:
         head += "; more rounds or a longer --energy-min-window narrow the interval"
-    if status == "improvement":
+    if status is Status.IMPROVEMENT:
         head += f"; refresh the baseline with {refresh}"
     return verdict(status, head, interval)
 
@@ -439,24 +507,24 @@ def judge_value(
     """
     sign = 1 if higher_is_better else -1
 
-    def verdict(status: str, message: str, by_budget: bool = False) -> Verdict:
+    def verdict(status: Status, message: str, by_budget: bool = False) -> Verdict:
         ratio = value / baseline if baseline not in (None, 0) else None
-        return Verdict(name, metric, status, ratio, None, None, tolerance.value, baseline_set, message, gating,
-                       by_budget=by_budget)
+        return Verdict.from_ratio(name, metric, status, ratio, message, threshold=tolerance.value,
+                                  baseline_set=baseline_set, gating=gating, by_budget=by_budget)
 
     if budget is not None and sign * (value - budget) < 0:
         side = "below the minimum" if higher_is_better else "above the maximum"
-        return verdict("regression", f"{metric} {value:.4g} is {side} budget {budget:.4g}", by_budget=True)
+        return verdict(Status.REGRESSION, f"{metric} {value:.4g} is {side} budget {budget:.4g}", by_budget=True)
     if baseline is None:
-        return verdict("new", f"{metric} {value:.4g}: no baseline in {baseline_set!r} yet")
+        return verdict(Status.NEW, f"{metric} {value:.4g}: no baseline in {baseline_set!r} yet")
     difference = value - baseline
-    relative = f" ({change(value / baseline)})" if baseline else ""
+    relative = f" ({percent_change(value / baseline)})" if baseline else ""
     head = f"{metric} {value:.4g} vs {baseline:.4g}{relative} in {baseline_set!r}"
     if abs(difference) <= tolerance.allowed(baseline):
-        return verdict("unchanged", f"{head}: unchanged ({tolerance.describe()})")
+        return verdict(Status.UNCHANGED, f"{head}: unchanged ({tolerance.describe()})")
     if sign * difference < 0:
-        return verdict("regression", f"{head}: regression ({tolerance.describe()})")
+        return verdict(Status.REGRESSION, f"{head}: regression ({tolerance.describe()})")
     return verdict(
-        "improvement",
+        Status.IMPROVEMENT,
         f"{head}: improvement ({tolerance.describe()}); refresh the baseline with {refresh}",
     )

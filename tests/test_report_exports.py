@@ -17,9 +17,10 @@ import yaml
 from factories import make_judgement, make_record, make_run_info, make_verdict
 from pytest_energy.report import build_report, html
 from pytest_energy.report.exports import (
-    CODECARBON_COLUMNS, benchmark_extra_info, carbon_efficiency_classes, junit_properties, markdown_summary,
-    rating, star_rating, write_emissions_csv, write_model_cards,
+    CODECARBON_COLUMNS, benchmark_extra_info, junit_properties, markdown_summary, write_emissions_csv,
+    write_model_cards,
 )
+from pytest_energy.report.ratings import carbon_efficiency_class, rating, star_rating
 
 
 def test_csv_columns_are_codecarbons():
@@ -61,15 +62,19 @@ def test_csv_with_other_columns_is_kept_aside(tmp_path):
     assert path.read_text().startswith(",".join(CODECARBON_COLUMNS))
 
 
-def _fine_tune(name: str, joules: float, rouge: float):
-    # As the cases module marks a fine-tune record: extra["case"] == "fine-tune".
+def _fine_tune(name: str, joules: float, rouge: float, examples: int = 4800):
+    # As the cases module marks a fine-tune record: extra["case"] == "fine-tune", with its task, the
+    # examples it trained on and how it trained (here: a hub model's pre-trained weights, fine-tuned).
     return make_record(name, joules, rounds=1, iterations=1, unit="step", quality={"rougeL": rouge},
-                       extra={"case": "fine-tune"}, proxies={"parameters": 60_000_000, "tokens_in": 51_200})
+                       extra={"case": "fine-tune", "task": "summarization", "examples_seen": examples,
+                              "training": {"model": "t5-base", "initial_weights": "pre-trained",
+                                           "type": "fine-tuning"}},
+                       proxies={"parameters": 60_000_000, "tokens_in": 51_200})
 
 
 def test_model_card_block_parses_as_yaml_and_matches_the_record(tmp_path):
     records = [_fine_tune("suites/test_ft.py::t5_highlights", 9000.0, 0.40),
-               _fine_tune("suites/test_ft.py::bart_highlights", 20000.0, 0.38),
+               _fine_tune("suites/test_ft.py::bart_highlights", 20000.0, 0.38, examples=32),
                make_record("t.py::test_inference", 1.0)]
     report = build_report(records, None, make_run_info())
     lines = write_model_cards(report, tmp_path / "cards")
@@ -81,10 +86,10 @@ def test_model_card_block_parses_as_yaml_and_matches_the_record(tmp_path):
     assert emissions["geographical_location"] == "FRA"
     assert emissions["hardware_used"] == "1 x NVIDIA H100 80GB HBM3"
     assert "56 gCO2eq/kWh" in emissions["source"] and "PUE 1.2" in emissions["source"]
-    assert card["carbon_efficiency"]["class"] == "A"  # less CO2 and better ROUGE than the other
+    assert card["carbon_efficiency"]["class"] == "A"  # 0.035 g per 1,000 examples: the table's lowest fifth
     other = yaml.safe_load((tmp_path / "cards" / "suites_test_ft.py_bart_highlights.yaml").read_text())
-    assert other["carbon_efficiency"]["class"] == "E"
-    assert "lower emissions, rougeL per g, parameters per g, tokens_in per g" in other["carbon_efficiency"]["basis"]
+    assert other["carbon_efficiency"]["class"] == "E"  # 11.7 g per 1,000 examples, beyond the range's top
+    assert "gCO2eq per 1,000 training examples; summarization table" in other["carbon_efficiency"]["basis"]
     # The HTML report shows the same block in the fine-tune's details, escaped, parsing to the same YAML.
     page = html.render(report)
     blocks = re.findall(r'<pre class="model-card">(.*?)</pre>', page, re.S)
@@ -92,11 +97,15 @@ def test_model_card_block_parses_as_yaml_and_matches_the_record(tmp_path):
     assert yaml.safe_load(unescape(blocks[0])) in (card, other)
 
 
-def test_carbon_efficiency_needs_two_fine_tunes():
-    (grade, basis), = carbon_efficiency_classes([_fine_tune("a", 10.0, 0.4)])
-    assert grade is None and "two or more" in basis
-    grades = [g for g, _ in carbon_efficiency_classes(
-        [_fine_tune(str(i), 100.0 * (i + 1), 0.4) for i in range(5)])]
+def test_carbon_efficiency_classes_a_single_fine_tune_from_the_table():
+    grade, basis = carbon_efficiency_class(_fine_tune("a", 10.0, 0.4))
+    assert grade == "A" and "summarization table" in basis
+    # 1.5, 3.5, ... 9.5 fifths of the top of a 0-11.97 g range per 1,000 examples: one class each.
+    grades = []
+    for fifths in (0.5, 1.5, 2.5, 3.5, 4.5):
+        record = _fine_tune(str(fifths), 10.0, 0.4, examples=1000)
+        record.co2_grams = fifths * 11.97 / 5
+        grades.append(carbon_efficiency_class(record)[0])
     assert grades == ["A", "B", "C", "D", "E"]
 
 

@@ -202,3 +202,38 @@ def test_parse_tolerance_forms_and_errors() -> None:
     for bad in (-0.1, "much", {"tol": 1}, True, float("nan")):
         with pytest.raises(ValueError, match=r"^x = .*expected a fraction"):
             parse_tolerance(bad, "x")
+
+
+# -- the status enum and the named constructors -------------------------------------------------------
+def test_statuses_are_one_enum_whose_members_are_their_words():
+    import dataclasses
+    import json
+
+    from pytest_energy.verdict import STATUSES, Status, Verdict, most_urgent
+
+    assert [str(s) for s in STATUSES] == ["regression", "inconclusive", "improvement", "new", "unchanged",
+                                          "incomparable"]
+    assert Status.REGRESSION == "regression" and f"{Status.NEW}" == "new" and not Status.NOT_JUDGED
+    verdict = judge_energy("t", [1.2] * 8, [1.0] * 8, 0.05, "default")
+    assert verdict.status is Status.REGRESSION
+    # JSON and the stores see the word, and a stored word comes back as the member.
+    stored = json.loads(json.dumps(dataclasses.asdict(verdict)))
+    assert stored["status"] == "regression"
+    assert Verdict(**stored).status is Status.REGRESSION
+    assert most_urgent(["unchanged", "new", Status.INCONCLUSIVE]) is Status.INCONCLUSIVE
+    assert most_urgent([]) is Status.NOT_JUDGED
+
+
+def test_named_constructors_fill_the_fields_they_name():
+    from pytest_energy.verdict import Status, Verdict
+
+    unsure = Verdict.inconclusive("t", "flops", "flops: none counted", threshold=0.05, baseline_set="s",
+                                  baseline_hardware="hw1")
+    assert (unsure.status, unsure.ratio, unsure.low, unsure.high, unsure.gating, unsure.baseline_hardware) == \
+        (Status.INCONCLUSIVE, None, None, None, False, "hw1")
+    judged = Verdict.from_interval("t", "energy", Status.UNCHANGED, Interval(1.01, 0.98, 1.03, 8, 8), "m",
+                                   threshold=0.05, baseline_set="s")
+    assert (judged.ratio, judged.low, judged.high, judged.gating) == (1.01, 0.98, 1.03, True)
+    over = Verdict.from_ratio("t", "rougeL", Status.REGRESSION, 0.9, "m", threshold=0.01, baseline_set="s",
+                              by_budget=True)
+    assert (over.ratio, over.low, over.by_budget) == (0.9, None, True)

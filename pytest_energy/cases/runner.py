@@ -13,7 +13,7 @@ import math
 from typing import Any, Mapping, Sequence, TypeVar
 
 from ..budget import EnergyBudget
-from ..units import parse_energy
+from ..units import parse_energy, wh_per_1000
 from .base import QualityBudgetError, apply_quality_budget
 from .data import Task, examples, task
 from .declare import DTYPES, FineTuneCase, InferenceCase
@@ -174,7 +174,7 @@ def _fill_inference_record(record: Any, case: InferenceCase, spec: Task, measure
         "case": "inference", "task": spec.name, "batch_size": case.batch_size, "inferences": inferences,
         "rounds": case.rounds, "inferences_per_round": per_round * case.batch_size,
         "warmup_inferences": case.warmup * case.batch_size, "energy_basis": "gross",
-        "joules_per_1000_inferences": gross * 1000, "wh_per_1000_inferences": gross * 1000 / 3600,
+        "joules_per_1000_inferences": gross * 1000, "wh_per_1000_inferences": wh_per_1000(gross),
         **({"reference_range": list(case.reference_range)} if case.reference_range else {}),
         **per_work(gross, flops / inferences, tokens_in / inferences, tokens_out / inferences,
                    generates=spec.generates),
@@ -239,13 +239,25 @@ def run_finetune(case: FineTuneCase, energy: Any) -> None:
             "learning_rate": case.learning_rate, "schedule": case.schedule, "energy_basis": "gross",
             "joules_fine_tune": record.total_gross_joules, "joules_per_step": per_step,
             "joules_per_epoch_estimate": per_step * per_epoch, "loss_first": losses[0], "loss_last": losses[-1],
-            "eval_examples": len(eval_rows),
+            "eval_examples": len(eval_rows), "training": _how_trained(loaded.facts),
             **per_work(record.total_gross_joules, proxies["flops"], proxies["tokens_in"], proxies["tokens_out"],
                        generates=False),
         })
         record.quality = quality
         record.criteria["quality"] = dict(case.quality)
     _check_quality(quality, dict(case.quality))
+
+
+def _how_trained(facts: dict[str, Any]) -> dict[str, str]:
+    """What a fine-tune trained and from which weights, for its model card: a fallback given no training
+    steps of its own starts from random weights, so the case trains it from scratch."""
+    source, steps = facts.get("source"), facts.get("training_steps")
+    if source == "factory":  # it may build from a config or load weights: not known here
+        return {"model": facts["ran"], "initial_weights": "unknown (built by the case's factory)", "type": ""}
+    if source == "fallback" and not steps:
+        return {"model": facts["ran"], "initial_weights": "random", "type": "training from scratch"}
+    start = f"pre-trained in this test ({steps} steps, not measured)" if source == "fallback" else "pre-trained"
+    return {"model": facts["ran"], "initial_weights": start, "type": "fine-tuning"}
 
 
 def _training_proxies(model: Any, tokenizer: Any, spec: Task, rows: list[dict[str, Any]], steps: int,

@@ -9,11 +9,11 @@ from datetime import datetime
 
 from markupsafe import Markup, escape
 
-from .model import QualityChart, fmt
+from ..units import fmt
+from .model import QualityChart
+from .styles import css_class
 from .trends import Trend, TrendPoint
 
-STATUS_CLASS = {"regression": "s-reg", "inconclusive": "s-inc", "improvement": "s-imp", "new": "s-new",
-                "unchanged": "s-unc", "incomparable": "s-icp", "": "s-none"}
 #: A trend draws a dot per run up to this many runs.
 MAX_DOTS = 120
 
@@ -95,7 +95,7 @@ def quality_scatter(chart: QualityChart) -> Markup:
         path = " ".join(f"{x(p.energy):.1f},{y(p.quality):.1f}" for p in front)
         parts.append(f'<polyline class="front" points="{path}"/>')
     for point in points:
-        css = STATUS_CLASS.get(point.status, "s-none") + (" on-front" if point.on_front else "")
+        css = css_class(point.status) + (" on-front" if point.on_front else "")
         parts.append(
             f'<a href="#r{point.row}"><circle class="dot {css}" cx="{x(point.energy):.1f}" '
             f'cy="{y(point.quality):.1f}" r="{5 if point.on_front else 4}"><title>{escape(point.name)}: '
@@ -169,7 +169,7 @@ def trend_line(trend: Trend) -> Markup:
     parts.append(f'<polyline class="trend" points="{path}"/>')
     # Dots (with their tooltips) for a readable number of runs; a long series is its line alone.
     for t, point in zip(at, trend.points) if len(at) <= MAX_DOTS else ():
-        css = STATUS_CLASS.get(point.status, "s-none")
+        css = css_class(point.status)
         where = ", ".join(part for part in (point.commit[:12], point.runner) if part)
         parts.append(f'<circle class="dot small {css}" cx="{x(t):.1f}" cy="{y(point.joules):.1f}" r="2.5">'
                      f'<title>{escape(point.started)}{escape(f" ({where})" if where else "")}: {fmt(point.joules)} J '

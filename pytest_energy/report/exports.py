@@ -1,6 +1,6 @@
 """Energy in other tools' formats: CodeCarbon's emissions CSV, JUnit XML properties, pytest-benchmark's
-``extra_info``, Hugging Face model-card ``co2_eq_emissions`` blocks, the GitHub step summary, and the
-two ratings they carry (AI-Energy-Score-style stars, a carbon-efficiency class for fine-tunes).
+``extra_info``, Hugging Face model-card ``co2_eq_emissions`` blocks (with the ratings of
+:mod:`pytest_energy.report.ratings`) and the GitHub step summary.
 
 CodeCarbon is never imported: its column names are fixed here (and checked against its source in the
 tests), so a CSV written here loads wherever CodeCarbon's does.
@@ -15,16 +15,13 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..locking import atomic_write_text, locked
-from ..record import Record
-
-if TYPE_CHECKING:  # model imports this module; the report type is only needed for annotations
-    from .model import Report, Row
-
-JOULES_PER_KWH = 3.6e6
-JOULES_PER_WH = 3600.0
+from ..record import Record, finite
+from ..units import JOULES_PER_KWH, finite_number, fmt, wh_per_1000
+from .model import Report, Row, model_text, per_unit
+from .ratings import reporting_practice
 
 #: ``codecarbon.output_methods.emissions_data.EmissionsData`` fields, in its CSV column order
 #: (codecarbon 3.3). Units as CodeCarbon's: s, kg CO2eq, kg/s, W, kWh (device energy x PUE), L.
@@ -38,119 +35,11 @@ CODECARBON_COLUMNS = (
 )
 #: Our component kinds in CodeCarbon's three columns (RAPL's DRAM domain is its RAM).
 _CODECARBON_KIND = {"cpu": "cpu", "gpu": "gpu", "dram": "ram", "ram": "ram"}
-CLASSES = "ABCDE"
-
-
-def _finite(value: float) -> float | None:
-    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
-
-
-# -- ratings -------------------------------------------------------------------------------------
-def star_rating(value: float, reference_range: tuple[float, float]) -> int:
-    """AI Energy Score style: the task's range (lowest, highest energy) cut into five equal bands;
-    5 stars for the lowest 20 %, 1 star for the highest; values outside the range get 5 or 1."""
-    low, high = (float(v) for v in reference_range)
-    if not (math.isfinite(low) and math.isfinite(high) and high > low):
-        raise ValueError(f"reference range {reference_range!r}: expected (lowest, highest) with highest > lowest")
-    if not math.isfinite(value):
-        raise ValueError(f"energy {value!r}: cannot be rated")
-    band = math.floor((value - low) / (high - low) * 5)
-    return 5 - min(4, max(0, band))
-
-
-def _reference_range(raw: Any) -> tuple[float, float] | None:
-    if isinstance(raw, dict):
-        raw = (raw.get("low"), raw.get("high"))
-    if isinstance(raw, (list, tuple)) and len(raw) == 2:
-        try:
-            return float(raw[0]), float(raw[1])
-        except (TypeError, ValueError):
-            return None
-    return None
-
-
-def rated_wh_per_1000(record: Record) -> tuple[float | None, str]:
-    """What the AI Energy Score rates: gross GPU Wh per 1,000 iterations (all devices where no GPU
-    was measured, and then said so)."""
-    if record.iterations <= 0:
-        return None, "no valid rounds"
-    gpus = [c for c in record.components if c.kind == "gpu"]
-    used = gpus or record.components
-    joules = math.fsum(c.gross_joules for c in used)
-    basis = "gross GPU energy" if gpus else "gross energy of " + ", ".join(c.device for c in used) + " (no GPU)"
-    return _finite(joules / record.iterations * 1000 / JOULES_PER_WH), basis
-
-
-def rating(record: Record) -> tuple[int | None, str]:
-    """Stars for a record carrying ``extra["reference_range"]`` (Wh per 1,000, lowest and highest of
-    its task), with a line saying what was rated; (None, "") without a range."""
-    raw = record.extra.get("reference_range") if isinstance(record.extra, dict) else None
-    if raw is None:
-        return None, ""
-    reference = _reference_range(raw)
-    value, basis = rated_wh_per_1000(record)
-    if reference is None or value is None:
-        return None, f"not rated: reference range {raw!r} or energy unusable"
-    try:
-        stars = star_rating(value, reference)
-    except ValueError as error:
-        return None, f"not rated: {error}"
-    return stars, (f"{value:.4g} Wh per 1,000 ({basis}) in the task range "
-                   f"{reference[0]:.4g}-{reference[1]:.4g} Wh")
-
-
-def _first_metric(records: list[Record]) -> str | None:
-    """The first quality metric every record reports as a number (higher is better)."""
-    common = None
-    for record in records:
-        names = {m for m, d in record.quality.items()
-                 if isinstance(d, dict) and _finite(d.get("value")) is not None and d.get("higher_is_better", True)}
-        common = names if common is None else common & names
-    return min(common) if common else None
-
-
-def carbon_efficiency_classes(records: list[Record]) -> list[tuple[str | None, str]]:
-    """A carbon-efficiency class A (best) to E per fine-tune record, after Castaño et al. (2023).
-
-    Their classification places a model's emissions against what it delivers (model size, data,
-    performance) within a reference population, in five bands like an energy label. The population
-    here is the fine-tunes being reported (their Hub data set is not bundled): each record is ranked
-    on lower emissions and on every attribute all records carry (a quality metric, parameters,
-    training input tokens) per gram; the mean percentile rank gives the band. One record alone cannot be
-    ranked and gets None with the reason.
-    """
-    if len(records) < 2:
-        return [(None, "a single fine-tune case: classes compare two or more")] * len(records)
-    grams = [_finite(r.co2_grams) for r in records]
-    if any(g is None or g <= 0 for g in grams):
-        return [(None, "a fine-tune case has no positive CO2 figure")] * len(records)
-    attributes: dict[str, list[float]] = {"lower emissions": [1 / g for g in grams]}
-    metric = _first_metric(records)
-    if metric:
-        attributes[f"{metric} per g"] = [r.quality[metric]["value"] / g for r, g in zip(records, grams)]
-    for key in ("parameters", "tokens_in"):  # model size; training data (input tokens over every step)
-        values = [_finite(r.proxies.get(key)) for r in records]
-        if all(v is not None for v in values):
-            attributes[f"{key} per g"] = [v / g for v, g in zip(values, grams)]
-    n = len(records)
-    ranks = [0.0] * n
-    for values in attributes.values():
-        for i, value in enumerate(values):
-            below = sum(1 for other in values if other < value)
-            ties = sum(1 for other in values if other == value) - 1
-            ranks[i] += (below + 0.5 * ties) / (n - 1) / len(attributes)
-    basis = f"ranked among {n} fine-tune cases on {', '.join(attributes)} (Castaño et al. 2023 style)"
-    return [(CLASSES[min(4, int((1 - rank) * 5))], basis) for rank in ranks]
 
 
 # -- per-test exports ----------------------------------------------------------------------------
 def _g(value: float) -> str:
     return "nan" if not math.isfinite(value) else format(value, ".6g")
-
-
-def per_unit(record: Record) -> str:
-    """What one energy figure of a record is per: its unit, or "test" for a single window (the whole test)."""
-    return "test" if record.form == "block" and record.iterations <= 1 else record.unit
 
 
 def junit_properties(record: Record) -> list[tuple[str, str]]:
@@ -172,11 +61,10 @@ def junit_properties(record: Record) -> list[tuple[str, str]]:
         ("energy_devices", ",".join(c.device for c in record.components)),
     ]
     if record.unit == "inference":
-        properties.append(("energy_wh_per_1000_inferences",
-                           _g(record.per_iteration_gross_joules * 1000 / JOULES_PER_WH)))
+        properties.append(("energy_wh_per_1000_inferences", _g(wh_per_1000(record.per_iteration_gross_joules))))
     for metric, data in record.quality.items():
         value = data.get("value") if isinstance(data, dict) else data
-        if _finite(value) is not None:
+        if finite_number(value) is not None:
             properties.append((f"energy_quality_{metric}", _g(value)))
     return properties
 
@@ -185,17 +73,17 @@ def benchmark_extra_info(record: Record) -> dict[str, Any]:
     """Energy of a test that also uses pytest-benchmark, for ``benchmark.extra_info`` (its JSON)."""
     info: dict[str, Any] = {
         "energy_record": record.name,
-        "energy_joules_per_iteration": _finite(record.per_iteration_net_joules),
-        "energy_gross_joules_per_iteration": _finite(record.per_iteration_gross_joules),
-        "energy_uncertainty_joules": _finite(record.per_iteration_uncertainty_joules),
-        "energy_total_gross_joules": _finite(record.total_gross_joules),
-        "energy_co2_grams": _finite(record.co2_grams),
+        "energy_joules_per_iteration": finite_number(record.per_iteration_net_joules),
+        "energy_gross_joules_per_iteration": finite_number(record.per_iteration_gross_joules),
+        "energy_uncertainty_joules": finite_number(record.per_iteration_uncertainty_joules),
+        "energy_total_gross_joules": finite_number(record.total_gross_joules),
+        "energy_co2_grams": finite_number(record.co2_grams),
         "energy_iterations": record.iterations,
         "energy_method": ",".join(record.methods),
         "energy_devices": [c.device for c in record.components],
     }
     if record.unit == "inference":
-        info["energy_wh_per_1000_inferences"] = _finite(record.per_iteration_gross_joules * 1000 / JOULES_PER_WH)
+        info["energy_wh_per_1000_inferences"] = finite_number(wh_per_1000(record.per_iteration_gross_joules))
     return info
 
 
@@ -276,30 +164,61 @@ def _hardware_used(record: Record) -> str:
     return f"{cpu} (CPU only)"
 
 
-def model_card_block(row: Row) -> str:
-    """The model-card YAML for one fine-tune row: ``co2_eq_emissions`` as the Hub reads it (grams),
-    then pytest-energy's own ``carbon_efficiency`` key."""
+def _yaml(value: Any) -> str:
+    """A scalar as YAML reads it (JSON's quoting is valid YAML)."""
+    return json.dumps(finite(value))
+
+
+def model_card_metadata(row: Row) -> dict[str, Any]:
+    """A fine-tune row's model-card front matter: ``base_model`` where a hub model was fine-tuned,
+    ``co2_eq_emissions`` as the Hub reads it (grams), then pytest-energy's own keys: ``training`` (the
+    model trained and from what weights), ``carbon_efficiency`` and ``emissions_reporting`` (the
+    reporting-practice class of the block itself). A field the run cannot state truthfully is left out:
+    ``training_type`` where the case did not say how it trained, ``geographical_location`` where no
+    country was given."""
     record = row.record
     carbon = record.carbon
-    country = carbon.country_iso_code
     methods = ", ".join(f"{c.device} {c.method}" for c in record.components)
-    source = (f"pytest-energy {record.fingerprint.get('pytest_energy') or ''} measurement ({methods}); "
-              f"{carbon.intensity_g_per_kwh:g} gCO2eq/kWh from {carbon.source}; PUE {carbon.pue:g}")
-    location = country if country else "not given (world-average carbon intensity)"
-    lines = [
-        f"# fine-tune case {json.dumps(record.name)}, measured {record.timestamp}",
-        "# paste into the model card's YAML front matter",
-        "co2_eq_emissions:",
-        f"  emissions: {json.dumps(_finite(record.co2_grams))}",
-        f"  source: {json.dumps(source)}",
-        "  training_type: fine-tuning",
-        f"  geographical_location: {json.dumps(location)}",
-        f"  hardware_used: {json.dumps(_hardware_used(record))}",
-        "carbon_efficiency:",
-        f"  class: {json.dumps(row.carbon_class)}",
-        f"  basis: {json.dumps(row.carbon_class_basis)}",
-        f"  energy_joules: {json.dumps(_finite(record.total_gross_joules))}",
-    ]
+    training = record.extra.get("training") if isinstance(record.extra, dict) else None
+    training = training if isinstance(training, dict) else {}
+    model = record.extra.get("model") if isinstance(record.extra, dict) else None
+    emissions: dict[str, Any] = {
+        "emissions": finite_number(record.co2_grams),
+        "source": (f"pytest-energy {record.fingerprint.get('pytest_energy') or ''} measurement ({methods}); "
+                   f"{carbon.intensity_g_per_kwh:g} gCO2eq/kWh from {carbon.source}; PUE {carbon.pue:g}"),
+        "training_type": training.get("type") or None,
+        "geographical_location": carbon.country_iso_code or None,
+        "hardware_used": _hardware_used(record),
+    }
+    emissions = {key: value for key, value in emissions.items() if value is not None}
+    practice = reporting_practice(emissions)
+    card: dict[str, Any] = {}
+    if isinstance(model, dict) and model.get("source") == "hub cache" and training.get("type") == "fine-tuning":
+        card["base_model"] = model.get("requested")
+    card["co2_eq_emissions"] = emissions
+    # The model trained, a fallback named as the stand-in it is.
+    card["training"] = {"model": model_text(record, detail=True) or training.get("model") or "not stated by the case",
+                        "initial_weights": training.get("initial_weights") or "not stated by the case"}
+    card["carbon_efficiency"] = {"class": row.carbon_class, "basis": row.carbon_class_basis,
+                                 "energy_joules": finite_number(record.total_gross_joules)}
+    card["emissions_reporting"] = {"practice": practice.level, "missing": list(practice.missing)}
+    return card
+
+
+def model_card_block(row: Row) -> str:
+    """The model-card YAML for one fine-tune row (:func:`model_card_metadata`), with a header naming the
+    case and the model trained."""
+    record = row.record
+    card = model_card_metadata(row)
+    lines = [f"# case {json.dumps(record.name)} (FineTuneCase), measured {record.timestamp}",
+             f"# model trained: {card['training']['model']} ({card['training']['initial_weights']} initial weights)",
+             "# paste into the model card's YAML front matter; the Hub ignores the keys after co2_eq_emissions"]
+    for key, value in card.items():
+        if not isinstance(value, dict):
+            lines.append(f"{key}: {_yaml(value)}")
+            continue
+        lines.append(f"{key}:")
+        lines += [f"  {field}: {_yaml(item)}" for field, item in value.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -332,8 +251,6 @@ def _md(text: str) -> str:
 
 def markdown_summary(report: Report, limit: int = 30) -> str:
     """A markdown digest for ``$GITHUB_STEP_SUMMARY``: verdict line, totals, the first rows."""
-    from .model import fmt
-
     state = "gate failed" if report.gate_failed else "gate passed"
     lines = [f"### pytest-energy: {state}", "", report.totals.line, ""]
     lines += [f"- {_md(line)}" for line in report.gate_summary + report.errors]

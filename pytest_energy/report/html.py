@@ -14,9 +14,12 @@ import jinja2
 from markupsafe import Markup
 
 from ..locking import atomic_write_text
+from ..units import fmt, percent_change
 from . import charts, exports
+from ..units import fmt, percent
 from .fleet import Fleet
-from .model import Report, Row, fmt, percent
+from .model import Report, Row
+from .styles import CSS_CLASS
 
 TEMPLATES = Path(__file__).parent / "templates"
 STARS = "★★★★★"
@@ -39,14 +42,14 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
     )
-    env.filters.update(fmt=fmt, percent=percent)
+    env.filters.update(fmt=fmt, percent=percent_change)
     env.globals.update(
         quality_scatter=charts.quality_scatter,
         power_timeline=charts.power_timeline,
         trend_line=charts.trend_line,
         facts=facts,
         model_card_block=exports.model_card_block,
-        status_class=charts.STATUS_CLASS,
+        status_class=CSS_CLASS,
         stars=lambda n: STARS[:n] + "☆" * (5 - n),
     )
     return env

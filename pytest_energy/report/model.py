@@ -14,35 +14,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..conditions import describe as describe_conditions
-from ..gate import Judgement
 from ..record import Carbon, Record, RunInfo
-from ..verdict import STATUSES, Verdict, fails_gate, most_urgent
-from .exports import carbon_efficiency_classes, per_unit, rating
+from ..units import JOULES_PER_WH, finite_number, fmt, percent_change, wh_per_1000
+from ..verdict import Judgement, Status, Verdict, fails_gate, most_urgent
+from .ratings import carbon_efficiency_class, is_fine_tune, rating
 from .trends import Trend, session_trends
-
-JOULES_PER_WH = 3600.0
-#: Most urgent first: the HTML lists rows in this order, the terminal in the reverse order.
-STATUS_ORDER = (*STATUSES, "")
-_RANK = {status: index for index, status in enumerate(STATUS_ORDER)}
-
-
-_SPECS = {digits: f".{digits}g" for digits in range(1, 10)}
-
-
-def fmt(value: float | None, digits: int = 4) -> str:
-    """A number with ``digits`` significant digits; whole numbers from ``10**digits`` up to 1e9."""
-    if value is None or value != value or value in (math.inf, -math.inf):
-        return "n/a"
-    if 10 ** digits <= abs(value) < 1e9:
-        return f"{value:,.0f}"
-    return format(value, _SPECS[digits])
-
-
-def percent(ratio: float | None) -> str:
-    """``1.123`` -> ``+12.3 %``."""
-    if ratio is None or not math.isfinite(ratio):
-        return "n/a"
-    return f"{100 * (ratio - 1):+.1f} %"
 
 
 @dataclass
@@ -57,11 +33,11 @@ class Change:
     def interval(self) -> str:
         if self.low is None or self.high is None:
             return ""
-        return f"[{percent(self.low)}, {percent(self.high)}]"
+        return f"[{percent_change(self.low)}, {percent_change(self.high)}]"
 
     @property
     def text(self) -> str:
-        return f"{percent(self.ratio)} {self.interval}".rstrip()
+        return f"{percent_change(self.ratio)} {self.interval}".rstrip()
 
 
 @dataclass
@@ -72,7 +48,7 @@ class QualityValue:
     value: float | None
     computed_by: str
     higher_is_better: bool
-    status: str = ""
+    status: Status = Status.NOT_JUDGED
     change: Change | None = None
 
     @property
@@ -87,7 +63,7 @@ class Row:
     index: int
     anchor: str  # HTML id of its details
     record: Record
-    status: str  # the worst verdict of the record ("" where nothing judged it)
+    status: Status  # the most urgent verdict of the record (NOT_JUDGED, "", where nothing judged it)
     gating: bool  # False where its regression cannot fail the gate (e.g. modelled energy)
     change: Change | None  # energy against baseline
     messages: list[str]
@@ -97,7 +73,7 @@ class Row:
     wh_per_1000: float | None
     stars: int | None = None  # AI-Energy-Score-style rating where a task reference range is given
     star_basis: str = ""
-    carbon_class: str | None = None  # A-E for fine-tune cases compared with each other
+    carbon_class: str | None = None  # A-E for a fine-tune, from its task's fixed reference table
     carbon_class_basis: str = ""
     methods: str = ""  # "counter, modelled": read by every renderer, so joined once
     valid_rounds: int = 0
@@ -198,7 +174,7 @@ class Totals:
 
     @property
     def line(self) -> str:
-        judged = ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items(), key=lambda i: _RANK.get(i[0], 9))
+        judged = ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items(), key=lambda i: Status(i[0]).urgency)
                            if s)
         return (f"{self.records} measured, {fmt(self.gross_joules)} J gross ({fmt(self.gross_wh)} Wh), "
                 f"{fmt(self.net_joules)} J net, {fmt(self.co2_grams)} g CO2eq" + (f"; {judged}" if judged else ""))
@@ -248,7 +224,7 @@ class Report:
 
     @property
     def regressions(self) -> list[Row]:
-        return [row for row in self.rows if row.status == "regression"]
+        return [row for row in self.rows if row.status is Status.REGRESSION]
 
     @property
     def has_inference(self) -> bool:
@@ -279,17 +255,9 @@ class Report:
         return sum(len(t.steps) for t in self.trends)
 
 
-def is_fine_tune(record: Record) -> bool:
-    """A fine-tune case, as the cases module marks it (``extra["case"]`` is "fine-tune", or a dict
-    whose ``kind`` is)."""
-    case = record.extra.get("case") if isinstance(record.extra, dict) else None
-    return (case.get("kind") if isinstance(case, dict) else case) == "fine-tune"
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
+def per_unit(record: Record) -> str:
+    """What one energy figure of a record is per: its unit, or "test" for a single window (the whole test)."""
+    return "test" if record.form == "block" and record.iterations <= 1 else record.unit
 
 
 def _quality(record: Record, verdicts: dict[str, Verdict]) -> list[QualityValue]:
@@ -299,10 +267,10 @@ def _quality(record: Record, verdicts: dict[str, Verdict]) -> list[QualityValue]
         verdict = verdicts.get(metric)
         values.append(QualityValue(
             metric=str(metric),
-            value=_number(data.get("value")),
+            value=finite_number(data.get("value")),
             computed_by=str(data.get("computed_by", "")),
             higher_is_better=bool(data.get("higher_is_better", True)),
-            status=verdict.status if verdict else "",
+            status=verdict.status if verdict else Status.NOT_JUDGED,
             change=_change(verdict),
         ))
     return values
@@ -333,7 +301,7 @@ def _requested(record: Record) -> str:
 
 def _work(record: Record) -> tuple[float | None, str]:
     for key, label in (("flops_per_inference", "FLOPs / inference"), ("flops", "FLOPs")):
-        value = _number(record.proxies.get(key))
+        value = finite_number(record.proxies.get(key))
         if value:
             return value, label
     return None, ""
@@ -354,10 +322,11 @@ def _row(index: int, record: Record, verdicts: list[Verdict], new: bool, baselin
     change and the quality statuses shown are against ``baseline_set``, the one compared and updated."""
     by_metric = {v.metric: v for v in verdicts if v.baseline_set == baseline_set}
     energy = by_metric.get("energy")
-    status = most_urgent(v.status for v in verdicts) or ("new" if new else "")
-    gating = fails_gate(verdicts) if status == "regression" else True
+    status = most_urgent(v.status for v in verdicts) or (Status.NEW if new else Status.NOT_JUDGED)
+    gating = fails_gate(verdicts) if status is Status.REGRESSION else True
     stars, basis = rating(record)
-    deciding = [v for v in verdicts if v.status == status and (v.gating or status != "regression")] or \
+    carbon_class, carbon_basis = carbon_efficiency_class(record) if is_fine_tune(record) else (None, "")
+    deciding = [v for v in verdicts if v.status == status and (v.gating or status is not Status.REGRESSION)] or \
         [v for v in verdicts if v.status == status]
     work, work_label = _work(record)
     return Row(
@@ -369,10 +338,11 @@ def _row(index: int, record: Record, verdicts: list[Verdict], new: bool, baselin
         change=_change(energy),
         messages=[v.message for v in verdicts if v.message],
         quality=_quality(record, by_metric),
-        wh_per_1000=(record.per_iteration_gross_joules * 1000 / JOULES_PER_WH
-                     if record.unit == "inference" else None),
+        wh_per_1000=wh_per_1000(record.per_iteration_gross_joules) if record.unit == "inference" else None,
         stars=stars,
         star_basis=basis,
+        carbon_class=carbon_class,
+        carbon_class_basis=carbon_basis,
         methods=", ".join(record.methods) or "n/a",
         valid_rounds=sum(1 for r in record.rounds if r.valid),
         model=model_text(record),
@@ -380,14 +350,14 @@ def _row(index: int, record: Record, verdicts: list[Verdict], new: bool, baselin
         stand_in=model_text(record) != _requested(record),
         work=work,
         work_label=work_label,
-        decided_by=deciding[0].message if deciding and status not in ("", "unchanged") else "",
+        decided_by=deciding[0].message if deciding and status not in (Status.NOT_JUDGED, Status.UNCHANGED) else "",
         interval_note=_interval_note(energy),
     )
 
 
 def _order(rows: list[Row]) -> list[Row]:
     """Regressions first, then the other verdicts by urgency; by name within a verdict."""
-    rows = sorted(rows, key=lambda r: (_RANK.get(r.status, len(STATUS_ORDER)), r.name))
+    rows = sorted(rows, key=lambda r: (r.status.urgency, r.name))
     for index, row in enumerate(rows):
         row.index, row.anchor = index, f"r{index}"
     return rows
@@ -472,10 +442,6 @@ def build_report(
     new = set(judgement.new)
     rows = _order([_row(i, r, by_name.get(r.name, []), r.name in new, judgement.baseline_set)
                    for i, r in enumerate(records)])
-    fine_tunes = [row for row in rows if row.is_fine_tune]
-    for row, (grade, basis) in zip(fine_tunes, carbon_efficiency_classes([r.record for r in fine_tunes])):
-        row.carbon_class, row.carbon_class_basis = grade, basis
-
     counts = Counter(row.status for row in rows)
     totals = Totals(
         records=len(rows),
@@ -484,7 +450,7 @@ def build_report(
         co2_grams=math.fsum(r.co2_grams for r in records if math.isfinite(r.co2_grams)),
         counts=dict(counts),
         failed=sum(1 for r in records if r.outcome == "failed"),
-        not_gating=sum(1 for r in rows if r.status == "regression" and not r.gating),
+        not_gating=sum(1 for r in rows if r.status is Status.REGRESSION and not r.gating),
     )
     fingerprint = run_info.fingerprint if run_info else (records[0].fingerprint if records else {})
     trends, trends_note = session_trends(history, (fingerprint or {}).get("id"), [row.name for row in rows])

@@ -15,11 +15,12 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
+from ..units import fmt
+from ..verdict import Status
 from .fleet import Fleet
-from .model import Report, Row, fmt
+from .model import Report, Row
+from .styles import terminal_style
 
-STYLE = {"regression": "bold red", "inconclusive": "yellow", "improvement": "green", "new": "cyan",
-         "unchanged": "", "incomparable": "magenta", "": "dim"}
 #: Rows shown at default verbosity (regressions always shown); -v shows every row.
 DEFAULT_ROWS = 40
 
@@ -45,7 +46,7 @@ RIGHT = (False, True, True, False, True, False)
 
 
 def _cells(row: Row) -> tuple[str, ...]:
-    verdict = (row.status or "-") + (" (not gating)" if row.status == "regression" and not row.gating else "")
+    verdict = (row.status or "-") + (" (not gating)" if row.status is Status.REGRESSION and not row.gating else "")
     return (
         verdict,
         f"{fmt(row.per_iteration_net)} J/{row.per} ± {fmt(row.uncertainty, 2)} J",
@@ -77,8 +78,8 @@ def _table(rows: list[Row], verbosity: int, width: int) -> Text:
     out = line(HEADERS, ("bold",) * len(HEADERS))
     out.append("\n" + "─" * min(width, sum(widths.values()) + 2 * (len(widths) - 1)) + "\n")
     for row, values in zip(rows, cells):
-        style = STYLE.get(row.status, "")
-        out.append(row.name + "\n", style="bold red" if row.status == "regression" else "bold")
+        style = terminal_style(row.status)
+        out.append(row.name + "\n", style=style if row.status is Status.REGRESSION else "bold")
         out.append_text(line(values, (style, "", "", "dim", style, "")))
         out.append("\n")
         extra = []
@@ -86,7 +87,8 @@ def _table(rows: list[Row], verbosity: int, width: int) -> Text:
             extra.append(f"model: {row.model}")
         if row.work is not None and verbosity > 0:
             extra.append(f"{row.work_label}: {fmt(row.work, 6)}")
-        if row.decided_by and verbosity <= 0 and row.status in ("regression", "inconclusive", "improvement"):
+        if row.decided_by and verbosity <= 0 and row.status in (Status.REGRESSION, Status.INCONCLUSIVE,
+                                                                Status.IMPROVEMENT):
             extra.append(f"decided by: {row.decided_by}")
         if row.interval_note and (row.change or verbosity > 0):  # the not-compared reason is in -v's messages
             extra.append(row.interval_note)
@@ -111,7 +113,7 @@ def render(report: Report, terminalreporter: Any, verbosity: int) -> None:
     console = _console(terminalreporter)
     rows = list(report.rows)  # the HTML report's order
     if verbosity < 0:
-        rows = [row for row in rows if row.status == "regression"]
+        rows = [row for row in rows if row.status is Status.REGRESSION]
     elif verbosity == 0 and len(rows) > DEFAULT_ROWS:
         keep = {id(row) for row in report.regressions}
         rows = [row for i, row in enumerate(rows) if i < DEFAULT_ROWS or id(row) in keep]

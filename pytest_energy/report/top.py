@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..record import Record
-from .model import fmt
+from ..units import fmt
 
 
 def lines(records: list[Record]) -> list[str]:

@@ -24,8 +24,6 @@ from .sampled import SampledChannel
 
 #: The counter's update period measured on an H100 (docs/sources.md); the meter interpolates ticks.
 COUNTER_TICK_SECONDS = 0.1
-#: CPU time of one counter read on an H100 (~3.9 ms): how far apart in time the value and the
-#: timestamp the meter pairs it with can be, at each window edge.
 #: The counter counts whole millijoules.
 COUNTER_RESOLUTION_JOULES = 0.001
 #: ``nvmlDeviceGetTotalEnergyConsumption`` is an unsigned 64-bit count of millijoules.

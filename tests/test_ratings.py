@@ -1,0 +1,158 @@
+"""The carbon-reporting study's two classifications (Castaño et al. 2023): the carbon-efficiency class
+from the fixed reference table per task, and the reporting-practice class of a card's emissions
+metadata; and model cards that say truthfully what was trained and how."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from factories import make_record, make_run_info
+from pytest_energy.record import Carbon
+from pytest_energy.report import build_report
+from pytest_energy.report.exports import model_card_block
+from pytest_energy.report.ratings import (CARBON_REFERENCES, carbon_efficiency_class, carbon_per_1000_examples,
+                                          reporting_practice)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _fine_tune(grams_per_1000_examples: float, task: str = "summarization", **extra):
+    """A fine-tune of 4,800 examples whose CO2 is ``grams_per_1000_examples`` per 1,000 of them."""
+    record = make_record("suites/test_ft.py::tune", 1000.0, rounds=1, iterations=300, unit="step",
+                         extra={"case": "fine-tune", "task": task, "examples_seen": 4800, **extra})
+    record.co2_grams = grams_per_1000_examples * 4.8
+    return record
+
+
+def test_the_table_gives_a_class_to_a_single_fine_tune():
+    reference = CARBON_REFERENCES["summarization"]
+    fifth = (reference.high - reference.low) / 5
+    # t5-base: 4.2 Wh per 1,000 inferences x 3 for training at 475 g/kWh = 5.985 g, mid-C of 0..11.97 g.
+    assert reference.high == pytest.approx(2 * 4.2 * 3 * 0.475)
+    expected = {0.0: "A", 0.99 * fifth: "A", 1.01 * fifth: "B", 2.5 * fifth: "C", 3.5 * fifth: "D",
+                4.5 * fifth: "E", 40 * fifth: "E"}
+    for grams, grade in expected.items():
+        assert carbon_efficiency_class(_fine_tune(grams))[0] == grade, grams
+    record = _fine_tune(2.5 * fifth)
+    assert carbon_per_1000_examples(record) == pytest.approx(2.5 * fifth)
+    grade, basis = carbon_efficiency_class(record)
+    assert grade == "C" and "gCO2eq per 1,000 training examples" in basis and "t5-base" in basis
+    # The class of a record does not depend on the others in the report (it was a rank among them).
+    alone = build_report([record], None, make_run_info()).rows[0]
+    together = build_report([record, _fine_tune(0.1 * fifth), _fine_tune(9 * fifth)], None, make_run_info())
+    assert alone.carbon_class == "C"
+    assert [row.carbon_class for row in together.rows if row.record is record] == ["C"]
+
+
+def test_a_task_without_reference_or_a_record_without_examples_is_not_classed_and_says_why():
+    grade, basis = carbon_efficiency_class(_fine_tune(1.0, task="image-classification"))
+    assert grade is None and "no carbon reference for task 'image-classification'" in basis
+    record = _fine_tune(1.0)
+    del record.extra["examples_seen"]
+    grade, basis = carbon_efficiency_class(record)
+    assert grade is None and "training examples" in basis
+
+
+@pytest.mark.parametrize(("metadata", "level", "missing"), [
+    ({"emissions": 12.5, "source": "codecarbon", "training_type": "fine-tuning", "geographical_location": "FRA",
+      "hardware_used": "1 x A100"}, "complete", ()),
+    ({"emissions": 12.5, "source": "codecarbon", "training_type": "pre-training"}, "partial",
+     ("geographical_location", "hardware_used")),
+    ({"emissions": 12.5, "source": "", "hardware_used": None}, "minimal",
+     ("source", "training_type", "geographical_location", "hardware_used")),
+    (3.5, "minimal", ("source", "training_type", "geographical_location", "hardware_used")),  # older cards
+    ({}, "not reported", ("emissions", "source", "training_type", "geographical_location", "hardware_used")),
+    (None, "not reported", ("emissions", "source", "training_type", "geographical_location", "hardware_used")),
+    ({"emissions": "a lot", "source": "guess"}, "not reported",
+     ("emissions", "training_type", "geographical_location", "hardware_used")),
+])
+def test_reporting_practice_counts_the_fields_a_card_fills(metadata, level, missing):
+    practice = reporting_practice(metadata)
+    assert (practice.level, practice.missing) == (level, missing)
+    assert practice.text.startswith(f"{level}: {5 - len(missing)} of 5 co2_eq_emissions fields")
+
+
+def _card(record) -> dict:
+    row = build_report([record], None, make_run_info()).rows[0]
+    return yaml.safe_load(model_card_block(row))
+
+
+def test_a_card_says_fine_tuning_only_for_pre_trained_weights_and_classes_itself():
+    tuned = _card(_fine_tune(1.0, model={"requested": "facebook/bart-base", "ran": "facebook/bart-base",
+                                          "source": "hub cache"},
+                             training={"model": "facebook/bart-base", "initial_weights": "pre-trained",
+                                       "type": "fine-tuning"}))
+    assert tuned["base_model"] == "facebook/bart-base"
+    assert tuned["co2_eq_emissions"]["training_type"] == "fine-tuning"
+    assert tuned["training"] == {"model": "facebook/bart-base", "initial_weights": "pre-trained"}
+    assert tuned["emissions_reporting"] == {"practice": "complete", "missing": []}
+    # No country given: the card leaves the location out rather than write a placeholder, and says so.
+    record = _fine_tune(1.0)
+    record.carbon = Carbon(475.0, "world average", 1.0)
+    unknown = _card(record)
+    assert "training_type" not in unknown["co2_eq_emissions"] and "base_model" not in unknown
+    assert "geographical_location" not in unknown["co2_eq_emissions"]
+    assert unknown["emissions_reporting"] == {"practice": "partial",
+                                              "missing": ["training_type", "geographical_location"]}
+
+
+FROM_SCRATCH = """
+import json
+from pytest_energy.cases import Fallback, FineTuneCase
+
+ROWS = [{"text": f"the {n} was {a}", "label": int(a in ("good", "great", "fine"))}
+        for n in ("film", "plot", "cast") for a in ("good", "great", "fine", "bad", "awful", "poor")]
+with open("train.jsonl", "w") as handle:
+    handle.write("\\n".join(json.dumps(r) for r in ROWS))
+
+tune = FineTuneCase(model="no-such-org/no-such-model", task="text-classification", train=ROWS, eval=ROWS,
+                    steps=3, batch_size=8, learning_rate=1e-3, max_input_tokens=16, quality={"accuracy": 0.0},
+                    fallback=Fallback("distilbert", "train.jsonl", steps=0,
+                                      config={"dim": 16, "hidden_dim": 32, "n_heads": 2, "n_layers": 1}))
+"""
+
+
+def test_the_card_of_a_fallback_trained_from_scratch_does_not_say_fine_tuning(tmp_path):
+    (tmp_path / "test_tune.py").write_text(FROM_SCRATCH)
+    command = [sys.executable, "-m", "pytest", "--energy", "--energy-json", "out.json", "--energy-model-card",
+               "cards", "--energy-idle-seconds", "0.05", "--energy-report", "none", "-p", "no:cacheprovider",
+               "-p", "no:xdist", "-q"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join(
+                              filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+    assert done.returncode == 0, done.stdout + done.stderr
+    record, = json.loads((tmp_path / "out.json").read_text())["records"]
+    training = record["extra"]["training"]
+    assert training == {"model": record["extra"]["model"]["ran"], "initial_weights": "random",
+                        "type": "training from scratch"}
+    assert training["model"].startswith("fallback distilbert")
+    card_file, = (tmp_path / "cards").iterdir()
+    text = card_file.read_text()
+    card = yaml.safe_load(text)
+    assert card["co2_eq_emissions"]["training_type"] == "training from scratch"
+    assert "fine-tuning" not in text and "base_model" not in card
+    assert card["training"]["model"].startswith("fallback distilbert") and \
+        "standing in for no-such-org/no-such-model" in card["training"]["model"]
+    assert "# model trained: fallback distilbert" in text
+    assert card["carbon_efficiency"]["class"] in tuple("ABCDE")  # text classification is in the table
+
+
+@pytest.mark.parametrize(("facts", "initial", "kind"), [
+    ({"source": "hub cache", "ran": "facebook/bart-base"}, "pre-trained", "fine-tuning"),
+    ({"source": "fallback", "ran": "fallback bart (d_model=64)", "training_steps": 0}, "random",
+     "training from scratch"),
+    ({"source": "fallback", "ran": "fallback bart (d_model=64)", "training_steps": 300},
+     "pre-trained in this test (300 steps, not measured)", "fine-tuning"),
+    ({"source": "factory", "ran": "my_factory"}, "unknown (built by the case's factory)", ""),
+])
+def test_the_runner_records_what_was_trained_and_from_which_weights(facts, initial, kind):
+    from pytest_energy.cases.runner import _how_trained
+
+    assert _how_trained(facts) == {"model": facts["ran"], "initial_weights": initial, "type": kind}
