@@ -113,12 +113,13 @@ def _entities(tags: Sequence[str]) -> set[tuple[str, int, int]]:
     """The entity spans ``(type, first, last)`` of one IOB2 tag sequence (``B-PER I-PER O ...``).
 
     As seqeval's default mode reads them: an ``I-`` tag that does not continue an entity of its type
-    starts one, so a model's stray ``I-`` is an entity (and usually a wrong one), not ignored.
+    starts one, so a model's stray ``I-`` is an entity (and usually a wrong one), not ignored. Tags
+    compare without regard to case (``b-per`` is ``B-PER``).
     """
     spans: set[tuple[str, int, int]] = set()
     kind, start = None, 0
     for index, tag in enumerate([*tags, "O"]):
-        prefix, _, name = str(tag).partition("-")
+        prefix, _, name = str(tag).upper().partition("-")
         continues = prefix == "I" and name == kind
         if kind is not None and not continues:
             spans.add((kind, start, index - 1))

@@ -495,3 +495,30 @@ def test_finetune_record_has_energy_per_step_and_epoch_and_quality_after(tmp_pat
     assert proxies["tokens_in"] == 6 * 8 * 6  # every sentence is [CLS] + 4 words + [SEP]
     assert record["quality"]["accuracy"]["examples"] == 18
     assert record["budget"]["energy"] == [{"limit_joules": 3.6e6, "per": "test", "basis": "gross", "met": True}]
+
+
+def test_question_and_tagging_batches_point_at_the_answer_and_the_first_sub_words():
+    from pytest_energy.cases import get_task
+    from pytest_energy.cases.data import examples
+
+    qa = get_task("question-answering")
+    rows = examples([{"question": "Who scored?", "context": "Riverton won 2-0. Lena Brandt scored twice.",
+                      "answer": "Lena Brandt"}] * 4, qa, {})
+    model, tokenizer, _ = qa.build_fallback(Fallback("distilbert", "x", config={"dim": 16, "hidden_dim": 32}), qa,
+                                            rows, prefix="", max_input_tokens=32)
+    batch = qa.train_batch(model, tokenizer, qa, rows[:1], prefix="", max_input_tokens=32, max_target_tokens=0,
+                           pad_to_max=False)
+    start, end = int(batch["start_positions"][0]), int(batch["end_positions"][0])
+    assert tokenizer.decode(batch["input_ids"][0][start:end + 1]) == "lena brandt"
+    with pytest.raises(ValueError, match="answer 'Oslo' is not a span of its context"):
+        examples([{"question": "Where?", "context": "In Bergen.", "answer": "Oslo"}], qa, {})
+
+    ner = get_task("token-classification")
+    rows = examples([{"tokens": "Lena Brandt visited Riverton", "tags": "B-PER I-PER O B-LOC"}] * 2, ner, {})
+    model, tokenizer, _ = ner.build_fallback(Fallback("bert", "x"), ner, rows, prefix="", max_input_tokens=32)
+    batch = ner.train_batch(model, tokenizer, ner, rows[:1], prefix="", max_input_tokens=32, max_target_tokens=0,
+                            pad_to_max=False)
+    names = model.config.id2label
+    tags = [names[int(i)] if i >= 0 else None for i in batch["labels"][0]]
+    assert [t for t in tags if t is not None] == ["B-PER", "I-PER", "O", "B-LOC"]
+    assert tags[0] is None and tags[-1] is None  # [CLS] and [SEP] are no target

@@ -32,7 +32,13 @@ TINY: dict[str, dict[str, Any]] = {
              "max_position_embeddings": 256, "dropout": 0.0},
     "t5": {"d_model": 128, "d_ff": 256, "d_kv": 32, "num_layers": 2, "num_decoder_layers": 2, "num_heads": 4,
            "dropout_rate": 0.0},
+    "vit": {"image_size": 16, "patch_size": 4, "hidden_size": 48, "intermediate_size": 96, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_channels": 3},
+    "resnet": {"embedding_size": 16, "hidden_sizes": [16, 32], "depths": [1, 1], "num_channels": 3,
+               "downsample_in_first_stage": False},
 }
+#: The square image side an image fallback reads (its processor resizes to it).
+IMAGE_SIDE = 16
 
 #: The small models take no token type ids (DistilBERT and BART have none).
 INPUT_NAMES = ["input_ids", "attention_mask"]
@@ -137,6 +143,28 @@ def text_model(fallback: Fallback, task: Task, rows: Sequence[dict[str, Any]], *
     return model, tokenizer, f"{size}; vocab {len(tokenizer)}"
 
 
+def image_model(fallback: Fallback, task: Task, rows: Sequence[dict[str, Any]], *, prefix: str,
+                max_input_tokens: int) -> tuple[Any, Any, str]:
+    """An image task's untrained fallback: ``Fallback.model_type`` (``vit`` or ``resnet``) built from its
+    config at the small sizes, with an image processor resizing to ``image_size`` and scaling to [-1, 1]."""
+    import transformers
+
+    sizes = {**TINY.get(fallback.model_type, {}), **fallback.config}
+    names = class_labels(task, rows)
+    try:
+        config = transformers.AutoConfig.for_model(
+            fallback.model_type, **sizes, num_labels=len(names), id2label={i: str(n) for i, n in enumerate(names)},
+            label2id={str(n): i for i, n in enumerate(names)})
+    except ValueError as error:
+        raise ValueError(f"fallback model_type {fallback.model_type!r}: {error}") from None
+    side = sizes.get("image_size", IMAGE_SIDE)
+    # The PIL backend by name: the default one wants torchvision, which the suites do not need.
+    processor = transformers.ViTImageProcessorPil(size={"height": side, "width": side}, image_mean=[0.5] * 3,
+                                                  image_std=[0.5] * 3)
+    model = getattr(transformers, task.model_class).from_config(config)
+    return model, processor, ", ".join(f"{k}={v}" for k, v in sizes.items())
+
+
 def build(fallback: Fallback, task: Task, *, prefix: str, columns: dict[str, str],
           max_input_tokens: int) -> tuple[Any, Any, dict[str, Any]]:
     """A copy of the trained fallback, its processor, and facts for the record (``ran`` names it)."""
@@ -159,11 +187,18 @@ def _train_new(fallback: Fallback, task: Task, prefix: str, columns: dict[str, s
     model, processor, size = task.build_fallback(fallback, task, rows, prefix=prefix,  # type: ignore[misc]
                                                  max_input_tokens=max_input_tokens)
     losses: list[float] = []
-    if fallback.steps:
-        losses = train(model, processor, task, rows, steps=fallback.steps, batch_size=fallback.batch_size,
-                       learning_rate=fallback.learning_rate, seed=fallback.seed, device="cpu", prefix=prefix,
-                       max_input_tokens=max_input_tokens, max_target_tokens=64, pad_to_max=False,
-                       warmup_steps=min(30, fallback.steps // 10))
+    threads = torch.get_num_threads()
+    # One thread: a tiny model's steps are too small to share, and on a busy machine the threads'
+    # spin-waits made them many times slower (a 40k-parameter ViT step: 1.2 s on 2 threads, 35 ms on 1).
+    torch.set_num_threads(1)
+    try:
+        if fallback.steps:
+            losses = train(model, processor, task, rows, steps=fallback.steps, batch_size=fallback.batch_size,
+                           learning_rate=fallback.learning_rate, seed=fallback.seed, device="cpu", prefix=prefix,
+                           max_input_tokens=max_input_tokens, max_target_tokens=64, pad_to_max=False,
+                           warmup_steps=min(30, fallback.steps // 10))
+    finally:
+        torch.set_num_threads(threads)  # the measured run keeps the machine's setting
     model.eval()
     facts = {
         "ran": f"fallback {fallback.model_type} ({size})",
