@@ -66,6 +66,33 @@ def sentiment(rng: random.Random) -> tuple[list[dict], list[dict]]:
     return splits[0], splits[1]
 
 
+# Held out from training altogether: new phrases made of words the training phrases use in other
+# combinations, and two-clause sentences whose second clause decides. A model that memorised the
+# training phrases misreads many of these, so its accuracy on them sits below 1.0, and pruning shows.
+HELDOUT = {
+    1: ["is a joy", "was brilliant", "felt warm and clever", "is wonderful from start to finish",
+        "kept me smiling", "was funny and touching", "is a fresh delight", "was not tedious at all"],
+    0: ["is a dull mess", "was tiresome", "felt hollow and stale", "is awful from start to finish",
+        "left me bored", "was ugly and clumsy", "is a lifeless chore", "was not clever at all"],
+}
+
+
+def heldout_sentiment(rng: random.Random, count: int) -> list[dict]:
+    """Evaluation sentences for the pruning sweep (see HELDOUT)."""
+    rows = []
+    for index in range(count):
+        label = index % 2
+        subject = rng.choice(SUBJECTS)
+        if index % 3 == 2:  # "the plot was dull, but the acting was superb": the second clause decides
+            first = rng.choice(NEGATIVE if label else POSITIVE)
+            text = f"{subject} {first}, but {rng.choice(SUBJECTS)} {rng.choice(HELDOUT[label])}"
+        else:
+            text = f"{rng.choice(OPENERS)}{subject} {rng.choice(HELDOUT[label])}"
+        rows.append({"text": text[0].upper() + text[1:], "label": label})
+    rng.shuffle(rows)
+    return rows
+
+
 # --- news highlights --------------------------------------------------------------------------------
 CITIES = ["Riverton", "Millbrook", "Ashford", "Lakeside", "Kingsport", "Fairview", "Oakham", "Brightwater",
           "Stonebridge", "Eastwood", "Harrow", "Westfield", "Northgate", "Redcliff", "Greenhill", "Bayview"]
@@ -319,6 +346,7 @@ def main() -> None:
     train, evaluation = sentiment(rng)
     write("sentiment_train.jsonl", train)
     write("sentiment_eval.jsonl", evaluation)
+    write("sentiment_heldout.jsonl", heldout_sentiment(random.Random(9), 600))
     # The highlights split by story, not by phrase: numbers and name pairings are new in evaluation.
     write("highlights_train.jsonl", highlights(random.Random(1), 1200))
     write("highlights_eval.jsonl", highlights(random.Random(2), 100))
