@@ -95,6 +95,8 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--measured-window", type=_positive_float,
                         help="window of the measured trials (default 0.5 s, quick 0.2)")
     parser.add_argument("--overhead-repetitions", type=_positive_int, help="pytest runs per side (default 2, quick 1)")
+    parser.add_argument("--top-tests", type=_positive_int,
+                        help="short tests in the --energy-top overhead suite (default 1000, quick 300)")
     parser.add_argument("--render-records", type=_positive_int, default=10_000, help="records in the rendered report")
     parser.add_argument("--country", default="USA", help="ISO code for CodeCarbon's offline tracker (default USA)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
@@ -122,7 +124,7 @@ class Bench:
         self.results: dict[str, Any] = {
             "meta": {"mode": "quick" if quick else "full", "command": " ".join(["python3 -m bench", *argv]).strip(),
                      "rigs": {}, "notes": self.notes},
-            "noise": [], "detection": {}, "overhead": {"tests": [], "edges": []}, "validity": [], "render": {},
+            "noise": [], "detection": {}, "overhead": {"tests": [], "top": [], "edges": []}, "validity": [], "render": {},
         }
 
     # -- set-up ---------------------------------------------------------------------------------
@@ -264,6 +266,11 @@ class Bench:
             run = self.step(f"overhead of a 1 s test on {key}", lambda: overhead.measured_test_overhead(
                 self.rig(key), repetitions, 1 if self.args.quick else overhead.COPIES))
             self.results["overhead"]["tests"].append({"rig": key, **run})
+        top_tests = self.args.top_tests or (300 if self.args.quick else overhead.TOP_TESTS)
+        for key in [k for k in ("nvml", "sim") if k in self.sources]:  # the ticking counters
+            run = self.step(f"--energy-top on {top_tests} short tests on {key}", lambda: overhead.top_overhead(
+                self.rig(key), 1 if key == "sim" else self.repetitions, top_tests))
+            self.results["overhead"]["top"].append({"rig": key, **run})
         for key in self.sources:
             edges = self.step(f"edge cost on {key}", lambda: overhead.edge_cost(
                 self.rig(key), 6 if self.args.quick else 16, 0.15 if self.args.quick else 0.25))

@@ -168,6 +168,22 @@ def _overhead(results: dict[str, Any]) -> list[str]:
                              f"workload) and the end stages {run['session_end_seconds']:.2f} s (JSON, baselines, "
                              "history, HTML report).")
         lines.append("")
+    top_rows = []
+    for run in overhead.get("top", []):
+        label = results["meta"]["rigs"].get(run["rig"], {}).get("label", run["rig"])
+        if run.get("absent"):
+            top_rows.append([label, "n/a", "", "", "", f"n/a: {run['absent']}", ""])
+            continue
+        top_rows.append([label, f"{run['tests']} x {run['test_seconds'] * 1000:.0f} ms",
+                         f"{run['tests_plain_seconds']:.2f} s", f"{run['tests_measured_seconds']:.2f} s",
+                         f"{run['per_test_overhead_seconds'] * 1000:+.2f} ms", _signed(run["overhead_fraction"]),
+                         f"{run['session_stages_seconds']:.1f} s"])
+    if top_rows:
+        lines += ["`--energy-top`: every test's call a window of its own; the tests' own times (setup + call + "
+                  "teardown, summed) plain against `--energy --energy-top 10 --energy-idle-seconds 0.05` "
+                  "(target: at most +2 %); the session's start and end stages apart:", ""]
+        lines += _table(["device", "tests", "plain", "with --energy-top", "per test", "share", "start + end"],
+                        top_rows) + [""]
     for edge in overhead.get("edges", []):
         if edge.get("absent"):
             lines.append(f"- Edge cost on {edge['rig']}: n/a: {edge['absent']}")
@@ -215,6 +231,8 @@ def _validity(results: dict[str, Any]) -> list[str]:
 
 def _render(results: dict[str, Any]) -> list[str]:
     render = results["render"]
+    if not render:  # the section was not run (--sections)
+        return []
     lines = ["## 5. Report rendering", ""]
     if render.get("absent"):
         return lines + [f"{render.get('records', '')} records: n/a: {render['absent']}", ""]

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # `bench` is a folder of the repository, not an installed package
+from bench import detection, recommend  # the repository's folder, on the path by pytest's `pythonpath`
+from pytest_energy.verdict import judge_energy
 
-from bench import detection, recommend  # noqa: E402
-from pytest_energy.verdict import judge_energy  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_bench_verdict_is_the_gates_verdict():
@@ -106,3 +105,15 @@ def test_the_tiny_run_judges_identical_work_unchanged(tiny_run):
     measured = results["detection"]["measured"]
     assert {r["rule"] for r in measured} == {"verdict", "bare"}
     assert all(r["effects"]["0"]["trials"] == 1 for r in measured)
+
+
+def test_the_energy_top_overhead_runs_the_suite_plain_and_listed_and_tables_show_it():
+    from bench import overhead, rigs, tables
+
+    run = overhead.top_overhead(rigs.simulated_rig(0), 1, tests=20)
+    assert run["tests"] == 20 and run["listed"] == 10  # --energy-top 10 of the 20
+    assert "counter" in run["listed_methods"]  # the simulated NVML counter, ticking
+    assert run["tests_plain_seconds"] >= 20 * 0.02 and run["tests_measured_seconds"] >= 20 * 0.02
+    lines = tables._overhead({"overhead": {"top": [{"rig": "sim", **run}]}, "meta": {"rigs": {"sim": {"label": "sim"}}}})
+    assert any("`--energy-top`" in line for line in lines)
+    assert any(line.startswith("| sim | 20 x 20 ms |") for line in lines)

@@ -5,8 +5,9 @@ The terminal table is :func:`pytest_energy.report.terminal.render`."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..config import path_setting
 from ..gate import Judgement
@@ -15,27 +16,52 @@ from ..verdict import Verdict
 from . import exports, html
 from .model import Report, build_report
 
-__all__ = ["Report", "build_report", "render_from_history", "write_outputs"]
+__all__ = ["OUTPUTS", "Output", "Report", "build_report", "render_from_history", "write_outputs"]
+
+
+@dataclass(frozen=True)
+class Output:
+    """A file (or folder) written from the report: its writer, which returns the lines to show, and
+    the setting that names its path (relative to the root) or the environment variable that does."""
+
+    write: Callable[[Report, Path], list[str]]
+    setting: str = ""
+    environ: str = ""
+
+    def path(self, settings: Any, root: Path | None) -> Path | None:
+        """Where this output goes, or None where it is off."""
+        if self.environ:
+            value = os.environ.get(self.environ)
+            return Path(value) if value else None
+        return path_setting(getattr(settings, self.setting, None), root)
+
+
+def _one(write: Callable[[Report, Path], str]) -> Callable[[Report, Path], list[str]]:
+    """A writer of one file, as a writer of lines."""
+    return lambda report, path: [write(report, path)]
+
+
+#: Every output written from the report, in order. A new format is one row here, its writer beside
+#: the others (and its path setting in :data:`pytest_energy.config.OPTIONS`).
+OUTPUTS = (
+    Output(_one(html.write), setting="report"),
+    Output(_one(exports.write_emissions_csv), setting="csv"),
+    Output(exports.write_model_cards, setting="model_card"),
+    Output(_one(exports.append_step_summary), environ="GITHUB_STEP_SUMMARY"),
+)
 
 
 def write_outputs(report: Report, settings: Any, root: Path | None = None) -> list[str]:
-    """Write the HTML report, the CodeCarbon CSV, the model-card blocks and the GitHub step summary
-    as the settings ask; one line per file written. Relative paths are taken from ``root`` (default:
-    the rootdir the gate judged in, else the current folder)."""
+    """Write each of :data:`OUTPUTS` that the settings (or environment) give a path: the HTML
+    report, the CodeCarbon CSV, the model-card blocks and the GitHub step summary; one line per file
+    written. Relative paths are taken from ``root`` (default: the rootdir the gate judged in, else the
+    current folder)."""
     root = root if root is not None else (Path(report.rootdir) if report.rootdir else None)
     lines = []
-    html_path = path_setting(getattr(settings, "report", None), root)
-    if html_path is not None:
-        lines.append(html.write(report, html_path))
-    csv_path = path_setting(getattr(settings, "csv", None), root)
-    if csv_path is not None:
-        lines.append(exports.write_emissions_csv(report, csv_path))
-    cards = path_setting(getattr(settings, "model_card", None), root)
-    if cards is not None:
-        lines += exports.write_model_cards(report, cards)
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        lines.append(exports.append_step_summary(report, Path(summary)))
+    for output in OUTPUTS:
+        path = output.path(settings, root)
+        if path is not None:
+            lines += output.write(report, path)
     return lines
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
+from ..conditions import describe as describe_conditions
 from ..gate import Judgement
 from ..record import Carbon, Record, RunInfo
 from ..verdict import STATUSES, Verdict, fails_gate, most_urgent
@@ -161,6 +162,8 @@ class Row:
                           f"{fmt(c.net_joules)} J, idle {fmt(c.idle_watts)} W over {fmt(c.window_seconds)} s, "
                           f"{c.ticks} ticks, ± {fmt(c.uncertainty_joules, 2)} J"
                           + ("" if c.valid else ", invalid") + (f"; {c.note}" if c.note else "")))
+            if c.conditions:
+                lines.append((f"{c.device} conditions", describe_conditions(c.conditions)))
         lines.append((f"rounds, net J {per}", ", ".join(
             (fmt(rd.net_joules / rd.iterations) if rd.iterations else "n/a") + ("" if rd.valid else " (invalid)")
             for rd in r.rounds)))
@@ -174,7 +177,7 @@ class Row:
             lines.append(("carbon efficiency", (f"class {self.carbon_class}" if self.carbon_class else "not classed")
                           + f": {self.carbon_class_basis}"))
         lines += [(str(k), fmt(v) if isinstance(v, (int, float)) else str(v)) for k, v in r.proxies.items()]
-        lines += [(f"budget {k}", str(v)) for k, v in r.budget.items()]
+        lines += [(f"budget {k}", str(v)) for k, v in r.criteria.items()]
         lines += [("verdict", m) for m in self.messages]
         return lines
 
