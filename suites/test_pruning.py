@@ -1,9 +1,13 @@
-"""The pruning study: energy and quality of the sentiment classifier at 0/30/50/70 % magnitude pruning.
+"""The pruning study: energy and quality of the sentiment classifier from 0 to 95 % magnitude pruning.
 
 Unstructured zeros save no work in dense kernels, so on a CPU (and on a GPU's dense kernels) energy per
 inference stays flat whatever the quality does; the proxies show the non-zero parameters shrink while
-FLOPs do not. The 2:4 variant converts the pruned weights to semi-structured sparse tensors, which a
-GPU's sparse tensor cores (compute capability 8.0+) really skip: it runs only there.
+FLOPs do not. Quality holds at the lower levels and falls at the highest, as the pruning study finds:
+the sweep shows where (the HTML report charts energy and quality against sparsity). It runs on
+sentences held out from the training data (new phrases, two-clause sentences), so the fallback starts
+below 1.0 (0.80 here) and its accuracy falls as it is pruned (0.75 at 90 %, 0.72 at 95 %).
+The 2:4 variant converts the pruned weights to semi-structured sparse tensors, which a GPU's sparse
+tensor cores (compute capability 8.0+) really skip: it runs only there.
 """
 
 from pathlib import Path
@@ -16,15 +20,16 @@ sentiment_pruning = PruningSweep(
     case=InferenceCase(
         model="distilbert/distilbert-base-uncased-finetuned-sst-2-english",
         task="text-classification",
-        dataset=DATA / "sentiment_eval.jsonl",
+        dataset=DATA / "sentiment_heldout.jsonl",
         inferences=1000,
         quality={"accuracy": 0.85},
+        # The fallback's floor holds at every level (its own budget wins over quality_at): a model that
+        # pruning really broke (chance is 0.5) fails it.
         fallback=Fallback("distilbert", DATA / "sentiment_train.jsonl", steps=150, batch_size=32,
-                          learning_rate=2e-3, overrides={"quality": {"accuracy": 0.95}}),
+                          learning_rate=2e-3, overrides={"quality": {"accuracy": 0.7}}),
     ),
-    sparsity=(0.0, 0.3, 0.5, 0.7),
-    # distilbert SST-2 is not re-trained after pruning: lower floors at the higher levels. The fallback
-    # keeps its own budget (0.95) at every level: it is over-parameterised for this task, so the sweep
-    # shows quality holding while non-zero parameters fall and energy stays flat.
-    quality_at={0.5: {"accuracy": 0.7}, 0.7: {"accuracy": 0.55}},
+    sparsity=(0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95),
+    # distilbert SST-2 is not re-trained after pruning: lower floors as the levels rise, and none from
+    # 80 %, where the sweep is there to show quality falling, not to hold it.
+    quality_at={0.5: {"accuracy": 0.7}, 0.7: {"accuracy": 0.55}, 0.8: {}, 0.9: {}, 0.95: {}},
 )

@@ -159,3 +159,33 @@ def test_bertscore_with_local_minilm(monkeypatch):
     assert 1.0 > close > far
     assert "model all-MiniLM-L6-v2" in same.computed_by and "layer 6" in same.computed_by
     assert same.computed_by.startswith("bert-score ")
+
+
+def test_entity_f1_counts_only_exact_spans_with_their_type():
+    reference = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O"]]
+    assert quality.entity_f1(reference, reference).value == 1.0
+    # right: the person; wrong: LOC read as ORG (a miss and a false entity), ORG cut to nothing
+    predicted = [["B-PER", "I-PER", "O", "B-ORG"], ["O", "O"]]
+    score = quality.entity_f1(predicted, reference)
+    precision, recall = 1 / 2, 1 / 3
+    assert score.value == pytest.approx(2 * precision * recall / (precision + recall))
+    assert "3 entities" in score.computed_by
+    # a stray I- starts an entity (seqeval's default), and tags compare without regard to case
+    assert quality.entity_f1([["i-per", "i-per"]], [["B-PER", "I-PER"]]).value == 1.0
+    with pytest.raises(ValueError, match="2 predicted tags for 1 words"):
+        quality.entity_f1([["O", "O"]], [["O"]])
+
+
+def test_squad_exact_match_and_f1_normalise_case_punctuation_and_articles():
+    assert quality.exact_match(["The Bridge."], ["bridge"]).value == 1.0
+    assert quality.exact_match(["a new bridge", "3-2"], ["new bridge costing", "3-2"]).value == 0.5
+    # "new bridge" against "new bridge costing": precision 1, recall 2/3 -> F1 0.8; the second is exact
+    assert quality.token_f1(["a new bridge", "3-2"], ["new bridge costing", "3-2"]).value == pytest.approx(0.9)
+    assert quality.token_f1([""], ["Jon Park"]).value == 0.0
+
+
+def test_every_metric_is_registered_once_and_an_unknown_one_is_named():
+    assert {"accuracy", "f1", "entity_f1", "exact_match", "token_f1", "rougeL", "bertscore"} <= set(quality.METRICS)
+    assert quality.metric("token_f1").compute(["a b"], ["a b"], None).value == 1.0
+    with pytest.raises(ValueError, match="case: unknown metric 'bleu'; known: accuracy, f1"):
+        quality.metric("bleu")

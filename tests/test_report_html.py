@@ -181,3 +181,21 @@ def test_write_outputs_appends_the_step_summary(tmp_path, monkeypatch):
     text = summary.read_text()
     assert text.startswith("earlier step\n### pytest-energy: gate failed")
     assert lines == [f"markdown summary appended to $GITHUB_STEP_SUMMARY ({summary})"]
+
+
+def test_a_pruning_sweep_is_charted_energy_and_quality_against_sparsity():
+    levels = []
+    for sparsity, accuracy in ((0.0, 0.99), (0.5, 0.97), (0.9, 0.52)):
+        record = make_record(f"suites/test_pruning.py::sweep[{round(sparsity * 100)}%]", 2.0, unit="inference",
+                             quality={"accuracy": accuracy})
+        record.extra.update(weight_sparsity=sparsity, pruning=f"global L1 magnitude, {sparsity:.0%} of weights")
+        levels.append(record)
+    two_four = make_record("suites/test_pruning.py::sweep[2:4]", 1.0, unit="inference", quality={"accuracy": 0.9})
+    two_four.extra.update(weight_sparsity=0.5, pruning="2:4 semi-structured")
+    page = html.render(build_report([*levels, two_four], make_judgement([]), make_run_info(), None))
+    [chart] = re.findall(r'<svg class="chart"[^>]*aria-label="energy and quality of [^"]*".*?</svg>', page, re.S)
+    assert 'aria-label="energy and quality of suites/test_pruning.py::sweep against sparsity"' in chart
+    assert chart.count('class="dot small quality"') == 3  # the 2:4 level is not on the magnitude line
+    assert "90 % sparse: accuracy 0.52" in chart and "weight sparsity (%)" in chart
+    alone = html.render(build_report(levels[:1], make_judgement([]), make_run_info(), None))
+    assert "energy and quality of" not in alone  # one level is no sweep

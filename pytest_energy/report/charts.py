@@ -1,11 +1,12 @@
-"""Inline SVG charts for the HTML report: energy against quality with its Pareto front, a power
-timeline, and trend lines with their step changes. No script, no external resource: every chart is
+"""Inline SVG charts for the HTML report: energy against quality with its Pareto front, energy and
+quality against sparsity for a pruning sweep, a power timeline, and trend lines with their step changes. No script, no external resource: every chart is
 markup in the page, and every piece of test-supplied text in it is escaped."""
 
 from __future__ import annotations
 
 import math
 from datetime import datetime
+from typing import Any
 
 from markupsafe import Markup, escape
 
@@ -179,3 +180,59 @@ def trend_line(trend: Trend) -> Markup:
         parts.append(f'<line class="step" x1="{px:.1f}" y1="{top}" x2="{px:.1f}" y2="{bottom}">'
                      f'<title>step {escape(step.text)}: {fmt(step.before)} J to {fmt(step.after)} J</title></line>')
     return _frame(width, height, f"trend of {trend.name}", parts)
+
+
+def sparsity_sweeps(rows: list[Any]) -> list[tuple[str, list[Any]]]:
+    """The pruning sweeps among the report's rows: ``(sweep name, its magnitude levels by sparsity)``.
+
+    A level is a case record with ``extra["weight_sparsity"]`` from global magnitude pruning (the 2:4
+    level is another kind of sparsity and is left off the line); a sweep needs two levels or more.
+    """
+    sweeps: dict[str, list[Any]] = {}
+    for row in rows:
+        extra = row.record.extra
+        if isinstance(extra.get("weight_sparsity"), (int, float)) and str(extra.get("pruning", "")).startswith("global"):
+            sweeps.setdefault(row.record.name.split("[", 1)[0], []).append(row)
+    return [(name, sorted(levels, key=lambda r: r.record.extra["weight_sparsity"]))
+            for name, levels in sweeps.items() if len(levels) > 1]
+
+
+def _first_quality(record: Any) -> tuple[str, float] | None:
+    for metric, entry in record.quality.items():
+        if isinstance(entry, dict) and isinstance(entry.get("value"), (int, float)):
+            return metric, float(entry["value"])
+    return None
+
+
+def sparsity_chart(name: str, levels: list[Any]) -> Markup:
+    """Energy (left axis, blue) and quality (right axis, amber) of a pruning sweep against weight sparsity:
+    where the zeros save no work the energy line stays flat, and the quality line shows where it breaks."""
+    width, height, left, top, right, bottom = 640, 300, 76, 14, 572, 256
+    sparsity = [100 * r.record.extra["weight_sparsity"] for r in levels]
+    energy = [r.record.per_iteration_net_joules for r in levels]
+    scores = [_first_quality(r.record) for r in levels]
+    x = _Axis(sparsity, left, right, log=False)
+    y = _Axis([0.0, *energy], bottom, top, log=False)
+    unit = levels[0].record.unit
+    parts = _axes(x, y, left, top, right, bottom, "weight sparsity (%)", f"net J per {unit}")
+    path = " ".join(f"{x(s):.1f},{y(e):.1f}" for s, e in zip(sparsity, energy))
+    parts.append(f'<polyline class="trend" points="{path}"/>')
+    for s, e, row in zip(sparsity, energy, levels):
+        parts.append(f'<a href="#{row.anchor}"><circle class="dot small" cx="{x(s):.1f}" cy="{y(e):.1f}" r="3">'
+                     f'<title>{escape(row.record.name)}: {fmt(e)} J</title></circle></a>')
+    known = [(s, q) for s, q in zip(sparsity, scores) if q is not None]
+    if known:
+        metric = known[0][1][0]
+        q_axis = _Axis([0.0, 1.0, *(q[1] for _, q in known)], bottom, top, log=False)
+        for tick in q_axis.ticks():
+            py = q_axis(tick)
+            if top <= py <= bottom:
+                parts.append(f'<text class="tick" x="{right + 4}" y="{py + 4:.1f}">{fmt(tick, 3)}</text>')
+        parts.append(f'<text class="axis" transform="translate({width - 10} {(top + bottom) / 2:.0f}) rotate(90)" '
+                     f'text-anchor="middle">{escape(metric)}</text>')
+        path = " ".join(f"{x(s):.1f},{q_axis(q[1]):.1f}" for s, q in known)
+        parts.append(f'<polyline class="quality" points="{path}"/>')
+        for s, q in known:
+            parts.append(f'<circle class="dot small quality" cx="{x(s):.1f}" cy="{q_axis(q[1]):.1f}" r="3">'
+                         f'<title>{fmt(s, 3)} % sparse: {escape(q[0])} {fmt(q[1])}</title></circle>')
+    return _frame(width, height, f"energy and quality of {name} against sparsity", parts)

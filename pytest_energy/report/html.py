@@ -45,6 +45,8 @@ def environment() -> jinja2.Environment:
     env.filters.update(fmt=fmt, percent=percent_change)
     env.globals.update(
         quality_scatter=charts.quality_scatter,
+        sparsity_sweeps=charts.sparsity_sweeps,
+        sparsity_chart=charts.sparsity_chart,
         power_timeline=charts.power_timeline,
         trend_line=charts.trend_line,
         facts=facts,

@@ -1,4 +1,5 @@
-"""Writes the suites' sentiment and news-highlights data (run once; the output is committed).
+"""Writes the suites' generated data: sentiment, news highlights, entities, questions and shapes
+(run once; the output is committed).
 
     python suites/data/generate.py
 
@@ -9,6 +10,8 @@ training files, so a model that only memorised the training lines does not pass 
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import random
 from pathlib import Path
@@ -61,6 +64,33 @@ def sentiment(rng: random.Random) -> tuple[list[dict], list[dict]]:
             rows.append({"text": text[0].upper() + text[1:], "label": label})
         splits.append(rows)
     return splits[0], splits[1]
+
+
+# Held out from training altogether: new phrases made of words the training phrases use in other
+# combinations, and two-clause sentences whose second clause decides. A model that memorised the
+# training phrases misreads many of these, so its accuracy on them sits below 1.0, and pruning shows.
+HELDOUT = {
+    1: ["is a joy", "was brilliant", "felt warm and clever", "is wonderful from start to finish",
+        "kept me smiling", "was funny and touching", "is a fresh delight", "was not tedious at all"],
+    0: ["is a dull mess", "was tiresome", "felt hollow and stale", "is awful from start to finish",
+        "left me bored", "was ugly and clumsy", "is a lifeless chore", "was not clever at all"],
+}
+
+
+def heldout_sentiment(rng: random.Random, count: int) -> list[dict]:
+    """Evaluation sentences for the pruning sweep (see HELDOUT)."""
+    rows = []
+    for index in range(count):
+        label = index % 2
+        subject = rng.choice(SUBJECTS)
+        if index % 3 == 2:  # "the plot was dull, but the acting was superb": the second clause decides
+            first = rng.choice(NEGATIVE if label else POSITIVE)
+            text = f"{subject} {first}, but {rng.choice(SUBJECTS)} {rng.choice(HELDOUT[label])}"
+        else:
+            text = f"{rng.choice(OPENERS)}{subject} {rng.choice(HELDOUT[label])}"
+        rows.append({"text": text[0].upper() + text[1:], "label": label})
+    rng.shuffle(rows)
+    return rows
 
 
 # --- news highlights --------------------------------------------------------------------------------
@@ -149,6 +179,162 @@ def highlights(rng: random.Random, count: int) -> list[dict]:
     return rows
 
 
+# --- named entities (IOB2 tags: PER, LOC, ORG) -------------------------------------------------------
+# Names are made of syllables, so most occur once or twice and a model must find entities from the words
+# around them. Evaluation names mix in syllables and endings never seen in training (held-out
+# vocabulary), and a third of the evaluation sentences come from templates never seen in training.
+_SEEN = ["ka", "lo", "ri", "men", "da", "vo", "sen", "tar", "bel", "mi", "no", "ras"]
+SYLLABLES = {"train": _SEEN, "eval": _SEEN[:6] + ["zef", "yor", "pim", "wub"]}
+PLACE_ENDS = {"train": ["ton", "ford", "ham", "field"], "eval": ["ton", "ham", "by", "wick"]}
+ORG_ENDS = {"train": ["Labs", "Energy", "Shipping", "Foods", "Trust", "Bank"],
+            "eval": ["Labs", "Foods", "Bank", "Group", "Motors"]}
+ENTITY_TEMPLATES = {
+    "train": ["{PER} met {PER} in {LOC} on Monday .", "{PER} works for {ORG} in {LOC} .",
+              "{ORG} opened a new office in {LOC} .", "Yesterday {PER} joined {ORG} as chief executive .",
+              "The mayor of {LOC} , {PER} , thanked {ORG} .", "{ORG} and {ORG} signed a deal in {LOC} .",
+              "{PER} grew up in {LOC} before moving to {LOC} .", "Fans of {ORG} cheered for {PER} .",
+              "A storm closed roads in {LOC} last week .", "{PER} said the plan would help families ."],
+    "eval": ["In {LOC} , {PER} spoke to reporters about {ORG} .", "{ORG} hired {PER} after a long search .",
+             "{PER} visited {LOC} and {LOC} this spring .", "Shares of {ORG} rose after {PER} spoke .",
+             "Nobody in {LOC} expected the news ."],
+}
+
+
+def _word(rng: random.Random, split: str) -> str:
+    return "".join(rng.choice(SYLLABLES[split]) for _ in range(rng.randint(2, 3))).capitalize()
+
+
+def _entity(rng: random.Random, kind: str, split: str) -> list[str]:
+    if kind == "PER":
+        return [_word(rng, split), _word(rng, split)] if rng.random() < 0.7 else [_word(rng, split)]
+    if kind == "LOC":
+        return [_word(rng, split) + rng.choice(PLACE_ENDS[split])]
+    return [_word(rng, split), rng.choice(ORG_ENDS[split])]
+
+
+def _entity_sentence(rng: random.Random, template: str, split: str) -> dict:
+    tokens: list[str] = []
+    tags: list[str] = []
+    for word in template.split():
+        if word in ("{PER}", "{LOC}", "{ORG}"):
+            kind = word[1:4]
+            parts = _entity(rng, kind, split)
+            tokens += parts
+            tags += [f"B-{kind}"] + [f"I-{kind}"] * (len(parts) - 1)
+        else:
+            tokens.append(word)
+            tags.append("O")
+    return {"tokens": tokens, "tags": tags}
+
+
+def entities(rng: random.Random, split: str, count: int) -> list[dict]:
+    templates = ENTITY_TEMPLATES["train"] + (ENTITY_TEMPLATES["eval"] if split == "eval" else [])
+    return [_entity_sentence(rng, rng.choice(templates), split) for _ in range(count)]
+
+
+# --- extractive questions over short news items ------------------------------------------------------
+# Each story gives its context and (question, answer) pairs; the answer is a span of the context.
+# Evaluation asks the same facts in other words (held-out question templates) about new stories.
+QUESTIONS = {
+    "cost": ("How much will {project} cost?", "What is the cost of {project}?"),
+    "mayor": ("Who is the mayor of {city}?", "Which mayor spoke about the plan in {city}?"),
+    "finish": ("When will work on {project} finish?", "In which year should {project} be finished?"),
+    "scorer": ("Who scored for {home}?", "Which player found the net for {home}?"),
+    "score": ("What was the score?", "How did the match between {home} and {away} end?"),
+    "profit": ("How much profit did {company} report?", "What profit did {company} make?"),
+    "chief": ("Who is the chief executive of {company}?", "Who leads {company}?"),
+    "rain": ("How much rain fell in {city}?", "How much rain did the storm bring to {city}?"),
+    "schools": ("How many schools were closed?", "How many schools shut because of the flooding?"),
+    "volunteers": ("How many volunteers did the study follow?", "How many people took part in the study?"),
+}
+
+
+def _story(rng: random.Random, kind: int) -> tuple[str, dict[str, str], dict[str, str]]:
+    """A context, its facts by question, and the names the questions mention."""
+    if kind == 0:
+        city, project, person = rng.choice(CITIES), rng.choice(PROJECTS), rng.choice(PEOPLE)
+        cost, year = f"{rng.randint(2, 90)} million dollars", str(rng.randint(2027, 2032))
+        context = (f"The {city} city council voted to approve {project} costing {cost}. Mayor {person} said it "
+                   f"would help families. Work on {project} is expected to finish in {year}.")
+        return context, {"cost": cost, "mayor": person, "finish": year}, {"project": project, "city": city}
+    if kind == 1:
+        home, away = rng.sample(TEAMS, 2)
+        player, goals = rng.choice(PLAYERS), rng.randint(1, 3)
+        score = f"{goals + rng.randint(0, 2)}-{rng.randint(0, goals - 1) if goals > 1 else 0}"
+        context = (f"{home} beat {away} {score} in front of a full stadium. {player} scored "
+                   f"{goals} {'goal' if goals == 1 else 'goals'} for {home}. The coach of {away} said his "
+                   "players were tired.")
+        return context, {"scorer": player, "score": score}, {"home": home, "away": away}
+    if kind == 2:
+        company, person = rng.choice(COMPANIES), rng.choice(PEOPLE)
+        amount = f"{rng.randint(5, 400)} million dollars"
+        context = (f"{company} reported a profit of {amount}. Its shares rose {rng.randint(2, 15)} percent. "
+                   f"Chief executive {person} said demand had been strong.")
+        return context, {"profit": amount, "chief": person}, {"company": company}
+    if kind == 3:
+        city, rain, schools = rng.choice(CITIES), f"{rng.randint(3, 40)} centimetres", str(rng.randint(2, 30))
+        context = (f"A storm brought {rain} of rain to {city}. {schools} schools were closed as roads flooded. "
+                   "Forecasters expect drier weather later in the week.")
+        return context, {"rain": rain, "schools": schools}, {"city": city}
+    city, finding, people = rng.choice(CITIES), rng.choice(FINDINGS), str(rng.randint(40, 900))
+    context = (f"Researchers at the University of {city} say that {finding}. The study followed {people} "
+               "volunteers for a year.")
+    return context, {"volunteers": people}, {"city": city}
+
+
+def questions(rng: random.Random, count: int, phrasing: int) -> list[dict]:
+    rows = []
+    while len(rows) < count:
+        context, facts, names = _story(rng, len(rows) % 5)
+        fact = rng.choice(sorted(facts))
+        question = QUESTIONS[fact][phrasing].format(**names)
+        rows.append({"question": question, "context": context, "answer": facts[fact]})
+    rng.shuffle(rows)
+    return rows
+
+
+# --- shapes (16 x 16 RGB images as PNG data URIs) ----------------------------------------------------
+SHAPES = ["circle", "square", "triangle", "cross"]
+SIZE = 16
+
+
+def _draw(rng: random.Random, shape: str, split: str) -> str:
+    from PIL import Image, ImageDraw
+
+    background = tuple(rng.randint(0, 90) for _ in range(3))
+    # Evaluation shapes are drawn in colours of lower contrast than any in training.
+    low, high = 6, 11
+    base = rng.randint(170, 255) if split == "train" else rng.randint(145, 175)
+    colour = tuple(min(255, base + rng.randint(-30, 30)) for _ in range(3))
+    size = rng.randint(low, high)
+    x, y = rng.randint(0, SIZE - size), rng.randint(0, SIZE - size)
+    image = Image.new("RGB", (SIZE, SIZE), background)
+    draw = ImageDraw.Draw(image)
+    box = [x, y, x + size - 1, y + size - 1]
+    if shape == "circle":
+        draw.ellipse(box, fill=colour)
+    elif shape == "square":
+        draw.rectangle(box, fill=colour)
+    elif shape == "triangle":
+        draw.polygon([(x + size / 2, y), (x, y + size - 1), (x + size - 1, y + size - 1)], fill=colour)
+    else:
+        middle, arm = size // 2, max(1, size // 5)
+        draw.rectangle([x, y + middle - arm, x + size - 1, y + middle + arm], fill=colour)
+        draw.rectangle([x + middle - arm, y, x + middle + arm, y + size - 1], fill=colour)
+    for _ in range(rng.randint(0, 6)):  # specks: the model must not read a single bright pixel as a shape
+        image.putpixel((rng.randrange(SIZE), rng.randrange(SIZE)), colour)
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
+
+
+def shapes(rng: random.Random, split: str, count: int) -> list[dict]:
+    rows = [{"image": _draw(rng, SHAPES[i % len(SHAPES)], split), "label": SHAPES[i % len(SHAPES)]}
+            for i in range(count)]
+    rng.shuffle(rows)
+    return rows
+
+
 def write(name: str, rows: list[dict]) -> None:
     with open(HERE / name, "w", encoding="utf-8") as handle:
         for row in rows:
@@ -160,9 +346,16 @@ def main() -> None:
     train, evaluation = sentiment(rng)
     write("sentiment_train.jsonl", train)
     write("sentiment_eval.jsonl", evaluation)
+    write("sentiment_heldout.jsonl", heldout_sentiment(random.Random(9), 600))
     # The highlights split by story, not by phrase: numbers and name pairings are new in evaluation.
     write("highlights_train.jsonl", highlights(random.Random(1), 1200))
     write("highlights_eval.jsonl", highlights(random.Random(2), 100))
+    write("entities_train.jsonl", entities(random.Random(3), "train", 1500))
+    write("entities_eval.jsonl", entities(random.Random(4), "eval", 300))
+    write("questions_train.jsonl", questions(random.Random(5), 1500, phrasing=0))
+    write("questions_eval.jsonl", questions(random.Random(6), 200, phrasing=1))
+    write("shapes_train.jsonl", shapes(random.Random(7), "train", 800))
+    write("shapes_eval.jsonl", shapes(random.Random(8), "eval", 200))
 
 
 if __name__ == "__main__":
