@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .base import Case, CaseFailure, Fallback, ModelUnavailableError, PackagedModel, QualityBudgetError
 from .declare import FineTuneCase, InferenceCase, PruningSweep
+from .generation import GenerationCase
 
-__all__ = ["Case", "CaseFailure", "Fallback", "FineTuneCase", "InferenceCase", "ModelUnavailableError",
+__all__ = ["Case", "CaseFailure", "Fallback", "FineTuneCase", "GenerationCase", "InferenceCase", "ModelUnavailableError",
            "PackagedModel", "PruningSweep", "QualityBudgetError"]

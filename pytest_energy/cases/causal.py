@@ -1,0 +1,248 @@
+"""Decoder-only (causal) language models: their tokenizer and training batches, prefill and decode run
+apart, and zero-shot classification by label likelihood.
+
+Prefill is the prompt's forward pass up to the first generated token; decode is every token after it,
+one forward pass each over the key/value cache prefill left (the AI Energy Score's and the ML.ENERGY
+benchmark's phases). Generation is greedy with a fixed number of new tokens (``min_new_tokens =
+max_new_tokens``), so every run does the same work whatever the model happens to write.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+import torch
+
+#: The cue between a document and its summary for a decoder-only model (the GPT-2 paper's "TL;DR:").
+SUMMARY_CUE = "\nTL;DR:"
+#: The cue between a review and its label in zero-shot classification prompts.
+LABEL_CUE = "\nAnswer:"
+
+
+def is_causal(model: Any) -> bool:
+    """Whether a model is a decoder-only language model (a LoRA-wrapped one too)."""
+    config = getattr(model, "config", None)
+    return (config is not None and not getattr(config, "is_encoder_decoder", False)
+            and type(model).__name__.endswith("ForCausalLM"))
+
+
+def causal_tokenizer(texts: Iterable[str], vocab_size: int) -> Any:
+    """The fallback's WordPiece tokenizer (see ``fallback.train_tokenizer``) for a decoder-only model:
+    every text starts with ``[EOS]`` as its beginning-of-text token (GPT-2's convention) and nothing is
+    appended, so a prompt ends where the model is to continue; batches are padded on the left, as
+    generation needs."""
+    from tokenizers import processors
+
+    from .fallback import train_tokenizer
+
+    tokenizer = train_tokenizer(texts, vocab_size, seq2seq=True)
+    eos = tokenizer.eos_token_id
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="[EOS] $A", special_tokens=[("[EOS]", eos)])
+    tokenizer.bos_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def prompt_ids(tokenizer: Any, text: str, max_tokens: int, cue: str = "") -> list[int]:
+    """A prompt's tokens: ``text`` truncated so that ``cue`` (what tells the model what to write) fits
+    after it within ``max_tokens``."""
+    tail = tokenizer(cue, add_special_tokens=False)["input_ids"] if cue else []
+    return tokenizer(text, truncation=True, max_length=max(1, max_tokens - len(tail)))["input_ids"] + tail
+
+
+def lm_batch(tokenizer: Any, prompts: Sequence[str], completions: Sequence[str], *, max_prompt_tokens: int,
+             max_completion_tokens: int, pad_to_max: bool, loss_on_prompt: bool, cue: str = "") -> dict[str, Any]:
+    """Training inputs of a causal LM: prompt, ``cue``, completion, ``eos``, padded on the right.
+
+    ``loss_on_prompt`` False trains on the completion only (a fine-tune on a task); True on every token
+    (language-model pre-training). With ``pad_to_max`` every batch has the same shape.
+    """
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    rows = []
+    for prompt, completion in zip(prompts, completions):
+        head = prompt_ids(tokenizer, prompt, max_prompt_tokens, cue)
+        tail = tokenizer(completion, add_special_tokens=False, truncation=True,
+                         max_length=max_completion_tokens - 1)["input_ids"] + [eos]
+        rows.append((head, tail))
+    width = max_prompt_tokens + max_completion_tokens if pad_to_max else max(len(h) + len(t) for h, t in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    for i, (head, tail) in enumerate(rows):
+        sequence = torch.tensor(head + tail)
+        ids[i, :len(sequence)] = sequence
+        mask[i, :len(sequence)] = 1
+        start = 0 if loss_on_prompt else len(head)
+        labels[i, start:len(sequence)] = sequence[start:]
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def _positions(mask: torch.Tensor) -> torch.Tensor:
+    # Left padding: real tokens count from 0 (what transformers' generate does).
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+@dataclass
+class Prefilled:
+    """What prefill leaves for decode: the cache over the prompt, the first token, the mask."""
+
+    cache: Any
+    first: torch.Tensor  # (batch, 1) the first generated token
+    mask: torch.Tensor  # (batch, prompt length) attention mask of the prompt
+    length: int  # the cache's length after prefill (decode crops it back to this)
+
+
+def _cache_name(model: Any) -> str:
+    # transformers 5.2x names the key/value cache ``cache``; earlier versions ``past_key_values``.
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def prefill(model: Any, inputs: Mapping[str, torch.Tensor]) -> Prefilled:
+    """The prompt's forward pass to the first (greedy) token."""
+    mask = inputs["attention_mask"]
+    out = model(input_ids=inputs["input_ids"], attention_mask=mask, position_ids=_positions(mask), use_cache=True)
+    first = out.logits[:, -1].argmax(-1, keepdim=True)
+    return Prefilled(getattr(out, _cache_name(model)), first, mask, int(inputs["input_ids"].shape[1]))
+
+
+def decode(model: Any, state: Prefilled, new_tokens: int) -> torch.Tensor:
+    """The remaining ``new_tokens - 1`` greedy tokens, one forward pass each over the cache; returns all
+    ``new_tokens`` (the first included). End-of-text does not stop it: the length is fixed.
+
+    The cache is cropped back to the prompt afterwards, so the same prefill serves the next decode
+    (a measured round repeats decodes without repeating their prefills).
+    """
+    tokens = [state.first]
+    mask = state.mask
+    position = _positions(mask)[:, -1:]
+    cache = {_cache_name(model): state.cache}
+    try:
+        for _ in range(new_tokens - 1):
+            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+            position = position + 1
+            out = model(input_ids=tokens[-1], attention_mask=mask, position_ids=position, use_cache=True, **cache)
+            tokens.append(out.logits[:, -1].argmax(-1, keepdim=True))
+    finally:
+        grown = state.cache.get_seq_length() - state.length
+        if grown > 0:  # a negative count removes that many tokens (transformers 4.4x and 5.x alike)
+            state.cache.crop(-grown)
+    return torch.cat(tokens, dim=1)
+
+
+def generate_fixed(model: Any, inputs: Mapping[str, torch.Tensor], new_tokens: int) -> torch.Tensor:
+    """Prefill then decode: exactly ``new_tokens`` greedy tokens per prompt."""
+    return decode(model, prefill(model, inputs), new_tokens)
+
+
+def text_until_eos(tokenizer: Any, tokens: torch.Tensor) -> list[str]:
+    """The generated text of each row up to its first end-of-text (what quality is scored on)."""
+    out = []
+    for row in tokens.tolist():
+        if tokenizer.eos_token_id in row:
+            row = row[:row.index(tokenizer.eos_token_id)]
+        out.append(tokenizer.decode(row, skip_special_tokens=True).strip())
+    return out
+
+
+def label_scores(model: Any, tokenizer: Any, prompts: Sequence[str], labels: Sequence[str],
+                 max_input_tokens: int) -> tuple[torch.Tensor, int]:
+    """Zero-shot classification: the log-likelihood of each label's words after each prompt.
+
+    Every (prompt, label) pair is one row of one forward pass; the score is the sum of the label's
+    token log-probabilities (how lm-evaluation-harness scores multiple choice). Returns the scores
+    ``(prompts, labels)`` and the real tokens the pass read.
+    """
+    heads = [tokenizer(p, truncation=True, max_length=max_input_tokens)["input_ids"] for p in prompts]
+    tails = [tokenizer(" " + word, add_special_tokens=False)["input_ids"] for word in labels]
+    rows = [(head, tail) for head in heads for tail in tails]
+    width = max(len(h) + len(t) for h, t in rows)
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, (head, tail) in enumerate(rows):  # right padding: each label's tokens sit right after its prompt
+        ids[i, :len(head) + len(tail)] = torch.tensor(head + tail)
+        mask[i, :len(head) + len(tail)] = 1
+    device = next(model.parameters()).device
+    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    scores = torch.zeros(len(rows))
+    for i, (head, tail) in enumerate(rows):
+        positions = torch.arange(len(head) - 1, len(head) + len(tail) - 1)
+        scores[i] = logprobs[i, positions, torch.tensor(tail)].sum().cpu()
+    return scores.view(len(prompts), len(labels)), int(mask.sum())
+
+
+#: Small sizes of the decoder-only fallback (about 0.3 M parameters with a 2,000-word vocabulary):
+#: Llama's architecture (RMSNorm, rotary positions, SwiGLU, grouped-query attention as in Llama 3).
+TINY_LLAMA: dict[str, Any] = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                              "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 512,
+                              "tie_word_embeddings": True}
+#: Fallback model types built as decoder-only language models.
+CAUSAL_TYPES = ("llama", "mistral", "qwen2", "gpt2")
+
+_TRAINED: dict[str, tuple[Any, Any, dict[str, Any]]] = {}
+
+
+def build_fallback(fallback: Any, pairs: Sequence[tuple[str, str]], *, max_input_tokens: int,
+                   cue: str = "") -> tuple[Any, Any, dict[str, Any]]:
+    """A copy of a small decoder-only model trained as a language model on ``(prompt, completion)``
+    pairs (every token is a target: this is its pre-training), its tokenizer, and facts for the record.
+
+    Kept in memory for the session, keyed by the fallback's definition and the pairs' content.
+    """
+    import copy
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    definition = {k: v for k, v in asdict(fallback).items() if k not in ("data", "overrides")}
+    sizes = {**(TINY_LLAMA if fallback.model_type == "llama" else {}), **fallback.config}
+    key = hashlib.sha256(json.dumps({"fallback": definition, "sizes": sizes, "pairs": list(pairs), "cue": cue,
+                                     "max_input_tokens": max_input_tokens}, sort_keys=True,
+                                    default=str).encode()).hexdigest()[:16]
+    trained_now = key not in _TRAINED
+    if trained_now:
+        _TRAINED[key] = _train_new(fallback, sizes, pairs, max_input_tokens, cue, key)
+    model, tokenizer, facts = _TRAINED[key]
+    return copy.deepcopy(model), tokenizer, dict(facts, trained_in_this_test=trained_now)
+
+
+def _train_new(fallback: Any, sizes: dict[str, Any], pairs: Sequence[tuple[str, str]], max_input_tokens: int,
+               cue: str, key: str) -> tuple[Any, Any, dict[str, Any]]:
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from .training import train
+
+    tokenizer = causal_tokenizer((text for pair in pairs for text in (pair[0] + cue, pair[1])), fallback.vocab_size)
+    eos = tokenizer.eos_token_id
+    try:
+        config = AutoConfig.for_model(fallback.model_type, **sizes, vocab_size=len(tokenizer),
+                                      pad_token_id=tokenizer.pad_token_id, bos_token_id=eos, eos_token_id=eos)
+    except ValueError as error:
+        raise ValueError(f"fallback model_type {fallback.model_type!r}: {error}") from None
+    torch.manual_seed(fallback.seed)
+    model = AutoModelForCausalLM.from_config(config)
+    rows = [{"prompt": p, "completion": c} for p, c in pairs]
+    longest = max(len(tokenizer(r["completion"], add_special_tokens=False)["input_ids"]) for r in rows) + 1
+
+    def batch(chosen: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        return lm_batch(tokenizer, [r["prompt"] for r in chosen], [r["completion"] for r in chosen],
+                        max_prompt_tokens=max_input_tokens, max_completion_tokens=longest, pad_to_max=False,
+                        loss_on_prompt=True, cue=cue)
+
+    losses = train(model, tokenizer, None, rows, steps=fallback.steps, batch_size=fallback.batch_size,
+                   learning_rate=fallback.learning_rate, seed=fallback.seed, make_batch=batch,
+                   warmup_steps=min(30, fallback.steps // 10)) if fallback.steps else []
+    model.eval()
+    size = ", ".join(f"{k}={v}" for k, v in sizes.items())
+    facts = {"ran": f"fallback {fallback.model_type} decoder-only ({size}; vocab {len(tokenizer)})",
+             "fallback_key": key, "trained_on": str(fallback.data), "training_steps": fallback.steps,
+             "training_loss_first_last": [losses[0], losses[-1]] if losses else None}
+    return model, tokenizer, facts
+
+
+def causal_pairs(task: Any, rows: Sequence[dict[str, Any]], prefix: str) -> list[tuple[str, str]]:
+    """``(prompt, completion)`` per example of a generating task: its input, then its reference."""
+    return [(prefix + str(row[task.inputs[0]]), str(row[task.target])) for row in rows]
