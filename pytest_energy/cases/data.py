@@ -30,9 +30,6 @@ TASKS: dict[str, Task] = {
                           ("rouge1", "rouge2", "rougeL", "meteor"), generates=True),
     "sentence-similarity": Task("sentence-similarity", ("sentence1", "sentence2"), "score", ("spearman",),
                                 ("spearman",), generates=False),
-    # A decoder-only model continues a prompt (cases.generation); quality compares the continuation.
-    "text-generation": Task("text-generation", ("prompt",), "continuation", ("rouge1", "rouge2", "rougeL", "meteor"),
-                            ("rougeL",), generates=True),
 }
 
 #: Rows given in code, or a file of them.

@@ -19,8 +19,6 @@ from typing import Any, Iterator
 import torch
 
 from .base import Fallback
-from .causal import CAUSAL_TYPES, SUMMARY_CUE, causal_pairs
-from .causal import build_fallback as build_causal
 from .data import Task, examples, fingerprint
 from .training import train
 
@@ -129,9 +127,6 @@ def _config(fallback: Fallback, task: Task, tokenizer: Any, labels: list[Any], m
 def build(fallback: Fallback, task: Task, *, prefix: str, columns: dict[str, str],
           max_input_tokens: int) -> tuple[Any, Any, dict[str, Any]]:
     """A copy of the trained fallback, its tokenizer, and facts for the record (``ran`` names it)."""
-    if fallback.model_type in CAUSAL_TYPES:  # a decoder-only model learns the task as text to continue
-        return build_causal(fallback, causal_pairs(task, examples(fallback.data, task, columns), prefix),
-                            max_input_tokens=max_input_tokens, cue=SUMMARY_CUE if task.name == "summarization" else "")
     key = _key(fallback, task, prefix, columns, max_input_tokens)
     trained_now = key not in _TRAINED
     if trained_now:

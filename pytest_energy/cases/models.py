@@ -65,17 +65,13 @@ def _auto_class(task: Task) -> Any:
         "text-classification": transformers.AutoModelForSequenceClassification,
         "summarization": transformers.AutoModelForSeq2SeqLM,
         "sentence-similarity": transformers.AutoModel,
-        "text-generation": transformers.AutoModelForCausalLM,
     }[task.name]
 
 
 def _from_folder(location: str, task: Task) -> tuple[Any, Any]:
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    auto = _auto_class(task)
-    if task.name == "summarization" and not AutoConfig.from_pretrained(location, local_files_only=True).is_encoder_decoder:
-        auto = AutoModelForCausalLM  # a decoder-only model summarises too (the fine-tune study's Llama arm)
-    model = auto.from_pretrained(location, local_files_only=True)
+    model = _auto_class(task).from_pretrained(location, local_files_only=True)
     tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=True)
     return model, tokenizer
 

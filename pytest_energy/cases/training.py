@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 
 from .data import Task
-from .causal import SUMMARY_CUE, is_causal, lm_batch
 from .tasks import label_id
 
 
@@ -35,11 +34,6 @@ def training_batch(model: Any, tokenizer: Any, task: Task, rows: Sequence[dict[s
 
     With ``pad_to_max`` every batch has the same shape, so every step does the same work.
     """
-    if task.generates and is_causal(model):  # a decoder-only model reads the document, a cue, then writes the summary
-        batch = lm_batch(tokenizer, [prefix + str(r[task.inputs[0]]) for r in rows], [str(r[task.target]) for r in rows],
-                         max_prompt_tokens=max_input_tokens, max_completion_tokens=max_target_tokens,
-                         pad_to_max=pad_to_max, loss_on_prompt=False, cue=SUMMARY_CUE)
-        return {k: v.to(device) for k, v in batch.items()}
     padding = "max_length" if pad_to_max else True
     inputs = tokenizer([prefix + str(r[task.inputs[0]]) for r in rows], return_tensors="pt", padding=padding,
                        truncation=True, max_length=max_input_tokens)
@@ -62,15 +56,11 @@ def optimiser(model: Any, name: str, learning_rate: float, weight_decay: float) 
     return torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
 
 
-def train(model: Any, tokenizer: Any, task: Task | None, rows: Sequence[dict[str, Any]], *, steps: int,
-          batch_size: int, learning_rate: float, weight_decay: float = 0.0, optimizer: str = "adamw",
-          schedule: str = "linear", warmup_steps: int = 0, seed: int = 0, device: str = "cpu", prefix: str = "",
-          max_input_tokens: int = 128, max_target_tokens: int = 48, pad_to_max: bool = True,
-          make_batch: Callable[[Sequence[dict[str, Any]]], dict[str, Any]] | None = None) -> list[float]:
+def train(model: Any, tokenizer: Any, task: Task, rows: Sequence[dict[str, Any]], *, steps: int, batch_size: int,
+          learning_rate: float, weight_decay: float = 0.0, optimizer: str = "adamw", schedule: str = "linear",
+          warmup_steps: int = 0, seed: int = 0, device: str = "cpu", prefix: str = "", max_input_tokens: int = 128,
+          max_target_tokens: int = 48, pad_to_max: bool = True) -> list[float]:
     """Train ``model`` in place for ``steps`` steps; returns the loss of every step.
-
-    ``make_batch`` builds a step's inputs from its rows where the task's :func:`training_batch` does not
-    (a decoder-only fallback's language-model pre-training).
 
     The schedule warms the learning rate up linearly over ``warmup_steps``, then keeps it (constant)
     or decays it linearly to zero at the last step (linear).
@@ -86,12 +76,9 @@ def train(model: Any, tokenizer: Any, task: Task | None, rows: Sequence[dict[str
     scheduler = torch.optim.lr_scheduler.LambdaLR(optim, factor)
     losses = []
     for indices in step_plan(len(rows), steps, batch_size, seed):
-        chosen = [rows[i] for i in indices]
-        if make_batch is not None:
-            batch = {k: v.to(device) for k, v in make_batch(chosen).items()}
-        else:
-            batch = training_batch(model, tokenizer, task, chosen, prefix=prefix, max_input_tokens=max_input_tokens,
-                                   max_target_tokens=max_target_tokens, pad_to_max=pad_to_max, device=device)
+        batch = training_batch(model, tokenizer, task, [rows[i] for i in indices], prefix=prefix,
+                               max_input_tokens=max_input_tokens, max_target_tokens=max_target_tokens,
+                               pad_to_max=pad_to_max, device=device)
         loss = model(**batch).loss
         loss.backward()
         optim.step()
