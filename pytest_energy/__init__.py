@@ -13,8 +13,7 @@ from typing import Any
 from .budget import EnergyBudget, EnergyBudgetExceeded
 from .record import SCHEMA_VERSION, Record
 from .units import format_energy, parse_energy
-
-__version__ = "0.1.0"
+from .version import __version__
 
 _CASES = ("Case", "InferenceCase", "FineTuneCase", "PruningSweep")
 

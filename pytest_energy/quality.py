@@ -11,24 +11,13 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Hashable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
-from . import __version__
-
-#: Every metric a case can compute and budget, and whether a higher value is better.
-METRICS: dict[str, bool] = {
-    "accuracy": True,
-    "f1": True,
-    "spearman": True,
-    "rouge1": True,
-    "rouge2": True,
-    "rougeL": True,
-    "meteor": True,
-    "bertscore": True,
-}
+from .version import __version__
 
 _WORDS = re.compile(r"\w+|[^\w\s]")
 
@@ -38,7 +27,7 @@ class Score:
     """One quality figure: its value, how many examples it covers, and what computed it."""
 
     metric: str
-    value: float
+    value: float | None  # None: not computable here (``computed_by`` says why); no budget fails on it
     computed_by: str
     examples: int
     higher_is_better: bool = True
@@ -118,6 +107,74 @@ def spearman(predictions: Sequence[float], references: Sequence[float]) -> Score
     spread = math.sqrt(sum((a - mean_x) ** 2 for a in x) * sum((b - mean_y) ** 2 for b in y))
     value = covariance / spread if spread else math.nan  # constant input has no defined correlation
     return Score("spearman", value, f"pytest-energy {__version__}: Spearman rho, average ranks for ties", count)
+
+
+def _entities(tags: Sequence[str]) -> set[tuple[str, int, int]]:
+    """The entity spans ``(type, first, last)`` of one IOB2 tag sequence (``B-PER I-PER O ...``).
+
+    As seqeval's default mode reads them: an ``I-`` tag that does not continue an entity of its type
+    starts one, so a model's stray ``I-`` is an entity (and usually a wrong one), not ignored.
+    """
+    spans: set[tuple[str, int, int]] = set()
+    kind, start = None, 0
+    for index, tag in enumerate([*tags, "O"]):
+        prefix, _, name = str(tag).partition("-")
+        continues = prefix == "I" and name == kind
+        if kind is not None and not continues:
+            spans.add((kind, start, index - 1))
+            kind = None
+        if prefix in ("B", "I") and not continues:
+            kind, start = name, index
+    return spans
+
+
+def entity_f1(predictions: Sequence[Sequence[str]], references: Sequence[Sequence[str]]) -> Score:
+    """Entity-level micro F1 (CoNLL, seqeval's default): an entity counts only with its exact span and type."""
+    count = _same_length(predictions, references)
+    found = gold = right = 0
+    for predicted, reference in zip(predictions, references):
+        if len(predicted) != len(reference):
+            raise ValueError(f"{len(predicted)} predicted tags for {len(reference)} words: they must pair up")
+        mine, theirs = _entities(predicted), _entities(reference)
+        found, gold, right = found + len(mine), gold + len(theirs), right + len(mine & theirs)
+    precision = right / found if found else 0.0
+    recall = right / gold if gold else 0.0
+    value = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return Score("entity_f1", value, f"pytest-energy {__version__}: entity-level micro F1 over IOB2 spans "
+                 f"(exact span and type, {gold} entities)", count)
+
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = re.compile(r"[^\w\s]")
+
+
+def _answer_words(text: str) -> list[str]:
+    """SQuAD's answer normalisation: lower case, no punctuation, no articles, single spaces."""
+    return _ARTICLES.sub(" ", _PUNCTUATION.sub("", str(text).lower())).split()
+
+
+def exact_match(predictions: Sequence[str], references: Sequence[str]) -> Score:
+    """Share of answers equal to the reference after SQuAD's normalisation."""
+    count = _same_length(predictions, references)
+    right = sum(_answer_words(p) == _answer_words(r) for p, r in zip(predictions, references))
+    return Score("exact_match", right / count, f"pytest-energy {__version__}: SQuAD exact match "
+                 "(lower case, no punctuation or articles)", count)
+
+
+def token_f1(predictions: Sequence[str], references: Sequence[str]) -> Score:
+    """SQuAD's answer F1: the overlap of normalised answer words, averaged over questions."""
+    count = _same_length(predictions, references)
+    total = 0.0
+    for prediction, reference in zip(predictions, references):
+        mine, theirs = _answer_words(prediction), _answer_words(reference)
+        common = sum((Counter(mine) & Counter(theirs)).values())
+        if not mine or not theirs:
+            total += float(mine == theirs)
+        elif common:
+            precision, recall = common / len(mine), common / len(theirs)
+            total += 2 * precision * recall / (precision + recall)
+    return Score("token_f1", total / count, f"pytest-energy {__version__}: SQuAD answer F1 over normalised "
+                 "words, mean over questions", count)
 
 
 def rouge(predictions: Sequence[str], references: Sequence[str]) -> list[Score]:
@@ -267,3 +324,87 @@ def bertscore(
     name = model_name or folder.name
     how = f"bert-score {_version('bert-score')}: F1, model {name} ({folder}), layer {num_layers}, no idf, no rescaling"
     return Score("bertscore", float(f_scores.mean()), how, count)
+
+
+# -- the metric registry -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Metric:
+    """A metric a case can compute and budget, by name.
+
+    ``compute(predictions, references, case)`` returns its :class:`Score`; ``case`` is the case that
+    asked (BERTScore reads its model and layer there). ``description`` is what docs and errors show.
+    """
+
+    name: str
+    compute: Callable[[Sequence[Any], Sequence[Any], Any], Score]
+    higher_is_better: bool = True
+    description: str = ""
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def _origin(function: Any) -> tuple[str, str]:
+    """Where a function is defined: the same code imported again has the same origin."""
+    return getattr(function, "__module__", ""), getattr(function, "__qualname__", repr(function))
+
+
+def register_metric(entry: Metric, *, replace: bool = False) -> Metric:
+    """Make a metric available to tasks and cases by its name; returns it.
+
+    A second metric of the same name is refused (one line) unless ``replace=True``; the same
+    definition registered again (its module imported anew) replaces the first.
+    """
+    if entry.name in METRICS and not replace and _origin(METRICS[entry.name].compute) != _origin(entry.compute):
+        raise ValueError(f"metric {entry.name!r} is already registered; give register_metric(..., replace=True) "
+                         "to replace it")
+    METRICS[entry.name] = entry
+    return entry
+
+
+def metric(name: str, owner: str = "case") -> Metric:
+    """The metric registered as ``name``; raises ValueError (one line) for an unknown one."""
+    if name not in METRICS:
+        raise ValueError(f"{owner}: unknown metric {name!r}; known: {', '.join(METRICS)}")
+    return METRICS[name]
+
+
+def _rouge_part(name: str) -> Callable[[Sequence[Any], Sequence[Any], Any], Score]:
+    def compute(predictions: Sequence[Any], references: Sequence[Any], case: Any) -> Score:
+        return next(s for s in rouge(predictions, references) if s.metric == name)
+
+    return compute
+
+
+def _bertscore_of_case(predictions: Sequence[Any], references: Sequence[Any], case: Any) -> Score:
+    """BERTScore from the case's ``bertscore_model`` (a folder, or anything with ``locate()`` such as a
+    ``PackagedModel``) and ``bertscore_layers``; a value of None where the packaged model is absent."""
+    source = case.bertscore_model
+    if hasattr(source, "locate"):
+        folder = source.locate()
+        if folder is None:  # the score cannot be computed here; the entry says why and no budget fails on it
+            return Score("bertscore", None, f"not computed: {source.distribution} is not installed",  # type: ignore[arg-type]
+                         len(predictions))
+        return bertscore(predictions, references, model_path=folder, num_layers=case.bertscore_layers,
+                         model_name=source.name or source.distribution)
+    return bertscore(predictions, references, model_path=source, num_layers=case.bertscore_layers)
+
+
+for _entry in (
+    Metric("accuracy", lambda p, r, case: accuracy(p, r), description="exact label match"),
+    Metric("f1", lambda p, r, case: f1(p, r), description="macro F1 over the labels present"),
+    Metric("spearman", lambda p, r, case: spearman(p, r),
+           description="Spearman's rho (average ranks for ties) of prediction vs gold score"),
+    *(Metric(name, _rouge_part(name), description="rouge-score F-measure, Porter stemmer, mean over examples")
+      for name in ("rouge1", "rouge2", "rougeL")),
+    Metric("entity_f1", lambda p, r, case: entity_f1(p, r),
+           description="entity-level micro F1 over IOB2 spans (seqeval's default)"),
+    Metric("exact_match", lambda p, r, case: exact_match(p, r),
+           description="SQuAD exact match after normalising case, punctuation and articles"),
+    Metric("token_f1", lambda p, r, case: token_f1(p, r), description="SQuAD answer F1 over normalised words"),
+    Metric("meteor", lambda p, r, case: meteor(p, r),
+           description="nltk METEOR; exact + stem matching only where WordNet's data is not installed"),
+    Metric("bertscore", _bertscore_of_case,
+           description="bert-score F1 from a local folder and layer (the case's bertscore_model), no idf"),
+):
+    register_metric(_entry)

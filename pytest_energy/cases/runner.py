@@ -10,21 +10,22 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Mapping, Sequence, TypeVar
+from typing import Any, Mapping, Sequence
 
 from ..budget import EnergyBudget
 from ..units import parse_energy
-from .base import QualityBudgetError, apply_quality_budget
-from .data import Task, examples, task
-from .declare import DTYPES, FineTuneCase, InferenceCase
+from .base import DTYPES, QualityBudgetError, apply_quality_budget
+from .data import examples
 from .evaluate import score
 from .models import Loaded, load, pick_device, place
 from .proxies import count_flops, parameters, per_work
 from .pruning import Pruning
-from .tasks import Predictor, normalise_reference
+from .registry import Task, get_task
+from .tasks import Predictor, tokens_in
 from .training import step_plan, steps_per_epoch, train, training_batch
 
-C = TypeVar("C", InferenceCase, FineTuneCase)
+# The cases arrive as arguments (InferenceCase, FineTuneCase): the declarations import this module
+# when a test runs, never the other way round.
 
 
 def _batches(examples: int, batch_size: int, count: int) -> list[list[int]]:
@@ -37,7 +38,7 @@ def _distinct(examples: int, batch_size: int) -> int:
     return examples // math.gcd(examples, batch_size)
 
 
-def _load(case: C, spec: Task, device: str, dtype: str) -> tuple[C, Loaded]:
+def _load(case: Any, spec: Task, device: str, dtype: str) -> tuple[Any, Loaded]:
     """The loaded model, and the case as it runs: with the fallback's overrides where the fallback ran."""
     loaded = load(case.model, spec, fallback=case.fallback, prefix=case.prefix, columns=dict(case.columns),
                   max_input_tokens=case.max_input_tokens)
@@ -63,30 +64,31 @@ def _predict_all(predictor: Predictor, rows: list[dict[str, Any]], batches: Sequ
     return predictions
 
 
-def _quality(case: InferenceCase | FineTuneCase, spec: Task, rows: list[dict[str, Any]],
-             predictions: dict[int, Any]) -> dict[str, dict[str, Any]]:
+def _quality(case: Any, spec: Task, rows: list[dict[str, Any]], predictions: dict[int, Any]) -> dict[str, dict[str, Any]]:
     order = sorted(predictions)
-    references = [normalise_reference(rows[i][spec.target]) for i in order]
+    normalise = spec.reference or (lambda reference: reference)
+    references = [normalise(rows[i][spec.target]) for i in order]
     return score(spec, case, [predictions[i] for i in order], references)
 
 
 def _batch_proxies(predictor: Predictor, spec: Task, rows: list[dict[str, Any]],
                    batches: Sequence[list[int]]) -> list[tuple[int, int, int]]:
-    """(FLOPs, tokens in, tokens out) of each batch. An encoder's work depends on the input shape alone,
-    so each shape is counted once; generated text is counted call by call."""
+    """(FLOPs, tokens in, tokens out) of each batch. Where the task's work depends on the input shapes
+    alone (``Task.work_by_shape``: an encoder) each shape is counted once; otherwise (generation) every
+    call is counted."""
     by_shape: dict[tuple[Any, ...], int] = {}
     out = []
     for indices in batches:
         batch = [rows[i] for i in indices]
-        if spec.generates:
+        if not spec.work_by_shape:
             result, flops = count_flops(lambda: predictor(batch))
             out.append((flops, result.tokens_in, result.tokens_out))
             continue
-        inputs = predictor.encode(predictor.texts(batch))
+        inputs = predictor.encode(batch)
         shape = tuple(sorted((k, tuple(v.shape)) for k, v in inputs.items()))
         if shape not in by_shape:
             by_shape[shape] = count_flops(lambda: predictor(batch))[1]
-        out.append((by_shape[shape], int(inputs["attention_mask"].sum()), 0))
+        out.append((by_shape[shape], tokens_in(inputs), 0))
     return out
 
 
@@ -102,14 +104,14 @@ def _per_inference(record: Any, batch_size: int) -> None:
     record.warmup_iterations *= batch_size
 
 
-def run_inference(case: InferenceCase, energy: Any, transform: Pruning | None = None,
+def run_inference(case: Any, energy: Any, transform: Pruning | None = None,
                   quality: Mapping[str, float] | None = None) -> None:
     """Run an inference case in its test (see the module docstring).
 
     ``transform`` changes the model after loading (a pruning level); ``quality`` replaces the case's
     budget (a fallback's own ``overrides`` still win where the fallback runs).
     """
-    spec = task(case.task, "InferenceCase")
+    spec = get_task(case.task, "InferenceCase")
     device = pick_device(case.device)
     dtype = DTYPES[case.dtype]
     if transform is not None:
@@ -121,9 +123,7 @@ def run_inference(case: InferenceCase, energy: Any, transform: Pruning | None = 
     facts: dict[str, Any] = {}
     if transform is not None:
         facts.update(transform.apply(loaded.model))
-    predictor = Predictor(loaded.model, loaded.tokenizer, spec, device=device, prefix=case.prefix,
-                          max_input_tokens=case.max_input_tokens, max_new_tokens=case.max_new_tokens,
-                          num_beams=case.num_beams)
+    predictor = Predictor(loaded.model, loaded.processor, spec, device=device, case=case)
     total_batches = math.ceil(case.inferences / case.batch_size)
     distinct = _distinct(len(rows), case.batch_size)
 
@@ -164,7 +164,7 @@ def run_inference(case: InferenceCase, energy: Any, transform: Pruning | None = 
     _check_quality(record.quality, dict(case.quality))
 
 
-def _fill_inference_record(record: Any, case: InferenceCase, spec: Task, measured: list[tuple[int, int, int]],
+def _fill_inference_record(record: Any, case: Any, spec: Task, measured: list[tuple[int, int, int]],
                            params: tuple[int, int], per_round: int, facts: dict[str, Any]) -> None:
     """Proxies and facts of a measured inference run; energy per unit of work (gross, per inference)."""
     inferences = len(measured) * case.batch_size
@@ -195,7 +195,7 @@ def _fill_inference_record(record: Any, case: InferenceCase, spec: Task, measure
 
 
 def _training_tokens(tokenizer: Any, spec: Task, rows: list[dict[str, Any]], steps: int,
-                     case: FineTuneCase) -> tuple[int, int]:
+                     case: Any) -> tuple[int, int]:
     """Real (unpadded) input and target tokens over every step of the fine-tune."""
     seen = [i for indices in step_plan(len(rows), steps, case.batch_size, case.seed) for i in indices]
     counts: dict[int, tuple[int, int]] = {}
@@ -208,15 +208,15 @@ def _training_tokens(tokenizer: Any, spec: Task, rows: list[dict[str, Any]], ste
     return sum(counts[i][0] for i in seen), sum(counts[i][1] for i in seen)
 
 
-def run_finetune(case: FineTuneCase, energy: Any) -> None:
+def run_finetune(case: Any, energy: Any) -> None:
     """Run a fine-tune case in its test: the whole fine-tune is one measured block, then quality."""
-    spec = task(case.task, "FineTuneCase")
+    spec = get_task(case.task, "FineTuneCase")
     device = pick_device(case.device)
     dtype = DTYPES[case.dtype]
     case, loaded = _load(case, spec, device, dtype)
     train_rows = examples(case.train, spec, case.columns)
     eval_rows = examples(case.eval, spec, case.columns)[: case.eval_examples]
-    model, tokenizer = loaded.model, loaded.tokenizer
+    model, tokenizer = loaded.model, loaded.processor
     per_epoch = steps_per_epoch(len(train_rows), case.batch_size)
     steps = case.steps if case.steps is not None else math.ceil(case.epochs * per_epoch)
     options = {"prefix": case.prefix, "max_input_tokens": case.max_input_tokens,
@@ -233,9 +233,7 @@ def run_finetune(case: FineTuneCase, energy: Any) -> None:
                        learning_rate=case.learning_rate, weight_decay=case.weight_decay, optimizer=case.optimizer,
                        schedule=case.schedule, warmup_steps=case.warmup_steps, seed=case.seed, **options)
 
-    predictor = Predictor(model, tokenizer, spec, device=device, prefix=case.prefix,
-                          max_input_tokens=case.max_input_tokens, max_new_tokens=case.max_new_tokens,
-                          num_beams=case.num_beams)
+    predictor = Predictor(model, tokenizer, spec, device=device, case=case)
     predictions = _predict_all(predictor, eval_rows, _batches(len(eval_rows), 1, len(eval_rows)))
     quality = _quality(case, spec, eval_rows, predictions)
     record = block.record
@@ -261,7 +259,7 @@ def run_finetune(case: FineTuneCase, energy: Any) -> None:
 
 
 def _training_proxies(model: Any, tokenizer: Any, spec: Task, rows: list[dict[str, Any]], steps: int,
-                      case: FineTuneCase, options: dict[str, Any]) -> dict[str, float]:
+                      case: Any, options: dict[str, Any]) -> dict[str, float]:
     """Parameters, FLOPs and tokens of the fine-tune, counted before it (not measured).
 
     Every step has the same shape (padded to the maximum), so one counted forward and backward pass
@@ -272,7 +270,7 @@ def _training_proxies(model: Any, tokenizer: Any, spec: Task, rows: list[dict[st
     model.train()
     _, step_flops = count_flops(lambda: model(**batch).loss.backward())
     model.zero_grad(set_to_none=True)
-    tokens_in, tokens_out = _training_tokens(tokenizer, spec, rows, steps, case)
+    read, written = _training_tokens(tokenizer, spec, rows, steps, case)
     total, _ = parameters(model)
     return {"parameters": float(total), "flops_per_step": float(step_flops), "flops": float(step_flops * steps),
-            "tokens_in": float(tokens_in), "tokens_out": float(tokens_out)}
+            "tokens_in": float(read), "tokens_out": float(written)}

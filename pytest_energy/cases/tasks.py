@@ -1,17 +1,17 @@
 """Running a model on a task: one batch of examples in, predictions and token counts out.
 
-Inputs are tokenized inside the measured call, as a deployed model would have to; that is part of an
-inference's energy.
+The :class:`Predictor` is what a task's ``encode`` and ``predict`` functions receive: the model, its
+processor (a tokenizer, or an image processor), the task, the device and the case as it runs (its
+``prefix``, ``max_input_tokens``, ``max_new_tokens``, ``num_beams`` and any other field). Inputs are
+encoded inside the measured call, as a deployed model would have to; that is part of an inference's
+energy. torch is imported when a batch runs, not with this module.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
-import torch
-
-from .data import Task
+from .registry import Output, Task
 
 
 def label_id(config: Any, label: Any) -> int:
@@ -34,77 +34,45 @@ def as_reference(config: Any, index: int, reference: Any) -> Any:
 
 
 def normalise_reference(reference: Any) -> Any:
+    """A label as predictions are compared with it: names in lower case, anything else as it is."""
     return reference.lower() if isinstance(reference, str) else reference
 
 
-@dataclass
-class Output:
-    """What one batch produced."""
-
-    predictions: list[Any]
-    tokens_in: int
-    tokens_out: int
+def tokens_in(inputs: Mapping[str, Any]) -> int:
+    """Real (unpadded) input tokens of an encoded batch: its attention mask's ones (0 without a mask)."""
+    mask = inputs.get("attention_mask")
+    return int(mask.sum()) if mask is not None else 0
 
 
 class Predictor:
-    """Runs one batch of examples through a model for a task."""
+    """Runs one batch of examples through a model for a task (see the module docstring)."""
 
-    def __init__(self, model: Any, tokenizer: Any, task: Task, *, device: str, prefix: str = "",
-                 max_input_tokens: int = 512, max_new_tokens: int = 48, num_beams: int = 1) -> None:
+    def __init__(self, model: Any, processor: Any, task: Task, *, device: str, case: Any) -> None:
         self.model = model
-        self.tokenizer = tokenizer
+        self.processor = processor
         self.task = task
         self.device = device
-        self.prefix = prefix
-        self.max_input_tokens = max_input_tokens
-        self.max_new_tokens = max_new_tokens
-        self.num_beams = num_beams
+        self.case = case
 
-    def encode(self, texts: Sequence[str]) -> dict[str, Any]:
-        """Tokenized inputs on the model's device."""
-        encoded = self.tokenizer([self.prefix + t for t in texts], return_tensors="pt", padding=True,
-                                 truncation=True, max_length=self.max_input_tokens)
-        return {k: v.to(self.device) for k, v in encoded.items()}
+    def tokenize(self, texts: Sequence[str], pairs: Sequence[str] | None = None, **options: Any) -> dict[str, Any]:
+        """Texts (with the case's prefix; optionally paired) tokenized to tensors on the model's device."""
+        settings = {"return_tensors": "pt", "padding": True, "truncation": True,
+                    "max_length": self.case.max_input_tokens, **options}
+        texts = [self.case.prefix + t for t in texts]
+        encoded = self.processor(texts, pairs, **settings) if pairs is not None else self.processor(texts, **settings)
+        return self.to_device(encoded)
 
-    def texts(self, rows: Sequence[dict[str, Any]]) -> list[str]:
-        """The texts one batch feeds the model (both sentences of every pair for similarity)."""
-        if self.task.name == "sentence-similarity":
-            return [str(r["sentence1"]) for r in rows] + [str(r["sentence2"]) for r in rows]
-        return [str(r[self.task.inputs[0]]) for r in rows]
+    def to_device(self, encoded: Mapping[str, Any]) -> dict[str, Any]:
+        """Every tensor of an encoding on the model's device (other entries dropped)."""
+        return {k: v.to(self.device) for k, v in encoded.items() if hasattr(v, "to")}
 
-    def __call__(self, rows: Sequence[dict[str, Any]]) -> Output:
+    def encode(self, rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+        """The model's inputs for one batch, as the task encodes them."""
+        return self.task.encode(self, rows)
+
+    def __call__(self, rows: Sequence[Mapping[str, Any]]) -> Output:
+        """One inference call: encode the batch and predict, without gradients."""
+        import torch
+
         with torch.inference_mode():
-            if self.task.name == "text-classification":
-                return self._classify(rows)
-            if self.task.name == "summarization":
-                return self._generate(rows)
-            return self._similarity(rows)
-
-    def _classify(self, rows: Sequence[dict[str, Any]]) -> Output:
-        inputs = self.encode(self.texts(rows))
-        out = self.model(**inputs)
-        logits = out.logits if hasattr(out, "logits") else out
-        indices = logits.argmax(-1).tolist()
-        config = getattr(self.model, "config", None)
-        predictions = [as_reference(config, i, r["label"]) for i, r in zip(indices, rows)]
-        return Output(predictions, int(inputs["attention_mask"].sum()), 0)
-
-    def _generate(self, rows: Sequence[dict[str, Any]]) -> Output:
-        inputs = self.encode(self.texts(rows))
-        generated = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, num_beams=self.num_beams,
-                                        do_sample=False)
-        texts = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
-        # The first position is the decoder's start token, given rather than generated.
-        produced = int((generated[:, 1:] != self.tokenizer.pad_token_id).sum())
-        return Output([t.strip() for t in texts], int(inputs["attention_mask"].sum()), produced)
-
-    def _similarity(self, rows: Sequence[dict[str, Any]]) -> Output:
-        # Both sentences of every pair go through the encoder as one batch; mean pooling over real tokens
-        # (what sentence-transformers' all-MiniLM models use), then cosine similarity per pair.
-        inputs = self.encode(self.texts(rows))
-        hidden = self.model(**inputs).last_hidden_state
-        mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-        first, second = pooled[: len(rows)].float(), pooled[len(rows):].float()
-        cosine = torch.nn.functional.cosine_similarity(first, second, dim=-1)
-        return Output([float(c) for c in cosine], int(inputs["attention_mask"].sum()), 0)
+            return self.task.predict(self, rows, self.encode(rows))

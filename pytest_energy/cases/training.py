@@ -1,4 +1,7 @@
-"""The training loop shared by fine-tune cases (measured) and fallback models (not measured)."""
+"""The training loop shared by fine-tune cases (measured) and fallback models (not measured).
+
+A step's batch is the task's (``Task.train_batch``); torch is imported when training starts.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +9,7 @@ import math
 import random
 from typing import Any, Sequence
 
-import torch
-
-from .data import Task
-from .tasks import label_id
+from .registry import Task
 
 
 def step_plan(examples: int, steps: int, batch_size: int, seed: int) -> list[list[int]]:
@@ -28,26 +28,23 @@ def steps_per_epoch(examples: int, batch_size: int) -> int:
     return math.ceil(examples / batch_size)
 
 
-def training_batch(model: Any, tokenizer: Any, task: Task, rows: Sequence[dict[str, Any]], *, prefix: str,
+def training_batch(model: Any, processor: Any, task: Task, rows: Sequence[dict[str, Any]], *, prefix: str,
                    max_input_tokens: int, max_target_tokens: int, pad_to_max: bool, device: str) -> dict[str, Any]:
-    """Tokenized inputs and labels of one training step, on ``device``.
+    """Inputs and labels of one training step on ``device``, as the task makes them.
 
     With ``pad_to_max`` every batch has the same shape, so every step does the same work.
     """
-    padding = "max_length" if pad_to_max else True
-    inputs = tokenizer([prefix + str(r[task.inputs[0]]) for r in rows], return_tensors="pt", padding=padding,
-                       truncation=True, max_length=max_input_tokens)
-    if task.generates:
-        labels = tokenizer([str(r[task.target]) for r in rows], return_tensors="pt", padding=padding,
-                           truncation=True, max_length=max_target_tokens)["input_ids"]
-        labels[labels == tokenizer.pad_token_id] = -100  # padding is not a target
-    else:
-        labels = torch.tensor([label_id(model.config, r[task.target]) for r in rows])
-    batch = dict(inputs, labels=labels)
+    if task.train_batch is None:
+        raise ValueError(f"task {task.name!r} cannot be trained here (it has no train_batch)")
+    batch = task.train_batch(model, processor, task, rows, prefix=prefix, max_input_tokens=max_input_tokens,
+                             max_target_tokens=max_target_tokens, pad_to_max=pad_to_max)
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def optimiser(model: Any, name: str, learning_rate: float, weight_decay: float) -> torch.optim.Optimizer:
+def optimiser(model: Any, name: str, learning_rate: float, weight_decay: float) -> Any:
+    """The named torch optimiser over the model's trainable parameters."""
+    import torch
+
     params = [p for p in model.parameters() if p.requires_grad]
     if name == "sgd":
         return torch.optim.SGD(params, lr=learning_rate, weight_decay=weight_decay, momentum=0.9)
@@ -65,6 +62,8 @@ def train(model: Any, tokenizer: Any, task: Task, rows: Sequence[dict[str, Any]]
     The schedule warms the learning rate up linearly over ``warmup_steps``, then keeps it (constant)
     or decays it linearly to zero at the last step (linear).
     """
+    import torch
+
     torch.manual_seed(seed)
     model.train()
     optim = optimiser(model, optimizer, learning_rate, weight_decay)

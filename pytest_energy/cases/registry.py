@@ -1,0 +1,138 @@
+"""The task registry: what a case's ``task="..."`` names, in one place for bundled and user tasks alike.
+
+A :class:`Task` says which example fields it reads, how one inference runs (``encode`` then
+``predict``), how its proxies are counted, which metrics it computes by default, and, where a model
+can be trained for it, how a training batch is made and how a fallback model is built. The bundled
+tasks (:mod:`pytest_energy.cases.builtin`, imported by the package) register themselves through
+:func:`register_task`, the same call a user's conftest makes. Nothing here imports torch or transformers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from ..quality import metric
+
+
+@dataclass
+class Output:
+    """What one batch produced: a prediction per example and the tokens it read and generated."""
+
+    predictions: list[Any]
+    tokens_in: int
+    tokens_out: int = 0
+
+
+#: ``encode(predictor, rows)``: the model's inputs for one batch (a mapping of tensors on the device).
+Encode = Callable[[Any, Sequence[Mapping[str, Any]]], Mapping[str, Any]]
+#: ``predict(predictor, rows, inputs)``: one inference call on the encoded batch.
+Predict = Callable[[Any, Sequence[Mapping[str, Any]], Mapping[str, Any]], Output]
+#: ``train_batch(model, processor, task, rows, *, prefix, max_input_tokens, max_target_tokens,
+#: pad_to_max, device)``: tokenized inputs and labels of one training step.
+TrainBatch = Callable[..., Mapping[str, Any]]
+#: ``build_fallback(fallback, task, rows, *, prefix, max_input_tokens)``: an untrained model built from a
+#: config and its processor (tokenizer or image processor), with a short description of its size.
+BuildFallback = Callable[..., tuple[Any, Any, str]]
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task a case can run: its data fields, one inference, its metrics, its proxies, its training.
+
+    ``metrics`` are the names (registered in :mod:`pytest_energy.quality`) the task can compute;
+    ``default_metrics`` those a case computes when it names none (default: all of ``metrics``).
+    ``model_class`` and ``processor_class`` are the transformers auto classes that load a model folder
+    or a cached hub model for the task. ``generates``: the task writes text (the record then gives
+    energy per output token). ``work_by_shape``: one call's FLOPs depend on its input shapes alone
+    (an encoder), so each shape is counted once; otherwise every call is counted. ``prepare`` turns
+    one example as read (``{field: value}``) into the form ``encode`` and the metrics take, and
+    ``reference`` the target into the form predictions are compared with. ``train_batch`` and
+    ``build_fallback`` are ``None`` for a task no model can be trained on here (no fallback, no
+    fine-tune).
+    """
+
+    name: str
+    inputs: tuple[str, ...]
+    target: str
+    metrics: tuple[str, ...]
+    encode: Encode
+    predict: Predict
+    default_metrics: tuple[str, ...] = ()
+    model_class: str = "AutoModel"
+    processor_class: str = "AutoTokenizer"
+    generates: bool = False
+    work_by_shape: bool = True
+    prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    reference: Callable[[Any], Any] | None = None
+    train_batch: TrainBatch | None = None
+    build_fallback: BuildFallback | None = None
+    # The example's texts a fallback's tokenizer learns its vocabulary from (default: the inputs, and
+    # the target where text is generated).
+    texts: Callable[[Mapping[str, Any]], Iterable[str]] | None = None
+    description: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)  # what a task's own functions want to know
+
+    def __post_init__(self) -> None:
+        owner = f"Task({self.name!r})"
+        if not self.name or not self.inputs or not self.target or not self.metrics:
+            raise ValueError(f"{owner}: name, inputs, target and metrics must not be empty")
+        for name in self.metrics:
+            metric(name, owner)  # an unknown metric fails here, with the known ones listed
+        if not self.default_metrics:
+            object.__setattr__(self, "default_metrics", tuple(self.metrics))
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        object.__setattr__(self, "metrics", tuple(self.metrics))
+        unknown = [m for m in self.default_metrics if m not in self.metrics]
+        if unknown:
+            raise ValueError(f"{owner}: default metric {unknown[0]!r} is not one of its metrics")
+        if self.build_fallback is not None and self.train_batch is None:
+            raise ValueError(f"{owner}: a fallback is trained with train_batch: give it too")
+
+    @property
+    def trainable(self) -> bool:
+        """Whether a model can be trained for this task here (a fallback, a fine-tune case)."""
+        return self.train_batch is not None
+
+    def example_texts(self, example: Mapping[str, Any]) -> Iterable[str]:
+        """The texts of one example a fallback's tokenizer learns from."""
+        if self.texts is not None:
+            return self.texts(example)
+        fields = [*self.inputs, self.target] if self.generates else list(self.inputs)
+        return [str(example[name]) for name in fields]
+
+
+_TASKS: dict[str, Task] = {}
+
+
+def _origin(function: Any) -> tuple[str, str]:
+    """Where a function is defined: the same code imported again has the same origin."""
+    inner = getattr(function, "func", function)  # a functools.partial's function
+    return getattr(inner, "__module__", ""), getattr(inner, "__qualname__", repr(inner))
+
+
+def register_task(task: Task, *, replace: bool = False) -> Task:
+    """Make ``task`` available to cases by its name; returns it (so it can be kept in a name).
+
+    A second task of the same name is refused (one line) unless ``replace=True``: two conftests
+    registering "ner" differently would otherwise run whichever came last. The same definition
+    registered again (a conftest imported anew) replaces the first.
+    """
+    if task.name in _TASKS and not replace and _origin(_TASKS[task.name].predict) != _origin(task.predict):
+        raise ValueError(f"task {task.name!r} is already registered; give register_task(..., replace=True) "
+                         "to replace it")
+    _TASKS[task.name] = task
+    return task
+
+
+def get_task(name: str, owner: str = "case") -> Task:
+    """The task registered as ``name``; raises ValueError (one line) for an unknown one."""
+    if name not in _TASKS:
+        raise ValueError(f"{owner}: unknown task {name!r}; known: {', '.join(_TASKS)} "
+                         "(a conftest can add one with pytest_energy.cases.register_task)")
+    return _TASKS[name]
+
+
+def registered_tasks() -> dict[str, Task]:
+    """Every registered task by name, the bundled ones first (they register when the package loads)."""
+    return dict(_TASKS)
