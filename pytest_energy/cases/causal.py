@@ -17,8 +17,6 @@ import torch
 
 #: The cue between a document and its summary for a decoder-only model (the GPT-2 paper's "TL;DR:").
 SUMMARY_CUE = "\nTL;DR:"
-#: The cue between a review and its label in zero-shot classification prompts.
-LABEL_CUE = "\nAnswer:"
 
 
 def is_causal(model: Any) -> bool:
@@ -97,7 +95,9 @@ class Prefilled:
 
 def _cache_name(model: Any) -> str:
     # transformers 5.2x names the key/value cache ``cache``; earlier versions ``past_key_values``.
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    # A LoRA wrapper (peft) passes keywords through: ask the model inside it.
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
 
 
 def prefill(model: Any, inputs: Mapping[str, torch.Tensor]) -> Prefilled:
@@ -147,35 +147,29 @@ def text_until_eos(tokenizer: Any, tokens: torch.Tensor) -> list[str]:
     return out
 
 
-def label_scores(model: Any, tokenizer: Any, prompts: Sequence[str], labels: Sequence[str],
-                 max_input_tokens: int) -> tuple[torch.Tensor, int]:
-    """Zero-shot classification: the log-likelihood of each label's words after each prompt.
-
-    Every (prompt, label) pair is one row of one forward pass; the score is the sum of the label's
-    token log-probabilities (how lm-evaluation-harness scores multiple choice). Returns the scores
-    ``(prompts, labels)`` and the real tokens the pass read.
-    """
-    heads = [tokenizer(p, truncation=True, max_length=max_input_tokens)["input_ids"] for p in prompts]
-    tails = [tokenizer(" " + word, add_special_tokens=False)["input_ids"] for word in labels]
+def label_batch(tokenizer: Any, prompts: Sequence[str], words: Sequence[str], max_input_tokens: int) -> dict[str, Any]:
+    """Zero-shot classification's inputs: every (prompt, label words) pair as one row, padded on the
+    right, with ``targets`` holding the label's tokens where they sit (-100 elsewhere)."""
+    heads = [prompt_ids(tokenizer, p, max_input_tokens) for p in prompts]
+    tails = [tokenizer(" " + word, add_special_tokens=False)["input_ids"] for word in words]
     rows = [(head, tail) for head in heads for tail in tails]
     width = max(len(h) + len(t) for h, t in rows)
     ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
-    for i, (head, tail) in enumerate(rows):  # right padding: each label's tokens sit right after its prompt
+    targets = torch.full_like(ids, -100)
+    for i, (head, tail) in enumerate(rows):
         ids[i, :len(head) + len(tail)] = torch.tensor(head + tail)
         mask[i, :len(head) + len(tail)] = 1
-    device = next(model.parameters()).device
-    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-    logprobs = torch.log_softmax(logits, dim=-1)
-    scores = torch.zeros(len(rows))
-    for i, (head, tail) in enumerate(rows):
-        positions = torch.arange(len(head) - 1, len(head) + len(tail) - 1)
-        scores[i] = logprobs[i, positions, torch.tensor(tail)].sum().cpu()
-    return scores.view(len(prompts), len(labels)), int(mask.sum())
+        targets[i, len(head):len(head) + len(tail)] = torch.tensor(tail)
+    return {"input_ids": ids, "attention_mask": mask, "targets": targets}
 
 
-#: Small sizes of the decoder-only fallback (about 0.3 M parameters with a 2,000-word vocabulary):
-#: Llama's architecture (RMSNorm, rotary positions, SwiGLU, grouped-query attention as in Llama 3).
-TINY_LLAMA: dict[str, Any] = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                              "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 512,
-                              "tie_word_embeddings": True}
+def label_scores(model: Any, inputs: Mapping[str, torch.Tensor], labels: int) -> torch.Tensor:
+    """The log-likelihood of each label's words after each prompt, ``(prompts, labels)``: one forward
+    pass over every pair, the sum of the label tokens' log-probabilities (how lm-evaluation-harness
+    scores multiple choice)."""
+    logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+    logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    targets = inputs["targets"][:, 1:]
+    picked = logprobs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1) * (targets != -100)
+    return picked.sum(-1).view(-1, labels)

@@ -32,6 +32,9 @@ TINY: dict[str, dict[str, Any]] = {
              "max_position_embeddings": 256, "dropout": 0.0},
     "t5": {"d_model": 128, "d_ff": 256, "d_kv": 32, "num_layers": 2, "num_decoder_layers": 2, "num_heads": 4,
            "dropout_rate": 0.0},
+    # Llama's architecture (RMSNorm, rotary positions, SwiGLU, grouped-query attention as in Llama 3), tiny.
+    "llama": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "num_key_value_heads": 2, "max_position_embeddings": 256, "tie_word_embeddings": True},
 }
 
 #: The small models take no token type ids (DistilBERT and BART have none).

@@ -15,11 +15,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .base import Case, Fallback, ModelSource, check_metrics, describe_model, one_line_failures
-from .data import Dataset, task
-from .declare import DTYPES, _variants
+from .base import DTYPES, Case, Fallback, ModelSource, PackagedModel, check_metrics, describe_model, one_line_failures
+from .data import Dataset
+from .declare import _variants
+from .registry import get_task
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,7 @@ class GenerationCase(Case):
     """Energy per 1,000 queries and per generated token of a causal LM, prefill and decode apart.
 
     Each query is a prompt from ``dataset`` (cycled, as an inference case's examples are); the model
-    writes exactly ``new_tokens`` tokens greedily (``min_new_tokens = max_new_tokens``: end-of-text does
+    writes exactly ``max_new_tokens`` tokens greedily (``min_new_tokens = max_new_tokens``: end-of-text does
     not stop it), so every run does the same work. Quality is scored on the text up to the first
     end-of-text against the example's ``continuation``.
     """
@@ -36,7 +38,7 @@ class GenerationCase(Case):
     dataset: Dataset
     inferences: int = 1000  # queries
     batch_size: int = 1
-    new_tokens: int = 32  # generated per query, always (prefill makes the first, decode the rest)
+    max_new_tokens: int = 32  # generated per query, exactly (prefill makes the first, decode the rest)
     device: str = "auto"
     dtype: str = "float32"
     fallback: Fallback | None = None
@@ -45,7 +47,8 @@ class GenerationCase(Case):
     columns: Mapping[str, str] = field(default_factory=dict)
     prefix: str = ""
     max_input_tokens: int = 256
-    reference_range: tuple[float, float] | None = None  # Wh per 1,000 queries (prefill + decode), for stars
+    bertscore_model: str | Path | PackagedModel | None = None
+    bertscore_layers: int | None = None
     rounds: int = 5
     warmup: int = 10  # unmeasured calls before each phase's rounds
     variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -56,17 +59,19 @@ class GenerationCase(Case):
         owner = f"GenerationCase({describe_model(self.model)})"
         if self.inferences < 1 or self.batch_size < 1 or self.rounds < 1 or self.warmup < 0:
             raise ValueError(f"{owner}: inferences, batch_size and rounds must be >= 1 and warmup >= 0")
-        if self.new_tokens < 2:
-            raise ValueError(f"{owner}: new_tokens must be >= 2 (prefill makes the first token, decode the rest)")
+        if self.max_new_tokens < 2:
+            raise ValueError(f"{owner}: max_new_tokens must be >= 2 (prefill makes the first token, decode the rest)")
         if self.dtype not in DTYPES:
             raise ValueError(f"{owner}: dtype {self.dtype!r}; expected one of {', '.join(DTYPES)}")
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ValueError(f"{owner}: device {self.device!r}; expected 'auto', 'cpu' or 'cuda[:N]'")
-        spec = task(self.task, owner)
+        spec = get_task(self.task, owner)
         check_metrics(owner, spec.metrics, self.chosen_metrics, self.quality)
+        if "bertscore" in self.chosen_metrics and not (self.bertscore_model and self.bertscore_layers):
+            raise ValueError(f"{owner}: BERTScore needs bertscore_model and bertscore_layers")
         if self.fallback is not None and self.fallback.overrides:
             for name in self.fallback.overrides:
-                if name not in ("quality", "inferences", "rounds", "warmup", "new_tokens", "batch_size"):
+                if name not in ("quality", "inferences", "rounds", "warmup", "max_new_tokens", "batch_size"):
                     raise ValueError(f"{owner}: fallback overrides {name!r}, which is not a field it can change")
             dataclasses.replace(self, fallback=None, **self.fallback.overrides)
         _variants(self, owner)
@@ -74,7 +79,7 @@ class GenerationCase(Case):
     @property
     def chosen_metrics(self) -> tuple[str, ...]:
         """The metrics this case computes."""
-        return tuple(self.metrics) if self.metrics is not None else task(self.task, "case").default_metrics
+        return tuple(self.metrics) if self.metrics is not None else get_task(self.task).default_metrics
 
     def tests(self, name: str) -> list[tuple[str, Callable[[Any], None]]]:
         """One test per variant; each measures prefill, then decode."""
