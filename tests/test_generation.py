@@ -4,6 +4,8 @@ pytest subprocess, as tests/test_cases.py does (whose session helper they use)."
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -137,13 +139,17 @@ trained = GenerationCase(model="no-such-org/no-such-llm", dataset=PROMPTS, infer
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory):
     folder = tmp_path_factory.mktemp("generation")
-    return run_session(folder, {"models.py": MODELS, "test_generation_here.py": CASES}, "--energy",
-                       "--energy-json", "out.json", env={"HF_ENDPOINT": "http://10.255.255.1"})
+    session = run_session(folder, {"models.py": MODELS, "test_generation_here.py": CASES}, "--energy",
+                          "--energy-json", "out.json", env={"HF_ENDPOINT": "http://10.255.255.1"})
+    # Two cases make [prefill] and [decode] records: key them by test and label.
+    session.records = {"::".join(r["name"].split("::")[-2:]): r
+                       for r in json.loads((folder / "out.json").read_text())["records"]}
+    return session
 
 
 def test_generation_records_prefill_and_decode_apart(measured):
     assert measured.outcomes["generation"] == "passed", measured.lines[-30:]
-    prefill, decode = measured.records["prefill"], measured.records["decode"]
+    prefill, decode = measured.records["generation::prefill"], measured.records["generation::decode"]
     for record, phase in ((prefill, "prefill"), (decode, "decode")):
         assert record["label"] == phase and record["unit"] == "inference"
         assert record["extra"]["phase"] == phase and record["extra"]["case"] == "generation"
@@ -175,3 +181,5 @@ def test_a_stray_hub_llm_offline_fails_fast_and_a_fallback_trains_instead(measur
     assert any("model 'no-such-org/no-such-llm' cannot be loaded: HF_HUB_OFFLINE is set" in line
                for line in measured.errors("stray"))
     assert measured.outcomes["trained"] == "passed", measured.lines[-30:]
+    model = measured.records["trained::decode"]["extra"]["model"]
+    assert model["source"] == "fallback" and model["ran"].startswith("fallback llama (decoder-only")
