@@ -165,6 +165,8 @@ def test_generation_records_prefill_and_decode_apart(measured):
     assert decode["extra"]["joules_per_output_token"] == pytest.approx(summary["decode_joules_per_token"])
     assert "joules_per_output_token" not in prefill["extra"]
     assert decode["quality"]["rougeL"]["examples"] == 2
+    # The terminal report prints the whole query under the decode row.
+    assert any("J + decode" in line and "J per generated token" in line for line in measured.lines)
 
 
 def test_zero_shot_classification_is_an_inference_case_with_accuracy(measured):
