@@ -23,10 +23,11 @@ from typing import Any, Callable
 from pytest_energy.fingerprint import git_commit
 from pytest_energy.sources.modelled import cpu_model
 
-from . import codecarbon_window, detection, noise, overhead, recommend, render, rigs, simnvml, tables, validity
+from . import changepoint, codecarbon_window, detection, nightly, noise, overhead, recommend, render, rigs, simnvml
+from . import tables, validity
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("noise", "detection", "overhead", "validity", "render")
+SECTIONS = ("noise", "detection", "overhead", "validity", "render", "changepoint", "nightly")
 SOURCES = ("nvml", "sim", "cpu")
 #: The two noise models of the simulated verdicts (see bench/detection.py).
 AS_MEASURED = "rounds as measured"
@@ -96,7 +97,13 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--measured-window", type=_positive_float,
                         help="window of the measured trials (default 0.5 s, quick 0.2)")
     parser.add_argument("--overhead-repetitions", type=_positive_int, help="pytest runs per side (default 2, quick 1)")
+    parser.add_argument("--top-tests", type=_positive_int,
+                        help="short tests in the --energy-top overhead suite (default 1000, quick 300)")
     parser.add_argument("--render-records", type=_positive_int, default=10_000, help="records in the rendered report")
+    parser.add_argument("--changepoint-trials", type=_positive_int,
+                        help="synthetic series per noise model, length and step (default 100, quick 40)")
+    parser.add_argument("--nightly-runs", type=_positive_int,
+                        help="runs of 100 records in the nightly report's history (default 1000, quick 100)")
     parser.add_argument("--country", default="USA", help="ISO code for CodeCarbon's offline tracker (default USA)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="folder for the JSON and markdown")
@@ -123,7 +130,8 @@ class Bench:
         self.results: dict[str, Any] = {
             "meta": {"mode": "quick" if quick else "full", "command": " ".join(["python3 -m bench", *argv]).strip(),
                      "rigs": {}, "notes": self.notes},
-            "noise": [], "detection": {}, "overhead": {"tests": [], "edges": []}, "validity": [], "render": {},
+            "noise": [], "detection": {}, "overhead": {"tests": [], "top": [], "edges": []}, "validity": [], "render": {},
+            "changepoint": {}, "nightly": {},
         }
 
     # -- set-up ---------------------------------------------------------------------------------
@@ -265,6 +273,11 @@ class Bench:
             run = self.step(f"overhead of a 1 s test on {key}", lambda: overhead.measured_test_overhead(
                 self.rig(key), repetitions, 1 if self.args.quick else overhead.COPIES))
             self.results["overhead"]["tests"].append({"rig": key, **run})
+        top_tests = self.args.top_tests or (300 if self.args.quick else overhead.TOP_TESTS)
+        for key in [k for k in ("nvml", "sim") if k in self.sources]:  # the ticking counters
+            run = self.step(f"--energy-top on {top_tests} short tests on {key}", lambda: overhead.top_overhead(
+                self.rig(key), 1 if key == "sim" else self.repetitions, top_tests))
+            self.results["overhead"]["top"].append({"rig": key, **run})
         for key in self.sources:
             edges = self.step(f"edge cost on {key}", lambda: overhead.edge_cost(
                 self.rig(key), 6 if self.args.quick else 16, 0.15 if self.args.quick else 0.25))
@@ -283,6 +296,15 @@ class Bench:
 
     def render(self) -> None:
         self.results["render"] = self.step("report render", lambda: render.run(self.args.render_records))
+
+    def changepoint(self) -> None:
+        trials = self.args.changepoint_trials or (40 if self.args.quick else 100)
+        cells = self.step("change-point methods", lambda: changepoint.run(trials, self.args.seed))
+        self.results["changepoint"] = cells if isinstance(cells, dict) else {"trials": trials, "cells": cells}
+
+    def nightly(self) -> None:
+        runs = self.args.nightly_runs or (100 if self.args.quick else 1000)
+        self.results["nightly"] = self.step(f"nightly report over {runs} runs", lambda: nightly.run(runs))
 
     # -- the whole run --------------------------------------------------------------------------
     def run(self) -> tuple[Path, Path]:

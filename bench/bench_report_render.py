@@ -1,5 +1,6 @@
 """Render time of a 10,000-record report (the issue's bound: at most 2 s). A benchmark that prints
-its figures, not a timed test: ``python bench/bench_report_render.py [records]``.
+its figures, not a timed test: ``python -m bench.bench_report_render [records]``
+(from the repository's root, which puts ``bench`` and ``tests`` on the path).
 
 Times the three stages separately (building the report object, the HTML, the terminal table) on
 synthetic records shaped like real ones: five rounds, one GPU component, a quarter with quality, a
@@ -12,13 +13,9 @@ from __future__ import annotations
 import io
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from factories import make_judgement, make_record, make_run_info, make_verdict  # noqa: E402
-
-from pytest_energy.report import build_report, html, terminal  # noqa: E402
+from pytest_energy.report import build_report, html, terminal
+from tests.factories import make_judgement, make_record, make_run_info, make_verdict
 
 
 class _Writer:

@@ -8,6 +8,9 @@
   teardown). A first, empty marked test takes the once-per-session start (idle window, tick
   calibration, reference workload), so the 1 s tests show only their own cost; what the session's
   end stages (JSON, baselines, history, HTML report) cost is the rest of the wall-time difference.
+* ``--energy-top``: a suite of 1,000 short tests (20 ms of fixed work each) run plain and with
+  ``--energy --energy-top 10``, where every test's call is a window of its own; the per-test times
+  (setup + call + teardown) summed, so the session's start and end stages are reported apart.
 * The CPU taken by the meter's poller thread per window edge (ticking counters only).
 * Loading the plugin with ``--energy`` off: ``pytest --collect-only`` with and without
   ``-p no:energy`` (the fastest of several runs each), and ``python -X importtime`` of the plugin
@@ -102,6 +105,16 @@ def test_2_fixture(energy, copy):
 
 ENERGY_FLAGS = ["--energy", "--energy-rounds", "1", "--energy-warmup", "0", "--energy-idle-seconds", "0.05"]
 
+#: The --energy-top suite: this many short tests of fixed work (BENCH_COUNT is the work's size).
+TOP_TESTS = 1000
+TOP_TEST_SECONDS = 0.02
+TOP_FLAGS = ["--energy", "--energy-top", "10", "--energy-idle-seconds", "0.05"]
+TOP_SUITE = TESTS.split("@pytest.mark.energy")[0] + '''
+@pytest.mark.parametrize("copy", range(COPIES))
+def test_short(copy):
+    work()
+'''
+
 
 def _plugin_flags() -> list[str]:
     """``-p pytest_energy.plugin`` unless the package is installed (its pytest11 entry point loads it)."""
@@ -139,11 +152,11 @@ def one_second_count(rig: Rig) -> int:
     return max(1, round(passes / ((time.perf_counter() - began) / 10)))
 
 
-def _pytest_once(folder: Path, load: str, count: int, copies: int,
-                 measured: bool) -> tuple[float, list[tuple[str, float]]]:
+def _pytest_once(folder: Path, load: str, count: int, copies: int, measured: bool,
+                 energy_flags: list[str] = ENERGY_FLAGS) -> tuple[float, list[tuple[str, float]]]:
     times = folder / ("measured.json" if measured else "plain.json")
     outputs = folder / "energy-out"
-    flags = ENERGY_FLAGS + [
+    flags = energy_flags + [
         "--energy-json", str(outputs / "records.json"), "--energy-report", str(outputs / "report.html"),
         "--energy-history", str(outputs / "history.sqlite"), "--energy-baselines", str(outputs / "baselines"),
     ] if measured else []
@@ -196,6 +209,45 @@ def measured_test_overhead(rig: Rig, repetitions: int, copies: int = COPIES) -> 
         "session_start_seconds": start,
         "session_end_seconds": wall - start - per_test,
         "wall_plain_seconds": median(plain, None), "wall_measured_seconds": median(measured, None),
+    }
+
+
+def short_count(rig: Rig, seconds: float) -> int:
+    """The COUNT that makes ``work()`` last about ``seconds`` on this rig."""
+    return max(1, round(one_second_count(rig) * seconds))
+
+
+def top_overhead(rig: Rig, repetitions: int, tests: int = TOP_TESTS,
+                 test_seconds: float = TOP_TEST_SECONDS) -> dict[str, Any]:
+    """Plain against ``--energy --energy-top 10`` runs of ``tests`` short tests, alternating,
+    ``repetitions`` runs of each: the sum of the tests' own times, and the whole runs' wall time."""
+    count = short_count(rig, test_seconds)
+    plain, measured = [], []
+    with tempfile.TemporaryDirectory(prefix="bench-top-") as name:
+        folder = Path(name)
+        (folder / "conftest.py").write_text(textwrap.dedent(CONFTEST))
+        (folder / "test_load.py").write_text(textwrap.dedent(TOP_SUITE))
+        for _ in range(repetitions):
+            plain.append(_pytest_once(folder, rig.key, count, tests, measured=False))
+            measured.append(_pytest_once(folder, rig.key, count, tests, measured=True, energy_flags=TOP_FLAGS))
+        listed = json.loads((folder / "energy-out" / "records.json").read_text()).get("top", [])
+
+    def tests_total(runs: list[tuple[float, list[tuple[str, float]]]]) -> float:
+        return statistics.median(sum(seconds for _, seconds in times) for _, times in runs)
+
+    base, with_energy = tests_total(plain), tests_total(measured)
+    wall_plain = statistics.median(wall for wall, _ in plain)
+    wall_measured = statistics.median(wall for wall, _ in measured)
+    return {
+        "rig": rig.key, "repetitions": repetitions, "tests": tests, "test_seconds": test_seconds,
+        "work_count": count, "flags": " ".join(TOP_FLAGS),
+        "tests_plain_seconds": base, "tests_measured_seconds": with_energy,
+        "per_test_overhead_seconds": (with_energy - base) / tests,
+        "overhead_fraction": (with_energy - base) / base,
+        # Start (idle window, calibration, reference workload) and end (records, JSON, reports).
+        "session_stages_seconds": (wall_measured - wall_plain) - (with_energy - base),
+        "wall_plain_seconds": wall_plain, "wall_measured_seconds": wall_measured,
+        "listed": len(listed), "listed_methods": sorted({m for r in listed for m in r.get("methods", [])}),
     }
 
 

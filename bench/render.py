@@ -24,7 +24,7 @@ def run(records: int = 10_000) -> dict[str, Any]:
     """The script's figures, or {"absent": reason} when it is missing or fails."""
     if not SCRIPT.exists():
         return {"records": records, "absent": f"{SCRIPT.name} is not in bench/ (the reports benchmark)"}
-    done = subprocess.run([sys.executable, str(SCRIPT), str(records)], capture_output=True, text=True, timeout=600,
+    done = subprocess.run([sys.executable, "-m", "bench.bench_report_render", str(records)], capture_output=True, text=True, timeout=600,
                           cwd=SCRIPT.parents[1])
     output = done.stdout.strip()
     if done.returncode != 0:

@@ -1,11 +1,11 @@
 """A simulated NVML GPU, so window noise can be compared on a machine without one.
 
-It is the project's fake ``pynvml`` (tests/fakes/pynvml.py: a millijoule counter published every
+It is the project's fake ``pynvml`` (pytest_energy.testing: a millijoule counter published every
 100 ms) with what makes the counter hard to use: each ``nvmlDeviceGetTotalEnergyConsumption`` call
 takes ~3.9 ms, as on an H100, and samples the counter at an unknown instant inside the call. The
 read is a sleep, not busy CPU, so the benchmark does not load this shared machine; CPU cost on a
 real GPU is projected from the count of reads. A load is a power pulse per iteration: the GPU draws
-:data:`LOAD_WATTS` while an iteration runs and :data:`IDLE_WATTS` otherwise, so gaps the code under
+:data:`LOAD_WATTS` for the iteration's fixed length and :data:`IDLE_WATTS` otherwise, so gaps the code under
 test leaves (an NVML read, a tracker starting) are idle, as on a real GPU after a synchronisation.
 """
 
@@ -17,12 +17,9 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Iterator
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from fakes.pynvml import FakeGpu, FakeNvmlModule  # noqa: E402
+from pytest_energy.testing import FakeGpu, FakeNvmlModule
 
 #: H100 figures from ../shared/notes/measurement-facts.md.
 IDLE_WATTS = 77.0
@@ -80,10 +77,18 @@ class SimulatedNvml(FakeNvmlModule):
             super().set_power(index, power)
 
     def pulse(self, index: int, seconds: float) -> None:
-        """One iteration of work: the GPU draws load power for ``seconds``, then idles."""
-        self.set_power(index, LOAD_WATTS)
-        time.sleep(seconds)
-        self.set_power(index, IDLE_WATTS)
+        """One iteration of work: the GPU draws load power for exactly ``seconds``, then idles.
+
+        Both changes are set at once, so an iteration's energy does not depend on how late this busy
+        machine wakes the sleeping thread (that only lengthens the idle gap after it): the noise the
+        bench measures is the meter's, not the scheduler's.
+        """
+        gpu = self.gpus[index]
+        with self._lock:
+            start = self.now()
+            gpu.set_power(start, LOAD_WATTS)
+            gpu.set_power(start + seconds, IDLE_WATTS)
+        time.sleep(max(0.0, start + seconds - self.now()))
 
     def true_joules(self, index: int, start: float, end: float) -> float:
         """The energy GPU ``index`` really drew between two ``time.perf_counter`` instants."""

@@ -9,6 +9,7 @@ from typing import Any
 
 from pytest_energy.record import finite
 
+from . import changepoint, nightly
 from .noise import METHOD_LABELS, PLUGIN
 
 
@@ -168,6 +169,22 @@ def _overhead(results: dict[str, Any]) -> list[str]:
                              f"workload) and the end stages {run['session_end_seconds']:.2f} s (JSON, baselines, "
                              "history, HTML report).")
         lines.append("")
+    top_rows = []
+    for run in overhead.get("top", []):
+        label = results["meta"]["rigs"].get(run["rig"], {}).get("label", run["rig"])
+        if run.get("absent"):
+            top_rows.append([label, "n/a", "", "", "", f"n/a: {run['absent']}", ""])
+            continue
+        top_rows.append([label, f"{run['tests']} x {run['test_seconds'] * 1000:.0f} ms",
+                         f"{run['tests_plain_seconds']:.2f} s", f"{run['tests_measured_seconds']:.2f} s",
+                         f"{run['per_test_overhead_seconds'] * 1000:+.2f} ms", _signed(run["overhead_fraction"]),
+                         f"{run['session_stages_seconds']:.1f} s"])
+    if top_rows:
+        lines += ["`--energy-top`: every test's call a window of its own; the tests' own times (setup + call + "
+                  "teardown, summed) plain against `--energy --energy-top 10 --energy-idle-seconds 0.05` "
+                  "(target: at most +2 %); the session's start and end stages apart:", ""]
+        lines += _table(["device", "tests", "plain", "with --energy-top", "per test", "share", "start + end"],
+                        top_rows) + [""]
     for edge in overhead.get("edges", []):
         if edge.get("absent"):
             lines.append(f"- Edge cost on {edge['rig']}: n/a: {edge['absent']}")
@@ -215,10 +232,33 @@ def _validity(results: dict[str, Any]) -> list[str]:
 
 def _render(results: dict[str, Any]) -> list[str]:
     render = results["render"]
+    if not render:  # the section was not run (--sections)
+        return []
     lines = ["## 5. Report rendering", ""]
     if render.get("absent"):
         return lines + [f"{render.get('records', '')} records: n/a: {render['absent']}", ""]
     return lines + [f"{render['output']}", ""]
+
+
+def _changepoint(results: dict[str, Any]) -> list[str]:
+    found = results.get("changepoint") or {}
+    lines = ["## 6. Change points of nightly series", ""]
+    if not found:
+        return []
+    if found.get("absent"):
+        return lines + [f"n/a: {found['absent']}", ""]
+    return lines + [f"{found['trials']} synthetic series per noise model, length and step (bench/changepoint.py).",
+                    "", *changepoint.markdown(found["cells"]), ""]
+
+
+def _nightly(results: dict[str, Any]) -> list[str]:
+    found = results.get("nightly") or {}
+    if not found:
+        return []
+    lines = ["## 7. Nightly report of a fleet", ""]
+    if found.get("absent"):
+        return lines + [f"n/a: {found['absent']}", ""]
+    return lines + [nightly.text(found), ""]
 
 
 def _recommendation(results: dict[str, Any]) -> list[str]:
@@ -253,7 +293,7 @@ def markdown(results: dict[str, Any]) -> str:
     simulated = results["detection"].get("simulated", [])
     windows = [w for w in (1.0, 0.2) if any(r["window_seconds"] == w for r in simulated)]
     for part in (_noise(results), _detection(results, windows), _overhead(results), _validity(results),
-                 _render(results), _recommendation(results)):
+                 _render(results), _changepoint(results), _nightly(results), _recommendation(results)):
         lines += part
     return "\n".join(lines).rstrip() + "\n"
 

@@ -9,7 +9,8 @@ next to its test in a diff. A record's entry is split by what its numbers depend
 * ``energy``, keyed by device kind (:func:`pytest_energy.fingerprint.device_kinds`, e.g.
   ``"gpu: NVIDIA H100 80GB HBM3 x1"``): per kind the rounds a verdict needs (iterations, seconds,
   net joules, net joules per device), which method measured each device, the reference-workload
-  joules for normalised verdicts, the devices' facts (power limit, driver, clocks) and the runner.
+  joules for normalised verdicts, the devices' facts (power limit, driver, clocks), the GPUs'
+  conditions at the start (temperature, SM clock, power limit, throttle reasons) and the runner.
   Only a runner with devices of the same kind judges them.
 
 Keys are sorted, measured numbers rounded to 6 significant digits (counts kept exact), indentation
@@ -83,9 +84,11 @@ class EnergyBaseline:
     hardware: str  # fingerprint id of the runner that measured it
     recorded: str
     git_commit: str | None = None
+    # device -> its conditions at the start of the measurement (temperature, clocks, power limit): GPUs
+    conditions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return _rounded({
+        data = _rounded({
             "devices": self.devices,
             "facts": self.facts,
             "hardware": self.hardware,
@@ -96,6 +99,9 @@ class EnergyBaseline:
                        for r in self.rounds],
             "per_iteration_net_joules": _per_iteration_net(self.rounds),  # for reviewers; not read back
         })
+        if self.conditions:  # written only where a device reports them: CPU baselines keep their bytes
+            data["conditions"] = _rounded(self.conditions)
+        return data
 
 
 @dataclass
@@ -208,7 +214,16 @@ def energy_from_record(record: Record, kind: DeviceKind) -> EnergyBaseline:
         hardware=str(record.fingerprint.get("id") or ""),
         recorded=record.timestamp,
         git_commit=record.git_commit,
+        conditions=start_conditions(record, kind.devices),
     )
+
+
+def start_conditions(record: Record, devices: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Device -> its conditions at the start of the record's measurement, for those of ``devices``
+    that report them (GPUs)."""
+    wanted = set(devices)
+    return {c.device: dict(c.conditions["start"]) for c in record.components
+            if c.device in wanted and c.conditions.get("start")}
 
 
 def record_kinds(record: Record, fields: Sequence[str] = DEFAULT_KIND_FIELDS) -> list[DeviceKind]:
@@ -299,9 +314,12 @@ def _energy_entry(path: Path, name: str, kind: str, data: Any) -> EnergyBaseline
         raise _fix(path, f"has {where} whose 'reference_joules' is not device -> joules")
     if not isinstance(facts, dict):
         raise _fix(path, f"has {where} whose 'facts' is not an object")
+    conditions = data.get("conditions", {})
+    if not (isinstance(conditions, dict) and all(isinstance(v, dict) for v in conditions.values())):
+        raise _fix(path, f"has {where} whose 'conditions' is not device -> conditions")
     return EnergyBaseline(kind, dict(devices), rounds, {str(k): float(v) for k, v in reference.items()},
                           dict(facts), str(data.get("hardware", "")), str(data.get("recorded", "")),
-                          data.get("git_commit"))
+                          data.get("git_commit"), {str(k): dict(v) for k, v in conditions.items()})
 
 
 def _entry(path: Path, name: str, data: Any) -> Baseline:

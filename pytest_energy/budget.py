@@ -104,7 +104,7 @@ def check(budgets: Iterable[EnergyBudget], records: list[Record], nodeid: str) -
             value, uncertainty, methods, what = _measured(group, budget)
             met = value <= budget.limit_joules
             for record in group:  # every budget is recorded, the exceeded ones too, before failing
-                record.budget.setdefault("energy", []).append(
+                record.criteria.setdefault("energy", []).append(
                     {"limit_joules": budget.limit_joules, "per": budget.per, "basis": budget.basis, "met": met})
             if not met and not failure:
                 label = f" [{group[0].label}]" if budget.per != "test" and group[0].label else ""

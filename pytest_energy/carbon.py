@@ -1,4 +1,5 @@
-"""Grams of CO2eq from joules: kWh x grid carbon intensity x PUE, entirely offline.
+"""The carbon intensity a session assumes, entirely offline (grams of CO2eq are kWh x intensity x PUE:
+:meth:`pytest_energy.record.Carbon.grams`).
 
 The intensity comes from CodeCarbon's bundled per-country data (``global_energy_mix.json``), read as a
 file: CodeCarbon itself is never imported, and its online tracker (which silently assumes Canada with
@@ -15,7 +16,6 @@ from typing import Any
 
 from .record import Carbon
 
-JOULES_PER_KWH = 3.6e6
 #: CodeCarbon's world average (IEA 2019), used when no country or intensity is given.
 WORLD_AVERAGE_G_PER_KWH = 475.0
 
@@ -68,8 +68,3 @@ def resolve_carbon(
     year = entry.get("year")
     source = f"{label}: {entry.get('country_name', country_iso_code)}" + (f" ({year})" if year else "")
     return Carbon(float(entry["carbon_intensity"]), source, pue, country_iso_code.upper())
-
-
-def grams(joules: float, carbon: Carbon) -> float:
-    """gCO2eq for energy drawn at the device: facility energy is device energy x PUE."""
-    return joules / JOULES_PER_KWH * carbon.pue * carbon.intensity_g_per_kwh

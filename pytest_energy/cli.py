@@ -4,7 +4,7 @@
     pytest-energy history NAME [--history PATH] [--last N]
     pytest-energy baselines [--baselines DIR]
     pytest-energy baselines migrate [--baselines DIR] [--cpu-model TEXT] [--gpu-name TEXT] [--models-from RUN.json]
-    pytest-energy report [--history PATH] [--out PATH] [--last N]
+    pytest-energy report [--history PATH] [--out PATH] [--last N] [--since DATE]
     pytest-energy doctor [--require gpu|rapl|counter ...] [--json] [--devices SPEC] [--powercap DIR]
     pytest-energy calibrate [--seconds N] [--write] [--devices SPEC] [--powercap DIR] [target options]
 
@@ -69,12 +69,15 @@ def _parser() -> argparse.ArgumentParser:
                          help="an --energy-json file of a run with this version: names the model of each baseline "
                               "that names none, where that run counted the same work (within 5 %)")
 
-    report = commands.add_parser("report", help="render the HTML report from the history store")
+    report = commands.add_parser("report", help="the nightly report of the fleet from the history store (HTML, and "
+                                                "its summary printed)")
     report.add_argument("--history", default=history_default, help=f"history store (default {history_default})")
     # Not the session report's path: the nightly report must not overwrite the last run's.
     nightly_default = str(Path(BY_NAME["report"].default).with_name("energy-nightly.html"))
     report.add_argument("--out", default=nightly_default, help=f"HTML file to write (default {nightly_default})")
     report.add_argument("--last", type=_positive, default=None, help="only the newest N runs")
+    report.add_argument("--since", type=_since, default=None, metavar="DATE",
+                        help="only runs started on or after DATE (YYYY-MM-DD, or an ISO time in UTC)")
 
     doctor = commands.add_parser("doctor", help="what this runner can measure, how well, with which settings")
     doctor.add_argument("--require", action="append", default=[], choices=("gpu", "rapl", "counter"),
@@ -110,6 +113,19 @@ def _parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--seed", type=int, default=0, help="seed of the simulation (default 0)")
     _runner_options(calibrate)
     return parser
+
+
+def _since(text: str) -> str:
+    """An ISO date or time, as the history's run times are written (UTC), for comparing as text."""
+    from datetime import datetime, timezone
+
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a date YYYY-MM-DD or an ISO time") from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment.isoformat()
 
 
 def _fraction(low: float, high: float | None):
@@ -295,10 +311,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             lines = _baselines(Path(arguments.baselines))
         else:
             from .report import render_from_history  # jinja2 and the templates only for this command
+            from .report.terminal import fleet_lines
 
             _check_out(Path(arguments.out), Path(arguments.history))
-            written = render_from_history(Path(arguments.history), Path(arguments.out), arguments.last)
-            lines = [f"pytest-energy: report written to {written}"]
+            fleet = render_from_history(Path(arguments.history), Path(arguments.out), arguments.last, arguments.since)
+            lines = [*fleet_lines(fleet), f"pytest-energy: nightly report written to {arguments.out}"]
     except (HistoryError, LookupError, SettingError) as error:
         print(str(error), file=sys.stderr)
         return 2

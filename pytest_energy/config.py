@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .conditions import parse_cooldown
+
 
 class SettingError(ValueError):
     """A setting has a value that cannot be used; the message is one line naming its source."""
@@ -46,6 +48,8 @@ MAX_WARMUP = 10_000
 MAX_PUE = 5.0
 MAX_INTENSITY_G_PER_KWH = 2000.0
 MAX_MIN_EFFECT = 1.0
+#: --energy-top lists at most this many tests (a listing, not a dump of the suite).
+MAX_TOP = 10_000
 
 _seconds = _within(float, 0.0, MAX_SECONDS, above_low=True)
 _rounds = _within(int, 1, MAX_ROUNDS)
@@ -53,6 +57,7 @@ _warmup = _within(int, 0, MAX_WARMUP)
 _pue = _within(float, 1.0, MAX_PUE)
 _intensity = _within(float, 0.0, MAX_INTENSITY_G_PER_KWH)
 _min_effect = _within(float, 0.0, MAX_MIN_EFFECT)
+_top = _within(int, 0, MAX_TOP)
 
 
 def _boolean(text: str) -> bool:
@@ -69,6 +74,14 @@ def _country(text: str) -> str:
     if not (len(code) == 3 and code.isalpha()):
         raise ValueError
     return code
+
+
+def _cooldown(text: str) -> str:
+    """A temperature in degC ("45C", at most 120) or an idle time in seconds ("5s"), normalised."""
+    value, unit = parse_cooldown(text)
+    if not 0 < value <= (120.0 if unit == "C" else MAX_SECONDS):
+        raise ValueError
+    return f"{value:g}{unit}"
 
 
 def _text(text: str) -> str:
@@ -157,6 +170,12 @@ OPTIONS: tuple[Option, ...] = (
            "where the kernel's powercap (RAPL) tree is mounted"),
     Option("idle_seconds", _seconds, 1.0, f"seconds > 0 and <= {MAX_SECONDS:g}",
            "length of the idle window measured once per session and device"),
+    Option("top", _top, 0, f"an integer >= 0 and <= {MAX_TOP}",
+           "list the N tests with the most energy, each test's call read as one window of its own "
+           "(0: off); they are never judged unless marked"),
+    Option("cooldown", _cooldown, None, f"a temperature such as 45C (at most 120) or seconds such as 5s "
+           f"(at most {MAX_SECONDS:g})", "before each measurement wait until the GPUs are at or below this "
+           "temperature, or idle this long (at most 120 s more, else a note)"),
     # Baselines and the gate.
     Option("baselines", _output, "baselines", "a folder path", "folder of stored baselines"),
     Option("update_baselines", _boolean, False, "true or false",

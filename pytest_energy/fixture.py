@@ -7,7 +7,6 @@ is expected (no traceback), before anything is measured.
 
 from __future__ import annotations
 
-import operator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
@@ -15,23 +14,11 @@ import pytest
 
 from .budget import EnergyBudget
 from .config import BY_NAME, SettingError, parse_value
+from .context import Block, TestContext, whole_count
 from .record import Record
 
 if TYPE_CHECKING:
-    from .session import EnergySession, TestContext
-
-
-def _iterations(value: Any, where: str) -> int:
-    """``value`` as a whole number >= 1, or the test fails with one line naming ``where``."""
-    try:
-        if isinstance(value, bool):  # True is an int to Python, never a count to a reader
-            raise TypeError
-        count = operator.index(value)  # ints and numpy integers; never floats or strings
-    except TypeError:
-        count = 0
-    if count < 1:
-        pytest.fail(f"pytest-energy: {where} has {value!r}, expected an integer >= 1", pytrace=False)
-    return count
+    from .session import EnergySession
 
 
 def _setting(name: str, value: Any) -> Any:
@@ -41,31 +28,6 @@ def _setting(name: str, value: Any) -> Any:
     except SettingError as error:
         problem = str(error)
     pytest.fail(problem, pytrace=False)  # outside the except block: no exception chain is printed
-
-
-class Block:
-    """Handle of a ``with energy.measure()`` block; set ``iterations`` inside, read ``record`` after.
-
-    The record is built on first access: a counter that ticks every 100 ms is resolved in the
-    background, so code that never reads it does not wait for the next tick. Setting ``iterations``
-    to anything but a whole number >= 1 fails the test at that line."""
-
-    def __init__(self, iterations: int = 1) -> None:
-        self.iterations = iterations
-        self.taken: Any = None  # the session's lazily built measurement, once the block has ended
-
-    @property
-    def iterations(self) -> int:
-        """Iterations the block held; per-iteration energy is the block's divided by them."""
-        return self._iterations
-
-    @iterations.setter
-    def iterations(self, value: int) -> None:
-        self._iterations = _iterations(value, "the energy.measure() block's iterations")
-
-    @property
-    def record(self) -> Record | None:
-        return self.taken.record if self.taken is not None else None
 
 
 class EnergyFixture:
@@ -118,7 +80,7 @@ class EnergyFixture:
         ``min_window`` and ``warmup`` override the marker and settings for this measurement.
         """
         if iterations is not None:
-            iterations = _iterations(iterations, "energy.run(iterations=...)")
+            iterations = whole_count(iterations, "energy.run(iterations=...)")
         rounds, min_window, warmup = (_setting(name, value) for name, value in
                                       (("rounds", rounds), ("min_window", min_window), ("warmup", warmup)))
         kwargs = kwargs or {}
@@ -133,7 +95,7 @@ class EnergyFixture:
     def measure(self, label: str = "", unit: str = "run", iterations: int = 1) -> Iterator[Block]:
         """Measure a block that runs exactly once (a fine-tune) as one window; ``iterations`` (or the
         block's ``iterations`` set inside it) is what its energy is divided by."""
-        block = Block(iterations=_iterations(iterations, "energy.measure(iterations=...)"))
+        block = Block(iterations=whole_count(iterations, "energy.measure(iterations=...)"))
         if self._session is None:
             yield block
             return

@@ -36,7 +36,7 @@ def registrations(marker_lines: Sequence[str], ours: str) -> list[str]:
 
 def _foreign_marker(mark: pytest.Mark) -> bool:
     """A marker pytest-energy's does not read: positional arguments or a keyword it does not take."""
-    from .session import MARKER_KEYS
+    from .context import MARKER_KEYS
 
     return bool(mark.args) or bool(set(mark.kwargs) - set(MARKER_KEYS))
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import baselines as store
+from .conditions import difference
 from .config import Settings, path_setting
 from .fingerprint import DEFAULT_KIND_FIELDS, DeviceKind
 from .record import Record, RunInfo
@@ -45,12 +46,12 @@ def _note(errors: list[str], line: str) -> None:
 
 def _tolerance(record: Record, metric: str, default: float, errors: list[str]) -> Tolerance:
     """Marker ``thresholds[metric]`` > marker ``threshold`` > ``--energy-min-effect``."""
-    per_metric = record.budget.get("thresholds") or {}
+    per_metric = record.criteria.get("thresholds") or {}
     if not isinstance(per_metric, dict):
         _note(errors, f"pytest-energy: {record.nodeid}: energy marker thresholds must be a dict "
                       "such as {'energy': 0.1} (ignored)")
         per_metric = {}
-    candidates = ((f"thresholds[{metric!r}]", per_metric.get(metric)), ("threshold", record.budget.get("threshold")))
+    candidates = ((f"thresholds[{metric!r}]", per_metric.get(metric)), ("threshold", record.criteria.get("threshold")))
     for where, raw in candidates:
         if raw is None:
             continue
@@ -130,13 +131,22 @@ def _facts_note(kind: DeviceKind, stored: store.EnergyBaseline) -> str:
     return "; ".join(notes)
 
 
+def _conditions_note(record: Record, kind: DeviceKind, stored: store.EnergyBaseline, *, power_limit: bool) -> str:
+    """How the devices' starting conditions differ from the baseline's: "conditions differ from the
+    baseline's: +9 degC, power limit 700 W -> 500 W" ("" where they do not, or are unknown)."""
+    differs = difference(store.start_conditions(record, kind.devices), stored.conditions, power_limit=power_limit)
+    return f"conditions differ from the baseline's: {differs}" if differs else ""
+
+
 def _energy_verdict(record: Record, kind: DeviceKind, metric: str, stored: store.EnergyBaseline,
                     settings: Settings, set_name: str, tolerance: Tolerance, gate: bool,
                     fingerprint_id: str) -> Verdict:
     """Energy of one device kind of a record against the baseline measured on that kind."""
     modelled = kind.group == "modelled"
     gating = gate and (settings.gate_modelled or not modelled)
-    notes = [n for n in (_hardware_note(stored.hardware, fingerprint_id), _facts_note(kind, stored)) if n]
+    facts = _facts_note(kind, stored)
+    notes = [n for n in (_hardware_note(stored.hardware, fingerprint_id), facts,
+                         _conditions_note(record, kind, stored, power_limit="power limit" not in facts)) if n]
     if modelled and gate and not gating:
         notes.append("modelled energy: not gating (--energy-gate-modelled gates it)")
     what = "energy" if modelled else f"energy ({', '.join(kind.devices)})"
@@ -333,7 +343,7 @@ def _judge_set(records: list[Record], settings: Settings, root: Path, fingerprin
 def _judge_record(record: Record, settings: Settings, folder: Path, loaded: store.LoadedSet, set_name: str,
                   fingerprint_id: str, first_layout: list[Path], errors: list[str]) -> tuple[list[Verdict], bool]:
     """One record's verdicts against one set, and whether it is new there."""
-    gate = record.budget.get("gate", True) is not False
+    gate = record.criteria.get("gate", True) is not False
     tolerance = _energy_tolerance(record, settings, errors)
     baseline = loaded.baselines.get(record.name)
     if baseline is None:

@@ -13,6 +13,12 @@ two ticks ``(t_a, E_a)`` and ``(t_b, E_b)``, and interpolates the energy at the 
 * at the first edge the device was idle before it, so ``E_a + idle x (t_edge - t_a)``;
 * at the last edge the device idles after it, so ``E_b - idle x (t_b - t_edge)``.
 
+The poller sleeps until just before the tick it predicts, from a period it refines with every tick
+it sees (the calibration's few ticks leave it ~2 % off: 20 ms a second ahead). Where its read still
+comes after a gap past the tick, the tick's instant is unknown within the gap and it takes the next
+tick instead. Ticks seen are kept, so an edge between two of them (edges of short tests, many per
+tick) is interpolated without a read.
+
 Idle power is measured once per session. CUDA is synchronised at every edge when torch has already
 initialised CUDA (torch is never imported here).
 
@@ -23,10 +29,17 @@ lie between a tenth of the device's idle power and 1.5x its power limit (plus on
 scheduling delay per edge) times the window. A window outside is invalid with a note, never 0 J
 or a jump that passes or fails a budget. A component's ``ticks`` are the counter updates between
 the ticks the poller saw at its windows' edges: none where it saw none.
+
+Devices that report conditions (GPUs: temperature, SM clock, power limit, throttle reasons) have
+them read at every edge by a thread of their own, so the measured thread only queues the request; a
+window with thermal or power throttling at an edge gets a note (:mod:`pytest_energy.conditions`).
+An optional cooldown (``--energy-cooldown``) waits before a measurement's warm-up until the GPUs are
+at or below a temperature, or have idled for a time, with a timeout and a note when not reached.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import queue
 import statistics
@@ -34,8 +47,9 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Generic, TypeVar
 
+from .conditions import parse_cooldown, throttling
 from .record import Component, Round
 from .sources.base import POWER_LIMIT_MARGIN, Channel, SourceError
 
@@ -47,6 +61,13 @@ CALIBRATION_TICKS = 4
 WARMUP_PERIODS = 1.5
 #: How long before a predicted tick the poller starts reading (the period drifts a little).
 PREDICTION_MARGIN = 0.012
+#: Two reads around a change further apart than this many of the channel's fastest reads, plus
+#: :data:`BRACKET_SLACK` (a sleep went past the tick, or the thread was descheduled between them),
+#: leave the tick's instant unknown within their gap: the poller takes the next tick instead.
+WIDE_BRACKET_READS = 3
+BRACKET_SLACK = 0.002
+#: Observed ticks a poller keeps, so an edge between two of them is known without a read.
+HISTORY_TICKS = 64
 #: Share of an extrapolated span's energy taken as the systematic error of the power assumed there.
 EXTRAPOLATION_ERROR = 0.1
 #: A window below this share of the device's idle power is a stalled counter. Low, because idle is
@@ -55,7 +76,19 @@ IDLE_FLOOR_FRACTION = 0.1
 #: How late a channel's read may follow its edge's instant (thread scheduling): slack of the upper bound.
 EDGE_DELAY_SECONDS = 0.01
 
+#: The longest a cooldown waits (beyond the idle time it asks for) before the measurement goes on.
+COOLDOWN_TIMEOUT_SECONDS = 120.0
+#: How often a cooldown reads the temperature or the power.
+COOLDOWN_POLL_SECONDS = 0.1
+#: During a cooldown a device is idle at or below its idle power times this, plus the slack.
+COOLDOWN_IDLE_FACTOR = 1.1
+COOLDOWN_IDLE_SLACK_WATTS = 5.0
+
 START, BOUNDARY, END = "start", "boundary", "end"
+
+T = TypeVar("T")
+#: device -> its conditions at one edge (see :meth:`Channel.conditions`)
+States = dict[str, dict[str, Any]]
 
 
 def cuda_synchronize() -> None:
@@ -79,21 +112,61 @@ class EdgeValue:
     tick: float | None = None  # perf_counter instant of the counter change seen at this edge (ticking)
 
 
-class _Pending:
+class _Pending(Generic[T]):
     """A value a poller thread fills in later."""
 
     def __init__(self) -> None:
         self._done = threading.Event()
-        self._value: EdgeValue | None = None
+        self._value: T | None = None
 
-    def set(self, value: EdgeValue) -> None:
+    def set(self, value: T) -> None:
         self._value = value
         self._done.set()
 
-    def get(self) -> EdgeValue:
+    def get(self) -> T:
         self._done.wait()
         assert self._value is not None
         return self._value
+
+
+class ConditionsReader:
+    """Reads the conditions of the channels that report them, once per edge, on a thread of its own."""
+
+    def __init__(self, channels: list[Channel]) -> None:
+        self.channels = channels
+        self._requests: queue.Queue[_Pending[States] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._serve, name="energy-conditions", daemon=True)
+        self._thread.start()
+
+    def submit(self) -> _Pending[States]:
+        pending: _Pending[States] = _Pending()
+        self._requests.put(pending)
+        return pending
+
+    def close(self) -> None:
+        self._requests.put(None)
+        self._thread.join(timeout=5.0)
+
+    def _serve(self) -> None:
+        while (pending := self._requests.get()) is not None:
+            states: States = {}
+            for channel in self.channels:
+                try:
+                    states[channel.device] = channel.conditions()
+                except Exception:  # a driver fault must not hang the edge; the conditions are unknown
+                    states[channel.device] = {}
+            pending.set(states)
+
+
+@dataclass
+class Cooldown:
+    """What a cooldown before a measurement did: its target ("45C" or "5s"), how long it waited, and
+    whether the devices got there (``detail`` says where they were when it gave up)."""
+
+    target: str
+    waited_seconds: float
+    reached: bool
+    detail: str = ""
 
 
 class TickPoller:
@@ -104,6 +177,11 @@ class TickPoller:
         self.period = period
         self._idle_watts = idle_watts
         self._last_tick: float | None = None  # perf_counter instant of the last tick seen
+        self._anchor: float | None = None  # an observed tick the period is refined from
+        self._fastest_read = math.inf  # seconds: the read's own cost, without waiting for the CPU
+        self._basis = CALIBRATION_TICKS - 1  # tick intervals the period rests on (calibration's first)
+        # Observed ticks, oldest first: (perf_counter instant, cumulative joules, instant resolution).
+        self._history: list[tuple[float, float, float]] = []
         self._requests: queue.Queue[tuple[float, str, _Pending] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._serve, name=f"energy-poller-{channel.device}", daemon=True)
         self._thread.start()
@@ -133,7 +211,13 @@ class TickPoller:
     def _timed_read(self) -> tuple[float, float]:
         before = time.perf_counter()
         value = self.channel.read()
-        return value, (before + time.perf_counter()) / 2
+        after = time.perf_counter()
+        self._fastest_read = min(self._fastest_read, after - before)
+        return value, (before + after) / 2
+
+    def _wide(self, gap: float) -> bool:
+        """Whether two reads ``gap`` seconds apart leave a tick between them too loosely placed."""
+        return gap > WIDE_BRACKET_READS * self._fastest_read + BRACKET_SLACK
 
     def _predicted_tick(self, now: float) -> float | None:
         """The next tick after ``now`` from the last one seen and the calibrated period."""
@@ -141,34 +225,95 @@ class TickPoller:
             return None
         return self._last_tick + math.ceil((now - self._last_tick) / self.period) * self.period
 
+    def _observe(self, tick_a: float, energy_a: float, tick_b: float, energy_b: float, resolution: float) -> None:
+        """Keep two observed ticks; refine the period from the span since the anchor tick.
+
+        The calibrated period is a median of a few intervals, each known to a read's length (~4 ms on
+        an H100): 2 % off, a prediction one second ahead misses the tick by 20 ms, past the margin.
+        A span of more ticks than the period rests on gives a better one, so the spans that can be
+        counted for sure grow with it, and later predictions keep within the margin.
+        """
+        if self._wide(2 * resolution):  # an instant too loosely known to refine anything from
+            pass
+        elif self._anchor is None:
+            self._anchor = tick_b
+        else:
+            spans = (tick_b - self._anchor) / self.period
+            count = round(spans)
+            if abs(spans - count) > 0.25:  # not a sure count of ticks: count again from here
+                self._anchor = tick_b
+            elif count > self._basis:
+                self.period, self._basis = (tick_b - self._anchor) / count, count
+        self._last_tick = tick_b
+        self._keep(tick_a, energy_a, resolution)
+        self._keep(tick_b, energy_b, resolution)
+
+    def _keep(self, tick: float, energy: float, resolution: float) -> None:
+        """Add one observed tick to the history, in order; a tick already there is kept once."""
+        index = bisect.bisect_left([point[0] for point in self._history], tick)
+        neighbours = self._history[max(0, index - 1):index + 1]
+        if all(abs(point[0] - tick) > resolution + 0.25 * self.period for point in neighbours):
+            self._history.insert(index, (tick, energy, resolution))
+        del self._history[:-HISTORY_TICKS]
+
+    def _from_history(self, at: float) -> EdgeValue | None:
+        """The energy at ``at`` between two observed ticks around it (power taken as constant between
+        them, as at any boundary), or None where the ticks seen do not surround it."""
+        instants = [point[0] for point in self._history]
+        index = bisect.bisect_left(instants, at)
+        if index == 0 or index == len(instants):
+            return None
+        (t_a, e_a, r_a), (t_b, e_b, r_b) = self._history[index - 1], self._history[index]
+        if t_b - t_a > 1.5 * self.period:  # ticks missed between them: power may have changed there
+            return None
+        working = (e_b - e_a) / (t_b - t_a)
+        return EdgeValue(e_a + working * (at - t_a), working * max(r_a, r_b), tick=t_b)
+
     def _resolve(self, at: float, side: str) -> EdgeValue:
-        first, first_mid = self._timed_read()
-        previous_mid = first_mid
+        if side == BOUNDARY:  # an edge the poller has already seen a tick after (it fell behind)
+            known = self._from_history(at)
+            if known is not None:
+                return known
+        energy_a, previous_mid = self._timed_read()
+        first, first_mid = energy_a, previous_mid
         deadline = first_mid + TICK_TIMEOUT_PERIODS * self.period
         predicted = self._predicted_tick(first_mid)
         if predicted is not None:  # each read costs ~4 ms of CPU: sleep until just before the tick
             time.sleep(max(0.0, predicted - PREDICTION_MARGIN - time.perf_counter()))
+        retakes = 0
         while True:
             value, mid = self._timed_read()
-            if value != first:
-                break
+            if value != energy_a:
+                if not self._wide(mid - previous_mid) or retakes >= TICK_TIMEOUT_PERIODS:
+                    break
+                # The tick fell somewhere in a wide gap (the sleep went past it): guessing its instant
+                # there put whole-tick errors on single edges. Take the next tick, one period on.
+                retakes += 1
+                energy_a, deadline = value, mid + TICK_TIMEOUT_PERIODS * self.period
+                time.sleep(max(0.0, previous_mid + self.period - PREDICTION_MARGIN - time.perf_counter()))
+                previous_mid = mid
+                continue
             if mid > deadline:  # a powered device always ticks: the counter is frozen
                 self._last_tick = None
                 return EdgeValue(math.nan, math.nan, f"the energy counter did not change for {mid - first_mid:.2g} s "
                                  f"({TICK_TIMEOUT_PERIODS:g} tick periods): a frozen counter")
             previous_mid = mid
         # The change happened between the two reads; the tick before it was one period earlier.
-        # Where the prediction falls between them (a sleep can span a long gap), it is the better guess.
         tick_b = (previous_mid + mid) / 2
-        if predicted is not None and previous_mid <= predicted <= mid and mid - previous_mid > 2 * PREDICTION_MARGIN:
-            tick_b = predicted
-        self._last_tick = tick_b
         tick_a = tick_b - self.period
-        energy_a, energy_b = first, value
+        energy_b = value
         resolution = (mid - previous_mid) / 2  # how well the tick instant is known
+        self._observe(tick_a, energy_a, tick_b, energy_b, resolution)
+        if retakes == 1 and tick_a - self.period < first_mid < tick_a:
+            # The first read fell in the tick before the one taken again: its value was published a
+            # period before tick_a, so an edge there is interpolated in its own tick, not extrapolated.
+            self._keep(tick_a - self.period, first, resolution)
         working = (energy_b - energy_a) / self.period  # power across the bracketing tick
         idle = self._idle_watts()
         if side == BOUNDARY:
+            known = self._from_history(at)  # also where the edge fell before tick_a, next to an older tick
+            if known is not None:
+                return known
             joules = energy_a + working * (at - tick_a)
             extrapolated = 0.0
         elif side == START:
@@ -192,10 +337,15 @@ class Edge:
     """One instant across all channels; ticking channels resolve in the background."""
 
     at: float
-    values: dict[str, EdgeValue | _Pending]
+    values: dict[str, EdgeValue | _Pending[EdgeValue]]
+    conditions: _Pending[States] | None = None  # read by the meter's ConditionsReader
 
     def resolve(self) -> dict[str, EdgeValue]:
         return {device: v.get() if isinstance(v, _Pending) else v for device, v in self.values.items()}
+
+    def states(self) -> States:
+        """The conditions of the devices that report them at this edge ({} where none do)."""
+        return self.conditions.get() if self.conditions is not None else {}
 
 
 @dataclass
@@ -206,6 +356,7 @@ class Taken:
     iterations: list[int]
     warmup_iterations: int = 0
     result: Any = None
+    cooldown: Cooldown | None = None
 
 
 @dataclass
@@ -226,6 +377,7 @@ class Meter:
         self.idle_watts: dict[str, float] = {c.device: 0.0 for c in channels}
         self.periods: dict[str, float] = {}
         self._pollers: dict[str, TickPoller] = {}
+        self._conditions: ConditionsReader | None = None
         self._started = False
         #: One line per problem of the session's set-up (an idle window that could not be measured).
         self.notes: list[str] = []
@@ -235,6 +387,9 @@ class Meter:
         """Start samplers, calibrate tick periods, measure idle power; returns idle watts per device."""
         for channel in self.channels:
             channel.start()
+        conditioned = [channel for channel in self.channels if channel.conditions()]
+        if conditioned:
+            self._conditions = ConditionsReader(conditioned)
         for channel in self.channels:
             if channel.tick_seconds > 0:
                 self.periods[channel.device] = self._calibrate(channel)
@@ -275,6 +430,8 @@ class Meter:
     def close(self) -> None:
         for poller in self._pollers.values():
             poller.close()
+        if self._conditions is not None:
+            self._conditions.close()
         for channel in self.channels:
             channel.close()
 
@@ -294,7 +451,50 @@ class Meter:
                 values[channel.device] = EdgeValue(channel.read())
             except SourceError as error:
                 values[channel.device] = EdgeValue(math.nan, math.nan, str(error))
-        return Edge(at, values)
+        return Edge(at, values, self._conditions.submit() if self._conditions is not None else None)
+
+    # -- cooldown -------------------------------------------------------------------------------
+    def cool_down(self, target: str | None) -> Cooldown | None:
+        """Wait until every device reporting its temperature is at or below ``target`` ("45C"), or
+        until every device reporting its power has idled for ``target`` seconds in a row ("5s"); at
+        most :data:`COOLDOWN_TIMEOUT_SECONDS` beyond that. None: no cooldown asked, or no device
+        reports its conditions (no GPU: nothing to cool)."""
+        if not target or self._conditions is None:
+            return None
+        value, unit = parse_cooldown(target)
+        began = time.perf_counter()
+        deadline = began + COOLDOWN_TIMEOUT_SECONDS + (value if unit == "s" else 0.0)
+        calm_since: float | None = None  # the first reading of the current calm spell
+        while True:
+            now = time.perf_counter()
+            far = self._hot(value) if unit == "C" else self._busy()
+            if far:
+                calm_since = None
+            elif calm_since is None:
+                calm_since = now
+            if calm_since is not None and (unit == "C" or now - calm_since >= value):
+                return Cooldown(target, now - began, True)
+            if now >= deadline:
+                return Cooldown(target, now - began, False,
+                                ", ".join(far) or f"idle only {now - (calm_since or now):.3g} s at the end")
+            time.sleep(COOLDOWN_POLL_SECONDS)
+
+    def _hot(self, limit: float) -> list[str]:
+        """Devices warmer than ``limit`` degC, as "gpu:0 at 52 degC"."""
+        assert self._conditions is not None
+        readings = {c.device: c.conditions().get("temperature_c") for c in self._conditions.channels}
+        return [f"{device} at {t:g} degC" for device, t in readings.items()
+                if isinstance(t, (int, float)) and t > limit]
+
+    def _busy(self) -> list[str]:
+        """Devices drawing more than their idle power allows, as "gpu:0 at 310 W"."""
+        busy = []
+        for channel in self.channels:
+            watts = channel.power()
+            bound = COOLDOWN_IDLE_FACTOR * self.idle_watts[channel.device] + COOLDOWN_IDLE_SLACK_WATTS
+            if watts is not None and watts > bound:
+                busy.append(f"{channel.device} at {watts:.3g} W")
+        return busy
 
     def take_rounds(
         self,
@@ -306,9 +506,12 @@ class Meter:
         min_window: float,
         warmup: int,
         iterations: int | None = None,
+        cooldown: str | None = None,
     ) -> Taken:
-        """Warm up, then ``rounds`` back-to-back windows of ``iterations`` calls, or calls until each
-        window lasts ``min_window`` seconds. Returns fn's last result in ``Taken.result``."""
+        """Cool down (``cooldown``, see :meth:`cool_down`), warm up, then ``rounds`` back-to-back windows
+        of ``iterations`` calls, or calls until each window lasts ``min_window`` seconds. Returns fn's
+        last result in ``Taken.result``."""
+        cooled = self.cool_down(cooldown)
         result = None
         # Warm-up also lasts a tick and a half where a counter ticks: the tick before the first edge
         # must then hold work only, as the boundary interpolation of that edge assumes.
@@ -332,7 +535,7 @@ class Meter:
                     break
             edges.append(self.edge(END if index == rounds - 1 else BOUNDARY))
             counts.append(count)
-        return Taken(edges, counts, done, result)
+        return Taken(edges, counts, done, result, cooled)
 
     # -- from edges to rounds and components ------------------------------------------------------
     def window_problem(self, channel: Channel, start: EdgeValue, end: EdgeValue, seconds: float) -> str | None:
@@ -404,6 +607,7 @@ class Meter:
                 total["seconds"] += seconds
                 total["edge_var"] += start.uncertainty**2 + end.uncertainty**2
                 total["ticks"] += self._ticks(channel, start, end)
+        states = [edge.states() for edge in taken.edges]
         components = []
         for channel in self.channels:
             total = totals[channel.device]
@@ -411,6 +615,8 @@ class Meter:
             note = problems.get(channel.device, "")
             if note:
                 note = f"window(s) invalid: {note}"
+            conditions, condition_notes = _component_conditions(channel.device, states, taken.cooldown)
+            note = "; ".join(n for n in (note, *condition_notes) if n)
             components.append(
                 Component(
                     device=channel.device,
@@ -424,6 +630,7 @@ class Meter:
                     uncertainty_joules=math.sqrt(total["edge_var"] + systematic**2),
                     valid=channel.device not in problems,
                     note=note,
+                    conditions=conditions,
                 )
             )
         timeline: list[tuple[float, float]] = []
@@ -432,3 +639,27 @@ class Meter:
             for channel in self.channels:
                 timeline += [(t - since, w) for t, w in channel.timeline(since, until)]
         return Measured(rounds, components, sorted(timeline))
+
+
+def _component_conditions(device: str, states: list[States],
+                          cooldown: Cooldown | None) -> tuple[dict[str, Any], list[str]]:
+    """A component's conditions (first and last edge, throttled windows, the cooldown) and its notes."""
+    seen = [edge.get(device) or {} for edge in states]
+    if not any(seen):
+        return {}, []
+    windows = [sorted(set(throttling(a)) | set(throttling(b))) for a, b in zip(seen, seen[1:])]
+    throttled = [reasons for reasons in windows if reasons]
+    reasons = sorted({reason for found in throttled for reason in found})
+    conditions: dict[str, Any] = {"start": seen[0], "end": seen[-1], "throttled_windows": len(throttled),
+                                  "throttling": reasons}
+    notes = []
+    if throttled:
+        notes.append(f"thermal or power throttling ({', '.join(reasons)}) at the edges of {len(throttled)} of "
+                     f"{len(windows)} window(s): the GPU ran below its clocks there")
+    if cooldown is not None:
+        conditions["cooldown"] = {"target": cooldown.target, "waited_seconds": cooldown.waited_seconds,
+                                  "reached": cooldown.reached}
+        if not cooldown.reached:
+            notes.append(f"cooldown to {cooldown.target} not reached in {cooldown.waited_seconds:.3g} s "
+                         f"({cooldown.detail}); measured as it was")
+    return conditions, notes

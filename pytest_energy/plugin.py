@@ -15,11 +15,13 @@ from . import config as settings_module
 
 if TYPE_CHECKING:
     from .fixture import EnergyFixture
-    from .session import EnergySession, TestContext
+    from .context import TestContext
+    from .session import EnergySession
 
 SESSION_KEY = pytest.StashKey["EnergySession"]()
 CONTEXT_KEY = pytest.StashKey["TestContext"]()
 LEFT_ALONE_KEY = pytest.StashKey[bool]()  # the test's `energy` marker or fixture is the project's own
+TOP_KEY = pytest.StashKey["TestContext"]()  # the test's --energy-top window
 MARKER_HELP = (
     "energy(budget=None, per='iteration', basis='gross', rounds=None, min_window=None, warmup=None, "
     "threshold=None, thresholds=None, gate=None): an energy budget ('10 J', '0.2 Wh'; per 'iteration', "
@@ -79,6 +81,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(error)) from None
     config.stash[SESSION_KEY] = session
     if config.pluginmanager.hasplugin("xdist") and not session.worker:
+        from .handover import XdistHooks
+
         config.pluginmanager.register(XdistHooks(session), "energy-xdist")
     if config.pluginmanager.hasplugin("html"):
         from .report.pytest_html import PytestHtmlHooks
@@ -96,7 +100,7 @@ def _context(item: pytest.Item) -> TestContext:
     """The test's measurement context, made once from its `energy` markers (closest wins)."""
     context = item.stash.get(CONTEXT_KEY, None)
     if context is None:
-        from .session import TestContext
+        from .context import TestContext
 
         session = item.config.stash.get(SESSION_KEY, None)
         context = TestContext.for_test(item.nodeid, session.settings if session else None,
@@ -171,13 +175,24 @@ def _measures(item: pytest.Item) -> bool:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session: pytest.Session) -> None:
     energy = session.config.stash.get(SESSION_KEY, None)
-    if energy is not None and not session.config.option.collectonly and any(map(_measures, session.items)):
+    if energy is not None and not session.config.option.collectonly and (
+            energy.top is not None or any(map(_measures, session.items))):
         energy.prepare()  # the meter's start-up, before the first test rather than inside it
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     session = item.config.stash.get(SESSION_KEY, None)
+    if session is not None and session.top is not None:  # --energy-top: every test, around all else
+        from .context import TestContext
+
+        item.stash[TOP_KEY] = TestContext(item.nodeid, session.settings)
+        with session.top_window(item.stash[TOP_KEY]):
+            return (yield from _call(item, session))
+    return (yield from _call(item, session))
+
+
+def _call(item: pytest.Item, session: EnergySession | None) -> Generator[None, Any, Any]:
     if session is None or item.stash.get(LEFT_ALONE_KEY, False):
         return (yield)
     context = item.stash.get(CONTEXT_KEY, None)
@@ -192,10 +207,12 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
         result = yield
     if context is not None:
         from .budget import EnergyBudgetExceeded
+        from .integrations import to_benchmark
 
+        to_benchmark(getattr(item, "funcargs", {}).get("benchmark"), context.taken)
         message = ""
         try:
-            session.after_call(context, getattr(item, "funcargs", {}).get("benchmark"))
+            session.after_call(context)
         except EnergyBudgetExceeded as exceeded:
             message = str(exceeded)
         if message:  # failed outside the except block, so no exception chain is printed
@@ -207,11 +224,16 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     context = item.stash.get(CONTEXT_KEY, None)
     session = item.config.stash.get(SESSION_KEY, None)
-    if session is not None and context is not None and call.when == "call" and session.wants_properties(item.config):
-        item.user_properties.extend(session.properties(context))
+    if session is not None and context is not None and call.when == "call":
+        from . import integrations
+
+        if integrations.wants_properties(item.config):
+            item.user_properties.extend(integrations.properties(context.records))
     report = yield
     payload = session.after_report(context, report.when, report.outcome, hasattr(report, "wasxfail")) if session else {}
-    if payload:  # an xdist worker's new records travel with the teardown report (see XdistHooks)
+    if session is not None and TOP_KEY in item.stash:
+        session.note_outcome(item.stash[TOP_KEY], report.when, report.outcome, hasattr(report, "wasxfail"))
+    if payload:  # an xdist worker's new records travel with the teardown report (see handover)
         report.energy_payload = payload
     return report
 
@@ -221,7 +243,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if energy is None:
         return
     if energy.worker:
-        session.config.workeroutput["energy"] = energy.worker_payload()  # type: ignore[attr-defined]
+        session.config.workeroutput["energy"] = energy.worker_payload(final=True)  # type: ignore[attr-defined]
         return
     final = energy.finish(session.exitstatus)  # the gate's failure included, as the JSON says
     if final != session.exitstatus:
@@ -231,23 +253,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     energy = config.stash.get(SESSION_KEY, None)
     if energy is not None and not energy.worker:
-        energy.summarise(terminalreporter, config.get_verbosity())
+        from .report import terminal
 
+        terminal.summarise(terminalreporter, energy.report, energy.top, [*energy.notes, *energy.output_lines],
+                           config.get_verbosity())
 
-class XdistHooks:
-    """Registered on the xdist controller only: workers measure, the controller merges and writes."""
-
-    def __init__(self, session: EnergySession) -> None:
-        self.session = session
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        payload = report.__dict__.pop("energy_payload", None)  # taken off: other plugins never see it
-        if payload:
-            self.session.merge_worker(payload)
-
-    def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        self.session.worker_down(node.gateway.id, error, getattr(node, "workeroutput", {}).get("energy"))
-
-    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
-        self.session.worker_crashed_in(report.node.gateway.id, crashitem)  # type: ignore[attr-defined]

@@ -13,9 +13,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from .units import JOULES_PER
+
 #: Version of the ``--energy-json`` document. 2: the gate's section, and ``per_1000_iterations_gross_wh``
 #: (was ``per_1000_iterations_wh``, which held net energy while every other per-1,000 figure is gross).
-SCHEMA_VERSION = 2
+#: 3: a record's ``criteria`` (was ``budget``, which also held verdict thresholds and the gate flag).
+SCHEMA_VERSION = 3
 
 METHODS = ("counter", "sampled", "modelled")
 #: A record's test outcome: pytest's, with xfail told apart ("error": its set-up or teardown failed).
@@ -37,6 +40,9 @@ class Component:
     uncertainty_joules: float  # systematic: quantisation, edge correction, or model error
     valid: bool = True
     note: str = ""
+    # GPUs: {"start", "end": {temperature_c, sm_clock_mhz, power_limit_watts, throttle_reasons},
+    # "throttled_windows", "throttling", "cooldown"} (see pytest_energy.conditions); {} elsewhere
+    conditions: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -64,18 +70,23 @@ class Carbon:
     pue: float
     country_iso_code: str | None = None
 
+    def grams(self, joules: float) -> float:
+        """gCO2eq for energy drawn at the device: facility energy is device energy x PUE."""
+        return joules / JOULES_PER["kwh"] * self.pue * self.intensity_g_per_kwh
+
 
 @dataclass
 class Record:
     """One measured test, or one labelled measurement inside a test.
 
     ``per_iteration_*`` are means over the valid rounds; ``total_*`` are sums over all valid rounds.
-    ``co2_grams`` is computed from the total gross energy times PUE (what the grid supplied).
+    ``co2_grams`` is computed from the total gross energy times PUE (what the grid supplied). Build one
+    with :meth:`from_rounds`, which derives every such number from the rounds and components.
     """
 
     name: str  # node id, plus "::label" for labelled measurements
     nodeid: str
-    form: str  # "call" (energy(fn)) | "block" (with energy.measure()) | "case"
+    form: str  # "call" (energy(fn)) | "block" (with energy.measure()) | "case" | "test" (--energy-top)
     rounds: list[Round]
     warmup_iterations: int
     components: list[Component]
@@ -100,9 +111,33 @@ class Record:
     # verdict normalises the devices it judges by their own reference, not by every device's.
     reference_joules: dict[str, float] = field(default_factory=dict)
     timeline: list[tuple[float, float]] = field(default_factory=list)  # (seconds, watts) where sampled
-    budget: dict[str, Any] = field(default_factory=dict)
+    # What the record is judged by: the marker's verdict "threshold" / "thresholds" and "gate" flag, the
+    # energy budgets checked ("energy": each with whether it was met) and a case's "quality" budget.
+    criteria: dict[str, Any] = field(default_factory=dict)
     outcome: str = ""  # the test's outcome: see OUTCOMES ("" where the test never reported one)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_rounds(cls, rounds: list[Round], components: list[Component], *, carbon: Carbon,
+                    reference_joules: dict[str, float] | None = None, **facts: Any) -> Record:
+        """A record of these rounds and components, its derived numbers computed here and nowhere else:
+        per-iteration means and uncertainty, totals, duration, CO2, and energy normalised by the
+        session's reference workload (``reference_joules``: device -> joules per iteration; the
+        record keeps its own devices' entries). ``facts`` are the other fields (name, nodeid, form,
+        fingerprint, timestamp, ...)."""
+        own = {c.device: joules for c in components
+               if (joules := (reference_joules or {}).get(c.device, 0.0)) > 0}
+        return cls(rounds=rounds, components=components, carbon=carbon, reference_joules=own,
+                   **_derived(rounds, components, carbon, own), **facts)
+
+    def count_each_call_as(self, iterations: int) -> None:
+        """Make one measured call ``iterations`` iterations (a case's batch of inferences): the rounds,
+        the warm-up and every per-iteration number follow."""
+        for measured in self.rounds:
+            measured.iterations *= iterations
+        self.warmup_iterations *= iterations
+        for name, value in _derived(self.rounds, self.components, self.carbon, self.reference_joules).items():
+            setattr(self, name, value)
 
     @property
     def judgeable(self) -> bool:
@@ -116,10 +151,8 @@ class Record:
 
     @property
     def judged_devices(self) -> list[str]:
-        """The devices an energy verdict judges: the measured ones (counter or sampled) where there
-        are any, else the modelled ones; a modelled estimate never blurs a measured figure."""
-        measured = sorted(c.device for c in self.components if c.method != "modelled")
-        return measured or sorted(c.device for c in self.components)
+        """The devices an energy verdict judges (see :func:`judged_devices`)."""
+        return judged_devices(self.components)
 
     @property
     def iterations(self) -> int:
@@ -139,14 +172,55 @@ class Record:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Record:
-        """Rebuild a record from :meth:`to_dict` output (derived keys are ignored)."""
+        """Rebuild a record from :meth:`to_dict` output (derived keys are ignored); a document of
+        schema 2 or older, whose ``criteria`` were called ``budget``, reads as well."""
         known = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
+        if "criteria" not in data and isinstance(data.get("budget"), dict):
+            kwargs["criteria"] = data["budget"]
         kwargs["rounds"] = [Round(**r) for r in data["rounds"]]
         kwargs["components"] = [Component(**c) for c in data["components"]]
         kwargs["carbon"] = Carbon(**data["carbon"])
         kwargs["timeline"] = [tuple(p) for p in data.get("timeline", [])]
         return cls(**kwargs)
+
+
+def judged_devices(components: list[Component]) -> list[str]:
+    """The devices an energy verdict judges: the measured ones (counter or sampled) where there are
+    any, else the modelled ones; a modelled estimate never blurs a measured figure."""
+    measured = sorted(c.device for c in components if c.method != "modelled")
+    return measured or sorted(c.device for c in components)
+
+
+def _derived(rounds: list[Round], components: list[Component], carbon: Carbon,
+             reference_joules: dict[str, float]) -> dict[str, Any]:
+    """A record's fields derived from its rounds, components, carbon and own reference joules."""
+    gross, net, spread = per_iteration_stats(rounds)
+    valid = [r for r in rounds if r.valid]
+    iterations = sum(r.iterations for r in valid)
+    systematic = math.sqrt(sum(c.uncertainty_joules**2 for c in components))
+    systematic_per_iteration = systematic / iterations if iterations else math.nan
+    total_gross = sum(r.gross_joules for r in valid)
+    judged_names = set(judged_devices(components))
+    judged = [c for c in components if c.device in judged_names]
+    normalised = {}
+    if iterations and judged and all(c.device in reference_joules for c in judged):
+        # The devices a verdict judges, over their own reference joules: as the gate normalises.
+        reference = sum(reference_joules[c.device] for c in judged)
+        normalised = {
+            "per_iteration_gross": sum(c.gross_joules for c in judged) / iterations / reference,
+            "per_iteration_net": sum(c.net_joules for c in judged) / iterations / reference,
+        }
+    return {
+        "per_iteration_gross_joules": gross,
+        "per_iteration_net_joules": net,
+        "per_iteration_uncertainty_joules": math.sqrt(spread**2 + systematic_per_iteration**2),
+        "total_gross_joules": total_gross,
+        "total_net_joules": sum(r.net_joules for r in valid),
+        "duration_seconds": sum(r.seconds for r in rounds),
+        "co2_grams": carbon.grams(total_gross),
+        "normalised": normalised,
+    }
 
 
 def per_iteration_stats(rounds: list[Round]) -> tuple[float, float, float]:

@@ -9,7 +9,10 @@ the same kind. The work must never change between versions: its size is fixed he
 from __future__ import annotations
 
 import importlib.util
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from .meter import Meter
 
 #: Square matrix sizes of the reference products. Changing either makes old normalised baselines
 #: incomparable: don't.
@@ -70,3 +73,22 @@ def reference_workload(device: str) -> Callable[[], None] | None:
     if index is not None:
         return _gpu_workload(index)
     return _cpu_workload()
+
+
+def measure(meter: Meter) -> dict[str, float]:
+    """Gross joules per iteration of the reference workload, per device of ``meter``: each GPU runs its
+    own product and keeps its own joules; the other devices (CPU package, DRAM, modelled CPU and RAM)
+    share one run of the CPU product. A GPU torch cannot reach gets no reference."""
+    gpus = [c.device for c in meter.channels if c.kind == "gpu"]
+    others = {c.device for c in meter.channels if c.kind != "gpu"}
+    plan = [(device, {device}) for device in gpus] + ([("cpu", others)] if others else [])
+    joules: dict[str, float] = {}
+    for device, kept in plan:
+        workload = reference_workload(device)
+        if workload is None:
+            continue
+        measured = meter.account(meter.take_rounds(workload, (), {}, rounds=3, min_window=0.1, warmup=1))
+        iterations = sum(r.iterations for r in measured.rounds if r.valid)
+        joules.update({c.device: c.gross_joules / iterations for c in measured.components
+                       if c.device in kept and iterations and c.valid})
+    return joules

@@ -4,41 +4,33 @@ It owns the meter (started before the first test when a collected test measures,
 for the idle window and the reference workload, and a run that measures nothing pays nothing), turns
 what the meter took into records, and at the end runs the stages in one direction: judge against
 baselines, store (JSON, baselines, history), report. Every stage after the JSON write is isolated, so
-a broken report can never lose the records or turn CI red.
-
-Under xdist each worker sends its new records with every test's teardown report, so a worker that
-crashes loses only what the test it was running measured; the controller names that worker and test,
-and the gate reads as incomplete.
+a broken report can never lose the records or turn CI red. Under xdist the workers' records come to
+the controller through :mod:`pytest_energy.handover`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import secrets
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from . import budget as budgets
-from .carbon import grams, resolve_carbon
+from . import handover, reference
+from .carbon import resolve_carbon
 from .config import Settings, path_setting
+from .context import VERDICT_KEYS, Block, Pending, TestContext, record_outcome
 from .fingerprint import fingerprint, git_commit
-from .fixture import Block
-from .meter import END, START, Measured, Meter, Taken
-from .record import Record, RunInfo, per_iteration_stats, session_document
+from .meter import BOUNDARY, END, START, Measured, Meter, Taken
+from .record import Record, RunInfo, session_document
 from .sources import detect
+from .top import FORM as TOP_FORM
+from .top import TopTests
 
-#: Marker keywords that tune the verdict of a test's records (kept on the record for the gate).
-VERDICT_KEYS = ("threshold", "thresholds", "gate")
-#: Marker keywords that override settings for one test.
-SETTING_KEYS = ("rounds", "min_window", "warmup")
-BUDGET_KEYS = ("budget", "per", "basis")
-MARKER_KEYS = BUDGET_KEYS + SETTING_KEYS + VERDICT_KEYS
 NOTHING_MEASURED = "pytest-energy: no test measured energy (use the `energy` fixture)"
 
 
@@ -48,97 +40,8 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__
 
 
-def record_outcome(when: str, outcome: str, xfail: bool) -> str:
-    """A record's outcome (:data:`pytest_energy.record.OUTCOMES`) from one phase of a test's report:
-    the call's outcome with xfail told apart, "error" for a failed set-up or teardown, "" otherwise."""
-    if when == "call":
-        if xfail and outcome in ("skipped", "passed"):  # pytest reports an xfail as skipped
-            return "xfailed" if outcome == "skipped" else "xpassed"
-        return outcome
-    return "error" if outcome == "failed" else ""
-
-
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-class _Taken:
-    """A measurement whose record is built on first use: edges of ticking counters resolve in the
-    background, so the test goes on instead of waiting for the next counter tick."""
-
-    def __init__(self, build: Callable[[], Record]) -> None:
-        self._build = build
-        self._record: Record | None = None
-        self.outcome = ""
-
-    @property
-    def record(self) -> Record:
-        if self._record is None:
-            self._record = self._build()
-        self._record.outcome = self.outcome or self._record.outcome
-        return self._record
-
-
-@dataclass
-class TestContext:
-    """What one test measured and the terms it is measured under."""
-
-    nodeid: str
-    settings: Settings
-    marker: dict[str, Any] = field(default_factory=dict)
-    budgets: list[budgets.EnergyBudget] = field(default_factory=list)
-    taken: list[_Taken] = field(default_factory=list)
-    given: set[str] = field(default_factory=set)  # every record name given in this test
-    outcome: str = ""
-    error: str = ""  # a bad marker: the test fails with this one line
-
-    @classmethod
-    def for_test(cls, nodeid: str, settings: Settings | None,
-                 markers: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> TestContext:
-        """A context from the test's ``energy`` markers as (args, kwargs), closest first; a bad marker
-        sets ``error``."""
-        marker: dict[str, Any] = {}
-        try:
-            for args, kwargs in reversed(markers):
-                marker.update(budgets.marker_keywords(args, kwargs))
-            unknown = sorted(set(marker) - set(MARKER_KEYS))
-            if unknown:
-                raise ValueError(
-                    f"energy marker: unknown keyword {unknown[0]!r}; expected one of {', '.join(MARKER_KEYS)}")
-            if not isinstance(marker.get("gate", True), bool):  # gate="false" would read as true
-                raise ValueError(f"energy marker gate={marker['gate']!r}: expected True or False")
-            budget = budgets.budget_from_marker(marker)
-            if settings is not None:
-                overrides = {k: marker[k] for k in SETTING_KEYS if marker.get(k) is not None}
-                settings = settings.with_overrides(overrides, "energy marker")
-        except ValueError as error:
-            return cls(nodeid, Settings(), marker, error=str(error))
-        return cls(nodeid, settings or Settings(), marker, [budget] if budget else [])
-
-    @property
-    def records(self) -> list[Record]:
-        return [t.record for t in self.taken]
-
-    def set_outcome(self, outcome: str) -> None:
-        self.outcome = outcome
-        for taken in self.taken:
-            taken.outcome = outcome
-
-    def name_for(self, label: str) -> str:
-        """A measurement's record name: ``nodeid`` or ``nodeid::label``, its repeats ``#2``, ``#3``...
-
-        The suffix skips every name already given in this test, so label "x" twice and then "x#2" give
-        x, x#2 and x#2#2: never two records of one name (they would share a baseline and a history
-        row). Names are unique in the run too: each starts with its test's node id, and a test runs in
-        one process (one xdist worker).
-        """
-        base = f"{self.nodeid}::{label}" if label else self.nodeid
-        name, count = base, 1
-        while name in self.given:
-            count += 1
-            name = f"{base}#{count}"
-        self.given.add(name)
-        return name
 
 
 class EnergySession:
@@ -162,15 +65,14 @@ class EnergySession:
         self.fingerprint: dict[str, Any] = {}
         self.reference_joules: dict[str, float] = {}
         self.idle_watts: dict[str, float] = {}
-        self.taken: list[_Taken] = []
-        self.worker_records: list[Record] = []  # merged from xdist workers on the controller
-        self._facts_measured = False  # the facts merged came with a worker's records
-        self.crashed: dict[str, dict[str, str]] = {}  # controller: crashed worker -> its error and test
-        self._sent = {"records": 0, "notes": 0, "facts": 0}  # worker: how much went to the controller
+        self.taken: list[Pending] = []
+        self.inbox = handover.Inbox()  # controller: what the xdist workers sent
+        self.outbox = handover.Outbox()  # worker: what went to the controller
         self.output_lines: list[str] = []
         self.judgement: Any = None
         self.report: Any = None
         self._meter: Meter | None = None
+        self.top = TopTests(settings.top) if settings.values.get("top") else None  # --energy-top N
 
     # -- measuring ------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -193,28 +95,8 @@ class EnergySession:
             self.fingerprint = fingerprint(found.channels)
             self.update_fingerprint(self.fingerprint)
             self._meter = meter
-            self.reference_joules = self._measure_reference(meter)
+            self.reference_joules = reference.measure(meter)
         return self._meter
-
-    def _measure_reference(self, meter: Meter) -> dict[str, float]:
-        """Gross joules per iteration of the fixed reference workload, per device: each GPU runs its
-        own product and keeps its own joules; the other devices (CPU package, DRAM, modelled CPU and
-        RAM) share one run of the CPU product. A GPU torch cannot reach gets no reference."""
-        from .reference import reference_workload
-
-        gpus = [c.device for c in meter.channels if c.kind == "gpu"]
-        others = {c.device for c in meter.channels if c.kind != "gpu"}
-        plan = [(device, {device}) for device in gpus] + ([("cpu", others)] if others else [])
-        joules: dict[str, float] = {}
-        for device, kept in plan:
-            workload = reference_workload(device)
-            if workload is None:
-                continue
-            measured = meter.account(meter.take_rounds(workload, (), {}, rounds=3, min_window=0.1, warmup=1))
-            iterations = sum(r.iterations for r in measured.rounds if r.valid)
-            joules.update({c.device: c.gross_joules / iterations for c in measured.components
-                           if c.device in kept and iterations and c.valid})
-        return joules
 
     def measure_call(
         self,
@@ -239,6 +121,7 @@ class EnergySession:
                 min_window=min_window or settings.min_window,
                 warmup=settings.warmup if warmup is None else warmup,
                 iterations=iterations,
+                cooldown=settings.cooldown,
             )
         except BaseException as error:  # a timeout or failure inside: record that it did not finish
             self._keep(context, label, unit, "call", Taken([], []), stopped=_one_line(error))
@@ -249,16 +132,18 @@ class EnergySession:
     @contextmanager
     def measure_block(self, context: TestContext, block: Block, *, label: str, unit: str) -> Iterator[None]:
         meter = self.meter()
+        cooled = meter.cool_down(context.settings.cooldown)
         start = meter.edge(START)
         try:
             yield
         finally:  # energy spent by a block that raised is still energy spent: keep its record
             end = meter.edge(END)
-            block.taken = self._keep(context, label, unit, "block", Taken([start, end], [block.iterations]))
+            block.taken = self._keep(context, label, unit, "block",
+                                     Taken([start, end], [block.iterations], cooldown=cooled))
 
-    def _keep(self, context: TestContext, label: str, unit: str, form: str, taken: Taken, stopped: str = "") -> _Taken:
+    def _keep(self, context: TestContext, label: str, unit: str, form: str, taken: Taken, stopped: str = "") -> Pending:
         name = context.name_for(label)
-        kept = _Taken(lambda: self._build(context, name, label, unit, form, taken, stopped))
+        kept = Pending(lambda: self._build(context, name, label, unit, form, taken, stopped))
         context.taken.append(kept)
         self.taken.append(kept)
         return kept
@@ -269,51 +154,27 @@ class EnergySession:
         rounds did (it then has no round and no energy figure, but it is not lost)."""
         meter = self.meter()
         measured = Measured([], []) if stopped else meter.account(taken)
-        gross, net, spread = per_iteration_stats(measured.rounds)
-        valid = [r for r in measured.rounds if r.valid]
-        iterations = sum(r.iterations for r in valid)
-        systematic = math.sqrt(sum(c.uncertainty_joules**2 for c in measured.components))
-        systematic_per_iteration = systematic / iterations if iterations else math.nan
-        total_gross = sum(r.gross_joules for r in valid)
-        record = Record(
+        record = Record.from_rounds(
+            measured.rounds, measured.components,
+            carbon=self.carbon,
+            reference_joules=self.reference_joules,
             name=name,
             nodeid=context.nodeid,
             form=form,
-            rounds=measured.rounds,
             warmup_iterations=taken.warmup_iterations,
-            components=measured.components,
-            per_iteration_gross_joules=gross,
-            per_iteration_net_joules=net,
-            per_iteration_uncertainty_joules=math.sqrt(spread**2 + systematic_per_iteration**2),
-            total_gross_joules=total_gross,
-            total_net_joules=sum(r.net_joules for r in valid),
-            duration_seconds=sum(r.seconds for r in measured.rounds),
-            co2_grams=grams(total_gross, self.carbon),
-            carbon=self.carbon,
             fingerprint=self.fingerprint,
             timestamp=_now(),
             git_commit=self.git_commit,
             label=label,
             unit=unit,
             timeline=measured.timeline,
-            budget={k: context.marker[k] for k in VERDICT_KEYS if k in context.marker},
+            criteria={k: context.marker[k] for k in VERDICT_KEYS if k in context.marker},
             outcome=context.outcome,
         )
-        record.reference_joules = {c.device: self.reference_joules[c.device] for c in measured.components
-                                   if self.reference_joules.get(c.device, 0.0) > 0}
-        judged_devices = set(record.judged_devices)
-        judged = [c for c in measured.components if c.device in judged_devices]
-        if iterations and judged and all(c.device in record.reference_joules for c in judged):
-            # The devices a verdict judges, over their own reference joules: as the gate normalises.
-            reference = sum(record.reference_joules[c.device] for c in judged)
-            record.normalised = {
-                "per_iteration_gross": sum(c.gross_joules for c in judged) / iterations / reference,
-                "per_iteration_net": sum(c.net_joules for c in judged) / iterations / reference,
-            }
         notes = [f"{c.device}: {c.note}" for c in measured.components if c.note]
         if stopped:
             notes.append(f"the measurement did not finish ({stopped}): no energy figure")
-        elif not valid:
+        elif not record.valid:
             notes.append("every window was invalid: no energy figure for this measurement, budgets not checked"
                          if measured.components else
                          "no device could be measured (see the session's notes): no energy figure, "
@@ -338,46 +199,49 @@ class EnergySession:
         return lines
 
     @contextmanager
+    def top_window(self, context: TestContext) -> Iterator[None]:
+        """``--energy-top``: the test's call as one window of its own (:mod:`pytest_energy.top`). A
+        meter that cannot start or read leaves the test unmeasured with a note, never changes it."""
+        assert self.top is not None
+        try:
+            meter = self.meter()
+            start = meter.edge(BOUNDARY)
+        except Exception as error:
+            line = f"--energy-top: a test could not be measured ({_one_line(error)})"
+            if line not in self.notes:
+                self.notes.append(line)
+            yield
+            return
+        try:
+            yield
+        finally:
+            end = meter.edge(BOUNDARY)
+            taken = Taken([start, end], [1])
+            self.top.add(lambda: self._build(context, context.nodeid, "", TOP_FORM, TOP_FORM, taken, ""))
+
+    @contextmanager
     def measure_test(self, context: TestContext) -> Iterator[None]:
         """Measure a marked test that does not use the fixture: its whole call is one window."""
         with self.measure_block(context, Block(), label="", unit="test"):
             yield
 
-    def after_call(self, context: TestContext, benchmark: Any = None) -> None:
-        """After a test's call: hand energy to pytest-benchmark's extra_info, then check budgets
-        (raising in the call phase, so an over-budget test fails with the one message)."""
-        if benchmark is not None and context.taken and hasattr(benchmark, "extra_info"):
-            from .report.exports import benchmark_extra_info
-
-            benchmark.extra_info.update(benchmark_extra_info(context.records[-1]))
+    def after_call(self, context: TestContext) -> None:
+        """After a test's call: check its budgets (raising in the call phase, so an over-budget test
+        fails with the one message)."""
         if context.budgets and context.taken:
             budgets.check(context.budgets, context.records, context.nodeid)
 
     def after_report(self, context: TestContext | None, when: str, outcome: str, xfail: bool) -> dict[str, Any]:
         """After each phase report of a test: note the test's outcome on its records; on an xdist
         worker, return what the teardown report carries to the controller (empty: nothing to send)."""
+        self.note_outcome(context, when, outcome, xfail)
+        return self.worker_payload() if self.worker and when == "teardown" else {}
+
+    def note_outcome(self, context: TestContext | None, when: str, outcome: str, xfail: bool) -> None:
+        """Note the test's outcome from one phase's report on the records of ``context``."""
         phase = record_outcome(when, outcome, xfail)
         if context is not None and phase:
             context.set_outcome(phase)
-        return self.worker_payload() if self.worker and when == "teardown" else {}
-
-    def wants_properties(self, config: Any) -> bool:
-        """JUnit XML or pytest-html will show energy: only then wait for records during the test."""
-        return bool(getattr(config.option, "xmlpath", None) or getattr(config.option, "htmlpath", None))
-
-    def properties(self, context: TestContext) -> list[tuple[str, str]]:
-        from .report.exports import junit_properties
-
-        return [p for record in context.records for p in junit_properties(record)]
-
-    def summarise(self, terminalreporter: Any, verbosity: int) -> None:
-        """The end-of-session terminal summary: the report table, then one line per file and note."""
-        if self.report is not None:
-            from .report import terminal
-
-            terminal.render(self.report, terminalreporter, verbosity)
-        for line in [*self.notes, *self.output_lines]:
-            terminalreporter.write_line(line if line.startswith("pytest-energy") else f"pytest-energy: {line}")
 
     def close(self) -> None:
         if self._meter is not None:
@@ -386,7 +250,7 @@ class EnergySession:
     # -- the end of the session ------------------------------------------------------------------
     def records(self) -> list[Record]:
         """Every record of the session (and of its xdist workers), by name."""
-        return sorted([t.record for t in self.taken] + self.worker_records, key=lambda r: r.name)
+        return sorted([t.record for t in self.taken] + self.inbox.records, key=lambda r: r.name)
 
     def run_info(self, exitstatus: int) -> RunInfo:
         return RunInfo(
@@ -403,67 +267,35 @@ class EnergySession:
             exitstatus=int(exitstatus),
         )
 
-    def worker_payload(self) -> dict[str, Any]:
-        """What an xdist worker has not sent the controller yet (plain data): its new records and
-        notes, and its facts (once, and with every batch of records). Sent with each test's teardown
-        report and at the session's end."""
-        payload: dict[str, Any] = {}
-        records = [t.record.to_dict() for t in self.taken[self._sent["records"]:]]
-        if records:
-            payload["records"] = records
-        if self.notes[self._sent["notes"]:]:
-            payload["notes"] = self.notes[self._sent["notes"]:]
-        if self.fingerprint and (records or not self._sent["facts"]):  # records travel with their facts
-            payload.update(fingerprint=self.fingerprint, idle_watts=self.idle_watts,
-                           reference_joules=self.reference_joules)
-        self._sent = {"records": len(self.taken), "notes": len(self.notes), "facts": int(bool(self.fingerprint))}
+    def worker_payload(self, final: bool = False) -> dict[str, Any]:
+        """What this xdist worker has not sent the controller yet (see :class:`handover.Outbox`); at
+        the session's end (``final``) also its ``--energy-top`` records."""
+        payload = self.outbox.payload(self.taken, self.notes, {"fingerprint": self.fingerprint,
+                                                               "idle_watts": self.idle_watts,
+                                                               "reference_joules": self.reference_joules})
+        if final and self.top is not None:
+            payload["top"] = self.top.payload()
         return payload
 
     def merge_worker(self, payload: dict[str, Any]) -> None:
-        """Take one worker's records and facts (controller side)."""
-        self.worker_records += [Record.from_dict(r) for r in payload.get("records", [])]
-        self.notes += [n for n in payload.get("notes", []) if n not in self.notes]
-        # The session's facts come from a worker that measured (every worker starts its meter, and a
-        # worker handed no test can report first): its records were judged with that reference.
-        measured = bool(payload.get("records"))
-        if payload.get("fingerprint") and (not self.fingerprint or (measured and not self._facts_measured)):
-            self._facts_measured = measured
-            self.fingerprint = payload["fingerprint"]
-            self.idle_watts = payload.get("idle_watts", {})
-            self.reference_joules = payload.get("reference_joules", {})
-
-    def worker_down(self, worker: str, error: Any, payload: dict[str, Any] | None) -> None:
-        """A worker ended (controller side): take its last records; a crash (``error``) is kept."""
-        if payload:
-            self.merge_worker(payload)
-        if error is not None:
-            self.crashed[worker] = {"error": str(error).strip() or "no reason given", "test": ""}
-
-    def worker_crashed_in(self, worker: str, nodeid: str) -> None:
-        """xdist names the test a crashed worker was running (it comes after :meth:`worker_down`)."""
-        self.crashed.setdefault(worker, {"error": "no reason given", "test": ""})["test"] = nodeid
-
-    def lost(self) -> list[str]:
-        """One line per crashed worker: which test's records were lost, why the gate cannot judge it."""
-        lines = []
-        for worker, crash in sorted(self.crashed.items()):
-            lost = (f"while running {crash['test']}: the records that test took are lost and the gate cannot "
-                    "judge it" if crash["test"] else "outside a test: what it measured after its last test is "
-                    "lost and the gate cannot judge it")
-            lines.append(f"pytest-energy: xdist worker {worker} crashed ({crash['error']}) {lost} (the worker's "
-                         "finished tests had sent theirs)")
-        return lines
+        """Take one worker's records, notes and facts (controller side)."""
+        facts = self.inbox.merge(payload, self.notes, have_facts=bool(self.fingerprint))
+        if facts is not None:
+            self.fingerprint, self.idle_watts, self.reference_joules = (facts[k] for k in handover.FACTS)
+        if self.top is not None:
+            self.top.merge(payload.get("top", []))
 
     def finish(self, exitstatus: int) -> int:
         """Judge, store and report; return the session's exit status with the gate's decision in it
         (1 where the tests passed and the gate failed), the one the JSON and history also hold."""
         records = self.records()
         run_info = self.run_info(exitstatus)
-        lost = self.lost()
+        lost = self.inbox.lost()
         if not records and not lost:
             self._stage("the energy JSON", lambda: self._write_json(
                 records, run_info, {"outcome": "nothing measured", "head": NOTHING_MEASURED}))
-            self.output_lines.append(NOTHING_MEASURED)
+            if self.top is None:  # with --energy-top every test measured, though none is judged
+                self.output_lines.append(NOTHING_MEASURED)
             return exitstatus
         # First, so the records survive whatever a later stage meets; rewritten once judged.
         self._stage("the energy JSON", lambda: self._write_json(records, run_info, {
@@ -507,11 +339,14 @@ class EnergySession:
         from .locking import atomic_write_text
 
         document = session_document(records, run_info.to_dict(), gate)
+        if self.top is not None:  # apart from "records": what the gate, baselines and history read
+            document["top"] = [record.to_dict() for record in self.top.records()]
         self.update_json(document)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(document, indent=1, allow_nan=False) + os.linesep)
         if announce:
-            self.output_lines.append(f"pytest-energy: {len(records)} records written to {path}")
+            listed = f" and {len(document['top'])} --energy-top tests" if "top" in document else ""
+            self.output_lines.append(f"pytest-energy: {len(records)} records{listed} written to {path}")
 
 
 def _gate_document(judgement: Any, records: list[Record]) -> dict[str, Any]:

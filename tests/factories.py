@@ -1,6 +1,6 @@
 """Synthetic records, judgements and run facts for tests that need realistic data without measuring.
 
-Every derived field is computed from the rounds the way the session does, so a test can check a
+Records are built by :meth:`Record.from_rounds`, the session's one constructor, so a test can check a
 rendered number against the record it came from.
 """
 
@@ -11,8 +11,6 @@ from typing import Any
 from pytest_energy.gate import Judgement
 from pytest_energy.record import Carbon, Component, Record, Round, RunInfo
 from pytest_energy.verdict import Verdict
-
-JOULES_PER_KWH = 3.6e6
 
 CARBON = Carbon(intensity_g_per_kwh=56.0, source="codecarbon global_energy_mix.json: France (2022)",
                 pue=1.2, country_iso_code="FRA")
@@ -54,39 +52,39 @@ def make_record(
     proxies: dict[str, float] | None = None,
     outcome: str = "passed",
     carbon: Carbon = CARBON,
+    values: list[float] | None = None,
+    devices: dict[str, str] | None = None,
+    reference: dict[str, float] | None = None,
+    criteria: dict[str, Any] | None = None,
 ) -> Record:
-    """A record whose rounds average ``joules`` net per iteration, alternating by ``spread``."""
+    """A record whose rounds average ``joules`` net per iteration, alternating by ``spread``; or whose
+    rounds give ``values`` net joules per iteration. Its energy is split evenly over ``devices``
+    (device -> method, each device's kind the part of its name before ":"; default: ``device``
+    measured by ``method`` as ``kind``). ``reference``: the session's reference joules per device."""
+    if values is None:
+        values = [joules * (1 + spread * (1 if index % 2 else -1) * (index % 3) / 2) for index in range(rounds)]
+    kinds = {d: d.split(":")[0] for d in devices} if devices else {device: kind}
+    devices = devices or {device: method}
+    seconds = seconds_per_iteration * iterations
     round_list = []
-    for index in range(rounds):
-        net_per = joules * (1 + spread * (1 if index % 2 else -1) * (index % 3) / 2)
-        seconds = seconds_per_iteration * iterations
+    for net_per in values:
         net = net_per * iterations
         gross = net + idle_watts * seconds
-        round_list.append(Round(iterations, seconds, gross, net, True, {device: net}))
-    total_iterations = sum(r.iterations for r in round_list)
-    total_gross = sum(r.gross_joules for r in round_list)
-    total_net = sum(r.net_joules for r in round_list)
-    window = sum(r.seconds for r in round_list)
-    values = [r.net_per_iteration for r in round_list]
-    mean = sum(values) / len(values)
-    stderr = (sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1) / len(values)) ** 0.5
-    component = Component(device, kind, method, total_gross, total_net, idle_watts, window,
-                          ticks=int(window * 10), uncertainty_joules=0.07)
-    return Record(
+        round_list.append(Round(iterations, seconds, gross, net, True, {d: net / len(devices) for d in devices}))
+    window = seconds * len(round_list)
+    share = 1 / len(devices)
+    components = [Component(d, kinds[d], m, share * sum(r.gross_joules for r in round_list),
+                            share * sum(r.net_joules for r in round_list), share * idle_watts, window,
+                            ticks=int(window * 10), uncertainty_joules=0.07) for d, m in devices.items()]
+    return Record.from_rounds(
+        round_list, components,
+        carbon=carbon,
+        reference_joules=reference,
+        criteria=dict(criteria or {}),
         name=name + (f"::{label}" if label else ""),
         nodeid=name,
         form="case" if unit != "iteration" else "call",
-        rounds=round_list,
         warmup_iterations=3,
-        components=[component],
-        per_iteration_gross_joules=total_gross / total_iterations,
-        per_iteration_net_joules=total_net / total_iterations,
-        per_iteration_uncertainty_joules=stderr,
-        total_gross_joules=total_gross,
-        total_net_joules=total_net,
-        duration_seconds=window,
-        co2_grams=total_gross / JOULES_PER_KWH * carbon.pue * carbon.intensity_g_per_kwh,
-        carbon=carbon,
         fingerprint=FINGERPRINT,
         timestamp="2026-11-23T12:00:00+00:00",
         git_commit="0123456789abcdef",

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # `bench` is a folder of the repository, not an installed package
+from bench import detection, recommend  # the repository's folder, on the path by pytest's `pythonpath`
+from pytest_energy.verdict import judge_energy
 
-from bench import detection, recommend  # noqa: E402
-from pytest_energy.verdict import judge_energy  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_bench_verdict_is_the_gates_verdict():
@@ -106,3 +105,41 @@ def test_the_tiny_run_judges_identical_work_unchanged(tiny_run):
     measured = results["detection"]["measured"]
     assert {r["rule"] for r in measured} == {"verdict", "bare"}
     assert all(r["effects"]["0"]["trials"] == 1 for r in measured)
+
+
+def test_contended_runs_make_the_previous_step_fit_cry_wolf_and_not_the_one_used():
+    """What bench/changepoint.py found: with one run in ten 20-40 % high, asv's PELT fit (levels of two
+    runs, report/model.py's detect_steps before) marks a step in about a third of flat 30-run series;
+    the method used marks few and still finds a 20 % step."""
+    from bench import changepoint
+
+    noise = changepoint.NOISES[2]
+    used, before = "pytest-energy: L1 binary segmentation + rank test", "L1 PELT, levels of 2 runs (detect_steps before)"
+    cells = changepoint.run(100, seed=1, noises=(noise,), lengths=(30,), effects=(0.0, 0.2), methods=(used, before))
+    rate = {(c["method"], c["effect"]): c for c in cells}
+    assert rate[before, 0.0]["false_alarm_rate"] > 0.2
+    assert rate[used, 0.0]["false_alarm_rate"] < 0.06
+    assert rate[used, 0.2]["detection_rate"] >= 0.7
+    table = "\n".join(changepoint.markdown(cells))
+    assert "| pytest-energy: L1 binary segmentation + rank test | contended" in table
+
+
+def test_the_nightly_bench_builds_the_fleet_report_from_a_filled_history(tmp_path):
+    from bench import nightly
+
+    figures = nightly.run(runs=8, records=10, history=tmp_path / "history.sqlite")
+    assert figures["runs"] == 8 and figures["kinds"] == 2 and figures["tests"] > 10
+    assert figures["build_seconds"] > 0 and figures["html_megabytes"] > 0
+    assert "nightly report over 8 runs x 10 records" in nightly.text(figures)
+
+
+def test_the_energy_top_overhead_runs_the_suite_plain_and_listed_and_tables_show_it():
+    from bench import overhead, rigs, tables
+
+    run = overhead.top_overhead(rigs.simulated_rig(0), 1, tests=20)
+    assert run["tests"] == 20 and run["listed"] == 10  # --energy-top 10 of the 20
+    assert "counter" in run["listed_methods"]  # the simulated NVML counter, ticking
+    assert run["tests_plain_seconds"] >= 20 * 0.02 and run["tests_measured_seconds"] >= 20 * 0.02
+    lines = tables._overhead({"overhead": {"top": [{"rig": "sim", **run}]}, "meta": {"rigs": {"sim": {"label": "sim"}}}})
+    assert any("`--energy-top`" in line for line in lines)
+    assert any(line.startswith("| sim | 20 x 20 ms |") for line in lines)

@@ -21,12 +21,12 @@ import time
 from pathlib import Path
 
 import pytest
-from fakes.powercap import make_powercap
 
 from pytest_energy import calibrate, cli
 from pytest_energy.calibrate import Measurement, WindowNoise
 from pytest_energy.project import ProjectError, find_project, pyproject_target, write_ini_options
 from pytest_energy.simulation import Target
+from pytest_energy.testing import make_powercap
 
 WATTS = 40.0
 

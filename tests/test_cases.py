@@ -399,7 +399,7 @@ def test_inference_record_is_per_inference_and_says_what_ran(measured):
     assert extra["wh_per_1000_inferences"] == pytest.approx(gross * 1000 / 3600)
     assert extra["joules_per_gflop"] == pytest.approx(gross / (record["proxies"]["flops_per_inference"] / 1e9))
     assert extra["joules_per_token"] == pytest.approx(gross / 4)
-    assert record["budget"]["energy"] == [{"limit_joules": 3.6e6, "per": "1000", "basis": "gross", "met": True}]
+    assert record["criteria"]["energy"] == [{"limit_joules": 3.6e6, "per": "1000", "basis": "gross", "met": True}]
     assert extra["reference_range"] == [0.0, 2.0]  # the report's star rating reads it
     assert measured.outcomes["batched"] == "passed"
 
@@ -494,4 +494,4 @@ def test_finetune_record_has_energy_per_step_and_epoch_and_quality_after(tmp_pat
     assert proxies["flops"] == 6 * proxies["flops_per_step"] > 0
     assert proxies["tokens_in"] == 6 * 8 * 6  # every sentence is [CLS] + 4 words + [SEP]
     assert record["quality"]["accuracy"]["examples"] == 18
-    assert record["budget"]["energy"] == [{"limit_joules": 3.6e6, "per": "test", "basis": "gross", "met": True}]
+    assert record["criteria"]["energy"] == [{"limit_joules": 3.6e6, "per": "test", "basis": "gross", "met": True}]

@@ -69,7 +69,11 @@ def test_baselines_lists_sets_and_unreadable_files(tmp_path: Path, capsys: pytes
 def test_report_renders_from_history(history: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "nightly.html"
     assert main(["report", "--history", str(history), "--out", str(out), "--last", "5"]) == 0
-    assert capsys.readouterr().out.strip() == f"pytest-energy: report written to {out}"
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("pytest-energy nightly report: 2 runs: the last 2 runs, 2026-11-20T10:00:00 to ")
+    assert lines[1:3] == ["gpu: NVIDIA H100 80GB HBM3 x1: 2 runs, 1 tests, runners nvidia-h100-80gb-hbm3-x1-1a2b3c4d",
+                          f"  {NAME}"]
+    assert lines[-1] == f"pytest-energy: nightly report written to {out}"
     assert out.read_text().lstrip().lower().startswith("<!doctype html")
 
 

@@ -25,4 +25,4 @@ def test_record_schema_names_every_record_field() -> None:
     schema = README[README.index("## Record schema"):README.index("## Extending it")]
     absent = [f.name for f in dataclasses.fields(Record) if f'"{f.name}"' not in schema]
     assert absent == []
-    assert '"form": "call" | "block" | "case"' in schema
+    assert '"form": "call" | "block" | "case" | "test"' in schema

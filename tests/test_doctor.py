@@ -9,11 +9,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from fakes.powercap import make_powercap, run_unprivileged
-from fakes.pynvml import FakeGpu, install_fake_nvml
 
 from pytest_energy import cli, doctor
 from pytest_energy.project import find_project, settings_for
+from pytest_energy.testing import FakeGpu, install_fake_nvml, make_powercap, run_unprivileged
 
 DEVICE_KEYS = {"device", "kind", "method", "how", "gates", "tick_seconds", "ticks_seen", "read_seconds",
                "sample_interval_seconds", "idle_watts", "power_limit_watts", "mig_enabled", "other_processes",

@@ -407,5 +407,5 @@ def test_a_positional_budget_is_the_budget_and_more_are_an_error(energy_run, pyt
         "*energy marker: the budget is given twice, as '1 J' and budget='2 J'*"])
     assert "Traceback" not in _lines(result)
     by_name = {r["name"].split("::")[-1]: r for r in json.loads((pytester.path / "out.json").read_text())["records"]}
-    assert by_name["test_under"]["budget"]["energy"] == [
+    assert by_name["test_under"]["criteria"]["energy"] == [
         {"limit_joules": 1000.0, "per": "iteration", "basis": "gross", "met": True}]

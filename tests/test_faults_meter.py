@@ -3,7 +3,7 @@ arguments to the fixture (issue 12, items 2 and 13).
 
 A window the device could not have drawn (a counter that did not move, or moved by more than its power
 limit allows) is invalid with a note, never 0 J or a wild figure that passes or fails a budget. The
-fakes are the project's hardware boundaries: tests/fakes/pynvml.py and tests/fakes/powercap.py.
+fakes are the project's hardware boundaries: pytest_energy.testing's fake pynvml and powercap tree.
 """
 
 from __future__ import annotations
@@ -15,13 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
-from fakes.powercap import make_powercap
-from fakes.pynvml import FakeGpu, install_fake_nvml
 
 from pytest_energy.meter import BOUNDARY, END, START, Meter, Taken
 from pytest_energy.sources import SourceError, nvml, rapl
-
-TESTS = Path(__file__).parent
+from pytest_energy.testing import FakeGpu, install_fake_nvml, make_powercap
 
 
 def _gpu_meter(monkeypatch: pytest.MonkeyPatch, gpu: FakeGpu, idle_seconds: float = 0.3):
@@ -213,16 +210,15 @@ def test_a_rapl_reset_read_as_a_wrap_is_an_invalid_window(tmp_path):
 
 
 # -- the whole plugin: a budget on a frozen counter -------------------------------------------------
-CONFTEST = f"""
+CONFTEST = """
 import importlib.util
 import math
 import sys
 
-sys.path.insert(0, {str(TESTS)!r})
-from fakes.pynvml import FakeGpu, FakeNvmlModule
+from pytest_energy.testing import FakeGpu, FakeNvmlModule
 
 # One fake GPU per process (controller and each xdist worker) at 80 W; its counter frozen or not.
-sys.modules["pynvml"] = FakeNvmlModule([FakeGpu(power=80.0, frozen_from={{frozen}})])
+sys.modules["pynvml"] = FakeNvmlModule([FakeGpu(power=80.0, frozen_from={frozen})])
 # torch cannot reach a fake GPU; hidden, the reference workload does not import it (3 s a process).
 _find_spec = importlib.util.find_spec
 importlib.util.find_spec = lambda name, *rest: None if name == "torch" else _find_spec(name, *rest)
@@ -264,7 +260,7 @@ def test_a_frozen_counter_never_passes_a_budget_with_a_valid_zero(pytester, monk
     [record] = document["records"]
     assert record["rounds"] and not any(r["valid"] for r in record["rounds"])
     assert record["total_gross_joules"] == 0 and record["per_iteration_net_joules"] is None
-    assert "energy" not in record["budget"]  # the budget was not judged on a figure that does not exist
+    assert "energy" not in record["criteria"]  # the budget was not judged on a figure that does not exist
     [gpu] = record["components"]
     assert not gpu["valid"] and gpu["ticks"] == 0
     assert "a frozen counter" in gpu["note"]
@@ -281,7 +277,7 @@ def test_the_same_budget_on_a_live_counter_is_judged_and_fails(pytester, monkeyp
     result.stdout.fnmatch_lines(["*energy budget exceeded: * for the test (gross, counter) > budget 5 J*"])
     [record] = document["records"]
     assert all(r["valid"] for r in record["rounds"])
-    assert record["budget"]["energy"][0]["met"] is False
+    assert record["criteria"]["energy"][0]["met"] is False
 
 
 def test_a_counter_jump_fails_no_budget_and_counts_nowhere(pytester, monkeypatch, workers):
@@ -308,7 +304,7 @@ def test_budget(energy):
     validity = [r["valid"] for r in record["rounds"]]
     assert validity.count(False) in (1, 2) and validity.count(True) >= 2  # the jump's window(s) only
     assert record["total_gross_joules"] < 1000.0
-    assert record["budget"]["energy"][0]["met"] is True
+    assert record["criteria"]["energy"][0]["met"] is True
     [gpu] = record["components"]
     assert "a counter jump" in gpu["note"]
 

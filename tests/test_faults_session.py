@@ -23,9 +23,10 @@ import pytest
 from test_gate_integration import ARGS, CONFTEST
 
 from pytest_energy import baselines as store
+from pytest_energy.context import record_outcome
 from pytest_energy.history import History
 from pytest_energy.record import OUTCOMES
-from pytest_energy.session import NOTHING_MEASURED, record_outcome
+from pytest_energy.session import NOTHING_MEASURED
 
 OUTCOMES_FILE = '''
 import pytest

@@ -140,8 +140,7 @@ def test_fine(energy):
 
 # -- devices ------------------------------------------------------------------------------------------
 def test_bogus_devices_list_the_valid_names_and_the_devices_found(pytester, monkeypatch, tmp_path):
-    from fakes.powercap import make_powercap
-    from fakes.pynvml import FakeGpu, install_fake_nvml
+    from pytest_energy.testing import FakeGpu, install_fake_nvml, make_powercap
 
     nvml = install_fake_nvml(monkeypatch, [FakeGpu(power=80.0)])
     powercap = make_powercap(tmp_path)

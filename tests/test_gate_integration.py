@@ -28,9 +28,8 @@ from pytest_energy.config import Settings, resolve
 from pytest_energy.gate import judge, persist
 from pytest_energy.history import History
 from pytest_energy.report import build_report
-from pytest_energy.record import Component, Record, Round
+from pytest_energy.record import Record
 
-TESTS = Path(__file__).parent
 HW = FINGERPRINT["id"]
 
 
@@ -42,20 +41,12 @@ def _settings(tmp_path: Path, **values: Any) -> Settings:
 
 
 def _record(name: str, values: list[float], *, devices: dict[str, str] | None = None, quality: dict | None = None,
-            budget: dict | None = None, reference: dict[str, float] | None = None, outcome: str = "passed") -> Record:
+            criteria: dict | None = None, reference: dict[str, float] | None = None, outcome: str = "passed") -> Record:
     """A record whose rounds give these per-iteration net joules (split evenly over ``devices``)."""
-    devices = devices or {"gpu:0": "counter"}
-    record = make_record(name.split("::label")[0], quality=quality, outcome=outcome)
+    record = make_record(name.split("::label")[0], values=values, iterations=10, seconds_per_iteration=0.1,
+                         idle_watts=50.0, devices=devices, quality=quality, criteria=criteria,
+                         reference=reference, outcome=outcome)
     record.name = name
-    iterations = 10
-    record.rounds = [Round(iterations, 1.0, v * iterations + 50.0, v * iterations, True,
-                           {d: v * iterations / len(devices) for d in devices}) for v in values]
-    record.components = [Component(d, d.split(":")[0], m, 1.0, 1.0, 0.0, 5.0, 0, 0.0) for d, m in devices.items()]
-    record.per_iteration_gross_joules = sum(r.gross_joules for r in record.rounds) / (iterations * len(values))
-    record.per_iteration_net_joules = sum(values) / len(values)
-    record.budget = dict(budget or {})
-    if reference:
-        record.reference_joules = dict(reference)
     return record
 
 
@@ -200,9 +191,9 @@ def test_per_test_and_per_metric_thresholds(tmp_path: Path) -> None:
                                  _record("t.py::b", BASE), _record("t.py::c", BASE)])
     records = [
         _record("t.py::a", _scaled(1.1), quality={"rougeL": 0.39},
-                budget={"threshold": 0.2, "thresholds": {"rougeL": {"atol": 0.005}}}),
-        _record("t.py::b", _scaled(1.04), budget={"thresholds": {"energy": 0.02}}),
-        _record("t.py::c", _scaled(1.1), budget={"threshold": "lots", "gate": False}),
+                criteria={"threshold": 0.2, "thresholds": {"rougeL": {"atol": 0.005}}}),
+        _record("t.py::b", _scaled(1.04), criteria={"thresholds": {"energy": 0.02}}),
+        _record("t.py::c", _scaled(1.1), criteria={"threshold": "lots", "gate": False}),
     ]
     judgement = judge(records, _settings(tmp_path), FINGERPRINT, tmp_path)
     a = {v.metric: v for v in judgement.verdicts if v.name == "t.py::a"}
@@ -256,7 +247,7 @@ def test_counted_work_gates_even_where_energy_is_modelled(tmp_path: Path) -> Non
     old = _working("t.py::d", 1.0)
     old.proxies = {"flops": 1.0e12}
     _record_baselines(tmp_path, [old])
-    strict = dataclasses.replace(tune, budget={"thresholds": {"flops": 0.01}})
+    strict = dataclasses.replace(tune, criteria={"thresholds": {"flops": 0.01}})
     [verdict] = [v for v in judge([strict], _settings(tmp_path), FINGERPRINT, tmp_path).verdicts if v.metric == "flops"]
     assert verdict.status == "regression" and verdict.threshold == 0.01
 
@@ -359,20 +350,18 @@ def test_interrupted_run_keeps_history_but_not_baselines(tmp_path: Path) -> None
 
 
 # -- `pytest --energy` runs with a controlled energy source -----------------------------------------
-CONFTEST = f'''
+CONFTEST = '''
 import os
 import random
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, {str(TESTS)!r})
-from fakes.powercap import make_powercap
+from pytest_energy.testing import make_powercap
 
 # Each process (controller, xdist worker) gets its own fake package counter, which advances only by
 # the joules the tests spend, with 1.5 % seeded noise per call.
-_tree = make_powercap(Path(__file__).parent / f"rapl-{{os.getpid()}}", dram=False)
+_tree = make_powercap(Path(__file__).parent / f"rapl-{os.getpid()}", dram=False)
 os.environ["PYTEST_ENERGY_POWERCAP"] = str(_tree.root)
 _rng = random.Random(os.environ.get("FAKE_SEED", "0") + os.environ.get("PYTEST_XDIST_WORKER", ""))
 

@@ -89,3 +89,24 @@ def test_real_gpu_sampled_integral_agrees_with_the_counter(real_nvml):
     finally:
         sampled.close()
         counter.close()
+
+
+def test_real_gpu_conditions_under_a_load(real_nvml):
+    """Temperature, SM clock, power limit and throttle reasons read from the driver, on the record too."""
+    from pytest_energy.meter import Meter
+
+    found = nvml.open_channels(["0"])
+    meter = Meter(found.channels)
+    try:
+        idle = meter.channels[0].conditions()
+        assert 0 < idle["temperature_c"] < 120 and idle["power_limit_watts"] > 0 and idle["sm_clock_mhz"] >= 0
+        assert isinstance(idle["throttle_reasons"], list)
+        meter.start(idle_seconds=0.5)
+        measured = meter.account(meter.take_rounds(_load, (0.2,), {}, rounds=3, min_window=0.5, warmup=1,
+                                                   cooldown="110C"))
+    finally:
+        meter.close()
+    [gpu] = measured.components
+    assert set(gpu.conditions["start"]) == {"temperature_c", "sm_clock_mhz", "power_limit_watts", "throttle_reasons"}
+    assert gpu.conditions["cooldown"]["reached"] is True  # no GPU runs at 110 degC
+    assert gpu.conditions["start"]["power_limit_watts"] == pytest.approx(float(found.channels[0].max_watts()))

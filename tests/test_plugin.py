@@ -44,7 +44,7 @@ def test_sum(energy):
 """)
     result, document = run(pytester, mode, "--energy-devices", "cpu,ram")
     result.assert_outcomes(passed=1)
-    assert document["schema_version"] == 2
+    assert document["schema_version"] == 3
     [record] = document["records"]
     assert record["name"] == "test_call_form_gives_modelled_per_iteration_joules.py::test_sum"
     assert record["methods"] == ["modelled"]
@@ -90,9 +90,9 @@ def test_under(energy):
     by_name = {r["name"].split("::")[-1]: r for r in document["records"]}
     assert {name: r["outcome"] for name, r in by_name.items()} == {"test_over": "failed", "test_under": "passed"}
     # The exceeded budget is recorded too, so the JSON says what the failure was measured against.
-    assert by_name["test_over"]["budget"]["energy"] == [
+    assert by_name["test_over"]["criteria"]["energy"] == [
         {"limit_joules": 0.001, "per": "iteration", "basis": "gross", "met": False}]
-    assert by_name["test_under"]["budget"]["energy"] == [
+    assert by_name["test_under"]["criteria"]["energy"] == [
         {"limit_joules": 3.6e6, "per": "1000", "basis": "gross", "met": True}]
 
 
@@ -287,8 +287,10 @@ def pytest_sessionfinish(session):
     result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "-p", "no:html")  # it loads jinja2
     result.stdout.fnmatch_lines(["*HEAVY: []"])
     # With --energy off the plugin costs its options, hook specs and light core: no session or meter.
-    assert ("OURS: ['pytest_energy', 'pytest_energy.budget', 'pytest_energy.config', 'pytest_energy.hookspec', "
-            "'pytest_energy.plugin', 'pytest_energy.record', 'pytest_energy.units']" in result.stdout.lines)
+    # (conditions: the cooldown setting's parser, standard library only.)
+    assert ("OURS: ['pytest_energy', 'pytest_energy.budget', 'pytest_energy.conditions', 'pytest_energy.config', "
+            "'pytest_energy.hookspec', 'pytest_energy.plugin', 'pytest_energy.record', 'pytest_energy.units']"
+            in result.stdout.lines)
     probe = subprocess.run(
         [sys.executable, "-c", "import sys, pytest_energy.plugin; "
          "print([m for m in ('torch', 'transformers', 'codecarbon') if m in sys.modules])"],
@@ -324,7 +326,7 @@ def test_gpu_counter_joules_through_the_whole_plugin(pytester, monkeypatch):
     net joules per round are the 220 W above idle times the window, within the tick interpolation."""
     import importlib.util
 
-    from fakes.pynvml import FakeGpu, install_fake_nvml
+    from pytest_energy.testing import FakeGpu, install_fake_nvml
 
     install_fake_nvml(monkeypatch, [FakeGpu(power=80.0)])
     # torch cannot reach a fake GPU; hidden, it is not imported inside this in-process run either

@@ -1,15 +1,15 @@
-"""The report object: ordering, totals, per-row figures, Pareto front, trends and step detection."""
+"""The report object: ordering, totals, per-row figures, Pareto front and trends."""
 
 from __future__ import annotations
 
 import math
-import random
 
 import pytest
 
 from factories import make_judgement, make_record, make_run_info, make_verdict
 from pytest_energy.report import build_report
-from pytest_energy.report.model import build_trends, detect_steps, fmt, is_fine_tune
+from pytest_energy.report.model import fmt, is_fine_tune
+from pytest_energy.report.trends import build_trends
 
 
 def _report(history=None):
@@ -85,38 +85,6 @@ def test_fmt_gives_significant_digits_without_exponents_in_the_usual_range():
     assert fmt(100.0, 2) == "100"
 
 
-def _noisy(level: float, count: int, noise: float, rng: random.Random) -> list[float]:
-    return [level * (1 + rng.gauss(0, noise)) for _ in range(count)]
-
-
-def test_steps_found_where_the_level_changes_and_not_in_noise():
-    rng = random.Random(7)
-    flat = _noisy(10, 40, 0.01, rng)
-    assert detect_steps(flat) == []
-    stepped = _noisy(10, 20, 0.01, rng) + _noisy(11, 20, 0.01, rng)
-    (index, before, after), = detect_steps(stepped)
-    assert index == 20 and after / before == pytest.approx(1.1, abs=0.02)
-    small = _noisy(10, 20, 0.005, rng) + _noisy(10.3, 20, 0.005, rng)
-    assert detect_steps(small) == []  # a real 3 % shift is under the 5 % a step must reach
-
-
-def test_one_stray_run_is_not_a_step_but_two_at_the_end_are():
-    rng = random.Random(11)
-    series = _noisy(10, 30, 0.01, rng)
-    spiked = list(series)
-    spiked[12] *= 1.4
-    assert detect_steps(spiked) == []
-    tail = series[:-2] + [v * 1.3 for v in series[-2:]]
-    (index, _, after), = detect_steps(tail)
-    assert index == 28 and after > 12.5
-
-
-def test_steps_false_alarm_rate_on_flat_noisy_series_is_low():
-    rng = random.Random(5)
-    alarms = sum(bool(detect_steps(_noisy(10, 30, 0.03, rng))) for _ in range(200))
-    assert alarms <= 4  # at most 2 % of noisy flat series get a step
-
-
 class _History:
     def __init__(self, series):
         self._series = series
@@ -155,8 +123,8 @@ def test_trend_limit_keeps_the_most_urgent_rows_and_counts_the_rest():
     series = {f"t{i}": [("2026-01-01", 1.0, ""), ("2026-01-02", 1.0, "")] for i in range(5)}
     trends, left_out = build_trends(series, ["t3", "t1", "t0", "t4", "t2"], limit=2)
     assert [t.name for t in trends] == ["t3", "t1"] and left_out == 3
-    nightly, none_left = build_trends(series)
-    assert len(nightly) == 5 and none_left == 0
+    every, none_left = build_trends(series, ["t0", "t1", "t2", "t3", "t4"])
+    assert len(every) == 5 and none_left == 0
 
 
 def test_records_without_valid_rounds_render_as_not_available():

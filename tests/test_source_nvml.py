@@ -1,4 +1,4 @@
-"""The NVML source against a fake ``pynvml`` (tests/fakes/pynvml.py): counters, sampling, selection, faults."""
+"""The NVML source against a fake ``pynvml`` (pytest_energy.testing): counters, sampling, selection, faults."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import threading
 import time
 
 import pytest
-from fakes.pynvml import FakeClock, FakeGpu, install_fake_nvml
 
-from pytest_energy.sources import SourceError, SourceUnavailable, detect, nvml
+from pytest_energy.sources import SourceError, SourceUnavailable, detect, nvml, sampled
+from pytest_energy.testing import FakeClock, FakeGpu, install_fake_nvml
 
 
 def _uuid(index: int) -> str:
@@ -172,7 +172,7 @@ def test_gpu_without_counter_integrates_a_known_power_curve(monkeypatch, opened)
     (channel,) = opened().channels
     assert (channel.method, channel.tick_seconds) == ("sampled", 0.0)
     channel.start()
-    assert channel.interval_seconds == pytest.approx(nvml.SAMPLE_INTERVAL_SECONDS)  # fake reads cost µs
+    assert channel.interval_seconds == pytest.approx(sampled.SAMPLE_INTERVAL_SECONDS)  # fake reads cost µs
     start_wall = time.perf_counter()
     start = channel.read()
     start_t = fake.now()
@@ -205,7 +205,7 @@ def test_each_read_samples_and_integrates_by_trapezoids(monkeypatch, opened):
 
 
 def test_sampler_thread_stops_on_close_and_timeline_is_capped(monkeypatch, opened):
-    monkeypatch.setattr(nvml, "TIMELINE_CAP", 5)
+    monkeypatch.setattr(sampled, "TIMELINE_CAP", 5)
     fake = install_fake_nvml(monkeypatch, [FakeGpu(has_counter=False, power=80.0)])
     (channel,) = opened().channels
     channel.start()

@@ -1,4 +1,4 @@
-"""The RAPL source against a fake powercap tree (tests/fakes/powercap.py), and the real one where readable."""
+"""The RAPL source against a fake powercap tree (pytest_energy.testing), and the real one where readable."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
-from fakes.powercap import make_powercap, run_unprivileged
 
 from pytest_energy.sources import SourceError, detect, rapl
+from pytest_energy.testing import make_powercap, run_unprivileged
 
 REAL_ROOT = Path("/sys/class/powercap")
 

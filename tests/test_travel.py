@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 from factories import FINGERPRINT, make_record, make_run_info
-from fakes.pynvml import FakeGpu, install_fake_nvml
 
 from pytest_energy import baselines as store
 from pytest_energy import cli
@@ -27,6 +26,7 @@ from pytest_energy.config import resolve
 from pytest_energy.fingerprint import device_kinds, fingerprint
 from pytest_energy.gate import judge, persist
 from pytest_energy.sources import detect
+from pytest_energy.testing import FakeGpu, install_fake_nvml
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -22,7 +22,7 @@ from .generation import GenerationCase
 from .models import pick_device
 from .proxies import count_flops, parameters
 from .registry import get_task
-from .runner import _batches, _check_quality, _distinct, _fill_inference_record, _load, _per_inference, _quality
+from .runner import _batches, _check_quality, _distinct, _fill_inference_record, _load, _quality
 from .tasks import Predictor, tokens_in
 
 PHASES = ("prefill", "decode")
@@ -81,7 +81,7 @@ def run_generation(case: GenerationCase, energy: Any) -> None:
         energy.run(stepper(phase), iterations=per_round, rounds=case.rounds, warmup=case.warmup, unit="inference",
                    label=phase)
         record = energy.last
-        _per_inference(record, case.batch_size)
+        record.count_each_call_as(case.batch_size)  # one iteration of the record is one query
         measured = [work[i % len(work)][index] for i in range(case.warmup, calls)]
         _fill_inference_record(record, case, spec, measured, params, per_round, dict(facts, phase=phase))
         records.append(record)
@@ -89,7 +89,7 @@ def run_generation(case: GenerationCase, energy: Any) -> None:
     quality = _quality(case, spec, rows, predictions)
     for record in records:
         record.quality = {name: dict(entry) for name, entry in quality.items()}
-        record.budget["quality"] = dict(case.quality)
+        record.criteria["quality"] = dict(case.quality)
     _check_quality(records[-1].quality, dict(case.quality))
 
 

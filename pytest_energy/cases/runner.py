@@ -93,18 +93,6 @@ def _batch_proxies(predictor: Predictor, spec: Task, rows: list[dict[str, Any]],
     return out
 
 
-def _per_inference(record: Any, batch_size: int) -> None:
-    """Make one iteration of the record one inference (a call ran ``batch_size`` of them)."""
-    if batch_size == 1:
-        return
-    for measured in record.rounds:
-        measured.iterations *= batch_size
-    record.per_iteration_gross_joules /= batch_size
-    record.per_iteration_net_joules /= batch_size
-    record.per_iteration_uncertainty_joules /= batch_size
-    record.warmup_iterations *= batch_size
-
-
 def run_inference(case: Any, energy: Any, transform: Pruning | None = None,
                   quality: Mapping[str, float] | None = None) -> None:
     """Run an inference case in its test (see the module docstring).
@@ -157,11 +145,11 @@ def run_inference(case: Any, energy: Any, transform: Pruning | None = None,
 
     energy.run(step, iterations=per_round, rounds=case.rounds, warmup=case.warmup, unit="inference")
     record = energy.last
-    _per_inference(record, case.batch_size)
+    record.count_each_call_as(case.batch_size)  # one iteration of the record is one inference
     _fill_inference_record(record, case, spec, measured, (total_params, nonzero_params), per_round,
                            {"model": loaded.facts, "device": device, "dtype": dtype, **facts})
     record.quality = _quality(case, spec, rows, predictions)
-    record.budget["quality"] = dict(case.quality)
+    record.criteria["quality"] = dict(case.quality)
     _check_quality(record.quality, dict(case.quality))
 
 
@@ -257,7 +245,7 @@ def run_finetune(case: Any, energy: Any) -> None:
                        generates=False),
         })
         record.quality = quality
-        record.budget["quality"] = dict(case.quality)
+        record.criteria["quality"] = dict(case.quality)
     _check_quality(quality, dict(case.quality))
 
 

@@ -5,13 +5,17 @@ markup in the page, and every piece of test-supplied text in it is escaped."""
 from __future__ import annotations
 
 import math
+from datetime import datetime
 
 from markupsafe import Markup, escape
 
-from .model import QualityChart, Trend, fmt
+from .model import QualityChart, fmt
+from .trends import Trend, TrendPoint
 
 STATUS_CLASS = {"regression": "s-reg", "inconclusive": "s-inc", "improvement": "s-imp", "new": "s-new",
                 "unchanged": "s-unc", "incomparable": "s-icp", "": "s-none"}
+#: A trend draws a dot per run up to this many runs.
+MAX_DOTS = 120
 
 
 def _ticks(low: float, high: float, count: int = 5, whole: bool = False) -> list[float]:
@@ -121,22 +125,57 @@ def power_timeline(samples: list[tuple[float, float]], idle_watts: float | None 
     return _frame(width, height, "power timeline", parts)
 
 
+def _times(points: list[TrendPoint]) -> list[float]:
+    """Each point's run time in seconds, for a time axis; the run's position where a time is unreadable
+    (an axis of times would then lie)."""
+    try:
+        return [datetime.fromisoformat(p.started.replace("Z", "+00:00")).timestamp() for p in points]
+    except ValueError:
+        return [float(i) for i in range(len(points))]
+
+
+def _time_ticks(points: list[TrendPoint], at: list[float], count: int = 4) -> list[tuple[float, str, str]]:
+    """Up to ``count`` points spread over the series, labelled by their date and commit."""
+    chosen = sorted({round(k * (len(points) - 1) / max(count - 1, 1)) for k in range(count)})
+    return [(at[i], points[i].started[:10], points[i].commit[:7]) for i in chosen]
+
+
 def trend_line(trend: Trend) -> Markup:
-    """Net joules per iteration across runs (oldest left); steps drawn as red markers."""
-    width, height, left, top, right, bottom = 370, 150, 76, 10, 360, 110
+    """Net joules per iteration over the runs' dates (oldest left), ticks naming date and commit; steps
+    drawn as red markers between the last run before and the first after."""
+    width, height, left, top, right, bottom = 400, 168, 76, 10, 384, 110
     values = [p.joules for p in trend.points]
-    x = _Axis(list(range(1, len(values) + 1)), left, right, log=False, whole=True)
+    at = _times(trend.points)
+    x = _Axis(at, left, right, log=False)
     y = _Axis(values, bottom, top, log=False)
-    parts = _axes(x, y, left, top, right, bottom, "run", "J / iteration")
-    path = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values, 1))
+    parts = [f'<rect class="plot" x="{left}" y="{top}" width="{right - left}" height="{bottom - top}"/>']
+    for tick in y.ticks():
+        py = y(tick)
+        if top <= py <= bottom:
+            parts.append(f'<line class="grid" x1="{left}" y1="{py:.1f}" x2="{right}" y2="{py:.1f}"/>'
+                         f'<text class="tick" x="{left - 4}" y="{py + 4:.1f}" text-anchor="end">{fmt(tick, 3)}</text>')
+    kept = -math.inf
+    for px, date, commit in _time_ticks(trend.points, at):
+        if x(px) - kept < 70:  # labels closer than their width would overlap: the earlier one stays
+            continue
+        kept = x(px)
+        parts.append(f'<line class="grid" x1="{x(px):.1f}" y1="{top}" x2="{x(px):.1f}" y2="{bottom}"/>'
+                     f'<text class="tick" x="{x(px):.1f}" y="{bottom + 14}" text-anchor="middle">{escape(date)}</text>'
+                     + (f'<text class="tick" x="{x(px):.1f}" y="{bottom + 26}" text-anchor="middle">'
+                        f'{escape(commit)}</text>' if commit else ""))
+    parts.append(f'<text class="axis" transform="translate(12 {(top + bottom) / 2:.0f}) rotate(-90)" '
+                 f'text-anchor="middle">J / iteration</text>')
+    path = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in zip(at, values))
     parts.append(f'<polyline class="trend" points="{path}"/>')
-    for i, point in enumerate(trend.points, 1):
+    # Dots (with their tooltips) for a readable number of runs; a long series is its line alone.
+    for t, point in zip(at, trend.points) if len(at) <= MAX_DOTS else ():
         css = STATUS_CLASS.get(point.status, "s-none")
-        parts.append(f'<circle class="dot small {css}" cx="{x(i):.1f}" cy="{y(point.joules):.1f}" r="2.5">'
-                     f'<title>{escape(point.started)}: {fmt(point.joules)} J ({escape(point.status or "-")})'
-                     f'</title></circle>')
+        where = ", ".join(part for part in (point.commit[:12], point.runner) if part)
+        parts.append(f'<circle class="dot small {css}" cx="{x(t):.1f}" cy="{y(point.joules):.1f}" r="2.5">'
+                     f'<title>{escape(point.started)}{escape(f" ({where})" if where else "")}: {fmt(point.joules)} J '
+                     f'({escape(point.status or "-")})</title></circle>')
     for step in trend.steps:
-        px = (x(step.index) + x(step.index + 1)) / 2  # between the last run before and the first after
+        px = (x(at[step.index - 1]) + x(at[step.index])) / 2  # between the last run before and the first after
         parts.append(f'<line class="step" x1="{px:.1f}" y1="{top}" x2="{px:.1f}" y2="{bottom}">'
                      f'<title>step {escape(step.text)}: {fmt(step.before)} J to {fmt(step.after)} J</title></line>')
     return _frame(width, height, f"trend of {trend.name}", parts)

@@ -15,6 +15,7 @@ from markupsafe import Markup
 
 from ..locking import atomic_write_text
 from . import charts, exports
+from .fleet import Fleet
 from .model import Report, Row, fmt, percent
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -60,3 +61,13 @@ def write(report: Report, path: Path) -> str:
     """Render ``report`` to ``path`` atomically; the line to show for it."""
     atomic_write_text(path, render(report))
     return f"HTML report: {path}"
+
+
+def render_fleet(fleet: Fleet) -> str:
+    """The nightly report of a fleet as one HTML document."""
+    return environment().get_template("nightly.html.j2").render(fleet=fleet)
+
+
+def write_fleet(fleet: Fleet, path: Path) -> None:
+    """Render the nightly report to ``path`` atomically."""
+    atomic_write_text(path, render_fleet(fleet))

@@ -7,28 +7,23 @@ trend series with their step changes. Renderers only format; they never recomput
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any
 
+from ..conditions import describe as describe_conditions
 from ..gate import Judgement
 from ..record import Carbon, Record, RunInfo
 from ..verdict import STATUSES, Verdict, fails_gate, most_urgent
 from .exports import carbon_efficiency_classes, per_unit, rating
+from .trends import Trend, session_trends
 
 JOULES_PER_WH = 3600.0
 #: Most urgent first: the HTML lists rows in this order, the terminal in the reverse order.
 STATUS_ORDER = (*STATUSES, "")
 _RANK = {status: index for index, status in enumerate(STATUS_ORDER)}
-#: A step in a trend series is marked when the level moves by at least this fraction.
-STEP_MIN_CHANGE = 0.05
-#: Trend charts drawn: a session report draws those of its most urgent rows, the nightly report
-#: those with step changes first. Every chart is inline SVG, so the cap keeps big reports light.
-SESSION_TRENDS = 60
-NIGHTLY_TRENDS = 400
 
 
 _SPECS = {digits: f".{digits}g" for digits in range(1, 10)}
@@ -174,6 +169,8 @@ class Row:
                           f"{fmt(c.net_joules)} J, idle {fmt(c.idle_watts)} W over {fmt(c.window_seconds)} s, "
                           f"{c.ticks} ticks, ± {fmt(c.uncertainty_joules, 2)} J"
                           + ("" if c.valid else ", invalid") + (f"; {c.note}" if c.note else "")))
+            if c.conditions:
+                lines.append((f"{c.device} conditions", describe_conditions(c.conditions)))
         lines.append((f"rounds, net J {per}", ", ".join(
             (fmt(rd.net_joules / rd.iterations) if rd.iterations else "n/a") + ("" if rd.valid else " (invalid)")
             for rd in r.rounds)))
@@ -189,7 +186,7 @@ class Row:
             lines.append(("carbon efficiency", (f"class {self.carbon_class}" if self.carbon_class else "not classed")
                           + f": {self.carbon_class_basis}"))
         lines += [(str(k), fmt(v) if isinstance(v, (int, float)) else str(v)) for k, v in r.proxies.items()]
-        lines += [(f"budget {k}", str(v)) for k, v in r.budget.items()]
+        lines += [(f"budget {k}", str(v)) for k, v in r.criteria.items()]
         lines += [("verdict", m) for m in self.messages]
         return lines
 
@@ -243,39 +240,6 @@ class QualityChart:
 
 
 @dataclass
-class TrendPoint:
-    started: str  # ISO time of the run
-    joules: float  # net J per iteration
-    status: str
-
-
-@dataclass
-class Step:
-    """A change of level in a trend series (asv's step detection): ``index`` is the first point of
-    the new level."""
-
-    index: int
-    started: str
-    before: float
-    after: float
-
-    @property
-    def ratio(self) -> float:
-        return self.after / self.before if self.before else math.inf
-
-    @property
-    def text(self) -> str:
-        return f"{percent(self.ratio)} at {self.started[:19]}"
-
-
-@dataclass
-class Trend:
-    name: str
-    points: list[TrendPoint]
-    steps: list[Step]
-
-
-@dataclass
 class Report:
     """Everything the renderers need, computed once by :func:`build_report`."""
 
@@ -295,7 +259,6 @@ class Report:
     quality_charts: list[QualityChart] = field(default_factory=list)
     trends: list[Trend] = field(default_factory=list)
     trends_note: str = ""  # why trends are missing or cut, shown under the section
-    source: str = "session"  # "session" or "history" (the nightly report)
     rootdir: str = ""  # where relative output paths resolve (pytest's rootdir, from the judgement)
 
     @property
@@ -475,138 +438,6 @@ def _quality_charts(rows: list[Row]) -> list[QualityChart]:
     return sorted(charts, key=lambda c: (c.metric, c.unit))
 
 
-class _Level:
-    """A growing segment of a series: its running median and the sum of absolute deviations from it
-    (two heaps, so extending a segment by one value costs O(log n))."""
-
-    def __init__(self) -> None:
-        self.low: list[float] = []  # max-heap (negated) of the lower half
-        self.high: list[float] = []  # min-heap of the upper half
-        self.sum_low = self.sum_high = 0.0
-
-    def add(self, value: float) -> None:
-        if not self.low or value <= -self.low[0]:
-            heapq.heappush(self.low, -value)
-            self.sum_low += value
-        else:
-            heapq.heappush(self.high, value)
-            self.sum_high += value
-        if len(self.low) > len(self.high) + 1:
-            moved = -heapq.heappop(self.low)
-            self.sum_low -= moved
-            heapq.heappush(self.high, moved)
-            self.sum_high += moved
-        elif len(self.high) > len(self.low):
-            moved = heapq.heappop(self.high)
-            self.sum_high -= moved
-            heapq.heappush(self.low, -moved)
-            self.sum_low += moved
-
-    @property
-    def cost(self) -> float:
-        median = -self.low[0]
-        return (median * len(self.low) - self.sum_low) + (self.sum_high - median * len(self.high))
-
-
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
-def detect_steps(values: list[float], min_change: float = STEP_MIN_CHANGE) -> list[tuple[int, float, float]]:
-    """Where a series changes level: ``(first index of the new level, median before, median after)``.
-
-    As asv's step detection: the best piecewise-constant fit under absolute error (robust to a stray
-    run) plus a penalty per level, solved exactly by dynamic programming with PELT pruning. The
-    penalty is ``2 sigma log n`` with sigma the series' own point-to-point noise; a level holds at
-    least two runs, and a change under ``min_change`` is not a step. On synthetic series with 1-5 %
-    noise this marks a 10 % step in 70-100 % of 30-run series, and a flat series in at most 3 %.
-    """
-    n = len(values)
-    if n < 4:
-        return []
-    diffs = sorted(abs(b - a) for a, b in zip(values, values[1:]))
-    # Median successive difference / (0.6745 sqrt 2) estimates sigma robustly, even across a step;
-    # the floor keeps a perfectly flat series from turning every wiggle into a level.
-    sigma = max(diffs[len(diffs) // 2] / (0.6745 * math.sqrt(2)), abs(_median(values)) * 1e-3, 1e-12)
-    penalty = 2 * sigma * math.log(n)
-    best = [0.0] + [math.inf] * n
-    start = [0] * (n + 1)
-    levels = {0: _Level()}  # candidate starts of the last level, with their running cost
-    for j in range(1, n + 1):
-        scores = []
-        for i, level in levels.items():
-            level.add(values[j - 1])
-            if j - i >= 2:
-                scores.append((best[i] + level.cost + penalty, i))
-        if scores:
-            best[j], start[j] = min(scores)
-            for score, i in scores:  # PELT: a start this far behind can never win later
-                if score - penalty > best[j]:
-                    del levels[i]
-        levels[j] = _Level()
-    starts, j = [], n
-    while j > 0:
-        j = start[j]
-        starts.append(j)
-    edges = sorted(starts) + [n]
-    steps = []
-    for k in range(1, len(edges) - 1):
-        before = _median(values[edges[k - 1]:edges[k]])
-        after = _median(values[edges[k]:edges[k + 1]])
-        if before and abs(after / before - 1) >= min_change:
-            steps.append((edges[k], before, after))
-    return steps
-
-
-def _points(raw: Iterable[tuple[str, float, str]]) -> list[TrendPoint]:
-    return [TrendPoint(str(started), float(joules), str(status or ""))
-            for started, joules, status in sorted(raw, key=lambda p: str(p[0])) if _number(joules) is not None]
-
-
-def build_trends(series: dict[str, list[tuple[str, float, str]]], names: Iterable[str] | None = None,
-                 limit: int | None = None) -> tuple[list[Trend], int]:
-    """Trend lines (oldest run first) with their steps, and how many series were left out.
-
-    With ``names`` (the session report): those series in that order (regressions first), the first
-    ``limit`` with two runs or more. Without (the nightly report): every series, steps found in all,
-    those with steps first, then by name, ``limit`` drawn.
-    """
-    if names is not None:
-        trends, left_out = [], 0
-        for name in names:
-            raw = series.get(name, ())
-            if sum(1 for point in raw if _number(point[1]) is not None) < 2:
-                continue
-            if limit is not None and len(trends) >= limit:
-                left_out += 1  # counted, not built: a big suite has a series per test
-                continue
-            points = _points(raw)
-            trends.append(Trend(name, points, _steps(points)))
-        return trends, left_out
-    trends = [Trend(name, points, _steps(points))
-              for name, points in ((n, _points(raw)) for n, raw in series.items()) if len(points) >= 2]
-    trends.sort(key=lambda t: (not t.steps, t.name))
-    return trends[:limit], max(0, len(trends) - (limit or len(trends)))
-
-
-def _steps(points: list[TrendPoint]) -> list[Step]:
-    return [Step(i, points[i].started, before, after)
-            for i, before, after in detect_steps([p.joules for p in points])]
-
-
-def _series(history: Any, fingerprint_id: str | None) -> tuple[dict[str, list[tuple[str, float, str]]], str]:
-    """The history's series on this hardware, or {} and a one-line reason where the store cannot
-    give them (a report never fails for its history)."""
-    if history is None:
-        return {}, "no history store yet: trends appear after the second run with --energy"
-    try:
-        return dict(history.series(fingerprint_id)), ""
-    except Exception as error:  # a missing or unreadable store must not break the report
-        return {}, f"history unavailable: {error}"
-
-
 def _hardware(fingerprint: dict[str, Any]) -> list[tuple[str, str]]:
     items = [("fingerprint", str(fingerprint.get("id", "n/a")))]
     for gpu in fingerprint.get("gpus") or []:
@@ -643,13 +474,11 @@ def build_report(
     history: Any = None,
     *,
     title: str = "pytest-energy report",
-    source: str = "session",
-    series: dict[str, list[tuple[str, float, str]]] | None = None,
 ) -> Report:
     """Compute once everything the renderers show: totals, ordered rows, charts, trends, assumptions.
 
     ``history`` is a :class:`pytest_energy.history.History` (or None): its ``series()`` on this run's
-    hardware give the trend lines, unless ``series`` are given ready (the nightly report).
+    hardware give the trend lines (:func:`pytest_energy.report.trends.session_trends`).
     """
     judgement = judgement or Judgement()
     by_name: dict[str, list[Verdict]] = {}
@@ -673,19 +502,7 @@ def build_report(
         not_gating=sum(1 for r in rows if r.status == "regression" and not r.gating),
     )
     fingerprint = run_info.fingerprint if run_info else (records[0].fingerprint if records else {})
-    trends_note = ""
-    if series is None:
-        series, trends_note = _series(history, (fingerprint or {}).get("id"))
-    if source == "history":
-        trends, left_out = build_trends(series, None, NIGHTLY_TRENDS)
-    else:
-        trends, left_out = build_trends(series, [row.name for row in rows], SESSION_TRENDS)
-    if left_out:
-        trends_note = (f"{left_out} more series with history are not drawn here"
-                       + ("" if source == "history" else "; `pytest-energy report` draws the series with step changes first"))
-    elif not trends and not trends_note:
-        trends_note = "no test has two or more runs in the history store yet"
-
+    trends, trends_note = session_trends(history, (fingerprint or {}).get("id"), [row.name for row in rows])
     carbon = run_info.carbon if run_info else (records[0].carbon if records else None)
     idle = run_info.idle_watts if run_info else {}
     return Report(
@@ -705,7 +522,6 @@ def build_report(
         quality_charts=_quality_charts(rows),
         trends=trends,
         trends_note=trends_note,
-        source=source,
         rootdir=str(getattr(judgement, "rootdir", "") or ""),
     )
 

@@ -15,6 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
+from .fleet import Fleet
 from .model import Report, Row, fmt
 
 STYLE = {"regression": "bold red", "inconclusive": "yellow", "improvement": "green", "new": "cyan",
@@ -128,3 +129,42 @@ def render(report: Report, terminalreporter: Any, verbosity: int) -> None:
         console.print(Text(line, style="red"), soft_wrap=True)
     terminalreporter.write_sep("=", "energy", bold=True)
     terminalreporter.write(console.file.getvalue())  # type: ignore[attr-defined]
+
+
+def summarise(terminalreporter: Any, report: Report | None, top: Any, lines: list[str], verbosity: int) -> None:
+    """The end-of-session terminal summary: the report table (where one was built), the
+    ``--energy-top`` table (``top``: the session's :class:`pytest_energy.top.TopTests`, or None), then
+    ``lines`` (the session's notes and the files it wrote), each as a "pytest-energy:" line."""
+    if report is not None:
+        render(report, terminalreporter, verbosity)
+    if top is not None:
+        from . import top as top_table
+
+        top_table.render(top.records(), top.count, terminalreporter)
+    for line in lines:
+        terminalreporter.write_line(line if line.startswith("pytest-energy") else f"pytest-energy: {line}")
+
+
+def fleet_lines(fleet: Fleet) -> list[str]:
+    """The nightly report in plain lines: per device kind, each test with change points or an urgent
+    latest verdict (its full name, verdict, latest joules, change points with their commit range,
+    runners), then how many others are steady. The HTML report lists every test."""
+    lines = [f"{fleet.title}: {fleet.window}, {fleet.first[:19]} to {fleet.last[:19]}, "
+             f"{len(fleet.runners)} runner{'s' if len(fleet.runners) != 1 else ''}; {fleet.tests} tests, "
+             f"{fleet.steps} change point{'s' if fleet.steps != 1 else ''}, {fleet.regressions} latest regression"
+             f"{'s' if fleet.regressions != 1 else ''}"]
+    for kind in fleet.kinds:
+        lines.append(f"{kind.kind}: {kind.runs} runs, {len(kind.tests)} tests, runners {', '.join(kind.runners)}")
+        steady = 0
+        for test in kind.tests:
+            if not test.trend.steps and test.status not in ("regression", "inconclusive", "incomparable"):
+                steady += 1
+                continue
+            steps = "; ".join(f"step {step.text}" for step in test.trend.steps) or "no change point"
+            lines.append(f"  {test.name}")
+            lines.append(f"    {test.status or 'not judged'}, {fmt(test.latest_joules)} J/iteration on "
+                         f"{test.last_started[:10]}, {test.runs} runs; {steps}; runners {', '.join(test.runners)}")
+        if steady:
+            lines.append(f"  {steady} more test{'s' if steady != 1 else ''} without change points or an urgent "
+                         "latest verdict")
+    return lines + fleet.notes

@@ -1,16 +1,52 @@
 """Where joules come from: NVML (GPUs), RAPL (CPU package and DRAM), or a labelled model.
 
-:func:`detect` picks, per device kind, the best source this machine offers: a hardware counter
-first, power sampling next, and a model of CPU time and rated power where nothing else exists.
+:func:`detect` walks :data:`SOURCES`, the registry of sources in order of preference: for each device
+kind it keeps the channels of the first source that measures it, so a hardware counter comes first,
+power sampling next, and a model of CPU time and rated power where nothing else exists. A new source
+is one module with an ``open_source(request) -> Detection`` function (a sampled one subclasses
+:class:`~pytest_energy.sources.sampled.SampledChannel`) and one row here.
 """
 
 from __future__ import annotations
 
-from .base import Channel, Detection, SourceError, SourceUnavailable
+import importlib
+from dataclasses import dataclass
 
-__all__ = ["Channel", "Detection", "SourceError", "SourceUnavailable", "detect", "found_devices", "parse_devices"]
+from .base import Channel, Detection, Request, SourceError, SourceUnavailable
+
+__all__ = ["SOURCES", "Channel", "Detection", "Request", "Source", "SourceError", "SourceUnavailable", "detect",
+           "found_devices", "parse_devices"]
 
 KINDS = ("gpu", "cpu", "ram")
+#: The ``--energy-devices`` kind each channel kind is measured for (a RAPL ``dram`` domain is the RAM).
+DEVICE_KIND = {"gpu": "gpu", "cpu": "cpu", "dram": "ram", "ram": "ram"}
+_KIND_LABEL = {"gpu": "GPU", "cpu": "CPU", "ram": "RAM"}
+
+
+@dataclass(frozen=True)
+class Source:
+    """One energy source: the device kinds it can measure and the module that opens its channels.
+
+    The module is imported only when :func:`detect` asks it for channels (never when the plugin
+    loads); its ``open_source(request)`` returns a :class:`Detection` and raises
+    :class:`SourceUnavailable` when the source cannot be used on this machine at all.
+    """
+
+    name: str
+    kinds: tuple[str, ...]
+    module: str  # relative to this package
+
+    def open(self, request: Request) -> Detection:
+        """Open this source's channels for the kinds in ``request``."""
+        return importlib.import_module(f".{self.module}", __name__).open_source(request)
+
+
+#: Every source :func:`detect` knows, most trusted first within each kind.
+SOURCES: tuple[Source, ...] = (
+    Source("nvml", ("gpu",), "nvml"),
+    Source("rapl", ("cpu", "ram"), "rapl"),
+    Source("modelled", ("cpu", "ram"), "modelled"),
+)
 
 
 def parse_devices(spec: str) -> dict[str, list[str] | None]:
@@ -37,37 +73,39 @@ def parse_devices(spec: str) -> dict[str, list[str] | None]:
 
 
 def detect(spec: str = "auto", *, rapl_root: str = "/sys/class/powercap") -> Detection:
-    """Open channels for the devices named by ``spec`` (see :func:`parse_devices`).
+    """Open channels for the devices named by ``spec`` (see :func:`parse_devices`), walking :data:`SOURCES`.
 
-    A kind asked for by name that cannot be measured at all is a note, never an exception: the
-    CPU and RAM always fall back to the modelled source, a GPU only if one is present.
+    Each kind is measured by the first source that opens a channel for it; a later source is asked
+    only for the kinds still missing, and channels of kinds not wanted are closed. A kind asked for by
+    name that cannot be measured at all is a note, never an exception: the CPU and RAM always fall back
+    to the modelled source, a GPU only if one is present.
     """
-    from . import modelled, nvml, rapl
-
     wanted = parse_devices(spec)
+    named = spec.strip().lower() not in ("", "auto", "all")
     found = Detection()
-    if "gpu" in wanted:
+    measured: set[str] = set()
+    unavailable: dict[str, list[str]] = {}
+    for source in SOURCES:
+        kinds = [kind for kind in source.kinds if kind in wanted and kind not in measured]
+        if not kinds:
+            continue
         try:
-            gpus = nvml.open_channels(wanted["gpu"])
+            opened = source.open(Request({kind: wanted[kind] for kind in kinds}, rapl_root))
         except SourceUnavailable as error:
-            if spec.strip().lower() not in ("", "auto", "all"):
-                found.notes.append(f"GPU energy not measured: {error}")
-        else:
-            found.channels += gpus.channels
-            found.notes += gpus.notes
-    if "cpu" in wanted or "ram" in wanted:
-        counted = rapl.open_channels(rapl_root)
-        found.notes += counted.notes
-        rapl_kinds = {c.kind for c in counted.channels}
-        for channel in counted.channels:
-            if (channel.kind == "cpu" and "cpu" in wanted) or (channel.kind == "dram" and "ram" in wanted):
+            for kind in kinds:
+                unavailable.setdefault(kind, []).append(str(error))
+            continue
+        found.notes += opened.notes
+        for channel in opened.channels:
+            kind = DEVICE_KIND[channel.kind]
+            if kind in kinds:
                 found.channels.append(channel)
+                measured.add(kind)
             else:
                 channel.close()
-        if "cpu" in wanted and "cpu" not in rapl_kinds:
-            found.channels.append(modelled.CpuChannel())
-        if "ram" in wanted and "dram" not in rapl_kinds:
-            found.channels.append(modelled.RamChannel())
+    if named:
+        found.notes += [f"{_KIND_LABEL[kind]} energy not measured: {'; '.join(errors)}"
+                        for kind, errors in unavailable.items() if kind not in measured]
     return found
 
 
@@ -86,7 +124,7 @@ def found_devices(rapl_root: str = "/sys/class/powercap") -> str:
         if channel.kind == "gpu":
             names[channel.device] = f"{channel.device} ({channel.identity().get('name', 'GPU')}, {channel.method})"
         else:
-            name = "ram" if channel.kind in ("dram", "ram") else "cpu"
+            name = DEVICE_KIND[channel.kind]
             names.setdefault(name, f"{name} ({channel.method})")
         channel.close()
     return ", ".join(names.values()) or "none"

@@ -74,12 +74,28 @@ class Channel(abc.ABC):
         """Facts for the hardware fingerprint (name, driver, power limit...)."""
         return {}
 
+    def conditions(self) -> dict[str, object]:
+        """The device's state now, for the record: for GPUs ``temperature_c``, ``sm_clock_mhz``,
+        ``power_limit_watts`` and ``throttle_reasons`` (names such as "sw_power_cap"); {} where the
+        source has none. The meter calls it at window edges from a thread of its own."""
+        return {}
+
     def other_processes(self) -> list[int]:
         """Pids of other processes using this device, whose energy the reading includes (GPUs)."""
         return []
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.device} {self.method}>"
+
+
+@dataclass(frozen=True)
+class Request:
+    """What :func:`pytest_energy.sources.detect` asks one source for."""
+
+    #: kind ("gpu", "cpu", "ram") -> None (every device of that kind) or selectors such as "0" or a UUID
+    selectors: dict[str, list[str] | None]
+    #: where the kernel's powercap tree is mounted (``--energy-powercap``)
+    powercap: str = "/sys/class/powercap"
 
 
 @dataclass

@@ -3,7 +3,8 @@
 Volta and newer GPUs expose ``nvmlDeviceGetTotalEnergyConsumption``, a millijoule counter that
 updates about every 100 ms; those GPUs get a :class:`NvmlCounterChannel` (method ``counter``, the meter
 interpolates the ticks at the window edges). Older GPUs get a :class:`NvmlSampledChannel` (method
-``sampled``): a background thread reads the power every ~10 ms and integrates it.
+``sampled``): the sampler of :mod:`pytest_energy.sources.sampled` reads the power every ~10 ms and
+integrates it.
 
 Devices are named as CUDA numbers them in this process: ``gpu:N`` is what torch calls ``cuda:N``,
 after ``CUDA_VISIBLE_DEVICES`` (indices and UUIDs). NVML measures the whole board, so a GPU in MIG
@@ -15,12 +16,11 @@ from __future__ import annotations
 
 import os
 import threading
-import time
-from collections import deque
 from types import ModuleType
 from typing import Any, Callable
 
-from .base import POWER_LIMIT_MARGIN, Channel, Detection, SourceError, SourceUnavailable
+from .base import Channel, Detection, Request, SourceError, SourceUnavailable
+from .sampled import SampledChannel
 
 #: The counter's update period measured on an H100 (docs/sources.md); the meter interpolates ticks.
 COUNTER_TICK_SECONDS = 0.1
@@ -30,16 +30,20 @@ COUNTER_TICK_SECONDS = 0.1
 COUNTER_RESOLUTION_JOULES = 0.001
 #: ``nvmlDeviceGetTotalEnergyConsumption`` is an unsigned 64-bit count of millijoules.
 COUNTER_MODULUS_MJ = 2**64
-#: Shortest interval between power readings of the sampler.
-SAMPLE_INTERVAL_SECONDS = 0.01
-#: The sampler waits at least this many times the cost of one power reading between readings, so it
-#: never takes more than 5 % of a core (``nvmlDeviceGetPowerUsage`` costs 2-12 µs, the field path ~4 ms).
-SAMPLER_COST_RATIO = 20
-#: Power samples kept for :meth:`NvmlSampledChannel.timeline`: 10 minutes at 10 ms, about 7 MB.
-#: The joules integral is a running sum and does not depend on this cap.
-TIMELINE_CAP = 60_000
 
 _NVML_SUCCESS = 0
+#: NVML's clock event (throttle) reason bits, named as records name them (nvml.h, nvmlClocksEventReason*).
+CLOCK_EVENT_REASONS = {
+    0x1: "gpu_idle",
+    0x2: "applications_clocks_setting",
+    0x4: "sw_power_cap",
+    0x8: "hw_slowdown",
+    0x10: "sync_boost",
+    0x20: "sw_thermal_slowdown",
+    0x40: "hw_thermal_slowdown",
+    0x80: "hw_power_brake_slowdown",
+    0x100: "display_clock_setting",
+}
 
 
 def _text(value: str | bytes) -> str:
@@ -114,6 +118,11 @@ def _match_entry(entry: str, uuids: list[str]) -> int | None:
         hits = [i for i, uuid in enumerate(uuids) if uuid.lower().startswith(entry.lower())]
         return hits[0] if len(hits) == 1 else None
     return None
+
+
+def open_source(request: Request) -> Detection:
+    """The registry's entry (:data:`pytest_energy.sources.SOURCES`): the GPUs the request selects."""
+    return open_channels(request.selectors.get("gpu"))
 
 
 def open_channels(selectors: list[str] | None) -> Detection:
@@ -219,6 +228,30 @@ def _open_gpu(library: _Library, handle: Any, device: str, index: int, notes: li
     return channel
 
 
+def _reasons(mask: int) -> list[str]:
+    """The names of the reason bits set in a clock event mask (an unknown bit by its hex value)."""
+    named = [name for bit, name in CLOCK_EVENT_REASONS.items() if mask & bit]
+    unknown = mask & ~sum(CLOCK_EVENT_REASONS)
+    return named + ([f"0x{unknown:x}"] if unknown else [])
+
+
+def _event_reasons(nvml: ModuleType) -> Callable[[Any], int]:
+    """nvmlDeviceGetCurrentClocksEventReasons, or its older name where nvidia-ml-py predates it."""
+    reader = getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
+    return reader or nvml.nvmlDeviceGetCurrentClocksThrottleReasons
+
+
+def _read_facts(nvml: ModuleType, readers: dict[str, Callable[[], object]]) -> dict[str, object]:
+    """Each reader's value; a fact this GPU, driver or pynvml does not report is left out, not guessed."""
+    facts: dict[str, object] = {}
+    for key, reader in readers.items():
+        try:
+            facts[key] = reader()
+        except (nvml.NVMLError, AttributeError):
+            pass
+    return facts
+
+
 def _field_number(value: Any) -> float:
     """The number held by an ``nvmlFieldValue_t`` union, by its declared type."""
     member = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}
@@ -309,17 +342,23 @@ class _GpuChannel(Channel):
             "sm_clock_max_mhz": lambda: int(nvml.nvmlDeviceGetMaxClockInfo(handle, nvml.NVML_CLOCK_SM)),
             "applications_sm_clock_mhz": lambda: int(nvml.nvmlDeviceGetApplicationsClock(handle, nvml.NVML_CLOCK_SM)),
         }
-        for key, reader in readers.items():
-            try:
-                facts[key] = reader()
-            except (nvml.NVMLError, AttributeError):
-                pass  # a fact this GPU, driver or pynvml does not report is left out, not guessed
+        facts.update(_read_facts(nvml, readers))
         facts["power_reading"] = "NVML_FI_DEV_POWER_INSTANT" if self._instant_field else "nvmlDeviceGetPowerUsage"
         return facts
 
     def identity(self) -> dict[str, object]:
         """Name, UUID, driver, NVML and CUDA driver versions, power limit, memory, method."""
         return dict(self._identity)
+
+    def conditions(self) -> dict[str, object]:
+        """Temperature (degC), SM clock (MHz), enforced power limit (W) and throttle reasons now."""
+        nvml, handle = self._nvml, self._handle
+        return _read_facts(nvml, {
+            "temperature_c": lambda: int(nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU)),
+            "sm_clock_mhz": lambda: int(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM)),
+            "power_limit_watts": lambda: nvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000.0,
+            "throttle_reasons": lambda: _reasons(int(_event_reasons(nvml)(handle))),
+        })
 
     def close(self) -> None:
         if not self._closed:
@@ -368,97 +407,18 @@ class NvmlCounterChannel(_GpuChannel):
         return 2 * COUNTER_RESOLUTION_JOULES
 
 
-class NvmlSampledChannel(_GpuChannel):
-    """A GPU without the energy counter: power read by a background thread and integrated.
+class NvmlSampledChannel(_GpuChannel, SampledChannel):
+    """A GPU without the energy counter: its power read by the sampler and integrated
+    (:class:`~pytest_energy.sources.sampled.SampledChannel`), through the same power reading as
+    :meth:`_GpuChannel.read_watts`."""
 
-    Each :meth:`read` also takes a reading, so a window's integral runs exactly to its edges. Samples
-    are integrated with the trapezoid rule into a running sum; the last :data:`TIMELINE_CAP` are kept
-    for :meth:`timeline`. A reading above 1.5x the power limit is a fault, not power: it is left out
-    and the next :meth:`read` raises, so that window is invalid.
-    """
-
-    method = "sampled"
-    tick_seconds = 0.0  # every read samples the power itself: continuous at the meter's scale
-    frozen_after_seconds = 0.1  # a powered GPU never reads 0 W: a tenth of a second at 0 J is a fault
+    reader = "NVML"
 
     def __init__(self, library: _Library, handle: Any, device: str, nvml_index: int) -> None:
-        super().__init__(library, handle, device, nvml_index)
-        self.interval_seconds = SAMPLE_INTERVAL_SECONDS
-        self._lock = threading.Lock()
-        self._samples: deque[tuple[float, float]] = deque(maxlen=TIMELINE_CAP)
-        self._joules = 0.0
-        self._error: SourceError | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def _sample(self) -> None:
-        before = time.perf_counter()
-        watts = self.read_watts()
-        at = (before + time.perf_counter()) / 2
-        limit = self.max_watts()
-        if limit is not None and watts > POWER_LIMIT_MARGIN * limit:  # left out of the integral
-            raise SourceError(f"{self.device}: NVML read {watts:.4g} W, above {POWER_LIMIT_MARGIN:g}x its "
-                              f"{limit:.4g} W power limit; the window holding that reading is invalid")
-        with self._lock:
-            if self._samples:
-                last_at, last_watts = self._samples[-1]
-                if at <= last_at:
-                    return  # another thread stored a later reading meanwhile; the integral is past this one
-                self._joules += (watts + last_watts) / 2 * (at - last_at)
-            self._samples.append((at, watts))
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_seconds):
-            try:
-                self._sample()
-            except SourceError as error:
-                with self._lock:
-                    self._error = self._error or error  # reported by the next read: that window has a gap
-
-    def start(self) -> None:
-        """Start the sampler thread, spacing readings by at least 20x the measured cost of one."""
-        if self._thread is not None:
-            return
-        costs = []
-        for _ in range(3):
-            before = time.perf_counter()
-            try:
-                self._sample()
-            except SourceError as error:
-                with self._lock:
-                    self._error = self._error or error
-                break
-            costs.append(time.perf_counter() - before)
-        if costs:
-            self.interval_seconds = max(SAMPLE_INTERVAL_SECONDS, SAMPLER_COST_RATIO * min(costs))
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"pytest-energy sampler {self.device}", daemon=True)
-        self._thread.start()
-
-    def read(self) -> float:
-        """Integrated joules up to now; raises :class:`SourceError` for a failed reading since the last read."""
-        self._sample()
-        with self._lock:
-            error, self._error = self._error, None
-            if error is not None:
-                raise error
-            return self._joules
-
-    def timeline(self, since: float, until: float) -> list[tuple[float, float]]:
-        """(perf_counter seconds, watts) readings between two instants (the last 10 minutes at most)."""
-        with self._lock:
-            return [(at, watts) for at, watts in self._samples if since <= at <= until]
-
-    def uncertainty(self, joules: float, seconds: float) -> float:
-        """A change of power between two readings is placed up to one interval off: at most one
-        interval of the mean power at each edge of the window."""
-        watts = joules / seconds if seconds > 0 else 0.0
-        return 2 * self.interval_seconds * abs(watts)
+        _GpuChannel.__init__(self, library, handle, device, nvml_index)
+        SampledChannel.__init__(self)
 
     def close(self) -> None:
         """Stop the sampler and release NVML."""
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join(timeout=1.0)
-            self._thread = None
-        super().close()
+        SampledChannel.close(self)
+        _GpuChannel.close(self)

@@ -21,7 +21,7 @@ import re
 import threading
 from pathlib import Path
 
-from .base import Channel, Detection, SourceError
+from .base import Channel, Detection, Request, SourceError
 
 #: RAPL counters update about every millisecond: continuous at the meter's scale (tick 0.0).
 UPDATE_SECONDS = 0.001
@@ -66,6 +66,11 @@ def _subzones(root: Path, zone: Path) -> list[Path]:
 
 def _zone_key(name: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", name))
+
+
+def open_source(request: Request) -> Detection:
+    """The registry's entry (:data:`pytest_energy.sources.SOURCES`): every domain under the request's powercap."""
+    return open_channels(request.powercap)
 
 
 def open_channels(root: str) -> Detection:

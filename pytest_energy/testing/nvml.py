@@ -7,15 +7,19 @@ boundary. Each :class:`FakeGpu` is configured by a power curve (watts as a funct
 fake was installed) and optional faults: no counter (pre-Volta), MIG on, other processes, a counter
 near its 64-bit wrap, time windows in which every reading raises ``NVMLError_Unknown``, a counter that
 freezes (``frozen_from``: it keeps the value it had then) and counter jumps (``jumps``: millijoules
-added from a time on, as a driver glitch would).
+added from a time on, as a driver glitch would). Its conditions (temperature, SM clock, power limit,
+throttle reason bits) are fields too, the temperature and the reasons constants or functions of time.
 
-Under pytest::
+In one test (``monkeypatch`` undoes it afterwards)::
+
+    from pytest_energy.testing import FakeGpu, install_fake_nvml
 
     nvml = install_fake_nvml(monkeypatch, [FakeGpu(power=300.0), FakeGpu(has_counter=False)])
 
 A load switched on and off by the code under test: ``nvml.set_power(0, 400.0)`` ... ``nvml.set_power(0, 80.0)``
 (a power curve must be a pure function of time: ticks are integrated when first read).
-Elsewhere (the bench): ``sys.modules["pynvml"] = FakeNvmlModule([...])``. Time comes from
+For a whole pytest session (a ``conftest.py``, before the plugin opens its channels) or the bench:
+``sys.modules["pynvml"] = FakeNvmlModule([...])``. Time comes from
 ``time.perf_counter`` unless a :class:`FakeClock` is given, which makes tick tests exact.
 """
 
@@ -37,6 +41,12 @@ NVML_VALUE_TYPE_UNSIGNED_INT = 1
 NVML_DEVICE_MIG_DISABLE = 0
 NVML_DEVICE_MIG_ENABLE = 1
 NVML_CLOCK_SM = 1
+NVML_TEMPERATURE_GPU = 0
+#: Clock event (throttle) reason bits, as in nvml.h: a FakeGpu's ``throttle_reasons`` is a mask of these.
+SW_POWER_CAP = 0x4
+HW_SLOWDOWN = 0x8
+SW_THERMAL_SLOWDOWN = 0x20
+HW_THERMAL_SLOWDOWN = 0x40
 COUNTER_MODULUS_MJ = 2**64
 
 _ERRORS = {  # code: (class name suffix, message), as in pynvml
@@ -93,7 +103,10 @@ class FakeGpu:
     failures: list[tuple[float, float]] = field(default_factory=list)  # [start, end) of failing readings
     frozen_from: float = math.inf  # from this time on the counter keeps its value (0.0: frozen from the start)
     jumps: list[tuple[float, int]] = field(default_factory=list)  # (time, mJ the counter jumps by then)
-    power_limit_watts: float = 700.0
+    power_limit_watts: float = 700.0  # enforced; a test may change it (``nvidia-smi -pl``)
+    temperature_c: float | Callable[[float], float] = 40.0  # degC, constant or a function of time
+    sm_clock_mhz: int = 1980  # the SM clock now
+    throttle_reasons: int | Callable[[float], int] = 0  # clock event reason bits (SW_POWER_CAP, ...)
     sm_clock_max_mhz: int = 1980
     applications_sm_clock_mhz: int = 1755
     memory_total_bytes: int = 80 * 2**30
@@ -155,6 +168,14 @@ class FakeGpu:
         joules = self._at_boundary[last] if last >= 0 else 0.0
         return (self.counter_offset_mj + math.floor(joules * 1000 + 1e-9) + jumped) % COUNTER_MODULUS_MJ
 
+    def temperature(self, t: float) -> float:
+        """Temperature at time ``t``, in degC."""
+        return float(self.temperature_c(t)) if callable(self.temperature_c) else float(self.temperature_c)
+
+    def reasons(self, t: float) -> int:
+        """Clock event reason bits at time ``t``."""
+        return int(self.throttle_reasons(t)) if callable(self.throttle_reasons) else int(self.throttle_reasons)
+
     def failing(self, t: float) -> bool:
         return any(start <= t < end for start, end in self.failures)
 
@@ -188,6 +209,7 @@ class FakeNvmlModule(types.ModuleType):
     NVML_DEVICE_MIG_DISABLE = NVML_DEVICE_MIG_DISABLE
     NVML_DEVICE_MIG_ENABLE = NVML_DEVICE_MIG_ENABLE
     NVML_CLOCK_SM = NVML_CLOCK_SM
+    NVML_TEMPERATURE_GPU = NVML_TEMPERATURE_GPU
 
     def __init__(
         self,
@@ -198,7 +220,7 @@ class FakeNvmlModule(types.ModuleType):
         driver_version: str = "580.159.04",
         cuda_driver_version: int = 13000,
     ) -> None:
-        super().__init__("pynvml", "A fake nvidia-ml-py (tests/fakes/pynvml.py).")
+        super().__init__("pynvml", "A fake nvidia-ml-py (pytest_energy.testing).")
         for error_class in _CLASSES.values():
             setattr(self, error_class.__name__, error_class)
         for index, gpu in enumerate(gpus):
@@ -331,6 +353,23 @@ class FakeNvmlModule(types.ModuleType):
     def nvmlDeviceGetMaxClockInfo(self, handle: _Handle, clock: int) -> int:
         gpu = self._gpu("nvmlDeviceGetMaxClockInfo", handle)
         return gpu.sm_clock_max_mhz if clock == NVML_CLOCK_SM else 0
+
+    def nvmlDeviceGetTemperature(self, handle: _Handle, sensor: int) -> int:
+        gpu = self._gpu("nvmlDeviceGetTemperature", handle, reading=True)
+        if sensor != NVML_TEMPERATURE_GPU:
+            raise _CLASSES[2]()
+        return round(gpu.temperature(self.now()))
+
+    def nvmlDeviceGetClockInfo(self, handle: _Handle, clock: int) -> int:
+        gpu = self._gpu("nvmlDeviceGetClockInfo", handle, reading=True)
+        return gpu.sm_clock_mhz if clock == NVML_CLOCK_SM else 0
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, handle: _Handle) -> int:
+        return self._gpu("nvmlDeviceGetCurrentClocksEventReasons", handle, reading=True).reasons(self.now())
+
+    def nvmlDeviceGetCurrentClocksThrottleReasons(self, handle: _Handle) -> int:
+        """The older name of nvmlDeviceGetCurrentClocksEventReasons (nvidia-ml-py before 12.535)."""
+        return self._gpu("nvmlDeviceGetCurrentClocksThrottleReasons", handle, reading=True).reasons(self.now())
 
     def nvmlDeviceGetApplicationsClock(self, handle: _Handle, clock: int) -> int:
         gpu = self._gpu("nvmlDeviceGetApplicationsClock", handle)

@@ -3,7 +3,8 @@
 ``make_powercap(tmp_path, packages=2)`` writes ``intel-rapl`` (the control type), ``intel-rapl:N``
 (``package-N``) with subzones ``intel-rapl:N:0`` (``core``) and ``intel-rapl:N:1`` (``dram``), all
 listed side by side as in the class folder, and optionally ``psys`` and ``intel-rapl-mmio:0`` zones.
-Counters are plain files the test rewrites with :meth:`FakePowercap.set_energy`.
+Counters are plain files the test rewrites with :meth:`FakePowercap.set_energy`. The plugin reads the
+tree named by ``PYTEST_ENERGY_POWERCAP`` (``--energy-powercap``) instead of ``/sys/class/powercap``.
 
 Permission denial is real: :meth:`FakePowercap.deny_energy` makes the counters unreadable, and
 :func:`run_unprivileged` runs a function in a child process that has dropped root (as root, file

@@ -1,0 +1,93 @@
+"""A device's conditions during a measurement: temperature, SM clock, power limit, throttle reasons.
+
+Zeus found a GPU's energy tracking its starting temperature, and a power cap or thermal slowdown
+changes energy per unit of work as a different GPU would. The meter reads each GPU's conditions at
+every window edge (on a thread of its own, off the measured thread) and a record's component keeps
+them as ``{"start": {...}, "end": {...}, "throttled_windows": N, "throttling": [reasons]}`` (and
+``"cooldown"`` where ``--energy-cooldown`` waited before it); this module says what they mean:
+which throttle reasons are heat or power (:data:`THROTTLING`), how a component's conditions read
+(:func:`describe`), and how they differ from a baseline's (:func:`difference`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Mapping
+
+#: Throttle reasons (NVML's clock event reasons, as the sources name them) that mean heat or a power
+#: cap held the clocks down, as opposed to idling or a clock setting.
+THROTTLING = frozenset({"sw_power_cap", "hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown",
+                        "hw_power_brake_slowdown"})
+#: A starting temperature this much warmer or cooler than the baseline's is worth saying on a verdict.
+TEMPERATURE_STEP_DEGC = 5.0
+
+_COOLDOWN = re.compile(r"\s*(\d+(?:\.\d*)?)\s*([cs])\s*", re.IGNORECASE)
+
+
+def throttling(state: Mapping[str, Any]) -> list[str]:
+    """The heat or power reasons among one reading's ``throttle_reasons``, sorted."""
+    return sorted(THROTTLING.intersection(state.get("throttle_reasons") or ()))
+
+
+def parse_cooldown(text: str) -> tuple[float, str]:
+    """``"45C"`` -> (45.0, "C"): wait until at or below 45 degC; ``"5s"`` -> (5.0, "s"): idle for 5 s.
+    Raises ``ValueError`` for anything else."""
+    found = _COOLDOWN.fullmatch(str(text))
+    if not found:
+        raise ValueError(f"{text!r} is neither a temperature such as 45C nor a time such as 5s")
+    return float(found.group(1)), "C" if found.group(2).lower() == "c" else "s"
+
+
+def _mean(states: Mapping[str, Mapping[str, Any]], key: str) -> float | None:
+    values = [s[key] for s in states.values() if isinstance(s.get(key), (int, float)) and math.isfinite(s[key])]
+    return sum(values) / len(values) if values else None
+
+
+def _limits(states: Mapping[str, Mapping[str, Any]]) -> str:
+    values = sorted({float(s["power_limit_watts"]) for s in states.values()
+                     if isinstance(s.get("power_limit_watts"), (int, float))})
+    return "/".join(f"{v:g} W" for v in values)
+
+
+def difference(current: Mapping[str, Mapping[str, Any]], baseline: Mapping[str, Mapping[str, Any]], *,
+               power_limit: bool = True) -> str:
+    """How the devices' starting conditions differ from the baseline's, or "": "+9 degC, power limit
+    700 W -> 500 W". ``current`` and ``baseline`` map device -> starting conditions; temperatures are
+    compared as means over the devices, power limits as the set of limits (left out with
+    ``power_limit=False``, where the verdict says it already)."""
+    parts = []
+    now, then = _mean(current, "temperature_c"), _mean(baseline, "temperature_c")
+    if now is not None and then is not None and abs(now - then) >= TEMPERATURE_STEP_DEGC:
+        parts.append(f"{now - then:+.0f} degC")
+    limits_now, limits_then = _limits(current), _limits(baseline)
+    if power_limit and limits_now and limits_then and limits_now != limits_then:
+        parts.append(f"power limit {limits_then} -> {limits_now}")
+    return ", ".join(parts)
+
+
+def _span(start: Mapping[str, Any], end: Mapping[str, Any], key: str, unit: str) -> str:
+    first, last = start.get(key), end.get(key)
+    if first is None and last is None:
+        return ""
+    if first == last or last is None or first is None:
+        return f"{first if first is not None else last:g}{unit}"
+    return f"{first:g} -> {last:g}{unit}"
+
+
+def describe(conditions: Mapping[str, Any]) -> str:
+    """One component's conditions in a line: "41 -> 63 degC, SM 1980 -> 1755 MHz, power limit 700 W,
+    throttled (sw_power_cap) in 2 windows, cooled down to 45C in 12 s"; "" where there are none."""
+    start, end = conditions.get("start") or {}, conditions.get("end") or {}
+    parts = [text for text in (_span(start, end, "temperature_c", " degC"),
+                               "SM " + _span(start, end, "sm_clock_mhz", " MHz") if "sm_clock_mhz" in start else "",
+                               "power limit " + _span(start, end, "power_limit_watts", " W")
+                               if "power_limit_watts" in start else "") if text]
+    if conditions.get("throttled_windows"):
+        parts.append(f"throttled ({', '.join(conditions.get('throttling') or ())}) in "
+                     f"{conditions['throttled_windows']} window(s)")
+    cooldown = conditions.get("cooldown")
+    if cooldown:
+        verb = "cooled down" if cooldown.get("reached") else "cooldown not reached"
+        parts.append(f"{verb} to {cooldown.get('target')} in {cooldown.get('waited_seconds', 0):.3g} s")
+    return ", ".join(parts)

@@ -1,0 +1,66 @@
+"""``--energy-top N``: every test's call read as one window of its own, the N with the most energy kept.
+
+As ``--durations=N`` is for time. A test's window is its call, edges only: no warm-up and no
+repetition, so the test runs once, as it would without the plugin. Its edges are boundaries (power
+taken as constant across the counter tick at each edge, no idle assumed on either side: the tests
+around it may be working), so a test shorter than a tick gets its share of that tick's energy.
+
+These records have the form ``test`` and go to the JSON's ``top`` list only: they are never judged
+against baselines, never become baselines or history rows, and never fail the run. A test marked for
+energy is measured and judged as before, in its own record; its top window holds its whole call
+(warm-up and rounds included).
+
+The records are built at the end of the session, not after each test: a ticking counter's edges
+resolve on the poller thread, and waiting for them would add up to a tick to every test.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+from .record import Record
+
+#: A top record's form and unit: the test's call is one iteration of one round.
+FORM = "test"
+
+
+def ranked(records: list[Record], count: int) -> list[Record]:
+    """The ``count`` records with the most gross joules, most first; a record without an energy
+    figure (every window invalid) comes after every measured one, so it is listed, not dropped."""
+
+    def key(record: Record) -> tuple[bool, float]:
+        joules = record.total_gross_joules
+        measured = record.valid and math.isfinite(joules)
+        return (not measured, -joules if measured else 0.0)
+
+    return sorted(records, key=key)[:count]
+
+
+class TopTests:
+    """The per-test windows of one session (or xdist worker), and those merged from workers."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self._pending: list[Callable[[], Record]] = []  # one per test, built at the end
+        self._records: list[Record] = []
+        self.merged: list[Record] = []  # the controller's: each worker's best
+
+    def add(self, build: Callable[[], Record]) -> None:
+        """One test's window; ``build`` makes its record once the edges have resolved."""
+        self._pending.append(build)
+
+    def records(self) -> list[Record]:
+        """The session's top records, most energy first (building what is still pending)."""
+        if self._pending:
+            built, self._pending = self._pending, []
+            self._records = ranked(self._records + [build() for build in built], self.count)
+        return ranked(self._records + self.merged, self.count)
+
+    def payload(self) -> list[dict[str, Any]]:
+        """An xdist worker's top records as plain data (sent once, at the worker's end)."""
+        return [record.to_dict() for record in self.records()]
+
+    def merge(self, records: list[dict[str, Any]]) -> None:
+        """Take one worker's top records (controller side)."""
+        self.merged = ranked(self.merged + [Record.from_dict(r) for r in records], self.count)
