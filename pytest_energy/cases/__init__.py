@@ -7,11 +7,12 @@ case's test runs. See docs/cases.md.
 from __future__ import annotations
 
 from ..quality import Metric, Score, register_metric
-from . import builtin  # noqa: F401  (the bundled tasks register themselves)
+from . import builtin, generative  # noqa: F401  (the bundled tasks register themselves)
 from .base import Case, CaseFailure, Fallback, ModelUnavailableError, PackagedModel, QualityBudgetError
 from .declare import FineTuneCase, InferenceCase, PruningSweep
+from .generation import GenerationCase
 from .registry import Output, Task, get_task, register_task, registered_tasks
 
-__all__ = ["Case", "CaseFailure", "Fallback", "FineTuneCase", "InferenceCase", "Metric", "ModelUnavailableError",
-           "Output", "PackagedModel", "PruningSweep", "QualityBudgetError", "Score", "Task", "get_task",
-           "register_metric", "register_task", "registered_tasks"]
+__all__ = ["Case", "CaseFailure", "Fallback", "FineTuneCase", "GenerationCase", "InferenceCase", "Metric",
+           "ModelUnavailableError", "Output", "PackagedModel", "PruningSweep", "QualityBudgetError", "Score", "Task",
+           "get_task", "register_metric", "register_task", "registered_tasks"]

@@ -171,10 +171,15 @@ class FineTuneCase(Case):
     eval_examples: int | None = None  # default: all of ``eval``
     bertscore_model: str | Path | PackagedModel | None = None
     bertscore_layers: int | None = None
+    # LoRA adapters through peft (peft.LoraConfig's fields, e.g. {"r": 16, "target_modules": ["q_proj",
+    # "v_proj"]}); None, or peft not installed: every weight trains (the record says which).
+    lora: Mapping[str, Any] | None = None
     variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         owner = f"FineTuneCase({describe_model(self.model)})"
+        if self.lora is not None and (not isinstance(self.lora, Mapping) or int(self.lora.get("r", 8)) < 1):
+            raise ValueError(f"{owner}: lora must be peft.LoraConfig's fields as a mapping, with r >= 1")
         if (self.steps is None) == (self.epochs is None):
             raise ValueError(f"{owner}: give exactly one of steps or epochs")
         if (self.steps is not None and self.steps < 1) or (self.epochs is not None and self.epochs <= 0):

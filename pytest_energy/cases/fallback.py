@@ -36,6 +36,9 @@ TINY: dict[str, dict[str, Any]] = {
             "num_attention_heads": 4, "num_channels": 3},
     "resnet": {"embedding_size": 16, "hidden_sizes": [16, 32], "depths": [1, 1], "num_channels": 3,
                "downsample_in_first_stage": False},
+    # Llama's architecture (RMSNorm, rotary positions, SwiGLU, grouped-query attention as in Llama 3), tiny.
+    "llama": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "num_key_value_heads": 2, "max_position_embeddings": 256, "tie_word_embeddings": True},
 }
 #: The square image side an image fallback reads (its processor resizes to it).
 IMAGE_SIDE = 16

@@ -17,6 +17,7 @@ from ..units import parse_energy, wh_per_1000
 from .base import DTYPES, QualityBudgetError, apply_quality_budget
 from .data import examples
 from .evaluate import score
+from .lora import adapt
 from .models import Loaded, load, pick_device, place
 from .proxies import count_flops, parameters, per_work
 from .pruning import Pruning
@@ -175,7 +176,7 @@ def _fill_inference_record(record: Any, case: Any, spec: Task, measured: list[tu
         "rounds": case.rounds, "inferences_per_round": per_round * case.batch_size,
         "warmup_inferences": case.warmup * case.batch_size, "energy_basis": "gross",
         "joules_per_1000_inferences": gross * 1000, "wh_per_1000_inferences": wh_per_1000(gross),
-        **({"reference_range": list(case.reference_range)} if case.reference_range else {}),
+        **({"reference_range": list(case.reference_range)} if getattr(case, "reference_range", None) else {}),
         **per_work(gross, flops / inferences, tokens_in / inferences, tokens_out / inferences,
                    generates=spec.generates),
         **facts,
@@ -204,7 +205,8 @@ def run_finetune(case: Any, energy: Any) -> None:
     case, loaded = _load(case, spec, device, dtype)
     train_rows = examples(case.train, spec, case.columns)
     eval_rows = examples(case.eval, spec, case.columns)[: case.eval_examples]
-    model, tokenizer = loaded.model, loaded.processor
+    model, adapter = adapt(loaded.model, case.lora)
+    tokenizer = loaded.processor
     per_epoch = steps_per_epoch(len(train_rows), case.batch_size)
     steps = case.steps if case.steps is not None else math.ceil(case.epochs * per_epoch)
     options = {"prefix": case.prefix, "max_input_tokens": case.max_input_tokens,
@@ -213,6 +215,7 @@ def run_finetune(case: Any, energy: Any) -> None:
     proxies: dict[str, float] = {}
     if energy.enabled:
         proxies = _training_proxies(model, tokenizer, spec, train_rows, steps, case, options)
+        proxies["parameters_trainable"] = float(adapter["parameters_trainable"])
         if case.max_energy is not None:
             energy.add_budget(EnergyBudget(parse_energy(case.max_energy), per="test"))
 
@@ -237,7 +240,7 @@ def run_finetune(case: Any, energy: Any) -> None:
             "learning_rate": case.learning_rate, "schedule": case.schedule, "energy_basis": "gross",
             "joules_fine_tune": record.total_gross_joules, "joules_per_step": per_step,
             "joules_per_epoch_estimate": per_step * per_epoch, "loss_first": losses[0], "loss_last": losses[-1],
-            "eval_examples": len(eval_rows), "training": _how_trained(loaded.facts),
+            "eval_examples": len(eval_rows), "training": _how_trained(loaded.facts), "adapter": adapter,
             **per_work(record.total_gross_joules, proxies["flops"], proxies["tokens_in"], proxies["tokens_out"],
                        generates=False),
         })

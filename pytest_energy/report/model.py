@@ -111,6 +111,19 @@ class Row:
     def quality_text(self) -> str:
         return ", ".join(q.text for q in self.quality)
 
+    @property
+    def generation_text(self) -> str:
+        """A text-generation record's whole query: prefill and decode (each also a record), per token."""
+        split = self.record.extra.get("generation")
+        if not isinstance(split, dict):
+            return ""
+        share = _number(split.get("prefill_share"))
+        return (f"prefill {fmt(_number(split.get('prefill_joules_per_query')))} J + decode "
+                f"{fmt(_number(split.get('decode_joules_per_query')))} J per query (gross"
+                + (f", prefill {share * 100:.0f} %" if share is not None else "") + "); "
+                f"{fmt(_number(split.get('wh_per_1000_queries')))} Wh per 1,000 queries, "
+                f"{fmt(_number(split.get('joules_per_generated_token')))} J per generated token")
+
     def facts(self) -> list[tuple[str, str]]:
         """How the numbers were obtained, as (label, text) lines for the details of a record."""
         r = self.record
@@ -140,6 +153,8 @@ class Row:
         for q in self.quality:
             lines.append((q.metric, f"{fmt(q.value)} ({q.computed_by or 'source not given'})"
                           + (f", {q.change.text} vs baseline" if q.change else "")))
+        if self.generation_text:
+            lines.append(("generation", self.generation_text))
         if self.star_basis:
             lines.append(("rating", (f"{'★' * self.stars}{'☆' * (5 - self.stars)} " if self.stars else "")
                           + self.star_basis))

@@ -94,6 +94,8 @@ def _table(rows: list[Row], verbosity: int, width: int) -> Text:
             extra.append(row.interval_note)
         if row.wh_per_1000 is not None:
             extra.append(f"{fmt(row.wh_per_1000)} Wh per 1,000 inferences (gross)")
+        if row.generation_text and row.record.label == "decode":  # once per generation test, after both phases
+            extra.append(row.generation_text)
         if not row.record.judgeable:  # only a passed test is judged
             extra.append(f"the test {row.record.outcome or 'reported no outcome'}: not judged")
         if verbosity > 0:

@@ -335,6 +335,40 @@ def shapes(rng: random.Random, split: str, count: int) -> list[dict]:
     return rows
 
 
+# --- text generation: a prompt and the sentence that follows it -------------------------------------
+# Own word lists (the other data above may change without moving these files).
+TOWNS = ["Alderley", "Brookfield", "Carrow", "Dunmere", "Elmstead", "Foxhollow", "Glenrock", "Hartwell",
+         "Ivybridge", "Juniper Bay", "Kestrel Point", "Larkspur"]
+SKIES = {"sunny": "bright sunshine", "rainy": "steady rain", "windy": "strong winds", "foggy": "thick fog",
+         "snowy": "falling snow", "cloudy": "grey skies", "stormy": "thunder and lightning"}
+WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+TRAINS = ["the early train", "the night bus", "the harbour ferry", "the airport shuttle", "the mountain railway"]
+REASONS = ["a signal fault", "staff shortages", "flooding on the line", "a broken engine", "heavy snow"]
+
+
+def _weather(rng: random.Random) -> dict:
+    town, sky, day, degrees = rng.choice(TOWNS), rng.choice(sorted(SKIES)), rng.choice(WEEKDAYS), rng.randint(2, 34)
+    return {"prompt": f"The forecast for {town} on {day} is {sky} with a high of {degrees} degrees.",
+            "continuation": f"People in {town} should expect {SKIES[sky]} for most of {day}."}
+
+
+def _delay(rng: random.Random) -> dict:
+    town, service, reason, minutes = rng.choice(TOWNS), rng.choice(TRAINS), rng.choice(REASONS), rng.randint(5, 90)
+    return {"prompt": f"In {town}, {service} was {minutes} minutes late because of {reason}.",
+            "continuation": f"The operator apologised and said {reason} had been fixed."}
+
+
+def prompts(rng: random.Random, count: int, seen: set[str] | None = None) -> list[dict]:
+    """Prompt/continuation pairs; rows whose prompt is in ``seen`` are drawn again (evaluation prompts
+    are never training prompts)."""
+    rows: list[dict] = []
+    while len(rows) < count:
+        row = (_weather if len(rows) % 2 == 0 else _delay)(rng)
+        if seen is None or row["prompt"] not in seen:
+            rows.append(row)
+    return rows
+
+
 def write(name: str, rows: list[dict]) -> None:
     with open(HERE / name, "w", encoding="utf-8") as handle:
         for row in rows:
@@ -356,6 +390,9 @@ def main() -> None:
     write("questions_eval.jsonl", questions(random.Random(6), 200, phrasing=1))
     write("shapes_train.jsonl", shapes(random.Random(7), "train", 800))
     write("shapes_eval.jsonl", shapes(random.Random(8), "eval", 200))
+    generation_train = prompts(random.Random(3), 1000)
+    write("prompts_train.jsonl", generation_train)
+    write("prompts_eval.jsonl", prompts(random.Random(4), 50, {r["prompt"] for r in generation_train}))
 
 
 if __name__ == "__main__":

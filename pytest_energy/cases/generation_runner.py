@@ -1,0 +1,125 @@
+"""Running a :class:`GenerationCase` in its test: prefill measured, then decode measured, then quality.
+
+Prefill is one call per batch of prompts: encoding them (tokenizing, as the other cases do inside the
+measured call) and their forward pass to the first token. Decode is the remaining
+``max_new_tokens - 1`` forward passes over the cache that batch's prefill left. Every distinct batch is
+prefilled once before the decode rounds (unmeasured); each decode crops its cache back to the prompt,
+so a round's decodes repeat without repeating prefill work inside the window. Without ``--energy``
+each distinct batch is generated once and the quality budget is checked.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+
+from .base import DTYPES
+from .causal import Prefilled, decode, prefill, text_until_eos
+from .data import examples
+from .generation import GenerationCase
+from .models import pick_device
+from .proxies import count_flops, parameters
+from .registry import get_task
+from .runner import _batches, _check_quality, _distinct, _fill_inference_record, _load, _quality
+from .tasks import Predictor, tokens_in
+
+PHASES = ("prefill", "decode")
+
+
+def run_generation(case: GenerationCase, energy: Any) -> None:
+    """Run a generation case in its test (see the module docstring)."""
+    spec = get_task(case.task, "GenerationCase")
+    device = pick_device(case.device)
+    case, loaded = _load(case, spec, device, DTYPES[case.dtype])
+    model = loaded.model
+    rows = examples(case.dataset, spec, case.columns)
+    predictor = Predictor(model, loaded.processor, spec, device=device, case=case)
+    distinct = _distinct(len(rows), case.batch_size)
+    batches = _batches(len(rows), case.batch_size, distinct)
+
+    def encode(number: int) -> dict[str, Any]:
+        return dict(predictor.encode([rows[i] for i in batches[number % distinct]]))
+
+    predictions: dict[int, Any] = {}
+
+    def keep(tokens: torch.Tensor, number: int) -> None:
+        for index, text in zip(batches[number % distinct], text_until_eos(loaded.processor, tokens)):
+            predictions[index] = text
+
+    total = math.ceil(case.inferences / case.batch_size)
+    if not energy.enabled:
+        with torch.inference_mode():
+            for number in range(min(distinct, total)):
+                keep(decode(model, prefill(model, encode(number)), case.max_new_tokens), number)
+        _check_quality(_quality(case, spec, rows, predictions), dict(case.quality))
+        return
+
+    per_round = math.ceil(total / case.rounds)
+    calls = case.warmup + per_round * case.rounds
+    with torch.inference_mode():
+        states, work = _count(model, encode, min(calls, distinct), case.max_new_tokens)
+    params = parameters(model)
+    facts = {"model": loaded.facts, "device": device, "dtype": DTYPES[case.dtype], "case": "generation",
+             "max_new_tokens": case.max_new_tokens}
+
+    def stepper(phase: str) -> Callable[[], None]:
+        calls_made = iter(range(calls))
+
+        def step() -> None:
+            number = next(calls_made)
+            with torch.inference_mode():
+                if phase == "prefill":
+                    prefill(model, encode(number))
+                else:
+                    keep(decode(model, states[number % distinct], case.max_new_tokens), number)
+        return step
+
+    records = []
+    for index, phase in enumerate(PHASES):
+        energy.run(stepper(phase), iterations=per_round, rounds=case.rounds, warmup=case.warmup, unit="inference",
+                   label=phase)
+        record = energy.last
+        record.count_each_call_as(case.batch_size)  # one iteration of the record is one query
+        measured = [work[i % len(work)][index] for i in range(case.warmup, calls)]
+        _fill_inference_record(record, case, spec, measured, params, per_round, dict(facts, phase=phase))
+        records.append(record)
+    _summarise(records, case)
+    quality = _quality(case, spec, rows, predictions)
+    for record in records:
+        record.quality = {name: dict(entry) for name, entry in quality.items()}
+        record.criteria["quality"] = dict(case.quality)
+    _check_quality(records[-1].quality, dict(case.quality))
+
+
+def _count(model: Any, encode: Callable[[int], dict[str, Any]], distinct: int,
+           new_tokens: int) -> tuple[list[Prefilled], list[tuple[tuple[int, int, int], tuple[int, int, int]]]]:
+    """Each distinct batch's prefilled state (what decode starts from) and each phase's (FLOPs, tokens in,
+    tokens out), counted before the measured runs: prefill reads the prompt and makes the first token,
+    decode reads nothing new and makes the rest."""
+    states, work = [], []
+    for number in range(distinct):
+        inputs = encode(number)
+        state, prefill_flops = count_flops(lambda: prefill(model, inputs))
+        _, decode_flops = count_flops(lambda: decode(model, state, new_tokens))
+        queries = int(inputs["input_ids"].shape[0])
+        states.append(state)
+        work.append(((prefill_flops, tokens_in(inputs), queries), (decode_flops, 0, queries * (new_tokens - 1))))
+    return states, work
+
+
+def _summarise(records: list[Any], case: GenerationCase) -> None:
+    """The whole query on both records: prefill + decode per query and per generated token (gross)."""
+    prefill_j, decode_j = (r.per_iteration_gross_joules for r in records)
+    query = prefill_j + decode_j
+    summary = {
+        "prefill_joules_per_query": prefill_j, "decode_joules_per_query": decode_j,
+        "joules_per_1000_queries": query * 1000, "wh_per_1000_queries": query * 1000 / 3600,
+        "joules_per_generated_token": query / case.max_new_tokens,
+        "decode_joules_per_token": decode_j / (case.max_new_tokens - 1),
+        "prefill_share": prefill_j / query if query > 0 else None,
+    }
+    records[0].extra.pop("joules_per_output_token", None)  # prefill's one token is time-to-first-token work
+    for record in records:
+        record.extra["generation"] = dict(summary)
