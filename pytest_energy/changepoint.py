@@ -17,6 +17,8 @@ import heapq
 import math
 from dataclasses import dataclass
 
+from .ranks import rank_sum_counts, ranks
+
 #: A step is reported only where the level moves by at least this fraction: smaller moves are within
 #: what the gate calls unchanged, and a report of them is noise to the reader.
 STEP_MIN_CHANGE = 0.05
@@ -116,43 +118,16 @@ def _split(values: list[float], lo: int, hi: int, penalty: float, newest: bool, 
     return lo + k if left[size] - (left[k] + right[k]) > penalty else None
 
 
-def _ranks(values: list[float]) -> list[float]:
-    order = sorted(range(len(values)), key=values.__getitem__)
-    ranks = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1  # ties share their mean rank
-        i = j + 1
-    return ranks
-
-
-def _u_counts(m: int, n: int) -> list[int]:
-    """How many arrangements of m and n runs give each Mann-Whitney U (0..mn): the coefficients of the
-    Gaussian binomial [m + n choose m], built as prod (1 - q^(n+i)) / (1 - q^i) for i = 1..m."""
-    size = m * n + 1
-    counts = [1] + [0] * (size - 1)
-    for i in range(1, m + 1):
-        for u in range(size - 1, n + i - 1, -1):  # times (1 - q^(n+i))
-            counts[u] -= counts[u - n - i]
-        for u in range(i, size):  # divided by (1 - q^i)
-            counts[u] += counts[u - i]
-    return counts
-
-
 def rank_pvalue(a: list[float], b: list[float]) -> float:
     """The two-sided Mann-Whitney p-value of ``a`` against ``b``: exact for small samples, the normal
     approximation (with continuity correction) beyond 2,500 pairs."""
     m, n = len(a), len(b)
-    ranks = _ranks(a + b)
-    u = sum(ranks[:m]) - m * (m + 1) / 2
+    joint = ranks(a + b)
+    u = sum(joint[:m]) - m * (m + 1) / 2
     low = min(u, m * n - u)
     if m * n <= 2500:
         m, n = min(m, n), max(m, n)
-        counts = _u_counts(m, n)
+        counts = rank_sum_counts(m, n, m * n)
         tail = sum(counts[:math.floor(low + 1e-9) + 1])
         return min(1.0, 2 * tail / math.comb(m + n, m))
     sd = math.sqrt(m * n * (m + n + 1) / 12)

@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Hashable, Sequence
 
+from .ranks import ranks
 from .version import __version__
 
 _WORDS = re.compile(r"\w+|[^\w\s]")
@@ -81,27 +82,12 @@ def f1(predictions: Sequence[Hashable], references: Sequence[Hashable]) -> Score
     return Score("f1", total / len(labels), f"pytest-energy {__version__}: macro F1 over {len(labels)} labels", count)
 
 
-def _ranks(values: Sequence[float]) -> list[float]:
-    """1-based ranks, ties sharing their average rank (as Spearman's rho needs)."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    ranks = [0.0] * len(values)
-    start = 0
-    while start < len(order):
-        end = start
-        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
-            end += 1
-        for position in range(start, end + 1):
-            ranks[order[position]] = (start + end) / 2 + 1
-        start = end + 1
-    return ranks
-
-
 def spearman(predictions: Sequence[float], references: Sequence[float]) -> Score:
     """Spearman's rank correlation: the Pearson correlation of the ranks (average ranks for ties)."""
     count = _same_length(predictions, references)
     if count < 2:
         raise ValueError("Spearman correlation needs at least 2 pairs")
-    x, y = _ranks([float(v) for v in predictions]), _ranks([float(v) for v in references])
+    x, y = ranks([float(v) for v in predictions]), ranks([float(v) for v in references])
     mean_x, mean_y = sum(x) / count, sum(y) / count
     covariance = sum((a - mean_x) * (b - mean_y) for a, b in zip(x, y))
     spread = math.sqrt(sum((a - mean_x) ** 2 for a in x) * sum((b - mean_y) ** 2 for b in y))

@@ -41,10 +41,10 @@ import struct
 from collections import Counter
 from dataclasses import KW_ONLY, dataclass, field
 from enum import Enum
-from functools import lru_cache
 from statistics import NormalDist
 from typing import Any, Iterable, Sequence
 
+from .ranks import rank_sum_counts
 from .units import percent, percent_change
 
 
@@ -230,23 +230,6 @@ EXACT_STEPS = 250_000
 SORTED_DIFFERENCES = 1_000_000
 
 
-@lru_cache(maxsize=256)
-def _rank_sum_counts(n: int, m: int, upto: int) -> tuple[int, ...]:
-    """How many of the C(n+m, n) orderings of two samples give the Mann-Whitney U = 0, 1, .., upto.
-
-    These are the coefficients of the Gaussian binomial [n+m choose n]_q, the product over
-    i = 1..n of (1 - q^(m+i)) / (1 - q^i), truncated at degree ``upto`` (exact integers).
-    """
-    coefficients = [1] + [0] * upto
-    for i in range(1, n + 1):
-        step = m + i
-        for degree in range(upto, step - 1, -1):  # multiply by (1 - q^(m+i))
-            coefficients[degree] -= coefficients[degree - step]
-        for degree in range(i, upto + 1):  # divide by (1 - q^i)
-            coefficients[degree] += coefficients[degree - i]
-    return tuple(coefficients)
-
-
 def critical_rank(n: int, m: int, tail: float, ties: int = 0) -> int:
     """The largest k with P(U <= k - 1) <= tail under no change; 0 when even U = 0 is likelier.
 
@@ -260,7 +243,7 @@ def critical_rank(n: int, m: int, tail: float, ties: int = 0) -> int:
     if small * small * large // 2 <= EXACT_STEPS:
         # The Gaussian binomial is symmetric in n and m: the smaller one is the cheaper loop.
         allowed = tail * math.comb(n + m, n) * (1 + 1e-12)  # (1 - 0.9) / 2 must still allow 1 in 20
-        counts = _rank_sum_counts(small, large, n * m // 2)
+        counts = rank_sum_counts(small, large, n * m // 2)
         cumulative, k = 0, 0
         for count in counts:
             cumulative += count

@@ -19,6 +19,7 @@ from test_gate_integration import ARGS, BASE, CONFTEST, _energy, _record, _recor
 
 from pytest_energy import baselines as store
 from pytest_energy import gate, verdict
+from pytest_energy.ranks import rank_sum_counts
 from pytest_energy.gate import judge, persist
 from pytest_energy.history import History
 from pytest_energy.record import Record
@@ -46,7 +47,7 @@ def test_600_rounds_give_an_interval_not_an_overflow() -> None:
 def test_normal_rank_is_close_to_the_exact_one_and_on_its_wide_side(monkeypatch, n: int, m: int) -> None:
     normal = critical_rank(n, m, 0.01)  # these sizes are past the exact limit
     monkeypatch.setattr(verdict, "EXACT_STEPS", 10**9)
-    verdict._rank_sum_counts.cache_clear()
+    rank_sum_counts.cache_clear()
     exact = critical_rank(n, m, 0.01)
     assert 0.95 * exact <= normal <= exact  # a smaller rank is a wider interval
 

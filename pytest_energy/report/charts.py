@@ -63,6 +63,17 @@ def _frame(width: int, height: int, label: str, body: list[str]) -> Markup:
     )
 
 
+def _y_grid(y: _Axis, left: int, top: int, right: int, bottom: int) -> list[str]:
+    """The horizontal grid lines and their value labels of a chart's y axis."""
+    parts = []
+    for tick in y.ticks():
+        py = y(tick)
+        if top <= py <= bottom:
+            parts.append(f'<line class="grid" x1="{left}" y1="{py:.1f}" x2="{right}" y2="{py:.1f}"/>'
+                         f'<text class="tick" x="{left - 4}" y="{py + 4:.1f}" text-anchor="end">{fmt(tick, 3)}</text>')
+    return parts
+
+
 def _axes(x: _Axis, y: _Axis, left: int, top: int, right: int, bottom: int, x_label: str, y_label: str
           ) -> list[str]:
     parts = [f'<rect class="plot" x="{left}" y="{top}" width="{right - left}" height="{bottom - top}"/>']
@@ -71,11 +82,7 @@ def _axes(x: _Axis, y: _Axis, left: int, top: int, right: int, bottom: int, x_la
         if left <= px <= right:
             parts.append(f'<line class="grid" x1="{px:.1f}" y1="{top}" x2="{px:.1f}" y2="{bottom}"/>'
                          f'<text class="tick" x="{px:.1f}" y="{bottom + 14}" text-anchor="middle">{fmt(tick, 3)}</text>')
-    for tick in y.ticks():
-        py = y(tick)
-        if top <= py <= bottom:
-            parts.append(f'<line class="grid" x1="{left}" y1="{py:.1f}" x2="{right}" y2="{py:.1f}"/>'
-                         f'<text class="tick" x="{left - 4}" y="{py + 4:.1f}" text-anchor="end">{fmt(tick, 3)}</text>')
+    parts += _y_grid(y, left, top, right, bottom)
     parts.append(f'<text class="axis" x="{(left + right) / 2:.0f}" y="{bottom + 30}" text-anchor="middle">'
                  f'{escape(x_label)}</text>')
     parts.append(f'<text class="axis" transform="translate(12 {(top + bottom) / 2:.0f}) rotate(-90)" '
@@ -150,11 +157,7 @@ def trend_line(trend: Trend) -> Markup:
     x = _Axis(at, left, right, log=False)
     y = _Axis(values, bottom, top, log=False)
     parts = [f'<rect class="plot" x="{left}" y="{top}" width="{right - left}" height="{bottom - top}"/>']
-    for tick in y.ticks():
-        py = y(tick)
-        if top <= py <= bottom:
-            parts.append(f'<line class="grid" x1="{left}" y1="{py:.1f}" x2="{right}" y2="{py:.1f}"/>'
-                         f'<text class="tick" x="{left - 4}" y="{py + 4:.1f}" text-anchor="end">{fmt(tick, 3)}</text>')
+    parts += _y_grid(y, left, top, right, bottom)
     kept = -math.inf
     for px, date, commit in _time_ticks(trend.points, at):
         if x(px) - kept < 70:  # labels closer than their width would overlap: the earlier one stays
