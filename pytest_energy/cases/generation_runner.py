@@ -18,17 +18,18 @@ import torch
 from .base import DTYPES
 from .causal import Prefilled, decode, prefill, text_until_eos
 from .data import examples
-from .generation import GenerationCase
 from .models import pick_device
 from .proxies import count_flops, parameters
 from .registry import get_task
 from .runner import _batches, _check_quality, _distinct, _fill_inference_record, _load, _quality
 from .tasks import Predictor, tokens_in
 
+# The case arrives as an argument (a GenerationCase): its declaration imports this module when it runs.
+
 PHASES = ("prefill", "decode")
 
 
-def run_generation(case: GenerationCase, energy: Any) -> None:
+def run_generation(case: Any, energy: Any) -> None:
     """Run a generation case in its test (see the module docstring)."""
     spec = get_task(case.task, "GenerationCase")
     device = pick_device(case.device)
@@ -109,7 +110,7 @@ def _count(model: Any, encode: Callable[[int], dict[str, Any]], distinct: int,
     return states, work
 
 
-def _summarise(records: list[Any], case: GenerationCase) -> None:
+def _summarise(records: list[Any], case: Any) -> None:
     """The whole query on both records: prefill + decode per query and per generated token (gross)."""
     prefill_j, decode_j = (r.per_iteration_gross_joules for r in records)
     query = prefill_j + decode_j
