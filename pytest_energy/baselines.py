@@ -39,7 +39,7 @@ from typing import Any, Iterable, Sequence
 
 from .fingerprint import DEFAULT_KIND_FIELDS, DeviceKind, device_kinds
 from .locking import LockTimeout, atomic_write_text, locked
-from .record import Record
+from .record import Record, judged_devices
 
 #: Version of the baseline file layout. Files of another version are refused with what to do.
 SCHEMA_VERSION = 2
@@ -228,8 +228,15 @@ def start_conditions(record: Record, devices: Iterable[str]) -> dict[str, dict[s
 
 def record_kinds(record: Record, fields: Sequence[str] = DEFAULT_KIND_FIELDS) -> list[DeviceKind]:
     """The device kinds of the devices a record's energy verdicts judge (see ``Record.judged_devices``)."""
-    judged = set(record.judged_devices)
-    return device_kinds([c for c in record.components if c.device in judged], record.fingerprint, fields)
+    return component_kinds(record.components, record.fingerprint, fields)
+
+
+def component_kinds(components: Sequence[Any], fingerprint: dict[str, Any],
+                    fields: Sequence[str] = DEFAULT_KIND_FIELDS) -> list[DeviceKind]:
+    """:func:`record_kinds` from a record's components and fingerprint alone (what a history can
+    give without rebuilding the whole record)."""
+    judged = set(judged_devices(components))
+    return device_kinds([c for c in components if c.device in judged], fingerprint, fields)
 
 
 def from_record(record: Record, kinds: Iterable[DeviceKind] | None = None) -> Baseline:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar
 
 from .config import is_database_url
 from .locking import describe_process, to_stderr
-from .record import Record, RunInfo, finite
+from .record import Component, Record, RunInfo, finite
 
 try:  # POSIX: asks the OS who holds SQLite's lock on the store
     import fcntl
@@ -244,6 +244,18 @@ class CaseRow:
     quality: dict[str, float]
     status: str | None  # energy verdict against the run's baseline set
     ratio: float | None
+
+
+@dataclass
+class FleetRecord:
+    """One record of a run as the fleet's nightly report reads it: what its device kinds and their
+    joules need, and its verdicts, without rebuilding the whole record (its rounds above all)."""
+
+    name: str
+    iterations: int  # over its valid rounds
+    components: list[Component]
+    fingerprint: dict[str, Any]  # one dict per distinct fingerprint of the window: treat it as read-only
+    verdicts: dict[str, tuple[str, str]]  # metric -> (status, message), against its run's baseline set
 
 
 def _number(value: float | None) -> float | None:
@@ -643,6 +655,52 @@ class History:
         for row in self._rows(query):
             found[row[0]].append(dict(zip(keys, (*row[1:10], bool(row[10])))))
         return found
+
+    def fleet_records(self, run_ids: Sequence[str]) -> dict[str, list[FleetRecord]]:
+        """The records of several runs as the nightly report needs them: run id -> records (by name);
+        a run the store does not hold maps to [].
+
+        Only each record's components and fingerprint leave its JSON, picked out by the database
+        (the nightly over 1,000 runs of 100 records would otherwise spend most of its time decoding
+        rounds it never reads), and each distinct fingerprint is decoded once. A verdict counts when
+        it is against its run's baseline set (any, for a run judged against none).
+        """
+        import sqlalchemy as sa
+
+        r, v, u = _table("records"), _table("verdicts"), _table("runs")
+        wanted = list(dict.fromkeys(run_ids))
+
+        def part(connection: Connection, key: str) -> Any:
+            if connection.dialect.name == "postgresql":  # json (not jsonb): its text as stored
+                return sa.func.json_extract_path_text(sa.cast(r.c.record_json, sa.JSON), key, type_=sa.Text)
+            return sa.func.json_extract(r.c.record_json, f"$.{key}", type_=sa.Text)
+
+        def read(connection: Connection) -> dict[str, list[FleetRecord]]:
+            found: dict[str, list[FleetRecord]] = {run_id: [] for run_id in wanted}
+            fingerprints: dict[str | None, dict[str, Any]] = {}
+            for start in range(0, len(wanted), 500):  # bound the statement's parameters
+                chunk = wanted[start:start + 500]
+                judged: dict[tuple[str, str], dict[str, tuple[str, str]]] = {}
+                query = (sa.select(v.c.run_id, v.c.name, v.c.metric, v.c.status, v.c.message)
+                         .join(u, u.c.run_id == v.c.run_id)
+                         .where(v.c.run_id.in_(chunk), sa.or_(u.c.baseline_set.is_(None),
+                                                              v.c.baseline_set == u.c.baseline_set))
+                         .order_by(v.c.run_id, v.c.name, v.c.metric, v.c.baseline_set))
+                for run_id, name, metric, status, message in connection.execute(query):
+                    judged.setdefault((run_id, name), {})[metric] = (status, message or "")
+                query = (sa.select(r.c.run_id, r.c.name, r.c.iterations, part(connection, "components"),
+                                   part(connection, "fingerprint"))
+                         .where(r.c.run_id.in_(chunk)).order_by(r.c.run_id, r.c.name))
+                for run_id, name, iterations, components, fingerprint in connection.execute(query):
+                    known = fingerprints.get(fingerprint)
+                    if known is None:
+                        known = fingerprints[fingerprint] = json.loads(fingerprint) if fingerprint else {}
+                    found[run_id].append(FleetRecord(
+                        name, iterations or 0, [Component(**c) for c in json.loads(components or "[]")], known,
+                        judged.get((run_id, name), {})))
+            return found
+
+        return self._use(read)
 
     def verdicts(self, run_id: str) -> list[dict[str, Any]]:
         """The stored verdicts of one run, as dicts with the fields of :class:`~pytest_energy.verdict.Verdict`."""

@@ -221,6 +221,34 @@ def test_bulk_reads_and_the_branch(history_at: Path | str) -> None:
     assert [len(records["run-0"]), len(records["run-3"])] == [2, 1]
 
 
+def test_fleet_records_are_the_records_parts_the_nightly_reads(history_at: Path | str) -> None:
+    history = _fill(history_at)
+    both = make_record("tests/test_p.py::test_both", joules=6.0,
+                       devices={"gpu:0": "counter", "cpu:package-0": "counter"})
+    judged = Judgement(verdicts=[Verdict(both.name, "energy", "unchanged", 1.0, 0.9, 1.1, 0.05, "default", "gpu same",
+                                         True),
+                                 Verdict(both.name, "energy:rapl", "regression", 1.3, 1.2, 1.4, 0.05, "default",
+                                         "rapl up", True),
+                                 Verdict(both.name, "energy", "improvement", 0.5, 0.4, 0.6, 0.05, "other", "", True)],
+                       baseline_set="default", fingerprint_id="nvidia-h100-80gb-hbm3-x1-1a2b3c4d")
+    history.append(_run("run-3", "2026-11-23T10:00:00+00:00"), [both, make_record("tests/test_p.py::test_a")], judged)
+    found = history.fleet_records(["run-3", "run-1", "run-9"])
+    assert list(found) == ["run-3", "run-1", "run-9"] and found["run-9"] == []
+    full = {run_id: history.records(run_id) for run_id in ("run-3", "run-1")}
+    for run_id, records in found.items():
+        for light, record in zip(records, full.get(run_id, []), strict=True):
+            assert (light.name, light.iterations, light.components, light.fingerprint) == (
+                record.name, record.iterations, record.components, record.fingerprint)
+    assert [len(c.components) for c in found["run-3"]] == [1, 2] and found["run-3"][0].verdicts == {}
+    # Against the run's own baseline set only: the "other" set's improvement is not the nightly's.
+    assert found["run-3"][1].verdicts == {"energy": ("unchanged", "gpu same"),
+                                          "energy:rapl": ("regression", "rapl up")}
+    assert found["run-1"][0].verdicts == {"energy": ("unchanged", "energy unchanged"),
+                                          "rougeL": ("unchanged", "rougeL unchanged")}
+    # One fingerprint dict per distinct fingerprint of the window, not one per record.
+    assert found["run-1"][0].fingerprint is found["run-1"][1].fingerprint
+
+
 def test_a_schema_1_store_is_migrated_in_place(tmp_path: Path) -> None:
     path = tmp_path / "history.sqlite"
     with sqlite3.connect(path) as connection:

@@ -1,10 +1,11 @@
 """The nightly report for a fleet of runners: every test of a window of runs, per device kind.
 
-Built from a history store through three calls only (``runs``, ``records``, ``verdicts``), so it works
-on any backend the history has. Energy is judged per device kind (``pytest_energy.fingerprint``), so
-the report is too: per kind, every test any run of the window measured on it (not only the latest
-run's), its latest verdict, its trend over the runs' dates and commits, the change points of that
-trend with the commit range each falls in, and the runners (fingerprint ids) that measured it.
+Built from a history store through two calls only (``runs``, then ``fleet_records``: each record's
+components, fingerprint and verdicts, never its rounds), so it works on any backend the history has.
+Energy is judged per device kind (``pytest_energy.fingerprint``), so the report is too: per kind,
+every test any run of the window measured on it (not only the latest run's), its latest verdict, its
+trend over the runs' dates and commits, the change points of that trend with the commit range each
+falls in, and the runners (fingerprint ids) that measured it.
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..baselines import record_kinds
+from ..baselines import component_kinds
 from ..fingerprint import DEFAULT_KIND_FIELDS, DeviceKind
 from ..gate import energy_metric
-from ..record import Record
+from ..record import Component
 from .trends import Trend, TrendPoint, steps_of
+
+if TYPE_CHECKING:
+    from ..history import FleetRecord
 
 #: Trend charts the nightly report draws, those of the most urgent tests first (every chart is inline
 #: SVG); every test keeps its row, change points and runners.
@@ -88,13 +92,12 @@ class Fleet:
         return sum(1 for k in self.kinds for t in k.tests if t.status == "regression")
 
 
-def kind_joules(record: Record, devices: tuple[str, ...], iterations: int | None = None) -> float:
-    """Net joules per iteration of the record's ``devices`` (one device kind), over its valid rounds
-    (``iterations``, where the caller has counted them already)."""
-    iterations = record.iterations if iterations is None else iterations
+def kind_joules(components: list[Component], devices: tuple[str, ...], iterations: int) -> float:
+    """Net joules per iteration of a record's ``devices`` (one device kind), from its ``components``
+    and its ``iterations`` over valid rounds."""
     if not iterations:
         return math.nan
-    return sum(c.net_joules for c in record.components if c.device in devices) / iterations
+    return sum(c.net_joules for c in components if c.device in devices) / iterations
 
 
 def _kind_fields(info: dict[str, Any]) -> tuple[str, ...]:
@@ -110,7 +113,7 @@ class _KindCache:
     def __init__(self) -> None:
         self.known: dict[tuple[Any, ...], list[DeviceKind]] = {}
 
-    def __call__(self, record: Record, fields: tuple[str, ...]) -> list[DeviceKind]:
+    def __call__(self, record: FleetRecord, fields: tuple[str, ...]) -> list[DeviceKind]:
         fingerprint = record.fingerprint or {}
         # The fingerprint id names the GPUs, CPU and methods, which is all the default fields read; other
         # fields (driver, power limit, clocks) can change under one id, so their facts join the key.
@@ -118,7 +121,7 @@ class _KindCache:
         key = (fields, fingerprint.get("id"), facts, tuple((c.device, c.kind, c.method) for c in record.components))
         kinds = self.known.get(key)
         if kinds is None:
-            kinds = self.known[key] = record_kinds(record, fields)
+            kinds = self.known[key] = component_kinds(record.components, fingerprint, fields)
         return kinds
 
 
@@ -145,37 +148,34 @@ def build_fleet(history: Any, last: int | None = None, since: str | None = None,
         raise LookupError(f"pytest-energy: the history holds no run{window} yet; run `pytest --energy` first"
                           + (" or give an earlier --since" if since else ""))
     runs = runs[::-1]  # oldest first: each series grows in time order
+    records_by_run = history.fleet_records([run.run_id for run in runs])
     kinds_of = _KindCache()
     series: dict[tuple[str, str], _Series] = {}
     kind_runs: dict[str, dict[str, None]] = {}
     kind_runners: dict[str, dict[str, None]] = {}
     notes: list[str] = []
     for run in runs:
-        verdicts = {(v["name"], v["metric"]): v for v in history.verdicts(run.run_id)
-                    if run.baseline_set is None or v["baseline_set"] == run.baseline_set}
         fields = _kind_fields(run.info)
         runner, commit = run.fingerprint_id or "", run.git_commit or ""
         seen: set[str] = set()
-        for record in history.records(run.run_id):
+        for record in records_by_run[run.run_id]:
             try:
                 kinds = kinds_of(record, fields)
             except ValueError as error:  # a field this version does not know: the default kinds
                 notes.append(f"run {run.run_id}: {error}; its records are grouped by {', '.join(DEFAULT_KIND_FIELDS)}")
                 fields = DEFAULT_KIND_FIELDS
                 kinds = kinds_of(record, fields)
-            iterations = record.iterations
             for index, kind in enumerate(kinds):
-                verdict = verdicts.get((record.name, energy_metric(index, kind))) or {}
+                status, message = record.verdicts.get(energy_metric(index, kind)) or ("", "")
                 entry = series.get((kind.id, record.name))
                 if entry is None:
                     entry = series[kind.id, record.name] = _Series()
-                joules = kind_joules(record, kind.devices, iterations)
-                status = verdict.get("status") or ""
+                joules = kind_joules(record.components, kind.devices, record.iterations)
                 if math.isfinite(joules):
                     entry.points.append(TrendPoint(run.started, joules, status, commit, runner))
                 entry.runners[runner] = None
                 entry.runs += 1
-                entry.status, entry.message = status, verdict.get("message") or ""
+                entry.status, entry.message = status, message
                 entry.last_started, entry.last_commit = run.started, commit
                 seen.add(kind.id)
         for kind_id in seen:
