@@ -41,7 +41,7 @@ PROBE_MAX_READS = 20_000
 
 #: Settings shown, in this order: what decides how a test is measured and judged.
 SHOWN_SETTINGS = ("devices", "rounds", "min_window", "warmup", "min_effect", "idle_seconds", "gate_modelled",
-                  "fail_on_regression", "normalise", "baselines", "baseline_set", "powercap")
+                  "fail_on_regression", "normalise", "baselines", "baseline_set", "powercap", "cooldown", "top")
 
 
 @dataclass

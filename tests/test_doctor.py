@@ -90,6 +90,7 @@ def test_settings_come_from_the_projects_ini_and_the_environment(project, capsys
     assert (settings["values"]["min_effect"], settings["sources"]["min_effect"]) == (0.02, "PYTEST_ENERGY_MIN_EFFECT")
     assert settings["sources"]["devices"] == "pytest-energy doctor --devices"
     assert settings["values"]["min_window"] == 1.0 and settings["sources"]["min_window"] == "default"
+    assert (settings["values"]["cooldown"], settings["values"]["top"]) == (None, 0)  # the newer settings shown too
     assert document["devices"][0]["gates"] is True  # modelled, and energy_gate_modelled is true
     assert "gating as energy_gate_modelled is true: a regression fails the session" in document["gating"][0]
 
