@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from .record import Carbon
-from .units import JOULES_PER_KWH
 
 #: CodeCarbon's world average (IEA 2019), used when no country or intensity is given.
 WORLD_AVERAGE_G_PER_KWH = 475.0

@@ -13,7 +13,7 @@ transformers = pytest.importorskip("transformers")
 
 from test_cases import run_session  # noqa: E402  (tests/ is on sys.path under pytest's default import mode)
 
-from pytest_energy.cases import Fallback, FineTuneCase, GenerationCase, InferenceCase, get_task  # noqa: E402
+from pytest_energy.cases import FineTuneCase, GenerationCase, get_task  # noqa: E402
 
 PROMPTS = [{"prompt": f"the weather in {town} is {sky}", "continuation": f"expect {sky} skies in {town}"}
            for town in ("alderley", "brookfield", "carrow") for sky in ("grey", "clear")]

@@ -199,3 +199,16 @@ def test_a_pruning_sweep_is_charted_energy_and_quality_against_sparsity():
     assert "90 % sparse: accuracy 0.52" in chart and "weight sparsity (%)" in chart
     alone = html.render(build_report(levels[:1], make_judgement([]), make_run_info(), None))
     assert "energy and quality of" not in alone  # one level is no sweep
+
+
+def test_a_generation_record_shows_its_whole_query_split_in_the_details():
+    # The decode record carries the whole query (prefill + decode) in extra.generation, as the
+    # generation runner writes it; its details line is what the suites' HTML report renders.
+    split = {"prefill_joules_per_query": 0.27, "decode_joules_per_query": 1.95, "prefill_share": 0.12,
+             "wh_per_1000_queries": 0.617, "joules_per_generated_token": 0.139}
+    record = make_record("suites/test_generation.py::prompts_generation[decode]", 1.95, unit="query",
+                         extra={"case": "generation", "phase": "decode", "generation": split})
+    report = build_report([record], make_judgement([]), make_run_info())
+    page = html.render(report)
+    assert ("prefill 0.27 J + decode 1.95 J per query (gross, prefill 12 %); 0.617 Wh per 1,000 queries, "
+            "0.139 J per generated token") in page

@@ -16,7 +16,6 @@ from markupsafe import Markup
 from ..locking import atomic_write_text
 from ..units import fmt, percent_change
 from . import charts, exports
-from ..units import fmt, percent
 from .fleet import Fleet
 from .model import Report, Row
 from .styles import CSS_CLASS

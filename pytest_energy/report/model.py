@@ -117,12 +117,12 @@ class Row:
         split = self.record.extra.get("generation")
         if not isinstance(split, dict):
             return ""
-        share = _number(split.get("prefill_share"))
-        return (f"prefill {fmt(_number(split.get('prefill_joules_per_query')))} J + decode "
-                f"{fmt(_number(split.get('decode_joules_per_query')))} J per query (gross"
+        share = finite_number(split.get("prefill_share"))
+        return (f"prefill {fmt(finite_number(split.get('prefill_joules_per_query')))} J + decode "
+                f"{fmt(finite_number(split.get('decode_joules_per_query')))} J per query (gross"
                 + (f", prefill {share * 100:.0f} %" if share is not None else "") + "); "
-                f"{fmt(_number(split.get('wh_per_1000_queries')))} Wh per 1,000 queries, "
-                f"{fmt(_number(split.get('joules_per_generated_token')))} J per generated token")
+                f"{fmt(finite_number(split.get('wh_per_1000_queries')))} Wh per 1,000 queries, "
+                f"{fmt(finite_number(split.get('joules_per_generated_token')))} J per generated token")
 
     def facts(self) -> list[tuple[str, str]]:
         """How the numbers were obtained, as (label, text) lines for the details of a record."""
