@@ -30,7 +30,7 @@ from pytest_energy import baselines as store
 from pytest_energy import history as history_module
 from pytest_energy import locking
 from pytest_energy.config import resolve
-from pytest_energy.context import TestContext
+from pytest_energy import context as energy_context
 from pytest_energy.gate import Judgement, persist
 from pytest_energy.history import History, HistoryError
 from pytest_energy.locking import LockTimeout, lock_file, locked
@@ -60,12 +60,12 @@ def _holder_of(pid: int) -> str:
 
 # -- record names ---------------------------------------------------------------------------------
 def test_repeated_names_get_suffixes_that_never_meet_a_later_label() -> None:
-    context = TestContext("t.py::test_a", None, {})
+    context = energy_context.TestContext("t.py::test_a", None, {})
     names = [context.name_for(label) for label in ("x", "x", "x#2", "", "", "x", "x#3")]
     assert names == ["t.py::test_a::x", "t.py::test_a::x#2", "t.py::test_a::x#2#2", "t.py::test_a",
                      "t.py::test_a#2", "t.py::test_a::x#3", "t.py::test_a::x#3#2"]
     # Names without a clash are the ones committed baselines already use.
-    other = TestContext("t.py::test_b", None, {})
+    other = energy_context.TestContext("t.py::test_b", None, {})
     assert [other.name_for(label) for label in ("x#2", "x", "x")] == [
         "t.py::test_b::x#2", "t.py::test_b::x", "t.py::test_b::x#3"]
 

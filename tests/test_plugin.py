@@ -287,10 +287,10 @@ def pytest_sessionfinish(session):
     result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "-p", "no:html")  # it loads jinja2
     result.stdout.fnmatch_lines(["*HEAVY: []"])
     # With --energy off the plugin costs its options, hook specs and light core: no session or meter.
-    # (conditions: the cooldown setting's parser, standard library only.)
+    # (conditions: the cooldown setting's parser; version: the package's version string; both standard library only.)
     assert ("OURS: ['pytest_energy', 'pytest_energy.budget', 'pytest_energy.conditions', 'pytest_energy.config', "
-            "'pytest_energy.hookspec', 'pytest_energy.plugin', 'pytest_energy.record', 'pytest_energy.units']"
-            in result.stdout.lines)
+            "'pytest_energy.hookspec', 'pytest_energy.plugin', 'pytest_energy.record', 'pytest_energy.units', "
+            "'pytest_energy.version']" in result.stdout.lines)
     probe = subprocess.run(
         [sys.executable, "-c", "import sys, pytest_energy.plugin; "
          "print([m for m in ('torch', 'transformers', 'codecarbon', 'sqlalchemy') if m in sys.modules])"],
