@@ -1,8 +1,9 @@
 """Build time of the fleet's nightly report over a big history (issue 15.6: 1,000 runs x 100 records,
 target under 5 s).
 
-``python3 -m bench.nightly [--runs 1000] [--records 100] [--history PATH]`` fills an SQLite history
-(through ``History.append``, as the plugin writes it; kept at ``--history`` for a rerun) with nightly
+``python3 -m bench.nightly [--runs 1000] [--records 100] [--history PATH|URL]`` fills a history (an SQLite
+file, or a ``postgresql://`` database; through ``History.append``, as the plugin writes it; kept at
+``--history`` for a rerun) with nightly
 runs of four runners on two device kinds, each run measuring 100 of a 120-test suite, a tenth of the
 tests stepping up 15 % at one commit; then times reading the window and finding the change points
 (``build_fleet``), the HTML, and the terminal lines. ``python3 -m bench`` runs it as its "nightly"
@@ -19,10 +20,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from pytest_energy.gate import Judgement
-from pytest_energy.history import History
+from pytest_energy.config import is_database_url
+from pytest_energy.history import History, HistoryError
 from pytest_energy.record import Carbon, Component, Record, Round, RunInfo
-from pytest_energy.verdict import Verdict
+from pytest_energy.verdict import Judgement, Verdict
 
 CARBON = Carbon(intensity_g_per_kwh=56.0, source="bench", pue=1.2, country_iso_code="FRA")
 GPUS = {"h100-a": "NVIDIA H100 80GB HBM3", "h100-b": "NVIDIA H100 80GB HBM3",
@@ -44,7 +45,7 @@ def _record(name: str, joules: float, fingerprint: dict[str, Any], started: str,
                               outcome="passed")
 
 
-def fill(path: Path, runs: int, records: int, seed: int = 0) -> None:
+def fill(path: Path | str, runs: int, records: int, seed: int = 0) -> None:
     """``runs`` nightly runs of ``records`` records each, appended to the history at ``path``."""
     rng = random.Random(seed)
     history = History(path)
@@ -80,7 +81,7 @@ def _time(index: int) -> str:
     return moment.isoformat()
 
 
-def measure(path: Path, runs: int) -> dict[str, Any]:
+def measure(path: Path | str, runs: int) -> dict[str, Any]:
     """Seconds to build the nightly report over the ``runs`` newest runs, to render its HTML and its lines."""
     from pytest_energy.report import html
     from pytest_energy.report.fleet import build_fleet
@@ -99,12 +100,21 @@ def measure(path: Path, runs: int) -> dict[str, Any]:
             "total_seconds": printed - began, "total_cpu_seconds": printed_cpu - cpu}
 
 
-def run(runs: int = 1000, records: int = 100, history: Path | None = None, seed: int = 0) -> dict[str, Any]:
-    """Fill (where ``history`` is missing) and measure; the figures with the filling time."""
+def _empty(store: Path | str) -> bool:
+    if not is_database_url(str(store)):
+        return not Path(store).exists()
+    try:
+        return not History(store).runs(1)
+    except HistoryError:  # a database with no history tables yet
+        return True
+
+
+def run(runs: int = 1000, records: int = 100, history: Path | str | None = None, seed: int = 0) -> dict[str, Any]:
+    """Fill (where ``history`` is missing or an empty database) and measure; the figures with the filling time."""
     with tempfile.TemporaryDirectory() as folder:
         path = history or Path(folder) / "history.sqlite"
         filled = 0.0
-        if not path.exists():
+        if _empty(path):
             began = time.perf_counter()
             fill(path, runs, records, seed)
             filled = time.perf_counter() - began
@@ -124,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m bench.nightly", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--records", type=int, default=100)
-    parser.add_argument("--history", type=Path, default=None, help="keep the filled history here (reused if present)")
+    parser.add_argument("--history", default=None,
+                        help="keep the filled history here, a path or a postgresql:// URL (reused if it holds runs)")
     arguments = parser.parse_args(argv)
     print(text(run(arguments.runs, arguments.records, arguments.history)))
     return 0

@@ -124,10 +124,10 @@ def test_contended_runs_make_the_previous_step_fit_cry_wolf_and_not_the_one_used
     assert "| pytest-energy: L1 binary segmentation + rank test | contended" in table
 
 
-def test_the_nightly_bench_builds_the_fleet_report_from_a_filled_history(tmp_path):
+def test_the_nightly_bench_builds_the_fleet_report_from_a_filled_history(history_at):
     from bench import nightly
 
-    figures = nightly.run(runs=8, records=10, history=tmp_path / "history.sqlite")
+    figures = nightly.run(runs=8, records=10, history=history_at)  # on SQLite and on PostgreSQL
     assert figures["runs"] == 8 and figures["kinds"] == 2 and figures["tests"] > 10
     assert figures["build_seconds"] > 0 and figures["html_megabytes"] > 0
     assert "nightly report over 8 runs x 10 records" in nightly.text(figures)
