@@ -4,23 +4,18 @@ metadata; and model cards that say truthfully what was trained and how."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
 from factories import make_record, make_run_info
+from test_cases import FINETUNE, run_session  # (tests/ is on sys.path under pytest's default import mode)
 from pytest_energy.record import Carbon
 from pytest_energy.report import build_report
 from pytest_energy.report.exports import model_card_block
 from pytest_energy.report.ratings import (CARBON_REFERENCES, carbon_efficiency_class, carbon_per_1000_examples,
                                           reporting_practice)
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _fine_tune(grams_per_1000_examples: float, task: str = "summarization", **extra):
@@ -103,32 +98,12 @@ def test_a_card_says_fine_tuning_only_for_pre_trained_weights_and_classes_itself
                                               "missing": ["training_type", "geographical_location"]}
 
 
-FROM_SCRATCH = """
-import json
-from pytest_energy.cases import Fallback, FineTuneCase
-
-ROWS = [{"text": f"the {n} was {a}", "label": int(a in ("good", "great", "fine"))}
-        for n in ("film", "plot", "cast") for a in ("good", "great", "fine", "bad", "awful", "poor")]
-with open("train.jsonl", "w") as handle:
-    handle.write("\\n".join(json.dumps(r) for r in ROWS))
-
-tune = FineTuneCase(model="no-such-org/no-such-model", task="text-classification", train=ROWS, eval=ROWS,
-                    steps=3, batch_size=8, learning_rate=1e-3, max_input_tokens=16, quality={"accuracy": 0.0},
-                    fallback=Fallback("distilbert", "train.jsonl", steps=0,
-                                      config={"dim": 16, "hidden_dim": 32, "n_heads": 2, "n_layers": 1}))
-"""
-
-
 def test_the_card_of_a_fallback_trained_from_scratch_does_not_say_fine_tuning(tmp_path):
-    (tmp_path / "test_tune.py").write_text(FROM_SCRATCH)
-    command = [sys.executable, "-m", "pytest", "--energy", "--energy-json", "out.json", "--energy-model-card",
-               "cards", "--energy-idle-seconds", "0.05", "--energy-report", "none", "-p", "no:cacheprovider",
-               "-p", "no:xdist", "-q"]
-    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join(
-                              filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
-    assert done.returncode == 0, done.stdout + done.stderr
-    record, = json.loads((tmp_path / "out.json").read_text())["records"]
+    # The case runner's own fine-tune of a fallback trained from scratch (test_cases' FINETUNE), with its card.
+    session = run_session(tmp_path, {"test_tune.py": FINETUNE}, "--energy", "--energy-json", "out.json",
+                          "--energy-model-card", "cards")
+    assert session.returncode == 0, "\n".join(session.lines)
+    record = session.records["tune"]
     training = record["extra"]["training"]
     assert training == {"model": record["extra"]["model"]["ran"], "initial_weights": "random",
                         "type": "training from scratch"}
