@@ -173,19 +173,31 @@ def _pytest_once(folder: Path, load: str, count: int, copies: int, measured: boo
     return wall, json.loads(times.read_text())
 
 
+Runs = list[tuple[float, list[tuple[str, float]]]]
+
+
+def _alternating(rig: Rig, suite: str, count: int, copies: int, repetitions: int,
+                 energy_flags: list[str] = ENERGY_FLAGS) -> tuple[Runs, Runs, dict[str, Any]]:
+    """``repetitions`` plain and measured pytest runs of ``suite`` (with the bench's conftest), alternating;
+    with the last measured run's JSON document."""
+    plain: Runs = []
+    measured: Runs = []
+    with tempfile.TemporaryDirectory(prefix="bench-overhead-") as name:
+        folder = Path(name)
+        (folder / "conftest.py").write_text(textwrap.dedent(CONFTEST))
+        (folder / "test_load.py").write_text(textwrap.dedent(suite))
+        for _ in range(repetitions):
+            plain.append(_pytest_once(folder, rig.key, count, copies, measured=False))
+            measured.append(_pytest_once(folder, rig.key, count, copies, measured=True, energy_flags=energy_flags))
+        document = json.loads((folder / "energy-out" / "records.json").read_text())
+    return plain, measured, document
+
+
 def measured_test_overhead(rig: Rig, repetitions: int, copies: int = COPIES) -> dict[str, Any]:
     """Plain against measured pytest runs of the 1 s tests (``copies`` of each per run), alternating,
     ``repetitions`` runs of each."""
     count = one_second_count(rig)
-    plain: list[tuple[float, list[tuple[str, float]]]] = []
-    measured: list[tuple[float, list[tuple[str, float]]]] = []
-    with tempfile.TemporaryDirectory(prefix="bench-overhead-") as name:
-        folder = Path(name)
-        (folder / "conftest.py").write_text(textwrap.dedent(CONFTEST))
-        (folder / "test_load.py").write_text(textwrap.dedent(TESTS))
-        for _ in range(repetitions):
-            plain.append(_pytest_once(folder, rig.key, count, copies, measured=False))
-            measured.append(_pytest_once(folder, rig.key, count, copies, measured=True))
+    plain, measured, _ = _alternating(rig, TESTS, count, copies, repetitions)
 
     def median(runs: list[tuple[float, list[tuple[str, float]]]], test: str | None) -> float:
         """Median wall time of the runs (test None), or of every copy of ``test`` in every run."""
@@ -222,15 +234,8 @@ def top_overhead(rig: Rig, repetitions: int, tests: int = TOP_TESTS,
     """Plain against ``--energy --energy-top 10`` runs of ``tests`` short tests, alternating,
     ``repetitions`` runs of each: the sum of the tests' own times, and the whole runs' wall time."""
     count = short_count(rig, test_seconds)
-    plain, measured = [], []
-    with tempfile.TemporaryDirectory(prefix="bench-top-") as name:
-        folder = Path(name)
-        (folder / "conftest.py").write_text(textwrap.dedent(CONFTEST))
-        (folder / "test_load.py").write_text(textwrap.dedent(TOP_SUITE))
-        for _ in range(repetitions):
-            plain.append(_pytest_once(folder, rig.key, count, tests, measured=False))
-            measured.append(_pytest_once(folder, rig.key, count, tests, measured=True, energy_flags=TOP_FLAGS))
-        listed = json.loads((folder / "energy-out" / "records.json").read_text()).get("top", [])
+    plain, measured, document = _alternating(rig, TOP_SUITE, count, tests, repetitions, TOP_FLAGS)
+    listed = document.get("top", [])
 
     def tests_total(runs: list[tuple[float, list[tuple[str, float]]]]) -> float:
         return statistics.median(sum(seconds for _, seconds in times) for _, times in runs)
