@@ -307,10 +307,17 @@ def bertscore(
         from bert_score import BERTScorer
 
         _SCORERS[key] = BERTScorer(model_type=key[0], num_layers=num_layers)
-    _, _, f_scores = _SCORERS[key].score(list(predictions), list(references))
+    # An empty text has no token to match, so its pair scores 0 (bert-score itself cannot encode one
+    # with transformers 5: it asks the tokenizer for a method that version removed).
+    scored = [i for i, (p, r) in enumerate(zip(predictions, references)) if str(p).strip() and str(r).strip()]
+    total = 0.0
+    if scored:
+        _, _, f_scores = _SCORERS[key].score([predictions[i] for i in scored], [references[i] for i in scored])
+        total = float(f_scores.sum())
     name = model_name or folder.name
-    how = f"bert-score {_version('bert-score')}: F1, model {name} ({folder}), layer {num_layers}, no idf, no rescaling"
-    return Score("bertscore", float(f_scores.mean()), how, count)
+    how = (f"bert-score {_version('bert-score')}: F1, model {name} ({folder}), layer {num_layers}, no idf, "
+           "no rescaling, an empty text scores 0")
+    return Score("bertscore", total / count, how, count)
 
 
 # -- the metric registry -----------------------------------------------------------------------------

@@ -159,6 +159,11 @@ def test_bertscore_with_local_minilm(monkeypatch):
     assert 1.0 > close > far
     assert "model all-MiniLM-L6-v2" in same.computed_by and "layer 6" in same.computed_by
     assert same.computed_by.startswith("bert-score ")
+    # An empty prediction (a generator that stopped at once) scores 0 in the mean, not a traceback.
+    mixed = quality.bertscore(["a storm flooded the town", "", "  "], ["a storm flooded the town"] * 3,
+                              model_path=folder, num_layers=6)
+    assert mixed.value == pytest.approx(1.0 / 3, abs=1e-4) and mixed.examples == 3
+    assert "an empty text scores 0" in mixed.computed_by
 
 
 def test_entity_f1_counts_only_exact_spans_with_their_type():
