@@ -39,7 +39,7 @@ highlights_finetune_t5 = FineTuneCase(
     bertscore_model=MINILM,
     bertscore_layers=6,
     fallback=Fallback("t5", DATA / "highlights_train.jsonl", steps=0,
-                      overrides={"learning_rate": 5e-3, "quality": {"rouge1": 0.6, "rougeL": 0.6, "meteor": 0.5}}),
+                      overrides={"learning_rate": 5e-3, "quality": {"rouge1": 0.65, "rougeL": 0.65, "meteor": 0.65}}),
 )
 
 highlights_finetune_llama = FineTuneCase(
@@ -63,5 +63,5 @@ highlights_finetune_llama = FineTuneCase(
     bertscore_layers=6,
     fallback=Fallback("llama", DATA / "highlights_train.jsonl", steps=0,
                       overrides={"lora": None, "learning_rate": 5e-3,
-                                 "quality": {"rouge1": 0.6, "rougeL": 0.6, "meteor": 0.5}}),
+                                 "quality": {"rouge1": 0.5, "rougeL": 0.5, "meteor": 0.5}}),
 )

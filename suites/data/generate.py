@@ -4,8 +4,9 @@
     python suites/data/generate.py
 
 Every sentence comes from the templates below, written for this project (CC0). A fixed seed makes the
-files reproducible. Evaluation examples are combinations of phrases that never occur together in the
-training files, so a model that only memorised the training lines does not pass the quality budgets.
+files reproducible. Evaluation files are not templated copies of the training files: their phrases,
+names, templates or sentence orders never occur there, so a model that memorised its training lines
+scores clearly below 1.0 on them, and a damaged one lower still.
 """
 
 from __future__ import annotations
@@ -51,19 +52,59 @@ CLOSERS = {
 
 
 def sentiment(rng: random.Random) -> tuple[list[dict], list[dict]]:
+    """Training sentences, and 1,000 evaluation sentences of three kinds (see :func:`sentiment_eval`)."""
     pairs = [(s, p, 1) for s in SUBJECTS for p in POSITIVE] + [(s, p, 0) for s in SUBJECTS for p in NEGATIVE]
     pairs += [(s, p, label) for s in SUBJECTS for label, phrases in NEGATED.items() for p in phrases]
     rng.shuffle(pairs)
     cut = len(pairs) * 3 // 4
-    splits = []
-    for chosen, count in ((pairs[:cut], 2000), (pairs[cut:], 1000)):
-        rows = []
-        for _ in range(count):
-            subject, predicate, label = rng.choice(chosen)
-            text = f"{rng.choice(OPENERS)}{subject} {predicate}{rng.choice(CLOSERS[label])}".strip()
-            rows.append({"text": text[0].upper() + text[1:], "label": label})
-        splits.append(rows)
-    return splits[0], splits[1]
+    train = [_sentence(rng, *rng.choice(pairs[:cut])) for _ in range(2000)]
+    return train, sentiment_eval(rng, pairs[cut:], 1000)
+
+
+def _sentence(rng: random.Random, subject: str, predicate: str, label: int) -> dict:
+    text = f"{rng.choice(OPENERS)}{subject} {predicate}{rng.choice(CLOSERS[label])}".strip()
+    return {"text": text[0].upper() + text[1:], "label": label}
+
+
+# Evaluation phrases: never in training, made of words training uses in other combinations (and a few
+# it never saw). Their own lists, so the pruning sweep's held-out set below stays independent of them.
+EVAL_PHRASES = {
+    1: ["is a warm delight", "was clever and funny", "felt moving and fresh", "kept me gripped to the end",
+        "is a smart treat", "was a joy to watch", "is honest and charming", "was not a waste of time",
+        "is a gem", "won the whole room over"],
+    0: ["is a clumsy bore", "was stale and dull", "felt lifeless and fake", "is predictable from start to finish",
+        "left me tired", "was a tedious mess", "is a hollow chore", "was not worth it at all",
+        "is a dud", "lost the whole room early"],
+}
+#: Two-clause sentences in which the second clause decides ("the plot falls flat, yet the cast was superb").
+CONTRASTS = [", but ", ", yet ", ", although ", ", even though "]
+
+
+def sentiment_eval(rng: random.Random, unseen_pairs: list[tuple[str, str, int]], count: int) -> list[dict]:
+    """Evaluation sentences, a third of each kind: subject-phrase pairs that never occur in training (the
+    easy part: a model that learnt the phrases gets them); phrases never seen in training; and two
+    clauses of opposite sentiment in which the one after "but"/"yet" decides, or, after "although", the
+    first. A fallback that memorised its training phrases gets the first kind right and many of the
+    others wrong, so its accuracy sits clearly below 1.0 and a damaged model shows."""
+    rows = []
+    for index in range(count):
+        kind, label = index % 3, (index // 3) % 2
+        if kind == 0:
+            subject, predicate, label = rng.choice(unseen_pairs)
+            rows.append(_sentence(rng, subject, predicate, label))
+            continue
+        subject = rng.choice(SUBJECTS)
+        if kind == 1:
+            text = f"{rng.choice(OPENERS)}{subject} {rng.choice(EVAL_PHRASES[label])}"
+        else:
+            joint = rng.choice(CONTRASTS)
+            deciding = f"{rng.choice(SUBJECTS)} {rng.choice(EVAL_PHRASES[label] + (POSITIVE if label else NEGATIVE))}"
+            other = f"{subject} {rng.choice(NEGATIVE if label else POSITIVE)}"
+            # "although" concedes the clause after it: the clause before decides.
+            text = f"{deciding}{joint}{other}" if "though" in joint else f"{other}{joint}{deciding}"
+        rows.append({"text": text[0].upper() + text[1:], "label": label})
+    rng.shuffle(rows)
+    return rows
 
 
 # Held out from training altogether: new phrases made of words the training phrases use in other
@@ -116,65 +157,100 @@ FILLER = [
 ]
 
 
-def _council(rng: random.Random) -> tuple[list[str], str]:
-    city, project, person = rng.choice(CITIES), rng.choice(PROJECTS), rng.choice(PEOPLE)
+#: Names evaluation articles add to the ones above: never in the training articles, so the summariser
+#: must copy words it has not learnt (its tokenizer spells them in pieces).
+EVAL_NAMES = {
+    "cities": ["Thornbury", "Quillhaven", "Marwick", "Penhallow", "Dunsford", "Yarrowby"],
+    "teams": ["Thornbury Harriers", "Marwick Swifts", "Quillhaven Vale", "Yarrowby Celtic"],
+    "players": ["Ines Varga", "Kofi Mensah", "Rhea Sato", "Bram Dekker"],
+    "companies": ["Halcyra", "Vantorro", "Quenby", "Ostrava Works"],
+    "people": ["Nadia Petrov", "Ewan Fairley", "Tomas Lindqvist", "Chiara Bellini"],
+}
+TRAIN_NAMES = {"cities": CITIES, "teams": TEAMS, "players": PLAYERS, "companies": COMPANIES, "people": PEOPLE}
+
+
+def _council(rng: random.Random, names: dict[str, list[str]], reworded: bool) -> tuple[str, list[str], str]:
+    city, project, person = rng.choice(names["cities"]), rng.choice(PROJECTS), rng.choice(names["people"])
     cost, day, year = rng.randint(2, 90), rng.choice(DAYS), rng.randint(2027, 2032)
-    lead = f"The {city} city council voted on {day} to approve {project} costing {cost} million dollars."
+    lead = (f"On {day}, councillors in {city} gave the go-ahead to {project}, at a cost of {cost} million dollars."
+            if reworded else f"The {city} city council voted on {day} to approve {project} costing {cost} million dollars.")
     rest = [f"Work on {project} is expected to finish in {year}.",
             f"Mayor {person} said it would help families across {city}.",
             "Some residents raised concerns about traffic during construction."]
-    return [lead, *rest], f"{city} council approves {project} costing {cost} million dollars."
+    return lead, rest, f"{city} council approves {project} costing {cost} million dollars."
 
 
-def _match(rng: random.Random) -> tuple[list[str], str]:
-    home, away = rng.sample(TEAMS, 2)
-    player, goals, day = rng.choice(PLAYERS), rng.randint(1, 3), rng.choice(DAYS)
+def _match(rng: random.Random, names: dict[str, list[str]], reworded: bool) -> tuple[str, list[str], str]:
+    home, away = rng.sample(names["teams"], 2)
+    player, goals, day = rng.choice(names["players"]), rng.randint(1, 3), rng.choice(DAYS)
     score = f"{goals + rng.randint(0, 2)}-{rng.randint(0, goals - 1) if goals > 1 else 0}"
-    lead = f"{home} beat {away} {score} on {day} in front of a full stadium."
+    lead = (f"A full stadium watched {away} lose {score} to {home} on {day}." if reworded
+            else f"{home} beat {away} {score} on {day} in front of a full stadium.")
     rest = [f"{player} scored {goals} {'goal' if goals == 1 else 'goals'} for {home}.",
             f"The coach of {away} said his players were tired.",
             f"The win lifts {home} up the league table."]
-    return [lead, *rest], f"{home} beat {away} {score} as {player} scores {goals}."
+    return lead, rest, f"{home} beat {away} {score} as {player} scores {goals}."
 
 
-def _profit(rng: random.Random) -> tuple[list[str], str]:
-    company, sector, city = rng.choice(COMPANIES), rng.choice(SECTORS), rng.choice(CITIES)
-    amount, share, person = rng.randint(5, 400), rng.randint(2, 15), rng.choice(PEOPLE)
-    lead = f"{company}, the {sector} company based in {city}, reported a profit of {amount} million dollars."
+def _profit(rng: random.Random, names: dict[str, list[str]], reworded: bool) -> tuple[str, list[str], str]:
+    company, sector, city = rng.choice(names["companies"]), rng.choice(SECTORS), rng.choice(names["cities"])
+    amount, share, person = rng.randint(5, 400), rng.randint(2, 15), rng.choice(names["people"])
+    lead = (f"Profits at {company}, a {sector} firm from {city}, reached {amount} million dollars." if reworded
+            else f"{company}, the {sector} company based in {city}, reported a profit of {amount} million dollars.")
     rest = [f"Its shares rose {share} percent after the report.",
             f"Chief executive {person} said demand had been strong.",
             "Analysts had expected a smaller result."]
-    return [lead, *rest], f"{company} reports {amount} million dollar profit and shares rise {share} percent."
+    return lead, rest, f"{company} reports {amount} million dollar profit and shares rise {share} percent."
 
 
-def _storm(rng: random.Random) -> tuple[list[str], str]:
-    city, rain, schools, day = rng.choice(CITIES), rng.randint(3, 40), rng.randint(2, 30), rng.choice(DAYS)
-    lead = f"A storm brought {rain} centimetres of rain to {city} on {day}."
+def _storm(rng: random.Random, names: dict[str, list[str]], reworded: bool) -> tuple[str, list[str], str]:
+    city, rain, schools, day = rng.choice(names["cities"]), rng.randint(3, 40), rng.randint(2, 30), rng.choice(DAYS)
+    lead = (f"{city} was hit on {day} by a storm that dropped {rain} centimetres of rain." if reworded
+            else f"A storm brought {rain} centimetres of rain to {city} on {day}.")
     rest = [f"{schools} schools were closed as roads flooded.",
             "Forecasters expect drier weather later in the week.",
             f"Emergency teams in {city} worked through the night."]
-    return [lead, *rest], f"Storm brings {rain} centimetres of rain to {city} and closes {schools} schools."
+    return lead, rest, f"Storm brings {rain} centimetres of rain to {city} and closes {schools} schools."
 
 
-def _study(rng: random.Random) -> tuple[list[str], str]:
-    city, finding, people = rng.choice(CITIES), rng.choice(FINDINGS), rng.randint(40, 900)
-    lead = f"Researchers at the University of {city} say that {finding}."
+def _study(rng: random.Random, names: dict[str, list[str]], reworded: bool) -> tuple[str, list[str], str]:
+    city, finding, people = rng.choice(names["cities"]), rng.choice(FINDINGS), rng.randint(40, 900)
+    lead = (f"A study from the University of {city} suggests that {finding}." if reworded
+            else f"Researchers at the University of {city} say that {finding}.")
     rest = [f"The study followed {people} volunteers for a year.",
             "The team plans a larger trial next year.",
             "Other scientists said the results were encouraging."]
-    return [lead, *rest], f"University of {city} study of {people} volunteers finds {finding}."
+    return lead, rest, f"University of {city} study of {people} volunteers finds {finding}."
 
 
 STORIES = [_council, _match, _profit, _storm, _study]
 
 
 def highlights(rng: random.Random, count: int) -> list[dict]:
+    """Training articles: the lead sentence first, then three details and two fillers in random order."""
     rows = []
     for index in range(count):
-        sentences, summary = STORIES[index % len(STORIES)](rng)
-        lead, rest = sentences[0], sentences[1:] + rng.sample(FILLER, 2)
+        lead, rest, summary = STORIES[index % len(STORIES)](rng, TRAIN_NAMES, False)
+        rest = rest + rng.sample(FILLER, 2)
         rng.shuffle(rest)
         rows.append({"document": " ".join([lead, *rest]), "summary": summary})
+    rng.shuffle(rows)
+    return rows
+
+
+def highlights_eval(rng: random.Random, count: int) -> list[dict]:
+    """Evaluation articles, not templated copies of training ones: names drawn from the training names and
+    :data:`EVAL_NAMES` together; a third with the lead reworded (the summary says the same facts), a
+    third with the lead after one or two other sentences, a third as in training."""
+    names = {kind: TRAIN_NAMES[kind] + EVAL_NAMES[kind] for kind in TRAIN_NAMES}
+    rows = []
+    for index in range(count):
+        kind = index // len(STORIES) % 3
+        lead, rest, summary = STORIES[index % len(STORIES)](rng, names, kind == 1)
+        rest = rest + rng.sample(FILLER, 2)
+        rng.shuffle(rest)
+        at = rng.randint(1, 2) if kind == 2 else 0
+        rows.append({"document": " ".join([*rest[:at], lead, *rest[at:]]), "summary": summary})
     rng.shuffle(rows)
     return rows
 
@@ -383,7 +459,7 @@ def main() -> None:
     write("sentiment_heldout.jsonl", heldout_sentiment(random.Random(9), 600))
     # The highlights split by story, not by phrase: numbers and name pairings are new in evaluation.
     write("highlights_train.jsonl", highlights(random.Random(1), 1200))
-    write("highlights_eval.jsonl", highlights(random.Random(2), 100))
+    write("highlights_eval.jsonl", highlights_eval(random.Random(2), 100))
     write("entities_train.jsonl", entities(random.Random(3), "train", 1500))
     write("entities_eval.jsonl", entities(random.Random(4), "eval", 300))
     write("questions_train.jsonl", questions(random.Random(5), 1500, phrasing=0))
