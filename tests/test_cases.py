@@ -497,6 +497,31 @@ def test_finetune_record_has_energy_per_step_and_epoch_and_quality_after(tmp_pat
     assert record["criteria"]["energy"] == [{"limit_joules": 3.6e6, "per": "test", "basis": "gross", "met": True}]
 
 
+IMAGE_FINETUNE = """
+from pathlib import Path
+from pytest_energy.cases import Fallback, FineTuneCase
+
+DATA = Path({data!r})
+shapes = FineTuneCase(model="no-such-org/no-such-model", task="image-classification",
+                      train=DATA / "shapes_train.jsonl", eval=DATA / "shapes_eval.jsonl", eval_examples=40,
+                      steps=4, batch_size=8, learning_rate=1e-3, quality={{"accuracy": 0.0}},
+                      fallback=Fallback("resnet", DATA / "shapes_train.jsonl", steps=0))
+"""
+
+
+def test_an_image_finetune_counts_no_tokens(tmp_path):
+    pytest.importorskip("PIL")
+    data = str(ROOT / "suites" / "data")
+    session = run_session(tmp_path, {"test_shapes.py": IMAGE_FINETUNE.format(data=data)}, "--energy",
+                          "--energy-json", "out.json")
+    assert session.outcomes == {"shapes": "passed"}
+    record = session.records["shapes"]
+    assert record["proxies"]["tokens_in"] == record["proxies"]["tokens_out"] == 0  # pixels, not tokens
+    assert record["proxies"]["flops"] == 4 * record["proxies"]["flops_per_step"] > 0
+    assert record["quality"]["accuracy"]["examples"] == 40
+    assert record["extra"]["training"]["type"] == "training from scratch"
+
+
 def test_question_and_tagging_batches_point_at_the_answer_and_the_first_sub_words():
     from pytest_energy.cases import get_task
     from pytest_energy.cases.data import examples

@@ -185,7 +185,12 @@ def _fill_inference_record(record: Any, case: Any, spec: Task, measured: list[tu
 
 def _training_tokens(tokenizer: Any, spec: Task, rows: list[dict[str, Any]], steps: int,
                      case: Any) -> tuple[int, int]:
-    """Real (unpadded) input and target tokens over every step of the fine-tune."""
+    """Real (unpadded) input and target tokens over every step of the fine-tune; none where the inputs
+    are not text (an image task's processor is no tokenizer)."""
+    from transformers import PreTrainedTokenizerBase
+
+    if not isinstance(tokenizer, PreTrainedTokenizerBase):
+        return 0, 0
     seen = [i for indices in step_plan(len(rows), steps, case.batch_size, case.seed) for i in indices]
     counts: dict[int, tuple[int, int]] = {}
     for index in set(seen):
