@@ -10,7 +10,6 @@ the controller through :mod:`pytest_energy.handover`.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import secrets
@@ -316,7 +315,8 @@ class EnergySession:
             gate.update_baselines(records, self.judgement, self.settings, run_info)))
         if self.judgement.gate_failed and exitstatus == 0:
             run_info.exitstatus = 1
-        self._stage("the energy JSON", lambda: self._write_json(records, run_info, _gate_document(self.judgement, records)))
+        self._stage("the energy JSON", lambda: self._write_json(records, run_info, self.judgement.document(
+            {r.name: r.outcome or "no outcome" for r in records if not r.judgeable})))
         self._stage("the history", lambda: self.output_lines.extend(
             gate.append_history(records, self.judgement, self.settings, run_info)))
         history_at = store_setting(self.settings.history, self.rootpath)
@@ -350,22 +350,3 @@ class EnergySession:
             listed = f" and {len(document['top'])} --energy-top tests" if "top" in document else ""
             self.output_lines.append(f"pytest-energy: {len(records)} records{listed} written to {path}")
 
-
-def _gate_document(judgement: Any, records: list[Record]) -> dict[str, Any]:
-    """The gate's part of the JSON: its outcome and head line, every verdict, and the records it did
-    not judge with their test's outcome."""
-    # No verdict: the gate did not run, or could not judge (never "passed", whatever the exit status).
-    outcome = ("incomplete" if judgement.incomplete else "failed" if judgement.gate_failed
-               else "passed" if judgement.verdicts else "not judged")
-    return {
-        "outcome": outcome,
-        "head": judgement.summary[0] if judgement.summary else "",
-        "summary": list(judgement.summary),
-        "incomplete": list(judgement.incomplete),
-        "errors": list(judgement.errors),
-        "baseline_set": judgement.baseline_set,
-        "fingerprint_id": judgement.fingerprint_id,
-        "new": list(judgement.new),
-        "not_judged": {r.name: r.outcome or "no outcome" for r in records if not r.judgeable},
-        "verdicts": [dataclasses.asdict(v) for v in judgement.verdicts],
-    }

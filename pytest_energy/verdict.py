@@ -39,7 +39,7 @@ import math
 import statistics
 import struct
 from collections import Counter
-from dataclasses import KW_ONLY, dataclass, field
+from dataclasses import KW_ONLY, asdict, dataclass, field
 from enum import Enum
 from statistics import NormalDist
 from typing import Any, Iterable, Sequence
@@ -156,6 +156,29 @@ class Judgement:
     summary: list[str] = field(default_factory=list)  # lines naming each regression and its size
     rootdir: str = ""  # where relative baseline and history paths resolve (pytest's rootdir)
     incomplete: list[str] = field(default_factory=list)  # records lost (a crashed worker): see gate.fail_incomplete
+
+    @property
+    def outcome(self) -> str:
+        """``incomplete``, ``failed``, ``passed`` or ``not judged``: with no verdict the gate did not run or
+        could not judge, which never reads as "passed", whatever the exit status."""
+        return ("incomplete" if self.incomplete else "failed" if self.gate_failed
+                else "passed" if self.verdicts else "not judged")
+
+    def document(self, not_judged: dict[str, str]) -> dict[str, Any]:
+        """The gate's part of the energy JSON: its outcome and head line, every verdict, and
+        ``not_judged`` (record name -> its test's outcome) for the records it did not judge."""
+        return {
+            "outcome": self.outcome,
+            "head": self.summary[0] if self.summary else "",
+            "summary": list(self.summary),
+            "incomplete": list(self.incomplete),
+            "errors": list(self.errors),
+            "baseline_set": self.baseline_set,
+            "fingerprint_id": self.fingerprint_id,
+            "new": list(self.new),
+            "not_judged": dict(not_judged),
+            "verdicts": [asdict(v) for v in self.verdicts],
+        }
 
 
 @dataclass(frozen=True)

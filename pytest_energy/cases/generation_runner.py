@@ -21,7 +21,7 @@ from .data import examples
 from .models import pick_device
 from .proxies import count_flops, parameters
 from .registry import get_task
-from .runner import _batches, _check_quality, _distinct, _fill_inference_record, _load, _quality
+from .runner import case_quality, check_quality, cycle_batches, distinct_batches, fill_inference_record, load_case
 from .tasks import Predictor, tokens_in
 
 # The case arrives as an argument (a GenerationCase): its declaration imports this module when it runs.
@@ -33,12 +33,12 @@ def run_generation(case: Any, energy: Any) -> None:
     """Run a generation case in its test (see the module docstring)."""
     spec = get_task(case.task, "GenerationCase")
     device = pick_device(case.device)
-    case, loaded = _load(case, spec, device, DTYPES[case.dtype])
+    case, loaded = load_case(case, spec, device, DTYPES[case.dtype])
     model = loaded.model
     rows = examples(case.dataset, spec, case.columns)
     predictor = Predictor(model, loaded.processor, spec, device=device, case=case)
-    distinct = _distinct(len(rows), case.batch_size)
-    batches = _batches(len(rows), case.batch_size, distinct)
+    distinct = distinct_batches(len(rows), case.batch_size)
+    batches = cycle_batches(len(rows), case.batch_size, distinct)
 
     def encode(number: int) -> dict[str, Any]:
         return dict(predictor.encode([rows[i] for i in batches[number % distinct]]))
@@ -54,7 +54,7 @@ def run_generation(case: Any, energy: Any) -> None:
         with torch.inference_mode():
             for number in range(min(distinct, total)):
                 keep(decode(model, prefill(model, encode(number)), case.max_new_tokens), number)
-        _check_quality(_quality(case, spec, rows, predictions), dict(case.quality))
+        check_quality(case_quality(case, spec, rows, predictions), dict(case.quality))
         return
 
     per_round = math.ceil(total / case.rounds)
@@ -84,14 +84,14 @@ def run_generation(case: Any, energy: Any) -> None:
         record = energy.last
         record.count_each_call_as(case.batch_size)  # one iteration of the record is one query
         measured = [work[i % len(work)][index] for i in range(case.warmup, calls)]
-        _fill_inference_record(record, case, spec, measured, params, per_round, dict(facts, phase=phase))
+        fill_inference_record(record, case, spec, measured, params, per_round, dict(facts, phase=phase))
         records.append(record)
     _summarise(records, case)
-    quality = _quality(case, spec, rows, predictions)
+    quality = case_quality(case, spec, rows, predictions)
     for record in records:
         record.quality = {name: dict(entry) for name, entry in quality.items()}
         record.criteria["quality"] = dict(case.quality)
-    _check_quality(records[-1].quality, dict(case.quality))
+    check_quality(records[-1].quality, dict(case.quality))
 
 
 def _count(model: Any, encode: Callable[[int], dict[str, Any]], distinct: int,

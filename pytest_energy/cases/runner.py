@@ -26,20 +26,21 @@ from .tasks import Predictor, tokens_in
 from .training import step_plan, steps_per_epoch, train, training_batch
 
 # The cases arrive as arguments (InferenceCase, FineTuneCase): the declarations import this module
-# when a test runs, never the other way round.
+# when a test runs, never the other way round. The public helpers below are the steps every runner
+# shares (generation_runner.py uses them too).
 
 
-def _batches(examples: int, batch_size: int, count: int) -> list[list[int]]:
+def cycle_batches(examples: int, batch_size: int, count: int) -> list[list[int]]:
     """Example indices of ``count`` batches cycling through the dataset."""
     return [[(i * batch_size + j) % examples for j in range(batch_size)] for i in range(count)]
 
 
-def _distinct(examples: int, batch_size: int) -> int:
+def distinct_batches(examples: int, batch_size: int) -> int:
     """How many batches before the cycle through the dataset repeats."""
     return examples // math.gcd(examples, batch_size)
 
 
-def _load(case: Any, spec: Task, device: str, dtype: str) -> tuple[Any, Loaded]:
+def load_case(case: Any, spec: Task, device: str, dtype: str) -> tuple[Any, Loaded]:
     """The loaded model, and the case as it runs: with the fallback's overrides where the fallback ran."""
     loaded = load(case.model, spec, fallback=case.fallback, prefix=case.prefix, columns=dict(case.columns),
                   max_input_tokens=case.max_input_tokens)
@@ -51,13 +52,15 @@ def _load(case: Any, spec: Task, device: str, dtype: str) -> tuple[Any, Loaded]:
     return case, loaded
 
 
-def _check_quality(quality: dict[str, dict[str, Any]], budget: dict[str, float]) -> None:
+def check_quality(quality: dict[str, dict[str, Any]], budget: dict[str, float]) -> None:
+    """Mark each score against ``budget``; raise QualityBudgetError (the test fails) when one is not met."""
     message = apply_quality_budget(quality, budget)
     if message:
         raise QualityBudgetError(message)
 
 
-def _predict_all(predictor: Predictor, rows: list[dict[str, Any]], batches: Sequence[list[int]]) -> dict[int, Any]:
+def predict_all(predictor: Predictor, rows: list[dict[str, Any]], batches: Sequence[list[int]]) -> dict[int, Any]:
+    """Every example's prediction by its index, unmeasured (the last batch to predict an example wins)."""
     predictions: dict[int, Any] = {}
     for indices in batches:
         for index, prediction in zip(indices, predictor([rows[i] for i in indices]).predictions):
@@ -65,7 +68,9 @@ def _predict_all(predictor: Predictor, rows: list[dict[str, Any]], batches: Sequ
     return predictions
 
 
-def _quality(case: Any, spec: Task, rows: list[dict[str, Any]], predictions: dict[int, Any]) -> dict[str, dict[str, Any]]:
+def case_quality(case: Any, spec: Task, rows: list[dict[str, Any]],
+                 predictions: dict[int, Any]) -> dict[str, dict[str, Any]]:
+    """The case's metrics over the predicted examples, in index order, against their targets."""
     order = sorted(predictions)
     normalise = spec.reference or (lambda reference: reference)
     references = [normalise(rows[i][spec.target]) for i in order]
@@ -107,25 +112,26 @@ def run_inference(case: Any, energy: Any, transform: Pruning | None = None,
         dtype = transform.prepare(device, dtype)
     if quality is not None:
         case = dataclasses.replace(case, quality=dict(quality))
-    case, loaded = _load(case, spec, device, dtype)
+    case, loaded = load_case(case, spec, device, dtype)
     rows = examples(case.dataset, spec, case.columns)
     facts: dict[str, Any] = {}
     if transform is not None:
         facts.update(transform.apply(loaded.model))
     predictor = Predictor(loaded.model, loaded.processor, spec, device=device, case=case)
     total_batches = math.ceil(case.inferences / case.batch_size)
-    distinct = _distinct(len(rows), case.batch_size)
+    distinct = distinct_batches(len(rows), case.batch_size)
 
     if not energy.enabled:
         if transform is not None:
             transform.compress(loaded.model)
-        predictions = _predict_all(predictor, rows, _batches(len(rows), case.batch_size, min(total_batches, distinct)))
-        _check_quality(_quality(case, spec, rows, predictions), dict(case.quality))
+        plan = cycle_batches(len(rows), case.batch_size, min(total_batches, distinct))
+        predictions = predict_all(predictor, rows, plan)
+        check_quality(case_quality(case, spec, rows, predictions), dict(case.quality))
         return
 
     per_round = math.ceil(total_batches / case.rounds)
     calls = case.warmup + per_round * case.rounds
-    plan = _batches(len(rows), case.batch_size, calls)
+    plan = cycle_batches(len(rows), case.batch_size, calls)
     # Proxies are counted before the measured run (and, for 2:4, on the masked dense weights).
     work = _batch_proxies(predictor, spec, rows, plan[:min(calls, distinct)])
     measured = [work[i % distinct] for i in range(case.warmup, calls)]
@@ -146,14 +152,14 @@ def run_inference(case: Any, energy: Any, transform: Pruning | None = None,
     energy.run(step, iterations=per_round, rounds=case.rounds, warmup=case.warmup, unit="inference")
     record = energy.last
     record.count_each_call_as(case.batch_size)  # one iteration of the record is one inference
-    _fill_inference_record(record, case, spec, measured, (total_params, nonzero_params), per_round,
+    fill_inference_record(record, case, spec, measured, (total_params, nonzero_params), per_round,
                            {"model": loaded.facts, "device": device, "dtype": dtype, **facts})
-    record.quality = _quality(case, spec, rows, predictions)
+    record.quality = case_quality(case, spec, rows, predictions)
     record.criteria["quality"] = dict(case.quality)
-    _check_quality(record.quality, dict(case.quality))
+    check_quality(record.quality, dict(case.quality))
 
 
-def _fill_inference_record(record: Any, case: Any, spec: Task, measured: list[tuple[int, int, int]],
+def fill_inference_record(record: Any, case: Any, spec: Task, measured: list[tuple[int, int, int]],
                            params: tuple[int, int], per_round: int, facts: dict[str, Any]) -> None:
     """Proxies and facts of a measured inference run; energy per unit of work (gross, per inference)."""
     inferences = len(measured) * case.batch_size
@@ -207,7 +213,7 @@ def run_finetune(case: Any, energy: Any) -> None:
     spec = get_task(case.task, "FineTuneCase")
     device = pick_device(case.device)
     dtype = DTYPES[case.dtype]
-    case, loaded = _load(case, spec, device, dtype)
+    case, loaded = load_case(case, spec, device, dtype)
     train_rows = examples(case.train, spec, case.columns)
     eval_rows = examples(case.eval, spec, case.columns)[: case.eval_examples]
     model, adapter = adapt(loaded.model, case.lora)
@@ -230,8 +236,8 @@ def run_finetune(case: Any, energy: Any) -> None:
                        schedule=case.schedule, warmup_steps=case.warmup_steps, seed=case.seed, **options)
 
     predictor = Predictor(model, tokenizer, spec, device=device, case=case)
-    predictions = _predict_all(predictor, eval_rows, _batches(len(eval_rows), 1, len(eval_rows)))
-    quality = _quality(case, spec, eval_rows, predictions)
+    predictions = predict_all(predictor, eval_rows, cycle_batches(len(eval_rows), 1, len(eval_rows)))
+    quality = case_quality(case, spec, eval_rows, predictions)
     record = block.record
     if record is not None:
         per_step = record.per_iteration_gross_joules
@@ -251,7 +257,7 @@ def run_finetune(case: Any, energy: Any) -> None:
         })
         record.quality = quality
         record.criteria["quality"] = dict(case.quality)
-    _check_quality(quality, dict(case.quality))
+    check_quality(quality, dict(case.quality))
 
 
 def _how_trained(facts: dict[str, Any]) -> dict[str, str]:
