@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Hashable, Sequence
 
 from .ranks import ranks
+from .registry import Registry
 from .version import __version__
 
 _WORDS = re.compile(r"\w+|[^\w\s]")
@@ -335,12 +336,8 @@ class Metric:
     description: str = ""
 
 
-METRICS: dict[str, Metric] = {}
-
-
-def _origin(function: Any) -> tuple[str, str]:
-    """Where a function is defined: the same code imported again has the same origin."""
-    return getattr(function, "__module__", ""), getattr(function, "__qualname__", repr(function))
+#: Every metric by name (a read-only mapping; :func:`register_metric` adds one).
+METRICS: Registry[Metric] = Registry("metric", "register_metric", code=lambda entry: entry.compute)
 
 
 def register_metric(entry: Metric, *, replace: bool = False) -> Metric:
@@ -349,18 +346,12 @@ def register_metric(entry: Metric, *, replace: bool = False) -> Metric:
     A second metric of the same name is refused (one line) unless ``replace=True``; the same
     definition registered again (its module imported anew) replaces the first.
     """
-    if entry.name in METRICS and not replace and _origin(METRICS[entry.name].compute) != _origin(entry.compute):
-        raise ValueError(f"metric {entry.name!r} is already registered; give register_metric(..., replace=True) "
-                         "to replace it")
-    METRICS[entry.name] = entry
-    return entry
+    return METRICS.register(entry, replace=replace)
 
 
 def metric(name: str, owner: str = "case") -> Metric:
     """The metric registered as ``name``; raises ValueError (one line) for an unknown one."""
-    if name not in METRICS:
-        raise ValueError(f"{owner}: unknown metric {name!r}; known: {', '.join(METRICS)}")
-    return METRICS[name]
+    return METRICS.get_entry(name, owner)
 
 
 def _rouge_part(name: str) -> Callable[[Sequence[Any], Sequence[Any], Any], Score]:

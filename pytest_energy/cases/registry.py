@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..quality import metric
+from ..registry import Registry
 
 
 @dataclass
@@ -102,13 +103,9 @@ class Task:
         return [str(example[name]) for name in fields]
 
 
-_TASKS: dict[str, Task] = {}
-
-
-def _origin(function: Any) -> tuple[str, str]:
-    """Where a function is defined: the same code imported again has the same origin."""
-    inner = getattr(function, "func", function)  # a functools.partial's function
-    return getattr(inner, "__module__", ""), getattr(inner, "__qualname__", repr(inner))
+#: Every task by name, the bundled ones first (they register when the package loads).
+TASKS: Registry[Task] = Registry("task", "register_task", code=lambda entry: entry.predict,
+                                 hint=" (a conftest can add one with pytest_energy.cases.register_task)")
 
 
 def register_task(task: Task, *, replace: bool = False) -> Task:
@@ -118,21 +115,14 @@ def register_task(task: Task, *, replace: bool = False) -> Task:
     registering "ner" differently would otherwise run whichever came last. The same definition
     registered again (a conftest imported anew) replaces the first.
     """
-    if task.name in _TASKS and not replace and _origin(_TASKS[task.name].predict) != _origin(task.predict):
-        raise ValueError(f"task {task.name!r} is already registered; give register_task(..., replace=True) "
-                         "to replace it")
-    _TASKS[task.name] = task
-    return task
+    return TASKS.register(task, replace=replace)
 
 
 def get_task(name: str, owner: str = "case") -> Task:
     """The task registered as ``name``; raises ValueError (one line) for an unknown one."""
-    if name not in _TASKS:
-        raise ValueError(f"{owner}: unknown task {name!r}; known: {', '.join(_TASKS)} "
-                         "(a conftest can add one with pytest_energy.cases.register_task)")
-    return _TASKS[name]
+    return TASKS.get_entry(name, owner)
 
 
 def registered_tasks() -> dict[str, Task]:
     """Every registered task by name, the bundled ones first (they register when the package loads)."""
-    return dict(_TASKS)
+    return TASKS.as_dict()
