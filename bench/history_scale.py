@@ -4,86 +4,66 @@ the time to append one more run to it and to import 100 ``--energy-json`` files 
     python3 -m bench.history_scale [--runs 1000] [--records 100] [--backends sqlite,postgresql] [--postgres URL]
 
 Without ``--postgres`` the PostgreSQL side runs on a throwaway cluster (tests/postgres.py: Debian's
-binaries); it is skipped, saying why, where none can be started. :func:`fill` is the reusable part: it
-fills any store with a synthetic history (the nightly report's bench builds on it).
+binaries); it is skipped, saying why, where none can be started. The history is the nightly report's
+bench's synthetic series (``bench.nightly.nightly_runs``: four runners, two device kinds, a step).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the synthetic records and the throwaway cluster of the tests
+from bench.nightly import nightly_runs
+from pytest_energy.artifacts import import_files
+from pytest_energy.history import History
+from pytest_energy.record import Record, RunInfo, session_document
+from pytest_energy.verdict import Judgement
 
-from factories import make_record, make_run_info  # noqa: E402
-
-from pytest_energy.artifacts import import_files  # noqa: E402
-from pytest_energy.gate import Judgement  # noqa: E402
-from pytest_energy.history import History  # noqa: E402
-from pytest_energy.record import Record, RunInfo, session_document  # noqa: E402
-from pytest_energy.verdict import Verdict  # noqa: E402
-
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+Run = tuple[RunInfo, list[Record], Judgement]
 
 
-def synthetic_run(index: int, records: int) -> tuple[RunInfo, list[Record], Judgement]:
-    """Run ``index`` of a nightly series: ``records`` records (10 test modules), one a day, commit and
-    branch named by the index, an energy verdict per record; joules drift slowly, so series have a shape."""
-    started = (START + timedelta(days=index)).isoformat()
-    info = dataclasses.replace(make_run_info(f"run-{index:05d}"), started=started, finished=started,
-                               git_commit=f"{index:040x}", branch="main")
-    made = [make_record(f"tests/test_m{r % 10}.py::test_{r}", joules=1.0 + r / 10 + (index % 7) / 100)
-            for r in range(records)]
-    verdicts = [Verdict(r.name, "energy", "unchanged", 1.0, 0.98, 1.02, 0.05, "default", "energy unchanged", True)
-                for r in made]
-    return info, made, Judgement(verdicts=verdicts, baseline_set="default", fingerprint_id=info.fingerprint["id"])
-
-
-def fill(store_url: Path | str, runs: int, records: int) -> list[float]:
-    """Append ``runs`` synthetic runs of ``records`` records each to the store at ``store_url`` (a path
-    or a database URL); returns each append's seconds."""
+def fill(store_url: Path | str, series: Iterator[Run], runs: int) -> list[float]:
+    """Append the next ``runs`` runs of ``series`` to the store at ``store_url`` (a path or a database
+    URL); returns each append's seconds."""
     history = History(store_url)
     seconds = []
-    for index in range(runs):
-        run = synthetic_run(index, records)
+    for _ in range(runs):
+        run = next(series)
         began = time.perf_counter()
         history.append(*run)
         seconds.append(time.perf_counter() - began)
     return seconds
 
 
-def _artifacts(folder: Path, first: int, count: int, records: int) -> list[Path]:
+def _artifacts(folder: Path, series: Iterator[Run], count: int) -> list[Path]:
+    """The next ``count`` runs of ``series`` as ``--energy-json`` files in ``folder``."""
     paths = []
-    for index in range(first, first + count):
-        info, made, judgement = synthetic_run(index, records)
-        gate = {"outcome": "passed", "baseline_set": "default", "fingerprint_id": judgement.fingerprint_id,
-                "verdicts": [dataclasses.asdict(v) for v in judgement.verdicts]}
+    for _ in range(count):
+        info, made, judgement = next(series)
         path = folder / f"{info.run_id}.json"
-        path.write_text(json.dumps(session_document(made, info.to_dict(), gate)))
+        path.write_text(json.dumps(session_document(made, info.to_dict(), judgement.document({}))))
         paths.append(path)
     return paths
 
 
 def measure(store_url: Path | str, runs: int, records: int, folder: Path) -> dict[str, Any]:
     """Fill the store, then time one more append and an import of 100 artifact files into it."""
+    series = nightly_runs(runs + 101, records)
     began = time.perf_counter()
-    appends = fill(store_url, runs, records)
+    appends = fill(store_url, series, runs)
     filled = time.perf_counter() - began
     history = History(store_url)
-    run = synthetic_run(runs, records)
+    run = next(series)
     began = time.perf_counter()
     history.append(*run)
     one = time.perf_counter() - began
-    paths = _artifacts(folder, runs + 1, 100, records)
+    paths = _artifacts(folder, series, 100)
     began = time.perf_counter()
     result = import_files(history, paths)
     imported = time.perf_counter() - began
@@ -114,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             elif arguments.postgres:
                 results[backend] = measure(arguments.postgres, arguments.runs, arguments.records, artifacts)
             else:
-                from postgres import Cluster, unavailable
+                from tests.postgres import Cluster, unavailable
 
                 reason = unavailable()
                 if reason:

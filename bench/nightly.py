@@ -18,7 +18,7 @@ import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from pytest_energy.config import is_database_url
 from pytest_energy.history import History, HistoryError
@@ -45,10 +45,11 @@ def _record(name: str, joules: float, fingerprint: dict[str, Any], started: str,
                               outcome="passed")
 
 
-def fill(path: Path | str, runs: int, records: int, seed: int = 0) -> None:
-    """``runs`` nightly runs of ``records`` records each, appended to the history at ``path``."""
+def nightly_runs(runs: int, records: int, seed: int = 0) -> Iterator[tuple[RunInfo, list[Record], Judgement]]:
+    """``runs`` nightly runs in order, as ``History.append`` takes them: four runners on two device kinds, each
+    run measuring ``records`` of a 120-test suite with an energy verdict per record, a tenth of the tests
+    stepping up 15 % half way (the one synthetic history of the benches)."""
     rng = random.Random(seed)
-    history = History(path)
     runners = list(GPUS)
     stepping = set(rng.sample(range(SUITE), SUITE // 10))
     step_at = runs // 2
@@ -68,10 +69,17 @@ def fill(path: Path | str, runs: int, records: int, seed: int = 0) -> None:
             measured.append(_record(name, level * (1 + noise), fingerprint, started, commit))
             verdicts.append(Verdict(name, "energy", "unchanged", 1.0, 0.98, 1.02, 0.05, "default", "unchanged", True))
         info = RunInfo(run_id=f"run-{index:05d}", started=started, finished=started, fingerprint=fingerprint,
-                       git_commit=commit, settings={}, carbon=CARBON, idle_watts={"gpu:0": 77.0},
+                       git_commit=commit, branch="main", settings={}, carbon=CARBON, idle_watts={"gpu:0": 77.0},
                        reference_joules={})
-        history.append(info, measured, Judgement(verdicts=verdicts, baseline_set="default",
-                                                 fingerprint_id=runner))
+        yield info, measured, Judgement(verdicts=verdicts, baseline_set="default", fingerprint_id=runner)
+
+
+def fill(path: Path | str, runs: int, records: int, seed: int = 0) -> None:
+    """``runs`` nightly runs of ``records`` records each (:func:`nightly_runs`), appended to the history at
+    ``path``."""
+    history = History(path)
+    for run_ in nightly_runs(runs, records, seed):
+        history.append(*run_)
 
 
 def _time(index: int) -> str:

@@ -133,6 +133,17 @@ def test_the_nightly_bench_builds_the_fleet_report_from_a_filled_history(history
     assert "nightly report over 8 runs x 10 records" in nightly.text(figures)
 
 
+def test_the_history_scale_bench_appends_and_imports_the_nightly_series(history_at, tmp_path):
+    from bench import history_scale
+
+    figures = history_scale.measure(history_at, runs=4, records=3, folder=tmp_path)  # SQLite and PostgreSQL
+    assert figures["append_median_seconds"] > 0 and figures["import_100_seconds"] > 0
+    from pytest_energy.history import History
+
+    runs = History(history_at).runs()
+    assert len(runs) == 4 + 1 + 100 and {run.branch for run in runs} == {"main"}
+
+
 def test_the_energy_top_overhead_runs_the_suite_plain_and_listed_and_tables_show_it():
     from bench import overhead, rigs, tables
 
