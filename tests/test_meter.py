@@ -84,15 +84,19 @@ def test_rounds_fill_the_minimum_window_and_net_subtracts_idle():
     meter = Meter([channel], synchronize=lambda: None)
     meter.start(0.05)
     channel.watts_value = 50.0  # the work draws 30 W above idle
-    taken = meter.take_rounds(busy, (0.01,), {}, rounds=3, min_window=0.1, warmup=2)
+    taken = meter.take_rounds(busy, (0.01,), {}, rounds=3, min_window=0.2, warmup=2)
     measured = meter.account(taken)
     meter.close()
     assert len(measured.rounds) == 3
     for round_ in measured.rounds:
-        assert round_.seconds >= 0.1
-        assert round_.iterations >= 9
-        assert round_.gross_joules == pytest.approx(50.0 * round_.seconds, rel=0.01)
-        assert round_.net_joules == pytest.approx(30.0 * round_.seconds, rel=0.03)
+        assert round_.seconds >= 0.2
+        # Repeated until the window is full; each call busy for at least 10 ms (longer when descheduled).
+        assert 2 <= round_.iterations <= round_.seconds / 0.01 + 1
+        # 3 %: a window's edges and its counter reads are a few instructions apart, but a descheduled
+        # thread (a loaded machine) can put milliseconds between them; accounting errors (idle not
+        # subtracted, a round's joules lost) are tens of per cent.
+        assert round_.gross_joules == pytest.approx(50.0 * round_.seconds, rel=0.03)
+        assert round_.net_joules == pytest.approx(30.0 * round_.seconds, rel=0.05)
     assert taken.warmup_iterations == 2
 
 
