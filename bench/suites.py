@@ -3,7 +3,7 @@
 One ``pytest --energy suites/`` run (serially, ``HF_HUB_OFFLINE=1``, the way CI runs it) in a child
 process, with a JUnit XML whose test times are summed per suite file: one run, so fallbacks shared by
 two files train once, as they do in CI. Writes ``bench/results/suites-<date>-<device>.json`` and
-``.md`` (the table) and prints the table. The budget is 10 minutes on a 2-core CPU machine; the load
+``.md`` (the table; a ``-m`` selection adds ``-m-<expression>`` to the name) and prints the table. The budget is 10 minutes on a 2-core CPU machine; the load
 average before and after says how shared the machine was (a shared one reads slower).
 
     python3 -m bench suites                       # every suite
@@ -73,12 +73,21 @@ def run(pytest_args: list[str], out: Path) -> tuple[Path, Path, dict[str, Any]]:
         "budget_seconds": BUDGET_SECONDS, "within_budget": wall <= BUDGET_SECONDS,
         "suites": _per_suite(junit) if junit.is_file() else {},
     }
-    slug = re.sub(r"[^a-z0-9]+", "-", f"{cpu_model()}-{os.cpu_count()}c".lower()).strip("-")
-    stem = out / f"suites-{data['date'][:10]}-{slug}"
+    stem = out / result_name(data["date"], f"{cpu_model()}-{os.cpu_count()}c", pytest_args)
     stem.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")
     table = stem.with_suffix(".md")
     table.write_text(markdown(data))
     return stem.with_suffix(".json"), table, data
+
+
+def result_name(date: str, device: str, pytest_args: list[str]) -> str:
+    """``suites-<day>-<device>``, and ``-m-<expression>`` for a marker-selected run (``-m "not heavy"``),
+    so the whole run's file and the selected one's stand side by side."""
+    parts = [date[:10], device]
+    for flag, value in zip(pytest_args, pytest_args[1:]):
+        if flag == "-m":
+            parts += ["m", value]
+    return "suites-" + "-".join(re.sub(r"[^a-z0-9]+", "-", part.lower()).strip("-") for part in parts)
 
 
 def markdown(data: dict[str, Any]) -> str:

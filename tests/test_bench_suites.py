@@ -41,3 +41,9 @@ def test_the_table_says_whether_the_run_kept_to_the_budget(tmp_path):
     assert "| `test_finetune_arms.py` | 2 | 1 | 1 | 0 | 130.2 |" in table
     assert "700.0 s wall (OVER the 600 s budget)" in table
     assert "before 9.5, 9.0, 8.0" in table
+
+
+def test_a_marker_selected_run_gets_its_own_result_file():
+    assert suites.result_name("2026-12-02T01:00:00+00:00", "AMD EPYC-2c", []) == "suites-2026-12-02-amd-epyc-2c"
+    selected = suites.result_name("2026-12-02T01:00:00+00:00", "AMD EPYC-2c", ["-m", "not heavy", "-x"])
+    assert selected == "suites-2026-12-02-amd-epyc-2c-m-not-heavy"
