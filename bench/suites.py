@@ -3,8 +3,9 @@
 One ``pytest --energy suites/`` run (serially, ``HF_HUB_OFFLINE=1``, the way CI runs it) in a child
 process, with a JUnit XML whose test times are summed per suite file: one run, so fallbacks shared by
 two files train once, as they do in CI. Writes ``bench/results/suites-<date>-<device>.json`` and
-``.md`` (the table; a ``-m`` selection adds ``-m-<expression>`` to the name) and prints the table. The budget is 10 minutes on a 2-core CPU machine; the load
-average before and after says how shared the machine was (a shared one reads slower).
+``.md`` (the table; a ``-m`` selection adds ``-m-<expression>`` to the name) and prints the table. The
+budget is 10 minutes on a 2-core CPU machine; the load average before and after says how shared the
+machine was (a shared one reads slower).
 
     python3 -m bench suites                       # every suite
     python3 -m bench suites -m "not heavy"        # pytest options after the subcommand pass through
