@@ -23,7 +23,6 @@ from pytest_energy.ranks import rank_sum_counts
 from pytest_energy.gate import judge, persist
 from pytest_energy.history import History
 from pytest_energy.record import Record
-from pytest_energy.session import _gate_document
 from pytest_energy.verdict import critical_rank, judge_energy, ratio_interval
 
 HW = FINGERPRINT["id"]
@@ -192,7 +191,7 @@ def test_unjudged_session_fails_and_keeps_the_rootdir(tmp_path: Path) -> None:
                               "(OverflowError: int too large to convert to float)"]
     relaxed = gate.unjudged(RuntimeError("x"), _settings(tmp_path, fail_on_regression=False), tmp_path)
     assert not relaxed.gate_failed and relaxed.summary[0].startswith("pytest-energy gate not judged:")
-    assert _gate_document(relaxed, [])["outcome"] == "not judged"  # the JSON never says "passed" either
+    assert relaxed.document({})["outcome"] == "not judged"  # the JSON never says "passed" either
 
 
 # -- an update run passes for what it rewrote ----------------------------------------------------------
