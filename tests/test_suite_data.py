@@ -75,3 +75,16 @@ def test_highlights_evaluation_articles_are_new_with_unseen_names_and_leads_move
     assert 0.25 < len(with_new) / len(rows) < 0.9
     led = [row for row in rows if CANONICAL_LEAD.match(row["document"])]
     assert 0.2 < len(led) / len(rows) < 0.45  # a third as in training; the rest reworded or moved
+
+
+def test_generation_prompts_for_evaluation_are_new_with_unseen_towns_and_rewordings():
+    generate = _generate_module()
+    train, rows = _rows("prompts_train.jsonl"), _rows("prompts_eval.jsonl")
+    assert not {row["prompt"] for row in rows} & {row["prompt"] for row in train}
+    train_text = " ".join(row["prompt"] for row in train)
+    assert not [town for town in generate.EVAL_TOWNS if town in train_text]
+    assert any(town in row["prompt"] for row in rows for town in generate.EVAL_TOWNS)
+    canonical = re.compile(r"^(The forecast for|In [\w ]+, )")
+    assert all(canonical.match(row["prompt"]) for row in train)
+    reworded = [row for row in rows if not canonical.match(row["prompt"])]
+    assert 0.25 < len(reworded) / len(rows) < 0.4

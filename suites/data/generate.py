@@ -422,25 +422,39 @@ TRAINS = ["the early train", "the night bus", "the harbour ferry", "the airport 
 REASONS = ["a signal fault", "staff shortages", "flooding on the line", "a broken engine", "heavy snow"]
 
 
-def _weather(rng: random.Random) -> dict:
-    town, sky, day, degrees = rng.choice(TOWNS), rng.choice(sorted(SKIES)), rng.choice(WEEKDAYS), rng.randint(2, 34)
-    return {"prompt": f"The forecast for {town} on {day} is {sky} with a high of {degrees} degrees.",
-            "continuation": f"People in {town} should expect {SKIES[sky]} for most of {day}."}
+#: Towns the evaluation prompts add: never in training, so the continuation must copy a name the model
+#: has not learnt.
+EVAL_TOWNS = ["Mossgiel", "Quarrendon", "Tillyfourie", "Wenvoe"]
 
 
-def _delay(rng: random.Random) -> dict:
-    town, service, reason, minutes = rng.choice(TOWNS), rng.choice(TRAINS), rng.choice(REASONS), rng.randint(5, 90)
-    return {"prompt": f"In {town}, {service} was {minutes} minutes late because of {reason}.",
-            "continuation": f"The operator apologised and said {reason} had been fixed."}
+def _weather(rng: random.Random, towns: list[str], reworded: bool = False) -> dict:
+    town, sky, day, degrees = rng.choice(towns), rng.choice(sorted(SKIES)), rng.choice(WEEKDAYS), rng.randint(2, 34)
+    prompt = (f"{day} in {town} brings {sky} weather and a high of {degrees} degrees." if reworded
+              else f"The forecast for {town} on {day} is {sky} with a high of {degrees} degrees.")
+    return {"prompt": prompt, "continuation": f"People in {town} should expect {SKIES[sky]} for most of {day}."}
 
 
-def prompts(rng: random.Random, count: int, seen: set[str] | None = None) -> list[dict]:
-    """Prompt/continuation pairs; rows whose prompt is in ``seen`` are drawn again (evaluation prompts
-    are never training prompts)."""
+def _delay(rng: random.Random, towns: list[str], reworded: bool = False) -> dict:
+    town, service, reason, minutes = rng.choice(towns), rng.choice(TRAINS), rng.choice(REASONS), rng.randint(5, 90)
+    prompt = (f"Because of {reason}, {service} in {town} ran {minutes} minutes late." if reworded
+              else f"In {town}, {service} was {minutes} minutes late because of {reason}.")
+    return {"prompt": prompt, "continuation": f"The operator apologised and said {reason} had been fixed."}
+
+
+def prompts(rng: random.Random, count: int) -> list[dict]:
+    """Training prompt/continuation pairs, forecasts and delays in turn."""
+    return [(_weather if index % 2 == 0 else _delay)(rng, TOWNS) for index in range(count)]
+
+
+def prompts_eval(rng: random.Random, count: int, seen: set[str]) -> list[dict]:
+    """Evaluation pairs, not templated copies of training ones: towns drawn from the training towns and
+    :data:`EVAL_TOWNS` together, every third prompt reworded (its continuation says the same), and no
+    prompt that occurs in ``seen`` (drawn again)."""
     rows: list[dict] = []
     while len(rows) < count:
-        row = (_weather if len(rows) % 2 == 0 else _delay)(rng)
-        if seen is None or row["prompt"] not in seen:
+        kind = _weather if len(rows) % 2 == 0 else _delay
+        row = kind(rng, TOWNS + EVAL_TOWNS, reworded=len(rows) % 3 == 2)
+        if row["prompt"] not in seen:
             rows.append(row)
     return rows
 
@@ -468,7 +482,7 @@ def main() -> None:
     write("shapes_eval.jsonl", shapes(random.Random(8), "eval", 200))
     generation_train = prompts(random.Random(3), 1000)
     write("prompts_train.jsonl", generation_train)
-    write("prompts_eval.jsonl", prompts(random.Random(4), 50, {r["prompt"] for r in generation_train}))
+    write("prompts_eval.jsonl", prompts_eval(random.Random(4), 50, {r["prompt"] for r in generation_train}))
 
 
 if __name__ == "__main__":
