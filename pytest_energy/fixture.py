@@ -72,15 +72,21 @@ class EnergyFixture:
         rounds: int | None = None,
         min_window: float | None = None,
         warmup: int | None = None,
+        fill_window: bool = False,
     ) -> Any:
         """Measure ``fn`` and return its last result.
 
-        ``iterations`` fixes the calls per round (an inference case splitting 1,000 inferences over
-        rounds); otherwise each round repeats ``fn`` until the minimum window is filled. ``rounds``,
-        ``min_window`` and ``warmup`` override the marker and settings for this measurement.
+        ``iterations`` fixes the calls per round; otherwise each round repeats ``fn`` until the minimum
+        window is filled. With ``fill_window`` too, ``iterations`` is the least a round makes: its calls
+        go on until the window is filled (an inference case splitting 1,000 inferences over rounds, each
+        round still long enough for the counter). ``rounds``, ``min_window`` and ``warmup`` override the
+        marker and settings for this measurement.
         """
         if iterations is not None:
             iterations = whole_count(iterations, "energy.run(iterations=...)")
+        elif fill_window:
+            pytest.fail("pytest-energy: energy.run(fill_window=True) needs iterations=N (without them every "
+                        "round fills the window already)", pytrace=False)
         rounds, min_window, warmup = (_setting(name, value) for name, value in
                                       (("rounds", rounds), ("min_window", min_window), ("warmup", warmup)))
         kwargs = kwargs or {}
@@ -88,7 +94,7 @@ class EnergyFixture:
             return fn(*args, **kwargs)
         return self._session.measure_call(
             self._context, fn, args, kwargs, label=label, unit=unit, iterations=iterations,
-            rounds=rounds, min_window=min_window, warmup=warmup,
+            rounds=rounds, min_window=min_window, warmup=warmup, fill_window=fill_window,
         )
 
     @contextmanager

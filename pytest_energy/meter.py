@@ -506,10 +506,12 @@ class Meter:
         min_window: float,
         warmup: int,
         iterations: int | None = None,
+        fill_window: bool = False,
         cooldown: str | None = None,
     ) -> Taken:
         """Cool down (``cooldown``, see :meth:`cool_down`), warm up, then ``rounds`` back-to-back windows
-        of ``iterations`` calls, or calls until each window lasts ``min_window`` seconds. Returns fn's
+        of ``iterations`` calls, or calls until each window lasts ``min_window`` seconds; with both
+        (``fill_window``), at least ``iterations`` calls and at least ``min_window`` seconds. Returns fn's
         last result in ``Taken.result``."""
         cooled = self.cool_down(cooldown)
         result = None
@@ -528,10 +530,11 @@ class Meter:
             while True:
                 result = fn(*args, **kwargs)
                 count += 1
-                if iterations is not None:
-                    if count >= iterations:
+                filled = time.perf_counter() - began >= min_window
+                if iterations is None:
+                    if filled:
                         break
-                elif time.perf_counter() - began >= min_window:
+                elif count >= iterations and (filled or not fill_window):
                     break
             edges.append(self.edge(END if index == rounds - 1 else BOUNDARY))
             counts.append(count)

@@ -111,6 +111,7 @@ class EnergySession:
         rounds: int | None,
         min_window: float | None,
         warmup: int | None,
+        fill_window: bool = False,
     ) -> Any:
         settings = context.settings
         meter = self.meter()
@@ -121,6 +122,7 @@ class EnergySession:
                 min_window=min_window or settings.min_window,
                 warmup=settings.warmup if warmup is None else warmup,
                 iterations=iterations,
+                fill_window=fill_window,
                 cooldown=settings.cooldown,
             )
         except BaseException as error:  # a timeout or failure inside: record that it did not finish

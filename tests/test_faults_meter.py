@@ -340,6 +340,9 @@ def test_measure_iterations_zero(energy):
     with energy.measure(iterations=0):
         work()
 
+def test_fill_window_without_iterations(energy):
+    energy.run(work, fill_window=True)
+
 def test_good_arguments(energy):
     assert energy.run(work, rounds=2, iterations=3, warmup=0) == 4950
     with energy.measure() as m:
@@ -356,6 +359,9 @@ ARGUMENT_ERRORS = {
     "test_iterations_set_negative":
         "pytest-energy: the energy.measure() block's iterations has -5, expected an integer >= 1",
     "test_measure_iterations_zero": "pytest-energy: energy.measure(iterations=...) has 0, expected an integer >= 1",
+    "test_fill_window_without_iterations":
+        "pytest-energy: energy.run(fill_window=True) needs iterations=N (without them every round fills the "
+        "window already)",
 }
 
 

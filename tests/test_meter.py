@@ -109,6 +109,20 @@ def test_fixed_iterations_per_round():
     assert taken.result == 7
 
 
+def test_fixed_iterations_that_fill_the_window_go_on_until_it_is_filled():
+    meter = Meter([Steady(10.0)], synchronize=lambda: None)
+    meter.start(0.02)
+    short = meter.take_rounds(busy, (0.001,), {}, rounds=2, min_window=0.05, warmup=0, iterations=3,
+                              fill_window=True)
+    long = meter.take_rounds(busy, (0.03,), {}, rounds=2, min_window=0.05, warmup=0, iterations=3,
+                             fill_window=True)
+    meter.close()
+    # 3 calls of 1 ms do not fill 50 ms: the round goes on; 3 calls of 30 ms do, and it stops at 3.
+    assert all(n > 3 for n in short.iterations) and long.iterations == [3, 3]
+    for taken in (short, long):
+        assert all(b.at - a.at >= 0.05 for a, b in zip(taken.edges, taken.edges[1:]))
+
+
 def _window_error(interpolate: bool, seconds: float, trials: int) -> list[float]:
     """Relative error of a window's energy for a 300 W load on an 80 W idle, 100 ms counter."""
     errors = []

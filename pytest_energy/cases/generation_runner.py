@@ -10,6 +10,7 @@ each distinct batch is generated once and the quality budget is checked.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any, Callable
 
@@ -21,7 +22,9 @@ from .data import examples
 from .models import pick_device
 from .proxies import count_flops, parameters
 from .registry import get_task
-from .runner import case_quality, check_quality, cycle_batches, distinct_batches, fill_inference_record, load_case
+from ..units import wh_per_1000
+from .runner import (case_quality, check_quality, cycle_batches, distinct_batches, fill_inference_record, load_case,
+                     measured_calls)
 from .tasks import Predictor, tokens_in
 
 # The case arrives as an argument (a GenerationCase): its declaration imports this module when it runs.
@@ -66,7 +69,7 @@ def run_generation(case: Any, energy: Any) -> None:
              "max_new_tokens": case.max_new_tokens}
 
     def stepper(phase: str) -> Callable[[], None]:
-        calls_made = iter(range(calls))
+        calls_made = itertools.count()
 
         def step() -> None:
             number = next(calls_made)
@@ -79,12 +82,14 @@ def run_generation(case: Any, energy: Any) -> None:
 
     records = []
     for index, phase in enumerate(PHASES):
+        # Each phase's rounds fill the minimum window too: a round of prefills alone is short.
         energy.run(stepper(phase), iterations=per_round, rounds=case.rounds, warmup=case.warmup, unit="inference",
-                   label=phase)
+                   label=phase, fill_window=True)
         record = energy.last
+        per_round_calls = measured_calls(record)
+        planned = [work[i % len(work)][index] for i in range(case.warmup, calls)]
         record.count_each_call_as(case.batch_size)  # one iteration of the record is one query
-        measured = [work[i % len(work)][index] for i in range(case.warmup, calls)]
-        fill_inference_record(record, case, spec, measured, params, per_round, dict(facts, phase=phase))
+        fill_inference_record(record, case, spec, planned, params, per_round_calls, dict(facts, phase=phase))
         records.append(record)
     _summarise(records, case)
     quality = case_quality(case, spec, rows, predictions)
@@ -116,7 +121,7 @@ def _summarise(records: list[Any], case: Any) -> None:
     query = prefill_j + decode_j
     summary = {
         "prefill_joules_per_query": prefill_j, "decode_joules_per_query": decode_j,
-        "joules_per_1000_queries": query * 1000, "wh_per_1000_queries": query * 1000 / 3600,
+        "joules_per_1000_queries": query * 1000, "wh_per_1000_queries": wh_per_1000(query),
         "joules_per_generated_token": query / case.max_new_tokens,
         "decode_joules_per_token": decode_j / (case.max_new_tokens - 1),
         "prefill_share": prefill_j / query if query > 0 else None,

@@ -2,13 +2,16 @@
 the budgets.
 
 Without ``--energy`` a case is an ordinary test: every distinct example is predicted once, unmeasured,
-and the quality budgets are checked. With it, the inferences are measured in rounds; the record then
-holds energy per inference, the proxies, the quality of the measured predictions and what ran.
+and the quality budgets are checked. With it, the inferences are measured in rounds, each at least its
+share of the case's inferences and at least the minimum window long (the case cycles through its data
+until then, so a round reads enough counter ticks); the record then holds energy per inference, the
+proxies of the case's own inferences, the quality of the measured predictions and what ran.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from typing import Any, Mapping, Sequence
 
@@ -30,9 +33,20 @@ from .training import step_plan, steps_per_epoch, train, training_batch
 # shares (generation_runner.py uses them too).
 
 
+def batch_at(number: int, examples: int, batch_size: int) -> list[int]:
+    """Example indices of batch ``number`` when batches cycle through the dataset."""
+    return [(number * batch_size + j) % examples for j in range(batch_size)]
+
+
 def cycle_batches(examples: int, batch_size: int, count: int) -> list[list[int]]:
-    """Example indices of ``count`` batches cycling through the dataset."""
-    return [[(i * batch_size + j) % examples for j in range(batch_size)] for i in range(count)]
+    """Example indices of the first ``count`` batches cycling through the dataset."""
+    return [batch_at(i, examples, batch_size) for i in range(count)]
+
+
+def measured_calls(record: Any) -> list[int]:
+    """The calls each round of a case's measurement made (before ``count_each_call_as``): at least the
+    case's share, more where the round went on to fill the minimum window."""
+    return [round_.iterations for round_ in record.rounds]
 
 
 def distinct_batches(examples: int, batch_size: int) -> int:
@@ -131,10 +145,9 @@ def run_inference(case: Any, energy: Any, transform: Pruning | None = None,
 
     per_round = math.ceil(total_batches / case.rounds)
     calls = case.warmup + per_round * case.rounds
-    plan = cycle_batches(len(rows), case.batch_size, calls)
     # Proxies are counted before the measured run (and, for 2:4, on the masked dense weights).
-    work = _batch_proxies(predictor, spec, rows, plan[:min(calls, distinct)])
-    measured = [work[i % distinct] for i in range(case.warmup, calls)]
+    work = _batch_proxies(predictor, spec, rows, cycle_batches(len(rows), case.batch_size, min(calls, distinct)))
+    planned = [work[i % distinct] for i in range(case.warmup, calls)]
     total_params, nonzero_params = parameters(loaded.model)
     if transform is not None:
         facts.update(transform.compress(loaded.model))
@@ -142,28 +155,37 @@ def run_inference(case: Any, energy: Any, transform: Pruning | None = None,
         energy.add_budget(EnergyBudget(parse_energy(case.max_energy), per="1000"))
 
     predictions: dict[int, Any] = {}
-    cursor = iter(plan)
+    numbers = itertools.count()
 
     def step() -> None:
-        indices = next(cursor)
+        indices = batch_at(next(numbers), len(rows), case.batch_size)
         for index, prediction in zip(indices, predictor([rows[i] for i in indices]).predictions):
             predictions[index] = prediction
 
-    energy.run(step, iterations=per_round, rounds=case.rounds, warmup=case.warmup, unit="inference")
+    # At least the case's inferences, in rounds that each also fill the minimum window (a short round
+    # reads few counter ticks: its energy would be mostly the edges' uncertainty).
+    energy.run(step, iterations=per_round, rounds=case.rounds, warmup=case.warmup, unit="inference",
+               fill_window=True)
     record = energy.last
+    per_round_calls = measured_calls(record)
     record.count_each_call_as(case.batch_size)  # one iteration of the record is one inference
-    fill_inference_record(record, case, spec, measured, (total_params, nonzero_params), per_round,
-                           {"model": loaded.facts, "device": device, "dtype": dtype, **facts})
+    fill_inference_record(record, case, spec, planned, (total_params, nonzero_params), per_round_calls,
+                          {"model": loaded.facts, "device": device, "dtype": dtype, **facts})
     record.quality = case_quality(case, spec, rows, predictions)
     record.criteria["quality"] = dict(case.quality)
     check_quality(record.quality, dict(case.quality))
 
 
-def fill_inference_record(record: Any, case: Any, spec: Task, measured: list[tuple[int, int, int]],
-                           params: tuple[int, int], per_round: int, facts: dict[str, Any]) -> None:
-    """Proxies and facts of a measured inference run; energy per unit of work (gross, per inference)."""
-    inferences = len(measured) * case.batch_size
-    flops, tokens_in, tokens_out = (sum(w[k] for w in measured) for k in range(3))
+def fill_inference_record(record: Any, case: Any, spec: Task, planned: list[tuple[int, int, int]],
+                          params: tuple[int, int], per_round_calls: list[int], facts: dict[str, Any]) -> None:
+    """Proxies and facts of a measured inference run; energy per unit of work (gross, per inference).
+
+    ``planned`` holds the (FLOPs, tokens in, tokens out) of each call of the case's own inferences: the
+    proxies come from those, so they are the same in every run (the gate judges FLOPs), while the rounds
+    may have made more calls to fill the minimum window (``per_round_calls``), which only the energy,
+    a mean per inference, includes."""
+    inferences = len(planned) * case.batch_size
+    flops, tokens_in, tokens_out = (sum(w[k] for w in planned) for k in range(3))
     record.form = "case"
     record.unit = "inference"
     record.proxies = {
@@ -179,7 +201,8 @@ def fill_inference_record(record: Any, case: Any, spec: Task, measured: list[tup
     gross = record.per_iteration_gross_joules
     record.extra.update({
         "case": "inference", "task": spec.name, "batch_size": case.batch_size, "inferences": inferences,
-        "rounds": case.rounds, "inferences_per_round": per_round * case.batch_size,
+        "inferences_measured": sum(per_round_calls) * case.batch_size, "rounds": case.rounds,
+        "inferences_per_round": [calls * case.batch_size for calls in per_round_calls],
         "warmup_inferences": case.warmup * case.batch_size, "energy_basis": "gross",
         "joules_per_1000_inferences": gross * 1000, "wh_per_1000_inferences": wh_per_1000(gross),
         **({"reference_range": list(case.reference_range)} if getattr(case, "reference_range", None) else {}),
