@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from bench.nightly import nightly_runs
+from bench.nightly import nightly_runs, records_per_run
 from pytest_energy.artifacts import import_files
 from pytest_energy.history import History
 from pytest_energy.record import Record, RunInfo, session_document
@@ -80,7 +80,7 @@ def measure(store_url: Path | str, runs: int, records: int, folder: Path) -> dic
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m bench.history_scale", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1000)
-    parser.add_argument("--records", type=int, default=100)
+    parser.add_argument("--records", type=records_per_run, default=100)
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--postgres", default=None, help="a database URL to use instead of a throwaway cluster")
     arguments = parser.parse_args(argv)

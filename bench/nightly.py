@@ -45,6 +45,14 @@ def _record(name: str, joules: float, fingerprint: dict[str, Any], started: str,
                               outcome="passed")
 
 
+def records_per_run(text: str) -> int:
+    """``--records``: 1 to the suite's 120 tests (argparse says so in one line otherwise)."""
+    value = int(text)
+    if not 1 <= value <= SUITE:
+        raise argparse.ArgumentTypeError(f"{value} records per run: the synthetic suite has 1 to {SUITE} tests")
+    return value
+
+
 def nightly_runs(runs: int, records: int, seed: int = 0) -> Iterator[tuple[RunInfo, list[Record], Judgement]]:
     """``runs`` nightly runs in order, as ``History.append`` takes them: four runners on two device kinds, each
     run measuring ``records`` of a 120-test suite with an energy verdict per record, a tenth of the tests
@@ -141,7 +149,7 @@ def text(figures: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m bench.nightly", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1000)
-    parser.add_argument("--records", type=int, default=100)
+    parser.add_argument("--records", type=records_per_run, default=100)
     parser.add_argument("--history", default=None,
                         help="keep the filled history here, a path or a postgresql:// URL (reused if it holds runs)")
     arguments = parser.parse_args(argv)

@@ -241,6 +241,7 @@ lenient = case(once, quality={"accuracy": 0.1})
 single = case(once)
 double = case(twice)
 batched = case(once, batch_size=4, max_energy="1 kWh", reference_range=(0.0, 2.0))
+few = case(once, inferences=4)  # 5 calls (1 warm-up) over 12 rows: the window-filling calls go further
 tight = case(once, max_energy="1 mJ")
 sweep = PruningSweep(case(once, quality={"accuracy": 0.0}), sparsity=(0.0, 0.5))
 stray = InferenceCase(model="no-such-org/no-such-model", task="text-classification",
@@ -407,6 +408,12 @@ def test_inference_record_is_per_inference_and_says_what_ran(measured):
     assert record["criteria"]["energy"] == [{"limit_joules": 3.6e6, "per": "1000", "basis": "gross", "met": True}]
     assert extra["reference_range"] == [0.0, 2.0]  # the report's star rating reads it
     assert measured.outcomes["batched"] == "passed"
+
+
+def test_only_the_cases_own_calls_are_scored_however_many_fill_the_windows(measured):
+    record = measured.records["few"]
+    assert record["extra"]["inferences"] == 4 and record["extra"]["inferences_measured"] > 4
+    assert record["quality"]["accuracy"]["examples"] == 5  # rows 0-4, on any machine's speed
 
 
 def test_energy_budget_per_1000_inferences_fails_with_the_standard_message(measured):

@@ -130,6 +130,8 @@ REVIEWS = [{"text": "a fine film", "label": 1}, {"text": "an awful film", "label
 generation = GenerationCase(model=llama, dataset=PROMPTS, inferences=8, max_new_tokens=5, rounds=2, warmup=1)
 zero_shot = InferenceCase(model=llama, task="zero-shot-classification", dataset=REVIEWS, inferences=8, rounds=2,
                           warmup=1)
+# More prompts than calls: rounds that fill the window go on past the case's 3 calls (warm-up included).
+many_prompts = GenerationCase(model=llama, dataset=PROMPTS * 6, inferences=2, max_new_tokens=2, rounds=1, warmup=1)
 stray = GenerationCase(model="no-such-org/no-such-llm", dataset=PROMPTS)
 trained = GenerationCase(model="no-such-org/no-such-llm", dataset=PROMPTS, inferences=4, max_new_tokens=4, rounds=2,
                          warmup=0, fallback=Fallback("llama", PROMPTS * 4, steps=20, batch_size=4, learning_rate=1e-2))
@@ -167,6 +169,16 @@ def test_generation_records_prefill_and_decode_apart(measured):
     assert decode["quality"]["rougeL"]["examples"] == 2
     # The terminal report prints the whole query under the decode row.
     assert any("J + decode" in line and "J per generated token" in line for line in measured.lines)
+
+
+def test_rounds_filling_the_window_cycle_the_prefilled_prompts_and_score_only_the_cases_calls(measured):
+    assert measured.outcomes["many_prompts"] == "passed", measured.lines[-30:]
+    for phase in ("prefill", "decode"):
+        record = measured.records[f"many_prompts::{phase}"]
+        assert record["extra"]["inferences"] == 2 and record["extra"]["inferences_measured"] > 2
+        assert record["proxies"]["tokens_out"] == 2  # 2 queries: 1 token each in prefill, 1 more in decode
+        # The three calls' prompts are scored, whatever number of extra calls this machine's speed made.
+        assert record["quality"]["rougeL"]["examples"] == 3
 
 
 def test_zero_shot_classification_is_an_inference_case_with_accuracy(measured):

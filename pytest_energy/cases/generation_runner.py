@@ -43,13 +43,13 @@ def run_generation(case: Any, energy: Any) -> None:
     distinct = distinct_batches(len(rows), case.batch_size)
     batches = cycle_batches(len(rows), case.batch_size, distinct)
 
-    def encode(number: int) -> dict[str, Any]:
-        return dict(predictor.encode([rows[i] for i in batches[number % distinct]]))
+    def encode(batch: int) -> dict[str, Any]:
+        return dict(predictor.encode([rows[i] for i in batches[batch]]))
 
     predictions: dict[int, Any] = {}
 
-    def keep(tokens: torch.Tensor, number: int) -> None:
-        for index, text in zip(batches[number % distinct], text_until_eos(loaded.processor, tokens)):
+    def keep(tokens: torch.Tensor, batch: int) -> None:
+        for index, text in zip(batches[batch], text_until_eos(loaded.processor, tokens)):
             predictions[index] = text
 
     total = math.ceil(case.inferences / case.batch_size)
@@ -62,8 +62,9 @@ def run_generation(case: Any, energy: Any) -> None:
 
     per_round = math.ceil(total / case.rounds)
     calls = case.warmup + per_round * case.rounds
+    cycle = min(calls, distinct)  # the batches the measured calls go round (each prefilled once, below)
     with torch.inference_mode():
-        states, work = _count(model, encode, min(calls, distinct), case.max_new_tokens)
+        states, work = _count(model, encode, cycle, case.max_new_tokens)
     params = parameters(model)
     facts = {"model": loaded.facts, "device": device, "dtype": DTYPES[case.dtype], "case": "generation",
              "max_new_tokens": case.max_new_tokens}
@@ -73,11 +74,14 @@ def run_generation(case: Any, energy: Any) -> None:
 
         def step() -> None:
             number = next(calls_made)
+            batch = number % cycle
             with torch.inference_mode():
                 if phase == "prefill":
-                    prefill(model, encode(number))
+                    prefill(model, encode(batch))
                 else:
-                    keep(decode(model, states[number % distinct], case.max_new_tokens), number)
+                    tokens = decode(model, states[batch], case.max_new_tokens)
+                    if number < calls:  # the case's own calls: extra ones filling a window change no score
+                        keep(tokens, batch)
         return step
 
     records = []
@@ -87,7 +91,7 @@ def run_generation(case: Any, energy: Any) -> None:
                    label=phase, fill_window=True)
         record = energy.last
         per_round_calls = measured_calls(record)
-        planned = [work[i % len(work)][index] for i in range(case.warmup, calls)]
+        planned = [work[i % cycle][index] for i in range(case.warmup, calls)]
         record.count_each_call_as(case.batch_size)  # one iteration of the record is one query
         fill_inference_record(record, case, spec, planned, params, per_round_calls, dict(facts, phase=phase))
         records.append(record)

@@ -158,9 +158,12 @@ def run_inference(case: Any, energy: Any, transform: Pruning | None = None,
     numbers = itertools.count()
 
     def step() -> None:
-        indices = batch_at(next(numbers), len(rows), case.batch_size)
-        for index, prediction in zip(indices, predictor([rows[i] for i in indices]).predictions):
-            predictions[index] = prediction
+        number = next(numbers)
+        indices = batch_at(number, len(rows), case.batch_size)
+        predicted = predictor([rows[i] for i in indices]).predictions
+        if number < calls:  # the case's own calls: the extra ones filling a window change no score
+            for index, prediction in zip(indices, predicted):
+                predictions[index] = prediction
 
     # At least the case's inferences, in rounds that each also fill the minimum window (a short round
     # reads few counter ticks: its energy would be mostly the edges' uncertainty).
@@ -218,6 +221,7 @@ def _training_tokens(tokenizer: Any, spec: Task, rows: list[dict[str, Any]], ste
     are not text (an image task's processor is no tokenizer)."""
     from transformers import PreTrainedTokenizerBase
 
+    tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # a processor that wraps one (text + images)
     if not isinstance(tokenizer, PreTrainedTokenizerBase):
         return 0, 0
     seen = [i for indices in step_plan(len(rows), steps, case.batch_size, case.seed) for i in indices]

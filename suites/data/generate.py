@@ -4,9 +4,10 @@
     python suites/data/generate.py
 
 Every sentence comes from the templates below, written for this project (CC0). A fixed seed makes the
-files reproducible. Evaluation files are not templated copies of the training files: their phrases,
-names, templates or sentence orders never occur there, so a model that memorised its training lines
-scores clearly below 1.0 on them, and a damaged one lower still.
+files reproducible. Evaluation files are not templated copies of the training files: most of their
+examples bring phrases, names, wordings or sentence orders that never occur there (the rest are new
+only in their values and pairings), so a model that memorised its training lines scores clearly below
+1.0 on them, and a damaged one lower still.
 """
 
 from __future__ import annotations
