@@ -55,8 +55,3 @@ class Registry(Mapping[str, Entry], Generic[Entry]):
 
     def __len__(self) -> int:
         return len(self._entries)
-
-    def as_dict(self) -> dict[str, Entry]:
-        """A copy of every entry by name."""
-        return dict(self._entries)
-

@@ -52,7 +52,7 @@ def test_an_unknown_name_lists_the_known_ones_in_order_and_the_hint():
     with pytest.raises(ValueError, match=r"^my case: unknown widget 'c'; known: b, a \(add one\)$"):
         table.get_entry("c", "my case")
     assert list(table) == ["b", "a"] and len(table) == 2 and "a" in table
-    copy = table.as_dict()
+    copy = dict(table)
     copy.pop("a")
     assert "a" in table  # the copy is the caller's
 

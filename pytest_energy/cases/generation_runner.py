@@ -23,8 +23,7 @@ from .models import pick_device
 from .proxies import count_flops, parameters
 from .registry import get_task
 from ..units import wh_per_1000
-from .runner import (case_quality, check_quality, cycle_batches, distinct_batches, fill_inference_record, load_case,
-                     measured_calls)
+from .runner import case_quality, check_quality, cycle_batches, distinct_batches, load_case, measure_inferences
 from .tasks import Predictor, tokens_in
 
 # The case arrives as an argument (a GenerationCase): its declaration imports this module when it runs.
@@ -86,15 +85,9 @@ def run_generation(case: Any, energy: Any) -> None:
 
     records = []
     for index, phase in enumerate(PHASES):
-        # Each phase's rounds fill the minimum window too: a round of prefills alone is short.
-        energy.run(stepper(phase), iterations=per_round, rounds=case.rounds, warmup=case.warmup, unit="inference",
-                   label=phase, fill_window=True)
-        record = energy.last
-        per_round_calls = measured_calls(record)
         planned = [work[i % cycle][index] for i in range(case.warmup, calls)]
-        record.count_each_call_as(case.batch_size)  # one iteration of the record is one query
-        fill_inference_record(record, case, spec, planned, params, per_round_calls, dict(facts, phase=phase))
-        records.append(record)
+        records.append(measure_inferences(energy, stepper(phase), case, spec, per_round, planned, params,
+                                          dict(facts, phase=phase), label=phase))
     _summarise(records, case)
     quality = case_quality(case, spec, rows, predictions)
     for record in records:

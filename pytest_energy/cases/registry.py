@@ -125,4 +125,4 @@ def get_task(name: str, owner: str = "case") -> Task:
 
 def registered_tasks() -> dict[str, Task]:
     """Every registered task by name, the bundled ones first (they register when the package loads)."""
-    return TASKS.as_dict()
+    return dict(TASKS)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ..budget import EnergyBudget
 from ..units import parse_energy, wh_per_1000
@@ -41,12 +41,6 @@ def batch_at(number: int, examples: int, batch_size: int) -> list[int]:
 def cycle_batches(examples: int, batch_size: int, count: int) -> list[list[int]]:
     """Example indices of the first ``count`` batches cycling through the dataset."""
     return [batch_at(i, examples, batch_size) for i in range(count)]
-
-
-def measured_calls(record: Any) -> list[int]:
-    """The calls each round of a case's measurement made (before ``count_each_call_as``): at least the
-    case's share, more where the round went on to fill the minimum window."""
-    return [round_.iterations for round_ in record.rounds]
 
 
 def distinct_batches(examples: int, batch_size: int) -> int:
@@ -165,22 +159,33 @@ def run_inference(case: Any, energy: Any, transform: Pruning | None = None,
             for index, prediction in zip(indices, predicted):
                 predictions[index] = prediction
 
-    # At least the case's inferences, in rounds that each also fill the minimum window (a short round
-    # reads few counter ticks: its energy would be mostly the edges' uncertainty).
-    energy.run(step, iterations=per_round, rounds=case.rounds, warmup=case.warmup, unit="inference",
-               fill_window=True)
-    record = energy.last
-    per_round_calls = measured_calls(record)
-    record.count_each_call_as(case.batch_size)  # one iteration of the record is one inference
-    fill_inference_record(record, case, spec, planned, (total_params, nonzero_params), per_round_calls,
-                          {"model": loaded.facts, "device": device, "dtype": dtype, **facts})
+    record = measure_inferences(energy, step, case, spec, per_round, planned, (total_params, nonzero_params),
+                                {"model": loaded.facts, "device": device, "dtype": dtype, **facts})
     record.quality = case_quality(case, spec, rows, predictions)
     record.criteria["quality"] = dict(case.quality)
     check_quality(record.quality, dict(case.quality))
 
 
-def fill_inference_record(record: Any, case: Any, spec: Task, planned: list[tuple[int, int, int]],
-                          params: tuple[int, int], per_round_calls: list[int], facts: dict[str, Any]) -> None:
+def measure_inferences(energy: Any, step: Callable[[], None], case: Any, spec: Task, per_round: int,
+                       planned: list[tuple[int, int, int]], params: tuple[int, int], facts: dict[str, Any],
+                       label: str = "") -> Any:
+    """Measure ``step`` (one call: one batch) in the case's rounds and return the filled record.
+
+    Each round makes at least ``per_round`` calls and lasts at least the minimum window (a short round
+    reads few counter ticks: its energy would be mostly the edges' uncertainty); one iteration of the
+    record is then one inference, and :func:`_fill_inference_record` adds proxies and facts.
+    """
+    energy.run(step, iterations=per_round, rounds=case.rounds, warmup=case.warmup, unit="inference", label=label,
+               fill_window=True)
+    record = energy.last
+    per_round_calls = [round_.iterations for round_ in record.rounds]  # calls, before they count as batches
+    record.count_each_call_as(case.batch_size)
+    _fill_inference_record(record, case, spec, planned, params, per_round_calls, facts)
+    return record
+
+
+def _fill_inference_record(record: Any, case: Any, spec: Task, planned: list[tuple[int, int, int]],
+                           params: tuple[int, int], per_round_calls: list[int], facts: dict[str, Any]) -> None:
     """Proxies and facts of a measured inference run; energy per unit of work (gross, per inference).
 
     ``planned`` holds the (FLOPs, tokens in, tokens out) of each call of the case's own inferences: the
