@@ -4,6 +4,12 @@ A quality figure is only comparable with another computed the same way: ROUGE wi
 stemmer, METEOR with or without WordNet synonyms, BERTScore with a different model or layer all give
 different numbers. So every :class:`Score` carries ``computed_by``, and records keep it next to the value.
 
+Every bundled metric also keeps what each example contributed (``Score.per_example``) and how those
+contributions make the figure (``Metric.aggregate``: a mean for most; macro F1, entity F1 and Spearman
+recompute from their pairs or counts), so a figure's interval over its examples, and a paired comparison
+with a baseline on the same examples, can be computed from the record alone
+(:mod:`pytest_energy.resampling`).
+
 Libraries are imported when a metric is computed, never at import time.
 """
 
@@ -26,22 +32,37 @@ _WORDS = re.compile(r"\w+|[^\w\s]")
 
 @dataclass(frozen=True)
 class Score:
-    """One quality figure: its value, how many examples it covers, and what computed it."""
+    """One quality figure: its value, how many examples it covers, and what computed it.
+
+    ``per_example`` holds one item per example, in the order of the predictions scored: a number
+    (the figure is their mean) or the small JSON list the metric's ``aggregate`` reads (a label pair,
+    span counts). Empty where the metric does not say (a user's metric that keeps none): such a
+    figure has no interval and is compared with its baseline by the tolerance alone.
+    """
 
     metric: str
     value: float | None  # None: not computable here (``computed_by`` says why); no budget fails on it
     computed_by: str
     examples: int
     higher_is_better: bool = True
+    per_example: tuple[Any, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The form kept in ``Record.quality[metric]``."""
-        return {
+        entry = {
             "value": self.value,
             "computed_by": self.computed_by,
             "examples": self.examples,
             "higher_is_better": self.higher_is_better,
         }
+        if self.per_example:
+            entry["per_example"] = list(self.per_example)
+        return entry
+
+
+def mean(items: Sequence[float]) -> float:
+    """The mean of per-example scores: the aggregate of most metrics."""
+    return math.fsum(items) / len(items)
 
 
 def _version(distribution: str) -> str:
@@ -62,8 +83,9 @@ def _same_length(predictions: Sequence[Any], references: Sequence[Any]) -> int:
 def accuracy(predictions: Sequence[Hashable], references: Sequence[Hashable]) -> Score:
     """Share of predictions equal to their reference."""
     count = _same_length(predictions, references)
-    right = sum(p == r for p, r in zip(predictions, references))
-    return Score("accuracy", right / count, f"pytest-energy {__version__}: exact label match", count)
+    items = tuple(int(p == r) for p, r in zip(predictions, references))
+    return Score("accuracy", mean(items), f"pytest-energy {__version__}: exact label match", count,
+                 per_example=items)
 
 
 def f1(predictions: Sequence[Hashable], references: Sequence[Hashable]) -> Score:
@@ -73,14 +95,24 @@ def f1(predictions: Sequence[Hashable], references: Sequence[Hashable]) -> Score
     scores low even on unbalanced data. A class never predicted and never present is not counted.
     """
     count = _same_length(predictions, references)
-    labels = sorted(set(references) | set(predictions), key=repr)
-    total = 0.0
-    for label in labels:
-        tp = sum(p == label and r == label for p, r in zip(predictions, references))
-        fp = sum(p == label and r != label for p, r in zip(predictions, references))
-        fn = sum(p != label and r == label for p, r in zip(predictions, references))
-        total += 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
-    return Score("f1", total / len(labels), f"pytest-energy {__version__}: macro F1 over {len(labels)} labels", count)
+    pairs = tuple([p, r] for p, r in zip(predictions, references))
+    labels = len(set(references) | set(predictions))
+    return Score("f1", macro_f1(pairs), f"pytest-energy {__version__}: macro F1 over {labels} labels", count,
+                 per_example=pairs)
+
+
+def macro_f1(pairs: Sequence[Sequence[Hashable]]) -> float:
+    """Macro F1 of ``[prediction, reference]`` pairs (the aggregate of :func:`f1`'s per-example items)."""
+    true_positive: Counter[Hashable] = Counter()
+    predicted: Counter[Hashable] = Counter()
+    actual: Counter[Hashable] = Counter()
+    for prediction, reference in pairs:
+        predicted[prediction] += 1
+        actual[reference] += 1
+        true_positive[prediction] += prediction == reference
+    labels = set(predicted) | set(actual)
+    # 2tp / (2tp + fp + fn), with tp + fp = predicted and tp + fn = actual
+    return math.fsum(2 * true_positive[label] / (predicted[label] + actual[label]) for label in labels) / len(labels)
 
 
 def spearman(predictions: Sequence[float], references: Sequence[float]) -> Score:
@@ -88,12 +120,20 @@ def spearman(predictions: Sequence[float], references: Sequence[float]) -> Score
     count = _same_length(predictions, references)
     if count < 2:
         raise ValueError("Spearman correlation needs at least 2 pairs")
-    x, y = ranks([float(v) for v in predictions]), ranks([float(v) for v in references])
+    pairs = tuple([float(p), float(r)] for p, r in zip(predictions, references))
+    return Score("spearman", spearman_rho(pairs), f"pytest-energy {__version__}: Spearman rho, average ranks for "
+                 "ties", count, per_example=pairs)
+
+
+def spearman_rho(pairs: Sequence[Sequence[float]]) -> float:
+    """Spearman's rho of ``[prediction, reference]`` pairs (the aggregate of :func:`spearman`'s items);
+    NaN where either side is constant (no defined correlation)."""
+    count = len(pairs)
+    x, y = ranks([p for p, _ in pairs]), ranks([r for _, r in pairs])
     mean_x, mean_y = sum(x) / count, sum(y) / count
     covariance = sum((a - mean_x) * (b - mean_y) for a, b in zip(x, y))
     spread = math.sqrt(sum((a - mean_x) ** 2 for a in x) * sum((b - mean_y) ** 2 for b in y))
-    value = covariance / spread if spread else math.nan  # constant input has no defined correlation
-    return Score("spearman", value, f"pytest-energy {__version__}: Spearman rho, average ranks for ties", count)
+    return covariance / spread if spread else math.nan
 
 
 def _entities(tags: Sequence[str]) -> set[tuple[str, int, int]]:
@@ -119,17 +159,23 @@ def _entities(tags: Sequence[str]) -> set[tuple[str, int, int]]:
 def entity_f1(predictions: Sequence[Sequence[str]], references: Sequence[Sequence[str]]) -> Score:
     """Entity-level micro F1 (CoNLL, seqeval's default): an entity counts only with its exact span and type."""
     count = _same_length(predictions, references)
-    found = gold = right = 0
+    items = []
     for predicted, reference in zip(predictions, references):
         if len(predicted) != len(reference):
             raise ValueError(f"{len(predicted)} predicted tags for {len(reference)} words: they must pair up")
         mine, theirs = _entities(predicted), _entities(reference)
-        found, gold, right = found + len(mine), gold + len(theirs), right + len(mine & theirs)
+        items.append([len(mine), len(theirs), len(mine & theirs)])
+    gold = sum(item[1] for item in items)
+    return Score("entity_f1", micro_entity_f1(items), f"pytest-energy {__version__}: entity-level micro F1 over "
+                 f"IOB2 spans (exact span and type, {gold} entities)", count, per_example=tuple(items))
+
+
+def micro_entity_f1(items: Sequence[Sequence[int]]) -> float:
+    """Micro F1 from each sentence's ``[found, gold, right]`` entity counts (:func:`entity_f1`'s items)."""
+    found, gold, right = (sum(item[k] for item in items) for k in range(3))
     precision = right / found if found else 0.0
     recall = right / gold if gold else 0.0
-    value = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return Score("entity_f1", value, f"pytest-energy {__version__}: entity-level micro F1 over IOB2 spans "
-                 f"(exact span and type, {gold} entities)", count)
+    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
 
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -144,25 +190,27 @@ def _answer_words(text: str) -> list[str]:
 def exact_match(predictions: Sequence[str], references: Sequence[str]) -> Score:
     """Share of answers equal to the reference after SQuAD's normalisation."""
     count = _same_length(predictions, references)
-    right = sum(_answer_words(p) == _answer_words(r) for p, r in zip(predictions, references))
-    return Score("exact_match", right / count, f"pytest-energy {__version__}: SQuAD exact match "
-                 "(lower case, no punctuation or articles)", count)
+    items = tuple(int(_answer_words(p) == _answer_words(r)) for p, r in zip(predictions, references))
+    return Score("exact_match", mean(items), f"pytest-energy {__version__}: SQuAD exact match "
+                 "(lower case, no punctuation or articles)", count, per_example=items)
 
 
 def token_f1(predictions: Sequence[str], references: Sequence[str]) -> Score:
     """SQuAD's answer F1: the overlap of normalised answer words, averaged over questions."""
     count = _same_length(predictions, references)
-    total = 0.0
+    items = []
     for prediction, reference in zip(predictions, references):
         mine, theirs = _answer_words(prediction), _answer_words(reference)
         common = sum((Counter(mine) & Counter(theirs)).values())
         if not mine or not theirs:
-            total += float(mine == theirs)
+            items.append(float(mine == theirs))
         elif common:
             precision, recall = common / len(mine), common / len(theirs)
-            total += 2 * precision * recall / (precision + recall)
-    return Score("token_f1", total / count, f"pytest-energy {__version__}: SQuAD answer F1 over normalised "
-                 "words, mean over questions", count)
+            items.append(2 * precision * recall / (precision + recall))
+        else:
+            items.append(0.0)
+    return Score("token_f1", mean(items), f"pytest-energy {__version__}: SQuAD answer F1 over normalised "
+                 "words, mean over questions", count, per_example=tuple(items))
 
 
 def rouge(predictions: Sequence[str], references: Sequence[str]) -> list[Score]:
@@ -172,13 +220,13 @@ def rouge(predictions: Sequence[str], references: Sequence[str]) -> list[Score]:
     count = _same_length(predictions, references)
     names = ["rouge1", "rouge2", "rougeL"]
     scorer = rouge_scorer.RougeScorer(names, use_stemmer=True)
-    sums = dict.fromkeys(names, 0.0)
+    items: dict[str, list[float]] = {name: [] for name in names}
     for prediction, reference in zip(predictions, references):
         scores = scorer.score(reference, prediction)
         for name in names:
-            sums[name] += scores[name].fmeasure
+            items[name].append(scores[name].fmeasure)
     how = f"rouge-score {_version('rouge-score')}: F-measure, Porter stemmer, mean over examples"
-    return [Score(name, sums[name] / count, how, count) for name in names]
+    return [Score(name, mean(items[name]), how, count, per_example=tuple(items[name])) for name in names]
 
 
 class _NoSynonyms:
@@ -276,15 +324,16 @@ def meteor(predictions: Sequence[str], references: Sequence[str]) -> Score:
     count = _same_length(predictions, references)
     wordnet = _wordnet()
     stemmer = PorterStemmer()
-    total = 0.0
+    items = []
     for prediction, reference in zip(predictions, references):
         hypothesis = _WORDS.findall(prediction.lower())
         matcher = _StemmedSynonyms(wordnet, stemmer, hypothesis) if wordnet is not None else _NoSynonyms()
-        total += single_meteor_score(_WORDS.findall(reference.lower()), hypothesis, stemmer=stemmer,
-                                     wordnet=matcher)
+        items.append(float(single_meteor_score(_WORDS.findall(reference.lower()), hypothesis, stemmer=stemmer,
+                                               wordnet=matcher)))
     matching = "exact + stem + WordNet synonym matching" if wordnet is not None else (
         "exact + stem matching only (WordNet data not installed)")
-    return Score("meteor", total / count, f"nltk {_version('nltk')} METEOR: {matching}", count)
+    return Score("meteor", mean(items), f"nltk {_version('nltk')} METEOR: {matching}", count,
+                 per_example=tuple(items))
 
 
 _SCORERS: dict[tuple[str, int], Any] = {}  # BERTScorer per (model path, layer): loading is the slow part
@@ -311,14 +360,15 @@ def bertscore(
     # An empty text has no token to match, so its pair scores 0 (bert-score itself cannot encode one
     # with transformers 5: it asks the tokenizer for a method that version removed).
     scored = [i for i, (p, r) in enumerate(zip(predictions, references)) if str(p).strip() and str(r).strip()]
-    total = 0.0
+    items = [0.0] * count
     if scored:
         _, _, f_scores = _SCORERS[key].score([predictions[i] for i in scored], [references[i] for i in scored])
-        total = float(f_scores.sum())
+        for index, value in zip(scored, f_scores.tolist()):
+            items[index] = float(value)
     name = model_name or folder.name
     how = (f"bert-score {_version('bert-score')}: F1, model {name} ({folder}), layer {num_layers}, no idf, "
            "no rescaling, an empty text scores 0")
-    return Score("bertscore", total / count, how, count)
+    return Score("bertscore", mean(items), how, count, per_example=tuple(items))
 
 
 # -- the metric registry -----------------------------------------------------------------------------
@@ -328,12 +378,15 @@ class Metric:
 
     ``compute(predictions, references, case)`` returns its :class:`Score`; ``case`` is the case that
     asked (BERTScore reads its model and layer there). ``description`` is what docs and errors show.
+    ``aggregate`` turns the score's ``per_example`` items (any subset of them, as a bootstrap draws)
+    into the figure: the mean unless the metric says otherwise.
     """
 
     name: str
     compute: Callable[[Sequence[Any], Sequence[Any], Any], Score]
     higher_is_better: bool = True
     description: str = ""
+    aggregate: Callable[[Sequence[Any]], float] = mean
 
 
 #: Every metric by name (a read-only mapping; :func:`register_metric` adds one).
@@ -377,13 +430,14 @@ def _bertscore_of_case(predictions: Sequence[Any], references: Sequence[Any], ca
 
 for _entry in (
     Metric("accuracy", lambda p, r, case: accuracy(p, r), description="exact label match"),
-    Metric("f1", lambda p, r, case: f1(p, r), description="macro F1 over the labels present"),
+    Metric("f1", lambda p, r, case: f1(p, r), description="macro F1 over the labels present", aggregate=macro_f1),
     Metric("spearman", lambda p, r, case: spearman(p, r),
-           description="Spearman's rho (average ranks for ties) of prediction vs gold score"),
+           description="Spearman's rho (average ranks for ties) of prediction vs gold score",
+           aggregate=spearman_rho),
     *(Metric(name, _rouge_part(name), description="rouge-score F-measure, Porter stemmer, mean over examples")
       for name in ("rouge1", "rouge2", "rougeL")),
     Metric("entity_f1", lambda p, r, case: entity_f1(p, r),
-           description="entity-level micro F1 over IOB2 spans (seqeval's default)"),
+           description="entity-level micro F1 over IOB2 spans (seqeval's default)", aggregate=micro_entity_f1),
     Metric("exact_match", lambda p, r, case: exact_match(p, r),
            description="SQuAD exact match after normalising case, punctuation and articles"),
     Metric("token_f1", lambda p, r, case: token_f1(p, r), description="SQuAD answer F1 over normalised words"),

@@ -135,7 +135,8 @@ def test_metrics_refuse_unpaired_or_empty_input():
 
 def test_score_dict_is_what_records_keep():
     data = quality.accuracy([1], [1]).to_dict()
-    assert data == {"value": 1.0, "computed_by": data["computed_by"], "examples": 1, "higher_is_better": True}
+    assert data == {"value": 1.0, "computed_by": data["computed_by"], "examples": 1, "higher_is_better": True,
+                    "per_example": [1]}
 
 
 def test_bertscore_refuses_a_hub_name():

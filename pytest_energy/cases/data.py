@@ -34,9 +34,8 @@ def load_rows(dataset: Dataset) -> list[dict[str, Any]]:
     raise ValueError(f"dataset file {path}: expected .jsonl, .json or .csv")
 
 
-def examples(dataset: Dataset, task: Task, columns: Mapping[str, str]) -> list[dict[str, Any]]:
-    """The task's fields of every example, renamed from the dataset's columns where ``columns`` says,
-    in the form the task runs them (``Task.prepare``)."""
+def _picked(dataset: Dataset, task: Task, columns: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The task's fields of every example as the dataset holds them, renamed where ``columns`` says."""
     rows = load_rows(dataset)
     if not rows:
         raise ValueError(f"dataset {dataset if isinstance(dataset, (str, Path)) else '(rows)'} is empty")
@@ -50,8 +49,23 @@ def examples(dataset: Dataset, task: Task, columns: Mapping[str, str]) -> list[d
                 raise ValueError(f"dataset example {index} has no column {column!r} (needed for {name!r} of "
                                  f"task {task.name}); map it with columns={{{name!r}: '<column>'}}")
             example[name] = row[column]
-        picked.append(task.prepare(example) if task.prepare is not None else example)
+        picked.append(example)
     return picked
+
+
+def examples(dataset: Dataset, task: Task, columns: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The task's fields of every example, renamed from the dataset's columns where ``columns`` says,
+    in the form the task runs them (``Task.prepare``)."""
+    picked = _picked(dataset, task, columns)
+    return [task.prepare(example) for example in picked] if task.prepare is not None else picked
+
+
+def example_keys(dataset: Dataset, task: Task, columns: Mapping[str, str]) -> list[str]:
+    """A short content hash of each example's task fields (as the dataset holds them, before
+    ``Task.prepare``), in :func:`examples`' order: a quality verdict pairs the examples a run and its
+    baseline both scored by these keys, so an edited or reordered dataset pairs what is still the same."""
+    return [hashlib.sha256(json.dumps(example, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:10]
+            for example in _picked(dataset, task, columns)]
 
 
 def fingerprint(dataset: Dataset) -> str:
