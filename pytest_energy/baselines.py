@@ -5,7 +5,12 @@ next to its test in a diff. A record's entry is split by what its numbers depend
 
 * once per record, what no hardware changes: the counted work (FLOPs) the gate judges, the quality
   values, the model that ran (requested, what ran, its digest, dtype, device) and the runner that
-  recorded them (``hardware``, a fingerprint id). Any runner judges these;
+  recorded them (``hardware``, a fingerprint id). Any runner judges these. With the quality values
+  go what a verdict needs to know how far they move by chance: each example's score
+  (``quality_examples``, keyed by example so a later run is compared on the same examples) and, for a
+  model trained in the run, the figures of several training runs (``quality_runs``: seeds and thread
+  counts, on every runner that recorded some). Files without them (written before they existed) are
+  read; their quality is then judged by the tolerance alone, with a note;
 * ``energy``, keyed by device kind (:func:`pytest_energy.fingerprint.device_kinds`, e.g.
   ``"gpu: NVIDIA H100 80GB HBM3 x1"``): per kind the rounds a verdict needs (iterations, seconds,
   net joules, net joules per device), which method measured each device, the reference-workload
@@ -105,6 +110,29 @@ class EnergyBaseline:
 
 
 @dataclass
+class QualityRun:
+    """The quality figures of one training run of a model trained in the run."""
+
+    values: dict[str, float]  # metric -> figure
+    seed: int | None  # None: the case's own seed, from a baseline recorded before runs were kept
+    threads: int | None  # torch threads the run trained with (None: not recorded)
+    hardware: str  # fingerprint id of the runner
+
+    def to_json(self) -> dict[str, Any]:
+        return _rounded({"values": self.values, "seed": self.seed, "threads": self.threads,
+                         "hardware": self.hardware})
+
+
+@dataclass
+class QualityExamples:
+    """Each example's contribution to each quality figure (a metric's ``per_example`` items), and the
+    examples' keys (:func:`pytest_energy.cases.data.example_keys`) that pair them with a later run's."""
+
+    keys: list[str]
+    scores: dict[str, list[Any]]  # metric -> one item per key
+
+
+@dataclass
 class Baseline:
     """One record's stored baseline: its hardware-independent facts and its energy per device kind."""
 
@@ -119,6 +147,9 @@ class Baseline:
     git_commit: str | None = None
     energy: dict[str, EnergyBaseline] = field(default_factory=dict)  # device kind id -> energy
     path: Path | None = None  # the file it was read from
+    examples: QualityExamples | None = None  # None: not kept (a metric without per-example items, an old file)
+    runs: list[QualityRun] = field(default_factory=list)  # training runs' figures (--energy-quality-seeds)
+    trained_in_run: bool = False  # its model was trained in the run that recorded it (a fine-tune, a fallback)
 
     def to_json(self) -> dict[str, Any]:
         data = _rounded({
@@ -134,7 +165,19 @@ class Baseline:
         # Counts are exact (zero noise): rounding them would make a threshold of 0 fail identical work.
         data["work"] = {k: int(v) if float(v).is_integer() else v for k, v in self.work.items()}
         data["energy"] = {kind: entry.to_json() for kind, entry in self.energy.items()}
+        if self.examples is not None:
+            data["quality_examples"] = {"keys": _Inline(self.examples.keys),
+                                        "scores": {m: _Inline(_rounded(v)) for m, v in self.examples.scores.items()}}
+        if self.runs:
+            data["quality_runs"] = [run.to_json() for run in self.runs]
+        if self.trained_in_run:
+            data["trained_in_run"] = True
         return data
+
+
+class _Inline(list):  # type: ignore[type-arg]
+    """A list written on one line of its file (per-example scores: hundreds of items, one line each
+    would bury the figures a reviewer reads)."""
 
 
 def _per_iteration_net(rounds: Sequence[EnergyRound]) -> float | None:
@@ -162,6 +205,47 @@ def quality_values(record: Record) -> dict[str, float]:
         if _number(value):
             values[metric] = float(value)
     return values
+
+
+def quality_examples(record: Record) -> QualityExamples | None:
+    """Each example's scores of a record's quality figures that kept them, under the examples' keys
+    (None where no figure kept any, or they were scored on different examples)."""
+    keys: list[str] | None = None
+    scores: dict[str, list[Any]] = {}
+    for metric, entry in sorted(record.quality.items()):
+        if not isinstance(entry, dict) or not _number(entry.get("value")):
+            continue
+        items, found = entry.get("per_example"), entry.get("example_keys")
+        if not (isinstance(items, list) and isinstance(found, list) and len(items) == len(found) and items):
+            continue
+        if keys is None:
+            keys = [str(k) for k in found]
+        if [str(k) for k in found] == keys:
+            scores[metric] = list(items)
+    return QualityExamples(keys, scores) if keys is not None and scores else None
+
+
+def quality_runs(record: Record) -> list[QualityRun]:
+    """The training runs a record's quality figures were measured over (``--energy-quality-seeds``):
+    the runs' entries are kept in the same order under every metric."""
+    hardware = str(record.fingerprint.get("id") or "")
+    runs: list[QualityRun] = []
+    for metric, entry in sorted(record.quality.items()):
+        listed = entry.get("runs") if isinstance(entry, dict) else None
+        if not isinstance(listed, list):
+            continue
+        for index, run in enumerate(listed):
+            if not (isinstance(run, dict) and _number(run.get("value"))):
+                continue
+            while len(runs) <= index:
+                runs.append(QualityRun({}, run.get("seed"), run.get("threads"), hardware))
+            runs[index].values[metric] = float(run["value"])
+    return [run for run in runs if run.values]
+
+
+def trained_in_run(record: Record) -> bool:
+    """Whether the record's model was trained in its run (its quality entries say so)."""
+    return any(isinstance(entry, dict) and entry.get("trained_in_run") for entry in record.quality.values())
 
 
 #: The proxies the gate judges, by preference: FLOPs per inference where a record has them (its unit
@@ -254,6 +338,9 @@ def from_record(record: Record, kinds: Iterable[DeviceKind] | None = None) -> Ba
         recorded=record.timestamp,
         git_commit=record.git_commit,
         energy={kind.id: energy_from_record(record, kind) for kind in kinds},
+        examples=quality_examples(record),
+        runs=quality_runs(record),
+        trained_in_run=trained_in_run(record),
     )
 
 
@@ -345,6 +432,9 @@ def _entry(path: Path, name: str, data: Any) -> Baseline:
         raise _fix(path, f"has record {name!r} whose 'model' is not field -> text")
     if not isinstance(energy, dict):
         raise _fix(path, f"has record {name!r} whose 'energy' is not device kind -> energy")
+    trained = data.get("trained_in_run", False)
+    if not isinstance(trained, bool):
+        raise _fix(path, f"has record {name!r} whose 'trained_in_run' is not true or false")
     return Baseline(
         name=name,
         nodeid=str(data.get("nodeid", name)),
@@ -357,7 +447,41 @@ def _entry(path: Path, name: str, data: Any) -> Baseline:
         git_commit=data.get("git_commit"),
         energy={str(kind): _energy_entry(path, name, str(kind), entry) for kind, entry in energy.items()},
         path=path,
+        examples=_examples_entry(path, name, data.get("quality_examples")),
+        runs=_runs_entry(path, name, data.get("quality_runs", [])),
+        trained_in_run=trained,
     )
+
+
+def _examples_entry(path: Path, name: str, data: Any) -> QualityExamples | None:
+    if data is None:
+        return None
+    keys = data.get("keys") if isinstance(data, dict) else None
+    scores = data.get("scores") if isinstance(data, dict) else None
+    if not (isinstance(keys, list) and all(isinstance(k, str) for k in keys) and isinstance(scores, dict)
+            and all(isinstance(v, list) and len(v) == len(keys) for v in scores.values())):
+        raise _fix(path, f"has record {name!r} whose 'quality_examples' is not {{keys: [...], scores: {{metric: "
+                         "[one item per key]}}}")
+    return QualityExamples(list(keys), {str(m): list(v) for m, v in scores.items()})
+
+
+def _runs_entry(path: Path, name: str, data: Any) -> list[QualityRun]:
+    problem = _fix(path, f"has record {name!r} whose 'quality_runs' is not a list of {{values: {{metric: number}}, "
+                         "seed, threads, hardware}")
+    if not isinstance(data, list):
+        raise problem
+    runs = []
+    for run in data:
+        if not isinstance(run, dict):
+            raise problem
+        values, seed, threads = run.get("values"), run.get("seed"), run.get("threads")
+        if not (isinstance(values, dict) and values and all(_number(v) for v in values.values())
+                and (seed is None or (isinstance(seed, int) and not isinstance(seed, bool)))
+                and (threads is None or (isinstance(threads, int) and not isinstance(threads, bool)))):
+            raise problem
+        runs.append(QualityRun({str(m): float(v) for m, v in values.items()}, seed, threads,
+                               str(run.get("hardware", ""))))
+    return runs
 
 
 def _kind(mode: int) -> str:
@@ -426,7 +550,21 @@ def render_file(baselines: Iterable[Baseline]) -> str:
         "schema_version": SCHEMA_VERSION,
         "records": {b.name: b.to_json() for b in sorted(baselines, key=lambda b: b.name)},
     }
-    return json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    inline: list[str] = []
+
+    def placeholder(value: Any) -> Any:  # each _Inline list becomes a token, replaced by its one-line form
+        if isinstance(value, _Inline):
+            inline.append(json.dumps(list(value), separators=(",", ":"), allow_nan=False))
+            return f"\u0000inline{len(inline) - 1}"
+        if isinstance(value, dict):
+            return {k: placeholder(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [placeholder(v) for v in value]
+        return value
+
+    text = json.dumps(placeholder(document), indent=2, sort_keys=True, allow_nan=False)
+    text = re.sub(r'"\\u0000inline(\d+)"', lambda match: inline[int(match.group(1))], text)
+    return text + "\n"
 
 
 @dataclass
@@ -505,10 +643,29 @@ class Update:
 
 def merged(existing: Baseline | None, entry: Baseline) -> Baseline:
     """``entry`` over ``existing``: its hardware-independent part, and its energy kinds beside the
-    kinds it does not hold (another runner's GPU baseline survives this runner's refresh)."""
+    kinds it does not hold (another runner's GPU baseline survives this runner's refresh); the
+    training runs of other runners beside this one's (:func:`pooled_runs`)."""
     if existing is None:
         return entry
-    return Baseline(**{**entry.__dict__, "energy": {**existing.energy, **entry.energy}})
+    return Baseline(**{**entry.__dict__, "energy": {**existing.energy, **entry.energy},
+                       "runs": pooled_runs(existing, entry)})
+
+
+def pooled_runs(existing: Baseline, entry: Baseline) -> list[QualityRun]:
+    """The training runs a refreshed entry keeps: its own, and the other runners' of the same model on
+    the same examples (a spread between runs that pools both CPU models of a fleet). An entry recorded
+    before runs were kept counts as one run of its runner where this refresh brings runs of another."""
+    same_model = existing.model == entry.model and (
+        existing.examples is None or entry.examples is None or existing.examples.keys == entry.examples.keys)
+    if not same_model:
+        return list(entry.runs)
+    if not entry.runs:
+        return list(existing.runs)
+    others = [run for run in existing.runs if run.hardware != entry.hardware and run not in entry.runs]
+    if (existing.hardware and existing.hardware != entry.hardware and existing.quality
+            and not any(run.hardware == existing.hardware for run in existing.runs)):
+        others.append(QualityRun(dict(existing.quality), None, None, existing.hardware))
+    return others + list(entry.runs)
 
 
 def update(folder: Path, baselines: Iterable[Baseline], replace: Iterable[str] = ()) -> Update:
