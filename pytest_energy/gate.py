@@ -15,8 +15,9 @@ from .config import Settings, path_setting, store_setting
 from .fingerprint import DEFAULT_KIND_FIELDS, DeviceKind
 from .record import Record, RunInfo
 from .units import percent_change
-from .verdict import (STATUSES, Judgement, Status, Tolerance, Verdict, fails_gate, judge_energy, judge_value,
-                      most_urgent, parse_tolerance)
+from .resampling import Difference, examples_difference, runs_difference, seed_for
+from .verdict import (CONFIDENCE, STATUSES, Judgement, Status, Tolerance, Verdict, fails_gate, judge_energy,
+                      judge_quality, judge_value, most_urgent, parse_tolerance)
 
 #: pytest's exit code for an interrupted session (Ctrl-C); such a run never refreshes baselines.
 INTERRUPTED = 2
@@ -253,37 +254,24 @@ def _cost(model: Verdict, others: list[Verdict]) -> None:
 
 
 def _value_verdicts(record: Record, baseline: store.Baseline | None, settings: Settings, set_name: str,
-                    gate: bool, errors: list[str], incomparable: str, fingerprint_id: str = "") -> list[Verdict]:
-    """Verdicts of the one-number metrics: each quality metric, then the work proxy (lower is better).
+                    gate: bool, errors: list[str], incomparable: str, fingerprint_id: str = "",
+                    incomplete: list[str] | None = None) -> list[Verdict]:
+    """Verdicts of the one-number metrics: each quality metric (:func:`_quality_verdicts`), then the
+    work proxy (lower is better, counted, so judged exactly by its tolerance).
 
     They depend on no hardware: judged against the baseline whichever runner recorded it (named in
     the line when it is another)."""
-    metrics: list[tuple[str, float, float | None, bool, float | None]] = []  # metric, value, previous, higher, budget
-    for metric, value in sorted(store.quality_values(record).items()):
-        entry = record.quality.get(metric)
-        entry = entry if isinstance(entry, dict) else {}
-        budget = entry.get("budget")
-        budget = float(budget) if isinstance(budget, (int, float)) and not isinstance(budget, bool) else None
-        previous = baseline.quality.get(metric) if baseline is not None else None
-        metrics.append((metric, value, previous, bool(entry.get("higher_is_better", True)), budget))
-    counted = store.work_values(record)
-    for proxy, value in counted.items():
-        metrics.append((proxy, value, baseline.work.get(proxy) if baseline is not None else None, False, None))
+    verdicts = _quality_verdicts(record, baseline, settings, set_name, gate, errors, incomparable, fingerprint_id,
+                                 incomplete if incomplete is not None else [])
     hardware = baseline.hardware if baseline is not None else ""
     origin = _hardware_note(hardware, fingerprint_id)
-    verdicts = []
-    for metric, value, previous, higher_is_better, budget in metrics:
-        tolerance = _tolerance(record, metric, settings.min_effect, errors)
-        verdict = judge_value(record.name, metric, value, previous, tolerance, set_name,
-                              higher_is_better=higher_is_better, budget=budget, gating=gate,
-                              refresh=_refresh(settings, set_name))
-        if verdict.status is Status.NEW and incomparable:
-            verdict.status, verdict.gating = Status.INCOMPARABLE, False
-            verdict.message = f"{metric} {value:.4g}: {incomparable}"
-        elif previous is not None:
-            verdict.baseline_hardware = hardware
-            verdict.message += f"; {origin}" if origin else ""
-        verdicts.append(verdict)
+    counted = store.work_values(record)
+    for proxy, value in counted.items():
+        previous = baseline.work.get(proxy) if baseline is not None else None
+        tolerance = _tolerance(record, proxy, settings.min_effect, errors)
+        verdict = judge_value(record.name, proxy, value, previous, tolerance, set_name, higher_is_better=False,
+                              gating=gate, refresh=_refresh(settings, set_name))
+        verdicts.append(_placed(verdict, value, previous, hardware, origin, incomparable))
     for proxy, previous in sorted((baseline.work if baseline is not None else {}).items()):
         if proxy not in counted:  # the count is gone: say so rather than let a refresh drop it unseen
             verdicts.append(Verdict.inconclusive(
@@ -291,6 +279,133 @@ def _value_verdicts(record: Record, baseline: store.Baseline | None, settings: S
                 "with --energy-update-baselines stores what it counts now", threshold=settings.min_effect,
                 baseline_set=set_name, baseline_hardware=hardware))
     return verdicts
+
+
+def _placed(verdict: Verdict, value: float, previous: float | None, hardware: str, origin: str,
+            incomparable: str) -> Verdict:
+    """A value verdict with where its baseline came from; "incomparable" instead of "new" where the
+    baseline exists but could not be read (``incomparable`` says why)."""
+    if verdict.status is Status.NEW and incomparable:
+        verdict.status, verdict.gating = Status.INCOMPARABLE, False
+        verdict.message = f"{verdict.metric} {value:.4g}: {incomparable}"
+    elif previous is not None:
+        verdict.baseline_hardware = hardware
+        verdict.message += f"; {origin}" if origin else ""
+    return verdict
+
+
+def _quality_verdicts(record: Record, baseline: store.Baseline | None, settings: Settings, set_name: str,
+                      gate: bool, errors: list[str], incomparable: str, fingerprint_id: str,
+                      incomplete: list[str]) -> list[Verdict]:
+    """One verdict per quality metric, judged with the spread it has measured (over its examples and,
+    for a model trained in the run, between training runs; :func:`verdict.judge_quality`).
+
+    A metric the baseline holds and this run lacks (renamed, not computed, NaN) cannot be judged: its
+    verdict says so and the record is added to ``incomplete``, which fails the gate."""
+    values = store.quality_values(record)
+    hardware = baseline.hardware if baseline is not None else ""
+    origin = _hardware_note(hardware, fingerprint_id)
+    trained = store.trained_in_run(record) or (baseline is not None and baseline.trained_in_run)
+    verdicts = []
+    for metric in sorted(set(values) | set(baseline.quality if baseline is not None else {})):
+        entry = record.quality.get(metric)
+        entry = entry if isinstance(entry, dict) else {}
+        tolerance = _tolerance(record, metric, settings.min_effect, errors)
+        previous = baseline.quality.get(metric) if baseline is not None else None
+        if metric not in values:
+            verdicts.append(_missing_metric(record, metric, entry, previous, tolerance, set_name, hardware, incomplete))
+            continue
+        value = values[metric]
+        budget = entry.get("budget")
+        budget = float(budget) if isinstance(budget, (int, float)) and not isinstance(budget, bool) else None
+        spreads, notes, gating = [], [], gate
+        if baseline is not None and previous is not None:
+            spreads, notes, quiet = _quality_spreads(record, metric, value, baseline, fingerprint_id, trained)
+            gating = gate and not quiet
+        verdict = judge_quality(record.name, metric, value, previous, tolerance, set_name, spreads=spreads,
+                                higher_is_better=bool(entry.get("higher_is_better", True)), budget=budget,
+                                gating=gating, refresh=_refresh(settings, set_name), note="; ".join(notes))
+        verdicts.append(_placed(verdict, value, previous, hardware, origin, incomparable))
+    return verdicts
+
+
+def _missing_metric(record: Record, metric: str, entry: dict[str, Any], previous: float | None,
+                    tolerance: Tolerance, set_name: str, hardware: str, incomplete: list[str]) -> Verdict:
+    """The verdict of a quality metric the baseline holds and this run has no finite figure for."""
+    if entry and entry.get("value") is None and entry.get("computed_by"):
+        # Not computable on this runner (a metric's model not installed), said by the metric itself: the
+        # budget is not checked either; a note, not a failure of the run.
+        return Verdict.inconclusive(record.name, metric, f"{metric}: not computed here ({entry['computed_by']}); "
+                                    f"the baseline holds {previous:.4g}", threshold=tolerance.value,
+                                    baseline_set=set_name, baseline_hardware=hardware)
+    found = "a value that is not a finite number" if entry else "no figure for it (not computed, or renamed)"
+    line = (f"{record.name}: quality metric {metric} cannot be judged: the baseline holds {previous:.4g} and this run "
+            f"has {found}; compute it again, or record the change with --energy-update-baselines")
+    if line not in incomplete:
+        incomplete.append(line)
+    return Verdict.inconclusive(record.name, metric, line.split(": ", 1)[1], threshold=tolerance.value,
+                                baseline_set=set_name, gating=True, baseline_hardware=hardware)
+
+
+def _quality_spreads(record: Record, metric: str, value: float, baseline: store.Baseline, fingerprint_id: str,
+                     trained: bool) -> tuple[list[Difference], list[str], bool]:
+    """The measured intervals of a quality figure's difference to its baseline, the notes its verdict
+    carries, and whether that verdict must not gate.
+
+    Over the examples (paired on the examples both scored) where both sides kept per-example scores;
+    between training runs where the baseline holds at least :data:`resampling.MIN_RUNS` of them. A model
+    trained in the run with no such runs is judged over its examples only, which cannot see how much
+    training varies: gating only on the runner and CPU device that recorded it (where training is
+    deterministic), said otherwise."""
+    from .quality import METRICS, mean
+
+    spreads: list[Difference] = []
+    notes: list[str] = []
+    entry = record.quality.get(metric, {})
+    items, keys = entry.get("per_example"), entry.get("example_keys")
+    stored = baseline.examples.scores.get(metric) if baseline.examples is not None else None
+    aggregate = METRICS[metric].aggregate if metric in METRICS else mean
+    if isinstance(items, list) and items and stored:
+        difference = examples_difference(items, keys if isinstance(keys, list) else [], stored,
+                                         baseline.examples.keys if baseline.examples else [], aggregate,
+                                         confidence=CONFIDENCE, seed=seed_for(record.name, metric))
+        if difference is not None:
+            spreads.append(difference)
+    elif not stored:
+        notes.append("the baseline keeps no per-example scores (recorded before they were kept): judged by the "
+                     "tolerance alone; --energy-update-baselines keeps them")
+    runs = [run for run in baseline.runs if metric in run.values]
+    between = runs_difference(value, [run.values[metric] for run in runs], confidence=CONFIDENCE,
+                              described=_describe_runs(runs)) if runs else None
+    if between is not None:
+        spreads.append(between)
+    quiet = False
+    if trained and between is None:
+        here = baseline.hardware == fingerprint_id and store.model_identity(record).get("device", "cpu") == "cpu"
+        if not here:
+            quiet = True
+            notes.append("its model is trained in the run, whose quality varies between runners, seeds and GPU runs "
+                         "more than over its examples, and the baseline holds no spread between runs: not gating "
+                         "(--energy-update-baselines --energy-quality-seeds 5 records one)")
+    return spreads, notes, quiet
+
+
+def _describe_runs(runs: Sequence[store.QualityRun]) -> str:
+    """"6 runs (seeds 0-4 x 1-2 threads on intel-xeon-2c-25e17dbf; 1 run on amd-epyc-2c-020e00a4)"."""
+    by_hardware: dict[str, list[store.QualityRun]] = {}
+    for run in runs:
+        by_hardware.setdefault(run.hardware or "unknown runner", []).append(run)
+    parts = []
+    for hardware, group in by_hardware.items():
+        seeds = sorted({run.seed for run in group if run.seed is not None})
+        threads = sorted({run.threads for run in group if run.threads is not None})
+        what = f"{len(group)} run{'s' if len(group) > 1 else ''}"
+        if seeds:
+            what += f", seeds {seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else f", seed {seeds[0]}"
+        if threads:
+            what += f", {'/'.join(str(t) for t in threads)} threads"
+        parts.append(f"{what} on {hardware}")
+    return f"{len(runs)} runs ({'; '.join(parts)})"
 
 
 def _energy_tolerance(record: Record, settings: Settings, errors: list[str]) -> Tolerance:
@@ -309,11 +424,14 @@ def _judge_set(records: list[Record], settings: Settings, root: Path, fingerprin
     judgement.errors += [e for e in loaded.errors if e not in judgement.errors]
     judgement.unreadable += [str(p) for p in loaded.broken if str(p) not in judgement.unreadable]
     for record in records:
-        if not record.judgeable:  # skipped, xfailed, failed...: recorded with its outcome, never judged
+        failed = record.outcome in FAILED_OUTCOMES
+        if failed and set_name == judgement.baseline_set:
+            judgement.failed[record.name] = failure_reason(record)
+        if not record.judgeable and not failed:  # skipped, xfailed, xpassed: recorded with its outcome only
             continue
         try:
             verdicts, new = _judge_record(record, settings, folder, loaded, set_name, fingerprint_id, first_layout,
-                                          judgement.errors)
+                                          judgement.errors, judgement.incomplete)
         except Exception as error:  # one record that cannot be judged must not silence the others
             reason = _describe(error)
             _note(judgement.errors, f"pytest-energy: {record.name}: could not be judged against {set_name!r} "
@@ -322,13 +440,38 @@ def _judge_set(records: list[Record], settings: Settings, root: Path, fingerprin
             verdicts = [Verdict.inconclusive(record.name, "energy", f"energy: could not be judged ({reason})",
                                              threshold=settings.min_effect, baseline_set=set_name, gating=True)]
             new = False
+        if failed:  # what the change did is still shown; the test's failure already fails the run
+            for verdict in verdicts:
+                verdict.gating = False
+            new = False
         judgement.verdicts += verdicts
         if new and set_name == judgement.baseline_set:
             judgement.new.append(record.name)
 
 
+#: Outcomes of a test that failed (its call, or its set-up or teardown).
+FAILED_OUTCOMES = ("failed", "error")
+
+
+def failure_reason(record: Record) -> str:
+    """Why a measured test failed, as far as its record tells: the quality or energy budget it missed."""
+    missed = [f"{metric} {entry['value']:.4g} {'<' if entry.get('higher_is_better', True) else '>'} "
+              f"{entry['budget']:.4g}" for metric, entry in sorted(record.quality.items())
+              if isinstance(entry, dict) and entry.get("budget_met") is False]
+    over = [budget for budget in record.criteria.get("energy", []) if isinstance(budget, dict) and budget.get("met") is False]
+    reasons = []
+    if missed:
+        reasons.append(f"quality budget missed: {', '.join(missed)}")
+    if over:
+        reasons.append(f"energy budget missed ({len(over)} of {len(record.criteria['energy'])})")
+    if reasons:
+        return "; ".join(reasons)
+    return "its set-up or teardown failed" if record.outcome == "error" else "the test failed (not on a budget)"
+
+
 def _judge_record(record: Record, settings: Settings, folder: Path, loaded: store.LoadedSet, set_name: str,
-                  fingerprint_id: str, first_layout: list[Path], errors: list[str]) -> tuple[list[Verdict], bool]:
+                  fingerprint_id: str, first_layout: list[Path], errors: list[str],
+                  incomplete: list[str]) -> tuple[list[Verdict], bool]:
     """One record's verdicts against one set, and whether it is new there."""
     gate = record.criteria.get("gate", True) is not False
     tolerance = _energy_tolerance(record, settings, errors)
@@ -345,12 +488,13 @@ def _judge_record(record: Record, settings: Settings, folder: Path, loaded: stor
         message = incomparable or f"energy: no baseline in {set_name!r} yet (--energy-update-baselines records one)"
         verdicts = [Verdict.of_status(record.name, "energy", status, message, threshold=tolerance.value,
                                       baseline_set=set_name)]
-        verdicts += _value_verdicts(record, None, settings, set_name, gate, errors, incomparable, fingerprint_id)
+        verdicts += _value_verdicts(record, None, settings, set_name, gate, errors, incomparable, fingerprint_id,
+                                    incomplete)
         return verdicts, status is Status.NEW
     model = _model_verdict(record, baseline, settings, set_name, gate, fingerprint_id)
     energy = _energy_verdicts(record, baseline, device_kinds(record, settings), settings, set_name, tolerance,
                               gate, fingerprint_id)
-    values = _value_verdicts(record, baseline, settings, set_name, gate, errors, "", fingerprint_id)
+    values = _value_verdicts(record, baseline, settings, set_name, gate, errors, "", fingerprint_id, incomplete)
     if model is not None and model.status is Status.REGRESSION:
         _cost(model, energy + values)
     return ([model] if model is not None else []) + energy + values, False
@@ -374,21 +518,27 @@ def _origins(judgement: Judgement) -> str:
 
 
 def _summary(judgement: Judgement, failing: bool) -> list[str]:
-    """The head line counts records by their most urgent verdict, and verdicts by where their baseline
-    came from; then one line per regressed and improved metric with the size of its change; then why
-    the gate could not judge the metrics it would gate (up to :data:`SHOWN_INCONCLUSIVE`), so an
-    unguarded test is seen without -v."""
+    """The head line says the outcome and what decided it (lost records, failed tests, regressions),
+    then counts the passed tests' records by their most urgent verdict, and verdicts by where their
+    baseline came from; then one line per lost record and failed test, one per regressed and improved
+    metric with the size of its change, and why the gate could not judge the metrics it would gate
+    (up to :data:`SHOWN_INCONCLUSIVE`), so an unguarded test is seen without -v."""
     by_record: dict[str, list[Verdict]] = {}
     for verdict in judgement.verdicts:
         by_record.setdefault(verdict.name, []).append(verdict)
-    worst = {name: most_urgent(v.status for v in verdicts) for name, verdicts in by_record.items()}
+    worst = {name: most_urgent(v.status for v in verdicts) for name, verdicts in by_record.items()
+             if name not in judgement.failed}
     counts = Counter(worst.values())
-    regressions = [v for v in judgement.verdicts if v.status is Status.REGRESSION]
-    improvements = [v for v in judgement.verdicts if v.status is Status.IMPROVEMENT]
     quiet = sum(1 for name, status in worst.items() if status is Status.REGRESSION and not fails_gate(by_record[name]))
     parts = [f"{counts[s]} {s}" for s in STATUSES if counts[s]]
     if quiet:  # e.g. modelled energy: shown, but it cannot fail the gate
-        parts[0] += " (not gating)" if quiet == counts[Status.REGRESSION] else f" ({quiet} not gating)"
+        index = next(i for i, part in enumerate(parts) if part.endswith(str(Status.REGRESSION)))
+        parts[index] += " (not gating)" if quiet == counts[Status.REGRESSION] else f" ({quiet} not gating)"
+    if judgement.failed:
+        budgets = sum(1 for reason in judgement.failed.values() if "budget missed" in reason)
+        count = len(judgement.failed)
+        parts.insert(0, f"{count} test{'s' if count > 1 else ''} failed"
+                        + (f" ({budgets} on a budget)" if budgets else ""))
     head = ", ".join(parts)
     if judgement.unreadable:  # a damaged file must not pass unseen: its tests are not compared at all
         count = len(judgement.unreadable)
@@ -397,11 +547,13 @@ def _summary(judgement: Judgement, failing: bool) -> list[str]:
     lines = [f"pytest-energy gate {outcome}: {head or 'nothing judged'} "
              f"(set {judgement.baseline_set!r}, hardware {judgement.fingerprint_id}; {_origins(judgement)})",
              *judgement.incomplete]
-    for verdict in regressions:
-        flag = "" if verdict.gating else "  [not gating]"
+    lines += [f"{name}  failed: {reason}" if name else reason for name, reason in judgement.failed.items()]
+    for verdict in judgement.verdicts:
+        if verdict.status not in (Status.REGRESSION, Status.IMPROVEMENT):
+            continue
+        flag = ("  [test failed]" if verdict.name in judgement.failed
+                else "  [not gating]" if verdict.status is Status.REGRESSION and not verdict.gating else "")
         lines.append(f"{verdict.name}  {verdict.message}{flag}")
-    for verdict in improvements:
-        lines.append(f"{verdict.name}  {verdict.message}")
     unsure = [v for v in judgement.verdicts if v.status is Status.INCONCLUSIVE and v.gating]
     lines += [f"{verdict.name}  {verdict.message}" for verdict in unsure[:SHOWN_INCONCLUSIVE]]
     if len(unsure) > SHOWN_INCONCLUSIVE:
@@ -412,9 +564,31 @@ def _summary(judgement: Judgement, failing: bool) -> list[str]:
 
 def _decide(judgement: Judgement, settings: Settings) -> None:
     """The gate's decision and its summary, from the verdicts as they stand (lost records always fail)."""
-    judgement.gate_failed = bool(judgement.incomplete) or bool(fails_gate(judgement.verdicts)
-                                                               and settings.fail_on_regression)
+    judgement.gate_failed = bool(judgement.incomplete) or bool(judgement.failed) or bool(
+        fails_gate(judgement.verdicts) and settings.fail_on_regression)
     judgement.summary = _summary(judgement, judgement.gate_failed)
+
+
+#: pytest's exit statuses that mean the run did not pass, and what the gate's head line says of them
+#: where no measured test's failure explains them.
+_EXIT_REASONS = {1: "tests failed (none of them measured energy)", INTERRUPTED: "the run was interrupted",
+                 3: "pytest met an internal error"}
+
+
+def account_for_exit(judgement: Judgement, exitstatus: int, settings: Settings) -> None:
+    """Make the gate's outcome agree with the run's: a run that pytest fails is never reported as passed
+    (its head line says FAILED and why, though no verdict gates)."""
+    reason = _EXIT_REASONS.get(int(exitstatus))
+    if reason and not judgement.failed:
+        judgement.failed[""] = f"pytest exits {int(exitstatus)}: {reason}"
+    if not judgement.failed:
+        return
+    if judgement.summary and not judgement.verdicts:  # unjudged(): its head line names the error; keep it
+        judgement.gate_failed = True
+        head = judgement.summary[0].replace("pytest-energy gate not judged:", "pytest-energy gate FAILED:", 1)
+        judgement.summary = [head, *(f"{name}  failed: {why}" if name else why for name, why in judgement.failed.items())]
+        return
+    _decide(judgement, settings)
 
 
 def judge(records: list[Record], settings: Settings, fingerprint: dict[str, Any], rootdir: Path) -> Judgement:
@@ -450,7 +624,7 @@ def judge(records: list[Record], settings: Settings, fingerprint: dict[str, Any]
 def fail_incomplete(judgement: Judgement, lost: list[str]) -> None:
     """Records were lost (an xdist worker crashed, one line each in ``lost``): the gate cannot judge
     those tests, so it fails closed and its head line says INCOMPLETE, followed by ``lost``."""
-    judgement.incomplete = list(lost)
+    judgement.incomplete += [line for line in lost if line not in judgement.incomplete]
     judgement.gate_failed = True
     judgement.summary = _summary(judgement, True)
 

@@ -312,6 +312,7 @@ class EnergySession:
             self.judgement = gate.unjudged(error, self.settings, self.rootpath)
         if lost:
             gate.fail_incomplete(self.judgement, lost)
+        gate.account_for_exit(self.judgement, exitstatus, self.settings)
         # Before the exit status: an update run passes for the regressions whose baselines it rewrote.
         self._stage("the baselines", lambda: self.output_lines.extend(
             gate.update_baselines(records, self.judgement, self.settings, run_info)))

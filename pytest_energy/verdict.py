@@ -45,6 +45,7 @@ from statistics import NormalDist
 from typing import Any, Iterable, Sequence
 
 from .ranks import rank_sum_counts
+from .resampling import Difference
 from .units import percent, percent_change
 
 
@@ -155,13 +156,18 @@ class Judgement:
     gate_failed: bool = False
     summary: list[str] = field(default_factory=list)  # lines naming each regression and its size
     rootdir: str = ""  # where relative baseline and history paths resolve (pytest's rootdir)
-    incomplete: list[str] = field(default_factory=list)  # records lost (a crashed worker): see gate.fail_incomplete
+    # Lines of what the gate could not judge and so fails: records lost (a crashed worker, see
+    # gate.fail_incomplete), a quality metric the baseline holds and the run lacks.
+    incomplete: list[str] = field(default_factory=list)
+    # Record name -> why its test failed (a missed budget, ...); "" -> why pytest fails the run where no
+    # measured test explains it. Their verdicts are shown, not gating: the failure already fails the run.
+    failed: dict[str, str] = field(default_factory=dict)
 
     @property
     def outcome(self) -> str:
         """``incomplete``, ``failed``, ``passed`` or ``not judged``: with no verdict the gate did not run or
         could not judge, which never reads as "passed", whatever the exit status."""
-        return ("incomplete" if self.incomplete else "failed" if self.gate_failed
+        return ("incomplete" if self.incomplete else "failed" if self.gate_failed or self.failed
                 else "passed" if self.verdicts else "not judged")
 
     def document(self, not_judged: dict[str, str]) -> dict[str, Any]:
@@ -172,6 +178,7 @@ class Judgement:
             "head": self.summary[0] if self.summary else "",
             "summary": list(self.summary),
             "incomplete": list(self.incomplete),
+            "failed": dict(self.failed),
             "errors": list(self.errors),
             "baseline_set": self.baseline_set,
             "fingerprint_id": self.fingerprint_id,
@@ -534,3 +541,66 @@ def judge_value(
         Status.IMPROVEMENT,
         f"{head}: improvement ({tolerance.describe()}); refresh the baseline with {refresh}",
     )
+
+
+def judge_quality(
+    name: str,
+    metric: str,
+    value: float,
+    baseline: float | None,
+    tolerance: Tolerance,
+    baseline_set: str,
+    *,
+    spreads: Sequence[Difference],
+    higher_is_better: bool = True,
+    budget: float | None = None,
+    gating: bool = True,
+    refresh: str = "--energy-update-baselines",
+    note: str = "",
+) -> Verdict:
+    """A quality figure against its budget, then against its baseline, respecting how far it moves by
+    chance: ``spreads`` are the measured intervals of its difference to the baseline (over the
+    examples, between training runs; :mod:`pytest_energy.resampling`), and the widest decides.
+
+    With the difference ``d`` (current - baseline, signed so that positive is better), its interval
+    ``[low, high]`` and the tolerance ``t`` (a minimum effect, as for energy):
+
+    * regression: the interval lies below 0 and ``d < -t``; improvement: above 0 and ``d > t``;
+    * unchanged: the interval lies inside ``[-t, t]``; inconclusive: anything else (a change within
+      the noise, or one the noise cannot rule in or out), said with the interval.
+
+    Without a spread (a baseline written before per-example scores were kept, a metric that keeps
+    none) it is judged as :func:`judge_value` judges one number, with ``note`` saying why.
+    """
+    suffix = f"; {note}" if note else ""
+    if budget is not None or baseline is None or not spreads:
+        judged = judge_value(name, metric, value, baseline, tolerance, baseline_set, higher_is_better=higher_is_better,
+                             budget=budget, gating=gating, refresh=refresh)
+        if judged.by_budget or baseline is None or not spreads:
+            judged.message += suffix
+            return judged
+    assert baseline is not None
+    decisive = max(spreads, key=lambda spread: spread.half_width)
+    sign = 1 if higher_is_better else -1
+    gain = sign * decisive.estimate
+    low, high = sorted((sign * decisive.low, sign * decisive.high))
+    allowed = tolerance.allowed(baseline)
+    if high < 0 and gain < -allowed:
+        status = Status.REGRESSION
+    elif low > 0 and gain > allowed:
+        status = Status.IMPROVEMENT
+    elif low >= -allowed and high <= allowed:
+        status = Status.UNCHANGED
+    else:
+        status = Status.INCONCLUSIVE
+    relative = f" ({percent_change(value / baseline)})" if baseline else ""
+    message = (f"{metric} {value:.4g} vs {baseline:.4g}{relative} in {baseline_set!r}: {status}; difference "
+               f"{decisive.estimate:+.3g} [{decisive.low:+.3g}, {decisive.high:+.3g}] ({percent(CONFIDENCE)}, "
+               f"{decisive.detail}; {tolerance.describe()})")
+    if status is Status.INCONCLUSIVE:
+        message += "; the change is within what this figure varies by chance, or too close to tell"
+    if status is Status.IMPROVEMENT:
+        message += f"; refresh the baseline with {refresh}"
+    bounds = (1 + decisive.low / baseline, 1 + decisive.high / baseline) if baseline else (None, None)
+    return Verdict(name, metric, status, value / baseline if baseline else None, bounds[0], bounds[1], tolerance.value,
+                   baseline_set, message + suffix, gating)

@@ -213,8 +213,11 @@ def test_update_run_passes_for_the_regression_it_rewrote(tmp_path: Path) -> None
     assert _energy(judgement, "t.py::a").message.endswith("; its baseline was rewritten by this run")
     [accuracy] = [v for v in judgement.verdicts if v.name == "t.py::b" and v.metric == "accuracy"]
     assert accuracy.status == "regression" and accuracy.gating and accuracy.by_budget
-    # c's test failed: never judged, never written (the session fails through the test itself).
-    assert not [v for v in judgement.verdicts if v.name == "t.py::c"]
+    # c's test failed: what changed is shown, never gating and never written (the session fails through
+    # the test itself, which the gate's head line names).
+    shown = [v for v in judgement.verdicts if v.name == "t.py::c"]
+    assert shown and not any(v.gating for v in shown)
+    assert judgement.failed == {"t.py::c": "the test failed (not on a budget)"}
     stored = store.load_set(store.set_folder(tmp_path / "baselines", "default")).baselines
     [energy_a] = stored["t.py::a"].energy.values()
     [energy_c] = stored["t.py::c"].energy.values()
