@@ -51,6 +51,8 @@ MAX_INTENSITY_G_PER_KWH = 2000.0
 MAX_MIN_EFFECT = 1.0
 #: --energy-top lists at most this many tests (a listing, not a dump of the suite).
 MAX_TOP = 10_000
+#: Training runs per case for the spread between runs: each is a whole training, so a few, not hundreds.
+MAX_QUALITY_SEEDS = 50
 
 _seconds = _within(float, 0.0, MAX_SECONDS, above_low=True)
 _rounds = _within(int, 1, MAX_ROUNDS)
@@ -59,6 +61,7 @@ _pue = _within(float, 1.0, MAX_PUE)
 _intensity = _within(float, 0.0, MAX_INTENSITY_G_PER_KWH)
 _min_effect = _within(float, 0.0, MAX_MIN_EFFECT)
 _top = _within(int, 0, MAX_TOP)
+_quality_seeds = _within(int, 1, MAX_QUALITY_SEEDS)
 
 
 def _boolean(text: str) -> bool:
@@ -183,6 +186,10 @@ OPTIONS: tuple[Option, ...] = (
            "write or refresh baselines from this run", flag=True),
     Option("baseline_set", _text, "default", "a name", "baseline set to compare with and update"),
     Option("compare", _text, None, "a name", "also compare with this named baseline set (e.g. main)"),
+    Option("quality_seeds", _quality_seeds, 1, f"an integer >= 1 and <= {MAX_QUALITY_SEEDS}",
+           "train each case whose model is trained in the run this many times (the case's seed and the next "
+           "ones, alternating 1 thread and all), keeping each run's quality: the spread between runs that "
+           "--energy-update-baselines stores and quality verdicts respect"),
     Option("min_effect", _min_effect, 0.05, f"a fraction >= 0 and <= {MAX_MIN_EFFECT:g} such as 0.05",
            "smallest change that counts as a regression or improvement: of energy, and the default "
            "tolerance of quality and FLOP verdicts"),

@@ -43,6 +43,12 @@ class EnergyFixture:
         return self._session is not None
 
     @property
+    def quality_seeds(self) -> int:
+        """How many training runs a case whose model is trained in the run measures its quality over
+        (``--energy-quality-seeds``; 1 without ``--energy``)."""
+        return int(self._context.settings.quality_seeds) if self._session is not None else 1
+
+    @property
     def records(self) -> list[Record]:
         """This test's records so far."""
         return self._context.records

@@ -18,12 +18,13 @@ import torch
 
 from .base import DTYPES
 from .causal import Prefilled, decode, prefill, text_until_eos
-from .data import examples
+from .data import example_keys, examples
 from .models import pick_device
 from .proxies import count_flops, parameters
 from .registry import get_task
 from ..units import wh_per_1000
-from .runner import case_quality, check_quality, cycle_batches, distinct_batches, load_case, measure_inferences
+from .runner import (case_quality, check_quality, cycle_batches, distinct_batches, keep_fallback_runs, load_case,
+                     measure_inferences)
 from .tasks import Predictor, tokens_in
 
 # The case arrives as an argument (a GenerationCase): its declaration imports this module when it runs.
@@ -35,9 +36,11 @@ def run_generation(case: Any, energy: Any) -> None:
     """Run a generation case in its test (see the module docstring)."""
     spec = get_task(case.task, "GenerationCase")
     device = pick_device(case.device)
+    declared = case
     case, loaded = load_case(case, spec, device, DTYPES[case.dtype])
     model = loaded.model
     rows = examples(case.dataset, spec, case.columns)
+    keys = example_keys(case.dataset, spec, case.columns)
     predictor = Predictor(model, loaded.processor, spec, device=device, case=case)
     distinct = distinct_batches(len(rows), case.batch_size)
     batches = cycle_batches(len(rows), case.batch_size, distinct)
@@ -56,7 +59,7 @@ def run_generation(case: Any, energy: Any) -> None:
         with torch.inference_mode():
             for number in range(min(distinct, total)):
                 keep(decode(model, prefill(model, encode(number)), case.max_new_tokens), number)
-        check_quality(case_quality(case, spec, rows, predictions), dict(case.quality))
+        check_quality(case_quality(case, spec, rows, predictions, keys), dict(case.quality))
         return
 
     per_round = math.ceil(total / case.rounds)
@@ -89,7 +92,21 @@ def run_generation(case: Any, energy: Any) -> None:
         records.append(measure_inferences(energy, stepper(phase), case, spec, per_round, planned, params,
                                           dict(facts, phase=phase), label=phase))
     _summarise(records, case)
-    quality = case_quality(case, spec, rows, predictions)
+    quality = case_quality(case, spec, rows, predictions, keys)
+
+    def retrained(variant: Any) -> dict[str, dict[str, Any]]:  # the same case on a fallback from another seed
+        variant, other = load_case(variant, spec, device, DTYPES[case.dtype])
+        generator = Predictor(other.model, other.processor, spec, device=device, case=variant)
+        texts: dict[int, Any] = {}
+        with torch.inference_mode():
+            for number in range(cycle):  # the batches the case's own calls decoded
+                indices = batches[number]
+                state = prefill(other.model, dict(generator.encode([rows[i] for i in indices])))
+                texts.update(zip(indices, text_until_eos(other.processor, decode(other.model, state,
+                                                                                  case.max_new_tokens))))
+        return case_quality(variant, spec, rows, texts, keys)
+
+    keep_fallback_runs(quality, declared, loaded, energy, retrained)
     for record in records:
         record.quality = {name: dict(entry) for name, entry in quality.items()}
         record.criteria["quality"] = dict(case.quality)

@@ -18,13 +18,14 @@ from typing import Any, Callable, Mapping, Sequence
 from ..budget import EnergyBudget
 from ..units import parse_energy, wh_per_1000
 from .base import DTYPES, QualityBudgetError, apply_quality_budget
-from .data import examples
+from .data import example_keys, examples
 from .evaluate import score
 from .lora import adapt
 from .models import Loaded, load, pick_device, place
 from .proxies import count_flops, parameters, per_work
 from .pruning import Pruning
 from .registry import Task, get_task
+from .reruns import Quality, add_runs, mark_trained
 from .tasks import Predictor, tokens_in
 from .training import step_plan, steps_per_epoch, train, training_batch
 
@@ -60,6 +61,28 @@ def load_case(case: Any, spec: Task, device: str, dtype: str) -> tuple[Any, Load
     return case, loaded
 
 
+def trained_fallback(loaded: Loaded) -> bool:
+    """Whether the model that ran is a fallback trained in this session (its quality varies by seed)."""
+    return loaded.facts.get("source") == "fallback" and bool(loaded.facts.get("training_steps"))
+
+
+def with_fallback_seed(case: Any, seed: int) -> Any:
+    """The case with its fallback trained from another seed."""
+    return dataclasses.replace(case, fallback=dataclasses.replace(case.fallback, seed=seed))
+
+
+def keep_fallback_runs(quality: Quality, case: Any, loaded: Loaded, energy: Any,
+                       retrain: Callable[[Any], Quality]) -> None:
+    """Mark the quality of a fallback trained here and, with ``--energy-quality-seeds``, add the figures of
+    fallbacks trained from the next seeds (``retrain(case with that seed)``; one thread, as every
+    fallback trains)."""
+    if not trained_fallback(loaded):
+        return
+    mark_trained(quality)
+    add_runs(quality, runs=energy.quality_seeds, seed=case.fallback.seed, threads=1, trained_with=1,
+             retrain=lambda seed: retrain(with_fallback_seed(case, seed)))
+
+
 def check_quality(quality: dict[str, dict[str, Any]], budget: dict[str, float]) -> None:
     """Mark each score against ``budget``; raise QualityBudgetError (the test fails) when one is not met."""
     message = apply_quality_budget(quality, budget)
@@ -76,13 +99,15 @@ def predict_all(predictor: Predictor, rows: list[dict[str, Any]], batches: Seque
     return predictions
 
 
-def case_quality(case: Any, spec: Task, rows: list[dict[str, Any]],
-                 predictions: dict[int, Any]) -> dict[str, dict[str, Any]]:
-    """The case's metrics over the predicted examples, in index order, against their targets."""
+def case_quality(case: Any, spec: Task, rows: list[dict[str, Any]], predictions: dict[int, Any],
+                 keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The case's metrics over the predicted examples, in index order, against their targets; ``keys``
+    are the rows' example keys (:func:`~pytest_energy.cases.data.example_keys`), which pair examples
+    with a baseline's."""
     order = sorted(predictions)
     normalise = spec.reference or (lambda reference: reference)
     references = [normalise(rows[i][spec.target]) for i in order]
-    return score(spec, case, [predictions[i] for i in order], references)
+    return score(spec, case, [predictions[i] for i in order], references, [keys[i] for i in order])
 
 
 def _batch_proxies(predictor: Predictor, spec: Task, rows: list[dict[str, Any]],
@@ -120,8 +145,10 @@ def run_inference(case: Any, energy: Any, transform: Pruning | None = None,
         dtype = transform.prepare(device, dtype)
     if quality is not None:
         case = dataclasses.replace(case, quality=dict(quality))
+    declared = case
     case, loaded = load_case(case, spec, device, dtype)
     rows = examples(case.dataset, spec, case.columns)
+    keys = example_keys(case.dataset, spec, case.columns)
     facts: dict[str, Any] = {}
     if transform is not None:
         facts.update(transform.apply(loaded.model))
@@ -129,12 +156,20 @@ def run_inference(case: Any, energy: Any, transform: Pruning | None = None,
     total_batches = math.ceil(case.inferences / case.batch_size)
     distinct = distinct_batches(len(rows), case.batch_size)
 
+    def retrained(variant: Any, batches: list[list[int]]) -> Quality:  # on a fallback from another seed
+        variant, other = load_case(variant, spec, device, dtype)
+        if transform is not None:
+            transform.apply(other.model)
+            transform.compress(other.model)
+        found = predict_all(Predictor(other.model, other.processor, spec, device=device, case=variant), rows, batches)
+        return case_quality(variant, spec, rows, found, keys)
+
     if not energy.enabled:
         if transform is not None:
             transform.compress(loaded.model)
-        plan = cycle_batches(len(rows), case.batch_size, min(total_batches, distinct))
-        predictions = predict_all(predictor, rows, plan)
-        check_quality(case_quality(case, spec, rows, predictions), dict(case.quality))
+        predictions = predict_all(predictor, rows, cycle_batches(len(rows), case.batch_size,
+                                                                min(total_batches, distinct)))
+        check_quality(case_quality(case, spec, rows, predictions, keys), dict(case.quality))
         return
 
     per_round = math.ceil(total_batches / case.rounds)
@@ -161,8 +196,10 @@ def run_inference(case: Any, energy: Any, transform: Pruning | None = None,
 
     record = measure_inferences(energy, step, case, spec, per_round, planned, (total_params, nonzero_params),
                                 {"model": loaded.facts, "device": device, "dtype": dtype, **facts})
-    record.quality = case_quality(case, spec, rows, predictions)
+    record.quality = case_quality(case, spec, rows, predictions, keys)
     record.criteria["quality"] = dict(case.quality)
+    scored = cycle_batches(len(rows), case.batch_size, min(calls, distinct))  # the examples the case's calls made
+    keep_fallback_runs(record.quality, declared, loaded, energy, lambda variant: retrained(variant, scored))
     check_quality(record.quality, dict(case.quality))
 
 
@@ -240,36 +277,88 @@ def _training_tokens(tokenizer: Any, spec: Task, rows: list[dict[str, Any]], ste
     return sum(counts[i][0] for i in seen), sum(counts[i][1] for i in seen)
 
 
+@dataclasses.dataclass
+class _FineTune:
+    """A fine-tune ready to train: the case as it runs, its model (adapted), data and step plan."""
+
+    case: Any
+    loaded: Loaded
+    model: Any
+    adapter: dict[str, Any]
+    train_rows: list[dict[str, Any]]
+    eval_rows: list[dict[str, Any]]
+    eval_keys: list[str]
+    steps: int
+    per_epoch: int
+    options: dict[str, Any]
+
+    def train(self, spec: Task) -> list[float]:
+        """Train the model in place; the loss of every step."""
+        case = self.case
+        return train(self.model, self.loaded.processor, spec, self.train_rows, steps=self.steps,
+                     batch_size=case.batch_size, learning_rate=case.learning_rate, weight_decay=case.weight_decay,
+                     optimizer=case.optimizer, schedule=case.schedule, warmup_steps=case.warmup_steps, seed=case.seed,
+                     **self.options)
+
+    def quality(self, spec: Task) -> Quality:
+        """The trained model's quality on the evaluation examples."""
+        predictor = Predictor(self.model, self.loaded.processor, spec, device=self.options["device"], case=self.case)
+        predictions = predict_all(predictor, self.eval_rows, cycle_batches(len(self.eval_rows), 1, len(self.eval_rows)))
+        return case_quality(self.case, spec, self.eval_rows, predictions, self.eval_keys)
+
+
+def _prepare_finetune(case: Any, spec: Task, device: str, dtype: str) -> _FineTune:
+    case, loaded = load_case(case, spec, device, dtype)
+    train_rows = examples(case.train, spec, case.columns)
+    per_epoch = steps_per_epoch(len(train_rows), case.batch_size)
+    model, adapter = adapt(loaded.model, case.lora)
+    return _FineTune(
+        case, loaded, model, adapter, train_rows, examples(case.eval, spec, case.columns)[: case.eval_examples],
+        example_keys(case.eval, spec, case.columns)[: case.eval_examples],
+        case.steps if case.steps is not None else math.ceil(case.epochs * per_epoch), per_epoch,
+        {"prefix": case.prefix, "max_input_tokens": case.max_input_tokens,
+         "max_target_tokens": case.max_target_tokens, "pad_to_max": True, "device": device})
+
+
+def _with_seed(case: Any, seed: int) -> Any:
+    """The fine-tune case trained from another seed: its data order, and its fallback's initial weights."""
+    offset = seed - case.seed
+    fallback = case.fallback if case.fallback is None else dataclasses.replace(case.fallback,
+                                                                               seed=case.fallback.seed + offset)
+    return dataclasses.replace(case, seed=seed, fallback=fallback)
+
+
 def run_finetune(case: Any, energy: Any) -> None:
-    """Run a fine-tune case in its test: the whole fine-tune is one measured block, then quality."""
+    """Run a fine-tune case in its test: the whole fine-tune is one measured block, then quality (and,
+    with ``--energy-quality-seeds``, the quality of further unmeasured fine-tunes from the next seeds)."""
     spec = get_task(case.task, "FineTuneCase")
     device = pick_device(case.device)
     dtype = DTYPES[case.dtype]
-    case, loaded = load_case(case, spec, device, dtype)
-    train_rows = examples(case.train, spec, case.columns)
-    eval_rows = examples(case.eval, spec, case.columns)[: case.eval_examples]
-    model, adapter = adapt(loaded.model, case.lora)
-    tokenizer = loaded.processor
-    per_epoch = steps_per_epoch(len(train_rows), case.batch_size)
-    steps = case.steps if case.steps is not None else math.ceil(case.epochs * per_epoch)
-    options = {"prefix": case.prefix, "max_input_tokens": case.max_input_tokens,
-               "max_target_tokens": case.max_target_tokens, "pad_to_max": True, "device": device}
+    declared = case
+    run = _prepare_finetune(case, spec, device, dtype)
+    case, loaded, model, steps, per_epoch = run.case, run.loaded, run.model, run.steps, run.per_epoch
 
     proxies: dict[str, float] = {}
     if energy.enabled:
-        proxies = _training_proxies(model, tokenizer, spec, train_rows, steps, case, options)
-        proxies["parameters_trainable"] = float(adapter["parameters_trainable"])
+        proxies = _training_proxies(model, loaded.processor, spec, run.train_rows, steps, case, run.options)
+        proxies["parameters_trainable"] = float(run.adapter["parameters_trainable"])
         if case.max_energy is not None:
             energy.add_budget(EnergyBudget(parse_energy(case.max_energy), per="test"))
 
+    threads = _torch_threads()
     with energy.measure(unit="step", iterations=steps) as block:
-        losses = train(model, tokenizer, spec, train_rows, steps=steps, batch_size=case.batch_size,
-                       learning_rate=case.learning_rate, weight_decay=case.weight_decay, optimizer=case.optimizer,
-                       schedule=case.schedule, warmup_steps=case.warmup_steps, seed=case.seed, **options)
+        losses = run.train(spec)
 
-    predictor = Predictor(model, tokenizer, spec, device=device, case=case)
-    predictions = predict_all(predictor, eval_rows, cycle_batches(len(eval_rows), 1, len(eval_rows)))
-    quality = case_quality(case, spec, eval_rows, predictions)
+    quality = run.quality(spec)
+    mark_trained(quality)
+
+    def retrained(seed: int) -> Quality:
+        again = _prepare_finetune(_with_seed(declared, seed), spec, device, dtype)
+        again.train(spec)
+        return again.quality(spec)
+
+    add_runs(quality, runs=energy.quality_seeds, seed=declared.seed, threads=threads, trained_with=threads,
+             retrain=retrained)
     record = block.record
     if record is not None:
         per_step = record.per_iteration_gross_joules
@@ -283,13 +372,19 @@ def run_finetune(case: Any, energy: Any) -> None:
             "learning_rate": case.learning_rate, "schedule": case.schedule, "energy_basis": "gross",
             "joules_fine_tune": record.total_gross_joules, "joules_per_step": per_step,
             "joules_per_epoch_estimate": per_step * per_epoch, "loss_first": losses[0], "loss_last": losses[-1],
-            "eval_examples": len(eval_rows), "training": _how_trained(loaded.facts), "adapter": adapter,
+            "eval_examples": len(run.eval_rows), "training": _how_trained(loaded.facts), "adapter": run.adapter,
             **per_work(record.total_gross_joules, proxies["flops"], proxies["tokens_in"], proxies["tokens_out"],
                        generates=False),
         })
         record.quality = quality
         record.criteria["quality"] = dict(case.quality)
     check_quality(quality, dict(case.quality))
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _how_trained(facts: dict[str, Any]) -> dict[str, str]:
