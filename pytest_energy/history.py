@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import sqlite3
 import struct
 import sys
@@ -31,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar
 
-from .config import is_database_url
+from .config import database_url, hide_password, is_database_url
 from .locking import describe_process, to_stderr
 from .record import Component, Record, RunInfo, finite
 
@@ -332,8 +331,7 @@ class History:
         """The store as a message names it: its path, or its URL without the password."""
         if self.path is not None:
             return str(self.path)
-        # As given, but never with its password (a message lands in CI logs).
-        return re.sub(r"^([^:/]+://[^:@/]*):[^@/]*@", r"\1:***@", self.url)
+        return hide_password(self.url)  # a message lands in CI logs
 
     def __str__(self) -> str:
         return self.where
@@ -366,12 +364,12 @@ class History:
 
     def _server_engine(self) -> Engine:
         import sqlalchemy as sa
-        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+        from sqlalchemy.exc import NoSuchModuleError
         from sqlalchemy.pool import NullPool
 
         try:
-            url = sa.engine.make_url(self.url)
-        except ArgumentError:
+            url = database_url(self.url)
+        except ValueError:
             raise HistoryError(f"pytest-energy: history {self.where} is not a database URL; give "
                                "postgresql://user@host:5432/db or a file path for SQLite") from None
         if url.get_backend_name() != "postgresql":
