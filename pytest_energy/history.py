@@ -520,9 +520,8 @@ class History:
         if version < 3:
             if postgresql:
                 for table in _schema().sorted_tables:
-                    for column in table.columns:
-                        if isinstance(column.type, sa.Text):
-                            connection.execute(sa.text(f"ALTER TABLE {table.name} ALTER COLUMN {column.name} TYPE TEXT"))
+                    for column in (c for c in table.columns if isinstance(c.type, sa.Text)):
+                        connection.execute(sa.text(f"ALTER TABLE {table.name} ALTER COLUMN {column.name} TYPE TEXT"))
                 for table in ("records", "verdicts"):  # keys of names: see _schema
                     connection.execute(sa.text(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {table}_pkey"))
                 connection.execute(sa.text("DROP INDEX IF EXISTS records_by_name"))

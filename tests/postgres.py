@@ -106,7 +106,8 @@ class Cluster:
 
         name = f"{prefix}_{os.getpid()}_{next(self._names)}"
         with psycopg.connect(host=str(self.folder), user="postgres", dbname="postgres", autocommit=True) as admin:
-            admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(name), sql.Literal(password)))
+            admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(name),
+                                                                            sql.Literal(password)))
             admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(name)))
         return name
 
