@@ -140,30 +140,35 @@ def test_no_output_and_no_row_holds_the_password(form: str, workers: list[str], 
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_secret=MEASURED)
     result = pytester.runpytest_subprocess(*ARGS, *workers, "--energy-history", url, "--energy-report", "report.html",
-                                           "--energy-csv", "emissions.csv")
+                                           "--energy-csv", "emissions.csv", "--junitxml", "junit.xml")
     terminal = result.stdout.str() + result.stderr.str()
     capsys.readouterr()  # pytester's own "running: ..." line, which holds the command line given
     assert result.ret == 0, terminal
     assert f"appended to history {hide_password(url)}" in terminal, terminal  # so the password was used
     document = json.loads((pytester.path / "out.json").read_text())
     assert document["session"]["settings"]["history"] == hide_password(url, drop=True)
-    # The commands, in this process: runs, a test's history, the nightly report, import, doctor.
+    # The commands, in this process: runs, a test's history, the nightly report, import, baselines from
+    # the history, doctor.
     nightly = pytester.path / "nightly.html"
     monkeypatch.chdir(pytester.path)
     codes = [main(["runs", "--history", url]),
              main(["history", "test_secret.py::test_measured", "--history", url]),
              main(["report", "--history", url, "--out", str(nightly)]),
-             main(["import", "out.json", "--history", url])]
+             main(["import", "out.json", "--history", url]),
+             main(["baselines", "update", "--from-history", "--last", "1", "--history", url])]
     monkeypatch.setenv("PYTEST_ENERGY_HISTORY", url)
     codes += [main(["doctor", "--idle-seconds", "0.05"]), main(["doctor", "--json", "--idle-seconds", "0.05"])]
     commands = capsys.readouterr()
-    assert codes == [0] * 6, commands
+    assert codes == [0] * 7, commands
+    assert f"written from history {hide_password(url)}" in commands.out
+    assert list((pytester.path / "baselines").rglob("*.json"))
     assert f"run {document['session']['run_id']} is in history {hide_password(url)} already" in commands.out
     assert f'"history": "{hide_password(url)}"' in commands.out  # doctor --json shows the store, hidden
     texts = {"terminal": terminal, "commands": commands.out + commands.err, "nightly": nightly.read_text(),
              "rows": _rows(postgres, database)}
     texts |= {name: (pytester.path / path).read_text() for name, path in
-              (("json", "out.json"), ("html", "report.html"), ("csv", "emissions.csv"))}
+              (("json", "out.json"), ("html", "report.html"), ("csv", "emissions.csv"), ("junit", "junit.xml"))}
+    texts |= {str(path): path.read_text() for path in (pytester.path / "baselines").rglob("*.json")}
     leaked = {name: [line for line in text.splitlines() if _leaks(line)] for name, text in texts.items()}
     assert leaked == {name: [] for name in texts}
 
