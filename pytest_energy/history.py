@@ -338,7 +338,7 @@ class History:
 
     @property
     def where(self) -> str:
-        """The store as a message names it: its path, or its URL without the password."""
+        """The store as a message names it: its path, or its URL with the password shown as ``***``."""
         if self.path is not None:
             return str(self.path)
         return hide_password(self.url)  # a message lands in CI logs
