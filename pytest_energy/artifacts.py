@@ -2,24 +2,29 @@
 
 A team without a database server builds its nightly history this way: each job uploads its JSON, and
 the nightly job imports them all into one store. A document of schema 1 (no gate section), 2 or 3 (a
-record's ``criteria`` were its ``budget`` before) is read; any other version, and anything that is not such a document, is refused in one line naming the file.
-A run the store already holds (by run id) is not stored again, so importing the same files twice, or
-an artifact of a run that also appended itself, stores each run once.
+record's ``criteria`` were its ``budget`` before) is read; any other version, anything that is not such a
+document, and one whose fields are not of their types (checked before anything is written) is refused
+in one line naming the file, and the other files are imported. A run the store already holds (by run
+id) is not stored again, so importing the same files twice, or an artifact of a run that also appended
+itself, stores each run once. A history URL a file's settings hold is stored without its password.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .record import Record, RunInfo
+from .config import hidden_secrets
+from .history import HistoryError
+from .record import Record, RunInfo, json_kind, misfit
 
 if TYPE_CHECKING:
-    from .gate import Judgement
     from .history import History
+    from .verdict import Judgement
 
 #: The ``--energy-json`` schema versions this reads (see record.SCHEMA_VERSION and the README).
 READABLE = (1, 2, 3)
@@ -52,8 +57,7 @@ class Imported:
 
 
 def _judgement(gate: Any, session: dict[str, Any]) -> Judgement:
-    from .gate import Judgement
-    from .verdict import Verdict
+    from .verdict import Judgement, Verdict
 
     if not isinstance(gate, dict):
         raise TypeError("its gate section is not an object")
@@ -83,9 +87,17 @@ def _document(path: Path) -> dict[str, Any]:
         raise ArtifactError(f"pytest-energy: {path} is not an --energy-json document (no schema_version and "
                             "session); not imported")
     version = document["schema_version"]
+    if type(version) is not int:  # true == 1 in Python, never in a document
+        raise ArtifactError(f"pytest-energy: {path}: its schema_version is {json.dumps(version)[:40]}, not a version "
+                            "number; not imported")
     if version not in READABLE:
-        raise ArtifactError(f"pytest-energy: {path} has --energy-json schema version {version!r}; this pytest-energy "
+        raise ArtifactError(f"pytest-energy: {path} has --energy-json schema version {version}; this pytest-energy "
                             f"reads {', '.join(map(str, READABLE[:-1]))} and {READABLE[-1]} (a newer file needs a newer pytest-energy); "
+                            "not imported")
+    run_id = document["session"].get("run_id")
+    if not isinstance(run_id, str) or not run_id.strip():  # checked first: it is what the store is asked
+        what = "empty" if isinstance(run_id, str) else "missing" if run_id is None else json_kind(run_id)
+        raise ArtifactError(f"pytest-energy: {path}: its session's run_id is {what}, expected the run's id (text); "
                             "not imported")
     return document
 
@@ -100,9 +112,38 @@ def _run(path: Path, document: dict[str, Any]) -> Run:
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise ArtifactError(f"pytest-energy: {path}: a schema-{version} document in a shape this pytest-energy "
                             f"cannot read ({type(error).__name__}: {error}); not imported") from None
+    wrong = _misshapen(info, records, judgement)
+    if wrong:
+        raise ArtifactError(f"pytest-energy: {path}: a schema-{version} document in a shape this pytest-energy "
+                            f"cannot read ({wrong}); not imported")
     if not records:
         raise ArtifactError(f"pytest-energy: {path}: run {info.run_id} measured nothing; not imported")
+    # A file written before passwords were left out of records may hold one in its history URL.
+    info.settings = hidden_secrets(info.settings, drop=True)
     return Run(Path(path), info, records, judgement)
+
+
+def _misshapen(info: RunInfo, records: list[Record], judgement: Judgement | None) -> str | None:
+    """What keeps a run read from a file out of a history, checked before anything is written: a
+    field not of its type, or what a run holds once (a record's name; a verdict's name, metric and
+    baseline set) given twice."""
+    found = misfit(info, "session") or next(
+        (m for i, record in enumerate(records) if (m := misfit(record, f"records[{i}]"))), None)
+    if found is None and judgement is not None:
+        found = misfit(judgement, "gate")
+    if found is None and not isinstance(info.fingerprint.get("id"), (str, type(None))):
+        found = f"session.fingerprint['id'] is {json_kind(info.fingerprint['id'])}, expected str"
+    if found is not None:
+        return found
+    twice = [name for name, count in Counter(r.name for r in records).items() if count > 1]
+    if twice:
+        return f"the record name {twice[0]!r} is given twice"
+    keys = Counter((v.name, v.metric, v.baseline_set) for v in judgement.verdicts) if judgement else Counter()
+    twice_judged = [key for key, count in keys.items() if count > 1]
+    if twice_judged:
+        name, metric, baseline_set = twice_judged[0]
+        return f"the {metric} verdict on {name!r} against the set {baseline_set!r} is given twice"
+    return None
 
 
 def read_run(path: Path) -> Run:
@@ -111,8 +152,10 @@ def read_run(path: Path) -> Run:
 
 
 def import_files(history: History, paths: Sequence[Path]) -> Imported:
-    """Append the run of each file to ``history``, skipping runs it holds already. A store that cannot
-    be used raises :class:`pytest_energy.history.HistoryError` (one line)."""
+    """Append the run of each file to ``history``, skipping runs it holds already; a file that cannot
+    be imported (its rows refused by the store too) is one line in ``lines`` and in ``refused``, and the
+    others are imported. A store that cannot be used at all raises
+    :class:`pytest_energy.history.HistoryError` (one line)."""
     result = Imported()
     documents: list[tuple[Path, dict[str, Any]]] = []
     for path in paths:
@@ -135,7 +178,12 @@ def import_files(history: History, paths: Sequence[Path]) -> Imported:
             result.lines.append(str(error))
             result.refused.append(path)
             continue
-        history.append(run.info, run.records, run.judgement)
+        try:
+            history.append(run.info, run.records, run.judgement)
+        except HistoryError as error:  # this run's rows refused (the store rolled them back): the rest go on
+            result.lines.append(f"{error}; {path} not imported")
+            result.refused.append(path)
+            continue
         held.add(run_id)
         result.imported.append(run_id)
         result.lines.append(f"pytest-energy: {path}: run {run_id} imported ({len(run.records)} records)")

@@ -229,9 +229,10 @@ def _location(text: str) -> Path | str:
 def _runs(history_path: Path | str, last: int) -> list[str]:
     from .history import History
 
-    runs = History(history_path).runs(last)
+    history = History(history_path)
+    runs = history.runs(last)
     if not runs:
-        return [f"no run stored in {history_path} yet"]
+        return [f"no run stored in {history.where} yet"]
     rows = [["run", "started", "commit", "hardware", "records", "regressions", "gate", "net energy", "CO2 g"]]
     for run in runs:
         rows.append([
@@ -245,9 +246,10 @@ def _runs(history_path: Path | str, last: int) -> list[str]:
 def _case(history_path: Path | str, name: str, last: int | None) -> list[str]:
     from .history import History
 
-    points = History(history_path).case_history(name, last)
+    history = History(history_path)
+    points = history.case_history(name, last)
     if not points:
-        raise LookupError(f"pytest-energy: no record named {name!r} in {history_path} "
+        raise LookupError(f"pytest-energy: no record named {name!r} in {history.where} "
                           "(`pytest-energy runs` lists runs; names are test node ids)")
     rows = [["started", "run", "commit", "net / iteration", "±", "methods", "verdict", "change"]]
     for point in points:

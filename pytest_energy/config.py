@@ -18,9 +18,13 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+from urllib.parse import quote
 
 from .conditions import parse_cooldown
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 
 class SettingError(ValueError):
@@ -258,6 +262,91 @@ def is_database_url(value: Any) -> bool:
 def store_setting(value: Any, root: Path | str | None) -> Path | str | None:
     """The history setting: a database URL as given, else a path as :func:`path_setting` takes it."""
     return value.strip() if is_database_url(value) else path_setting(value, root)
+
+
+#: libpq's connection parameters that hold a secret, where a URL's query gives them.
+SECRET_PARAMETERS = ("password", "sslpassword")
+#: What a hidden password reads as (SQLAlchemy's own mask).
+HIDDEN = "***"
+
+
+def _credentials_end(text: str) -> int:
+    """Where the user and password of a URL end (the index of their ``@``, -1 without): at the last
+    ``@`` before the query, so a password holding an unescaped ``@`` or ``/`` ends where its writer
+    meant, as libpq's ``user:p@ss@host`` is read by people."""
+    rest = text.index("://") + 3
+    first = text.find("@", rest)
+    if first < 0:
+        return -1
+    query = text.find("?", first)
+    return text.rfind("@", rest, query if query >= 0 else len(text))
+
+
+def database_url(text: str) -> URL:
+    """A database URL parsed by SQLAlchemy's ``make_url`` as its writer means it: the user and password
+    end at the last ``@`` before the query (an unescaped ``@`` or ``/`` in the password stays in it).
+    Raises ValueError where it cannot be parsed."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    text = text.strip()
+    end = _credentials_end(text)
+    if end >= 0:  # make_url ends the password at its first "@": escape the ones before the last
+        start = text.index("://") + 3
+        text = text[:start] + text[start:end].replace("@", "%40") + text[end:]
+    try:
+        return make_url(text)
+    except ArgumentError:
+        raise ValueError("not a database URL") from None  # never the URL itself: it may hold the password
+
+
+def _masked_conservatively(text: str) -> str:
+    """A URL that cannot be parsed safely: every secret parameter's value, then everything between
+    ``//`` and the last ``@``, masked (the password is somewhere in there)."""
+    names = "|".join(SECRET_PARAMETERS)
+    text = re.sub(rf"([?&](?:{names})=)[^&]*", rf"\g<1>{HIDDEN}", text, flags=re.IGNORECASE)
+    start, end = text.index("://") + 3, text.rfind("@")
+    return text[:start] + HIDDEN + text[end:] if end >= start else text
+
+
+def _parsed_faithfully(text: str) -> bool:
+    """Whether make_url's reading of ``text`` leaves no part of a password outside the password and the
+    secret parameters: no ``@`` after the credentials but in a secret parameter's value (a password
+    holding ``?`` then ``@`` would otherwise spill into the host or the query)."""
+    end = _credentials_end(text)
+    _, _, query = text[end + 1:].partition("?")
+    return all("@" not in part or part.split("=", 1)[0].lower() in SECRET_PARAMETERS for part in query.split("&"))
+
+
+def hide_password(location: Path | str, *, drop: bool = False) -> str:
+    """A history location as it may be printed or stored: a path as it is; a database URL with its
+    password (in the user info, or ``password=`` / ``sslpassword=`` in the query) shown as ``***``, or
+    left out with ``drop`` (what a record keeps: libpq then finds the password in ``PGPASSWORD``,
+    ``~/.pgpass`` or a ``PGSERVICE``, as it does for a URL given without one). A URL that cannot be
+    parsed safely has everything between ``//`` and its last ``@`` masked."""
+    if not is_database_url(location):
+        return str(location)
+    text = str(location).strip()
+    try:
+        url = database_url(text)
+    except ValueError:
+        url = None
+    if url is None or not _parsed_faithfully(text):
+        return _masked_conservatively(text)
+    secret = [name for name in url.query if name.lower() in SECRET_PARAMETERS]
+    if drop:
+        return url._replace(password=None).difference_update_query(secret).render_as_string(hide_password=False)
+    shown = url.update_query_dict({name: HIDDEN for name in secret}).render_as_string(hide_password=True)
+    return shown.replace(quote(HIDDEN, safe=""), HIDDEN)  # the query's mask as the password's reads
+
+
+def hidden_secrets(values: dict[str, Any], *, drop: bool = False) -> dict[str, Any]:
+    """Settings' values with the history URL's password hidden, or left out with ``drop``: what a
+    record keeps (the JSON document and the history's rows, which CI uploads and imports)."""
+    kept = dict(values)
+    if is_database_url(kept.get("history")):
+        kept["history"] = hide_password(kept["history"], drop=drop)
+    return kept
 
 
 def parse_value(option: Option, raw: Any, source: str) -> Any:

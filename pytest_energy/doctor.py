@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import Settings
+from .config import Settings, hidden_secrets
 from .project import Project
 from .record import finite
 from .sources.base import Channel, SourceError, SourceUnavailable
@@ -39,9 +39,11 @@ PROBE_SECONDS = 0.2
 #: Read costs kept for the median.
 PROBE_MAX_READS = 20_000
 
-#: Settings shown, in this order: what decides how a test is measured and judged.
+#: Settings shown, in this order: what decides how a test is measured and judged, and where runs are stored
+#: (the history with its password hidden).
 SHOWN_SETTINGS = ("devices", "rounds", "min_window", "warmup", "min_effect", "idle_seconds", "gate_modelled",
-                  "fail_on_regression", "normalise", "baselines", "baseline_set", "powercap", "cooldown", "top")
+                  "fail_on_regression", "normalise", "baselines", "baseline_set", "history", "powercap", "cooldown",
+                  "top")
 
 
 @dataclass
@@ -267,7 +269,7 @@ def diagnose(settings: Settings, project: Project) -> Diagnosis:
         rapl=_rapl_section(channels, settings.powercap, found.notes),
         settings={
             "inifile": str(project.inifile) if project.inifile else None,
-            "values": {name: settings.values[name] for name in SHOWN_SETTINGS},
+            "values": hidden_secrets({name: settings.values[name] for name in SHOWN_SETTINGS}),
             "sources": {name: settings.sources[name] for name in SHOWN_SETTINGS},
         },
         gating=_gating(devices, settings),

@@ -7,8 +7,10 @@ through SQLAlchemy Core, imported only when a store is opened (never at plugin l
 Tables: ``meta`` (the schema version), ``runs`` (one row per session, the whole RunInfo as JSON too),
 ``records`` (one row per record of a run, the whole record as JSON too, so a report can be rebuilt
 from history alone) and ``verdicts`` (every verdict of the run). The schema is created on first
-append; a store of schema version 1 (before ``runs.branch``) is migrated in place, any other version
-is refused in one line.
+append; a store of an older schema version (1: before ``runs.branch``; 2: before every text column was
+unbounded) is migrated in place, any other version is refused in one line. Text columns have no length
+limit on either backend, so a store keeps what the run holds (a test id of thousands of characters, a
+long branch) on PostgreSQL as on SQLite.
 
 Appends are one transaction each, replacing a run stored under the same id, so runners appending at
 once never see half a run and importing a run twice stores it once. SQLite serialises writers by its
@@ -21,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import sqlite3
 import struct
 import sys
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar
 
-from .config import is_database_url
+from .config import database_url, hide_password, is_database_url
 from .locking import describe_process, to_stderr
 from .record import Component, Record, RunInfo, finite
 
@@ -46,9 +47,11 @@ if TYPE_CHECKING:
     from .verdict import Judgement
 
 #: Version of the tables below; a store of another version is migrated (:data:`MIGRATIONS`) or refused.
-SCHEMA_VERSION = 2
-#: How a store of an older version becomes the current one: version -> what the step adds.
-MIGRATIONS = {1: "runs.branch (the git branch of each run)"}
+SCHEMA_VERSION = 3
+#: How a store of an older version becomes the current one: version -> what the step from it adds.
+MIGRATIONS = {1: "runs.branch (the git branch of each run)",
+              2: "text without a length limit in every text column (PostgreSQL refused a run whose test id, "
+                 "branch or commit was longer than its varchar; SQLite never limits)"}
 
 #: How long a store operation waits for another process's lock on the store before giving up.
 LOCK_WAIT_SECONDS = 60.0
@@ -84,17 +87,17 @@ def _schema() -> Any:
     metadata = sa.MetaData()
     text = sa.Text
     real = sa.Double
-    sa.Table("meta", metadata, sa.Column("name", sa.String(64), primary_key=True),
-             sa.Column("value", sa.String(255), nullable=False))
+    sa.Table("meta", metadata, sa.Column("name", text, primary_key=True),
+             sa.Column("value", text, nullable=False))
     runs = sa.Table(
         "runs", metadata,
-        sa.Column("run_id", sa.String(64), primary_key=True),
-        sa.Column("started", sa.String(40), nullable=False),
-        sa.Column("finished", sa.String(40)),
-        sa.Column("fingerprint_id", sa.String(200)),
-        sa.Column("git_commit", sa.String(80)),
+        sa.Column("run_id", text, primary_key=True),
+        sa.Column("started", text, nullable=False),
+        sa.Column("finished", text),
+        sa.Column("fingerprint_id", text),
+        sa.Column("git_commit", text),
         sa.Column("exitstatus", sa.Integer),
-        sa.Column("baseline_set", sa.String(200)),
+        sa.Column("baseline_set", text),
         sa.Column("gate_failed", sa.Integer),
         sa.Column("record_count", sa.Integer),
         sa.Column("regressions", sa.Integer),
@@ -102,16 +105,20 @@ def _schema() -> Any:
         sa.Column("total_gross_joules", real),
         sa.Column("co2_grams", real),
         sa.Column("info_json", text, nullable=False),
-        sa.Column("branch", sa.String(200)),  # schema 2
+        sa.Column("branch", text),  # schema 2
     )
     sa.Index("runs_by_started", runs.c.started)
+    # A record's and a verdict's key holds its name, which may be longer than a PostgreSQL btree entry
+    # (2,704 bytes: a parametrised test id of thousands of characters): those tables are indexed by
+    # run and, on PostgreSQL, by a hash of the name; names are unique in a run by construction
+    # (History.append refuses a run where they repeat, before writing).
     records = sa.Table(
         "records", metadata,
-        sa.Column("run_id", sa.String(64), primary_key=True),
-        sa.Column("name", sa.String(1000), primary_key=True),
-        sa.Column("nodeid", sa.String(1000), nullable=False),
-        sa.Column("form", sa.String(16)),
-        sa.Column("unit", sa.String(64)),
+        sa.Column("run_id", text, nullable=False),
+        sa.Column("name", text, nullable=False),
+        sa.Column("nodeid", text, nullable=False),
+        sa.Column("form", text),
+        sa.Column("unit", text),
         sa.Column("iterations", sa.Integer),
         sa.Column("per_iteration_net_joules", real),
         sa.Column("per_iteration_gross_joules", real),
@@ -121,21 +128,22 @@ def _schema() -> Any:
         sa.Column("total_gross_joules", real),
         sa.Column("duration_seconds", real),
         sa.Column("co2_grams", real),
-        sa.Column("methods", sa.String(100)),
-        sa.Column("outcome", sa.String(16)),
+        sa.Column("methods", text),
+        sa.Column("outcome", text),
         sa.Column("quality_json", text),
-        sa.Column("verdict_status", sa.String(16)),
+        sa.Column("verdict_status", text),
         sa.Column("verdict_ratio", real),
         sa.Column("record_json", text, nullable=False),
     )
-    sa.Index("records_by_name", records.c.name)
-    sa.Table(
+    sa.Index("records_by_run", records.c.run_id)
+    sa.Index("records_by_name", records.c.name, postgresql_using="hash")
+    verdicts = sa.Table(
         "verdicts", metadata,
-        sa.Column("run_id", sa.String(64), primary_key=True),
-        sa.Column("name", sa.String(1000), primary_key=True),
-        sa.Column("metric", sa.String(100), primary_key=True),
-        sa.Column("baseline_set", sa.String(200), primary_key=True),
-        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("run_id", text, nullable=False),
+        sa.Column("name", text, nullable=False),
+        sa.Column("metric", text, nullable=False),
+        sa.Column("baseline_set", text, nullable=False),
+        sa.Column("status", text, nullable=False),
         sa.Column("ratio", real),
         sa.Column("low", real),
         sa.Column("high", real),
@@ -143,6 +151,7 @@ def _schema() -> Any:
         sa.Column("gating", sa.Integer),
         sa.Column("message", text),
     )
+    sa.Index("verdicts_by_run", verdicts.c.run_id)
     _BUILT.update(sqlalchemy=sa, metadata=metadata)
     return metadata
 
@@ -329,11 +338,10 @@ class History:
 
     @property
     def where(self) -> str:
-        """The store as a message names it: its path, or its URL without the password."""
+        """The store as a message names it: its path, or its URL with the password shown as ``***``."""
         if self.path is not None:
             return str(self.path)
-        # As given, but never with its password (a message lands in CI logs).
-        return re.sub(r"^([^:/]+://[^:@/]*):[^@/]*@", r"\1:***@", self.url)
+        return hide_password(self.url)  # a message lands in CI logs
 
     def __str__(self) -> str:
         return self.where
@@ -366,12 +374,12 @@ class History:
 
     def _server_engine(self) -> Engine:
         import sqlalchemy as sa
-        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+        from sqlalchemy.exc import NoSuchModuleError
         from sqlalchemy.pool import NullPool
 
         try:
-            url = sa.engine.make_url(self.url)
-        except ArgumentError:
+            url = database_url(self.url)
+        except ValueError:
             raise HistoryError(f"pytest-energy: history {self.where} is not a database URL; give "
                                "postgresql://user@host:5432/db or a file path for SQLite") from None
         if url.get_backend_name() != "postgresql":
@@ -495,12 +503,31 @@ class History:
             self._migrate(connection)
 
     def _migrate(self, connection: Connection) -> None:
-        """Schema 1 -> 2 (the only step so far): the runs' git branch (unknown for the runs stored
-        before) and an index of runs by start."""
+        """Each step of :data:`MIGRATIONS` from the store's version on: 1 -> 2, the runs' git branch
+        (unknown for the runs stored before) and an index of runs by start; 2 -> 3, PostgreSQL's
+        varchar columns become text (binary-coercible: no row is rewritten) and the records' and
+        verdicts' keys on names become indexes by run and by a hash of the name (SQLite never limited
+        a length: its tables keep their keys and gain the indexes by run)."""
         import sqlalchemy as sa
 
-        connection.execute(sa.text("ALTER TABLE runs ADD COLUMN branch VARCHAR(200)"))
-        next(i for i in _table("runs").indexes if i.name == "runs_by_started").create(connection, checkfirst=True)
+        postgresql = connection.dialect.name == "postgresql"
+        if postgresql:  # runners migrating at once: one at a time, the others find it done
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:space, 0)"), {"space": _ADVISORY})
+        version = int(self._version(connection) or SCHEMA_VERSION)
+        if version < 2:
+            connection.execute(sa.text("ALTER TABLE runs ADD COLUMN branch TEXT"))
+            next(i for i in _table("runs").indexes if i.name == "runs_by_started").create(connection, checkfirst=True)
+        if version < 3:
+            if postgresql:
+                for table in _schema().sorted_tables:
+                    for column in (c for c in table.columns if isinstance(c.type, sa.Text)):
+                        connection.execute(sa.text(f"ALTER TABLE {table.name} ALTER COLUMN {column.name} TYPE TEXT"))
+                for table in ("records", "verdicts"):  # keys of names: see _schema
+                    connection.execute(sa.text(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {table}_pkey"))
+                connection.execute(sa.text("DROP INDEX IF EXISTS records_by_name"))
+            for name in ("records", "verdicts"):
+                for index in _table(name).indexes:
+                    index.create(connection, checkfirst=True)
         meta = _table("meta")
         connection.execute(meta.update().where(meta.c.name == "schema_version").values(value=str(SCHEMA_VERSION)))
 

@@ -9,7 +9,10 @@ device's idle power times the window length.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -237,6 +240,80 @@ def per_iteration_stats(rounds: list[Round]) -> tuple[float, float, float]:
     mean = sum(values) / len(values)
     variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
     return gross, net, math.sqrt(variance / len(values))
+
+
+def json_kind(value: Any) -> str:
+    """What a value read from JSON is, as a refusal names it: "a list", "an int", "true", "null"."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    name = type(value).__name__
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
+def _misfit(value: Any, hint: Any) -> tuple[str, str] | None:
+    """Why ``value`` is not of type ``hint`` (read from JSON: a float may be null, JSON's NaN): where
+    inside it (".rounds[1].iterations", "" for itself) and what it is against what is expected; None
+    where it fits. The path is built only for a misfit: a nightly import checks 100,000 records."""
+    if hint is Any:
+        return None
+    origin, arguments = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in arguments:
+            return None
+        misfits = [_misfit(value, argument) for argument in arguments if argument is not type(None)]
+        return None if None in misfits else misfits[0]
+    if dataclasses.is_dataclass(hint):
+        return _fields_misfit(value) if isinstance(value, hint) else ("", f"is {json_kind(value)}, expected an object")
+    if origin in (list, tuple, dict):
+        if not isinstance(value, origin):
+            return "", f"is {json_kind(value)}, expected {'an object' if origin is dict else 'a list'}"
+        if origin is dict:
+            for key, item in value.items():
+                if (found := _misfit(key, arguments[0])) is not None:
+                    return f" key {key!r}", found[1]
+                if (found := _misfit(item, arguments[1])) is not None:
+                    return f"[{key!r}]{found[0]}", found[1]
+            return None
+        fixed = origin is tuple and not (len(arguments) == 2 and arguments[1] is Ellipsis)
+        if fixed and len(value) != len(arguments):
+            return "", f"has {len(value)} items, expected {len(arguments)}"
+        for index, item in enumerate(value):
+            if (found := _misfit(item, arguments[index] if fixed else arguments[0])) is not None:
+                return f"[{index}]{found[0]}", found[1]
+        return None
+    if hint is float:
+        fits = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+    elif hint is int:
+        fits = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        fits = isinstance(value, hint)
+    return None if fits else ("", f"is {json_kind(value)}, expected {hint.__name__}")
+
+
+@functools.cache
+def _field_types(cls: type) -> tuple[tuple[str, Any], ...]:
+    """A dataclass's fields and their declared types, resolved once per class."""
+    hints = typing.get_type_hints(cls)
+    return tuple((item.name, hints[item.name]) for item in dataclasses.fields(cls))
+
+
+def _fields_misfit(instance: Any) -> tuple[str, str] | None:
+    for name, hint in _field_types(type(instance)):
+        if (found := _misfit(getattr(instance, name), hint)) is not None:
+            return f".{name}{found[0]}", found[1]
+    return None
+
+
+def misfit(instance: Any, where: str) -> str | None:
+    """The first field of ``instance`` (a :class:`Record`, a :class:`RunInfo`, any dataclass read back
+    from JSON), nested ones included, whose value is not of its declared type, as one phrase naming
+    it under ``where`` ("session.run_id is a list, expected str"); None where every field fits. A
+    store checks what it is given to write with this first, so one hand-edited or foreign file is
+    refused by name, not half written."""
+    found = _fields_misfit(instance)
+    return None if found is None else f"{where}{found[0]} {found[1]}"
 
 
 def finite(value: Any) -> Any:

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 from . import budget as budgets
 from . import handover, reference
 from .carbon import resolve_carbon
-from .config import Settings, is_database_url, path_setting, store_setting
+from .config import Settings, hidden_secrets, is_database_url, path_setting, store_setting
 from .context import VERDICT_KEYS, Block, Pending, TestContext, record_outcome
 from .fingerprint import fingerprint, git_branch, git_commit
 from .meter import BOUNDARY, END, START, Measured, Meter, Taken
@@ -262,7 +262,7 @@ class EnergySession:
             fingerprint=self.fingerprint,
             git_commit=self.git_commit,
             branch=self.git_branch,
-            settings=dict(self.settings.values),
+            settings=hidden_secrets(self.settings.values, drop=True),  # uploaded and imported: never a password
             carbon=self.carbon,
             idle_watts=self.idle_watts,
             reference_joules=self.reference_joules,

@@ -1,5 +1,7 @@
 """A throwaway PostgreSQL cluster for tests and the bench: Debian's binaries, ``initdb`` in a temporary
-folder, listening only on a unix socket in that folder, stopped and removed at the end.
+folder, listening only on a unix socket in that folder, stopped and removed at the end. The superuser
+``postgres`` signs in without a password; every other role only with its password (scram-sha-256), so
+a test can reach a password-protected history (:meth:`Cluster.secured_database`).
 
 PostgreSQL refuses to run as root; as root (CI containers) the cluster runs as the unprivileged user
 ``nobody`` through ``runuser``. Where no binaries exist (or psycopg is missing), :func:`unavailable`
@@ -70,6 +72,8 @@ class Cluster:
         data = self.folder / "data"
         self._run("initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync",
                   "--no-instructions")
+        # Every role but the superuser signs in with its password (the file is read when the server starts).
+        (data / "pg_hba.conf").write_text("local all postgres trust\nlocal all all scram-sha-256\n")
         options = f"-k {self.folder} -c listen_addresses='' -c fsync=off -c max_connections=200"
         self._run("pg_ctl", "-D", str(data), "-l", str(self.folder / "server.log"), "-o", options, "-w", "start")
 
@@ -93,6 +97,19 @@ class Cluster:
         with psycopg.connect(host=str(self.folder), user="postgres", dbname="postgres", autocommit=True) as admin:
             admin.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
+
+    def secured_database(self, password: str, prefix: str = "secured") -> str:
+        """A new, empty database owned by a new role of the same name that signs in only with
+        ``password``: their name (the URL is the caller's to write, in whichever form it tests)."""
+        import psycopg
+        from psycopg import sql
+
+        name = f"{prefix}_{os.getpid()}_{next(self._names)}"
+        with psycopg.connect(host=str(self.folder), user="postgres", dbname="postgres", autocommit=True) as admin:
+            admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(name),
+                                                                            sql.Literal(password)))
+            admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(name)))
+        return name
 
     def stop(self) -> None:
         try:

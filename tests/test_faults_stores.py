@@ -220,6 +220,29 @@ def test_measured(energy, package):
 '''
 
 
+LONG_ID = '''
+import pytest
+
+@pytest.mark.parametrize("prompt", ["p" * 1200])
+def test_long(energy, package, prompt):
+    energy.run(package.spend, args=(1.0,), iterations=1)
+'''
+
+
+def test_a_long_parametrised_id_is_appended_to_either_store(pytester: pytest.Pytester, workers: list[str],
+                                                            history_at: Path | str) -> None:
+    """PostgreSQL dropped the run (varchar(1000)) that SQLite kept: the same on both now."""
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_long=LONG_ID)
+    result = pytester.runpytest_subprocess(*ARGS, *workers, "--energy-history", str(history_at))
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret == 0 and "appended to history" in output and "not appended" not in output, output
+    name = f"test_long.py::test_long[{'p' * 1200}]"
+    assert list(_records(pytester.path)) == [name]
+    [run] = History(history_at).runs()
+    assert [r.name for r in History(history_at).records(run.run_id)] == [name]
+
+
 def test_run_waits_for_a_locked_history_and_says_so(pytester: pytest.Pytester, workers: list[str]) -> None:
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_wait=GATED)

@@ -221,6 +221,65 @@ def test_bulk_reads_and_the_branch(history_at: Path | str) -> None:
     assert [len(records["run-0"]), len(records["run-3"])] == [2, 1]
 
 
+#: A parametrised test id of 1,200 characters (PostgreSQL's varchar(1000) refused it), and one past the
+#: 2,704 bytes of a PostgreSQL btree entry (a key or index on the name refused it).
+LONG_NAMES = ["tests/test_model.py::test_infer[" + ("prompt-" * 167)[:1167] + "]",
+              "tests/test_model.py::test_infer[" + "".join(f"{i:05d}" for i in range(1000)) + "]"]
+
+
+def _long(run_id: str) -> tuple:
+    """A run of long names, a 238-character branch and a 100-character commit, with a verdict each."""
+    info = dataclasses.replace(_run(run_id, "2026-11-24T10:00:00+00:00"), branch="feature/" + "b" * 230,
+                               git_commit="c" * 100)
+    verdicts = [Verdict(name, "energy", "unchanged", 1.0, 0.9, 1.1, 0.05, "set-" + "s" * 300, "unchanged", True)
+                for name in LONG_NAMES]
+    return info, [make_record(name) for name in LONG_NAMES], Judgement(verdicts, baseline_set="set-" + "s" * 300)
+
+
+def test_long_names_branches_and_commits_are_kept_whole(history_at: Path | str) -> None:
+    """The same on SQLite and PostgreSQL: every text column is unbounded, and names are no btree key."""
+    assert len(LONG_NAMES[0]) == 1200 and len(LONG_NAMES[1]) > 2704
+    history = _fill(history_at)
+    info, records, judgement = _long("run-long")
+    history.append(info, records, judgement)
+    [run] = history.runs(1)
+    assert (run.run_id, run.branch, run.git_commit, run.baseline_set) == (
+        "run-long", info.branch, info.git_commit, judgement.baseline_set)
+    assert [r.name for r in history.records("run-long")] == sorted(LONG_NAMES)
+    assert [v["name"] for v in history.verdicts("run-long")] == sorted(LONG_NAMES)
+    for name in LONG_NAMES:
+        [point] = history.case_history(name)
+        assert (point.run_id, point.git_commit, point.status) == ("run-long", info.git_commit, "unchanged")
+    assert set(LONG_NAMES) <= set(history.series())
+    history.append(info, records[:1], judgement)  # appended again: replaced, never doubled
+    assert [r.name for r in history.records("run-long")] == LONG_NAMES[:1] and len(history.runs()) == 4
+
+
+def test_a_schema_2_store_on_postgresql_becomes_unbounded(postgres) -> None:
+    """A store of schema 2 (varchar columns, keys on names) is migrated on first use: its rows kept,
+    the columns text, the keys on names indexes, and a run of long names then appended."""
+    import psycopg
+
+    url = postgres.database()
+    with psycopg.connect(url) as connection:
+        for statement in SCHEMA_1:
+            connection.execute(statement.replace("DOUBLE PRECISION", "double precision"))
+        connection.execute("ALTER TABLE runs ADD COLUMN branch VARCHAR(200)")
+        connection.execute("INSERT INTO meta VALUES ('schema_version', '2')")
+        connection.execute("INSERT INTO runs (run_id, started, gate_failed, record_count, regressions, info_json, "
+                           "branch) VALUES ('old-run', '2026-10-01T10:00:00+00:00', 0, 0, 0, '{}', 'main')")
+    [old] = History(url).runs()  # reading migrates
+    assert (old.run_id, old.branch) == ("old-run", "main")
+    History(url).append(*_long("run-long"))
+    assert [r.run_id for r in History(url).runs()] == ["run-long", "old-run"]
+    with psycopg.connect(url) as connection:
+        types = set(connection.execute("SELECT data_type FROM information_schema.columns WHERE table_schema = "
+                                       "'public' AND data_type LIKE 'character%'"))
+        version = connection.execute("SELECT value FROM meta").fetchall()
+    assert types == set() and version == [(str(SCHEMA_VERSION),)]
+    assert [r.name for r in History(url).records("run-long")] == sorted(LONG_NAMES)
+
+
 def test_fleet_records_are_the_records_parts_the_nightly_reads(history_at: Path | str) -> None:
     history = _fill(history_at)
     both = make_record("tests/test_p.py::test_both", joules=6.0,

@@ -141,6 +141,99 @@ def test_files_that_are_no_artifact_are_refused_by_name(tmp_path: Path, capsys: 
     assert not history.exists() or History(history).runs() == []
 
 
+def _edited(path: Path, change) -> Path:
+    """``path``'s document changed by ``change`` (a hand-edited or foreign artifact)."""
+    document = json.loads(path.read_text())
+    change(document)
+    path.write_text(json.dumps(document))
+    return path
+
+
+def test_one_odd_file_is_refused_by_name_and_the_rest_imported(history_at: Path | str, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Each file's shape is checked before anything is written: an odd one is one line naming it, the
+    files after it are imported, and the command exits 2 at the end."""
+    def started(day: int) -> str:
+        return f"2026-11-{day:02d}T10:00:00+00:00"
+
+    def set_in(keys: tuple, value) -> object:
+        def change(document: dict) -> None:
+            *parents, last = keys
+            target = document
+            for key in parents:
+                target = target[key]
+            target[last] = value
+        return change
+
+    odd = {  # file name -> (change, what its line says)
+        "listed": (set_in(("session", "run_id"), ["run-a", "run-b"]),
+                   "its session's run_id is a list, expected the run's id (text); not imported"),
+        "boolean": (set_in(("schema_version",), True),
+                    "its schema_version is true, not a version number; not imported"),
+        "iterations": (set_in(("records", 0, "rounds", 1, "iterations"), "20"),
+                       "a schema-3 document in a shape this pytest-energy cannot read (records[0].rounds[1].iterations "
+                       "is a str, expected int); not imported"),
+        "idle": (set_in(("session", "idle_watts"), {"gpu:0": [77.0]}),
+                 "a schema-3 document in a shape this pytest-energy cannot read (session.idle_watts['gpu:0'] is a "
+                 "list, expected float); not imported"),
+        "gating": (set_in(("gate", "verdicts", 0, "gating"), "yes"),
+                   "a schema-3 document in a shape this pytest-energy cannot read (gate.verdicts[0].gating is a str, "
+                   "expected bool); not imported"),
+        "fingerprint": (set_in(("session", "fingerprint", "id"), 7),
+                        "a schema-3 document in a shape this pytest-energy cannot read (session.fingerprint['id'] is "
+                        "an int, expected str); not imported"),
+        "twice": (lambda document: document["records"].append(document["records"][0]),
+                  "a schema-3 document in a shape this pytest-energy cannot read (the record name "
+                  "'tests/test_a.py::test_a' is given twice); not imported"),
+        "judged": (lambda document: document["gate"]["verdicts"].append(document["gate"]["verdicts"][0]),
+                   "a schema-3 document in a shape this pytest-energy cannot read (the energy verdict on "
+                   "'tests/test_a.py::test_a' against the set 'default' is given twice); not imported"),
+    }
+    files = [_artifact(tmp_path, "run-first", started(1), 9.0)]
+    for day, (name, (change, _)) in enumerate(odd.items(), start=2):
+        files.append(_edited(_artifact(tmp_path, f"run-{name}", started(day), 9.0), change))
+    files.append(_artifact(tmp_path, "run-last", started(20), 9.0))
+    assert main(["import", *map(str, files), "--history", str(history_at)]) == 2
+    lines = capsys.readouterr().out.splitlines()
+    assert sorted(lines[:-1]) == sorted([f"pytest-energy: {files[0]}: run run-first imported (1 records)",
+                                         f"pytest-energy: {files[-1]}: run run-last imported (1 records)",
+                                         *(f"pytest-energy: {path}: {said}"
+                                           for path, (_, said) in zip(files[1:-1], odd.values()))])
+    assert lines[-1].endswith(f"2 runs imported into {History(history_at).where}, 0 held already, "
+                              f"{len(odd)} files refused")
+    assert [r.run_id for r in History(history_at).runs()] == ["run-last", "run-first"]
+
+
+def test_a_run_the_store_refuses_is_refused_by_name_and_the_rest_imported(postgres, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """A run whose rows the server refuses (a run id past a btree entry's 2,704 bytes, not compressible):
+    its transaction is rolled back, that file named, and the next file imported."""
+    url = postgres.database()
+    run_id = "run-" + "".join(f"{i:04d}" for i in range(800))
+    refused = _edited(_artifact(tmp_path, "run-long", "2026-11-01T10:00:00+00:00", 9.0),
+                      lambda document: document["session"].update(run_id=run_id))
+    files = [refused, _artifact(tmp_path, "run-next", "2026-11-02T10:00:00+00:00", 9.0)]
+    assert main(["import", *map(str, files), "--history", url]) == 2
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"pytest-energy: history {History(url).where} could not be used (ProgramLimitExceeded")
+    assert lines[0].endswith(f"; {refused} not imported")
+    assert lines[1:] == [f"pytest-energy: {files[1]}: run run-next imported (1 records)",
+                         f"pytest-energy: 1 runs imported into {History(url).where}, 0 held already, 1 files refused"]
+    assert [r.run_id for r in History(url).runs()] == ["run-next"]
+
+
+def test_an_older_artifact_holding_a_password_is_imported_without_it(history_at: Path | str, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """A file written before passwords were left out of records: its history URL is stored without one."""
+    url = "postgresql://energy:S3cret%2FPW@db.example:5432/energy?password=S3cret/PW&sslmode=require"
+    path = _edited(_artifact(tmp_path, "run-old", "2026-11-01T10:00:00+00:00", 9.0),
+                   lambda document: document["session"]["settings"].update(history=url))
+    assert main(["import", str(path), "--history", str(history_at)]) == 0
+    assert "S3cret" not in capsys.readouterr().out
+    [run] = History(history_at).runs()
+    assert run.info["settings"]["history"] == "postgresql://energy@db.example:5432/energy?sslmode=require"
+
+
 # -- baselines from history ---------------------------------------------------------------------------
 def test_pooled_baselines_take_the_newest_runs_of_each_kind_of_the_same_work() -> None:
     name = "tests/test_a.py::test_a"
