@@ -24,7 +24,7 @@ from pytest_energy.fingerprint import git_commit
 from pytest_energy.sources.modelled import cpu_model
 
 from . import changepoint, codecarbon_window, detection, nightly, noise, overhead, recommend, render, rigs, simnvml
-from . import tables, validity
+from . import slug, tables, validity
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("noise", "detection", "overhead", "validity", "render", "changepoint", "nightly")
@@ -326,10 +326,10 @@ class Bench:
         gpu = self.results["meta"]["rigs"].get("nvml")
         if gpu:
             device = f"{gpu.get('name', 'NVIDIA GPU')} (driver {gpu.get('driver_version', '?')}); host {cpu}"
-            slug = gpu.get("name", "gpu")
+            name = gpu.get("name", "gpu")
         else:
             device = f"{cpu}, no GPU"
-            slug = f"cpu-{cpu_model()}-{os.cpu_count()}c"
+            name = f"cpu-{cpu_model()}-{os.cpu_count()}c"
         versions = {}
         for name in ("pytest-energy", "pytest", "codecarbon", "nvidia-ml-py", "torch"):
             try:
@@ -337,7 +337,7 @@ class Bench:
             except importlib.metadata.PackageNotFoundError:
                 versions[name] = None
         versions["python"] = platform.python_version()
-        return {"date": date, "device": device, "device_slug": re.sub(r"[^a-z0-9]+", "-", slug.lower()).strip("-"),
+        return {"date": date, "device": device, "device_slug": slug(name),
                 "git_commit": git_commit(ROOT), "platform": platform.platform(), "versions": versions}
 
 
@@ -347,6 +347,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import suites
 
         return suites.main(argv[1:])
+    if argv[:1] == ["quality"]:  # the spread of quality between training runs (bench/quality.py)
+        from . import quality
+
+        return quality.main(argv[1:])
     bench = Bench(parse_arguments(argv), argv)
     data, table = bench.run()
     print(table.read_text())

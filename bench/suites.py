@@ -29,6 +29,8 @@ from typing import Any
 
 from pytest_energy.sources.modelled import cpu_model
 
+from . import slug
+
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET_SECONDS = 600.0  # issue 14.8: the bundled suites within 10 minutes on the 2-core CPU machine
 
@@ -88,7 +90,7 @@ def result_name(date: str, device: str, pytest_args: list[str]) -> str:
     for flag, value in zip(pytest_args, pytest_args[1:]):
         if flag == "-m":
             parts += ["m", value]
-    return "suites-" + "-".join(re.sub(r"[^a-z0-9]+", "-", part.lower()).strip("-") for part in parts)
+    return "suites-" + "-".join(slug(part) for part in parts)
 
 
 def markdown(data: dict[str, Any]) -> str:
