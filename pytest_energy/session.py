@@ -22,6 +22,7 @@ from . import budget as budgets
 from . import handover, reference
 from .carbon import resolve_carbon
 from .config import Settings, is_database_url, path_setting, store_setting
+from .conditions import throttled_line
 from .context import VERDICT_KEYS, Block, Pending, TestContext, record_outcome
 from .fingerprint import fingerprint, git_branch, git_commit
 from .meter import BOUNDARY, END, START, Measured, Meter, Taken
@@ -91,12 +92,16 @@ class EnergySession:
             self.notes += found.notes
             meter = Meter(found.channels)
             self.idle_watts = meter.start(self.settings.idle_seconds)
-            self.notes += meter.notes
+            self._take_notes(meter)
             self.fingerprint = fingerprint(found.channels)
             self.update_fingerprint(self.fingerprint)
             self._meter = meter
             self.reference_joules = reference.measure(meter)
         return self._meter
+
+    def _take_notes(self, meter: Meter) -> None:
+        """The meter's new lines (an idle window not measured, a cooldown target missed) as session notes."""
+        self.notes += [note for note in meter.notes if note not in self.notes]
 
     def measure_call(
         self,
@@ -128,6 +133,8 @@ class EnergySession:
         except BaseException as error:  # a timeout or failure inside: record that it did not finish
             self._keep(context, label, unit, "call", Taken([], []), stopped=_one_line(error))
             raise
+        finally:
+            self._take_notes(meter)  # a cooldown that missed its target says so once
         self._keep(context, label, unit, "call", taken)
         return taken.result
 
@@ -135,6 +142,7 @@ class EnergySession:
     def measure_block(self, context: TestContext, block: Block, *, label: str, unit: str) -> Iterator[None]:
         meter = self.meter()
         cooled = meter.cool_down(context.settings.cooldown)
+        self._take_notes(meter)
         start = meter.edge(START)
         try:
             yield
@@ -292,6 +300,9 @@ class EnergySession:
         """Judge, store and report; return the session's exit status with the gate's decision in it
         (1 where the tests passed and the gate failed), the one the JSON and history also hold."""
         records = self.records()
+        throttled = throttled_line({r.name: [c.conditions for c in r.components] for r in records})
+        if throttled and throttled not in self.notes:  # in the terminal, not only in each record's JSON
+            self.notes.append(throttled)
         run_info = self.run_info(exitstatus)
         lost = self.inbox.lost()
         if not records and not lost:
