@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 from .config import MAX_MIN_EFFECT, Settings
 from .gate import energy_values
 from .meter import Meter
-from .project import Project, ProjectError, pyproject_target, write_ini_options
+from .project import Project, ProjectError, overriding, pyproject_target, write_ini_options
 from .reference import reference_workload
 from .simulation import NoiseModel, Simulated, Target, simulate
 from .units import percent
@@ -358,8 +358,9 @@ def render(result: Calibration, windows: Sequence[float], console: Any) -> None:
 
 def main(settings: Settings, project: Project, *, seconds: float, windows: Sequence[float], target: Target,
          trials: int, seed: int, write: bool) -> int:
-    """Calibrate, print, and with ``write`` set the keys in pyproject.toml. 0, :data:`UNMET_EXIT` when
-    the target is not met (nothing written), 2 when nothing can be measured or the file cannot be edited."""
+    """Calibrate, print, and with ``write`` set the keys in pyproject.toml (warning where the project's
+    ``addopts`` or the environment overrides them). 0, :data:`UNMET_EXIT` when the target is not met
+    (nothing written), 2 when nothing can be measured or the file cannot be edited (read-only, say)."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -392,4 +393,6 @@ def main(settings: Settings, project: Project, *, seconds: float, windows: Seque
         except (ProjectError, OSError) as error:
             print(str(error), file=sys.stderr)
             return 2
+        for line in overriding(project, result.ini_values()):
+            print(line, file=sys.stderr)
     return 0

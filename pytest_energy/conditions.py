@@ -6,14 +6,15 @@ every window edge (on a thread of its own, off the measured thread) and a record
 them as ``{"start": {...}, "end": {...}, "throttled_windows": N, "throttling": [reasons]}`` (and
 ``"cooldown"`` where ``--energy-cooldown`` waited before it); this module says what they mean:
 which throttle reasons are heat or power (:data:`THROTTLING`), how a component's conditions read
-(:func:`describe`), and how they differ from a baseline's (:func:`difference`).
+(:func:`describe`), how they differ from a baseline's (:func:`difference`), and the session's one
+line on the measurements that throttled (:func:`throttled_line`).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 #: Throttle reasons (NVML's clock event reasons, as the sources name them) that mean heat or a power
 #: cap held the clocks down, as opposed to idling or a clock setting.
@@ -28,6 +29,30 @@ _COOLDOWN = re.compile(r"\s*(\d+(?:\.\d*)?)\s*([cs])\s*", re.IGNORECASE)
 def throttling(state: Mapping[str, Any]) -> list[str]:
     """The heat or power reasons among one reading's ``throttle_reasons``, sorted."""
     return sorted(THROTTLING.intersection(state.get("throttle_reasons") or ()))
+
+
+#: Measurements named in the session's throttling line; the JSON has every one.
+THROTTLED_NAMES_SHOWN = 5
+
+
+def throttled_line(measurements: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    """The session's one line on throttling, from each measurement's components' conditions (name ->
+    conditions): "thermal or power throttling (sw_power_cap) in 4 window(s) of 2 measurement(s): a, b;
+    ..."; "" where no window throttled."""
+    names, windows, reasons = [], 0, set()
+    for name, components in measurements.items():
+        throttled = [c for c in components if c.get("throttled_windows")]
+        if throttled:
+            names.append(name)
+            windows += sum(c["throttled_windows"] for c in throttled)
+            reasons.update(reason for c in throttled for reason in c.get("throttling") or ())
+    if not names:
+        return ""
+    listed = ", ".join(names[:THROTTLED_NAMES_SHOWN]) + (
+        f" and {len(names) - THROTTLED_NAMES_SHOWN} more" if len(names) > THROTTLED_NAMES_SHOWN else "")
+    return (f"thermal or power throttling ({', '.join(sorted(reasons))}) in {windows} window(s) of {len(names)} "
+            f"measurement(s): {listed}; their energy was taken below the GPU's clocks (each record's conditions "
+            "say where)")
 
 
 def parse_cooldown(text: str) -> tuple[float, str]:

@@ -183,7 +183,7 @@ OPTIONS: tuple[Option, ...] = (
            "(0: off); they are never judged unless marked"),
     Option("cooldown", _cooldown, None, f"a temperature such as 45C (at most 120) or seconds such as 5s "
            f"(at most {MAX_SECONDS:g})", "before each measurement wait until the GPUs are at or below this "
-           "temperature, or idle this long (at most 120 s more, else a note)"),
+           "temperature, or idle this long (at most 120 s more; after a miss, no more waiting that session)"),
     # Baselines and the gate.
     Option("baselines", _output, "baselines", "a folder path", "folder of stored baselines"),
     Option("update_baselines", _boolean, False, "true or false",

@@ -642,20 +642,31 @@ def unjudged(error: Exception, settings: Settings, rootdir: Path) -> Judgement:
     return Judgement(baseline_set=settings.baseline_set, gate_failed=failing, summary=[line], rootdir=str(rootdir))
 
 
-def _write_baselines(records: list[Record], judgement: Judgement, settings: Settings, run_info: RunInfo) -> list[str]:
+@dataclasses.dataclass
+class BaselineUpdate:
+    """What ``--energy-update-baselines`` did: the lines to show, and whether an update it was asked for
+    could not be written, in all or in part (the folder not writable, a file refused), which the
+    session turns into a failing exit status."""
+
+    lines: list[str] = dataclasses.field(default_factory=list)
+    failed: bool = False
+
+
+def _write_baselines(records: list[Record], judgement: Judgement, settings: Settings,
+                     run_info: RunInfo) -> BaselineUpdate:
     """Refresh the baseline set from this run, the way ``--snapshot-update`` refreshes snapshots.
 
     Each part of an entry is written only where its verdicts are not all unchanged (no churn in git):
     the hardware-independent part (model, work, quality) and each device kind's energy on their own,
     so this runner's refresh keeps another runner's device kinds as they are."""
     if run_info.exitstatus == INTERRUPTED:
-        return ["pytest-energy: the run was interrupted; baselines not updated"]
+        return BaselineUpdate(["pytest-energy: the run was interrupted; baselines not updated"])
     fingerprint_id = judgement.fingerprint_id or str(run_info.fingerprint.get("id") or "")
     if not fingerprint_id:
-        return ["pytest-energy: no hardware fingerprint for this run; baselines not updated"]
+        return BaselineUpdate(["pytest-energy: no hardware fingerprint for this run; baselines not updated"])
     root = path_setting(settings.baselines, judgement.rootdir)
     if root is None:
-        return ["pytest-energy: --energy-baselines is none: baselines not updated"]
+        return BaselineUpdate(["pytest-energy: --energy-baselines is none: baselines not updated"])
     folder = store.set_folder(root, settings.baseline_set)
     statuses: dict[tuple[str, str], set[Status]] = {}
     for verdict in judgement.verdicts:
@@ -705,7 +716,7 @@ def _write_baselines(records: list[Record], judgement: Judgement, settings: Sett
         lines.append(f"pytest-energy: {len(unused)} baselines in {folder} no test used in this run "
                      "(delete their entries if the tests are gone):")
         lines += [f"  unused    {name}  ({loaded.baselines[name].path})" for name in unused]
-    return lines
+    return BaselineUpdate(lines, failed=bool(result.refused))
 
 
 def _refreshed(judgement: Judgement, written: set[str], settings: Settings) -> set[str]:
@@ -739,19 +750,21 @@ def persist(records: list[Record], judgement: Judgement, settings: Settings, run
 
     Returns lines for the terminal. Each store fails on its own, in one line, without stopping the other.
     """
-    return update_baselines(records, judgement, settings, run_info) + append_history(records, judgement, settings,
-                                                                                     run_info)
+    return (update_baselines(records, judgement, settings, run_info).lines
+            + append_history(records, judgement, settings, run_info))
 
 
-def update_baselines(records: list[Record], judgement: Judgement, settings: Settings, run_info: RunInfo) -> list[str]:
+def update_baselines(records: list[Record], judgement: Judgement, settings: Settings,
+                     run_info: RunInfo) -> BaselineUpdate:
     """With ``--energy-update-baselines``, refresh the set from this run; the gate is decided again for
-    the regressions it rewrote, so the exit status is read from the judgement after this. Never raises."""
+    the regressions it rewrote, so the exit status is read from the judgement after this. Never raises:
+    an update that could not be written is one line and ``failed``."""
     if not settings.update_baselines:
-        return []
+        return BaselineUpdate()
     try:
         return _write_baselines(records, judgement, settings, run_info)
     except Exception as error:  # never at the cost of the history row
-        return [f"pytest-energy: could not update baselines: {_describe(error)}"]
+        return BaselineUpdate([f"pytest-energy: could not update baselines: {_describe(error)}"], failed=True)
 
 
 def append_history(records: list[Record], judgement: Judgement, settings: Settings, run_info: RunInfo) -> list[str]:

@@ -34,7 +34,9 @@ Devices that report conditions (GPUs: temperature, SM clock, power limit, thrott
 them read at every edge by a thread of their own, so the measured thread only queues the request; a
 window with thermal or power throttling at an edge gets a note (:mod:`pytest_energy.conditions`).
 An optional cooldown (``--energy-cooldown``) waits before a measurement's warm-up until the GPUs are
-at or below a temperature, or have idled for a time, with a timeout and a note when not reached.
+at or below a temperature, or have idled for a time, with a timeout and a note when not reached;
+after the first miss no later measurement of the session waits (a GPU that stays hot would make
+every one wait the whole timeout), which the session says once.
 """
 
 from __future__ import annotations
@@ -371,15 +373,22 @@ class Measured:
 class Meter:
     """Measures windows on a fixed set of channels; one per session (per xdist worker)."""
 
-    def __init__(self, channels: list[Channel], synchronize: Callable[[], None] = cuda_synchronize) -> None:
+    def __init__(self, channels: list[Channel], synchronize: Callable[[], None] = cuda_synchronize, *,
+                 clock: Callable[[], float] = time.perf_counter,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        """``clock`` and ``sleep`` are what a cooldown waits with (a test's fake clock: no real wait)."""
         self.channels = channels
         self.synchronize = synchronize
+        self.clock = clock
+        self.sleep = sleep
+        self.cooldowns_missed: dict[str, Cooldown] = {}  # target -> the session's first cooldown that missed it
         self.idle_watts: dict[str, float] = {c.device: 0.0 for c in channels}
         self.periods: dict[str, float] = {}
         self._pollers: dict[str, TickPoller] = {}
         self._conditions: ConditionsReader | None = None
         self._started = False
-        #: One line per problem of the session's set-up (an idle window that could not be measured).
+        #: One line per problem of the session (an idle window that could not be measured, a cooldown
+        #: target missed); the session takes them as its notes.
         self.notes: list[str] = []
 
     # -- session set-up -------------------------------------------------------------------------
@@ -457,16 +466,20 @@ class Meter:
     def cool_down(self, target: str | None) -> Cooldown | None:
         """Wait until every device reporting its temperature is at or below ``target`` ("45C"), or
         until every device reporting its power has idled for ``target`` seconds in a row ("5s"); at
-        most :data:`COOLDOWN_TIMEOUT_SECONDS` beyond that. None: no cooldown asked, or no device
-        reports its conditions (no GPU: nothing to cool)."""
+        most :data:`COOLDOWN_TIMEOUT_SECONDS` beyond that. After the session's first miss of a target
+        no cooldown to it waits: each reads the devices once (reached where they are at the
+        temperature now), and the miss is one line in :attr:`notes`. None: no cooldown asked, or no
+        device reports its conditions (no GPU: nothing to cool)."""
         if not target or self._conditions is None:
             return None
         value, unit = parse_cooldown(target)
-        began = time.perf_counter()
-        deadline = began + COOLDOWN_TIMEOUT_SECONDS + (value if unit == "s" else 0.0)
+        waiting = target not in self.cooldowns_missed
+        limit = COOLDOWN_TIMEOUT_SECONDS + (value if unit == "s" else 0.0)
+        began = self.clock()
+        deadline = began + (limit if waiting else 0.0)
         calm_since: float | None = None  # the first reading of the current calm spell
         while True:
-            now = time.perf_counter()
+            now = self.clock()
             far = self._hot(value) if unit == "C" else self._busy()
             if far:
                 calm_since = None
@@ -475,9 +488,16 @@ class Meter:
             if calm_since is not None and (unit == "C" or now - calm_since >= value):
                 return Cooldown(target, now - began, True)
             if now >= deadline:
-                return Cooldown(target, now - began, False,
-                                ", ".join(far) or f"idle only {now - (calm_since or now):.3g} s at the end")
-            time.sleep(COOLDOWN_POLL_SECONDS)
+                break
+            self.sleep(COOLDOWN_POLL_SECONDS)
+        detail = ", ".join(far) or f"idle only {now - (calm_since or now):.3g} s at the end"
+        if not waiting:
+            return Cooldown(target, now - began, False,
+                            f"{detail}; not waited for, as the target was missed earlier this session")
+        missed = self.cooldowns_missed[target] = Cooldown(target, now - began, False, detail)
+        self.notes.append(f"cooldown to {target} not reached within {limit:g} s ({detail}): later measurements "
+                          "this session do not wait for it (their records say where the GPUs were)")
+        return missed
 
     def _hot(self, limit: float) -> list[str]:
         """Devices warmer than ``limit`` degC, as "gpu:0 at 52 degC"."""

@@ -247,7 +247,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     final = energy.finish(session.exitstatus)  # the gate's failure included, as the JSON says
     if final != session.exitstatus:
-        session.exitstatus = pytest.ExitCode(final)
+        # An int: pytest returns a status that is none of its own codes (session.WRITE_FAILED) as it is.
+        session.exitstatus = final
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

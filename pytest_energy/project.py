@@ -12,10 +12,12 @@ from __future__ import annotations
 import inspect
 import os
 import re
+import shlex
+import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 from .config import BY_NAME, Settings, resolve
 
@@ -88,9 +90,24 @@ def _toml_value(value: Any) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _refuse_read_only(path: Path) -> None:
+    """Raise :class:`ProjectError` where ``path`` (through a link: its target) is a file without write
+    permission: its mode says so even to root, who could replace it."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise ProjectError(f"pytest-energy: cannot read {path}: {error}") from None
+    if not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) or not os.access(path, os.W_OK):
+        raise ProjectError(f"pytest-energy: {path} is read-only; nothing written: make it writable "
+                           f"(chmod u+w {path}) or add the energy_* settings to [tool.pytest.ini_options] by hand")
+
+
 def pyproject_target(project: Project) -> Path:
     """The pyproject.toml that ``calibrate --write`` changes: the one pytest reads, else a new one in
-    the starting folder. Raises :class:`ProjectError` where pytest would not read what is written there."""
+    the starting folder. Raises :class:`ProjectError` where pytest would not read what is written there,
+    or where the file is read-only."""
     if project.inifile is None:
         return project.start / "pyproject.toml"
     if project.inifile.name != "pyproject.toml":
@@ -105,7 +122,23 @@ def pyproject_target(project: Project) -> Path:
         raise ProjectError(
             f"pytest-energy: {project.inifile} configures pytest in [tool.pytest] (native TOML), which pytest "
             "does not allow beside [tool.pytest.ini_options]: add the energy_* settings to [tool.pytest]")
+    _refuse_read_only(project.inifile)
     return project.inifile
+
+
+def _trailing_comment(value_text: str) -> str:
+    """The comment after a one-line TOML value, with the spaces before it ("" where there is none):
+    ``value_text`` is what follows the ``=`` of a key's line. A ``#`` inside a string is not one: the
+    comment starts at the first ``#`` before which the text parses as a value."""
+    for index, char in enumerate(value_text):
+        if char != "#":
+            continue
+        try:
+            tomllib.loads("value =" + value_text[:index])
+        except tomllib.TOMLDecodeError:
+            continue
+        return value_text[len(value_text[:index].rstrip()):]
+    return ""
 
 
 def write_ini_options(path: Path, values: dict[str, Any]) -> str:
@@ -113,10 +146,13 @@ def write_ini_options(path: Path, values: dict[str, Any]) -> str:
     line replaced where it exists, added at the end of the table otherwise, the table added at the
     end of the file where there is none; every other byte of the file stays as it was.
 
-    The result is parsed back before it is written: where the other settings would not read exactly
-    as before (a layout this line editor does not handle), nothing is written and
-    :class:`ProjectError` says so. Returns what was done, in one line.
+    A replaced line keeps its trailing comment; a symlinked file is written through the link (its
+    target changes, the link stays); a read-only file is refused. The result is parsed back before it
+    is written: where the other settings would not read exactly as before (a layout this line editor
+    does not handle), nothing is written and :class:`ProjectError` says so. Returns what was done, in
+    one line.
     """
+    _refuse_read_only(path)
     try:
         original = path.read_bytes().decode("utf-8") if path.exists() else ""  # \r\n kept as it is
         before = tomllib.loads(original)
@@ -144,8 +180,9 @@ def write_ini_options(path: Path, values: dict[str, Any]) -> str:
             match = re.match(r"^(\s*)([A-Za-z0-9_]+)\s*=", lines[index])
             if match and match.group(2) in pending:
                 name = match.group(2)
-                ending = lines[index][len(lines[index].rstrip("\r\n")):]
-                lines[index] = f"{match.group(1)}{name} = {_toml_value(pending.pop(name))}{ending}"
+                text = lines[index].rstrip("\r\n")
+                ending, comment = lines[index][len(text):], _trailing_comment(text[match.end():])
+                lines[index] = f"{match.group(1)}{name} = {_toml_value(pending.pop(name))}{comment}{ending}"
                 replaced.append(name)
         last = max((i for i in range(header, end) if lines[i].strip() and not lines[i].lstrip().startswith("#")),
                    default=header)
@@ -160,8 +197,45 @@ def write_ini_options(path: Path, values: dict[str, Any]) -> str:
     _check(path, before, updated, values)
     from .locking import atomic_write_text
 
-    atomic_write_text(path, updated)
+    try:  # through a symlink: replacing the link itself would leave its target with the old values
+        atomic_write_text(path.resolve() if path.is_symlink() else path, updated)
+    except OSError as error:
+        raise ProjectError(f"pytest-energy: cannot write {path}: {error}; nothing written") from None
     return action
+
+
+def _given(arguments: list[str], option: str) -> str:
+    """``option`` as the last of ``arguments`` that gives it ("--energy-rounds=3" or "--energy-rounds 3");
+    "" where none does."""
+    given = ""
+    for argument, following in zip(arguments, [*arguments[1:], ""]):
+        if argument == option:
+            given = f"{argument} {following}".strip()
+        elif argument.startswith(option + "="):
+            given = argument
+    return given
+
+
+def overriding(project: Project, names: Iterable[str], environ: Mapping[str, str] | None = None) -> list[str]:
+    """Where a pytest run in ``project`` would not use the ini values of ``names`` (``energy_rounds``...):
+    the option given in the ini file's ``addopts`` or in ``PYTEST_ADDOPTS`` (the command line comes
+    before the ini file), or its ``PYTEST_ENERGY_*`` variable set. One warning line each."""
+    environ = os.environ if environ is None else environ
+    addopts = project.ini("addopts") or ""
+    sources = [(f"addopts in {project.inifile}", shlex.split(addopts) if isinstance(addopts, str) else list(addopts)),
+               ("PYTEST_ADDOPTS", shlex.split(environ.get("PYTEST_ADDOPTS", "")))]
+    lines = []
+    for name in names:
+        option = BY_NAME[name.removeprefix("energy_")]
+        for where, arguments in sources:
+            given = _given(arguments, option.cli)
+            if given:
+                lines.append(f"pytest-energy: warning: {where} has {given}, which overrides the {name} just written: "
+                             "remove it there")
+        if environ.get(option.env):
+            lines.append(f"pytest-energy: warning: {option.env}={environ[option.env]} in the environment overrides "
+                         f"the {name} just written: unset it")
+    return lines
 
 
 def _check(path: Path, before: dict[str, Any], updated: str, values: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator
 from . import budget as budgets
 from . import handover, reference
 from .carbon import resolve_carbon
+from .conditions import throttled_line
 from .config import Settings, hidden_secrets, is_database_url, path_setting, store_setting
 from .context import VERDICT_KEYS, Block, Pending, TestContext, record_outcome
 from .fingerprint import fingerprint, git_branch, git_commit
@@ -31,6 +32,12 @@ from .top import FORM as TOP_FORM
 from .top import TopTests
 
 NOTHING_MEASURED = "pytest-energy: no test measured energy (use the `energy` fixture)"
+#: The exit status of a run whose tests passed and whose gate did not fail, but where an output it was
+#: configured to write (the energy JSON, the report files) or a baseline update it was asked for could
+#: not be written: EX_IOERR of sysexits.h, apart from pytest's own 0-5, so a job never turns green
+#: without the artifact the next step needs. A run that fails anyway keeps its own status (1 for a
+#: failed gate, as documented).
+WRITE_FAILED = 74
 
 
 def _one_line(error: BaseException) -> str:
@@ -69,6 +76,8 @@ class EnergySession:
         self.inbox = handover.Inbox()  # controller: what the xdist workers sent
         self.outbox = handover.Outbox()  # worker: what went to the controller
         self.output_lines: list[str] = []
+        self.unwritten: list[str] = []  # outputs that could not be written: the run exits WRITE_FAILED
+        self._failed_stages: set[str] = set()  # each stage's failure is said once
         self.judgement: Any = None
         self.report: Any = None
         self._meter: Meter | None = None
@@ -91,12 +100,16 @@ class EnergySession:
             self.notes += found.notes
             meter = Meter(found.channels)
             self.idle_watts = meter.start(self.settings.idle_seconds)
-            self.notes += meter.notes
+            self._take_notes(meter)
             self.fingerprint = fingerprint(found.channels)
             self.update_fingerprint(self.fingerprint)
             self._meter = meter
             self.reference_joules = reference.measure(meter)
         return self._meter
+
+    def _take_notes(self, meter: Meter) -> None:
+        """The meter's new lines (an idle window not measured, a cooldown target missed) as session notes."""
+        self.notes += [note for note in meter.notes if note not in self.notes]
 
     def measure_call(
         self,
@@ -128,6 +141,8 @@ class EnergySession:
         except BaseException as error:  # a timeout or failure inside: record that it did not finish
             self._keep(context, label, unit, "call", Taken([], []), stopped=_one_line(error))
             raise
+        finally:
+            self._take_notes(meter)  # a cooldown that missed its target says so once
         self._keep(context, label, unit, "call", taken)
         return taken.result
 
@@ -135,6 +150,7 @@ class EnergySession:
     def measure_block(self, context: TestContext, block: Block, *, label: str, unit: str) -> Iterator[None]:
         meter = self.meter()
         cooled = meter.cool_down(context.settings.cooldown)
+        self._take_notes(meter)
         start = meter.edge(START)
         try:
             yield
@@ -290,16 +306,20 @@ class EnergySession:
 
     def finish(self, exitstatus: int) -> int:
         """Judge, store and report; return the session's exit status with the gate's decision in it
-        (1 where the tests passed and the gate failed), the one the JSON and history also hold."""
+        (1 where the tests passed and the gate failed) and the outputs' (:data:`WRITE_FAILED` where
+        they passed and an output could not be written), the one the JSON and history also hold."""
         records = self.records()
+        throttled = throttled_line({r.name: [c.conditions for c in r.components] for r in records})
+        if throttled and throttled not in self.notes:  # in the terminal, not only in each record's JSON
+            self.notes.append(throttled)
         run_info = self.run_info(exitstatus)
         lost = self.inbox.lost()
         if not records and not lost:
             self._stage("the energy JSON", lambda: self._write_json(
-                records, run_info, {"outcome": "nothing measured", "head": NOTHING_MEASURED}))
+                records, run_info, {"outcome": "nothing measured", "head": NOTHING_MEASURED}), output=True)
             if self.top is None:  # with --energy-top every test measured, though none is judged
                 self.output_lines.append(NOTHING_MEASURED)
-            return exitstatus
+            return self._closing(exitstatus)
         # First, so the records survive whatever a later stage meets; rewritten once judged.
         self._stage("the energy JSON", lambda: self._write_json(records, run_info, {
             "outcome": "pending", "head": "pytest-energy gate pending: the session ended before the gate judged"}, announce=False))
@@ -314,28 +334,65 @@ class EnergySession:
             gate.fail_incomplete(self.judgement, lost)
         gate.account_for_exit(self.judgement, exitstatus, self.settings)
         # Before the exit status: an update run passes for the regressions whose baselines it rewrote.
-        self._stage("the baselines", lambda: self.output_lines.extend(
-            gate.update_baselines(records, self.judgement, self.settings, run_info)))
+        self._stage("the baselines", lambda: self._update_baselines(records, run_info), output=True)
         if self.judgement.gate_failed and exitstatus == 0:
             run_info.exitstatus = 1
-        self._stage("the energy JSON", lambda: self._write_json(records, run_info, self.judgement.document(
-            {r.name: r.outcome or "no outcome" for r in records if not r.judgeable})))
+        run_info.exitstatus = self._exit_status(run_info.exitstatus)
+        gate_document = self.judgement.document({r.name: r.outcome or "no outcome" for r in records if not r.judgeable})
+        self._stage("the energy JSON", lambda: self._write_json(records, run_info, gate_document), output=True)
+        run_info.exitstatus = self._exit_status(run_info.exitstatus)  # the history row holds it too
         self._stage("the history", lambda: self.output_lines.extend(
             gate.append_history(records, self.judgement, self.settings, run_info)))
         history_at = store_setting(self.settings.history, self.rootpath)
         history = History(history_at) if history_at and (is_database_url(history_at) or history_at.exists()) else None
+        # A report that cannot be built leaves every report file configured unwritten.
+        files = any(output.path(self.settings, self.rootpath) is not None for output in report.OUTPUTS)
         self._stage("the report", lambda: setattr(
-            self, "report", report.build_report(records, self.judgement, run_info, history)))
+            self, "report", report.build_report(records, self.judgement, run_info, history)), output=files)
         if self.report is not None:
             self._stage("the report files", lambda: self.output_lines.extend(
-                report.write_outputs(self.report, self.settings)))
-        return run_info.exitstatus
+                report.write_outputs(self.report, self.settings)), output=True)
+        final = self._exit_status(run_info.exitstatus)
+        if final != run_info.exitstatus:  # a report file failed after the JSON was written: it says so too
+            run_info.exitstatus = final
+            if "the energy JSON" not in self.unwritten:
+                self._stage("the energy JSON", lambda: self._write_json(records, run_info, gate_document,
+                                                                        announce=False), output=True)
+        return self._closing(final)
 
-    def _stage(self, what: str, action: Callable[[], Any]) -> None:
+    def _update_baselines(self, records: list[Record], run_info: RunInfo) -> None:
+        from . import gate
+
+        update = gate.update_baselines(records, self.judgement, self.settings, run_info)
+        self.output_lines.extend(update.lines)
+        if update.failed and "the baselines" not in self.unwritten:
+            self.unwritten.append("the baselines")
+
+    def _exit_status(self, status: int) -> int:
+        """``status``, or :data:`WRITE_FAILED` where it is 0 and an output could not be written."""
+        return WRITE_FAILED if status == 0 and self.unwritten else status
+
+    def _closing(self, status: int) -> int:
+        """The session's final exit status; where the outputs alone make it fail, the line saying so,
+        after the lines of the stages."""
+        final = self._exit_status(status)
+        if final == WRITE_FAILED and self.unwritten:
+            self.output_lines.append(f"pytest-energy: exit {WRITE_FAILED}: {' and '.join(self.unwritten)} could not "
+                                     "be written (see above), so the run fails though its tests passed")
+        return final
+
+    def _stage(self, what: str, action: Callable[[], Any], *, output: bool = False) -> None:
+        """Run one stage; an error is one line (once per stage) and the remaining stages still run.
+        ``output``: the stage writes something the run was configured or asked to write, so its
+        failure makes the run exit :data:`WRITE_FAILED`."""
         try:
             action()
-        except Exception as error:  # one line, and the remaining stages still run
-            self.output_lines.append(f"pytest-energy: could not write {what}: {type(error).__name__}: {error}")
+        except Exception as error:
+            if what not in self._failed_stages:
+                self.output_lines.append(f"pytest-energy: could not write {what}: {type(error).__name__}: {error}")
+                self._failed_stages.add(what)
+            if output and what not in self.unwritten:
+                self.unwritten.append(what)
 
     def _write_json(self, records: list[Record], run_info: RunInfo, gate: dict[str, Any], announce: bool = True) -> None:
         path = path_setting(self.settings.json, self.rootpath)

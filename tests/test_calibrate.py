@@ -187,6 +187,66 @@ def test_write_refuses_what_pytest_would_not_read_or_it_cannot_edit_safely(proje
     assert (project / "pyproject.toml").read_text() == inline
 
 
+def test_write_goes_through_a_symlink_and_keeps_the_comment_of_a_line_it_rewrites(tmp_path: Path):
+    shared = tmp_path / "shared" / "pyproject.toml"
+    shared.parent.mkdir()
+    shared.write_text('[tool.pytest.ini_options]\nenergy_rounds = "17"  # 17: the last calibration\n'
+                      'energy_json = "out#1.json"# a # in the string is no comment\n')
+    link = tmp_path / "pyproject.toml"
+    link.symlink_to(shared)
+    write_ini_options(link, {"energy_rounds": 7, "energy_json": "out.json"})
+    assert link.is_symlink() and link.resolve() == shared  # the link stays, its target has the new values
+    assert shared.read_text() == ('[tool.pytest.ini_options]\nenergy_rounds = 7  # 17: the last calibration\n'
+                                  'energy_json = "out.json"# a # in the string is no comment\n')
+    assert not list(shared.parent.glob(".pyproject.toml.*")) and not list(tmp_path.glob(".pyproject.toml.*"))
+
+
+def test_a_read_only_pyproject_is_refused_in_one_line_before_measuring(project: Path, capsys):
+    path = project / "pyproject.toml"
+    path.write_text(PYPROJECT)
+    path.chmod(0o444)  # read-only by its mode; root could still replace it, so the mode is what is checked
+    expected = (f"pytest-energy: {path} is read-only; nothing written: make it writable (chmod u+w {path}) or add "
+                "the energy_* settings to [tool.pytest.ini_options] by hand")
+    with pytest.raises(ProjectError) as refused:
+        write_ini_options(path, {"energy_rounds": 7})
+    assert str(refused.value) == expected
+    with pytest.raises(ProjectError, match="is read-only"):
+        pyproject_target(find_project())
+    assert cli.main(["calibrate", "--write", "--seconds", "1"]) == 2  # refused before any measuring
+    assert capsys.readouterr().err == expected + "\n"
+    assert path.read_text() == PYPROJECT
+
+
+def test_calibrate_write_warns_where_addopts_or_the_environment_overrides_it(project: Path, capsys,
+                                                                              monkeypatch: pytest.MonkeyPatch):
+    path = project / "pyproject.toml"
+    path.write_text(PYPROJECT.replace('testpaths = ["tests"]\n',
+                                      'testpaths = ["tests"]\naddopts = "-p no:cacheprovider --energy-rounds=3"\n'))
+    monkeypatch.setenv("PYTEST_ADDOPTS", "--energy-min-window 2")
+    monkeypatch.setenv("PYTEST_ENERGY_MIN_EFFECT", "0.2")
+    choice = calibrate.Choice(rounds=7, min_window=0.5, min_effect=0.012, effect=0.03, false_alarms=0.005,
+                              detection=0.97)
+    monkeypatch.setattr(calibrate, "calibrate", lambda *args, **kwargs: calibrate.Calibration(
+        Target(), [], {}, trials=100, seconds=1.0, choice=choice))
+    assert cli.main(["calibrate", "--write", "--seconds", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert f"updated energy_rounds and added energy_min_window, energy_min_effect in [tool.pytest.ini_options] " \
+           f"of {path}" in out
+    assert [line for line in err.splitlines() if line.startswith("pytest-energy")] == [  # after the progress bar
+        f"pytest-energy: warning: addopts in {path} has --energy-rounds=3, which overrides the energy_rounds just "
+        "written: remove it there",
+        "pytest-energy: warning: PYTEST_ADDOPTS has --energy-min-window 2, which overrides the energy_min_window just "
+        "written: remove it there",
+        "pytest-energy: warning: PYTEST_ENERGY_MIN_EFFECT=0.2 in the environment overrides the energy_min_effect just "
+        "written: unset it"]
+    # Nothing overrides them: no warning.
+    monkeypatch.delenv("PYTEST_ADDOPTS")
+    monkeypatch.delenv("PYTEST_ENERGY_MIN_EFFECT")
+    path.write_text(PYPROJECT)
+    assert cli.main(["calibrate", "--write", "--seconds", "1"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
 # -- end to end ------------------------------------------------------------------------------------------
 ARGS = ["--seconds", "5", "--windows", "0.05,0.1", "--trials", "200", "--idle-seconds", "0.05",
         "--effect", "2", "--max-false-alarms", "0.05", "--min-detection", "0.8"]

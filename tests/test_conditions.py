@@ -19,7 +19,7 @@ from pytest_energy.gate import judge
 from pytest_energy.meter import Meter
 from pytest_energy.report import build_report, html
 from pytest_energy.sources import nvml
-from pytest_energy.testing import FakeGpu, install_fake_nvml
+from pytest_energy.testing import FakeClock, FakeGpu, install_fake_nvml
 from pytest_energy.testing.nvml import HW_THERMAL_SLOWDOWN, SW_POWER_CAP
 
 
@@ -144,6 +144,38 @@ def test_an_idle_cooldown_waits_for_idle_power_that_long(monkeypatch):
         measuring.close()
 
 
+def test_after_the_first_miss_no_cooldown_waits_and_the_miss_is_said_once(monkeypatch):
+    """A GPU that stays at 80 degC under --energy-cooldown 45C: the first measurement waits the whole
+    120 s (on a fake clock), the next 19 read the GPU once and go on; one line says so."""
+    temperature = [80.0]
+    install_fake_nvml(monkeypatch, [FakeGpu(power=80.0, temperature_c=lambda t: temperature[0])])
+    clock = FakeClock()
+    poll = 2 * meter.COOLDOWN_POLL_SECONDS  # the wait ends at the first reading past its deadline
+    measuring = Meter(nvml.open_channels(None).channels, synchronize=lambda: None, clock=clock, sleep=clock.advance)
+    measuring.start(idle_seconds=0.2)
+    try:
+        first = measuring.cool_down("45C")
+        assert meter.COOLDOWN_TIMEOUT_SECONDS == 120.0 and clock() == pytest.approx(120.0, abs=poll)
+        waited = clock()
+        later = [measuring.cool_down("45C") for _ in range(19)]
+        assert clock() == waited  # not 20 x 120 s: the suite goes on at once
+        assert first is not None and not first.reached and first.detail == "gpu:0 at 80 degC"
+        assert all(c is not None and not c.reached and c.waited_seconds == 0.0 for c in later)
+        assert later[0].detail == "gpu:0 at 80 degC; not waited for, as the target was missed earlier this session"
+        assert measuring.notes == ["cooldown to 45C not reached within 120 s (gpu:0 at 80 degC): later measurements "
+                                   "this session do not wait for it (their records say where the GPUs were)"]
+        # A GPU that has cooled by a later measurement is read as cool, still without waiting.
+        temperature[0] = 44.0
+        cooled = measuring.cool_down("45C")
+        assert cooled is not None and cooled.reached and cooled.waited_seconds == 0.0
+        # Another target has not missed yet: it waits its own timeout once.
+        colder = measuring.cool_down("30C")
+        assert colder is not None and not colder.reached and clock() == pytest.approx(240.0, abs=2 * poll)
+        assert len(measuring.notes) == 2 and measuring.notes[1].startswith("cooldown to 30C not reached within 120 s")
+    finally:
+        measuring.close()
+
+
 def test_no_cooldown_where_nothing_reports_conditions(tmp_path):
     from pytest_energy.sources import detect
 
@@ -260,3 +292,53 @@ def test_the_plugin_keeps_conditions_and_cooldowns_with_the_marker_first(pyteste
     assert "thermal or power throttling (sw_power_cap) at the edges of 2 of 2 window(s)" in cool["note"]
     assert colder["conditions"]["cooldown"]["target"] == "30C" and not colder["conditions"]["cooldown"]["reached"]
     assert "cooldown to 30C not reached in 0.3" in colder["note"] and "(gpu:0 at 40 degC)" in colder["note"]
+
+
+HOT_CONFTEST = """
+import sys
+
+import pytest_energy.meter
+from pytest_energy.testing import FakeGpu, FakeNvmlModule
+
+pytest_energy.meter.COOLDOWN_TIMEOUT_SECONDS = 0.3
+# At 80 degC and held at its power cap the whole time: --energy-cooldown 45C is never reached.
+sys.modules["pynvml"] = FakeNvmlModule([FakeGpu(power=80.0, temperature_c=80.0, throttle_reasons=0x4)])
+"""
+
+HOT_TESTS = """
+import time
+import pytest
+
+@pytest.mark.parametrize("index", range(6))
+def test_hot(energy, index):
+    energy.run(time.sleep, args=(0.02,), rounds=2, min_window=0.1, warmup=0)
+"""
+
+
+@pytest.mark.parametrize("workers", [["-p", "no:xdist"], ["-p", "xdist", "-n", "2"]], ids=["serial", "xdist"])
+def test_a_gpu_that_stays_hot_costs_one_wait_and_says_so_and_its_throttling_once(pytester, monkeypatch, workers):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("COLUMNS", "400")  # the lines are not cut
+    pytester.makeconftest(HOT_CONFTEST)
+    pytester.makepyfile(test_hot=HOT_TESTS)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--energy", "--energy-devices", "gpu",
+                                           "--energy-idle-seconds", "0.2", "--energy-cooldown", "45C",
+                                           "--energy-report", "none", "--energy-json", "out.json", *workers)
+    result.assert_outcomes(passed=6)
+    document = json.loads((pytester.path / "out.json").read_text())
+    cooldowns = [r["components"][0]["conditions"]["cooldown"] for r in document["records"]]
+    waited = sorted((c["waited_seconds"] for c in cooldowns), reverse=True)
+    processes = 1 if "no:xdist" in workers else 2  # each process waits once: its first measurement
+    assert not any(c["reached"] for c in cooldowns)
+    assert all(w >= 0.3 for w in waited[:processes])  # the timeout, once
+    assert all(w < 0.3 for w in waited[processes:])  # one reading each, no wait
+    missed = ("pytest-energy: cooldown to 45C not reached within 0.3 s (gpu:0 at 80 degC): later measurements this "
+              "session do not wait for it (their records say where the GPUs were)")
+    throttled = [line for line in result.outlines if "thermal or power throttling" in line]
+    assert [line for line in result.outlines if "cooldown" in line] == [missed]  # said once, in the terminal
+    shown = ", ".join(f"test_hot.py::test_hot[{index}]" for index in range(5))  # of 6: the JSON has all
+    assert throttled == [f"pytest-energy: thermal or power throttling (sw_power_cap) in 12 window(s) of 6 "
+                         f"measurement(s): {shown} and 1 more; their energy was taken below the GPU's clocks (each "
+                         "record's conditions say where)"]
+    assert missed.removeprefix("pytest-energy: ") in document["session"]["notes"]
+    assert throttled[0].removeprefix("pytest-energy: ") in document["session"]["notes"]

@@ -308,3 +308,98 @@ def test_one(energy, package):
     document = _document(pytester)
     assert document["gate"]["outcome"] == "pending" and document["session"]["exitstatus"] == 0
     assert [r["name"] for r in document["records"]] == ["test_one.py::test_one"]
+
+
+# -- outputs that cannot be written (issue 22, item 9) -----------------------------------------------
+ONE_TEST = '''
+def test_one(energy, package):
+    energy.run(package.spend, args=(1.0,), iterations=1)
+'''
+
+# The disk is full: the OS refuses to write a file's data back (fsync gives ENOSPC, as on a full disk).
+FULL_DISK = '''
+
+import errno
+
+
+def _no_space(descriptor):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+os.fsync = _no_space
+'''
+
+# The baselines folder is on a read-only file system: creating a folder or opening a file there to
+# write (the lock file, the temporary file) fails with EROFS; reading works.
+READ_ONLY_BASELINES = '''
+
+import errno
+
+_BASELINES = str(Path(__file__).parent / "baselines")
+_open, _mkdir = os.open, os.mkdir
+
+
+def _read_only(path):
+    return OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+
+def _open_read_only(path, flags, *args, **kwargs):
+    if str(path).startswith(_BASELINES) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+        raise _read_only(path)
+    return _open(path, flags, *args, **kwargs)
+
+
+def _mkdir_read_only(path, *args, **kwargs):
+    if str(path).startswith(_BASELINES):
+        raise _read_only(path)
+    return _mkdir(path, *args, **kwargs)
+
+
+os.open, os.mkdir = _open_read_only, _mkdir_read_only
+'''
+
+
+def _exit_line(what: str) -> str:
+    return f"pytest-energy: exit 74: {what} could not be written (see above), so the run fails though its tests passed"
+
+
+@pytest.mark.parametrize("fault", ["full disk", "under a file"])
+def test_a_json_that_cannot_be_written_fails_the_run_with_one_line(run, pytester: pytest.Pytester, fault: str) -> None:
+    pytester.makepyfile(test_one=ONE_TEST)
+    if fault == "full disk":
+        pytester.makeconftest(CONFTEST + FULL_DISK)
+        result = run()
+        path = pytester.path / "out.json"
+        cause = "OSError: [Errno 28] No space left on device"
+    else:  # its folder is a file: the OS says so (ENOTDIR / EEXIST), no fake involved
+        (pytester.path / "reports").write_text("a file where the JSON's folder would be\n")
+        result = run("--energy-json", "reports/out.json")
+        path = pytester.path / "reports" / "out.json"
+        cause = "FileExistsError: [Errno 17] File exists"
+    assert result.ret == 74, result.stdout.str()
+    result.assert_outcomes(passed=1)
+    failures = [line for line in result.outlines if "could not write" in line]
+    assert len(failures) == 1 and failures[0].startswith(f"pytest-energy: could not write the energy JSON: {cause}")
+    assert _exit_line("the energy JSON") in result.outlines
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert not path.exists() and not list(pytester.path.glob(".out.json.*"))  # no temporary file left behind
+    [run_row] = History(pytester.path / "reports" / "energy-history.sqlite").runs() if fault == "full disk" else [None]
+    assert run_row is None or run_row.exitstatus == 74  # the history row holds the status the process returns
+
+
+def test_baselines_on_a_read_only_file_system_fail_the_update_run(run, pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_one=ONE_TEST)
+    pytester.makeconftest(CONFTEST + READ_ONLY_BASELINES)
+    result = run("--energy-update-baselines")
+    assert result.ret == 74, result.stdout.str()
+    result.assert_outcomes(passed=1)
+    folder = pytester.path / "baselines"
+    [failure] = [line for line in result.outlines if "could not update" in line]
+    assert failure.startswith(f"pytest-energy: could not update baselines: [Errno 30] Read-only file system: "
+                              f"'{folder}")
+    assert result.outlines[-2:] == [_exit_line("the baselines"), result.outlines[-1]]  # then pytest's summary line
+    assert not folder.exists()
+    document = _document(pytester)  # the JSON is written after the baselines: it holds the same status
+    assert document["session"]["exitstatus"] == 74 and document["gate"]["outcome"] == "passed"
+    # Without --energy-update-baselines nothing is asked of the read-only folder: the run passes.
+    assert run().ret == 0

@@ -23,7 +23,7 @@ from pytest_energy.context import Pending
 from pytest_energy.handover import Inbox, Outbox
 from pytest_energy.history import History
 from pytest_energy.record import Component, Record, Round
-from pytest_energy.session import NOTHING_MEASURED, EnergySession
+from pytest_energy.session import NOTHING_MEASURED, WRITE_FAILED, EnergySession
 
 NAME = "t.py::test_a"
 FACTS = {"fingerprint": FINGERPRINT, "idle_watts": {"gpu:0": 77.0}, "reference_joules": {"gpu:0": 350.0}}
@@ -153,11 +153,16 @@ def test_a_broken_stage_is_one_line_and_the_later_stages_still_run(tmp_path: Pat
 
     monkeypatch.setattr(report, "build_report", broken)
     session = _with(_session(tmp_path), make_record(NAME))
-    assert session.finish(0) == 0
-    assert "pytest-energy: could not write the report: OSError: disk full" in session.output_lines
+    # The HTML report it was configured to write is not written: the run fails with WRITE_FAILED.
+    assert session.finish(0) == WRITE_FAILED == 74
+    assert session.output_lines[-2:] == [
+        "pytest-energy: could not write the report: OSError: disk full",
+        "pytest-energy: exit 74: the report could not be written (see above), so the run fails though its tests "
+        "passed"]
     assert session.report is None and not (tmp_path / "report.html").exists()
     assert _document(tmp_path)["gate"]["outcome"] == "passed" and History(tmp_path / "history.sqlite").runs()
-    # The JSON stage failing keeps the gate's decision and the history row.
+    assert _document(tmp_path)["session"]["exitstatus"] == 74  # rewritten with the status the process returns
+    # The JSON stage failing keeps the gate's decision (exit 1, as documented) and the history row.
     (tmp_path / "out.json").unlink()
     (tmp_path / "out.json").mkdir()
     _baseline(tmp_path, 10.0)
