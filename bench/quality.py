@@ -53,7 +53,7 @@ def budget(values: list[float], higher_is_better: bool = True) -> float | None:
 
 
 def runs_of(document: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
-    """Record name -> metric -> {runs: [{value, seed, threads}], budget, higher_is_better, computed_by}
+    """Record name -> metric -> {runs: [{value, seed, threads}], higher_is_better, computed_by, outcome}
     for every record whose model was trained in the run, from an ``--energy-json`` document."""
     found: dict[str, dict[str, dict[str, Any]]] = {}
     for record in document.get("records", []):
@@ -62,7 +62,7 @@ def runs_of(document: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
                 continue
             found.setdefault(record["name"], {})[metric] = {
                 "runs": [run for run in entry["runs"] if isinstance(run.get("value"), (int, float))],
-                "budget": entry.get("budget"), "higher_is_better": entry.get("higher_is_better", True),
+                "higher_is_better": entry.get("higher_is_better", True),
                 "computed_by": entry.get("computed_by", ""), "outcome": record.get("outcome", "")}
     return found
 
@@ -87,6 +87,7 @@ def measure(seeds: int, pytest_args: list[str]) -> dict[str, Any]:
         "hardware": document.get("session", {}).get("fingerprint", {}).get("id", ""),
         "command": " ".join(["pytest", *command[3:]]), "exit_code": done.returncode,
         "summary": lines[-1].strip("= ") if lines else "no output", "wall_seconds": time.perf_counter() - began,
+        "load_average_after": list(os.getloadavg()),
         "seeds": seeds, "records": runs_of(document),
     }
 
@@ -113,8 +114,8 @@ def markdown(result: dict[str, Any], pool: dict[str, dict[str, dict[str, Any]]],
              f"Pooled with: {', '.join(f'`{p.name}`' for p in others) or 'no other machine yet'}. Budget rule "
              f"(docs/cases.md): mean - {SIGMAS:g} sd of the pooled runs, at most the lowest run - 1 sd, rounded down "
              "to 0.01.", "",
-             "| record | metric | runs here | mean | sd | min | max | pooled runs | budget by the rule | declared |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| record | metric | runs here | mean | sd | min | max | pooled runs | budget by the rule |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, metrics in sorted(result["records"].items()):
         for metric, entry in metrics.items():
             values = [run["value"] for run in entry["runs"]]
@@ -124,8 +125,7 @@ def markdown(result: dict[str, Any], pool: dict[str, dict[str, dict[str, Any]]],
             lines.append(
                 f"| `{name.split('::', 1)[-1]}` | {metric} | {', '.join(f'{v:.3f}' for v in values)} | "
                 f"{statistics.fmean(values):.3f} | {spread:.3f} | {min(values):.3f} | {max(values):.3f} | "
-                f"{len(every)} | {'-' if rule is None else f'{rule:.2f}'} | "
-                f"{'-' if entry.get('budget') is None else entry['budget']} |")
+                f"{len(every)} | {'-' if rule is None else f'{rule:.2f}'} |")
     lines.append("")
     return "\n".join(lines)
 

@@ -391,20 +391,17 @@ def _quality_spreads(record: Record, metric: str, value: float, baseline: store.
 
 
 def _describe_runs(runs: Sequence[store.QualityRun]) -> str:
-    """"6 runs (seeds 0-4 x 1-2 threads on intel-xeon-2c-25e17dbf; 1 run on amd-epyc-2c-020e00a4)"."""
+    """"7 runs (5 on intel-xeon-2c-25e17dbf: seeds 0-4, 1/2 threads; 2 on amd-epyc-2c-020e00a4: seed 0)"."""
     by_hardware: dict[str, list[store.QualityRun]] = {}
     for run in runs:
-        by_hardware.setdefault(run.hardware or "unknown runner", []).append(run)
+        by_hardware.setdefault(run.hardware or "an unnamed runner", []).append(run)
     parts = []
     for hardware, group in by_hardware.items():
         seeds = sorted({run.seed for run in group if run.seed is not None})
         threads = sorted({run.threads for run in group if run.threads is not None})
-        what = f"{len(group)} run{'s' if len(group) > 1 else ''}"
-        if seeds:
-            what += f", seeds {seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else f", seed {seeds[0]}"
-        if threads:
-            what += f", {'/'.join(str(t) for t in threads)} threads"
-        parts.append(f"{what} on {hardware}")
+        facts = ([f"seeds {seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else f"seed {seeds[0]}"] if seeds else []) + (
+            [f"{'/'.join(str(t) for t in threads)} thread{'s' if threads != [1] else ''}"] if threads else [])
+        parts.append(f"{len(group)} on {hardware}" + (f": {', '.join(facts)}" if facts else ""))
     return f"{len(runs)} runs ({'; '.join(parts)})"
 
 
