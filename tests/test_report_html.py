@@ -78,6 +78,21 @@ def test_regressions_section_comes_first_and_lists_the_regression():
     assert 'id="gate-state">gate failed<' in page
 
 
+@pytest.mark.parametrize("exit_status, state", [(0, "gate passed"), (5, "gate passed"),
+                                                (1, "run failed (exit 1)"), (74, "run failed (exit 74)")])
+def test_a_run_that_exits_non_zero_is_never_shown_as_passed(exit_status, state):
+    from pytest_energy.report.exports import markdown_summary
+
+    run = make_run_info()
+    run.exitstatus = exit_status
+    report = build_report([make_record("t.py::test_ok", 1.0)], make_judgement([make_verdict("t.py::test_ok",
+                                                                                           "unchanged", 1.0)]), run, None)
+    page = html.render(report)
+    assert f'id="gate-state">{state}<' in page
+    assert ('class="gate passed"' in page) is (state == "gate passed")
+    assert markdown_summary(report).startswith(f"### pytest-energy: {state}\n")
+
+
 def test_regressions_that_cannot_fail_the_gate_are_not_alarmed():
     records = [make_record("t.py::test_modelled", 2.0), make_record("t.py::test_measured", 2.0)]
     card = re.compile(r'<div class="card( alert)?" id="total-regressions">.*?</div></div>', re.S)

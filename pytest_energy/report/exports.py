@@ -251,8 +251,7 @@ def _md(text: str) -> str:
 
 def markdown_summary(report: Report, limit: int = 30) -> str:
     """A markdown digest for ``$GITHUB_STEP_SUMMARY``: verdict line, totals, the first rows."""
-    state = "gate failed" if report.gate_failed else "gate passed"
-    lines = [f"### pytest-energy: {state}", "", report.totals.line, ""]
+    lines = [f"### pytest-energy: {report.state}", "", report.totals.line, ""]
     lines += [f"- {_md(line)}" for line in report.gate_summary + report.errors]
     lines += ["", "| verdict | test | energy / iteration | CO2 g | quality | change vs baseline |",
               "| --- | --- | --- | --- | --- | --- |"]

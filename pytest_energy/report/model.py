@@ -238,6 +238,24 @@ class Report:
     rootdir: str = ""  # where relative output paths resolve (pytest's rootdir, from the judgement)
 
     @property
+    def exit_status(self) -> int:
+        return self.run.exitstatus if self.run is not None else 0
+
+    @property
+    def passed(self) -> bool:
+        """Whether the run passed: the gate did, and pytest exits 0 (or 5, nothing collected). A report
+        never shows a run that exits non-zero as passed."""
+        return not self.gate_failed and self.exit_status in (0, 5)
+
+    @property
+    def state(self) -> str:
+        """The headline's words: "gate failed", "run failed (exit 74)" (the gate passed, the run did not),
+        or "gate passed"."""
+        if self.gate_failed:
+            return "gate failed"
+        return "gate passed" if self.passed else f"run failed (exit {self.exit_status})"
+
+    @property
     def regressions(self) -> list[Row]:
         return [row for row in self.rows if row.status is Status.REGRESSION]
 

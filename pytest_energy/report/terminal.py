@@ -128,7 +128,7 @@ def render(report: Report, terminalreporter: Any, verbosity: int) -> None:
         console.print(_table(rows, verbosity, console.width), soft_wrap=True)
     console.print(Text(report.totals.line), soft_wrap=True)
     for line in report.gate_summary:
-        console.print(Text(line, style="bold red" if report.gate_failed else "yellow"), soft_wrap=True)
+        console.print(Text(line, style="yellow" if report.passed else "bold red"), soft_wrap=True)
     for line in report.errors:
         console.print(Text(line, style="red"), soft_wrap=True)
     terminalreporter.write_sep("=", "energy", bold=True)
