@@ -233,11 +233,13 @@ def _runs(history_path: Path | str, last: int) -> list[str]:
     runs = history.runs(last)
     if not runs:
         return [f"no run stored in {history.where} yet"]
-    rows = [["run", "started", "commit", "hardware", "records", "regressions", "gate", "net energy", "CO2 g"]]
+    rows = [["run", "started", "commit", "hardware", "records", "regressions", "gate", "exit", "net energy",
+             "CO2 g"]]
     for run in runs:
         rows.append([
             run.run_id, run.started[:19], (run.git_commit or "-")[:12], run.fingerprint_id or "-",
             str(run.records), str(run.regressions), "failed" if run.gate_failed else "passed",
+            "-" if run.exitstatus is None else str(run.exitstatus),
             _energy(run.total_net_joules), f"{run.co2_grams:.4g}" if run.co2_grams is not None else "n/a",
         ])
     return _table(rows)

@@ -33,10 +33,10 @@ def history(tmp_path: Path) -> Path:
 def test_runs_lists_newest_first(history: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["runs", "--history", str(history)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["run", "started", "commit", "hardware", "records", "regressions", "gate",
+    assert lines[0].split() == ["run", "started", "commit", "hardware", "records", "regressions", "gate", "exit",
                                 "net", "energy", "CO2", "g"]
     assert lines[1].split()[:2] == ["run-1", "2026-11-21T10:00:00"]
-    assert "failed" in lines[1].split() and "passed" in lines[2].split()
+    assert lines[1].split()[6:8] == ["failed", "0"] and lines[2].split()[6:8] == ["passed", "0"]
     assert main(["runs", "--history", str(history), "--last", "1"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
 

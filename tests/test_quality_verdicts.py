@@ -341,7 +341,8 @@ def test_broken(energy):
 
 
 @pytest.mark.parametrize("workers", [[], ["-p", "xdist", "-n", "2"]], ids=["serial", "xdist"])
-def test_a_missed_quality_budget_fails_the_gate_naming_the_case_and_metric(tmp_path: Path, workers: list[str]) -> None:
+def test_a_missed_quality_budget_fails_the_gate_naming_the_case_and_metric(tmp_path: Path, workers: list[str],
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
     status, output, document = _run(tmp_path, {"test_tunes.py": TUNES}, "--energy-rounds", "2",
                                     "--energy-min-window", "0.02", *workers)
     assert status == 1
@@ -356,6 +357,12 @@ def test_a_missed_quality_budget_fails_the_gate_naming_the_case_and_metric(tmp_p
     assert gate["failed"]["test_tunes.py::too_strict"].startswith("quality budget missed: accuracy ")
     html = (tmp_path / "report.html").read_text()
     assert 'id="gate-state">gate failed<' in html and "gate passed" not in html
+    # `pytest-energy runs` lists the run with its outcome and the exit status pytest returned.
+    from pytest_energy.cli import main
+
+    capsys.readouterr()
+    assert main(["runs", "--history", str(tmp_path / "reports" / "energy-history.sqlite")]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[6:8] == ["failed", "1"]
 
 
 def test_quality_seeds_keep_each_training_run_and_the_baseline_stores_them(tmp_path: Path) -> None:
