@@ -201,10 +201,14 @@ def describe_model(model: dict[str, Any]) -> str:
 
 
 def energy_from_record(record: Record, kind: DeviceKind) -> EnergyBaseline:
-    """The energy entry a record's devices of one kind would be stored as (its valid rounds only)."""
+    """The energy entry a record's devices of one kind would be stored as (its valid rounds only, and of
+    those the plausible ones: above zero net)."""
     methods = {c.device: c.method for c in record.components}
     rounds = [EnergyRound(r.iterations, r.seconds, {d: r.by_device[d] for d in kind.devices if d in r.by_device})
               for r in record.rounds if r.valid and r.iterations > 0]
+    # A round at or below zero net (the device dipped below its idle power) is no energy figure: stored,
+    # every later verdict would have to leave it out.
+    rounds = [r for r in rounds if math.isfinite(r.net_joules) and r.net_joules > 0]
     return EnergyBaseline(
         kind=kind.id,
         devices={d: methods[d] for d in kind.devices if d in methods},

@@ -399,7 +399,7 @@ def test_reports_name_the_model_that_ran_its_work_and_the_deciding_verdict(tmp_p
     old = [case("t.py::case"), case("t.py::doubled")]
     persist(old, judge(old, settings, FINGERPRINT, tmp_path), settings, make_run_info())
     short = case("t.py::case")
-    short.rounds = short.rounds[:3]  # three rounds: no interval at 98 %, and the row must say why
+    short.rounds = short.rounds[:3]  # three rounds: no rank interval at 98 %, judged as single windows are
     doubled = case("t.py::doubled", flops=2e6)
     judgement = judge([short, doubled], _settings(tmp_path), FINGERPRINT, tmp_path)
     report = build_report([short, doubled], judgement, make_run_info(), None)
@@ -410,12 +410,14 @@ def test_reports_name_the_model_that_ran_its_work_and_the_deciding_verdict(tmp_p
     assert rows["t.py::doubled"].work == 2e6 and rows["t.py::doubled"].work_label == "FLOPs / inference"
     # The FLOPs decided the regression, whatever the energy column reads.
     assert rows["t.py::doubled"].decided_by.startswith("flops_per_inference 2e+06 vs 1e+06 (+100.0 %)")
-    assert rows["t.py::case"].interval_note == "no interval: too few rounds on one side (see the verdict)"
+    assert rows["t.py::case"].change.interval and rows["t.py::case"].interval_note == ""
+    assert any("3 rounds here and 5 in the baseline are too few for the rank interval" in message
+               for message in rows["t.py::case"].messages)
     page = html.render(report)
     assert "<th>Model that ran</th>" in page and "Work (FLOPs)" in page and "<th>Decided by</th>" in page
     assert 'title="fallback distilbert (dim=64), standing in for distilbert/sst2">fallback distilbert, standing in ' in page
     assert "J / iteration" not in page and "per inference" in page
-    assert rows["t.py::case"].interval_note in page
+    assert rows["t.py::case"].change.interval in page
     out = io.StringIO()
     terminal.render(report, TerminalReporter(pytestconfig, out), 0)
     lines = out.getvalue().splitlines()

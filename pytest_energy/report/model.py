@@ -323,13 +323,12 @@ def _work(record: Record) -> tuple[float | None, str]:
 
 
 def _interval_note(energy: Verdict | None) -> str:
-    """Why a row shows no energy interval: too few rounds, or no comparable baseline (first clause of
-    the verdict, e.g. "energy: no baseline measured on modelled: AMD EPYC x2 ...")."""
-    if energy is None or (energy.low is not None and energy.high is not None):
+    """Why a row shows no energy change: no comparable baseline or no figure (first clause of the
+    verdict, e.g. "energy: no baseline measured on modelled: AMD EPYC x2 ..."). Every compared energy
+    verdict has an interval: rounds too few for the rank interval are judged as single windows are."""
+    if energy is None or energy.ratio is not None:
         return ""
-    if energy.ratio is None:
-        return f"not compared: {energy.message.split('; ')[0]}"
-    return "no interval: too few rounds on one side (see the verdict)"
+    return f"not compared: {energy.message.split('; ')[0]}"
 
 
 def _row(index: int, record: Record, verdicts: list[Verdict], new: bool, baseline_set: str) -> Row:
