@@ -169,8 +169,11 @@ def quality_values(record: Record) -> dict[str, float]:
 #: so they move only when the work does: a CPU-only CI catches a model doing more work with no noise.
 WORK_PROXIES = ("flops_per_inference", "flops")
 
-#: The model facts a baseline keeps; ``requested`` and ``digest`` decide whether the model changed.
+#: The model facts a baseline keeps.
 MODEL_KEYS = ("requested", "ran", "source", "digest", "dtype", "device")
+#: Those that say which model ran, each compared where both sides name it; only equal digests prove the
+#: weights the same. ``device`` is the runner's, not the model's: a CPU runner judges a GPU's baseline.
+IDENTITY_KEYS = ("requested", "ran", "source", "digest", "dtype")
 
 
 def work_values(record: Record) -> dict[str, float]:
@@ -192,6 +195,11 @@ def model_identity(record: Record) -> dict[str, Any]:
         if record.extra.get(key):
             identity[key] = str(record.extra[key])
     return identity
+
+
+def model_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The identity fields (:data:`IDENTITY_KEYS`) that both model identities name and that differ."""
+    return [key for key in IDENTITY_KEYS if old.get(key) and new.get(key) and str(old[key]) != str(new[key])]
 
 
 def describe_model(model: dict[str, Any]) -> str:
@@ -758,13 +766,9 @@ class Pooled:
 
 
 def model_changed(old: Baseline, new: Baseline) -> bool:
-    """Whether two entries of one record measured different models: another request, or another digest
-    where both name one (the energy of the old model on other device kinds is then no baseline)."""
-    if not old.model or not new.model:
-        return False
-    digests = old.model.get("digest") and new.model.get("digest")
-    return old.model.get("requested") != new.model.get("requested") or bool(
-        digests and old.model["digest"] != new.model["digest"])
+    """Whether two entries of one record measured different models: an identity field both name differs
+    (:func:`model_changes`; the energy of the old model on other device kinds is then no baseline)."""
+    return bool(model_changes(old.model, new.model))
 
 
 def _same_work(record: Record, newest: Record) -> bool:

@@ -209,8 +209,9 @@ def _energy_verdicts(record: Record, baseline: store.Baseline, kinds: list[Devic
 
 def _model_verdict(record: Record, baseline: store.Baseline, settings: Settings, set_name: str, gate: bool,
                    fingerprint_id: str) -> Verdict | None:
-    """Whether the model that ran is the baseline's: a changed request or digest fails the gate, as a
-    snapshot mismatch does, until the new model is recorded."""
+    """Whether the model that ran is the baseline's: an identity field both name that differs fails the
+    gate, as a snapshot mismatch does, until the new model is recorded; where none differs, only a digest
+    on each side proves it the same (inconclusive without)."""
     current, previous = store.model_identity(record), baseline.model
     if not current and not previous:
         return None
@@ -230,16 +231,24 @@ def _model_verdict(record: Record, baseline: store.Baseline, settings: Settings,
     if not current:
         return verdict(Status.REGRESSION, f"model changed: {store.describe_model(previous)} -> none named by this run; "
                        f"the gate fails until {refresh} records it", gate)
-    digests = current.get("digest") and previous.get("digest")
-    if current.get("requested") == previous.get("requested") and (not digests or current["digest"] == previous["digest"]):
+    changed = store.model_changes(previous, current)
+    if not changed and current.get("digest") and previous.get("digest"):
         return verdict(Status.UNCHANGED, f"model {store.describe_model(current)}: as in the baseline")
+    if not changed:  # every field both name agrees, but only a digest on each side proves the same weights
+        missing = " and ".join(side for side, model in (("this run", current), ("the baseline", previous))
+                               if not model.get("digest"))
+        return verdict(Status.INCONCLUSIVE, f"model {store.describe_model(current)}: {missing} names no digest of "
+                       f"the model, so it cannot be told the same as the baseline's (a digest in the record's "
+                       f"extra['model'] proves it; {refresh} stores this run's)", gate)
     before, after = store.describe_model(previous), store.describe_model(current)
     ran = current.get("ran", "")
-    if current.get("requested") != previous.get("requested") and ran and ran == previous.get("ran"):
+    if changed == ["requested"] and ran and ran == previous.get("ran"):
         before, after = str(previous["requested"]), f"{current['requested']} (both ran {ran})"
-    elif before == after:
-        before += f" digest {previous.get('digest', '?')}"
-        after += f" digest {current.get('digest', '?')}"
+    else:  # a changed request or model that ran shows in the names; the other fields are said on each side
+        # (the digest only where the names agree: other names are other weights)
+        said = [key for key in changed if key not in ("requested", "ran") and (key != "digest" or before == after)]
+        before += "".join(f" {key} {previous[key]}" for key in said)
+        after += "".join(f" {key} {current[key]}" for key in said)
     return verdict(Status.REGRESSION, f"model changed: {before} -> {after}; the gate fails until {refresh} "
                    "records the new model", gate)
 
