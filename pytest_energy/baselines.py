@@ -4,7 +4,8 @@ One JSON file per test module, mirroring the test tree, so a reviewer sees a mod
 next to its test in a diff. A record's entry is split by what its numbers depend on:
 
 * once per record, what no hardware changes: the counted work (FLOPs) the gate judges, the quality
-  values, the model that ran (requested, what ran, its digest, dtype, device) and the runner that
+  values, the model that ran (requested, what ran, its digest, dtype, device), how the energy was
+  measured (its unit, the record's form, how many iterations one call counts as) and the runner that
   recorded them (``hardware``, a fingerprint id). Any runner judges these;
 * ``energy``, keyed by device kind (:func:`pytest_energy.fingerprint.device_kinds`, e.g.
   ``"gpu: NVIDIA H100 80GB HBM3 x1"``): per kind the rounds a verdict needs (iterations, seconds,
@@ -119,6 +120,13 @@ class Baseline:
     git_commit: str | None = None
     energy: dict[str, EnergyBaseline] = field(default_factory=dict)  # device kind id -> energy
     path: Path | None = None  # the file it was read from
+    # How the energy was measured beside ``unit`` (see Measurement): "" and 0 where the entry predates them.
+    form: str = ""
+    iterations_per_call: int = 0
+
+    @property
+    def measurement(self) -> Measurement:
+        return Measurement(self.unit, self.form, self.iterations_per_call)
 
     def to_json(self) -> dict[str, Any]:
         data = _rounded({
@@ -131,10 +139,41 @@ class Baseline:
         })
         if self.model:
             data["model"] = dict(self.model)
+        if self.form:
+            data["form"] = self.form
+        if self.iterations_per_call:
+            data["iterations_per_call"] = self.iterations_per_call
         # Counts are exact (zero noise): rounding them would make a threshold of 0 fail identical work.
         data["work"] = {k: int(v) if float(v).is_integer() else v for k, v in self.work.items()}
         data["energy"] = {kind: entry.to_json() for kind, entry in self.energy.items()}
         return data
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What one iteration of a record's energy is: its ``unit`` ("inference", "run"...), the record's
+    ``form`` (rounds of a call, one block, a case, a whole test) and how many iterations one call of the
+    measured function counts as (a case's batch of inferences). Per-iteration joules of two records
+    compare only where these match; an empty form or 0 (a baseline that predates them) matches any."""
+
+    unit: str
+    form: str = ""
+    iterations_per_call: int = 0
+
+    def differences(self, other: Measurement) -> list[str]:
+        """The parts that differ between two measurements, as "unit run -> inference" phrases (self first)."""
+        found = [f"unit {self.unit} -> {other.unit}"] if self.unit != other.unit else []
+        if self.form and other.form and self.form != other.form:
+            found.append(f"form {self.form} -> {other.form}")
+        mine, theirs = self.iterations_per_call, other.iterations_per_call
+        if mine and theirs and mine != theirs:
+            found.append(f"iterations per call {mine} -> {theirs}")
+        return found
+
+
+def measurement(record: Record) -> Measurement:
+    """How a record's energy was measured (see :class:`Measurement`)."""
+    return Measurement(record.unit, record.form, record.iterations_per_call)
 
 
 def _per_iteration_net(rounds: Sequence[EnergyRound]) -> float | None:
@@ -266,6 +305,8 @@ def from_record(record: Record, kinds: Iterable[DeviceKind] | None = None) -> Ba
         recorded=record.timestamp,
         git_commit=record.git_commit,
         energy={kind.id: energy_from_record(record, kind) for kind in kinds},
+        form=record.form,
+        iterations_per_call=record.iterations_per_call,
     )
 
 
@@ -357,6 +398,9 @@ def _entry(path: Path, name: str, data: Any) -> Baseline:
         raise _fix(path, f"has record {name!r} whose 'model' is not field -> text")
     if not isinstance(energy, dict):
         raise _fix(path, f"has record {name!r} whose 'energy' is not device kind -> energy")
+    form, per_call = data.get("form", ""), data.get("iterations_per_call", 0)
+    if not isinstance(form, str) or isinstance(per_call, bool) or not isinstance(per_call, int) or per_call < 0:
+        raise _fix(path, f"has record {name!r} whose 'form' is not text or 'iterations_per_call' not a count")
     return Baseline(
         name=name,
         nodeid=str(data.get("nodeid", name)),
@@ -369,6 +413,8 @@ def _entry(path: Path, name: str, data: Any) -> Baseline:
         git_commit=data.get("git_commit"),
         energy={str(kind): _energy_entry(path, name, str(kind), entry) for kind, entry in energy.items()},
         path=path,
+        form=form,
+        iterations_per_call=per_call,
     )
 
 

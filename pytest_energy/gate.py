@@ -253,6 +253,21 @@ def _model_verdict(record: Record, baseline: store.Baseline, settings: Settings,
                    "records the new model", gate)
 
 
+def _measurement_verdict(record: Record, baseline: store.Baseline, settings: Settings, set_name: str,
+                         gate: bool) -> Verdict | None:
+    """Whether this run's energy is measured as the baseline's was (unit, form, iterations per call): where
+    it is not, per-iteration joules mean other things on each side, so the gate fails, as on a model
+    change, until the new measurement is recorded (None where it is the same)."""
+    changes = baseline.measurement.differences(store.measurement(record))
+    if not changes:
+        return None
+    return Verdict.of_status(
+        record.name, "measurement", Status.REGRESSION,
+        f"measured differently: {', '.join(changes)} (energy per {baseline.unit} in the baseline, per {record.unit} "
+        f"here), so the energy is not compared; the gate fails until {_refresh(settings, set_name)} records the "
+        "new measurement", threshold=0.0, baseline_set=set_name, gating=gate, baseline_hardware=baseline.hardware)
+
+
 def _cost(model: Verdict, others: list[Verdict]) -> None:
     """Say on a model change what the new model costs against the old, where that was judged."""
     judged = [f"{v.metric} {percent_change(v.ratio)}" for v in others
@@ -357,12 +372,19 @@ def _judge_record(record: Record, settings: Settings, folder: Path, loaded: stor
         verdicts += _value_verdicts(record, None, settings, set_name, gate, errors, incomparable, fingerprint_id)
         return verdicts, status is Status.NEW
     model = _model_verdict(record, baseline, settings, set_name, gate, fingerprint_id)
-    energy = _energy_verdicts(record, baseline, device_kinds(record, settings), settings, set_name, tolerance,
-                              gate, fingerprint_id)
+    measured = _measurement_verdict(record, baseline, settings, set_name, gate)
+    kinds = device_kinds(record, settings)
+    if measured is None:
+        energy = _energy_verdicts(record, baseline, kinds, settings, set_name, tolerance, gate, fingerprint_id)
+    else:  # per-iteration joules of another unit or form: no ratio means anything
+        energy = [Verdict.of_status(record.name, energy_metric(index, kind), Status.INCOMPARABLE,
+                                    f"{energy_metric(index, kind)}: not compared, measured differently (see its "
+                                    "measurement verdict)", threshold=tolerance.value, baseline_set=set_name)
+                  for index, kind in enumerate(kinds)]
     values = _value_verdicts(record, baseline, settings, set_name, gate, errors, "", fingerprint_id)
     if model is not None and model.status is Status.REGRESSION:
         _cost(model, energy + values)
-    return ([model] if model is not None else []) + energy + values, False
+    return [v for v in (model, measured) if v is not None] + energy + values, False
 
 
 #: Inconclusive verdicts named with their reason under the gate's head line (the rest: -v, HTML report).
@@ -497,7 +519,8 @@ def _write_baselines(records: list[Record], judgement: Judgement, settings: Sett
         if verdict.baseline_set == settings.baseline_set:
             statuses.setdefault((verdict.name, verdict.metric), set()).add(verdict.status)
     stored = store.load_set(folder).baselines
-    chosen, skipped, kept, replaced = [], [], 0, []
+    chosen, skipped, kept = [], [], 0
+    replaced: dict[str, str] = {}  # record name -> whose energy on every device kind dropped
     for record in records:
         if not record.judgeable or not record.valid:
             skipped.append(record.name)
@@ -516,10 +539,13 @@ def _write_baselines(records: list[Record], judgement: Judgement, settings: Sett
         entry = store.from_record(record, changed)
         if same and existing is not None:  # only energy moved: the other part stays as recorded
             entry = store.merged(existing, dataclasses.replace(existing, energy=entry.energy))
-        elif existing is not None and existing.model and mine.get("model") == {Status.REGRESSION}:
-            # Another model: every device kind's energy of the old one goes, this run's kinds are recorded.
+        elif existing is not None and (existing.model and mine.get("model") == {Status.REGRESSION}
+                                       or mine.get("measurement") == {Status.REGRESSION}):
+            # Another model, or energy measured another way: every device kind's energy of the old one
+            # goes, this run's kinds are recorded.
             entry = store.from_record(record, kinds)
-            replaced.append(record.name)
+            replaced[record.name] = ("model changed: the old model's" if mine.get("model") == {Status.REGRESSION}
+                                     else "measured differently: the old measurement's")
         chosen.append(entry)
     result = store.update(folder, chosen, replaced)
     regressed = _refreshed(judgement, set(result.written), settings)
@@ -527,7 +553,7 @@ def _write_baselines(records: list[Record], judgement: Judgement, settings: Sett
     lines.append(f"pytest-energy: baselines {folder}: {len(result.written)} written, {kept} unchanged kept"
                  + (f", {len(skipped)} not written (test not passed, or no valid round)" if skipped else "")
                  + (f", {len(result.refused)} refused (their file is unreadable, see above)" if result.refused else ""))
-    lines += [f"  {how:9} {name}" + ("  (model changed: the old model's energy on every device kind dropped)"
+    lines += [f"  {how:9} {name}" + (f"  ({replaced[name]} energy on every device kind dropped)"
                                       if name in replaced else "") for name, how in sorted(result.written.items())]
     if regressed:
         lines.append(f"pytest-energy: {len(regressed)} regression{'s' if len(regressed) > 1 else ''} "

@@ -69,6 +69,58 @@ def test_a_model_change_without_a_digest_is_a_change(tmp_path: Path) -> None:
     assert dtype.status == "regression" and "org/m dtype float32 -> org/m dtype float16" in dtype.message
 
 
+# -- 12. energy measured in another unit or form ---------------------------------------------------------
+def _block(name: str, joules: float):
+    """One `with energy.measure()` block of 20 inferences (unit "run"): one window, one iteration."""
+    record = make_record(name, joules, rounds=1, iterations=1, unit="run")
+    record.form = "block"
+    return record
+
+
+def test_energy_measured_in_another_unit_fails_until_recorded(tmp_path: Path) -> None:
+    _record_baselines(tmp_path, [_block("t.py::a", 20.0)])
+    per_inference = make_record("t.py::a", 2.0)  # twice the energy per inference: 2 J, not 1 J
+    per_inference.unit = "inference"
+    judgement = judge([per_inference], _settings(tmp_path), FINGERPRINT, tmp_path)
+    statuses = {v.metric: v.status for v in judgement.verdicts}
+    assert statuses == {"measurement": "regression", "energy": "incomparable"} and judgement.gate_failed
+    [measured] = [v for v in judgement.verdicts if v.metric == "measurement"]
+    assert measured.message == ("measured differently: unit run -> inference, form block -> call (energy per run in the "
+                                "baseline, per inference here), so the energy is not compared; the gate fails until "
+                                "--energy-update-baselines records the new measurement")
+    assert judgement.summary[1] == f"t.py::a  {measured.message}"
+    assert "improvement" not in " ".join(judgement.summary)
+    # A case's batch: each call counts as 8 inferences instead of 1.
+    _record_baselines(tmp_path, [make_record("t.py::b", 2.0, unit="inference")])
+    batched = make_record("t.py::b", 1.0, unit="inference")
+    batched.count_each_call_as(8)
+    [changed] = [v for v in judge([batched], _settings(tmp_path), FINGERPRINT, tmp_path).verdicts
+                 if v.metric == "measurement"]
+    assert changed.message.startswith("measured differently: iterations per call 1 -> 8 ")
+    # Recorded: the old measurement's energy goes on every device kind, and the next run compares again.
+    settings = _settings(tmp_path, update_baselines=True)
+    lines = persist([per_inference], judge([per_inference], settings, FINGERPRINT, tmp_path), settings,
+                    make_run_info())
+    assert ("  refreshed t.py::a  (measured differently: the old measurement's energy on every device kind "
+            "dropped)") in lines
+    entry = store.load_set(tmp_path / "baselines" / "default").baselines["t.py::a"]
+    assert (entry.unit, entry.form, entry.iterations_per_call) == ("inference", "call", 1)
+    again = judge([per_inference], _settings(tmp_path), FINGERPRINT, tmp_path)
+    assert not again.gate_failed and _energy(again, "t.py::a").status == "unchanged"
+
+
+def test_a_baseline_that_predates_form_and_calls_compares_by_unit_alone(tmp_path: Path) -> None:
+    _record_baselines(tmp_path, [make_record("t.py::a", 10.0)])
+    path = store.set_folder(tmp_path / "baselines", "default") / "t.py.json"
+    data = json.loads(path.read_text())
+    assert data["records"]["t.py::a"]["form"] == "call" and data["records"]["t.py::a"]["iterations_per_call"] == 1
+    for key in ("form", "iterations_per_call"):
+        del data["records"]["t.py::a"][key]
+    path.write_text(json.dumps(data))
+    judgement = judge([make_record("t.py::a", 10.0)], _settings(tmp_path), FINGERPRINT, tmp_path)
+    assert {v.metric: v.status for v in judgement.verdicts} == {"energy": "unchanged"}
+
+
 # -- 13. a round at or below zero never voids a verdict, and is never recorded ------------------------------
 def test_a_round_below_idle_is_not_recorded_and_never_voids_a_verdict(tmp_path: Path) -> None:
     settings = _settings(tmp_path, update_baselines=True)
