@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import baselines as store
+from .budget import EnergyBudget, not_checked
 from .conditions import difference
 from .config import Settings, path_setting, store_setting
 from .fingerprint import DEFAULT_KIND_FIELDS, DeviceKind
@@ -187,8 +188,7 @@ def _energy_verdicts(record: Record, baseline: store.Baseline, kinds: list[Devic
                      set_name: str, tolerance: Tolerance, gate: bool, fingerprint_id: str) -> list[Verdict]:
     """One energy verdict per device kind, each against the baseline measured on that kind only."""
     if not record.valid:
-        return [Verdict.inconclusive(record.name, "energy", "energy: every window of this run was invalid",
-                                     threshold=tolerance.value, baseline_set=set_name)]
+        return _no_figure(record, baseline, kinds, tolerance, set_name, gate)
     verdicts = []
     for index, kind in enumerate(kinds):
         metric = energy_metric(index, kind)
@@ -205,6 +205,20 @@ def _energy_verdicts(record: Record, baseline: store.Baseline, kinds: list[Devic
             f"{_refresh(settings, set_name)} adds it beside the others", threshold=tolerance.value,
             baseline_set=set_name))
     return verdicts
+
+
+def _no_figure(record: Record, baseline: store.Baseline | None, kinds: list[DeviceKind], tolerance: Tolerance,
+               set_name: str, gate: bool) -> list[Verdict]:
+    """A record with no valid window has no energy figure: inconclusive on each device kind (one verdict
+    where no device was measured), shown under the gate's head line and counted against the baseline it
+    had, never "new" (nothing could be recorded) nor a baseline of "none"."""
+    reason = ("energy: every window of this run was invalid, so there is no energy figure to judge (the record's "
+              "notes say why)")
+    stored = {energy_metric(index, kind): baseline.energy.get(kind.id) if baseline is not None else None
+              for index, kind in enumerate(kinds)} or {"energy": None}
+    return [Verdict.inconclusive(record.name, metric, reason, threshold=tolerance.value, baseline_set=set_name,
+                                 gating=gate, baseline_hardware=entry.hardware if entry is not None else "")
+            for metric, entry in stored.items()]
 
 
 def _model_verdict(record: Record, baseline: store.Baseline, settings: Settings, set_name: str, gate: bool,
@@ -369,6 +383,9 @@ def _judge_record(record: Record, settings: Settings, folder: Path, loaded: stor
         message = incomparable or f"energy: no baseline in {set_name!r} yet (--energy-update-baselines records one)"
         verdicts = [Verdict.of_status(record.name, "energy", status, message, threshold=tolerance.value,
                                       baseline_set=set_name)]
+        if not incomparable and not record.valid:  # nothing measured: not new, as nothing can be recorded
+            verdicts = _no_figure(record, None, device_kinds(record, settings), tolerance, set_name, gate)
+            status = Status.INCONCLUSIVE
         verdicts += _value_verdicts(record, None, settings, set_name, gate, errors, incomparable, fingerprint_id)
         return verdicts, status is Status.NEW
     model = _model_verdict(record, baseline, settings, set_name, gate, fingerprint_id)
@@ -387,7 +404,8 @@ def _judge_record(record: Record, settings: Settings, folder: Path, loaded: stor
     return [v for v in (model, measured) if v is not None] + energy + values, False
 
 
-#: Inconclusive verdicts named with their reason under the gate's head line (the rest: -v, HTML report).
+#: Verdicts named with their reason under the gate's head line for each kind (inconclusive or incomparable):
+#: the rest are in the JSON, pytest -v and the HTML report.
 SHOWN_INCONCLUSIVE = 10
 
 
@@ -404,11 +422,19 @@ def _origins(judgement: Judgement) -> str:
     return f"baselines: {here} verdicts from this hardware, {other} from other hardware, {none} with none"
 
 
+def _capped(lines: list[str], what: str) -> list[str]:
+    if len(lines) <= SHOWN_INCONCLUSIVE:
+        return lines
+    return lines[:SHOWN_INCONCLUSIVE] + [f"... and {len(lines) - SHOWN_INCONCLUSIVE} more {what} (pytest -v or the "
+                                         "HTML report gives each reason)"]
+
+
 def _summary(judgement: Judgement, failing: bool) -> list[str]:
     """The head line counts records by their most urgent verdict, and verdicts by where their baseline
-    came from; then one line per regressed and improved metric with the size of its change; then why
-    the gate could not judge the metrics it would gate (up to :data:`SHOWN_INCONCLUSIVE`), so an
-    unguarded test is seen without -v."""
+    came from; then why the gate could not judge all it should (lost records, unreadable baselines,
+    unchecked budgets); then one line per regressed and improved metric with the size of its change; then
+    the reason of every other verdict that made a record's count not pass (inconclusive ones that gate,
+    incomparable records; up to :data:`SHOWN_INCONCLUSIVE` each), so an unguarded test is seen without -v."""
     by_record: dict[str, list[Verdict]] = {}
     for verdict in judgement.verdicts:
         by_record.setdefault(verdict.name, []).append(verdict)
@@ -433,34 +459,56 @@ def _summary(judgement: Judgement, failing: bool) -> list[str]:
         lines.append(f"{verdict.name}  {verdict.message}{flag}")
     for verdict in improvements:
         lines.append(f"{verdict.name}  {verdict.message}")
-    unsure = [v for v in judgement.verdicts if v.status is Status.INCONCLUSIVE and v.gating]
-    lines += [f"{verdict.name}  {verdict.message}" for verdict in unsure[:SHOWN_INCONCLUSIVE]]
-    if len(unsure) > SHOWN_INCONCLUSIVE:
-        lines.append(f"... and {len(unsure) - SHOWN_INCONCLUSIVE} more inconclusive (pytest -v or the HTML report "
-                     "gives each reason)")
+    unsure = [v for v in judgement.verdicts
+              if v.status is Status.INCONCLUSIVE and (v.gating or worst[v.name] is Status.INCONCLUSIVE)]
+    lines += _capped([f"{v.name}  {v.message}{'' if v.gating else '  [not gating]'}" for v in unsure],
+                     "inconclusive")
+    apart = [v for v in judgement.verdicts if v.status is Status.INCOMPARABLE and worst[v.name] is Status.INCOMPARABLE]
+    lines += _capped([f"{v.name}  {v.message}" for v in apart], "incomparable")
     return lines
 
 
 def _decide(judgement: Judgement, settings: Settings) -> None:
-    """The gate's decision and its summary, from the verdicts as they stand (lost records always fail)."""
-    judgement.gate_failed = bool(judgement.incomplete) or bool(fails_gate(judgement.verdicts)
-                                                               and settings.fail_on_regression)
+    """The gate's decision and its summary, from the verdicts as they stand (what it could not judge,
+    such as lost records, always fails)."""
+    judgement.gate_failed = bool(judgement.incomplete) or bool(
+        fails_gate(judgement.verdicts) and settings.fail_on_regression)
     judgement.summary = _summary(judgement, judgement.gate_failed)
+
+
+def _unchecked_budgets(records: list[Record]) -> list[str]:
+    """One line per energy budget a passed test's record could not be checked on (no valid window)."""
+    return [f"pytest-energy: {record.name}: energy budget "
+            f"{EnergyBudget(entry['limit_joules'], entry['per'], entry['basis']).describe()} {entry['state']}; "
+            "the gate cannot pass a budget nobody checked (pytest-energy doctor shows what this runner can measure)"
+            for record in records if record.judgeable for entry in not_checked(record)]
+
+
+def _unread(judgement: Judgement) -> list[str]:
+    """One line per baseline file or folder the gate could not read: its tests were not compared."""
+    return [f"pytest-energy: {path} could not be read, so the baselines it holds were not compared and the gate "
+            "cannot pass; the line below says what is wrong and what to do" for path in judgement.unreadable]
 
 
 def judge(records: list[Record], settings: Settings, fingerprint: dict[str, Any], rootdir: Path) -> Judgement:
     """Verdicts of every record and metric against the baseline set (and ``--energy-compare``'s set).
 
-    Never raises for bad baselines: an unreadable file becomes one line in ``errors``.
+    Never raises for bad baselines: an unreadable file becomes one line in ``errors``, and fails the gate
+    as incomplete unless the run updates baselines; so does a budget that could not be checked.
     """
     fingerprint_id = str(fingerprint.get("id") or "")
     judgement = Judgement(baseline_set=settings.baseline_set, fingerprint_id=fingerprint_id, rootdir=str(rootdir))
+    judgement.incomplete += _unchecked_budgets(records)
     if not fingerprint_id:
         judgement.errors.append("pytest-energy: no hardware fingerprint for this run; baselines not compared")
+        if judgement.incomplete:
+            _decide(judgement, settings)
         return judgement
     root = path_setting(settings.baselines, rootdir)
     if root is None:
         judgement.errors.append("pytest-energy: --energy-baselines is none: no baseline compared")
+        if judgement.incomplete:
+            _decide(judgement, settings)
         return judgement
     sets = [settings.baseline_set]
     if settings.compare and settings.compare != settings.baseline_set:
@@ -474,6 +522,8 @@ def judge(records: list[Record], settings: Settings, fingerprint: dict[str, Any]
         judgement.unreadable += [str(p) for p in first_layout]
     for set_name in sets:
         _judge_set(records, settings, root, fingerprint_id, set_name, judgement, first_layout)
+    if not settings.update_baselines:  # an update run refuses the file and says so; it fixes nothing else
+        judgement.incomplete += _unread(judgement)
     _decide(judgement, settings)
     return judgement
 
@@ -481,7 +531,7 @@ def judge(records: list[Record], settings: Settings, fingerprint: dict[str, Any]
 def fail_incomplete(judgement: Judgement, lost: list[str]) -> None:
     """Records were lost (an xdist worker crashed, one line each in ``lost``): the gate cannot judge
     those tests, so it fails closed and its head line says INCOMPLETE, followed by ``lost``."""
-    judgement.incomplete = list(lost)
+    judgement.incomplete = [*lost, *judgement.incomplete]
     judgement.gate_failed = True
     judgement.summary = _summary(judgement, True)
 

@@ -159,7 +159,8 @@ class Judgement:
     gate_failed: bool = False
     summary: list[str] = field(default_factory=list)  # lines naming each regression and its size
     rootdir: str = ""  # where relative baseline and history paths resolve (pytest's rootdir)
-    incomplete: list[str] = field(default_factory=list)  # records lost (a crashed worker): see gate.fail_incomplete
+    # Why the gate could not judge all it should (lost records, unreadable baselines, unchecked budgets)
+    incomplete: list[str] = field(default_factory=list)
 
     @property
     def outcome(self) -> str:

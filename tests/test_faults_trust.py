@@ -22,6 +22,33 @@ from pytest_energy.gate import judge, persist
 HW = FINGERPRINT["id"]
 
 
+# -- 2. an unreadable baseline file fails the gate ---------------------------------------------------
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "list", "empty"])
+def test_an_unreadable_baseline_file_fails_the_gate_unless_updating(tmp_path: Path, damage: str) -> None:
+    _record_baselines(tmp_path, [_record("t.py::a", BASE), _record("u.py::b", BASE)])
+    path = store.set_folder(tmp_path / "baselines", "default") / "t.py.json"
+    text = path.read_text()
+    path.write_text({"truncated": text[:200], "garbage": "<<<<<<< HEAD\n" + text, "list": "[1,2,3]",
+                     "empty": ""}[damage])
+    records = [_record("t.py::a", _scaled(2.0)), _record("u.py::b", BASE)]
+    judgement = judge(records, _settings(tmp_path), FINGERPRINT, tmp_path)
+    assert judgement.gate_failed and judgement.document({})["outcome"] == "incomplete"
+    assert judgement.summary[0].startswith("pytest-energy gate INCOMPLETE: 1 unchanged, 1 incomparable; 1 baseline "
+                                           "file unreadable, not compared (see below) (set 'default'")
+    assert judgement.summary[1] == (f"pytest-energy: {path} could not be read, so the baselines it holds were not "
+                                    "compared and the gate cannot pass; the line below says what is wrong and what "
+                                    "to do")
+    [error] = judgement.errors
+    assert error.startswith(f"pytest-energy: baseline file {path} ")
+    assert error.endswith("fix it, or delete it and re-record with --energy-update-baselines (other baselines are "
+                          "still used, this file is left as it is)")
+    # The incomparable record says why under the head line.
+    assert f"t.py::a  baseline file {path} is unreadable (see the error above)" in judgement.summary
+    # An update run refuses the file (left as it is) and is not failed by it.
+    updating = judge(records, _settings(tmp_path, update_baselines=True), FINGERPRINT, tmp_path)
+    assert not updating.gate_failed and not updating.incomplete
+
+
 # -- 3. few rounds judged as single windows ----------------------------------------------------------
 def test_three_rounds_at_twice_the_energy_fail_and_a_small_change_says_why(tmp_path: Path) -> None:
     _record_baselines(tmp_path, [_record("t.py::a", BASE[:3]), _record("t.py::b", BASE[:3])])
@@ -33,6 +60,62 @@ def test_three_rounds_at_twice_the_energy_fail_and_a_small_change_says_why(tmp_p
     assert ("3 rounds here and 3 in the baseline are too few for the rank interval, so they are judged as single "
             "windows are" in small.message)
     assert f"t.py::b  {small.message}" in judgement.summary
+
+
+# -- 4. a budget that could not be checked fails the gate ---------------------------------------------
+def _frozen(name: str, budget: dict | None = None):
+    """A record of a frozen GPU counter: rounds, none valid, no energy figure."""
+    record = _record(name, BASE)
+    for round_ in record.rounds:
+        round_.valid = False
+    record.components[0].valid = False
+    record.components[0].note = "window(s) invalid: the energy counter did not change for 0.3 s (a frozen counter)"
+    if budget is not None:
+        record.criteria["energy"] = [budget]
+    return record
+
+
+def test_a_budget_not_checked_keeps_its_state_and_fails_the_gate(tmp_path: Path) -> None:
+    from pytest_energy.budget import EnergyBudget, check
+
+    record = _frozen("t.py::a")
+    check([EnergyBudget(0.001)], [record], "t.py::a")  # never raises: there is nothing to exceed
+    [entry] = record.criteria["energy"]
+    assert entry == {"limit_joules": 0.001, "per": "iteration", "basis": "gross", "met": None,
+                     "state": "not checked: every window was invalid (gpu:0: window(s) invalid: the energy counter "
+                              "did not change for 0.3 s (a frozen counter))"}
+    judgement = judge([record], _settings(tmp_path), FINGERPRINT, tmp_path)
+    assert judgement.gate_failed and judgement.incomplete == [
+        "pytest-energy: t.py::a: energy budget 1 mJ per iteration not checked: every window was invalid (gpu:0: "
+        "window(s) invalid: the energy counter did not change for 0.3 s (a frozen counter)); the gate cannot pass a "
+        "budget nobody checked (pytest-energy doctor shows what this runner can measure)"]
+    # Not "new": nothing was measured that a baseline could hold.
+    assert _energy(judgement, "t.py::a").status == "inconclusive" and judgement.new == []
+    # Without baselines compared, and whatever --energy-fail-on-regression says, it still fails.
+    for settings in (_settings(tmp_path, baselines="none"), _settings(tmp_path, fail_on_regression=False)):
+        assert judge([record], settings, FINGERPRINT, tmp_path).gate_failed
+
+
+def test_a_per_test_budget_with_one_measurement_unread_is_not_checked() -> None:
+    from pytest_energy.budget import EnergyBudget, check
+
+    read, frozen = _record("t.py::a", BASE), _frozen("t.py::a")
+    check([EnergyBudget(1e6, per="test")], [read, frozen], "t.py::a")  # under it without the frozen one
+    assert read.criteria["energy"][0]["met"] is None and frozen.criteria["energy"][0]["met"] is None
+    assert read.criteria["energy"][0]["state"] == ("not checked: 1 of the test's measurements have no energy "
+                                                   "figure, so its total is unknown")
+
+
+def test_the_totals_never_read_0_j_for_a_reading_that_was_invalid(tmp_path: Path) -> None:
+    from pytest_energy.report import build_report
+
+    record = _frozen("t.py::a")
+    judgement = judge([record], _settings(tmp_path), FINGERPRINT, tmp_path)
+    line = build_report([record], judgement, make_run_info(), None).totals.line
+    assert line == "1 measured, no energy figure: 1 without a valid energy figure (every window invalid); 1 inconclusive"
+    both = build_report([record, _record("t.py::b", BASE)], None, make_run_info(), None).totals.line
+    assert both == ("2 measured, 750 J gross (0.2083 Wh), 500 J net, 0.014 g CO2eq; 1 without a valid energy figure "
+                    "(every window invalid), not counted")
 
 
 # -- 11. every identity field of the model is compared --------------------------------------------------
@@ -149,3 +232,144 @@ def test_a_round_below_idle_is_not_recorded_and_never_voids_a_verdict(tmp_path: 
     assert stored.status == "regression" and stored.message.endswith(
         "1 of 5 rounds of the baseline left out (net energy at or below zero or not finite: a dip below idle power or "
         "a disturbed reading); re-record it with --energy-update-baselines")
+
+
+# -- 15. the head line's counts each have their reason ------------------------------------------------------
+def test_a_frozen_counter_with_a_baseline_says_why_and_counts_its_baseline(tmp_path: Path) -> None:
+    _record_baselines(tmp_path, [_record("t.py::a", BASE)])
+    judgement = judge([_frozen("t.py::a")], _settings(tmp_path), FINGERPRINT, tmp_path)
+    verdict = _energy(judgement, "t.py::a")
+    assert verdict.status == "inconclusive" and verdict.gating and verdict.baseline_hardware == HW
+    assert judgement.summary == [
+        f"pytest-energy gate passed: 1 inconclusive (set 'default', hardware {HW}; baselines: 1 verdicts from this "
+        "hardware, 0 from other hardware, 0 with none)",
+        f"t.py::a  {verdict.message}"]
+    assert verdict.message.startswith("energy: every window of this run was invalid")
+
+
+def test_every_record_counted_inconclusive_or_incomparable_has_its_reason(tmp_path: Path) -> None:
+    modelled = {"cpu": "modelled", "ram": "modelled"}
+    _record_baselines(tmp_path, [_record("t.py::a", BASE, devices=modelled)])
+    _record_baselines(tmp_path, [_record("t.py::b", BASE)], fingerprint=dict(FINGERPRINT, id="other", gpus=[
+        {"device": "gpu:0", "name": "NVIDIA A100-SXM4-80GB"}]))
+    records = [_record("t.py::a", [10.5, 9.7, 11.4, 10.0, 10.9], devices=modelled), _record("t.py::b", BASE)]
+    judgement = judge(records, _settings(tmp_path), FINGERPRINT, tmp_path)
+    assert judgement.summary[0].startswith("pytest-energy gate passed: 1 inconclusive, 1 incomparable (set")
+    a, b = _energy(judgement, "t.py::a"), _energy(judgement, "t.py::b")
+    assert not a.gating and a.status == "inconclusive" and b.status == "incomparable"
+    assert judgement.summary[1:] == [f"t.py::a  {a.message}  [not gating]", f"t.py::b  {b.message}"]
+
+
+# -- `pytest --energy` runs ------------------------------------------------------------------------------
+# Energy ratios are asserted on the fake RAPL package of test_gate_integration.py, whose counter advances by
+# exactly the joules a test spends (1.5 % seeded noise): a ticking fake GPU on this shared 2-core machine
+# sometimes places a round's edge a tick late, which the ratios here must not depend on. The frozen
+# counter is a fake NVML GPU's (pytest_energy.testing), as in test_faults_meter.py.
+FROZEN_GPU = """
+import importlib.util
+import sys
+
+from pytest_energy.testing import FakeGpu, FakeNvmlModule
+
+# One fake H100 per process (the controller, each xdist worker) at 80 W, its counter frozen from the start.
+sys.modules["pynvml"] = FakeNvmlModule([FakeGpu(power=80.0, frozen_from=0.0)])
+_find_spec = importlib.util.find_spec
+importlib.util.find_spec = lambda name, *rest: None if name == "torch" else _find_spec(name, *rest)
+"""
+
+ROUNDS = '''
+import time
+
+
+def work(package):
+    time.sleep(0.05)  # the counter's 1 ms update period is then 2 % of a window's energy
+    package.spend({work})
+
+
+def test_model(energy, package):
+    energy.run(work, args=(package,), iterations=1, rounds={rounds})
+'''
+
+BUDGET = '''
+import time
+import pytest
+
+
+@pytest.mark.energy(budget="{budget}")
+def test_model(energy):
+    energy.run(time.sleep, args=(0.02,), rounds=3, min_window=0.25, warmup=0)
+'''
+
+
+@pytest.fixture(params=["serial", "xdist"])
+def energy_run(request, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
+    """Write ``test_trust.py`` from ``source`` and run `pytest --energy` on it (the fake RAPL package, or
+    with ``frozen`` a fake GPU whose counter is frozen); returns the result and the JSON document."""
+    monkeypatch.setenv("COLUMNS", "300")
+    workers = ["-p", "xdist", "-n", "2"] if request.param == "xdist" else ["-p", "no:xdist"]
+
+    def go(source: str, *extra: str, frozen: bool = False, seed: int = 0, **values) -> tuple[pytest.RunResult, dict]:
+        pytester.makeconftest(FROZEN_GPU if frozen else CONFTEST)
+        pytester.makepyfile(test_trust=source.format(**values))
+        monkeypatch.setenv("FAKE_SEED", str(seed))
+        out = pytester.path / "out.json"
+        out.unlink(missing_ok=True)
+        devices = ["--energy-devices", "gpu", "--energy-idle-seconds", "0.3"] if frozen else []
+        result = pytester.runpytest_subprocess(*ARGS, *devices, *workers, *extra)
+        return result, json.loads(out.read_text()) if out.exists() else {}
+
+    return go
+
+
+def _text(result: pytest.RunResult) -> str:
+    return result.stdout.str() + result.stderr.str()
+
+
+def test_a_truncated_baseline_file_with_twice_the_work_fails(energy_run, pytester: pytest.Pytester) -> None:
+    recorded, _ = energy_run(ROUNDS, "--energy-update-baselines", work=1.0, rounds=5)
+    assert recorded.ret == 0, _text(recorded)
+    [path] = (pytester.path / "baselines").rglob("test_trust.py.json")
+    path.write_text(path.read_text()[:200])
+    result, document = energy_run(ROUNDS, seed=1, work=2.0, rounds=5)
+    assert result.ret == 1, _text(result)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([
+        "pytest-energy gate INCOMPLETE: 1 incomparable; 1 baseline file unreadable, not compared (see below)*",
+        f"pytest-energy: {path} could not be read, so the baselines it holds were not compared and the gate cannot "
+        "pass*",
+        f"test_trust.py::test_model  baseline file {path} is unreadable*",
+        f"pytest-energy: baseline file {path} is not valid JSON*fix it, or delete it and re-record with "
+        "--energy-update-baselines*"])
+    assert document["gate"]["outcome"] == "incomplete" and document["session"]["exitstatus"] == 1
+    assert "Traceback" not in _text(result)
+    updating, _ = energy_run(ROUNDS, "--energy-update-baselines", seed=2, work=2.0, rounds=5)
+    assert updating.ret == 0, _text(updating)  # refused and said, never rewritten, not failing the update
+    assert len(path.read_text()) == 200
+
+
+def test_three_rounds_at_twice_the_energy_fail(energy_run) -> None:
+    recorded, _ = energy_run(ROUNDS, "--energy-update-baselines", work=1.0, rounds=3)
+    assert recorded.ret == 0, _text(recorded)
+    result, _ = energy_run(ROUNDS, seed=1, work=2.0, rounds=3)
+    assert result.ret == 1, _text(result)
+    result.stdout.fnmatch_lines([
+        "pytest-energy gate FAILED: 1 regression*",
+        "test_trust.py::test_model  energy (cpu:package-0) +*regression*3 rounds here and 3 in the baseline are too "
+        "few for the rank interval, so they are judged as single windows are*"])
+
+
+def test_a_budgeted_test_on_a_frozen_gpu_counter_fails_incomplete(energy_run) -> None:
+    result, document = energy_run(BUDGET, frozen=True, budget="0.001 J")
+    assert result.ret == 1, _text(result)
+    result.assert_outcomes(passed=1)  # the machine's fault, not the test's
+    [record] = document["records"]
+    [budget] = record["criteria"]["energy"]
+    assert budget["met"] is None and budget["state"].startswith("not checked: every window was invalid (gpu:0: ")
+    assert document["gate"]["outcome"] == "incomplete" and document["session"]["exitstatus"] == 1
+    result.stdout.fnmatch_lines([
+        "1 measured, no energy figure: 1 without a valid energy figure (every window invalid); 1 inconclusive",
+        "pytest-energy gate INCOMPLETE: 1 inconclusive (set 'default'*)",
+        "pytest-energy: test_trust.py::test_model: energy budget 1 mJ per iteration not checked: every window was "
+        "invalid*",
+        "test_trust.py::test_model  energy: every window of this run was invalid*"])
+    assert " 0 J gross" not in _text(result)

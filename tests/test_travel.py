@@ -227,7 +227,11 @@ def test_first_layout_is_refused_with_the_command_then_migrated(tmp_path, capsys
     here = dict(FINGERPRINT, id="intel-xeon-2c-25e17dbf", cpu_model="Intel(R) Xeon(R) Processor", gpus=[])
     record.fingerprint = here
     refused = judge([record], _settings(tmp_path), here, tmp_path)
-    assert refused.summary[0].startswith("pytest-energy gate passed: 1 incomparable; 1 baseline file unreadable")
+    # Not read, so not compared: the gate cannot pass (issue 22, item 2) and says what to run.
+    assert refused.summary[0].startswith("pytest-energy gate INCOMPLETE: 1 incomparable; 1 baseline file unreadable")
+    assert refused.gate_failed and refused.incomplete == [
+        f"pytest-energy: {root / 'amd-epyc-2c-020e00a4'} could not be read, so the baselines it holds were not "
+        "compared and the gate cannot pass; the line below says what is wrong and what to do"]
     assert refused.errors == [f"pytest-energy: {root / 'amd-epyc-2c-020e00a4'} holds baselines in the first layout "
                               "(one folder per hardware fingerprint), which this version does not read; run "
                               f"`pytest-energy baselines migrate` once to rewrite them as {root}/<set>/..."]
