@@ -12,7 +12,7 @@ from typing import Any, Sequence
 from . import baselines as store
 from .budget import EnergyBudget, not_checked
 from .conditions import difference
-from .config import Settings, path_setting, store_setting
+from .config import Settings, SettingError, named, path_setting, store_setting
 from .fingerprint import DEFAULT_KIND_FIELDS, DeviceKind
 from .record import Record, RunInfo
 from .units import percent_change
@@ -341,11 +341,13 @@ def _energy_tolerance(record: Record, settings: Settings, errors: list[str]) -> 
 
 
 def _judge_set(records: list[Record], settings: Settings, root: Path, fingerprint_id: str, set_name: str,
-               judgement: Judgement, first_layout: list[Path]) -> None:
+               judgement: Judgement, first_layout: list[Path], collection: store.Collection) -> None:
     folder = store.set_folder(root, set_name)
     loaded = store.load_set(folder)
     judgement.errors += [e for e in loaded.errors if e not in judgement.errors]
     judgement.unreadable += [str(p) for p in loaded.broken if str(p) not in judgement.unreadable]
+    judgement.orphaned += [{"name": b.name, "baseline_set": set_name, "path": str(b.path)}
+                           for b in store.orphaned(loaded, records, collection)]
     for record in records:
         if not record.judgeable:  # skipped, xfailed, failed...: recorded with its outcome, never judged
             continue
@@ -404,8 +406,8 @@ def _judge_record(record: Record, settings: Settings, folder: Path, loaded: stor
     return [v for v in (model, measured) if v is not None] + energy + values, False
 
 
-#: Verdicts named with their reason under the gate's head line for each kind (inconclusive or incomparable):
-#: the rest are in the JSON, pytest -v and the HTML report.
+#: Verdicts named with their reason under the gate's head line for each kind (inconclusive or incomparable;
+#: orphaned baselines): the rest are in the JSON, pytest -v and the HTML report.
 SHOWN_INCONCLUSIVE = 10
 
 
@@ -422,6 +424,20 @@ def _origins(judgement: Judgement) -> str:
     return f"baselines: {here} verdicts from this hardware, {other} from other hardware, {none} with none"
 
 
+def _missing(judgement: Judgement) -> list[Verdict]:
+    """The verdicts without a baseline in the set compared and updated ("new"), which fail the gate
+    with --energy-require-baselines."""
+    return [v for v in judgement.verdicts if v.status is Status.NEW and v.baseline_set == judgement.baseline_set]
+
+
+def _required(judgement: Judgement) -> list[str]:
+    """What --energy-require-baselines fails on: "new" verdicts and baselines of that set no test matched."""
+    if not judgement.baselines_required:
+        return []
+    return [v.name for v in _missing(judgement)] + [o["name"] for o in judgement.orphaned
+                                                    if o["baseline_set"] == judgement.baseline_set]
+
+
 def _capped(lines: list[str], what: str) -> list[str]:
     if len(lines) <= SHOWN_INCONCLUSIVE:
         return lines
@@ -434,7 +450,8 @@ def _summary(judgement: Judgement, failing: bool) -> list[str]:
     came from; then why the gate could not judge all it should (lost records, unreadable baselines,
     unchecked budgets); then one line per regressed and improved metric with the size of its change; then
     the reason of every other verdict that made a record's count not pass (inconclusive ones that gate,
-    incomparable records; up to :data:`SHOWN_INCONCLUSIVE` each), so an unguarded test is seen without -v."""
+    incomparable records; up to :data:`SHOWN_INCONCLUSIVE` each), the new ones where baselines are
+    required, and the baselines no collected test matched, so an unguarded test is seen without -v."""
     by_record: dict[str, list[Verdict]] = {}
     for verdict in judgement.verdicts:
         by_record.setdefault(verdict.name, []).append(verdict)
@@ -450,6 +467,12 @@ def _summary(judgement: Judgement, failing: bool) -> list[str]:
     if judgement.unreadable:  # a damaged file must not pass unseen: its tests are not compared at all
         count = len(judgement.unreadable)
         head += f"; {count} baseline file{'s' if count > 1 else ''} unreadable, not compared (see below)"
+    if judgement.orphaned:
+        count = len(judgement.orphaned)
+        head += f"; {count} baseline{'s' if count > 1 else ''} no collected test matched"
+    required = _required(judgement)
+    if required:
+        head += f"; {len(required)} failing --energy-require-baselines"
     outcome = "INCOMPLETE" if judgement.incomplete else "FAILED" if failing else "passed"
     lines = [f"pytest-energy gate {outcome}: {head or 'nothing judged'} "
              f"(set {judgement.baseline_set!r}, hardware {judgement.fingerprint_id}; {_origins(judgement)})",
@@ -465,6 +488,16 @@ def _summary(judgement: Judgement, failing: bool) -> list[str]:
                      "inconclusive")
     apart = [v for v in judgement.verdicts if v.status is Status.INCOMPARABLE and worst[v.name] is Status.INCOMPARABLE]
     lines += _capped([f"{v.name}  {v.message}" for v in apart], "incomparable")
+    if required:
+        lines += _capped([f"{v.name}  {v.message}  [no baseline: --energy-require-baselines]"
+                          for v in _missing(judgement)], "new")
+    if judgement.orphaned:
+        count = len(judgement.orphaned)
+        lines.append(f"pytest-energy: {count} baseline{'s' if count > 1 else ''} no collected test matched (a test "
+                     "renamed, parametrised otherwise or removed): re-record under the new name with "
+                     "--energy-update-baselines and delete the old entry")
+        lines += _capped([f"  orphaned  {o['name']}  (set {o['baseline_set']!r}, {o['path']})"
+                          for o in judgement.orphaned], "orphaned")
     return lines
 
 
@@ -472,7 +505,7 @@ def _decide(judgement: Judgement, settings: Settings) -> None:
     """The gate's decision and its summary, from the verdicts as they stand (what it could not judge,
     such as lost records, always fails)."""
     judgement.gate_failed = bool(judgement.incomplete) or bool(
-        fails_gate(judgement.verdicts) and settings.fail_on_regression)
+        (fails_gate(judgement.verdicts) or _required(judgement)) and settings.fail_on_regression)
     judgement.summary = _summary(judgement, judgement.gate_failed)
 
 
@@ -490,14 +523,32 @@ def _unread(judgement: Judgement) -> list[str]:
             "cannot pass; the line below says what is wrong and what to do" for path in judgement.unreadable]
 
 
-def judge(records: list[Record], settings: Settings, fingerprint: dict[str, Any], rootdir: Path) -> Judgement:
+def check_sets(settings: Settings, rootdir: Path | str) -> None:
+    """A baseline set (compared and updated, or ``--energy-compare``'s) that does not exist while the
+    baselines folder holds others is a typo: every test would read as new, and pass. Raises
+    :class:`SettingError` naming those there, unless the run records the set."""
+    folder = path_setting(settings.baselines, rootdir)
+    held = store.set_names(folder) if folder is not None and not settings.update_baselines else []
+    for name in ("baseline_set", "compare"):
+        wanted = settings.values.get(name)
+        if held and wanted and not store.set_folder(folder, wanted).is_dir():
+            raise SettingError(f"pytest-energy: {named(settings, name)} has {wanted!r}, but {folder} holds no such "
+                               f"baseline set (it holds {', '.join(held)}); give one of those, or record the set "
+                               "with --energy-update-baselines")
+
+
+def judge(records: list[Record], settings: Settings, fingerprint: dict[str, Any], rootdir: Path,
+          collection: store.Collection | None = None) -> Judgement:
     """Verdicts of every record and metric against the baseline set (and ``--energy-compare``'s set).
 
+    ``collection`` is what the run collected, which tells the baselines no collected test matched (see
+    :class:`pytest_energy.baselines.Collection`; without it only those of the tests that passed).
     Never raises for bad baselines: an unreadable file becomes one line in ``errors``, and fails the gate
     as incomplete unless the run updates baselines; so does a budget that could not be checked.
     """
     fingerprint_id = str(fingerprint.get("id") or "")
-    judgement = Judgement(baseline_set=settings.baseline_set, fingerprint_id=fingerprint_id, rootdir=str(rootdir))
+    judgement = Judgement(baseline_set=settings.baseline_set, fingerprint_id=fingerprint_id, rootdir=str(rootdir),
+                          baselines_required=bool(settings.require_baselines and not settings.update_baselines))
     judgement.incomplete += _unchecked_budgets(records)
     if not fingerprint_id:
         judgement.errors.append("pytest-energy: no hardware fingerprint for this run; baselines not compared")
@@ -521,7 +572,8 @@ def judge(records: list[Record], settings: Settings, fingerprint: dict[str, Any]
             f"read; run `{store.MIGRATE}` once to rewrite them as {root}/<set>/...")
         judgement.unreadable += [str(p) for p in first_layout]
     for set_name in sets:
-        _judge_set(records, settings, root, fingerprint_id, set_name, judgement, first_layout)
+        _judge_set(records, settings, root, fingerprint_id, set_name, judgement, first_layout,
+                   collection or store.Collection())
     if not settings.update_baselines:  # an update run refuses the file and says so; it fixes nothing else
         judgement.incomplete += _unread(judgement)
     _decide(judgement, settings)

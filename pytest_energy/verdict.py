@@ -161,6 +161,8 @@ class Judgement:
     rootdir: str = ""  # where relative baseline and history paths resolve (pytest's rootdir)
     # Why the gate could not judge all it should (lost records, unreadable baselines, unchecked budgets)
     incomplete: list[str] = field(default_factory=list)
+    orphaned: list[dict[str, str]] = field(default_factory=list)  # baselines no collected test matched
+    baselines_required: bool = False  # --energy-require-baselines: new and orphaned ones fail the gate
 
     @property
     def outcome(self) -> str:
@@ -181,6 +183,7 @@ class Judgement:
             "baseline_set": self.baseline_set,
             "fingerprint_id": self.fingerprint_id,
             "new": list(self.new),
+            "orphaned": [dict(o) for o in self.orphaned],
             "not_judged": dict(not_judged),
             "verdicts": [asdict(v) for v in self.verdicts],
         }

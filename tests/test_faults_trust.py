@@ -2,9 +2,9 @@
 
 A corrupt baseline file, few rounds, a budget on a frozen counter, a model change without a digest,
 another unit of measurement, a round below idle power, a renamed test or a mistyped baseline set each
-once read as passed. Unit tests drive gate.py on synthetic records; the `pytest --energy` runs measure a
-fake NVML GPU (pytest_energy.testing) idling at 80 W whose tests draw a set power above it, serially and
-with ``-n 2``.
+once read as passed. Unit tests drive gate.py on synthetic records; the `pytest --energy` runs (serially
+and with ``-n 2``) measure the fake RAPL package of test_gate_integration.py, or a fake NVML GPU whose
+counter is frozen (both from pytest_energy.testing).
 """
 
 from __future__ import annotations
@@ -234,6 +234,52 @@ def test_a_round_below_idle_is_not_recorded_and_never_voids_a_verdict(tmp_path: 
         "a disturbed reading); re-record it with --energy-update-baselines")
 
 
+# -- 14. baselines no collected test matched ---------------------------------------------------------------
+def test_a_renamed_test_lists_its_old_baseline_and_fails_where_baselines_are_required(tmp_path: Path) -> None:
+    _record_baselines(tmp_path, [_record("t.py::old", BASE), _record("t.py::kept[1]", BASE),
+                                 _record("u.py::elsewhere", BASE)])
+    collection = store.Collection(tests={"t.py::new", "t.py::kept[1]"}, whole={"t.py"})
+    records = [_record("t.py::new", BASE), _record("t.py::kept[1]", BASE)]
+    judgement = judge(records, _settings(tmp_path), FINGERPRINT, tmp_path, collection)
+    path = store.set_folder(tmp_path / "baselines", "default") / "t.py.json"
+    # u.py was not collected: a run of t.py alone says nothing of its baselines.
+    assert judgement.orphaned == [{"name": "t.py::old", "baseline_set": "default", "path": str(path)}]
+    assert judgement.document({})["orphaned"] == judgement.orphaned and not judgement.gate_failed
+    assert judgement.summary[0].startswith("pytest-energy gate passed: 1 new, 1 unchanged; 1 baseline no collected "
+                                           "test matched (set 'default'")
+    assert judgement.summary[-2:] == [
+        "pytest-energy: 1 baseline no collected test matched (a test renamed, parametrised otherwise or removed): "
+        "re-record under the new name with --energy-update-baselines and delete the old entry",
+        f"  orphaned  t.py::old  (set 'default', {path})"]
+    required = judge(records, _settings(tmp_path, require_baselines=True), FINGERPRINT, tmp_path, collection)
+    assert required.gate_failed
+    assert required.summary[0].startswith("pytest-energy gate FAILED: 1 new, 1 unchanged; 1 baseline no collected "
+                                          "test matched; 2 failing --energy-require-baselines (set")
+    assert any(line.startswith("t.py::new  energy: no baseline in 'default' yet") and
+               line.endswith("[no baseline: --energy-require-baselines]") for line in required.summary)
+    # An update run records the new one and is not failed; a test merely deselected or skipped is matched.
+    assert not judge(records, _settings(tmp_path, require_baselines=True, update_baselines=True), FINGERPRINT,
+                     tmp_path, collection).gate_failed
+    kept_only = store.Collection(tests={"t.py::old", "t.py::kept[1]"}, whole={"t.py"})
+    quiet = judge(records[1:], _settings(tmp_path, require_baselines=True), FINGERPRINT, tmp_path, kept_only)
+    assert quiet.orphaned == [] and not quiet.gate_failed
+
+
+def test_a_collection_covers_only_what_it_collected_whole() -> None:
+    collection = store.Collection()
+    root = Path("/project")
+    collection.scope(["tests", "suites/test_a.py::test_one", "other/test_b.py"], root, root)
+    collection.left_out |= {"tests/skipped.py", "tests/test_c.py::Broken"}
+    assert collection.whole == {"tests", "other/test_b.py"} and collection.partial == {"suites/test_a.py"}
+    assert collection.covers("tests/test_x.py::t") and collection.covers("other/test_b.py::t[1]")
+    assert not collection.covers("suites/test_a.py::test_two")  # named with ::, collected in part
+    assert not collection.covers("tests/skipped.py::t") and not collection.covers("tests/test_c.py::Broken::t")
+    assert not collection.covers("elsewhere/test_d.py::t") and not collection.covers("testsuite/test_e.py::t")
+    everything = store.Collection()
+    everything.scope(["."], root, root)
+    assert everything.whole == {""} and everything.covers("anything.py::t")
+
+
 # -- 15. the head line's counts each have their reason ------------------------------------------------------
 def test_a_frozen_counter_with_a_baseline_says_why_and_counts_its_baseline(tmp_path: Path) -> None:
     _record_baselines(tmp_path, [_record("t.py::a", BASE)])
@@ -298,6 +344,31 @@ import pytest
 @pytest.mark.energy(budget="{budget}")
 def test_model(energy):
     energy.run(time.sleep, args=(0.02,), rounds=3, min_window=0.25, warmup=0)
+'''
+
+BLOCK = '''
+def test_model(energy, package):
+    with energy.measure():  # 20 inferences of 1 J, one "run"
+        for _ in range(20):
+            package.spend(1.0)
+'''
+
+PER_INFERENCE = '''
+def test_model(energy, package):
+    energy.run(package.spend, args=(2.0,), iterations=1, unit="inference")
+'''
+
+RENAMED = '''
+import pytest
+
+
+@pytest.mark.parametrize("size", [{sizes}])
+def test_{name}(energy, package, size):
+    energy.run(package.spend, args=(1.0,), iterations=1)
+
+
+def test_other(energy, package):
+    energy.run(package.spend, args=(1.0,), iterations=1)
 '''
 
 
@@ -373,3 +444,57 @@ def test_a_budgeted_test_on_a_frozen_gpu_counter_fails_incomplete(energy_run) ->
         "invalid*",
         "test_trust.py::test_model  energy: every window of this run was invalid*"])
     assert " 0 J gross" not in _text(result)
+
+
+def test_the_same_work_measured_in_another_unit_at_twice_the_energy_fails(energy_run) -> None:
+    recorded, _ = energy_run(BLOCK, "--energy-update-baselines")
+    assert recorded.ret == 0, _text(recorded)
+    result, _ = energy_run(PER_INFERENCE, seed=1)
+    assert result.ret == 1, _text(result)
+    result.stdout.fnmatch_lines([
+        "pytest-energy gate FAILED: 1 regression*",
+        "test_trust.py::test_model  measured differently: unit run -> inference, form block -> call (energy per run "
+        "in the baseline, per inference here)*"])
+    assert "improvement" not in _text(result)
+
+
+def test_a_mistyped_baseline_set_is_a_usage_error(energy_run, pytester: pytest.Pytester) -> None:
+    recorded, _ = energy_run(ROUNDS, "--energy-update-baselines", work=1.0, rounds=3)
+    assert recorded.ret == 0, _text(recorded)
+    result, _ = energy_run(ROUNDS, "--energy-baseline-set", "defualt", work=1.0, rounds=3)
+    assert result.ret == 4, _text(result)
+    assert (f"pytest-energy: --energy-baseline-set has 'defualt', but {pytester.path / 'baselines'} holds no such "
+            "baseline set (it holds default); give one of those, or record the set with --energy-update-baselines"
+            in _text(result))
+    assert "Traceback" not in _text(result)
+    recorded, _ = energy_run(ROUNDS, "--energy-baseline-set", "defualt", "--energy-update-baselines", work=1.0,
+                             rounds=3)
+    assert recorded.ret == 0, _text(recorded)  # recording a new set on purpose
+
+
+def test_a_renamed_test_lists_its_old_baseline_and_required_baselines_fail(energy_run, pytester) -> None:
+    recorded, _ = energy_run(RENAMED, "--energy-update-baselines", name="model", sizes="1, 2")
+    assert recorded.ret == 0, _text(recorded)
+    [path] = (pytester.path / "baselines").rglob("test_trust.py.json")
+    result, document = energy_run(RENAMED, name="renamed", sizes="1, 2")
+    assert result.ret == 0, _text(result)
+    assert sorted(o["name"] for o in document["gate"]["orphaned"]) == [
+        "test_trust.py::test_model[1]", "test_trust.py::test_model[2]"]
+    result.stdout.fnmatch_lines([
+        "pytest-energy gate passed: 2 new, 1 unchanged; 2 baselines no collected test matched*",
+        "pytest-energy: 2 baselines no collected test matched (a test renamed, parametrised otherwise or removed)*",
+        f"  orphaned  test_trust.py::test_model[[]1[]]  (set 'default', {path})"])
+    strict, _ = energy_run(RENAMED, "--energy-require-baselines", name="renamed", sizes="1, 2")
+    assert strict.ret == 1, _text(strict)
+    strict.stdout.fnmatch_lines(["pytest-energy gate FAILED: 2 new, 1 unchanged; 2 baselines no collected test "
+                                 "matched; 4 failing --energy-require-baselines*"])
+    # Another parametrisation is the same fault; the ini key turns the option on as well.
+    pytester.makeini("[pytest]\nenergy_require_baselines = true\n")
+    reparametrised, document = energy_run(RENAMED, name="model", sizes="1, 3")
+    assert reparametrised.ret == 1, _text(reparametrised)
+    assert [o["name"] for o in document["gate"]["orphaned"]] == ["test_trust.py::test_model[2]"]
+    # Deselected, or left out by naming a test on the command line: the others are not orphaned.
+    deselected, document = energy_run(RENAMED, "-k", "not other", name="model", sizes="1, 2")
+    assert deselected.ret == 0 and document["gate"]["orphaned"] == [], _text(deselected)
+    alone, document = energy_run(RENAMED, "test_trust.py::test_other", name="model", sizes="1, 2")
+    assert alone.ret == 0 and document["gate"]["orphaned"] == [], _text(alone)
