@@ -4,7 +4,8 @@ One JSON file per test module, mirroring the test tree, so a reviewer sees a mod
 next to its test in a diff. A record's entry is split by what its numbers depend on:
 
 * once per record, what no hardware changes: the counted work (FLOPs) the gate judges, the quality
-  values, the model that ran (requested, what ran, its digest, dtype, device) and the runner that
+  values, the model that ran (requested, what ran, its digest, dtype, device), how the energy was
+  measured (its unit, the record's form, how many iterations one call counts as) and the runner that
   recorded them (``hardware``, a fingerprint id). Any runner judges these. With the quality values
   go what a verdict needs to know how far they move by chance: each example's score
   (``quality_examples``, keyed by example so a later run is compared on the same examples) and, for a
@@ -147,9 +148,16 @@ class Baseline:
     git_commit: str | None = None
     energy: dict[str, EnergyBaseline] = field(default_factory=dict)  # device kind id -> energy
     path: Path | None = None  # the file it was read from
+    # How the energy was measured beside ``unit`` (see Measurement): "" and 0 where the entry predates them.
+    form: str = ""
+    iterations_per_call: int = 0
     examples: QualityExamples | None = None  # None: not kept (a metric without per-example items, an old file)
     runs: list[QualityRun] = field(default_factory=list)  # training runs' figures (--energy-quality-seeds)
     trained_in_run: bool = False  # its model was trained in the run that recorded it (a fine-tune, a fallback)
+
+    @property
+    def measurement(self) -> Measurement:
+        return Measurement(self.unit, self.form, self.iterations_per_call)
 
     def to_json(self) -> dict[str, Any]:
         data = _rounded({
@@ -162,6 +170,10 @@ class Baseline:
         })
         if self.model:
             data["model"] = dict(self.model)
+        if self.form:
+            data["form"] = self.form
+        if self.iterations_per_call:
+            data["iterations_per_call"] = self.iterations_per_call
         # Counts are exact (zero noise): rounding them would make a threshold of 0 fail identical work.
         data["work"] = {k: int(v) if float(v).is_integer() else v for k, v in self.work.items()}
         data["energy"] = {kind: entry.to_json() for kind, entry in self.energy.items()}
@@ -178,6 +190,33 @@ class Baseline:
 class _Inline(list):  # type: ignore[type-arg]
     """A list written on one line of its file (per-example scores: hundreds of items, one line each
     would bury the figures a reviewer reads)."""
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What one iteration of a record's energy is: its ``unit`` ("inference", "run"...), the record's
+    ``form`` (rounds of a call, one block, a case, a whole test) and how many iterations one call of the
+    measured function counts as (a case's batch of inferences). Per-iteration joules of two records
+    compare only where these match; an empty form or 0 (a baseline that predates them) matches any."""
+
+    unit: str
+    form: str = ""
+    iterations_per_call: int = 0
+
+    def differences(self, other: Measurement) -> list[str]:
+        """The parts that differ between two measurements, as "unit run -> inference" phrases (self first)."""
+        found = [f"unit {self.unit} -> {other.unit}"] if self.unit != other.unit else []
+        if self.form and other.form and self.form != other.form:
+            found.append(f"form {self.form} -> {other.form}")
+        mine, theirs = self.iterations_per_call, other.iterations_per_call
+        if mine and theirs and mine != theirs:
+            found.append(f"iterations per call {mine} -> {theirs}")
+        return found
+
+
+def measurement(record: Record) -> Measurement:
+    """How a record's energy was measured (see :class:`Measurement`)."""
+    return Measurement(record.unit, record.form, record.iterations_per_call)
 
 
 def _per_iteration_net(rounds: Sequence[EnergyRound]) -> float | None:
@@ -253,8 +292,11 @@ def trained_in_run(record: Record) -> bool:
 #: so they move only when the work does: a CPU-only CI catches a model doing more work with no noise.
 WORK_PROXIES = ("flops_per_inference", "flops")
 
-#: The model facts a baseline keeps; ``requested`` and ``digest`` decide whether the model changed.
+#: The model facts a baseline keeps.
 MODEL_KEYS = ("requested", "ran", "source", "digest", "dtype", "device")
+#: Those that say which model ran, each compared where both sides name it; only equal digests prove the
+#: weights the same. ``device`` is the runner's, not the model's: a CPU runner judges a GPU's baseline.
+IDENTITY_KEYS = ("requested", "ran", "source", "digest", "dtype")
 
 
 def work_values(record: Record) -> dict[str, float]:
@@ -278,6 +320,11 @@ def model_identity(record: Record) -> dict[str, Any]:
     return identity
 
 
+def model_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The identity fields (:data:`IDENTITY_KEYS`) that both model identities name and that differ."""
+    return [key for key in IDENTITY_KEYS if old.get(key) and new.get(key) and str(old[key]) != str(new[key])]
+
+
 def describe_model(model: dict[str, Any]) -> str:
     """A model identity in one phrase: the request, and what ran where that differs."""
     requested, ran = str(model.get("requested", "?")), str(model.get("ran", ""))
@@ -285,10 +332,14 @@ def describe_model(model: dict[str, Any]) -> str:
 
 
 def energy_from_record(record: Record, kind: DeviceKind) -> EnergyBaseline:
-    """The energy entry a record's devices of one kind would be stored as (its valid rounds only)."""
+    """The energy entry a record's devices of one kind would be stored as (its valid rounds only, and of
+    those the plausible ones: above zero net)."""
     methods = {c.device: c.method for c in record.components}
     rounds = [EnergyRound(r.iterations, r.seconds, {d: r.by_device[d] for d in kind.devices if d in r.by_device})
               for r in record.rounds if r.valid and r.iterations > 0]
+    # A round at or below zero net (the device dipped below its idle power) is no energy figure: stored,
+    # every later verdict would have to leave it out.
+    rounds = [r for r in rounds if math.isfinite(r.net_joules) and r.net_joules > 0]
     return EnergyBaseline(
         kind=kind.id,
         devices={d: methods[d] for d in kind.devices if d in methods},
@@ -341,6 +392,8 @@ def from_record(record: Record, kinds: Iterable[DeviceKind] | None = None) -> Ba
         examples=quality_examples(record),
         runs=quality_runs(record),
         trained_in_run=trained_in_run(record),
+        form=record.form,
+        iterations_per_call=record.iterations_per_call,
     )
 
 
@@ -435,6 +488,9 @@ def _entry(path: Path, name: str, data: Any) -> Baseline:
     trained = data.get("trained_in_run", False)
     if not isinstance(trained, bool):
         raise _fix(path, f"has record {name!r} whose 'trained_in_run' is not true or false")
+    form, per_call = data.get("form", ""), data.get("iterations_per_call", 0)
+    if not isinstance(form, str) or isinstance(per_call, bool) or not isinstance(per_call, int) or per_call < 0:
+        raise _fix(path, f"has record {name!r} whose 'form' is not text or 'iterations_per_call' not a count")
     return Baseline(
         name=name,
         nodeid=str(data.get("nodeid", name)),
@@ -450,6 +506,8 @@ def _entry(path: Path, name: str, data: Any) -> Baseline:
         examples=_examples_entry(path, name, data.get("quality_examples")),
         runs=_runs_entry(path, name, data.get("quality_runs", [])),
         trained_in_run=trained,
+        form=form,
+        iterations_per_call=per_call,
     )
 
 
@@ -611,6 +669,76 @@ def load_set(folder: Path) -> LoadedSet:
             loaded.errors.append(str(error))
             loaded.broken.append(path)
     return loaded
+
+
+def set_names(root: Path) -> list[str]:
+    """The baseline sets under ``root``: its folders that hold baseline files, the first layout's aside."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    old = set(first_layout(root))
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and p not in old and next(p.rglob("*.json"), None))
+
+
+def _under(nodeid: str, prefix: str) -> bool:
+    """Whether a node id lies under a folder, module or node named by ``prefix`` ("" is the rootdir)."""
+    return not prefix or nodeid == prefix or nodeid.startswith((prefix + "/", prefix + "::"))
+
+
+@dataclass
+class Collection:
+    """What a run collected, to tell the baselines no collected test matched (a renamed test, another
+    parametrisation, a removed one). Paths are node ids: relative to the rootdir, with "/".
+
+    A baseline is matched by its test's node id where that test was collected (deselected ones count:
+    ``-k`` only leaves them out of this run) and by its name where the test passed. Only baselines of the
+    folders and modules the run collected whole can be told unmatched: a module named with ``::`` on the
+    command line, a path ignored, a module skipped or broken at collection hides nothing.
+    """
+
+    tests: set[str] = field(default_factory=set)  # node ids collected, deselected ones too
+    whole: set[str] = field(default_factory=set)  # folders and modules collected whole ("" is the rootdir)
+    partial: set[str] = field(default_factory=set)  # modules of which only tests named with :: were collected
+    left_out: set[str] = field(default_factory=set)  # paths ignored; collectors skipped or broken
+
+    @staticmethod
+    def nodeid(path: Path | str, root: Path | str) -> str | None:
+        """A path as node ids name it (None outside ``root``)."""
+        try:
+            relative = Path(path).resolve().relative_to(Path(root).resolve())
+        except ValueError:
+            return None
+        return "" if relative == Path(".") else relative.as_posix()
+
+    def scope(self, args: Sequence[str], invocation_dir: Path | str, root: Path | str) -> None:
+        """The paths a run collects, from its command-line arguments (or its testpaths)."""
+        for arg in args:
+            path, _, test = str(arg).partition("::")
+            found = self.nodeid(Path(invocation_dir) / path, root)
+            if found is not None:
+                (self.partial if test else self.whole).add(found)
+
+    def covers(self, nodeid: str) -> bool:
+        """Whether the run collected the module of ``nodeid`` whole, so a test it lacks is gone."""
+        module = nodeid.split("::", 1)[0]
+        return (any(_under(module, path) for path in self.whole) and module not in self.partial
+                and not any(_under(nodeid, path) for path in self.left_out))
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {key: sorted(getattr(self, key)) for key in ("tests", "whole", "partial", "left_out")}
+
+    def merge(self, data: dict[str, Any]) -> None:
+        """Add what another process (an xdist worker) collected."""
+        for key in ("tests", "whole", "partial", "left_out"):
+            getattr(self, key).update(str(v) for v in data.get(key, []))
+
+
+def orphaned(loaded: LoadedSet, records: Sequence[Record], collection: Collection) -> list[Baseline]:
+    """The baselines of a set that no collected test matched (see :class:`Collection`)."""
+    names = {r.name for r in records}
+    passed = {r.nodeid for r in records if r.judgeable}
+    return [b for name, b in sorted(loaded.baselines.items()) if name not in names and (
+        b.nodeid in passed or (b.nodeid not in collection.tests and collection.covers(b.nodeid)))]
 
 
 def first_layout(root: Path) -> list[Path]:
@@ -911,13 +1039,9 @@ class Pooled:
 
 
 def model_changed(old: Baseline, new: Baseline) -> bool:
-    """Whether two entries of one record measured different models: another request, or another digest
-    where both name one (the energy of the old model on other device kinds is then no baseline)."""
-    if not old.model or not new.model:
-        return False
-    digests = old.model.get("digest") and new.model.get("digest")
-    return old.model.get("requested") != new.model.get("requested") or bool(
-        digests and old.model["digest"] != new.model["digest"])
+    """Whether two entries of one record measured different models: an identity field both name differs
+    (:func:`model_changes`; the energy of the old model on other device kinds is then no baseline)."""
+    return bool(model_changes(old.model, new.model))
 
 
 def _same_work(record: Record, newest: Record) -> bool:

@@ -88,27 +88,53 @@ def _measured(records: list[Record], budget: EnergyBudget) -> tuple[float, float
     return value * scale, record.per_iteration_uncertainty_joules * scale, methods, _per_text(budget.per)
 
 
+def _no_figure(record: Record) -> str:
+    """Why a record has no energy figure a budget could be checked on."""
+    if not record.rounds:
+        return "the measurement did not finish"
+    if not record.components:
+        return "no device could be measured"
+    notes = [f"{c.device}: {c.note}" for c in record.components if c.note]
+    return "every window was invalid" + (f" ({notes[0]})" if notes else "")
+
+
+def not_checked(record: Record) -> list[dict[str, Any]]:
+    """The record's budgets that could not be checked (see :func:`check`), each with its ``state``."""
+    entries = record.criteria.get("energy")
+    return [e for e in entries if isinstance(e, dict) and e.get("met") is None] if isinstance(entries, list) else []
+
+
 def check(budgets: Iterable[EnergyBudget], records: list[Record], nodeid: str) -> None:
     """Raise :class:`EnergyBudgetExceeded` for the first budget the test's records exceed.
 
     Per-iteration budgets apply to every measurement of the test; the per-test budget to their sum.
-    Records whose every window was invalid cannot be judged and are skipped (their note says why).
+    Every budget is kept on the records it applies to (``criteria["energy"]``) with whether it was met.
+    A record with no valid window has no figure to check: its budgets are kept with ``met`` None and the
+    state "not checked: <why>", and so is a per-test budget its other records stay under (their sum
+    lacks it), for the gate to fail on (a budget nobody could check never passes).
     """
     valid = [r for r in records if r.valid]
+    invalid = [r for r in records if not r.valid]
     failure = ""
     for budget in budgets:
-        groups = [valid] if budget.per == "test" else [[r] for r in valid]
+        terms = {"limit_joules": budget.limit_joules, "per": budget.per, "basis": budget.basis}
+        unchecked = {id(r): (r, f"not checked: {_no_figure(r)}") for r in invalid}
+        groups = ([valid] if valid else []) if budget.per == "test" else [[r] for r in valid]
         for group in groups:
-            if not group:
-                continue
             value, uncertainty, methods, what = _measured(group, budget)
             met = value <= budget.limit_joules
+            if met and budget.per == "test" and invalid:  # under it without them: the test's total is unknown
+                why = (f"not checked: {len(invalid)} of the test's measurements have no energy figure, so its "
+                       "total is unknown")
+                unchecked.update({id(r): (r, why) for r in group})
+                continue
             for record in group:  # every budget is recorded, the exceeded ones too, before failing
-                record.criteria.setdefault("energy", []).append(
-                    {"limit_joules": budget.limit_joules, "per": budget.per, "basis": budget.basis, "met": met})
+                record.criteria.setdefault("energy", []).append({**terms, "met": met})
             if not met and not failure:
                 label = f" [{group[0].label}]" if budget.per != "test" and group[0].label else ""
                 failure = (f"energy budget exceeded{label}: {format_energy(value)} ± {format_energy(uncertainty)} "
                            f"{what} ({budget.basis}, {methods}) > budget {budget.describe()}")
+        for record, state in unchecked.values():
+            record.criteria.setdefault("energy", []).append({**terms, "met": None, "state": state})
     if failure:
         raise EnergyBudgetExceeded(failure)

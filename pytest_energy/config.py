@@ -202,6 +202,9 @@ OPTIONS: tuple[Option, ...] = (
            "what makes two devices the same kind for energy baselines (default: GPU or CPU model and "
            "how many devices a record spans; the host CPU never splits a GPU baseline)"),
     Option("fail_on_regression", _boolean, True, "true or false", "make a regression fail the session"),
+    Option("require_baselines", _boolean, False, "true or false",
+           "fail the gate on a test without a baseline (new) and on a baseline no collected test matched "
+           "(a renamed or removed test), except in an update run"),
     Option("gate_modelled", _boolean, False, "true or false",
            "let modelled (estimated) energy fail the gate too"),
     Option("normalise", _boolean, False, "true or false",
@@ -422,7 +425,7 @@ def resolve(
     return settings
 
 
-def _named(settings: Settings, name: str) -> str:
+def named(settings: Settings, name: str) -> str:
     """Where a setting came from, as an error names it: "--energy-json", "ini energy_history (default)"."""
     source = settings.sources.get(name, "default")
     return f"{BY_NAME[name].cli} (default)" if source == "default" else source
@@ -448,7 +451,7 @@ def _check_devices(settings: Settings) -> None:
         if wanted:
             return
         reason = "it names no device: expected auto, gpu, gpu:N, gpu:UUID, cpu or ram"
-    raise SettingError(f"pytest-energy: {_named(settings, 'devices')} has {settings.devices!r} ({reason}); "
+    raise SettingError(f"pytest-energy: {named(settings, 'devices')} has {settings.devices!r} ({reason}); "
                        f"found on this machine: {found_devices(settings.powercap)}")
 
 
@@ -488,7 +491,7 @@ def _check_outputs(settings: Settings, root: Path | str | None) -> None:
             continue
         where = path.resolve()
         if where in seen:
-            raise SettingError(f"pytest-energy: {_named(settings, seen[where])} and {_named(settings, name)} "
+            raise SettingError(f"pytest-energy: {named(settings, seen[where])} and {named(settings, name)} "
                                f"both name {path}: give each output a path of its own")
         seen[where] = name
     baselines = paths["baselines"].resolve() if paths["baselines"] is not None else None
@@ -496,7 +499,7 @@ def _check_outputs(settings: Settings, root: Path | str | None) -> None:
         path = paths[name]
         if path is None:
             continue
-        refuse_overwrite(path, _named(settings, name))
+        refuse_overwrite(path, named(settings, name))
         if baselines is not None and baselines in path.resolve().parents:
-            raise SettingError(f"pytest-energy: {_named(settings, name)} names {path}, inside the baselines "
+            raise SettingError(f"pytest-energy: {named(settings, name)} names {path}, inside the baselines "
                                f"folder {paths['baselines']}: give a path outside it")

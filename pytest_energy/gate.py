@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import baselines as store
+from .budget import EnergyBudget, not_checked
 from .conditions import difference
-from .config import Settings, path_setting, store_setting
+from .config import Settings, SettingError, named, path_setting, store_setting
 from .fingerprint import DEFAULT_KIND_FIELDS, DeviceKind
 from .record import Record, RunInfo
 from .units import percent_change
@@ -188,8 +189,7 @@ def _energy_verdicts(record: Record, baseline: store.Baseline, kinds: list[Devic
                      set_name: str, tolerance: Tolerance, gate: bool, fingerprint_id: str) -> list[Verdict]:
     """One energy verdict per device kind, each against the baseline measured on that kind only."""
     if not record.valid:
-        return [Verdict.inconclusive(record.name, "energy", "energy: every window of this run was invalid",
-                                     threshold=tolerance.value, baseline_set=set_name)]
+        return _no_figure(record, baseline, kinds, tolerance, set_name, gate)
     verdicts = []
     for index, kind in enumerate(kinds):
         metric = energy_metric(index, kind)
@@ -208,10 +208,25 @@ def _energy_verdicts(record: Record, baseline: store.Baseline, kinds: list[Devic
     return verdicts
 
 
+def _no_figure(record: Record, baseline: store.Baseline | None, kinds: list[DeviceKind], tolerance: Tolerance,
+               set_name: str, gate: bool) -> list[Verdict]:
+    """A record with no valid window has no energy figure: inconclusive on each device kind (one verdict
+    where no device was measured), shown under the gate's head line and counted against the baseline it
+    had, never "new" (nothing could be recorded) nor a baseline of "none"."""
+    reason = ("energy: every window of this run was invalid, so there is no energy figure to judge (the record's "
+              "notes say why)")
+    stored = {energy_metric(index, kind): baseline.energy.get(kind.id) if baseline is not None else None
+              for index, kind in enumerate(kinds)} or {"energy": None}
+    return [Verdict.inconclusive(record.name, metric, reason, threshold=tolerance.value, baseline_set=set_name,
+                                 gating=gate, baseline_hardware=entry.hardware if entry is not None else "")
+            for metric, entry in stored.items()]
+
+
 def _model_verdict(record: Record, baseline: store.Baseline, settings: Settings, set_name: str, gate: bool,
                    fingerprint_id: str) -> Verdict | None:
-    """Whether the model that ran is the baseline's: a changed request or digest fails the gate, as a
-    snapshot mismatch does, until the new model is recorded."""
+    """Whether the model that ran is the baseline's: an identity field both name that differs fails the
+    gate, as a snapshot mismatch does, until the new model is recorded; where none differs, only a digest
+    on each side proves it the same (inconclusive without)."""
     current, previous = store.model_identity(record), baseline.model
     if not current and not previous:
         return None
@@ -231,18 +246,41 @@ def _model_verdict(record: Record, baseline: store.Baseline, settings: Settings,
     if not current:
         return verdict(Status.REGRESSION, f"model changed: {store.describe_model(previous)} -> none named by this run; "
                        f"the gate fails until {refresh} records it", gate)
-    digests = current.get("digest") and previous.get("digest")
-    if current.get("requested") == previous.get("requested") and (not digests or current["digest"] == previous["digest"]):
+    changed = store.model_changes(previous, current)
+    if not changed and current.get("digest") and previous.get("digest"):
         return verdict(Status.UNCHANGED, f"model {store.describe_model(current)}: as in the baseline")
+    if not changed:  # every field both name agrees, but only a digest on each side proves the same weights
+        missing = " and ".join(side for side, model in (("this run", current), ("the baseline", previous))
+                               if not model.get("digest"))
+        return verdict(Status.INCONCLUSIVE, f"model {store.describe_model(current)}: {missing} names no digest of "
+                       f"the model, so it cannot be told the same as the baseline's (a digest in the record's "
+                       f"extra['model'] proves it; {refresh} stores this run's)", gate)
     before, after = store.describe_model(previous), store.describe_model(current)
     ran = current.get("ran", "")
-    if current.get("requested") != previous.get("requested") and ran and ran == previous.get("ran"):
+    if changed == ["requested"] and ran and ran == previous.get("ran"):
         before, after = str(previous["requested"]), f"{current['requested']} (both ran {ran})"
-    elif before == after:
-        before += f" digest {previous.get('digest', '?')}"
-        after += f" digest {current.get('digest', '?')}"
+    else:  # a changed request or model that ran shows in the names; the other fields are said on each side
+        # (the digest only where the names agree: other names are other weights)
+        said = [key for key in changed if key not in ("requested", "ran") and (key != "digest" or before == after)]
+        before += "".join(f" {key} {previous[key]}" for key in said)
+        after += "".join(f" {key} {current[key]}" for key in said)
     return verdict(Status.REGRESSION, f"model changed: {before} -> {after}; the gate fails until {refresh} "
                    "records the new model", gate)
+
+
+def _measurement_verdict(record: Record, baseline: store.Baseline, settings: Settings, set_name: str,
+                         gate: bool) -> Verdict | None:
+    """Whether this run's energy is measured as the baseline's was (unit, form, iterations per call): where
+    it is not, per-iteration joules mean other things on each side, so the gate fails, as on a model
+    change, until the new measurement is recorded (None where it is the same)."""
+    changes = baseline.measurement.differences(store.measurement(record))
+    if not changes:
+        return None
+    return Verdict.of_status(
+        record.name, "measurement", Status.REGRESSION,
+        f"measured differently: {', '.join(changes)} (energy per {baseline.unit} in the baseline, per {record.unit} "
+        f"here), so the energy is not compared; the gate fails until {_refresh(settings, set_name)} records the "
+        "new measurement", threshold=0.0, baseline_set=set_name, gating=gate, baseline_hardware=baseline.hardware)
 
 
 def _cost(model: Verdict, others: list[Verdict]) -> None:
@@ -415,11 +453,13 @@ def _energy_tolerance(record: Record, settings: Settings, errors: list[str]) -> 
 
 
 def _judge_set(records: list[Record], settings: Settings, root: Path, fingerprint_id: str, set_name: str,
-               judgement: Judgement, first_layout: list[Path]) -> None:
+               judgement: Judgement, first_layout: list[Path], collection: store.Collection) -> None:
     folder = store.set_folder(root, set_name)
     loaded = store.load_set(folder)
     judgement.errors += [e for e in loaded.errors if e not in judgement.errors]
     judgement.unreadable += [str(p) for p in loaded.broken if str(p) not in judgement.unreadable]
+    judgement.orphaned += [{"name": b.name, "baseline_set": set_name, "path": str(b.path)}
+                           for b in store.orphaned(loaded, records, collection)]
     for record in records:
         failed = record.outcome in FAILED_OUTCOMES
         if failed and set_name == judgement.baseline_set:
@@ -485,19 +525,30 @@ def _judge_record(record: Record, settings: Settings, folder: Path, loaded: stor
         message = incomparable or f"energy: no baseline in {set_name!r} yet (--energy-update-baselines records one)"
         verdicts = [Verdict.of_status(record.name, "energy", status, message, threshold=tolerance.value,
                                       baseline_set=set_name)]
+        if not incomparable and not record.valid:  # nothing measured: not new, as nothing can be recorded
+            verdicts = _no_figure(record, None, device_kinds(record, settings), tolerance, set_name, gate)
+            status = Status.INCONCLUSIVE
         verdicts += _value_verdicts(record, None, settings, set_name, gate, errors, incomparable, fingerprint_id,
                                     incomplete)
         return verdicts, status is Status.NEW
     model = _model_verdict(record, baseline, settings, set_name, gate, fingerprint_id)
-    energy = _energy_verdicts(record, baseline, device_kinds(record, settings), settings, set_name, tolerance,
-                              gate, fingerprint_id)
+    measured = _measurement_verdict(record, baseline, settings, set_name, gate)
+    kinds = device_kinds(record, settings)
+    if measured is None:
+        energy = _energy_verdicts(record, baseline, kinds, settings, set_name, tolerance, gate, fingerprint_id)
+    else:  # per-iteration joules of another unit or form: no ratio means anything
+        energy = [Verdict.of_status(record.name, energy_metric(index, kind), Status.INCOMPARABLE,
+                                    f"{energy_metric(index, kind)}: not compared, measured differently (see its "
+                                    "measurement verdict)", threshold=tolerance.value, baseline_set=set_name)
+                  for index, kind in enumerate(kinds)]
     values = _value_verdicts(record, baseline, settings, set_name, gate, errors, "", fingerprint_id, incomplete)
     if model is not None and model.status is Status.REGRESSION:
         _cost(model, energy + values)
-    return ([model] if model is not None else []) + energy + values, False
+    return [v for v in (model, measured) if v is not None] + energy + values, False
 
 
-#: Inconclusive verdicts named with their reason under the gate's head line (the rest: -v, HTML report).
+#: Verdicts named with their reason under the gate's head line for each kind (inconclusive or incomparable;
+#: orphaned baselines): the rest are in the JSON, pytest -v and the HTML report.
 SHOWN_INCONCLUSIVE = 10
 
 
@@ -514,12 +565,36 @@ def _origins(judgement: Judgement) -> str:
     return f"baselines: {here} verdicts from this hardware, {other} from other hardware, {none} with none"
 
 
+def _missing(judgement: Judgement) -> list[Verdict]:
+    """The verdicts without a baseline in the set compared and updated ("new"), which fail the gate
+    with --energy-require-baselines."""
+    return [v for v in judgement.verdicts if v.status is Status.NEW and v.baseline_set == judgement.baseline_set]
+
+
+def _required(judgement: Judgement) -> list[str]:
+    """What --energy-require-baselines fails on: "new" verdicts and baselines of that set no test matched."""
+    if not judgement.baselines_required:
+        return []
+    return [v.name for v in _missing(judgement)] + [o["name"] for o in judgement.orphaned
+                                                    if o["baseline_set"] == judgement.baseline_set]
+
+
+def _capped(lines: list[str], what: str) -> list[str]:
+    if len(lines) <= SHOWN_INCONCLUSIVE:
+        return lines
+    return lines[:SHOWN_INCONCLUSIVE] + [f"... and {len(lines) - SHOWN_INCONCLUSIVE} more {what} (pytest -v or the "
+                                         "HTML report gives each reason)"]
+
+
 def _summary(judgement: Judgement, failing: bool) -> list[str]:
-    """The head line says the outcome and what decided it (lost records, failed tests, regressions),
-    then counts the passed tests' records by their most urgent verdict, and verdicts by where their
-    baseline came from; then one line per lost record and failed test, one per regressed and improved
-    metric with the size of its change, and why the gate could not judge the metrics it would gate
-    (up to :data:`SHOWN_INCONCLUSIVE`), so an unguarded test is seen without -v."""
+    """The head line says the outcome and what decided it (lost records, failed tests, regressions), then
+    counts the passed tests' records by their most urgent verdict, and verdicts by where their baseline
+    came from; then why the gate could not judge all it should (lost records, unreadable baselines,
+    unchecked budgets, vanished quality metrics); one line per failed test; one per regressed and improved
+    metric with the size of its change; then the reason of every other verdict that made a record's count
+    not pass (inconclusive ones that gate, incomparable records; up to :data:`SHOWN_INCONCLUSIVE` each),
+    the new ones where baselines are required, and the baselines no collected test matched, so an
+    unguarded test is seen without -v."""
     by_record: dict[str, list[Verdict]] = {}
     for verdict in judgement.verdicts:
         by_record.setdefault(verdict.name, []).append(verdict)
@@ -540,6 +615,12 @@ def _summary(judgement: Judgement, failing: bool) -> list[str]:
     if judgement.unreadable:  # a damaged file must not pass unseen: its tests are not compared at all
         count = len(judgement.unreadable)
         head += f"; {count} baseline file{'s' if count > 1 else ''} unreadable, not compared (see below)"
+    if judgement.orphaned:
+        count = len(judgement.orphaned)
+        head += f"; {count} baseline{'s' if count > 1 else ''} no collected test matched"
+    required = _required(judgement)
+    if required:
+        head += f"; {len(required)} failing --energy-require-baselines"
     outcome = "INCOMPLETE" if judgement.incomplete else "FAILED" if failing else "passed"
     lines = [f"pytest-energy gate {outcome}: {head or 'nothing judged'} "
              f"(set {judgement.baseline_set!r}, hardware {judgement.fingerprint_id}; {_origins(judgement)})",
@@ -551,18 +632,31 @@ def _summary(judgement: Judgement, failing: bool) -> list[str]:
         flag = ("  [test failed]" if verdict.name in judgement.failed
                 else "  [not gating]" if verdict.status is Status.REGRESSION and not verdict.gating else "")
         lines.append(f"{verdict.name}  {verdict.message}{flag}")
-    unsure = [v for v in judgement.verdicts if v.status is Status.INCONCLUSIVE and v.gating]
-    lines += [f"{verdict.name}  {verdict.message}" for verdict in unsure[:SHOWN_INCONCLUSIVE]]
-    if len(unsure) > SHOWN_INCONCLUSIVE:
-        lines.append(f"... and {len(unsure) - SHOWN_INCONCLUSIVE} more inconclusive (pytest -v or the HTML report "
-                     "gives each reason)")
+    unsure = [v for v in judgement.verdicts
+              if v.status is Status.INCONCLUSIVE and (v.gating or worst.get(v.name) is Status.INCONCLUSIVE)
+              and not any(v.message in line for line in judgement.incomplete)]  # said above already
+    lines += _capped([f"{v.name}  {v.message}{'' if v.gating else '  [not gating]'}" for v in unsure],
+                     "inconclusive")
+    apart = [v for v in judgement.verdicts if v.status is Status.INCOMPARABLE and worst.get(v.name) is Status.INCOMPARABLE]
+    lines += _capped([f"{v.name}  {v.message}" for v in apart], "incomparable")
+    if required:
+        lines += _capped([f"{v.name}  {v.message}  [no baseline: --energy-require-baselines]"
+                          for v in _missing(judgement)], "new")
+    if judgement.orphaned:
+        count = len(judgement.orphaned)
+        lines.append(f"pytest-energy: {count} baseline{'s' if count > 1 else ''} no collected test matched (a test "
+                     "renamed, parametrised otherwise or removed): re-record under the new name with "
+                     "--energy-update-baselines and delete the old entry")
+        lines += _capped([f"  orphaned  {o['name']}  (set {o['baseline_set']!r}, {o['path']})"
+                          for o in judgement.orphaned], "orphaned")
     return lines
 
 
 def _decide(judgement: Judgement, settings: Settings) -> None:
-    """The gate's decision and its summary, from the verdicts as they stand (lost records always fail)."""
+    """The gate's decision and its summary, from the verdicts as they stand (what it could not judge,
+    such as lost records, and failed tests always fail)."""
     judgement.gate_failed = bool(judgement.incomplete) or bool(judgement.failed) or bool(
-        fails_gate(judgement.verdicts) and settings.fail_on_regression)
+        (fails_gate(judgement.verdicts) or _required(judgement)) and settings.fail_on_regression)
     judgement.summary = _summary(judgement, judgement.gate_failed)
 
 
@@ -588,19 +682,57 @@ def account_for_exit(judgement: Judgement, exitstatus: int, settings: Settings) 
     _decide(judgement, settings)
 
 
-def judge(records: list[Record], settings: Settings, fingerprint: dict[str, Any], rootdir: Path) -> Judgement:
+def _unchecked_budgets(records: list[Record]) -> list[str]:
+    """One line per energy budget a passed test's record could not be checked on (no valid window)."""
+    return [f"pytest-energy: {record.name}: energy budget "
+            f"{EnergyBudget(entry['limit_joules'], entry['per'], entry['basis']).describe()} {entry['state']}; "
+            "the gate cannot pass a budget nobody checked (pytest-energy doctor shows what this runner can measure)"
+            for record in records if record.judgeable for entry in not_checked(record)]
+
+
+def _unread(judgement: Judgement) -> list[str]:
+    """One line per baseline file or folder the gate could not read: its tests were not compared."""
+    return [f"pytest-energy: {path} could not be read, so the baselines it holds were not compared and the gate "
+            "cannot pass; the line below says what is wrong and what to do" for path in judgement.unreadable]
+
+
+def check_sets(settings: Settings, rootdir: Path | str) -> None:
+    """A baseline set (compared and updated, or ``--energy-compare``'s) that does not exist while the
+    baselines folder holds others is a typo: every test would read as new, and pass. Raises
+    :class:`SettingError` naming those there, unless the run records the set."""
+    folder = path_setting(settings.baselines, rootdir)
+    held = store.set_names(folder) if folder is not None and not settings.update_baselines else []
+    for name in ("baseline_set", "compare"):
+        wanted = settings.values.get(name)
+        if held and wanted and not store.set_folder(folder, wanted).is_dir():
+            raise SettingError(f"pytest-energy: {named(settings, name)} has {wanted!r}, but {folder} holds no such "
+                               f"baseline set (it holds {', '.join(held)}); give one of those, or record the set "
+                               "with --energy-update-baselines")
+
+
+def judge(records: list[Record], settings: Settings, fingerprint: dict[str, Any], rootdir: Path,
+          collection: store.Collection | None = None) -> Judgement:
     """Verdicts of every record and metric against the baseline set (and ``--energy-compare``'s set).
 
-    Never raises for bad baselines: an unreadable file becomes one line in ``errors``.
+    ``collection`` is what the run collected, which tells the baselines no collected test matched (see
+    :class:`pytest_energy.baselines.Collection`; without it only those of the tests that passed).
+    Never raises for bad baselines: an unreadable file becomes one line in ``errors``, and fails the gate
+    as incomplete unless the run updates baselines; so does a budget that could not be checked.
     """
     fingerprint_id = str(fingerprint.get("id") or "")
-    judgement = Judgement(baseline_set=settings.baseline_set, fingerprint_id=fingerprint_id, rootdir=str(rootdir))
+    judgement = Judgement(baseline_set=settings.baseline_set, fingerprint_id=fingerprint_id, rootdir=str(rootdir),
+                          baselines_required=bool(settings.require_baselines and not settings.update_baselines))
+    judgement.incomplete += _unchecked_budgets(records)
     if not fingerprint_id:
         judgement.errors.append("pytest-energy: no hardware fingerprint for this run; baselines not compared")
+        if judgement.incomplete:
+            _decide(judgement, settings)
         return judgement
     root = path_setting(settings.baselines, rootdir)
     if root is None:
         judgement.errors.append("pytest-energy: --energy-baselines is none: no baseline compared")
+        if judgement.incomplete:
+            _decide(judgement, settings)
         return judgement
     sets = [settings.baseline_set]
     if settings.compare and settings.compare != settings.baseline_set:
@@ -613,7 +745,10 @@ def judge(records: list[Record], settings: Settings, fingerprint: dict[str, Any]
             f"read; run `{store.MIGRATE}` once to rewrite them as {root}/<set>/...")
         judgement.unreadable += [str(p) for p in first_layout]
     for set_name in sets:
-        _judge_set(records, settings, root, fingerprint_id, set_name, judgement, first_layout)
+        _judge_set(records, settings, root, fingerprint_id, set_name, judgement, first_layout,
+                   collection or store.Collection())
+    if not settings.update_baselines:  # an update run refuses the file and says so; it fixes nothing else
+        judgement.incomplete += _unread(judgement)
     _decide(judgement, settings)
     return judgement
 
@@ -621,7 +756,7 @@ def judge(records: list[Record], settings: Settings, fingerprint: dict[str, Any]
 def fail_incomplete(judgement: Judgement, lost: list[str]) -> None:
     """Records were lost (an xdist worker crashed, one line each in ``lost``): the gate cannot judge
     those tests, so it fails closed and its head line says INCOMPLETE, followed by ``lost``."""
-    judgement.incomplete += [line for line in lost if line not in judgement.incomplete]
+    judgement.incomplete = [*lost, *(line for line in judgement.incomplete if line not in lost)]
     judgement.gate_failed = True
     judgement.summary = _summary(judgement, True)
 
@@ -670,7 +805,8 @@ def _write_baselines(records: list[Record], judgement: Judgement, settings: Sett
         if verdict.baseline_set == settings.baseline_set:
             statuses.setdefault((verdict.name, verdict.metric), set()).add(verdict.status)
     stored = store.load_set(folder).baselines
-    chosen, skipped, kept, replaced = [], [], 0, []
+    chosen, skipped, kept = [], [], 0
+    replaced: dict[str, str] = {}  # record name -> whose energy on every device kind dropped
     for record in records:
         if not record.judgeable or not record.valid:
             skipped.append(record.name)
@@ -689,10 +825,13 @@ def _write_baselines(records: list[Record], judgement: Judgement, settings: Sett
         entry = store.from_record(record, changed)
         if same and existing is not None:  # only energy moved: the other part stays as recorded
             entry = store.merged(existing, dataclasses.replace(existing, energy=entry.energy))
-        elif existing is not None and existing.model and mine.get("model") == {Status.REGRESSION}:
-            # Another model: every device kind's energy of the old one goes, this run's kinds are recorded.
+        elif existing is not None and (existing.model and mine.get("model") == {Status.REGRESSION}
+                                       or mine.get("measurement") == {Status.REGRESSION}):
+            # Another model, or energy measured another way: every device kind's energy of the old one
+            # goes, this run's kinds are recorded.
             entry = store.from_record(record, kinds)
-            replaced.append(record.name)
+            replaced[record.name] = ("model changed: the old model's" if mine.get("model") == {Status.REGRESSION}
+                                     else "measured differently: the old measurement's")
         chosen.append(entry)
     result = store.update(folder, chosen, replaced)
     regressed = _refreshed(judgement, set(result.written), settings)
@@ -700,7 +839,7 @@ def _write_baselines(records: list[Record], judgement: Judgement, settings: Sett
     lines.append(f"pytest-energy: baselines {folder}: {len(result.written)} written, {kept} unchanged kept"
                  + (f", {len(skipped)} not written (test not passed, or no valid round)" if skipped else "")
                  + (f", {len(result.refused)} refused (their file is unreadable, see above)" if result.refused else ""))
-    lines += [f"  {how:9} {name}" + ("  (model changed: the old model's energy on every device kind dropped)"
+    lines += [f"  {how:9} {name}" + (f"  ({replaced[name]} energy on every device kind dropped)"
                                       if name in replaced else "") for name, how in sorted(result.written.items())]
     if regressed:
         lines.append(f"pytest-energy: {len(regressed)} regression{'s' if len(regressed) > 1 else ''} "

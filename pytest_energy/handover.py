@@ -23,12 +23,16 @@ class Outbox:
     """Worker side: how much of the records and notes has gone to the controller."""
 
     def __init__(self) -> None:
-        self._sent = {"records": 0, "notes": 0, "facts": 0}
+        self._sent = {"records": 0, "notes": 0, "facts": 0, "collection": 0}
 
-    def payload(self, taken: Sequence[Pending], notes: list[str], facts: dict[str, Any]) -> dict[str, Any]:
-        """What has not been sent yet (plain data): new records and notes, and ``facts`` (see
-        :data:`FACTS`) once, and again with every batch of records. Empty: nothing to send."""
+    def payload(self, taken: Sequence[Pending], notes: list[str], facts: dict[str, Any],
+                collection: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What has not been sent yet (plain data): new records and notes, ``facts`` (see :data:`FACTS`)
+        once, and again with every batch of records, and what the worker collected (``collection``)
+        once, in its first payload after collecting. Empty: nothing to send."""
         payload: dict[str, Any] = {}
+        if collection and any(collection.values()) and not self._sent["collection"]:
+            payload["collection"] = collection
         records = [t.record.to_dict() for t in taken[self._sent["records"]:]]
         if records:
             payload["records"] = records
@@ -36,7 +40,8 @@ class Outbox:
             payload["notes"] = notes[self._sent["notes"]:]
         if facts["fingerprint"] and (records or not self._sent["facts"]):  # records travel with their facts
             payload.update(facts)
-        self._sent = {"records": len(taken), "notes": len(notes), "facts": int(bool(facts["fingerprint"]))}
+        self._sent = {"records": len(taken), "notes": len(notes), "facts": int(bool(facts["fingerprint"])),
+                      "collection": int(self._sent["collection"] or "collection" in payload)}
         return payload
 
 

@@ -63,6 +63,10 @@ def pytest_configure(config: pytest.Config) -> None:
             vars(config.option), config.getini,
         )
         settings_module.check(settings, config.rootpath)
+        if settings.enabled:
+            from .gate import check_sets
+
+            check_sets(settings, config.rootpath)
     except settings_module.SettingError as error:
         raise pytest.UsageError(str(error)) from None
     if not settings.enabled:
@@ -163,6 +167,34 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         from .foreign import survey
 
         session.notes += survey(items, config.getini("markers"), MARKER_HELP, config.rootpath, LEFT_ALONE_KEY)
+        session.collection.scope(config.args, config.invocation_params.dir, config.rootpath)
+        session.collection.tests.update(item.nodeid for item in items)
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    session = items[0].config.stash.get(SESSION_KEY, None) if items else None
+    if session is not None:  # deselected tests were collected: their baselines are not orphaned
+        session.collection.tests.update(item.nodeid for item in items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, Any, Any]:
+    report = yield
+    session = collector.config.stash.get(SESSION_KEY, None)
+    if session is not None and not report.passed:  # skipped or broken: its tests' baselines are not orphaned
+        session.collection.left_out.add(report.nodeid)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_ignore_collect(collection_path: Any, config: pytest.Config) -> Generator[None, Any, Any]:
+    ignored = yield
+    session = config.stash.get(SESSION_KEY, None)
+    if ignored and session is not None:
+        found = session.collection.nodeid(collection_path, config.rootpath)
+        if found is not None:
+            session.collection.left_out.add(found)
+    return ignored
 
 
 def _measures(item: pytest.Item) -> bool:

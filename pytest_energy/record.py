@@ -106,6 +106,7 @@ class Record:
     git_commit: str | None = None
     label: str = ""
     unit: str = "iteration"  # what one iteration is: "iteration", "inference", "step", ...
+    iterations_per_call: int = 1  # iterations one call of the measured function counts as (a case's batch)
     # Filled by later stages or by cases; kept here so a record is the single thing that flows on.
     quality: dict[str, dict[str, Any]] = field(default_factory=dict)  # metric -> {value, computed_by, ...}
     proxies: dict[str, float] = field(default_factory=dict)  # flops, parameters, tokens_in, tokens_out, ...
@@ -139,6 +140,7 @@ class Record:
         for measured in self.rounds:
             measured.iterations *= iterations
         self.warmup_iterations *= iterations
+        self.iterations_per_call *= iterations
         for name, value in _derived(self.rounds, self.components, self.carbon, self.reference_joules).items():
             setattr(self, name, value)
 

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator
 
 from . import budget as budgets
 from . import handover, reference
+from .baselines import Collection
 from .carbon import resolve_carbon
 from .conditions import throttled_line
 from .config import Settings, hidden_secrets, is_database_url, path_setting, store_setting
@@ -73,6 +74,7 @@ class EnergySession:
         self.reference_joules: dict[str, float] = {}
         self.idle_watts: dict[str, float] = {}
         self.taken: list[Pending] = []
+        self.collection = Collection()  # what the run collected: tells the baselines no test matched
         self.inbox = handover.Inbox()  # controller: what the xdist workers sent
         self.outbox = handover.Outbox()  # worker: what went to the controller
         self.output_lines: list[str] = []
@@ -291,7 +293,8 @@ class EnergySession:
         the session's end (``final``) also its ``--energy-top`` records."""
         payload = self.outbox.payload(self.taken, self.notes, {"fingerprint": self.fingerprint,
                                                                "idle_watts": self.idle_watts,
-                                                               "reference_joules": self.reference_joules})
+                                                               "reference_joules": self.reference_joules},
+                                      self.collection.to_dict())
         if final and self.top is not None:
             payload["top"] = self.top.payload()
         return payload
@@ -299,6 +302,7 @@ class EnergySession:
     def merge_worker(self, payload: dict[str, Any]) -> None:
         """Take one worker's records, notes and facts (controller side)."""
         facts = self.inbox.merge(payload, self.notes, have_facts=bool(self.fingerprint))
+        self.collection.merge(payload.get("collection", {}))
         if facts is not None:
             self.fingerprint, self.idle_watts, self.reference_joules = (facts[k] for k in handover.FACTS)
         if self.top is not None:
@@ -327,7 +331,7 @@ class EnergySession:
         from .history import History
 
         try:
-            self.judgement = gate.judge(records, self.settings, self.fingerprint, self.rootpath)
+            self.judgement = gate.judge(records, self.settings, self.fingerprint, self.rootpath, self.collection)
         except Exception as error:  # never an empty judgement that reads as passed, nor stores in the cwd
             self.judgement = gate.unjudged(error, self.settings, self.rootpath)
         if lost:

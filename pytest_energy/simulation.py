@@ -48,7 +48,7 @@ def verdict_statuses(current: Sequence[float], baseline: Sequence[float], thresh
     """The gate's energy status for each threshold (values: per-iteration joules of each round)."""
     try:
         interval = verdict.ratio_interval(current, baseline)
-    except ValueError:  # a round at or below zero: judge_energy calls that inconclusive too
+    except ValueError:  # a round at or below zero (lognormal draws never are; judge_energy leaves such out)
         return ["inconclusive"] * len(thresholds)
     return [verdict.classify(interval, threshold) for threshold in thresholds]
 

@@ -16,7 +16,11 @@ the same every time it is computed from the same rounds:
 * a side with a single window (a marked test without the fixture, ``with energy.measure()``) cannot
   show its own noise: that side is given the noise one window can have (its stated reading
   uncertainty and :data:`WINDOW_NOISE` between runs), so a change far beyond it is still a verdict
-  and a smaller one is inconclusive, saying so.
+  and a smaller one is inconclusive, saying so. Rounds too few for the rank interval (3 against 3
+  has none at 98 %) are judged the same way, so fewer rounds never judge less than one window does;
+* a round at or below zero net (a GPU dipping below its idle power, a disturbed reading) is no
+  energy figure: it is left out with a note and the other rounds are judged. Only where most of a
+  side's rounds are such is the work too small to judge.
 
 Rule, with ``t`` the minimum effect (a fraction) and the band ``[1/(1+t), 1+t]``:
 
@@ -156,12 +160,15 @@ class Judgement:
     gate_failed: bool = False
     summary: list[str] = field(default_factory=list)  # lines naming each regression and its size
     rootdir: str = ""  # where relative baseline and history paths resolve (pytest's rootdir)
-    # Lines of what the gate could not judge and so fails: records lost (a crashed worker, see
-    # gate.fail_incomplete), a quality metric the baseline holds and the run lacks.
+    # Why the gate could not judge all it should, and so fails: records lost (a crashed worker, see
+    # gate.fail_incomplete), unreadable baselines, unchecked budgets, a quality metric the baseline holds
+    # and the run lacks.
     incomplete: list[str] = field(default_factory=list)
     # Record name -> why its test failed (a missed budget, ...); "" -> why pytest fails the run where no
     # measured test explains it. Their verdicts are shown, not gating: the failure already fails the run.
     failed: dict[str, str] = field(default_factory=dict)
+    orphaned: list[dict[str, str]] = field(default_factory=list)  # baselines no collected test matched
+    baselines_required: bool = False  # --energy-require-baselines: new and orphaned ones fail the gate
 
     @property
     def outcome(self) -> str:
@@ -183,6 +190,7 @@ class Judgement:
             "baseline_set": self.baseline_set,
             "fingerprint_id": self.fingerprint_id,
             "new": list(self.new),
+            "orphaned": [dict(o) for o in self.orphaned],
             "not_judged": dict(not_judged),
             "verdicts": [asdict(v) for v in self.verdicts],
         }
@@ -378,21 +386,23 @@ WINDOW_NOISE = 0.10
 
 
 def window_interval(current: Sequence[float], baseline: Sequence[float], reading: tuple[float, float] = (0.0, 0.0),
-                    confidence: float = CONFIDENCE) -> Interval:
-    """The ratio current/baseline and its interval where a side has a single window, which cannot show
-    its own noise: that side's noise is its stated relative reading uncertainty (``reading``, this run
-    and the baseline) and :data:`WINDOW_NOISE`; a side with several windows has its observed spread.
+                    confidence: float = CONFIDENCE, windows: tuple[bool, bool] | None = None) -> Interval:
+    """The ratio current/baseline and its interval where a side cannot show its own noise: a single
+    window, or (``windows``: which sides, this run's and the baseline's; by default those of a single
+    window) rounds too few for the rank interval. Such a side's noise is its stated relative reading
+    uncertainty of one window (``reading``, this run and the baseline) over its windows, its observed
+    spread where it has several, and :data:`WINDOW_NOISE` between runs, which no number of windows
+    within one run averages away; any other side has its observed spread.
 
     The estimate is the Hodges-Lehmann one, as :func:`ratio_interval`'s; the interval is normal on the
     log ratio, so its coverage is as good as the stated noise, not exact.
     """
     logs_now, logs_then = _logs(current, baseline)
+    windows = windows or (len(current) == 1, len(baseline) == 1)
     variance = 0.0
-    for logs, stated in ((logs_now, reading[0]), (logs_then, reading[1])):
-        if len(logs) > 1:  # the spread of its windows, over how many there are
-            variance += statistics.variance(logs) / len(logs)
-        else:
-            variance += stated**2 + WINDOW_NOISE**2
+    for logs, stated, window in ((logs_now, reading[0], windows[0]), (logs_then, reading[1], windows[1])):
+        spread = statistics.variance(logs) / len(logs) if len(logs) > 1 else 0.0
+        variance += spread + (stated**2 / len(logs) + WINDOW_NOISE**2 if window else 0.0)
     estimate, _ = _hodges_lehmann(logs_now, logs_then)
     margin = NormalDist().inv_cdf(1 - (1 - confidence) / 2) * math.sqrt(variance)
     return Interval(math.exp(estimate), math.exp(estimate - margin), math.exp(estimate + margin),
@@ -428,6 +438,20 @@ def _bounds(interval: Interval) -> str:
     return f" [{percent_change(interval.low, '')}, {percent_change(interval.high, '')}]"
 
 
+def _plausible(values: Sequence[float]) -> list[float]:
+    """The rounds that are an energy figure: finite and above zero net."""
+    return [v for v in values if math.isfinite(v) and v > 0]
+
+
+def _left_out(values: Sequence[float], kept: Sequence[float], side: str, advice: str = "") -> str:
+    """The note on a side's rounds left out ("" where none was)."""
+    dropped = len(values) - len(kept)
+    if not dropped:
+        return ""
+    return (f"{dropped} of {len(values)} rounds {side} left out (net energy at or below zero or not finite: "
+            "a dip below idle power or a disturbed reading)" + (f"; {advice}" if advice else ""))
+
+
 def judge_energy(
     name: str,
     current: Sequence[float],
@@ -445,10 +469,11 @@ def judge_energy(
 
     ``what`` names the quantity in the message ("energy", "normalised energy"); ``note`` is appended
     (e.g. why the verdict does not gate); ``refresh`` is the command that records a new baseline in
-    this set, advised on an improvement. Where a side has a single window, it is judged by
-    :func:`window_interval` with ``reading_error``, the stated reading uncertainty of one window of this
-    run in the values' unit (the baseline stores none: its windows, on the same hardware and method, are
-    taken to read as well relative to their energy).
+    this set, advised on an improvement. Rounds at or below zero are left out with a note (see the
+    module docstring). Where a side has a single window, or the rounds are too few for the rank
+    interval, it is judged by :func:`window_interval` with ``reading_error``, the stated reading
+    uncertainty of one window of this run in the values' unit (the baseline stores none: its windows, on
+    the same hardware and method, are taken to read as well relative to their energy).
     """
     suffix = f"; {note}" if note else ""
 
@@ -459,43 +484,53 @@ def judge_energy(
     if not current or not baseline:
         side = "this run" if not current else f"baseline {baseline_set!r}"
         return verdict(Status.INCONCLUSIVE, f"{what}: no valid round in {side}")
-    if any(not math.isfinite(v) for v in (*current, *baseline)):
-        return verdict(Status.INCONCLUSIVE, f"{what}: some rounds have no finite energy figure; "
-                                       "a baseline with such a number needs fixing or re-recording")
-    if any(v <= 0 for v in (*current, *baseline)):
-        return verdict(
-            Status.INCONCLUSIVE,
-            f"{what}: some rounds have net energy at or below zero (the work is too small to stand out "
-            "from idle power); lengthen the measured work or raise --energy-min-window",
-        )
-    single = min(len(current), len(baseline)) == 1
-    if single:
-        reading = reading_error / statistics.median(current)
-        interval = window_interval(current, baseline, (reading, reading))
-    else:
-        interval = ratio_interval(current, baseline)
+    now, then = _plausible(current), _plausible(baseline)
+    for values, kept, side in ((current, now, "here"), (baseline, then, "in the baseline")):
+        if 2 * len(kept) <= len(values):  # most rounds: no dip, the work itself does not stand out
+            return verdict(
+                Status.INCONCLUSIVE,
+                f"{what}: {len(values) - len(kept)} of {len(values)} rounds {side} have net energy at or below "
+                "zero (the work is too small to stand out from idle power); lengthen the measured work or raise "
+                "--energy-min-window" + (f", and re-record the baseline with {refresh}" if side != "here" else ""),
+            )
+    left_out = [n for n in (_left_out(current, now, "here"),
+                            _left_out(baseline, then, "of the baseline", f"re-record it with {refresh}")) if n]
+    interval = ratio_interval(now, then)
+    windowed = min(len(now), len(then)) == 1 or interval.low is None
+    if windowed:
+        reading = reading_error / statistics.median(now)
+        few = minimum_rounds()
+        sides = (len(now) < few, len(then) < few) if min(len(now), len(then)) > 1 else None
+        interval = window_interval(now, then, (reading, reading), windows=sides)
     status = classify(interval, threshold)
     head = (f"{what} {percent_change(interval.ratio)}{_bounds(interval)} vs {baseline_set!r}: {status} "
             f"(threshold {percent(threshold)})")
-    if single:
-        where = {(True, True): "here and in the baseline", (True, False): "here"}.get(
-            (len(current) == 1, len(baseline) == 1), "in the baseline")
-        noise = (f"one window {where} can vary by about ±{percent(interval.high / interval.ratio - 1)} "
-                 f"(its reading uncertainty and {percent(WINDOW_NOISE)} between runs, assumed)")
-        if status is Status.INCONCLUSIVE:
-            finer = ("measure the work in rounds (energy.run) for a finer verdict" if len(current) == 1
-                     else f"re-record the baseline in rounds ({refresh}) for a finer verdict")
-            head += f"; {noise}, so a smaller change cannot show; {finer}"
-        else:
-            head += f"; {noise}"
-    elif interval.low is None:
-        head += (f"; {interval.rounds} rounds here and {interval.baseline_rounds} in the baseline are too few "
-                 f"for a verdict: use --energy-rounds {minimum_rounds()} or more")
+    if windowed:
+        head += "; " + _window_noise(interval, status, len(now), len(then), refresh)
     elif status is Status.INCONCLUSIVE:
         head += "; more rounds or a longer --energy-min-window narrow the interval"
     if status is Status.IMPROVEMENT:
         head += f"; refresh the baseline with {refresh}"
-    return verdict(status, head, interval)
+    return verdict(status, "; ".join([head, *left_out]), interval)
+
+
+def _window_noise(interval: Interval, status: Status, rounds: int, baseline_rounds: int, refresh: str) -> str:
+    """What a verdict judged as single windows says: how far its sides can vary, and, where that hid a
+    smaller change, how to get a finer verdict."""
+    margin = percent(interval.high / interval.ratio - 1)
+    if min(rounds, baseline_rounds) == 1:
+        where = {(True, True): "here and in the baseline", (True, False): "here"}.get(
+            (rounds == 1, baseline_rounds == 1), "in the baseline")
+        noise = (f"one window {where} can vary by about ±{margin} (its reading uncertainty and "
+                 f"{percent(WINDOW_NOISE)} between runs, assumed)")
+        finer = ("measure the work in rounds (energy.run) for a finer verdict" if rounds == 1
+                 else f"re-record the baseline in rounds ({refresh}) for a finer verdict")
+    else:
+        noise = (f"{rounds} rounds here and {baseline_rounds} in the baseline are too few for the rank interval, "
+                 f"so they are judged as single windows are: about ±{margin} (their reading uncertainty, spread and "
+                 f"{percent(WINDOW_NOISE)} between runs, assumed)")
+        finer = f"use --energy-rounds {minimum_rounds()} or more for a finer verdict"
+    return f"{noise}, so a smaller change cannot show; {finer}" if status is Status.INCONCLUSIVE else noise
 
 
 def judge_value(

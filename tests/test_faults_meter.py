@@ -257,11 +257,15 @@ def _run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tests: str,
 def test_a_frozen_counter_never_passes_a_budget_with_a_valid_zero(pytester, monkeypatch, workers):
     result, document = _run(pytester, monkeypatch, BUDGET_TESTS, *ARGS, *workers, frozen=True)
     result.assert_outcomes(passed=1)  # a frozen counter is a fault of the machine, not of the test
+    assert result.ret == 1  # ...and a budget nobody could check fails the gate (issue 22, item 4)
     assert "Traceback" not in result.stdout.str()
     [record] = document["records"]
     assert record["rounds"] and not any(r["valid"] for r in record["rounds"])
     assert record["total_gross_joules"] == 0 and record["per_iteration_net_joules"] is None
-    assert "energy" not in record["criteria"]  # the budget was not judged on a figure that does not exist
+    # The budget was not judged on a figure that does not exist, and is kept, saying so.
+    [budget] = record["criteria"]["energy"]
+    assert budget["met"] is None and budget["state"].startswith("not checked: every window was invalid (gpu:0: ")
+    assert document["gate"]["outcome"] == "incomplete"
     [gpu] = record["components"]
     assert not gpu["valid"] and gpu["ticks"] == 0
     assert "a frozen counter" in gpu["note"]

@@ -227,7 +227,11 @@ def test_first_layout_is_refused_with_the_command_then_migrated(tmp_path, capsys
     here = dict(FINGERPRINT, id="intel-xeon-2c-25e17dbf", cpu_model="Intel(R) Xeon(R) Processor", gpus=[])
     record.fingerprint = here
     refused = judge([record], _settings(tmp_path), here, tmp_path)
-    assert refused.summary[0].startswith("pytest-energy gate passed: 1 incomparable; 1 baseline file unreadable")
+    # Not read, so not compared: the gate cannot pass (issue 22, item 2) and says what to run.
+    assert refused.summary[0].startswith("pytest-energy gate INCOMPLETE: 1 incomparable; 1 baseline file unreadable")
+    assert refused.gate_failed and refused.incomplete == [
+        f"pytest-energy: {root / 'amd-epyc-2c-020e00a4'} could not be read, so the baselines it holds were not "
+        "compared and the gate cannot pass; the line below says what is wrong and what to do"]
     assert refused.errors == [f"pytest-energy: {root / 'amd-epyc-2c-020e00a4'} holds baselines in the first layout "
                               "(one folder per hardware fingerprint), which this version does not read; run "
                               f"`pytest-energy baselines migrate` once to rewrite them as {root}/<set>/..."]
@@ -399,7 +403,7 @@ def test_reports_name_the_model_that_ran_its_work_and_the_deciding_verdict(tmp_p
     old = [case("t.py::case"), case("t.py::doubled")]
     persist(old, judge(old, settings, FINGERPRINT, tmp_path), settings, make_run_info())
     short = case("t.py::case")
-    short.rounds = short.rounds[:3]  # three rounds: no interval at 98 %, and the row must say why
+    short.rounds = short.rounds[:3]  # three rounds: no rank interval at 98 %, judged as single windows are
     doubled = case("t.py::doubled", flops=2e6)
     judgement = judge([short, doubled], _settings(tmp_path), FINGERPRINT, tmp_path)
     report = build_report([short, doubled], judgement, make_run_info(), None)
@@ -410,12 +414,14 @@ def test_reports_name_the_model_that_ran_its_work_and_the_deciding_verdict(tmp_p
     assert rows["t.py::doubled"].work == 2e6 and rows["t.py::doubled"].work_label == "FLOPs / inference"
     # The FLOPs decided the regression, whatever the energy column reads.
     assert rows["t.py::doubled"].decided_by.startswith("flops_per_inference 2e+06 vs 1e+06 (+100.0 %)")
-    assert rows["t.py::case"].interval_note == "no interval: too few rounds on one side (see the verdict)"
+    assert rows["t.py::case"].change.interval and rows["t.py::case"].interval_note == ""
+    assert any("3 rounds here and 5 in the baseline are too few for the rank interval" in message
+               for message in rows["t.py::case"].messages)
     page = html.render(report)
     assert "<th>Model that ran</th>" in page and "Work (FLOPs)" in page and "<th>Decided by</th>" in page
     assert 'title="fallback distilbert (dim=64), standing in for distilbert/sst2">fallback distilbert, standing in ' in page
     assert "J / iteration" not in page and "per inference" in page
-    assert rows["t.py::case"].interval_note in page
+    assert rows["t.py::case"].change.interval in page
     out = io.StringIO()
     terminal.render(report, TerminalReporter(pytestconfig, out), 0)
     lines = out.getvalue().splitlines()

@@ -144,11 +144,25 @@ def test_a_change_smaller_than_the_threshold_never_fails() -> None:
     assert rates["inconclusive"] + rates["unchanged"] == 2000
 
 
-def test_too_few_rounds_is_inconclusive_and_says_what_to_do() -> None:
-    verdict = judge_energy("t", [11.0, 11.1], [10.0, 10.1], 0.05, "default")
-    assert verdict.status == "inconclusive"
-    assert verdict.low is None and verdict.ratio == pytest.approx(1.1, rel=0.01)
-    assert "too few" in verdict.message and "--energy-rounds 5" in verdict.message
+def test_too_few_rounds_are_judged_as_single_windows_and_say_what_to_do() -> None:
+    # Issue 22 (item 3): 3 rounds against 3 have no rank interval at 98 %; they were "inconclusive (too few
+    # rounds)" at any change, weaker than one window, which fails at +100 %. Now judged as windows are.
+    small = judge_energy("t", [11.0, 11.1], [10.0, 10.1], 0.05, "default")
+    assert small.status == "inconclusive" and small.ratio == pytest.approx(1.1, rel=0.01)
+    assert small.low < 1 < small.high
+    assert ("2 rounds here and 2 in the baseline are too few for the rank interval, so they are judged as single "
+            "windows are: about ±" in small.message)
+    assert small.message.endswith("so a smaller change cannot show; use --energy-rounds 5 or more for a finer verdict")
+    for rounds in (1, 2, 3, 4):  # +100 % is a regression at any number of rounds
+        baseline = [10.0, 10.1, 9.9, 10.05][:rounds]
+        doubled = judge_energy("t", [2 * v for v in baseline], baseline, 0.05, "default")
+        assert doubled.status == "regression" and doubled.ratio == pytest.approx(2.0, rel=0.01), rounds
+    # Three rounds against a baseline of five: the three are judged as windows, the five by their spread.
+    mixed = judge_energy("t", [20.0, 20.2, 19.8], [10.0, 10.1, 9.9, 10.05, 9.95], 0.05, "default")
+    assert mixed.status == "regression" and "3 rounds here and 5 in the baseline are too few" in mixed.message
+    # Enough rounds on both sides keep the exact rank interval, with its message.
+    exact = judge_energy("t", [10.0, 10.1, 9.9, 10.05, 9.95], [10.0, 10.1, 9.9, 10.05, 9.95], 0.05, "default")
+    assert exact.status == "unchanged" and "too few" not in exact.message
 
 
 def test_one_window_says_how_far_it_can_vary() -> None:
@@ -171,10 +185,26 @@ def test_energy_message_names_change_interval_and_threshold() -> None:
     assert verdict.baseline_set == "main" and verdict.threshold == 0.05
 
 
-def test_rounds_at_or_below_zero_net_are_inconclusive() -> None:
-    verdict = judge_energy("t", [0.1, -0.2, 0.1, 0.1, 0.1], [0.1] * 5, 0.05, "default")
-    assert verdict.status == "inconclusive"
-    assert "below zero" in verdict.message
+def test_a_round_at_or_below_zero_is_left_out_and_most_such_rounds_are_inconclusive() -> None:
+    # Issue 22 (item 13): one such round on either side voided the verdict; it is left out with a note.
+    baseline = [10.0, 10.1, 9.9, 10.05, 9.95]
+    disturbed = judge_energy("t", [20.0, -0.2, 20.2, 19.8, 20.1], baseline, 0.05, "default")
+    assert disturbed.status == "regression" and disturbed.ratio == pytest.approx(2.0, rel=0.01)
+    assert disturbed.message.endswith("; 1 of 5 rounds here left out (net energy at or below zero or not finite: "
+                                      "a dip below idle power or a disturbed reading)")
+    stored = judge_energy("t", [30.0, 30.3, 29.7, 30.1, 29.9], [10.0, -89.0, 9.9, 10.05, 9.95], 0.05, "default")
+    assert stored.status == "regression" and stored.ratio == pytest.approx(3.0, rel=0.01)
+    assert stored.message.endswith("; 1 of 5 rounds of the baseline left out (net energy at or below zero or not "
+                                   "finite: a dip below idle power or a disturbed reading); re-record it with "
+                                   "--energy-update-baselines")
+    same = judge_energy("t", [0.1, -0.2, 0.1, 0.1, 0.1], [0.1] * 5, 0.05, "default")
+    assert same.status == "unchanged"
+    too_small = judge_energy("t", [0.1, -0.2, -0.1, 0.1, -0.1], [0.1] * 5, 0.05, "default")
+    assert too_small.status == "inconclusive"
+    assert too_small.message == ("energy: 3 of 5 rounds here have net energy at or below zero (the work is too small "
+                                 "to stand out from idle power); lengthen the measured work or raise "
+                                 "--energy-min-window")
+    assert judge_energy("t", [-1.0], [10.0], 0.05, "default").status == "inconclusive"
 
 
 def test_quality_against_budget_and_baseline() -> None:

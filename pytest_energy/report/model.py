@@ -178,6 +178,7 @@ class Totals:
     counts: dict[str, int]  # rows per status ("" = not judged)
     failed: int  # tests whose outcome was failed (budgets included)
     not_gating: int = 0  # regressions that cannot fail the gate (e.g. modelled energy)
+    no_figure: int = 0  # records with no valid window: their energy is unknown, counted nowhere
 
     @property
     def gross_wh(self) -> float:
@@ -191,8 +192,13 @@ class Totals:
     def line(self) -> str:
         judged = ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items(), key=lambda i: Status(i[0]).urgency)
                            if s)
-        return (f"{self.records} measured, {fmt(self.gross_joules)} J gross ({fmt(self.gross_wh)} Wh), "
-                f"{fmt(self.net_joules)} J net, {fmt(self.co2_grams)} g CO2eq" + (f"; {judged}" if judged else ""))
+        unknown = f"{self.no_figure} without a valid energy figure (every window invalid)"
+        if self.records and self.no_figure == self.records:  # never "0 J" for readings that do not exist
+            energy = f"no energy figure: {unknown}"
+        else:
+            energy = (f"{fmt(self.gross_joules)} J gross ({fmt(self.gross_wh)} Wh), {fmt(self.net_joules)} J net, "
+                      f"{fmt(self.co2_grams)} g CO2eq" + (f"; {unknown}, not counted" if self.no_figure else ""))
+        return f"{self.records} measured, {energy}" + (f"; {judged}" if judged else "")
 
 
 @dataclass
@@ -341,13 +347,12 @@ def _work(record: Record) -> tuple[float | None, str]:
 
 
 def _interval_note(energy: Verdict | None) -> str:
-    """Why a row shows no energy interval: too few rounds, or no comparable baseline (first clause of
-    the verdict, e.g. "energy: no baseline measured on modelled: AMD EPYC x2 ...")."""
-    if energy is None or (energy.low is not None and energy.high is not None):
+    """Why a row shows no energy change: no comparable baseline or no figure (first clause of the
+    verdict, e.g. "energy: no baseline measured on modelled: AMD EPYC x2 ..."). Every compared energy
+    verdict has an interval: rounds too few for the rank interval are judged as single windows are."""
+    if energy is None or energy.ratio is not None:
         return ""
-    if energy.ratio is None:
-        return f"not compared: {energy.message.split('; ')[0]}"
-    return "no interval: too few rounds on one side (see the verdict)"
+    return f"not compared: {energy.message.split('; ')[0]}"
 
 
 def _row(index: int, record: Record, verdicts: list[Verdict], new: bool, baseline_set: str) -> Row:
@@ -476,14 +481,18 @@ def build_report(
     rows = _order([_row(i, r, by_name.get(r.name, []), r.name in new, judgement.baseline_set)
                    for i, r in enumerate(records)])
     counts = Counter(row.status for row in rows)
+    measured = [r for r in records if r.valid]
     totals = Totals(
         records=len(rows),
-        gross_joules=math.fsum(r.total_gross_joules for r in records if math.isfinite(r.total_gross_joules)),
-        net_joules=math.fsum(r.total_net_joules for r in records if math.isfinite(r.total_net_joules)),
-        co2_grams=math.fsum(r.co2_grams for r in records if math.isfinite(r.co2_grams)),
+        gross_joules=math.fsum(r.total_gross_joules for r in measured if math.isfinite(r.total_gross_joules))
+        if measured or not records else math.nan,
+        net_joules=math.fsum(r.total_net_joules for r in measured if math.isfinite(r.total_net_joules))
+        if measured or not records else math.nan,
+        co2_grams=math.fsum(r.co2_grams for r in measured if math.isfinite(r.co2_grams)),
         counts=dict(counts),
         failed=sum(1 for r in records if r.outcome == "failed"),
         not_gating=sum(1 for r in rows if r.status is Status.REGRESSION and not r.gating),
+        no_figure=len(records) - len(measured),
     )
     fingerprint = run_info.fingerprint if run_info else (records[0].fingerprint if records else {})
     trends, trends_note = session_trends(history, (fingerprint or {}).get("id"), [row.name for row in rows])
