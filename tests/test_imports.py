@@ -57,8 +57,9 @@ def test_the_package_imports_no_circle():
 def test_types_sit_below_the_logic():
     graph = _graph()
     assert graph["pytest_energy.units"] == set()  # formats and constants import nothing of the package
-    assert graph["pytest_energy.verdict"] == {"pytest_energy.ranks", "pytest_energy.units"}
+    assert graph["pytest_energy.verdict"] == {"pytest_energy.ranks", "pytest_energy.resampling", "pytest_energy.units"}
     assert graph["pytest_energy.ranks"] == set()
+    assert graph["pytest_energy.resampling"] == set()  # statistics, as ranks: nothing of the package
     assert "pytest_energy.gate" not in graph["pytest_energy.history"]
     assert "pytest_energy.report.exports" not in graph["pytest_energy.report.model"]
 
