@@ -184,6 +184,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("cooldown", _cooldown, None, f"a temperature such as 45C (at most 120) or seconds such as 5s "
            f"(at most {MAX_SECONDS:g})", "before each measurement wait until the GPUs are at or below this "
            "temperature, or idle this long (at most 120 s more; after a miss, no more waiting that session)"),
+    Option("count_flops", _boolean, True, "true or false",
+           "count the FLOPs of the torch operations a measured call runs, on its first warm-up call (a block's: "
+           "on the call given as its work): the work the gate judges on any runner"),
     # Baselines and the gate.
     Option("baselines", _output, "baselines", "a folder path", "folder of stored baselines"),
     Option("update_baselines", _boolean, False, "true or false",

@@ -19,7 +19,7 @@ from .record import Record
 #: Marker keywords that tune the verdict of a test's records (kept on the record for the gate).
 VERDICT_KEYS = ("threshold", "thresholds", "gate")
 #: Marker keywords that override settings for one test.
-SETTING_KEYS = ("rounds", "min_window", "warmup", "cooldown")
+SETTING_KEYS = ("rounds", "min_window", "warmup", "cooldown", "count_flops")
 BUDGET_KEYS = ("budget", "per", "basis")
 MARKER_KEYS = BUDGET_KEYS + SETTING_KEYS + VERDICT_KEYS
 

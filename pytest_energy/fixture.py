@@ -79,37 +79,48 @@ class EnergyFixture:
         min_window: float | None = None,
         warmup: int | None = None,
         fill_window: bool = False,
+        count_flops: bool | None = None,
     ) -> Any:
         """Measure ``fn`` and return its last result.
 
         ``iterations`` fixes the calls per round; otherwise each round repeats ``fn`` until the minimum
         window is filled. With ``fill_window`` too, ``iterations`` is the least a round makes: its calls
         go on until the window is filled (an inference case splitting 1,000 inferences over rounds, each
-        round still long enough for the counter). ``rounds``, ``min_window`` and ``warmup`` override the
-        marker and settings for this measurement.
+        round still long enough for the counter). ``rounds``, ``min_window``, ``warmup`` and
+        ``count_flops`` (count the FLOPs of the torch operations ``fn`` runs, on its first warm-up call)
+        override the marker and settings for this measurement.
         """
         if iterations is not None:
             iterations = whole_count(iterations, "energy.run(iterations=...)")
         elif fill_window:
             pytest.fail("pytest-energy: energy.run(fill_window=True) needs iterations=N (without them every "
                         "round fills the window already)", pytrace=False)
-        rounds, min_window, warmup = (_setting(name, value) for name, value in
-                                      (("rounds", rounds), ("min_window", min_window), ("warmup", warmup)))
+        rounds, min_window, warmup, count_flops = (_setting(name, value) for name, value in (
+            ("rounds", rounds), ("min_window", min_window), ("warmup", warmup), ("count_flops", count_flops)))
         kwargs = kwargs or {}
         if self._session is None:
             return fn(*args, **kwargs)
         return self._session.measure_call(
             self._context, fn, args, kwargs, label=label, unit=unit, iterations=iterations,
-            rounds=rounds, min_window=min_window, warmup=warmup, fill_window=fill_window,
+            rounds=rounds, min_window=min_window, warmup=warmup, fill_window=fill_window, count_flops=count_flops,
         )
 
     @contextmanager
-    def measure(self, label: str = "", unit: str = "run", iterations: int = 1) -> Iterator[Block]:
+    def measure(self, label: str = "", unit: str = "run", iterations: int = 1,
+                work: Callable[[], Any] | None = None) -> Iterator[Block]:
         """Measure a block that runs exactly once (a fine-tune) as one window; ``iterations`` (or the
-        block's ``iterations`` set inside it) is what its energy is divided by."""
+        block's ``iterations`` set inside it) is what its energy is divided by.
+
+        ``work`` is one iteration's work as a call of no arguments (a forward and backward pass without
+        the optimizer's step): called once before the block, unmeasured, its FLOPs are the block's per
+        iteration and the torch modules it runs name the block's model. A block without it counts none.
+        """
         block = Block(iterations=whole_count(iterations, "energy.measure(iterations=...)"))
+        if work is not None and not callable(work):
+            pytest.fail(f"pytest-energy: energy.measure(work=...) has {work!r}, expected a call of no arguments "
+                        "doing one iteration's work", pytrace=False)
         if self._session is None:
             yield block
             return
-        with self._session.measure_block(self._context, block, label=label, unit=unit):
+        with self._session.measure_block(self._context, block, label=label, unit=unit, work=work):
             yield block

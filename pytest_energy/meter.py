@@ -528,11 +528,13 @@ class Meter:
         iterations: int | None = None,
         fill_window: bool = False,
         cooldown: str | None = None,
+        first_call: Callable[[Callable[[], Any]], Any] | None = None,
     ) -> Taken:
         """Cool down (``cooldown``, see :meth:`cool_down`), warm up, then ``rounds`` back-to-back windows
         of ``iterations`` calls, or calls until each window lasts ``min_window`` seconds; with both
         (``fill_window``), at least ``iterations`` calls and at least ``min_window`` seconds. Returns fn's
-        last result in ``Taken.result``."""
+        last result in ``Taken.result``. ``first_call`` makes the first warm-up call, given it as a
+        function of no arguments (the session counts the call's work there, where no window is open)."""
         cooled = self.cool_down(cooldown)
         result = None
         # Warm-up also lasts a tick and a half where a counter ticks: the tick before the first edge
@@ -540,7 +542,10 @@ class Meter:
         warm_until = time.perf_counter() + WARMUP_PERIODS * max(self.periods.values(), default=0.0)
         done = 0
         while done < warmup or (warmup > 0 and time.perf_counter() < warm_until):
-            result = fn(*args, **kwargs)
+            if done == 0 and first_call is not None:
+                result = first_call(lambda: fn(*args, **kwargs))
+            else:
+                result = fn(*args, **kwargs)
             done += 1
         # After warm-up the device works right up to the first edge, so that edge is a boundary.
         edges = [self.edge(BOUNDARY if warmup > 0 else START)]

@@ -24,8 +24,9 @@ LEFT_ALONE_KEY = pytest.StashKey[bool]()  # the test's `energy` marker or fixtur
 TOP_KEY = pytest.StashKey["TestContext"]()  # the test's --energy-top window
 MARKER_HELP = (
     "energy(budget=None, per='iteration', basis='gross', rounds=None, min_window=None, warmup=None, "
-    "threshold=None, thresholds=None, gate=None): an energy budget ('10 J', '0.2 Wh'; per 'iteration', "
-    "'1000' or 'test'), measurement settings and verdict thresholds for this test (pytest-energy). "
+    "cooldown=None, count_flops=None, threshold=None, thresholds=None, gate=None): an energy budget ('10 J', "
+    "'0.2 Wh'; per 'iteration', '1000' or 'test'), measurement settings and verdict thresholds for this test "
+    "(pytest-energy). "
     "A marked test that does not use the `energy` fixture is measured as a whole."
 )
 

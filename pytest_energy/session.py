@@ -31,6 +31,7 @@ from .record import Record, RunInfo, session_document
 from .sources import detect
 from .top import FORM as TOP_FORM
 from .top import TopTests
+from .work import Work, torch_loaded
 
 NOTHING_MEASURED = "pytest-energy: no test measured energy (use the `energy` fixture)"
 #: The exit status of a run whose tests passed and whose gate did not fail, but where an output it was
@@ -127,30 +128,50 @@ class EnergySession:
         min_window: float | None,
         warmup: int | None,
         fill_window: bool = False,
+        count_flops: bool | None = None,
     ) -> Any:
+        """Measure ``fn`` in rounds (:meth:`Meter.take_rounds`); with ``count_flops`` (None: the test's
+        setting) its FLOPs are counted on the first warm-up call (:mod:`pytest_energy.work`)."""
         settings = context.settings
         meter = self.meter()
+        warmup = settings.warmup if warmup is None else warmup
+        work = Work.of_call(fn, args, kwargs)
+        counting = (settings.count_flops if count_flops is None else count_flops) and torch_loaded()
+        if counting and warmup == 0 and work.model is not None:  # a torch model's work goes uncounted: say so
+            work.notes.append("FLOPs not counted: they are counted on the first warm-up call, and warm-up is 0")
         try:
             taken = meter.take_rounds(
                 fn, args, kwargs,
                 rounds=rounds or settings.rounds,
                 min_window=min_window or settings.min_window,
-                warmup=settings.warmup if warmup is None else warmup,
+                warmup=warmup,
                 iterations=iterations,
                 fill_window=fill_window,
                 cooldown=settings.cooldown,
+                first_call=work.count if counting and warmup > 0 else None,
             )
         except BaseException as error:  # a timeout or failure inside: record that it did not finish
-            self._keep(context, label, unit, "call", Taken([], []), stopped=_one_line(error))
+            self._keep(context, label, unit, "call", Taken([], []), stopped=_one_line(error), work=work)
             raise
         finally:
             self._take_notes(meter)  # a cooldown that missed its target says so once
-        self._keep(context, label, unit, "call", taken)
+        self._keep(context, label, unit, "call", taken, work=work)
         return taken.result
 
     @contextmanager
-    def measure_block(self, context: TestContext, block: Block, *, label: str, unit: str) -> Iterator[None]:
+    def measure_block(self, context: TestContext, block: Block, *, label: str, unit: str,
+                      work: Callable[[], Any] | None = None) -> Iterator[None]:
+        """Measure the block as one window. ``work``, one iteration's work, is called once before it,
+        unmeasured, for its FLOPs where the test counts them (``count_flops``), and names the torch
+        modules it runs; a block without it counts none."""
         meter = self.meter()
+        counted = None
+        if work is not None:
+            counted = Work.of_call(work)
+            if context.settings.count_flops and torch_loaded():
+                counted.count(work)
+            elif context.settings.count_flops:
+                counted.notes.append("FLOPs not counted: torch was not imported when the block's work was given")
         cooled = meter.cool_down(context.settings.cooldown)
         self._take_notes(meter)
         start = meter.edge(START)
@@ -159,19 +180,21 @@ class EnergySession:
         finally:  # energy spent by a block that raised is still energy spent: keep its record
             end = meter.edge(END)
             block.taken = self._keep(context, label, unit, "block",
-                                     Taken([start, end], [block.iterations], cooldown=cooled))
+                                     Taken([start, end], [block.iterations], cooldown=cooled), work=counted)
 
-    def _keep(self, context: TestContext, label: str, unit: str, form: str, taken: Taken, stopped: str = "") -> Pending:
+    def _keep(self, context: TestContext, label: str, unit: str, form: str, taken: Taken, stopped: str = "",
+              work: Work | None = None) -> Pending:
         name = context.name_for(label)
-        kept = Pending(lambda: self._build(context, name, label, unit, form, taken, stopped))
+        kept = Pending(lambda: self._build(context, name, label, unit, form, taken, stopped, work))
         context.taken.append(kept)
         self.taken.append(kept)
         return kept
 
     def _build(self, context: TestContext, name: str, label: str, unit: str, form: str, taken: Taken,
-               stopped: str) -> Record:
-        """The record of what the meter took; ``stopped`` says why a measurement ended before its
-        rounds did (it then has no round and no energy figure, but it is not lost)."""
+               stopped: str, work: Work | None = None) -> Record:
+        """The record of what the meter took, with the ``work`` it counted; ``stopped`` says why a
+        measurement ended before its rounds did (it then has no round and no energy figure, but it is
+        not lost)."""
         meter = self.meter()
         measured = Measured([], []) if stopped else meter.account(taken)
         record = Record.from_rounds(
@@ -202,6 +225,8 @@ class EnergySession:
         notes += self._other_processes(meter)
         if notes:
             record.extra["notes"] = notes
+        if work is not None:
+            work.add_to(record, sum(taken.iterations) if form == "block" else None)
         return record
 
     def _other_processes(self, meter: Meter) -> list[str]:

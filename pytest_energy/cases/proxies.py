@@ -3,24 +3,18 @@
 They carry no noise, so a CPU-only CI can catch a change that makes a model do more work even where
 its energy is modelled. FLOPs come from torch's own counter (``torch.utils.flop_counter``), which
 counts matrix multiplications and convolutions (2 per multiply-add); elementwise work is not counted.
+:func:`count_flops` is :mod:`pytest_energy.work`'s, which plain tests' measurements count with too.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-T = TypeVar("T")
+from ..work import count_flops
 
-
-def count_flops(fn: Callable[[], T]) -> tuple[T, int]:
-    """``fn()``'s result and the FLOPs it did."""
-    counter = FlopCounterMode(display=False)
-    with counter:
-        result = fn()
-    return result, int(counter.get_total_flops())
+__all__ = ["count_flops", "parameters", "per_work"]
 
 
 def parameters(model: Any) -> tuple[int, int]:

@@ -213,7 +213,7 @@ def measure_inferences(energy: Any, step: Callable[[], None], case: Any, spec: T
     record is then one inference, and :func:`_fill_inference_record` adds proxies and facts.
     """
     energy.run(step, iterations=per_round, rounds=case.rounds, warmup=case.warmup, unit="inference", label=label,
-               fill_window=True)
+               fill_window=True, count_flops=False)  # the case counted its own calls' work (``planned``)
     record = energy.last
     per_round_calls = [round_.iterations for round_ in record.rounds]  # calls, before they count as batches
     record.count_each_call_as(case.batch_size)

@@ -339,7 +339,8 @@ def _requested(record: Record) -> str:
 
 
 def _work(record: Record) -> tuple[float | None, str]:
-    for key, label in (("flops_per_inference", "FLOPs / inference"), ("flops", "FLOPs")):
+    for key, label in (("flops_per_inference", "FLOPs / inference"), ("flops", "FLOPs"),
+                       ("flops_per_iteration", "FLOPs / iteration")):
         value = finite_number(record.proxies.get(key))
         if value:
             return value, label
