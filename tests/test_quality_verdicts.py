@@ -387,3 +387,14 @@ def test_quality_seeds_keep_each_training_run_and_the_baseline_stores_them(tmp_p
     assert status == 0, output
     [accuracy] = [v for v in document["gate"]["verdicts"] if v["metric"] == "accuracy"]
     assert accuracy["status"] == "unchanged"
+
+
+def test_the_report_shows_each_figure_with_its_interval() -> None:
+    from factories import make_judgement, make_run_info
+
+    from pytest_energy.report import build_report
+
+    record = _record_with(_classification(_labels(150)))
+    record.quality["accuracy"]["interval"] = [0.69, 0.81]  # as cases.evaluate.score keeps it
+    [row] = build_report([record], make_judgement([]), make_run_info(), None).rows
+    assert row.quality_text.startswith("accuracy 0.75 [0.69, 0.81], f1 ")

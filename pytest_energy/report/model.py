@@ -50,10 +50,12 @@ class QualityValue:
     higher_is_better: bool
     status: Status = Status.NOT_JUDGED
     change: Change | None = None
+    interval: tuple[float, float] | None = None  # over its examples (98 %), where the metric keeps them
 
     @property
     def text(self) -> str:
-        return f"{self.metric} {fmt(self.value)}"
+        bounds = f" [{fmt(self.interval[0], 3)}, {fmt(self.interval[1], 3)}]" if self.interval else ""
+        return f"{self.metric} {fmt(self.value)}{bounds}"
 
 
 @dataclass
@@ -311,8 +313,17 @@ def _quality(record: Record, verdicts: dict[str, Verdict]) -> list[QualityValue]
             higher_is_better=bool(data.get("higher_is_better", True)),
             status=verdict.status if verdict else Status.NOT_JUDGED,
             change=_change(verdict),
+            interval=_bounds(data.get("interval")),
         ))
     return values
+
+
+def _bounds(value: Any) -> tuple[float, float] | None:
+    """A stored ``[low, high]`` interval, or None where there is none (or it is not two finite numbers)."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        return None
+    low, high = (finite_number(v) for v in value)
+    return (low, high) if low is not None and high is not None else None
 
 
 def _change(verdict: Verdict | None) -> Change | None:
