@@ -21,10 +21,10 @@ if TYPE_CHECKING:
     from .session import EnergySession
 
 
-def _setting(name: str, value: Any) -> Any:
+def _setting(name: str, value: Any, where: str = "energy.run") -> Any:
     """A per-measurement override of a setting, checked as the setting itself (None: the setting's)."""
     try:
-        return parse_value(BY_NAME[name], value, f"energy.run({name}=...)")
+        return parse_value(BY_NAME[name], value, f"{where}({name}=...)")
     except SettingError as error:
         problem = str(error)
     pytest.fail(problem, pytrace=False)  # outside the except block: no exception chain is printed
@@ -104,12 +104,33 @@ class EnergyFixture:
         )
 
     @contextmanager
-    def measure(self, label: str = "", unit: str = "run", iterations: int = 1) -> Iterator[Block]:
-        """Measure a block that runs exactly once (a fine-tune) as one window; ``iterations`` (or the
-        block's ``iterations`` set inside it) is what its energy is divided by."""
+    def measure(
+        self,
+        label: str = "",
+        unit: str = "run",
+        iterations: int = 1,
+        *,
+        rounds: int | None = None,
+        min_window: float | None = None,
+        warmup: int | None = None,
+    ) -> Iterator[Block]:
+        """Measure a block that runs exactly once (a fine-tune).
+
+        As one window, its energy divided by ``iterations`` (or the block's ``iterations`` set inside
+        it). Where the block marks its steps (``block.step()`` after each, as a training loop can), it
+        is measured in rounds of them instead, as energy.run measures a call: ``iterations`` is then
+        how many steps the block will make; the first ``warmup`` steps are a warm-up window, measured
+        for the totals but in no per-step figure, and the steps after it are split into ``rounds``
+        back-to-back windows, each at least ``min_window`` long where the steps left allow (fewer
+        rounds where they do not, which the record's notes say). ``rounds``, ``min_window`` and
+        ``warmup`` override the marker and settings for this block.
+        """
         block = Block(iterations=whole_count(iterations, "energy.measure(iterations=...)"))
+        rounds, min_window, warmup = (_setting(name, value, "energy.measure") for name, value in
+                                      (("rounds", rounds), ("min_window", min_window), ("warmup", warmup)))
         if self._session is None:
             yield block
             return
-        with self._session.measure_block(self._context, block, label=label, unit=unit):
+        with self._session.measure_block(self._context, block, label=label, unit=unit, rounds=rounds,
+                                         min_window=min_window, warmup=warmup):
             yield block

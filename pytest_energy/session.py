@@ -25,7 +25,7 @@ from .conditions import throttled_line
 from .config import Settings, hidden_secrets, is_database_url, path_setting, store_setting
 from .context import VERDICT_KEYS, Block, Pending, TestContext, record_outcome
 from .fingerprint import fingerprint, git_branch, git_commit
-from .meter import BOUNDARY, END, START, Measured, Meter, Taken
+from .meter import BOUNDARY, END, START, Measured, Meter, StepRounds, Taken
 from .record import Record, RunInfo, session_document
 from .sources import detect
 from .top import FORM as TOP_FORM
@@ -147,17 +147,25 @@ class EnergySession:
         return taken.result
 
     @contextmanager
-    def measure_block(self, context: TestContext, block: Block, *, label: str, unit: str) -> Iterator[None]:
+    def measure_block(self, context: TestContext, block: Block, *, label: str, unit: str, rounds: int | None = None,
+                      min_window: float | None = None, warmup: int | None = None) -> Iterator[None]:
+        """Measure a block: one window, or rounds of the steps it marks (:class:`StepRounds`); the
+        ``rounds``, ``min_window`` and ``warmup`` given override the test's settings."""
+        settings = context.settings
         meter = self.meter()
-        cooled = meter.cool_down(context.settings.cooldown)
+        cooled = meter.cool_down(settings.cooldown)
         self._take_notes(meter)
         start = meter.edge(START)
+        marks = StepRounds(meter, start, planned=block.iterations, rounds=rounds or settings.rounds,
+                           warmup=settings.warmup if warmup is None else warmup,
+                           min_window=min_window or settings.min_window)
+        block.on_step = marks.step
         try:
             yield
         finally:  # energy spent by a block that raised is still energy spent: keep its record
             end = meter.edge(END)
-            block.taken = self._keep(context, label, unit, "block",
-                                     Taken([start, end], [block.iterations], cooldown=cooled))
+            block.on_step = None
+            block.taken = self._keep(context, label, unit, "block", marks.taken(end, block.iterations, cooled))
 
     def _keep(self, context: TestContext, label: str, unit: str, form: str, taken: Taken, stopped: str = "") -> Pending:
         name = context.name_for(label)
@@ -180,6 +188,7 @@ class EnergySession:
             nodeid=context.nodeid,
             form=form,
             warmup_iterations=taken.warmup_iterations,
+            warmup_round=measured.warmup,
             fingerprint=self.fingerprint,
             timestamp=_now(),
             git_commit=self.git_commit,
@@ -190,6 +199,10 @@ class EnergySession:
             outcome=context.outcome,
         )
         notes = [f"{c.device}: {c.note}" for c in measured.components if c.note]
+        notes += taken.notes
+        if measured.warmup is not None and not measured.warmup.valid:
+            notes.append(f"the warm-up window ({taken.warmup_iterations} {unit}s) was invalid: the totals hold the "
+                         "rounds only")
         if stopped:
             notes.append(f"the measurement did not finish ({stopped}): no energy figure")
         elif not record.valid:
