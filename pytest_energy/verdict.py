@@ -440,6 +440,7 @@ def judge_energy(
     note: str = "",
     refresh: str = "--energy-update-baselines",
     reading_error: float = 0.0,
+    rounds_advice: str = "measure the work in rounds (energy.run)",
 ) -> Verdict:
     """The energy verdict from per-iteration joules of each valid round, here and in the baseline.
 
@@ -448,7 +449,8 @@ def judge_energy(
     this set, advised on an improvement. Where a side has a single window, it is judged by
     :func:`window_interval` with ``reading_error``, the stated reading uncertainty of one window of this
     run in the values' unit (the baseline stores none: its windows, on the same hardware and method, are
-    taken to read as well relative to their energy).
+    taken to read as well relative to their energy). ``rounds_advice`` says how this run's work gets
+    rounds, advised where it had a single window (the gate words it for the record's form).
     """
     suffix = f"; {note}" if note else ""
 
@@ -483,7 +485,7 @@ def judge_energy(
         noise = (f"one window {where} can vary by about ±{percent(interval.high / interval.ratio - 1)} "
                  f"(its reading uncertainty and {percent(WINDOW_NOISE)} between runs, assumed)")
         if status is Status.INCONCLUSIVE:
-            finer = ("measure the work in rounds (energy.run) for a finer verdict" if len(current) == 1
+            finer = (f"{rounds_advice} for a finer verdict" if len(current) == 1
                      else f"re-record the baseline in rounds ({refresh}) for a finer verdict")
             head += f"; {noise}, so a smaller change cannot show; {finer}"
         else:
