@@ -127,7 +127,8 @@ class TestContext:
 
 
 class Block:
-    """Handle of a ``with energy.measure()`` block; set ``iterations`` inside, read ``record`` after.
+    """Handle of a ``with energy.measure()`` block; set ``iterations`` or call ``step()`` inside, read
+    ``record`` after.
 
     The record is built on first access: a counter that ticks every 100 ms is resolved in the
     background, so code that never reads it does not wait for the next tick. Setting ``iterations``
@@ -135,7 +136,17 @@ class Block:
 
     def __init__(self, iterations: int = 1) -> None:
         self.iterations = iterations
+        self.steps = 0  # steps marked with step()
         self.taken: Pending | None = None  # the session's measurement, once the block has ended
+        self.on_step: Callable[[], None] | None = None  # the session's, while it measures the block
+
+    def step(self) -> None:
+        """Mark the end of one step of the block's work (one training step): a block whose steps are
+        marked is measured in rounds of them, its first steps a warm-up (see ``energy.measure``); each
+        call is a clock read, and an edge where a round ends. Without ``--energy`` it only counts."""
+        self.steps += 1
+        if self.on_step is not None:
+            self.on_step()
 
     @property
     def iterations(self) -> int:

@@ -21,10 +21,10 @@ if TYPE_CHECKING:
     from .session import EnergySession
 
 
-def _setting(name: str, value: Any) -> Any:
+def _setting(name: str, value: Any, where: str = "energy.run") -> Any:
     """A per-measurement override of a setting, checked as the setting itself (None: the setting's)."""
     try:
-        return parse_value(BY_NAME[name], value, f"energy.run({name}=...)")
+        return parse_value(BY_NAME[name], value, f"{where}({name}=...)")
     except SettingError as error:
         problem = str(error)
     pytest.fail(problem, pytrace=False)  # outside the except block: no exception chain is printed
@@ -106,10 +106,27 @@ class EnergyFixture:
         )
 
     @contextmanager
-    def measure(self, label: str = "", unit: str = "run", iterations: int = 1,
-                work: Callable[[], Any] | None = None) -> Iterator[Block]:
-        """Measure a block that runs exactly once (a fine-tune) as one window; ``iterations`` (or the
-        block's ``iterations`` set inside it) is what its energy is divided by.
+    def measure(
+        self,
+        label: str = "",
+        unit: str = "run",
+        iterations: int = 1,
+        work: Callable[[], Any] | None = None,
+        *,
+        rounds: int | None = None,
+        min_window: float | None = None,
+        warmup: int | None = None,
+    ) -> Iterator[Block]:
+        """Measure a block that runs exactly once (a fine-tune).
+
+        As one window, its energy divided by ``iterations`` (or the block's ``iterations`` set inside
+        it). Where the block marks its steps (``block.step()`` after each, as a training loop can), it
+        is measured in rounds of them instead, as energy.run measures a call: ``iterations`` is then
+        how many steps the block will make; the first ``warmup`` steps are a warm-up window, measured
+        for the totals but in no per-step figure, and the steps after it are split into ``rounds``
+        back-to-back windows, each at least ``min_window`` long where the steps left allow (fewer
+        rounds where they do not, which the record's notes say). ``rounds``, ``min_window`` and
+        ``warmup`` override the marker and settings for this block.
 
         ``work`` is one iteration's work as a call of no arguments (a forward and backward pass without
         the optimizer's step): called once before the block, unmeasured, its FLOPs are the block's per
@@ -119,8 +136,11 @@ class EnergyFixture:
         if work is not None and not callable(work):
             pytest.fail(f"pytest-energy: energy.measure(work=...) has {work!r}, expected a call of no arguments "
                         "doing one iteration's work", pytrace=False)
+        rounds, min_window, warmup = (_setting(name, value, "energy.measure") for name, value in
+                                      (("rounds", rounds), ("min_window", min_window), ("warmup", warmup)))
         if self._session is None:
             yield block
             return
-        with self._session.measure_block(self._context, block, label=label, unit=unit, work=work):
+        with self._session.measure_block(self._context, block, label=label, unit=unit, rounds=rounds,
+                                         min_window=min_window, warmup=warmup, work=work):
             yield block

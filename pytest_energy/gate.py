@@ -18,7 +18,7 @@ from .record import Record, RunInfo
 from .units import percent_change
 from .resampling import Difference, examples_difference, runs_difference, seed_for
 from .verdict import (CONFIDENCE, STATUSES, Judgement, Status, Tolerance, Verdict, fails_gate, judge_energy,
-                      judge_quality, judge_value, most_urgent, parse_tolerance)
+                      judge_quality, judge_value, minimum_rounds, most_urgent, parse_tolerance)
 
 #: pytest's exit code for an interrupted session (Ctrl-C); such a run never refreshes baselines.
 INTERRUPTED = 2
@@ -163,9 +163,25 @@ def _energy_verdict(record: Record, kind: DeviceKind, metric: str, stored: store
                        "with --energy-update-baselines")
     judged = judge_energy(record.name, current, previous, threshold, set_name, gating=gating, what=what,
                           note="; ".join(notes), refresh=_refresh(settings, set_name),
-                          reading_error=_reading_error(record, list(kind.devices), current_scale))
+                          reading_error=_reading_error(record, list(kind.devices), current_scale),
+                          rounds_advice=_rounds_advice(record, settings))
     judged.metric, judged.baseline_hardware = metric, stored.hardware
     return judged
+
+
+def _rounds_advice(record: Record, settings: Settings) -> str | None:
+    """How the work of a record measured in one window (or too few rounds) gets more rounds, in the words
+    of the form it was measured in: a fine-tune case's fields, a block's step marks, a case's rounds;
+    None for a call, which energy.run and --energy-rounds measure in rounds."""
+    if record.extra.get("case") == "fine-tune":
+        return (f"measure it in rounds (the FineTuneCase's rounds={minimum_rounds()} or more, and steps enough "
+                f"for each round to last --energy-min-window, {settings.min_window:g} s)")
+    if record.form == "block" and record.unit != "test":  # a marked test's whole call is a block of unit "test"
+        return ("measure it in rounds (block.step() after each step inside energy.measure(iterations=steps), "
+                f"with steps enough for each round to last --energy-min-window, {settings.min_window:g} s)")
+    if record.form == "case":
+        return f"measure it in rounds (the case's rounds={minimum_rounds()} or more)"
+    return None
 
 
 def _reading_error(record: Record, devices: list[str], scale: float) -> float:

@@ -359,6 +359,10 @@ class Taken:
     warmup_iterations: int = 0
     result: Any = None
     cooldown: Cooldown | None = None
+    # Where the warm-up began, when it was measured as a window of its own up to ``edges[0]`` (a block
+    # whose steps are marked: its whole energy is known); None where the warm-up is not measured.
+    warmup_start: Edge | None = None
+    notes: list[str] = field(default_factory=list)  # how the rounds came out where not as asked
 
 
 @dataclass
@@ -368,6 +372,7 @@ class Measured:
     rounds: list[Round]
     components: list[Component]
     timeline: list[tuple[float, float]] = field(default_factory=list)
+    warmup: Round | None = None  # the measured warm-up window (Taken.warmup_start), no round of the verdict's
 
 
 class Meter:
@@ -597,8 +602,30 @@ class Meter:
             return 0
         return round((end.tick - start.tick) / period)
 
+    def _round(self, before: dict[str, EdgeValue], after: dict[str, EdgeValue], seconds: float,
+               iterations: int) -> tuple[Round, dict[str, str]]:
+        """One window as a round, and each channel's problem with it (any problem makes it invalid)."""
+        by_device: dict[str, float] = {}
+        problems: dict[str, str] = {}
+        gross_sum = net_sum = 0.0
+        for channel in self.channels:
+            start, end = before[channel.device], after[channel.device]
+            problem = self.window_problem(channel, start, end, seconds)
+            if problem:
+                problems[channel.device] = problem
+                continue
+            gross = end.joules - start.joules
+            net = gross - self.idle_watts[channel.device] * seconds
+            by_device[channel.device] = net
+            gross_sum += gross
+            net_sum += net
+        valid = bool(self.channels) and not problems  # with no device read, 0 J would pass every budget falsely
+        return Round(iterations, seconds, gross_sum if valid else math.nan, net_sum if valid else math.nan,
+                     valid, by_device if valid else {}), problems
+
     def account(self, taken: Taken) -> Measured:
-        """Turn edges into rounds (per-device net joules) and per-device components."""
+        """Turn edges into rounds (per-device net joules) and per-device components; a measured warm-up
+        (``taken.warmup_start``) into a round of its own, apart from them."""
         values = [edge.resolve() for edge in taken.edges]
         rounds: list[Round] = []
         totals = {c.device: {"gross": 0.0, "net": 0.0, "seconds": 0.0, "edge_var": 0.0, "ticks": 0}
@@ -607,34 +634,24 @@ class Meter:
         for index, iterations in enumerate(taken.iterations):
             before, after = values[index], values[index + 1]
             seconds = taken.edges[index + 1].at - taken.edges[index].at
-            by_device: dict[str, float] = {}
-            gross_sum = net_sum = 0.0
-            valid = bool(self.channels)  # with no device read, 0 J would pass every budget falsely
-            for channel in self.channels:
-                start, end = before[channel.device], after[channel.device]
-                problem = self.window_problem(channel, start, end, seconds)
-                if problem:
-                    valid = False
-                    problems.setdefault(channel.device, problem)
-                    continue
-                gross = end.joules - start.joules
-                net = gross - self.idle_watts[channel.device] * seconds
-                by_device[channel.device] = net
-                gross_sum += gross
-                net_sum += net
-            round_ = Round(iterations, seconds, gross_sum if valid else math.nan, net_sum if valid else math.nan,
-                           valid, by_device if valid else {})
+            round_, found = self._round(before, after, seconds, iterations)
+            for device, problem in found.items():
+                problems.setdefault(device, problem)
             rounds.append(round_)
-            if not valid:
+            if not round_.valid:
                 continue
             for channel in self.channels:
                 start, end = before[channel.device], after[channel.device]
                 total = totals[channel.device]
                 total["gross"] += end.joules - start.joules
-                total["net"] += by_device[channel.device]
+                total["net"] += round_.by_device[channel.device]
                 total["seconds"] += seconds
                 total["edge_var"] += start.uncertainty**2 + end.uncertainty**2
                 total["ticks"] += self._ticks(channel, start, end)
+        warmup = None
+        if taken.warmup_start is not None and taken.edges:
+            warmup, _ = self._round(taken.warmup_start.resolve(), values[0],
+                                    taken.edges[0].at - taken.warmup_start.at, taken.warmup_iterations)
         states = [edge.states() for edge in taken.edges]
         components = []
         for channel in self.channels:
@@ -666,7 +683,98 @@ class Meter:
             since, until = taken.edges[0].at, taken.edges[-1].at
             for channel in self.channels:
                 timeline += [(t - since, w) for t, w in channel.timeline(since, until)]
-        return Measured(rounds, components, sorted(timeline))
+        return Measured(rounds, components, sorted(timeline), warmup)
+
+
+
+class StepRounds:
+    """The rounds of a block whose own code marks its steps (:meth:`step` after each: a training loop).
+
+    Work that runs once cannot be repeated until a window is filled, as :meth:`Meter.take_rounds`
+    does; its steps are split instead, with edges placed as the steps end:
+
+    * the first ``warmup`` steps are a warm-up window of their own from the block's start edge,
+      lasting at least :data:`WARMUP_PERIODS` ticks where a counter ticks (as a call's warm-up, so
+      the tick before the first round's edge holds work only) while a step is left for each round:
+      measured, so the whole block's energy is known, but no round of the verdict's;
+    * the steps left are ``rounds`` back-to-back windows of at least a ``rounds``-th of them each
+      (``planned``: the steps the block will make, warm-up included). A round also goes on until
+      it lasts ``min_window``, and ends only where the steps left can still fill a round at its pace
+      (as many steps and the minimum window); otherwise they join it, so the last round is never a
+      short one. A block too short for its rounds gives fewer of them, one at the least.
+
+    ``planned`` below ``warmup + 1`` shrinks the warm-up so that one step is measured at least. A
+    block that marks no step, or ends before its warm-up did, is one window (:meth:`taken`).
+    """
+
+    def __init__(self, meter: Meter, start: Edge, *, planned: int, rounds: int, warmup: int,
+                 min_window: float) -> None:
+        self._meter = meter
+        self._start = start
+        self._planned = planned
+        self._asked = rounds
+        self._warmup = max(0, min(warmup, planned - 1))
+        measured = planned - self._warmup
+        self._rounds = max(1, min(rounds, measured))
+        self._least = max(1, measured // self._rounds)  # steps a round holds at least
+        self._min_window = min_window
+        ticks = WARMUP_PERIODS * max(meter.periods.values(), default=0.0) if self._warmup else 0.0
+        self._warm_until = start.at + ticks
+        self._edges = [start] if not self._warmup else []  # after the warm-up, its end is the first
+        self._counts: list[int] = []
+        self._count = 0  # steps of the round (or the warm-up) going on
+        self.steps = 0  # every step marked
+        self.warmup_steps = 0  # steps of the warm-up window, once it has ended
+
+    @property
+    def _warming(self) -> bool:
+        return not self._edges
+
+    def step(self) -> None:
+        """One step has ended: place an edge where it ends the warm-up or a round."""
+        self.steps += 1
+        self._count += 1
+        now = time.perf_counter()
+        left = self._planned - self.steps
+        if self._warming:
+            if self.steps >= self._warmup and (now >= self._warm_until or left <= self._rounds):
+                self._edges.append(self._meter.edge(BOUNDARY))
+                self.warmup_steps, self._count = self.steps, 0
+                self._least = max(1, left // self._rounds)
+            return
+        elapsed = now - self._edges[-1].at
+        last = len(self._counts) + 1 >= self._rounds
+        if (not last and self._count >= self._least and elapsed >= self._min_window
+                and left >= self._least and left * elapsed / self._count >= self._min_window):
+            self._edges.append(self._meter.edge(BOUNDARY))
+            self._counts.append(self._count)
+            self._count = 0
+
+    def taken(self, end: Edge, iterations: int, cooldown: Cooldown | None) -> Taken:
+        """What the block took, ended by ``end``: its rounds and measured warm-up where steps were
+        marked; else one window of ``iterations`` (the block's own count), or of the steps where the
+        block ended before its warm-up or its first round did."""
+        if not self.steps:
+            return Taken([self._start, end], [iterations], cooldown=cooldown)
+        notes = [] if self.steps <= self._planned else [
+            f"{self.steps} steps marked where {self._planned} were planned (energy.measure(iterations=...)): "
+            "the rounds were split for the planned ones"]
+        if self._warming or not (self._counts or self._count):
+            notes.append(f"the block ended after {self.steps} steps, before its warm-up or first round did: one "
+                         "window, no warm-up")
+            return Taken([self._start, end], [self.steps], cooldown=cooldown, notes=notes)
+        edges, counts = list(self._edges), list(self._counts)
+        if self._count:
+            edges.append(end)
+            counts.append(self._count)
+        else:  # the block ended right after a round's edge (it made fewer steps than planned)
+            edges[-1] = end
+        if len(counts) < self._asked:
+            notes.append(f"{len(counts)} of the {self._asked} rounds asked: the {sum(counts)} steps after the warm-up "
+                         f"could not fill more (a round holds {self._least} steps and lasts {self._min_window:g} s at "
+                         "the least); more steps, or a shorter --energy-min-window, give more rounds")
+        return Taken(edges, counts, self.warmup_steps, cooldown=cooldown,
+                     warmup_start=self._start if self.warmup_steps else None, notes=notes)
 
 
 def _component_conditions(device: str, states: list[States],

@@ -82,9 +82,11 @@ class Carbon:
 class Record:
     """One measured test, or one labelled measurement inside a test.
 
-    ``per_iteration_*`` are means over the valid rounds; ``total_*`` are sums over all valid rounds.
-    ``co2_grams`` is computed from the total gross energy times PUE (what the grid supplied). Build one
-    with :meth:`from_rounds`, which derives every such number from the rounds and components.
+    ``per_iteration_*`` are means over the valid rounds; ``total_*`` are sums over all valid rounds and
+    the measured warm-up window (``warmup_round``) where there is a valid one, so they hold all the
+    energy measured. ``co2_grams`` is computed from the total gross energy times PUE (what the grid
+    supplied). Build one with :meth:`from_rounds`, which derives every such number from the rounds and
+    components (the components hold the rounds only: they are per-iteration energy's devices).
     """
 
     name: str  # node id, plus "::label" for labelled measurements
@@ -107,6 +109,9 @@ class Record:
     label: str = ""
     unit: str = "iteration"  # what one iteration is: "iteration", "inference", "step", ...
     iterations_per_call: int = 1  # iterations one call of the measured function counts as (a case's batch)
+    # The warm-up's own window where it was measured (a block whose steps were marked: a fine-tune's first
+    # steps): in the totals and the CO2, never in a per-iteration figure or a verdict. None elsewhere.
+    warmup_round: Round | None = None
     # Filled by later stages or by cases; kept here so a record is the single thing that flows on.
     quality: dict[str, dict[str, Any]] = field(default_factory=dict)  # metric -> {value, computed_by, ...}
     proxies: dict[str, float] = field(default_factory=dict)  # flops, parameters, tokens_in, tokens_out, ...
@@ -123,16 +128,17 @@ class Record:
 
     @classmethod
     def from_rounds(cls, rounds: list[Round], components: list[Component], *, carbon: Carbon,
-                    reference_joules: dict[str, float] | None = None, **facts: Any) -> Record:
+                    reference_joules: dict[str, float] | None = None, warmup_round: Round | None = None,
+                    **facts: Any) -> Record:
         """A record of these rounds and components, its derived numbers computed here and nowhere else:
         per-iteration means and uncertainty, totals, duration, CO2, and energy normalised by the
         session's reference workload (``reference_joules``: device -> joules per iteration; the
-        record keeps its own devices' entries). ``facts`` are the other fields (name, nodeid, form,
-        fingerprint, timestamp, ...)."""
+        record keeps its own devices' entries); a measured ``warmup_round`` counts in the totals only.
+        ``facts`` are the other fields (name, nodeid, form, fingerprint, timestamp, ...)."""
         own = {c.device: joules for c in components
                if (joules := (reference_joules or {}).get(c.device, 0.0)) > 0}
         return cls(rounds=rounds, components=components, carbon=carbon, reference_joules=own,
-                   **_derived(rounds, components, carbon, own), **facts)
+                   warmup_round=warmup_round, **_derived(rounds, components, carbon, own, warmup_round), **facts)
 
     def count_each_call_as(self, iterations: int) -> None:
         """Make one measured call ``iterations`` iterations (a case's batch of inferences): the rounds,
@@ -141,7 +147,10 @@ class Record:
             measured.iterations *= iterations
         self.warmup_iterations *= iterations
         self.iterations_per_call *= iterations
-        for name, value in _derived(self.rounds, self.components, self.carbon, self.reference_joules).items():
+        if self.warmup_round is not None:
+            self.warmup_round.iterations *= iterations
+        for name, value in _derived(self.rounds, self.components, self.carbon, self.reference_joules,
+                                    self.warmup_round).items():
             setattr(self, name, value)
 
     @property
@@ -184,6 +193,8 @@ class Record:
         if "criteria" not in data and isinstance(data.get("budget"), dict):
             kwargs["criteria"] = data["budget"]
         kwargs["rounds"] = [Round(**r) for r in data["rounds"]]
+        if data.get("warmup_round") is not None:
+            kwargs["warmup_round"] = Round(**data["warmup_round"])
         kwargs["components"] = [Component(**c) for c in data["components"]]
         kwargs["carbon"] = Carbon(**data["carbon"])
         kwargs["timeline"] = [tuple(p) for p in data.get("timeline", [])]
@@ -198,14 +209,16 @@ def judged_devices(components: list[Component]) -> list[str]:
 
 
 def _derived(rounds: list[Round], components: list[Component], carbon: Carbon,
-             reference_joules: dict[str, float]) -> dict[str, Any]:
-    """A record's fields derived from its rounds, components, carbon and own reference joules."""
+             reference_joules: dict[str, float], warmup_round: Round | None = None) -> dict[str, Any]:
+    """A record's fields derived from its rounds, components, carbon, own reference joules and measured
+    warm-up window (in the totals, duration and CO2 only)."""
     gross, net, spread = per_iteration_stats(rounds)
     valid = [r for r in rounds if r.valid]
+    spent = valid + ([warmup_round] if warmup_round is not None and warmup_round.valid else [])
     iterations = sum(r.iterations for r in valid)
     systematic = math.sqrt(sum(c.uncertainty_joules**2 for c in components))
     systematic_per_iteration = systematic / iterations if iterations else math.nan
-    total_gross = sum(r.gross_joules for r in valid)
+    total_gross = sum(r.gross_joules for r in spent)
     judged_names = set(judged_devices(components))
     judged = [c for c in components if c.device in judged_names]
     normalised = {}
@@ -221,8 +234,8 @@ def _derived(rounds: list[Round], components: list[Component], carbon: Carbon,
         "per_iteration_net_joules": net,
         "per_iteration_uncertainty_joules": math.sqrt(spread**2 + systematic_per_iteration**2),
         "total_gross_joules": total_gross,
-        "total_net_joules": sum(r.net_joules for r in valid),
-        "duration_seconds": sum(r.seconds for r in rounds),
+        "total_net_joules": sum(r.net_joules for r in spent),
+        "duration_seconds": sum(r.seconds for r in rounds) + (warmup_round.seconds if warmup_round else 0.0),
         "co2_grams": carbon.grams(total_gross),
         "normalised": normalised,
     }

@@ -26,7 +26,7 @@ from .conditions import throttled_line
 from .config import Settings, hidden_secrets, is_database_url, path_setting, store_setting
 from .context import VERDICT_KEYS, Block, Pending, TestContext, record_outcome
 from .fingerprint import fingerprint, git_branch, git_commit
-from .meter import BOUNDARY, END, START, Measured, Meter, Taken
+from .meter import BOUNDARY, END, START, Measured, Meter, StepRounds, Taken
 from .record import Record, RunInfo, session_document
 from .sources import detect
 from .top import FORM as TOP_FORM
@@ -159,28 +159,36 @@ class EnergySession:
         return taken.result
 
     @contextmanager
-    def measure_block(self, context: TestContext, block: Block, *, label: str, unit: str,
+    def measure_block(self, context: TestContext, block: Block, *, label: str, unit: str, rounds: int | None = None,
+                      min_window: float | None = None, warmup: int | None = None,
                       work: Callable[[], Any] | None = None) -> Iterator[None]:
-        """Measure the block as one window. ``work``, one iteration's work, is called once before it,
-        unmeasured, for its FLOPs where the test counts them (``count_flops``), and names the torch
-        modules it runs; a block without it counts none."""
+        """Measure a block: one window, or rounds of the steps it marks (:class:`StepRounds`); the
+        ``rounds``, ``min_window`` and ``warmup`` given override the test's settings. ``work``, one
+        iteration's work, is called once before it, unmeasured, for its FLOPs where the test counts them
+        (``count_flops``), and names the torch modules it runs; a block without it counts none."""
+        settings = context.settings
         meter = self.meter()
         counted = None
         if work is not None:
             counted = Work.of_call(work)
-            if context.settings.count_flops and torch_loaded():
+            if settings.count_flops and torch_loaded():
                 counted.count(work)
-            elif context.settings.count_flops:
+            elif settings.count_flops:
                 counted.notes.append("FLOPs not counted: torch was not imported when the block's work was given")
-        cooled = meter.cool_down(context.settings.cooldown)
+        cooled = meter.cool_down(settings.cooldown)
         self._take_notes(meter)
         start = meter.edge(START)
+        marks = StepRounds(meter, start, planned=block.iterations, rounds=rounds or settings.rounds,
+                           warmup=settings.warmup if warmup is None else warmup,
+                           min_window=min_window or settings.min_window)
+        block.on_step = marks.step
         try:
             yield
         finally:  # energy spent by a block that raised is still energy spent: keep its record
             end = meter.edge(END)
-            block.taken = self._keep(context, label, unit, "block",
-                                     Taken([start, end], [block.iterations], cooldown=cooled), work=counted)
+            block.on_step = None
+            block.taken = self._keep(context, label, unit, "block", marks.taken(end, block.iterations, cooled),
+                                     work=counted)
 
     def _keep(self, context: TestContext, label: str, unit: str, form: str, taken: Taken, stopped: str = "",
               work: Work | None = None) -> Pending:
@@ -205,6 +213,7 @@ class EnergySession:
             nodeid=context.nodeid,
             form=form,
             warmup_iterations=taken.warmup_iterations,
+            warmup_round=measured.warmup,
             fingerprint=self.fingerprint,
             timestamp=_now(),
             git_commit=self.git_commit,
@@ -215,6 +224,10 @@ class EnergySession:
             outcome=context.outcome,
         )
         notes = [f"{c.device}: {c.note}" for c in measured.components if c.note]
+        notes += taken.notes
+        if measured.warmup is not None and not measured.warmup.valid:
+            notes.append(f"the warm-up window ({taken.warmup_iterations} {unit}s) was invalid: the totals hold the "
+                         "rounds only")
         if stopped:
             notes.append(f"the measurement did not finish ({stopped}): no energy figure")
         elif not record.valid:

@@ -464,6 +464,7 @@ def judge_energy(
     note: str = "",
     refresh: str = "--energy-update-baselines",
     reading_error: float = 0.0,
+    rounds_advice: str | None = None,
 ) -> Verdict:
     """The energy verdict from per-iteration joules of each valid round, here and in the baseline.
 
@@ -473,7 +474,9 @@ def judge_energy(
     module docstring). Where a side has a single window, or the rounds are too few for the rank
     interval, it is judged by :func:`window_interval` with ``reading_error``, the stated reading
     uncertainty of one window of this run in the values' unit (the baseline stores none: its windows, on
-    the same hardware and method, are taken to read as well relative to their energy).
+    the same hardware and method, are taken to read as well relative to their energy). ``rounds_advice``
+    says how this run's work gets more rounds, advised where a single window or too few rounds hid a
+    smaller change (the gate words it for the record's form; None: a call measured by energy.run).
     """
     suffix = f"; {note}" if note else ""
 
@@ -506,7 +509,7 @@ def judge_energy(
     head = (f"{what} {percent_change(interval.ratio)}{_bounds(interval)} vs {baseline_set!r}: {status} "
             f"(threshold {percent(threshold)})")
     if windowed:
-        head += "; " + _window_noise(interval, status, len(now), len(then), refresh)
+        head += "; " + _window_noise(interval, status, len(now), len(then), refresh, rounds_advice)
     elif status is Status.INCONCLUSIVE:
         head += "; more rounds or a longer --energy-min-window narrow the interval"
     if status is Status.IMPROVEMENT:
@@ -514,22 +517,25 @@ def judge_energy(
     return verdict(status, "; ".join([head, *left_out]), interval)
 
 
-def _window_noise(interval: Interval, status: Status, rounds: int, baseline_rounds: int, refresh: str) -> str:
+def _window_noise(interval: Interval, status: Status, rounds: int, baseline_rounds: int, refresh: str,
+                  rounds_advice: str | None = None) -> str:
     """What a verdict judged as single windows says: how far its sides can vary, and, where that hid a
-    smaller change, how to get a finer verdict."""
+    smaller change, how to get a finer verdict (``rounds_advice``: how this record's work gets rounds;
+    None: a call, which energy.run and --energy-rounds measure in rounds)."""
     margin = percent(interval.high / interval.ratio - 1)
     if min(rounds, baseline_rounds) == 1:
         where = {(True, True): "here and in the baseline", (True, False): "here"}.get(
             (rounds == 1, baseline_rounds == 1), "in the baseline")
         noise = (f"one window {where} can vary by about ±{margin} (its reading uncertainty and "
                  f"{percent(WINDOW_NOISE)} between runs, assumed)")
-        finer = ("measure the work in rounds (energy.run) for a finer verdict" if rounds == 1
+        finer = (f"{rounds_advice or 'measure the work in rounds (energy.run)'} for a finer verdict" if rounds == 1
                  else f"re-record the baseline in rounds ({refresh}) for a finer verdict")
     else:
         noise = (f"{rounds} rounds here and {baseline_rounds} in the baseline are too few for the rank interval, "
                  f"so they are judged as single windows are: about ±{margin} (their reading uncertainty, spread and "
                  f"{percent(WINDOW_NOISE)} between runs, assumed)")
-        finer = f"use --energy-rounds {minimum_rounds()} or more for a finer verdict"
+        finer = (f"{rounds_advice} for a finer verdict" if rounds_advice
+                 else f"use --energy-rounds {minimum_rounds()} or more for a finer verdict")
     return f"{noise}, so a smaller change cannot show; {finer}" if status is Status.INCONCLUSIVE else noise
 
 

@@ -484,29 +484,60 @@ with open("train.jsonl", "w") as handle:
     handle.write("\\n".join(json.dumps(r) for r in ROWS))
 
 tune = FineTuneCase(model="no-such-org/no-such-model", task="text-classification", train=ROWS, eval=ROWS,
-                    steps=6, batch_size=8, learning_rate=1e-3, max_input_tokens=16, max_energy="1 kWh",
-                    quality={"accuracy": 0.1},
+                    steps=12, warmup=2, rounds=5, batch_size=8, learning_rate=1e-3, max_input_tokens=16,
+                    max_energy="1 kWh", quality={"accuracy": 0.1},
                     fallback=Fallback("distilbert", "train.jsonl", steps=0,
                                       config={"dim": 16, "hidden_dim": 32, "n_heads": 2}))
 """
 
 
+# A round of a tiny model's steps lasts milliseconds: with this window the rounds are the case's
+# (ceil of the steps after warm-up over its rounds), not cut short by the clock.
+SHORT_WINDOW = ("--energy-min-window", "0.001")
+
+
 def test_finetune_record_has_energy_per_step_and_epoch_and_quality_after(tmp_path):
-    session = run_session(tmp_path, {"test_tune.py": FINETUNE}, "--energy", "--energy-json", "out.json")
+    session = run_session(tmp_path, {"test_tune.py": FINETUNE}, "--energy", "--energy-json", "out.json",
+                          *SHORT_WINDOW)
     assert session.outcomes == {"tune": "passed"}
     record = session.records["tune"]
     extra, proxies = record["extra"], record["proxies"]
     assert record["unit"] == "step" and record["form"] == "case" and extra["case"] == "fine-tune"
-    assert record["iterations"] == 6 and extra["steps"] == 6
-    assert extra["steps_per_epoch"] == 3 and extra["epochs"] == 2  # 18 examples, batches of 8
+    # Issue 28 (item 2): the steps after the 2 warm-up steps are measured in the case's 5 rounds.
+    assert extra["steps"] == 12 and extra["steps_warmup"] == record["warmup_iterations"] == 2
+    assert [r["iterations"] for r in record["rounds"]] == extra["steps_per_round"] == [2, 2, 2, 2, 2]
+    assert record["iterations"] == 10 and extra["rounds"] == 5 and extra["steps_estimated"] == 0
+    assert extra["steps_per_epoch"] == 3 and extra["epochs"] == 4  # 18 examples, batches of 8
     assert extra["joules_per_step"] == pytest.approx(record["per_iteration_gross_joules"])
+    assert extra["joules_per_step"] == pytest.approx(sum(r["gross_joules"] for r in record["rounds"]) / 10)
     assert extra["joules_per_epoch_estimate"] == pytest.approx(3 * record["per_iteration_gross_joules"])
+    # The whole fine-tune's joules keep the warm-up steps, measured in a window of their own.
+    warmup = record["warmup_round"]
+    assert warmup["iterations"] == 2 and warmup["valid"] and extra["joules_warmup"] == warmup["gross_joules"] > 0
     assert extra["joules_fine_tune"] == pytest.approx(record["total_gross_joules"])
+    assert record["total_gross_joules"] == pytest.approx(
+        warmup["gross_joules"] + sum(r["gross_joules"] for r in record["rounds"]))
     assert extra["model"]["source"] == "fallback" and "HF_HUB_OFFLINE" in extra["model"]["reason"]
-    assert proxies["flops"] == 6 * proxies["flops_per_step"] > 0
-    assert proxies["tokens_in"] == 6 * 8 * 6  # every sentence is [CLS] + 4 words + [SEP]
+    assert proxies["flops"] == 12 * proxies["flops_per_step"] > 0
+    assert proxies["tokens_in"] == 12 * 8 * 6  # every sentence is [CLS] + 4 words + [SEP]
     assert record["quality"]["accuracy"]["examples"] == 18
     assert record["criteria"]["energy"] == [{"limit_joules": 3.6e6, "per": "test", "basis": "gross", "met": True}]
+
+
+def test_a_finetune_gets_a_rank_verdict_on_its_energy_per_step(tmp_path):
+    # Issue 28 (item 2): a fine-tune is no single window any more; against its baseline its energy per
+    # step is judged from its rounds (a rank interval), not from the noise one window may have.
+    recorded = run_session(tmp_path, {"test_tune.py": FINETUNE}, "--energy", "--energy-json", "out.json",
+                           "--energy-update-baselines", *SHORT_WINDOW)
+    assert recorded.outcomes == {"tune": "passed"}, recorded.lines[-20:]
+    again = run_session(tmp_path, {"test_tune.py": FINETUNE}, "--energy", "--energy-json", "out.json",
+                        *SHORT_WINDOW)
+    assert again.outcomes == {"tune": "passed"}
+    verdicts = json.loads((tmp_path / "out.json").read_text())["gate"]["verdicts"]
+    [energy] = [v for v in verdicts if v["name"] == "test_tune.py::tune" and v["metric"].startswith("energy")]
+    assert energy["status"] != "new" and energy["low"] is not None and energy["high"] is not None
+    assert energy["low"] <= energy["ratio"] <= energy["high"]
+    assert "one window" not in energy["message"] and "too few" not in energy["message"], energy["message"]
 
 
 IMAGE_FINETUNE = """

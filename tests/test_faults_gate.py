@@ -105,6 +105,27 @@ def test_one_window_ten_times_the_work_is_a_regression_and_a_small_change_says_w
     assert f"t.py::small  {small.message}" in judgement.summary
 
 
+def test_one_window_advice_names_what_its_form_can_change(tmp_path: Path) -> None:
+    # Issue 28 (item 2): "measure the work in rounds (energy.run)" is no advice a case or a block can
+    # follow; each is told what it can change.
+    tune, block, case = _window("t.py::tune", 12.0), _window("t.py::block", 12.0), _window("t.py::case", 12.0)
+    tune.form, tune.unit, tune.extra = "case", "step", {"case": "fine-tune"}
+    block.form = "block"
+    case.form, case.extra = "case", {"case": "inference"}
+    _record_baselines(tmp_path, [_window(name, 10.0) for name in ("t.py::tune", "t.py::block", "t.py::case")])
+    judgement = judge([tune, block, case], _settings(tmp_path), FINGERPRINT, tmp_path)
+    advice = {name: _energy(judgement, name).message.split("so a smaller change cannot show; ")[1]
+              for name in ("t.py::tune", "t.py::block", "t.py::case")}
+    assert advice["t.py::tune"].startswith(
+        "measure it in rounds (the FineTuneCase's rounds=5 or more, and steps enough for each round to last "
+        "--energy-min-window, ")
+    assert advice["t.py::block"].startswith(
+        "measure it in rounds (block.step() after each step inside energy.measure(iterations=steps), with steps "
+        "enough for each round to last --energy-min-window, ")
+    assert advice["t.py::case"].startswith("measure it in rounds (the case's rounds=5 or more) for a finer verdict")
+    assert all("energy.run" not in text for text in advice.values())
+
+
 def test_one_window_counts_its_stated_uncertainty(tmp_path: Path) -> None:
     _record_baselines(tmp_path, [_window("t.py::a", 10.0)])
     quiet = judge([_window("t.py::a", 20.0, stated=0.2)], _settings(tmp_path), FINGERPRINT, tmp_path)

@@ -120,6 +120,122 @@ def test_whole_call_over_budget():
     assert whole["unit"] == "test" and whole["total_gross_joules"] > 1.0
 
 
+STEPS_CONFTEST = """
+import os
+from pathlib import Path
+
+import pytest
+
+from pytest_energy.testing import make_powercap
+
+# Each process (controller, xdist worker) gets its own fake package counter, which moves only by the
+# joules a step spends: what each window holds is known exactly.
+_tree = make_powercap(Path(__file__).parent / f"rapl-{os.getpid()}", dram=False)
+os.environ["PYTEST_ENERGY_POWERCAP"] = str(_tree.root)
+
+
+class Package:
+    microjoules = 0
+
+    def spend(self, joules):
+        Package.microjoules += round(joules * 1e6)
+        _tree.set_energy("intel-rapl:0", Package.microjoules)
+
+
+@pytest.fixture
+def package():
+    return Package()
+"""
+
+STEPS = """
+import time
+
+
+def train(block, package, steps, warmup_joules=0.4):
+    for step in range(steps):
+        package.spend(warmup_joules if step < 2 else 0.1)  # the first steps are dearer (allocation, first calls)
+        time.sleep(0.002)
+        block.step()
+
+
+def test_rounds(energy, package):
+    with energy.measure("train", unit="step", iterations=22, rounds=4, warmup=2, min_window=0.001) as block:
+        train(block, package, 22)
+    assert block.steps == 22
+
+
+def test_too_short(energy, package):
+    with energy.measure("short", unit="step", iterations=4, rounds=4, warmup=2, min_window=0.001) as block:
+        train(block, package, 4)
+
+
+def test_more_than_planned(energy, package):
+    with energy.measure("over", unit="step", iterations=8, rounds=2, warmup=2, min_window=0.001) as block:
+        train(block, package, 12)
+
+
+def test_unmarked(energy, package):
+    with energy.measure("whole", unit="step", iterations=5) as block:
+        package.spend(0.5)
+        time.sleep(0.01)
+
+
+def test_bad_rounds(energy):
+    with energy.measure(rounds=0):
+        pass
+"""
+
+
+def test_a_block_marking_its_steps_is_measured_in_rounds_after_a_measured_warm_up(pytester, mode):
+    pytester.makeconftest(STEPS_CONFTEST)
+    pytester.makepyfile(test_steps=STEPS)
+    result, document = run(pytester, mode, "--energy-devices", "cpu")
+    result.assert_outcomes(passed=4, failed=1)
+    result.stdout.fnmatch_lines(["*pytest-energy: energy.measure(rounds=...) has 0, expected an integer >= 1*"])
+    by_label = {r["label"]: r for r in document["records"]}
+    rounds = by_label["train"]
+    # 2 warm-up steps, then the 20 left in 4 rounds of 5: per-step energy from the rounds alone.
+    assert rounds["form"] == "block" and rounds["warmup_iterations"] == 2
+    assert [r["iterations"] for r in rounds["rounds"]] == [5, 5, 5, 5] and rounds["iterations"] == 20
+    assert [r["gross_joules"] for r in rounds["rounds"]] == pytest.approx([0.5] * 4)
+    assert rounds["per_iteration_gross_joules"] == pytest.approx(0.1)
+    assert rounds["per_iteration_net_joules"] == pytest.approx(0.1, rel=0.05)  # idle: the fake spends nothing
+    assert rounds["per_iteration_uncertainty_joules"] < 0.01  # four equal rounds, not one window's guess
+    # The warm-up is measured apart: in the totals (the whole block), in no per-step figure.
+    assert rounds["warmup_round"]["iterations"] == 2 and rounds["warmup_round"]["valid"] is True
+    assert rounds["warmup_round"]["gross_joules"] == pytest.approx(0.8)
+    assert rounds["total_gross_joules"] == pytest.approx(0.8 + 2.0)
+    assert rounds["duration_seconds"] == pytest.approx(
+        rounds["warmup_round"]["seconds"] + sum(r["seconds"] for r in rounds["rounds"]))
+    assert "notes" not in rounds["extra"]
+    # Too short for its rounds: as many as there are steps after the warm-up, and a note says so.
+    short = by_label["short"]
+    assert [r["iterations"] for r in short["rounds"]] == [1, 1] and short["warmup_iterations"] == 2
+    assert short["extra"]["notes"] == [
+        "2 of the 4 rounds asked: the 2 steps after the warm-up could not fill more (a round holds 1 steps and "
+        "lasts 0.001 s at the least); more steps, or a shorter --energy-min-window, give more rounds"]
+    # More steps than planned: the rounds follow the plan, the last one takes the rest.
+    over = by_label["over"]
+    assert [r["iterations"] for r in over["rounds"]] == [3, 7] and over["total_gross_joules"] == pytest.approx(1.8)
+    assert over["extra"]["notes"] == ["12 steps marked where 8 were planned (energy.measure(iterations=...)): "
+                                      "the rounds were split for the planned ones"]
+    # A block that marks no step stays one window of its iterations, with no warm-up window.
+    whole = by_label["whole"]
+    assert [r["iterations"] for r in whole["rounds"]] == [5] and whole["warmup_round"] is None
+    assert whole["total_gross_joules"] == pytest.approx(0.5)
+
+
+def test_without_energy_block_steps_only_count(pytester):
+    pytester.makepyfile("""
+def test_steps(energy):
+    with energy.measure(unit="step", iterations=3, rounds=2) as block:
+        for _ in range(3):
+            block.step()
+    assert block.steps == 3 and block.record is None
+""")
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
 def test_without_energy_the_fixture_runs_once_unmeasured(pytester):
     pytester.makepyfile("""
 calls = []

@@ -140,7 +140,9 @@ class FineTuneCase(Case):
     """Energy of a whole fine-tune (one measured block), per step and per epoch, and quality after it.
 
     Training batches are padded to ``max_input_tokens`` / ``max_target_tokens``, so every step does the
-    same work: energy per step is comparable between runs and the FLOP proxy is exact.
+    same work: energy per step is comparable between runs and the FLOP proxy is exact. The steps are
+    measured in ``rounds`` (after ``warmup`` steps measured apart), so energy per step gets a verdict
+    with an interval, as an inference case's does.
     """
 
     model: ModelSource
@@ -174,10 +176,17 @@ class FineTuneCase(Case):
     # LoRA adapters through peft (peft.LoraConfig's fields, e.g. {"r": 16, "target_modules": ["q_proj",
     # "v_proj"]}); None, or peft not installed: every weight trains (the record says which).
     lora: Mapping[str, Any] | None = None
+    # The measurement's protocol, as an InferenceCase's: rounds the steps are split into, each at least
+    # --energy-min-window long where the steps allow; unmeasured-per-step warm-up steps first (their window
+    # counts in the whole fine-tune's joules). Not the learning rate's ``warmup_steps``.
+    rounds: int = 5
+    warmup: int = 5
     variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         owner = f"FineTuneCase({describe_model(self.model)})"
+        if self.rounds < 1 or self.warmup < 0:
+            raise ValueError(f"{owner}: rounds must be >= 1 and warmup >= 0")
         if self.lora is not None and (not isinstance(self.lora, Mapping) or int(self.lora.get("r", 8)) < 1):
             raise ValueError(f"{owner}: lora must be peft.LoraConfig's fields as a mapping, with r >= 1")
         if (self.steps is None) == (self.epochs is None):
@@ -200,7 +209,7 @@ class FineTuneCase(Case):
         return _metrics(self)
 
     def tests(self, name: str) -> list[tuple[str, Callable[[Any], None]]]:
-        """One test per variant; each fine-tunes inside one measured block."""
+        """One test per variant; each fine-tunes inside one measured block, in rounds of steps."""
         owner = f"FineTuneCase({describe_model(self.model)})"
         return [(f"{name}[{label}]" if label else name, one_line_failures(partial(_run_finetune, case)))
                 for label, case in _variants(self, owner)]

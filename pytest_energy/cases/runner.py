@@ -292,13 +292,13 @@ class _FineTune:
     per_epoch: int
     options: dict[str, Any]
 
-    def train(self, spec: Task) -> list[float]:
-        """Train the model in place; the loss of every step."""
+    def train(self, spec: Task, on_step: Callable[[], None] | None = None) -> list[float]:
+        """Train the model in place, calling ``on_step`` after each step; the loss of every step."""
         case = self.case
         return train(self.model, self.loaded.processor, spec, self.train_rows, steps=self.steps,
                      batch_size=case.batch_size, learning_rate=case.learning_rate, weight_decay=case.weight_decay,
                      optimizer=case.optimizer, schedule=case.schedule, warmup_steps=case.warmup_steps, seed=case.seed,
-                     **self.options)
+                     on_step=on_step, **self.options)
 
     def quality(self, spec: Task) -> Quality:
         """The trained model's quality on the evaluation examples."""
@@ -329,8 +329,10 @@ def _with_seed(case: Any, seed: int) -> Any:
 
 
 def run_finetune(case: Any, energy: Any) -> None:
-    """Run a fine-tune case in its test: the whole fine-tune is one measured block, then quality (and,
-    with ``--energy-quality-seeds``, the quality of further unmeasured fine-tunes from the next seeds)."""
+    """Run a fine-tune case in its test: the whole fine-tune is one measured block whose steps are taken
+    in rounds (its first ``case.warmup`` steps a measured warm-up, see ``energy.measure``), then quality
+    (and, with ``--energy-quality-seeds``, the quality of further unmeasured fine-tunes from the next
+    seeds, which mark no rounds)."""
     spec = get_task(case.task, "FineTuneCase")
     device = pick_device(case.device)
     dtype = DTYPES[case.dtype]
@@ -346,8 +348,8 @@ def run_finetune(case: Any, energy: Any) -> None:
             energy.add_budget(EnergyBudget(parse_energy(case.max_energy), per="test"))
 
     threads = _torch_threads()
-    with energy.measure(unit="step", iterations=steps) as block:
-        losses = run.train(spec)
+    with energy.measure(unit="step", iterations=steps, rounds=case.rounds, warmup=case.warmup) as block:
+        losses = run.train(spec, on_step=block.step)
 
     quality = run.quality(spec)
     mark_trained(quality)
@@ -362,6 +364,7 @@ def run_finetune(case: Any, energy: Any) -> None:
     record = block.record
     if record is not None:
         per_step = record.per_iteration_gross_joules
+        whole = _whole_fine_tune(record)
         record.form = "case"
         record.unit = "step"
         record.proxies = proxies
@@ -370,15 +373,29 @@ def run_finetune(case: Any, energy: Any) -> None:
             "steps": steps, "batch_size": case.batch_size, "examples_seen": steps * case.batch_size,
             "steps_per_epoch": per_epoch, "epochs": steps / per_epoch, "optimizer": case.optimizer,
             "learning_rate": case.learning_rate, "schedule": case.schedule, "energy_basis": "gross",
-            "joules_fine_tune": record.total_gross_joules, "joules_per_step": per_step,
+            "rounds": case.rounds, "steps_per_round": [round_.iterations for round_ in record.rounds],
+            "steps_warmup": record.warmup_iterations, **whole, "joules_per_step": per_step,
             "joules_per_epoch_estimate": per_step * per_epoch, "loss_first": losses[0], "loss_last": losses[-1],
             "eval_examples": len(run.eval_rows), "training": _how_trained(loaded.facts), "adapter": run.adapter,
-            **per_work(record.total_gross_joules, proxies["flops"], proxies["tokens_in"], proxies["tokens_out"],
+            **per_work(whole["joules_fine_tune"], proxies["flops"], proxies["tokens_in"], proxies["tokens_out"],
                        generates=False),
         })
         record.quality = quality
         record.criteria["quality"] = dict(case.quality)
     check_quality(quality, dict(case.quality))
+
+
+def _whole_fine_tune(record: Any) -> dict[str, Any]:
+    """The whole fine-tune's gross joules, warm-up steps included: what the warm-up window and the valid
+    rounds measured, plus the steps of any invalid window at the rounds' mean per step (``steps_estimated``
+    says how many; 0 where every window was valid)."""
+    warmup = record.warmup_round
+    measured_warmup = warmup is not None and warmup.valid
+    counted = record.iterations + (record.warmup_iterations if measured_warmup else 0)
+    missing = sum(round_.iterations for round_ in record.rounds) + record.warmup_iterations - counted
+    estimate = record.per_iteration_gross_joules * missing if missing else 0.0
+    return {"joules_fine_tune": record.total_gross_joules + estimate,
+            "joules_warmup": warmup.gross_joules if measured_warmup else None, "steps_estimated": missing}
 
 
 def _torch_threads() -> int:

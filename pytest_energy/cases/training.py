@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .registry import Task
 
@@ -56,8 +56,10 @@ def optimiser(model: Any, name: str, learning_rate: float, weight_decay: float) 
 def train(model: Any, tokenizer: Any, task: Task, rows: Sequence[dict[str, Any]], *, steps: int, batch_size: int,
           learning_rate: float, weight_decay: float = 0.0, optimizer: str = "adamw", schedule: str = "linear",
           warmup_steps: int = 0, seed: int = 0, device: str = "cpu", prefix: str = "", max_input_tokens: int = 128,
-          max_target_tokens: int = 48, pad_to_max: bool = True) -> list[float]:
-    """Train ``model`` in place for ``steps`` steps; returns the loss of every step.
+          max_target_tokens: int = 48, pad_to_max: bool = True,
+          on_step: Callable[[], None] | None = None) -> list[float]:
+    """Train ``model`` in place for ``steps`` steps; returns the loss of every step. ``on_step`` is called
+    after each step (a measured fine-tune marks its steps there: the rounds' edges).
 
     The schedule warms the learning rate up linearly over ``warmup_steps``, then keeps it (constant)
     or decays it linearly to zero at the last step (linear).
@@ -84,5 +86,7 @@ def train(model: Any, tokenizer: Any, task: Task, rows: Sequence[dict[str, Any]]
         scheduler.step()
         optim.zero_grad(set_to_none=True)
         losses.append(float(loss.detach()))
+        if on_step is not None:
+            on_step()
     model.eval()
     return losses

@@ -140,7 +140,10 @@ class Row:
              f"standard error {fmt(r.per_iteration_uncertainty_joules, 2)} J"
              + (f"; {fmt(self.wh_per_1000)} Wh gross per 1,000 inferences" if self.wh_per_1000 is not None else "")),
             ("total", f"gross {fmt(r.total_gross_joules)} J, net {fmt(r.total_net_joules)} J; "
-             f"{fmt(r.co2_grams)} g CO2eq at {fmt(r.carbon.intensity_g_per_kwh)} g/kWh, PUE {fmt(r.carbon.pue)}"),
+             f"{fmt(r.co2_grams)} g CO2eq at {fmt(r.carbon.intensity_g_per_kwh)} g/kWh, PUE {fmt(r.carbon.pue)}"
+             + (f"; its warm-up's own window included ({fmt(r.warmup_round.gross_joules)} J gross over "
+                f"{r.warmup_round.iterations} {r.unit}s)" if r.warmup_round is not None and r.warmup_round.valid
+                else "")),
         ]
         for c in r.components:
             lines.append((c.device, f"{c.kind}, {c.method}: gross {fmt(c.gross_joules)} J, net "
