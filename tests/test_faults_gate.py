@@ -108,11 +108,16 @@ def test_one_window_ten_times_the_work_is_a_regression_and_a_small_change_says_w
 def test_one_window_advice_names_what_its_form_can_change(tmp_path: Path) -> None:
     # Issue 28 (item 2): "measure the work in rounds (energy.run)" is no advice a case or a block can
     # follow; each is told what it can change.
-    tune, block, case = _window("t.py::tune", 12.0), _window("t.py::block", 12.0), _window("t.py::case", 12.0)
-    tune.form, tune.unit, tune.extra = "case", "step", {"case": "fine-tune"}
-    block.form = "block"
-    case.form, case.extra = "case", {"case": "inference"}
-    _record_baselines(tmp_path, [_window(name, 10.0) for name in ("t.py::tune", "t.py::block", "t.py::case")])
+    def measured_as(record, form: str, unit: str | None = None, case: str = ""):
+        record.form, record.unit = form, unit or record.unit
+        record.extra = {"case": case} if case else {}
+        return record
+
+    forms = {"t.py::tune": ("case", "step", "fine-tune"), "t.py::block": ("block", None, ""),
+             "t.py::case": ("case", None, "inference")}
+    tune, block, case = (measured_as(_window(name, 12.0), *forms[name]) for name in forms)
+    # The baselines were measured the same way (another form would be "measured differently").
+    _record_baselines(tmp_path, [measured_as(_window(name, 10.0), *forms[name]) for name in forms])
     judgement = judge([tune, block, case], _settings(tmp_path), FINGERPRINT, tmp_path)
     advice = {name: _energy(judgement, name).message.split("so a smaller change cannot show; ")[1]
               for name in ("t.py::tune", "t.py::block", "t.py::case")}

@@ -173,7 +173,7 @@ def test_a_crashed_worker_is_named_and_the_gate_is_incomplete(pytester: pytest.P
                       r"the records that test took are lost and the gate cannot judge it")
     assert len([line for line in result.outlines if lost.search(line)]) == 1, output
     [head] = [line for line in result.outlines if "pytest-energy gate" in line]
-    assert head.startswith("pytest-energy gate INCOMPLETE: 6 new")
+    assert head.startswith("pytest-energy gate INCOMPLETE: 1 test failed, 6 new")  # the crashed worker's test
     document = _document(pytester)
     # Every finished test sent its records with its teardown report: none of the six is lost.
     assert sorted(_records(document)) == [f"test_crash.py::test_{i}" for i in range(1, 7)]
@@ -281,7 +281,7 @@ def test_fine(energy, package):
     assert stopped["outcome"] == "failed" and stopped["rounds"] == [] and stopped["iterations"] == 0
     assert stopped["extra"]["notes"] == ["the measurement did not finish (Failed: Timeout >0.2s): no energy figure"]
     assert records["test_timeout.py::test_fine"]["outcome"] == "passed"
-    result.stdout.fnmatch_lines(["*the test failed: not judged*"])
+    result.stdout.fnmatch_lines(["*the test failed: its verdicts are shown, not gating*"])
     assert _document(pytester)["gate"]["not_judged"] == {"test_timeout.py::test_times_out": "failed"}
 
 
