@@ -62,7 +62,8 @@ def markdown(data: dict[str, Any]) -> str:
               "`pytest --collect-only`; run: the whole `pytest` process; `--energy-top`'s per test: the tests' own "
               "summed time (setup + call + teardown) over plain's, divided by the tests; its session: the rest of "
               "the run's time over plain's (the meter's start, the records, the listing).", "",
-              "| package | what | wall | CPU | tests' own wall | tests' own CPU |", "| --- | --- | --- | --- | --- | --- |"]
+              "| package | what | wall | CPU | tests' own wall | tests' own CPU |",
+              "| --- | --- | --- | --- | --- | --- |"]
     for package, row in figures["packages"].items():
         for what, times in row["seconds"].items():
             lines.append(f"| {package} | {what} | {times['wall']:.3f} s | {times['cpu']:.3f} s | "

@@ -187,7 +187,7 @@ def _measures(item: pytest.Item) -> bool:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session: pytest.Session) -> None:
     energy = session.config.stash.get(SESSION_KEY, None)
-    if energy is None or session.config.option.collectonly:
+    if energy is None or session.config.option.collectonly or not session.items:  # (an xdist controller runs none)
         return
     measuring = any(map(_measures, session.items))
     if measuring or energy.top is not None:

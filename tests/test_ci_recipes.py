@@ -155,7 +155,8 @@ def test_a_project_installs_pytest_energy_by_name_with_the_torch_its_runner_need
 @pytest.mark.parametrize("name", PROJECT_RECIPES)
 def test_each_runner_kind_judges_and_records_its_own_baseline_set(name):
     for kind, job in _measuring_jobs(name).values():
-        commands = [words for script in _scripts(job) for words in _commands(script) if words[:2] == ["pytest", "--energy"]]
+        commands = [words for script in _scripts(job) for words in _commands(script)
+                    if words[:2] == ["pytest", "--energy"]]
         assert commands and all(words[words.index("--energy-baseline-set") + 1] == kind for words in commands)
         if name == "github-project-baselines.yml":
             assert all("--energy-update-baselines" in words for words in commands)
