@@ -4,7 +4,8 @@ On a machine with an NVIDIA GPU (NVML and torch with CUDA) it measures that GPU 
 products. Elsewhere it measures a simulated NVML GPU (labelled "simulated" everywhere) and this
 machine's CPU through the plugin's own sources (RAPL where readable, else modelled).
 ``--quick`` takes about a minute on a 2-core CPU machine, a full run about five.
-``python3 -m bench suites`` times the bundled suites instead (bench/suites.py).
+``python3 -m bench suites`` times the bundled suites instead (bench/suites.py); ``python3 -m bench
+ordinary`` what ``--energy`` costs a suite that measures nothing (bench/ordinary.py).
 """
 
 from __future__ import annotations
@@ -347,6 +348,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import suites
 
         return suites.main(argv[1:])
+    if argv[:1] == ["ordinary"]:  # what --energy costs a suite that measures nothing (bench/ordinary.py)
+        from . import ordinary
+
+        return ordinary.main(argv[1:])
     if argv[:1] == ["quality"]:  # the spread of quality between training runs (bench/quality.py)
         from . import quality
 

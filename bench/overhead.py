@@ -15,6 +15,10 @@
 * Loading the plugin with ``--energy`` off: ``pytest --collect-only`` with and without
   ``-p no:energy`` (the fastest of several runs each), and ``python -X importtime`` of the plugin
   module (the self time of the package's own modules).
+* What ``--energy`` costs an ordinary suite (:func:`ordinary_suite`): many short tests that measure
+  nothing, as a project's unit tests, collected and run plain (plugin loaded, ``--energy`` off), with
+  ``--energy`` and with ``--energy --energy-top 10``, the package of this tree against the package of
+  another commit in the same alternating runs (``python3 -m bench ordinary --against REF``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -114,6 +119,41 @@ TOP_SUITE = TESTS.split("@pytest.mark.energy")[0] + '''
 def test_short(copy):
     work()
 '''
+
+
+#: The ordinary suite: this many short tests that measure nothing, and the ways it is run.
+ORDINARY_TESTS = 2000
+ORDINARY_SUITE = '''
+import os
+
+import pytest
+
+
+@pytest.mark.parametrize("number", range(int(os.environ["BENCH_COUNT"])))
+def test_short(number):
+    assert number >= 0
+'''
+#: Times each test's protocol (setup + call + teardown) in wall and in CPU seconds of the process (its
+#: threads included): on a shared machine the CPU time holds still where the wall time does not.
+ORDINARY_CONFTEST = '''
+import json, os, time
+import pytest
+
+TIMES = []
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    wall, cpu = time.perf_counter(), time.process_time()
+    yield
+    TIMES.append([time.perf_counter() - wall, time.process_time() - cpu])
+
+
+def pytest_unconfigure(config):
+    with open(os.environ["BENCH_TIMES"], "w") as handle:
+        json.dump(TIMES, handle)
+'''
+ORDINARY_RUNS = {"plain": [], "--energy": ["--energy"], "--energy --energy-top 10": ["--energy", "--energy-top", "10"]}
 
 
 def _plugin_flags() -> list[str]:
@@ -324,4 +364,95 @@ def load_time(repetitions: int) -> dict[str, Any]:
         "plugin_load_seconds": min(with_plugin) - min(without),
         "pytest_energy_import_self_seconds": own / 1e6,
         "heavy_modules_imported": heavy,
+    }
+
+
+def package_tree(ref: str, folder: Path) -> Path:
+    """The package as commit ``ref`` has it, exported into ``folder`` (put first on PYTHONPATH, it is the
+    plugin pytest loads): the "before" of a before/after run."""
+    archive = subprocess.run(["git", "archive", ref, "pytest_energy"], cwd=ROOT, capture_output=True, check=True,
+                             timeout=60)
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True, timeout=60)
+    return folder
+
+
+def _ordinary_once(folder: Path, tests: int, package: Path, flags: list[str], collect_only: bool) -> dict[str, float]:
+    """One pytest run of the ordinary suite with the package in ``package``: the process's wall and CPU
+    seconds, and the tests' own (setup + call + teardown) summed, 0 when only collecting."""
+    times = folder / "times.json"
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--rootdir", str(folder),
+               *_plugin_flags(), *(["--collect-only"] if collect_only else []), *flags, str(folder / "test_short.py")]
+    env = _environment(BENCH_COUNT=str(tests), BENCH_TIMES=str(times))
+    env["PYTHONPATH"] = os.pathsep.join([str(package), env["PYTHONPATH"]])
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    began = time.perf_counter()
+    done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=600)
+    wall = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        tail = (done.stdout + done.stderr).strip().splitlines()[-5:]
+        raise RuntimeError(f"pytest exited {done.returncode}: {' | '.join(tail)}")
+    measured = json.loads(times.read_text())
+    return {"wall": wall, "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+            "tests_wall": sum(w for w, _ in measured), "tests_cpu": sum(c for _, c in measured)}
+
+
+def ordinary_suite(repetitions: int, tests: int = ORDINARY_TESTS, against: str | None = None) -> dict[str, Any]:
+    """What ``--energy`` costs a suite of ``tests`` short tests that measure nothing: each way of
+    :data:`ORDINARY_RUNS` collected (``--collect-only``) and run, ``repetitions`` times, alternating;
+    with ``against`` (a commit), the same with that commit's package in the same rounds.
+
+    Each time is the least of its repetitions (a busy machine only ever adds time), in wall seconds and
+    in CPU seconds of the pytest process (its threads included; on a shared machine the CPU time holds
+    still where the wall time does not). ``--energy``'s fixed cost is its collection's and its run's
+    time over plain's; ``--energy-top``'s cost per test is the tests' own summed time (setup + call +
+    teardown) over plain's, divided by the tests, and its session cost the rest of its run's time over
+    plain's (the meter's start, the records, the listing).
+    """
+    with tempfile.TemporaryDirectory(prefix="bench-ordinary-") as name:
+        folder = Path(name)
+        (folder / "conftest.py").write_text(textwrap.dedent(ORDINARY_CONFTEST))
+        (folder / "test_short.py").write_text(textwrap.dedent(ORDINARY_SUITE))
+        packages = {"this tree": ROOT}
+        if against:
+            (folder / "against").mkdir()
+            packages[against] = package_tree(against, folder / "against")
+        runs: dict[tuple[str, str, bool], list[dict[str, float]]] = {}
+        for _ in range(repetitions):
+            for package, where in packages.items():
+                for run, flags in ORDINARY_RUNS.items():
+                    for collect_only in (True, False):
+                        if collect_only and "--energy-top" in flags:
+                            continue  # collects as --energy alone does
+                        runs.setdefault((package, run, collect_only), []).append(
+                            _ordinary_once(folder, tests, where, flags, collect_only))
+    return {"tests": tests, "repetitions": repetitions, "against": against, "runs": list(ORDINARY_RUNS),
+            "packages": {package: _ordinary_figures(runs, package, tests) for package in packages}}
+
+
+def _ordinary_figures(runs: dict[tuple[str, str, bool], list[dict[str, float]]], package: str,
+                      tests: int) -> dict[str, Any]:
+    """One package's figures, the fastest of the repetitions of each time kept."""
+    plain, energy, top = ORDINARY_RUNS
+
+    def least(run: str, what: str, collect_only: bool = False) -> float:
+        return min(times[what] for times in runs[(package, run, collect_only)])
+
+    def over_plain(run: str, what: str, collect_only: bool = False) -> float:
+        return least(run, what, collect_only) - least(plain, what, collect_only)
+
+    return {
+        "seconds": {f"{'collect' if collect_only else 'run'} {run}": {
+            what: least(run, what, collect_only) for what in ("wall", "cpu", "tests_wall", "tests_cpu")}
+            for (name, run, collect_only) in runs if name == package},
+        "energy_collect_wall_seconds": over_plain(energy, "wall", True),
+        "energy_collect_cpu_seconds": over_plain(energy, "cpu", True),
+        "energy_run_wall_seconds": over_plain(energy, "wall"),
+        "energy_run_cpu_seconds": over_plain(energy, "cpu"),
+        "energy_per_test_cpu_seconds": over_plain(energy, "tests_cpu") / tests,
+        "top_per_test_cpu_seconds": over_plain(top, "tests_cpu") / tests,
+        "top_per_test_wall_seconds": over_plain(top, "tests_wall") / tests,
+        "top_session_wall_seconds": over_plain(top, "wall") - over_plain(top, "tests_wall"),
+        "top_session_cpu_seconds": over_plain(top, "cpu") - over_plain(top, "tests_cpu"),
+        "top_run_cpu_share": over_plain(top, "cpu") / least(plain, "cpu"),
     }

@@ -174,29 +174,39 @@ def device_kinds(components: Iterable[Any], fingerprint: dict[str, Any],
     return kinds
 
 
-def git_commit(rootdir: Path) -> str | None:
-    """The commit checked out at ``rootdir``, with "-dirty" when the tree has changes; None outside git."""
+def git_state(rootdir: Path) -> tuple[str | None, str | None]:
+    """The commit checked out at ``rootdir`` (with "-dirty" when a tracked file has changes) and its
+    branch (None on a detached head, as CI checks out a pull request's merge commit); no commit
+    before the first one, and neither outside git. One ``git status`` process, taking no optional lock (a
+    test run must not hold the index lock of the repository it runs in)."""
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=rootdir, capture_output=True, text=True, timeout=5
-        )
-        if head.returncode != 0:
-            return None
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+        status = subprocess.run(
+            ["git", "--no-optional-locks", "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
             cwd=rootdir, capture_output=True, text=True, timeout=5,
         )
     except (OSError, subprocess.SubprocessError):
-        return None
-    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+        return None, None
+    if status.returncode != 0:
+        return None, None
+    commit = branch = None
+    dirty = False
+    for line in status.stdout.splitlines():
+        if line.startswith("# branch.oid "):
+            commit = line.split(" ", 2)[2].strip()
+        elif line.startswith("# branch.head "):
+            branch = line.split(" ", 2)[2].strip()
+        elif line and not line.startswith("#"):  # a changed tracked file (untracked ones are not listed)
+            dirty = True
+    commit = None if commit in (None, "", "(initial)") else commit + ("-dirty" if dirty else "")
+    return commit, None if branch in (None, "", "(detached)") else branch
+
+
+def git_commit(rootdir: Path) -> str | None:
+    """The commit checked out at ``rootdir``, with "-dirty" when the tree has changes; None outside git."""
+    return git_state(rootdir)[0]
 
 
 def git_branch(rootdir: Path) -> str | None:
     """The branch checked out at ``rootdir``; None outside git or on a detached head (as CI checks out
     a pull request's merge commit)."""
-    try:
-        head = subprocess.run(["git", "symbolic-ref", "--quiet", "--short", "HEAD"], cwd=rootdir,
-                              capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return head.stdout.strip() or None if head.returncode == 0 else None
+    return git_state(rootdir)[1]

@@ -12,9 +12,9 @@ from typing import Any, Sequence
 from . import baselines as store
 from .budget import EnergyBudget, not_checked
 from .conditions import difference
-from .config import Settings, SettingError, named, path_setting, store_setting
+from .config import Settings, path_setting, store_setting
 from .fingerprint import DEFAULT_KIND_FIELDS, DeviceKind
-from .record import Record, RunInfo
+from .record import Collection, Record, RunInfo
 from .units import percent_change
 from .resampling import Difference, examples_difference, runs_difference, seed_for
 from .verdict import (CONFIDENCE, STATUSES, Judgement, Status, Tolerance, Verdict, fails_gate, judge_energy,
@@ -469,7 +469,7 @@ def _energy_tolerance(record: Record, settings: Settings, errors: list[str]) -> 
 
 
 def _judge_set(records: list[Record], settings: Settings, root: Path, fingerprint_id: str, set_name: str,
-               judgement: Judgement, first_layout: list[Path], collection: store.Collection) -> None:
+               judgement: Judgement, first_layout: list[Path], collection: Collection) -> None:
     folder = store.set_folder(root, set_name)
     loaded = store.load_set(folder)
     judgement.errors += [e for e in loaded.errors if e not in judgement.errors]
@@ -712,26 +712,12 @@ def _unread(judgement: Judgement) -> list[str]:
             "cannot pass; the line below says what is wrong and what to do" for path in judgement.unreadable]
 
 
-def check_sets(settings: Settings, rootdir: Path | str) -> None:
-    """A baseline set (compared and updated, or ``--energy-compare``'s) that does not exist while the
-    baselines folder holds others is a typo: every test would read as new, and pass. Raises
-    :class:`SettingError` naming those there, unless the run records the set."""
-    folder = path_setting(settings.baselines, rootdir)
-    held = store.set_names(folder) if folder is not None and not settings.update_baselines else []
-    for name in ("baseline_set", "compare"):
-        wanted = settings.values.get(name)
-        if held and wanted and not store.set_folder(folder, wanted).is_dir():
-            raise SettingError(f"pytest-energy: {named(settings, name)} has {wanted!r}, but {folder} holds no such "
-                               f"baseline set (it holds {', '.join(held)}); give one of those, or record the set "
-                               "with --energy-update-baselines")
-
-
 def judge(records: list[Record], settings: Settings, fingerprint: dict[str, Any], rootdir: Path,
-          collection: store.Collection | None = None) -> Judgement:
+          collection: Collection | None = None) -> Judgement:
     """Verdicts of every record and metric against the baseline set (and ``--energy-compare``'s set).
 
     ``collection`` is what the run collected, which tells the baselines no collected test matched (see
-    :class:`pytest_energy.baselines.Collection`; without it only those of the tests that passed).
+    :class:`pytest_energy.record.Collection`; without it only those of the tests that passed).
     Never raises for bad baselines: an unreadable file becomes one line in ``errors``, and fails the gate
     as incomplete unless the run updates baselines; so does a budget that could not be checked.
     """
@@ -762,7 +748,7 @@ def judge(records: list[Record], settings: Settings, fingerprint: dict[str, Any]
         judgement.unreadable += [str(p) for p in first_layout]
     for set_name in sets:
         _judge_set(records, settings, root, fingerprint_id, set_name, judgement, first_layout,
-                   collection or store.Collection())
+                   collection or Collection())
     if not settings.update_baselines:  # an update run refuses the file and says so; it fixes nothing else
         judgement.incomplete += _unread(judgement)
     _decide(judgement, settings)

@@ -364,6 +364,12 @@ class Taken:
     warmup_start: Edge | None = None
     notes: list[str] = field(default_factory=list)  # how the rounds came out where not as asked
 
+    def gross_joules(self) -> float:
+        """The joules read across every device from the first edge to the last, before any window is
+        checked (NaN where a device has no reading): a valid record's total gross joules, summed alike."""
+        first, last = self.edges[0].resolve(), self.edges[-1].resolve()
+        return sum(last[device].joules - first[device].joules for device in first)
+
 
 @dataclass
 class Measured:
@@ -397,8 +403,9 @@ class Meter:
         self.notes: list[str] = []
 
     # -- session set-up -------------------------------------------------------------------------
-    def start(self, idle_seconds: float) -> dict[str, float]:
-        """Start samplers, calibrate tick periods, measure idle power; returns idle watts per device."""
+    def start(self, idle_seconds: float | None) -> dict[str, float]:
+        """Start samplers, calibrate tick periods, measure idle power (:meth:`measure_idle`; not with
+        ``idle_seconds`` None, idle power then stays 0 W until measured); returns idle watts per device."""
         for channel in self.channels:
             channel.start()
         conditioned = [channel for channel in self.channels if channel.conditions()]
@@ -411,15 +418,20 @@ class Meter:
                     channel, self.periods[channel.device], lambda d=channel.device: self.idle_watts[d]
                 )
         self._started = True
+        return self.measure_idle(idle_seconds) if idle_seconds is not None else dict(self.idle_watts)
+
+    def measure_idle(self, idle_seconds: float) -> dict[str, float]:
+        """Measure each device's idle power over ``idle_seconds`` of nothing; returns idle watts per device."""
         first = self.edge(BOUNDARY, synchronize=False)
         time.sleep(idle_seconds)
         last = self.edge(BOUNDARY, synchronize=False)
         seconds = last.at - first.at
         before, after = first.resolve(), last.resolve()
-        for channel in self.channels:  # idle is still 0 W here, so no window is below it yet
+        for channel in self.channels:  # the first time idle is still 0 W, so no window is below it yet
             device = channel.device
             problem = self.window_problem(channel, before[device], after[device], seconds)
             if problem:
+                self.idle_watts[device] = 0.0
                 self.notes.append(f"{device}: idle power not measured ({problem}); net energy is gross energy "
                                   "this session")
             else:

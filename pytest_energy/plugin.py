@@ -22,6 +22,7 @@ SESSION_KEY = pytest.StashKey["EnergySession"]()
 CONTEXT_KEY = pytest.StashKey["TestContext"]()
 LEFT_ALONE_KEY = pytest.StashKey[bool]()  # the test's `energy` marker or fixture is the project's own
 TOP_KEY = pytest.StashKey["TestContext"]()  # the test's --energy-top window
+SAID_KEY = "pytest-energy/said"  # pytest's cache: the hints already said in this project
 MARKER_HELP = (
     "energy(budget=None, per='iteration', basis='gross', rounds=None, min_window=None, warmup=None, "
     "cooldown=None, count_flops=None, threshold=None, thresholds=None, gate=None): an energy budget ('10 J', "
@@ -65,9 +66,7 @@ def pytest_configure(config: pytest.Config) -> None:
         )
         settings_module.check(settings, config.rootpath)
         if settings.enabled:
-            from .gate import check_sets
-
-            check_sets(settings, config.rootpath)
+            settings_module.check_sets(settings, config.rootpath)
     except settings_module.SettingError as error:
         raise pytest.UsageError(str(error)) from None
     if not settings.enabled:
@@ -81,6 +80,7 @@ def pytest_configure(config: pytest.Config) -> None:
             update_fingerprint=lambda fingerprint: config.hook.pytest_energy_update_fingerprint(
                 config=config, fingerprint=fingerprint),
             update_json=lambda document: config.hook.pytest_energy_update_json(config=config, document=document),
+            first_time=lambda hint: _first_time(config, hint),
         )
     except CarbonError as error:
         raise pytest.UsageError(str(error)) from None
@@ -89,10 +89,20 @@ def pytest_configure(config: pytest.Config) -> None:
         from .handover import XdistHooks
 
         config.pluginmanager.register(XdistHooks(session), "energy-xdist")
-    if config.pluginmanager.hasplugin("html"):
+    if config.pluginmanager.hasplugin("html") and getattr(config.option, "htmlpath", None):  # writing a page
         from .report.pytest_html import PytestHtmlHooks
 
         config.pluginmanager.register(PytestHtmlHooks(), "energy-html")
+
+
+def _first_time(config: pytest.Config, hint: str) -> bool:
+    """Whether ``hint`` was never said in this project, remembered in pytest's cache (without the
+    cache, every run is the first)."""
+    cache = getattr(config, "cache", None)
+    said = cache.get(SAID_KEY, []) if cache is not None else []
+    if cache is not None and hint not in said:
+        cache.set(SAID_KEY, [*said, hint])
+    return hint not in said
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -208,9 +218,11 @@ def _measures(item: pytest.Item) -> bool:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session: pytest.Session) -> None:
     energy = session.config.stash.get(SESSION_KEY, None)
-    if energy is not None and not session.config.option.collectonly and (
-            energy.top is not None or any(map(_measures, session.items))):
-        energy.prepare()  # the meter's start-up, before the first test rather than inside it
+    if energy is None or session.config.option.collectonly or not session.items:  # (an xdist controller runs none)
+        return
+    measuring = any(map(_measures, session.items))
+    if measuring or energy.top is not None:
+        energy.prepare(measuring)  # the meter's start-up, before the first test rather than inside it
 
 
 @pytest.hookimpl(wrapper=True)
@@ -257,14 +269,16 @@ def _call(item: pytest.Item, session: EnergySession | None) -> Generator[None, A
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     context = item.stash.get(CONTEXT_KEY, None)
     session = item.config.stash.get(SESSION_KEY, None)
-    if session is not None and context is not None and call.when == "call":
+    if session is None or (context is None and not session.worker and TOP_KEY not in item.stash):
+        return (yield)  # nothing measured here: no outcome to note, nothing to send
+    if context is not None and call.when == "call":
         from . import integrations
 
         if integrations.wants_properties(item.config):
             item.user_properties.extend(integrations.properties(context.records))
     report = yield
-    payload = session.after_report(context, report.when, report.outcome, hasattr(report, "wasxfail")) if session else {}
-    if session is not None and TOP_KEY in item.stash:
+    payload = session.after_report(context, report.when, report.outcome, hasattr(report, "wasxfail"))
+    if TOP_KEY in item.stash:
         session.note_outcome(item.stash[TOP_KEY], report.when, report.outcome, hasattr(report, "wasxfail"))
     if payload:  # an xdist worker's new records travel with the teardown report (see handover)
         report.energy_payload = payload
@@ -278,7 +292,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if energy.worker:
         session.config.workeroutput["energy"] = energy.worker_payload(final=True)  # type: ignore[attr-defined]
         return
-    final = energy.finish(session.exitstatus)  # the gate's failure included, as the JSON says
+    ran = bool(session.testscollected) and not session.config.option.collectonly
+    final = energy.finish(session.exitstatus, tests_ran=ran)  # the gate's failure included, as the JSON says
     if final != session.exitstatus:
         # An int: pytest returns a status that is none of its own codes (session.WRITE_FAILED) as it is.
         session.exitstatus = final
@@ -286,9 +301,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     energy = config.stash.get(SESSION_KEY, None)
-    if energy is not None and not energy.worker:
+    if energy is None or energy.worker:
+        return
+    if energy.report is not None:  # rich and the report model only where a record was judged
         from .report import terminal
 
-        terminal.summarise(terminalreporter, energy.report, energy.top, [*energy.notes, *energy.output_lines],
-                           config.get_verbosity())
+        terminal.render(energy.report, terminalreporter, config.get_verbosity())
+    if energy.top is not None:
+        from .report import top
+
+        top.render(energy.top.records(), energy.top.count, terminalreporter)
+    for line in energy.summary_lines():
+        terminalreporter.write_line(line)
 

@@ -14,7 +14,8 @@ import math
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Sequence
 
 from .units import JOULES_PER, wh_per_1000
 
@@ -381,3 +382,51 @@ class RunInfo:
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["carbon"] = Carbon(**data["carbon"])
         return cls(**kwargs)
+
+
+@dataclass
+class Collection:
+    """What a run collected, to tell the baselines no collected test matched (a renamed test, another
+    parametrisation, a removed one). Paths are node ids: relative to the rootdir, with "/".
+
+    A baseline is matched by its test's node id where that test was collected (deselected ones count:
+    ``-k`` only leaves them out of this run) and by its name where the test passed. Only baselines of the
+    folders and modules the run collected whole can be told unmatched: a module named with ``::`` on the
+    command line, a path ignored, a module skipped or broken at collection hides nothing.
+    """
+
+    tests: set[str] = field(default_factory=set)  # node ids collected, deselected ones too
+    whole: set[str] = field(default_factory=set)  # folders and modules collected whole ("" is the rootdir)
+    partial: set[str] = field(default_factory=set)  # modules of which only tests named with :: were collected
+    left_out: set[str] = field(default_factory=set)  # paths ignored; collectors skipped or broken
+
+    @staticmethod
+    def nodeid(path: Path | str, root: Path | str) -> str | None:
+        """A path as node ids name it (None outside ``root``)."""
+        try:
+            relative = Path(path).resolve().relative_to(Path(root).resolve())
+        except ValueError:
+            return None
+        return "" if relative == Path(".") else relative.as_posix()
+
+    def scope(self, args: Sequence[str], invocation_dir: Path | str, root: Path | str) -> None:
+        """The paths a run collects, from its command-line arguments (or its testpaths)."""
+        for arg in args:
+            path, _, test = str(arg).partition("::")
+            found = self.nodeid(Path(invocation_dir) / path, root)
+            if found is not None:
+                (self.partial if test else self.whole).add(found)
+
+    def covers(self, nodeid: str) -> bool:
+        """Whether the run collected the module of ``nodeid`` whole, so a test it lacks is gone."""
+        module = nodeid.split("::", 1)[0]
+        return (any(_under(module, path) for path in self.whole) and module not in self.partial
+                and not any(_under(nodeid, path) for path in self.left_out))
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {key: sorted(getattr(self, key)) for key in ("tests", "whole", "partial", "left_out")}
+
+    def merge(self, data: dict[str, Any]) -> None:
+        """Add what another process (an xdist worker) collected."""
+        for key in ("tests", "whole", "partial", "left_out"):
+            getattr(self, key).update(str(v) for v in data.get(key, []))

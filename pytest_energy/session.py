@@ -1,7 +1,8 @@
 """The energy session: one per pytest session (per xdist worker), kept on ``config.stash``.
 
 It owns the meter (started before the first test when a collected test measures, so no test pays
-for the idle window and the reference workload, and a run that measures nothing pays nothing), turns
+for the idle window and the reference workload; a run that measures nothing imports no meter, reads
+no git state unless it writes a JSON file, and pays next to nothing), turns
 what the meter took into records, and at the end runs the stages in one direction: judge against
 baselines, store (JSON, baselines, history), report. Every stage after the JSON write is isolated, so
 a broken report can never lose the records or turn CI red. Under xdist the workers' records come to
@@ -15,25 +16,28 @@ import os
 import secrets
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from . import budget as budgets
-from . import handover, reference
-from .baselines import Collection
+from . import handover
 from .carbon import resolve_carbon
 from .conditions import throttled_line
 from .config import Settings, hidden_secrets, is_database_url, path_setting, store_setting
 from .context import VERDICT_KEYS, Block, Pending, TestContext, record_outcome
-from .fingerprint import fingerprint, git_branch, git_commit
-from .meter import BOUNDARY, END, START, Measured, Meter, StepRounds, Taken
-from .record import Record, RunInfo, session_document
-from .sources import detect
+from .record import Collection, Record, RunInfo, session_document
 from .top import FORM as TOP_FORM
 from .top import TopTests
 from .work import Work, torch_loaded
 
+if TYPE_CHECKING:  # the meter, the sources and the fingerprint are imported by the first measurement
+    from .meter import Meter, Taken
+
 NOTHING_MEASURED = "pytest-energy: no test measured energy (use the `energy` fixture)"
+#: The idle window of a session whose only measurements are ``--energy-top``'s (listed, never judged)
+#: where ``--energy-idle-seconds`` is not set: the listing's net figures need less than a verdict's.
+LISTING_IDLE_SECONDS = 0.2
 #: The exit status of a run whose tests passed and whose gate did not fail, but where an output it was
 #: configured to write (the energy JSON, the report files) or a baseline update it was asked for could
 #: not be written: EX_IOERR of sysexits.h, apart from pytest's own 0-5, so a job never turns green
@@ -57,19 +61,21 @@ class EnergySession:
 
     def __init__(self, settings: Settings, rootpath: Path, *, worker: bool = False,
                  update_fingerprint: Callable[[dict[str, Any]], Any] = lambda fingerprint: None,
-                 update_json: Callable[[dict[str, Any]], Any] = lambda document: None) -> None:
+                 update_json: Callable[[dict[str, Any]], Any] = lambda document: None,
+                 first_time: Callable[[str], bool] = lambda hint: True) -> None:
         """``update_fingerprint`` and ``update_json`` change those dicts in place: the plugin passes its
-        hooks (:mod:`pytest_energy.hookspec`) in, so this module knows nothing of pytest."""
+        hooks (:mod:`pytest_energy.hookspec`) in, so this module knows nothing of pytest; ``first_time``
+        says whether a hint was never said in this project before (and remembers it: the plugin's
+        keeps it in pytest's cache), so a hint is said once, not on every run."""
         self.settings = settings
         self.update_fingerprint = update_fingerprint
         self.update_json = update_json
+        self.first_time = first_time
         self.rootpath = rootpath
         self.worker = worker
         self.carbon = resolve_carbon(settings.country, settings.carbon_intensity, settings.pue)
         self.started = _now()
         self.run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(2)
-        self.git_commit = git_commit(rootpath)
-        self.git_branch = git_branch(rootpath)
         self.notes: list[str] = []
         self.fingerprint: dict[str, Any] = {}
         self.reference_joules: dict[str, float] = {}
@@ -84,31 +90,85 @@ class EnergySession:
         self.judgement: Any = None
         self.report: Any = None
         self._meter: Meter | None = None
+        self._idle_window: float | None = None  # seconds of the idle window taken (None: none yet)
+        self._reference_taken = False
         self.top = TopTests(settings.top) if settings.values.get("top") else None  # --energy-top N
 
     # -- measuring ------------------------------------------------------------------------------
-    def prepare(self) -> None:
-        """Start the meter before the first test (when some collected test measures), so no test's
-        duration, timeout or JUnit time pays for the session's idle window and reference workload."""
+    @cached_property
+    def _git(self) -> tuple[str | None, str | None]:
+        """The commit and branch, read once when first needed (a run that measures nothing runs no git)."""
+        from .fingerprint import git_state
+
+        return git_state(self.rootpath)
+
+    @property
+    def git_commit(self) -> str | None:
+        return self._git[0]
+
+    @property
+    def git_branch(self) -> str | None:
+        return self._git[1]
+
+    def prepare(self, measuring: bool = True) -> None:
+        """Start the meter before the first test, so no test's duration, timeout or JUnit time pays for
+        it: where a collected test measures (``measuring``), with the idle window and the reference
+        workload; else only what ``--energy-top``'s listing reads (:meth:`listing_meter`)."""
+        _ = self._git  # read now: the tree as the tests found it
         try:
-            self.meter()
+            if measuring:
+                self.meter()
+            else:
+                self.listing_meter()
         except Exception as error:  # each measuring test meets the error itself, in its own call
             self.notes.append(f"the meter could not start before the tests ({_one_line(error)}); "
                               "each measuring test tries again")
 
     def meter(self) -> Meter:
-        """The session's meter, started on first use: detect sources, calibrate, idle, reference."""
+        """The session's meter for measurements that are judged, started on first use: sources,
+        calibration, the idle window (``--energy-idle-seconds``), the reference workload."""
+        meter = self._opened_meter()
+        if self._idle_window is None or self._idle_window < self.settings.idle_seconds:
+            self._take_idle(meter, self.settings.idle_seconds)
+        if not self._reference_taken:
+            from . import reference
+
+            self._reference_taken = True
+            self.reference_joules = reference.measure(meter)
+        return meter
+
+    def listing_meter(self) -> Meter:
+        """The meter as ``--energy-top`` reads it: its records are listed, never judged, so no reference
+        workload, and where no test measures and ``--energy-idle-seconds`` is not set an idle window of
+        :data:`LISTING_IDLE_SECONDS` (for the listing's net figures)."""
+        meter = self._opened_meter()
+        if self._idle_window is None:
+            default = self.settings.sources.get("idle_seconds", "default") == "default"
+            self._take_idle(meter, min(self.settings.idle_seconds, LISTING_IDLE_SECONDS) if default
+                            else self.settings.idle_seconds)
+        return meter
+
+    def _opened_meter(self) -> Meter:
+        """The meter with its sources detected, started and calibrated, and the runner's fingerprint."""
         if self._meter is None:
+            from .fingerprint import fingerprint
+            from .meter import Meter
+            from .sources import detect
+
             found = detect(self.settings.devices, rapl_root=self.settings.powercap)
             self.notes += found.notes
             meter = Meter(found.channels)
-            self.idle_watts = meter.start(self.settings.idle_seconds)
+            meter.start(None)
             self._take_notes(meter)
             self.fingerprint = fingerprint(found.channels)
             self.update_fingerprint(self.fingerprint)
             self._meter = meter
-            self.reference_joules = reference.measure(meter)
         return self._meter
+
+    def _take_idle(self, meter: Meter, seconds: float) -> None:
+        self.idle_watts = meter.measure_idle(seconds)
+        self._idle_window = seconds
+        self._take_notes(meter)
 
     def _take_notes(self, meter: Meter) -> None:
         """The meter's new lines (an idle window not measured, a cooldown target missed) as session notes."""
@@ -151,6 +211,8 @@ class EnergySession:
                 first_call=work.count if counting and warmup > 0 else None,
             )
         except BaseException as error:  # a timeout or failure inside: record that it did not finish
+            from .meter import Taken
+
             self._keep(context, label, unit, "call", Taken([], []), stopped=_one_line(error), work=work)
             raise
         finally:
@@ -166,6 +228,8 @@ class EnergySession:
         ``rounds``, ``min_window`` and ``warmup`` given override the test's settings. ``work``, one
         iteration's work, is called once before it, unmeasured, for its FLOPs where the test counts them
         (``count_flops``), and names the torch modules it runs; a block without it counts none."""
+        from .meter import END, START, StepRounds
+
         settings = context.settings
         meter = self.meter()
         counted = None
@@ -203,7 +267,9 @@ class EnergySession:
         """The record of what the meter took, with the ``work`` it counted; ``stopped`` says why a
         measurement ended before its rounds did (it then has no round and no energy figure, but it is
         not lost)."""
-        meter = self.meter()
+        from .meter import Measured
+
+        meter = self._opened_meter()  # opened by the measurement; a listed one takes no reference
         measured = Measured([], []) if stopped else meter.account(taken)
         record = Record.from_rounds(
             measured.rounds, measured.components,
@@ -260,9 +326,11 @@ class EnergySession:
     def top_window(self, context: TestContext) -> Iterator[None]:
         """``--energy-top``: the test's call as one window of its own (:mod:`pytest_energy.top`). A
         meter that cannot start or read leaves the test unmeasured with a note, never changes it."""
+        from .meter import BOUNDARY, Taken
+
         assert self.top is not None
         try:
-            meter = self.meter()
+            meter = self.listing_meter()
             start = meter.edge(BOUNDARY)
         except Exception as error:
             line = f"--energy-top: a test could not be measured ({_one_line(error)})"
@@ -275,7 +343,8 @@ class EnergySession:
         finally:
             end = meter.edge(BOUNDARY)
             taken = Taken([start, end], [1])
-            self.top.add(lambda: self._build(context, context.nodeid, "", TOP_FORM, TOP_FORM, taken, ""))
+            self.top.add(lambda: self._build(context, context.nodeid, "", TOP_FORM, TOP_FORM, taken, ""),
+                         taken.gross_joules)
 
     @contextmanager
     def measure_test(self, context: TestContext) -> Iterator[None]:
@@ -346,22 +415,27 @@ class EnergySession:
         if self.top is not None:
             self.top.merge(payload.get("top", []))
 
-    def finish(self, exitstatus: int) -> int:
+    def finish(self, exitstatus: int, tests_ran: bool = True) -> int:
         """Judge, store and report; return the session's exit status with the gate's decision in it
         (1 where the tests passed and the gate failed) and the outputs' (:data:`WRITE_FAILED` where
-        they passed and an output could not be written), the one the JSON and history also hold."""
+        they passed and an output could not be written), the one the JSON and history also hold.
+        ``tests_ran``: false where no test ran (``--collect-only``, none selected)."""
         records = self.records()
         throttled = throttled_line({r.name: [c.conditions for c in r.components] for r in records})
         if throttled and throttled not in self.notes:  # in the terminal, not only in each record's JSON
             self.notes.append(throttled)
-        run_info = self.run_info(exitstatus)
         lost = self.inbox.lost()
         if not records and not lost:
-            self._stage("the energy JSON", lambda: self._write_json(
-                records, run_info, {"outcome": "nothing measured", "head": NOTHING_MEASURED}), output=True)
-            if self.top is None:  # with --energy-top every test measured, though none is judged
+            if path_setting(self.settings.json, self.rootpath) is not None:  # its run info reads git
+                self._stage("the energy JSON", lambda: self._write_json(
+                    records, self.run_info(exitstatus), {"outcome": "nothing measured", "head": NOTHING_MEASURED}),
+                    output=True)
+            # A hint where tests ran and none could have measured, once per project: with --energy-top
+            # every test measured (though none is judged).
+            if tests_ran and self.top is None and self.first_time(NOTHING_MEASURED):
                 self.output_lines.append(NOTHING_MEASURED)
             return self._closing(exitstatus)
+        run_info = self.run_info(exitstatus)
         # First, so the records survive whatever a later stage meets; rewritten once judged.
         self._stage("the energy JSON", lambda: self._write_json(records, run_info, {
             "outcome": "pending", "head": "pytest-energy gate pending: the session ended before the gate judged"}, announce=False))
@@ -401,6 +475,12 @@ class EnergySession:
                 self._stage("the energy JSON", lambda: self._write_json(records, run_info, gate_document,
                                                                         announce=False), output=True)
         return self._closing(final)
+
+    def summary_lines(self) -> list[str]:
+        """What the terminal summary says after its tables: the session's notes, then the lines of its
+        end stages (files written, failures), each as one "pytest-energy:" line."""
+        return [line if line.startswith("pytest-energy") else f"pytest-energy: {line}"
+                for line in [*self.notes, *self.output_lines]]
 
     def _update_baselines(self, records: list[Record], run_info: RunInfo) -> None:
         from . import gate

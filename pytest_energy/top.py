@@ -11,12 +11,16 @@ energy is measured and judged as before, in its own record; its top window holds
 (warm-up and rounds included).
 
 The records are built at the end of the session, not after each test: a ticking counter's edges
-resolve on the poller thread, and waiting for them would add up to a tick to every test.
+resolve on the poller thread, and waiting for them would add up to a tick to every test. Only the
+records that can be listed are built: the windows are ordered by the joules read at their edges, and
+built in that order until N hold an energy figure (one whose windows prove invalid makes room for the
+next), so a suite of thousands of tests builds about N records, not thousands.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from .record import Record
@@ -25,16 +29,24 @@ from .record import Record
 FORM = "test"
 
 
+def _order(joules: float, valid: bool = True) -> tuple[bool, float]:
+    """Most joules first; what has no energy figure (invalid windows, or none read) after every measured one."""
+    measured = valid and math.isfinite(joules)
+    return (not measured, -joules if measured else 0.0)
+
+
 def ranked(records: list[Record], count: int) -> list[Record]:
     """The ``count`` records with the most gross joules, most first; a record without an energy
     figure (every window invalid) comes after every measured one, so it is listed, not dropped."""
+    return sorted(records, key=lambda record: _order(record.total_gross_joules, record.valid))[:count]
 
-    def key(record: Record) -> tuple[bool, float]:
-        joules = record.total_gross_joules
-        measured = record.valid and math.isfinite(joules)
-        return (not measured, -joules if measured else 0.0)
 
-    return sorted(records, key=key)[:count]
+@dataclass(frozen=True)
+class Window:
+    """One test's window, its record not built yet."""
+
+    build: Callable[[], Record]  # the record, once the edges have resolved
+    gross: Callable[[], float]  # the joules read across its edges before any check (NaN: none read)
 
 
 class TopTests:
@@ -42,20 +54,36 @@ class TopTests:
 
     def __init__(self, count: int) -> None:
         self.count = count
-        self._pending: list[Callable[[], Record]] = []  # one per test, built at the end
+        self._pending: list[Window] = []  # one per test, the listed ones built at the end
         self._records: list[Record] = []
         self.merged: list[Record] = []  # the controller's: each worker's best
 
-    def add(self, build: Callable[[], Record]) -> None:
-        """One test's window; ``build`` makes its record once the edges have resolved."""
-        self._pending.append(build)
+    def add(self, build: Callable[[], Record], gross: Callable[[], float]) -> None:
+        """One test's window: ``build`` makes its record once the edges have resolved, ``gross`` reads
+        the joules across them (what orders the windows before any record is built)."""
+        self._pending.append(Window(build, gross))
 
     def records(self) -> list[Record]:
-        """The session's top records, most energy first (building what is still pending)."""
+        """The session's top records, most energy first (building those of the pending windows that
+        can be listed)."""
         if self._pending:
-            built, self._pending = self._pending, []
-            self._records = ranked(self._records + [build() for build in built], self.count)
+            pending, self._pending = self._pending, []
+            self._records = ranked(self._records + self._listed(pending), self.count)
         return ranked(self._records + self.merged, self.count)
+
+    def _listed(self, windows: list[Window]) -> list[Record]:
+        """The records of the windows that can be listed: built in order of the joules read, until
+        ``count`` of them hold an energy figure (a valid record's gross joules are those joules)."""
+        by_joules = sorted(((window.gross(), window) for window in windows), key=lambda pair: _order(pair[0]))
+        built: list[Record] = []
+        measured = 0
+        for _, window in by_joules:
+            if measured >= self.count:
+                break
+            record = window.build()
+            built.append(record)
+            measured += record.valid and math.isfinite(record.total_gross_joules)
+        return built
 
     def payload(self) -> list[dict[str, Any]]:
         """An xdist worker's top records as plain data (sent once, at the worker's end)."""

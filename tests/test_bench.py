@@ -154,3 +154,21 @@ def test_the_energy_top_overhead_runs_the_suite_plain_and_listed_and_tables_show
     lines = tables._overhead({"overhead": {"top": [{"rig": "sim", **run}]}, "meta": {"rigs": {"sim": {"label": "sim"}}}})
     assert any("`--energy-top`" in line for line in lines)
     assert any(line.startswith("| sim | 20 x 20 ms |") for line in lines)
+
+
+def test_the_ordinary_suite_bench_runs_each_way_against_a_commit_and_writes_its_table(tmp_path, capsys):
+    from bench import ordinary
+
+    assert ordinary.main(["--tests", "5", "--repetitions", "1", "--against", "HEAD", "--out", str(tmp_path)]) == 0
+    [data] = [json.loads(path.read_text()) for path in tmp_path.glob("ordinary-*.json")]
+    packages = data["figures"]["packages"]
+    assert set(packages) == {"this tree", "HEAD"}  # HEAD's package exported and run in the same rounds
+    for row in packages.values():
+        assert set(row["seconds"]) == {"collect plain", "collect --energy", "run plain", "run --energy",
+                                       "run --energy --energy-top 10"}
+        assert all(times["wall"] > 0 and times["cpu"] > 0 for times in row["seconds"].values())
+        assert row["seconds"]["collect --energy"]["tests_wall"] == 0 < row["seconds"]["run --energy"]["tests_wall"]
+    [table] = tmp_path.glob("ordinary-*.md")
+    text = table.read_text()
+    assert "5 short tests" in text and "| this tree | run --energy --energy-top 10 |" in text and "| HEAD |" in text
+    assert text in capsys.readouterr().out

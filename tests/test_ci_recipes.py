@@ -109,3 +109,103 @@ def test_a_wrong_command_is_caught(words, pytester):
     """The check above can fail: misspelt options, an unknown subcommand and a bad value are refused."""
     with pytest.raises((SystemExit, pytest.UsageError, settings_module.SettingError)):
         _check(words, pytester)
+
+
+# -- the template for a user's project ------------------------------------------------------------
+PROJECT_RECIPES = ("github-project-gate.yml", "github-project-baselines.yml")
+#: Every option the plugin or the CLI has, as written on a command line.
+KNOWN_OPTIONS = {"--energy", *(o.cli for o in settings_module.OPTIONS),
+                 *(o.negative_cli for o in settings_module.OPTIONS if o.switch)}
+
+
+def _recipe(name: str) -> dict:
+    return yaml.safe_load((ROOT / "docs" / "ci" / name).read_text(encoding="utf-8"))
+
+
+def _measuring_jobs(name: str) -> dict[str, tuple[str, dict]]:
+    """The jobs of a project recipe that run ``pytest --energy``: name -> (runner kind, job), the kind
+    "gpu" for a self-hosted runner, "cpu" for a hosted one."""
+    jobs = {}
+    for job_name, job in _recipe(name)["jobs"].items():
+        if any(words[:2] == ["pytest", "--energy"] for script in _scripts(job) for words in _commands(script)):
+            jobs[job_name] = ("gpu" if "self-hosted" in job["runs-on"] else "cpu", job)
+    return jobs
+
+
+def _step(job: dict, uses: str) -> dict:
+    return next(step for step in job["steps"] if step.get("uses", "").startswith(uses))
+
+
+@pytest.mark.parametrize("name", PROJECT_RECIPES)
+def test_a_project_installs_pytest_energy_by_name_with_the_torch_its_runner_needs(name):
+    jobs = _measuring_jobs(name)
+    assert sorted(kind for kind, _ in jobs.values()) == ["cpu", "gpu"]
+    for kind, job in jobs.values():
+        installs = [line.strip() for script in _scripts(job) for line in script.splitlines()
+                    if line.strip().startswith("pip install")]
+        assert any(re.fullmatch(r'pip install "pytest-energy\[[a-z,]+\]".*', line) for line in installs), installs
+        assert not any("-e \".[" in line or "-e '.[" in line for line in installs), installs  # not this repository
+        index = "https://download.pytorch.org/whl/cu" if kind == "gpu" else "https://download.pytorch.org/whl/cpu"
+        torch = [line for line in installs if line.startswith("pip install torch")]
+        assert torch and all(f"--index-url {index}" in line for line in torch)
+        # CUDA torch first: pytest-energy's torch requirement is then met, and pip keeps that build.
+        assert installs.index(torch[0]) < next(i for i, line in enumerate(installs) if "pytest-energy[" in line)
+
+
+@pytest.mark.parametrize("name", PROJECT_RECIPES)
+def test_each_runner_kind_judges_and_records_its_own_baseline_set(name):
+    for kind, job in _measuring_jobs(name).values():
+        commands = [words for script in _scripts(job) for words in _commands(script)
+                    if words[:2] == ["pytest", "--energy"]]
+        assert commands and all(words[words.index("--energy-baseline-set") + 1] == kind for words in commands)
+        if name == "github-project-baselines.yml":
+            assert all("--energy-update-baselines" in words for words in commands)
+            pull_request = _step(job, "peter-evans/create-pull-request")
+            assert pull_request["with"]["add-paths"] == f"baselines/{kind}"
+
+
+@pytest.mark.parametrize("name", PROJECT_RECIPES)
+def test_the_gpu_runner_fills_a_hugging_face_cache_once_and_runs_offline(name):
+    (job,) = [job for kind, job in _measuring_jobs(name).values() if kind == "gpu"]
+    home = job["env"]["HF_HOME"]
+    cache = _step(job, "actions/cache")
+    assert cache["with"]["path"] == home and "hashFiles('.github/energy-models.txt')" in cache["with"]["key"]
+    fill = next(step for step in job["steps"] if "hf download" in step.get("run", ""))
+    assert fill["if"] == f"steps.{cache['id']}.outputs.cache-hit != 'true'"
+    assert ".github/energy-models.txt" in fill["run"]
+    steps = job["steps"]
+    assert steps.index(cache) < steps.index(fill) < next(
+        i for i, step in enumerate(steps) if step.get("run", "").startswith("pytest --energy"))
+    for step in steps:
+        if step.get("run", "").startswith("pytest --energy"):
+            assert step["env"]["HF_HUB_OFFLINE"] == "1"
+
+
+def test_the_gate_judges_against_the_base_branchs_set_and_runs_without_one():
+    """Before the first baselines are merged, the base branch has no set: the gate's checkout must not
+    fail there (every record is then new); where it has one, the branch's own never judge."""
+    for kind, job in _measuring_jobs("github-project-gate.yml").values():
+        script = next(step["run"] for step in job["steps"] if "git checkout" in step.get("run", ""))
+        assert f"rm -rf baselines/{kind}" in script
+        assert f'git cat-file -e "origin/$BASE:baselines/{kind}"' in script
+        assert f'git checkout "origin/$BASE" -- baselines/{kind}' in script
+        assert "else" in script and "every record is new" in script
+
+
+def test_the_bootstrap_records_only_a_missing_set():
+    recipe = _recipe("github-project-baselines.yml")
+    assert recipe[True]["push"]["branches"] == ["main"]  # YAML 1.1 reads the key `on` as true
+    check = recipe["jobs"]["missing"]
+    assert set(check["outputs"]) == {"cpu", "gpu"}
+    for job_name, (kind, job) in _measuring_jobs("github-project-baselines.yml").items():
+        assert job["needs"] == "missing" and job["if"] == f"needs.missing.outputs.{kind} == 'true'"
+    assert '[ -d "baselines/$set" ]' in check["steps"][-1]["run"]
+    assert recipe["permissions"] == {"contents": "write", "pull-requests": "write"}
+
+
+def test_every_energy_option_the_recipes_and_the_page_name_is_real():
+    """Options named anywhere (a pull request's body, a comment, docs/ci.md's prose) exist too."""
+    texts = [path.read_text(encoding="utf-8") for path in RECIPES] + [(ROOT / "docs" / "ci.md").read_text()]
+    named = {option for text in texts for option in re.findall(r"--energy(?:-[a-z0-9]+)*", text)}
+    assert {"--energy-baseline-set", "--energy-update-baselines"} <= named
+    assert sorted(named - KNOWN_OPTIONS) == []

@@ -414,6 +414,56 @@ def pytest_sessionfinish(session):
     assert probe.stdout.strip() == "[]"
 
 
+def test_energy_on_a_suite_that_measures_nothing_starts_no_meter_report_or_git(pytester):
+    """An ordinary suite run with --energy (no test uses the fixture or the marker) pays next to nothing:
+    no meter, source, report or rich is imported and no git process runs; one `git status` where the
+    JSON (whose run info names the commit) is written."""
+    pytester.makeconftest("""
+import subprocess, sys
+GIT = []
+_run = subprocess.run
+def run(args, *rest, **options):
+    if args and args[0] == "git":
+        GIT.append(args[1:])
+    return _run(args, *rest, **options)
+subprocess.run = run
+NOT_NEEDED = tuple(f"pytest_energy.{name}" for name in ("meter", "fingerprint", "reference", "report", "gate",
+                                                        "baselines", "history", "sources.nvml", "sources.rapl",
+                                                        "sources.modelled"))
+def pytest_unconfigure(config):
+    print("LOADED:", sorted(m for m in sys.modules if m.startswith(NOT_NEEDED)), "rich" in sys.modules)
+    print("GIT:", GIT)
+""")
+    pytester.makepyfile("def test_plain():\n    assert 1 + 1 == 2\n")
+    result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "--energy")
+    result.assert_outcomes(passed=1)
+    assert "LOADED: [] False" in result.outlines and "GIT: []" in result.outlines
+    result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "--energy", "--energy-json", "out.json")
+    [loaded] = [line for line in result.outlines if line.startswith("LOADED:")]
+    assert loaded.startswith("LOADED: ['pytest_energy.fingerprint'") and loaded.endswith("] False")  # git_state's
+    assert "GIT: [['--no-optional-locks', 'status', '--porcelain=v2', '--branch', '--untracked-files=no']]" in (
+        result.outlines)
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_the_nothing_measured_hint_is_said_once_and_only_where_tests_ran(pytester, cache):
+    """Said where tests ran and none measured: not under --collect-only, not where no test was selected,
+    and once per project where pytest's cache remembers it (each run without the cache)."""
+    from pytest_energy.session import NOTHING_MEASURED
+
+    pytester.makepyfile("def test_plain():\n    assert 1 + 1 == 2\n")
+    options = ["--energy", *([] if cache else ["-p", "no:cacheprovider"])]
+    collected = pytester.runpytest(*options, "--collect-only")
+    deselected = pytester.runpytest(*options, "-k", "nothing_matches")
+    first, second = pytester.runpytest(*options), pytester.runpytest(*options)
+    assert NOTHING_MEASURED not in collected.stdout.str() and NOTHING_MEASURED not in deselected.stdout.str()
+    assert first.stdout.str().count(NOTHING_MEASURED) == 1
+    assert second.stdout.str().count(NOTHING_MEASURED) == (0 if cache else 1)
+    if cache:
+        cleared = pytester.runpytest(*options, "--cache-clear")
+        assert cleared.stdout.str().count(NOTHING_MEASURED) == 1
+
+
 def test_a_measured_run_opens_no_network_connection(pytester):
     pytester.makeconftest("""
 import socket

@@ -87,6 +87,8 @@ def test_outcomes_and_exit_status_are_those_of_the_run_without_the_plugin(pytest
     assert "no test measured energy" not in measured.stdout.str()
     document = json.loads((pytester.path / "out.json").read_text())
     assert document["records"] == [] and document["gate"]["outcome"] == "nothing measured"
+    # Nothing judged, so no reference workload; the idle window gives the listing's net figures.
+    assert document["session"]["reference_joules"] == {} and set(document["session"]["idle_watts"]) == {"cpu", "ram"}
     top = document["top"]
     assert [r["nodeid"] for r in top] == [m.group(5) for m in listed]
     assert {r["form"] for r in top} == {"test"} and all(len(r["rounds"]) == 1 for r in top)
@@ -122,6 +124,7 @@ def test_plain():
     document = json.loads((pytester.path / "out.json").read_text())
     assert [(r["nodeid"].split("::")[1], r["form"]) for r in document["records"]] == [
         ("test_marked", "block"), ("test_over_budget", "block")]
+    assert set(document["session"]["reference_joules"]) == {"cpu", "ram"}  # judged records: the reference taken
     assert {r["nodeid"].split("::")[1] for r in document["top"]} == {"test_over_budget", "test_marked", "test_plain"}
     stored = "\n".join(p.read_text() for p in (pytester.path / "baselines").rglob("*.json"))
     assert "test_marked" in stored and "test_plain" not in stored  # a listed test never becomes a baseline
@@ -202,8 +205,66 @@ def test_ranking_puts_most_gross_energy_first_and_unmeasured_tests_last():
 def test_workers_lists_merge_into_one_of_n():
     controller, worker = TopTests(2), TopTests(2)
     for name, joules in (("w1", 5.0), ("w2", 1.0), ("w3", 4.0)):
-        worker.add(lambda name=name, joules=joules: _record(name, joules))
-    controller.add(lambda: _record("c1", 4.5))
+        worker.add(lambda name=name, joules=joules: _record(name, joules), lambda joules=joules: joules)
+    controller.add(lambda: _record("c1", 4.5), lambda: 4.5)
     controller.merge(worker.payload())
     assert [r.name for r in worker.records()] == ["w1", "w3"]
     assert [r.name for r in controller.records()] == ["w1", "c1"]
+
+
+def test_only_the_records_that_can_be_listed_are_built():
+    """Thousands of short tests, N listed: the windows are ordered by the joules read at their edges
+    and only about N records built; a window whose record proves invalid makes room for the next."""
+    top, built = TopTests(3), []
+
+    def build(name: str, joules: float, valid: bool = True):
+        def record() -> Record:
+            built.append(name)
+            return _record(name, joules if valid else math.nan, valid)
+        return record
+
+    for index in range(1000):
+        top.add(build(f"t{index}", index / 1000), lambda index=index: index / 1000)
+    top.add(build("jump", 99.0, valid=False), lambda: 99.0)  # read the most, found implausible when built
+    top.add(build("unread", math.nan, valid=False), lambda: math.nan)
+    assert [r.name for r in top.records()] == ["t999", "t998", "t997"]
+    assert built == ["jump", "t999", "t998", "t997"]
+    few = TopTests(3)
+    few.add(build("a", 1.0), lambda: 1.0)
+    few.add(build("unread", math.nan, valid=False), lambda: math.nan)
+    assert [r.name for r in few.records()] == ["a", "unread"]  # fewer measured than N: the rest listed last
+
+
+def test_a_session_that_only_lists_takes_a_short_idle_window_and_no_reference(tmp_path, monkeypatch):
+    """--energy-top's records are listed, never judged: no reference workload, and an idle window of
+    LISTING_IDLE_SECONDS unless --energy-idle-seconds is set. A test that measures later gets the
+    session's full idle window and its reference, as a session that measured from the start."""
+    from pytest_energy import reference
+    from pytest_energy.meter import Meter
+    from pytest_energy.session import LISTING_IDLE_SECONDS, EnergySession
+
+    windows, references = [], []
+    real_measure_idle = Meter.measure_idle
+
+    def measure_idle(meter, seconds):
+        windows.append(seconds)
+        return real_measure_idle(meter, 0.01)  # the length asked for is what counts here, not the wait
+
+    monkeypatch.setattr(Meter, "measure_idle", measure_idle)
+    monkeypatch.setattr(reference, "measure", lambda meter: references.append(meter) or {"cpu": 1.0})
+    modelled = {"energy_devices": "cpu,ram", "energy_powercap": str(tmp_path / "no-powercap")}
+    listing = EnergySession(resolve(True, {**modelled, "energy_top": "3"}, lambda name: None, {}), tmp_path)
+    listing.prepare(measuring=False)
+    assert windows == [LISTING_IDLE_SECONDS] and references == [] and set(listing.idle_watts) == {"cpu", "ram"}
+    listing.meter()  # a test that measures after all: the full window, then the reference
+    assert windows == [LISTING_IDLE_SECONDS, 1.0] and len(references) == 1
+    listing.meter()
+    assert windows == [LISTING_IDLE_SECONDS, 1.0] and len(references) == 1  # once per session
+    listing.close()
+    windows.clear()
+    chosen = EnergySession(resolve(True, {**modelled, "energy_top": "3", "energy_idle_seconds": "0.5"},
+                                   lambda name: None, {}), tmp_path)
+    chosen.prepare(measuring=False)
+    chosen.meter()
+    assert windows == [0.5]  # the window asked for, taken once
+    chosen.close()

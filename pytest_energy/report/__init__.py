@@ -1,18 +1,25 @@
 """Reports: the report object built once (:func:`build_report`), the files written from it
 (:func:`write_outputs`), and the nightly report of a fleet from the history store (:func:`render_from_history`).
-The terminal table is :func:`pytest_energy.report.terminal.render`."""
+The terminal table is :func:`pytest_energy.report.terminal.render`.
+
+Importing this package (as importing any of its modules does) imports none of them: the report model,
+jinja2's templates and the writers load when a report is built or written, so the ``--energy-top``
+listing and pytest-html's columns cost a run nothing of that.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..config import path_setting
-from . import exports, html
-from .fleet import Fleet, build_fleet
-from .model import Report, build_report
+
+if TYPE_CHECKING:
+    from .fleet import Fleet
+    from .model import Report, build_report
 
 __all__ = ["OUTPUTS", "Output", "Report", "build_report", "render_from_history", "write_outputs"]
 
@@ -34,18 +41,33 @@ class Output:
         return path_setting(getattr(settings, self.setting, None), root)
 
 
-def _one(write: Callable[[Report, Path], str]) -> Callable[[Report, Path], list[str]]:
-    """A writer of one file, as a writer of lines."""
-    return lambda report, path: [write(report, path)]
+def _writer(module: str, function: str, *, one: bool = True) -> Callable[[Report, Path], list[str]]:
+    """The writer ``function`` of this package's ``module``, imported when it first writes; ``one``: it
+    writes one file and returns its line, made a list of lines."""
+
+    def write(report: Report, path: Path) -> list[str]:
+        written = getattr(importlib.import_module(f".{module}", __name__), function)(report, path)
+        return [written] if one else written
+
+    return write
+
+
+def __getattr__(name: str) -> Any:
+    """``Report`` and ``build_report`` (:mod:`pytest_energy.report.model`), imported on first use."""
+    if name in ("Report", "build_report"):
+        from . import model
+
+        return getattr(model, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 #: Every output written from the report, in order. A new format is one row here, its writer beside
 #: the others (and its path setting in :data:`pytest_energy.config.OPTIONS`).
 OUTPUTS = (
-    Output(_one(html.write), setting="report"),
-    Output(_one(exports.write_emissions_csv), setting="csv"),
-    Output(exports.write_model_cards, setting="model_card"),
-    Output(_one(exports.append_step_summary), environ="GITHUB_STEP_SUMMARY"),
+    Output(_writer("html", "write"), setting="report"),
+    Output(_writer("exports", "write_emissions_csv"), setting="csv"),
+    Output(_writer("exports", "write_model_cards", one=False), setting="model_card"),
+    Output(_writer("exports", "append_step_summary"), environ="GITHUB_STEP_SUMMARY"),
 )
 
 
@@ -73,6 +95,8 @@ def render_from_history(history_path: Path | str, out_path: Path, last: int | No
     LookupError where the window holds no run.
     """
     from ..history import History
+    from . import html
+    from .fleet import build_fleet
 
     fleet = build_fleet(History(history_path), last, since)
     html.write_fleet(fleet, Path(out_path))

@@ -135,20 +135,6 @@ def render(report: Report, terminalreporter: Any, verbosity: int) -> None:
     terminalreporter.write(console.file.getvalue())  # type: ignore[attr-defined]
 
 
-def summarise(terminalreporter: Any, report: Report | None, top: Any, lines: list[str], verbosity: int) -> None:
-    """The end-of-session terminal summary: the report table (where one was built), the
-    ``--energy-top`` table (``top``: the session's :class:`pytest_energy.top.TopTests`, or None), then
-    ``lines`` (the session's notes and the files it wrote), each as a "pytest-energy:" line."""
-    if report is not None:
-        render(report, terminalreporter, verbosity)
-    if top is not None:
-        from . import top as top_table
-
-        top_table.render(top.records(), top.count, terminalreporter)
-    for line in lines:
-        terminalreporter.write_line(line if line.startswith("pytest-energy") else f"pytest-energy: {line}")
-
-
 def fleet_lines(fleet: Fleet) -> list[str]:
     """The nightly report in plain lines: per device kind, each test with change points or an urgent
     latest verdict (its full name, verdict, latest joules, change points with their commit range,

@@ -55,10 +55,14 @@ def rated_power(model: str) -> tuple[float, str]:
         best: tuple[int, float, str] | None = None
         lowered = model.lower()
         with table.open(newline="") as handle:
-            for row in csv.DictReader(handle):
-                name = (row.get("Name") or "").strip()
-                if len(name) >= 4 and name.lower() in lowered and (best is None or len(name) > best[0]):
-                    best = (len(name), float(row["TDP"]), name)
+            rows = csv.reader(handle)  # not DictReader: a dict per row of ~5,000 took 5x as long
+            header = next(rows, [])
+            if "Name" in header and "TDP" in header:
+                name_at, tdp_at = header.index("Name"), header.index("TDP")
+                for row in rows:
+                    name = row[name_at].strip() if len(row) > max(name_at, tdp_at) else ""
+                    if len(name) >= 4 and name.lower() in lowered and (best is None or len(name) > best[0]):
+                        best = (len(name), float(row[tdp_at]), name)
         if best is not None:
             return best[1], f"codecarbon cpu_power.csv: {best[2]}"
     return DEFAULT_TDP_WATTS, "default 85 W (CPU not in codecarbon cpu_power.csv)"
