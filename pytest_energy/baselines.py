@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from .config import Settings, SettingError, named
 from .fingerprint import DEFAULT_KIND_FIELDS, DeviceKind, device_kinds
 from .locking import LockTimeout, atomic_write_text, locked
 from .record import Collection, Record, judged_devices
@@ -683,11 +684,6 @@ def set_names(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and p not in old and next(p.rglob("*.json"), None))
 
 
-def _under(nodeid: str, prefix: str) -> bool:
-    """Whether a node id lies under a folder, module or node named by ``prefix`` ("" is the rootdir)."""
-    return not prefix or nodeid == prefix or nodeid.startswith((prefix + "/", prefix + "::"))
-
-
 def orphaned(loaded: LoadedSet, records: Sequence[Record], collection: Collection) -> list[Baseline]:
     """The baselines of a set that no collected test matched (see :class:`Collection`)."""
     names = {r.name for r in records}
@@ -1047,3 +1043,16 @@ def pooled(runs: Sequence[Sequence[Record]], last: int, fields: Sequence[str] = 
         if energy:
             result.baselines.append(dataclasses.replace(from_record(record, []), energy=energy))
     return result
+
+
+def check_sets(settings: Settings, folder: Path) -> None:
+    """A baseline set (compared and updated, or ``--energy-compare``'s) that does not exist while the
+    baselines ``folder`` holds others is a typo: every test would read as new, and pass. Raises
+    :class:`SettingError` naming those there."""
+    held = set_names(folder)
+    for name in ("baseline_set", "compare"):
+        wanted = settings.values.get(name)
+        if held and wanted and not set_folder(folder, wanted).is_dir():
+            raise SettingError(f"pytest-energy: {named(settings, name)} has {wanted!r}, but {folder} holds no such "
+                               f"baseline set (it holds {', '.join(held)}); give one of those, or record the set "
+                               "with --energy-update-baselines")

@@ -507,21 +507,3 @@ def _check_outputs(settings: Settings, root: Path | str | None) -> None:
             raise SettingError(f"pytest-energy: {named(settings, name)} names {path}, inside the baselines "
                                f"folder {paths['baselines']}: give a path outside it")
 
-
-def check_sets(settings: Settings, rootdir: Path | str) -> None:
-    """A baseline set (compared and updated, or ``--energy-compare``'s) that does not exist while the
-    baselines folder holds others is a typo: every test would read as new, and pass. Raises
-    :class:`SettingError` naming those there, unless the run records the set. Costs one ``stat`` where
-    there is no baselines folder (the baselines store is imported only where there is one)."""
-    folder = path_setting(settings.baselines, rootdir)
-    if folder is None or settings.update_baselines or not folder.is_dir():
-        return
-    from .baselines import set_folder, set_names  # not at import time: baselines reads settings' types
-
-    held = set_names(folder)
-    for name in ("baseline_set", "compare"):
-        wanted = settings.values.get(name)
-        if held and wanted and not set_folder(folder, wanted).is_dir():
-            raise SettingError(f"pytest-energy: {named(settings, name)} has {wanted!r}, but {folder} holds no such "
-                               f"baseline set (it holds {', '.join(held)}); give one of those, or record the set "
-                               "with --energy-update-baselines")

@@ -65,8 +65,6 @@ def pytest_configure(config: pytest.Config) -> None:
             vars(config.option), config.getini,
         )
         settings_module.check(settings, config.rootpath)
-        if settings.enabled:
-            settings_module.check_sets(settings, config.rootpath)
     except settings_module.SettingError as error:
         raise pytest.UsageError(str(error)) from None
     if not settings.enabled:
@@ -82,7 +80,8 @@ def pytest_configure(config: pytest.Config) -> None:
             update_json=lambda document: config.hook.pytest_energy_update_json(config=config, document=document),
             first_time=lambda hint: _first_time(config, hint),
         )
-    except CarbonError as error:
+        session.check_sets()
+    except (CarbonError, settings_module.SettingError) as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[SESSION_KEY] = session
     if config.pluginmanager.hasplugin("xdist") and not session.worker:

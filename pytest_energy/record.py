@@ -384,6 +384,11 @@ class RunInfo:
         return cls(**kwargs)
 
 
+def _under(nodeid: str, prefix: str) -> bool:
+    """Whether a node id lies under a folder, module or node named by ``prefix`` ("" is the rootdir)."""
+    return not prefix or nodeid == prefix or nodeid.startswith((prefix + "/", prefix + "::"))
+
+
 @dataclass
 class Collection:
     """What a run collected, to tell the baselines no collected test matched (a renamed test, another

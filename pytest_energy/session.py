@@ -94,6 +94,16 @@ class EnergySession:
         self._reference_taken = False
         self.top = TopTests(settings.top) if settings.values.get("top") else None  # --energy-top N
 
+    def check_sets(self) -> None:
+        """Refuse a baseline set that does not exist where the baselines folder holds others (a typo
+        would read every test as new); see :func:`pytest_energy.baselines.check_sets`. An update run
+        records the set; without a baselines folder this costs one ``stat`` and imports no store."""
+        folder = path_setting(self.settings.baselines, self.rootpath)
+        if folder is not None and folder.is_dir() and not self.settings.update_baselines:
+            from .baselines import check_sets
+
+            check_sets(self.settings, folder)
+
     # -- measuring ------------------------------------------------------------------------------
     @cached_property
     def _git(self) -> tuple[str | None, str | None]:
