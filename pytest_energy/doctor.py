@@ -128,7 +128,7 @@ def _how(channel: Channel, identity: dict[str, Any]) -> str:
         return f"RAPL {identity.get('rapl_domain')} counter ({identity.get('rapl_zone')}/energy_uj)"
     if channel.kind == "cpu":
         return (f"modelled: TDP {identity.get('tdp_watts')} W x (0.1 + 0.9 x load^3), load = this process's CPU "
-                f"time over {identity.get('logical_cpus')} CPUs; TDP from {identity.get('tdp_source')}")
+                f"time over {identity.get('logical_cpus')} CPUs; the TDP is {identity.get('tdp_source')}")
     return f"modelled: {identity.get('ram_model', 'resident memory')}"
 
 
@@ -242,9 +242,9 @@ def diagnose(settings: Settings, project: Project) -> Diagnosis:
     say what the plugin would do with them."""
     from .fingerprint import fingerprint
     from .meter import Meter
-    from .sources import detect
+    from .sources import cpu_tdp, detect
 
-    found = detect(settings.devices, rapl_root=settings.powercap)
+    found = detect(settings.devices, rapl_root=settings.powercap, cpu_tdp=cpu_tdp(settings))
     channels = found.channels
     meter = Meter(channels)
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import baselines as store
-from .budget import EnergyBudget, not_checked
+from .budget import MODELLED_OVER, EnergyBudget, failed_budgets, not_checked, over_modelled
 from .conditions import difference
 from .config import Settings, SettingError, named, path_setting, store_setting
 from .fingerprint import DEFAULT_KIND_FIELDS, DeviceKind
@@ -495,7 +495,7 @@ def failure_reason(record: Record) -> str:
     missed = [f"{metric} {entry['value']:.4g} {'<' if entry.get('higher_is_better', True) else '>'} "
               f"{entry['budget']:.4g}" for metric, entry in sorted(record.quality.items())
               if isinstance(entry, dict) and entry.get("budget_met") is False]
-    over = [budget for budget in record.criteria.get("energy", []) if isinstance(budget, dict) and budget.get("met") is False]
+    over = failed_budgets(record)
     reasons = []
     if missed:
         reasons.append(f"quality budget missed: {', '.join(missed)}")
@@ -621,11 +621,14 @@ def _summary(judgement: Judgement, failing: bool) -> list[str]:
     required = _required(judgement)
     if required:
         head += f"; {len(required)} failing --energy-require-baselines"
+    if judgement.over_budget:
+        head = (f"{head}; " if head else "") + f"{len(judgement.over_budget)} {MODELLED_OVER}"
     outcome = "INCOMPLETE" if judgement.incomplete else "FAILED" if failing else "passed"
     lines = [f"pytest-energy gate {outcome}: {head or 'nothing judged'} "
              f"(set {judgement.baseline_set!r}, hardware {judgement.fingerprint_id}; {_origins(judgement)})",
              *judgement.incomplete]
     lines += [f"{name}  failed: {reason}" if name else reason for name, reason in judgement.failed.items()]
+    lines += judgement.over_budget
     for verdict in judgement.verdicts:
         if verdict.status not in (Status.REGRESSION, Status.IMPROVEMENT):
             continue
@@ -690,6 +693,21 @@ def _unchecked_budgets(records: list[Record]) -> list[str]:
             for record in records if record.judgeable for entry in not_checked(record)]
 
 
+def _modelled_over_budget(records: list[Record]) -> list[str]:
+    """One line per energy budget that only a modelled estimate exceeded (a passed test's, once per test
+    for a per-test budget): reported, not gating, with the model's TDP and what sets it."""
+    lines: dict[str, None] = {}
+    for record in records:
+        if not record.judgeable:
+            continue
+        for entry in over_modelled(record):
+            name = record.nodeid if entry.get("per") == "test" else record.name
+            lines[f"{name}  energy budget {EnergyBudget(entry['limit_joules'], entry['per'], entry['basis']).describe()}: "
+                  f"{MODELLED_OVER}: {entry.get('detail', '')}; --energy-cpu-tdp sets the CPU's TDP, "
+                  "--energy-gate-modelled lets a modelled estimate fail its test"] = None
+    return list(lines)
+
+
 def _unread(judgement: Judgement) -> list[str]:
     """One line per baseline file or folder the gate could not read: its tests were not compared."""
     return [f"pytest-energy: {path} could not be read, so the baselines it holds were not compared and the gate "
@@ -723,15 +741,16 @@ def judge(records: list[Record], settings: Settings, fingerprint: dict[str, Any]
     judgement = Judgement(baseline_set=settings.baseline_set, fingerprint_id=fingerprint_id, rootdir=str(rootdir),
                           baselines_required=bool(settings.require_baselines and not settings.update_baselines))
     judgement.incomplete += _unchecked_budgets(records)
+    judgement.over_budget = _modelled_over_budget(records)
     if not fingerprint_id:
         judgement.errors.append("pytest-energy: no hardware fingerprint for this run; baselines not compared")
-        if judgement.incomplete:
+        if judgement.incomplete or judgement.over_budget:
             _decide(judgement, settings)
         return judgement
     root = path_setting(settings.baselines, rootdir)
     if root is None:
         judgement.errors.append("pytest-energy: --energy-baselines is none: no baseline compared")
-        if judgement.incomplete:
+        if judgement.incomplete or judgement.over_budget:
             _decide(judgement, settings)
         return judgement
     sets = [settings.baseline_set]

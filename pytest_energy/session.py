@@ -28,7 +28,7 @@ from .context import VERDICT_KEYS, Block, Pending, TestContext, record_outcome
 from .fingerprint import fingerprint, git_branch, git_commit
 from .meter import BOUNDARY, END, START, Measured, Meter, Taken
 from .record import Record, RunInfo, session_document
-from .sources import detect
+from .sources import cpu_tdp, detect
 from .top import FORM as TOP_FORM
 from .top import TopTests
 from .work import Work, torch_loaded
@@ -99,7 +99,7 @@ class EnergySession:
     def meter(self) -> Meter:
         """The session's meter, started on first use: detect sources, calibrate, idle, reference."""
         if self._meter is None:
-            found = detect(self.settings.devices, rapl_root=self.settings.powercap)
+            found = detect(self.settings.devices, rapl_root=self.settings.powercap, cpu_tdp=cpu_tdp(self.settings))
             self.notes += found.notes
             meter = Meter(found.channels)
             self.idle_watts = meter.start(self.settings.idle_seconds)
@@ -272,9 +272,10 @@ class EnergySession:
 
     def after_call(self, context: TestContext) -> None:
         """After a test's call: check its budgets (raising in the call phase, so an over-budget test
-        fails with the one message)."""
+        fails with the one message; on modelled energy only with ``--energy-gate-modelled``)."""
         if context.budgets and context.taken:
-            budgets.check(context.budgets, context.records, context.nodeid)
+            budgets.check(context.budgets, context.records, context.nodeid,
+                          gate_modelled=bool(context.settings.gate_modelled))
 
     def after_report(self, context: TestContext | None, when: str, outcome: str, xfail: bool) -> dict[str, Any]:
         """After each phase report of a test: note the test's outcome on its records; on an xdist

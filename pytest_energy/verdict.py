@@ -168,6 +168,9 @@ class Judgement:
     # measured test explains it. Their verdicts are shown, not gating: the failure already fails the run.
     failed: dict[str, str] = field(default_factory=dict)
     orphaned: list[dict[str, str]] = field(default_factory=list)  # baselines no collected test matched
+    # Energy budgets that only a modelled estimate exceeded: one line each, reported and not gating (a
+    # modelled figure fails its test only with --energy-gate-modelled).
+    over_budget: list[str] = field(default_factory=list)
     baselines_required: bool = False  # --energy-require-baselines: new and orphaned ones fail the gate
 
     @property
@@ -191,6 +194,7 @@ class Judgement:
             "fingerprint_id": self.fingerprint_id,
             "new": list(self.new),
             "orphaned": [dict(o) for o in self.orphaned],
+            "over_budget": list(self.over_budget),
             "not_judged": dict(not_judged),
             "verdicts": [asdict(v) for v in self.verdicts],
         }

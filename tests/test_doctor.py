@@ -119,6 +119,22 @@ def test_it_names_the_file_a_baseline_recorded_here_goes_to(project, capsys, tmp
     assert "baselines: off (energy_baselines is none), so nothing is compared or recorded" in capsys.readouterr().out
 
 
+def test_the_modelled_cpus_tdp_says_where_it_came_from(project, capsys, tmp_path):
+    code, document, _ = _json(capsys, "--devices", "cpu", "--powercap", str(tmp_path / "none"), "--cpu-tdp", "12")
+    [cpu] = document["devices"]
+    assert code == 0 and cpu["identity"]["tdp_watts"] == 12.0
+    assert cpu["how"].endswith("; the TDP is set by pytest-energy doctor --cpu-tdp")
+    (project / "pyproject.toml").write_text('[tool.pytest.ini_options]\nenergy_cpu_tdp = "28"\n')
+    _, document, _ = _json(capsys, "--devices", "cpu", "--powercap", str(tmp_path / "none"))
+    assert document["devices"][0]["how"].endswith("; the TDP is set by ini energy_cpu_tdp")
+    (project / "pyproject.toml").unlink()
+    _, document, _ = _json(capsys, "--devices", "cpu", "--powercap", str(tmp_path / "none"))
+    source = document["devices"][0]["identity"]["tdp_source"]  # this CPU's: in CodeCarbon's table or not
+    assert source.startswith("from CodeCarbon's cpu_power.csv (") or source == (
+        "a default guess (CodeCarbon's 85 W: this CPU is not in its cpu_power.csv)")
+    assert document["devices"][0]["how"].endswith(f"; the TDP is {source}")
+
+
 def test_a_bad_setting_is_one_line_and_exit_2(project, capsys):
     (project / "pyproject.toml").write_text('[tool.pytest.ini_options]\nenergy_rounds = "many"\n')
     assert cli.main(["doctor"]) == 2
