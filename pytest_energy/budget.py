@@ -3,6 +3,11 @@
 A budget is on gross joules by default (what the device drew, as the AI Energy Score counts it);
 ``basis="net"`` budgets the energy above idle. The one failure message names the measured value, its
 uncertainty, the budget and the method, so a red test says everything needed to judge it.
+
+Modelled energy does not gate (the gate's rule for energy verdicts): a budget that only a modelled
+estimate puts over (CPU time times a rated power that may be CodeCarbon's 85 W guess) is kept as
+:data:`MODELLED_OVER`, not failed, unless ``--energy-gate-modelled``; its measured devices alone over
+the budget still fail the test. Either way the model's TDP and where it came from are said.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from .units import EnergyValueError, format_energy, parse_energy
 
 PER = {"iteration": 1, "1000": 1000, "test": None}
 BASES = ("gross", "net")
+#: The state of a budget that only modelled energy exceeds, kept without failing the test.
+MODELLED_OVER = "over budget (modelled, not gating)"
 
 
 class BudgetError(ValueError):
@@ -75,17 +82,55 @@ def budget_from_marker(kwargs: dict[str, Any]) -> EnergyBudget | None:
     return EnergyBudget(limit, per, basis)
 
 
-def _measured(records: list[Record], budget: EnergyBudget) -> tuple[float, float, str, str]:
-    """(value, uncertainty, methods, what) of the records under one budget's terms."""
+@dataclass(frozen=True)
+class Figure:
+    """What a budget is checked on: the records' energy under its terms, and the part of it measured."""
+
+    value: float
+    uncertainty: float
+    methods: str  # "counter,modelled"
+    what: str  # "per iteration", "for the test"
+    measured: float  # the part of ``value`` the devices that are not modelled drew
+    modelled: str  # "" where no part is modelled, else where the model's figures come from
+
+    def describe(self, budget: EnergyBudget) -> str:
+        return (f"{format_energy(self.value)} ± {format_energy(self.uncertainty)} {self.what} ({budget.basis}, "
+                f"{self.methods}) > budget {budget.describe()}")
+
+
+def _device_joules(record: Record, basis: str) -> float:
+    """The record's joules (over its valid rounds) on the devices that are not modelled."""
+    return sum(c.gross_joules if basis == "gross" else c.net_joules for c in record.components
+               if c.method != "modelled")
+
+
+def modelled_from(records: list[Record]) -> str:
+    """Where the records' modelled energy comes from: the modelled CPU's TDP and its source (CodeCarbon's
+    table, its 85 W default, or ``--energy-cpu-tdp``), or the RAM's rule; "" where nothing is modelled."""
+    devices = {c.device for r in records for c in r.components if c.method == "modelled"}
+    if not devices:
+        return ""
+    fingerprint = records[0].fingerprint
+    if "cpu" in devices and fingerprint.get("cpu_tdp_watts"):
+        source = fingerprint.get("cpu_tdp_source") or "of unknown source"
+        return f"modelled CPU TDP {fingerprint['cpu_tdp_watts']:g} W, {source}"
+    return f"modelled {', '.join(sorted(devices))}"
+
+
+def _measured(records: list[Record], budget: EnergyBudget) -> Figure:
+    """The records' figure under one budget's terms."""
     methods = ",".join(sorted({m for r in records for m in r.methods}))
+    modelled = modelled_from(records)
     if budget.per == "test":
         value = sum(r.total_gross_joules if budget.basis == "gross" else r.total_net_joules for r in records)
         spread = math.sqrt(sum((r.per_iteration_uncertainty_joules * r.iterations) ** 2 for r in records))
-        return value, spread, methods, "for the test"
+        return Figure(value, spread, methods, "for the test", sum(_device_joules(r, budget.basis) for r in records),
+                      modelled)
     record = records[0]
     scale = PER[budget.per]
     value = (record.per_iteration_gross_joules if budget.basis == "gross" else record.per_iteration_net_joules)
-    return value * scale, record.per_iteration_uncertainty_joules * scale, methods, _per_text(budget.per)
+    return Figure(value * scale, record.per_iteration_uncertainty_joules * scale, methods, _per_text(budget.per),
+                  _device_joules(record, budget.basis) / record.iterations * scale, modelled)
 
 
 def _no_figure(record: Record) -> str:
@@ -98,13 +143,27 @@ def _no_figure(record: Record) -> str:
     return "every window was invalid" + (f" ({notes[0]})" if notes else "")
 
 
+def _entries(record: Record) -> list[dict[str, Any]]:
+    entries = record.criteria.get("energy")
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+
 def not_checked(record: Record) -> list[dict[str, Any]]:
     """The record's budgets that could not be checked (see :func:`check`), each with its ``state``."""
-    entries = record.criteria.get("energy")
-    return [e for e in entries if isinstance(e, dict) and e.get("met") is None] if isinstance(entries, list) else []
+    return [e for e in _entries(record) if e.get("met") is None]
 
 
-def check(budgets: Iterable[EnergyBudget], records: list[Record], nodeid: str) -> None:
+def failed_budgets(record: Record) -> list[dict[str, Any]]:
+    """The record's budgets it exceeded that fail its test (not those only a modelled estimate exceeded)."""
+    return [e for e in _entries(record) if e.get("met") is False and e.get("gating", True) is not False]
+
+
+def over_modelled(record: Record) -> list[dict[str, Any]]:
+    """The record's budgets only a modelled estimate exceeded (:data:`MODELLED_OVER`), with their ``detail``."""
+    return [e for e in _entries(record) if e.get("met") is False and e.get("gating", True) is False]
+
+
+def check(budgets: Iterable[EnergyBudget], records: list[Record], nodeid: str, *, gate_modelled: bool = False) -> None:
     """Raise :class:`EnergyBudgetExceeded` for the first budget the test's records exceed.
 
     Per-iteration budgets apply to every measurement of the test; the per-test budget to their sum.
@@ -112,6 +171,10 @@ def check(budgets: Iterable[EnergyBudget], records: list[Record], nodeid: str) -
     A record with no valid window has no figure to check: its budgets are kept with ``met`` None and the
     state "not checked: <why>", and so is a per-test budget its other records stay under (their sum
     lacks it), for the gate to fail on (a budget nobody could check never passes).
+
+    A budget exceeded only with modelled energy in the figure (its measured devices alone stay under it)
+    fails nothing unless ``gate_modelled``: it is kept with ``met`` False, ``gating`` False, the state
+    :data:`MODELLED_OVER` and a ``detail`` naming the figure and the model's TDP, for the gate to report.
     """
     valid = [r for r in records if r.valid]
     invalid = [r for r in records if not r.valid]
@@ -121,19 +184,27 @@ def check(budgets: Iterable[EnergyBudget], records: list[Record], nodeid: str) -
         unchecked = {id(r): (r, f"not checked: {_no_figure(r)}") for r in invalid}
         groups = ([valid] if valid else []) if budget.per == "test" else [[r] for r in valid]
         for group in groups:
-            value, uncertainty, methods, what = _measured(group, budget)
-            met = value <= budget.limit_joules
+            figure = _measured(group, budget)
+            met = figure.value <= budget.limit_joules
             if met and budget.per == "test" and invalid:  # under it without them: the test's total is unknown
                 why = (f"not checked: {len(invalid)} of the test's measurements have no energy figure, so its "
                        "total is unknown")
                 unchecked.update({id(r): (r, why) for r in group})
                 continue
+            # Modelled energy does not gate: only the measured devices' part over the budget fails the test.
+            gating = met or gate_modelled or not figure.modelled or figure.measured > budget.limit_joules
+            entry: dict[str, Any] = {**terms, "met": met}
+            if not gating:
+                entry.update(gating=False, state=MODELLED_OVER, detail=f"{figure.describe(budget)}; {figure.modelled}")
             for record in group:  # every budget is recorded, the exceeded ones too, before failing
-                record.criteria.setdefault("energy", []).append({**terms, "met": met})
-            if not met and not failure:
+                record.criteria.setdefault("energy", []).append(dict(entry))
+            if gating and not met and not failure:
                 label = f" [{group[0].label}]" if budget.per != "test" and group[0].label else ""
-                failure = (f"energy budget exceeded{label}: {format_energy(value)} ± {format_energy(uncertainty)} "
-                           f"{what} ({budget.basis}, {methods}) > budget {budget.describe()}")
+                failure = f"energy budget exceeded{label}: {figure.describe(budget)}"
+                if figure.modelled:
+                    failure += f"; {figure.modelled}"
+                    if not gate_modelled:  # it fails on what was measured, whatever the model adds
+                        failure += f"; the measured devices alone: {format_energy(figure.measured)}"
         for record, state in unchecked.values():
             record.criteria.setdefault("energy", []).append({**terms, "met": None, "state": state})
     if failure:

@@ -33,7 +33,7 @@ from .project import Project, ProjectError, overriding, pyproject_target, write_
 from .reference import reference_workload
 from .simulation import NoiseModel, Simulated, Target, simulate
 from .units import percent
-from .sources import detect
+from .sources import cpu_tdp, detect
 from .sources.base import Channel
 from .verdict import minimum_rounds
 
@@ -277,7 +277,7 @@ def calibrate(settings: Settings, *, seconds: float, windows: Sequence[float], t
               seed: int, progress: Callable[[float, str], None]) -> Calibration:
     """Measure this runner for ``seconds`` and choose settings for ``target``; raises ``LookupError``
     (one line) when nothing here can run the reference workload."""
-    found = detect(settings.devices, rapl_root=settings.powercap)
+    found = detect(settings.devices, rapl_root=settings.powercap, cpu_tdp=cpu_tdp(settings))
     notes = list(found.notes)
     meter = Meter(found.channels)
     try:

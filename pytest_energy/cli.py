@@ -7,8 +7,8 @@
     pytest-energy baselines migrate [--baselines DIR] [--cpu-model TEXT] [--gpu-name TEXT] [--models-from RUN.json]
     pytest-energy baselines update --from-history --last N [--branch NAME] [--history PATH|URL] [--set NAME]
     pytest-energy report [--history PATH|URL] [--out PATH] [--last N] [--since DATE]
-    pytest-energy doctor [--require gpu|rapl|counter ...] [--json] [--devices SPEC] [--powercap DIR]
-    pytest-energy calibrate [--seconds N] [--write] [--devices SPEC] [--powercap DIR] [target options]
+    pytest-energy doctor [--require gpu|rapl|counter ...] [--json] [--devices SPEC] [--powercap DIR] [--cpu-tdp W]
+    pytest-energy calibrate [--seconds N] [--write] [--devices SPEC] [--powercap DIR] [--cpu-tdp W] [target options]
 
 Bad input gives one line on stderr and exit code 2; nothing here prints a traceback for a user error.
 ``doctor --require`` exits 3 when the runner cannot meet a requirement, ``calibrate`` when it cannot
@@ -178,6 +178,7 @@ def _runner_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--devices", default=None, help=f"as --energy-devices: {BY_NAME['devices'].expected}")
     command.add_argument("--powercap", default=None, help="as --energy-powercap: where the RAPL tree is mounted")
     command.add_argument("--idle-seconds", default=None, help="as --energy-idle-seconds: the idle window")
+    command.add_argument("--cpu-tdp", default=None, help="as --energy-cpu-tdp: the TDP a modelled CPU is estimated from")
 
 
 def _runner_command(arguments: argparse.Namespace) -> int:
@@ -189,7 +190,7 @@ def _runner_command(arguments: argparse.Namespace) -> int:
     try:
         project = find_project()
         overrides = {"devices": arguments.devices, "powercap": arguments.powercap,
-                     "idle_seconds": arguments.idle_seconds}
+                     "idle_seconds": arguments.idle_seconds, "cpu_tdp": arguments.cpu_tdp}
         settings = settings_for(project, overrides, command)
         from .sources import parse_devices
 

@@ -57,6 +57,8 @@ MAX_MIN_EFFECT = 1.0
 MAX_TOP = 10_000
 #: Training runs per case for the spread between runs: each is a whole training, so a few, not hundreds.
 MAX_QUALITY_SEEDS = 50
+#: A CPU's rated power: the largest server CPUs are rated about 500 W.
+MAX_TDP_WATTS = 1000.0
 
 _seconds = _within(float, 0.0, MAX_SECONDS, above_low=True)
 _rounds = _within(int, 1, MAX_ROUNDS)
@@ -66,6 +68,7 @@ _intensity = _within(float, 0.0, MAX_INTENSITY_G_PER_KWH)
 _min_effect = _within(float, 0.0, MAX_MIN_EFFECT)
 _top = _within(int, 0, MAX_TOP)
 _quality_seeds = _within(int, 1, MAX_QUALITY_SEEDS)
+_tdp = _within(float, 0.0, MAX_TDP_WATTS, above_low=True)
 
 
 def _boolean(text: str) -> bool:
@@ -176,6 +179,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("pue", _pue, 1.0, f"a number >= 1.0 and <= {MAX_PUE:g}", "power usage effectiveness of the data centre"),
     Option("powercap", _text, "/sys/class/powercap", "a folder path",
            "where the kernel's powercap (RAPL) tree is mounted"),
+    Option("cpu_tdp", _tdp, None, f"watts > 0 and <= {MAX_TDP_WATTS:g}",
+           "the CPU's rated power (TDP) that modelled CPU energy is estimated from, where no RAPL counter reads "
+           "it (default: CodeCarbon's cpu_power.csv, else its 85 W guess)"),
     Option("idle_seconds", _seconds, 1.0, f"seconds > 0 and <= {MAX_SECONDS:g}",
            "length of the idle window measured once per session and device"),
     Option("top", _top, 0, f"an integer >= 0 and <= {MAX_TOP}",
@@ -209,7 +215,7 @@ OPTIONS: tuple[Option, ...] = (
            "fail the gate on a test without a baseline (new) and on a baseline no collected test matched "
            "(a renamed or removed test), except in an update run"),
     Option("gate_modelled", _boolean, False, "true or false",
-           "let modelled (estimated) energy fail the gate too"),
+           "let modelled (estimated) energy fail the gate and its test's energy budgets too"),
     Option("normalise", _boolean, False, "true or false",
            "judge energy normalised by the session's reference workload"),
     Option("history", _output, "reports/energy-history.sqlite", "a file path or a database URL",

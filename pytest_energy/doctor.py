@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import Settings, hidden_secrets
+from .config import Settings, hidden_secrets, path_setting
 from .project import Project
 from .record import finite
 from .sources.base import Channel, SourceError, SourceUnavailable
@@ -79,6 +79,9 @@ class Diagnosis:
     gating: list[str]
     notes: list[str]
     fingerprint_id: str
+    # Where a baseline recorded here goes: "folder", "set", "file" (its set folder and "<test module>.json";
+    # None where baselines are off) and "device_kinds" (the kinds this runner's energy is kept under).
+    baselines: dict[str, Any] = field(default_factory=dict)
 
 
 # -- probing -----------------------------------------------------------------------------------------
@@ -125,7 +128,7 @@ def _how(channel: Channel, identity: dict[str, Any]) -> str:
         return f"RAPL {identity.get('rapl_domain')} counter ({identity.get('rapl_zone')}/energy_uj)"
     if channel.kind == "cpu":
         return (f"modelled: TDP {identity.get('tdp_watts')} W x (0.1 + 0.9 x load^3), load = this process's CPU "
-                f"time over {identity.get('logical_cpus')} CPUs; TDP from {identity.get('tdp_source')}")
+                f"time over {identity.get('logical_cpus')} CPUs; the TDP is {identity.get('tdp_source')}")
     return f"modelled: {identity.get('ram_model', 'resident memory')}"
 
 
@@ -239,9 +242,9 @@ def diagnose(settings: Settings, project: Project) -> Diagnosis:
     say what the plugin would do with them."""
     from .fingerprint import fingerprint
     from .meter import Meter
-    from .sources import detect
+    from .sources import cpu_tdp, detect
 
-    found = detect(settings.devices, rapl_root=settings.powercap)
+    found = detect(settings.devices, rapl_root=settings.powercap, cpu_tdp=cpu_tdp(settings))
     channels = found.channels
     meter = Meter(channels)
     try:
@@ -260,7 +263,7 @@ def diagnose(settings: Settings, project: Project) -> Diagnosis:
                 mig_enabled=False if channel.kind == "gpu" else None, other_processes=channel.other_processes(),
                 nvml_index=getattr(channel, "nvml_index", None), identity=identity, problem=problem,
             ))
-        fingerprint_id = fingerprint(channels)["id"]
+        machine = fingerprint(channels)
     finally:
         meter.close()
     return Diagnosis(
@@ -274,8 +277,24 @@ def diagnose(settings: Settings, project: Project) -> Diagnosis:
         },
         gating=_gating(devices, settings),
         notes=list(found.notes),
-        fingerprint_id=fingerprint_id,
+        fingerprint_id=machine["id"],
+        baselines=_baselines(settings, project, channels, machine),
     )
+
+
+def _baselines(settings: Settings, project: Project, channels: list[Channel],
+               machine: dict[str, Any]) -> dict[str, Any]:
+    """Where a baseline recorded here goes (the plugin's own layout, ``<baselines>/<set>/<test module>.json``,
+    from pytest's rootdir: the ini file's folder), and the device kinds its energy is kept under."""
+    from .baselines import set_folder
+    from .fingerprint import device_kinds
+
+    root = project.inifile.parent if project.inifile else project.start
+    folder = path_setting(settings.baselines, root)
+    kinds = [kind.id for kind in device_kinds(channels, machine, settings.device_kind_fields.split(","))]
+    return {"folder": str(folder) if folder is not None else None, "set": settings.baseline_set,
+            "file": str(set_folder(folder, settings.baseline_set) / "<test module>.json") if folder is not None
+            else None, "device_kinds": kinds}
 
 
 def unmet(diagnosis: Diagnosis, required: list[str]) -> dict[str, str]:
@@ -301,7 +320,8 @@ def to_json(diagnosis: Diagnosis, required: list[str]) -> dict[str, Any]:
     sample_interval_seconds, idle_watts, power_limit_watts, mig_enabled, other_processes, nvml_index,
     identity, problem), ``gpu`` (available, reason, cuda_visible_devices, cuda_device_order, notes),
     ``rapl`` (root, state: readable | root-only | absent | unreadable, zones, readable, reason, fix),
-    ``settings`` (inifile, values, sources), ``gating``, ``notes``, ``requirements`` (each asked
+    ``settings`` (inifile, values, sources), ``gating``, ``notes``, ``baselines`` (folder, set, file: where
+    a baseline recorded here goes, None where baselines are off; device_kinds), ``requirements`` (each asked
     requirement: met, reason) and ``ok`` (every asked requirement met)."""
     failures = unmet(diagnosis, required)
     return finite({
@@ -313,6 +333,7 @@ def to_json(diagnosis: Diagnosis, required: list[str]) -> dict[str, Any]:
         "settings": diagnosis.settings,
         "gating": diagnosis.gating,
         "notes": diagnosis.notes,
+        "baselines": diagnosis.baselines,
         "requirements": {r: {"met": r not in failures, "reason": failures.get(r)} for r in dict.fromkeys(required)},
         "ok": not failures,
     })
@@ -339,13 +360,21 @@ def _tick(device: DeviceReport) -> str:
     return f"{_seconds(device.tick_seconds)} ({device.ticks_seen} changes seen)"
 
 
+def _baselines_line(baselines: dict[str, Any]) -> str:
+    if baselines["file"] is None:
+        return "baselines: off (energy_baselines is none), so nothing is compared or recorded"
+    return (f"baselines recorded here go to {baselines['file']} (set {baselines['set']!r}, one file per test "
+            f"module); their energy is kept per device kind ({'; '.join(baselines['device_kinds']) or 'none'}), "
+            "their work, quality and model are judged on any runner")
+
+
 def render(diagnosis: Diagnosis, required: list[str], console: Any) -> None:
     """Print the diagnosis with rich on ``console``."""
     from rich.table import Table
     from rich.text import Text
 
-    console.print(f"[bold]pytest-energy doctor[/bold]  hardware fingerprint {diagnosis.fingerprint_id} "
-                  f"(baselines recorded here go to baselines/{diagnosis.fingerprint_id}/)")
+    console.print(f"[bold]pytest-energy doctor[/bold]  hardware fingerprint {diagnosis.fingerprint_id}")
+    console.print(_baselines_line(diagnosis.baselines), markup=False, highlight=False)
     table = Table(title="What is measured here", title_justify="left")
     for column in ("device", "method", "tick", "read cost", "idle", "gates"):
         table.add_column(column, overflow="fold")

@@ -73,6 +73,8 @@ def fingerprint(channels: Iterable[Channel]) -> dict[str, Any]:
     gpu_names = [str(g.get("name", "unknown GPU")) for g in gpus]
     hardware_key = "|".join([*sorted(gpu_names), cpu, str(logical_cpus), *methods])
     digest = hashlib.sha256(hardware_key.encode()).hexdigest()[:8]
+    # A modelled CPU's estimate scales with the TDP it assumes: where it came from is said with its figures.
+    modelled = next((c.identity() for c in channels if c.kind == "cpu" and c.method == "modelled"), {})
     if gpu_names:
         label = f"{_slug(gpu_names[0])}-x{len(gpu_names)}"
     else:
@@ -91,6 +93,8 @@ def fingerprint(channels: Iterable[Channel]) -> dict[str, Any]:
         "transformers": _version("transformers"),
         "pytest_energy": _version("pytest-energy"),
         "executable": sys.executable,
+        **({"cpu_tdp_watts": modelled.get("tdp_watts"), "cpu_tdp_source": modelled.get("tdp_source")}
+           if modelled else {}),
     }
 
 

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import baselines as store
-from .budget import EnergyBudget, not_checked
+from .budget import MODELLED_OVER, EnergyBudget, failed_budgets, not_checked, over_modelled
 from .conditions import difference
 from .config import Settings, path_setting, store_setting
 from .fingerprint import DEFAULT_KIND_FIELDS, DeviceKind
 from .record import Collection, Record, RunInfo
-from .units import percent_change
+from .units import percent
 from .resampling import Difference, examples_difference, runs_difference, seed_for
 from .verdict import (CONFIDENCE, STATUSES, Judgement, Status, Tolerance, Verdict, fails_gate, judge_energy,
                       judge_quality, judge_value, minimum_rounds, most_urgent, parse_tolerance)
@@ -240,9 +240,10 @@ def _no_figure(record: Record, baseline: store.Baseline | None, kinds: list[Devi
 
 def _model_verdict(record: Record, baseline: store.Baseline, settings: Settings, set_name: str, gate: bool,
                    fingerprint_id: str) -> Verdict | None:
-    """Whether the model that ran is the baseline's: an identity field both name that differs fails the
-    gate, as a snapshot mismatch does, until the new model is recorded; where none differs, only a digest
-    on each side proves it the same (inconclusive without)."""
+    """Whether the model that ran is the baseline's: an identity field both name that differs is a "model
+    changed" verdict, which fails the gate, as a snapshot mismatch does, until the new model is recorded,
+    and says each field that changed ("dtype float32 -> bfloat16"); where none differs, only a digest on
+    each side proves it the same (inconclusive without)."""
     current, previous = store.model_identity(record), baseline.model
     if not current and not previous:
         return None
@@ -260,8 +261,8 @@ def _model_verdict(record: Record, baseline: store.Baseline, settings: Settings,
                                  f"before models were named, or migrated); {refresh} records it",
                                  threshold=0.0, baseline_set=set_name)
     if not current:
-        return verdict(Status.REGRESSION, f"model changed: {store.describe_model(previous)} -> none named by this run; "
-                       f"the gate fails until {refresh} records it", gate)
+        return verdict(Status.MODEL_CHANGED, f"model changed: {store.describe_model(previous)} -> none named by this "
+                       f"run; the gate fails until {refresh} records it", gate)
     changed = store.model_changes(previous, current)
     if not changed and current.get("digest") and previous.get("digest"):
         return verdict(Status.UNCHANGED, f"model {store.describe_model(current)}: as in the baseline")
@@ -274,14 +275,14 @@ def _model_verdict(record: Record, baseline: store.Baseline, settings: Settings,
     before, after = store.describe_model(previous), store.describe_model(current)
     ran = current.get("ran", "")
     if changed == ["requested"] and ran and ran == previous.get("ran"):
-        before, after = str(previous["requested"]), f"{current['requested']} (both ran {ran})"
-    else:  # a changed request or model that ran shows in the names; the other fields are said on each side
-        # (the digest only where the names agree: other names are other weights)
-        said = [key for key in changed if key not in ("requested", "ran") and (key != "digest" or before == after)]
-        before += "".join(f" {key} {previous[key]}" for key in said)
-        after += "".join(f" {key} {current[key]}" for key in said)
-    return verdict(Status.REGRESSION, f"model changed: {before} -> {after}; the gate fails until {refresh} "
-                   "records the new model", gate)
+        what = f"{previous['requested']} -> {current['requested']} (both ran {ran})"
+    else:  # a changed request or model that ran shows in the names; every other field is said as it changed
+        # ("dtype float32 -> bfloat16"; the digest only where the names agree: other names are other weights)
+        fields = ", ".join(f"{key} {previous[key]} -> {current[key]}" for key in changed
+                           if key not in ("requested", "ran") and (key != "digest" or before == after))
+        what = f"{after}: {fields}" if before == after else f"{before} -> {after}" + (f"; {fields}" if fields else "")
+    return verdict(Status.MODEL_CHANGED, f"model changed: {what}; the gate fails until {refresh} records the new "
+                   "model", gate)
 
 
 def _measurement_verdict(record: Record, baseline: store.Baseline, settings: Settings, set_name: str,
@@ -299,12 +300,35 @@ def _measurement_verdict(record: Record, baseline: store.Baseline, settings: Set
         "new measurement", threshold=0.0, baseline_set=set_name, gating=gate, baseline_hardware=baseline.hardware)
 
 
+def _and(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
+
+
 def _cost(model: Verdict, others: list[Verdict]) -> None:
-    """Say on a model change what the new model costs against the old, where that was judged."""
-    judged = [f"{v.metric} {percent_change(v.ratio)}" for v in others
-              if v.ratio is not None and (v.metric.startswith("energy") or v.metric in store.WORK_PROXIES)]
-    model.message += (f"; against the old model: {', '.join(judged)}" if judged
-                      else "; what it costs against the old model cannot be judged here")
+    """Say on a model change what the new model costs against the old, either way, where that was judged:
+    "it costs 20.6 % less energy and 48 % more FLOPs than the old model"."""
+    compared, same = [], []
+    for verdict in others:
+        if verdict.ratio is None or not math.isfinite(verdict.ratio):
+            continue
+        if verdict.metric.startswith("energy"):  # "energy", or a second device group's "energy:rapl"
+            noun, less = " ".join(reversed(verdict.metric.split(":"))), "less"
+        elif verdict.metric in store.WORK_PROXIES:
+            noun, less = "FLOPs", "fewer"
+        else:
+            continue
+        change = verdict.ratio - 1
+        if change == 0:
+            same.append(noun)
+        else:
+            compared.append(f"{percent(abs(change))} {less if change < 0 else 'more'} {noun}")
+    if compared:
+        model.message += f"; it costs {_and(compared)} than the old model" + (
+            f", and the same {_and(same)}" if same else "")
+    elif same:
+        model.message += f"; it costs the same {_and(same)} as the old model"
+    else:
+        model.message += "; what it costs against the old model cannot be judged here"
 
 
 def _value_verdicts(record: Record, baseline: store.Baseline | None, settings: Settings, set_name: str,
@@ -511,7 +535,7 @@ def failure_reason(record: Record) -> str:
     missed = [f"{metric} {entry['value']:.4g} {'<' if entry.get('higher_is_better', True) else '>'} "
               f"{entry['budget']:.4g}" for metric, entry in sorted(record.quality.items())
               if isinstance(entry, dict) and entry.get("budget_met") is False]
-    over = [budget for budget in record.criteria.get("energy", []) if isinstance(budget, dict) and budget.get("met") is False]
+    over = failed_budgets(record)
     reasons = []
     if missed:
         reasons.append(f"quality budget missed: {', '.join(missed)}")
@@ -558,7 +582,7 @@ def _judge_record(record: Record, settings: Settings, folder: Path, loaded: stor
                                     "measurement verdict)", threshold=tolerance.value, baseline_set=set_name)
                   for index, kind in enumerate(kinds)]
     values = _value_verdicts(record, baseline, settings, set_name, gate, errors, "", fingerprint_id, incomplete)
-    if model is not None and model.status is Status.REGRESSION:
+    if model is not None and model.status is Status.MODEL_CHANGED:
         _cost(model, energy + values)
     return [v for v in (model, measured) if v is not None] + energy + values, False
 
@@ -606,8 +630,9 @@ def _summary(judgement: Judgement, failing: bool) -> list[str]:
     """The head line says the outcome and what decided it (lost records, failed tests, regressions), then
     counts the passed tests' records by their most urgent verdict, and verdicts by where their baseline
     came from; then why the gate could not judge all it should (lost records, unreadable baselines,
-    unchecked budgets, vanished quality metrics); one line per failed test; one per regressed and improved
-    metric with the size of its change; then the reason of every other verdict that made a record's count
+    unchecked budgets, vanished quality metrics); one line per failed test; one per budget only a modelled
+    estimate exceeded; one per changed model (what it costs), regressed and improved metric with the size
+    of its change; then the reason of every other verdict that made a record's count
     not pass (inconclusive ones that gate, incomparable records; up to :data:`SHOWN_INCONCLUSIVE` each),
     the new ones where baselines are required, and the baselines no collected test matched, so an
     unguarded test is seen without -v."""
@@ -617,11 +642,13 @@ def _summary(judgement: Judgement, failing: bool) -> list[str]:
     worst = {name: most_urgent(v.status for v in verdicts) for name, verdicts in by_record.items()
              if name not in judgement.failed}
     counts = Counter(worst.values())
-    quiet = sum(1 for name, status in worst.items() if status is Status.REGRESSION and not fails_gate(by_record[name]))
-    parts = [f"{counts[s]} {s}" for s in STATUSES if counts[s]]
-    if quiet:  # e.g. modelled energy: shown, but it cannot fail the gate
-        index = next(i for i, part in enumerate(parts) if part.endswith(str(Status.REGRESSION)))
-        parts[index] += " (not gating)" if quiet == counts[Status.REGRESSION] else f" ({quiet} not gating)"
+    parts = []
+    for status in (s for s in STATUSES if counts[s]):
+        parts.append(f"{counts[status]} {status}")
+        quiet = sum(1 for name, worse in worst.items() if worse is status and status.fails
+                    and not fails_gate(by_record[name]))
+        if quiet:  # e.g. modelled energy, a test marked gate=False: shown, but it cannot fail the gate
+            parts[-1] += " (not gating)" if quiet == counts[status] else f" ({quiet} not gating)"
     if judgement.failed:
         budgets = sum(1 for reason in judgement.failed.values() if "budget missed" in reason)
         count = len(judgement.failed)
@@ -637,16 +664,19 @@ def _summary(judgement: Judgement, failing: bool) -> list[str]:
     required = _required(judgement)
     if required:
         head += f"; {len(required)} failing --energy-require-baselines"
+    if judgement.over_budget:
+        head = (f"{head}; " if head else "") + f"{len(judgement.over_budget)} {MODELLED_OVER}"
     outcome = "INCOMPLETE" if judgement.incomplete else "FAILED" if failing else "passed"
     lines = [f"pytest-energy gate {outcome}: {head or 'nothing judged'} "
              f"(set {judgement.baseline_set!r}, hardware {judgement.fingerprint_id}; {_origins(judgement)})",
              *judgement.incomplete]
     lines += [f"{name}  failed: {reason}" if name else reason for name, reason in judgement.failed.items()]
+    lines += judgement.over_budget
     for verdict in judgement.verdicts:
-        if verdict.status not in (Status.REGRESSION, Status.IMPROVEMENT):
+        if not verdict.status.fails and verdict.status is not Status.IMPROVEMENT:
             continue
         flag = ("  [test failed]" if verdict.name in judgement.failed
-                else "  [not gating]" if verdict.status is Status.REGRESSION and not verdict.gating else "")
+                else "  [not gating]" if verdict.status.fails and not verdict.gating else "")
         lines.append(f"{verdict.name}  {verdict.message}{flag}")
     unsure = [v for v in judgement.verdicts
               if v.status is Status.INCONCLUSIVE and (v.gating or worst.get(v.name) is Status.INCONCLUSIVE)
@@ -706,6 +736,21 @@ def _unchecked_budgets(records: list[Record]) -> list[str]:
             for record in records if record.judgeable for entry in not_checked(record)]
 
 
+def _modelled_over_budget(records: list[Record]) -> list[str]:
+    """One line per energy budget that only a modelled estimate exceeded (a passed test's, once per test
+    for a per-test budget): reported, not gating, with the model's TDP and what sets it."""
+    lines: dict[str, None] = {}
+    for record in records:
+        if not record.judgeable:
+            continue
+        for entry in over_modelled(record):
+            name = record.nodeid if entry.get("per") == "test" else record.name
+            lines[f"{name}  energy budget {EnergyBudget(entry['limit_joules'], entry['per'], entry['basis']).describe()}: "
+                  f"{MODELLED_OVER}: {entry.get('detail', '')}; --energy-cpu-tdp sets the CPU's TDP, "
+                  "--energy-gate-modelled lets a modelled estimate fail its test"] = None
+    return list(lines)
+
+
 def _unread(judgement: Judgement) -> list[str]:
     """One line per baseline file or folder the gate could not read: its tests were not compared."""
     return [f"pytest-energy: {path} could not be read, so the baselines it holds were not compared and the gate "
@@ -725,15 +770,16 @@ def judge(records: list[Record], settings: Settings, fingerprint: dict[str, Any]
     judgement = Judgement(baseline_set=settings.baseline_set, fingerprint_id=fingerprint_id, rootdir=str(rootdir),
                           baselines_required=bool(settings.require_baselines and not settings.update_baselines))
     judgement.incomplete += _unchecked_budgets(records)
+    judgement.over_budget = _modelled_over_budget(records)
     if not fingerprint_id:
         judgement.errors.append("pytest-energy: no hardware fingerprint for this run; baselines not compared")
-        if judgement.incomplete:
+        if judgement.incomplete or judgement.over_budget:
             _decide(judgement, settings)
         return judgement
     root = path_setting(settings.baselines, rootdir)
     if root is None:
         judgement.errors.append("pytest-energy: --energy-baselines is none: no baseline compared")
-        if judgement.incomplete:
+        if judgement.incomplete or judgement.over_budget:
             _decide(judgement, settings)
         return judgement
     sets = [settings.baseline_set]
@@ -827,12 +873,12 @@ def _write_baselines(records: list[Record], judgement: Judgement, settings: Sett
         entry = store.from_record(record, changed)
         if same and existing is not None:  # only energy moved: the other part stays as recorded
             entry = store.merged(existing, dataclasses.replace(existing, energy=entry.energy))
-        elif existing is not None and (existing.model and mine.get("model") == {Status.REGRESSION}
+        elif existing is not None and (existing.model and mine.get("model") == {Status.MODEL_CHANGED}
                                        or mine.get("measurement") == {Status.REGRESSION}):
             # Another model, or energy measured another way: every device kind's energy of the old one
             # goes, this run's kinds are recorded.
             entry = store.from_record(record, kinds)
-            replaced[record.name] = ("model changed: the old model's" if mine.get("model") == {Status.REGRESSION}
+            replaced[record.name] = ("model changed: the old model's" if mine.get("model") == {Status.MODEL_CHANGED}
                                      else "measured differently: the old measurement's")
         chosen.append(entry)
     result = store.update(folder, chosen, replaced)
@@ -859,12 +905,12 @@ def _write_baselines(records: list[Record], judgement: Judgement, settings: Sett
 
 def _refreshed(judgement: Judgement, written: set[str], settings: Settings) -> set[str]:
     """An update run passes for the baselines it rewrote, as syrupy's ``--snapshot-update`` does: their
-    regressions against the set it updated stop gating (a budget still gates). Returns those records'
-    names; the gate's decision and summary are made again when there are any."""
+    regressions and model changes against the set it updated stop gating (a budget still gates). Returns
+    those records' names; the gate's decision and summary are made again when there are any."""
     regressed = set()
     for verdict in judgement.verdicts:
         if (verdict.name in written and verdict.baseline_set == settings.baseline_set and verdict.gating
-                and verdict.status is Status.REGRESSION and not verdict.by_budget):
+                and verdict.status.fails and not verdict.by_budget):
             verdict.gating = False
             verdict.message += "; its baseline was rewritten by this run"
             regressed.add(verdict.name)

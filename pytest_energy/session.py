@@ -163,9 +163,9 @@ class EnergySession:
         if self._meter is None:
             from .fingerprint import fingerprint
             from .meter import Meter
-            from .sources import detect
+            from .sources import cpu_tdp, detect
 
-            found = detect(self.settings.devices, rapl_root=self.settings.powercap)
+            found = detect(self.settings.devices, rapl_root=self.settings.powercap, cpu_tdp=cpu_tdp(self.settings))
             self.notes += found.notes
             meter = Meter(found.channels)
             meter.start(None)
@@ -364,9 +364,10 @@ class EnergySession:
 
     def after_call(self, context: TestContext) -> None:
         """After a test's call: check its budgets (raising in the call phase, so an over-budget test
-        fails with the one message)."""
+        fails with the one message; on modelled energy only with ``--energy-gate-modelled``)."""
         if context.budgets and context.taken:
-            budgets.check(context.budgets, context.records, context.nodeid)
+            budgets.check(context.budgets, context.records, context.nodeid,
+                          gate_modelled=bool(context.settings.gate_modelled))
 
     def after_report(self, context: TestContext | None, when: str, outcome: str, xfail: bool) -> dict[str, Any]:
         """After each phase report of a test: note the test's outcome on its records; on an xdist

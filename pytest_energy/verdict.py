@@ -1,5 +1,6 @@
 """Verdicts: this run's rounds against a baseline's, turned into improvement / unchanged / regression /
-inconclusive, plus "new" (no baseline) and "incomparable" (baseline from other hardware).
+inconclusive, plus "new" (no baseline), "incomparable" (baseline from other hardware) and "model changed"
+(the model verdict's: another model than the baseline's ran).
 
 The energy statistic is distribution-free and exact, so it needs no random numbers and a verdict is
 the same every time it is computed from the same rounds:
@@ -56,8 +57,14 @@ from .units import percent, percent_change
 class Status(str, Enum):
     """What a verdict found, most urgent first. A record's status is its most urgent verdict over metrics
     and sets, in the gate's head line and in every report alike. The values are the words the JSON
-    report, the history store and the baselines' users read, so a member compares equal to its word."""
+    report, the history store and the baselines' users read, so a member compares equal to its word.
 
+    "model changed" is the model verdict's: another model ran than the baseline's. It comes first, as it
+    explains every other change of its record (a cheaper model is no regression, a dearer one is the
+    model's doing), and fails the gate as a regression does (:attr:`fails`), as a snapshot mismatch, until
+    the new model is recorded."""
+
+    MODEL_CHANGED = "model changed"
     REGRESSION = "regression"
     INCONCLUSIVE = "inconclusive"
     IMPROVEMENT = "improvement"
@@ -74,8 +81,13 @@ class Status(str, Enum):
 
     @property
     def urgency(self) -> int:
-        """0 for the most urgent (regression); NOT_JUDGED comes last."""
+        """0 for the most urgent (model changed); NOT_JUDGED comes last."""
         return _URGENCY[self]
+
+    @property
+    def fails(self) -> bool:
+        """Whether a verdict of this status fails the gate where it gates: a regression, a model changed."""
+        return self in (Status.MODEL_CHANGED, Status.REGRESSION)
 
 
 #: The statuses a verdict can have, most urgent first.
@@ -168,6 +180,9 @@ class Judgement:
     # measured test explains it. Their verdicts are shown, not gating: the failure already fails the run.
     failed: dict[str, str] = field(default_factory=dict)
     orphaned: list[dict[str, str]] = field(default_factory=list)  # baselines no collected test matched
+    # Energy budgets that only a modelled estimate exceeded: one line each, reported and not gating (a
+    # modelled figure fails its test only with --energy-gate-modelled).
+    over_budget: list[str] = field(default_factory=list)
     baselines_required: bool = False  # --energy-require-baselines: new and orphaned ones fail the gate
 
     @property
@@ -191,6 +206,7 @@ class Judgement:
             "fingerprint_id": self.fingerprint_id,
             "new": list(self.new),
             "orphaned": [dict(o) for o in self.orphaned],
+            "over_budget": list(self.over_budget),
             "not_judged": dict(not_judged),
             "verdicts": [asdict(v) for v in self.verdicts],
         }
@@ -228,8 +244,8 @@ class Tolerance:
 
 
 def fails_gate(verdicts: Iterable[Verdict]) -> bool:
-    """Whether any of these verdicts is a regression that may fail the gate."""
-    return any(v.status is Status.REGRESSION and v.gating for v in verdicts)
+    """Whether any of these verdicts fails the gate: a regression or a model change that gates."""
+    return any(v.status.fails and v.gating for v in verdicts)
 
 
 def parse_tolerance(raw: Any, where: str) -> Tolerance:

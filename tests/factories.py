@@ -107,8 +107,8 @@ def make_verdict(name: str, status: str, ratio: float | None = None, low: float 
 
 
 def make_judgement(verdicts: list[Verdict], errors: list[str] | None = None) -> Judgement:
-    """A judgement that fails the gate exactly when a gating regression is among ``verdicts``."""
-    regressions = [v for v in verdicts if v.status == "regression" and v.gating]
+    """A judgement that fails the gate exactly when a gating regression or model change is among ``verdicts``."""
+    regressions = [v for v in verdicts if v.status.fails and v.gating]
     return Judgement(
         verdicts=verdicts,
         baseline_set="default",

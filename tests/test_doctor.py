@@ -18,7 +18,7 @@ DEVICE_KEYS = {"device", "kind", "method", "how", "gates", "tick_seconds", "tick
                "sample_interval_seconds", "idle_watts", "power_limit_watts", "mig_enabled", "other_processes",
                "nvml_index", "identity", "problem"}
 TOP_KEYS = {"schema_version", "fingerprint_id", "devices", "gpu", "rapl", "settings", "gating", "notes",
-            "requirements", "ok"}
+            "baselines", "requirements", "ok"}
 
 
 def _real_gpu() -> str | None:
@@ -93,6 +93,46 @@ def test_settings_come_from_the_projects_ini_and_the_environment(project, capsys
     assert (settings["values"]["cooldown"], settings["values"]["top"]) == (None, 0)  # the newer settings shown too
     assert document["devices"][0]["gates"] is True  # modelled, and energy_gate_modelled is true
     assert "gating as energy_gate_modelled is true: a regression fails the session" in document["gating"][0]
+
+
+def test_it_names_the_file_a_baseline_recorded_here_goes_to(project, capsys, tmp_path):
+    """Not the first layout's ``baselines/<fingerprint id>/``: ``<baselines>/<set>/<test module>.json``, the file
+    a baseline update writes, with the device kind its energy is kept under."""
+    from pytest_energy import baselines as store
+
+    (project / "pyproject.toml").write_text('[tool.pytest.ini_options]\nenergy_baseline_set = "ci"\n')
+    assert cli.main(["doctor", "--idle-seconds", "0.05", "--devices", "cpu", "--powercap", str(tmp_path / "none")]) == 0
+    out = capsys.readouterr().out
+    file = project / "baselines" / "ci" / "<test module>.json"
+    kind = next(line for line in out.splitlines() if line.startswith("baselines recorded here"))
+    assert kind.startswith(f"baselines recorded here go to {file} (set 'ci', one file per test module); their "
+                           "energy is kept per device kind (modelled: ")
+    assert "/baselines/ci/" in kind and "intel-" not in kind.split("(set")[0]  # never the fingerprint folder
+    code, document, _ = _json(capsys, "--devices", "cpu", "--powercap", str(tmp_path / "none"))
+    assert document["baselines"]["file"] == str(file) and document["baselines"]["set"] == "ci"
+    assert [k.split(":")[0] for k in document["baselines"]["device_kinds"]] == ["modelled"]
+    # The file an update writes for tests/test_x.py is the one named, with <test module> filled in.
+    assert store.file_for(store.set_folder(project / "baselines", "ci"), "tests/test_x.py::test_a") == \
+        file.with_name("tests") / "test_x.py.json"
+    (project / "pyproject.toml").write_text('[tool.pytest.ini_options]\nenergy_baselines = "none"\n')
+    assert cli.main(["doctor", "--idle-seconds", "0.05", "--devices", "cpu", "--powercap", str(tmp_path / "none")]) == 0
+    assert "baselines: off (energy_baselines is none), so nothing is compared or recorded" in capsys.readouterr().out
+
+
+def test_the_modelled_cpus_tdp_says_where_it_came_from(project, capsys, tmp_path):
+    code, document, _ = _json(capsys, "--devices", "cpu", "--powercap", str(tmp_path / "none"), "--cpu-tdp", "12")
+    [cpu] = document["devices"]
+    assert code == 0 and cpu["identity"]["tdp_watts"] == 12.0
+    assert cpu["how"].endswith("; the TDP is set by pytest-energy doctor --cpu-tdp")
+    (project / "pyproject.toml").write_text('[tool.pytest.ini_options]\nenergy_cpu_tdp = "28"\n')
+    _, document, _ = _json(capsys, "--devices", "cpu", "--powercap", str(tmp_path / "none"))
+    assert document["devices"][0]["how"].endswith("; the TDP is set by ini energy_cpu_tdp")
+    (project / "pyproject.toml").unlink()
+    _, document, _ = _json(capsys, "--devices", "cpu", "--powercap", str(tmp_path / "none"))
+    source = document["devices"][0]["identity"]["tdp_source"]  # this CPU's: in CodeCarbon's table or not
+    assert source.startswith("from CodeCarbon's cpu_power.csv (") or source == (
+        "a default guess (CodeCarbon's 85 W: this CPU is not in its cpu_power.csv)")
+    assert document["devices"][0]["how"].endswith(f"; the TDP is {source}")
 
 
 def test_a_bad_setting_is_one_line_and_exit_2(project, capsys):

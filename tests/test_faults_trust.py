@@ -129,8 +129,8 @@ def test_a_model_change_without_a_digest_is_a_change(tmp_path: Path) -> None:
     changed = judge([_model_record(requested="org/m", ran="tiny-fallback", dtype="int8")], _settings(tmp_path),
                     FINGERPRINT, tmp_path)
     [model] = [v for v in changed.verdicts if v.metric == "model"]
-    assert model.status == "regression" and model.gating and changed.gate_failed
-    assert model.message.startswith("model changed: org/m dtype float32 -> org/m (ran tiny-fallback) dtype int8; "
+    assert model.status == "model changed" and model.gating and changed.gate_failed
+    assert model.message.startswith("model changed: org/m -> org/m (ran tiny-fallback); dtype float32 -> int8; "
                                     "the gate fails until --energy-update-baselines records the new model")
     # Nothing differs that both name, but no digest proves the same weights: not "unchanged".
     same = judge([_model_record(requested="org/m", ran="org/m", dtype="float32")], _settings(tmp_path),
@@ -149,7 +149,8 @@ def test_a_model_change_without_a_digest_is_a_change(tmp_path: Path) -> None:
     cast = judge([_model_record(requested="org/m", digest="d1", dtype="float16")], _settings(tmp_path),
                  FINGERPRINT, tmp_path)
     [dtype] = [v for v in cast.verdicts if v.metric == "model"]
-    assert dtype.status == "regression" and "org/m dtype float32 -> org/m dtype float16" in dtype.message
+    assert dtype.status == "model changed" and dtype.message.startswith("model changed: org/m: dtype float32 -> "
+                                                                         "float16; the gate fails until")
 
 
 # -- 12. energy measured in another unit or form ---------------------------------------------------------

@@ -133,6 +133,8 @@ zero_shot = InferenceCase(model=llama, task="zero-shot-classification", dataset=
 # More prompts than calls: rounds that fill the window go on past the case's 3 calls (warm-up included).
 many_prompts = GenerationCase(model=llama, dataset=PROMPTS * 6, inferences=2, max_new_tokens=2, rounds=1, warmup=1)
 stray = GenerationCase(model="no-such-org/no-such-llm", dataset=PROMPTS)
+# 5 queries in batches of 2 after a warm-up batch: the third call's batch is cut to its first query.
+cut = GenerationCase(model=llama, dataset=PROMPTS * 3, inferences=5, batch_size=2, max_new_tokens=3, rounds=2, warmup=1)
 trained = GenerationCase(model="no-such-org/no-such-llm", dataset=PROMPTS, inferences=4, max_new_tokens=4, rounds=2,
                          warmup=0, fallback=Fallback("llama", PROMPTS * 4, steps=20, batch_size=4, learning_rate=1e-2))
 '''
@@ -179,6 +181,15 @@ def test_rounds_filling_the_window_cycle_the_prefilled_prompts_and_score_only_th
         assert record["proxies"]["tokens_out"] == 2  # 2 queries: 1 token each in prefill, 1 more in decode
         # The three calls' prompts are scored, whatever number of extra calls this machine's speed made.
         assert record["quality"]["rougeL"]["examples"] == 3
+
+
+def test_a_generation_case_counts_exactly_its_queries(measured):
+    assert measured.outcomes["cut"] == "passed", measured.lines[-30:]
+    prefill, decode = measured.records["cut::prefill"], measured.records["cut::decode"]
+    assert prefill["extra"]["inferences"] == decode["extra"]["inferences"] == 5
+    assert prefill["proxies"]["tokens_out"] == 5 and decode["proxies"]["tokens_out"] == 5 * 2
+    assert decode["extra"]["inferences_measured"] % 2 == 0  # every measured call decodes a whole batch
+    assert decode["quality"]["rougeL"]["examples"] == 6  # the warm-up's 2 and the case's 5 (one twice)
 
 
 def test_zero_shot_classification_is_an_inference_case_with_accuracy(measured):

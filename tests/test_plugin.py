@@ -79,10 +79,13 @@ def test_over(energy):
 def test_under(energy):
     energy(work)
 """)
-    result, document = run(pytester, mode, "--energy-devices", "cpu")
+    # Modelled energy fails a budget only where asked (tests/test_faults_modelled.py: not by default).
+    result, document = run(pytester, mode, "--energy-devices", "cpu", "--energy-gate-modelled",
+                           "--energy-cpu-tdp", "45")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines([
-        "*energy budget exceeded: * ± * per iteration (gross, modelled) > budget 1 mJ per iteration*"])
+        "*energy budget exceeded: * ± * per iteration (gross, modelled) > budget 1 mJ per iteration; modelled CPU "
+        "TDP 45 W, set by --energy-cpu-tdp*"])
     output = result.stdout.str()
     assert "Traceback" not in output and "plugin.py" not in output and "During handling" not in output
     value, unit = re.search(r"exceeded: ([\d.]+) (mJ|J) ±", output).groups()
@@ -109,7 +112,7 @@ def test_block(energy):
 def test_whole_call_over_budget():
     work(2_000_000)
 """)
-    result, document = run(pytester, mode, "--energy-devices", "cpu")
+    result, document = run(pytester, mode, "--energy-devices", "cpu", "--energy-gate-modelled")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*energy budget exceeded: * for the test (gross, modelled) > budget 1 J per test*"])
     by_name = {r["name"].split("::", 1)[1]: r for r in document["records"]}

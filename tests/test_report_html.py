@@ -107,6 +107,22 @@ def test_regressions_that_cannot_fail_the_gate_are_not_alarmed():
     assert 'class="card alert"' in shown and "1 not gating" in shown
 
 
+def test_a_model_change_is_its_own_status_listed_with_the_regressions():
+    records = [make_record("t.py::test_swapped", 0.8), make_record("t.py::test_same", 1.0)]
+    swapped = make_verdict("t.py::test_swapped", "model changed", metric="model")
+    report = build_report(records, make_judgement([swapped, make_verdict("t.py::test_swapped", "improvement", 0.794),
+                                                   make_verdict("t.py::test_same", "unchanged", 1.0)]),
+                          make_run_info(), None)
+    assert [row.status for row in report.rows] == ["model changed", "unchanged"]  # first: it explains the change
+    assert [row.name for row in report.regressions] == ["t.py::test_swapped"] and report.totals.failing == 1
+    assert report.rows[0].decided_by == swapped.message and report.rows[0].change.ratio == 0.794
+    page = html.render(report)
+    assert '<span class="badge s-mod">model changed</span>' in page
+    card = re.search(r'<div class="card( alert)?" id="total-regressions">.*?</div></div>', page, re.S).group(0)
+    assert 'class="card alert"' in card and "regressions and model changes" in card and "1 model changed" in card
+    assert "<h2>Regressions and model changes (1)</h2>" in page
+
+
 def test_numbers_match_the_records():
     records, report, page = _render()
     regressed = records[2]

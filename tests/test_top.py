@@ -117,7 +117,7 @@ def test_marked():
 def test_plain():
     sum(i * i for i in range(200_000))
 """)
-    result = pytester.runpytest("--energy", "--energy-top", "5", "--energy-json", "out.json",
+    result = pytester.runpytest("--energy", "--energy-top", "5", "--energy-json", "out.json", "--energy-gate-modelled",
                                 "--energy-update-baselines", *QUIET, "-p", "no:xdist")
     result.assert_outcomes(passed=2, failed=1)  # the budget still fails the marked test, and only it
     result.stdout.fnmatch_lines(["*energy budget exceeded*> budget 1 mJ per test*"])

@@ -163,6 +163,59 @@ def _case_record(requested: str, ran: str, digest: str, flops: float = 1e6):
     return record
 
 
+def test_a_cheaper_model_is_a_model_change_with_its_cost_said_not_a_regression(tmp_path):
+    """A replacement model that costs less read "regression -20.6 %": it is "model changed" (failing the gate
+    until recorded, as a snapshot mismatch) and says what it costs against the old one, either way."""
+    from pytest_energy.report import build_report
+    from pytest_energy.units import percent
+
+    old = _case_record("distilbert/sst2", "distilbert/sst2", "aaaa")
+    recording = _settings(tmp_path, update_baselines=True)
+    persist([old], judge([old], recording, FINGERPRINT, tmp_path), recording, make_run_info())
+    cheaper = _case_record("distilbert/sst2", "distilbert/sst2", "bbbb", flops=0.52e6)
+    cheaper.extra["dtype"] = "bfloat16"
+    for round_ in cheaper.rounds:  # 0.794 of the energy
+        round_.net_joules *= 0.794
+        round_.by_device = {device: joules * 0.794 for device, joules in round_.by_device.items()}
+    judgement = judge([cheaper], _settings(tmp_path), FINGERPRINT, tmp_path)
+    verdicts = {v.metric: v for v in judgement.verdicts}
+    assert {m: v.status for m, v in verdicts.items()} == {
+        "model": "model changed", "energy": "improvement", "flops_per_inference": "improvement"}
+    saving = percent(1 - verdicts["energy"].ratio)
+    assert verdicts["model"].message == (
+        "model changed: distilbert/sst2: digest aaaa -> bbbb, dtype float32 -> bfloat16; the gate fails until "
+        f"--energy-update-baselines records the new model; it costs {saving} less energy and 48 % fewer FLOPs than "
+        "the old model")
+    assert judgement.gate_failed and judgement.summary[0].startswith("pytest-energy gate FAILED: 1 model changed ")
+    assert f"t.py::case  {verdicts['model'].message}" in judgement.summary
+    [row] = build_report([cheaper], judgement, make_run_info(), None).rows
+    assert row.status == "model changed" and row.gating and row.decided_by == verdicts["model"].message
+    assert row.change.ratio == verdicts["energy"].ratio < 0.8  # the energy change, no longer read as a regression
+    # A dearer one says so the other way; a test marked gate=False shows it, not gating.
+    dearer = _case_record("distilbert/sst2", "distilbert/sst2", "cccc", flops=2e6)
+    dearer.criteria["gate"] = False
+    quiet = judge([dearer], _settings(tmp_path), FINGERPRINT, tmp_path)
+    [model] = [v for v in quiet.verdicts if v.metric == "model"]
+    assert model.message.endswith("it costs 100 % more FLOPs than the old model, and the same energy")
+    assert not quiet.gate_failed and "1 model changed (not gating)" in quiet.summary[0]
+    assert f"t.py::case  {model.message}  [not gating]" in quiet.summary
+    # The JSON and the history keep the word; an update run records the new model and passes for it.
+    from pytest_energy.history import History
+
+    assert judgement.document({})["verdicts"][0]["status"] == "model changed"
+    run = make_run_info()
+    storing = _settings(tmp_path)
+    storing.values["history"] = str(tmp_path / "history.sqlite")
+    persist([cheaper], judgement, storing, run)
+    stored = History(tmp_path / "history.sqlite").verdicts(run.run_id)
+    assert {v["metric"]: v["status"] for v in stored}["model"] == "model changed"
+    updating = judge([cheaper], recording, FINGERPRINT, tmp_path)
+    assert updating.gate_failed
+    lines = persist([cheaper], updating, recording, make_run_info())
+    assert not updating.gate_failed and "pytest-energy: 1 regression refreshed by this update no longer fails the " \
+        "gate: t.py::case" in lines
+
+
 def test_a_changed_model_fails_until_the_new_one_is_recorded(tmp_path):
     settings = _settings(tmp_path, update_baselines=True)
     old = [_case_record("distilbert/sst2", "fallback distilbert (dim=64)", "aaaa")]
@@ -173,16 +226,17 @@ def test_a_changed_model_fails_until_the_new_one_is_recorded(tmp_path):
     new = [_case_record("FacebookAI/roberta-large-mnli", "fallback distilbert (dim=64)", "aaaa", flops=2e6)]
     judgement = judge(new, _settings(tmp_path), FINGERPRINT, tmp_path)
     [model] = [v for v in judgement.verdicts if v.metric == "model"]
-    assert model.status == "regression" and model.gating and judgement.gate_failed
-    assert model.message.startswith("model changed: distilbert/sst2 -> FacebookAI/roberta-large-mnli (both ran "
-                                    "fallback distilbert (dim=64)); the gate fails until --energy-update-baselines "
-                                    "records the new model")
-    assert "; against the old model: energy +0.0 %, flops_per_inference +100.0 %" in model.message
+    assert model.status == "model changed" and model.gating and judgement.gate_failed
+    assert model.message == ("model changed: distilbert/sst2 -> FacebookAI/roberta-large-mnli (both ran fallback "
+                             "distilbert (dim=64)); the gate fails until --energy-update-baselines records the new "
+                             "model; it costs 100 % more FLOPs than the old model, and the same energy")
+    assert judgement.summary[0].startswith("pytest-energy gate FAILED: 1 model changed (set 'default'")
     # The same request with another digest (a fallback's changed config) is a change too.
     digest = judge([_case_record("distilbert/sst2", "fallback distilbert (dim=64)", "bbbb")], _settings(tmp_path),
                    FINGERPRINT, tmp_path)
     [changed] = [v for v in digest.verdicts if v.metric == "model"]
-    assert changed.status == "regression" and "digest aaaa -> " in changed.message and "digest bbbb" in changed.message
+    assert changed.status == "model changed" and changed.message.startswith(
+        "model changed: distilbert/sst2 (ran fallback distilbert (dim=64)): digest aaaa -> bbbb; the gate fails")
     # Recorded: the next run passes; the old model's energy on another runner's CPU kind goes with it.
     epyc = dict(FINGERPRINT, id="epyc-runner", cpu_model="AMD EPYC 7763")
     on_epyc = _case_record("distilbert/sst2", "fallback distilbert (dim=64)", "aaaa")
@@ -362,10 +416,11 @@ def test_another_cpu_runner_judges_work_and_quality_of_the_recorded_case(session
                             "Intel Xeon Gold 6338")
     assert code == 1, "\n".join(changed)
     gate = _gate(changed)
-    assert gate[0].startswith("pytest-energy gate FAILED: 1 regression")
+    assert gate[0].startswith("pytest-energy gate FAILED: 1 model changed")
     assert any(line.startswith("test_model.py::model  flops_per_inference") and "(+100.0 %)" in line
                and "baseline from other hardware (played-amd-epyc-7b13)" in line for line in gate)
-    assert any(line.startswith("test_model.py::model  model changed: once -> twice") for line in gate)
+    assert any(line.startswith("test_model.py::model  model changed: once -> twice; the gate fails until ")
+               and line.endswith("100 % more FLOPs than the old model") for line in gate)
 
 
 def test_a_changed_model_or_fallback_config_fails_and_the_row_names_what_ran(session):

@@ -241,8 +241,12 @@ def test_statuses_are_one_enum_whose_members_are_their_words():
 
     from pytest_energy.verdict import STATUSES, Status, Verdict, most_urgent
 
-    assert [str(s) for s in STATUSES] == ["regression", "inconclusive", "improvement", "new", "unchanged",
-                                          "incomparable"]
+    assert [str(s) for s in STATUSES] == ["model changed", "regression", "inconclusive", "improvement", "new",
+                                          "unchanged", "incomparable"]
+    assert [s for s in STATUSES if s.fails] == [Status.MODEL_CHANGED, Status.REGRESSION]
+    assert most_urgent(["regression", "model changed", "improvement"]) is Status.MODEL_CHANGED
+    assert Verdict(**dict(dataclasses.asdict(judge_energy("t", [1.0] * 8, [1.0] * 8, 0.05, "default")),
+                          status="model changed")).status is Status.MODEL_CHANGED
     assert Status.REGRESSION == "regression" and f"{Status.NEW}" == "new" and not Status.NOT_JUDGED
     verdict = judge_energy("t", [1.2] * 8, [1.0] * 8, 0.05, "default")
     assert verdict.status is Status.REGRESSION

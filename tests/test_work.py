@@ -157,8 +157,9 @@ def test_a_plain_test_gates_on_its_counted_work_and_model(tmp_path, mode):
     assert work.startswith("test_mlp.py::test_mlp  flops_per_iteration 7.373e+04 vs 3.686e+04 (+100.0 %) in "
                            "'default': regression")
     assert doubled.verdicts["test_mlp", "flops_per_iteration"]["gating"] is True
-    model = doubled.line("test_mlp.py::test_mlp  model changed: test_mlp.MLP")
-    assert "flops_per_iteration +100.0 %" in model  # what the new model costs against the old
+    model = doubled.line("test_mlp.py::test_mlp  model changed: test_mlp.MLP: digest ")
+    assert "100 % more FLOPs" in model  # what the new model costs against the old
+    assert doubled.verdicts["test_mlp", "model"]["status"] == "model changed"
     # The test that fails on the change still shows its work and model comparison, not gating.
     failed = "test_mlp.py::test_mlp_in_a_lambda_then_checked"
     assert doubled.line(f"{failed}  flops_per_iteration 7.373e+04 vs 3.686e+04 (+100.0 %)").endswith("[test failed]")

@@ -82,8 +82,9 @@ class InferenceCase(Case):
     """Energy per 1,000 inferences of a model on a task, and the quality of those same predictions.
 
     The inferences (default 1,000, batch size 1, as in "Power Hungry Processing" and the AI Energy
-    Score) cycle through the dataset and are split evenly over the measured rounds; the record's unit is
-    one inference. Where text is generated the record also gives energy per output token.
+    Score) cycle through the dataset, exactly as many as given (the last batch cut to the rest), and are
+    split over the measured rounds, each making at least its share rounded up; the record's unit is one
+    inference. Where text is generated the record also gives energy per output token.
     """
 
     model: ModelSource
@@ -107,7 +108,7 @@ class InferenceCase(Case):
     num_beams: int = 1
     bertscore_model: str | Path | PackagedModel | None = None
     bertscore_layers: int | None = None
-    rounds: int = 5  # measured rounds; the inferences are split evenly over them
+    rounds: int = 5  # measured rounds; each makes at least its share of the inferences, rounded up
     warmup: int = 10  # unmeasured batches first (optimum-benchmark, behind the AI Energy Score, uses 10)
     variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 

@@ -24,7 +24,7 @@ from .proxies import count_flops, parameters
 from .registry import get_task
 from ..units import wh_per_1000
 from .runner import (case_quality, check_quality, cycle_batches, distinct_batches, keep_fallback_runs, load_case,
-                     measure_inferences)
+                     measure_inferences, own_batches)
 from .tasks import Predictor, tokens_in
 
 # The case arrives as an argument (a GenerationCase): its declaration imports this module when it runs.
@@ -50,23 +50,28 @@ def run_generation(case: Any, energy: Any) -> None:
 
     predictions: dict[int, Any] = {}
 
-    def keep(tokens: torch.Tensor, batch: int) -> None:
-        for index, text in zip(batches[batch], text_until_eos(loaded.processor, tokens)):
+    def keep(tokens: torch.Tensor, indices: list[int]) -> None:  # a cut batch keeps its first texts only
+        for index, text in zip(indices, text_until_eos(loaded.processor, tokens)):
             predictions[index] = text
 
-    total = math.ceil(case.inferences / case.batch_size)
     if not energy.enabled:
         with torch.inference_mode():
-            for number in range(min(distinct, total)):
-                keep(decode(model, prefill(model, encode(number)), case.max_new_tokens), number)
+            for number, indices in enumerate(own_batches(len(rows), case.batch_size,
+                                                         min(case.inferences, distinct * case.batch_size))):
+                keep(decode(model, prefill(model, encode(number)), case.max_new_tokens), indices)
         check_quality(case_quality(case, spec, rows, predictions, keys), dict(case.quality))
         return
 
-    per_round = math.ceil(total / case.rounds)
-    calls = case.warmup + per_round * case.rounds
+    # The case's own queries follow the warm-up, exactly its inferences (as an inference case's).
+    own = own_batches(len(rows), case.batch_size, case.inferences, first=case.warmup)
+    per_round = math.ceil(len(own) / case.rounds)
+    calls = case.warmup + len(own)
     cycle = min(calls, distinct)  # the batches the measured calls go round (each prefilled once, below)
     with torch.inference_mode():
         states, work = _count(model, encode, cycle, case.max_new_tokens)
+        cut = own[-1] if len(own[-1]) < case.batch_size else None  # a cut last batch: its own queries' work
+        last = _count(model, lambda _: dict(predictor.encode([rows[i] for i in cut])), 1,
+                      case.max_new_tokens)[1][0] if cut else None
     params = parameters(model)
     facts = {"model": loaded.facts, "device": device, "dtype": DTYPES[case.dtype], "case": "generation",
              "max_new_tokens": case.max_new_tokens}
@@ -81,26 +86,30 @@ def run_generation(case: Any, energy: Any) -> None:
                 if phase == "prefill":
                     prefill(model, encode(batch))
                 else:
-                    tokens = decode(model, states[batch], case.max_new_tokens)
-                    if number < calls:  # the case's own calls: extra ones filling a window change no score
-                        keep(tokens, batch)
+                    tokens = decode(model, states[batch], case.max_new_tokens)  # a whole batch, as every call
+                    if number < calls:  # the warm-up's and the case's own: extra ones filling a window score nothing
+                        keep(tokens, own[number - case.warmup] if number >= case.warmup else batches[batch])
         return step
 
     records = []
     for index, phase in enumerate(PHASES):
         planned = [work[i % cycle][index] for i in range(case.warmup, calls)]
+        if last is not None:
+            planned[-1] = last[index]
         records.append(measure_inferences(energy, stepper(phase), case, spec, per_round, planned, params,
                                           dict(facts, phase=phase), label=phase))
     _summarise(records, case)
     quality = case_quality(case, spec, rows, predictions, keys)
+
+    # The examples the case's calls decoded (every one where they went round the dataset).
+    scored = batches if calls > distinct else batches[:case.warmup] + own
 
     def retrained(variant: Any) -> dict[str, dict[str, Any]]:  # the same case on a fallback from another seed
         variant, other = load_case(variant, spec, device, DTYPES[case.dtype])
         generator = Predictor(other.model, other.processor, spec, device=device, case=variant)
         texts: dict[int, Any] = {}
         with torch.inference_mode():
-            for number in range(cycle):  # the batches the case's own calls decoded
-                indices = batches[number]
+            for indices in scored:
                 state = prefill(other.model, dict(generator.encode([rows[i] for i in indices])))
                 texts.update(zip(indices, text_until_eos(other.processor, decode(other.model, state,
                                                                                   case.max_new_tokens))))

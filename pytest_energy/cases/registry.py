@@ -25,10 +25,11 @@ class Output:
     tokens_out: int = 0
 
 
-#: ``encode(predictor, rows)``: the model's inputs for one batch (a mapping of tensors on the device).
-Encode = Callable[[Any, Sequence[Mapping[str, Any]]], Mapping[str, Any]]
+#: ``encode(predictor, rows)``: the model's inputs for one batch (a mapping of tensors on the device, or
+#: one tensor; :meth:`~pytest_energy.cases.tasks.Predictor.encode` refuses anything else in one line).
+Encode = Callable[[Any, Sequence[Mapping[str, Any]]], Any]
 #: ``predict(predictor, rows, inputs)``: one inference call on the encoded batch.
-Predict = Callable[[Any, Sequence[Mapping[str, Any]], Mapping[str, Any]], Output]
+Predict = Callable[[Any, Sequence[Mapping[str, Any]], Any], Output]
 #: ``train_batch(model, processor, task, rows, *, prefix, max_input_tokens, max_target_tokens,
 #: pad_to_max, device)``: tokenized inputs and labels of one training step.
 TrainBatch = Callable[..., Mapping[str, Any]]

@@ -26,7 +26,7 @@ from .proxies import count_flops, parameters, per_work
 from .pruning import Pruning
 from .registry import Task, get_task
 from .reruns import Quality, add_runs, mark_trained
-from .tasks import Predictor, tokens_in
+from .tasks import Predictor, input_shapes, tokens_in
 from .training import step_plan, steps_per_epoch, train, training_batch
 
 # The cases arrive as arguments (InferenceCase, FineTuneCase): the declarations import this module
@@ -42,6 +42,16 @@ def batch_at(number: int, examples: int, batch_size: int) -> list[int]:
 def cycle_batches(examples: int, batch_size: int, count: int) -> list[list[int]]:
     """Example indices of the first ``count`` batches cycling through the dataset."""
     return [batch_at(i, examples, batch_size) for i in range(count)]
+
+
+def own_batches(examples: int, batch_size: int, inferences: int, first: int = 0) -> list[list[int]]:
+    """Example indices of a case's own calls from call number ``first`` on (its warm-up calls come
+    before): exactly ``inferences`` examples, cycling through the dataset, the last batch cut to the
+    rest where they are no multiple of the batch size."""
+    count = math.ceil(inferences / batch_size)
+    batches = [batch_at(first + number, examples, batch_size) for number in range(count)]
+    batches[-1] = batches[-1][:inferences - (count - 1) * batch_size]
+    return batches
 
 
 def distinct_batches(examples: int, batch_size: int) -> int:
@@ -124,7 +134,7 @@ def _batch_proxies(predictor: Predictor, spec: Task, rows: list[dict[str, Any]],
             out.append((flops, result.tokens_in, result.tokens_out))
             continue
         inputs = predictor.encode(batch)
-        shape = tuple(sorted((k, tuple(v.shape)) for k, v in inputs.items()))
+        shape = input_shapes(inputs)
         if shape not in by_shape:
             by_shape[shape] = count_flops(lambda: predictor(batch))[1]
         out.append((by_shape[shape], tokens_in(inputs), 0))
@@ -153,7 +163,6 @@ def run_inference(case: Any, energy: Any, transform: Pruning | None = None,
     if transform is not None:
         facts.update(transform.apply(loaded.model))
     predictor = Predictor(loaded.model, loaded.processor, spec, device=device, case=case)
-    total_batches = math.ceil(case.inferences / case.batch_size)
     distinct = distinct_batches(len(rows), case.batch_size)
 
     def retrained(variant: Any, batches: list[list[int]]) -> Quality:  # on a fallback from another seed
@@ -167,16 +176,21 @@ def run_inference(case: Any, energy: Any, transform: Pruning | None = None,
     if not energy.enabled:
         if transform is not None:
             transform.compress(loaded.model)
-        predictions = predict_all(predictor, rows, cycle_batches(len(rows), case.batch_size,
-                                                                min(total_batches, distinct)))
+        predictions = predict_all(predictor, rows, own_batches(len(rows), case.batch_size,
+                                                              min(case.inferences, distinct * case.batch_size)))
         check_quality(case_quality(case, spec, rows, predictions, keys), dict(case.quality))
         return
 
-    per_round = math.ceil(total_batches / case.rounds)
-    calls = case.warmup + per_round * case.rounds
+    # The case's own calls follow its warm-up: exactly its inferences (see own_batches). Each round makes at
+    # least its share of them, and more where it fills its window: those extra calls are measured, not counted.
+    own = own_batches(len(rows), case.batch_size, case.inferences, first=case.warmup)
+    calls = case.warmup + len(own)
+    per_round = math.ceil(len(own) / case.rounds)
     # Proxies are counted before the measured run (and, for 2:4, on the masked dense weights).
     work = _batch_proxies(predictor, spec, rows, cycle_batches(len(rows), case.batch_size, min(calls, distinct)))
     planned = [work[i % distinct] for i in range(case.warmup, calls)]
+    if len(own[-1]) < case.batch_size:  # a cut last batch: the work of its own examples only
+        planned[-1] = _batch_proxies(predictor, spec, rows, own[-1:])[0]
     total_params, nonzero_params = parameters(loaded.model)
     if transform is not None:
         facts.update(transform.compress(loaded.model))
@@ -189,16 +203,19 @@ def run_inference(case: Any, energy: Any, transform: Pruning | None = None,
     def step() -> None:
         number = next(numbers)
         indices = batch_at(number, len(rows), case.batch_size)
-        predicted = predictor([rows[i] for i in indices]).predictions
-        if number < calls:  # the case's own calls: the extra ones filling a window change no score
-            for index, prediction in zip(indices, predicted):
+        predicted = predictor([rows[i] for i in indices]).predictions  # a whole batch, as every measured call
+        if number < calls:  # the warm-up's and the case's own calls: the extra ones filling a window change no score
+            kept = own[number - case.warmup] if number >= case.warmup else indices
+            for index, prediction in zip(kept, predicted):
                 predictions[index] = prediction
 
     record = measure_inferences(energy, step, case, spec, per_round, planned, (total_params, nonzero_params),
                                 {"model": loaded.facts, "device": device, "dtype": dtype, **facts})
     record.quality = case_quality(case, spec, rows, predictions, keys)
     record.criteria["quality"] = dict(case.quality)
-    scored = cycle_batches(len(rows), case.batch_size, min(calls, distinct))  # the examples the case's calls made
+    # The examples the case's calls made (every one where they went round the dataset).
+    scored = cycle_batches(len(rows), case.batch_size, distinct) if calls > distinct else \
+        cycle_batches(len(rows), case.batch_size, case.warmup) + own
     keep_fallback_runs(record.quality, declared, loaded, energy, lambda variant: retrained(variant, scored))
     check_quality(record.quality, dict(case.quality))
 
@@ -210,7 +227,8 @@ def measure_inferences(energy: Any, step: Callable[[], None], case: Any, spec: T
 
     Each round makes at least ``per_round`` calls and lasts at least the minimum window (a short round
     reads few counter ticks: its energy would be mostly the edges' uncertainty); one iteration of the
-    record is then one inference, and :func:`_fill_inference_record` adds proxies and facts.
+    record is then one inference, and :func:`_fill_inference_record` adds proxies and facts. ``planned``
+    are the case's own calls, exactly its ``inferences``: the proxies count those.
     """
     energy.run(step, iterations=per_round, rounds=case.rounds, warmup=case.warmup, unit="inference", label=label,
                fill_window=True, count_flops=False)  # the case counted its own calls' work (``planned``)
@@ -229,7 +247,7 @@ def _fill_inference_record(record: Any, case: Any, spec: Task, planned: list[tup
     proxies come from those, so they are the same in every run (the gate judges FLOPs), while the rounds
     may have made more calls to fill the minimum window (``per_round_calls``), which only the energy,
     a mean per inference, includes."""
-    inferences = len(planned) * case.batch_size
+    inferences = case.inferences
     flops, tokens_in, tokens_out = (sum(w[k] for w in planned) for k in range(3))
     record.form = "case"
     record.unit = "inference"

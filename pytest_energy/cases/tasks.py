@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from .base import CaseFailure
 from .registry import Output, Task
 
 
@@ -38,10 +39,23 @@ def normalise_reference(reference: Any) -> Any:
     return reference.lower() if isinstance(reference, str) else reference
 
 
-def tokens_in(inputs: Mapping[str, Any]) -> int:
-    """Real (unpadded) input tokens of an encoded batch: its attention mask's ones (0 without a mask)."""
-    mask = inputs.get("attention_mask")
+def tokens_in(inputs: Mapping[str, Any] | Any) -> int:
+    """Real (unpadded) input tokens of an encoded batch: its attention mask's ones (0 without a mask, and
+    for inputs that are one tensor: pixels or token ids, it cannot tell)."""
+    mask = inputs.get("attention_mask") if isinstance(inputs, Mapping) else None
     return int(mask.sum()) if mask is not None else 0
+
+
+def input_shapes(inputs: Mapping[str, Any] | Any) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """The shapes of an encoded batch, by input name ("" for inputs that are one tensor), as the work of
+    a call that depends on its shapes alone is keyed."""
+    named = inputs.items() if isinstance(inputs, Mapping) else [("", inputs)]
+    return tuple(sorted((str(name), tuple(getattr(value, "shape", ()))) for name, value in named))
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class Predictor:
@@ -66,9 +80,15 @@ class Predictor:
         """Every tensor of an encoding on the model's device (other entries dropped)."""
         return {k: v.to(self.device) for k, v in encoded.items() if hasattr(v, "to")}
 
-    def encode(self, rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
-        """The model's inputs for one batch, as the task encodes them."""
-        return self.task.encode(self, rows)
+    def encode(self, rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | Any:
+        """The model's inputs for one batch, as the task encodes them: a mapping of tensors (the model's
+        keyword inputs) or one tensor; anything else fails the case in one line naming the task."""
+        inputs = self.task.encode(self, rows)
+        if not isinstance(inputs, Mapping) and not hasattr(inputs, "shape"):
+            raise CaseFailure(f"task {self.task.name!r}: encode(predictor, rows) returned {type(inputs).__name__} "
+                              f"{_shown(inputs)}; it must return the model's inputs for the batch: a mapping of "
+                              "tensors such as predictor.tokenize(texts) gives, or one tensor")
+        return inputs
 
     def __call__(self, rows: Sequence[Mapping[str, Any]]) -> Output:
         """One inference call: encode the batch and predict, without gradients."""

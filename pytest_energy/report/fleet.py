@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 #: Trend charts the nightly report draws, those of the most urgent tests first (every chart is inline
 #: SVG); every test keeps its row, change points and runners.
 NIGHTLY_TRENDS = 400
-_URGENCY = {"regression": 0, "inconclusive": 1, "incomparable": 2}
+_URGENCY = {"model changed": 0, "regression": 0, "inconclusive": 1, "incomparable": 2}
 
 
 @dataclass

@@ -66,7 +66,7 @@ class Row:
     anchor: str  # HTML id of its details
     record: Record
     status: Status  # the most urgent verdict of the record (NOT_JUDGED, "", where nothing judged it)
-    gating: bool  # False where its regression cannot fail the gate (e.g. modelled energy)
+    gating: bool  # False where its regression or model change cannot fail the gate (e.g. modelled energy)
     change: Change | None  # energy against baseline
     messages: list[str]
     quality: list[QualityValue]
@@ -182,7 +182,7 @@ class Totals:
     co2_grams: float
     counts: dict[str, int]  # rows per status ("" = not judged)
     failed: int  # tests whose outcome was failed (budgets included)
-    not_gating: int = 0  # regressions that cannot fail the gate (e.g. modelled energy)
+    not_gating: int = 0  # regressions and model changes that cannot fail the gate (e.g. modelled energy)
     no_figure: int = 0  # records with no valid window: their energy is unknown, counted nowhere
 
     @property
@@ -192,6 +192,15 @@ class Totals:
     @property
     def regressions(self) -> int:
         return self.counts.get("regression", 0)
+
+    @property
+    def model_changes(self) -> int:
+        return self.counts.get("model changed", 0)
+
+    @property
+    def failing(self) -> int:
+        """Rows whose status fails the gate where it gates: regressions and model changes."""
+        return self.regressions + self.model_changes
 
     @property
     def line(self) -> str:
@@ -232,7 +241,7 @@ class Report:
 
     title: str
     generated: str
-    rows: list[Row]  # regressions first
+    rows: list[Row]  # model changes and regressions first
     totals: Totals
     run: RunInfo | None
     gate_failed: bool
@@ -268,7 +277,8 @@ class Report:
 
     @property
     def regressions(self) -> list[Row]:
-        return [row for row in self.rows if row.status is Status.REGRESSION]
+        """The rows whose status fails the gate where it gates: model changes and regressions."""
+        return [row for row in self.rows if row.status.fails]
 
     @property
     def has_inference(self) -> bool:
@@ -376,10 +386,10 @@ def _row(index: int, record: Record, verdicts: list[Verdict], new: bool, baselin
     by_metric = {v.metric: v for v in verdicts if v.baseline_set == baseline_set}
     energy = by_metric.get("energy")
     status = most_urgent(v.status for v in verdicts) or (Status.NEW if new else Status.NOT_JUDGED)
-    gating = fails_gate(verdicts) if status is Status.REGRESSION else True
+    gating = fails_gate(verdicts) if status.fails else True
     stars, basis = rating(record)
     carbon_class, carbon_basis = carbon_efficiency_class(record) if is_fine_tune(record) else (None, "")
-    deciding = [v for v in verdicts if v.status == status and (v.gating or status is not Status.REGRESSION)] or \
+    deciding = [v for v in verdicts if v.status == status and (v.gating or not status.fails)] or \
         [v for v in verdicts if v.status == status]
     work, work_label = _work(record)
     return Row(
@@ -409,7 +419,7 @@ def _row(index: int, record: Record, verdicts: list[Verdict], new: bool, baselin
 
 
 def _order(rows: list[Row]) -> list[Row]:
-    """Regressions first, then the other verdicts by urgency; by name within a verdict."""
+    """Model changes and regressions first, then the other verdicts by urgency; by name within a verdict."""
     rows = sorted(rows, key=lambda r: (r.status.urgency, r.name))
     for index, row in enumerate(rows):
         row.index, row.anchor = index, f"r{index}"
@@ -506,7 +516,7 @@ def build_report(
         co2_grams=math.fsum(r.co2_grams for r in measured if math.isfinite(r.co2_grams)),
         counts=dict(counts),
         failed=sum(1 for r in records if r.outcome == "failed"),
-        not_gating=sum(1 for r in rows if r.status is Status.REGRESSION and not r.gating),
+        not_gating=sum(1 for r in rows if r.status.fails and not r.gating),
         no_figure=len(records) - len(measured),
     )
     fingerprint = run_info.fingerprint if run_info else (records[0].fingerprint if records else {})

@@ -15,6 +15,7 @@ class StatusStyle:
 
 
 STYLES = {
+    Status.MODEL_CHANGED: StatusStyle("s-mod", "bold magenta"),
     Status.REGRESSION: StatusStyle("s-reg", "bold red"),
     Status.INCONCLUSIVE: StatusStyle("s-inc", "yellow"),
     Status.IMPROVEMENT: StatusStyle("s-imp", "green"),

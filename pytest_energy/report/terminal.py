@@ -46,7 +46,7 @@ RIGHT = (False, True, True, False, True, False)
 
 
 def _cells(row: Row) -> tuple[str, ...]:
-    verdict = (row.status or "-") + (" (not gating)" if row.status is Status.REGRESSION and not row.gating else "")
+    verdict = (row.status or "-") + (" (not gating)" if row.status.fails and not row.gating else "")
     return (
         verdict,
         f"{fmt(row.per_iteration_net)} J/{row.per} ± {fmt(row.uncertainty, 2)} J",
@@ -79,7 +79,7 @@ def _table(rows: list[Row], verbosity: int, width: int) -> Text:
     out.append("\n" + "─" * min(width, sum(widths.values()) + 2 * (len(widths) - 1)) + "\n")
     for row, values in zip(rows, cells):
         style = terminal_style(row.status)
-        out.append(row.name + "\n", style=style if row.status is Status.REGRESSION else "bold")
+        out.append(row.name + "\n", style=style if row.status.fails else "bold")
         out.append_text(line(values, (style, "", "", "dim", style, "")))
         out.append("\n")
         extra = []
@@ -87,8 +87,8 @@ def _table(rows: list[Row], verbosity: int, width: int) -> Text:
             extra.append(f"model: {row.model}")
         if row.work is not None and verbosity > 0:
             extra.append(f"{row.work_label}: {fmt(row.work, 6)}")
-        if row.decided_by and verbosity <= 0 and row.status in (Status.REGRESSION, Status.INCONCLUSIVE,
-                                                                Status.IMPROVEMENT):
+        if row.decided_by and verbosity <= 0 and row.status in (Status.MODEL_CHANGED, Status.REGRESSION,
+                                                                Status.INCONCLUSIVE, Status.IMPROVEMENT):
             extra.append(f"decided by: {row.decided_by}")
         if row.interval_note and (row.change or verbosity > 0):  # the not-compared reason is in -v's messages
             extra.append(row.interval_note)
@@ -111,13 +111,13 @@ def _table(rows: list[Row], verbosity: int, width: int) -> Text:
 def render(report: Report, terminalreporter: Any, verbosity: int) -> None:
     """Write the energy table, the totals line and the gate's lines to pytest's terminal reporter.
 
-    ``verbosity < 0`` (``-q``): the totals line and the regressions only; ``0``: up to
-    :data:`DEFAULT_ROWS` rows with every regression; ``> 0``: every row with its verdict messages.
+    ``verbosity < 0`` (``-q``): the totals line and the regressions and model changes only; ``0``: up to
+    :data:`DEFAULT_ROWS` rows with every one of those; ``> 0``: every row with its verdict messages.
     """
     console = _console(terminalreporter)
     rows = list(report.rows)  # the HTML report's order
     if verbosity < 0:
-        rows = [row for row in rows if row.status is Status.REGRESSION]
+        rows = [row for row in rows if row.status.fails]
     elif verbosity == 0 and len(rows) > DEFAULT_ROWS:
         keep = {id(row) for row in report.regressions}
         rows = [row for i, row in enumerate(rows) if i < DEFAULT_ROWS or id(row) in keep]

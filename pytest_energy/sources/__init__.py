@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import Any
 
 from .base import Channel, Detection, Request, SourceError, SourceUnavailable
 
-__all__ = ["SOURCES", "Channel", "Detection", "Request", "Source", "SourceError", "SourceUnavailable", "detect",
-           "found_devices", "parse_devices"]
+__all__ = ["SOURCES", "Channel", "Detection", "Request", "Source", "SourceError", "SourceUnavailable", "cpu_tdp",
+           "detect", "found_devices", "parse_devices"]
 
 KINDS = ("gpu", "cpu", "ram")
 #: The ``--energy-devices`` kind each channel kind is measured for (a RAPL ``dram`` domain is the RAM).
@@ -72,8 +73,10 @@ def parse_devices(spec: str) -> dict[str, list[str] | None]:
     return wanted
 
 
-def detect(spec: str = "auto", *, rapl_root: str = "/sys/class/powercap") -> Detection:
-    """Open channels for the devices named by ``spec`` (see :func:`parse_devices`), walking :data:`SOURCES`.
+def detect(spec: str = "auto", *, rapl_root: str = "/sys/class/powercap",
+           cpu_tdp: tuple[float, str] | None = None) -> Detection:
+    """Open channels for the devices named by ``spec`` (see :func:`parse_devices`), walking :data:`SOURCES`;
+    ``cpu_tdp`` is the (watts, who set it) a modelled CPU is estimated from (:func:`cpu_tdp`).
 
     Each kind is measured by the first source that opens a channel for it; a later source is asked
     only for the kinds still missing, and channels of kinds not wanted are closed. A kind asked for by
@@ -90,7 +93,7 @@ def detect(spec: str = "auto", *, rapl_root: str = "/sys/class/powercap") -> Det
         if not kinds:
             continue
         try:
-            opened = source.open(Request({kind: wanted[kind] for kind in kinds}, rapl_root))
+            opened = source.open(Request({kind: wanted[kind] for kind in kinds}, rapl_root, cpu_tdp))
         except SourceUnavailable as error:
             for kind in kinds:
                 unavailable.setdefault(kind, []).append(str(error))
@@ -107,6 +110,12 @@ def detect(spec: str = "auto", *, rapl_root: str = "/sys/class/powercap") -> Det
         found.notes += [f"{_KIND_LABEL[kind]} energy not measured: {'; '.join(errors)}"
                         for kind, errors in unavailable.items() if kind not in measured]
     return found
+
+
+def cpu_tdp(settings: Any) -> tuple[float, str] | None:
+    """The TDP ``--energy-cpu-tdp`` (or its ini key or variable) sets, and who set it; None where unset."""
+    watts = settings.values.get("cpu_tdp")
+    return None if watts is None else (float(watts), f"set by {settings.sources.get('cpu_tdp', '--energy-cpu-tdp')}")
 
 
 def found_devices(rapl_root: str = "/sys/class/powercap") -> str:

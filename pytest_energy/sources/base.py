@@ -96,6 +96,8 @@ class Request:
     selectors: dict[str, list[str] | None]
     #: where the kernel's powercap tree is mounted (``--energy-powercap``)
     powercap: str = "/sys/class/powercap"
+    #: the CPU's rated power a modelled CPU uses, and who set it (``--energy-cpu-tdp``); None: its table's
+    cpu_tdp: tuple[float, str] | None = None
 
 
 @dataclass

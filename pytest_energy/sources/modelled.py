@@ -3,7 +3,8 @@
 The numbers are estimates and are labelled ``modelled`` everywhere. The CPU model is CodeCarbon's:
 ``TDP x (0.1 + 0.9 x load^3)``, with load taken from this process's CPU time over the window divided
 by the logical CPUs, and TDP looked up in CodeCarbon's bundled ``cpu_power.csv`` (read as a file;
-CodeCarbon itself is never imported). RAM is 3/8 W per GiB of the process's resident memory, the
+CodeCarbon itself is never imported), its 85 W default where the CPU is not there, or as
+``--energy-cpu-tdp`` sets it; the channel says which (``tdp_source``), and records carry it. RAM is 3/8 W per GiB of the process's resident memory, the
 rule CodeCarbon used before it counted DIMMs.
 """
 
@@ -49,7 +50,8 @@ def _codecarbon_cpu_table() -> Path | None:
 
 @lru_cache(maxsize=8)
 def rated_power(model: str) -> tuple[float, str]:
-    """(TDP watts, where it came from) for a CPU model name, by the longest table name inside it."""
+    """(TDP watts, where it came from) for a CPU model name, by the longest table name inside it; where
+    it came from reads after "the TDP is": CodeCarbon's table, or its default guess."""
     table = _codecarbon_cpu_table()
     if table is not None:
         best: tuple[int, float, str] | None = None
@@ -64,15 +66,15 @@ def rated_power(model: str) -> tuple[float, str]:
                     if len(name) >= 4 and name.lower() in lowered and (best is None or len(name) > best[0]):
                         best = (len(name), float(row[tdp_at]), name)
         if best is not None:
-            return best[1], f"codecarbon cpu_power.csv: {best[2]}"
-    return DEFAULT_TDP_WATTS, "default 85 W (CPU not in codecarbon cpu_power.csv)"
+            return best[1], f"from CodeCarbon's cpu_power.csv ({best[2]})"
+    return DEFAULT_TDP_WATTS, "a default guess (CodeCarbon's 85 W: this CPU is not in its cpu_power.csv)"
 
 
 def open_source(request: Request) -> Detection:
     """The registry's entry (:data:`pytest_energy.sources.SOURCES`): the modelled CPU and RAM asked for."""
     channels: list[Channel] = []
     if "cpu" in request.selectors:
-        channels.append(CpuChannel())
+        channels.append(CpuChannel(*request.cpu_tdp) if request.cpu_tdp else CpuChannel())
     if "ram" in request.selectors:
         channels.append(RamChannel())
     return Detection(channels)
@@ -130,12 +132,13 @@ class CpuChannel(_ModelledChannel):
     device = "cpu"
     kind = "cpu"
 
-    def __init__(self, tdp_watts: float | None = None, logical_cpus: int | None = None) -> None:
+    def __init__(self, tdp_watts: float | None = None, tdp_source: str = "given by the caller",
+                 logical_cpus: int | None = None) -> None:
         self.model = cpu_model()
         if tdp_watts is None:
             self.tdp_watts, self.tdp_source = rated_power(self.model)
         else:
-            self.tdp_watts, self.tdp_source = tdp_watts, "given"
+            self.tdp_watts, self.tdp_source = tdp_watts, tdp_source
         self.logical_cpus = logical_cpus or os.cpu_count() or 1
         super().__init__()
 
