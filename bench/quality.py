@@ -47,9 +47,10 @@ def budget(values: list[float], higher_is_better: bool = True) -> float | None:
     if len(values) < 3:
         return None
     centre, spread = statistics.fmean(values), statistics.stdev(values)
+    # Rounded to 1e-9 before the hundredths, so 0.40 read as 0.4000000001 is not raised to 0.41.
     if higher_is_better:
-        return math.floor(min(centre - SIGMAS * spread, min(values) - spread) * 100) / 100
-    return math.ceil(max(centre + SIGMAS * spread, max(values) + spread) * 100) / 100
+        return math.floor(round(min(centre - SIGMAS * spread, min(values) - spread) * 100, 9)) / 100
+    return math.ceil(round(max(centre + SIGMAS * spread, max(values) + spread) * 100, 9)) / 100
 
 
 def runs_of(document: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -58,10 +59,13 @@ def runs_of(document: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
     found: dict[str, dict[str, dict[str, Any]]] = {}
     for record in document.get("records", []):
         for metric, entry in sorted(record.get("quality", {}).items()):
-            if not (isinstance(entry, dict) and entry.get("trained_in_run") and entry.get("runs")):
-                continue
+            entry = entry if isinstance(entry, dict) else {}
+            runs = [run for run in entry.get("runs") or []
+                    if isinstance(run, dict) and isinstance(run.get("value"), (int, float))]
+            if not (entry.get("trained_in_run") and runs):
+                continue  # not trained here, or not computed here (BERTScore without its model): no spread
             found.setdefault(record["name"], {})[metric] = {
-                "runs": [run for run in entry["runs"] if isinstance(run.get("value"), (int, float))],
+                "runs": runs,
                 "higher_is_better": entry.get("higher_is_better", True),
                 "computed_by": entry.get("computed_by", ""), "outcome": record.get("outcome", "")}
     return found

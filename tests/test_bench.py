@@ -172,3 +172,29 @@ def test_the_ordinary_suite_bench_runs_each_way_against_a_commit_and_writes_its_
     text = table.read_text()
     assert "5 short tests" in text and "| this tree | run --energy --energy-top 10 |" in text and "| HEAD |" in text
     assert text in capsys.readouterr().out
+
+
+def test_the_quality_bench_reads_the_runs_and_pools_machines_into_the_budget_rule():
+    from bench import quality
+
+    def document(values, outcome="passed"):
+        runs = [{"value": v, "seed": i, "threads": 1} for i, v in enumerate(values)]
+        return {"records": [{"name": "s.py::case", "outcome": outcome, "quality": {
+            "rouge1": {"value": values[0], "trained_in_run": True, "runs": runs, "higher_is_better": True},
+            "bertscore": {"value": None, "trained_in_run": True, "runs": [{"value": None, "seed": 0}]},
+            "accuracy": {"value": 0.9}}}]}  # not trained here: no spread to measure
+
+    here = {"device": "intel", "records": quality.runs_of(document([0.70, 0.72, 0.74, 0.71, 0.73]))}
+    assert list(here["records"]["s.py::case"]) == ["rouge1"]  # a figure not computed here has no spread
+    # mean 0.72, sd 0.0158: mean - 4 sd = 0.6568 is below the lowest run - 1 sd (0.684): 0.65
+    assert quality.budget([0.70, 0.72, 0.74, 0.71, 0.73]) == 0.65
+    assert quality.budget([0.70, 0.72]) is None  # two runs give no spread worth a budget
+    assert quality.budget([0.30, 0.32, 0.34], higher_is_better=False) == 0.40  # 0.32 + 4 x 0.02
+    other = {"device": "amd", "records": quality.runs_of(document([0.78, 0.79, 0.80]))}
+    pool = quality.pooled([here, other])
+    assert [run["device"] for run in pool["s.py::case"]["rouge1"]["runs"]] == ["intel"] * 5 + ["amd"] * 3
+    table = quality.markdown(dict(here, date="2026-12-06", command="pytest", hardware="intel-x", summary="ok",
+                                  exit_code=0, wall_seconds=1.0, seeds=5), pool, [Path("quality-x-amd.json")])
+    row = next(line for line in table.splitlines() if line.startswith("| `case` | rouge1 |"))
+    assert row.split("|")[8:10] == [" 8 ", f" {quality.budget([0.70, 0.72, 0.74, 0.71, 0.73, 0.78, 0.79, 0.80]):.2f} "]
+    assert "Pooled with: `quality-x-amd.json`" in table

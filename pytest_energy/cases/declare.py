@@ -158,6 +158,7 @@ class FineTuneCase(Case):
     optimizer: str = "adamw"
     schedule: str = "linear"  # linear warm-up then linear decay to 0, or constant after warm-up
     warmup_steps: int = 0
+    max_grad_norm: float | None = 1.0  # gradient clipping, as transformers' Trainer; None: none
     seed: int = 0
     device: str = "auto"
     dtype: str = "float32"  # the weights' dtype while training
@@ -200,6 +201,11 @@ class FineTuneCase(Case):
             raise ValueError(f"{owner}: schedule {self.schedule!r}; expected one of {', '.join(SCHEDULES)}")
         if self.batch_size < 1 or self.learning_rate <= 0 or self.warmup_steps < 0:
             raise ValueError(f"{owner}: batch_size >= 1, learning_rate > 0 and warmup_steps >= 0 are required")
+        if self.max_grad_norm is not None and not (isinstance(self.max_grad_norm, (int, float))
+                                                   and not isinstance(self.max_grad_norm, bool)
+                                                   and 0 < self.max_grad_norm < float("inf")):
+            raise ValueError(f"{owner}: max_grad_norm={self.max_grad_norm!r}: expected a number > 0, or None for no "
+                             "gradient clipping")
         _check_common(self, owner)
         if not get_task(self.task).trainable:
             raise ValueError(f"{owner}: task {self.task!r} cannot be fine-tuned (it has no train_batch)")

@@ -315,6 +315,7 @@ class _FineTune:
         case = self.case
         return train(self.model, self.loaded.processor, spec, self.train_rows, steps=self.steps,
                      batch_size=case.batch_size, learning_rate=case.learning_rate, weight_decay=case.weight_decay,
+                     max_grad_norm=case.max_grad_norm,
                      optimizer=case.optimizer, schedule=case.schedule, warmup_steps=case.warmup_steps, seed=case.seed,
                      on_step=on_step, **self.options)
 

@@ -56,13 +56,15 @@ def optimiser(model: Any, name: str, learning_rate: float, weight_decay: float) 
 def train(model: Any, tokenizer: Any, task: Task, rows: Sequence[dict[str, Any]], *, steps: int, batch_size: int,
           learning_rate: float, weight_decay: float = 0.0, optimizer: str = "adamw", schedule: str = "linear",
           warmup_steps: int = 0, seed: int = 0, device: str = "cpu", prefix: str = "", max_input_tokens: int = 128,
-          max_target_tokens: int = 48, pad_to_max: bool = True,
+          max_target_tokens: int = 48, pad_to_max: bool = True, max_grad_norm: float | None = 1.0,
           on_step: Callable[[], None] | None = None) -> list[float]:
     """Train ``model`` in place for ``steps`` steps; returns the loss of every step. ``on_step`` is called
     after each step (a measured fine-tune marks its steps there: the rounds' edges).
 
     The schedule warms the learning rate up linearly over ``warmup_steps``, then keeps it (constant)
-    or decays it linearly to zero at the last step (linear).
+    or decays it linearly to zero at the last step (linear). Gradients are clipped to ``max_grad_norm``
+    (None: not clipped), as Hugging Face's Trainer does by default: without it, a model trained from
+    scratch at a high learning rate collapsed on some seeds (bench/results/quality-*.md).
     """
     import torch
 
@@ -82,6 +84,8 @@ def train(model: Any, tokenizer: Any, task: Task, rows: Sequence[dict[str, Any]]
                                pad_to_max=pad_to_max, device=device)
         loss = model(**batch).loss
         loss.backward()
+        if max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], max_grad_norm)
         optim.step()
         scheduler.step()
         optim.zero_grad(set_to_none=True)
