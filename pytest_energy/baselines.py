@@ -10,8 +10,9 @@ next to its test in a diff. A record's entry is split by what its numbers depend
   go what a verdict needs to know how far they move by chance: each example's score
   (``quality_examples``, keyed by example so a later run is compared on the same examples) and, for a
   model trained in the run, the figures of several training runs (``quality_runs``: seeds and thread
-  counts, on every runner that recorded some). Files without them (written before they existed) are
-  read; their quality is then judged by the tolerance alone, with a note;
+  counts, on every runner that recorded some with ``--energy-quality-seeds``). Files without them
+  (written before they existed) are read; their quality is then judged by the tolerance alone, with a
+  note;
 * ``energy``, keyed by device kind (:func:`pytest_energy.fingerprint.device_kinds`, e.g.
   ``"gpu: NVIDIA H100 80GB HBM3 x1"``): per kind the rounds a verdict needs (iterations, seconds,
   net joules, net joules per device), which method measured each device, the reference-workload
@@ -116,7 +117,7 @@ class QualityRun:
     """The quality figures of one training run of a model trained in the run."""
 
     values: dict[str, float]  # metric -> figure
-    seed: int | None  # None: the case's own seed, from a baseline recorded before runs were kept
+    seed: int | None  # None: not recorded
     threads: int | None  # torch threads the run trained with (None: not recorded)
     hardware: str  # fingerprint id of the runner
 
@@ -732,19 +733,14 @@ def merged(existing: Baseline | None, entry: Baseline) -> Baseline:
 
 def pooled_runs(existing: Baseline, entry: Baseline) -> list[QualityRun]:
     """The training runs a refreshed entry keeps: its own, and the other runners' of the same model on
-    the same examples (a spread between runs that pools both CPU models of a fleet). An entry recorded
-    before runs were kept counts as one run of its runner where this refresh brings runs of another."""
+    the same examples (a spread between runs that pools every CPU model of a fleet that recorded one)."""
     same_model = existing.model == entry.model and (
         existing.examples is None or entry.examples is None or existing.examples.keys == entry.examples.keys)
     if not same_model:
         return list(entry.runs)
     if not entry.runs:
         return list(existing.runs)
-    others = [run for run in existing.runs if run.hardware != entry.hardware and run not in entry.runs]
-    if (existing.hardware and existing.hardware != entry.hardware and existing.quality
-            and not any(run.hardware == existing.hardware for run in existing.runs)):
-        others.append(QualityRun(dict(existing.quality), None, None, existing.hardware))
-    return others + list(entry.runs)
+    return [run for run in existing.runs if run.hardware != entry.hardware and run not in entry.runs] + list(entry.runs)
 
 
 def update(folder: Path, baselines: Iterable[Baseline], replace: Iterable[str] = ()) -> Update:

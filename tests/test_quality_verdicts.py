@@ -225,22 +225,30 @@ def test_a_metric_not_computable_here_is_said_and_does_not_fail(tmp_path: Path) 
 # -- the baseline keeps what the verdicts need ---------------------------------------------------------
 def test_the_baseline_keeps_example_scores_and_pools_runs_of_every_runner(tmp_path: Path) -> None:
     folder = store.set_folder(tmp_path / "baselines", "default")
-    amd = _record_with(_fine_tune(0.79, 1), trained=True, fingerprint=OTHER_HARDWARE)
+    amd = _record_with(_fine_tune(0.79, 1), trained=True, runs=[(0.79, 0), (0.76, 1), (0.81, 2)],
+                       fingerprint=OTHER_HARDWARE)
     store.update(folder, [store.from_record(amd)])
     intel = _record_with(_fine_tune(0.70, 2), trained=True, runs=[(0.70, 0), (0.72, 1), (0.66, 2)])
     store.update(folder, [store.from_record(intel)])
     [stored] = store.load_set(folder).baselines.values()
     assert stored.trained_in_run and stored.examples is not None and stored.examples.keys == KEYS[:100]
     assert [(run.hardware, run.seed) for run in stored.runs] == [
-        ("amd-epyc-2c-020e00a4", None), (FINGERPRINT["id"], 0), (FINGERPRINT["id"], 1), (FINGERPRINT["id"], 2)]
+        ("amd-epyc-2c-020e00a4", 0), ("amd-epyc-2c-020e00a4", 1), ("amd-epyc-2c-020e00a4", 2),
+        (FINGERPRINT["id"], 0), (FINGERPRINT["id"], 1), (FINGERPRINT["id"], 2)]
     assert stored.runs[0].values["rouge1"] == pytest.approx(amd.quality["rouge1"]["value"], abs=1e-6)
     text = (folder / "t.py.json").read_text()
     assert '"keys": ["k000","k001",' in text  # per-example lists on one line each
-    # A changed model keeps none of the old runs.
-    intel.extra["model"]["digest"] = "d2"
-    store.update(folder, [store.from_record(intel)])
-    [changed] = store.load_set(folder).baselines.values()
-    assert {run.hardware for run in changed.runs} == {FINGERPRINT["id"]}
+    # A refresh without runs keeps the runs of the same model; a runner's new runs replace only its own.
+    again = _record_with(_fine_tune(0.70, 2), trained=True, runs=[(0.71, 3), (0.69, 4), (0.70, 5)])
+    store.update(folder, [store.from_record(_record_with(_fine_tune(0.70, 2), trained=True))])
+    assert len(store.load_set(folder).baselines[NAME].runs) == 6
+    store.update(folder, [store.from_record(again)])
+    assert [(run.hardware == FINGERPRINT["id"], run.seed) for run in store.load_set(folder).baselines[NAME].runs] == [
+        (False, 0), (False, 1), (False, 2), (True, 3), (True, 4), (True, 5)]
+    # A changed model (a fallback's recipe is part of it) keeps none of the old runs.
+    again.extra["model"]["digest"] = "d2"
+    store.update(folder, [store.from_record(again)])
+    assert {run.hardware for run in store.load_set(folder).baselines[NAME].runs} == {FINGERPRINT["id"]}
 
 
 @pytest.mark.parametrize("broken, problem", [
@@ -398,3 +406,15 @@ def test_the_report_shows_each_figure_with_its_interval() -> None:
     record.quality["accuracy"]["interval"] = [0.69, 0.81]  # as cases.evaluate.score keeps it
     [row] = build_report([record], make_judgement([]), make_run_info(), None).rows
     assert row.quality_text.startswith("accuracy 0.75 [0.69, 0.81], f1 ")
+
+
+def test_a_fallbacks_training_recipe_is_part_of_its_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clipping its gradients changed what a fallback learns (and its quality's spread): the same
+    definition trained another way is another model, whose baseline and runs start anew."""
+    from pytest_energy.cases import Fallback, fallback, get_task
+
+    spec = get_task("text-classification")
+    definition = Fallback("distilbert", [{"text": "a b", "label": 0}, {"text": "c d", "label": 1}], steps=5)
+    before = fallback._key(definition, spec, "", {}, 16)
+    monkeypatch.setitem(fallback.RECIPE, "max_grad_norm", None)
+    assert fallback._key(definition, spec, "", {}, 16) != before

@@ -48,6 +48,11 @@ INPUT_NAMES = ["input_ids", "attention_mask"]
 
 _TRAINED: dict[str, tuple[Any, Any, dict[str, Any]]] = {}
 
+#: How every fallback trains beside its own fields: part of its key, so a change of recipe is another
+#: model to the gate (its quality is another draw), never the baseline's model trained anew.
+RECIPE: dict[str, Any] = {"max_target_tokens": 64, "pad_to_max": False, "max_grad_norm": 1.0,
+                          "warmup": "min(30, steps // 10)"}
+
 
 def _key(fallback: Fallback, task: Task, prefix: str, columns: dict[str, str], max_input_tokens: int) -> str:
     """Everything that shapes a fallback (its definition, sizes, data, task): its cache key and the
@@ -59,7 +64,7 @@ def _key(fallback: Fallback, task: Task, prefix: str, columns: dict[str, str], m
     definition = {k: v for k, v in asdict(fallback).items() if k not in ("data", "overrides")}
     shape = {"fallback": definition, "sizes": TINY.get(fallback.model_type, {}),
              "data": fingerprint(fallback.data), "task": task.name, "prefix": prefix, "columns": columns,
-             "max_input_tokens": max_input_tokens}
+             "max_input_tokens": max_input_tokens, "recipe": RECIPE}
     return hashlib.sha256(json.dumps(shape, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -198,7 +203,8 @@ def _train_new(fallback: Fallback, task: Task, prefix: str, columns: dict[str, s
         if fallback.steps:
             losses = train(model, processor, task, rows, steps=fallback.steps, batch_size=fallback.batch_size,
                            learning_rate=fallback.learning_rate, seed=fallback.seed, device="cpu", prefix=prefix,
-                           max_input_tokens=max_input_tokens, max_target_tokens=64, pad_to_max=False,
+                           max_input_tokens=max_input_tokens, max_target_tokens=RECIPE["max_target_tokens"],
+                           pad_to_max=RECIPE["pad_to_max"], max_grad_norm=RECIPE["max_grad_norm"],
                            warmup_steps=min(30, fallback.steps // 10))
     finally:
         torch.set_num_threads(threads)  # the measured run keeps the machine's setting
