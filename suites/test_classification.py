@@ -20,6 +20,6 @@ sst2_classification = InferenceCase(
     max_energy="1 Wh",  # per 1,000 inferences, gross
     quality={"accuracy": 0.85, "f1": 0.85},
     fallback=Fallback("distilbert", DATA / "sentiment_train.jsonl", steps=150, batch_size=32, learning_rate=2e-3,
-                      overrides={"quality": {"accuracy": 0.75, "f1": 0.75}}),
+                      overrides={"quality": {"accuracy": 0.68, "f1": 0.67}}),  # measured spread: docs/cases.md
     variants={"fp32": {"dtype": "float32"}, "bf16": {"dtype": "bfloat16"}},
 )

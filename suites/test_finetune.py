@@ -4,7 +4,8 @@ The whole fine-tune is one measured block, its steps taken in rounds after a war
 fine-tune, per step (judged with an interval, as an inference case's) and an estimate per epoch, then ROUGE/METEOR after training on held-out articles. With facebook/bart-base in the local
 cache that model is fine-tuned; without it a 2+2-layer BART built from a config (tokenizer trained on
 the training articles) is trained from scratch with a higher learning rate and tighter budgets
-(ROUGE-1 about 0.79 on the evaluation articles, whose names and lead sentences are partly new to it).
+(ROUGE-1 0.71 on the evaluation articles, whose names and lead sentences are partly new to it; 0.71-0.81
+over five seeds and thread counts).
 """
 
 from pathlib import Path
@@ -34,5 +35,6 @@ highlights_finetune = FineTuneCase(
     bertscore_model=MINILM,  # BERTScore after training too, as the other arms (test_finetune_arms.py)
     bertscore_layers=6,
     fallback=Fallback("bart", DATA / "highlights_train.jsonl", steps=0,
-                      overrides={"learning_rate": 5e-3, "quality": {"rouge1": 0.7, "rougeL": 0.7, "meteor": 0.7}}),
+                      overrides={"learning_rate": 5e-3,  # budgets from the measured spread: docs/cases.md
+                                 "quality": {"rouge1": 0.56, "rougeL": 0.55, "meteor": 0.57}}),
 )

@@ -39,7 +39,8 @@ highlights_finetune_t5 = FineTuneCase(
     bertscore_model=MINILM,
     bertscore_layers=6,
     fallback=Fallback("t5", DATA / "highlights_train.jsonl", steps=0,
-                      overrides={"learning_rate": 5e-3, "quality": {"rouge1": 0.65, "rougeL": 0.65, "meteor": 0.65}}),
+                      overrides={"learning_rate": 5e-3,  # budgets from the measured spread: docs/cases.md
+                                 "quality": {"rouge1": 0.64, "rougeL": 0.63, "meteor": 0.64}}),
 )
 
 highlights_finetune_llama = FineTuneCase(
@@ -62,6 +63,6 @@ highlights_finetune_llama = FineTuneCase(
     bertscore_model=MINILM,
     bertscore_layers=6,
     fallback=Fallback("llama", DATA / "highlights_train.jsonl", steps=0,
-                      overrides={"lora": None, "learning_rate": 5e-3,
-                                 "quality": {"rouge1": 0.5, "rougeL": 0.5, "meteor": 0.5}}),
+                      overrides={"lora": None, "learning_rate": 5e-3,  # budgets: measured spread, docs/cases.md
+                                 "quality": {"rouge1": 0.33, "rougeL": 0.33, "meteor": 0.33}}),
 )

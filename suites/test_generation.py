@@ -22,5 +22,5 @@ prompts_generation = GenerationCase(
     inferences=100,  # two passes over the 50 prompts; the records still give energy per 1,000 queries
     max_new_tokens=16,
     fallback=Fallback("llama", DATA / "prompts_train.jsonl", steps=150, batch_size=16, learning_rate=5e-3,
-                      overrides={"quality": {"rougeL": 0.75}}),
+                      overrides={"quality": {"rougeL": 0.65}}),  # measured spread: docs/cases.md
 )

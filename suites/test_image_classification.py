@@ -21,5 +21,5 @@ shape_classification = InferenceCase(
     inferences=1000,
     max_energy="2 Wh",  # per 1,000 inferences, gross
     fallback=Fallback("resnet", DATA / "shapes_train.jsonl", steps=250, batch_size=32, learning_rate=3e-3,
-                      overrides={"quality": {"accuracy": 0.6}}),
+                      overrides={"quality": {"accuracy": 0.71}}),  # measured spread: docs/cases.md
 )

@@ -22,5 +22,5 @@ news_questions = InferenceCase(
     max_energy="2 Wh",  # per 1,000 inferences, gross
     quality={"exact_match": 0.5, "token_f1": 0.6},
     fallback=Fallback("distilbert", DATA / "questions_train.jsonl", steps=200, batch_size=16, learning_rate=3e-3,
-                      overrides={"quality": {"exact_match": 0.2, "token_f1": 0.25}}),
+                      overrides={"quality": {"exact_match": 0.11, "token_f1": 0.17}}),  # measured spread: docs/cases.md
 )

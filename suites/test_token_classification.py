@@ -22,5 +22,5 @@ entity_tagging = InferenceCase(
     max_energy="2 Wh",  # per 1,000 inferences, gross
     quality={"entity_f1": 0.6},
     fallback=Fallback("bert", DATA / "entities_train.jsonl", steps=200, batch_size=32, learning_rate=3e-3,
-                      overrides={"quality": {"entity_f1": 0.3}}),
+                      overrides={"quality": {"entity_f1": 0.34}}),  # measured spread: docs/cases.md
 )

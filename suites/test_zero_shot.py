@@ -26,5 +26,5 @@ sentiment_zero_shot = InferenceCase(
     batch_size=1,
     quality={"accuracy": 0.75},
     fallback=Fallback("llama", DATA / "sentiment_train.jsonl", steps=150, batch_size=32, learning_rate=5e-3,
-                      overrides={"quality": {"accuracy": 0.65}}),
+                      overrides={"quality": {"accuracy": 0.66}}),  # measured spread: docs/cases.md
 )
