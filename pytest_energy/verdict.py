@@ -617,14 +617,19 @@ def judge_quality(
 ) -> Verdict:
     """A quality figure against its budget, then against its baseline, respecting how far it moves by
     chance: ``spreads`` are the measured intervals of its difference to the baseline (over the
-    examples, between training runs; :mod:`pytest_energy.resampling`), and the widest decides.
+    examples, between training runs; :mod:`pytest_energy.resampling`).
 
-    With the difference ``d`` (current - baseline, signed so that positive is better), its interval
-    ``[low, high]`` and the tolerance ``t`` (a minimum effect, as for energy):
+    With the difference ``d`` (current - baseline, signed so that positive is better) and the tolerance
+    ``t`` (a minimum effect, as for energy):
 
-    * regression: the interval lies below 0 and ``d < -t``; improvement: above 0 and ``d > t``;
-    * unchanged: the interval lies inside ``[-t, t]``; inconclusive: anything else (a change within
-      the noise, or one the noise cannot rule in or out), said with the interval.
+    * regression: the **widest** interval lies below 0 and ``d < -t``; improvement: above 0 and ``d > t``.
+      A change must stand out from every way the figure varies by chance (for a model trained in the
+      run, another seed or CPU trains another model) before it fails anything;
+    * unchanged: the examples' paired interval (the difference of these two models on the same
+      examples; the only interval where there is no other) lies inside ``[-t, t]``: a model that scores
+      the same, example for example, is unchanged whatever another training run could do;
+    * inconclusive: anything else (a change within the noise, or one the noise cannot rule in or out),
+      said with the interval that decided.
 
     Without a spread (a baseline written before per-example scores were kept, a metric that keeps
     none) it is judged as :func:`judge_value` judges one number, with ``note`` saying why.
@@ -637,27 +642,32 @@ def judge_quality(
             judged.message += suffix
             return judged
     assert baseline is not None
-    decisive = max(spreads, key=lambda spread: spread.half_width)
     sign = 1 if higher_is_better else -1
-    gain = sign * decisive.estimate
-    low, high = sorted((sign * decisive.low, sign * decisive.high))
     allowed = tolerance.allowed(baseline)
+
+    def gained(spread: Difference) -> tuple[float, float, float]:  # estimate, low, high; positive is better
+        low, high = sorted((sign * spread.low, sign * spread.high))
+        return sign * spread.estimate, low, high
+
+    widest = max(spreads, key=lambda spread: spread.half_width)
+    paired = next((spread for spread in spreads if spread.source == "examples"), widest)
+    gain, low, high = gained(widest)
     if high < 0 and gain < -allowed:
-        status = Status.REGRESSION
+        status, decided = Status.REGRESSION, widest
     elif low > 0 and gain > allowed:
-        status = Status.IMPROVEMENT
-    elif low >= -allowed and high <= allowed:
-        status = Status.UNCHANGED
+        status, decided = Status.IMPROVEMENT, widest
+    elif -allowed <= gained(paired)[1] and gained(paired)[2] <= allowed:
+        status, decided = Status.UNCHANGED, paired
     else:
-        status = Status.INCONCLUSIVE
+        status, decided = Status.INCONCLUSIVE, widest
     relative = f" ({percent_change(value / baseline)})" if baseline else ""
     message = (f"{metric} {value:.4g} vs {baseline:.4g}{relative} in {baseline_set!r}: {status}; difference "
-               f"{decisive.estimate:+.3g} [{decisive.low:+.3g}, {decisive.high:+.3g}] ({percent(CONFIDENCE)}, "
-               f"{decisive.detail}; {tolerance.describe()})")
+               f"{decided.estimate:+.3g} [{decided.low:+.3g}, {decided.high:+.3g}] ({percent(CONFIDENCE)}, "
+               f"{decided.detail}; {tolerance.describe()})")
     if status is Status.INCONCLUSIVE:
         message += "; the change is within what this figure varies by chance, or too close to tell"
     if status is Status.IMPROVEMENT:
         message += f"; refresh the baseline with {refresh}"
-    bounds = (1 + decisive.low / baseline, 1 + decisive.high / baseline) if baseline else (None, None)
+    bounds = (1 + decided.low / baseline, 1 + decided.high / baseline) if baseline else (None, None)
     return Verdict(name, metric, status, value / baseline if baseline else None, bounds[0], bounds[1], tolerance.value,
                    baseline_set, message + suffix, gating)

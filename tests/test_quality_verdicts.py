@@ -418,3 +418,13 @@ def test_a_fallbacks_training_recipe_is_part_of_its_model(monkeypatch: pytest.Mo
     before = fallback._key(definition, spec, "", {}, 16)
     monkeypatch.setitem(fallback.RECIPE, "max_grad_norm", None)
     assert fallback._key(definition, spec, "", {}, 16) != before
+
+
+def test_a_trained_case_that_scores_the_same_example_for_example_is_unchanged(tmp_path: Path) -> None:
+    """A deterministic rerun (the runner and seed that recorded it) gives the same scores: unchanged,
+    though another training run could move the figure far (the runs' interval is wide)."""
+    baseline = _record_with(_fine_tune(0.74, 1), trained=True, runs=RUNS)
+    verdict, judgement = _verdict(tmp_path, baseline, _record_with(_fine_tune(0.74, 1), trained=True), "rouge1")
+    assert verdict.status is Status.UNCHANGED
+    assert "difference +0 [+0, +0] (98 %, paired bootstrap over the 100 examples both scored" in verdict.message
+    assert judgement.summary[0].startswith("pytest-energy gate passed: 1 unchanged")
