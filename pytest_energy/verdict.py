@@ -661,9 +661,13 @@ def judge_quality(
     else:
         status, decided = Status.INCONCLUSIVE, widest
     relative = f" ({percent_change(value / baseline)})" if baseline else ""
+
+    def signed(number: float) -> str:  # below the 6 digits baselines keep, a difference is their rounding
+        return f"{0.0 if abs(number) < 1e-6 * max(1.0, abs(baseline)) else number:+.3g}"
+
     message = (f"{metric} {value:.4g} vs {baseline:.4g}{relative} in {baseline_set!r}: {status}; difference "
-               f"{decided.estimate:+.3g} [{decided.low:+.3g}, {decided.high:+.3g}] ({percent(CONFIDENCE)}, "
-               f"{decided.detail}; {tolerance.describe()})")
+               f"{signed(decided.estimate)} [{signed(decided.low)}, {signed(decided.high)}] "
+               f"({percent(CONFIDENCE)}, {decided.detail}; {tolerance.describe()})")
     if status is Status.INCONCLUSIVE:
         message += "; the change is within what this figure varies by chance, or too close to tell"
     if status is Status.IMPROVEMENT:
