@@ -156,6 +156,7 @@ class Baseline:
     examples: QualityExamples | None = None  # None: not kept (a metric without per-example items, an old file)
     runs: list[QualityRun] = field(default_factory=list)  # training runs' figures (--energy-quality-seeds)
     trained_in_run: bool = False  # its model was trained in the run that recorded it (a fine-tune, a fallback)
+    trained_weights: str = ""  # the digest of the weights it trained to (cases.models.weights_digest)
 
     @property
     def measurement(self) -> Measurement:
@@ -186,6 +187,8 @@ class Baseline:
             data["quality_runs"] = [run.to_json() for run in self.runs]
         if self.trained_in_run:
             data["trained_in_run"] = True
+        if self.trained_weights:
+            data["trained_weights"] = self.trained_weights
         return data
 
 
@@ -287,6 +290,12 @@ def quality_runs(record: Record) -> list[QualityRun]:
 def trained_in_run(record: Record) -> bool:
     """Whether the record's model was trained in its run (its quality entries say so)."""
     return any(isinstance(entry, dict) and entry.get("trained_in_run") for entry in record.quality.values())
+
+
+def trained_weights(record: Record) -> str:
+    """The digest of the weights the record's model trained to in its run ("" where it trained none)."""
+    return next((str(entry["trained_weights"]) for entry in record.quality.values()
+                 if isinstance(entry, dict) and entry.get("trained_weights")), "")
 
 
 #: The proxies the gate judges, by preference: FLOPs per inference where a record has them (its unit
@@ -397,6 +406,7 @@ def from_record(record: Record, kinds: Iterable[DeviceKind] | None = None) -> Ba
         examples=quality_examples(record),
         runs=quality_runs(record),
         trained_in_run=trained_in_run(record),
+        trained_weights=trained_weights(record),
         form=record.form,
         iterations_per_call=record.iterations_per_call,
     )
@@ -490,9 +500,10 @@ def _entry(path: Path, name: str, data: Any) -> Baseline:
         raise _fix(path, f"has record {name!r} whose 'model' is not field -> text")
     if not isinstance(energy, dict):
         raise _fix(path, f"has record {name!r} whose 'energy' is not device kind -> energy")
-    trained = data.get("trained_in_run", False)
-    if not isinstance(trained, bool):
-        raise _fix(path, f"has record {name!r} whose 'trained_in_run' is not true or false")
+    trained, weights = data.get("trained_in_run", False), data.get("trained_weights", "")
+    if not isinstance(trained, bool) or not isinstance(weights, str):
+        raise _fix(path, f"has record {name!r} whose 'trained_in_run' is not true or false, or 'trained_weights' "
+                         "not a digest")
     form, per_call = data.get("form", ""), data.get("iterations_per_call", 0)
     if not isinstance(form, str) or isinstance(per_call, bool) or not isinstance(per_call, int) or per_call < 0:
         raise _fix(path, f"has record {name!r} whose 'form' is not text or 'iterations_per_call' not a count")
@@ -511,6 +522,7 @@ def _entry(path: Path, name: str, data: Any) -> Baseline:
         examples=_examples_entry(path, name, data.get("quality_examples")),
         runs=_runs_entry(path, name, data.get("quality_runs", [])),
         trained_in_run=trained,
+        trained_weights=weights,
         form=form,
         iterations_per_call=per_call,
     )

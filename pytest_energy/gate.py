@@ -431,10 +431,12 @@ def _quality_spreads(record: Record, metric: str, value: float, baseline: store.
     carries, and whether that verdict must not gate.
 
     Over the examples (paired on the examples both scored) where both sides kept per-example scores;
-    between training runs where the baseline holds at least :data:`resampling.MIN_RUNS` of them. A model
-    trained in the run with no such runs is judged over its examples only, which cannot see how much
-    training varies: gating only on the runner and CPU device that recorded it (where training is
-    deterministic), said otherwise."""
+    between training runs where the baseline holds at least :data:`resampling.MIN_RUNS` of them, unless
+    this run's model trained to the very weights of the baseline's (a deterministic rerun: the same
+    model, judged over its examples alone, so a change of how it is run shows sharply). A model trained
+    in the run with no such runs is judged over its examples only, which cannot see how much training
+    varies: gating only on the runner and CPU device that recorded it (where training is deterministic),
+    said otherwise."""
     from .quality import METRICS, mean
 
     spreads: list[Difference] = []
@@ -452,6 +454,11 @@ def _quality_spreads(record: Record, metric: str, value: float, baseline: store.
     elif not stored:
         notes.append("the baseline keeps no per-example scores (recorded before they were kept): judged by the "
                      "tolerance alone; --energy-update-baselines keeps them")
+    weights = store.trained_weights(record)
+    if trained and weights and weights == baseline.trained_weights:
+        # The same trained bytes as the baseline's model: no other training run is in the comparison.
+        notes.append("trained to the same weights as the baseline's model: judged over its examples")
+        return spreads, notes, False
     runs = [run for run in baseline.runs if metric in run.values]
     between = runs_difference(value, [run.values[metric] for run in runs], confidence=CONFIDENCE,
                               described=_describe_runs(runs)) if runs else None

@@ -58,7 +58,7 @@ def _rouge(level: float, seed: int, count: int = 100) -> list[float]:
 
 def _record_with(quality_entries: dict[str, dict[str, Any]], *, trained: bool = False,
                  runs: list[tuple[float, int]] | None = None, fingerprint: dict[str, Any] = FINGERPRINT,
-                 device: str = "cpu") -> Any:
+                 device: str = "cpu", weights: str = "") -> Any:
     record = _record(NAME, BASE)
     record.fingerprint = fingerprint
     record.extra["model"] = {"requested": "org/m", "ran": "fallback", "source": "fallback", "digest": "d1"}
@@ -67,6 +67,8 @@ def _record_with(quality_entries: dict[str, dict[str, Any]], *, trained: bool = 
     for metric, entry in record.quality.items():
         if trained:
             entry["trained_in_run"] = True
+        if weights:
+            entry["trained_weights"] = weights
         if runs:
             entry["runs"] = [{"value": value + (entry["value"] - runs[0][0]), "seed": seed, "threads": 1}
                              for value, seed in runs]
@@ -428,3 +430,20 @@ def test_a_trained_case_that_scores_the_same_example_for_example_is_unchanged(tm
     assert verdict.status is Status.UNCHANGED
     assert "difference +0 [+0, +0] (98 %, paired bootstrap over the 100 examples both scored" in verdict.message
     assert judgement.summary[0].startswith("pytest-energy gate passed: 1 unchanged")
+
+
+def test_the_same_trained_weights_judge_a_change_of_how_the_model_runs_over_its_examples(tmp_path: Path) -> None:
+    """Generating fewer new tokens changes no weight: where the model trained to the baseline's very
+    weights (a deterministic rerun), the spread between training runs is not in the comparison, so the
+    fall shows sharply; trained to other weights (another CPU), the same fall is within that spread."""
+    baseline = _record_with(_fine_tune(0.74, 1), trained=True, runs=RUNS, weights="w1")
+    shorter = _retrained(baseline.quality, -0.10, 9)  # every summary cut short: -0.10 ROUGE-1
+    verdict, judgement = _verdict(tmp_path, baseline, _record_with(shorter, trained=True, weights="w1"), "rouge1")
+    assert verdict.status is Status.REGRESSION and verdict.gating and judgement.gate_failed
+    assert "paired bootstrap over the 100 examples both scored" in verdict.message
+    assert verdict.message.endswith("trained to the same weights as the baseline's model: judged over its examples")
+    elsewhere, judgement = _verdict(tmp_path / "other", baseline, _record_with(shorter, trained=True, weights="w2"),
+                                    "rouge1")
+    assert elsewhere.status is Status.INCONCLUSIVE and "spread between runs" in elsewhere.message
+    stored = store.load_set(store.set_folder(tmp_path / "baselines", "default")).baselines[NAME]
+    assert stored.trained_weights == "w1"

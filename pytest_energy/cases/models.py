@@ -93,6 +93,18 @@ def folder_digest(folder: Path) -> str:
     return hashlib.sha256(lines.encode()).hexdigest()[:16]
 
 
+def weights_digest(model: Any) -> str:
+    """The digest of the weights training changes (the parameters that require gradients: every weight
+    of a model trained from scratch, a LoRA's adapters), as they are now. Two runs whose models trained
+    to the same bytes score the same example for example; any other run trained another model."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.named_parameters()):
+        if tensor.requires_grad:
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def model_digest(model: Any) -> str:
     """The digest of a built model (a factory's): its config and every weight's bytes."""
     digest = hashlib.sha256()

@@ -22,11 +22,13 @@ def plan(seed: int, runs: int, threads: int) -> list[tuple[int, int]]:
     return [(seed + offset, 1 if offset % 2 else threads) for offset in range(1, runs)]
 
 
-def mark_trained(quality: Quality) -> None:
-    """Say on each entry that its model was trained in this run (its verdict then looks for a spread
-    between runs)."""
+def mark_trained(quality: Quality, weights: str) -> None:
+    """Say on each entry that its model was trained in this run, and the digest of the weights it trained
+    to (:func:`~pytest_energy.cases.models.weights_digest`): a verdict against a baseline of other
+    weights then respects the spread between runs; of the same weights, the model is the baseline's."""
     for entry in quality.values():
         entry["trained_in_run"] = True
+        entry["trained_weights"] = weights
 
 
 def add_runs(quality: Quality, *, runs: int, seed: int, threads: int, trained_with: int,

@@ -21,7 +21,7 @@ from .base import DTYPES, QualityBudgetError, apply_quality_budget
 from .data import example_keys, examples
 from .evaluate import score
 from .lora import adapt
-from .models import Loaded, load, pick_device, place
+from .models import Loaded, load, pick_device, place, weights_digest
 from .proxies import count_flops, parameters, per_work
 from .pruning import Pruning
 from .registry import Task, get_task
@@ -88,7 +88,7 @@ def keep_fallback_runs(quality: Quality, case: Any, loaded: Loaded, energy: Any,
     fallback trains)."""
     if not trained_fallback(loaded):
         return
-    mark_trained(quality)
+    mark_trained(quality, weights_digest(loaded.model))
     add_runs(quality, runs=energy.quality_seeds, seed=case.fallback.seed, threads=1, trained_with=1,
              retrain=lambda seed: retrain(with_fallback_seed(case, seed)))
 
@@ -371,7 +371,7 @@ def run_finetune(case: Any, energy: Any) -> None:
         losses = run.train(spec, on_step=block.step)
 
     quality = run.quality(spec)
-    mark_trained(quality)
+    mark_trained(quality, weights_digest(run.model))
 
     def retrained(seed: int) -> Quality:
         again = _prepare_finetune(_with_seed(declared, seed), spec, device, dtype)
