@@ -307,10 +307,11 @@ def trained_weights(record: Record) -> str:
 WORK_PROXIES = ("flops_per_inference", "flops", "flops_per_iteration")
 
 #: The model facts a baseline keeps.
-MODEL_KEYS = ("requested", "ran", "source", "digest", "dtype", "device")
-#: Those that say which model ran, each compared where both sides name it; only equal digests prove the
-#: weights the same. ``device`` is the runner's, not the model's: a CPU runner judges a GPU's baseline.
-IDENTITY_KEYS = ("requested", "ran", "source", "digest", "dtype")
+MODEL_KEYS = ("requested", "ran", "source", "digest", "dtype", "device", "settings")
+#: Those that say which model ran and how, each compared where both sides name it; only equal digests
+#: prove the weights the same. ``device`` is the runner's, not the model's: a CPU runner judges a GPU's
+#: baseline. ``settings`` is how a case runs its model (``Case.settings``: new tokens, the fine-tune's recipe).
+IDENTITY_KEYS = ("requested", "ran", "source", "digest", "dtype", "settings")
 
 
 def work_values(record: Record) -> dict[str, float]:
@@ -327,16 +328,37 @@ def model_identity(record: Record) -> dict[str, Any]:
     facts = record.extra.get("model") if isinstance(record.extra, dict) else None
     if not isinstance(facts, dict) or not facts.get("requested"):
         return {}
-    identity = {key: str(facts[key]) for key in ("requested", "ran", "source", "digest") if facts.get(key)}
+    identity: dict[str, Any] = {key: str(facts[key]) for key in ("requested", "ran", "source", "digest")
+                                if facts.get(key)}
     for key in ("dtype", "device"):
         if record.extra.get(key):
             identity[key] = str(record.extra[key])
+    settings = record.extra.get("settings")
+    if isinstance(settings, dict) and settings:
+        identity["settings"] = dict(settings)
     return identity
+
+
+def _comparable(value: Any) -> str:
+    """One identity field as compared: settings by their JSON (key order aside), the rest as text."""
+    return json.dumps(value, sort_keys=True) if isinstance(value, dict) else str(value)
 
 
 def model_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """The identity fields (:data:`IDENTITY_KEYS`) that both model identities name and that differ."""
-    return [key for key in IDENTITY_KEYS if old.get(key) and new.get(key) and str(old[key]) != str(new[key])]
+    return [key for key in IDENTITY_KEYS
+            if old.get(key) and new.get(key) and _comparable(old[key]) != _comparable(new[key])]
+
+
+def describe_change(key: str, old: Any, new: Any) -> str:
+    """One changed identity field, as the gate says it: "dtype float32 -> bfloat16"; settings name only
+    those that changed ("max_new_tokens 40 -> 12")."""
+    if key == "settings" and isinstance(old, dict) and isinstance(new, dict):
+        missing = "unset"
+        return ", ".join(f"{name} {old.get(name, missing)} -> {new.get(name, missing)}"
+                         for name in sorted({*old, *new}, key=[*old, *new].index)
+                         if _comparable(old.get(name)) != _comparable(new.get(name)))
+    return f"{key} {old} -> {new}"
 
 
 def describe_model(model: dict[str, Any]) -> str:
@@ -496,8 +518,9 @@ def _entry(path: Path, name: str, data: Any) -> Baseline:
         raise _fix(path, f"has record {name!r} whose 'quality' is not metric -> number")
     if not (isinstance(work, dict) and all(_number(v) for v in work.values())):
         raise _fix(path, f"has record {name!r} whose 'work' is not proxy -> number")
-    if not (isinstance(model, dict) and all(isinstance(v, str) for v in model.values())):
-        raise _fix(path, f"has record {name!r} whose 'model' is not field -> text")
+    if not (isinstance(model, dict) and all(isinstance(v, dict) if k == "settings" else isinstance(v, str)
+                                            for k, v in model.items())):
+        raise _fix(path, f"has record {name!r} whose 'model' is not field -> text (its settings: name -> value)")
     if not isinstance(energy, dict):
         raise _fix(path, f"has record {name!r} whose 'energy' is not device kind -> energy")
     trained, weights = data.get("trained_in_run", False), data.get("trained_weights", "")

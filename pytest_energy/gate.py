@@ -7,7 +7,7 @@ import dataclasses
 import math
 from collections import Counter
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 from . import baselines as store
 from .budget import MODELLED_OVER, EnergyBudget, failed_budgets, not_checked, over_modelled
@@ -278,7 +278,7 @@ def _model_verdict(record: Record, baseline: store.Baseline, settings: Settings,
         what = f"{previous['requested']} -> {current['requested']} (both ran {ran})"
     else:  # a changed request or model that ran shows in the names; every other field is said as it changed
         # ("dtype float32 -> bfloat16"; the digest only where the names agree: other names are other weights)
-        fields = ", ".join(f"{key} {previous[key]} -> {current[key]}" for key in changed
+        fields = ", ".join(store.describe_change(key, previous[key], current[key]) for key in changed
                            if key not in ("requested", "ran") and (key != "digest" or before == after))
         what = f"{after}: {fields}" if before == after else f"{before} -> {after}" + (f"; {fields}" if fields else "")
     return verdict(Status.MODEL_CHANGED, f"model changed: {what}; the gate fails until {refresh} records the new "
@@ -304,12 +304,17 @@ def _and(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
 
 
-def _cost(model: Verdict, others: list[Verdict]) -> None:
+def _cost(model: Verdict, others: list[Verdict], quality: Collection[str]) -> None:
     """Say on a model change what the new model costs against the old, either way, where that was judged:
-    "it costs 20.6 % less energy and 48 % more FLOPs than the old model"."""
-    compared, same = [], []
+    "it costs 20.6 % less energy and 48 % more FLOPs than the old model; quality against it: rouge1
+    -10.5 %" (``quality``: the record's quality metrics)."""
+    compared, same, scores = [], [], []
     for verdict in others:
         if verdict.ratio is None or not math.isfinite(verdict.ratio):
+            continue
+        if verdict.metric in quality:
+            change = f"{verdict.ratio - 1:+.1%}".replace("%", " %")
+            scores.append(f"{verdict.metric} {'the same' if change[1:] == '0.0 %' else change}")
             continue
         if verdict.metric.startswith("energy"):  # "energy", or a second device group's "energy:rapl"
             noun, less = " ".join(reversed(verdict.metric.split(":"))), "less"
@@ -329,6 +334,8 @@ def _cost(model: Verdict, others: list[Verdict]) -> None:
         model.message += f"; it costs the same {_and(same)} as the old model"
     else:
         model.message += "; what it costs against the old model cannot be judged here"
+    if scores:
+        model.message += f"; quality against it: {', '.join(scores)}"
 
 
 def _value_verdicts(record: Record, baseline: store.Baseline | None, settings: Settings, set_name: str,
@@ -590,7 +597,7 @@ def _judge_record(record: Record, settings: Settings, folder: Path, loaded: stor
                   for index, kind in enumerate(kinds)]
     values = _value_verdicts(record, baseline, settings, set_name, gate, errors, "", fingerprint_id, incomplete)
     if model is not None and model.status is Status.MODEL_CHANGED:
-        _cost(model, energy + values)
+        _cost(model, energy + values, record.quality)
     return [v for v in (model, measured) if v is not None] + energy + values, False
 
 
@@ -860,13 +867,18 @@ def _write_baselines(records: list[Record], judgement: Judgement, settings: Sett
         if verdict.baseline_set == settings.baseline_set:
             statuses.setdefault((verdict.name, verdict.metric), set()).add(verdict.status)
     stored = store.load_set(folder).baselines
-    chosen, skipped, kept = [], [], 0
+    chosen, skipped, kept, without_energy = [], [], 0, []
     replaced: dict[str, str] = {}  # record name -> whose energy on every device kind dropped
     for record in records:
-        if not record.judgeable or not record.valid:
+        independent_part = store.quality_values(record) or store.work_values(record) or store.model_identity(record)
+        if not record.judgeable or not (record.valid or independent_part):
             skipped.append(record.name)
             continue
-        kinds = device_kinds(record, settings)
+        # No valid window (a frozen counter): its quality, work and model are still this run's, so they
+        # are recorded and gate the next runs; left out, nothing would ever gate on such a runner.
+        kinds = device_kinds(record, settings) if record.valid else []
+        if not record.valid:
+            without_energy.append(record.name)
         mine = {metric: found for (name, metric), found in statuses.items() if name == record.name}
         changed = [kind for index, kind in enumerate(kinds)
                    if mine.get(energy_metric(index, kind)) != {Status.UNCHANGED}]
@@ -891,7 +903,10 @@ def _write_baselines(records: list[Record], judgement: Judgement, settings: Sett
     result = store.update(folder, chosen, replaced)
     regressed = _refreshed(judgement, set(result.written), settings)
     lines = [e for e in result.errors if e not in judgement.errors]  # judge() has shown the others
-    lines.append(f"pytest-energy: baselines {folder}: {len(result.written)} written, {kept} unchanged kept"
+    energyless = len(set(without_energy) & set(result.written))
+    lines.append(f"pytest-energy: baselines {folder}: {len(result.written)} written"
+                 + (f" ({energyless} without energy: no valid window, so its quality, work and model only)"
+                    if energyless else "") + f", {kept} unchanged kept"
                  + (f", {len(skipped)} not written (test not passed, or no valid round)" if skipped else "")
                  + (f", {len(result.refused)} refused (their file is unreadable, see above)" if result.refused else ""))
     lines += [f"  {how:9} {name}" + (f"  ({replaced[name]} energy on every device kind dropped)"

@@ -11,6 +11,11 @@ import sqlalchemy  # noqa: F401
 
 pytest_plugins = ["pytester"]
 
+# The plugin-level tests measure with the CPU and RAM models, or with a powercap tree a test builds: a CI
+# machine whose kernel shows RAPL (a VM's counter can freeze or tick seconds apart) must not change what
+# they see. tests/test_source_rapl.py reads the real /sys/class/powercap on purpose, by its path.
+os.environ.setdefault("PYTEST_ENERGY_POWERCAP", str(Path(__file__).resolve().parent / "no-powercap-here"))
+
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

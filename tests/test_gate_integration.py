@@ -339,6 +339,31 @@ def test_persist_refreshes_only_what_changed_and_lists_unused(tmp_path: Path) ->
     assert sorted(r.run_id for r in History(tmp_path / "history.sqlite").runs()) == ["run-1", "run-2"]
 
 
+def test_a_record_without_a_valid_window_records_its_quality_work_and_model_which_then_gate(tmp_path: Path) -> None:
+    """A runner whose counter gave no valid window (a VM's frozen RAPL) used to record nothing, so its
+    quality, work and model never gated there: they are recorded without energy."""
+    def frozen(digest: str, accuracy: float) -> Record:
+        record = _record("t.py::case", BASE, quality={"accuracy": accuracy})
+        record.proxies = {"flops_per_inference": 1e6}
+        record.extra = {"model": {"requested": "org/m", "ran": "org/m", "source": "folder", "digest": digest}}
+        for round_ in record.rounds:
+            round_.valid = False
+        assert not record.valid
+        return record
+
+    settings = _settings(tmp_path, update_baselines=True)
+    first = [frozen("aaaa", 0.9), _record("t.py::plain", BASE)]
+    first[1].rounds = [dataclasses.replace(r, valid=False) for r in first[1].rounds]  # nothing else to record
+    lines = persist(first, judge(first, settings, FINGERPRINT, tmp_path), settings, make_run_info("run-1"))
+    assert any(line.endswith("1 written (1 without energy: no valid window, so its quality, work and model only), "
+                             "0 unchanged kept, 1 not written (test not passed, or no valid round)") for line in lines)
+    [(name, entry)] = store.load_set(store.set_folder(tmp_path / "baselines", "default")).baselines.items()
+    assert name == "t.py::case" and entry.energy == {} and entry.quality == {"accuracy": 0.9}
+    assert entry.work == {"flops_per_inference": 1e6} and entry.model["digest"] == "aaaa"
+    judgement = judge([frozen("bbbb", 0.9)], _settings(tmp_path), FINGERPRINT, tmp_path)
+    assert {v.metric: v.status for v in judgement.verdicts}["model"] == "model changed" and judgement.gate_failed
+
+
 def test_interrupted_run_keeps_history_but_not_baselines(tmp_path: Path) -> None:
     settings = _settings(tmp_path, update_baselines=True)
     records = [_record("t.py::a", BASE)]

@@ -216,6 +216,36 @@ def test_a_cheaper_model_is_a_model_change_with_its_cost_said_not_a_regression(t
         "gate: t.py::case" in lines
 
 
+def test_a_change_of_how_a_case_runs_its_model_fails_on_any_runner_naming_the_quality_it_cost(tmp_path):
+    """Fewer new tokens (or a fifth of a fine-tune's steps) moved ROUGE by less than the spread between
+    training runs on another CPU, so it passed there as inconclusive: a case's settings are part of its
+    model's identity, and changing them fails the gate until recorded, saying what changed and its cost."""
+    settings = {"prefix": "summarize: ", "max_input_tokens": 128, "max_new_tokens": 40, "num_beams": 1}
+    old = _case_record("google-t5/t5-small", "fallback t5", "aaaa")
+    old.extra["settings"] = settings
+    old.quality = {"rouge1": {"value": 0.773}, "meteor": {"value": 0.774}}
+    recording = _settings(tmp_path, update_baselines=True)
+    persist([old], judge([old], recording, FINGERPRINT, tmp_path), recording, make_run_info())
+    [entry] = store.load_set(tmp_path / "baselines" / "default").baselines.values()
+    assert entry.model["settings"] == settings
+    shorter = _case_record("google-t5/t5-small", "fallback t5", "aaaa", flops=0.3e6)
+    shorter.extra["settings"] = {**settings, "max_new_tokens": 12}
+    shorter.quality = {"rouge1": {"value": 0.692}, "meteor": {"value": 0.599}}
+    judgement = judge([shorter], _settings(tmp_path), {**FINGERPRINT, "id": "another-cpu"}, tmp_path)
+    [model] = [v for v in judgement.verdicts if v.metric == "model"]
+    assert model.status == "model changed" and model.gating and judgement.gate_failed
+    assert model.message.startswith("model changed: google-t5/t5-small (ran fallback t5): max_new_tokens 40 -> 12; "
+                                    "the gate fails until --energy-update-baselines records the new model; ")
+    assert "it costs 70 % fewer FLOPs than the old model" in model.message
+    assert "quality against it: meteor -22.6 %, rouge1 -10.5 %" in model.message
+    # The same settings in another key order, or a baseline recorded before settings were kept: no change.
+    same = _case_record("google-t5/t5-small", "fallback t5", "aaaa")
+    same.extra["settings"] = dict(reversed(list(settings.items())))
+    assert {v.metric: v.status for v in judge([same], _settings(tmp_path), FINGERPRINT, tmp_path).verdicts}["model"] \
+        == "unchanged"
+    assert store.model_changes({"requested": "m"}, {"requested": "m", "settings": settings}) == []
+
+
 def test_a_changed_model_fails_until_the_new_one_is_recorded(tmp_path):
     settings = _settings(tmp_path, update_baselines=True)
     old = [_case_record("distilbert/sst2", "fallback distilbert (dim=64)", "aaaa")]
@@ -365,7 +395,7 @@ from pytest_energy.cases import Fallback, InferenceCase
 
 case = InferenceCase(
     model={model!r}, task="text-classification", dataset=Path(__file__).parent / "data.jsonl", inferences=8,
-    rounds=2, warmup=1,
+    rounds=2, warmup=1, max_input_tokens={tokens},
     fallback=Fallback("bert", Path(__file__).parent / "data.jsonl", steps=0, vocab_size=60,
                       config={{"hidden_size": {hidden}, "intermediate_size": 32, "num_hidden_layers": 1,
                               "num_attention_heads": 2}}),
@@ -420,25 +450,33 @@ def test_another_cpu_runner_judges_work_and_quality_of_the_recorded_case(session
     assert any(line.startswith("test_model.py::model  flops_per_inference") and "(+100.0 %)" in line
                and "baseline from other hardware (played-amd-epyc-7b13)" in line for line in gate)
     assert any(line.startswith("test_model.py::model  model changed: once -> twice; the gate fails until ")
-               and line.endswith("100 % more FLOPs than the old model") for line in gate)
+               and line.endswith("100 % more FLOPs than the old model; quality against it: accuracy the same, "
+                                 "f1 the same") for line in gate), "\n".join(gate)
 
 
 def test_a_changed_model_or_fallback_config_fails_and_the_row_names_what_ran(session):
-    first = {"test_fallback.py": FALLBACK_CASE.format(model="no-such-org/model-a", hidden=16)}
+    first = {"test_fallback.py": FALLBACK_CASE.format(model="no-such-org/model-a", hidden=16, tokens=512)}
     recorded, code = session(first, "AMD EPYC 7B13", "--energy-update-baselines")
     assert code == 0, "\n".join(recorded)
     assert "model: fallback bert, standing in for no-such-org/model-a" in [line.strip() for line in recorded]
-    renamed, code = session({"test_fallback.py": FALLBACK_CASE.format(model="no-such-org/model-b", hidden=16)},
+    renamed, code = session({"test_fallback.py": FALLBACK_CASE.format(model="no-such-org/model-b", hidden=16, tokens=512)},
                             "Intel Xeon Gold 6338")
     assert code == 1, "\n".join(renamed)
     assert any(line.startswith("test_fallback.py::case  model changed: no-such-org/model-a -> no-such-org/model-b "
                                "(both ran fallback bert (hidden_size=16") for line in _gate(renamed))
-    resized, code = session({"test_fallback.py": FALLBACK_CASE.format(model="no-such-org/model-a", hidden=32)},
+    resized, code = session({"test_fallback.py": FALLBACK_CASE.format(model="no-such-org/model-a", hidden=32, tokens=512)},
                             "Intel Xeon Gold 6338")
     assert code == 1, "\n".join(resized)
     assert any(line.startswith("test_fallback.py::case  model changed: no-such-org/model-a (ran fallback bert "
                                "(hidden_size=16") and "-> no-such-org/model-a (ran fallback bert (hidden_size=32" in line
                for line in _gate(resized))
+    # How the case runs its model is part of its identity: inputs cut to 4 tokens fail on this other CPU too.
+    cut, code = session({"test_fallback.py": FALLBACK_CASE.format(model="no-such-org/model-a", hidden=16, tokens=4)},
+                        "Intel Xeon Gold 6338")
+    assert code == 1, "\n".join(cut)
+    assert any(line.startswith("test_fallback.py::case  model changed: no-such-org/model-a (ran fallback bert (")
+               and ", max_input_tokens 512 -> 4; the gate fails until" in line and "quality against it: accuracy" in line
+               for line in _gate(cut)), "\n".join(cut)
 
 
 # -- reports -----------------------------------------------------------------------------------------

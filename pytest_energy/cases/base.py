@@ -6,11 +6,12 @@ Nothing here imports torch, transformers or pytest: the plugin imports this modu
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Union
+from typing import Any, Callable, ClassVar, Mapping, Union
 
 from ..quality import metric
 
@@ -145,8 +146,22 @@ class Case:
     ``energy`` fixture as its only argument.
     """
 
+    #: The fields that decide what the model computes beyond which model it is (tokens generated, the
+    #: fine-tune's recipe): :meth:`settings`.
+    SETTINGS: ClassVar[tuple[str, ...]] = ()
+
     def tests(self, name: str) -> list[tuple[str, Callable[[Any], None]]]:
         raise NotImplementedError
+
+    def settings(self) -> dict[str, Any]:
+        """How this case runs its model, as its :data:`SETTINGS` fields' values in JSON's types.
+
+        Kept with the model's identity (``extra["settings"]``), so a change of them (fewer new tokens, a
+        fifth of the steps) fails the gate as a model change does, on any runner, with what it costs in
+        quality and work said beside it, until the baselines record the new settings: a change within the
+        noise of the quality between runs would otherwise pass unseen on another CPU.
+        """
+        return json.loads(json.dumps({name: getattr(self, name) for name in self.SETTINGS}, default=str))
 
 
 def declaration_line(module: Path, name: str) -> int:

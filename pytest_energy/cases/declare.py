@@ -112,6 +112,8 @@ class InferenceCase(Case):
     warmup: int = 10  # unmeasured batches first (optimum-benchmark, behind the AI Energy Score, uses 10)
     variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
+    SETTINGS = ("prefix", "max_input_tokens", "max_new_tokens", "num_beams")
+
     def __post_init__(self) -> None:
         owner = f"InferenceCase({describe_model(self.model)})"
         if self.inferences < 1 or self.batch_size < 1:
@@ -184,6 +186,10 @@ class FineTuneCase(Case):
     rounds: int = 5
     warmup: int = 5
     variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    SETTINGS = ("steps", "epochs", "batch_size", "learning_rate", "weight_decay", "optimizer", "schedule",
+                "warmup_steps", "max_grad_norm", "seed", "lora", "prefix", "max_input_tokens", "max_target_tokens",
+                "max_new_tokens", "num_beams")
 
     def __post_init__(self) -> None:
         owner = f"FineTuneCase({describe_model(self.model)})"

@@ -54,6 +54,7 @@ class GenerationCase(Case):
     variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     task = "text-generation"  # not a field: a generation case has one task
+    SETTINGS = ("prefix", "max_input_tokens", "max_new_tokens")
 
     def __post_init__(self) -> None:
         owner = f"GenerationCase({describe_model(self.model)})"

@@ -73,7 +73,8 @@ def run_generation(case: Any, energy: Any) -> None:
         last = _count(model, lambda _: dict(predictor.encode([rows[i] for i in cut])), 1,
                       case.max_new_tokens)[1][0] if cut else None
     params = parameters(model)
-    facts = {"model": loaded.facts, "device": device, "dtype": DTYPES[case.dtype], "case": "generation",
+    facts = {"model": loaded.facts, "device": device, "dtype": DTYPES[case.dtype], "settings": case.settings(),
+             "case": "generation",
              "max_new_tokens": case.max_new_tokens}
 
     def stepper(phase: str) -> Callable[[], None]:

@@ -210,7 +210,8 @@ def run_inference(case: Any, energy: Any, transform: Pruning | None = None,
                 predictions[index] = prediction
 
     record = measure_inferences(energy, step, case, spec, per_round, planned, (total_params, nonzero_params),
-                                {"model": loaded.facts, "device": device, "dtype": dtype, **facts})
+                                {"model": loaded.facts, "device": device, "dtype": dtype,
+                                 "settings": case.settings(), **facts})
     record.quality = case_quality(case, spec, rows, predictions, keys)
     record.criteria["quality"] = dict(case.quality)
     # The examples the case's calls made (every one where they went round the dataset).
@@ -389,6 +390,7 @@ def run_finetune(case: Any, energy: Any) -> None:
         record.proxies = proxies
         record.extra.update({
             "case": "fine-tune", "task": spec.name, "model": loaded.facts, "device": device, "dtype": dtype,
+            "settings": case.settings(),
             "steps": steps, "batch_size": case.batch_size, "examples_seen": steps * case.batch_size,
             "steps_per_epoch": per_epoch, "epochs": steps / per_epoch, "optimizer": case.optimizer,
             "learning_rate": case.learning_rate, "schedule": case.schedule, "energy_basis": "gross",
