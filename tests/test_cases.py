@@ -341,18 +341,20 @@ def test_quality_budget_above_what_the_model_reaches_fails_with_the_message(meas
     assert accuracy["value"] < 0.99 and accuracy["budget"] == 0.99 and accuracy["budget_met"] is False
     assert measured.records["too_strict"]["quality"]["f1"]["budget_met"] is True
     assert measured.errors("too_strict") == [
-        f"E   QualityBudgetError: quality budget not met: accuracy {accuracy['value']:.4g} "
-        "< 0.99 (pytest-energy 0.1.0: exact label match)"]
+        f"E   QualityBudgetError: accuracy {accuracy['value']:.4g} below its budget 0.99 "
+        "(pytest-energy 0.1.0: exact label match)"]
     # The short test summary keeps the message, not the exception's dotted module path.
-    assert any(line.startswith("FAILED test_cases_here.py::too_strict - QualityBudgetError: quality budget not met: "
-                               "accuracy") for line in measured.lines)
+    # The short test summary (cut to 80 columns here) keeps the metric and its value.
+    assert any(line.startswith(f"FAILED test_cases_here.py::too_strict - QualityBudgetError: accuracy "
+                               f"{accuracy['value']:.4g} ") for line in measured.lines)
     assert measured.outcomes["lenient"] == "passed"
 
 
 def test_quality_budget_is_checked_without_energy_too(plain):
     assert plain.outcomes == {"too_strict": "failed", "lenient": "passed", "single": "passed"}
     assert plain.records == {}
-    assert any("quality budget not met: accuracy" in line and "< 0.99" in line for line in plain.errors("too_strict"))
+    assert any("QualityBudgetError: accuracy" in line and "below its budget 0.99" in line
+               for line in plain.errors("too_strict"))
 
 
 def test_a_task_and_metric_registered_in_a_conftest_run_as_a_case(measured):
@@ -363,11 +365,11 @@ def test_a_task_and_metric_registered_in_a_conftest_run_as_a_case(measured):
     assert mae["computed_by"] == "conftest: mean absolute error" and mae["examples"] == 12
     assert mae["higher_is_better"] is False and mae["budget_met"] is True and 0 < mae["value"] < 10
     assert record["proxies"]["tokens_in_per_inference"] == 4 and record["proxies"]["flops_per_inference"] > 0
-    # lower is better: a budget of 0 is missed, and the message says ">"
+    # lower is better: a budget of 0 is missed, and the message says "above"
     assert measured.outcomes["regression_strict"] == "failed"
     assert measured.errors("regression_strict") == [
-        f"E   QualityBudgetError: quality budget not met: mae "
-        f"{measured.records['regression_strict']['quality']['mae']['value']:.4g} > 0 (conftest: mean absolute error)"]
+        f"E   QualityBudgetError: mae {measured.records['regression_strict']['quality']['mae']['value']:.4g} above "
+        "its budget 0 (conftest: mean absolute error)"]
 
 
 def test_a_task_encoding_one_tensor_runs_and_one_encoding_anything_else_fails_in_one_line(measured):

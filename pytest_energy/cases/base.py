@@ -134,9 +134,10 @@ def apply_quality_budget(quality: dict[str, dict[str, Any]], budget: Mapping[str
         passed = (value >= minimum) if higher else (value <= minimum)
         entry["budget_met"] = bool(passed)
         if not passed:
-            sign = "<" if higher else ">"
-            missed.append(f"{name} {value:.4g} {sign} {minimum:.4g} ({entry['computed_by']})")
-    return "quality budget not met: " + "; ".join(missed) if missed else None
+            # The metric and its figures first: pytest's short test summary keeps only the line's start.
+            missed.append(f"{name} {value:.4g} {'below' if higher else 'above'} its budget {minimum:.4g} "
+                          f"({entry['computed_by']})")
+    return "; ".join(missed) if missed else None
 
 
 class Case:
