@@ -756,6 +756,16 @@ class Update:
     errors: list[str] = field(default_factory=list)
 
 
+def lacks(existing: Baseline, entry: Baseline) -> bool:
+    """Whether a stored entry lacks a hardware-independent fact this run's entry carries (a model identity
+    field, the trained weights' digest, per-example scores, training runs): it was recorded before that
+    fact was kept, or a run of --energy-quality-seeds measured training runs it does not hold, so an
+    update rewrites it even where every verdict read unchanged."""
+    return bool(set(entry.model) - set(existing.model) or (entry.trained_weights and not existing.trained_weights)
+                or (entry.examples is not None and existing.examples is None)
+                or any(run.to_json() not in [kept.to_json() for kept in existing.runs] for run in entry.runs))
+
+
 def merged(existing: Baseline | None, entry: Baseline) -> Baseline:
     """``entry`` over ``existing``: its hardware-independent part, and its energy kinds beside the
     kinds it does not hold (another runner's GPU baseline survives this runner's refresh); the

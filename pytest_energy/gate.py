@@ -885,7 +885,8 @@ def _write_baselines(records: list[Record], judgement: Judgement, settings: Sett
         independent = {m: found for m, found in mine.items() if not m.startswith("energy")}
         existing = stored.get(record.name)
         same = existing is not None and all(found == {Status.UNCHANGED} for found in independent.values()) \
-            and (not store.model_identity(record) or "model" in independent)
+            and (not store.model_identity(record) or "model" in independent) \
+            and not store.lacks(existing, store.from_record(record, []))
         if same and not changed:  # an unchanged baseline is kept: no churn in git
             kept += 1
             continue

@@ -364,6 +364,41 @@ def test_a_record_without_a_valid_window_records_its_quality_work_and_model_whic
     assert {v.metric: v.status for v in judgement.verdicts}["model"] == "model changed" and judgement.gate_failed
 
 
+def test_an_unchanged_entry_recorded_before_a_fact_was_kept_is_rewritten_with_it(tmp_path: Path) -> None:
+    """Baselines recorded before a case's settings were part of its model kept being "unchanged", so an
+    update never added them and a settings change could never be told: an update adds what they lack."""
+    def case(settings: dict | None) -> Record:
+        record = _record("t.py::case", BASE, quality={"accuracy": 0.9})
+        record.extra = {"model": {"requested": "org/m", "ran": "org/m", "source": "folder", "digest": "aaaa"}}
+        if settings:
+            record.extra["settings"] = settings
+        return record
+
+    settings = _settings(tmp_path, update_baselines=True)
+    persist([case(None)], judge([case(None)], settings, FINGERPRINT, tmp_path), settings, make_run_info("run-1"))
+    folder = store.set_folder(tmp_path / "baselines", "default")
+    [old] = store.load_set(folder).baselines.values()
+    assert "settings" not in old.model
+    again = [case(None)]
+    lines = persist(again, judge(again, settings, FINGERPRINT, tmp_path), settings, make_run_info("run-2"))
+    assert any(line.endswith(": 0 written, 1 unchanged kept") for line in lines)  # nothing new: no churn
+    newer = [case({"max_new_tokens": 40})]
+    lines = persist(newer, judge(newer, settings, FINGERPRINT, tmp_path), settings, make_run_info("run-3"))
+    assert any(line.endswith(": 1 written, 0 unchanged kept") for line in lines)
+    [entry] = store.load_set(folder).baselines.values()
+    assert entry.model["settings"] == {"max_new_tokens": 40} and entry.energy == old.energy
+    # Training runs measured by --energy-quality-seeds are recorded though every verdict is unchanged;
+    # the same runs again (figures of more digits than a baseline keeps) are no change.
+    for _ in range(2):
+        seeded = [case({"max_new_tokens": 40})]
+        seeded[0].quality["accuracy"]["runs"] = [{"value": 0.9, "seed": 0, "threads": 2},
+                                                 {"value": 0.8123456789, "seed": 1, "threads": 1}]
+        lines = persist(seeded, judge(seeded, settings, FINGERPRINT, tmp_path), settings, make_run_info("run-4"))
+        assert any(line.endswith(f": {1 - _} written, {_} unchanged kept") for line in lines), lines
+    [entry] = store.load_set(folder).baselines.values()
+    assert [run.values for run in entry.runs] == [{"accuracy": 0.9}, {"accuracy": 0.812346}]
+
+
 def test_interrupted_run_keeps_history_but_not_baselines(tmp_path: Path) -> None:
     settings = _settings(tmp_path, update_baselines=True)
     records = [_record("t.py::a", BASE)]
