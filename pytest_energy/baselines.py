@@ -354,9 +354,8 @@ def describe_change(key: str, old: Any, new: Any) -> str:
     """One changed identity field, as the gate says it: "dtype float32 -> bfloat16"; settings name only
     those that changed ("max_new_tokens 40 -> 12")."""
     if key == "settings" and isinstance(old, dict) and isinstance(new, dict):
-        missing = "unset"
-        return ", ".join(f"{name} {old.get(name, missing)} -> {new.get(name, missing)}"
-                         for name in sorted({*old, *new}, key=[*old, *new].index)
+        return ", ".join(f"{name} {old.get(name, 'unset')} -> {new.get(name, 'unset')}"
+                         for name in dict.fromkeys([*old, *new])
                          if _comparable(old.get(name)) != _comparable(new.get(name)))
     return f"{key} {old} -> {new}"
 

@@ -7,7 +7,7 @@ import dataclasses
 import math
 from collections import Counter
 from pathlib import Path
-from typing import Any, Collection, Sequence
+from typing import Any, Sequence
 
 from . import baselines as store
 from .budget import MODELLED_OVER, EnergyBudget, failed_budgets, not_checked, over_modelled
@@ -304,7 +304,7 @@ def _and(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
 
 
-def _cost(model: Verdict, others: list[Verdict], quality: Collection[str]) -> None:
+def _cost(model: Verdict, others: list[Verdict], quality: dict[str, Any]) -> None:
     """Say on a model change what the new model costs against the old, either way, where that was judged:
     "it costs 20.6 % less energy and 48 % more FLOPs than the old model; quality against it: rouge1
     -10.5 %" (``quality``: the record's quality metrics)."""

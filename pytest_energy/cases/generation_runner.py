@@ -74,8 +74,7 @@ def run_generation(case: Any, energy: Any) -> None:
                       case.max_new_tokens)[1][0] if cut else None
     params = parameters(model)
     facts = {"model": loaded.facts, "device": device, "dtype": DTYPES[case.dtype], "settings": case.settings(),
-             "case": "generation",
-             "max_new_tokens": case.max_new_tokens}
+             "case": "generation", "max_new_tokens": case.max_new_tokens}
 
     def stepper(phase: str) -> Callable[[], None]:
         calls_made = itertools.count()
