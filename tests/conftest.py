@@ -11,10 +11,22 @@ import sqlalchemy  # noqa: F401
 
 pytest_plugins = ["pytester"]
 
-# The plugin-level tests measure with the CPU and RAM models, or with a powercap tree a test builds: a CI
-# machine whose kernel shows RAPL (a VM's counter can freeze or tick seconds apart) must not change what
-# they see. tests/test_source_rapl.py reads the real /sys/class/powercap on purpose, by its path.
+# The plugin-level tests are written for the CPU and RAM models (or a powercap tree a test builds), so a
+# machine whose kernel shows RAPL must not change what they see; tests/test_source_rapl.py reads the real
+# /sys/class/powercap on purpose, by its path.
 os.environ.setdefault("PYTEST_ENERGY_POWERCAP", str(Path(__file__).resolve().parent / "no-powercap-here"))
+
+
+@pytest.fixture(autouse=True)
+def _energy_environment_restored() -> Iterator[None]:
+    """PYTEST_ENERGY_* as before each test, after it: a pytester conftest that points the plugin at its
+    fake powercap tree sets os.environ in this very process (in-process runs share it), and later tests
+    then measured a frozen fake counter (every window invalid, net below zero)."""
+    saved = {name: value for name, value in os.environ.items() if name.startswith("PYTEST_ENERGY")}
+    yield
+    for name in [n for n in os.environ if n.startswith("PYTEST_ENERGY") and n not in saved]:
+        del os.environ[name]
+    os.environ.update(saved)
 
 
 @pytest.fixture
