@@ -698,7 +698,6 @@ class Meter:
         return Measured(rounds, components, sorted(timeline), warmup)
 
 
-
 class StepRounds:
     """The rounds of a block whose own code marks its steps (:meth:`step` after each: a training loop).
 
