@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .history import History
     from .verdict import Judgement
 
-#: The ``--energy-json`` schema versions this reads (see record.SCHEMA_VERSION and the README).
+#: The ``--energy-json`` schema versions this reads (see record.SCHEMA_VERSION and docs/record.md).
 READABLE = (1, 2, 3)
 #: Gate outcomes of the JSON that mean the gate failed the run.
 _FAILED = ("failed", "incomplete")

@@ -28,4 +28,4 @@ def pytest_energy_update_fingerprint(config: pytest.Config, fingerprint: dict[st
 @pytest.hookspec
 def pytest_energy_update_json(config: pytest.Config, document: dict[str, Any]) -> None:
     """Change the ``--energy-json`` document, in place, before it is written (e.g. add CI metadata
-    under ``document["session"]``). Its ``records`` follow the schema in the README."""
+    under ``document["session"]``). Its ``records`` follow the schema in docs/record.md."""

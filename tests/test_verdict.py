@@ -133,7 +133,7 @@ def test_ten_percent_less_work_is_an_improvement() -> None:
 def test_three_percent_at_h100_noise_is_caught_95_percent_with_1_percent_false_alarms(threshold, rounds) -> None:
     # 0.8 % CV per round: an H100 counter at a 1 s window with the edges interpolated (measurement-facts.md).
     # At the 5 % default a +3 % change is below the threshold by design; these are the settings that
-    # catch it (README, "Accuracy and overhead").
+    # catch it (docs/overhead.md).
     assert _rates(1.03, 0.008, threshold=threshold, rounds=rounds)["regression"] / 2000 >= 0.95
     assert _rates(1.0, 0.008, threshold=threshold, rounds=rounds)["regression"] / 2000 <= 0.01
 
