@@ -15,7 +15,7 @@ from .conditions import difference
 from .config import Settings, path_setting, store_setting
 from .fingerprint import DEFAULT_KIND_FIELDS, DeviceKind
 from .record import Collection, Record, RunInfo
-from .units import percent
+from .units import percent, percent_change
 from .resampling import Difference, examples_difference, runs_difference, seed_for
 from .verdict import (CONFIDENCE, STATUSES, Judgement, Status, Tolerance, Verdict, fails_gate, judge_energy,
                       judge_quality, judge_value, minimum_rounds, most_urgent, parse_tolerance)
@@ -313,7 +313,7 @@ def _cost(model: Verdict, others: list[Verdict], quality: dict[str, Any]) -> Non
         if verdict.ratio is None or not math.isfinite(verdict.ratio):
             continue
         if verdict.metric in quality:
-            change = f"{verdict.ratio - 1:+.1%}".replace("%", " %")
+            change = percent_change(verdict.ratio)
             scores.append(f"{verdict.metric} {'the same' if change[1:] == '0.0 %' else change}")
             continue
         if verdict.metric.startswith("energy"):  # "energy", or a second device group's "energy:rapl"
