@@ -652,11 +652,12 @@ def judge_quality(
     widest = max(spreads, key=lambda spread: spread.half_width)
     paired = next((spread for spread in spreads if spread.source == "examples"), widest)
     gain, low, high = gained(widest)
+    _, paired_low, paired_high = gained(paired)
     if high < 0 and gain < -allowed:
         status, decided = Status.REGRESSION, widest
     elif low > 0 and gain > allowed:
         status, decided = Status.IMPROVEMENT, widest
-    elif -allowed <= gained(paired)[1] and gained(paired)[2] <= allowed:
+    elif -allowed <= paired_low and paired_high <= allowed:
         status, decided = Status.UNCHANGED, paired
     else:
         status, decided = Status.INCONCLUSIVE, widest
