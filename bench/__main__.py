@@ -21,8 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from pytest_energy.fingerprint import git_commit
-from pytest_energy.sources.modelled import cpu_model
+from pytest_energy.measure.fingerprint import git_commit
+from pytest_energy.measure.sources.modelled import cpu_model
 
 from . import changepoint, codecarbon_window, detection, nightly, noise, overhead, recommend, render, rigs, simnvml
 from . import slug, tables, validity

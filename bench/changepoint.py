@@ -4,7 +4,7 @@
 runs it as its "changepoint" section. Every method gets the same series and the same rule that a step
 moves the level by at least ``STEP_MIN_CHANGE`` (5 %), so only the segmentation differs:
 
-* pytest-energy: :func:`pytest_energy.changepoint.detect`: binary segmentation under absolute error
+* pytest-energy: :func:`pytest_energy.stats.changepoint.detect`: binary segmentation under absolute error
   (penalty 2 sigma log n), levels of three runs (the newest two), neighbours joined where a Mann-Whitney
   rank test gives p > 0.05; and the same without the rank test;
 * report/model.py's ``detect_steps`` before this bench: asv's exact L1 fit (PELT), levels of two runs;
@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from pytest_energy.changepoint import ChangePoint, _Level, detect, robust_sigma, significant
+from pytest_energy.stats.changepoint import ChangePoint, _Level, detect, robust_sigma, significant
 
 #: Noise models of a nightly series (fractions of the level). "contended": 10 % of runs are 20-40 %
 #: high, as a run sharing its runner with another job reads.

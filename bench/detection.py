@@ -4,17 +4,17 @@ often it catches 1 %, 3 % and 5 % more work (A/B), for the plugin's verdict and 
 Two modes:
 
 * simulated: many trials, each side's rounds drawn from the noise the noise section measured at that
-  window (:func:`pytest_energy.simulation.simulate`, shared with ``pytest-energy calibrate``). For the
+  window (:func:`pytest_energy.judge.simulation.simulate`, shared with ``pytest-energy calibrate``). For the
   verdict (per-iteration net joules, what the gate compares) the first round after the warm-up and the
   later rounds are drawn apart, each lognormal with the mean and spread measured for that position
-  (:class:`~pytest_energy.simulation.NoiseModel`), because a first window can read differently from
+  (:class:`~pytest_energy.judge.simulation.NoiseModel`), because a first window can read differently from
   the rest; a second model draws every round like the later ones. For one number, a normal
   distribution with the CV of one window. Fast, so thousands of trials give tight rates; there is no
   drift between runs (the threshold is there for that).
 * measured: real A and B measurements with the plugin's meter on a rig, alternating which goes
   first, B doing ``1 + effect`` times the work. Few trials (rates are coarse) but nothing assumed.
 
-The verdict is the gate's (:func:`pytest_energy.simulation.verdict_statuses`). A bare threshold flags
+The verdict is the gate's (:func:`pytest_energy.judge.simulation.verdict_statuses`). A bare threshold flags
 ``current / baseline > 1.05`` on one number per side: one window's per-iteration joules, what a tool
 that measures each test once compares.
 """
@@ -27,8 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from pytest_energy.meter import Meter
-from pytest_energy.simulation import NoiseModel, Rates, simulate, verdict_statuses
+from pytest_energy.measure.meter import Meter
+from pytest_energy.judge.simulation import NoiseModel, Rates, simulate, verdict_statuses
 
 from .rigs import Rig
 

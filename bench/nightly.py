@@ -20,10 +20,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from pytest_energy.config import is_database_url
-from pytest_energy.history import History, HistoryError
-from pytest_energy.record import Carbon, Component, Record, Round, RunInfo
-from pytest_energy.verdict import Judgement, Verdict
+from pytest_energy.core.config import is_database_url
+from pytest_energy.store.history import History, HistoryError
+from pytest_energy.core.record import Carbon, Component, Record, Round, RunInfo
+from pytest_energy.judge.verdict import Judgement, Verdict
 
 CARBON = Carbon(intensity_g_per_kwh=56.0, source="bench", pue=1.2, country_iso_code="FRA")
 GPUS = {"h100-a": "NVIDIA H100 80GB HBM3", "h100-b": "NVIDIA H100 80GB HBM3",

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-from pytest_energy.meter import Meter
+from pytest_energy.measure.meter import Meter
 
 from . import codecarbon_window
 from .rigs import Rig

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pytest_energy.meter import BOUNDARY, Meter
+from pytest_energy.measure.meter import BOUNDARY, Meter
 
 from .rigs import MATMUL_SIZE, Rig
 

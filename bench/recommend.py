@@ -1,6 +1,6 @@
 """Defaults the measurements support: minimum window, rounds and minimum effect (the verdict threshold).
 
-The criterion is the project's (:class:`pytest_energy.simulation.Target`): identical work flagged as a
+The criterion is the project's (:class:`pytest_energy.judge.simulation.Target`): identical work flagged as a
 regression at most 1 % of the time, and 3 % more work flagged at least 95 % of the time. Among the
 thresholds that meet it at some window, the largest is taken (it leaves the most room for drift
 between runs, which rounds inside one run cannot see), then the shortest window that meets it with
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_energy import verdict
-from pytest_energy.simulation import MAX_FALSE_ALARMS, MIN_DETECTION, TARGET_EFFECT, Target
+from pytest_energy.judge import verdict
+from pytest_energy.judge.simulation import MAX_FALSE_ALARMS, MIN_DETECTION, TARGET_EFFECT, Target
 
 
 def _rate(rule: dict[str, Any], effect: float) -> float | None:

@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from pytest_energy.sources import detect, nvml
-from pytest_energy.sources.base import Channel, SourceUnavailable
+from pytest_energy.measure.sources import detect, nvml
+from pytest_energy.measure.sources.base import Channel, SourceUnavailable
 
 from . import simnvml
 

@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pytest_energy.sources.modelled import cpu_model
+from pytest_energy.measure.sources.modelled import cpu_model
 
 from . import slug
 

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from pytest_energy.record import finite
+from pytest_energy.core.record import finite
 
 from . import changepoint, nightly
 from .noise import METHOD_LABELS, PLUGIN

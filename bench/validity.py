@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from pytest_energy.meter import END, START, Meter, Taken
+from pytest_energy.measure.meter import END, START, Meter, Taken
 
 from .rigs import Rig
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .budget import EnergyBudget, EnergyBudgetExceeded
-from .record import SCHEMA_VERSION, Record
-from .units import format_energy, parse_energy
-from .version import __version__
+from .core.budget import EnergyBudget, EnergyBudgetExceeded
+from .core.record import SCHEMA_VERSION, Record
+from .core.units import format_energy, parse_energy
+from .core.version import __version__
 
 _CASES = ("Case", "InferenceCase", "FineTuneCase", "PruningSweep")
 

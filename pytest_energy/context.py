@@ -12,9 +12,9 @@ from typing import Any, Callable
 
 import pytest
 
-from . import budget as budgets
-from .config import Settings
-from .record import Record
+from .core import budget as budgets
+from .core.config import Settings
+from .core.record import Record
 
 #: Marker keywords that tune the verdict of a test's records (kept on the record for the gate).
 VERDICT_KEYS = ("threshold", "thresholds", "gate")
@@ -25,7 +25,7 @@ MARKER_KEYS = BUDGET_KEYS + SETTING_KEYS + VERDICT_KEYS
 
 
 def record_outcome(when: str, outcome: str, xfail: bool) -> str:
-    """A record's outcome (:data:`pytest_energy.record.OUTCOMES`) from one phase of a test's report:
+    """A record's outcome (:data:`pytest_energy.core.record.OUTCOMES`) from one phase of a test's report:
     the call's outcome with xfail told apart, "error" for a failed set-up or teardown, "" otherwise."""
     if when == "call":
         if xfail and outcome in ("skipped", "passed"):  # pytest reports an xfail as skipped

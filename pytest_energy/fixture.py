@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import pytest
 
-from .budget import EnergyBudget
-from .config import BY_NAME, SettingError, parse_value
+from .core.budget import EnergyBudget
+from .core.config import BY_NAME, SettingError, parse_value
 from .context import Block, TestContext, whole_count
-from .record import Record
+from .core.record import Record
 
 if TYPE_CHECKING:
     from .session import EnergySession

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .context import Pending
-from .record import Record
+from .core.record import Record
 
 
 def wants_properties(config: Any) -> bool:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Generator
 
 import pytest
 
-from . import config as settings_module
+from .core import config as settings_module
 
 if TYPE_CHECKING:
     from .fixture import EnergyFixture
@@ -69,7 +69,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(error)) from None
     if not settings.enabled:
         return
-    from .carbon import CarbonError
+    from .measure.carbon import CarbonError
     from .session import EnergySession
 
     try:
@@ -85,7 +85,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(error)) from None
     config.stash[SESSION_KEY] = session
     if config.pluginmanager.hasplugin("xdist") and not session.worker:
-        from .handover import XdistHooks
+        from .xdist import XdistHooks
 
         config.pluginmanager.register(XdistHooks(session), "energy-xdist")
     if config.pluginmanager.hasplugin("html") and getattr(config.option, "htmlpath", None):  # writing a page
@@ -174,7 +174,7 @@ def _reporting_skips_here(test: Any) -> Any:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     session = config.stash.get(SESSION_KEY, None)
     if session is not None:
-        from .foreign import survey
+        from .clashes import survey
 
         session.notes += survey(items, config.getini("markers"), MARKER_HELP, config.rootpath, LEFT_ALONE_KEY)
         session.collection.scope(config.args, config.invocation_params.dir, config.rootpath)
@@ -250,7 +250,7 @@ def _call(item: pytest.Item, session: EnergySession | None) -> Generator[None, A
     else:
         result = yield
     if context is not None:
-        from .budget import EnergyBudgetExceeded
+        from .core.budget import EnergyBudgetExceeded
         from .integrations import to_benchmark
 
         to_benchmark(getattr(item, "funcargs", {}).get("benchmark"), context.taken)
@@ -307,7 +307,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
         terminal.render(energy.report, terminalreporter, config.get_verbosity())
     if energy.top is not None:
-        from .report import top
+        from .report import top_tests as top
 
         top.render(energy.top.records(), energy.top.count, terminalreporter)
     for line in energy.summary_lines():

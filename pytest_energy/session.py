@@ -6,7 +6,7 @@ no git state unless it writes a JSON file, and pays next to nothing), turns
 what the meter took into records, and at the end runs the stages in one direction: judge against
 baselines, store (JSON, baselines, history), report. Every stage after the JSON write is isolated, so
 a broken report can never lose the records or turn CI red. Under xdist the workers' records come to
-the controller through :mod:`pytest_energy.handover`.
+the controller through :mod:`pytest_energy.xdist`.
 """
 
 from __future__ import annotations
@@ -20,19 +20,19 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from . import budget as budgets
-from . import handover
-from .carbon import resolve_carbon
-from .conditions import throttled_line
-from .config import Settings, hidden_secrets, is_database_url, path_setting, store_setting
+from .core import budget as budgets
+from . import xdist as handover
+from .measure.carbon import resolve_carbon
+from .measure.conditions import throttled_line
+from .core.config import Settings, hidden_secrets, is_database_url, path_setting, store_setting
 from .context import VERDICT_KEYS, Block, Pending, TestContext, record_outcome
-from .record import Collection, Record, RunInfo, session_document
-from .top import FORM as TOP_FORM
-from .top import TopTests
-from .work import Work, torch_loaded
+from .core.record import Collection, Record, RunInfo, session_document
+from .measure.top_tests import FORM as TOP_FORM
+from .measure.top_tests import TopTests
+from .measure.work import Work, torch_loaded
 
 if TYPE_CHECKING:  # the meter, the sources and the fingerprint are imported by the first measurement
-    from .meter import Meter, Taken
+    from .measure.meter import Meter, Taken
 
 NOTHING_MEASURED = "pytest-energy: no test measured energy (use the `energy` fixture)"
 #: The idle window of a session whose only measurements are ``--energy-top``'s (listed, never judged)
@@ -96,11 +96,11 @@ class EnergySession:
 
     def check_sets(self) -> None:
         """Refuse a baseline set that does not exist where the baselines folder holds others (a typo
-        would read every test as new); see :func:`pytest_energy.baselines.check_sets`. An update run
+        would read every test as new); see :func:`pytest_energy.store.baselines.check_sets`. An update run
         records the set; without a baselines folder this costs one ``stat`` and imports no store."""
         folder = path_setting(self.settings.baselines, self.rootpath)
         if folder is not None and folder.is_dir() and not self.settings.update_baselines:
-            from .baselines import check_sets
+            from .store.baselines import check_sets
 
             check_sets(self.settings, folder)
 
@@ -108,7 +108,7 @@ class EnergySession:
     @cached_property
     def _git(self) -> tuple[str | None, str | None]:
         """The commit and branch, read once when first needed (a run that measures nothing runs no git)."""
-        from .fingerprint import git_state
+        from .measure.fingerprint import git_state
 
         return git_state(self.rootpath)
 
@@ -141,7 +141,7 @@ class EnergySession:
         if self._idle_window is None or self._idle_window < self.settings.idle_seconds:
             self._take_idle(meter, self.settings.idle_seconds)
         if not self._reference_taken:
-            from . import reference
+            from .measure import reference
 
             self._reference_taken = True
             self.reference_joules = reference.measure(meter)
@@ -161,9 +161,9 @@ class EnergySession:
     def _opened_meter(self) -> Meter:
         """The meter with its sources detected, started and calibrated, and the runner's fingerprint."""
         if self._meter is None:
-            from .fingerprint import fingerprint
-            from .meter import Meter
-            from .sources import cpu_tdp, detect
+            from .measure.fingerprint import fingerprint
+            from .measure.meter import Meter
+            from .measure.sources import cpu_tdp, detect
 
             found = detect(self.settings.devices, rapl_root=self.settings.powercap, cpu_tdp=cpu_tdp(self.settings))
             self.notes += found.notes
@@ -201,7 +201,7 @@ class EnergySession:
         count_flops: bool | None = None,
     ) -> Any:
         """Measure ``fn`` in rounds (:meth:`Meter.take_rounds`); with ``count_flops`` (None: the test's
-        setting) its FLOPs are counted on the first warm-up call (:mod:`pytest_energy.work`)."""
+        setting) its FLOPs are counted on the first warm-up call (:mod:`pytest_energy.measure.work`)."""
         settings = context.settings
         meter = self.meter()
         warmup = settings.warmup if warmup is None else warmup
@@ -221,7 +221,7 @@ class EnergySession:
                 first_call=work.count if counting and warmup > 0 else None,
             )
         except BaseException as error:  # a timeout or failure inside: record that it did not finish
-            from .meter import Taken
+            from .measure.meter import Taken
 
             self._keep(context, label, unit, "call", Taken([], []), stopped=_one_line(error), work=work)
             raise
@@ -238,7 +238,7 @@ class EnergySession:
         ``rounds``, ``min_window`` and ``warmup`` given override the test's settings. ``work``, one
         iteration's work, is called once before it, unmeasured, for its FLOPs where the test counts them
         (``count_flops``), and names the torch modules it runs; a block without it counts none."""
-        from .meter import END, START, StepRounds
+        from .measure.meter import END, START, StepRounds
 
         settings = context.settings
         meter = self.meter()
@@ -277,7 +277,7 @@ class EnergySession:
         """The record of what the meter took, with the ``work`` it counted; ``stopped`` says why a
         measurement ended before its rounds did (it then has no round and no energy figure, but it is
         not lost)."""
-        from .meter import Measured
+        from .measure.meter import Measured
 
         meter = self._opened_meter()  # opened by the measurement; a listed one takes no reference
         measured = Measured([], []) if stopped else meter.account(taken)
@@ -334,9 +334,9 @@ class EnergySession:
 
     @contextmanager
     def top_window(self, context: TestContext) -> Iterator[None]:
-        """``--energy-top``: the test's call as one window of its own (:mod:`pytest_energy.top`). A
+        """``--energy-top``: the test's call as one window of its own (:mod:`pytest_energy.measure.top_tests`). A
         meter that cannot start or read leaves the test unmeasured with a note, never changes it."""
-        from .meter import BOUNDARY, Taken
+        from .measure.meter import BOUNDARY, Taken
 
         assert self.top is not None
         try:
@@ -450,8 +450,9 @@ class EnergySession:
         # First, so the records survive whatever a later stage meets; rewritten once judged.
         self._stage("the energy JSON", lambda: self._write_json(records, run_info, {
             "outcome": "pending", "head": "pytest-energy gate pending: the session ended before the gate judged"}, announce=False))
-        from . import gate, report
-        from .history import History
+        from .judge import gate
+        from . import report
+        from .store.history import History
 
         try:
             self.judgement = gate.judge(records, self.settings, self.fingerprint, self.rootpath, self.collection)
@@ -494,7 +495,7 @@ class EnergySession:
                 for line in [*self.notes, *self.output_lines]]
 
     def _update_baselines(self, records: list[Record], run_info: RunInfo) -> None:
-        from . import gate
+        from .judge import gate
 
         update = gate.update_baselines(records, self.judgement, self.settings, run_info)
         self.output_lines.extend(update.lines)
@@ -531,7 +532,7 @@ class EnergySession:
         path = path_setting(self.settings.json, self.rootpath)
         if path is None:
             return
-        from .locking import atomic_write_text
+        from .store.locking import atomic_write_text
 
         document = session_document(records, run_info.to_dict(), gate)
         if self.top is not None:  # apart from "records": what the gate, baselines and history read

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_energy.gate import Judgement
-from pytest_energy.record import Carbon, Component, Record, Round, RunInfo
-from pytest_energy.verdict import Verdict
+from pytest_energy.judge.gate import Judgement
+from pytest_energy.core.record import Carbon, Component, Record, Round, RunInfo
+from pytest_energy.judge.verdict import Verdict
 
 CARBON = Carbon(intensity_g_per_kwh=56.0, source="codecarbon global_energy_mix.json: France (2022)",
                 pue=1.2, country_iso_code="FRA")

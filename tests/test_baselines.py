@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from factories import make_record
 
-from pytest_energy import baselines as store
-from pytest_energy.locking import atomic_write_text, locked
+from pytest_energy.store import baselines as store
+from pytest_energy.store.locking import atomic_write_text, locked
 
 
 H100 = "gpu: NVIDIA H100 80GB HBM3 x1"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench import detection, recommend  # the repository's folder, on the path by pytest's `pythonpath`
-from pytest_energy.verdict import judge_energy
+from pytest_energy.judge.verdict import judge_energy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -138,7 +138,7 @@ def test_the_history_scale_bench_appends_and_imports_the_nightly_series(history_
 
     figures = history_scale.measure(history_at, runs=4, records=3, folder=tmp_path)  # SQLite and PostgreSQL
     assert figures["append_median_seconds"] > 0 and figures["import_100_seconds"] > 0
-    from pytest_energy.history import History
+    from pytest_energy.store.history import History
 
     runs = History(history_at).runs()
     assert len(runs) == 4 + 1 + 100 and {run.branch for run in runs} == {"main"}

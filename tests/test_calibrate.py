@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_energy import calibrate, cli
-from pytest_energy.calibrate import Measurement, WindowNoise
-from pytest_energy.project import ProjectError, find_project, pyproject_target, write_ini_options
-from pytest_energy.simulation import Target
+from pytest_energy.commands import calibrate, cli
+from pytest_energy.commands.calibrate import Measurement, WindowNoise
+from pytest_energy.commands.project import ProjectError, find_project, pyproject_target, write_ini_options
+from pytest_energy.judge.simulation import Target
 from pytest_energy.testing import make_powercap
 
 WATTS = 40.0

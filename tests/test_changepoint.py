@@ -1,4 +1,4 @@
-"""Change points of a trend series (pytest_energy.changepoint): steps found, noise and stray runs not."""
+"""Change points of a trend series (pytest_energy.stats.changepoint): steps found, noise and stray runs not."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 import pytest
 from scipy.stats import mannwhitneyu
 
-from pytest_energy.changepoint import detect, rank_pvalue
+from pytest_energy.stats.changepoint import detect, rank_pvalue
 
 
 def _noisy(level: float, count: int, noise: float, rng: random.Random) -> list[float]:

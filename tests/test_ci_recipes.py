@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pytest_energy import cli
-from pytest_energy import config as settings_module
+from pytest_energy.commands import cli
+from pytest_energy.core import config as settings_module
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "docs" / "ci").glob("*.yml"))

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from factories import make_record, make_run_info
 
-from pytest_energy import baselines as store
-from pytest_energy.cli import main
-from pytest_energy.gate import Judgement
-from pytest_energy.history import History
-from pytest_energy.verdict import Verdict
+from pytest_energy.store import baselines as store
+from pytest_energy.commands.cli import main
+from pytest_energy.judge.gate import Judgement
+from pytest_energy.store.history import History
+from pytest_energy.judge.verdict import Verdict
 
 NAME = "tests/test_model.py::test_infer"
 
@@ -112,12 +112,12 @@ def test_bad_input_is_one_line_and_exit_two(argv: list[str], message: str, histo
 
 
 def test_console_script_runs_outside_pytest(history: Path) -> None:
-    done = subprocess.run([sys.executable, "-c", "import sys; from pytest_energy.cli import main; sys.exit(main())",
+    done = subprocess.run([sys.executable, "-c", "import sys; from pytest_energy.commands.cli import main; sys.exit(main())",
                            "runs", "--history", str(history)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "run-1" in done.stdout
     # The command reads history without importing the heavy libraries.
     check = subprocess.run([sys.executable, "-c", (
-        "import sys; from pytest_energy.cli import main; main(['runs', '--history', sys.argv[1]]); "
+        "import sys; from pytest_energy.commands.cli import main; main(['runs', '--history', sys.argv[1]]); "
         "print(sorted(m for m in ('torch', 'transformers', 'codecarbon', 'pytest') if m in sys.modules))"),
         str(history)], capture_output=True, text=True, timeout=60)
     assert check.stdout.splitlines()[-1] == "[]"

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from factories import FINGERPRINT, make_judgement, make_record, make_run_info
 
-from pytest_energy import baselines as store
-from pytest_energy import conditions, meter
-from pytest_energy.config import SettingError, resolve
-from pytest_energy.gate import judge
-from pytest_energy.meter import Meter
+from pytest_energy.store import baselines as store
+from pytest_energy.measure import conditions, meter
+from pytest_energy.core.config import SettingError, resolve
+from pytest_energy.judge.gate import judge
+from pytest_energy.measure.meter import Meter
 from pytest_energy.report import build_report, html
-from pytest_energy.sources import nvml
+from pytest_energy.measure.sources import nvml
 from pytest_energy.testing import FakeClock, FakeGpu, install_fake_nvml
 from pytest_energy.testing.nvml import HW_THERMAL_SLOWDOWN, SW_POWER_CAP
 
@@ -177,7 +177,7 @@ def test_after_the_first_miss_no_cooldown_waits_and_the_miss_is_said_once(monkey
 
 
 def test_no_cooldown_where_nothing_reports_conditions(tmp_path):
-    from pytest_energy.sources import detect
+    from pytest_energy.measure.sources import detect
 
     found = detect("cpu", rapl_root=str(tmp_path))
     measuring = Meter(found.channels, synchronize=lambda: None)
@@ -254,10 +254,10 @@ def test_the_html_details_carry_the_conditions():
 CONFTEST = """
 import sys
 
-import pytest_energy.meter
+import pytest_energy.measure.meter
 from pytest_energy.testing import FakeGpu, FakeNvmlModule
 
-pytest_energy.meter.COOLDOWN_TIMEOUT_SECONDS = 0.3
+pytest_energy.measure.meter.COOLDOWN_TIMEOUT_SECONDS = 0.3
 # At 40 degC and held at its power cap the whole time.
 sys.modules["pynvml"] = FakeNvmlModule([FakeGpu(power=80.0, temperature_c=40.0, throttle_reasons=0x4)])
 """
@@ -297,10 +297,10 @@ def test_the_plugin_keeps_conditions_and_cooldowns_with_the_marker_first(pyteste
 HOT_CONFTEST = """
 import sys
 
-import pytest_energy.meter
+import pytest_energy.measure.meter
 from pytest_energy.testing import FakeGpu, FakeNvmlModule
 
-pytest_energy.meter.COOLDOWN_TIMEOUT_SECONDS = 0.3
+pytest_energy.measure.meter.COOLDOWN_TIMEOUT_SECONDS = 0.3
 # At 80 degC and held at its power cap the whole time: --energy-cooldown 45C is never reached.
 sys.modules["pynvml"] = FakeNvmlModule([FakeGpu(power=80.0, temperature_c=80.0, throttle_reasons=0x4)])
 """

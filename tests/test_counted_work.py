@@ -196,7 +196,7 @@ def test_a_test_without_torch_counts_nothing_and_imports_no_torch(tmp_path, mode
 # -- the pieces, in this process ------------------------------------------------------------------------
 def test_model_identity_is_the_structure_not_the_weights():
     torch = pytest.importorskip("torch")
-    from pytest_energy.work import Model, modules_in
+    from pytest_energy.measure.work import Model, modules_in
 
     def mlp(hidden: int) -> torch.nn.Module:
         return torch.nn.Sequential(torch.nn.Linear(4, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 2))
@@ -221,7 +221,7 @@ def test_model_identity_is_the_structure_not_the_weights():
 
 def test_a_call_failing_under_the_counter_says_how_to_measure_without_it():
     pytest.importorskip("torch")
-    from pytest_energy.work import COUNTER_NOTE, Work
+    from pytest_energy.measure.work import COUNTER_NOTE, Work
 
     def broken() -> None:
         raise RuntimeError("an op the counter cannot run")

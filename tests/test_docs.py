@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from pytest_energy.config import OPTIONS
-from pytest_energy.record import Record
+from pytest_energy.core.config import OPTIONS
+from pytest_energy.core.record import Record
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 OPTIONS_TABLE = (DOCS / "options.md").read_text(encoding="utf-8")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_energy import cli, doctor
-from pytest_energy.project import find_project, settings_for
+from pytest_energy.commands import cli, doctor
+from pytest_energy.commands.project import find_project, settings_for
 from pytest_energy.testing import FakeGpu, install_fake_nvml, make_powercap, run_unprivileged
 
 DEVICE_KEYS = {"device", "kind", "method", "how", "gates", "tick_seconds", "ticks_seen", "read_seconds",
@@ -98,7 +98,7 @@ def test_settings_come_from_the_projects_ini_and_the_environment(project, capsys
 def test_it_names_the_file_a_baseline_recorded_here_goes_to(project, capsys, tmp_path):
     """Not the first layout's ``baselines/<fingerprint id>/``: ``<baselines>/<set>/<test module>.json``, the file
     a baseline update writes, with the device kind its energy is kept under."""
-    from pytest_energy import baselines as store
+    from pytest_energy.store import baselines as store
 
     (project / "pyproject.toml").write_text('[tool.pytest.ini_options]\nenergy_baseline_set = "ci"\n')
     assert cli.main(["doctor", "--idle-seconds", "0.05", "--devices", "cpu", "--powercap", str(tmp_path / "none")]) == 0

@@ -17,13 +17,13 @@ import pytest
 from factories import FINGERPRINT, make_run_info
 from test_gate_integration import ARGS, BASE, CONFTEST, _energy, _record, _record_baselines, _scaled, _settings
 
-from pytest_energy import baselines as store
-from pytest_energy import gate, verdict
-from pytest_energy.ranks import rank_sum_counts
-from pytest_energy.gate import judge, persist
-from pytest_energy.history import History
-from pytest_energy.record import Record
-from pytest_energy.verdict import critical_rank, judge_energy, ratio_interval
+from pytest_energy.store import baselines as store
+from pytest_energy.judge import gate, verdict
+from pytest_energy.stats.ranks import rank_sum_counts
+from pytest_energy.judge.gate import judge, persist
+from pytest_energy.store.history import History
+from pytest_energy.core.record import Record
+from pytest_energy.judge.verdict import critical_rank, judge_energy, ratio_interval
 
 HW = FINGERPRINT["id"]
 
@@ -224,7 +224,7 @@ def test_unjudged_session_fails_and_keeps_the_rootdir(tmp_path: Path) -> None:
 def test_update_run_passes_for_the_regression_it_rewrote(tmp_path: Path) -> None:
     settings = _settings(tmp_path, update_baselines=True)
     below_budget = _record("t.py::b", _scaled(2.0))
-    below_budget.quality = {"accuracy": {"value": 0.71, "computed_by": "pytest_energy.quality", "budget": 0.8}}
+    below_budget.quality = {"accuracy": {"value": 0.71, "computed_by": "pytest_energy.cases.metrics", "budget": 0.8}}
     failed = _record("t.py::c", _scaled(2.0), outcome="failed")
     records = [_record("t.py::a", _scaled(2.0)), below_budget, failed]
     _record_baselines(tmp_path, [_record("t.py::a", BASE), _record("t.py::b", BASE), _record("t.py::c", BASE)])
@@ -255,7 +255,7 @@ def test_update_run_passes_for_the_regression_it_rewrote(tmp_path: Path) -> None
 
 def test_update_run_passes_when_all_it_rewrote_regressed_but_a_budget_still_gates(tmp_path: Path) -> None:
     settings = _settings(tmp_path, update_baselines=True)
-    quality = {"accuracy": {"value": 0.71, "computed_by": "pytest_energy.quality", "budget": 0.8}}
+    quality = {"accuracy": {"value": 0.71, "computed_by": "pytest_energy.cases.metrics", "budget": 0.8}}
     _record_baselines(tmp_path, [_record("t.py::a", BASE), _record("t.py::c", BASE)])
     a = _record("t.py::a", _scaled(2.0))
     judgement = judge([a], settings, FINGERPRINT, tmp_path)
@@ -376,14 +376,14 @@ def test_absurd_baseline_is_one_line_and_the_gate_still_fails(energy_run, pytest
 
 
 BREAK_JUDGE = '''
-import pytest_energy.gate
+import pytest_energy.judge.gate
 
 
 def _broken(*args, **kwargs):
     raise OverflowError("int too large to convert to float")
 
 
-pytest_energy.gate.judge = _broken
+pytest_energy.judge.gate.judge = _broken
 '''
 
 

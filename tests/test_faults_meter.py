@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_energy.meter import BOUNDARY, END, START, Meter, Taken
-from pytest_energy.sources import SourceError, nvml, rapl
+from pytest_energy.measure.meter import BOUNDARY, END, START, Meter, Taken
+from pytest_energy.measure.sources import SourceError, nvml, rapl
 from pytest_energy.testing import FakeGpu, install_fake_nvml, make_powercap
 
 

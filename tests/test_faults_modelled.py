@@ -17,8 +17,8 @@ import pytest
 from factories import FINGERPRINT
 from test_gate_integration import _record, _settings
 
-from pytest_energy.budget import MODELLED_OVER, EnergyBudget, EnergyBudgetExceeded, check
-from pytest_energy.gate import failure_reason, judge
+from pytest_energy.core.budget import MODELLED_OVER, EnergyBudget, EnergyBudgetExceeded, check
+from pytest_energy.judge.gate import failure_reason, judge
 
 DEFAULT_TDP = "a default guess (CodeCarbon's 85 W: this CPU is not in its cpu_power.csv)"
 # 10 J net per iteration over 0.1 s at 50 W idle: 15 J gross, half on each device where there are two.

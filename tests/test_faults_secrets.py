@@ -19,8 +19,8 @@ from urllib.parse import quote
 import pytest
 from test_gate_integration import ARGS, CONFTEST
 
-from pytest_energy.cli import main
-from pytest_energy.config import hide_password, hidden_secrets
+from pytest_energy.commands.cli import main
+from pytest_energy.core.config import hide_password, hidden_secrets
 
 PASSWORD = "S3cret/P@ss:w0rd"
 #: What a leak of it would look like: whole, escaped, or its parts on either side of "/" and "@".

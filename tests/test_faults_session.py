@@ -22,10 +22,10 @@ import xml.etree.ElementTree as ElementTree
 import pytest
 from test_gate_integration import ARGS, CONFTEST
 
-from pytest_energy import baselines as store
+from pytest_energy.store import baselines as store
 from pytest_energy.context import record_outcome
-from pytest_energy.history import History
-from pytest_energy.record import OUTCOMES
+from pytest_energy.store.history import History
+from pytest_energy.core.record import OUTCOMES
 from pytest_energy.session import NOTHING_MEASURED
 
 OUTCOMES_FILE = '''
@@ -290,14 +290,14 @@ def test_the_json_is_written_before_the_gate_judges(pytester: pytest.Pytester) -
     later stage leaves no JSON that reads as passed."""
     pytester.makeconftest(CONFTEST + """
 
-import pytest_energy.gate
+import pytest_energy.judge.gate
 
 
 def _killed_while_judging(*args, **kwargs):
     os._exit(7)
 
 
-pytest_energy.gate.judge = _killed_while_judging
+pytest_energy.judge.gate.judge = _killed_while_judging
 """)
     pytester.makepyfile(test_one='''
 def test_one(energy, package):

@@ -9,8 +9,8 @@ import sqlite3
 
 import pytest
 
-from pytest_energy import cli
-from pytest_energy.config import INI_UNSET, SettingError, resolve
+from pytest_energy.commands import cli
+from pytest_energy.core.config import INI_UNSET, SettingError, resolve
 
 FAST = ["--energy-min-window", "0.02", "--energy-rounds", "3", "--energy-warmup", "1",
         "--energy-idle-seconds", "0.05", "--energy-report", "none", "-p", "no:cacheprovider"]

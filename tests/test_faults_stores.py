@@ -26,14 +26,14 @@ import pytest
 from factories import make_record, make_run_info
 from test_gate_integration import ARGS, CONFTEST
 
-from pytest_energy import baselines as store
-from pytest_energy import history as history_module
-from pytest_energy import locking
-from pytest_energy.config import resolve
+from pytest_energy.store import baselines as store
+from pytest_energy.store import history as history_module
+from pytest_energy.store import locking
+from pytest_energy.core.config import resolve
 from pytest_energy import context as energy_context
-from pytest_energy.gate import Judgement, persist
-from pytest_energy.history import History, HistoryError
-from pytest_energy.locking import LockTimeout, lock_file, locked
+from pytest_energy.judge.gate import Judgement, persist
+from pytest_energy.store.history import History, HistoryError
+from pytest_energy.store.locking import LockTimeout, lock_file, locked
 
 HISTORY = Path("reports") / "energy-history.sqlite"
 LINUX = sys.platform.startswith("linux")

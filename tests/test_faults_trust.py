@@ -16,8 +16,8 @@ import pytest
 from factories import FINGERPRINT, make_record, make_run_info
 from test_gate_integration import ARGS, BASE, CONFTEST, _energy, _record, _record_baselines, _scaled, _settings
 
-from pytest_energy import baselines as store
-from pytest_energy.gate import judge, persist
+from pytest_energy.store import baselines as store
+from pytest_energy.judge.gate import judge, persist
 
 HW = FINGERPRINT["id"]
 
@@ -76,7 +76,7 @@ def _frozen(name: str, budget: dict | None = None):
 
 
 def test_a_budget_not_checked_keeps_its_state_and_fails_the_gate(tmp_path: Path) -> None:
-    from pytest_energy.budget import EnergyBudget, check
+    from pytest_energy.core.budget import EnergyBudget, check
 
     record = _frozen("t.py::a")
     check([EnergyBudget(0.001)], [record], "t.py::a")  # never raises: there is nothing to exceed
@@ -97,7 +97,7 @@ def test_a_budget_not_checked_keeps_its_state_and_fails_the_gate(tmp_path: Path)
 
 
 def test_a_per_test_budget_with_one_measurement_unread_is_not_checked() -> None:
-    from pytest_energy.budget import EnergyBudget, check
+    from pytest_energy.core.budget import EnergyBudget, check
 
     read, frozen = _record("t.py::a", BASE), _frozen("t.py::a")
     check([EnergyBudget(1e6, per="test")], [read, frozen], "t.py::a")  # under it without the frozen one

@@ -22,13 +22,13 @@ from typing import Any
 import pytest
 from factories import FINGERPRINT, make_record, make_run_info
 
-from pytest_energy import baselines as store
-from pytest_energy import reference
-from pytest_energy.config import Settings, resolve
-from pytest_energy.gate import judge, persist
-from pytest_energy.history import History
+from pytest_energy.store import baselines as store
+from pytest_energy.measure import reference
+from pytest_energy.core.config import Settings, resolve
+from pytest_energy.judge.gate import judge, persist
+from pytest_energy.store.history import History
 from pytest_energy.report import build_report
-from pytest_energy.record import Record
+from pytest_energy.core.record import Record
 
 HW = FINGERPRINT["id"]
 
@@ -208,7 +208,7 @@ def test_per_test_and_per_metric_thresholds(tmp_path: Path) -> None:
 
 
 def test_quality_budget_from_the_case_is_judged(tmp_path: Path) -> None:
-    quality = {"accuracy": {"value": 0.71, "computed_by": "pytest_energy.quality", "budget": 0.8}}
+    quality = {"accuracy": {"value": 0.71, "computed_by": "pytest_energy.cases.metrics", "budget": 0.8}}
     record = _record("t.py::a", BASE)
     record.quality = quality
     judgement = judge([record], _settings(tmp_path), FINGERPRINT, tmp_path)

@@ -20,7 +20,7 @@ PROMPTS = [{"prompt": f"the weather in {town} is {sky}", "continuation": f"expec
 
 
 def tiny_llama(texts, layers=2):
-    from pytest_energy.cases.causal import causal_tokenizer
+    from pytest_energy.cases.generation.causal import causal_tokenizer
 
     tokenizer = causal_tokenizer(iter(texts), 200)
     config = transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
@@ -37,7 +37,7 @@ def llama():
 
 
 def test_prefill_then_decode_is_greedy_generation_of_exactly_n_tokens(llama):
-    from pytest_energy.cases.causal import generate_fixed
+    from pytest_energy.cases.generation.causal import generate_fixed
 
     model, tokenizer = llama
     inputs = tokenizer([PROMPTS[0]["prompt"], PROMPTS[3]["prompt"] + " and more words"], return_tensors="pt",
@@ -51,7 +51,7 @@ def test_prefill_then_decode_is_greedy_generation_of_exactly_n_tokens(llama):
 
 
 def test_decode_crops_the_cache_so_one_prefill_serves_every_repeat(llama):
-    from pytest_energy.cases.causal import decode, prefill
+    from pytest_energy.cases.generation.causal import decode, prefill
 
     model, tokenizer = llama
     inputs = tokenizer([PROMPTS[1]["prompt"]], return_tensors="pt")
@@ -63,7 +63,7 @@ def test_decode_crops_the_cache_so_one_prefill_serves_every_repeat(llama):
 
 
 def test_zero_shot_scores_are_each_labels_log_likelihood(llama):
-    from pytest_energy.cases.causal import label_batch, label_scores
+    from pytest_energy.cases.generation.causal import label_batch, label_scores
 
     model, tokenizer = llama
     batch = label_batch(tokenizer, ["the weather in carrow is"], ["grey", "clear skies"], 64)
@@ -103,7 +103,7 @@ def test_generation_case_fields_are_checked_at_declaration():
 
 MODELS = '''
 import torch, transformers
-from pytest_energy.cases.causal import causal_tokenizer
+from pytest_energy.cases.generation.causal import causal_tokenizer
 
 TEXTS = ["the weather in alderley is grey", "expect grey skies in alderley", "review: a fine film answer: positive",
          "is this review positive or negative? negative"]

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from pytest_energy.sources import nvml
+from pytest_energy.measure.sources import nvml
 
 pytestmark = pytest.mark.gpu
 
@@ -93,7 +93,7 @@ def test_real_gpu_sampled_integral_agrees_with_the_counter(real_nvml):
 
 def test_real_gpu_conditions_under_a_load(real_nvml):
     """Temperature, SM clock, power limit and throttle reasons read from the driver, on the record too."""
-    from pytest_energy.meter import Meter
+    from pytest_energy.measure.meter import Meter
 
     found = nvml.open_channels(["0"])
     meter = Meter(found.channels)

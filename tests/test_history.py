@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from factories import make_record, make_run_info
 
-from pytest_energy.gate import Judgement
+from pytest_energy.judge.gate import Judgement
 from postgres import free_port
 
-from pytest_energy.history import SCHEMA_VERSION, History, HistoryError
-from pytest_energy.verdict import Verdict
+from pytest_energy.store.history import SCHEMA_VERSION, History, HistoryError
+from pytest_energy.judge.verdict import Verdict
 
 #: The tables of schema version 1 (pytest-energy before the PostgreSQL store), as such files hold them.
 SCHEMA_1 = (
@@ -354,7 +354,7 @@ def test_other_databases_and_empty_servers_are_refused(postgres) -> None:
 
 
 def test_the_branch_is_read_from_git(tmp_path: Path) -> None:
-    from pytest_energy.fingerprint import git_branch
+    from pytest_energy.measure.fingerprint import git_branch
 
     assert git_branch(tmp_path) is None  # outside git
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@x", "-C", str(tmp_path)]

@@ -19,10 +19,10 @@ from factories import make_record, make_run_info
 from postgres import free_port
 from test_gate_integration import ARGS, CONFTEST
 
-from pytest_energy import baselines as store
-from pytest_energy.cli import main
-from pytest_energy.history import History
-from pytest_energy.record import session_document
+from pytest_energy.store import baselines as store
+from pytest_energy.commands.cli import main
+from pytest_energy.store.history import History
+from pytest_energy.core.record import session_document
 
 MEASURED = '''
 def test_measured(energy, package):

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from pytest_energy.meter import BOUNDARY, END, START, Meter, Taken
-from pytest_energy.sources.base import Channel, SourceError
+from pytest_energy.measure.meter import BOUNDARY, END, START, Meter, Taken
+from pytest_energy.measure.sources.base import Channel, SourceError
 
 
 class QuantisedCounter(Channel):

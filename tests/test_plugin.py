@@ -407,9 +407,9 @@ def pytest_sessionfinish(session):
     result.stdout.fnmatch_lines(["*HEAVY: []"])
     # With --energy off the plugin costs its options, hook specs and light core: no session or meter.
     # (conditions: the cooldown setting's parser; version: the package's version string; both standard library only.)
-    assert ("OURS: ['pytest_energy', 'pytest_energy.budget', 'pytest_energy.conditions', 'pytest_energy.config', "
-            "'pytest_energy.hookspec', 'pytest_energy.plugin', 'pytest_energy.record', 'pytest_energy.units', "
-            "'pytest_energy.version']" in result.stdout.lines)
+    assert ("OURS: ['pytest_energy', 'pytest_energy.core.budget', 'pytest_energy.measure.conditions', 'pytest_energy.core.config', "
+            "'pytest_energy.hookspec', 'pytest_energy.plugin', 'pytest_energy.core.record', 'pytest_energy.core.units', "
+            "'pytest_energy.core.version']" in result.stdout.lines)
     probe = subprocess.run(
         [sys.executable, "-c", "import sys, pytest_energy.plugin; "
          "print([m for m in ('torch', 'transformers', 'codecarbon', 'sqlalchemy') if m in sys.modules])"],
@@ -443,7 +443,7 @@ def pytest_unconfigure(config):
     assert "LOADED: [] False" in result.outlines and "GIT: []" in result.outlines
     result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "--energy", "--energy-json", "out.json")
     [loaded] = [line for line in result.outlines if line.startswith("LOADED:")]
-    assert loaded.startswith("LOADED: ['pytest_energy.fingerprint'") and loaded.endswith("] False")  # git_state's
+    assert loaded.startswith("LOADED: ['pytest_energy.measure.fingerprint'") and loaded.endswith("] False")  # git_state's
     assert "GIT: [['--no-optional-locks', 'status', '--porcelain=v2', '--branch', '--untracked-files=no']]" in (
         result.outlines)
 

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from pytest_energy import quality, wordnet
+from pytest_energy.cases import metrics as quality, wordnet
 
 
 def test_accuracy_counts_exact_matches():

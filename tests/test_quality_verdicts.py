@@ -19,11 +19,12 @@ import pytest
 from factories import FINGERPRINT
 from test_gate_integration import BASE, _record, _record_baselines, _settings
 
-from pytest_energy import baselines as store
-from pytest_energy import quality, resampling
-from pytest_energy.gate import judge
-from pytest_energy.resampling import examples_difference, runs_difference, student_t_quantile
-from pytest_energy.verdict import Status
+from pytest_energy.store import baselines as store
+from pytest_energy.cases import metrics as quality
+from pytest_energy.stats import resampling
+from pytest_energy.judge.gate import judge
+from pytest_energy.stats.resampling import examples_difference, runs_difference, student_t_quantile
+from pytest_energy.judge.verdict import Status
 
 NAME = "t.py::case"
 OTHER_HARDWARE = dict(FINGERPRINT, id="amd-epyc-2c-020e00a4")
@@ -368,7 +369,7 @@ def test_a_missed_quality_budget_fails_the_gate_naming_the_case_and_metric(tmp_p
     html = (tmp_path / "report.html").read_text()
     assert 'id="gate-state">gate failed<' in html and "gate passed" not in html
     # `pytest-energy runs` lists the run with its outcome and the exit status pytest returned.
-    from pytest_energy.cli import main
+    from pytest_energy.commands.cli import main
 
     capsys.readouterr()
     assert main(["runs", "--history", str(tmp_path / "reports" / "energy-history.sqlite")]) == 0

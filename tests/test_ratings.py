@@ -10,11 +10,10 @@ import yaml
 
 from factories import make_record, make_run_info
 from test_cases import FINETUNE, run_session  # (tests/ is on sys.path under pytest's default import mode)
-from pytest_energy.record import Carbon
+from pytest_energy.core.record import Carbon
 from pytest_energy.report import build_report
 from pytest_energy.report.exports import model_card_block
-from pytest_energy.report.ratings import (CARBON_REFERENCES, carbon_efficiency_class, carbon_per_1000_examples,
-                                          reporting_practice)
+from pytest_energy.report.ratings import CARBON_REFERENCES, carbon_efficiency_class, carbon_per_1000_examples, reporting_practice
 
 
 

@@ -8,9 +8,9 @@ from typing import Any, Callable
 
 import pytest
 
-from pytest_energy import quality
-from pytest_energy.cases import registry as tasks
-from pytest_energy.registry import Registry
+from pytest_energy.cases import metrics as quality
+from pytest_energy.cases import tasks
+from pytest_energy.core.registry import Registry
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from factories import make_judgement, make_record, make_run_info, make_verdict
-from pytest_energy.history import History, HistoryError
+from pytest_energy.store.history import History, HistoryError
 from pytest_energy.report import render_from_history
 from pytest_energy.report.exports import junit_properties
 from pytest_energy.report.pytest_html import PytestHtmlHooks, energy_cells

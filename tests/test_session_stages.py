@@ -16,13 +16,14 @@ from typing import Any
 import pytest
 from factories import CARBON, FINGERPRINT, make_record
 
-from pytest_energy import baselines as store
-from pytest_energy import gate, report
-from pytest_energy.config import resolve
+from pytest_energy.store import baselines as store
+from pytest_energy.judge import gate
+from pytest_energy import report
+from pytest_energy.core.config import resolve
 from pytest_energy.context import Pending
-from pytest_energy.handover import Inbox, Outbox
-from pytest_energy.history import History
-from pytest_energy.record import Component, Record, Round
+from pytest_energy.xdist import Inbox, Outbox
+from pytest_energy.store.history import History
+from pytest_energy.core.record import Component, Record, Round
 from pytest_energy.session import NOTHING_MEASURED, WRITE_FAILED, EnergySession
 
 NAME = "t.py::test_a"

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from pytest_energy.sources import SourceError, SourceUnavailable, detect, nvml, sampled
+from pytest_energy.measure.sources import SourceError, SourceUnavailable, detect, nvml, sampled
 from pytest_energy.testing import FakeClock, FakeGpu, install_fake_nvml
 
 

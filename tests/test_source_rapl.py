@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_energy.sources import SourceError, detect, rapl
+from pytest_energy.measure.sources import SourceError, detect, rapl
 from pytest_energy.testing import make_powercap, run_unprivileged
 
 REAL_ROOT = Path("/sys/class/powercap")

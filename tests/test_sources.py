@@ -8,9 +8,9 @@ import types
 
 import pytest
 
-import pytest_energy.sources as sources
-from pytest_energy.sources import Detection, Request, Source, SourceError, SourceUnavailable, detect
-from pytest_energy.sources.sampled import SampledChannel
+import pytest_energy.measure.sources as sources
+from pytest_energy.measure.sources import Detection, Request, Source, SourceError, SourceUnavailable, detect
+from pytest_energy.measure.sources.sampled import SampledChannel
 from pytest_energy.testing import FakeGpu, install_fake_nvml
 
 
@@ -43,7 +43,7 @@ def _register(monkeypatch: pytest.MonkeyPatch, name: str, opener, kinds=("gpu",)
         asked.append(request)
         return opener(request)
 
-    module = types.ModuleType(f"pytest_energy.sources.{name}")
+    module = types.ModuleType(f"pytest_energy.measure.sources.{name}")
     module.open_source = open_source
     monkeypatch.setitem(sys.modules, module.__name__, module)
     entry = Source(name, tuple(kinds), name)

@@ -13,9 +13,9 @@ import re
 
 import pytest
 
-from pytest_energy.config import SettingError, resolve
-from pytest_energy.record import Carbon, Record, Round
-from pytest_energy.top import TopTests, ranked
+from pytest_energy.core.config import SettingError, resolve
+from pytest_energy.core.record import Carbon, Record, Round
+from pytest_energy.measure.top_tests import TopTests, ranked
 
 PLAIN_SUITE = """
 import time
@@ -239,8 +239,8 @@ def test_a_session_that_only_lists_takes_a_short_idle_window_and_no_reference(tm
     """--energy-top's records are listed, never judged: no reference workload, and an idle window of
     LISTING_IDLE_SECONDS unless --energy-idle-seconds is set. A test that measures later gets the
     session's full idle window and its reference, as a session that measured from the start."""
-    from pytest_energy import reference
-    from pytest_energy.meter import Meter
+    from pytest_energy.measure import reference
+    from pytest_energy.measure.meter import Meter
     from pytest_energy.session import LISTING_IDLE_SECONDS, EnergySession
 
     windows, references = [], []

@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 from factories import FINGERPRINT, make_record, make_run_info
 
-from pytest_energy import baselines as store
-from pytest_energy import cli
-from pytest_energy.config import resolve
-from pytest_energy.fingerprint import device_kinds, fingerprint
-from pytest_energy.gate import judge, persist
-from pytest_energy.sources import detect
+from pytest_energy.store import baselines as store
+from pytest_energy.commands import cli
+from pytest_energy.core.config import resolve
+from pytest_energy.measure.fingerprint import device_kinds, fingerprint
+from pytest_energy.judge.gate import judge, persist
+from pytest_energy.measure.sources import detect
 from pytest_energy.testing import FakeGpu, install_fake_nvml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,7 +167,7 @@ def test_a_cheaper_model_is_a_model_change_with_its_cost_said_not_a_regression(t
     """A replacement model that costs less read "regression -20.6 %": it is "model changed" (failing the gate
     until recorded, as a snapshot mismatch) and says what it costs against the old one, either way."""
     from pytest_energy.report import build_report
-    from pytest_energy.units import percent
+    from pytest_energy.core.units import percent
 
     old = _case_record("distilbert/sst2", "distilbert/sst2", "aaaa")
     recording = _settings(tmp_path, update_baselines=True)
@@ -200,7 +200,7 @@ def test_a_cheaper_model_is_a_model_change_with_its_cost_said_not_a_regression(t
     assert not quiet.gate_failed and "1 model changed (not gating)" in quiet.summary[0]
     assert f"t.py::case  {model.message}  [not gating]" in quiet.summary
     # The JSON and the history keep the word; an update run records the new model and passes for it.
-    from pytest_energy.history import History
+    from pytest_energy.store.history import History
 
     assert judgement.document({})["verdicts"][0]["status"] == "model changed"
     run = make_run_info()

@@ -9,18 +9,7 @@ from collections import Counter
 
 import pytest
 
-from pytest_energy.verdict import (
-    CONFIDENCE,
-    Interval,
-    Tolerance,
-    classify,
-    critical_rank,
-    judge_energy,
-    judge_value,
-    minimum_rounds,
-    parse_tolerance,
-    ratio_interval,
-)
+from pytest_energy.judge.verdict import CONFIDENCE, Interval, Tolerance, classify, critical_rank, judge_energy, judge_value, minimum_rounds, parse_tolerance, ratio_interval
 
 
 def _brute_force_u(n: int, m: int) -> Counter[int]:
@@ -239,7 +228,7 @@ def test_statuses_are_one_enum_whose_members_are_their_words():
     import dataclasses
     import json
 
-    from pytest_energy.verdict import STATUSES, Status, Verdict, most_urgent
+    from pytest_energy.judge.verdict import STATUSES, Status, Verdict, most_urgent
 
     assert [str(s) for s in STATUSES] == ["model changed", "regression", "inconclusive", "improvement", "new",
                                           "unchanged", "incomparable"]
@@ -259,7 +248,7 @@ def test_statuses_are_one_enum_whose_members_are_their_words():
 
 
 def test_named_constructors_fill_the_fields_they_name():
-    from pytest_energy.verdict import Status, Verdict
+    from pytest_energy.judge.verdict import Status, Verdict
 
     unsure = Verdict.inconclusive("t", "flops", "flops: none counted", threshold=0.05, baseline_set="s",
                                   baseline_hardware="hw1")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, Union
 
-from ..quality import metric
+from .metrics import metric
 
 #: Accepted ``dtype`` spellings of a case and the dtype each means.
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",

@@ -1,6 +1,6 @@
 """The bundled tasks, registered through the same :func:`register_task` a user's conftest calls.
 
-Each task's functions take the :class:`~pytest_energy.cases.tasks.Predictor` (model, processor, case)
+Each task's functions take the :class:`~pytest_energy.cases.predictor.Predictor` (model, processor, case)
 and import torch only when they run, so importing this module stays cheap.
 """
 
@@ -10,8 +10,8 @@ from functools import partial
 from typing import Any, Mapping, Sequence
 
 from .fallback import class_labels, image_model, text_model
-from .registry import Output, Task, register_task
-from .tasks import Predictor, as_reference, label_id, normalise_reference, tokens_in
+from .tasks import Output, Task, register_task
+from .predictor import Predictor, as_reference, label_id, normalise_reference, tokens_in
 
 Rows = Sequence[Mapping[str, Any]]
 

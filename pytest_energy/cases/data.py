@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence, Union
 
-from .registry import Task
+from .tasks import Task
 
 
 #: Rows given in code, or a file of them.

@@ -12,10 +12,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from ..units import parse_energy
+from ..core.units import parse_energy
 from .base import DTYPES, Case, Fallback, ModelSource, PackagedModel, check_metrics, describe_model, one_line_failures
 from .data import Dataset
-from .registry import get_task
+from .tasks import get_task
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 #: Fields a fallback cannot override: they decide which model loads and how, before it is known.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..quality import metric
-from ..resampling import interval, seed_for
-from .registry import Task
+from .metrics import metric
+from ..stats.resampling import interval, seed_for
+from .tasks import Task
 
 #: The confidence of a quality figure's interval over its examples (the energy verdicts' too).
 CONFIDENCE = 0.98

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from .base import Fallback
 from .data import examples, fingerprint
-from .registry import Task
+from .tasks import Task
 from .training import train
 
 #: Small sizes per model type; ``Fallback.config`` overrides them.

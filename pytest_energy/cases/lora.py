@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 
 def _task_type(model: Any) -> str:
-    from .causal import is_causal
+    from .generation.causal import is_causal
 
     if is_causal(model):
         return "CAUSAL_LM"

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from .base import Fallback, ModelSource, ModelUnavailableError, PackagedModel, describe_model
-from .registry import Task
+from .tasks import Task
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

@@ -3,7 +3,7 @@
 They carry no noise, so a CPU-only CI can catch a change that makes a model do more work even where
 its energy is modelled. FLOPs come from torch's own counter (``torch.utils.flop_counter``), which
 counts matrix multiplications and convolutions (2 per multiply-add); elementwise work is not counted.
-:func:`count_flops` is :mod:`pytest_energy.work`'s, which plain tests' measurements count with too.
+:func:`count_flops` is :mod:`pytest_energy.measure.work`'s, which plain tests' measurements count with too.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ..work import count_flops
+from ..measure.work import count_flops
 
 __all__ = ["count_flops", "parameters", "per_work"]
 

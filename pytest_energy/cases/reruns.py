@@ -5,7 +5,7 @@ differs in the last bits, which training amplifies) gives another figure. With
 ``--energy-quality-seeds K`` the case trains K times, unmeasured after its measured run: its own seed,
 then the next seeds, alternating one thread and the machine's threads, and keeps each run's figures
 under every quality entry (``runs``). The baseline stores them, with other runners', as the spread
-between runs that later verdicts respect (:func:`pytest_energy.resampling.runs_difference`).
+between runs that later verdicts respect (:func:`pytest_energy.stats.resampling.runs_difference`).
 """
 
 from __future__ import annotations

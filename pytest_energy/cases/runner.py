@@ -15,8 +15,8 @@ import itertools
 import math
 from typing import Any, Callable, Mapping, Sequence
 
-from ..budget import EnergyBudget
-from ..units import parse_energy, wh_per_1000
+from ..core.budget import EnergyBudget
+from ..core.units import parse_energy, wh_per_1000
 from .base import DTYPES, QualityBudgetError, apply_quality_budget
 from .data import example_keys, examples
 from .evaluate import score
@@ -24,9 +24,9 @@ from .lora import adapt
 from .models import Loaded, load, pick_device, place, weights_digest
 from .proxies import count_flops, parameters, per_work
 from .pruning import Pruning
-from .registry import Task, get_task
+from .tasks import Task, get_task
 from .reruns import Quality, add_runs, mark_trained
-from .tasks import Predictor, input_shapes, tokens_in
+from .predictor import Predictor, input_shapes, tokens_in
 from .training import step_plan, steps_per_epoch, train, training_batch
 
 # The cases arrive as arguments (InferenceCase, FineTuneCase): the declarations import this module

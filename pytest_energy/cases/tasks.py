@@ -1,98 +1,129 @@
-"""Running a model on a task: one batch of examples in, predictions and token counts out.
+"""The task registry: what a case's ``task="..."`` names, in one place for bundled and user tasks alike.
 
-The :class:`Predictor` is what a task's ``encode`` and ``predict`` functions receive: the model, its
-processor (a tokenizer, or an image processor), the task, the device and the case as it runs (its
-``prefix``, ``max_input_tokens``, ``max_new_tokens``, ``num_beams`` and any other field). Inputs are
-encoded inside the measured call, as a deployed model would have to; that is part of an inference's
-energy. torch is imported when a batch runs, not with this module.
+A :class:`Task` says which example fields it reads, how one inference runs (``encode`` then
+``predict``), how its proxies are counted, which metrics it computes by default, and, where a model
+can be trained for it, how a training batch is made and how a fallback model is built. The bundled
+tasks (:mod:`pytest_energy.cases.builtin`, imported by the package) register themselves through
+:func:`register_task`, the same call a user's conftest makes. Nothing here imports torch or transformers.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from .base import CaseFailure
-from .registry import Output, Task
-
-
-def label_id(config: Any, label: Any) -> int:
-    """The model's class index for a dataset label: by name where the model knows it, else the integer."""
-    names = {str(k).lower(): v for k, v in (getattr(config, "label2id", None) or {}).items()}
-    if str(label).lower() in names:
-        return int(names[str(label).lower()])
-    try:
-        return int(label)
-    except (TypeError, ValueError):
-        raise ValueError(f"label {label!r} is not one of the model's labels ({', '.join(names)})") from None
+from .metrics import metric
+from ..core.registry import Registry
 
 
-def as_reference(config: Any, index: int, reference: Any) -> Any:
-    """A predicted class index in the same form as the dataset's label (a name, or an integer)."""
-    name = str((getattr(config, "id2label", None) or {}).get(index, index))
-    if isinstance(reference, str):
-        return name.lower()
-    return int(name) if name.lstrip("-").isdigit() else index
+@dataclass
+class Output:
+    """What one batch produced: a prediction per example and the tokens it read and generated."""
+
+    predictions: list[Any]
+    tokens_in: int
+    tokens_out: int = 0
 
 
-def normalise_reference(reference: Any) -> Any:
-    """A label as predictions are compared with it: names in lower case, anything else as it is."""
-    return reference.lower() if isinstance(reference, str) else reference
+#: ``encode(predictor, rows)``: the model's inputs for one batch (a mapping of tensors on the device, or
+#: one tensor; :meth:`~pytest_energy.cases.predictor.Predictor.encode` refuses anything else in one line).
+Encode = Callable[[Any, Sequence[Mapping[str, Any]]], Any]
+#: ``predict(predictor, rows, inputs)``: one inference call on the encoded batch.
+Predict = Callable[[Any, Sequence[Mapping[str, Any]], Any], Output]
+#: ``train_batch(model, processor, task, rows, *, prefix, max_input_tokens, max_target_tokens,
+#: pad_to_max, device)``: tokenized inputs and labels of one training step.
+TrainBatch = Callable[..., Mapping[str, Any]]
+#: ``build_fallback(fallback, task, rows, *, prefix, max_input_tokens)``: an untrained model built from a
+#: config and its processor (tokenizer or image processor), with a short description of its size.
+BuildFallback = Callable[..., tuple[Any, Any, str]]
 
 
-def tokens_in(inputs: Mapping[str, Any] | Any) -> int:
-    """Real (unpadded) input tokens of an encoded batch: its attention mask's ones (0 without a mask, and
-    for inputs that are one tensor: pixels or token ids, it cannot tell)."""
-    mask = inputs.get("attention_mask") if isinstance(inputs, Mapping) else None
-    return int(mask.sum()) if mask is not None else 0
+@dataclass(frozen=True)
+class Task:
+    """A task a case can run: its data fields, one inference, its metrics, its proxies, its training.
+
+    ``metrics`` are the names (registered in :mod:`pytest_energy.cases.metrics`) the task can compute;
+    ``default_metrics`` those a case computes when it names none (default: all of ``metrics``).
+    ``model_class`` and ``processor_class`` are the transformers auto classes that load a model folder
+    or a cached hub model for the task. ``generates``: the task writes text (the record then gives
+    energy per output token). ``work_by_shape``: one call's FLOPs depend on its input shapes alone
+    (an encoder), so each shape is counted once; otherwise every call is counted. ``prepare`` turns
+    one example as read (``{field: value}``) into the form ``encode`` and the metrics take, and
+    ``reference`` the target into the form predictions are compared with. ``train_batch`` and
+    ``build_fallback`` are ``None`` for a task no model can be trained on here (no fallback, no
+    fine-tune).
+    """
+
+    name: str
+    inputs: tuple[str, ...]
+    target: str
+    metrics: tuple[str, ...]
+    encode: Encode
+    predict: Predict
+    default_metrics: tuple[str, ...] = ()
+    model_class: str = "AutoModel"
+    processor_class: str = "AutoTokenizer"
+    generates: bool = False
+    work_by_shape: bool = True
+    prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    reference: Callable[[Any], Any] | None = None
+    train_batch: TrainBatch | None = None
+    build_fallback: BuildFallback | None = None
+    # The example's texts a fallback's tokenizer learns its vocabulary from (default: the inputs, and
+    # the target where text is generated).
+    texts: Callable[[Mapping[str, Any]], Iterable[str]] | None = None
+    description: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)  # what a task's own functions want to know
+
+    def __post_init__(self) -> None:
+        owner = f"Task({self.name!r})"
+        if not self.name or not self.inputs or not self.target or not self.metrics:
+            raise ValueError(f"{owner}: name, inputs, target and metrics must not be empty")
+        for name in self.metrics:
+            metric(name, owner)  # an unknown metric fails here, with the known ones listed
+        if not self.default_metrics:
+            object.__setattr__(self, "default_metrics", tuple(self.metrics))
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        object.__setattr__(self, "metrics", tuple(self.metrics))
+        unknown = [m for m in self.default_metrics if m not in self.metrics]
+        if unknown:
+            raise ValueError(f"{owner}: default metric {unknown[0]!r} is not one of its metrics")
+        if self.build_fallback is not None and self.train_batch is None:
+            raise ValueError(f"{owner}: a fallback is trained with train_batch: give it too")
+
+    @property
+    def trainable(self) -> bool:
+        """Whether a model can be trained for this task here (a fallback, a fine-tune case)."""
+        return self.train_batch is not None
+
+    def example_texts(self, example: Mapping[str, Any]) -> Iterable[str]:
+        """The texts of one example a fallback's tokenizer learns from."""
+        if self.texts is not None:
+            return self.texts(example)
+        fields = [*self.inputs, self.target] if self.generates else list(self.inputs)
+        return [str(example[name]) for name in fields]
 
 
-def input_shapes(inputs: Mapping[str, Any] | Any) -> tuple[tuple[str, tuple[int, ...]], ...]:
-    """The shapes of an encoded batch, by input name ("" for inputs that are one tensor), as the work of
-    a call that depends on its shapes alone is keyed."""
-    named = inputs.items() if isinstance(inputs, Mapping) else [("", inputs)]
-    return tuple(sorted((str(name), tuple(getattr(value, "shape", ()))) for name, value in named))
+#: Every task by name, the bundled ones first (they register when the package loads).
+TASKS: Registry[Task] = Registry("task", "register_task", code=lambda entry: entry.predict,
+                                 hint=" (a conftest can add one with pytest_energy.cases.register_task)")
 
 
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+def register_task(task: Task, *, replace: bool = False) -> Task:
+    """Make ``task`` available to cases by its name; returns it (so it can be kept in a name).
+
+    A second task of the same name is refused (one line) unless ``replace=True``: two conftests
+    registering "ner" differently would otherwise run whichever came last. The same definition
+    registered again (a conftest imported anew) replaces the first.
+    """
+    return TASKS.register(task, replace=replace)
 
 
-class Predictor:
-    """Runs one batch of examples through a model for a task (see the module docstring)."""
+def get_task(name: str, owner: str = "case") -> Task:
+    """The task registered as ``name``; raises ValueError (one line) for an unknown one."""
+    return TASKS.get_entry(name, owner)
 
-    def __init__(self, model: Any, processor: Any, task: Task, *, device: str, case: Any) -> None:
-        self.model = model
-        self.processor = processor
-        self.task = task
-        self.device = device
-        self.case = case
 
-    def tokenize(self, texts: Sequence[str], pairs: Sequence[str] | None = None, **options: Any) -> dict[str, Any]:
-        """Texts (with the case's prefix; optionally paired) tokenized to tensors on the model's device."""
-        settings = {"return_tensors": "pt", "padding": True, "truncation": True,
-                    "max_length": self.case.max_input_tokens, **options}
-        texts = [self.case.prefix + t for t in texts]
-        encoded = self.processor(texts, pairs, **settings) if pairs is not None else self.processor(texts, **settings)
-        return self.to_device(encoded)
-
-    def to_device(self, encoded: Mapping[str, Any]) -> dict[str, Any]:
-        """Every tensor of an encoding on the model's device (other entries dropped)."""
-        return {k: v.to(self.device) for k, v in encoded.items() if hasattr(v, "to")}
-
-    def encode(self, rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | Any:
-        """The model's inputs for one batch, as the task encodes them: a mapping of tensors (the model's
-        keyword inputs) or one tensor; anything else fails the case in one line naming the task."""
-        inputs = self.task.encode(self, rows)
-        if not isinstance(inputs, Mapping) and not hasattr(inputs, "shape"):
-            raise CaseFailure(f"task {self.task.name!r}: encode(predictor, rows) returned {type(inputs).__name__} "
-                              f"{_shown(inputs)}; it must return the model's inputs for the batch: a mapping of "
-                              "tensors such as predictor.tokenize(texts) gives, or one tensor")
-        return inputs
-
-    def __call__(self, rows: Sequence[Mapping[str, Any]]) -> Output:
-        """One inference call: encode the batch and predict, without gradients."""
-        import torch
-
-        with torch.inference_mode():
-            return self.task.predict(self, rows, self.encode(rows))
+def registered_tasks() -> dict[str, Task]:
+    """Every registered task by name, the bundled ones first (they register when the package loads)."""
+    return dict(TASKS)

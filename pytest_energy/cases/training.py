@@ -9,7 +9,7 @@ import math
 import random
 from typing import Any, Callable, Sequence
 
-from .registry import Task
+from .tasks import Task
 
 
 def step_plan(examples: int, steps: int, batch_size: int, seed: int) -> list[list[int]]:

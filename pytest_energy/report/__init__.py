@@ -5,6 +5,8 @@ The terminal table is :func:`pytest_energy.report.terminal.render`.
 Importing this package (as importing any of its modules does) imports none of them: the report model,
 jinja2's templates and the writers load when a report is built or written, so the ``--energy-top``
 listing and pytest-html's columns cost a run nothing of that.
+
+May import: core, stats, measure, store, judge.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..config import path_setting
+from ..core.config import path_setting
 
 if TYPE_CHECKING:
     from .fleet import Fleet
@@ -62,7 +64,7 @@ def __getattr__(name: str) -> Any:
 
 
 #: Every output written from the report, in order. A new format is one row here, its writer beside
-#: the others (and its path setting in :data:`pytest_energy.config.OPTIONS`).
+#: the others (and its path setting in :data:`pytest_energy.core.config.OPTIONS`).
 OUTPUTS = (
     Output(_writer("html", "write"), setting="report"),
     Output(_writer("exports", "write_emissions_csv"), setting="csv"),
@@ -91,10 +93,10 @@ def render_from_history(history_path: Path | str, out_path: Path, last: int | No
     those started since ``since``, written as HTML to ``out_path``; returns what it showed, for the
     terminal lines (:func:`pytest_energy.report.terminal.fleet_lines`).
 
-    Raises :class:`pytest_energy.history.HistoryError` (one line) where the store is missing or unusable,
+    Raises :class:`pytest_energy.store.history.HistoryError` (one line) where the store is missing or unusable,
     LookupError where the window holds no run.
     """
-    from ..history import History
+    from ..store.history import History
     from . import html
     from .fleet import build_fleet
 

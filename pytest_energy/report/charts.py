@@ -10,7 +10,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from ..units import fmt
+from ..core.units import fmt
 from .model import QualityChart
 from .styles import css_class
 from .trends import Trend, TrendPoint

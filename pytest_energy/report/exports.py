@@ -17,9 +17,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..locking import atomic_write_text, locked
-from ..record import Record, finite
-from ..units import JOULES_PER_KWH, finite_number, fmt, wh_per_1000
+from ..store.locking import atomic_write_text, locked
+from ..core.record import Record, finite
+from ..core.units import JOULES_PER_KWH, finite_number, fmt, wh_per_1000
 from .model import Report, Row, model_text, per_unit
 from .ratings import reporting_practice
 

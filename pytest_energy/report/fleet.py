@@ -2,7 +2,7 @@
 
 Built from a history store through two calls only (``runs``, then ``fleet_records``: each record's
 components, fingerprint and verdicts, never its rounds), so it works on any backend the history has.
-Energy is judged per device kind (``pytest_energy.fingerprint``), so the report is too: per kind,
+Energy is judged per device kind (``pytest_energy.measure.fingerprint``), so the report is too: per kind,
 every test any run of the window measured on it (not only the latest run's), its latest verdict, its
 trend over the runs' dates and commits, the change points of that trend with the commit range each
 falls in, and the runners (fingerprint ids) that measured it.
@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from ..baselines import component_kinds
-from ..fingerprint import DEFAULT_KIND_FIELDS, DeviceKind
-from ..gate import energy_metric
-from ..record import Component
+from ..store.baselines import component_kinds
+from ..measure.fingerprint import DEFAULT_KIND_FIELDS, DeviceKind
+from ..judge.gate import energy_metric
+from ..core.record import Component
 from .trends import Trend, TrendPoint, steps_of
 
 if TYPE_CHECKING:
-    from ..history import FleetRecord
+    from ..store.history import FleetRecord
 
 #: Trend charts the nightly report draws, those of the most urgent tests first (every chart is inline
 #: SVG); every test keeps its row, change points and runners.

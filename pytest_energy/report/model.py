@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ..conditions import describe as describe_conditions
-from ..record import Carbon, Record, RunInfo
-from ..units import JOULES_PER_WH, finite_number, fmt, percent_change, wh_per_1000
-from ..verdict import Judgement, Status, Verdict, fails_gate, most_urgent
+from ..measure.conditions import describe as describe_conditions
+from ..core.record import Carbon, Record, RunInfo
+from ..core.units import JOULES_PER_WH, finite_number, fmt, percent_change, wh_per_1000
+from ..judge.verdict import Judgement, Status, Verdict, fails_gate, most_urgent
 from .ratings import carbon_efficiency_class, is_fine_tune, rating
 from .trends import Trend, session_trends
 
@@ -495,7 +495,7 @@ def build_report(
 ) -> Report:
     """Compute once everything the renderers show: totals, ordered rows, charts, trends, assumptions.
 
-    ``history`` is a :class:`pytest_energy.history.History` (or None): its ``series()`` on this run's
+    ``history`` is a :class:`pytest_energy.store.history.History` (or None): its ``series()`` on this run's
     hardware give the trend lines (:func:`pytest_energy.report.trends.session_trends`).
     """
     judgement = judgement or Judgement()

@@ -11,7 +11,7 @@ import math
 from html import escape
 from typing import Any
 
-from ..units import fmt
+from ..core.units import fmt
 
 COLUMNS = (("energy", "Net energy (J per unit)"), ("co2", "CO2 (g)"))
 

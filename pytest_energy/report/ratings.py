@@ -9,8 +9,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..record import Record
-from ..units import JOULES_PER_WH, finite_number
+from ..core.record import Record
+from ..core.units import JOULES_PER_WH, finite_number
 
 CLASSES = "ABCDE"
 

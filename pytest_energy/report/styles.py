@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..verdict import Status
+from ..judge.verdict import Status
 
 
 @dataclass(frozen=True)

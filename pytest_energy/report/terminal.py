@@ -15,8 +15,8 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from ..units import fmt
-from ..verdict import Status
+from ..core.units import fmt
+from ..judge.verdict import Status
 from .fleet import Fleet
 from .model import Report, Row
 from .styles import terminal_style

@@ -2,7 +2,7 @@
 
 A trend is one test's net joules per iteration, oldest run first, each point with its run's time and,
 where the history gives them, its commit and runner; its steps are the change points
-(:mod:`pytest_energy.changepoint`) with the commit range they fall in.
+(:mod:`pytest_energy.stats.changepoint`) with the commit range they fall in.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from ..changepoint import detect
+from ..stats.changepoint import detect
 
 #: Trend charts a session report draws: those of its most urgent rows (every chart is inline SVG).
 SESSION_TRENDS = 60

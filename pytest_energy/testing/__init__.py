@@ -11,6 +11,8 @@ tests and bench use them too. Nothing here is imported when the plugin loads.
 
 See docs/sources.md ("Testing without the hardware") for a ``conftest.py`` that runs a whole
 ``pytest --energy`` session on a fake GPU.
+
+May import: nothing of the package (users import it in their own tests).
 """
 
 from __future__ import annotations

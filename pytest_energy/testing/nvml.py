@@ -1,6 +1,6 @@
 """A fake ``pynvml`` (nvidia-ml-py) module for machines without an NVIDIA GPU.
 
-It implements the subset of the NVML API that ``pytest_energy.sources.nvml`` uses, with the behaviour
+It implements the subset of the NVML API that ``pytest_energy.measure.sources.nvml`` uses, with the behaviour
 measured on an H100 (docs/sources.md): the total-energy counter is a millijoule count that changes only
 at tick boundaries (every 100 ms), so between ticks it holds the integral of power up to the last
 boundary. Each :class:`FakeGpu` is configured by a power curve (watts as a function of seconds since the

@@ -1,0 +1,153 @@
+"""Running a :class:`GenerationCase` in its test: prefill measured, then decode measured, then quality.
+
+Prefill is one call per batch of prompts: encoding them (tokenizing, as the other cases do inside the
+measured call) and their forward pass to the first token. Decode is the remaining
+``max_new_tokens - 1`` forward passes over the cache that batch's prefill left. Every distinct batch is
+prefilled once before the decode rounds (unmeasured); each decode crops its cache back to the prompt,
+so a round's decodes repeat without repeating prefill work inside the window. Without ``--energy``
+each distinct batch is generated once and the quality budget is checked.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any, Callable
+
+import torch
+
+from ..base import DTYPES
+from .causal import Prefilled, decode, prefill, text_until_eos
+from ..data import example_keys, examples
+from ..models import pick_device
+from ..proxies import count_flops, parameters
+from ..tasks import get_task
+from ...core.units import wh_per_1000
+from ..runner import case_quality, check_quality, cycle_batches, distinct_batches, keep_fallback_runs, load_case, measure_inferences, own_batches
+from ..predictor import Predictor, tokens_in
+
+# The case arrives as an argument (a GenerationCase): its declaration imports this module when it runs.
+
+PHASES = ("prefill", "decode")
+
+
+def run_generation(case: Any, energy: Any) -> None:
+    """Run a generation case in its test (see the module docstring)."""
+    spec = get_task(case.task, "GenerationCase")
+    device = pick_device(case.device)
+    declared = case
+    case, loaded = load_case(case, spec, device, DTYPES[case.dtype])
+    model = loaded.model
+    rows = examples(case.dataset, spec, case.columns)
+    keys = example_keys(case.dataset, spec, case.columns)
+    predictor = Predictor(model, loaded.processor, spec, device=device, case=case)
+    distinct = distinct_batches(len(rows), case.batch_size)
+    batches = cycle_batches(len(rows), case.batch_size, distinct)
+
+    def encode(batch: int) -> dict[str, Any]:
+        return dict(predictor.encode([rows[i] for i in batches[batch]]))
+
+    predictions: dict[int, Any] = {}
+
+    def keep(tokens: torch.Tensor, indices: list[int]) -> None:  # a cut batch keeps its first texts only
+        for index, text in zip(indices, text_until_eos(loaded.processor, tokens)):
+            predictions[index] = text
+
+    if not energy.enabled:
+        with torch.inference_mode():
+            for number, indices in enumerate(own_batches(len(rows), case.batch_size,
+                                                         min(case.inferences, distinct * case.batch_size))):
+                keep(decode(model, prefill(model, encode(number)), case.max_new_tokens), indices)
+        check_quality(case_quality(case, spec, rows, predictions, keys), dict(case.quality))
+        return
+
+    # The case's own queries follow the warm-up, exactly its inferences (as an inference case's).
+    own = own_batches(len(rows), case.batch_size, case.inferences, first=case.warmup)
+    per_round = math.ceil(len(own) / case.rounds)
+    calls = case.warmup + len(own)
+    cycle = min(calls, distinct)  # the batches the measured calls go round (each prefilled once, below)
+    with torch.inference_mode():
+        states, work = _count(model, encode, cycle, case.max_new_tokens)
+        cut = own[-1] if len(own[-1]) < case.batch_size else None  # a cut last batch: its own queries' work
+        last = _count(model, lambda _: dict(predictor.encode([rows[i] for i in cut])), 1,
+                      case.max_new_tokens)[1][0] if cut else None
+    params = parameters(model)
+    facts = {"model": loaded.facts, "device": device, "dtype": DTYPES[case.dtype], "settings": case.settings(),
+             "case": "generation", "max_new_tokens": case.max_new_tokens}
+
+    def stepper(phase: str) -> Callable[[], None]:
+        calls_made = itertools.count()
+
+        def step() -> None:
+            number = next(calls_made)
+            batch = number % cycle
+            with torch.inference_mode():
+                if phase == "prefill":
+                    prefill(model, encode(batch))
+                else:
+                    tokens = decode(model, states[batch], case.max_new_tokens)  # a whole batch, as every call
+                    if number < calls:  # the warm-up's and the case's own: extra ones filling a window score nothing
+                        keep(tokens, own[number - case.warmup] if number >= case.warmup else batches[batch])
+        return step
+
+    records = []
+    for index, phase in enumerate(PHASES):
+        planned = [work[i % cycle][index] for i in range(case.warmup, calls)]
+        if last is not None:
+            planned[-1] = last[index]
+        records.append(measure_inferences(energy, stepper(phase), case, spec, per_round, planned, params,
+                                          dict(facts, phase=phase), label=phase))
+    _summarise(records, case)
+    quality = case_quality(case, spec, rows, predictions, keys)
+
+    # The examples the case's calls decoded (every one where they went round the dataset).
+    scored = batches if calls > distinct else batches[:case.warmup] + own
+
+    def retrained(variant: Any) -> dict[str, dict[str, Any]]:  # the same case on a fallback from another seed
+        variant, other = load_case(variant, spec, device, DTYPES[case.dtype])
+        generator = Predictor(other.model, other.processor, spec, device=device, case=variant)
+        texts: dict[int, Any] = {}
+        with torch.inference_mode():
+            for indices in scored:
+                state = prefill(other.model, dict(generator.encode([rows[i] for i in indices])))
+                texts.update(zip(indices, text_until_eos(other.processor, decode(other.model, state,
+                                                                                  case.max_new_tokens))))
+        return case_quality(variant, spec, rows, texts, keys)
+
+    keep_fallback_runs(quality, declared, loaded, energy, retrained)
+    for record in records:
+        record.quality = {name: dict(entry) for name, entry in quality.items()}
+        record.criteria["quality"] = dict(case.quality)
+    check_quality(records[-1].quality, dict(case.quality))
+
+
+def _count(model: Any, encode: Callable[[int], dict[str, Any]], distinct: int,
+           new_tokens: int) -> tuple[list[Prefilled], list[tuple[tuple[int, int, int], tuple[int, int, int]]]]:
+    """Each distinct batch's prefilled state (what decode starts from) and each phase's (FLOPs, tokens in,
+    tokens out), counted before the measured runs: prefill reads the prompt and makes the first token,
+    decode reads nothing new and makes the rest."""
+    states, work = [], []
+    for number in range(distinct):
+        inputs = encode(number)
+        state, prefill_flops = count_flops(lambda: prefill(model, inputs))
+        _, decode_flops = count_flops(lambda: decode(model, state, new_tokens))
+        queries = int(inputs["input_ids"].shape[0])
+        states.append(state)
+        work.append(((prefill_flops, tokens_in(inputs), queries), (decode_flops, 0, queries * (new_tokens - 1))))
+    return states, work
+
+
+def _summarise(records: list[Any], case: Any) -> None:
+    """The whole query on both records: prefill + decode per query and per generated token (gross)."""
+    prefill_j, decode_j = (r.per_iteration_gross_joules for r in records)
+    query = prefill_j + decode_j
+    summary = {
+        "prefill_joules_per_query": prefill_j, "decode_joules_per_query": decode_j,
+        "joules_per_1000_queries": query * 1000, "wh_per_1000_queries": wh_per_1000(query),
+        "joules_per_generated_token": query / case.max_new_tokens,
+        "decode_joules_per_token": decode_j / (case.max_new_tokens - 1),
+        "prefill_share": prefill_j / query if query > 0 else None,
+    }
+    records[0].extra.pop("joules_per_output_token", None)  # prefill's one token is time-to-first-token work
+    for record in records:
+        record.extra["generation"] = dict(summary)

@@ -1,0 +1,812 @@
+"""Windows, rounds and edges: how cumulative joules from channels become per-iteration energy.
+
+An *edge* is one instant at which every channel's cumulative energy is known; a *window* is the span
+between two edges; a *round* is one window holding one or more iterations. Consecutive rounds share
+their edges (back-to-back windows), so the work never pauses between rounds.
+
+Counters that tick (NVML's total-energy counter updates every ~100 ms and costs ~3.9 ms of CPU per
+read) are never spun on by the measured thread. At each edge the measured thread only notes the time;
+a poller thread per ticking channel reads the counter until it changes, which brackets the edge by
+two ticks ``(t_a, E_a)`` and ``(t_b, E_b)``, and interpolates the energy at the edge:
+
+* between rounds the device works on both sides, so power is taken as constant across the tick;
+* at the first edge the device was idle before it, so ``E_a + idle x (t_edge - t_a)``;
+* at the last edge the device idles after it, so ``E_b - idle x (t_b - t_edge)``.
+
+The poller sleeps until just before the tick it predicts, from a period it refines with every tick
+it sees (the calibration's few ticks leave it ~2 % off: 20 ms a second ahead). Where its read still
+comes after a gap past the tick, the tick's instant is unknown within the gap and it takes the next
+tick instead. Ticks seen are kept, so an edge between two of them (edges of short tests, many per
+tick) is interpolated without a read.
+
+Idle power is measured once per session. CUDA is synchronised at every edge when torch has already
+initialised CUDA (torch is never imported here).
+
+Every window is checked for plausibility before its joules count (:meth:`Meter.window_problem`):
+a ticking counter must be seen to tick (a poller that sees no change for three periods marks the
+edge frozen), a continuous one must move within its ``frozen_after_seconds``, and the energy must
+lie between a tenth of the device's idle power and 1.5x its power limit (plus one tick and a
+scheduling delay per edge) times the window. A window outside is invalid with a note, never 0 J
+or a jump that passes or fails a budget. A component's ``ticks`` are the counter updates between
+the ticks the poller saw at its windows' edges: none where it saw none.
+
+Devices that report conditions (GPUs: temperature, SM clock, power limit, throttle reasons) have
+them read at every edge by a thread of their own, so the measured thread only queues the request; a
+window with thermal or power throttling at an edge gets a note (:mod:`pytest_energy.measure.conditions`).
+An optional cooldown (``--energy-cooldown``) waits before a measurement's warm-up until the GPUs are
+at or below a temperature, or have idled for a time, with a timeout and a note when not reached;
+after the first miss no later measurement of the session waits (a GPU that stays hot would make
+every one wait the whole timeout), which the session says once.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import queue
+import statistics
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, TypeVar
+
+from .conditions import parse_cooldown, throttling
+from ..core.record import Component, Round
+from .sources.base import POWER_LIMIT_MARGIN, Channel, SourceError
+
+#: How long a poller waits for a tick before it gives up on an edge (in tick periods).
+TICK_TIMEOUT_PERIODS = 3.0
+#: Ticks observed to calibrate each ticking channel's period.
+CALIBRATION_TICKS = 4
+#: Shortest warm-up, in tick periods of the slowest ticking counter (when any warm-up is asked).
+WARMUP_PERIODS = 1.5
+#: How long before a predicted tick the poller starts reading (the period drifts a little).
+PREDICTION_MARGIN = 0.012
+#: Two reads around a change further apart than this many of the channel's fastest reads, plus
+#: :data:`BRACKET_SLACK` (a sleep went past the tick, or the thread was descheduled between them),
+#: leave the tick's instant unknown within their gap: the poller takes the next tick instead.
+WIDE_BRACKET_READS = 3
+BRACKET_SLACK = 0.002
+#: Observed ticks a poller keeps, so an edge between two of them is known without a read.
+HISTORY_TICKS = 64
+#: Share of an extrapolated span's energy taken as the systematic error of the power assumed there.
+EXTRAPOLATION_ERROR = 0.1
+#: A window below this share of the device's idle power is a stalled counter. Low, because idle is
+#: measured once and a GPU may later idle lower (a deeper power state) than when it was measured.
+IDLE_FLOOR_FRACTION = 0.1
+#: How late a channel's read may follow its edge's instant (thread scheduling): slack of the upper bound.
+EDGE_DELAY_SECONDS = 0.01
+
+#: The longest a cooldown waits (beyond the idle time it asks for) before the measurement goes on.
+COOLDOWN_TIMEOUT_SECONDS = 120.0
+#: How often a cooldown reads the temperature or the power.
+COOLDOWN_POLL_SECONDS = 0.1
+#: During a cooldown a device is idle at or below its idle power times this, plus the slack.
+COOLDOWN_IDLE_FACTOR = 1.1
+COOLDOWN_IDLE_SLACK_WATTS = 5.0
+
+START, BOUNDARY, END = "start", "boundary", "end"
+
+T = TypeVar("T")
+#: device -> its conditions at one edge (see :meth:`Channel.conditions`)
+States = dict[str, dict[str, Any]]
+
+
+def cuda_synchronize() -> None:
+    """Wait for queued GPU work, so a window edge is where the work really ends (torch only if loaded)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    cuda = getattr(torch, "cuda", None)
+    if cuda is not None and cuda.is_available() and cuda.is_initialized():
+        for index in range(cuda.device_count()):
+            cuda.synchronize(index)
+
+
+@dataclass
+class EdgeValue:
+    """One channel's cumulative joules at an edge (interpolated for ticking counters)."""
+
+    joules: float
+    uncertainty: float = 0.0
+    error: str | None = None
+    tick: float | None = None  # perf_counter instant of the counter change seen at this edge (ticking)
+
+
+class _Pending(Generic[T]):
+    """A value a poller thread fills in later."""
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self._value: T | None = None
+
+    def set(self, value: T) -> None:
+        self._value = value
+        self._done.set()
+
+    def get(self) -> T:
+        self._done.wait()
+        assert self._value is not None
+        return self._value
+
+
+class ConditionsReader:
+    """Reads the conditions of the channels that report them, once per edge, on a thread of its own."""
+
+    def __init__(self, channels: list[Channel]) -> None:
+        self.channels = channels
+        self._requests: queue.Queue[_Pending[States] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._serve, name="energy-conditions", daemon=True)
+        self._thread.start()
+
+    def submit(self) -> _Pending[States]:
+        pending: _Pending[States] = _Pending()
+        self._requests.put(pending)
+        return pending
+
+    def close(self) -> None:
+        self._requests.put(None)
+        self._thread.join(timeout=5.0)
+
+    def _serve(self) -> None:
+        while (pending := self._requests.get()) is not None:
+            states: States = {}
+            for channel in self.channels:
+                try:
+                    states[channel.device] = channel.conditions()
+                except Exception:  # a driver fault must not hang the edge; the conditions are unknown
+                    states[channel.device] = {}
+            pending.set(states)
+
+
+@dataclass
+class Cooldown:
+    """What a cooldown before a measurement did: its target ("45C" or "5s"), how long it waited, and
+    whether the devices got there (``detail`` says where they were when it gave up)."""
+
+    target: str
+    waited_seconds: float
+    reached: bool
+    detail: str = ""
+
+
+class TickPoller:
+    """Resolves the edges of one ticking channel on a background thread, in submission order."""
+
+    def __init__(self, channel: Channel, period: float, idle_watts: Callable[[], float]) -> None:
+        self.channel = channel
+        self.period = period
+        self._idle_watts = idle_watts
+        self._last_tick: float | None = None  # perf_counter instant of the last tick seen
+        self._anchor: float | None = None  # an observed tick the period is refined from
+        self._fastest_read = math.inf  # seconds: the read's own cost, without waiting for the CPU
+        self._basis = CALIBRATION_TICKS - 1  # tick intervals the period rests on (calibration's first)
+        # Observed ticks, oldest first: (perf_counter instant, cumulative joules, instant resolution).
+        self._history: list[tuple[float, float, float]] = []
+        self._requests: queue.Queue[tuple[float, str, _Pending] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._serve, name=f"energy-poller-{channel.device}", daemon=True)
+        self._thread.start()
+
+    def submit(self, at: float, side: str) -> _Pending:
+        pending = _Pending()
+        self._requests.put((at, side, pending))
+        return pending
+
+    def close(self) -> None:
+        self._requests.put(None)
+        self._thread.join(timeout=5 * self.period + 1)
+
+    def _serve(self) -> None:
+        while True:
+            request = self._requests.get()
+            if request is None:
+                return
+            at, side, pending = request
+            try:
+                pending.set(self._resolve(at, side))
+            except SourceError as error:
+                pending.set(EdgeValue(math.nan, math.nan, str(error)))
+            except Exception as error:  # a driver fault must not kill the poller and hang the test
+                pending.set(EdgeValue(math.nan, math.nan, f"{type(error).__name__}: {error}"))
+
+    def _timed_read(self) -> tuple[float, float]:
+        before = time.perf_counter()
+        value = self.channel.read()
+        after = time.perf_counter()
+        self._fastest_read = min(self._fastest_read, after - before)
+        return value, (before + after) / 2
+
+    def _wide(self, gap: float) -> bool:
+        """Whether two reads ``gap`` seconds apart leave a tick between them too loosely placed."""
+        return gap > WIDE_BRACKET_READS * self._fastest_read + BRACKET_SLACK
+
+    def _predicted_tick(self, now: float) -> float | None:
+        """The next tick after ``now`` from the last one seen and the calibrated period."""
+        if self._last_tick is None:
+            return None
+        return self._last_tick + math.ceil((now - self._last_tick) / self.period) * self.period
+
+    def _observe(self, tick_a: float, energy_a: float, tick_b: float, energy_b: float, resolution: float) -> None:
+        """Keep two observed ticks; refine the period from the span since the anchor tick.
+
+        The calibrated period is a median of a few intervals, each known to a read's length (~4 ms on
+        an H100): 2 % off, a prediction one second ahead misses the tick by 20 ms, past the margin.
+        A span of more ticks than the period rests on gives a better one, so the spans that can be
+        counted for sure grow with it, and later predictions keep within the margin.
+        """
+        if self._wide(2 * resolution):  # an instant too loosely known to refine anything from
+            pass
+        elif self._anchor is None:
+            self._anchor = tick_b
+        else:
+            spans = (tick_b - self._anchor) / self.period
+            count = round(spans)
+            if abs(spans - count) > 0.25:  # not a sure count of ticks: count again from here
+                self._anchor = tick_b
+            elif count > self._basis:
+                self.period, self._basis = (tick_b - self._anchor) / count, count
+        self._last_tick = tick_b
+        self._keep(tick_a, energy_a, resolution)
+        self._keep(tick_b, energy_b, resolution)
+
+    def _keep(self, tick: float, energy: float, resolution: float) -> None:
+        """Add one observed tick to the history, in order; a tick already there is kept once."""
+        index = bisect.bisect_left([point[0] for point in self._history], tick)
+        neighbours = self._history[max(0, index - 1):index + 1]
+        if all(abs(point[0] - tick) > resolution + 0.25 * self.period for point in neighbours):
+            self._history.insert(index, (tick, energy, resolution))
+        del self._history[:-HISTORY_TICKS]
+
+    def _from_history(self, at: float) -> EdgeValue | None:
+        """The energy at ``at`` between two observed ticks around it (power taken as constant between
+        them, as at any boundary), or None where the ticks seen do not surround it."""
+        instants = [point[0] for point in self._history]
+        index = bisect.bisect_left(instants, at)
+        if index == 0 or index == len(instants):
+            return None
+        (t_a, e_a, r_a), (t_b, e_b, r_b) = self._history[index - 1], self._history[index]
+        if t_b - t_a > 1.5 * self.period:  # ticks missed between them: power may have changed there
+            return None
+        working = (e_b - e_a) / (t_b - t_a)
+        return EdgeValue(e_a + working * (at - t_a), working * max(r_a, r_b), tick=t_b)
+
+    def _resolve(self, at: float, side: str) -> EdgeValue:
+        if side == BOUNDARY:  # an edge the poller has already seen a tick after (it fell behind)
+            known = self._from_history(at)
+            if known is not None:
+                return known
+        energy_a, previous_mid = self._timed_read()
+        first, first_mid = energy_a, previous_mid
+        deadline = first_mid + TICK_TIMEOUT_PERIODS * self.period
+        predicted = self._predicted_tick(first_mid)
+        if predicted is not None:  # each read costs ~4 ms of CPU: sleep until just before the tick
+            time.sleep(max(0.0, predicted - PREDICTION_MARGIN - time.perf_counter()))
+        retakes = 0
+        while True:
+            value, mid = self._timed_read()
+            if value != energy_a:
+                if not self._wide(mid - previous_mid) or retakes >= TICK_TIMEOUT_PERIODS:
+                    break
+                # The tick fell somewhere in a wide gap (the sleep went past it): guessing its instant
+                # there put whole-tick errors on single edges. Take the next tick, one period on.
+                retakes += 1
+                energy_a, deadline = value, mid + TICK_TIMEOUT_PERIODS * self.period
+                time.sleep(max(0.0, previous_mid + self.period - PREDICTION_MARGIN - time.perf_counter()))
+                previous_mid = mid
+                continue
+            if mid > deadline:  # a powered device always ticks: the counter is frozen
+                self._last_tick = None
+                return EdgeValue(math.nan, math.nan, f"the energy counter did not change for {mid - first_mid:.2g} s "
+                                 f"({TICK_TIMEOUT_PERIODS:g} tick periods): a frozen counter")
+            previous_mid = mid
+        # The change happened between the two reads; the tick before it was one period earlier.
+        tick_b = (previous_mid + mid) / 2
+        tick_a = tick_b - self.period
+        energy_b = value
+        resolution = (mid - previous_mid) / 2  # how well the tick instant is known
+        self._observe(tick_a, energy_a, tick_b, energy_b, resolution)
+        if retakes == 1 and tick_a - self.period < first_mid < tick_a:
+            # The first read fell in the tick before the one taken again: its value was published a
+            # period before tick_a, so an edge there is interpolated in its own tick, not extrapolated.
+            self._keep(tick_a - self.period, first, resolution)
+        working = (energy_b - energy_a) / self.period  # power across the bracketing tick
+        idle = self._idle_watts()
+        if side == BOUNDARY:
+            known = self._from_history(at)  # also where the edge fell before tick_a, next to an older tick
+            if known is not None:
+                return known
+            joules = energy_a + working * (at - tick_a)
+            extrapolated = 0.0
+        elif side == START:
+            if at >= tick_a:  # idle from the tick until the edge
+                joules = energy_a + idle * (at - tick_a)
+                extrapolated = idle * (at - tick_a)
+            else:  # the tick fell after the edge: work between them
+                joules = energy_a - working * (tick_a - at)
+                extrapolated = working * (tick_a - at)
+        else:  # END: idle from the edge until the next tick
+            joules = energy_b - idle * (tick_b - at)
+            extrapolated = idle * (tick_b - at)
+            if at >= tick_a:
+                joules = min(max(joules, energy_a), energy_b)
+        uncertainty = working * resolution + EXTRAPOLATION_ERROR * abs(extrapolated)
+        return EdgeValue(joules, uncertainty, tick=tick_b)
+
+
+@dataclass
+class Edge:
+    """One instant across all channels; ticking channels resolve in the background."""
+
+    at: float
+    values: dict[str, EdgeValue | _Pending[EdgeValue]]
+    conditions: _Pending[States] | None = None  # read by the meter's ConditionsReader
+
+    def resolve(self) -> dict[str, EdgeValue]:
+        return {device: v.get() if isinstance(v, _Pending) else v for device, v in self.values.items()}
+
+    def states(self) -> States:
+        """The conditions of the devices that report them at this edge ({} where none do)."""
+        return self.conditions.get() if self.conditions is not None else {}
+
+
+@dataclass
+class Taken:
+    """What the meter took for one measurement: its edges and the iterations between them."""
+
+    edges: list[Edge]
+    iterations: list[int]
+    warmup_iterations: int = 0
+    result: Any = None
+    cooldown: Cooldown | None = None
+    # Where the warm-up began, when it was measured as a window of its own up to ``edges[0]`` (a block
+    # whose steps are marked: its whole energy is known); None where the warm-up is not measured.
+    warmup_start: Edge | None = None
+    notes: list[str] = field(default_factory=list)  # how the rounds came out where not as asked
+
+    def gross_joules(self) -> float:
+        """The joules read across every device from the first edge to the last, before any window is
+        checked (NaN where a device has no reading): a valid record's total gross joules, summed alike."""
+        first, last = self.edges[0].resolve(), self.edges[-1].resolve()
+        return sum(last[device].joules - first[device].joules for device in first)
+
+
+@dataclass
+class Measured:
+    """Rounds and per-device components of one measurement, ready to become a record."""
+
+    rounds: list[Round]
+    components: list[Component]
+    timeline: list[tuple[float, float]] = field(default_factory=list)
+    warmup: Round | None = None  # the measured warm-up window (Taken.warmup_start), no round of the verdict's
+
+
+class Meter:
+    """Measures windows on a fixed set of channels; one per session (per xdist worker)."""
+
+    def __init__(self, channels: list[Channel], synchronize: Callable[[], None] = cuda_synchronize, *,
+                 clock: Callable[[], float] = time.perf_counter,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        """``clock`` and ``sleep`` are what a cooldown waits with (a test's fake clock: no real wait)."""
+        self.channels = channels
+        self.synchronize = synchronize
+        self.clock = clock
+        self.sleep = sleep
+        self.cooldowns_missed: dict[str, Cooldown] = {}  # target -> the session's first cooldown that missed it
+        self.idle_watts: dict[str, float] = {c.device: 0.0 for c in channels}
+        self.periods: dict[str, float] = {}
+        self._pollers: dict[str, TickPoller] = {}
+        self._conditions: ConditionsReader | None = None
+        self._started = False
+        #: One line per problem of the session (an idle window that could not be measured, a cooldown
+        #: target missed); the session takes them as its notes.
+        self.notes: list[str] = []
+
+    # -- session set-up -------------------------------------------------------------------------
+    def start(self, idle_seconds: float | None) -> dict[str, float]:
+        """Start samplers, calibrate tick periods, measure idle power (:meth:`measure_idle`; not with
+        ``idle_seconds`` None, idle power then stays 0 W until measured); returns idle watts per device."""
+        for channel in self.channels:
+            channel.start()
+        conditioned = [channel for channel in self.channels if channel.conditions()]
+        if conditioned:
+            self._conditions = ConditionsReader(conditioned)
+        for channel in self.channels:
+            if channel.tick_seconds > 0:
+                self.periods[channel.device] = self._calibrate(channel)
+                self._pollers[channel.device] = TickPoller(
+                    channel, self.periods[channel.device], lambda d=channel.device: self.idle_watts[d]
+                )
+        self._started = True
+        return self.measure_idle(idle_seconds) if idle_seconds is not None else dict(self.idle_watts)
+
+    def measure_idle(self, idle_seconds: float) -> dict[str, float]:
+        """Measure each device's idle power over ``idle_seconds`` of nothing; returns idle watts per device."""
+        first = self.edge(BOUNDARY, synchronize=False)
+        time.sleep(idle_seconds)
+        last = self.edge(BOUNDARY, synchronize=False)
+        seconds = last.at - first.at
+        before, after = first.resolve(), last.resolve()
+        for channel in self.channels:  # the first time idle is still 0 W, so no window is below it yet
+            device = channel.device
+            problem = self.window_problem(channel, before[device], after[device], seconds)
+            if problem:
+                self.idle_watts[device] = 0.0
+                self.notes.append(f"{device}: idle power not measured ({problem}); net energy is gross energy "
+                                  "this session")
+            else:
+                self.idle_watts[device] = (after[device].joules - before[device].joules) / seconds
+        return dict(self.idle_watts)
+
+    def _calibrate(self, channel: Channel) -> float:
+        """Median interval between observed counter changes, or the channel's nominal tick."""
+        changes: list[float] = []
+        last = channel.read()
+        deadline = time.perf_counter() + (CALIBRATION_TICKS + 2) * channel.tick_seconds
+        while len(changes) < CALIBRATION_TICKS and time.perf_counter() < deadline:
+            value = channel.read()
+            if value != last:
+                changes.append(time.perf_counter())
+                last = value
+        intervals = [b - a for a, b in zip(changes, changes[1:])]
+        if not intervals:
+            return channel.tick_seconds
+        return statistics.median(intervals)
+
+    def close(self) -> None:
+        for poller in self._pollers.values():
+            poller.close()
+        if self._conditions is not None:
+            self._conditions.close()
+        for channel in self.channels:
+            channel.close()
+
+    # -- edges and windows ----------------------------------------------------------------------
+    def edge(self, side: str, *, synchronize: bool = True) -> Edge:
+        """Mark an edge now. Continuous channels are read here; ticking ones by their poller."""
+        if synchronize:
+            self.synchronize()
+        at = time.perf_counter()
+        values: dict[str, EdgeValue | _Pending] = {}
+        for channel in self.channels:
+            poller = self._pollers.get(channel.device)
+            if poller is not None:
+                values[channel.device] = poller.submit(at, side)
+                continue
+            try:
+                values[channel.device] = EdgeValue(channel.read())
+            except SourceError as error:
+                values[channel.device] = EdgeValue(math.nan, math.nan, str(error))
+        return Edge(at, values, self._conditions.submit() if self._conditions is not None else None)
+
+    # -- cooldown -------------------------------------------------------------------------------
+    def cool_down(self, target: str | None) -> Cooldown | None:
+        """Wait until every device reporting its temperature is at or below ``target`` ("45C"), or
+        until every device reporting its power has idled for ``target`` seconds in a row ("5s"); at
+        most :data:`COOLDOWN_TIMEOUT_SECONDS` beyond that. After the session's first miss of a target
+        no cooldown to it waits: each reads the devices once (reached where they are at the
+        temperature now), and the miss is one line in :attr:`notes`. None: no cooldown asked, or no
+        device reports its conditions (no GPU: nothing to cool)."""
+        if not target or self._conditions is None:
+            return None
+        value, unit = parse_cooldown(target)
+        waiting = target not in self.cooldowns_missed
+        limit = COOLDOWN_TIMEOUT_SECONDS + (value if unit == "s" else 0.0)
+        began = self.clock()
+        deadline = began + (limit if waiting else 0.0)
+        calm_since: float | None = None  # the first reading of the current calm spell
+        while True:
+            now = self.clock()
+            far = self._hot(value) if unit == "C" else self._busy()
+            if far:
+                calm_since = None
+            elif calm_since is None:
+                calm_since = now
+            if calm_since is not None and (unit == "C" or now - calm_since >= value):
+                return Cooldown(target, now - began, True)
+            if now >= deadline:
+                break
+            self.sleep(COOLDOWN_POLL_SECONDS)
+        detail = ", ".join(far) or f"idle only {now - (calm_since or now):.3g} s at the end"
+        if not waiting:
+            return Cooldown(target, now - began, False,
+                            f"{detail}; not waited for, as the target was missed earlier this session")
+        missed = self.cooldowns_missed[target] = Cooldown(target, now - began, False, detail)
+        self.notes.append(f"cooldown to {target} not reached within {limit:g} s ({detail}): later measurements "
+                          "this session do not wait for it (their records say where the GPUs were)")
+        return missed
+
+    def _hot(self, limit: float) -> list[str]:
+        """Devices warmer than ``limit`` degC, as "gpu:0 at 52 degC"."""
+        assert self._conditions is not None
+        readings = {c.device: c.conditions().get("temperature_c") for c in self._conditions.channels}
+        return [f"{device} at {t:g} degC" for device, t in readings.items()
+                if isinstance(t, (int, float)) and t > limit]
+
+    def _busy(self) -> list[str]:
+        """Devices drawing more than their idle power allows, as "gpu:0 at 310 W"."""
+        busy = []
+        for channel in self.channels:
+            watts = channel.power()
+            bound = COOLDOWN_IDLE_FACTOR * self.idle_watts[channel.device] + COOLDOWN_IDLE_SLACK_WATTS
+            if watts is not None and watts > bound:
+                busy.append(f"{channel.device} at {watts:.3g} W")
+        return busy
+
+    def take_rounds(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        rounds: int,
+        min_window: float,
+        warmup: int,
+        iterations: int | None = None,
+        fill_window: bool = False,
+        cooldown: str | None = None,
+        first_call: Callable[[Callable[[], Any]], Any] | None = None,
+    ) -> Taken:
+        """Cool down (``cooldown``, see :meth:`cool_down`), warm up, then ``rounds`` back-to-back windows
+        of ``iterations`` calls, or calls until each window lasts ``min_window`` seconds; with both
+        (``fill_window``), at least ``iterations`` calls and at least ``min_window`` seconds. Returns fn's
+        last result in ``Taken.result``. ``first_call`` makes the first warm-up call, given it as a
+        function of no arguments (the session counts the call's work there, where no window is open)."""
+        cooled = self.cool_down(cooldown)
+        result = None
+        # Warm-up also lasts a tick and a half where a counter ticks: the tick before the first edge
+        # must then hold work only, as the boundary interpolation of that edge assumes.
+        warm_until = time.perf_counter() + WARMUP_PERIODS * max(self.periods.values(), default=0.0)
+        done = 0
+        while done < warmup or (warmup > 0 and time.perf_counter() < warm_until):
+            if done == 0 and first_call is not None:
+                result = first_call(lambda: fn(*args, **kwargs))
+            else:
+                result = fn(*args, **kwargs)
+            done += 1
+        # After warm-up the device works right up to the first edge, so that edge is a boundary.
+        edges = [self.edge(BOUNDARY if warmup > 0 else START)]
+        counts: list[int] = []
+        for index in range(rounds):
+            count, began = 0, edges[-1].at
+            while True:
+                result = fn(*args, **kwargs)
+                count += 1
+                filled = time.perf_counter() - began >= min_window
+                if iterations is None:
+                    if filled:
+                        break
+                elif count >= iterations and (filled or not fill_window):
+                    break
+            edges.append(self.edge(END if index == rounds - 1 else BOUNDARY))
+            counts.append(count)
+        return Taken(edges, counts, done, result, cooled)
+
+    # -- from edges to rounds and components ------------------------------------------------------
+    def window_problem(self, channel: Channel, start: EdgeValue, end: EdgeValue, seconds: float) -> str | None:
+        """Why one channel's joules over one window cannot be right, or None (module docstring)."""
+        if start.error or end.error:
+            return start.error or end.error
+        gross = end.joules - start.joules
+        if not math.isfinite(gross):
+            return f"the counter read {gross} J"
+        if gross < 0:
+            return f"counter went back by {-gross:.3g} J"
+        period = self.periods.get(channel.device, 0.0)
+        frozen_after = channel.frozen_after_seconds
+        if frozen_after and seconds >= frozen_after and gross == 0:
+            return f"the counter did not change in {seconds:.3g} s: a frozen counter"
+        slack = start.uncertainty + end.uncertainty
+        watts = f"{gross:.3g} J in {seconds:.3g} s ({gross / seconds if seconds > 0 else math.inf:.3g} W)"
+        idle = self.idle_watts[channel.device]
+        if ((period or frozen_after) and idle > 0 and seconds >= max(2 * period, frozen_after)
+                and gross + slack < IDLE_FLOOR_FRACTION * idle * seconds):
+            return f"{watts}, below {IDLE_FLOOR_FRACTION * 100:g} % of its {idle:.3g} W idle power: a stalled counter"
+        limit = channel.max_watts()
+        if limit and gross - slack > limit * (POWER_LIMIT_MARGIN * seconds + 2 * (period + EDGE_DELAY_SECONDS)):
+            return f"{watts}, above {POWER_LIMIT_MARGIN:g}x its {limit:.3g} W power limit: a counter jump"
+        return None
+
+    def _ticks(self, channel: Channel, start: EdgeValue, end: EdgeValue) -> int:
+        """Counter updates between the ticks the poller saw at a window's two edges (0 where none)."""
+        period = self.periods.get(channel.device, 0.0)
+        if not period or start.tick is None or end.tick is None:
+            return 0
+        return round((end.tick - start.tick) / period)
+
+    def _round(self, before: dict[str, EdgeValue], after: dict[str, EdgeValue], seconds: float,
+               iterations: int) -> tuple[Round, dict[str, str]]:
+        """One window as a round, and each channel's problem with it (any problem makes it invalid)."""
+        by_device: dict[str, float] = {}
+        problems: dict[str, str] = {}
+        gross_sum = net_sum = 0.0
+        for channel in self.channels:
+            start, end = before[channel.device], after[channel.device]
+            problem = self.window_problem(channel, start, end, seconds)
+            if problem:
+                problems[channel.device] = problem
+                continue
+            gross = end.joules - start.joules
+            net = gross - self.idle_watts[channel.device] * seconds
+            by_device[channel.device] = net
+            gross_sum += gross
+            net_sum += net
+        valid = bool(self.channels) and not problems  # with no device read, 0 J would pass every budget falsely
+        return Round(iterations, seconds, gross_sum if valid else math.nan, net_sum if valid else math.nan,
+                     valid, by_device if valid else {}), problems
+
+    def account(self, taken: Taken) -> Measured:
+        """Turn edges into rounds (per-device net joules) and per-device components; a measured warm-up
+        (``taken.warmup_start``) into a round of its own, apart from them."""
+        values = [edge.resolve() for edge in taken.edges]
+        rounds: list[Round] = []
+        totals = {c.device: {"gross": 0.0, "net": 0.0, "seconds": 0.0, "edge_var": 0.0, "ticks": 0}
+                  for c in self.channels}
+        problems: dict[str, str] = {}
+        for index, iterations in enumerate(taken.iterations):
+            before, after = values[index], values[index + 1]
+            seconds = taken.edges[index + 1].at - taken.edges[index].at
+            round_, found = self._round(before, after, seconds, iterations)
+            for device, problem in found.items():
+                problems.setdefault(device, problem)
+            rounds.append(round_)
+            if not round_.valid:
+                continue
+            for channel in self.channels:
+                start, end = before[channel.device], after[channel.device]
+                total = totals[channel.device]
+                total["gross"] += end.joules - start.joules
+                total["net"] += round_.by_device[channel.device]
+                total["seconds"] += seconds
+                total["edge_var"] += start.uncertainty**2 + end.uncertainty**2
+                total["ticks"] += self._ticks(channel, start, end)
+        warmup = None
+        if taken.warmup_start is not None and taken.edges:
+            warmup, _ = self._round(taken.warmup_start.resolve(), values[0],
+                                    taken.edges[0].at - taken.warmup_start.at, taken.warmup_iterations)
+        states = [edge.states() for edge in taken.edges]
+        components = []
+        for channel in self.channels:
+            total = totals[channel.device]
+            systematic = channel.uncertainty(total["gross"], total["seconds"])
+            note = problems.get(channel.device, "")
+            if note:
+                note = f"window(s) invalid: {note}"
+            conditions, condition_notes = _component_conditions(channel.device, states, taken.cooldown)
+            note = "; ".join(n for n in (note, *condition_notes) if n)
+            components.append(
+                Component(
+                    device=channel.device,
+                    kind=channel.kind,
+                    method=channel.method,
+                    gross_joules=total["gross"],
+                    net_joules=total["net"],
+                    idle_watts=self.idle_watts[channel.device],
+                    window_seconds=total["seconds"],
+                    ticks=int(total["ticks"]),
+                    uncertainty_joules=math.sqrt(total["edge_var"] + systematic**2),
+                    valid=channel.device not in problems,
+                    note=note,
+                    conditions=conditions,
+                )
+            )
+        timeline: list[tuple[float, float]] = []
+        if taken.edges:
+            since, until = taken.edges[0].at, taken.edges[-1].at
+            for channel in self.channels:
+                timeline += [(t - since, w) for t, w in channel.timeline(since, until)]
+        return Measured(rounds, components, sorted(timeline), warmup)
+
+
+class StepRounds:
+    """The rounds of a block whose own code marks its steps (:meth:`step` after each: a training loop).
+
+    Work that runs once cannot be repeated until a window is filled, as :meth:`Meter.take_rounds`
+    does; its steps are split instead, with edges placed as the steps end:
+
+    * the first ``warmup`` steps are a warm-up window of their own from the block's start edge,
+      lasting at least :data:`WARMUP_PERIODS` ticks where a counter ticks (as a call's warm-up, so
+      the tick before the first round's edge holds work only) while a step is left for each round:
+      measured, so the whole block's energy is known, but no round of the verdict's;
+    * the steps left are ``rounds`` back-to-back windows of at least a ``rounds``-th of them each
+      (``planned``: the steps the block will make, warm-up included). A round also goes on until
+      it lasts ``min_window``, and ends only where the steps left can still fill a round at its pace
+      (as many steps and the minimum window); otherwise they join it, so the last round is never a
+      short one. A block too short for its rounds gives fewer of them, one at the least.
+
+    ``planned`` below ``warmup + 1`` shrinks the warm-up so that one step is measured at least. A
+    block that marks no step, or ends before its warm-up did, is one window (:meth:`taken`).
+    """
+
+    def __init__(self, meter: Meter, start: Edge, *, planned: int, rounds: int, warmup: int,
+                 min_window: float) -> None:
+        self._meter = meter
+        self._start = start
+        self._planned = planned
+        self._asked = rounds
+        self._warmup = max(0, min(warmup, planned - 1))
+        measured = planned - self._warmup
+        self._rounds = max(1, min(rounds, measured))
+        self._least = max(1, measured // self._rounds)  # steps a round holds at least
+        self._min_window = min_window
+        ticks = WARMUP_PERIODS * max(meter.periods.values(), default=0.0) if self._warmup else 0.0
+        self._warm_until = start.at + ticks
+        self._edges = [start] if not self._warmup else []  # after the warm-up, its end is the first
+        self._counts: list[int] = []
+        self._count = 0  # steps of the round (or the warm-up) going on
+        self.steps = 0  # every step marked
+        self.warmup_steps = 0  # steps of the warm-up window, once it has ended
+
+    @property
+    def _warming(self) -> bool:
+        return not self._edges
+
+    def step(self) -> None:
+        """One step has ended: place an edge where it ends the warm-up or a round."""
+        self.steps += 1
+        self._count += 1
+        now = time.perf_counter()
+        left = self._planned - self.steps
+        if self._warming:
+            if self.steps >= self._warmup and (now >= self._warm_until or left <= self._rounds):
+                self._edges.append(self._meter.edge(BOUNDARY))
+                self.warmup_steps, self._count = self.steps, 0
+                self._least = max(1, left // self._rounds)
+            return
+        elapsed = now - self._edges[-1].at
+        last = len(self._counts) + 1 >= self._rounds
+        if (not last and self._count >= self._least and elapsed >= self._min_window
+                and left >= self._least and left * elapsed / self._count >= self._min_window):
+            self._edges.append(self._meter.edge(BOUNDARY))
+            self._counts.append(self._count)
+            self._count = 0
+
+    def taken(self, end: Edge, iterations: int, cooldown: Cooldown | None) -> Taken:
+        """What the block took, ended by ``end``: its rounds and measured warm-up where steps were
+        marked; else one window of ``iterations`` (the block's own count), or of the steps where the
+        block ended before its warm-up or its first round did."""
+        if not self.steps:
+            return Taken([self._start, end], [iterations], cooldown=cooldown)
+        notes = [] if self.steps <= self._planned else [
+            f"{self.steps} steps marked where {self._planned} were planned (energy.measure(iterations=...)): "
+            "the rounds were split for the planned ones"]
+        if self._warming or not (self._counts or self._count):
+            notes.append(f"the block ended after {self.steps} steps, before its warm-up or first round did: one "
+                         "window, no warm-up")
+            return Taken([self._start, end], [self.steps], cooldown=cooldown, notes=notes)
+        edges, counts = list(self._edges), list(self._counts)
+        if self._count:
+            edges.append(end)
+            counts.append(self._count)
+        else:  # the block ended right after a round's edge (it made fewer steps than planned)
+            edges[-1] = end
+        if len(counts) < self._asked:
+            notes.append(f"{len(counts)} of the {self._asked} rounds asked: the {sum(counts)} steps after the warm-up "
+                         f"could not fill more (a round holds {self._least} steps and lasts {self._min_window:g} s at "
+                         "the least); more steps, or a shorter --energy-min-window, give more rounds")
+        return Taken(edges, counts, self.warmup_steps, cooldown=cooldown,
+                     warmup_start=self._start if self.warmup_steps else None, notes=notes)
+
+
+def _component_conditions(device: str, states: list[States],
+                          cooldown: Cooldown | None) -> tuple[dict[str, Any], list[str]]:
+    """A component's conditions (first and last edge, throttled windows, the cooldown) and its notes."""
+    seen = [edge.get(device) or {} for edge in states]
+    if not any(seen):
+        return {}, []
+    windows = [sorted(set(throttling(a)) | set(throttling(b))) for a, b in zip(seen, seen[1:])]
+    throttled = [reasons for reasons in windows if reasons]
+    reasons = sorted({reason for found in throttled for reason in found})
+    conditions: dict[str, Any] = {"start": seen[0], "end": seen[-1], "throttled_windows": len(throttled),
+                                  "throttling": reasons}
+    notes = []
+    if throttled:
+        notes.append(f"thermal or power throttling ({', '.join(reasons)}) at the edges of {len(throttled)} of "
+                     f"{len(windows)} window(s): the GPU ran below its clocks there")
+    if cooldown is not None:
+        conditions["cooldown"] = {"target": cooldown.target, "waited_seconds": cooldown.waited_seconds,
+                                  "reached": cooldown.reached}
+        if not cooldown.reached:
+            notes.append(f"cooldown to {cooldown.target} not reached in {cooldown.waited_seconds:.3g} s "
+                         f"({cooldown.detail}); measured as it was")
+    return conditions, notes
