@@ -332,11 +332,11 @@ class Bench:
             device = f"{cpu}, no GPU"
             name = f"cpu-{cpu_model()}-{os.cpu_count()}c"
         versions = {}
-        for name in ("pytest-energy", "pytest", "codecarbon", "nvidia-ml-py", "torch"):
+        for package in ("pytest-energy", "pytest", "codecarbon", "nvidia-ml-py", "torch"):  # not `name`: it names the file
             try:
-                versions[name] = importlib.metadata.version(name)
+                versions[package] = importlib.metadata.version(package)
             except importlib.metadata.PackageNotFoundError:
-                versions[name] = None
+                versions[package] = None
         versions["python"] = platform.python_version()
         return {"date": date, "device": device, "device_slug": slug(name),
                 "git_commit": git_commit(ROOT), "platform": platform.platform(), "versions": versions}

@@ -76,6 +76,7 @@ def test_a_tiny_run_writes_json_and_markdown_with_device_and_date(tiny_run):
     results, table = tiny_run
     meta = results["meta"]
     assert meta["date"][:4].isdigit() and meta["device"]
+    assert meta["device_slug"].startswith("cpu-")  # the file is named by the machine (no GPU rig), not by a package
     assert meta["network_attempts"] == []
     assert meta["rigs"]["sim"]["simulated"] is True
     assert "simulated NVML" in table and "## 1. Noise" in table and "## 4. Validity" in table
