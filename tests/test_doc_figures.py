@@ -272,8 +272,63 @@ def accuracy_figures() -> list[str]:
     ]
 
 
+def overhead_doc_rows(results: dict[str, Any]) -> list[str]:
+    """docs/overhead.md's table: each method's error and CV at 1 s on the simulated counter."""
+    labels = {"plugin": "pytest-energy (ticks interpolated at each edge)", "naive": "naive counter reads at the edges",
+              "codecarbon-15": "CodeCarbon, `measure_power_secs=15`", "codecarbon-1": "CodeCarbon, `measure_power_secs=1`"}
+    return [row(label, _spread(cell, "error_mean", "error_sd"), pct(cell["cv"]))
+            for method, label in labels.items() if (cell := _noise(results, "sim", method, 1.0))]
+
+
+def overhead_figures() -> list[str]:
+    """Every figure docs/overhead.md states, as it states it."""
+    bench, before, ordinary = _results(BENCH), _results(BEFORE), _results(ORDINARY)
+    suites, light = _results(SUITES), _results(SUITES_LIGHT)
+    story = (RESULTS / "2026-12-06-ordinary-suite-overhead.md").read_text(encoding="utf-8")
+    at = {(r["method"], r["window_seconds"]): r for r in bench["noise"] if r["rig"] == "sim"}
+    runs = {run["rig"]: run for run in bench["overhead"]["tests"]}
+    sim_test = runs["sim"]["tests"]["test_1_marked"]
+    edges = next(edge for edge in bench["overhead"]["edges"] if edge["rig"] == "sim")
+    validity = {v["rig"]: v for v in bench["validity"]}
+    old_cpu = next(v for v in before["validity"] if v["rig"] == "cpu")
+    now, then = (ordinary["figures"]["packages"][p] for p in ("this tree", ordinary["figures"]["against"]))
+    verdict_1, verdict_2 = (_rule(bench, 1.0, AS_MEASURED, t) for t in (0.01, 0.02))
+    assert "25-35 µs per test" in story  # the one-process timing the doc quotes from the story
+    assert suites["summary"].startswith("19 passed, 1 skipped")  # "every case: 19 tests, the 2:4 one skipped"
+    return [
+        *overhead_doc_rows(bench),
+        f"{pct(at[('plugin', 1.0)]['cv'])} on the simulated counter "
+        f"({pct(_noise(before, 'sim', 'plugin', 1.0)['cv_net_later'])} net in the run before it)",
+        f"within {_spread(at[('plugin', 0.2)], 'error_mean', 'error_sd')} while naive reads lose "
+        f"{signed(at[('naive', 0.2)]['error_mean'])} and CodeCarbon {signed(at[('codecarbon-15', 0.2)]['error_mean'])}",
+        f"takes {signed(sim_test['overhead_fraction'])} wall time",
+        f"reads the counter {edges['counter_reads_per_edge']:.2f} times per edge",
+        f"{runs['cpu']['session_end_seconds']:.2f} s with the modelled sources and "
+        f"{runs['sim']['session_end_seconds']:.2f} s with the simulated GPU",
+        f"at the simulated counter's {pct(verdict_1['cv'])} per round",
+        f"catch +3 % in {rates(verdict_1)[2]} of trials at `--energy-min-effect 0.01` and {rates(verdict_2)[2]} at "
+        f"`0.02`, with {rates(verdict_1)[0]} false alarms",
+        f"one CodeCarbon window raises {rates(_rule(bench, 1.0, 'CodeCarbon, 15 s, one 1 s window'))[0]} false alarms",
+        f"within {signed(validity['sim']['relative_difference'], 3)}",
+        f"{signed(validity['cpu']['relative_difference'], 1)} here, {signed(old_cpu['relative_difference'], 1)} in the "
+        "idle run of 2026-11-23",
+        f"(before: {then['energy_collect_wall_seconds'] * 1000:+.0f} ms on "
+        f"collection, {then['energy_run_wall_seconds'] * 1000:+.0f} ms a run)",
+        f"adds {now['top_session_wall_seconds']:+.2f} s per session (before {then['top_session_wall_seconds']:+.2f} s",
+        "25-35 µs of CPU per test",
+        f"the package {bench['overhead']['load']['pytest_energy_import_self_seconds'] * 1000:.1f} ms",
+        f"{bench['render']['records']:,}-record HTML report builds and renders in "
+        f"{bench['render']['output'].split('wall, ')[1].split(' CPU')[0]} of CPU "
+        f"({bench['render']['build_and_html_seconds']:.3f} s wall",
+        f"took {suites['wall_seconds']:.1f} s wall, {suites['cpu_user_seconds']:.1f} s of user CPU",
+        f"and generation left out) {light['wall_seconds']:.1f} s",
+        "(every case: 19 tests, the 2:4 one skipped without a GPU)",
+    ]
+
+
 @pytest.mark.parametrize("doc, figures, files", [
     ("docs/accuracy.md", accuracy_figures, (BENCH, BEFORE, ORDINARY)),
+    ("docs/overhead.md", overhead_figures, (BENCH, ORDINARY, SUITES, SUITES_LIGHT)),
 ])
 def test_each_figure_of_a_doc_is_its_results_file(doc: str, figures: Callable[[], list[str]], files: tuple[str, ...]):
     """Each figure the doc states, built from the results file it names, appears in it as built (line
