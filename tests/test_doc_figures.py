@@ -11,6 +11,7 @@ import ast
 import json
 import math
 import re
+import statistics
 from pathlib import Path
 from typing import Any, Callable
 
@@ -326,9 +327,76 @@ def overhead_figures() -> list[str]:
     ]
 
 
+#: The quality table of docs/cases.md: case row -> its record in the quality results and the metrics it
+#: shows, by the names the doc gives them.
+QUALITY_ROWS = {
+    "`sst2_classification`": ("suites/test_classification.py::sst2_classification[bf16]",
+                              {"accuracy": "accuracy", "F1": "f1"}),
+    "`highlights_summarisation`": ("suites/test_summarisation.py::highlights_summarisation",
+                                   {"ROUGE-1": "rouge1", "ROUGE-2": "rouge2", "ROUGE-L": "rougeL", "METEOR": "meteor",
+                                    "BERTScore": "bertscore"}),
+    "`highlights_finetune` (BART)": ("suites/test_finetune.py::highlights_finetune",
+                                     {"ROUGE-1": "rouge1", "ROUGE-L": "rougeL", "METEOR": "meteor"}),
+    "`highlights_finetune_t5`": ("suites/test_finetune_arms.py::highlights_finetune_t5",
+                                 {"ROUGE-1": "rouge1", "ROUGE-L": "rougeL", "METEOR": "meteor"}),
+    "`highlights_finetune_llama`": ("suites/test_finetune_arms.py::highlights_finetune_llama",
+                                    {"ROUGE-1": "rouge1", "ROUGE-L": "rougeL", "METEOR": "meteor"}),
+    "`prompts_generation`": ("suites/test_generation.py::prompts_generation::decode", {"ROUGE-L": "rougeL"}),
+    "`shape_classification`": ("suites/test_image_classification.py::shape_classification", {"accuracy": "accuracy"}),
+    "`news_questions`": ("suites/test_question_answering.py::news_questions",
+                         {"exact match": "exact_match", "token F1": "token_f1"}),
+    "`entity_tagging`": ("suites/test_token_classification.py::entity_tagging", {"entity F1": "entity_f1"}),
+    "`sentiment_zero_shot`": ("suites/test_zero_shot.py::sentiment_zero_shot", {"accuracy": "accuracy"}),
+}
+
+
+def quality_budget(values: list[float]) -> float:
+    """docs/cases.md's rule: mean - 4 sd, at most the lowest run - 1 sd, rounded down to 0.01."""
+    centre, spread = statistics.fmean(values), statistics.stdev(values)
+    return math.floor(round(min(centre - 4 * spread, min(values) - spread) * 100, 9)) / 100
+
+
+def _quality(results: dict[str, Any], record: str, metric: str) -> str:
+    values = [run["value"] for run in results["records"][record][metric]["runs"]]
+    return f"{statistics.fmean(values):.3f}, {statistics.stdev(values):.3f} -> {quality_budget(values):.2f}"
+
+
+def _seed_zero(results: dict[str, Any], record: str, metric: str) -> str:
+    return f"{next(r['value'] for r in results['records'][record][metric]['runs'] if r['seed'] == 0):.2f}"
+
+
+def _minutes(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s"
+
+
+def cases_figures() -> list[str]:
+    """Every figure docs/cases.md states from a results file, as it states it."""
+    quality, suites, light = _results(QUALITY), _results(SUITES), _results(SUITES_LIGHT)
+    rows = [row(case, "; ".join(f"{shown} {_quality(quality, record, key)}" for shown, key in metrics.items()))
+            for case, (record, metrics) in QUALITY_ROWS.items()]
+    pruning = "suites/test_pruning.py::sentiment_pruning[{}]"
+    rows.append(row("`sentiment_pruning` (one floor for every level)",
+                    f"the lowest level's: accuracy at 95 % {_quality(quality, pruning.format('95%'), 'accuracy')} "
+                    f"(at 0 %: {_quality(quality, pruning.format('0%'), 'accuracy')})"))
+    finetunes = [_seed_zero(quality, QUALITY_ROWS[case][0], "rouge1") for case in
+                 ("`highlights_finetune` (BART)", "`highlights_finetune_t5`", "`highlights_finetune_llama`")]
+    return [
+        *rows,
+        f"accuracy {_seed_zero(quality, QUALITY_ROWS['`sst2_classification`'][0], 'accuracy')} (classification), "
+        f"{_seed_zero(quality, QUALITY_ROWS['`sentiment_zero_shot`'][0], 'accuracy')} (zero-shot), "
+        f"ROUGE-1 {_seed_zero(quality, QUALITY_ROWS['`highlights_summarisation`'][0], 'rouge1')} (summarisation), "
+        f"{'/'.join(finetunes)} (BART/T5/Llama fine-tunes), "
+        f"ROUGE-L {_seed_zero(quality, QUALITY_ROWS['`prompts_generation`'][0], 'rougeL')} (generation)",
+        f"{_minutes(suites['wall_seconds'])} wall, {suites['cpu_user_seconds']:.0f} s of CPU",
+        f"`-m \"not heavy\"` {_minutes(light['wall_seconds'])}",
+    ]
+
+
 @pytest.mark.parametrize("doc, figures, files", [
     ("docs/accuracy.md", accuracy_figures, (BENCH, BEFORE, ORDINARY)),
     ("docs/overhead.md", overhead_figures, (BENCH, ORDINARY, SUITES, SUITES_LIGHT)),
+    ("docs/cases.md", cases_figures, (QUALITY, SUITES)),
 ])
 def test_each_figure_of_a_doc_is_its_results_file(doc: str, figures: Callable[[], list[str]], files: tuple[str, ...]):
     """Each figure the doc states, built from the results file it names, appears in it as built (line
