@@ -393,10 +393,20 @@ def cases_figures() -> list[str]:
     ]
 
 
+def runners_figures() -> list[str]:
+    """docs/runners.md's before and after of the tick-period fix."""
+    before, after = _results(BEFORE), _results(BENCH)
+    cv = [pct(_rule(results, 1.0, AS_MEASURED, 0.01)["cv"]) for results in (before, after)]
+    caught = [rates(_rule(results, 1.0, AS_MEASURED, 0.01))[2] for results in (before, after)]
+    return [f"net CV at 1 s fell from {cv[0]} (bench/results/{BEFORE.removesuffix('.json')}.md) to {cv[1]}",
+            f"catch +3 % in {caught[1]} of trials instead of {caught[0]}"]
+
+
 @pytest.mark.parametrize("doc, figures, files", [
     ("docs/accuracy.md", accuracy_figures, (BENCH, BEFORE, ORDINARY)),
     ("docs/overhead.md", overhead_figures, (BENCH, ORDINARY, SUITES, SUITES_LIGHT)),
     ("docs/cases.md", cases_figures, (QUALITY, SUITES)),
+    ("docs/runners.md", runners_figures, (BEFORE, BENCH)),
 ])
 def test_each_figure_of_a_doc_is_its_results_file(doc: str, figures: Callable[[], list[str]], files: tuple[str, ...]):
     """Each figure the doc states, built from the results file it names, appears in it as built (line
