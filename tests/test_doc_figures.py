@@ -104,8 +104,8 @@ def _spread(cell: dict[str, Any], mean: str, sd: str) -> str:
 
 def noise_rows(results: dict[str, Any]) -> list[str]:
     """The simulated GPU's noise and error table (docs/accuracy.md)."""
-    def cells(method: str, figure: Callable[[dict[str, Any]], str], windows=SIM_WINDOWS, rig="sim") -> list[str]:
-        return [figure(_noise(results, rig, method, w)) for w in windows]
+    def cells(method: str, figure: Callable[[dict[str, Any]], str]) -> list[str]:
+        return [figure(_noise(results, "sim", method, w)) for w in SIM_WINDOWS]
 
     return [
         row("pytest-energy, every window", *cells("plugin", lambda c: pct(c["cv"]))),
@@ -125,6 +125,7 @@ def noise_rows(results: dict[str, Any]) -> list[str]:
 
 
 def cpu_noise_rows(results: dict[str, Any]) -> list[str]:
+    """The modelled CPU's noise table (docs/accuracy.md)."""
     def cells(method: str, key: str) -> list[str]:
         return [pct(_noise(results, "cpu", method, w)[key]) for w in CPU_WINDOWS]
 
@@ -151,10 +152,12 @@ def detection_rows(results: dict[str, Any]) -> list[str]:
     return [verdict(0.01, 1.0), verdict(0.02, 1.0), verdict(0.05, 1.0), verdict(0.01, 1.0, LIKE_REST),
             verdict(0.01, 0.5), verdict(0.02, 0.5), verdict(0.01, 0.2), verdict(0.02, 5.0),
             bare("naive reads", 1.0), bare("CodeCarbon, 15 s", 1.0),
-            bare("pytest-energy, a window after the first", 1.0), bare("naive reads", 0.2), bare("CodeCarbon, 15 s", 0.2)]
+            bare("pytest-energy, a window after the first", 1.0), bare("naive reads", 0.2),
+            bare("CodeCarbon, 15 s", 0.2)]
 
 
 def measured_rows(results: dict[str, Any]) -> list[str]:
+    """The measured detection table (docs/accuracy.md): A and B by the meter."""
     return [row(f"verdict, min effect {r['threshold'] * 100:g} %" if r["rule"] == "verdict"
                 else f"bare 5 % threshold ({r['noise_from']})", *rates(r))
             for r in results["detection"]["measured"]]
@@ -186,6 +189,7 @@ def before_after_rows(before: dict[str, Any], after: dict[str, Any]) -> list[str
 
 
 def overhead_rows(results: dict[str, Any]) -> list[str]:
+    """The 1 s tests' overhead table (docs/accuracy.md)."""
     labels = {"cpu": "CPU (modelled)", "sim": "simulated NVML"}
     tests = {"test_1_marked": "marked, measured whole", "test_2_fixture": "`energy.run(fn)`"}
     return [row(labels[run["rig"]], tests[test], f"{figures['plain_seconds']:.3f} s",
@@ -195,6 +199,7 @@ def overhead_rows(results: dict[str, Any]) -> list[str]:
 
 
 def top_rows(results: dict[str, Any]) -> list[str]:
+    """The ``--energy-top`` overhead table (docs/accuracy.md)."""
     return [row("simulated NVML + modelled CPU and RAM", f"{run['tests']} x {run['test_seconds'] * 1000:.0f} ms",
                 f"{run['tests_plain_seconds']:.2f} s", f"{run['tests_measured_seconds']:.2f} s",
                 f"{run['per_test_overhead_seconds'] * 1000:+.2f} ms", signed(run["overhead_fraction"]),
@@ -223,6 +228,13 @@ def accuracy_figures() -> list[str]:
     now, then = (ordinary["figures"]["packages"][p] for p in ("this tree", ordinary["figures"]["against"]))
     ms = lambda seconds: f"{seconds * 1000:+.0f} ms"  # noqa: E731
     advice = bench["recommendation"][AS_MEASURED]
+    # the run before the fix: each measurement's first 1 s window against its later ones
+    old = _noise(before, "sim", "plugin", 1.0)["samples"]
+    firsts = [(old[i], old[i + 1:i + 5]) for i in range(0, len(old), 5)]
+    read_high = max((first["joules"] - first["true_joules"]) / first["true_joules"] for first, _ in firsts)
+    drew_more = max(first["true_joules"] / first["iterations"]
+                    / statistics.fmean(o["true_joules"] / o["iterations"] for o in later)
+                    for first, later in firsts) - 1
     return [
         meta["date"][:10], meta["command"], f"{meta['seconds']:.0f} s", meta["git_commit"][:7],
         *noise_rows(bench), *cpu_noise_rows(bench), *detection_rows(bench), *measured_rows(bench),
@@ -231,6 +243,7 @@ def accuracy_figures() -> list[str]:
         f"read {signed(min(errors))} and {signed(max(errors))} against their",
         f"the other {len(rest)} windows read within ±{math.ceil(max(abs(e) for e in rest) * 100)} %",
         f"the CV of all {len(errors)} is {pct(sim_01['cv'])}",
+        f"one read {signed(read_high)} high by such an edge, the other truly drew {drew_more * 100:.0f} % more",
         # what the results show
         f"at 1 s the later windows' error is {_spread(sim_1s, 'error_mean_later_windows', 'error_sd_later_windows')}",
         f"({_whole_range(bench, 1.0)} % at 1 s, {_whole_range(bench, 0.2)} % at 0.2 s)",
@@ -268,15 +281,18 @@ def accuracy_figures() -> list[str]:
         f"{now['top_session_wall_seconds']:+.2f} s wall ({now['top_session_cpu_seconds']:+.2f} s CPU), before "
         f"{then['top_session_wall_seconds']:+.2f} s ({then['top_session_cpu_seconds']:+.2f} s CPU)",
         f"{now['top_per_test_wall_seconds'] * 1e6:+.0f} µs wall and "
-        f"{now['top_per_test_cpu_seconds'] * 1e6:+.0f} µs CPU per test, before {then['top_per_test_wall_seconds'] * 1e6:+.0f} µs and "
+        f"{now['top_per_test_cpu_seconds'] * 1e6:+.0f} µs CPU per test, before "
+        f"{then['top_per_test_wall_seconds'] * 1e6:+.0f} µs and "
         f"{then['top_per_test_cpu_seconds'] * 1e6:+.0f} µs",
     ]
 
 
 def overhead_doc_rows(results: dict[str, Any]) -> list[str]:
     """docs/overhead.md's table: each method's error and CV at 1 s on the simulated counter."""
-    labels = {"plugin": "pytest-energy (ticks interpolated at each edge)", "naive": "naive counter reads at the edges",
-              "codecarbon-15": "CodeCarbon, `measure_power_secs=15`", "codecarbon-1": "CodeCarbon, `measure_power_secs=1`"}
+    labels = {"plugin": "pytest-energy (ticks interpolated at each edge)",
+              "naive": "naive counter reads at the edges",
+              "codecarbon-15": "CodeCarbon, `measure_power_secs=15`",
+              "codecarbon-1": "CodeCarbon, `measure_power_secs=1`"}
     return [row(label, _spread(cell, "error_mean", "error_sd"), pct(cell["cv"]))
             for method, label in labels.items() if (cell := _noise(results, "sim", method, 1.0))]
 
