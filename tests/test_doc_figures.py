@@ -3,7 +3,8 @@ against its file: a re-run of the bench that the docs do not take up, or a figur
 here instead of going stale. The expected text of a figure is built from the file's JSON with the
 formats of the bench's own markdown (bench/tables.py), so a doc row reads as the results' .md row.
 
-Also checked: the architecture's word on which modules import pytest."""
+Also checked against the code: docs/architecture.md's modules, the functions its walk from the counter to
+the report names, and its word on which modules import pytest."""
 
 from __future__ import annotations
 
@@ -450,3 +451,41 @@ def test_architecture_says_which_modules_import_pytest():
     said = set(re.findall(r"`([\w/]+\.py)`", sentence))
     actual = {path.relative_to(PACKAGE).as_posix() for path in PACKAGE.rglob("*.py") if _imports_pytest(path)}
     assert said == actual
+
+
+def _defines(tree: ast.Module, owner: str, name: str) -> bool:
+    """Whether class ``owner`` of the module defines ``name`` (a method, property or field)."""
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == owner:
+            return any((isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name == name)
+                       or (isinstance(item, ast.AnnAssign) and ast.unparse(item.target) == name)
+                       for item in node.body)
+    return False
+
+
+def test_architecture_names_modules_and_functions_that_exist():
+    """Each module row names a file or folder of the package, and each name the walk from the counter to
+    the report gives (``Class.method``, a function, a field) is defined in one of the modules it names."""
+    text = _doc("docs/architecture.md")
+    rows = re.findall(r"^\| `([\w/.]+)`", text, flags=re.MULTILINE)
+    assert [path for path in rows if not (PACKAGE / path).exists()] == []
+    walk = text[text.index("## The path of one test's joules"):]
+    walk = walk[:walk.index("\n## ")]
+    tokens = re.findall(r"`([^`]+)`", walk)
+    modules = [token for token in tokens if token.endswith(".py") and not token.startswith("tests/")]
+    assert [path for path in modules if not (PACKAGE / path).is_file()] == []
+    sources = [(PACKAGE / path).read_text(encoding="utf-8") for path in modules]
+    trees = [ast.parse(source) for source in sources]
+    unknown = []
+    for token in tokens:
+        name = token.split("(")[0]
+        if token.endswith(".py") or not re.fullmatch(r"[A-Za-z_][\w.]*", name):
+            continue  # a path, an option, an expression
+        owner, _, attribute = name.rpartition(".")
+        if owner[:1].isupper() and "." not in owner:
+            found = any(_defines(tree, owner, attribute) for tree in trees)
+        else:  # a function, a field, or a call on an object (``gate.update_baselines``)
+            found = any(re.search(rf"\b(def |class )?{re.escape(attribute)}\b", source) for source in sources)
+        if not found:
+            unknown.append(token)
+    assert unknown == []
