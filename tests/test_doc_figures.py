@@ -251,6 +251,10 @@ def accuracy_figures() -> list[str]:
         f"**The CV at 1 s is the meter's, {pct(sim_1s['cv'])}** ({pct(sim_1s['cv_net_later'])} net",
         f"against {pct(_noise(before, 'sim', 'plugin', 1.0)['cv_net_later'])} net in the 2026-11-23 run",
         f"({pct(advice['false_alarm_rate'], 1)} false alarms, +3 % caught in {pct(advice['detection_rate_3pct'], 1)})",
+        "raises {:.0f} % false alarms on one CodeCarbon window at 1 s and {:.0f}-{:.0f} % on naive or CodeCarbon "
+        "windows at 0.2 s".format(*(100 * _rule(bench, window, f"{what}, one {window:g} s window")["effects"]["0"][
+            "regression_rate"] for what, window in (("CodeCarbon, 15 s", 1.0), ("naive reads", 0.2),
+                                                     ("CodeCarbon, 15 s", 0.2)))),
         f"recommends {advice['min_window_seconds']:g} s, {advice['rounds']} rounds and a "
         f"{advice['min_effect'] * 100:g} % minimum effect",
         f"{bench['detection']['trials']:,} trials a cell",
