@@ -21,7 +21,6 @@ import pytest
 from factories import FINGERPRINT, make_record, make_run_info
 
 from pytest_energy.store import baselines as store
-from pytest_energy.commands import cli
 from pytest_energy.core.config import resolve
 from pytest_energy.measure.fingerprint import device_kinds, fingerprint
 from pytest_energy.judge.gate import judge, persist
@@ -280,97 +279,6 @@ def test_a_changed_model_fails_until_the_new_one_is_recorded(tmp_path):
     assert entry.model["requested"] == "FacebookAI/roberta-large-mnli" and len(entry.energy) == 1
     again = judge(new, _settings(tmp_path), FINGERPRINT, tmp_path)
     assert not again.gate_failed and {v.status for v in again.verdicts if v.metric == "model"} == {"unchanged"}
-
-
-# -- migration ---------------------------------------------------------------------------------------
-FIRST_LAYOUT = {
-    "schema_version": 1,
-    "records": {"suites/t.py::c": {
-        "nodeid": "suites/t.py::c", "unit": "inference", "devices": {"cpu": "modelled", "ram": "modelled"},
-        "quality": {"accuracy": 1.0}, "work": {"flops_per_inference": 1589700.608},
-        "reference_joules": {"cpu": 0.15, "ram": 0.001}, "recorded": "2026-11-23T17:14:14+00:00",
-        "git_commit": "5848b36", "per_iteration_net_joules": 0.17,
-        "rounds": [{"iterations": 200, "seconds": 0.5, "gross_joules": 40.0, "net_joules": 34.0,
-                    "by_device": {"cpu": 33.99, "ram": 0.01}}] * 5,
-    }},
-}
-
-
-def _first_layout(root: Path, fingerprint_id: str = "amd-epyc-2c-020e00a4") -> Path:
-    path = root / fingerprint_id / "default" / "suites" / "t.py.json"
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps(FIRST_LAYOUT, indent=2))
-    return path
-
-
-def test_first_layout_is_refused_with_the_command_then_migrated(tmp_path, capsys):
-    root = tmp_path / "baselines"
-    old = _first_layout(root)
-    record = make_record("suites/t.py::c", 0.17, device="cpu", kind="cpu", method="modelled", unit="inference",
-                         proxies={"flops_per_inference": 1589700.608}, quality={"accuracy": 1.0})
-    here = dict(FINGERPRINT, id="intel-xeon-2c-25e17dbf", cpu_model="Intel(R) Xeon(R) Processor", gpus=[])
-    record.fingerprint = here
-    refused = judge([record], _settings(tmp_path), here, tmp_path)
-    # Not read, so not compared: the gate cannot pass (issue 22, item 2) and says what to run.
-    assert refused.summary[0].startswith("pytest-energy gate INCOMPLETE: 1 incomparable; 1 baseline file unreadable")
-    assert refused.gate_failed and refused.incomplete == [
-        f"pytest-energy: {root / 'amd-epyc-2c-020e00a4'} could not be read, so the baselines it holds were not "
-        "compared and the gate cannot pass; the line below says what is wrong and what to do"]
-    assert refused.errors == [f"pytest-energy: {root / 'amd-epyc-2c-020e00a4'} holds baselines in the first layout "
-                              "(one folder per hardware fingerprint), which this version does not read; run "
-                              f"`pytest-energy baselines migrate` once to rewrite them as {root}/<set>/..."]
-    assert refused.new == []  # never read as "no baseline yet"
-    assert cli.main(["baselines", "migrate", "--baselines", str(root)]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines == ["pytest-energy: amd-epyc-2c-020e00a4/default: 1 baselines migrated to " + str(root / "default"),
-                     "pytest-energy: amd-epyc-2c-020e00a4: energy placed under device kind modelled: AMD EPYC x2; "
-                     f"{root / 'amd-epyc-2c-020e00a4'} removed"]
-    assert not old.exists()
-    [entry] = store.load_set(root / "default").baselines.values()
-    assert entry.work == {"flops_per_inference": 1589700.608} and entry.quality == {"accuracy": 1.0}
-    assert entry.hardware == "amd-epyc-2c-020e00a4" and entry.model == {}
-    [energy] = entry.energy.values()
-    assert energy.kind == "modelled: AMD EPYC x2"  # the CPU model the folder's id hashes to; cpu and ram
-    assert [r.by_device for r in energy.rounds] == [{"cpu": 33.99, "ram": 0.01}] * 5
-    # The migrated work and quality judge this (other) CPU's run; a second migration changes nothing.
-    judged = judge([record], _settings(tmp_path), here, tmp_path)
-    assert {v.metric: v.status for v in judged.verdicts} == {
-        "energy": "incomparable", "accuracy": "unchanged", "flops_per_inference": "unchanged"}
-    text = (root / "default" / "suites" / "t.py.json").read_text()
-    assert cli.main(["baselines", "migrate", "--baselines", str(root)]) == 0
-    assert (root / "default" / "suites" / "t.py.json").read_text() == text
-
-
-def test_migration_names_models_from_a_run_with_the_same_work(tmp_path, capsys):
-    root = tmp_path / "baselines"
-    _first_layout(root)
-    assert cli.main(["baselines", "migrate", "--baselines", str(root)]) == 0
-    run = {"records": [
-        make_record("suites/t.py::c", proxies={"flops_per_inference": 1589700.608}, unit="inference",
-                    extra={"model": {"requested": "distilbert/sst2", "ran": "fallback", "digest": "k1"}}).to_dict()]}
-    other = {"records": [dict(run["records"][0], proxies={"flops_per_inference": 3.2e6})]}  # other work: not it
-    (tmp_path / "other.json").write_text(json.dumps(other))
-    (tmp_path / "run.json").write_text(json.dumps(run))
-    capsys.readouterr()
-    assert cli.main(["baselines", "migrate", "--baselines", str(root), "--models-from", str(tmp_path / "other.json")]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == (
-        f"pytest-energy: {root / 'default'}: model named for 0 baselines; 1 left without (that run counted other "
-        "work: suites/t.py::c)")
-    assert cli.main(["baselines", "migrate", "--baselines", str(root), "--models-from", str(tmp_path / "run.json")]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == f"pytest-energy: {root / 'default'}: model named for 1 baselines"
-    [entry] = store.load_set(root / "default").baselines.values()
-    assert entry.model == {"requested": "distilbert/sst2", "ran": "fallback", "digest": "k1"}
-
-
-def test_an_unknown_recording_machine_migrates_work_and_keeps_its_energy_folder(tmp_path, capsys):
-    root = tmp_path / "baselines"
-    old = _first_layout(root, "some-cpu-4c-0badf00d")
-    assert cli.main(["baselines", "migrate", "--baselines", str(root)]) == 1
-    out = capsys.readouterr().out
-    assert "quality and work migrated; its energy is not" in out and "--cpu-model TEXT" in out
-    assert old.exists()
-    [entry] = store.load_set(root / "default").baselines.values()
-    assert entry.work and entry.energy == {}
 
 
 # -- cases in a pytest subprocess, serial and with -n 2 ----------------------------------------------

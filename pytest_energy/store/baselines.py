@@ -21,9 +21,9 @@ next to its test in a diff. A record's entry is split by what its numbers depend
   Only a runner with devices of the same kind judges them.
 
 Keys are sorted, measured numbers rounded to 6 significant digits (counts kept exact), indentation
-fixed: the same run writes the same bytes. Files of the first layout
-(``<baselines>/<fingerprint id>/<set>/...``, schema 1) are refused with one line naming
-``pytest-energy baselines migrate``, which rewrites them (:func:`migrate`).
+fixed: the same run writes the same bytes. Every file a user can have is of this layout (schema 2);
+the fields added to it since are optional, so an older file is read as it is. A file of another
+schema version is refused in one line naming it (docs/baselines.md, "Files this version reads").
 
 Writes are read-modify-write under a lock, then an atomic rename (:mod:`pytest_energy.store.locking`), so
 parallel writers lose nothing and a reader never sees half a file. A file that cannot be read (bad
@@ -34,7 +34,6 @@ is never overwritten: the records in it may be someone's only baseline.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -51,12 +50,9 @@ from ..core.record import Collection, Record, judged_devices
 
 #: Version of the baseline file layout. Files of another version are refused with what to do.
 SCHEMA_VERSION = 2
-#: The first layout: one folder per hardware fingerprint, energy and work in one entry.
-FIRST_LAYOUT = 1
 
 _SIGNIFICANT = 6
 _SAFE_PART = re.compile(r"[^A-Za-z0-9._-]+")
-MIGRATE = "pytest-energy baselines migrate"
 
 
 class BaselineError(ValueError):
@@ -631,9 +627,6 @@ def read_file(path: Path) -> dict[str, Baseline]:
                 f"pytest-energy: baseline file {path} has schema_version {version}, newer than this "
                 f"pytest-energy reads ({SCHEMA_VERSION}); upgrade pytest-energy (the file is left as it is)"
             )
-        if version == FIRST_LAYOUT:
-            raise BaselineError(f"pytest-energy: baseline file {path} is in the first layout (schema_version 1); "
-                                f"run `{MIGRATE}` once to rewrite it (the file is left as it is)")
         raise _fix(path, f"has schema_version {version!r}, not {SCHEMA_VERSION}")
     records = data.get("records")
     if not isinstance(records, dict):
@@ -711,12 +704,11 @@ def load_set(folder: Path) -> LoadedSet:
 
 
 def set_names(root: Path) -> list[str]:
-    """The baseline sets under ``root``: its folders that hold baseline files, the first layout's aside."""
+    """The baseline sets under ``root``: its folders that hold baseline files."""
     root = Path(root)
     if not root.is_dir():
         return []
-    old = set(first_layout(root))
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and p not in old and next(p.rglob("*.json"), None))
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and next(p.rglob("*.json"), None))
 
 
 def orphaned(loaded: LoadedSet, records: Sequence[Record], collection: Collection) -> list[Baseline]:
@@ -725,24 +717,6 @@ def orphaned(loaded: LoadedSet, records: Sequence[Record], collection: Collectio
     passed = {r.nodeid for r in records if r.judgeable}
     return [b for name, b in sorted(loaded.baselines.items()) if name not in names and (
         b.nodeid in passed or (b.nodeid not in collection.tests and collection.covers(b.nodeid)))]
-
-
-def first_layout(root: Path) -> list[Path]:
-    """The folders under ``root`` that hold baselines of the first layout (one per fingerprint id)."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    found = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        for path in sorted(folder.rglob("*.json")):
-            try:
-                version = _document(path).get("schema_version")
-            except BaselineError:
-                continue
-            if version == FIRST_LAYOUT:
-                found.append(folder)
-            break  # one file tells the layout of its folder
-    return found
 
 
 @dataclass
@@ -820,204 +794,6 @@ def update(folder: Path, baselines: Iterable[Baseline], replace: Iterable[str] =
             result.errors.append(str(error))
             result.refused += [entry.name for entry in entries]
     return result
-
-
-# -- migration from the first layout -----------------------------------------------------------------
-def _first_layout_id(gpu_names: Sequence[str], cpu: str, logical_cpus: int, methods: Sequence[str]) -> str:
-    """The digest part of a first-layout fingerprint id (as fingerprint.py computed it then and now)."""
-    key = "|".join([*sorted(gpu_names), cpu, str(logical_cpus), *methods])
-    return hashlib.sha256(key.encode()).hexdigest()[:8]
-
-
-def _cpu_candidates(slug: str, given: Sequence[str]) -> list[str]:
-    words = slug.split("-")
-    return list(dict.fromkeys([*given, " ".join(words).upper(), " ".join(w.capitalize() for w in words),
-                               " ".join(w.upper() if len(w) <= 4 else w.capitalize() for w in words)]))
-
-
-def resolve_hardware(fingerprint_id: str, methods: Sequence[str], cpu_models: Sequence[str],
-                     gpu_names: Sequence[str]) -> dict[str, Any] | None:
-    """The CPU model, logical CPUs and GPU names a first-layout fingerprint id was made of, where one
-    of the candidates hashes to it (so a guess is never taken for the truth); None otherwise."""
-    match = re.fullmatch(r"(.+?)-(?:(\d+)c|x(\d+))-([0-9a-f]{8})", fingerprint_id)
-    if not match:
-        return None
-    label, cores, gpu_count, digest = match.groups()
-    gpu_sets = [[]] if cores else [[name] * int(gpu_count) for name in gpu_names]
-    cpus = _cpu_candidates(label, cpu_models) if cores else list(cpu_models)
-    counts = [int(cores)] if cores else range(1, 1025)
-    for gpus in gpu_sets:
-        for cpu in cpus:
-            for count in counts:
-                if _first_layout_id(gpus, cpu, count, methods) == digest:
-                    return {"id": fingerprint_id, "cpu_model": cpu, "logical_cpus": count,
-                            "gpus": [{"device": f"gpu:{i}", "name": n} for i, n in enumerate(gpus)]}
-    return None
-
-
-@dataclass
-class Migration:
-    """What :func:`migrate` did: lines for the terminal, files written, old folders removed."""
-
-    lines: list[str] = field(default_factory=list)
-    written: list[Path] = field(default_factory=list)
-    removed: list[Path] = field(default_factory=list)
-    failed: bool = False
-
-
-def _first_layout_entry(path: Path, name: str, data: Any, fingerprint_id: str, hardware: dict[str, Any] | None,
-                        fields: Sequence[str]) -> Baseline:
-    """A first-layout record as the new layout stores it; its energy only where the hardware is known."""
-    if not (isinstance(data, dict) and isinstance(data.get("rounds"), list) and isinstance(data.get("devices"), dict)):
-        raise _fix(path, f"has record {name!r} without 'rounds' and 'devices' (first layout)")
-    quality, work = data.get("quality", {}), data.get("work", {})
-    if not (isinstance(quality, dict) and all(_number(v) for v in quality.values())
-            and isinstance(work, dict) and all(_number(v) for v in work.values())):
-        raise _fix(path, f"has record {name!r} whose 'quality' or 'work' is not name -> number")
-    baseline = Baseline(name=name, nodeid=str(data.get("nodeid", name)), unit=str(data.get("unit", "iteration")),
-                        quality={k: float(v) for k, v in quality.items()},
-                        work={k: float(v) for k, v in work.items()}, model={},
-                        hardware=fingerprint_id,
-                        recorded=str(data.get("recorded", "")), git_commit=data.get("git_commit"))
-    if hardware is None:
-        return baseline
-    reference = data.get("reference_joules")
-    reference = reference if isinstance(reference, dict) else {}
-    components = [_Device(d, "gpu" if d.startswith("gpu") else d.split(":")[0], str(m))
-                  for d, m in sorted(data["devices"].items())]
-    for kind in device_kinds(components, hardware, fields):
-        rounds = []
-        for item in data["rounds"]:
-            by_device = item.get("by_device") if isinstance(item, dict) else None
-            if not (isinstance(by_device, dict) and isinstance(item.get("iterations"), int) and item["iterations"] > 0
-                    and _number(item.get("seconds")) and all(_number(by_device.get(d)) for d in kind.devices)):
-                raise _fix(path, f"has record {name!r} with a round that is not {{iterations, seconds, by_device}}")
-            rounds.append(EnergyRound(item["iterations"], float(item["seconds"]),
-                                      {d: float(by_device[d]) for d in kind.devices}))
-        baseline.energy[kind.id] = EnergyBaseline(
-            kind.id, {d: str(data["devices"][d]) for d in kind.devices}, rounds,
-            {d: float(v) for d, v in reference.items() if d in kind.devices and _number(v)},
-            dict(kind.facts), fingerprint_id, baseline.recorded, baseline.git_commit)
-    return baseline
-
-
-@dataclass(frozen=True)
-class _Device:
-    device: str
-    kind: str
-    method: str
-
-
-def migrate(root: Path, *, cpu_models: Sequence[str] = (), gpu_names: Sequence[str] = (),
-            fields: Sequence[str] = ("product", "count")) -> Migration:
-    """Rewrite first-layout baselines (``<root>/<fingerprint id>/<set>/...``) as ``<root>/<set>/...``.
-
-    Quality, work and model facts always move; energy moves where the fingerprint id is matched by
-    this machine's or a given CPU model / GPU name (the id's digest is checked, never guessed). A
-    folder whose energy cannot be placed is left where it is, with one line saying what to give.
-    Entries already in the new layout win over migrated ones (they are newer). Files are written
-    with :func:`update`, so a migration run twice changes nothing.
-    """
-    result = Migration()
-    root = Path(root)
-    for folder in first_layout(root):
-        entries: dict[str, list[Baseline]] = {}
-        problems: list[str] = []
-        documents: list[tuple[Path, dict[str, Any]]] = []
-        for path in sorted(folder.rglob("*.json")):
-            try:
-                data = _document(path)
-                if data.get("schema_version") != FIRST_LAYOUT or not isinstance(data.get("records"), dict):
-                    raise _fix(path, "is not a first-layout baseline file")
-                documents.append((path, data))
-            except BaselineError as error:
-                problems.append(str(error))
-        # The id hashed every method the session had: the union of the devices its records measured.
-        methods = sorted({f"{'gpu' if d.startswith('gpu') else d.split(':')[0]}:{m}"
-                          for _, data in documents for entry in data["records"].values()
-                          if isinstance(entry, dict) and isinstance(entry.get("devices"), dict)
-                          for d, m in entry["devices"].items()})
-        hardware = resolve_hardware(folder.name, methods, cpu_models, gpu_names)
-        for path, data in documents:
-            set_name = path.relative_to(folder).parts[0]
-            for name, entry in data["records"].items():
-                try:
-                    migrated = _first_layout_entry(path, name, entry, folder.name, hardware, fields)
-                except BaselineError as error:
-                    problems.append(str(error))
-                    continue
-                entries.setdefault(set_name, []).append(migrated)
-        if problems:
-            result.failed = True
-            result.lines += problems + [f"pytest-energy: {folder} not migrated (fix the files above, then run "
-                                        f"`{MIGRATE}` again)"]
-            continue
-        for set_name, baselines in sorted(entries.items()):
-            target = set_folder(root, set_name)
-            newer = load_set(target).baselines
-            fresh = [b for b in baselines if b.name not in newer]
-            done = update(target, fresh)
-            result.written += done.files
-            result.lines += done.errors
-            result.failed |= bool(done.errors)
-            result.lines.append(f"pytest-energy: {folder.name}/{set_name}: {len(done.written)} baselines migrated "
-                                f"to {target}" + (f", {len(baselines) - len(fresh)} kept from the new layout"
-                                                  if len(fresh) < len(baselines) else ""))
-        if not hardware:
-            result.failed = True
-            result.lines.append(
-                f"pytest-energy: {folder}: quality and work migrated; its energy is not, as no CPU model or GPU "
-                f"name given matches the fingerprint id {folder.name!r}: run `{MIGRATE} --cpu-model TEXT` "
-                "(or --gpu-name TEXT) with the recording machine's model, as its runs' JSON shows it "
-                "(session fingerprint), and the folder is migrated and removed")
-            continue
-        kinds = sorted({k for bs in entries.values() for b in bs for k in b.energy})
-        result.lines.append(f"pytest-energy: {folder.name}: energy placed under device kind "
-                            f"{', '.join(kinds) or '(none)'}; {folder} removed")
-        for path in sorted(folder.rglob("*"), reverse=True):
-            path.unlink() if path.is_file() else path.rmdir()
-        folder.rmdir()
-        result.removed.append(folder)
-    if not result.lines:
-        result.lines.append(f"pytest-energy: no first-layout baselines under {root}; nothing to migrate")
-    return result
-
-
-#: How close a run's work must be to a baseline's for :func:`adopt_models` to take it for the same
-#: model: the gate's default tolerance of work verdicts (--energy-min-effect). Generated text can
-#: differ by a few tokens between CPUs (a summary's FLOPs moved 0.03 % from an AMD to an Intel runner).
-SAME_WORK = 0.05
-
-
-def adopt_models(root: Path, run: dict[str, Any]) -> list[str]:
-    """Name the model of baselines that name none (migrated ones), from a run's ``--energy-json``
-    document: only where that run counted the baseline's work (within :data:`SAME_WORK`), so the
-    model named is the one that ran when the baseline was recorded. Nothing else of an entry changes."""
-    records = {str(r.get("name")): r for r in run.get("records", []) if isinstance(r, dict)}
-    lines = []
-    for folder in sorted(p for p in Path(root).iterdir() if p.is_dir()) if Path(root).is_dir() else []:
-        loaded = load_set(folder)
-        lines += loaded.errors
-        adopted, skipped = [], []
-        for name, baseline in sorted(loaded.baselines.items()):
-            data = records.get(name)
-            if baseline.model or data is None:
-                continue
-            record = Record.from_dict(data)
-            model = model_identity(record)
-            counted = work_values(record)
-            if model and baseline.work and counted.keys() == baseline.work.keys() and all(
-                    abs(counted[k] - v) <= SAME_WORK * abs(v) for k, v in baseline.work.items()):
-                adopted.append(dataclasses.replace(baseline, model=model))
-            elif model:
-                skipped.append(name)
-        if adopted:
-            update(folder, adopted)
-        if adopted or skipped:
-            lines.append(f"pytest-energy: {folder}: model named for {len(adopted)} baselines"
-                         + (f"; {len(skipped)} left without (that run counted other work: " + ", ".join(skipped) + ")"
-                            if skipped else ""))
-    return lines or [f"pytest-energy: no baseline under {root} lacks a model the run names"]
 
 
 # -- baselines from history ---------------------------------------------------------------------------
