@@ -27,7 +27,7 @@ from factories import make_record, make_run_info
 from test_gate_integration import ARGS, CONFTEST
 
 from pytest_energy.store import baselines as store
-from pytest_energy.store import history as history_module
+from pytest_energy.store.history import engine as history_engine
 from pytest_energy.store import locking
 from pytest_energy.core.config import resolve
 from pytest_energy import context as energy_context
@@ -139,8 +139,8 @@ def test_locked_history_says_who_holds_it_while_waiting_and_when_it_gives_up(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "history.sqlite"
     _seed(path)
-    monkeypatch.setattr(history_module, "LOCK_WAIT_SECONDS", 1.5)
-    monkeypatch.setattr(history_module, "LOCK_NOTICE_SECONDS", 0.3)
+    monkeypatch.setattr(history_engine, "LOCK_WAIT_SECONDS", 1.5)
+    monkeypatch.setattr(history_engine, "LOCK_NOTICE_SECONDS", 0.3)
     notices: list[str] = []
     with _held(path) as holder:
         started = time.monotonic()
@@ -160,7 +160,7 @@ def test_locked_history_says_who_holds_it_while_waiting_and_when_it_gives_up(
 def test_locked_history_is_one_line_of_persist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "history.sqlite"
     _seed(path)
-    monkeypatch.setattr(history_module, "LOCK_WAIT_SECONDS", 0.5)
+    monkeypatch.setattr(history_engine, "LOCK_WAIT_SECONDS", 0.5)
     settings = resolve(True, {}, lambda name: None, environ={})
     settings.values.update(history=str(path))
     with _held(path) as holder:
