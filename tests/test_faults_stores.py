@@ -31,7 +31,7 @@ from pytest_energy.store.history import engine as history_engine
 from pytest_energy.store import locking
 from pytest_energy.core.config import resolve
 from pytest_energy import context as energy_context
-from pytest_energy.judge.gate import Judgement, persist
+from pytest_energy.judge.gate import Judgement, append_history
 from pytest_energy.store.history import History, HistoryError
 from pytest_energy.store.locking import LockTimeout, lock_file, locked
 
@@ -157,14 +157,14 @@ def test_locked_history_says_who_holds_it_while_waiting_and_when_it_gives_up(
     assert [r.run_id for r in History(path).runs()] == ["seed-run"]  # and the store is intact
 
 
-def test_locked_history_is_one_line_of_persist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_locked_history_is_one_line_of_append_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "history.sqlite"
     _seed(path)
     monkeypatch.setattr(history_engine, "LOCK_WAIT_SECONDS", 0.5)
     settings = resolve(True, {}, lambda name: None, environ={})
     settings.values.update(history=str(path))
     with _held(path) as holder:
-        lines = persist([make_record()], Judgement(rootdir=str(tmp_path)), settings, make_run_info("run-2"))
+        lines = append_history([make_record()], Judgement(rootdir=str(tmp_path)), settings, make_run_info("run-2"))
     [line] = lines
     assert line.startswith(f"pytest-energy: history {path} is locked by {_holder_of(holder.pid)}")
     assert line.count("pytest-energy") == 1 and line.endswith("(run run-2 not appended)")

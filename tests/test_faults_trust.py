@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 from factories import FINGERPRINT, make_record, make_run_info
-from test_gate_integration import ARGS, BASE, CONFTEST, _energy, _record, _record_baselines, _scaled, _settings
+from test_gate_integration import ARGS, BASE, CONFTEST, _energy, _record, _record_baselines, _scaled, _settings, store_run
 
 from pytest_energy.store import baselines as store
 from pytest_energy.core.record import Collection
-from pytest_energy.judge.gate import judge, persist
+from pytest_energy.judge.gate import judge
 
 HW = FINGERPRINT["id"]
 
@@ -184,7 +184,7 @@ def test_energy_measured_in_another_unit_fails_until_recorded(tmp_path: Path) ->
     assert changed.message.startswith("measured differently: iterations per call 1 -> 8 ")
     # Recorded: the old measurement's energy goes on every device kind, and the next run compares again.
     settings = _settings(tmp_path, update_baselines=True)
-    lines = persist([per_inference], judge([per_inference], settings, FINGERPRINT, tmp_path), settings,
+    lines = store_run([per_inference], judge([per_inference], settings, FINGERPRINT, tmp_path), settings,
                     make_run_info())
     assert ("  refreshed t.py::a  (measured differently: the old measurement's energy on every device kind "
             "dropped)") in lines
@@ -210,7 +210,7 @@ def test_a_baseline_that_predates_form_and_calls_compares_by_unit_alone(tmp_path
 def test_a_round_below_idle_is_not_recorded_and_never_voids_a_verdict(tmp_path: Path) -> None:
     settings = _settings(tmp_path, update_baselines=True)
     dipped = _record("t.py::a", [10.0, -8.9, 9.95, 10.02, 9.98])  # the GPU dipped below its idle power
-    persist([dipped], judge([dipped], settings, FINGERPRINT, tmp_path), settings, make_run_info())
+    store_run([dipped], judge([dipped], settings, FINGERPRINT, tmp_path), settings, make_run_info())
     [energy] = store.load_set(tmp_path / "baselines" / "default").baselines["t.py::a"].energy.values()
     assert [r.net_per_iteration for r in energy.rounds] == pytest.approx([10.0, 9.95, 10.02, 9.98])
     tripled = judge([_record("t.py::a", _scaled(3.0))], _settings(tmp_path), FINGERPRINT, tmp_path)

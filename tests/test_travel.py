@@ -19,11 +19,12 @@ from pathlib import Path
 
 import pytest
 from factories import FINGERPRINT, make_record, make_run_info
+from test_gate_integration import store_run
 
 from pytest_energy.store import baselines as store
 from pytest_energy.core.config import resolve
 from pytest_energy.measure.fingerprint import device_kinds, fingerprint
-from pytest_energy.judge.gate import judge, persist
+from pytest_energy.judge.gate import judge
 from pytest_energy.measure.sources import detect
 from pytest_energy.testing import FakeGpu, install_fake_nvml
 
@@ -74,7 +75,7 @@ def test_two_h100_runners_on_different_host_cpus_share_the_gpu_baseline(tmp_path
     xeon = _runner(monkeypatch, "Intel(R) Xeon(R) Platinum 8480C", "runner-b")
     settings = _settings(tmp_path, update_baselines=True)
     recorded = [_gpu_record(epyc, 10.0)]
-    persist(recorded, judge(recorded, settings, epyc, tmp_path), settings, make_run_info())
+    store_run(recorded, judge(recorded, settings, epyc, tmp_path), settings, make_run_info())
     same, more = _gpu_record(xeon, 10.0), _gpu_record(xeon, 12.0)
     judgement = judge([same], _settings(tmp_path), xeon, tmp_path)
     [energy] = [v for v in judgement.verdicts if v.metric == "energy"]
@@ -94,7 +95,7 @@ def test_two_h100_runners_on_different_host_cpus_share_the_gpu_baseline(tmp_path
     other = [_gpu_record(a100, 30.0)]
     judgement = judge(other, settings, a100, tmp_path)
     assert {v.status for v in judgement.verdicts if v.metric == "energy"} == {"incomparable"}
-    persist(other, judgement, settings, make_run_info())
+    store_run(other, judgement, settings, make_run_info())
     [entry] = store.load_set(tmp_path / "baselines" / "default").baselines.values()
     assert sorted(entry.energy) == ["gpu: NVIDIA A100-SXM4-80GB x1", "gpu: NVIDIA H100 80GB HBM3 x1"]
 
@@ -104,7 +105,7 @@ def test_kind_fields_option_splits_kinds_and_a_bad_one_is_a_usage_error(tmp_path
     capped = _runner(monkeypatch, "AMD EPYC 9654", "runner-c", power_limit_watts=400.0)
     by_limit = _settings(tmp_path, update_baselines=True, device_kind_fields="product,count,power_limit")
     first = [_gpu_record(full, 10.0)]
-    persist(first, judge(first, by_limit, full, tmp_path), by_limit, make_run_info())
+    store_run(first, judge(first, by_limit, full, tmp_path), by_limit, make_run_info())
     [entry] = store.load_set(tmp_path / "baselines" / "default").baselines.values()
     assert list(entry.energy) == ["gpu: NVIDIA H100 80GB HBM3 x1 700 W"]
     [verdict] = [v for v in judge([_gpu_record(capped, 10.0)], by_limit, capped, tmp_path).verdicts
@@ -140,7 +141,7 @@ def test_work_quality_and_energy_recorded_on_one_runner_are_judged_on_another(tm
 
     settings = _settings(tmp_path, update_baselines=True)
     first = [record(modelled, 1.5e6, 0.95)]
-    persist(first, judge(first, settings, modelled, tmp_path), settings, make_run_info())
+    store_run(first, judge(first, settings, modelled, tmp_path), settings, make_run_info())
     same = judge([record(here, 1.5e6, 0.95)], _settings(tmp_path), here, tmp_path)
     statuses = {v.metric: v.status for v in same.verdicts}
     assert statuses == {"energy": "incomparable", "accuracy": "unchanged", "flops_per_inference": "unchanged"}
@@ -170,7 +171,7 @@ def test_a_cheaper_model_is_a_model_change_with_its_cost_said_not_a_regression(t
 
     old = _case_record("distilbert/sst2", "distilbert/sst2", "aaaa")
     recording = _settings(tmp_path, update_baselines=True)
-    persist([old], judge([old], recording, FINGERPRINT, tmp_path), recording, make_run_info())
+    store_run([old], judge([old], recording, FINGERPRINT, tmp_path), recording, make_run_info())
     cheaper = _case_record("distilbert/sst2", "distilbert/sst2", "bbbb", flops=0.52e6)
     cheaper.extra["dtype"] = "bfloat16"
     for round_ in cheaper.rounds:  # 0.794 of the energy
@@ -205,12 +206,12 @@ def test_a_cheaper_model_is_a_model_change_with_its_cost_said_not_a_regression(t
     run = make_run_info()
     storing = _settings(tmp_path)
     storing.values["history"] = str(tmp_path / "history.sqlite")
-    persist([cheaper], judgement, storing, run)
+    store_run([cheaper], judgement, storing, run)
     stored = History(tmp_path / "history.sqlite").verdicts(run.run_id)
     assert {v["metric"]: v["status"] for v in stored}["model"] == "model changed"
     updating = judge([cheaper], recording, FINGERPRINT, tmp_path)
     assert updating.gate_failed
-    lines = persist([cheaper], updating, recording, make_run_info())
+    lines = store_run([cheaper], updating, recording, make_run_info())
     assert not updating.gate_failed and "pytest-energy: 1 regression refreshed by this update no longer fails the " \
         "gate: t.py::case" in lines
 
@@ -224,7 +225,7 @@ def test_a_change_of_how_a_case_runs_its_model_fails_on_any_runner_naming_the_qu
     old.extra["settings"] = settings
     old.quality = {"rouge1": {"value": 0.773}, "meteor": {"value": 0.774}}
     recording = _settings(tmp_path, update_baselines=True)
-    persist([old], judge([old], recording, FINGERPRINT, tmp_path), recording, make_run_info())
+    store_run([old], judge([old], recording, FINGERPRINT, tmp_path), recording, make_run_info())
     [entry] = store.load_set(tmp_path / "baselines" / "default").baselines.values()
     assert entry.model["settings"] == settings
     shorter = _case_record("google-t5/t5-small", "fallback t5", "aaaa", flops=0.3e6)
@@ -248,7 +249,7 @@ def test_a_change_of_how_a_case_runs_its_model_fails_on_any_runner_naming_the_qu
 def test_a_changed_model_fails_until_the_new_one_is_recorded(tmp_path):
     settings = _settings(tmp_path, update_baselines=True)
     old = [_case_record("distilbert/sst2", "fallback distilbert (dim=64)", "aaaa")]
-    persist(old, judge(old, settings, FINGERPRINT, tmp_path), settings, make_run_info())
+    store_run(old, judge(old, settings, FINGERPRINT, tmp_path), settings, make_run_info())
     [entry] = store.load_set(tmp_path / "baselines" / "default").baselines.values()
     assert entry.model == {"requested": "distilbert/sst2", "ran": "fallback distilbert (dim=64)", "source": "fallback",
                            "digest": "aaaa", "dtype": "float32", "device": "cpu"}
@@ -270,10 +271,10 @@ def test_a_changed_model_fails_until_the_new_one_is_recorded(tmp_path):
     epyc = dict(FINGERPRINT, id="epyc-runner", cpu_model="AMD EPYC 7763")
     on_epyc = _case_record("distilbert/sst2", "fallback distilbert (dim=64)", "aaaa")
     on_epyc.fingerprint = epyc
-    persist([on_epyc], judge([on_epyc], settings, epyc, tmp_path), settings, make_run_info())
+    store_run([on_epyc], judge([on_epyc], settings, epyc, tmp_path), settings, make_run_info())
     [entry] = store.load_set(tmp_path / "baselines" / "default").baselines.values()
     assert len(entry.energy) == 2
-    lines = persist(new, judge(new, settings, FINGERPRINT, tmp_path), settings, make_run_info())
+    lines = store_run(new, judge(new, settings, FINGERPRINT, tmp_path), settings, make_run_info())
     assert "  refreshed t.py::case  (model changed: the old model's energy on every device kind dropped)" in lines
     [entry] = store.load_set(tmp_path / "baselines" / "default").baselines.values()
     assert entry.model["requested"] == "FacebookAI/roberta-large-mnli" and len(entry.energy) == 1
@@ -402,7 +403,7 @@ def test_reports_name_the_model_that_ran_its_work_and_the_deciding_verdict(tmp_p
 
     settings = _settings(tmp_path, update_baselines=True)
     old = [case("t.py::case"), case("t.py::doubled")]
-    persist(old, judge(old, settings, FINGERPRINT, tmp_path), settings, make_run_info())
+    store_run(old, judge(old, settings, FINGERPRINT, tmp_path), settings, make_run_info())
     short = case("t.py::case")
     short.rounds = short.rounds[:3]  # three rounds: no rank interval at 98 %, judged as single windows are
     doubled = case("t.py::doubled", flops=2e6)
@@ -455,7 +456,7 @@ def test_a_row_without_an_energy_change_says_why(tmp_path):
 
     settings = _settings(tmp_path, update_baselines=True)
     first = [_case_record("distilbert/sst2", "fallback distilbert (dim=64)", "aaaa")]
-    persist(first, judge(first, settings, FINGERPRINT, tmp_path), settings, make_run_info())
+    store_run(first, judge(first, settings, FINGERPRINT, tmp_path), settings, make_run_info())
     elsewhere = _case_record("distilbert/sst2", "fallback distilbert (dim=64)", "aaaa")
     elsewhere.fingerprint = dict(FINGERPRINT, id="epyc-runner", cpu_model="AMD EPYC 7763")
     report = build_report([elsewhere], judge([elsewhere], _settings(tmp_path), elsewhere.fingerprint, tmp_path),

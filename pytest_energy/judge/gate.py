@@ -937,15 +937,6 @@ def _describe(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def persist(records: list[Record], judgement: Judgement, settings: Settings, run_info: RunInfo) -> list[str]:
-    """Write baselines (with ``--energy-update-baselines``) and append the run to history.
-
-    Returns lines for the terminal. Each store fails on its own, in one line, without stopping the other.
-    """
-    return (update_baselines(records, judgement, settings, run_info).lines
-            + append_history(records, judgement, settings, run_info))
-
-
 def update_baselines(records: list[Record], judgement: Judgement, settings: Settings,
                      run_info: RunInfo) -> BaselineUpdate:
     """With ``--energy-update-baselines``, refresh the set from this run; the gate is decided again for

@@ -146,11 +146,6 @@ def _misshapen(info: RunInfo, records: list[Record], judgement: Judgement | None
     return None
 
 
-def read_run(path: Path) -> Run:
-    """The run of one ``--energy-json`` file; :class:`ArtifactError` (one line) where it cannot be read."""
-    return _run(path, _document(path))
-
-
 def import_files(history: History, paths: Sequence[Path]) -> Imported:
     """Append the run of each file to ``history``, skipping runs it holds already; a file that cannot
     be imported (its rows refused by the store too) is one line in ``lines`` and in ``refused``, and the
