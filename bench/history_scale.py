@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from bench.nightly import nightly_runs, records_per_run
-from pytest_energy.store.json_import import import_files
+from pytest_energy.commands.json_import import import_files
 from pytest_energy.store.history import History
 from pytest_energy.core.record import Record, RunInfo, session_document
 from pytest_energy.judge.verdict import Judgement

@@ -280,7 +280,7 @@ def _check_out(out: Path, history: Path | str) -> None:
 
 
 def _import(arguments: argparse.Namespace) -> tuple[list[str], int]:
-    from ..store.json_import import import_files
+    from .json_import import import_files
     from ..store.history import History
 
     result = import_files(History(_location(arguments.history)), [Path(f) for f in arguments.files])

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ..core.config import hidden_secrets
-from .history import HistoryError
 from ..core.record import Record, RunInfo, json_kind, misfit
+from ..store.history import HistoryError
 
 if TYPE_CHECKING:
-    from .history import History
+    from ..store.history import History
     from ..judge.verdict import Judgement
 
 #: The ``--energy-json`` schema versions this reads (see record.SCHEMA_VERSION and docs/record.md).
