@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from factories import make_record
+from pytest_energy.testing.records import make_record
 
 from pytest_energy.store import baselines as store
 from pytest_energy.store.locking import atomic_write_text, locked

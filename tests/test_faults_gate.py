@@ -14,7 +14,7 @@ import random
 from pathlib import Path
 
 import pytest
-from factories import FINGERPRINT, make_run_info
+from pytest_energy.testing.records import FINGERPRINT, make_run_info
 from test_gate_integration import ARGS, BASE, CONFTEST, _energy, _record, _record_baselines, _scaled, _settings, store_run
 
 from pytest_energy.store import baselines as store

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from factories import make_record, make_run_info
+from pytest_energy.testing.records import make_record, make_run_info
 from test_gate_integration import ARGS, CONFTEST
 
 from pytest_energy.store import baselines as store

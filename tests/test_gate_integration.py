@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import FINGERPRINT, make_record, make_run_info
+from pytest_energy.testing.records import FINGERPRINT, make_record, make_run_info
 
 from pytest_energy.store import baselines as store
 from pytest_energy.measure import reference

@@ -3,7 +3,7 @@ that cannot be reached, CI artifacts imported with `pytest-energy import`, and b
 the newest runs of the history (`pytest-energy baselines update --from-history`).
 
 The runs measure through the fake RAPL tree of test_gate_integration (the one hardware boundary); the
-server is the session's throwaway cluster (tests/postgres.py).
+server is the session's throwaway cluster (pytest_energy/testing/postgres.py).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from factories import make_record, make_run_info
-from postgres import free_port
+from pytest_energy.testing.records import make_record, make_run_info
+from pytest_energy.testing.postgres import free_port
 from test_gate_integration import ARGS, CONFTEST
 
 from pytest_energy.store import baselines as store

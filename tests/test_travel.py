@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from factories import FINGERPRINT, make_record, make_run_info
+from pytest_energy.testing.records import FINGERPRINT, make_record, make_run_info
 from test_gate_integration import store_run
 
 from pytest_energy.store import baselines as store
