@@ -15,7 +15,7 @@ import sys
 import time
 
 from pytest_energy.report import build_report, html, terminal
-from tests.factories import make_judgement, make_record, make_run_info, make_verdict
+from pytest_energy.testing.records import make_judgement, make_record, make_run_info, make_verdict
 
 
 class _Writer:

@@ -3,7 +3,7 @@ the time to append one more run to it and to import 100 ``--energy-json`` files 
 
     python3 -m bench.history_scale [--runs 1000] [--records 100] [--backends sqlite,postgresql] [--postgres URL]
 
-Without ``--postgres`` the PostgreSQL side runs on a throwaway cluster (tests/postgres.py: Debian's
+Without ``--postgres`` the PostgreSQL side runs on a throwaway cluster (pytest_energy/testing/postgres.py: Debian's
 binaries); it is skipped, saying why, where none can be started. The history is the nightly report's
 bench's synthetic series (``bench.nightly.nightly_runs``: four runners, two device kinds, a step).
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from bench.nightly import nightly_runs, records_per_run
-from pytest_energy.store.json_import import import_files
+from pytest_energy.commands.json_import import import_files
 from pytest_energy.store.history import History
 from pytest_energy.core.record import Record, RunInfo, session_document
 from pytest_energy.judge.verdict import Judgement
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             elif arguments.postgres:
                 results[backend] = measure(arguments.postgres, arguments.runs, arguments.records, artifacts)
             else:
-                from tests.postgres import Cluster, unavailable
+                from pytest_energy.testing.postgres import Cluster, unavailable
 
                 reason = unavailable()
                 if reason:

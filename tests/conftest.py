@@ -44,7 +44,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def postgres() -> Iterator[Any]:
     """A throwaway PostgreSQL cluster for the session (Debian's binaries, a unix socket in a temporary
     folder, stopped at the end); skipped with the reason where none can be started."""
-    from postgres import Cluster, unavailable
+    from pytest_energy.testing.postgres import Cluster, unavailable
 
     reason = unavailable()
     if reason:

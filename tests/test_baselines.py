@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from factories import make_record
+from pytest_energy.testing.records import make_record
 
 from pytest_energy.store import baselines as store
 from pytest_energy.store.locking import atomic_write_text, locked
@@ -54,7 +54,6 @@ def test_round_trip_keeps_rounds_devices_and_quality(tmp_path: Path) -> None:
 
 
 def test_reference_joules_that_are_not_numbers_are_refused(tmp_path: Path) -> None:
-    # (The bare reference number of the very first files is gone with that layout: migrate reads it.)
     folder = _folder(tmp_path)
     store.update(folder, [store.from_record(make_record("tests/test_m.py::test_a"))])
     path = folder / "tests" / "test_m.py.json"
@@ -159,7 +158,7 @@ def test_other_schema_versions_are_refused_with_what_to_do(tmp_path: Path) -> No
     with pytest.raises(store.BaselineError, match="schema_version None, not 2; fix it, or delete it and re-record"):
         store.read_file(path)
     path.write_text(json.dumps({"schema_version": 1, "records": {}}))
-    with pytest.raises(store.BaselineError, match="is in the first layout .*run `pytest-energy baselines migrate`"):
+    with pytest.raises(store.BaselineError, match="schema_version 1, not 2; fix it, or delete it and re-record"):
         store.read_file(path)
 
 

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # `bench` is a folder of the repository, not an installed package
-
-from bench import suites  # noqa: E402
+from bench import suites  # the repository's folder, on the path by pytest's `pythonpath`
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="pytest" tests="4">

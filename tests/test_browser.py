@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from factories import make_judgement, make_record, make_run_info, make_verdict
+from pytest_energy.testing.records import make_judgement, make_record, make_run_info, make_verdict
 from pytest_energy.report import build_report, html
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

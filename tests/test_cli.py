@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from factories import make_record, make_run_info
+from pytest_energy.testing.records import make_record, make_run_info
 
 from pytest_energy.store import baselines as store
 from pytest_energy.commands.cli import main

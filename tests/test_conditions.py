@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from factories import FINGERPRINT, make_judgement, make_record, make_run_info
+from pytest_energy.testing.records import FINGERPRINT, make_judgement, make_record, make_run_info
 
 from pytest_energy.store import baselines as store
 from pytest_energy.measure import conditions, meter

@@ -14,13 +14,13 @@ import random
 from pathlib import Path
 
 import pytest
-from factories import FINGERPRINT, make_run_info
-from test_gate_integration import ARGS, BASE, CONFTEST, _energy, _record, _record_baselines, _scaled, _settings
+from pytest_energy.testing.records import FINGERPRINT, make_run_info
+from test_gate_integration import ARGS, BASE, CONFTEST, _energy, _record, _record_baselines, _scaled, _settings, store_run
 
 from pytest_energy.store import baselines as store
 from pytest_energy.judge import gate, verdict
 from pytest_energy.stats.ranks import rank_sum_counts
-from pytest_energy.judge.gate import judge, persist
+from pytest_energy.judge.gate import judge
 from pytest_energy.store.history import History
 from pytest_energy.core.record import Record
 from pytest_energy.judge.verdict import critical_rank, judge_energy, ratio_interval
@@ -230,7 +230,7 @@ def test_update_run_passes_for_the_regression_it_rewrote(tmp_path: Path) -> None
     _record_baselines(tmp_path, [_record("t.py::a", BASE), _record("t.py::b", BASE), _record("t.py::c", BASE)])
     judgement = judge(records, settings, FINGERPRINT, tmp_path)
     assert judgement.gate_failed
-    lines = persist(records, judgement, settings, make_run_info("run-update"))
+    lines = store_run(records, judgement, settings, make_run_info("run-update"))
     assert "  refreshed t.py::a" in lines and "  refreshed t.py::b" in lines
     assert ("pytest-energy: 2 regressions refreshed by this update no longer fail the gate: t.py::a, t.py::b"
             in lines)
@@ -259,13 +259,13 @@ def test_update_run_passes_when_all_it_rewrote_regressed_but_a_budget_still_gate
     _record_baselines(tmp_path, [_record("t.py::a", BASE), _record("t.py::c", BASE)])
     a = _record("t.py::a", _scaled(2.0))
     judgement = judge([a], settings, FINGERPRINT, tmp_path)
-    persist([a], judgement, settings, make_run_info("run-1"))
+    store_run([a], judgement, settings, make_run_info("run-1"))
     assert not judgement.gate_failed
     assert judgement.summary[0].startswith("pytest-energy gate passed: 1 regression (not gating) (set")
     c = _record("t.py::c", BASE)
     c.quality = quality
     budgeted = judge([c], settings, FINGERPRINT, tmp_path)
-    persist([c], budgeted, settings, make_run_info("run-2"))
+    store_run([c], budgeted, settings, make_run_info("run-2"))
     assert budgeted.gate_failed  # below its accuracy budget whatever the baseline says
 
 
@@ -275,7 +275,7 @@ def test_update_run_still_fails_on_the_set_it_only_compares(tmp_path: Path) -> N
     _record_baselines(tmp_path, [_record("t.py::a", BASE)])
     records = [_record("t.py::a", _scaled(2.0))]
     judgement = judge(records, settings, FINGERPRINT, tmp_path)
-    persist(records, judgement, settings, make_run_info())
+    store_run(records, judgement, settings, make_run_info())
     assert judgement.gate_failed and _energy(judgement, "t.py::a", "main").gating
 
 

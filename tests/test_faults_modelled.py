@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 import pytest
-from factories import FINGERPRINT
+from pytest_energy.testing.records import FINGERPRINT
 from test_gate_integration import _record, _settings
 
 from pytest_energy.core.budget import MODELLED_OVER, EnergyBudget, EnergyBudgetExceeded, check

@@ -5,7 +5,7 @@ through `pytest --energy` (serially and with `-n 2`) and every command, and the 
 in the terminal, the JSON, the HTML reports, the CSV, the commands' output and every column of every
 row of the history's tables.
 
-The server is the session's throwaway cluster (tests/postgres.py), whose roles other than `postgres`
+The server is the session's throwaway cluster (pytest_energy/testing/postgres.py), whose roles other than `postgres`
 sign in only with their password: a run that appends proves the password was used."""
 
 from __future__ import annotations

@@ -23,15 +23,15 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from factories import make_record, make_run_info
+from pytest_energy.testing.records import make_record, make_run_info
 from test_gate_integration import ARGS, CONFTEST
 
 from pytest_energy.store import baselines as store
-from pytest_energy.store import history as history_module
+from pytest_energy.store.history import engine as history_engine
 from pytest_energy.store import locking
 from pytest_energy.core.config import resolve
 from pytest_energy import context as energy_context
-from pytest_energy.judge.gate import Judgement, persist
+from pytest_energy.judge.gate import Judgement, append_history
 from pytest_energy.store.history import History, HistoryError
 from pytest_energy.store.locking import LockTimeout, lock_file, locked
 
@@ -139,8 +139,8 @@ def test_locked_history_says_who_holds_it_while_waiting_and_when_it_gives_up(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "history.sqlite"
     _seed(path)
-    monkeypatch.setattr(history_module, "LOCK_WAIT_SECONDS", 1.5)
-    monkeypatch.setattr(history_module, "LOCK_NOTICE_SECONDS", 0.3)
+    monkeypatch.setattr(history_engine, "LOCK_WAIT_SECONDS", 1.5)
+    monkeypatch.setattr(history_engine, "LOCK_NOTICE_SECONDS", 0.3)
     notices: list[str] = []
     with _held(path) as holder:
         started = time.monotonic()
@@ -157,14 +157,14 @@ def test_locked_history_says_who_holds_it_while_waiting_and_when_it_gives_up(
     assert [r.run_id for r in History(path).runs()] == ["seed-run"]  # and the store is intact
 
 
-def test_locked_history_is_one_line_of_persist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_locked_history_is_one_line_of_append_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "history.sqlite"
     _seed(path)
-    monkeypatch.setattr(history_module, "LOCK_WAIT_SECONDS", 0.5)
+    monkeypatch.setattr(history_engine, "LOCK_WAIT_SECONDS", 0.5)
     settings = resolve(True, {}, lambda name: None, environ={})
     settings.values.update(history=str(path))
     with _held(path) as holder:
-        lines = persist([make_record()], Judgement(rootdir=str(tmp_path)), settings, make_run_info("run-2"))
+        lines = append_history([make_record()], Judgement(rootdir=str(tmp_path)), settings, make_run_info("run-2"))
     [line] = lines
     assert line.startswith(f"pytest-energy: history {path} is locked by {_holder_of(holder.pid)}")
     assert line.count("pytest-energy") == 1 and line.endswith("(run run-2 not appended)")
@@ -371,10 +371,6 @@ def test_a_fifo_among_baselines_is_skipped_with_a_line(tmp_path: Path) -> None:
     assert loaded.errors == [f"pytest-energy: skipped {fifo}: a FIFO, not a regular file; baselines are read "
                              "from regular files only (move it aside)"]
     assert loaded.broken == [fifo]
-    # The scan for first-layout folders reads one file of each folder: a FIFO there is skipped too.
-    (tmp_path / "baselines" / "old-hw").mkdir()
-    os.mkfifo(tmp_path / "baselines" / "old-hw" / "a.json")
-    assert _in_thread(lambda: store.first_layout(tmp_path / "baselines")) == []
     update = _in_thread(lambda: store.update(folder, [store.from_record(make_record("tests/test_b.py::test_b"))]))
     assert update.refused == ["tests/test_b.py::test_b"] and update.errors == loaded.errors
     assert fifo.is_fifo()  # left as it is

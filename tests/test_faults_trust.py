@@ -13,11 +13,12 @@ import json
 from pathlib import Path
 
 import pytest
-from factories import FINGERPRINT, make_record, make_run_info
-from test_gate_integration import ARGS, BASE, CONFTEST, _energy, _record, _record_baselines, _scaled, _settings
+from pytest_energy.testing.records import FINGERPRINT, make_record, make_run_info
+from test_gate_integration import ARGS, BASE, CONFTEST, _energy, _record, _record_baselines, _scaled, _settings, store_run
 
 from pytest_energy.store import baselines as store
-from pytest_energy.judge.gate import judge, persist
+from pytest_energy.core.record import Collection
+from pytest_energy.judge.gate import judge
 
 HW = FINGERPRINT["id"]
 
@@ -183,7 +184,7 @@ def test_energy_measured_in_another_unit_fails_until_recorded(tmp_path: Path) ->
     assert changed.message.startswith("measured differently: iterations per call 1 -> 8 ")
     # Recorded: the old measurement's energy goes on every device kind, and the next run compares again.
     settings = _settings(tmp_path, update_baselines=True)
-    lines = persist([per_inference], judge([per_inference], settings, FINGERPRINT, tmp_path), settings,
+    lines = store_run([per_inference], judge([per_inference], settings, FINGERPRINT, tmp_path), settings,
                     make_run_info())
     assert ("  refreshed t.py::a  (measured differently: the old measurement's energy on every device kind "
             "dropped)") in lines
@@ -209,7 +210,7 @@ def test_a_baseline_that_predates_form_and_calls_compares_by_unit_alone(tmp_path
 def test_a_round_below_idle_is_not_recorded_and_never_voids_a_verdict(tmp_path: Path) -> None:
     settings = _settings(tmp_path, update_baselines=True)
     dipped = _record("t.py::a", [10.0, -8.9, 9.95, 10.02, 9.98])  # the GPU dipped below its idle power
-    persist([dipped], judge([dipped], settings, FINGERPRINT, tmp_path), settings, make_run_info())
+    store_run([dipped], judge([dipped], settings, FINGERPRINT, tmp_path), settings, make_run_info())
     [energy] = store.load_set(tmp_path / "baselines" / "default").baselines["t.py::a"].energy.values()
     assert [r.net_per_iteration for r in energy.rounds] == pytest.approx([10.0, 9.95, 10.02, 9.98])
     tripled = judge([_record("t.py::a", _scaled(3.0))], _settings(tmp_path), FINGERPRINT, tmp_path)
@@ -239,7 +240,7 @@ def test_a_round_below_idle_is_not_recorded_and_never_voids_a_verdict(tmp_path: 
 def test_a_renamed_test_lists_its_old_baseline_and_fails_where_baselines_are_required(tmp_path: Path) -> None:
     _record_baselines(tmp_path, [_record("t.py::old", BASE), _record("t.py::kept[1]", BASE),
                                  _record("u.py::elsewhere", BASE)])
-    collection = store.Collection(tests={"t.py::new", "t.py::kept[1]"}, whole={"t.py"})
+    collection = Collection(tests={"t.py::new", "t.py::kept[1]"}, whole={"t.py"})
     records = [_record("t.py::new", BASE), _record("t.py::kept[1]", BASE)]
     judgement = judge(records, _settings(tmp_path), FINGERPRINT, tmp_path, collection)
     path = store.set_folder(tmp_path / "baselines", "default") / "t.py.json"
@@ -261,13 +262,13 @@ def test_a_renamed_test_lists_its_old_baseline_and_fails_where_baselines_are_req
     # An update run records the new one and is not failed; a test merely deselected or skipped is matched.
     assert not judge(records, _settings(tmp_path, require_baselines=True, update_baselines=True), FINGERPRINT,
                      tmp_path, collection).gate_failed
-    kept_only = store.Collection(tests={"t.py::old", "t.py::kept[1]"}, whole={"t.py"})
+    kept_only = Collection(tests={"t.py::old", "t.py::kept[1]"}, whole={"t.py"})
     quiet = judge(records[1:], _settings(tmp_path, require_baselines=True), FINGERPRINT, tmp_path, kept_only)
     assert quiet.orphaned == [] and not quiet.gate_failed
 
 
 def test_a_collection_covers_only_what_it_collected_whole() -> None:
-    collection = store.Collection()
+    collection = Collection()
     root = Path("/project")
     collection.scope(["tests", "suites/test_a.py::test_one", "other/test_b.py"], root, root)
     collection.left_out |= {"tests/skipped.py", "tests/test_c.py::Broken"}
@@ -276,7 +277,7 @@ def test_a_collection_covers_only_what_it_collected_whole() -> None:
     assert not collection.covers("suites/test_a.py::test_two")  # named with ::, collected in part
     assert not collection.covers("tests/skipped.py::t") and not collection.covers("tests/test_c.py::Broken::t")
     assert not collection.covers("elsewhere/test_d.py::t") and not collection.covers("testsuite/test_e.py::t")
-    everything = store.Collection()
+    everything = Collection()
     everything.scope(["."], root, root)
     assert everything.whole == {""} and everything.covers("anything.py::t")
 

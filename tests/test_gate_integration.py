@@ -1,4 +1,4 @@
-"""The gate end to end: judge() and persist() on synthetic records, then `pytest --energy` runs (serial and
+"""The gate end to end: judge() and the stores on synthetic records, then `pytest --energy` runs (serial and
 with `-n 2`) against their own baselines.
 
 The plugin runs measure a CPU package through a fake RAPL tree (the one boundary this machine lacks)
@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import FINGERPRINT, make_record, make_run_info
+from pytest_energy.testing.records import FINGERPRINT, make_record, make_run_info
 
 from pytest_energy.store import baselines as store
 from pytest_energy.measure import reference
 from pytest_energy.core.config import Settings, resolve
-from pytest_energy.judge.gate import judge, persist
+from pytest_energy.judge.gate import append_history, judge, update_baselines
 from pytest_energy.store.history import History
 from pytest_energy.report import build_report
 from pytest_energy.core.record import Record
@@ -33,7 +33,14 @@ from pytest_energy.core.record import Record
 HW = FINGERPRINT["id"]
 
 
-# -- judge() and persist() on synthetic records ------------------------------------------------------
+# -- judge() and the stores on synthetic records ----------------------------------------------------
+def store_run(records: list[Record], judgement: Any, settings: Settings, run_info: Any) -> list[str]:
+    """The session's store stages, in its order: the baselines (with --energy-update-baselines), then the
+    history row; their lines for the terminal."""
+    return (update_baselines(records, judgement, settings, run_info).lines
+            + append_history(records, judgement, settings, run_info))
+
+
 def _settings(tmp_path: Path, **values: Any) -> Settings:
     settings = resolve(True, {}, lambda name: None, environ={})
     settings.values.update(history=str(tmp_path / "history.sqlite"), **values)
@@ -163,7 +170,7 @@ def test_broken_baseline_file_is_one_error_and_the_rest_goes_on(tmp_path: Path) 
     assert _energy(judgement, "a.py::x").status == "incomparable"
     assert _energy(judgement, "b.py::y").status == "regression"
     before = broken.read_text()
-    lines = persist(records, judgement, settings, make_run_info())
+    lines = store_run(records, judgement, settings, make_run_info())
     assert broken.read_text() == before
     assert not any(str(broken) in line for line in lines)  # judge() already gave its one line
     assert any("1 written, 0 unchanged kept, 1 refused (their file is unreadable" in line for line in lines)
@@ -317,17 +324,17 @@ def test_reference_workload_on_a_gpu_uses_cuda_where_torch_sees_it() -> None:
     workload()
 
 
-def test_persist_refreshes_only_what_changed_and_lists_unused(tmp_path: Path) -> None:
+def test_an_update_refreshes_only_what_changed_and_lists_unused(tmp_path: Path) -> None:
     settings = _settings(tmp_path, update_baselines=True)
     first = [_record("t.py::a", BASE), _record("t.py::b", BASE), _record("t.py::c", BASE),
              _record("t.py::gone", BASE)]
-    lines = persist(first, judge(first, settings, FINGERPRINT, tmp_path), settings, make_run_info("run-1"))
+    lines = store_run(first, judge(first, settings, FINGERPRINT, tmp_path), settings, make_run_info("run-1"))
     assert any("4 written, 0 unchanged kept" in line for line in lines)
     path = store.set_folder(tmp_path / "baselines", "default") / "t.py.json"
     second = [_record("t.py::a", BASE[::-1]), _record("t.py::b", _scaled(1.1)),
               _record("t.py::c", BASE[::-1], outcome="failed"), _record("t.py::new", BASE, outcome="failed")]
     judgement = judge(second, settings, FINGERPRINT, tmp_path)
-    lines = persist(second, judgement, settings, make_run_info("run-2"))
+    lines = store_run(second, judgement, settings, make_run_info("run-2"))
     # c is unchanged but failed: counted once, as not written.
     assert any("1 written, 1 unchanged kept, 2 not written (test not passed, or no valid round)" in line for line in lines)
     assert "  refreshed t.py::b" in lines
@@ -354,7 +361,7 @@ def test_a_record_without_a_valid_window_records_its_quality_work_and_model_whic
     settings = _settings(tmp_path, update_baselines=True)
     first = [frozen("aaaa", 0.9), _record("t.py::plain", BASE)]
     first[1].rounds = [dataclasses.replace(r, valid=False) for r in first[1].rounds]  # nothing else to record
-    lines = persist(first, judge(first, settings, FINGERPRINT, tmp_path), settings, make_run_info("run-1"))
+    lines = store_run(first, judge(first, settings, FINGERPRINT, tmp_path), settings, make_run_info("run-1"))
     assert any(line.endswith("1 written (1 without energy: no valid window, so its quality, work and model only), "
                              "0 unchanged kept, 1 not written (test not passed, or no valid round)") for line in lines)
     [(name, entry)] = store.load_set(store.set_folder(tmp_path / "baselines", "default")).baselines.items()
@@ -375,15 +382,15 @@ def test_an_unchanged_entry_recorded_before_a_fact_was_kept_is_rewritten_with_it
         return record
 
     settings = _settings(tmp_path, update_baselines=True)
-    persist([case(None)], judge([case(None)], settings, FINGERPRINT, tmp_path), settings, make_run_info("run-1"))
+    store_run([case(None)], judge([case(None)], settings, FINGERPRINT, tmp_path), settings, make_run_info("run-1"))
     folder = store.set_folder(tmp_path / "baselines", "default")
     [old] = store.load_set(folder).baselines.values()
     assert "settings" not in old.model
     again = [case(None)]
-    lines = persist(again, judge(again, settings, FINGERPRINT, tmp_path), settings, make_run_info("run-2"))
+    lines = store_run(again, judge(again, settings, FINGERPRINT, tmp_path), settings, make_run_info("run-2"))
     assert any(line.endswith(": 0 written, 1 unchanged kept") for line in lines)  # nothing new: no churn
     newer = [case({"max_new_tokens": 40})]
-    lines = persist(newer, judge(newer, settings, FINGERPRINT, tmp_path), settings, make_run_info("run-3"))
+    lines = store_run(newer, judge(newer, settings, FINGERPRINT, tmp_path), settings, make_run_info("run-3"))
     assert any(line.endswith(": 1 written, 0 unchanged kept") for line in lines)
     [entry] = store.load_set(folder).baselines.values()
     assert entry.model["settings"] == {"max_new_tokens": 40} and entry.energy == old.energy
@@ -393,7 +400,7 @@ def test_an_unchanged_entry_recorded_before_a_fact_was_kept_is_rewritten_with_it
         seeded = [case({"max_new_tokens": 40})]
         seeded[0].quality["accuracy"]["runs"] = [{"value": 0.9, "seed": 0, "threads": 2},
                                                  {"value": 0.8123456789, "seed": 1, "threads": 1}]
-        lines = persist(seeded, judge(seeded, settings, FINGERPRINT, tmp_path), settings, make_run_info("run-4"))
+        lines = store_run(seeded, judge(seeded, settings, FINGERPRINT, tmp_path), settings, make_run_info("run-4"))
         assert any(line.endswith(f": {1 - _} written, {_} unchanged kept") for line in lines), lines
     [entry] = store.load_set(folder).baselines.values()
     assert [run.values for run in entry.runs] == [{"accuracy": 0.9}, {"accuracy": 0.812346}]
@@ -403,7 +410,7 @@ def test_interrupted_run_keeps_history_but_not_baselines(tmp_path: Path) -> None
     settings = _settings(tmp_path, update_baselines=True)
     records = [_record("t.py::a", BASE)]
     run_info = dataclasses.replace(make_run_info("run-int"), exitstatus=2)
-    lines = persist(records, judge(records, settings, FINGERPRINT, tmp_path), settings, run_info)
+    lines = store_run(records, judge(records, settings, FINGERPRINT, tmp_path), settings, run_info)
     assert "pytest-energy: the run was interrupted; baselines not updated" in lines
     assert not (tmp_path / "baselines").exists()
     assert [r.run_id for r in History(tmp_path / "history.sqlite").runs()] == ["run-int"]

@@ -10,10 +10,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from factories import make_record, make_run_info
+from pytest_energy.testing.records import make_record, make_run_info
 
 from pytest_energy.judge.gate import Judgement
-from postgres import free_port
+from pytest_energy.testing.postgres import free_port
 
 from pytest_energy.store.history import SCHEMA_VERSION, History, HistoryError
 from pytest_energy.judge.verdict import Verdict

@@ -3,7 +3,7 @@ that cannot be reached, CI artifacts imported with `pytest-energy import`, and b
 the newest runs of the history (`pytest-energy baselines update --from-history`).
 
 The runs measure through the fake RAPL tree of test_gate_integration (the one hardware boundary); the
-server is the session's throwaway cluster (tests/postgres.py).
+server is the session's throwaway cluster (pytest_energy/testing/postgres.py).
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from factories import make_record, make_run_info
-from postgres import free_port
+from pytest_energy.testing.records import make_record, make_run_info
+from pytest_energy.testing.postgres import free_port
 from test_gate_integration import ARGS, CONFTEST
 
 from pytest_energy.store import baselines as store
+from pytest_energy.store.baselines.format import _per_iteration_net
 from pytest_energy.commands.cli import main
 from pytest_energy.store.history import History
 from pytest_energy.core.record import session_document
@@ -250,7 +251,7 @@ def test_pooled_baselines_take_the_newest_runs_of_each_kind_of_the_same_work() -
     assert (a.name, a.work) == (name, {"flops": 2e9}) and b.name == "tests/test_b.py::test_b"
     [energy] = a.energy.values()
     assert len(energy.rounds) == 10  # 5 rounds of each of the two runs of the same work
-    assert store._per_iteration_net(energy.rounds) == pytest.approx(
+    assert _per_iteration_net(energy.rounds) == pytest.approx(
         (make_record(joules=12.0).per_iteration_net_joules + make_record(joules=11.0).per_iteration_net_joules) / 2)
     assert energy.reference_joules == {}  # none recorded by these runs
     model = {"model": {"requested": "tiny-bert", "digest": "aa"}}
@@ -282,7 +283,7 @@ def test_baselines_update_from_history_is_a_diff_of_the_folder(history_at: Path 
     assert sorted(stored) == ["tests/test_a.py::test_a", "tests/test_a.py::test_other"]  # the other entry kept
     [energy] = stored["tests/test_a.py::test_a"].energy.values()
     expected = (make_record(joules=13.0).per_iteration_net_joules + make_record(joules=11.0).per_iteration_net_joules) / 2
-    assert store._per_iteration_net(energy.rounds) == pytest.approx(expected, rel=1e-5)  # run-3, run-1: main only
+    assert _per_iteration_net(energy.rounds) == pytest.approx(expected, rel=1e-5)  # run-3, run-1: main only
     assert main(["baselines", "update", "--from-history", "--last", "2", "--branch", "release",
                  "--history", str(history_at), "--baselines", str(root)]) == 2
     assert capsys.readouterr().err.startswith("pytest-energy: no run of branch release in history ")

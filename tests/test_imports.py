@@ -134,3 +134,21 @@ def test_architecture_lists_every_module():
         if not (own or in_folder):
             missing.append(relative)
     assert missing == []
+
+
+def test_bench_imports_nothing_from_tests():
+    """bench/ measures the package with the helpers it shares with the tests (``pytest_energy.testing``),
+    never with tests/ itself: the tests may import the bench they check, not the other way round."""
+    tests = PACKAGE.parent / "tests"
+    local = {"tests", *(path.stem for path in tests.glob("*.py"))}  # tests/ on sys.path makes its modules bare names
+    found = []
+    for path in sorted((PACKAGE.parent / "bench").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            found += [f"{path.name}: {name}" for name in names if name.split(".")[0] in local]
+    assert found == []

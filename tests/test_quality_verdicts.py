@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import FINGERPRINT
+from pytest_energy.testing.records import FINGERPRINT
 from test_gate_integration import BASE, _record, _record_baselines, _settings
 
 from pytest_energy.store import baselines as store
@@ -401,7 +401,7 @@ def test_quality_seeds_keep_each_training_run_and_the_baseline_stores_them(tmp_p
 
 
 def test_the_report_shows_each_figure_with_its_interval() -> None:
-    from factories import make_judgement, make_run_info
+    from pytest_energy.testing.records import make_judgement, make_run_info
 
     from pytest_energy.report import build_report
 

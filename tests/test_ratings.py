@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from factories import make_record, make_run_info
+from pytest_energy.testing.records import make_record, make_run_info
 from test_cases import FINETUNE, run_session  # (tests/ is on sys.path under pytest's default import mode)
 from pytest_energy.core.record import Carbon
 from pytest_energy.report import build_report

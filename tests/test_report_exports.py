@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from factories import make_judgement, make_record, make_run_info, make_verdict
+from pytest_energy.testing.records import make_judgement, make_record, make_run_info, make_verdict
 from pytest_energy.report import build_report, html
 from pytest_energy.report.exports import CODECARBON_COLUMNS, benchmark_extra_info, junit_properties, markdown_summary, write_emissions_csv, write_model_cards
 from pytest_energy.report.ratings import carbon_efficiency_class, rating, star_rating

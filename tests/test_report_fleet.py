@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from factories import FINGERPRINT, make_judgement, make_record, make_run_info, make_verdict
+from pytest_energy.testing.records import FINGERPRINT, make_judgement, make_record, make_run_info, make_verdict
 from pytest_energy.commands import cli
 from pytest_energy.store.history import History, HistoryError
 from pytest_energy.report import render_from_history

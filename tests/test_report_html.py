@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from factories import make_judgement, make_record, make_run_info, make_verdict
+from pytest_energy.testing.records import make_judgement, make_record, make_run_info, make_verdict
 from pytest_energy.report import build_report, html, write_outputs
 
 EVIL = "t.py::test_x[<script>document.title='pwned'</script>]"

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from factories import make_judgement, make_record, make_run_info, make_verdict
+from pytest_energy.testing.records import make_judgement, make_record, make_run_info, make_verdict
 from pytest_energy.report import build_report
 from pytest_energy.report.model import fmt, is_fine_tune
 from pytest_energy.report.trends import build_trends

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from factories import make_judgement, make_record, make_run_info, make_verdict
+from pytest_energy.testing.records import make_judgement, make_record, make_run_info, make_verdict
 from pytest_energy.store.history import History, HistoryError
 from pytest_energy.report import render_from_history
 from pytest_energy.report.exports import junit_properties

@@ -8,7 +8,7 @@ import re
 import pytest
 from _pytest.terminal import TerminalReporter
 
-from factories import make_judgement, make_record, make_run_info, make_verdict
+from pytest_energy.testing.records import make_judgement, make_record, make_run_info, make_verdict
 from pytest_energy.report import build_report
 from pytest_energy.report import terminal
 from pytest_energy.report.model import fmt

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import CARBON, FINGERPRINT, make_record
+from pytest_energy.testing.records import CARBON, FINGERPRINT, make_record
 
 from pytest_energy.store import baselines as store
 from pytest_energy.judge import gate

@@ -18,13 +18,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from factories import FINGERPRINT, make_record, make_run_info
+from pytest_energy.testing.records import FINGERPRINT, make_record, make_run_info
+from test_gate_integration import store_run
 
 from pytest_energy.store import baselines as store
-from pytest_energy.commands import cli
 from pytest_energy.core.config import resolve
 from pytest_energy.measure.fingerprint import device_kinds, fingerprint
-from pytest_energy.judge.gate import judge, persist
+from pytest_energy.judge.gate import judge
 from pytest_energy.measure.sources import detect
 from pytest_energy.testing import FakeGpu, install_fake_nvml
 
@@ -75,7 +75,7 @@ def test_two_h100_runners_on_different_host_cpus_share_the_gpu_baseline(tmp_path
     xeon = _runner(monkeypatch, "Intel(R) Xeon(R) Platinum 8480C", "runner-b")
     settings = _settings(tmp_path, update_baselines=True)
     recorded = [_gpu_record(epyc, 10.0)]
-    persist(recorded, judge(recorded, settings, epyc, tmp_path), settings, make_run_info())
+    store_run(recorded, judge(recorded, settings, epyc, tmp_path), settings, make_run_info())
     same, more = _gpu_record(xeon, 10.0), _gpu_record(xeon, 12.0)
     judgement = judge([same], _settings(tmp_path), xeon, tmp_path)
     [energy] = [v for v in judgement.verdicts if v.metric == "energy"]
@@ -95,7 +95,7 @@ def test_two_h100_runners_on_different_host_cpus_share_the_gpu_baseline(tmp_path
     other = [_gpu_record(a100, 30.0)]
     judgement = judge(other, settings, a100, tmp_path)
     assert {v.status for v in judgement.verdicts if v.metric == "energy"} == {"incomparable"}
-    persist(other, judgement, settings, make_run_info())
+    store_run(other, judgement, settings, make_run_info())
     [entry] = store.load_set(tmp_path / "baselines" / "default").baselines.values()
     assert sorted(entry.energy) == ["gpu: NVIDIA A100-SXM4-80GB x1", "gpu: NVIDIA H100 80GB HBM3 x1"]
 
@@ -105,7 +105,7 @@ def test_kind_fields_option_splits_kinds_and_a_bad_one_is_a_usage_error(tmp_path
     capped = _runner(monkeypatch, "AMD EPYC 9654", "runner-c", power_limit_watts=400.0)
     by_limit = _settings(tmp_path, update_baselines=True, device_kind_fields="product,count,power_limit")
     first = [_gpu_record(full, 10.0)]
-    persist(first, judge(first, by_limit, full, tmp_path), by_limit, make_run_info())
+    store_run(first, judge(first, by_limit, full, tmp_path), by_limit, make_run_info())
     [entry] = store.load_set(tmp_path / "baselines" / "default").baselines.values()
     assert list(entry.energy) == ["gpu: NVIDIA H100 80GB HBM3 x1 700 W"]
     [verdict] = [v for v in judge([_gpu_record(capped, 10.0)], by_limit, capped, tmp_path).verdicts
@@ -141,7 +141,7 @@ def test_work_quality_and_energy_recorded_on_one_runner_are_judged_on_another(tm
 
     settings = _settings(tmp_path, update_baselines=True)
     first = [record(modelled, 1.5e6, 0.95)]
-    persist(first, judge(first, settings, modelled, tmp_path), settings, make_run_info())
+    store_run(first, judge(first, settings, modelled, tmp_path), settings, make_run_info())
     same = judge([record(here, 1.5e6, 0.95)], _settings(tmp_path), here, tmp_path)
     statuses = {v.metric: v.status for v in same.verdicts}
     assert statuses == {"energy": "incomparable", "accuracy": "unchanged", "flops_per_inference": "unchanged"}
@@ -171,7 +171,7 @@ def test_a_cheaper_model_is_a_model_change_with_its_cost_said_not_a_regression(t
 
     old = _case_record("distilbert/sst2", "distilbert/sst2", "aaaa")
     recording = _settings(tmp_path, update_baselines=True)
-    persist([old], judge([old], recording, FINGERPRINT, tmp_path), recording, make_run_info())
+    store_run([old], judge([old], recording, FINGERPRINT, tmp_path), recording, make_run_info())
     cheaper = _case_record("distilbert/sst2", "distilbert/sst2", "bbbb", flops=0.52e6)
     cheaper.extra["dtype"] = "bfloat16"
     for round_ in cheaper.rounds:  # 0.794 of the energy
@@ -206,12 +206,12 @@ def test_a_cheaper_model_is_a_model_change_with_its_cost_said_not_a_regression(t
     run = make_run_info()
     storing = _settings(tmp_path)
     storing.values["history"] = str(tmp_path / "history.sqlite")
-    persist([cheaper], judgement, storing, run)
+    store_run([cheaper], judgement, storing, run)
     stored = History(tmp_path / "history.sqlite").verdicts(run.run_id)
     assert {v["metric"]: v["status"] for v in stored}["model"] == "model changed"
     updating = judge([cheaper], recording, FINGERPRINT, tmp_path)
     assert updating.gate_failed
-    lines = persist([cheaper], updating, recording, make_run_info())
+    lines = store_run([cheaper], updating, recording, make_run_info())
     assert not updating.gate_failed and "pytest-energy: 1 regression refreshed by this update no longer fails the " \
         "gate: t.py::case" in lines
 
@@ -225,7 +225,7 @@ def test_a_change_of_how_a_case_runs_its_model_fails_on_any_runner_naming_the_qu
     old.extra["settings"] = settings
     old.quality = {"rouge1": {"value": 0.773}, "meteor": {"value": 0.774}}
     recording = _settings(tmp_path, update_baselines=True)
-    persist([old], judge([old], recording, FINGERPRINT, tmp_path), recording, make_run_info())
+    store_run([old], judge([old], recording, FINGERPRINT, tmp_path), recording, make_run_info())
     [entry] = store.load_set(tmp_path / "baselines" / "default").baselines.values()
     assert entry.model["settings"] == settings
     shorter = _case_record("google-t5/t5-small", "fallback t5", "aaaa", flops=0.3e6)
@@ -249,7 +249,7 @@ def test_a_change_of_how_a_case_runs_its_model_fails_on_any_runner_naming_the_qu
 def test_a_changed_model_fails_until_the_new_one_is_recorded(tmp_path):
     settings = _settings(tmp_path, update_baselines=True)
     old = [_case_record("distilbert/sst2", "fallback distilbert (dim=64)", "aaaa")]
-    persist(old, judge(old, settings, FINGERPRINT, tmp_path), settings, make_run_info())
+    store_run(old, judge(old, settings, FINGERPRINT, tmp_path), settings, make_run_info())
     [entry] = store.load_set(tmp_path / "baselines" / "default").baselines.values()
     assert entry.model == {"requested": "distilbert/sst2", "ran": "fallback distilbert (dim=64)", "source": "fallback",
                            "digest": "aaaa", "dtype": "float32", "device": "cpu"}
@@ -271,106 +271,15 @@ def test_a_changed_model_fails_until_the_new_one_is_recorded(tmp_path):
     epyc = dict(FINGERPRINT, id="epyc-runner", cpu_model="AMD EPYC 7763")
     on_epyc = _case_record("distilbert/sst2", "fallback distilbert (dim=64)", "aaaa")
     on_epyc.fingerprint = epyc
-    persist([on_epyc], judge([on_epyc], settings, epyc, tmp_path), settings, make_run_info())
+    store_run([on_epyc], judge([on_epyc], settings, epyc, tmp_path), settings, make_run_info())
     [entry] = store.load_set(tmp_path / "baselines" / "default").baselines.values()
     assert len(entry.energy) == 2
-    lines = persist(new, judge(new, settings, FINGERPRINT, tmp_path), settings, make_run_info())
+    lines = store_run(new, judge(new, settings, FINGERPRINT, tmp_path), settings, make_run_info())
     assert "  refreshed t.py::case  (model changed: the old model's energy on every device kind dropped)" in lines
     [entry] = store.load_set(tmp_path / "baselines" / "default").baselines.values()
     assert entry.model["requested"] == "FacebookAI/roberta-large-mnli" and len(entry.energy) == 1
     again = judge(new, _settings(tmp_path), FINGERPRINT, tmp_path)
     assert not again.gate_failed and {v.status for v in again.verdicts if v.metric == "model"} == {"unchanged"}
-
-
-# -- migration ---------------------------------------------------------------------------------------
-FIRST_LAYOUT = {
-    "schema_version": 1,
-    "records": {"suites/t.py::c": {
-        "nodeid": "suites/t.py::c", "unit": "inference", "devices": {"cpu": "modelled", "ram": "modelled"},
-        "quality": {"accuracy": 1.0}, "work": {"flops_per_inference": 1589700.608},
-        "reference_joules": {"cpu": 0.15, "ram": 0.001}, "recorded": "2026-11-23T17:14:14+00:00",
-        "git_commit": "5848b36", "per_iteration_net_joules": 0.17,
-        "rounds": [{"iterations": 200, "seconds": 0.5, "gross_joules": 40.0, "net_joules": 34.0,
-                    "by_device": {"cpu": 33.99, "ram": 0.01}}] * 5,
-    }},
-}
-
-
-def _first_layout(root: Path, fingerprint_id: str = "amd-epyc-2c-020e00a4") -> Path:
-    path = root / fingerprint_id / "default" / "suites" / "t.py.json"
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps(FIRST_LAYOUT, indent=2))
-    return path
-
-
-def test_first_layout_is_refused_with_the_command_then_migrated(tmp_path, capsys):
-    root = tmp_path / "baselines"
-    old = _first_layout(root)
-    record = make_record("suites/t.py::c", 0.17, device="cpu", kind="cpu", method="modelled", unit="inference",
-                         proxies={"flops_per_inference": 1589700.608}, quality={"accuracy": 1.0})
-    here = dict(FINGERPRINT, id="intel-xeon-2c-25e17dbf", cpu_model="Intel(R) Xeon(R) Processor", gpus=[])
-    record.fingerprint = here
-    refused = judge([record], _settings(tmp_path), here, tmp_path)
-    # Not read, so not compared: the gate cannot pass (issue 22, item 2) and says what to run.
-    assert refused.summary[0].startswith("pytest-energy gate INCOMPLETE: 1 incomparable; 1 baseline file unreadable")
-    assert refused.gate_failed and refused.incomplete == [
-        f"pytest-energy: {root / 'amd-epyc-2c-020e00a4'} could not be read, so the baselines it holds were not "
-        "compared and the gate cannot pass; the line below says what is wrong and what to do"]
-    assert refused.errors == [f"pytest-energy: {root / 'amd-epyc-2c-020e00a4'} holds baselines in the first layout "
-                              "(one folder per hardware fingerprint), which this version does not read; run "
-                              f"`pytest-energy baselines migrate` once to rewrite them as {root}/<set>/..."]
-    assert refused.new == []  # never read as "no baseline yet"
-    assert cli.main(["baselines", "migrate", "--baselines", str(root)]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines == ["pytest-energy: amd-epyc-2c-020e00a4/default: 1 baselines migrated to " + str(root / "default"),
-                     "pytest-energy: amd-epyc-2c-020e00a4: energy placed under device kind modelled: AMD EPYC x2; "
-                     f"{root / 'amd-epyc-2c-020e00a4'} removed"]
-    assert not old.exists()
-    [entry] = store.load_set(root / "default").baselines.values()
-    assert entry.work == {"flops_per_inference": 1589700.608} and entry.quality == {"accuracy": 1.0}
-    assert entry.hardware == "amd-epyc-2c-020e00a4" and entry.model == {}
-    [energy] = entry.energy.values()
-    assert energy.kind == "modelled: AMD EPYC x2"  # the CPU model the folder's id hashes to; cpu and ram
-    assert [r.by_device for r in energy.rounds] == [{"cpu": 33.99, "ram": 0.01}] * 5
-    # The migrated work and quality judge this (other) CPU's run; a second migration changes nothing.
-    judged = judge([record], _settings(tmp_path), here, tmp_path)
-    assert {v.metric: v.status for v in judged.verdicts} == {
-        "energy": "incomparable", "accuracy": "unchanged", "flops_per_inference": "unchanged"}
-    text = (root / "default" / "suites" / "t.py.json").read_text()
-    assert cli.main(["baselines", "migrate", "--baselines", str(root)]) == 0
-    assert (root / "default" / "suites" / "t.py.json").read_text() == text
-
-
-def test_migration_names_models_from_a_run_with_the_same_work(tmp_path, capsys):
-    root = tmp_path / "baselines"
-    _first_layout(root)
-    assert cli.main(["baselines", "migrate", "--baselines", str(root)]) == 0
-    run = {"records": [
-        make_record("suites/t.py::c", proxies={"flops_per_inference": 1589700.608}, unit="inference",
-                    extra={"model": {"requested": "distilbert/sst2", "ran": "fallback", "digest": "k1"}}).to_dict()]}
-    other = {"records": [dict(run["records"][0], proxies={"flops_per_inference": 3.2e6})]}  # other work: not it
-    (tmp_path / "other.json").write_text(json.dumps(other))
-    (tmp_path / "run.json").write_text(json.dumps(run))
-    capsys.readouterr()
-    assert cli.main(["baselines", "migrate", "--baselines", str(root), "--models-from", str(tmp_path / "other.json")]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == (
-        f"pytest-energy: {root / 'default'}: model named for 0 baselines; 1 left without (that run counted other "
-        "work: suites/t.py::c)")
-    assert cli.main(["baselines", "migrate", "--baselines", str(root), "--models-from", str(tmp_path / "run.json")]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == f"pytest-energy: {root / 'default'}: model named for 1 baselines"
-    [entry] = store.load_set(root / "default").baselines.values()
-    assert entry.model == {"requested": "distilbert/sst2", "ran": "fallback", "digest": "k1"}
-
-
-def test_an_unknown_recording_machine_migrates_work_and_keeps_its_energy_folder(tmp_path, capsys):
-    root = tmp_path / "baselines"
-    old = _first_layout(root, "some-cpu-4c-0badf00d")
-    assert cli.main(["baselines", "migrate", "--baselines", str(root)]) == 1
-    out = capsys.readouterr().out
-    assert "quality and work migrated; its energy is not" in out and "--cpu-model TEXT" in out
-    assert old.exists()
-    [entry] = store.load_set(root / "default").baselines.values()
-    assert entry.work and entry.energy == {}
 
 
 # -- cases in a pytest subprocess, serial and with -n 2 ----------------------------------------------
@@ -494,7 +403,7 @@ def test_reports_name_the_model_that_ran_its_work_and_the_deciding_verdict(tmp_p
 
     settings = _settings(tmp_path, update_baselines=True)
     old = [case("t.py::case"), case("t.py::doubled")]
-    persist(old, judge(old, settings, FINGERPRINT, tmp_path), settings, make_run_info())
+    store_run(old, judge(old, settings, FINGERPRINT, tmp_path), settings, make_run_info())
     short = case("t.py::case")
     short.rounds = short.rounds[:3]  # three rounds: no rank interval at 98 %, judged as single windows are
     doubled = case("t.py::doubled", flops=2e6)
@@ -547,7 +456,7 @@ def test_a_row_without_an_energy_change_says_why(tmp_path):
 
     settings = _settings(tmp_path, update_baselines=True)
     first = [_case_record("distilbert/sst2", "fallback distilbert (dim=64)", "aaaa")]
-    persist(first, judge(first, settings, FINGERPRINT, tmp_path), settings, make_run_info())
+    store_run(first, judge(first, settings, FINGERPRINT, tmp_path), settings, make_run_info())
     elsewhere = _case_record("distilbert/sst2", "fallback distilbert (dim=64)", "aaaa")
     elsewhere.fingerprint = dict(FINGERPRINT, id="epyc-runner", cpu_model="AMD EPYC 7763")
     report = build_report([elsewhere], judge([elsewhere], _settings(tmp_path), elsewhere.fingerprint, tmp_path),

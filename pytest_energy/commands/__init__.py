@@ -1,5 +1,6 @@
 """The ``pytest-energy`` command and what it runs outside a pytest session: the history and baseline
-commands, ``doctor``, ``calibrate``, and the project's ini file (read and edited).
+commands, ``import`` (``--energy-json`` files into a history), ``doctor``, ``calibrate``, and the
+project's ini file (read and edited).
 
 May import: core, stats, measure, store, cases, judge, report.
 """

@@ -4,7 +4,6 @@
     pytest-energy history NAME [--history PATH|URL] [--last N]
     pytest-energy import RUN.json ... [--history PATH|URL]
     pytest-energy baselines [--baselines DIR]
-    pytest-energy baselines migrate [--baselines DIR] [--cpu-model TEXT] [--gpu-name TEXT] [--models-from RUN.json]
     pytest-energy baselines update --from-history --last N [--branch NAME] [--history PATH|URL] [--set NAME]
     pytest-energy report [--history PATH|URL] [--out PATH] [--last N] [--since DATE]
     pytest-energy doctor [--require gpu|rapl|counter ...] [--json] [--devices SPEC] [--powercap DIR] [--cpu-tdp W]
@@ -62,21 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     imported.add_argument("files", nargs="+", metavar="RUN.json", help="--energy-json files (schema 1, 2 or 3)")
     imported.add_argument("--history", default=history_default, help=history_help)
 
-    stored = commands.add_parser("baselines", help="list baseline sets, or migrate the first layout")
+    stored = commands.add_parser("baselines", help="list baseline sets, or write them from the history")
     stored.add_argument("--baselines", default=BY_NAME["baselines"].default,
                         help=f"baselines folder (default {BY_NAME['baselines'].default})")
     actions = stored.add_subparsers(dest="action", parser_class=_Parser)
-    migrate = actions.add_parser("migrate", help="rewrite <baselines>/<fingerprint id>/<set>/ as <baselines>/<set>/")
-    migrate.add_argument("--baselines", default=BY_NAME["baselines"].default, dest="migrate_root",
-                         help=f"baselines folder (default {BY_NAME['baselines'].default})")
-    migrate.add_argument("--cpu-model", action="append", default=[],
-                         help="CPU model of the machine that recorded a folder, as its fingerprint says it (checked "
-                              "against the folder's id; this machine's and the id's own words are tried too)")
-    migrate.add_argument("--gpu-name", action="append", default=[], help="GPU name of the recording machine")
-    migrate.add_argument("--models-from", default=None, metavar="RUN.json",
-                         help="an --energy-json file of a run with this version: names the model of each baseline "
-                              "that names none, where that run counted the same work (within 5 %)")
-
     update = actions.add_parser("update", help="write baselines from the newest runs of the history, their "
                                                "rounds pooled per device kind")
     update.add_argument("--from-history", action="store_true", required=True,
@@ -266,15 +254,14 @@ def _case(history_path: Path | str, name: str, last: int | None) -> list[str]:
 
 
 def _baselines(root: Path) -> list[str]:
-    from ..store.baselines import MIGRATE, first_layout, load_set
+    from ..store.baselines import load_set
 
     if not root.is_dir():
         raise LookupError(f"pytest-energy: no baselines folder at {root} "
                           "(record one with pytest --energy --energy-update-baselines)")
-    old = first_layout(root)
     rows = [["set", "baselines", "files", "device kinds"]]
     errors: list[str] = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p not in old):
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         loaded = load_set(folder)
         files = {b.path for b in loaded.baselines.values()}
         kinds = sorted({kind for b in loaded.baselines.values() for kind in b.energy})
@@ -282,7 +269,6 @@ def _baselines(root: Path) -> list[str]:
                      "; ".join(kinds) or "-"])
         errors += loaded.errors
     lines = _table(rows) if len(rows) > 1 else [f"no baseline set in {root} yet"]
-    lines += [f"{folder}: first layout, not read; run `{MIGRATE}`" for folder in old]
     return lines + errors
 
 
@@ -293,29 +279,8 @@ def _check_out(out: Path, history: Path | str) -> None:
     refuse_overwrite(out, "--out")
 
 
-def _migrate(arguments: argparse.Namespace) -> tuple[list[str], int]:
-    import json
-
-    from ..store.baselines import adopt_models, migrate
-
-    root = Path(arguments.migrate_root)
-    if not root.is_dir():
-        raise LookupError(f"pytest-energy: no baselines folder at {root}")
-    result = migrate(root, cpu_models=_this_cpu() + arguments.cpu_model, gpu_names=arguments.gpu_name)
-    lines = list(result.lines)
-    if arguments.models_from:
-        try:
-            run = json.loads(Path(arguments.models_from).read_text(encoding="utf-8"))
-        except ValueError as error:
-            raise LookupError(f"pytest-energy: {arguments.models_from} is not an --energy-json file ({error})") from None
-        if not isinstance(run, dict):
-            raise LookupError(f"pytest-energy: {arguments.models_from} is not an --energy-json file")
-        lines += adopt_models(root, run)
-    return lines, 1 if result.failed else 0
-
-
 def _import(arguments: argparse.Namespace) -> tuple[list[str], int]:
-    from ..store.json_import import import_files
+    from .json_import import import_files
     from ..store.history import History
 
     result = import_files(History(_location(arguments.history)), [Path(f) for f in arguments.files])
@@ -354,12 +319,6 @@ def _update_from_history(arguments: argparse.Namespace) -> list[str]:
     return lines
 
 
-def _this_cpu() -> list[str]:
-    from ..measure.sources.modelled import cpu_model
-
-    return [cpu_model()]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit code (0 ok, 2 bad input or an unusable store, 3 a runner that
     cannot meet ``doctor --require`` or the ``calibrate`` target)."""
@@ -379,10 +338,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return code
         elif arguments.command == "baselines" and arguments.action == "update":
             lines = _update_from_history(arguments)
-        elif arguments.command == "baselines" and arguments.action == "migrate":
-            lines, code = _migrate(arguments)
-            print("\n".join(lines))
-            return code
         elif arguments.command == "baselines":
             lines = _baselines(Path(arguments.baselines))
         else:

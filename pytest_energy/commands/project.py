@@ -4,7 +4,10 @@ them, and the calibrated keys written into ``pyproject.toml``.
 
 Unlike the other modules besides the plugin, this one calls into pytest: the file pytest picks
 (pytest.toml, pytest.ini, pyproject.toml, tox.ini, setup.cfg, in an order that changes between
-versions) is found by pytest's own search rather than a copy of it.
+versions) is found by pytest's own search where it can be called. That search is private
+(``_pytest.config.findpaths.locate_config``), so one function alone touches it
+(:func:`_pytest_search`), and where it is gone or answers in another shape this module's copy of
+pytest 9's search (:func:`_own_search`) takes its place.
 """
 
 from __future__ import annotations
@@ -48,16 +51,97 @@ def find_project(start: Path | None = None) -> Project:
     """The ini file pytest itself would pick when run in ``start`` (default: the current folder),
     found with pytest's own search, so the settings shown are the ones the plugin gets."""
     import pytest
-    from _pytest.config.findpaths import locate_config  # pytest's search: its file order changes by version
 
     start = (start or Path.cwd()).resolve()
-    arguments = (start, [start]) if len(inspect.signature(locate_config).parameters) == 2 else ([start],)
     try:
-        _, inifile, values, *_ = locate_config(*arguments)
-    except (pytest.UsageError, pytest.fail.Exception, OSError) as error:  # a malformed or unreadable file
+        found = _pytest_search(start)
+        inifile, values = found if found is not None else _own_search(start)
+    except (pytest.UsageError, pytest.fail.Exception, OSError, ValueError) as error:  # a malformed or unreadable file
         raise ProjectError(f"pytest-energy: pytest cannot read its configuration here: {error}") from None
     # pytest 9 wraps each value in a ConfigValue; older pytest gives the string or list itself.
     return Project(start, inifile, {name: getattr(value, "value", value) for name, value in values.items()})
+
+
+#: The files pytest reads its configuration from, in the order pytest 9 tries them in each folder.
+CONFIG_NAMES = ("pytest.toml", ".pytest.toml", "pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
+
+
+def _pytest_search(start: Path) -> tuple[Path | None, dict[str, Any]] | None:
+    """The ini file and values pytest's own search finds from ``start``; None where that search (a
+    private function of pytest, ``_pytest.config.findpaths.locate_config``) is gone, takes other
+    arguments or answers in another shape. The one place this package reaches into pytest's privates."""
+    try:
+        from _pytest.config.findpaths import locate_config
+    except ImportError:
+        return None
+    try:
+        parameters = len(inspect.signature(locate_config).parameters)
+    except (TypeError, ValueError):
+        return None
+    if parameters not in (1, 2):
+        return None
+    found = locate_config(start, [start]) if parameters == 2 else locate_config([start])  # type: ignore[call-arg]
+    if not (isinstance(found, tuple) and len(found) >= 3 and isinstance(found[2], dict)
+            and (found[1] is None or isinstance(found[1], Path))):
+        return None
+    return found[1], found[2]
+
+
+def _own_search(start: Path) -> tuple[Path | None, dict[str, Any]]:
+    """pytest 9's search, for a pytest whose own cannot be called: from ``start`` up, the first folder
+    holding one of :data:`CONFIG_NAMES` that configures pytest (a ``pytest.ini``, ``.pytest.ini``,
+    ``pytest.toml`` or ``.pytest.toml`` always does, even empty), the first in that order; else the
+    nearest ``pyproject.toml``, with no values. Raises ValueError for a file that cannot be parsed."""
+    nearest_pyproject: Path | None = None
+    for folder in (start, *start.parents):
+        for name in CONFIG_NAMES:
+            path = folder / name
+            if not path.is_file():
+                continue
+            if name == "pyproject.toml" and nearest_pyproject is None:
+                nearest_pyproject = path
+            values = _config_values(path)
+            if values is not None:
+                return path, values
+    return nearest_pyproject, {}
+
+
+def _config_values(path: Path) -> dict[str, Any] | None:
+    """The pytest settings of one configuration file as pytest 9 reads them (None: it configures no
+    pytest): an ini file's ``[pytest]`` section, setup.cfg's ``[tool:pytest]``, pytest.toml's
+    ``[pytest]`` table, pyproject.toml's ``[tool.pytest]`` (native types) or ``[tool.pytest.ini_options]``
+    (scalars as text)."""
+    if path.suffix in (".ini", ".cfg"):
+        import iniconfig  # pytest's own dependency
+
+        try:
+            parsed = iniconfig.IniConfig(str(path))
+        except iniconfig.ParseError as error:
+            raise ValueError(str(error)) from None
+        section = "pytest" if path.suffix == ".ini" else "tool:pytest"
+        if section in parsed:
+            return dict(parsed[section].items())
+        if path.suffix == ".cfg" and "pytest" in parsed:
+            raise ValueError(f"{path}: [pytest] in setup.cfg files is no longer supported, use [tool:pytest] instead")
+        return {} if path.name in ("pytest.ini", ".pytest.ini") else None
+    if path.suffix != ".toml":
+        return None
+    try:
+        config = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{path}: {error}") from None
+    if path.name in ("pytest.toml", ".pytest.toml"):
+        return dict(config.get("pytest", {}))
+    tool_pytest = config.get("tool", {}).get("pytest", {})
+    native = {key: value for key, value in tool_pytest.items() if key != "ini_options"}
+    ini_options = tool_pytest.get("ini_options")
+    if native and ini_options:
+        raise ValueError(f"{path}: Cannot use both [tool.pytest] (native TOML types) and [tool.pytest.ini_options]")
+    if native:
+        return native
+    if ini_options is None:
+        return None
+    return {key: value if isinstance(value, list) else str(value) for key, value in ini_options.items()}
 
 
 def settings_for(project: Project, overrides: dict[str, Any], command: str,

@@ -506,7 +506,7 @@ def _energy_tolerance(record: Record, settings: Settings, errors: list[str]) -> 
 
 
 def _judge_set(records: list[Record], settings: Settings, root: Path, fingerprint_id: str, set_name: str,
-               judgement: Judgement, first_layout: list[Path], collection: Collection) -> None:
+               judgement: Judgement, collection: Collection) -> None:
     folder = store.set_folder(root, set_name)
     loaded = store.load_set(folder)
     judgement.errors += [e for e in loaded.errors if e not in judgement.errors]
@@ -520,7 +520,7 @@ def _judge_set(records: list[Record], settings: Settings, root: Path, fingerprin
         if not record.judgeable and not failed:  # skipped, xfailed, xpassed: recorded with its outcome only
             continue
         try:
-            verdicts, new = _judge_record(record, settings, folder, loaded, set_name, fingerprint_id, first_layout,
+            verdicts, new = _judge_record(record, settings, folder, loaded, set_name, fingerprint_id,
                                           judgement.errors, judgement.incomplete)
         except Exception as error:  # one record that cannot be judged must not silence the others
             reason = _describe(error)
@@ -560,20 +560,14 @@ def failure_reason(record: Record) -> str:
 
 
 def _judge_record(record: Record, settings: Settings, folder: Path, loaded: store.LoadedSet, set_name: str,
-                  fingerprint_id: str, first_layout: list[Path], errors: list[str],
-                  incomplete: list[str]) -> tuple[list[Verdict], bool]:
+                  fingerprint_id: str, errors: list[str], incomplete: list[str]) -> tuple[list[Verdict], bool]:
     """One record's verdicts against one set, and whether it is new there."""
     gate = record.criteria.get("gate", True) is not False
     tolerance = _energy_tolerance(record, settings, errors)
     baseline = loaded.baselines.get(record.name)
     if baseline is None:
         path = store.file_for(folder, record.nodeid)
-        incomparable = ""
-        if path in loaded.broken:
-            incomparable = f"baseline file {path} is unreadable (see the error above)"
-        elif first_layout:
-            incomparable = (f"baselines under {', '.join(str(p) for p in first_layout)} are in the first layout, "
-                            f"not read: run `{store.MIGRATE}` once")
+        incomparable = f"baseline file {path} is unreadable (see the error above)" if path in loaded.broken else ""
         status = Status.INCOMPARABLE if incomparable else Status.NEW
         message = incomparable or f"energy: no baseline in {set_name!r} yet (--energy-update-baselines records one)"
         verdicts = [Verdict.of_status(record.name, "energy", status, message, threshold=tolerance.value,
@@ -798,16 +792,8 @@ def judge(records: list[Record], settings: Settings, fingerprint: dict[str, Any]
     sets = [settings.baseline_set]
     if settings.compare and settings.compare != settings.baseline_set:
         sets.append(settings.compare)
-    first_layout = store.first_layout(root)
-    if first_layout:  # never read as "new": say what to run, and count the folders as not compared
-        judgement.errors.append(
-            f"pytest-energy: {', '.join(str(p) for p in first_layout)} hold{'s' if len(first_layout) == 1 else ''} "
-            f"baselines in the first layout (one folder per hardware fingerprint), which this version does not "
-            f"read; run `{store.MIGRATE}` once to rewrite them as {root}/<set>/...")
-        judgement.unreadable += [str(p) for p in first_layout]
     for set_name in sets:
-        _judge_set(records, settings, root, fingerprint_id, set_name, judgement, first_layout,
-                   collection or Collection())
+        _judge_set(records, settings, root, fingerprint_id, set_name, judgement, collection or Collection())
     if not settings.update_baselines:  # an update run refuses the file and says so; it fixes nothing else
         judgement.incomplete += _unread(judgement)
     _decide(judgement, settings)
@@ -949,15 +935,6 @@ def _describe(error: Exception) -> str:
     if isinstance(error, (OSError, store.BaselineError, HistoryError, ImplausibleValue)):
         return str(error).removeprefix("pytest-energy: ")
     return f"{type(error).__name__}: {error}"
-
-
-def persist(records: list[Record], judgement: Judgement, settings: Settings, run_info: RunInfo) -> list[str]:
-    """Write baselines (with ``--energy-update-baselines``) and append the run to history.
-
-    Returns lines for the terminal. Each store fails on its own, in one line, without stopping the other.
-    """
-    return (update_baselines(records, judgement, settings, run_info).lines
-            + append_history(records, judgement, settings, run_info))
 
 
 def update_baselines(records: list[Record], judgement: Judgement, settings: Settings,

@@ -1,4 +1,5 @@
-"""Synthetic records, judgements and run facts for tests that need realistic data without measuring.
+"""Synthetic records, judgements and run facts for tests and benchmarks that need realistic data
+without measuring (this project's tests/ and bench/ share them from here).
 
 Records are built by :meth:`Record.from_rounds`, the session's one constructor, so a test can check a
 rendered number against the record it came from.
@@ -8,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_energy.judge.gate import Judgement
-from pytest_energy.core.record import Carbon, Component, Record, Round, RunInfo
-from pytest_energy.judge.verdict import Verdict
+from ..core.record import Carbon, Component, Record, Round, RunInfo
+from ..judge.verdict import Judgement, Verdict
 
 CARBON = Carbon(intensity_g_per_kwh=56.0, source="codecarbon global_energy_mix.json: France (2022)",
                 pue=1.2, country_iso_code="FRA")

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ..core.config import hidden_secrets
-from .history import HistoryError
 from ..core.record import Record, RunInfo, json_kind, misfit
+from ..store.history import HistoryError
 
 if TYPE_CHECKING:
-    from .history import History
+    from ..store.history import History
     from ..judge.verdict import Judgement
 
 #: The ``--energy-json`` schema versions this reads (see record.SCHEMA_VERSION and docs/record.md).
@@ -144,11 +144,6 @@ def _misshapen(info: RunInfo, records: list[Record], judgement: Judgement | None
         name, metric, baseline_set = twice_judged[0]
         return f"the {metric} verdict on {name!r} against the set {baseline_set!r} is given twice"
     return None
-
-
-def read_run(path: Path) -> Run:
-    """The run of one ``--energy-json`` file; :class:`ArtifactError` (one line) where it cannot be read."""
-    return _run(path, _document(path))
 
 
 def import_files(history: History, paths: Sequence[Path]) -> Imported:

@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL cluster for tests and the bench: Debian's binaries, ``initdb`` in a temporary
+"""A throwaway PostgreSQL cluster for tests and the bench (this project's tests/ and bench/ share it from here): Debian's binaries, ``initdb`` in a temporary
 folder, listening only on a unix socket in that folder, stopped and removed at the end. The superuser
 ``postgres`` signs in without a password; every other role only with its password (scram-sha-256), so
 a test can reach a password-protected history (:meth:`Cluster.secured_database`).
