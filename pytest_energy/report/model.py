@@ -468,13 +468,21 @@ def _order(rows: list[Row]) -> list[Row]:
 def _share_notes(rows: list[Row]) -> list[str]:
     """The reasons two or more rows give for showing no energy change (the same baseline on another
     device kind, typically every row's): each becomes one numbered note, said once above the table, and
-    those rows refer to it by number instead of repeating it."""
+    those rows refer to it by number instead of repeating it, in their change and their decided-by
+    cells alike (where the verdict that decided the row is the one that gives the reason, and the same
+    for them all, the note says it whole)."""
     held = Counter(row.interval_note for row in rows if row.interval_note)
     shared = [note for note, count in held.items() if count >= 2]
-    for row in rows:
-        if row.interval_note in shared:
-            row.note_ref = shared.index(row.interval_note) + 1
-            row.interval_note = ""
+    for number, note in enumerate(shared, 1):
+        group = [row for row in rows if row.interval_note == note]
+        reason = note.removeprefix("not compared: ")
+        deciding = {row.decided_by for row in group if row.decided_by.startswith(reason)}
+        if len(deciding) == 1:
+            shared[number - 1] = f"not compared: {deciding.pop()}"
+        for row in group:
+            row.note_ref, row.interval_note = number, ""
+            if row.decided_by.startswith(reason):
+                row.decided_by = f"see note {number}"
     return shared
 
 
