@@ -107,7 +107,7 @@ def test_a_clean_run_passes_in_every_report(run) -> None:
     result, headline, page, summary = run(1.0, 1)
     assert result.ret == 0, result.stdout.str()
     assert headline["outcome"] == "passed"
-    assert headline["text"].startswith("passed: no regression, missed budget or failed test; 2 records: ")
+    assert headline["text"].startswith("passed: nothing failed the gate; 2 records: ")
     _shown_everywhere(result, headline, page, summary)
 
 

@@ -88,7 +88,7 @@ def test_a_run_that_exits_non_zero_is_never_shown_as_passed(exit_status, state):
     run.exitstatus = exit_status
     report = build_report([make_record("t.py::test_ok", 1.0)], make_judgement([make_verdict("t.py::test_ok",
                                                                                            "unchanged", 1.0)]), run, None)
-    decided = "no regression, missed budget or failed test" if state == "passed" else f"pytest exits {exit_status}"
+    decided = "nothing failed the gate" if state == "passed" else f"pytest exits {exit_status}"
     assert report.headline.text == f"{state}: {decided}; 1 record: 1 unchanged"
     page = html.render(report)
     assert f'id="gate-state">{state}<' in page

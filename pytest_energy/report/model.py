@@ -546,7 +546,7 @@ def build_headline(records: list[Record], judgement: Judgement | None, exit_stat
         decided += [f"{_plural(len(judgement.over_budget), 'energy budget')} over on a modelled estimate only, "
                     "not gating"] if judgement.over_budget else []
         if not decided:
-            decided.append("no regression, missed budget or failed test" if judgement.verdicts
+            decided.append("nothing failed the gate" if judgement.verdicts
                            else "nothing compared with a baseline")
 
     statuses = Counter(judged.values())
