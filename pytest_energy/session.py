@@ -467,7 +467,14 @@ class EnergySession:
             run_info.exitstatus = 1
         run_info.exitstatus = self._exit_status(run_info.exitstatus)
         gate_document = self.judgement.document({r.name: r.outcome or "no outcome" for r in records if not r.judgeable})
+        # The run's headline, built once with the exit status the session returns: the JSON holds it and
+        # every report shows it in the same words.
+        headline = self._headline(records, run_info.exitstatus, len(lost))
+        if headline is not None:
+            gate_document["headline"] = headline.to_dict()
         self._stage("the energy JSON", lambda: self._write_json(records, run_info, gate_document), output=True)
+        if self._exit_status(run_info.exitstatus) != run_info.exitstatus:  # the JSON itself failed
+            headline = self._headline(records, self._exit_status(run_info.exitstatus), len(lost))
         run_info.exitstatus = self._exit_status(run_info.exitstatus)  # the history row holds it too
         self._stage("the history", lambda: self.output_lines.extend(
             gate.append_history(records, self.judgement, self.settings, run_info)))
@@ -476,17 +483,36 @@ class EnergySession:
         # A report that cannot be built leaves every report file configured unwritten.
         files = any(output.path(self.settings, self.rootpath) is not None for output in report.OUTPUTS)
         self._stage("the report", lambda: setattr(
-            self, "report", report.build_report(records, self.judgement, run_info, history)), output=files)
+            self, "report", report.build_report(records, self.judgement, run_info, history, headline=headline)),
+            output=files)
         if self.report is not None:
             self._stage("the report files", lambda: self.output_lines.extend(
                 report.write_outputs(self.report, self.settings)), output=True)
         final = self._exit_status(run_info.exitstatus)
         if final != run_info.exitstatus:  # a report file failed after the JSON was written: it says so too
             run_info.exitstatus = final
+            headline = self._headline(records, final, len(lost))
+            if headline is not None:  # the terminal summary, rendered after this, says it too
+                gate_document["headline"] = headline.to_dict()
+                if self.report is not None:
+                    self.report.headline = headline
             if "the energy JSON" not in self.unwritten:
                 self._stage("the energy JSON", lambda: self._write_json(records, run_info, gate_document,
                                                                         announce=False), output=True)
         return self._closing(final)
+
+    def _headline(self, records: list[Record], exitstatus: int, lost: int) -> Any:
+        """The run's :class:`pytest_energy.report.model.Headline` for the exit status it returns (None
+        where it cannot be built: a stage of the report, it must not cost the JSON)."""
+        made: list[Any] = []
+
+        def build() -> None:
+            from .report.model import build_headline
+
+            made.append(build_headline(records, self.judgement, exitstatus, lost=lost, unwritten=tuple(self.unwritten)))
+
+        self._stage("the report", build)
+        return made[0] if made else None
 
     def summary_lines(self) -> list[str]:
         """What the terminal summary says after its tables: the session's notes, then the lines of its

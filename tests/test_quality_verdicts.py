@@ -367,7 +367,10 @@ def test_a_missed_quality_budget_fails_the_gate_naming_the_case_and_metric(tmp_p
     assert gate["outcome"] == "failed" and gate["head"] == head
     assert gate["failed"]["test_tunes.py::too_strict"].startswith("quality budget missed: accuracy ")
     html = (tmp_path / "report.html").read_text()
-    assert 'id="gate-state">gate failed<' in html and "gate passed" not in html
+    assert 'id="gate-state">FAILED<' in html and 'class="gate passed"' not in html
+    # The run's headline (issue 24): the missed quality budget and the other failed test decided it.
+    assert gate["headline"]["decided_by"] == ["1 quality budget missed", "1 test failed"]
+    assert f"pytest-energy {gate['headline']['text']}" in output.splitlines()
     # `pytest-energy runs` lists the run with its outcome and the exit status pytest returned.
     from pytest_energy.commands.cli import main
 

@@ -148,7 +148,7 @@ def test_markdown_summary_escapes_test_text():
     report = build_report([make_record(name, 3.0)],
                           make_judgement([make_verdict(name, "regression", 1.3, 1.2, 1.4)]), make_run_info())
     text = markdown_summary(report)
-    assert text.startswith("### pytest-energy: gate failed\n")
+    assert text.startswith("### pytest-energy FAILED: 1 regression; 1 record: 1 regression\n")
     assert "t.py::test\\_x\\[a\\|b&lt;script&gt;\\]" in text
     assert "<script>" not in text
     assert "+30.0 % [+20.0 %, +40.0 %]" in text

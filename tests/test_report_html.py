@@ -75,11 +75,12 @@ def test_regressions_section_comes_first_and_lists_the_regression():
     assert "t.py::test_regressed" in regressions and "t.py::test_ok" not in regressions
     results = page[page.index('<table id="results-table">'):]
     assert results.index("t.py::test_regressed") < results.index("t.py::test_ok")
-    assert 'id="gate-state">gate failed<' in page
+    assert 'id="gate-state">FAILED<' in page
+    assert '<p class="headline failed" id="headline">FAILED: 1 regression; 3 records: 1 regression, 1 unchanged, ' \
+           '1 not judged</p>' in page
 
 
-@pytest.mark.parametrize("exit_status, state", [(0, "gate passed"), (5, "gate passed"),
-                                                (1, "run failed (exit 1)"), (74, "run failed (exit 74)")])
+@pytest.mark.parametrize("exit_status, state", [(0, "passed"), (5, "passed"), (1, "FAILED"), (74, "FAILED")])
 def test_a_run_that_exits_non_zero_is_never_shown_as_passed(exit_status, state):
     from pytest_energy.report.exports import markdown_summary
 
@@ -87,10 +88,12 @@ def test_a_run_that_exits_non_zero_is_never_shown_as_passed(exit_status, state):
     run.exitstatus = exit_status
     report = build_report([make_record("t.py::test_ok", 1.0)], make_judgement([make_verdict("t.py::test_ok",
                                                                                            "unchanged", 1.0)]), run, None)
+    decided = "nothing failed the gate" if state == "passed" else f"pytest exits {exit_status}"
+    assert report.headline.text == f"{state}: {decided}; 1 record: 1 unchanged"
     page = html.render(report)
     assert f'id="gate-state">{state}<' in page
-    assert ('class="gate passed"' in page) is (state == "gate passed")
-    assert markdown_summary(report).startswith(f"### pytest-energy: {state}\n")
+    assert ('class="gate passed"' in page) is (state == "passed") and ('class="ok"' in page) is (state == "passed")
+    assert markdown_summary(report).startswith(f"### pytest-energy {report.headline.text}\n")
 
 
 def test_regressions_that_cannot_fail_the_gate_are_not_alarmed():
@@ -120,7 +123,7 @@ def test_a_model_change_is_its_own_status_listed_with_the_regressions():
     assert '<span class="badge s-mod">model changed</span>' in page
     card = re.search(r'<div class="card( alert)?" id="total-regressions">.*?</div></div>', page, re.S).group(0)
     assert 'class="card alert"' in card and "regressions and model changes" in card and "1 model changed" in card
-    assert "<h2>Regressions and model changes (1)</h2>" in page
+    assert "<h2>Regressions, model changes and failed tests (1)</h2>" in page
 
 
 def test_numbers_match_the_records():
@@ -210,7 +213,7 @@ def test_write_outputs_appends_the_step_summary(tmp_path, monkeypatch):
     _, report, _ = _render()
     lines = write_outputs(report, SimpleNamespace(report="", csv=None, model_card=None))
     text = summary.read_text()
-    assert text.startswith("earlier step\n### pytest-energy: gate failed")
+    assert text.startswith("earlier step\n### pytest-energy FAILED: 1 regression;")
     assert lines == [f"markdown summary appended to $GITHUB_STEP_SUMMARY ({summary})"]
 
 

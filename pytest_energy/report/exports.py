@@ -250,8 +250,9 @@ def _md(text: str) -> str:
 
 
 def markdown_summary(report: Report, limit: int = 30) -> str:
-    """A markdown digest for ``$GITHUB_STEP_SUMMARY``: verdict line, totals, the first rows."""
-    lines = [f"### pytest-energy: {report.state}", "", report.totals.line, ""]
+    """A markdown digest for ``$GITHUB_STEP_SUMMARY``: the headline, totals, the first rows (regressions
+    and failed tests first)."""
+    lines = [f"### pytest-energy {_md(report.headline.text)}", "", report.totals.line, ""]
     lines += [f"- {_md(line)}" for line in report.gate_summary + report.errors]
     lines += ["", "| verdict | test | energy / iteration | CO2 g | quality | change vs baseline |",
               "| --- | --- | --- | --- | --- | --- |"]

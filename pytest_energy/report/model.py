@@ -14,8 +14,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..measure.conditions import describe as describe_conditions
+from ..core.budget import failed_budgets
 from ..core.record import Carbon, Record, RunInfo
 from ..core.units import JOULES_PER_WH, finite_number, fmt, percent_change, wh_per_1000
+from ..judge.gate import FAILED_OUTCOMES
 from ..judge.verdict import Judgement, Status, Verdict, fails_gate, most_urgent
 from .ratings import carbon_efficiency_class, is_fine_tune, rating
 from .trends import Trend, session_trends
@@ -85,12 +87,25 @@ class Row:
     work: float | None = None  # the counted FLOP proxy the gate judges (per inference, else per run)
     work_label: str = ""  # which proxy: "FLOPs / inference" or "FLOPs"
     decided_by: str = ""  # the verdict line that gave the record its status
-    interval_note: str = ""  # why the energy change has no interval, or no change at all, where it has none
+    # Why the energy change has no interval, or no change at all, where it has none; "" where that
+    # reason is one of the report's shared notes (said once above the table), then ``note_ref`` numbers it.
+    interval_note: str = ""
+    note_ref: int | None = None  # 1-based index into Report.shared_notes
 
     @property
     def per(self) -> str:
         """What one figure of the energy column is per: a single-window record is the whole test."""
         return per_unit(self.record)
+
+    @property
+    def test_failed(self) -> bool:
+        """Whether the record's test failed (a missed budget included) or its set-up or teardown did."""
+        return self.record.outcome in FAILED_OUTCOMES
+
+    @property
+    def urgent(self) -> bool:
+        """Shown first and with ``-q``: a regression or model change, or a failed test."""
+        return self.status.fails or self.test_failed
 
     # Shortcuts the templates read often.
     @property
@@ -181,7 +196,7 @@ class Totals:
     net_joules: float
     co2_grams: float
     counts: dict[str, int]  # rows per status ("" = not judged)
-    failed: int  # tests whose outcome was failed (budgets included)
+    failed: int  # records of tests that failed (budgets included) or errored
     not_gating: int = 0  # regressions and model changes that cannot fail the gate (e.g. modelled energy)
     no_figure: int = 0  # records with no valid window: their energy is unknown, counted nowhere
 
@@ -235,6 +250,30 @@ class QualityChart:
     points: list[QualityPoint]
 
 
+@dataclass(frozen=True)
+class Headline:
+    """The run's outcome in one line: the same words head the terminal summary, the HTML report, the
+    energy JSON (``gate.headline``) and the GitHub step summary. Built once (:func:`build_headline`)."""
+
+    outcome: str  # "FAILED", "INCOMPLETE" or "passed"; never "passed" where the run exits non-zero
+    decided_by: tuple[str, ...]  # what decided it: "1 regression", "2 quality budgets missed", ...
+    counts: str  # "5 records: 2 in failed tests, 1 regression, 2 unchanged"
+    exit_status: int
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == "passed"
+
+    @property
+    def text(self) -> str:
+        return f"{self.outcome}: {', '.join(self.decided_by)}; {self.counts}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The headline as the energy JSON holds it."""
+        return {"outcome": self.outcome, "decided_by": list(self.decided_by), "counts": self.counts,
+                "exit_status": self.exit_status, "text": self.text}
+
+
 @dataclass
 class Report:
     """Everything the renderers need, computed once by :func:`build_report`."""
@@ -252,33 +291,27 @@ class Report:
     carbon: list[tuple[str, str]]
     idle: list[tuple[str, str]]
     notes: list[str]
+    headline: Headline
+    shared_notes: list[str] = field(default_factory=list)  # a reason many rows share, said once above the table
     quality_charts: list[QualityChart] = field(default_factory=list)
     trends: list[Trend] = field(default_factory=list)
     trends_note: str = ""  # why trends are missing or cut, shown under the section
     rootdir: str = ""  # where relative output paths resolve (pytest's rootdir, from the judgement)
 
     @property
-    def exit_status(self) -> int:
-        return self.run.exitstatus if self.run is not None else 0
-
-    @property
     def passed(self) -> bool:
-        """Whether the run passed: the gate did, and pytest exits 0 (or 5, nothing collected). A report
-        never shows a run that exits non-zero as passed."""
-        return not self.gate_failed and self.exit_status in (0, 5)
-
-    @property
-    def state(self) -> str:
-        """The headline's words: "gate failed", "run failed (exit 74)" (the gate passed, the run did not),
-        or "gate passed"."""
-        if self.gate_failed:
-            return "gate failed"
-        return "gate passed" if self.passed else f"run failed (exit {self.exit_status})"
+        """Whether the run passed (:attr:`Headline.passed`): never where it exits non-zero."""
+        return self.headline.passed
 
     @property
     def regressions(self) -> list[Row]:
         """The rows whose status fails the gate where it gates: model changes and regressions."""
         return [row for row in self.rows if row.status.fails]
+
+    @property
+    def urgent(self) -> list[Row]:
+        """Regressions, model changes and the records of failed tests: the rows shown first."""
+        return [row for row in self.rows if row.urgent]
 
     @property
     def has_inference(self) -> bool:
@@ -380,12 +413,17 @@ def _interval_note(energy: Verdict | None) -> str:
     return f"not compared: {energy.message.split('; ')[0]}"
 
 
+def _status(verdicts: list[Verdict], new: bool) -> Status:
+    """A record's status: its most urgent verdict against any set (either can fail the gate)."""
+    return most_urgent(v.status for v in verdicts) or (Status.NEW if new else Status.NOT_JUDGED)
+
+
 def _row(index: int, record: Record, verdicts: list[Verdict], new: bool, baseline_set: str) -> Row:
     """The record's status is its most urgent verdict against any set (either can fail the gate); the
     change and the quality statuses shown are against ``baseline_set``, the one compared and updated."""
     by_metric = {v.metric: v for v in verdicts if v.baseline_set == baseline_set}
     energy = by_metric.get("energy")
-    status = most_urgent(v.status for v in verdicts) or (Status.NEW if new else Status.NOT_JUDGED)
+    status = _status(verdicts, new)
     gating = fails_gate(verdicts) if status.fails else True
     stars, basis = rating(record)
     carbon_class, carbon_basis = carbon_efficiency_class(record) if is_fine_tune(record) else (None, "")
@@ -419,11 +457,103 @@ def _row(index: int, record: Record, verdicts: list[Verdict], new: bool, baselin
 
 
 def _order(rows: list[Row]) -> list[Row]:
-    """Model changes and regressions first, then the other verdicts by urgency; by name within a verdict."""
-    rows = sorted(rows, key=lambda r: (r.status.urgency, r.name))
+    """Model changes and regressions first, then the records of failed tests, then the other verdicts by
+    urgency; by name within a verdict."""
+    rows = sorted(rows, key=lambda r: (not r.status.fails, not r.test_failed, r.status.urgency, r.name))
     for index, row in enumerate(rows):
         row.index, row.anchor = index, f"r{index}"
     return rows
+
+
+def _share_notes(rows: list[Row]) -> list[str]:
+    """The reasons two or more rows give for showing no energy change (the same baseline on another
+    device kind, typically every row's): each becomes one numbered note, said once above the table, and
+    those rows refer to it by number instead of repeating it, in their change and their decided-by
+    cells alike (where the verdict that decided the row is the one that gives the reason, and the same
+    for them all, the note says it whole)."""
+    held = Counter(row.interval_note for row in rows if row.interval_note)
+    shared = [note for note, count in held.items() if count >= 2]
+    for number, note in enumerate(shared, 1):
+        group = [row for row in rows if row.interval_note == note]
+        reason = note.removeprefix("not compared: ")
+        deciding = {row.decided_by for row in group if row.decided_by.startswith(reason)}
+        if len(deciding) == 1:
+            shared[number - 1] = f"not compared: {deciding.pop()}"
+        for row in group:
+            row.note_ref, row.interval_note = number, ""
+            if row.decided_by.startswith(reason):
+                row.decided_by = f"see note {number}"
+    return shared
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def build_headline(records: list[Record], judgement: Judgement | None, exit_status: int, *, lost: int = 0,
+                   unwritten: tuple[str, ...] = ()) -> Headline:
+    """The run's outcome and what decided it, then the counts (:class:`Headline`).
+
+    ``exit_status`` is the one the process returns (the session's, the gate's decision in it); ``lost``
+    how many xdist workers crashed and lost records; ``unwritten`` the outputs the session could not
+    write. INCOMPLETE where the gate could not judge all it should, FAILED where the run exits non-zero
+    or the gate failed, else passed.
+    """
+    judgement = judgement or Judgement()
+    by_name: dict[str, list[Verdict]] = {}
+    for verdict in judgement.verdicts:
+        by_name.setdefault(verdict.name, []).append(verdict)
+    new = set(judgement.new)
+    failed = [r for r in records if r.outcome in FAILED_OUTCOMES]
+    failed_names = {r.name for r in failed}
+    judged = {r.name: _status(by_name.get(r.name, []), r.name in new) for r in records if r.name not in failed_names}
+    regressed = [name for name, status in judged.items() if status.fails]
+    gating = Counter(judged[name] for name in regressed if fails_gate(by_name.get(name, [])))
+    quiet = len(regressed) - sum(gating.values())
+    quality_missed = sum(1 for r in failed for entry in r.quality.values()
+                         if isinstance(entry, dict) and entry.get("budget_met") is False)
+    energy_missed = sum(len(failed_budgets(r)) for r in failed)
+    on_budget = {r.nodeid for r in failed if failed_budgets(r) or any(
+        isinstance(entry, dict) and entry.get("budget_met") is False for entry in r.quality.values())}
+    other_failed = {r.nodeid for r in failed} - on_budget
+
+    unchecked = len(judgement.incomplete) - lost
+    decided = [*([f"{_plural(lost, 'xdist worker')} crashed, records lost"] if lost else []),
+               *([f"{_plural(unchecked, 'check')} the gate could not make"] if unchecked > 0 else [])]
+    if judgement.gate_failed:  # regressions decide only where they fail the gate
+        decided += [_plural(gating[Status.REGRESSION], "regression")] if gating[Status.REGRESSION] else []
+        decided += [_plural(gating[Status.MODEL_CHANGED], "model change")] if gating[Status.MODEL_CHANGED] else []
+    decided += [f"{_plural(energy_missed, 'energy budget')} missed"] if energy_missed else []
+    decided += [f"{_plural(quality_missed, 'quality budget')} missed"] if quality_missed else []
+    decided += [f"{_plural(len(other_failed), 'test')} failed"] if other_failed else []
+    if "" in judgement.failed:  # pytest fails the run and no measured test explains it
+        decided.append(judgement.failed[""])
+    if unwritten:
+        decided.append(f"{' and '.join(unwritten)} could not be written")
+    if not decided and judgement.gate_failed:  # e.g. the records could not be judged, baselines required
+        head = judgement.summary[0] if judgement.summary else ""
+        decided.append(f"the gate failed ({head.split(': ', 1)[-1]})" if head else "the gate failed")
+    if not decided and exit_status not in (0, 5):
+        decided.append(f"pytest exits {exit_status}")
+
+    if lost or judgement.incomplete:
+        outcome = "INCOMPLETE"
+    elif decided or judgement.gate_failed or exit_status not in (0, 5):
+        outcome = "FAILED"
+    else:
+        outcome = "passed"
+        decided += [f"{_plural(quiet, 'regression')} not gating"] if quiet else []
+        decided += [f"{_plural(len(judgement.over_budget), 'energy budget')} over on a modelled estimate only, "
+                    "not gating"] if judgement.over_budget else []
+        if not decided:
+            decided.append("nothing failed the gate" if judgement.verdicts
+                           else "nothing compared with a baseline")
+
+    statuses = Counter(judged.values())
+    parts = ([f"{len(failed)} in failed tests"] if failed else []) + [
+        f"{n} {status or 'not judged'}" for status, n in sorted(statuses.items(), key=lambda i: i[0].urgency)]
+    counts = _plural(len(records), "record") + (f": {', '.join(parts)}" if parts else "")
+    return Headline(outcome, tuple(decided), counts, int(exit_status))
 
 
 def _pareto(points: list[QualityPoint], higher_is_better: bool) -> None:
@@ -492,11 +622,15 @@ def build_report(
     history: Any = None,
     *,
     title: str = "pytest-energy report",
+    headline: Headline | None = None,
 ) -> Report:
-    """Compute once everything the renderers show: totals, ordered rows, charts, trends, assumptions.
+    """Compute once everything the renderers show: the headline, totals, ordered rows, charts, trends,
+    assumptions.
 
     ``history`` is a :class:`pytest_energy.store.history.History` (or None): its ``series()`` on this run's
-    hardware give the trend lines (:func:`pytest_energy.report.trends.session_trends`).
+    hardware give the trend lines (:func:`pytest_energy.report.trends.session_trends`). ``headline`` is the
+    one the session built (:func:`build_headline`, with the exit status it returns and what it lost or could
+    not write) and wrote in the energy JSON; without it, it is built from ``run_info``'s exit status.
     """
     judgement = judgement or Judgement()
     by_name: dict[str, list[Verdict]] = {}
@@ -515,7 +649,7 @@ def build_report(
         if measured or not records else math.nan,
         co2_grams=math.fsum(r.co2_grams for r in measured if math.isfinite(r.co2_grams)),
         counts=dict(counts),
-        failed=sum(1 for r in records if r.outcome == "failed"),
+        failed=sum(1 for r in records if r.outcome in FAILED_OUTCOMES),
         not_gating=sum(1 for r in rows if r.status.fails and not r.gating),
         no_figure=len(records) - len(measured),
     )
@@ -523,9 +657,13 @@ def build_report(
     trends, trends_note = session_trends(history, (fingerprint or {}).get("id"), [row.name for row in rows])
     carbon = run_info.carbon if run_info else (records[0].carbon if records else None)
     idle = run_info.idle_watts if run_info else {}
+    if headline is None:
+        headline = build_headline(records, judgement, run_info.exitstatus if run_info else 0)
     return Report(
         title=title,
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        headline=headline,
+        shared_notes=_share_notes(rows),
         rows=rows,
         totals=totals,
         run=run_info,

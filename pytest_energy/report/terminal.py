@@ -2,8 +2,9 @@
 
 Rich renders into a string sized to pytest's terminal writer and the string goes through the terminal
 reporter, so output capture, ``-q``, ``NO_COLOR`` and a non-terminal output (a pipe, a CI log) behave
-as the rest of pytest's output does. Rows come in the HTML report's order (regressions first); the
-gate's lines after the table repeat every regression next to the summary line people read.
+as the rest of pytest's output does. The report's headline comes first, in the HTML report's words;
+rows come in its order (regressions and failed tests first); the gate's lines after the table repeat
+every regression next to the summary line people read.
 """
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ def _table(rows: list[Row], verbosity: int, width: int) -> Text:
             extra.append(f"decided by: {row.decided_by}")
         if row.interval_note and (row.change or verbosity > 0):  # the not-compared reason is in -v's messages
             extra.append(row.interval_note)
+        elif row.note_ref and verbosity > 0:
+            extra.append(f"not compared: see note {row.note_ref} above the table")
         if row.wh_per_1000 is not None:
             extra.append(f"{fmt(row.wh_per_1000)} Wh per 1,000 inferences (gross)")
         if row.generation_text and row.record.label == "decode":  # once per generation test, after both phases
@@ -111,19 +114,26 @@ def _table(rows: list[Row], verbosity: int, width: int) -> Text:
 def render(report: Report, terminalreporter: Any, verbosity: int) -> None:
     """Write the energy table, the totals line and the gate's lines to pytest's terminal reporter.
 
-    ``verbosity < 0`` (``-q``): the totals line and the regressions and model changes only; ``0``: up to
-    :data:`DEFAULT_ROWS` rows with every one of those; ``> 0``: every row with its verdict messages.
+    The report's headline comes first. ``verbosity < 0`` (``-q``): the totals line and the regressions,
+    model changes and failed tests only; ``0``: up to :data:`DEFAULT_ROWS` rows with every one of those;
+    ``> 0``: every row with its verdict messages, the notes many rows share said once above them.
     """
     console = _console(terminalreporter)
+    # The headline first, as in the HTML report and the step summary; green only on a run that passes.
+    console.print(Text(f"pytest-energy {report.headline.text}", style="bold green" if report.passed else "bold red"),
+                  soft_wrap=True)
     rows = list(report.rows)  # the HTML report's order
     if verbosity < 0:
-        rows = [row for row in rows if row.status.fails]
+        rows = [row for row in rows if row.urgent]
     elif verbosity == 0 and len(rows) > DEFAULT_ROWS:
-        keep = {id(row) for row in report.regressions}
+        keep = {id(row) for row in report.urgent}
         rows = [row for i, row in enumerate(rows) if i < DEFAULT_ROWS or id(row) in keep]
         console.print(Text(f"{len(report.rows) - len(rows)} rows not shown here (-v shows all, "
                            "the HTML report has every one)", style="dim"), soft_wrap=True)
     # soft_wrap: rich never inserts line breaks, so a long name stays one greppable line in a log.
+    if rows and verbosity > 0:  # a reason many rows share, once (their messages below say it in full)
+        for number, note in enumerate(report.shared_notes, 1):
+            console.print(Text(f"note {number}: {note}", style="dim"), soft_wrap=True)
     if rows:
         console.print(_table(rows, verbosity, console.width), soft_wrap=True)
     console.print(Text(report.totals.line), soft_wrap=True)
