@@ -47,6 +47,7 @@ from typing import Any, Iterable, Sequence
 from ..core.config import Settings, SettingError, named
 from ..measure.fingerprint import DEFAULT_KIND_FIELDS, DeviceKind, device_kinds
 from .locking import LockTimeout, atomic_write_text, locked
+from ..core.figures import pooled_net_per_iteration
 from ..core.record import Collection, Record, judged_devices
 
 #: Version of the baseline file layout. Files of another version are refused with what to do.
@@ -105,7 +106,7 @@ class EnergyBaseline:
             "reference_joules": self.reference_joules,
             "rounds": [{"iterations": r.iterations, "seconds": r.seconds, "by_device": r.by_device}
                        for r in self.rounds],
-            "per_iteration_net_joules": _per_iteration_net(self.rounds),  # for reviewers; not read back
+            "per_iteration_net_joules": pooled_net_per_iteration(self.rounds),  # for reviewers; not read back
         })
         if self.conditions:  # written only where a device reports them: CPU baselines keep their bytes
             data["conditions"] = _rounded(self.conditions)
@@ -224,11 +225,6 @@ def measurement(record: Record) -> Measurement:
     return Measurement(record.unit, record.form, record.iterations_per_call)
 
 
-def _per_iteration_net(rounds: Sequence[EnergyRound]) -> float | None:
-    iterations = sum(r.iterations for r in rounds)
-    return math.fsum(r.net_joules for r in rounds) / iterations if iterations else None
-
-
 def _rounded(value: Any) -> Any:
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -324,19 +320,8 @@ def work_values(record: Record) -> dict[str, float]:
 
 
 def model_identity(record: Record) -> dict[str, Any]:
-    """The model a case ran, from its record (``extra["model"]``): {} for a test that declares none."""
-    facts = record.extra.get("model") if isinstance(record.extra, dict) else None
-    if not isinstance(facts, dict) or not facts.get("requested"):
-        return {}
-    identity: dict[str, Any] = {key: str(facts[key]) for key in ("requested", "ran", "source", "digest")
-                                if facts.get(key)}
-    for key in ("dtype", "device"):
-        if record.extra.get(key):
-            identity[key] = str(record.extra[key])
-    settings = record.extra.get("settings")
-    if isinstance(settings, dict) and settings:
-        identity["settings"] = dict(settings)
-    return identity
+    """The model a case ran, from its record (:meth:`ModelFacts.identity`): {} for a test that declares none."""
+    return record.model.identity() if record.model is not None else {}
 
 
 def _comparable(value: Any) -> str:
