@@ -146,9 +146,11 @@ class Record:
         the rounds and warm-up are counted in calls, the record in iterations. ``facts`` are the other
         fields (name, nodeid, form, fingerprint, timestamp, model, case, notes, ...)."""
         if iterations_per_call != 1:
-            rounds = [dataclasses.replace(r, iterations=r.iterations * iterations_per_call) for r in rounds]
-            if warmup_round is not None:
-                warmup_round = dataclasses.replace(warmup_round, iterations=warmup_round.iterations * iterations_per_call)
+            def counted(measured: Round) -> Round:
+                return dataclasses.replace(measured, iterations=measured.iterations * iterations_per_call)
+
+            rounds = [counted(r) for r in rounds]
+            warmup_round = counted(warmup_round) if warmup_round is not None else None
             facts["warmup_iterations"] = facts.get("warmup_iterations", 0) * iterations_per_call
         own = {c.device: joules for c in components
                if (joules := (reference_joules or {}).get(c.device, 0.0)) > 0}
