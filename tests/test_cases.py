@@ -108,11 +108,12 @@ def test_magnitude_pruning_zeroes_the_base_model_only():
     model = Model()
     facts = Pruning(0.5).apply(model)
     weights = torch.cat([m.weight.flatten() for m in model.base_model])
-    assert facts["weight_sparsity"] == pytest.approx(0.5) == float((weights == 0).float().mean())
+    assert facts.weight_sparsity == pytest.approx(0.5) == float((weights == 0).float().mean())
+    assert facts.magnitude and facts.linear_layers == 2
     assert int((model.head.weight == 0).sum()) == 0
     assert not list(model.base_model[0].buffers())  # no pruning mask left behind
     masked = Pruning("2:4").apply(model)
-    assert masked["weight_sparsity"] >= 0.5
+    assert masked.weight_sparsity >= 0.5
     groups = model.base_model[0].weight.reshape(-1, 4)
     assert ((groups != 0).sum(1) <= 2).all()
 
