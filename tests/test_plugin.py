@@ -407,9 +407,10 @@ def pytest_sessionfinish(session):
     result.stdout.fnmatch_lines(["*HEAVY: []"])
     # With --energy off the plugin costs its options, hook specs and light core: no session or meter.
     # (conditions: the cooldown setting's parser; version: the package's version string; both standard library only.)
-    assert ("OURS: ['pytest_energy', 'pytest_energy.core.budget', 'pytest_energy.measure.conditions', 'pytest_energy.core.config', "
-            "'pytest_energy.hookspec', 'pytest_energy.plugin', 'pytest_energy.core.record', 'pytest_energy.core.units', "
-            "'pytest_energy.core.version']" in result.stdout.lines)
+    assert ("OURS: ['pytest_energy', 'pytest_energy.core', 'pytest_energy.core.budget', 'pytest_energy.core.config', "
+            "'pytest_energy.core.facts', 'pytest_energy.core.figures', 'pytest_energy.core.record', "
+            "'pytest_energy.core.units', 'pytest_energy.core.version', 'pytest_energy.hookspec', 'pytest_energy.measure', "
+            "'pytest_energy.measure.conditions', 'pytest_energy.plugin']" in result.stdout.lines)
     probe = subprocess.run(
         [sys.executable, "-c", "import sys, pytest_energy.plugin; "
          "print([m for m in ('torch', 'transformers', 'codecarbon', 'sqlalchemy') if m in sys.modules])"],
