@@ -140,3 +140,49 @@ def test_no_report_judge_or_store_code_reads_record_extra():
              for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
              if re.search(r"\.extra\b(?!_info)", line)]
     assert found == []
+
+
+FAST = ["--energy", "--energy-json", "out.json", "--energy-min-window", "0.02", "--energy-rounds", "3",
+        "--energy-warmup", "1", "--energy-idle-seconds", "0.05", "--energy-report", "none", "-p", "no:cacheprovider"]
+
+STATED = """
+from pytest_energy.core.facts import CaseFacts, GenerationFacts, ModelFacts, RecordFacts
+
+MODEL = ModelFacts("org/m", "fallback m", "fallback", "d1", dtype="float32", device="cpu")
+
+def test_call(energy):
+    facts = RecordFacts(MODEL, {"flops_per_inference": 2e6}, CaseFacts("inference", "text-classification", 4, 3, 12,
+                        reference_range=(0.0, 2.0)), iterations_per_call=4)
+    energy.run(lambda: sum(range(20000)), iterations=2, unit="inference", facts=facts)
+    record = energy.last
+    assert record.form == "case" and record.iterations_per_call == 4 and record.model == MODEL
+    assert [r.iterations for r in record.rounds] == [8, 8, 8] and record.warmup_iterations == 4
+
+def test_block(energy):
+    with energy.measure(unit="step", iterations=4) as block:
+        for _ in range(4):
+            sum(range(20000))
+            block.step()
+        block.facts = RecordFacts(MODEL, {"flops": 1e9}, CaseFacts("generation", generation=GenerationFacts("decode", 5)))
+    assert block.record.case.generation.phase == "decode" and block.record.proxies == {"flops": 1e9}
+"""
+
+
+@pytest.fixture(params=["serial", "xdist"])
+def mode(request) -> list[str]:
+    return ["-p", "no:xdist"] if request.param == "serial" else ["-n", "2"]
+
+
+def test_what_a_caller_states_is_built_into_its_record_and_its_json(pytester, mode):
+    """``energy.run(facts=...)`` and ``block.facts``, as the case runners state theirs: the record is built
+    with them (a call counted as a batch, the form "case"), and they reach the JSON through the xdist
+    hand-over too."""
+    pytester.makepyfile(test_stated=STATED)
+    result = pytester.runpytest(*FAST, *mode)
+    result.assert_outcomes(passed=2)
+    records = {r["name"].split("::", 1)[1]: r for r in json.loads((pytester.path / "out.json").read_text())["records"]}
+    call, block = records["test_call"], records["test_block"]
+    assert call["model"]["digest"] == "d1" and call["case"]["reference_range"] == [0.0, 2.0]
+    assert call["iterations_per_call"] == 4 and call["figures"]["inferences_per_round"] == [8, 8, 8]
+    assert block["form"] == "case" and block["case"]["generation"]["phase"] == "decode"
+    assert block["extra"] == {} == call["extra"]  # nothing of pytest-energy's goes there
