@@ -181,22 +181,25 @@ def test_one_odd_file_is_refused_by_name_and_the_rest_imported(history_at: Path 
         "boolean": (set_in(("schema_version",), True),
                     "its schema_version is true, not a version number; not imported"),
         "iterations": (set_in(("records", 0, "rounds", 1, "iterations"), "20"),
-                       "a schema-3 document in a shape this pytest-energy cannot read (records[0].rounds[1].iterations "
+                       "a schema-4 document in a shape this pytest-energy cannot read (records[0].rounds[1].iterations "
                        "is a str, expected int); not imported"),
         "idle": (set_in(("session", "idle_watts"), {"gpu:0": [77.0]}),
-                 "a schema-3 document in a shape this pytest-energy cannot read (session.idle_watts['gpu:0'] is a "
+                 "a schema-4 document in a shape this pytest-energy cannot read (session.idle_watts['gpu:0'] is a "
                  "list, expected float); not imported"),
         "gating": (set_in(("gate", "verdicts", 0, "gating"), "yes"),
-                   "a schema-3 document in a shape this pytest-energy cannot read (gate.verdicts[0].gating is a str, "
+                   "a schema-4 document in a shape this pytest-energy cannot read (gate.verdicts[0].gating is a str, "
                    "expected bool); not imported"),
         "fingerprint": (set_in(("session", "fingerprint", "id"), 7),
-                        "a schema-3 document in a shape this pytest-energy cannot read (session.fingerprint['id'] is "
+                        "a schema-4 document in a shape this pytest-energy cannot read (session.fingerprint['id'] is "
                         "an int, expected str); not imported"),
+        "case": (set_in(("records", 0, "case"), {"kind": "inference", "batch_size": "4"}),  # typed facts too
+                 "a schema-4 document in a shape this pytest-energy cannot read (records[0].case.batch_size is a "
+                 "str, expected int); not imported"),
         "twice": (lambda document: document["records"].append(document["records"][0]),
-                  "a schema-3 document in a shape this pytest-energy cannot read (the record name "
+                  "a schema-4 document in a shape this pytest-energy cannot read (the record name "
                   "'tests/test_a.py::test_a' is given twice); not imported"),
         "judged": (lambda document: document["gate"]["verdicts"].append(document["gate"]["verdicts"][0]),
-                   "a schema-3 document in a shape this pytest-energy cannot read (the energy verdict on "
+                   "a schema-4 document in a shape this pytest-energy cannot read (the energy verdict on "
                    "'tests/test_a.py::test_a' against the set 'default' is given twice); not imported"),
     }
     files = [_artifact(tmp_path, "run-first", started(1), 9.0)]
