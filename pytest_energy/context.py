@@ -14,6 +14,7 @@ import pytest
 
 from .core import budget as budgets
 from .core.config import Settings
+from .core.facts import RecordFacts
 from .core.record import Record
 
 #: Marker keywords that tune the verdict of a test's records (kept on the record for the gate).
@@ -138,6 +139,9 @@ class Block:
         self.iterations = iterations
         self.steps = 0  # steps marked with step()
         self.taken: Pending | None = None  # the session's measurement, once the block has ended
+        # What the code inside states of the measurement (a fine-tune case's facts), set before the block
+        # ends: built into its record.
+        self.facts: RecordFacts | None = None
         self.on_step: Callable[[], None] | None = None  # the session's, while it measures the block
 
     def step(self) -> None:

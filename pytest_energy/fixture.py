@@ -15,6 +15,7 @@ import pytest
 from .core.budget import EnergyBudget
 from .core.config import BY_NAME, SettingError, parse_value
 from .context import Block, TestContext, whole_count
+from .core.facts import RecordFacts
 from .core.record import Record
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ class EnergyFixture:
         warmup: int | None = None,
         fill_window: bool = False,
         count_flops: bool | None = None,
+        facts: RecordFacts | None = None,
     ) -> Any:
         """Measure ``fn`` and return its last result.
 
@@ -88,7 +90,9 @@ class EnergyFixture:
         go on until the window is filled (an inference case splitting 1,000 inferences over rounds, each
         round still long enough for the counter). ``rounds``, ``min_window``, ``warmup`` and
         ``count_flops`` (count the FLOPs of the torch operations ``fn`` runs, on its first warm-up call)
-        override the marker and settings for this measurement.
+        override the marker and settings for this measurement. ``facts``
+        (:class:`~pytest_energy.core.facts.RecordFacts`: a model, work proxies, a case's facts, the
+        iterations one call counts as) are built into the record, as the case runners state theirs.
         """
         if iterations is not None:
             iterations = whole_count(iterations, "energy.run(iterations=...)")
@@ -103,6 +107,7 @@ class EnergyFixture:
         return self._session.measure_call(
             self._context, fn, args, kwargs, label=label, unit=unit, iterations=iterations,
             rounds=rounds, min_window=min_window, warmup=warmup, fill_window=fill_window, count_flops=count_flops,
+            facts=facts,
         )
 
     @contextmanager

@@ -26,6 +26,7 @@ from .measure.carbon import resolve_carbon
 from .measure.conditions import throttled_line
 from .core.config import Settings, hidden_secrets, is_database_url, path_setting, store_setting
 from .context import VERDICT_KEYS, Block, Pending, TestContext, record_outcome
+from .core.facts import RecordFacts
 from .core.record import Collection, Record, RunInfo, session_document
 from .measure.top_tests import FORM as TOP_FORM
 from .measure.top_tests import TopTests
@@ -199,9 +200,11 @@ class EnergySession:
         warmup: int | None,
         fill_window: bool = False,
         count_flops: bool | None = None,
+        facts: RecordFacts | None = None,
     ) -> Any:
         """Measure ``fn`` in rounds (:meth:`Meter.take_rounds`); with ``count_flops`` (None: the test's
-        setting) its FLOPs are counted on the first warm-up call (:mod:`pytest_energy.measure.work`)."""
+        setting) its FLOPs are counted on the first warm-up call (:mod:`pytest_energy.measure.work`).
+        ``facts``, the caller's, are built into the record."""
         settings = context.settings
         meter = self.meter()
         warmup = settings.warmup if warmup is None else warmup
@@ -223,11 +226,11 @@ class EnergySession:
         except BaseException as error:  # a timeout or failure inside: record that it did not finish
             from .measure.meter import Taken
 
-            self._keep(context, label, unit, "call", Taken([], []), stopped=_one_line(error), work=work)
+            self._keep(context, label, unit, "call", Taken([], []), stopped=_one_line(error), work=work, facts=facts)
             raise
         finally:
             self._take_notes(meter)  # a cooldown that missed its target says so once
-        self._keep(context, label, unit, "call", taken, work=work)
+        self._keep(context, label, unit, "call", taken, work=work, facts=facts)
         return taken.result
 
     @contextmanager
@@ -262,32 +265,51 @@ class EnergySession:
             end = meter.edge(END)
             block.on_step = None
             block.taken = self._keep(context, label, unit, "block", marks.taken(end, block.iterations, cooled),
-                                     work=counted)
+                                     work=counted, facts=block.facts)
 
     def _keep(self, context: TestContext, label: str, unit: str, form: str, taken: Taken, stopped: str = "",
-              work: Work | None = None) -> Pending:
+              work: Work | None = None, facts: RecordFacts | None = None) -> Pending:
         name = context.name_for(label)
-        kept = Pending(lambda: self._build(context, name, label, unit, form, taken, stopped, work))
+        kept = Pending(lambda: self._build(context, name, label, unit, form, taken, stopped, work, facts))
         context.taken.append(kept)
         self.taken.append(kept)
         return kept
 
     def _build(self, context: TestContext, name: str, label: str, unit: str, form: str, taken: Taken,
-               stopped: str, work: Work | None = None) -> Record:
-        """The record of what the meter took, with the ``work`` it counted; ``stopped`` says why a
-        measurement ended before its rounds did (it then has no round and no energy figure, but it is
-        not lost)."""
+               stopped: str, work: Work | None = None, facts: RecordFacts | None = None) -> Record:
+        """The record of what the meter took, with the ``work`` it counted and the caller's ``facts`` (a
+        case's: its model and proxies replace the counted work's); ``stopped`` says why a measurement
+        ended before its rounds did (it then has no round and no energy figure, but it is not lost)."""
         from .measure.meter import Measured
 
         meter = self._opened_meter()  # opened by the measurement; a listed one takes no reference
         measured = Measured([], []) if stopped else meter.account(taken)
+        notes = [f"{c.device}: {c.note}" for c in measured.components if c.note]
+        notes += taken.notes
+        if measured.warmup is not None and not measured.warmup.valid:
+            notes.append(f"the warm-up window ({taken.warmup_iterations} {unit}s) was invalid: the totals hold the "
+                         "rounds only")
+        if stopped:
+            notes.append(f"the measurement did not finish ({stopped}): no energy figure")
+        elif not any(r.valid for r in measured.rounds):
+            notes.append("every window was invalid: no energy figure for this measurement, budgets not checked"
+                         if measured.components else
+                         "no device could be measured (see the session's notes): no energy figure, "
+                         "budgets not checked")
+        notes += self._other_processes(meter)
+        counted = work.proxies(sum(taken.iterations) if form == "block" else None) if work is not None else {}
+        model = work.model_facts() if work is not None else None
+        if work is not None:
+            notes += work.notes
+        if facts is not None:
+            counted, model = facts.proxies, facts.model or model
         record = Record.from_rounds(
             measured.rounds, measured.components,
             carbon=self.carbon,
             reference_joules=self.reference_joules,
             name=name,
             nodeid=context.nodeid,
-            form=form,
+            form="case" if facts is not None and facts.case is not None else form,
             warmup_iterations=taken.warmup_iterations,
             warmup_round=measured.warmup,
             fingerprint=self.fingerprint,
@@ -298,24 +320,12 @@ class EnergySession:
             timeline=measured.timeline,
             criteria={k: context.marker[k] for k in VERDICT_KEYS if k in context.marker},
             outcome=context.outcome,
+            proxies=counted,
+            model=model,
+            case=facts.case if facts is not None else None,
+            iterations_per_call=facts.iterations_per_call if facts is not None else 1,
+            notes=notes,
         )
-        notes = [f"{c.device}: {c.note}" for c in measured.components if c.note]
-        notes += taken.notes
-        if measured.warmup is not None and not measured.warmup.valid:
-            notes.append(f"the warm-up window ({taken.warmup_iterations} {unit}s) was invalid: the totals hold the "
-                         "rounds only")
-        if stopped:
-            notes.append(f"the measurement did not finish ({stopped}): no energy figure")
-        elif not record.valid:
-            notes.append("every window was invalid: no energy figure for this measurement, budgets not checked"
-                         if measured.components else
-                         "no device could be measured (see the session's notes): no energy figure, "
-                         "budgets not checked")
-        notes += self._other_processes(meter)
-        if notes:
-            record.extra["notes"] = notes
-        if work is not None:
-            work.add_to(record, sum(taken.iterations) if form == "block" else None)
         return record
 
     def _other_processes(self, meter: Meter) -> list[str]:

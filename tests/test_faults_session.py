@@ -279,7 +279,7 @@ def test_fine(energy, package):
     records = _records(_document(pytester))
     stopped = records["test_timeout.py::test_times_out"]
     assert stopped["outcome"] == "failed" and stopped["rounds"] == [] and stopped["iterations"] == 0
-    assert stopped["extra"]["notes"] == ["the measurement did not finish (Failed: Timeout >0.2s): no energy figure"]
+    assert stopped["notes"] == ["the measurement did not finish (Failed: Timeout >0.2s): no energy figure"]
     assert records["test_timeout.py::test_fine"]["outcome"] == "passed"
     result.stdout.fnmatch_lines(["*the test failed: its verdicts are shown, not gating*"])
     assert _document(pytester)["gate"]["not_judged"] == {"test_timeout.py::test_times_out": "failed"}

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
+from pytest_energy.core.facts import ModelFacts
 from pytest_energy.testing.records import FINGERPRINT, make_record, make_run_info
 from test_gate_integration import ARGS, BASE, CONFTEST, _energy, _record, _record_baselines, _scaled, _settings, store_run
 
@@ -121,8 +122,7 @@ def test_the_totals_never_read_0_j_for_a_reading_that_was_invalid(tmp_path: Path
 
 # -- 11. every identity field of the model is compared --------------------------------------------------
 def _model_record(**model: str):
-    extra = {"model": {k: v for k, v in model.items() if k != "dtype"}, "dtype": model.get("dtype", "float32")}
-    return make_record("t.py::case", 0.2, unit="inference", extra=extra)
+    return make_record("t.py::case", 0.2, unit="inference", model=ModelFacts(**{"dtype": "float32", **model}))
 
 
 def test_a_model_change_without_a_digest_is_a_change(tmp_path: Path) -> None:
@@ -144,7 +144,7 @@ def test_a_model_change_without_a_digest_is_a_change(tmp_path: Path) -> None:
     # With digests on both sides, equal ones prove it; the device (the runner's) is never compared.
     _record_baselines(tmp_path, [_model_record(requested="org/m", digest="d1", dtype="float32")])
     on_gpu = _model_record(requested="org/m", digest="d1", dtype="float32")
-    on_gpu.extra["device"] = "cuda:0"
+    on_gpu.model.device = "cuda:0"
     [proven] = [v for v in judge([on_gpu], _settings(tmp_path), FINGERPRINT, tmp_path).verdicts if v.metric == "model"]
     assert proven.status == "unchanged"
     cast = judge([_model_record(requested="org/m", digest="d1", dtype="float16")], _settings(tmp_path),
@@ -177,8 +177,7 @@ def test_energy_measured_in_another_unit_fails_until_recorded(tmp_path: Path) ->
     assert "improvement" not in " ".join(judgement.summary)
     # A case's batch: each call counts as 8 inferences instead of 1.
     _record_baselines(tmp_path, [make_record("t.py::b", 2.0, unit="inference")])
-    batched = make_record("t.py::b", 1.0, unit="inference")
-    batched.count_each_call_as(8)
+    batched = make_record("t.py::b", 1.0, unit="inference", iterations_per_call=8)
     [changed] = [v for v in judge([batched], _settings(tmp_path), FINGERPRINT, tmp_path).verdicts
                  if v.metric == "measurement"]
     assert changed.message.startswith("measured differently: iterations per call 1 -> 8 ")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pytest_energy.core.facts import ModelFacts
 from pytest_energy.testing.records import FINGERPRINT, make_record, make_run_info
 
 from pytest_energy.store import baselines as store
@@ -352,7 +353,7 @@ def test_a_record_without_a_valid_window_records_its_quality_work_and_model_whic
     def frozen(digest: str, accuracy: float) -> Record:
         record = _record("t.py::case", BASE, quality={"accuracy": accuracy})
         record.proxies = {"flops_per_inference": 1e6}
-        record.extra = {"model": {"requested": "org/m", "ran": "org/m", "source": "folder", "digest": digest}}
+        record.model = ModelFacts("org/m", "org/m", "folder", digest)
         for round_ in record.rounds:
             round_.valid = False
         assert not record.valid
@@ -376,9 +377,7 @@ def test_an_unchanged_entry_recorded_before_a_fact_was_kept_is_rewritten_with_it
     update never added them and a settings change could never be told: an update adds what they lack."""
     def case(settings: dict | None) -> Record:
         record = _record("t.py::case", BASE, quality={"accuracy": 0.9})
-        record.extra = {"model": {"requested": "org/m", "ran": "org/m", "source": "folder", "digest": "aaaa"}}
-        if settings:
-            record.extra["settings"] = settings
+        record.model = ModelFacts("org/m", "org/m", "folder", "aaaa", settings=dict(settings or {}))
         return record
 
     settings = _settings(tmp_path, update_baselines=True)

@@ -156,18 +156,21 @@ def test_generation_records_prefill_and_decode_apart(measured):
     prefill, decode = measured.records["generation::prefill"], measured.records["generation::decode"]
     for record, phase in ((prefill, "prefill"), (decode, "decode")):
         assert record["label"] == phase and record["unit"] == "inference"
-        assert record["extra"]["phase"] == phase and record["extra"]["case"] == "generation"
+        assert record["case"]["generation"]["phase"] == phase and record["case"]["kind"] == "generation"
         assert record["proxies"]["flops_per_inference"] > 0
-        assert record["extra"]["generation"]["joules_per_1000_queries"] == pytest.approx(
-            1000 * (prefill["per_iteration_gross_joules"] + decode["per_iteration_gross_joules"]))
+    # The decode record holds the prefill record's energy per query: it states the whole query.
+    assert decode["case"]["generation"]["prefill_joules_per_query"] == prefill["per_iteration_gross_joules"]
+    assert "generation" not in prefill["figures"]
+    assert decode["figures"]["generation"]["joules_per_1000_queries"] == pytest.approx(
+        1000 * (prefill["per_iteration_gross_joules"] + decode["per_iteration_gross_joules"]))
     # Eight queries of five tokens: prefill writes the first of each, decode the other four.
     assert prefill["proxies"]["tokens_out"] == 8 and decode["proxies"]["tokens_out"] == 32
     assert decode["proxies"]["tokens_in"] == 0 and prefill["proxies"]["tokens_in"] > 0
-    summary = decode["extra"]["generation"]
+    summary = decode["figures"]["generation"]
     assert summary["decode_joules_per_token"] == pytest.approx(decode["per_iteration_gross_joules"] / 4)
     assert summary["joules_per_generated_token"] == pytest.approx(summary["joules_per_1000_queries"] / 1000 / 5)
-    assert decode["extra"]["joules_per_output_token"] == pytest.approx(summary["decode_joules_per_token"])
-    assert "joules_per_output_token" not in prefill["extra"]
+    assert decode["figures"]["joules_per_output_token"] == pytest.approx(summary["decode_joules_per_token"])
+    assert "joules_per_output_token" not in prefill["figures"]
     assert decode["quality"]["rougeL"]["examples"] == 2
     # The terminal report prints the whole query under the decode row.
     assert any("J + decode" in line and "J per generated token" in line for line in measured.lines)
@@ -177,7 +180,7 @@ def test_rounds_filling_the_window_cycle_the_prefilled_prompts_and_score_only_th
     assert measured.outcomes["many_prompts"] == "passed", measured.lines[-30:]
     for phase in ("prefill", "decode"):
         record = measured.records[f"many_prompts::{phase}"]
-        assert record["extra"]["inferences"] == 2 and record["extra"]["inferences_measured"] > 2
+        assert record["case"]["inferences"] == 2 and record["figures"]["inferences_measured"] > 2
         assert record["proxies"]["tokens_out"] == 2  # 2 queries: 1 token each in prefill, 1 more in decode
         # The three calls' prompts are scored, whatever number of extra calls this machine's speed made.
         assert record["quality"]["rougeL"]["examples"] == 3
@@ -186,15 +189,15 @@ def test_rounds_filling_the_window_cycle_the_prefilled_prompts_and_score_only_th
 def test_a_generation_case_counts_exactly_its_queries(measured):
     assert measured.outcomes["cut"] == "passed", measured.lines[-30:]
     prefill, decode = measured.records["cut::prefill"], measured.records["cut::decode"]
-    assert prefill["extra"]["inferences"] == decode["extra"]["inferences"] == 5
+    assert prefill["case"]["inferences"] == decode["case"]["inferences"] == 5
     assert prefill["proxies"]["tokens_out"] == 5 and decode["proxies"]["tokens_out"] == 5 * 2
-    assert decode["extra"]["inferences_measured"] % 2 == 0  # every measured call decodes a whole batch
+    assert decode["figures"]["inferences_measured"] % 2 == 0  # every measured call decodes a whole batch
     assert decode["quality"]["rougeL"]["examples"] == 6  # the warm-up's 2 and the case's 5 (one twice)
 
 
 def test_zero_shot_classification_is_an_inference_case_with_accuracy(measured):
     assert measured.outcomes["zero_shot"] == "passed", measured.lines[-30:]
-    record = next(r for r in measured.records.values() if r["extra"].get("task") == "zero-shot-classification")
+    record = next(r for r in measured.records.values() if r["case"]["task"] == "zero-shot-classification")
     assert record["quality"]["accuracy"]["examples"] == 2
     # Each review is scored against both label words: two rows per inference.
     assert record["proxies"]["tokens_in_per_inference"] > 2 * 3
@@ -206,5 +209,5 @@ def test_a_stray_hub_llm_offline_fails_fast_and_a_fallback_trains_instead(measur
     assert any("model 'no-such-org/no-such-llm' cannot be loaded: HF_HUB_OFFLINE is set" in line
                for line in measured.errors("stray"))
     assert measured.outcomes["trained"] == "passed", measured.lines[-30:]
-    model = measured.records["trained::decode"]["extra"]["model"]
+    model = measured.records["trained::decode"]["model"]
     assert model["source"] == "fallback" and model["ran"].startswith("fallback llama (decoder-only")

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from pytest_energy.core.facts import ModelFacts
+from pytest_energy.core.figures import pooled_net_per_iteration
 from pytest_energy.testing.records import make_record, make_run_info
 from pytest_energy.testing.postgres import free_port
 from test_gate_integration import ARGS, CONFTEST
@@ -23,7 +25,7 @@ from pytest_energy.store import baselines as store
 from pytest_energy.store.baselines.format import _per_iteration_net
 from pytest_energy.commands.cli import main
 from pytest_energy.store.history import History
-from pytest_energy.core.record import session_document
+from pytest_energy.core.record import SCHEMA_VERSION, session_document
 
 MEASURED = '''
 def test_measured(energy, package):
@@ -76,14 +78,20 @@ def test_three_sessions_append_to_one_server_at_once(pytester: pytest.Pytester, 
 
 # -- pytest-energy import -----------------------------------------------------------------------------
 def _artifact(folder: Path, run_id: str, started: str, joules: float, branch: str | None = "main",
-              version: int = 3, name: str = "tests/test_a.py::test_a") -> Path:
-    """An --energy-json file of one run, as the session writes it (schema 1: no gate section)."""
+              version: int = SCHEMA_VERSION, name: str = "tests/test_a.py::test_a") -> Path:
+    """An --energy-json file of one run, as the session writes it (schema 1: no gate section; schema 3 and
+    older: the model, case and notes in ``extra``)."""
     info = dataclasses.replace(make_run_info(run_id), started=started, branch=branch)
     gate = {"outcome": "passed", "baseline_set": "default", "fingerprint_id": info.fingerprint["id"],
             "verdicts": [{"name": name, "metric": "energy", "status": "unchanged", "ratio": 1.01, "low": 0.98,
                           "high": 1.04, "threshold": 0.05, "baseline_set": "default", "message": "unchanged",
                           "gating": True, "by_budget": False, "baseline_hardware": ""}]}
     document = session_document([make_record(name, joules=joules)], info.to_dict(), gate)
+    if version <= 3:
+        for record in document["records"]:
+            record["extra"] = {"notes": record.pop("notes"), "model": {"requested": "tiny-bert", "digest": "aa"}}
+            for key in ("model", "case", "figures"):
+                del record[key]
     if version == 1:
         del document["gate"]
         document["session"].pop("branch")
@@ -98,11 +106,11 @@ def test_importing_artifacts_stores_each_run_once(history_at: Path | str, tmp_pa
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     files = [_artifact(tmp_path, "run-1", "2026-11-21T10:00:00+00:00", 10.0),
              _artifact(tmp_path, "run-0", "2026-11-20T10:00:00+00:00", 9.0, version=1)]
-    newer = _artifact(tmp_path, "run-9", "2026-11-29T10:00:00+00:00", 9.0, version=4)
+    newer = _artifact(tmp_path, "run-9", "2026-11-29T10:00:00+00:00", 9.0, version=5)
     assert main(["import", *map(str, files), str(newer), "--history", str(history_at)]) == 2
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == (f"pytest-energy: {newer} has --energy-json schema version 4; this pytest-energy reads 1, "
-                        "2 and 3 (a newer file needs a newer pytest-energy); not imported")
+    assert lines[0] == (f"pytest-energy: {newer} has --energy-json schema version 5; this pytest-energy reads 1, "
+                        "2, 3 and 4 (a newer file needs a newer pytest-energy); not imported")
     assert lines[1:3] == [f"pytest-energy: {files[0]}: run run-1 imported (1 records)",
                           f"pytest-energy: {files[1]}: run run-0 imported (1 records)"]
     assert lines[-1].endswith("2 runs imported into " + History(history_at).where + ", 0 held already, "
@@ -118,7 +126,9 @@ def test_importing_artifacts_stores_each_run_once(history_at: Path | str, tmp_pa
     assert [(r.run_id, r.branch, r.baseline_set) for r in runs] == [("run-1", "main", "default"),
                                                                     ("run-0", None, None)]
     assert [v["status"] for v in history.verdicts("run-1")] == ["unchanged"] and history.verdicts("run-0") == []
-    assert history.records("run-0")[0].to_dict() == make_record("tests/test_a.py::test_a", joules=9.0).to_dict()
+    # A schema-1 record's model, kept in its extra, is read onto the typed field.
+    assert history.records("run-0")[0].to_dict() == make_record("tests/test_a.py::test_a", joules=9.0,
+                                                                model=ModelFacts("tiny-bert", digest="aa")).to_dict()
     # The commands read it as they read the default file: the runs, and the nightly report.
     assert main(["runs", "--history", str(history_at)]) == 0
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == ["run-1", "run-0"]
@@ -172,22 +182,25 @@ def test_one_odd_file_is_refused_by_name_and_the_rest_imported(history_at: Path 
         "boolean": (set_in(("schema_version",), True),
                     "its schema_version is true, not a version number; not imported"),
         "iterations": (set_in(("records", 0, "rounds", 1, "iterations"), "20"),
-                       "a schema-3 document in a shape this pytest-energy cannot read (records[0].rounds[1].iterations "
+                       "a schema-4 document in a shape this pytest-energy cannot read (records[0].rounds[1].iterations "
                        "is a str, expected int); not imported"),
         "idle": (set_in(("session", "idle_watts"), {"gpu:0": [77.0]}),
-                 "a schema-3 document in a shape this pytest-energy cannot read (session.idle_watts['gpu:0'] is a "
+                 "a schema-4 document in a shape this pytest-energy cannot read (session.idle_watts['gpu:0'] is a "
                  "list, expected float); not imported"),
         "gating": (set_in(("gate", "verdicts", 0, "gating"), "yes"),
-                   "a schema-3 document in a shape this pytest-energy cannot read (gate.verdicts[0].gating is a str, "
+                   "a schema-4 document in a shape this pytest-energy cannot read (gate.verdicts[0].gating is a str, "
                    "expected bool); not imported"),
         "fingerprint": (set_in(("session", "fingerprint", "id"), 7),
-                        "a schema-3 document in a shape this pytest-energy cannot read (session.fingerprint['id'] is "
+                        "a schema-4 document in a shape this pytest-energy cannot read (session.fingerprint['id'] is "
                         "an int, expected str); not imported"),
+        "case": (set_in(("records", 0, "case"), {"kind": "inference", "batch_size": "4"}),  # typed facts too
+                 "a schema-4 document in a shape this pytest-energy cannot read (records[0].case.batch_size is a "
+                 "str, expected int); not imported"),
         "twice": (lambda document: document["records"].append(document["records"][0]),
-                  "a schema-3 document in a shape this pytest-energy cannot read (the record name "
+                  "a schema-4 document in a shape this pytest-energy cannot read (the record name "
                   "'tests/test_a.py::test_a' is given twice); not imported"),
         "judged": (lambda document: document["gate"]["verdicts"].append(document["gate"]["verdicts"][0]),
-                   "a schema-3 document in a shape this pytest-energy cannot read (the energy verdict on "
+                   "a schema-4 document in a shape this pytest-energy cannot read (the energy verdict on "
                    "'tests/test_a.py::test_a' against the set 'default' is given twice); not imported"),
     }
     files = [_artifact(tmp_path, "run-first", started(1), 9.0)]
@@ -251,14 +264,15 @@ def test_pooled_baselines_take_the_newest_runs_of_each_kind_of_the_same_work() -
     assert (a.name, a.work) == (name, {"flops": 2e9}) and b.name == "tests/test_b.py::test_b"
     [energy] = a.energy.values()
     assert len(energy.rounds) == 10  # 5 rounds of each of the two runs of the same work
-    assert _per_iteration_net(energy.rounds) == pytest.approx(
+    assert pooled_net_per_iteration(energy.rounds) == pytest.approx(
         (make_record(joules=12.0).per_iteration_net_joules + make_record(joules=11.0).per_iteration_net_joules) / 2)
     assert energy.reference_joules == {}  # none recorded by these runs
-    model = {"model": {"requested": "tiny-bert", "digest": "aa"}}
-    old = store.from_record(make_record(name, extra=model))
-    assert not store.model_changed(old, store.from_record(make_record(name, extra=model)))
-    assert store.model_changed(old, store.from_record(make_record(name, extra={"model": {
-        "requested": "tiny-bert", "digest": "bb"}})))
+    def with_model(digest: str) -> store.Baseline:
+        return store.from_record(make_record(name, model=ModelFacts("tiny-bert", digest=digest)))
+
+    old = with_model("aa")
+    assert not store.model_changed(old, with_model("aa"))
+    assert store.model_changed(old, with_model("bb"))
     assert not store.model_changed(old, a)  # a test without a model
     failed = make_record("tests/test_c.py::test_c", outcome="failed")
     assert store.pooled([[failed]], 3).baselines == []
@@ -283,7 +297,7 @@ def test_baselines_update_from_history_is_a_diff_of_the_folder(history_at: Path 
     assert sorted(stored) == ["tests/test_a.py::test_a", "tests/test_a.py::test_other"]  # the other entry kept
     [energy] = stored["tests/test_a.py::test_a"].energy.values()
     expected = (make_record(joules=13.0).per_iteration_net_joules + make_record(joules=11.0).per_iteration_net_joules) / 2
-    assert _per_iteration_net(energy.rounds) == pytest.approx(expected, rel=1e-5)  # run-3, run-1: main only
+    assert pooled_net_per_iteration(energy.rounds) == pytest.approx(expected, rel=1e-5)  # run-3, run-1: main only
     assert main(["baselines", "update", "--from-history", "--last", "2", "--branch", "release",
                  "--history", str(history_at), "--baselines", str(root)]) == 2
     assert capsys.readouterr().err.startswith("pytest-energy: no run of branch release in history ")

@@ -44,7 +44,7 @@ def test_sum(energy):
 """)
     result, document = run(pytester, mode, "--energy-devices", "cpu,ram")
     result.assert_outcomes(passed=1)
-    assert document["schema_version"] == 3
+    assert document["schema_version"] == 4
     [record] = document["records"]
     assert record["name"] == "test_call_form_gives_modelled_per_iteration_joules.py::test_sum"
     assert record["methods"] == ["modelled"]
@@ -210,17 +210,17 @@ def test_a_block_marking_its_steps_is_measured_in_rounds_after_a_measured_warm_u
     assert rounds["total_gross_joules"] == pytest.approx(0.8 + 2.0)
     assert rounds["duration_seconds"] == pytest.approx(
         rounds["warmup_round"]["seconds"] + sum(r["seconds"] for r in rounds["rounds"]))
-    assert "notes" not in rounds["extra"]
+    assert rounds["notes"] == []
     # Too short for its rounds: as many as there are steps after the warm-up, and a note says so.
     short = by_label["short"]
     assert [r["iterations"] for r in short["rounds"]] == [1, 1] and short["warmup_iterations"] == 2
-    assert short["extra"]["notes"] == [
+    assert short["notes"] == [
         "2 of the 4 rounds asked: the 2 steps after the warm-up could not fill more (a round holds 1 steps and "
         "lasts 0.001 s at the least); more steps, or a shorter --energy-min-window, give more rounds"]
     # More steps than planned: the rounds follow the plan, the last one takes the rest.
     over = by_label["over"]
     assert [r["iterations"] for r in over["rounds"]] == [3, 7] and over["total_gross_joules"] == pytest.approx(1.8)
-    assert over["extra"]["notes"] == ["12 steps marked where 8 were planned (energy.measure(iterations=...)): "
+    assert over["notes"] == ["12 steps marked where 8 were planned (energy.measure(iterations=...)): "
                                       "the rounds were split for the planned ones"]
     # A block that marks no step stays one window of its iterations, with no warm-up window.
     whole = by_label["whole"]
@@ -348,7 +348,7 @@ def test_sum(energy):
     [record] = document["records"]
     assert record["components"] == [] and record["per_iteration_net_joules"] is None
     assert all(not r["valid"] for r in record["rounds"]) and record["normalised"] == {}
-    assert record["extra"]["notes"] == [
+    assert record["notes"] == [
         "no device could be measured (see the session's notes): no energy figure, budgets not checked"]
 
 
@@ -407,9 +407,10 @@ def pytest_sessionfinish(session):
     result.stdout.fnmatch_lines(["*HEAVY: []"])
     # With --energy off the plugin costs its options, hook specs and light core: no session or meter.
     # (conditions: the cooldown setting's parser; version: the package's version string; both standard library only.)
-    assert ("OURS: ['pytest_energy', 'pytest_energy.core.budget', 'pytest_energy.measure.conditions', 'pytest_energy.core.config', "
-            "'pytest_energy.hookspec', 'pytest_energy.plugin', 'pytest_energy.core.record', 'pytest_energy.core.units', "
-            "'pytest_energy.core.version']" in result.stdout.lines)
+    assert ("OURS: ['pytest_energy', 'pytest_energy.core', 'pytest_energy.core.budget', 'pytest_energy.core.config', "
+            "'pytest_energy.core.facts', 'pytest_energy.core.figures', 'pytest_energy.core.record', "
+            "'pytest_energy.core.units', 'pytest_energy.core.version', 'pytest_energy.hookspec', 'pytest_energy.measure', "
+            "'pytest_energy.measure.conditions', 'pytest_energy.plugin']" in result.stdout.lines)
     probe = subprocess.run(
         [sys.executable, "-c", "import sys, pytest_energy.plugin; "
          "print([m for m in ('torch', 'transformers', 'codecarbon', 'sqlalchemy') if m in sys.modules])"],

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pytest_energy.core.facts import ModelFacts
 from pytest_energy.testing.records import FINGERPRINT
 from test_gate_integration import BASE, _record, _record_baselines, _settings
 
@@ -62,8 +63,7 @@ def _record_with(quality_entries: dict[str, dict[str, Any]], *, trained: bool = 
                  device: str = "cpu", weights: str = "") -> Any:
     record = _record(NAME, BASE)
     record.fingerprint = fingerprint
-    record.extra["model"] = {"requested": "org/m", "ran": "fallback", "source": "fallback", "digest": "d1"}
-    record.extra["device"] = device
+    record.model = ModelFacts("org/m", "fallback", "fallback", "d1", device=device)
     record.quality = {metric: dict(entry) for metric, entry in quality_entries.items()}
     for metric, entry in record.quality.items():
         if trained:
@@ -249,7 +249,7 @@ def test_the_baseline_keeps_example_scores_and_pools_runs_of_every_runner(tmp_pa
     assert [(run.hardware == FINGERPRINT["id"], run.seed) for run in store.load_set(folder).baselines[NAME].runs] == [
         (False, 0), (False, 1), (False, 2), (True, 3), (True, 4), (True, 5)]
     # A changed model (a fallback's recipe is part of it) keeps none of the old runs.
-    again.extra["model"]["digest"] = "d2"
+    again.model.digest = "d2"
     store.update(folder, [store.from_record(again)])
     assert {run.hardware for run in store.load_set(folder).baselines[NAME].runs} == {FINGERPRINT["id"]}
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from pytest_energy.core.facts import CaseFacts, FineTuneFacts, ModelFacts, Trained
 from pytest_energy.testing.records import make_record, make_run_info
 from test_cases import FINETUNE, run_session  # (tests/ is on sys.path under pytest's default import mode)
 from pytest_energy.core.record import Carbon
@@ -17,10 +18,13 @@ from pytest_energy.report.ratings import CARBON_REFERENCES, carbon_efficiency_cl
 
 
 
-def _fine_tune(grams_per_1000_examples: float, task: str = "summarization", **extra):
-    """A fine-tune of 4,800 examples whose CO2 is ``grams_per_1000_examples`` per 1,000 of them."""
-    record = make_record("suites/test_ft.py::tune", 1000.0, rounds=1, iterations=300, unit="step",
-                         extra={"case": "fine-tune", "task": task, "examples_seen": 4800, **extra})
+def _fine_tune(grams_per_1000_examples: float, task: str = "summarization", model: ModelFacts | None = None,
+               training: Trained | None = None):
+    """A fine-tune of 4,800 examples (300 steps of 16) whose CO2 is ``grams_per_1000_examples`` per 1,000
+    of them."""
+    recipe = FineTuneFacts(300, 100, "adamw", 5e-5, "linear", 2.0, 1.0, 8, training or Trained("", "", ""))
+    record = make_record("suites/test_ft.py::tune", 1000.0, rounds=1, iterations=300, unit="step", model=model,
+                         case=CaseFacts("fine-tune", task, batch_size=16, rounds=1, fine_tune=recipe))
     record.co2_grams = grams_per_1000_examples * 4.8
     return record
 
@@ -49,7 +53,7 @@ def test_a_task_without_reference_or_a_record_without_examples_is_not_classed_an
     grade, basis = carbon_efficiency_class(_fine_tune(1.0, task="image-classification"))
     assert grade is None and "no carbon reference for task 'image-classification'" in basis
     record = _fine_tune(1.0)
-    del record.extra["examples_seen"]
+    record.case.fine_tune.steps = 0  # no training example seen
     grade, basis = carbon_efficiency_class(record)
     assert grade is None and "training examples" in basis
 
@@ -79,10 +83,8 @@ def _card(record) -> dict:
 
 
 def test_a_card_says_fine_tuning_only_for_pre_trained_weights_and_classes_itself():
-    tuned = _card(_fine_tune(1.0, model={"requested": "facebook/bart-base", "ran": "facebook/bart-base",
-                                          "source": "hub cache"},
-                             training={"model": "facebook/bart-base", "initial_weights": "pre-trained",
-                                       "type": "fine-tuning"}))
+    tuned = _card(_fine_tune(1.0, model=ModelFacts("facebook/bart-base", "facebook/bart-base", "hub cache"),
+                             training=Trained("facebook/bart-base", "pre-trained", "fine-tuning")))
     assert tuned["base_model"] == "facebook/bart-base"
     assert tuned["co2_eq_emissions"]["training_type"] == "fine-tuning"
     assert tuned["training"] == {"model": "facebook/bart-base", "initial_weights": "pre-trained"}
@@ -103,8 +105,8 @@ def test_the_card_of_a_fallback_trained_from_scratch_does_not_say_fine_tuning(tm
                           "--energy-model-card", "cards")
     assert session.returncode == 0, "\n".join(session.lines)
     record = session.records["tune"]
-    training = record["extra"]["training"]
-    assert training == {"model": record["extra"]["model"]["ran"], "initial_weights": "random",
+    training = record["case"]["fine_tune"]["training"]
+    assert training == {"model": record["model"]["ran"], "initial_weights": "random",
                         "type": "training from scratch"}
     assert training["model"].startswith("fallback distilbert")
     card_file, = (tmp_path / "cards").iterdir()
@@ -129,4 +131,4 @@ def test_the_card_of_a_fallback_trained_from_scratch_does_not_say_fine_tuning(tm
 def test_the_runner_records_what_was_trained_and_from_which_weights(facts, initial, kind):
     from pytest_energy.cases.runner import _how_trained
 
-    assert _how_trained(facts) == {"model": facts["ran"], "initial_weights": initial, "type": kind}
+    assert _how_trained(facts) == Trained(facts["ran"], initial, kind)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pytest_energy.core.facts import CaseFacts, FineTuneFacts, Trained
 from pytest_energy.testing.records import make_judgement, make_record, make_run_info, make_verdict
 from pytest_energy.report import build_report, html
 from pytest_energy.report.exports import CODECARBON_COLUMNS, benchmark_extra_info, junit_properties, markdown_summary, write_emissions_csv, write_model_cards
@@ -60,12 +61,12 @@ def test_csv_with_other_columns_is_kept_aside(tmp_path):
 
 
 def _fine_tune(name: str, joules: float, rouge: float, examples: int = 4800):
-    # As the cases module marks a fine-tune record: extra["case"] == "fine-tune", with its task, the
-    # examples it trained on and how it trained (here: a hub model's pre-trained weights, fine-tuned).
+    # As the cases module states a fine-tune record: a case of kind "fine-tune", with its task, the
+    # examples it trained on (steps x batch) and how it trained (a hub model's pre-trained weights, fine-tuned).
+    recipe = FineTuneFacts(examples // 8, examples // 8, "adamw", 5e-5, "linear", 2.0, 1.0, 8,
+                           Trained("t5-base", "pre-trained", "fine-tuning"))
     return make_record(name, joules, rounds=1, iterations=1, unit="step", quality={"rougeL": rouge},
-                       extra={"case": "fine-tune", "task": "summarization", "examples_seen": examples,
-                              "training": {"model": "t5-base", "initial_weights": "pre-trained",
-                                           "type": "fine-tuning"}},
+                       case=CaseFacts("fine-tune", "summarization", batch_size=8, rounds=1, fine_tune=recipe),
                        proxies={"parameters": 60_000_000, "tokens_in": 51_200})
 
 
@@ -119,7 +120,8 @@ def test_star_rating_refuses_an_empty_range():
 
 
 def test_rating_uses_gross_gpu_wh_per_1000():
-    record = make_record("t.py::test_cls", 0.5, unit="inference", extra={"reference_range": [0.1, 3.0]})
+    record = make_record("t.py::test_cls", 0.5, unit="inference",
+                         case=CaseFacts("inference", "text-classification", reference_range=(0.1, 3.0)))
     stars, basis = rating(record)
     wh = record.components[0].gross_joules / record.iterations * 1000 / 3600
     assert stars == star_rating(wh, (0.1, 3.0))

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 import pytest
-from factories import make_judgement, make_record, make_run_info, make_verdict
+from pytest_energy.testing.records import make_judgement, make_record, make_run_info, make_verdict
 from test_gate_integration import CONFTEST
 
 from pytest_energy.judge.verdict import Judgement

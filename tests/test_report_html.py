@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from pytest_energy.core.facts import CaseFacts, GenerationFacts, Pruned
 from pytest_energy.testing.records import make_judgement, make_record, make_run_info, make_verdict
 from pytest_energy.report import build_report, html, write_outputs
 
@@ -220,12 +221,11 @@ def test_write_outputs_appends_the_step_summary(tmp_path, monkeypatch):
 def test_a_pruning_sweep_is_charted_energy_and_quality_against_sparsity():
     levels = []
     for sparsity, accuracy in ((0.0, 0.99), (0.5, 0.97), (0.9, 0.52)):
-        record = make_record(f"suites/test_pruning.py::sweep[{round(sparsity * 100)}%]", 2.0, unit="inference",
-                             quality={"accuracy": accuracy})
-        record.extra.update(weight_sparsity=sparsity, pruning=f"global L1 magnitude, {sparsity:.0%} of weights")
-        levels.append(record)
-    two_four = make_record("suites/test_pruning.py::sweep[2:4]", 1.0, unit="inference", quality={"accuracy": 0.9})
-    two_four.extra.update(weight_sparsity=0.5, pruning="2:4 semi-structured")
+        pruned = Pruned(f"global L1 magnitude, {sparsity:.0%} of weights", 6, sparsity)
+        levels.append(make_record(f"suites/test_pruning.py::sweep[{round(sparsity * 100)}%]", 2.0, unit="inference",
+                                  quality={"accuracy": accuracy}, case=CaseFacts("inference", pruned=pruned)))
+    two_four = make_record("suites/test_pruning.py::sweep[2:4]", 1.0, unit="inference", quality={"accuracy": 0.9},
+                           case=CaseFacts("inference", pruned=Pruned("2:4 semi-structured", 6, 0.5, 6, 0)))
     page = html.render(build_report([*levels, two_four], make_judgement([]), make_run_info(), None))
     [chart] = re.findall(r'<svg class="chart"[^>]*aria-label="energy and quality of [^"]*".*?</svg>', page, re.S)
     assert 'aria-label="energy and quality of suites/test_pruning.py::sweep against sparsity"' in chart
@@ -236,13 +236,12 @@ def test_a_pruning_sweep_is_charted_energy_and_quality_against_sparsity():
 
 
 def test_a_generation_record_shows_its_whole_query_split_in_the_details():
-    # The decode record carries the whole query (prefill + decode) in extra.generation, as the
-    # generation runner writes it; its details line is what the suites' HTML report renders.
-    split = {"prefill_joules_per_query": 0.27, "decode_joules_per_query": 1.95, "prefill_share": 0.12,
-             "wh_per_1000_queries": 0.617, "joules_per_generated_token": 0.139}
-    record = make_record("suites/test_generation.py::prompts_generation[decode]", 1.95, unit="query",
-                         extra={"case": "generation", "phase": "decode", "generation": split})
+    # The decode record holds the prefill record's joules per query, as the generation runner states it,
+    # so it gives the whole query (prefill + decode); its details line is what the suites' HTML report renders.
+    record = make_record("suites/test_generation.py::prompts_generation[decode]", 1.0, unit="inference",
+                         idle_watts=0.0, spread=0.0, case=CaseFacts("generation", "text-generation", generates=True,
+                                                                   generation=GenerationFacts("decode", 16, 0.25)))
     report = build_report([record], make_judgement([]), make_run_info())
     page = html.render(report)
-    assert ("prefill 0.27 J + decode 1.95 J per query (gross, prefill 12 %); 0.617 Wh per 1,000 queries, "
-            "0.139 J per generated token") in page
+    assert ("prefill 0.25 J + decode 1 J per query (gross, prefill 20 %); 0.3472 Wh per 1,000 queries, "
+            "0.07812 J per generated token") in page

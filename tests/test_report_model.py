@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from pytest_energy.core.facts import CaseFacts
 from pytest_energy.testing.records import make_judgement, make_record, make_run_info, make_verdict
 from pytest_energy.report import build_report
 from pytest_energy.report.model import fmt, is_fine_tune
@@ -136,8 +137,8 @@ def test_records_without_valid_rounds_render_as_not_available():
     assert report.quality_charts == []
 
 
-def test_fine_tunes_are_recognised_in_either_marking():
-    assert is_fine_tune(make_record(extra={"case": "fine-tune"}))
-    assert is_fine_tune(make_record(extra={"case": {"kind": "fine-tune"}}))
-    assert not is_fine_tune(make_record(extra={"case": "inference"}))
+def test_fine_tunes_are_recognised_by_their_case():
+    assert is_fine_tune(make_record(case=CaseFacts("fine-tune")))
+    assert not is_fine_tune(make_record(case=CaseFacts("inference")))
+    assert not is_fine_tune(make_record(extra={"case": "fine-tune"}))  # extra is the user's: never read
     assert not is_fine_tune(make_record())

@@ -245,12 +245,13 @@ def test_from_rounds_derives_every_number_from_the_valid_rounds() -> None:
 
 def test_a_call_counted_as_a_batch_divides_every_per_iteration_number() -> None:
     rounds, components = _rounds()
-    record = Record.from_rounds(rounds, components, carbon=CARBON, reference_joules={"gpu:0": 4.0},
-                                name="t.py::a", nodeid="t.py::a", form="call", warmup_iterations=2,
-                                fingerprint=FINGERPRINT, timestamp="")
-    before = Record.from_dict(record.to_dict())
-    record.count_each_call_as(8)
+    facts = dict(carbon=CARBON, reference_joules={"gpu:0": 4.0}, name="t.py::a", nodeid="t.py::a", form="call",
+                 warmup_iterations=2, fingerprint=FINGERPRINT, timestamp="")
+    before = Record.from_rounds(rounds, components, **facts)
+    record = Record.from_rounds(rounds, components, iterations_per_call=8, **facts)
     assert [r.iterations for r in record.rounds] == [80, 80, 80] and record.warmup_iterations == 16
+    assert [r.iterations for r in rounds] == [10, 10, 10]  # the meter's rounds, counted in calls, are left as they are
+    assert record.iterations_per_call == 8
     for name in ("per_iteration_gross_joules", "per_iteration_net_joules", "per_iteration_uncertainty_joules"):
         assert getattr(record, name) == pytest.approx(getattr(before, name) / 8)
     assert record.normalised["per_iteration_net"] == pytest.approx(before.normalised["per_iteration_net"] / 8)

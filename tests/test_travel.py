@@ -3,7 +3,7 @@
 Work (FLOPs) and quality are judged against a baseline from any runner; energy only against one
 measured on the same device kind (GPU product and count, CPU model), so two H100 runners on different
 host CPUs share their GPU baseline. A changed model (its request, or the digest of what ran) fails
-the gate until the baselines record it. First-layout baselines are migrated, never read as "new".
+the gate until the baselines record it.
 
 Plugin-level tests run case files in a pytest subprocess (serially and with ``-n 2``), as
 test_cases.py does, and play another runner through the ``pytest_energy_update_fingerprint`` hook.
@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pytest_energy.core.facts import ModelFacts
 from pytest_energy.testing.records import FINGERPRINT, make_record, make_run_info
 from test_gate_integration import store_run
 
@@ -158,8 +159,7 @@ def test_work_quality_and_energy_recorded_on_one_runner_are_judged_on_another(tm
 def _case_record(requested: str, ran: str, digest: str, flops: float = 1e6):
     record = make_record("t.py::case", 0.2, device="cpu", kind="cpu", method="modelled", unit="inference",
                          proxies={"flops_per_inference": flops},
-                         extra={"model": {"requested": requested, "ran": ran, "source": "fallback", "digest": digest},
-                                "dtype": "float32", "device": "cpu"})
+                         model=ModelFacts(requested, ran, "fallback", digest, dtype="float32", device="cpu"))
     return record
 
 
@@ -173,7 +173,7 @@ def test_a_cheaper_model_is_a_model_change_with_its_cost_said_not_a_regression(t
     recording = _settings(tmp_path, update_baselines=True)
     store_run([old], judge([old], recording, FINGERPRINT, tmp_path), recording, make_run_info())
     cheaper = _case_record("distilbert/sst2", "distilbert/sst2", "bbbb", flops=0.52e6)
-    cheaper.extra["dtype"] = "bfloat16"
+    cheaper.model.dtype = "bfloat16"
     for round_ in cheaper.rounds:  # 0.794 of the energy
         round_.net_joules *= 0.794
         round_.by_device = {device: joules * 0.794 for device, joules in round_.by_device.items()}
@@ -222,14 +222,14 @@ def test_a_change_of_how_a_case_runs_its_model_fails_on_any_runner_naming_the_qu
     model's identity, and changing them fails the gate until recorded, saying what changed and its cost."""
     settings = {"prefix": "summarize: ", "max_input_tokens": 128, "max_new_tokens": 40, "num_beams": 1}
     old = _case_record("google-t5/t5-small", "fallback t5", "aaaa")
-    old.extra["settings"] = settings
+    old.model.settings = settings
     old.quality = {"rouge1": {"value": 0.773}, "meteor": {"value": 0.774}}
     recording = _settings(tmp_path, update_baselines=True)
     store_run([old], judge([old], recording, FINGERPRINT, tmp_path), recording, make_run_info())
     [entry] = store.load_set(tmp_path / "baselines" / "default").baselines.values()
     assert entry.model["settings"] == settings
     shorter = _case_record("google-t5/t5-small", "fallback t5", "aaaa", flops=0.3e6)
-    shorter.extra["settings"] = {**settings, "max_new_tokens": 12}
+    shorter.model.settings = {**settings, "max_new_tokens": 12}
     shorter.quality = {"rouge1": {"value": 0.692}, "meteor": {"value": 0.599}}
     judgement = judge([shorter], _settings(tmp_path), {**FINGERPRINT, "id": "another-cpu"}, tmp_path)
     [model] = [v for v in judgement.verdicts if v.metric == "model"]
@@ -240,7 +240,7 @@ def test_a_change_of_how_a_case_runs_its_model_fails_on_any_runner_naming_the_qu
     assert "quality against it: meteor -22.6 %, rouge1 -10.5 %" in model.message
     # The same settings in another key order, or a baseline recorded before settings were kept: no change.
     same = _case_record("google-t5/t5-small", "fallback t5", "aaaa")
-    same.extra["settings"] = dict(reversed(list(settings.items())))
+    same.model.settings = dict(reversed(list(settings.items())))
     assert {v.metric: v.status for v in judge([same], _settings(tmp_path), FINGERPRINT, tmp_path).verdicts}["model"] \
         == "unchanged"
     assert store.model_changes({"requested": "m"}, {"requested": "m", "settings": settings}) == []

@@ -157,7 +157,7 @@ class Case:
     def settings(self) -> dict[str, Any]:
         """How this case runs its model, as its :data:`SETTINGS` fields' values in JSON's types.
 
-        Kept with the model's identity (``extra["settings"]``), so a change of them (fewer new tokens, a
+        Kept with the model's identity (the record's ``model.settings``), so a change of them (fewer new tokens, a
         fifth of the steps) fails the gate as a model change does, on any runner, with what it costs in
         quality and work said beside it, until the baselines record the new settings: a change within the
         noise of the quality between runs would otherwise pass unseen on another CPU.

@@ -1,4 +1,5 @@
-"""Deterministic proxies of the work a case does: FLOPs, parameters, tokens in and out.
+"""Deterministic proxies of the work a case does: FLOPs, parameters, tokens in and out (energy per unit
+of work is :func:`pytest_energy.core.figures.per_work`).
 
 They carry no noise, so a CPU-only CI can catch a change that makes a model do more work even where
 its energy is modelled. FLOPs come from torch's own counter (``torch.utils.flop_counter``), which
@@ -14,7 +15,7 @@ import torch
 
 from ..measure.work import count_flops
 
-__all__ = ["count_flops", "parameters", "per_work"]
+__all__ = ["count_flops", "parameters"]
 
 
 def parameters(model: Any) -> tuple[int, int]:
@@ -24,15 +25,3 @@ def parameters(model: Any) -> tuple[int, int]:
         total += tensor.numel()
         nonzero += int(torch.count_nonzero(tensor.detach())) if not tensor.is_meta else 0
     return total, nonzero
-
-
-def per_work(joules: float, flops: float, tokens_in: float, tokens_out: float, *, generates: bool) -> dict[str, float]:
-    """Energy per unit of work: joules per GFLOP, per token (in + out), per output token where text is made."""
-    out: dict[str, float] = {}
-    if flops > 0:
-        out["joules_per_gflop"] = joules / (flops / 1e9)
-    if tokens_in + tokens_out > 0:
-        out["joules_per_token"] = joules / (tokens_in + tokens_out)
-    if generates and tokens_out > 0:
-        out["joules_per_output_token"] = joules / tokens_out
-    return out

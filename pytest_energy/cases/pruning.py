@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch.nn.utils import prune
 
+from ..core.facts import Pruned
+
 #: Compute capability from which GPUs have sparse tensor cores (Ampere).
 SPARSE_CAPABILITY = (8, 0)
 
@@ -51,8 +53,8 @@ class Pruning:
                                     f"this GPU has {capability[0]}.{capability[1]}")
         return "float16" if dtype == "float32" else dtype  # the sparse kernels take half precision only
 
-    def apply(self, model: Any) -> dict[str, Any]:
-        """Zero weights in place (dense tensors still); facts about what was pruned, for the record."""
+    def apply(self, model: Any) -> Pruned:
+        """Zero weights in place (dense tensors still); what was pruned, for the record."""
         layers = _linears(model)
         if self.semi_structured:
             with torch.no_grad():
@@ -64,16 +66,14 @@ class Pruning:
                     keep = groups.abs().topk(2, dim=1).indices
                     mask = torch.zeros_like(groups, dtype=torch.bool).scatter_(1, keep, True)
                     weight.mul_(mask.reshape(weight.shape))
-            return {"pruning": "2:4 semi-structured (2 largest of every 4 weights kept)",
-                    "linear_layers": len(layers), "weight_sparsity": _sparsity(layers)}
+            return Pruned("2:4 semi-structured (2 largest of every 4 weights kept)", len(layers), _sparsity(layers))
         amount = float(self.level)
         if amount > 0:
             prune.global_unstructured([(m, "weight") for _, m in layers], pruning_method=prune.L1Unstructured,
                                       amount=amount)
             for _, module in layers:
                 prune.remove(module, "weight")  # bake the zeros in: no mask hook left in the measured run
-        return {"pruning": f"global L1 magnitude, {amount:.0%} of base-model linear weights",
-                "linear_layers": len(layers), "weight_sparsity": _sparsity(layers)}
+        return Pruned(f"global L1 magnitude, {amount:.0%} of base-model linear weights", len(layers), _sparsity(layers))
 
     def compress(self, model: Any) -> dict[str, Any]:
         """For 2:4: swap the masked weights for sparse semi-structured tensors the GPU's kernels use.

@@ -16,13 +16,14 @@ import math
 from typing import Any, Callable, Mapping, Sequence
 
 from ..core.budget import EnergyBudget
-from ..core.units import parse_energy, wh_per_1000
+from ..core.facts import CaseFacts, FineTuneFacts, GenerationFacts, ModelFacts, Pruned, RecordFacts, Trained
+from ..core.units import parse_energy
 from .base import DTYPES, QualityBudgetError, apply_quality_budget
 from .data import example_keys, examples
 from .evaluate import score
 from .lora import adapt
 from .models import Loaded, load, pick_device, place, weights_digest
-from .proxies import count_flops, parameters, per_work
+from .proxies import count_flops, parameters
 from .pruning import Pruning
 from .tasks import Task, get_task
 from .reruns import Quality, add_runs, mark_trained
@@ -159,9 +160,7 @@ def run_inference(case: Any, energy: Any, transform: Pruning | None = None,
     case, loaded = load_case(case, spec, device, dtype)
     rows = examples(case.dataset, spec, case.columns)
     keys = example_keys(case.dataset, spec, case.columns)
-    facts: dict[str, Any] = {}
-    if transform is not None:
-        facts.update(transform.apply(loaded.model))
+    pruned = transform.apply(loaded.model) if transform is not None else None
     predictor = Predictor(loaded.model, loaded.processor, spec, device=device, case=case)
     distinct = distinct_batches(len(rows), case.batch_size)
 
@@ -192,8 +191,8 @@ def run_inference(case: Any, energy: Any, transform: Pruning | None = None,
     if len(own[-1]) < case.batch_size:  # a cut last batch: the work of its own examples only
         planned[-1] = _batch_proxies(predictor, spec, rows, own[-1:])[0]
     total_params, nonzero_params = parameters(loaded.model)
-    if transform is not None:
-        facts.update(transform.compress(loaded.model))
+    if transform is not None:  # 2:4: how many layers the sparse kernels took
+        pruned = dataclasses.replace(pruned, **transform.compress(loaded.model))
     if case.max_energy is not None:
         energy.add_budget(EnergyBudget(parse_energy(case.max_energy), per="1000"))
 
@@ -210,8 +209,8 @@ def run_inference(case: Any, energy: Any, transform: Pruning | None = None,
                 predictions[index] = prediction
 
     record = measure_inferences(energy, step, case, spec, per_round, planned, (total_params, nonzero_params),
-                                {"model": loaded.facts, "device": device, "dtype": dtype,
-                                 "settings": case.settings(), **facts})
+                                ModelFacts.of(loaded.facts, dtype=dtype, device=device, settings=case.settings()),
+                                pruned)
     record.quality = case_quality(case, spec, rows, predictions, keys)
     record.criteria["quality"] = dict(case.quality)
     # The examples the case's calls made (every one where they went round the dataset).
@@ -222,37 +221,21 @@ def run_inference(case: Any, energy: Any, transform: Pruning | None = None,
 
 
 def measure_inferences(energy: Any, step: Callable[[], None], case: Any, spec: Task, per_round: int,
-                       planned: list[tuple[int, int, int]], params: tuple[int, int], facts: dict[str, Any],
+                       planned: list[tuple[int, int, int]], params: tuple[int, int], model: ModelFacts,
+                       pruned: Pruned | None = None, generation: GenerationFacts | None = None,
                        label: str = "") -> Any:
-    """Measure ``step`` (one call: one batch) in the case's rounds and return the filled record.
+    """Measure ``step`` (one call: one batch) in the case's rounds and return its record.
 
     Each round makes at least ``per_round`` calls and lasts at least the minimum window (a short round
     reads few counter ticks: its energy would be mostly the edges' uncertainty); one iteration of the
-    record is then one inference, and :func:`_fill_inference_record` adds proxies and facts. ``planned``
-    are the case's own calls, exactly its ``inferences``: the proxies count those.
+    record is one inference (a call counts as a batch of them). ``planned`` holds the (FLOPs, tokens in,
+    tokens out) of each call of the case's own inferences, exactly its ``inferences``: the proxies come
+    from those, so they are the same in every run (the gate judges FLOPs), while the rounds may make
+    more calls to fill the minimum window, which only the energy, a mean per inference, includes.
     """
-    energy.run(step, iterations=per_round, rounds=case.rounds, warmup=case.warmup, unit="inference", label=label,
-               fill_window=True, count_flops=False)  # the case counted its own calls' work (``planned``)
-    record = energy.last
-    per_round_calls = [round_.iterations for round_ in record.rounds]  # calls, before they count as batches
-    record.count_each_call_as(case.batch_size)
-    _fill_inference_record(record, case, spec, planned, params, per_round_calls, facts)
-    return record
-
-
-def _fill_inference_record(record: Any, case: Any, spec: Task, planned: list[tuple[int, int, int]],
-                           params: tuple[int, int], per_round_calls: list[int], facts: dict[str, Any]) -> None:
-    """Proxies and facts of a measured inference run; energy per unit of work (gross, per inference).
-
-    ``planned`` holds the (FLOPs, tokens in, tokens out) of each call of the case's own inferences: the
-    proxies come from those, so they are the same in every run (the gate judges FLOPs), while the rounds
-    may have made more calls to fill the minimum window (``per_round_calls``), which only the energy,
-    a mean per inference, includes."""
     inferences = case.inferences
     flops, tokens_in, tokens_out = (sum(w[k] for w in planned) for k in range(3))
-    record.form = "case"
-    record.unit = "inference"
-    record.proxies = {
+    proxies = {
         "parameters": float(params[0]),
         "parameters_nonzero": float(params[1]),
         "flops": float(flops),
@@ -262,18 +245,15 @@ def _fill_inference_record(record: Any, case: Any, spec: Task, planned: list[tup
         "tokens_in_per_inference": tokens_in / inferences,
         "tokens_out_per_inference": tokens_out / inferences,
     }
-    gross = record.per_iteration_gross_joules
-    record.extra.update({
-        "case": "inference", "task": spec.name, "batch_size": case.batch_size, "inferences": inferences,
-        "inferences_measured": sum(per_round_calls) * case.batch_size, "rounds": case.rounds,
-        "inferences_per_round": [calls * case.batch_size for calls in per_round_calls],
-        "warmup_inferences": case.warmup * case.batch_size, "energy_basis": "gross",
-        "joules_per_1000_inferences": gross * 1000, "wh_per_1000_inferences": wh_per_1000(gross),
-        **({"reference_range": list(case.reference_range)} if getattr(case, "reference_range", None) else {}),
-        **per_work(gross, flops / inferences, tokens_in / inferences, tokens_out / inferences,
-                   generates=spec.generates),
-        **facts,
-    })
+    reference = getattr(case, "reference_range", None)
+    facts = CaseFacts("generation" if generation is not None else "inference", spec.name, case.batch_size,
+                      case.rounds, inferences, spec.generates,
+                      (float(reference[0]), float(reference[1])) if reference else None, pruned,
+                      generation=generation)
+    energy.run(step, iterations=per_round, rounds=case.rounds, warmup=case.warmup, unit="inference", label=label,
+               fill_window=True, count_flops=False,  # the case counted its own calls' work (``planned``)
+               facts=RecordFacts(model, proxies, facts, iterations_per_call=case.batch_size))
+    return energy.last
 
 
 def _training_tokens(tokenizer: Any, spec: Task, rows: list[dict[str, Any]], steps: int,
@@ -370,6 +350,12 @@ def run_finetune(case: Any, energy: Any) -> None:
     threads = _torch_threads()
     with energy.measure(unit="step", iterations=steps, rounds=case.rounds, warmup=case.warmup) as block:
         losses = run.train(spec, on_step=block.step)
+        recipe = FineTuneFacts(steps, per_epoch, case.optimizer, case.learning_rate, case.schedule,
+                               losses[0] if losses else None, losses[-1] if losses else None, len(run.eval_rows),
+                               _how_trained(loaded.facts), run.adapter)
+        block.facts = RecordFacts(ModelFacts.of(loaded.facts, dtype=dtype, device=device, settings=case.settings()),
+                                  proxies, CaseFacts("fine-tune", spec.name, case.batch_size, case.rounds,
+                                                     fine_tune=recipe))
 
     quality = run.quality(spec)
     mark_trained(quality, weights_digest(run.model))
@@ -383,40 +369,9 @@ def run_finetune(case: Any, energy: Any) -> None:
              retrain=retrained)
     record = block.record
     if record is not None:
-        per_step = record.per_iteration_gross_joules
-        whole = _whole_fine_tune(record)
-        record.form = "case"
-        record.unit = "step"
-        record.proxies = proxies
-        record.extra.update({
-            "case": "fine-tune", "task": spec.name, "model": loaded.facts, "device": device, "dtype": dtype,
-            "settings": case.settings(),
-            "steps": steps, "batch_size": case.batch_size, "examples_seen": steps * case.batch_size,
-            "steps_per_epoch": per_epoch, "epochs": steps / per_epoch, "optimizer": case.optimizer,
-            "learning_rate": case.learning_rate, "schedule": case.schedule, "energy_basis": "gross",
-            "rounds": case.rounds, "steps_per_round": [round_.iterations for round_ in record.rounds],
-            "steps_warmup": record.warmup_iterations, **whole, "joules_per_step": per_step,
-            "joules_per_epoch_estimate": per_step * per_epoch, "loss_first": losses[0], "loss_last": losses[-1],
-            "eval_examples": len(run.eval_rows), "training": _how_trained(loaded.facts), "adapter": run.adapter,
-            **per_work(whole["joules_fine_tune"], proxies["flops"], proxies["tokens_in"], proxies["tokens_out"],
-                       generates=False),
-        })
         record.quality = quality
         record.criteria["quality"] = dict(case.quality)
     check_quality(quality, dict(case.quality))
-
-
-def _whole_fine_tune(record: Any) -> dict[str, Any]:
-    """The whole fine-tune's gross joules, warm-up steps included: what the warm-up window and the valid
-    rounds measured, plus the steps of any invalid window at the rounds' mean per step (``steps_estimated``
-    says how many; 0 where every window was valid)."""
-    warmup = record.warmup_round
-    measured_warmup = warmup is not None and warmup.valid
-    counted = record.iterations + (record.warmup_iterations if measured_warmup else 0)
-    missing = sum(round_.iterations for round_ in record.rounds) + record.warmup_iterations - counted
-    estimate = record.per_iteration_gross_joules * missing if missing else 0.0
-    return {"joules_fine_tune": record.total_gross_joules + estimate,
-            "joules_warmup": warmup.gross_joules if measured_warmup else None, "steps_estimated": missing}
 
 
 def _torch_threads() -> int:
@@ -425,16 +380,16 @@ def _torch_threads() -> int:
     return torch.get_num_threads()
 
 
-def _how_trained(facts: dict[str, Any]) -> dict[str, str]:
+def _how_trained(facts: dict[str, Any]) -> Trained:
     """What a fine-tune trained and from which weights, for its model card: a fallback given no training
     steps of its own starts from random weights, so the case trains it from scratch."""
     source, steps = facts.get("source"), facts.get("training_steps")
     if source == "factory":  # it may build from a config or load weights: not known here
-        return {"model": facts["ran"], "initial_weights": "unknown (built by the case's factory)", "type": ""}
+        return Trained(facts["ran"], "unknown (built by the case's factory)", "")
     if source == "fallback" and not steps:
-        return {"model": facts["ran"], "initial_weights": "random", "type": "training from scratch"}
+        return Trained(facts["ran"], "random", "training from scratch")
     start = f"pre-trained in this test ({steps} steps, not measured)" if source == "fallback" else "pre-trained"
-    return {"model": facts["ran"], "initial_weights": start, "type": "fine-tuning"}
+    return Trained(facts["ran"], start, "fine-tuning")
 
 
 def _training_proxies(model: Any, tokenizer: Any, spec: Task, rows: list[dict[str, Any]], steps: int,

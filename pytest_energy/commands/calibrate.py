@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from ..core.config import MAX_MIN_EFFECT, Settings
-from ..judge.gate import energy_values
+from ..core.figures import round_values
 from ..measure.meter import Meter
 from .project import Project, ProjectError, overriding, pyproject_target, write_ini_options
 from ..measure.reference import reference_workload
@@ -189,7 +189,7 @@ def measure(meter: Meter, groups: list[Group], windows: Sequence[float], *, seco
                 measured = meter.account(taken)
                 end = time.perf_counter()
                 lasted[key] = end - start
-                values = energy_values(measured.rounds, group.judged)
+                values = round_values(measured.rounds, group.judged)
                 entry = noise[key]
                 if values is None or len(values) < rounds or any(not (v > 0) for v in values):
                     entry.invalid += 1

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ..judge.verdict import Judgement
 
 #: The ``--energy-json`` schema versions this reads (see record.SCHEMA_VERSION and docs/record.md).
-READABLE = (1, 2, 3)
+READABLE = (1, 2, 3, 4)
 #: Gate outcomes of the JSON that mean the gate failed the run.
 _FAILED = ("failed", "incomplete")
 

@@ -17,12 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .units import JOULES_PER, wh_per_1000
+from .facts import CaseFacts, ModelFacts, case_from_dict, from_old_extra, model_from_dict
+from .figures import case_figures, wh_per_1000
+from .units import JOULES_PER
 
 #: Version of the ``--energy-json`` document. 2: the gate's section, and ``per_1000_iterations_gross_wh``
 #: (was ``per_1000_iterations_wh``, which held net energy while every other per-1,000 figure is gross).
 #: 3: a record's ``criteria`` (was ``budget``, which also held verdict thresholds and the gate flag).
-SCHEMA_VERSION = 3
+#: 4: a record's ``model``, ``case`` and ``notes`` (typed: :mod:`pytest_energy.core.facts`) and its case's
+#: derived ``figures``, which schema 3 and older kept under string keys of ``extra``.
+SCHEMA_VERSION = 4
 
 METHODS = ("counter", "sampled", "modelled")
 #: A record's test outcome: pytest's, with xfail told apart ("error": its set-up or teardown failed).
@@ -125,34 +129,34 @@ class Record:
     # energy budgets checked ("energy": each with whether it was met) and a case's "quality" budget.
     criteria: dict[str, Any] = field(default_factory=dict)
     outcome: str = ""  # the test's outcome: see OUTCOMES ("" where the test never reported one)
-    extra: dict[str, Any] = field(default_factory=dict)
+    model: ModelFacts | None = None  # the model the measured code ran, where it names one
+    case: CaseFacts | None = None  # what a case ran (form "case"); None for any other measurement
+    notes: list[str] = field(default_factory=list)  # what the reader must know of the figures (an invalid window)
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form, the user's: pytest-energy never reads it
 
     @classmethod
     def from_rounds(cls, rounds: list[Round], components: list[Component], *, carbon: Carbon,
                     reference_joules: dict[str, float] | None = None, warmup_round: Round | None = None,
-                    **facts: Any) -> Record:
+                    iterations_per_call: int = 1, **facts: Any) -> Record:
         """A record of these rounds and components, its derived numbers computed here and nowhere else:
         per-iteration means and uncertainty, totals, duration, CO2, and energy normalised by the
         session's reference workload (``reference_joules``: device -> joules per iteration; the
         record keeps its own devices' entries); a measured ``warmup_round`` counts in the totals only.
-        ``facts`` are the other fields (name, nodeid, form, fingerprint, timestamp, ...)."""
+        One measured call counts as ``iterations_per_call`` iterations (a case's batch of inferences):
+        the rounds and warm-up are counted in calls, the record in iterations. ``facts`` are the other
+        fields (name, nodeid, form, fingerprint, timestamp, model, case, notes, ...)."""
+        if iterations_per_call != 1:
+            def counted(measured: Round) -> Round:
+                return dataclasses.replace(measured, iterations=measured.iterations * iterations_per_call)
+
+            rounds = [counted(r) for r in rounds]
+            warmup_round = counted(warmup_round) if warmup_round is not None else None
+            facts["warmup_iterations"] = facts.get("warmup_iterations", 0) * iterations_per_call
         own = {c.device: joules for c in components
                if (joules := (reference_joules or {}).get(c.device, 0.0)) > 0}
         return cls(rounds=rounds, components=components, carbon=carbon, reference_joules=own,
-                   warmup_round=warmup_round, **_derived(rounds, components, carbon, own, warmup_round), **facts)
-
-    def count_each_call_as(self, iterations: int) -> None:
-        """Make one measured call ``iterations`` iterations (a case's batch of inferences): the rounds,
-        the warm-up and every per-iteration number follow."""
-        for measured in self.rounds:
-            measured.iterations *= iterations
-        self.warmup_iterations *= iterations
-        self.iterations_per_call *= iterations
-        if self.warmup_round is not None:
-            self.warmup_round.iterations *= iterations
-        for name, value in _derived(self.rounds, self.components, self.carbon, self.reference_joules,
-                                    self.warmup_round).items():
-            setattr(self, name, value)
+                   warmup_round=warmup_round, iterations_per_call=iterations_per_call,
+                   **_derived(rounds, components, carbon, own, warmup_round), **facts)
 
     @property
     def judgeable(self) -> bool:
@@ -183,16 +187,24 @@ class Record:
         data["iterations"] = self.iterations
         # Gross, as budgets per 1,000, the cases' wh_per_1000_inferences and every report give it.
         data["per_1000_iterations_gross_wh"] = wh_per_1000(self.per_iteration_gross_joules)
+        data["figures"] = case_figures(self)
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Record:
         """Rebuild a record from :meth:`to_dict` output (derived keys are ignored); a document of
-        schema 2 or older, whose ``criteria`` were called ``budget``, reads as well."""
+        schema 2 or older, whose ``criteria`` were called ``budget``, reads as well, and one of schema 3
+        or older, which kept the model, the case's facts and the notes in ``extra``, has them read onto
+        :attr:`model`, :attr:`case` and :attr:`notes` (``extra`` keeps only keys no writer of
+        pytest-energy used)."""
         known = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
         if "criteria" not in data and isinstance(data.get("budget"), dict):
             kwargs["criteria"] = data["budget"]
+        if "notes" not in data and isinstance(data.get("extra"), dict):  # schema 3 or older
+            kwargs["model"], kwargs["case"], kwargs["notes"], kwargs["extra"] = from_old_extra(data["extra"])
+        else:
+            kwargs["model"], kwargs["case"] = model_from_dict(data.get("model")), case_from_dict(data.get("case"))
         kwargs["rounds"] = [Round(**r) for r in data["rounds"]]
         if data.get("warmup_round") is not None:
             kwargs["warmup_round"] = Round(**data["warmup_round"])

@@ -60,11 +60,6 @@ def format_energy(joules: float) -> str:
     return f"{joules / JOULES_PER_KWH:.4g} kWh"
 
 
-def wh_per_1000(joules_per_iteration: float) -> float:
-    """Joules per iteration as Wh per 1,000 iterations, the AI Energy Score's and the budgets' basis."""
-    return joules_per_iteration * 1000 / JOULES_PER_WH
-
-
 def finite_number(value: Any) -> float | None:
     """``value`` as a float where it is a finite number (not a bool), else None: what a report can show."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):

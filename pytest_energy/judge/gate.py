@@ -13,6 +13,7 @@ from ..store import baselines as store
 from ..core.budget import MODELLED_OVER, EnergyBudget, failed_budgets, not_checked, over_modelled
 from ..measure.conditions import difference
 from ..core.config import Settings, path_setting, store_setting
+from ..core.figures import ImplausibleValue, round_values
 from ..measure.fingerprint import DEFAULT_KIND_FIELDS, DeviceKind
 from ..core.record import Collection, Record, RunInfo
 from ..core.units import percent, percent_change
@@ -46,40 +47,6 @@ def _tolerance(record: Record, metric: str, default: float, errors: list[str]) -
             _note(errors, f"pytest-energy: {error} (ignored: the next of thresholds, threshold, "
                           "--energy-min-effect applies)")
     return Tolerance(relative=default)
-
-
-#: More iterations than any round can count (a float's exact integers): a hand-edited baseline's
-#: 10**400 would otherwise overflow the division, or divide its joules down to nothing.
-MAX_ITERATIONS = 2**53
-
-
-class ImplausibleValue(ValueError):
-    """A number no measurement can have; the message says which and what to do."""
-
-
-def energy_values(rounds: list[Any], devices: Sequence[str] | None, scale: float = 1.0) -> list[float] | None:
-    """Per-iteration net joules of each valid round, over ``devices`` (all when None), times ``scale``.
-
-    ``rounds`` are a record's :class:`Round` or a baseline's :class:`EnergyRound` (both have
-    ``iterations`` and ``by_device``). None when a round lacks one of the devices. Raises
-    :class:`ImplausibleValue` for a round of more than :data:`MAX_ITERATIONS` iterations.
-    """
-    values = []
-    for round_ in rounds:
-        if not getattr(round_, "valid", True) or round_.iterations <= 0:
-            continue
-        if round_.iterations > MAX_ITERATIONS:
-            raise ImplausibleValue(f"a round holds more than 2**53 iterations (about 2**"
-                                   f"{round_.iterations.bit_length()}), more than any run counts; fix the baseline "
-                                   "file or re-record it with --energy-update-baselines")
-        if devices is None:
-            joules = round_.net_joules
-        elif all(d in round_.by_device for d in devices):
-            joules = sum(round_.by_device[d] for d in devices)
-        else:
-            return None
-        values.append(joules / round_.iterations * scale)
-    return values
 
 
 def _refresh(settings: Settings, set_name: str) -> str:
@@ -155,8 +122,8 @@ def _energy_verdict(record: Record, kind: DeviceKind, metric: str, stored: store
         current_scale = 1 / sum(record.reference_joules[d] for d in kind.devices)
         baseline_scale = 1 / sum(stored.reference_joules[d] for d in stored.devices)
         what = "normalised " + what
-    current = energy_values(record.rounds, list(kind.devices), current_scale)
-    previous = energy_values(stored.rounds, None, baseline_scale)
+    current = round_values(record.rounds, list(kind.devices), current_scale)
+    previous = round_values(stored.rounds, None, baseline_scale)
     if current is None or previous is None:
         return verdict(Status.INCOMPARABLE, f"{what}: the baseline's rounds lack devices of {kind.id}; refresh it "
                        "with --energy-update-baselines")
@@ -172,7 +139,7 @@ def _rounds_advice(record: Record, settings: Settings) -> str | None:
     """How the work of a record measured in one window (or too few rounds) gets more rounds, in the words
     of the form it was measured in: a fine-tune case's fields, a block's step marks, a case's rounds;
     None for a call, which energy.run and --energy-rounds measure in rounds."""
-    if record.extra.get("case") == "fine-tune":
+    if record.case is not None and record.case.kind == "fine-tune":
         return (f"measure it in rounds (the FineTuneCase's rounds={minimum_rounds()} or more, and steps enough "
                 f"for each round to last --energy-min-window, {settings.min_window:g} s)")
     if record.form == "block" and record.unit != "test":  # a marked test's whole call is a block of unit "test"
@@ -270,7 +237,7 @@ def _model_verdict(record: Record, baseline: store.Baseline, settings: Settings,
                                if not model.get("digest"))
         return verdict(Status.INCONCLUSIVE, f"model {store.describe_model(current)}: {missing} names no digest of "
                        f"the model, so it cannot be told the same as the baseline's (a digest in the record's "
-                       f"extra['model'] proves it; {refresh} stores this run's)", gate)
+                       f"model proves it; {refresh} stores this run's)", gate)
     before, after = store.describe_model(previous), store.describe_model(current)
     ran = current.get("ran", "")
     if changed == ["requested"] and ran and ran == previous.get("ran"):

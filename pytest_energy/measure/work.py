@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, TypeVar
 
-from ..core.record import Record
+from ..core.facts import ModelFacts
 
 T = TypeVar("T")
 
@@ -76,8 +76,8 @@ def modules_in(fn: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | Non
 
 @dataclass
 class Model:
-    """The torch modules measured code runs, as a record names them (``extra["model"]``, ``dtype``,
-    ``device``) for the gate's model verdict, and their parameters."""
+    """The torch modules measured code runs, as a record names them (:meth:`Work.model_facts`) for the
+    gate's model verdict, and their parameters."""
 
     requested: str  # the modules' classes, "tests.test_mlp.MLP"
     digest: str  # of their structure, not their weights: retraining keeps it, a wider layer changes it
@@ -135,19 +135,22 @@ class Work:
             raise
         return result
 
-    def add_to(self, record: Record, block_iterations: int | None = None) -> None:
-        """Put the counted work on its record: FLOPs per iteration (``proxies["flops_per_iteration"]``),
-        for a block of ``block_iterations`` the whole block's too (``flops``: more iterations are more
-        work, as a fine-tune's steps); the modules' parameters and model facts; the notes."""
+    def proxies(self, block_iterations: int | None = None) -> dict[str, float]:
+        """The counted work as its record's proxies: FLOPs per iteration (``flops_per_iteration``), for a
+        block of ``block_iterations`` the whole block's too (``flops``: more iterations are more work, as
+        a fine-tune's steps); the modules' parameters."""
+        proxies: dict[str, float] = {}
         if self.flops:
-            record.proxies["flops_per_iteration"] = float(self.flops)
+            proxies["flops_per_iteration"] = float(self.flops)
             if block_iterations:
-                record.proxies["flops"] = float(self.flops * block_iterations)
+                proxies["flops"] = float(self.flops * block_iterations)
         if self.model is not None:
-            record.proxies["parameters"] = float(self.model.parameters)
-            record.extra["model"] = {"requested": self.model.requested, "source": SOURCE, "digest": self.model.digest,
-                                     "parameters": self.model.parameters}
-            record.extra.update({key: value for key, value in (("dtype", self.model.dtype),
-                                                                ("device", self.model.device)) if value})
-        if self.notes:
-            record.extra.setdefault("notes", []).extend(self.notes)
+            proxies["parameters"] = float(self.model.parameters)
+        return proxies
+
+    def model_facts(self) -> ModelFacts | None:
+        """The modules' model facts, as its record names them (None where the call showed no modules)."""
+        if self.model is None:
+            return None
+        return ModelFacts(self.model.requested, source=SOURCE, digest=self.model.digest,
+                          parameters=self.model.parameters, dtype=self.model.dtype, device=self.model.device)

@@ -10,6 +10,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from ..core.facts import Pruned
 from ..core.units import fmt
 from .model import QualityChart
 from .styles import css_class
@@ -188,16 +189,19 @@ def trend_line(trend: Trend) -> Markup:
 def sparsity_sweeps(rows: list[Any]) -> list[tuple[str, list[Any]]]:
     """The pruning sweeps among the report's rows: ``(sweep name, its magnitude levels by sparsity)``.
 
-    A level is a case record with ``extra["weight_sparsity"]`` from global magnitude pruning (the 2:4
-    level is another kind of sparsity and is left off the line); a sweep needs two levels or more.
+    A level is a case record pruned by global magnitude pruning (``case.pruned``; the 2:4 level is
+    another kind of sparsity and is left off the line); a sweep needs two levels or more.
     """
     sweeps: dict[str, list[Any]] = {}
     for row in rows:
-        extra = row.record.extra
-        if isinstance(extra.get("weight_sparsity"), (int, float)) and str(extra.get("pruning", "")).startswith("global"):
+        if _pruned(row) is not None and _pruned(row).magnitude:
             sweeps.setdefault(row.record.name.split("[", 1)[0], []).append(row)
-    return [(name, sorted(levels, key=lambda r: r.record.extra["weight_sparsity"]))
+    return [(name, sorted(levels, key=lambda r: _pruned(r).weight_sparsity))
             for name, levels in sweeps.items() if len(levels) > 1]
+
+
+def _pruned(row: Any) -> Pruned | None:
+    return row.record.case.pruned if row.record.case is not None else None
 
 
 def _first_quality(record: Any) -> tuple[str, float] | None:
@@ -211,7 +215,7 @@ def sparsity_chart(name: str, levels: list[Any]) -> Markup:
     """Energy (left axis, blue) and quality (right axis, amber) of a pruning sweep against weight sparsity:
     where the zeros save no work the energy line stays flat, and the quality line shows where it breaks."""
     width, height, left, top, right, bottom = 640, 300, 76, 14, 572, 256
-    sparsity = [100 * r.record.extra["weight_sparsity"] for r in levels]
+    sparsity = [100 * _pruned(r).weight_sparsity for r in levels]
     energy = [r.record.per_iteration_net_joules for r in levels]
     scores = [_first_quality(r.record) for r in levels]
     x = _Axis(sparsity, left, right, log=False)

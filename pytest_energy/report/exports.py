@@ -19,7 +19,8 @@ from typing import Any
 
 from ..store.locking import atomic_write_text, locked
 from ..core.record import Record, finite
-from ..core.units import JOULES_PER_KWH, finite_number, fmt, wh_per_1000
+from ..core.figures import wh_per_1000
+from ..core.units import JOULES_PER_KWH, finite_number, fmt
 from .model import Report, Row, model_text, per_unit
 from .ratings import reporting_practice
 
@@ -179,26 +180,27 @@ def model_card_metadata(row: Row) -> dict[str, Any]:
     record = row.record
     carbon = record.carbon
     methods = ", ".join(f"{c.device} {c.method}" for c in record.components)
-    training = record.extra.get("training") if isinstance(record.extra, dict) else None
-    training = training if isinstance(training, dict) else {}
-    model = record.extra.get("model") if isinstance(record.extra, dict) else None
+    recipe = record.case.fine_tune if record.case is not None else None
+    training = recipe.training if recipe is not None else None
+    model = record.model
     emissions: dict[str, Any] = {
         "emissions": finite_number(record.co2_grams),
         "source": (f"pytest-energy {record.fingerprint.get('pytest_energy') or ''} measurement ({methods}); "
                    f"{carbon.intensity_g_per_kwh:g} gCO2eq/kWh from {carbon.source}; PUE {carbon.pue:g}"),
-        "training_type": training.get("type") or None,
+        "training_type": (training.type if training is not None else "") or None,
         "geographical_location": carbon.country_iso_code or None,
         "hardware_used": _hardware_used(record),
     }
     emissions = {key: value for key, value in emissions.items() if value is not None}
     practice = reporting_practice(emissions)
     card: dict[str, Any] = {}
-    if isinstance(model, dict) and model.get("source") == "hub cache" and training.get("type") == "fine-tuning":
-        card["base_model"] = model.get("requested")
+    if model is not None and model.source == "hub cache" and training is not None and training.type == "fine-tuning":
+        card["base_model"] = model.requested
     card["co2_eq_emissions"] = emissions
     # The model trained, a fallback named as the stand-in it is.
-    card["training"] = {"model": model_text(record, detail=True) or training.get("model") or "not stated by the case",
-                        "initial_weights": training.get("initial_weights") or "not stated by the case"}
+    card["training"] = {"model": model_text(record, detail=True) or (training.model if training else "")
+                        or "not stated by the case",
+                        "initial_weights": (training.initial_weights if training else "") or "not stated by the case"}
     card["carbon_efficiency"] = {"class": row.carbon_class, "basis": row.carbon_class_basis,
                                  "energy_joules": finite_number(record.total_gross_joules)}
     card["emissions_reporting"] = {"practice": practice.level, "missing": list(practice.missing)}

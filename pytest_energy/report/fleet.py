@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..store.baselines import component_kinds
 from ..measure.fingerprint import DEFAULT_KIND_FIELDS, DeviceKind
 from ..judge.gate import energy_metric
-from ..core.record import Component
+from ..core.figures import devices_net_per_iteration
 from .trends import Trend, TrendPoint, steps_of
 
 if TYPE_CHECKING:
@@ -92,14 +92,6 @@ class Fleet:
         return sum(1 for k in self.kinds for t in k.tests if t.status == "regression")
 
 
-def kind_joules(components: list[Component], devices: tuple[str, ...], iterations: int) -> float:
-    """Net joules per iteration of a record's ``devices`` (one device kind), from its ``components``
-    and its ``iterations`` over valid rounds."""
-    if not iterations:
-        return math.nan
-    return sum(c.net_joules for c in components if c.device in devices) / iterations
-
-
 def _kind_fields(info: dict[str, Any]) -> tuple[str, ...]:
     """The device-kind fields the run judged with (its --energy-device-kind-fields), else the default."""
     fields = (info.get("settings") or {}).get("device_kind_fields") if isinstance(info, dict) else None
@@ -170,7 +162,7 @@ def build_fleet(history: Any, last: int | None = None, since: str | None = None,
                 entry = series.get((kind.id, record.name))
                 if entry is None:
                     entry = series[kind.id, record.name] = _Series()
-                joules = kind_joules(record.components, kind.devices, record.iterations)
+                joules = devices_net_per_iteration(record.components, kind.devices, record.iterations)
                 if math.isfinite(joules):
                     entry.points.append(TrendPoint(run.started, joules, status, commit, runner))
                 entry.runners[runner] = None

@@ -16,7 +16,8 @@ from typing import Any
 from ..measure.conditions import describe as describe_conditions
 from ..core.budget import failed_budgets
 from ..core.record import Carbon, Record, RunInfo
-from ..core.units import JOULES_PER_WH, finite_number, fmt, percent_change, wh_per_1000
+from ..core.figures import query_split, wh_per_1000
+from ..core.units import JOULES_PER_WH, finite_number, fmt, percent_change
 from ..judge.gate import FAILED_OUTCOMES
 from ..judge.verdict import Judgement, Status, Verdict, fails_gate, most_urgent
 from .ratings import carbon_efficiency_class, is_fine_tune, rating
@@ -73,7 +74,7 @@ class Row:
     messages: list[str]
     quality: list[QualityValue]
     # Gross Wh per 1,000 inferences, for inference cases only: the one per-1,000 definition everywhere
-    # (the AI Energy Score's basis, the budgets', the record's and the cases' extra["wh_per_1000_inferences"]).
+    # (the AI Energy Score's basis, the budgets', the record's and the cases' figures["wh_per_1000_inferences"]).
     wh_per_1000: float | None
     stars: int | None = None  # AI-Energy-Score-style rating where a task reference range is given
     star_basis: str = ""
@@ -131,15 +132,15 @@ class Row:
     @property
     def generation_text(self) -> str:
         """A text-generation record's whole query: prefill and decode (each also a record), per token."""
-        split = self.record.extra.get("generation")
-        if not isinstance(split, dict):
+        split = query_split(self.record)
+        if split is None:
             return ""
-        share = finite_number(split.get("prefill_share"))
-        return (f"prefill {fmt(finite_number(split.get('prefill_joules_per_query')))} J + decode "
-                f"{fmt(finite_number(split.get('decode_joules_per_query')))} J per query (gross"
+        share = finite_number(split.prefill_share)
+        return (f"prefill {fmt(finite_number(split.prefill_joules_per_query))} J + decode "
+                f"{fmt(finite_number(split.decode_joules_per_query))} J per query (gross"
                 + (f", prefill {share * 100:.0f} %" if share is not None else "") + "); "
-                f"{fmt(finite_number(split.get('wh_per_1000_queries')))} Wh per 1,000 queries, "
-                f"{fmt(finite_number(split.get('joules_per_generated_token')))} J per generated token")
+                f"{fmt(finite_number(split.wh_per_1000_queries))} Wh per 1,000 queries, "
+                f"{fmt(finite_number(split.joules_per_generated_token))} J per generated token")
 
     def facts(self) -> list[tuple[str, str]]:
         """How the numbers were obtained, as (label, text) lines for the details of a record."""
@@ -168,7 +169,7 @@ class Row:
             if c.conditions:
                 lines.append((f"{c.device} conditions", describe_conditions(c.conditions)))
         lines.append((f"rounds, net J {per}", ", ".join(
-            (fmt(rd.net_joules / rd.iterations) if rd.iterations else "n/a") + ("" if rd.valid else " (invalid)")
+            (fmt(rd.net_per_iteration) if rd.iterations else "n/a") + ("" if rd.valid else " (invalid)")
             for rd in r.rounds)))
         for q in self.quality:
             lines.append((q.metric, f"{fmt(q.value)} ({q.computed_by or 'source not given'})"
@@ -381,18 +382,17 @@ def _change(verdict: Verdict | None) -> Change | None:
 def model_text(record: Record, detail: bool = False) -> str:
     """The model a case ran: its request, and the stand-in that ran where it is not the requested one
     (a fallback by its type only, unless ``detail``: its sizes make a long line)."""
-    facts = record.extra.get("model") if isinstance(record.extra, dict) else None
-    if not isinstance(facts, dict) or not facts.get("requested"):
+    facts = record.model
+    if facts is None or not facts.requested:
         return ""
-    requested, ran = str(facts["requested"]), str(facts.get("ran") or facts["requested"])
+    requested, ran = facts.requested, facts.ran or facts.requested
     if ran == requested:
         return requested
     return f"{ran if detail else ran.split(' (')[0]}, standing in for {requested}"
 
 
 def _requested(record: Record) -> str:
-    facts = record.extra.get("model") if isinstance(record.extra, dict) else None
-    return str(facts.get("requested") or "") if isinstance(facts, dict) else ""
+    return record.model.requested if record.model is not None else ""
 
 
 def _work(record: Record) -> tuple[float | None, str]:

@@ -9,34 +9,22 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.figures import devices_gross_wh_per_1000, per_1000
 from ..core.record import Record
-from ..core.units import JOULES_PER_WH, finite_number
+from ..core.units import finite_number
 
 CLASSES = "ABCDE"
 
 
 def is_fine_tune(record: Record) -> bool:
-    """A fine-tune case, as the cases module marks it (``extra["case"]`` is "fine-tune", or a dict
-    whose ``kind`` is)."""
-    case = record.extra.get("case") if isinstance(record.extra, dict) else None
-    return (case.get("kind") if isinstance(case, dict) else case) == "fine-tune"
+    """A fine-tune case's record."""
+    return record.case is not None and record.case.kind == "fine-tune"
 
 
 def star_rating(value: float, reference_range: tuple[float, float]) -> int:
     """AI Energy Score style: the task's range (lowest, highest energy) cut into five equal bands;
     5 stars for the lowest 20 %, 1 star for the highest; values outside the range get 5 or 1."""
     return 5 - _band(value, reference_range)
-
-
-def _reference_range(raw: Any) -> tuple[float, float] | None:
-    if isinstance(raw, dict):
-        raw = (raw.get("low"), raw.get("high"))
-    if isinstance(raw, (list, tuple)) and len(raw) == 2:
-        try:
-            return float(raw[0]), float(raw[1])
-        except (TypeError, ValueError):
-            return None
-    return None
 
 
 def rated_wh_per_1000(record: Record) -> tuple[float | None, str]:
@@ -46,21 +34,19 @@ def rated_wh_per_1000(record: Record) -> tuple[float | None, str]:
         return None, "no valid rounds"
     gpus = [c for c in record.components if c.kind == "gpu"]
     used = gpus or record.components
-    joules = math.fsum(c.gross_joules for c in used)
     basis = "gross GPU energy" if gpus else "gross energy of " + ", ".join(c.device for c in used) + " (no GPU)"
-    return finite_number(joules / record.iterations * 1000 / JOULES_PER_WH), basis
+    return finite_number(devices_gross_wh_per_1000(used, record.iterations)), basis
 
 
 def rating(record: Record) -> tuple[int | None, str]:
-    """Stars for a record carrying ``extra["reference_range"]`` (Wh per 1,000, lowest and highest of
-    its task), with a line saying what was rated; (None, "") without a range."""
-    raw = record.extra.get("reference_range") if isinstance(record.extra, dict) else None
-    if raw is None:
+    """Stars for a case record whose case states its task's ``reference_range`` (Wh per 1,000, lowest
+    and highest), with a line saying what was rated; (None, "") without a range."""
+    reference = record.case.reference_range if record.case is not None else None
+    if reference is None:
         return None, ""
-    reference = _reference_range(raw)
     value, basis = rated_wh_per_1000(record)
-    if reference is None or value is None:
-        return None, f"not rated: reference range {raw!r} or energy unusable"
+    if value is None:
+        return None, f"not rated: reference range {list(reference)!r} or energy unusable"
     try:
         stars = star_rating(value, reference)
     except ValueError as error:
@@ -109,11 +95,11 @@ def _band(value: float, reference_range: tuple[float, float]) -> int:
 
 def carbon_per_1000_examples(record: Record) -> float | None:
     """Grams CO2eq of a fine-tune per 1,000 training examples it saw (None where either is unknown)."""
-    extra = record.extra if isinstance(record.extra, dict) else {}
-    examples, grams = finite_number(extra.get("examples_seen")), finite_number(record.co2_grams)
+    examples = record.case.examples_seen if record.case is not None else None
+    grams = finite_number(record.co2_grams)
     if not examples or grams is None or grams < 0:
         return None
-    return grams / examples * 1000
+    return per_1000(grams, examples)
 
 
 def carbon_efficiency_class(record: Record) -> tuple[str | None, str]:
@@ -121,7 +107,7 @@ def carbon_efficiency_class(record: Record) -> tuple[str | None, str]:
     :data:`CARBON_REFERENCES` for its task: fixed per task, so a class means the same in every report
     and a single fine-tune is classed too. (None, why) where the task has no reference or the record
     lacks its emissions or the examples it trained on."""
-    task = record.extra.get("task") if isinstance(record.extra, dict) else None
+    task = record.case.task if record.case is not None else None
     reference = CARBON_REFERENCES.get(str(task))
     if reference is None:
         return None, (f"not classed: no carbon reference for task {task!r} (the table in docs/reports.md has "

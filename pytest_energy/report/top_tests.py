@@ -20,7 +20,7 @@ def lines(records: list[Record]) -> list[str]:
         methods = ",".join(record.methods) or "none"
         figures = (f"{fmt(record.total_gross_joules):>9} J gross {fmt(record.total_net_joules):>9} J net "
                    f"{methods:<9} {record.duration_seconds:8.3f}s")
-        note = "; ".join(record.extra.get("notes", [])) if not record.valid else ""
+        note = "; ".join(record.notes) if not record.valid else ""
         out.append(f"{figures}  {record.nodeid}" + (f" ({note})" if note else ""))
     return out
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..core.facts import CaseFacts, ModelFacts
 from ..core.record import Carbon, Component, Record, Round, RunInfo
 from ..judge.verdict import Judgement, Verdict
 
@@ -49,6 +50,10 @@ def make_record(
     quality: dict[str, float] | None = None,
     timeline: list[tuple[float, float]] | None = None,
     extra: dict[str, Any] | None = None,
+    model: ModelFacts | None = None,
+    case: CaseFacts | None = None,
+    notes: list[str] | None = None,
+    iterations_per_call: int = 1,
     proxies: dict[str, float] | None = None,
     outcome: str = "passed",
     carbon: Carbon = CARBON,
@@ -60,7 +65,8 @@ def make_record(
     """A record whose rounds average ``joules`` net per iteration, alternating by ``spread``; or whose
     rounds give ``values`` net joules per iteration. Its energy is split evenly over ``devices``
     (device -> method, each device's kind the part of its name before ":"; default: ``device``
-    measured by ``method`` as ``kind``). ``reference``: the session's reference joules per device."""
+    measured by ``method`` as ``kind``). ``reference``: the session's reference joules per device.
+    ``iterations_per_call``: how many iterations one call counts as (``iterations`` are calls then)."""
     if values is None:
         values = [joules * (1 + spread * (1 if index % 2 else -1) * (index % 3) / 2) for index in range(rounds)]
     kinds = {d: d.split(":")[0] for d in devices} if devices else {device: kind}
@@ -94,6 +100,10 @@ def make_record(
         proxies=dict(proxies or {}),
         timeline=list(timeline or []),
         outcome=outcome,
+        model=model,
+        case=case,
+        notes=list(notes or []),
+        iterations_per_call=iterations_per_call,
         extra=dict(extra or {}),
     )
 

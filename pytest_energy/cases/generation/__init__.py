@@ -5,7 +5,8 @@ records, labelled ``prefill`` and ``decode``. Each is a measurement of its own (
 uncertainty, its baseline and its verdict), so the gate can say that decode got dearer while prefill
 did not (a lost key/value cache, a slower attention kernel), which one summed figure would hide. Both
 records' unit is one query (an inference), so each carries energy per 1,000 queries; the decode record
-also gives energy per generated token, and both carry the whole-query figures (``extra["generation"]``).
+also gives energy per generated token, and it holds the prefill record's energy per query
+(``case.generation``), so it states the whole query (``pytest_energy.core.figures.query_split``).
 
 Importing this module is cheap; the runner below loads torch and transformers when its test runs.
 """

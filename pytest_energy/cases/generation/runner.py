@@ -22,7 +22,7 @@ from ..data import example_keys, examples
 from ..models import pick_device
 from ..proxies import count_flops, parameters
 from ..tasks import get_task
-from ...core.units import wh_per_1000
+from ...core.facts import GenerationFacts, ModelFacts
 from ..runner import case_quality, check_quality, cycle_batches, distinct_batches, keep_fallback_runs, load_case, measure_inferences, own_batches
 from ..predictor import Predictor, tokens_in
 
@@ -72,8 +72,7 @@ def run_generation(case: Any, energy: Any) -> None:
         last = _count(model, lambda _: dict(predictor.encode([rows[i] for i in cut])), 1,
                       case.max_new_tokens)[1][0] if cut else None
     params = parameters(model)
-    facts = {"model": loaded.facts, "device": device, "dtype": DTYPES[case.dtype], "settings": case.settings(),
-             "case": "generation", "max_new_tokens": case.max_new_tokens}
+    model_facts = ModelFacts.of(loaded.facts, dtype=DTYPES[case.dtype], device=device, settings=case.settings())
 
     def stepper(phase: str) -> Callable[[], None]:
         calls_made = itertools.count()
@@ -90,14 +89,16 @@ def run_generation(case: Any, energy: Any) -> None:
                         keep(tokens, own[number - case.warmup] if number >= case.warmup else batches[batch])
         return step
 
-    records = []
+    records: list[Any] = []
     for index, phase in enumerate(PHASES):
         planned = [work[i % cycle][index] for i in range(case.warmup, calls)]
         if last is not None:
             planned[-1] = last[index]
-        records.append(measure_inferences(energy, stepper(phase), case, spec, per_round, planned, params,
-                                          dict(facts, phase=phase), label=phase))
-    _summarise(records, case)
+        # The decode record holds the prefill record's energy per query too: it states the whole query.
+        prefill_joules = records[0].per_iteration_gross_joules if records else None
+        records.append(measure_inferences(energy, stepper(phase), case, spec, per_round, planned, params, model_facts,
+                                          generation=GenerationFacts(phase, case.max_new_tokens, prefill_joules),
+                                          label=phase))
     quality = case_quality(case, spec, rows, predictions, keys)
 
     # The examples the case's calls decoded (every one where they went round the dataset).
@@ -135,19 +136,3 @@ def _count(model: Any, encode: Callable[[int], dict[str, Any]], distinct: int,
         states.append(state)
         work.append(((prefill_flops, tokens_in(inputs), queries), (decode_flops, 0, queries * (new_tokens - 1))))
     return states, work
-
-
-def _summarise(records: list[Any], case: Any) -> None:
-    """The whole query on both records: prefill + decode per query and per generated token (gross)."""
-    prefill_j, decode_j = (r.per_iteration_gross_joules for r in records)
-    query = prefill_j + decode_j
-    summary = {
-        "prefill_joules_per_query": prefill_j, "decode_joules_per_query": decode_j,
-        "joules_per_1000_queries": query * 1000, "wh_per_1000_queries": wh_per_1000(query),
-        "joules_per_generated_token": query / case.max_new_tokens,
-        "decode_joules_per_token": decode_j / (case.max_new_tokens - 1),
-        "prefill_share": prefill_j / query if query > 0 else None,
-    }
-    records[0].extra.pop("joules_per_output_token", None)  # prefill's one token is time-to-first-token work
-    for record in records:
-        record.extra["generation"] = dict(summary)

@@ -104,19 +104,8 @@ def work_values(record: Record) -> dict[str, float]:
 
 
 def model_identity(record: Record) -> dict[str, Any]:
-    """The model a case ran, from its record (``extra["model"]``): {} for a test that declares none."""
-    facts = record.extra.get("model") if isinstance(record.extra, dict) else None
-    if not isinstance(facts, dict) or not facts.get("requested"):
-        return {}
-    identity: dict[str, Any] = {key: str(facts[key]) for key in ("requested", "ran", "source", "digest")
-                                if facts.get(key)}
-    for key in ("dtype", "device"):
-        if record.extra.get(key):
-            identity[key] = str(record.extra[key])
-    settings = record.extra.get("settings")
-    if isinstance(settings, dict) and settings:
-        identity["settings"] = dict(settings)
-    return identity
+    """The model a case ran, from its record (:meth:`ModelFacts.identity`): {} for a test that declares none."""
+    return record.model.identity() if record.model is not None else {}
 
 
 def _comparable(value: Any) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from ...core.figures import pooled_net_per_iteration
 
 #: Version of the baseline file layout. Files of another version are refused with what to do.
 SCHEMA_VERSION = 2
@@ -67,7 +68,7 @@ class EnergyBaseline:
             "reference_joules": self.reference_joules,
             "rounds": [{"iterations": r.iterations, "seconds": r.seconds, "by_device": r.by_device}
                        for r in self.rounds],
-            "per_iteration_net_joules": _per_iteration_net(self.rounds),  # for reviewers; not read back
+            "per_iteration_net_joules": pooled_net_per_iteration(self.rounds),  # for reviewers; not read back
         })
         if self.conditions:  # written only where a device reports them: CPU baselines keep their bytes
             data["conditions"] = _rounded(self.conditions)
@@ -179,11 +180,6 @@ class Measurement:
         if mine and theirs and mine != theirs:
             found.append(f"iterations per call {mine} -> {theirs}")
         return found
-
-
-def _per_iteration_net(rounds: Sequence[EnergyRound]) -> float | None:
-    iterations = sum(r.iterations for r in rounds)
-    return math.fsum(r.net_joules for r in rounds) / iterations if iterations else None
 
 
 def _rounded(value: Any) -> Any:
