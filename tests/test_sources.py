@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 import time
-import types
 
 import pytest
 
 import pytest_energy.measure.sources as sources
-from pytest_energy.measure.sources import Detection, Request, Source, SourceError, SourceUnavailable, detect
+from pytest_energy.core.registry import Registry
+from pytest_energy.measure.sources import (Detection, Request, Source, SourceError, SourceUnavailable, detect,
+                                           register_source)
 from pytest_energy.measure.sources.sampled import SampledChannel
 from pytest_energy.testing import FakeGpu, install_fake_nvml
 
@@ -35,25 +35,35 @@ class _Watts(SampledChannel):
         return self.limit
 
 
-def _register(monkeypatch: pytest.MonkeyPatch, name: str, opener, kinds=("gpu",), first: bool = False) -> list[Request]:
-    """Put a source module ``name`` in the registry (last, or first); returns the requests it got."""
+@pytest.fixture(autouse=True)
+def registry(monkeypatch: pytest.MonkeyPatch) -> Registry:
+    """The source registry as the package made it, restored after the test (a registration is for good)."""
+    copied: Registry = Registry("source", "register_source", code=type)
+    for source in sources.SOURCES.values():
+        copied.register(source)
+    monkeypatch.setattr(sources, "SOURCES", copied)
+    return copied
+
+
+def _register(name: str, opener, kinds=("gpu",), first: bool = False) -> list[Request]:
+    """Register a source ``name`` (the most trusted, or the least); returns the requests it got."""
     asked: list[Request] = []
 
-    def open_source(request: Request) -> Detection:
-        asked.append(request)
-        return opener(request)
+    class Opened(Source):
+        rank = 1 if first else 1000
 
-    module = types.ModuleType(f"pytest_energy.measure.sources.{name}")
-    module.open_source = open_source
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    entry = Source(name, tuple(kinds), name)
-    monkeypatch.setattr(sources, "SOURCES", (entry, *sources.SOURCES) if first else (*sources.SOURCES, entry))
+        def open(self, request: Request) -> Detection:
+            asked.append(request)
+            return opener(request)
+
+    Opened.name, Opened.kinds, Opened.methods = name, tuple(kinds), ("sampled",)
+    register_source(Opened())
     return asked
 
 
 def test_a_registered_source_measures_a_kind_the_earlier_ones_could_not(monkeypatch, tmp_path):
     install_fake_nvml(monkeypatch, library_missing=True)
-    asked = _register(monkeypatch, "amd", lambda request: Detection([_Watts("gpu:0", 90.0)]))
+    asked = _register("amd", lambda request: Detection([_Watts("gpu:0", 90.0)]))
     found = detect("gpu", rapl_root=str(tmp_path))
     assert [(c.device, c.method) for c in found.channels] == [("gpu:0", "sampled")]
     assert found.notes == []  # measured by the later source: no "not measured" note
@@ -62,7 +72,7 @@ def test_a_registered_source_measures_a_kind_the_earlier_ones_could_not(monkeypa
 
 def test_a_kind_the_first_source_measures_is_not_asked_of_later_ones(monkeypatch, tmp_path):
     install_fake_nvml(monkeypatch, [FakeGpu(power=120.0)])
-    asked = _register(monkeypatch, "amd", lambda request: Detection([_Watts("gpu:9", 1.0)]))
+    asked = _register("amd", lambda request: Detection([_Watts("gpu:9", 1.0)]))
     found = detect("gpu:0,cpu", rapl_root=str(tmp_path))
     assert [(c.device, c.method) for c in found.channels] == [("gpu:0", "counter"), ("cpu", "modelled")]
     assert asked == []
@@ -79,7 +89,7 @@ def test_channels_of_kinds_not_wanted_are_closed_and_unmeasured_kinds_named(monk
         return Detection([opened[-1]], ["a note of the source"])
 
     install_fake_nvml(monkeypatch, library_missing=True)
-    _register(monkeypatch, "first", unwanted, kinds=("ram",), first=True)
+    _register("first", unwanted, kinds=("ram",), first=True)
     found = detect("gpu,ram", rapl_root=str(tmp_path))
     assert [c.device for c in found.channels] == ["ram"]  # the modelled RAM; the GPU channel was closed
     assert opened[0]._thread is None
@@ -93,7 +103,7 @@ def test_every_unavailable_source_of_a_kind_is_in_its_note(monkeypatch, tmp_path
     def absent(request: Request) -> Detection:
         raise SourceUnavailable("amdsmi is not installed")
 
-    _register(monkeypatch, "amd", absent)
+    _register("amd", absent)
     found = detect("gpu", rapl_root=str(tmp_path))
     assert found.channels == []
     assert found.notes == ["GPU energy not measured: no NVIDIA driver on this machine (the NVML library was not "

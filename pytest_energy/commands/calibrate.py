@@ -33,7 +33,7 @@ from .project import Project, ProjectError, overriding, pyproject_target, write_
 from ..measure.reference import reference_workload
 from ..judge.simulation import NoiseModel, Simulated, Target, simulate
 from ..core.units import percent
-from ..measure.sources import cpu_tdp, detect
+from ..measure.sources import cpu_tdp, detect, source_of
 from ..measure.sources.base import Channel
 from ..judge.verdict import minimum_rounds
 
@@ -145,18 +145,22 @@ class Calibration:
 
 # -- measuring ---------------------------------------------------------------------------------------
 def groups_for(channels: list[Channel], notes: list[str]) -> list[Group]:
-    """As the session measures its reference: each GPU runs its own product; the other devices share
-    one run of the CPU product, judged on the measured ones where there are any (as the gate does).
-    Modelled CPU and RAM beside a measured GPU are left out: the gate does not judge them there."""
+    """As the session measures its reference: a device its source calibrates on its own reference
+    workload (each GPU) runs that; the other devices share one run of the CPU product, judged on the
+    measured ones where there are any (as the gate does). Modelled CPU and RAM beside a measured GPU are
+    left out: the gate does not judge them there."""
     groups = []
+    others = []
     for channel in channels:
-        if channel.kind == "gpu":
-            workload = reference_workload(channel.device)
-            if workload is None:
-                notes.append(f"{channel.device} not calibrated: its reference workload needs torch with CUDA")
-            else:
-                groups.append(Group(channel.device, workload, [channel.device]))
-    others = [c for c in channels if c.kind != "gpu"]
+        device = source_of(channel).reference_device(channel)
+        if device == "cpu":
+            others.append(channel)
+            continue
+        workload = reference_workload(device)
+        if workload is None:
+            notes.append(f"{channel.device} not calibrated: its reference workload needs torch with CUDA")
+        else:
+            groups.append(Group(channel.device, workload, [channel.device]))
     measured = [c.device for c in others if c.method != "modelled"]
     if measured or (others and not groups):
         workload = reference_workload("cpu")
