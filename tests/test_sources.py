@@ -39,7 +39,7 @@ class _Watts(SampledChannel):
 def registry(monkeypatch: pytest.MonkeyPatch) -> Registry:
     """The source registry as the package made it, restored after the test (a registration is for good)."""
     copied: Registry = Registry("source", "register_source", code=type)
-    for source in sources.SOURCES.values():
+    for source in sources.registered_sources():
         copied.register(source)
     monkeypatch.setattr(sources, "SOURCES", copied)
     return copied

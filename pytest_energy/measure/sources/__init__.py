@@ -1,9 +1,10 @@
 """Where joules come from: NVML (GPUs), RAPL (CPU package and DRAM), a labelled model, or a source of yours.
 
-Sources are registered by name in :data:`SOURCES`, as tasks and metrics are: the bundled ones when this
-package loads, a project's from a conftest with :func:`register_source`, an installed package's through
-the entry point group ``pytest_energy.sources`` (read when the sources are first walked, so the
-``pytest-energy`` commands know them too). :func:`detect` asks them most trusted first (their
+Sources are registered by name in :data:`SOURCES`, as tasks and metrics are: a project's from a conftest
+with :func:`register_source`, an installed package's through the entry point group
+``pytest_energy.sources`` (so the ``pytest-energy`` commands know them too), and the bundled ones
+(:data:`BUNDLED`); the last two when the sources are first walked, so checking ``--energy-devices``
+imports no source module. :func:`detect` asks them most trusted first (their
 :attr:`~pytest_energy.measure.sources.base.Source.rank`): for each device kind it keeps the channels of
 the first source that measures it, so a hardware counter comes first, power sampling next, and a model of
 CPU time and rated power where nothing else exists. A new source is one module: a
@@ -13,15 +14,13 @@ kinds and calibration need to know of it) and the call that registers it (docs/s
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 from typing import Any
 
 from ...core.config import SettingError, named
 from ...core.registry import Registry
 from .base import DEVICE_KIND, Channel, Detection, Request, Section, Source, SourceError, SourceUnavailable
-from .modelled import ModelledSource
-from .nvml import NvmlSource
-from .rapl import RaplSource
 
 __all__ = ["ENTRY_POINT_GROUP", "SOURCES", "Channel", "Detection", "Request", "Section", "Source", "SourceError",
            "SourceUnavailable", "check_devices", "cpu_tdp", "detect", "found_devices", "group_of", "kind_groups",
@@ -33,8 +32,11 @@ METHODS = ("counter", "sampled", "modelled")
 #: The entry point group an installed package names its sources in: ``name = "module:SOURCE"`` (a
 #: :class:`Source` object, or a subclass, made with no arguments).
 ENTRY_POINT_GROUP = "pytest_energy.sources"
+#: The modules of the bundled sources, each with its ``SOURCE``.
+BUNDLED = ("nvml", "rapl", "modelled")
 
-#: Every registered source by name, the bundled ones first.
+#: Every registered source by name (the bundled ones and the entry points' once :func:`registered_sources`
+#: has read them).
 SOURCES: Registry[Source] = Registry("source", "register_source", code=type,
                                      hint=" (a conftest can add one with pytest_energy.measure.sources.register_source)")
 
@@ -54,31 +56,33 @@ def register_source(source: Source, *, replace: bool = False) -> Source:
     return SOURCES.register(source, replace=replace)
 
 
-for _bundled in (NvmlSource(), RaplSource(), ModelledSource()):
-    register_source(_bundled)
-
-_entry_point_notes: list[str] | None = None  # None: the entry points are not read yet
+_loaded_notes: list[str] | None = None  # None: the bundled sources and the entry points are not read yet
 
 
-def _load_entry_points() -> list[str]:
-    """Register the sources of the ``pytest_energy.sources`` entry points, once; one note per entry point
-    that could not be loaded (the others measure on)."""
-    global _entry_point_notes
-    if _entry_point_notes is None:
-        _entry_point_notes = []
+def _load() -> list[str]:
+    """Register the bundled sources and those of the ``pytest_energy.sources`` entry points, once (a source
+    registered by name already keeps its place); one note per entry point that could not be loaded (the
+    others measure on)."""
+    global _loaded_notes
+    if _loaded_notes is None:
+        _loaded_notes = []
+        for module in BUNDLED:
+            source = importlib.import_module(f".{module}", __name__).SOURCE
+            if source.name not in SOURCES:
+                register_source(source)
         for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             try:
                 loaded = point.load()
                 register_source(loaded() if isinstance(loaded, type) else loaded)
             except Exception as error:  # a broken package must not stop measuring: said once, left out
-                _entry_point_notes.append(f"energy source {point.name!r} ({point.value}) not loaded: "
-                                          f"{type(error).__name__}: {error}")
-    return _entry_point_notes
+                _loaded_notes.append(f"energy source {point.name!r} ({point.value}) not loaded: "
+                                     f"{type(error).__name__}: {error}")
+    return _loaded_notes
 
 
 def registered_sources() -> list[Source]:
-    """Every source (the entry points' read on first call), most trusted first."""
-    _load_entry_points()
+    """Every source (the bundled ones and the entry points' read on first call), most trusted first."""
+    _load()
     return sorted(SOURCES.values(), key=lambda source: source.rank)
 
 
@@ -140,7 +144,7 @@ def detect(spec: str = "auto", *, rapl_root: str = "/sys/class/powercap",
     """
     wanted = parse_devices(spec)
     named_kinds = spec.strip().lower() not in ("", "auto", "all")
-    found = Detection(notes=list(_load_entry_points()))
+    found = Detection(notes=list(_load()))
     measured: set[str] = set()
     unavailable: dict[str, list[str]] = {}
     for source in registered_sources():

@@ -197,3 +197,7 @@ class ModelledSource(Source):
             return {}
         identity = channel.identity()
         return {"cpu_tdp_watts": identity.get("tdp_watts"), "cpu_tdp_source": identity.get("tdp_source")}
+
+
+#: The source :mod:`pytest_energy.measure.sources` registers.
+SOURCE = ModelledSource()

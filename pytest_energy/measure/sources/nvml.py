@@ -483,3 +483,7 @@ class NvmlSource(Source):
     def reference_device(self, channel: Channel) -> str:
         """The GPU itself: each GPU runs its own reference workload."""
         return channel.device
+
+
+#: The source :mod:`pytest_energy.measure.sources` registers.
+SOURCE = NvmlSource()

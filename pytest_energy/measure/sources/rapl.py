@@ -276,3 +276,7 @@ class RaplSource(Source):
         hint = " (`pytest-energy doctor` lists the commands that fix it)" if state == "root-only" else ""
         return Section("rapl", "RAPL", reason, document, lines, requirement="rapl",
                        unmet=None if readable else f"--require rapl: no RAPL counter is readable: {reason}{hint}")
+
+
+#: The source :mod:`pytest_energy.measure.sources` registers.
+SOURCE = RaplSource()
