@@ -150,7 +150,7 @@ def device_kinds(components: Iterable[Any], fingerprint: dict[str, Any],
         raise ValueError(f"unknown device kind field {unknown[0]!r}; known: {', '.join(DEVICE_KIND_FIELDS)}")
     grouped: dict[str, list[Any]] = {}
     for component in components:
-        grouped.setdefault(group_of(component.kind, component.method), []).append(component)
+        grouped.setdefault(group_of(component.device, component.kind, component.method), []).append(component)
     cpu = str(fingerprint.get("cpu_model") or "unknown CPU")
     kinds = []
     for group in sorted(grouped, key=[*kind_groups(), *sorted(grouped)].index):  # the most trusted source's first

@@ -86,20 +86,23 @@ def registered_sources() -> list[Source]:
     return sorted(SOURCES.values(), key=lambda source: source.rank)
 
 
-def source_for(kind: str, method: str) -> Source | None:
-    """The most trusted source whose channels have this kind and method (what a stored component keeps)."""
-    return next((source for source in registered_sources() if source.owns(kind, method)), None)
+def source_for(device: str, kind: str, method: str) -> Source | None:
+    """The most trusted source whose channels have this device name, kind and method (what a stored
+    component keeps); where none names its devices so, the most trusted of this kind and method."""
+    ranked = registered_sources()
+    return (next((source for source in ranked if source.owns(device, kind, method)), None)
+            or next((source for source in ranked if source.owns(device, kind, method, by_name=False)), None))
 
 
 def source_of(channel: Channel) -> Source:
     """The source that opened ``channel`` (a plain :class:`Source`'s defaults where none is registered)."""
-    return SOURCES.get(channel.source) or source_for(channel.kind, channel.method) or Source()
+    return SOURCES.get(channel.source) or source_for(channel.device, channel.kind, channel.method) or Source()
 
 
-def group_of(kind: str, method: str) -> str:
-    """The device-kind group of a device from its kind ("gpu", "cpu", "dram", "ram") and method: its
+def group_of(device: str, kind: str, method: str) -> str:
+    """The device-kind group of a device from its name, kind ("gpu", "cpu", "dram", "ram") and method: its
     source's; a device no registered source measures is grouped by its method alone."""
-    source = source_for(kind, method)
+    source = source_for(device, kind, method)
     return source.device_group if source is not None else method
 
 

@@ -19,6 +19,7 @@ channels. Nothing outside a source's module names it.
 from __future__ import annotations
 
 import abc
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,7 +132,7 @@ class Section:
     reason: str | None  # why it measures nothing here; None where it measures
     document: dict[str, Any]  # keys of its own; "reason" among them
     lines: list[str] = field(default_factory=list)
-    requirement: str = ""  # ``--require NAME`` asks for this source; "" where none does
+    requirement: str = ""  # its source's requirement (``--require NAME``); "" where it has none
     unmet: str | None = None  # one line: why ``--require NAME`` is not met; None where it is
 
 
@@ -147,15 +148,19 @@ class Source:
     name: str = ""
     #: The ``--energy-devices`` kinds it can measure ("gpu", "cpu", "ram").
     kinds: tuple[str, ...] = ()
-    #: The methods its channels read with ("counter", "sampled", "modelled"): with the kinds, how a stored
-    #: component (which keeps its kind and method) is known to be this source's.
+    #: The methods its channels read with ("counter", "sampled", "modelled"): with the kinds and the device
+    #: names, how a stored component (which keeps its device, kind and method) is known to be this source's.
     methods: tuple[str, ...] = ()
+    #: A regular expression its channels' device names match in full ("gpu:\\d+"); "": any name.
+    devices: str = ""
     #: Most trusted first: each kind is measured by the source of the lowest rank that opens a channel for
     #: it (the bundled ones: NVML 10, RAPL 20, the model 90).
     rank: int = 50
     #: The device-kind group its energy is judged in; energy of two groups never mixes
     #: (:func:`pytest_energy.measure.fingerprint.device_kinds`). Default: its name.
     group: str = ""
+    #: What ``pytest-energy doctor --require NAME`` asks of it (its :meth:`section` answers); "": nothing.
+    requirement: str = ""
 
     def open(self, request: Request) -> Detection:
         """Open channels for the kinds in ``request``; raise :class:`SourceUnavailable` (one line: why,
@@ -167,9 +172,11 @@ class Source:
         """:attr:`group`, or the name where none is set."""
         return self.group or self.name
 
-    def owns(self, kind: str, method: str) -> bool:
-        """Whether a channel (or a stored component) of this kind and method is this source's."""
-        return DEVICE_KIND.get(kind, kind) in self.kinds and method in self.methods
+    def owns(self, device: str, kind: str, method: str, *, by_name: bool = True) -> bool:
+        """Whether a channel (or a stored component) of this device, kind and method is this source's;
+        with ``by_name`` false, the device's name is not asked (a record that named devices otherwise)."""
+        return (DEVICE_KIND.get(kind, kind) in self.kinds and method in self.methods
+                and (not by_name or not self.devices or re.fullmatch(self.devices, device) is not None))
 
     def how(self, channel: Channel) -> str:
         """One line for the doctor: where this channel's joules come from."""
@@ -183,9 +190,9 @@ class Source:
         """Fields of the doctor's device report this source fills (``nvml_index``, ``mig_enabled``)."""
         return {}
 
-    def section(self, channels: list[Channel], request: Request, notes: list[str], devices: str) -> Section | None:
+    def section(self, channels: list[Channel], request: Request, notes: list[str], spec: str) -> Section | None:
         """What the doctor says of this source on this machine (``channels`` are every channel detected,
-        ``devices`` the ``--energy-devices`` value); None: nothing beyond its devices' lines."""
+        ``spec`` the ``--energy-devices`` value); None: nothing beyond its devices' lines."""
         return None
 
     def fingerprint_facts(self, channel: Channel) -> dict[str, Any]:

@@ -173,6 +173,7 @@ class ModelledSource(Source):
     name = "modelled"
     kinds = ("cpu", "ram")
     methods = ("modelled",)
+    devices = "cpu|ram"
     rank = 90
 
     def open(self, request: Request) -> Detection:

@@ -424,6 +424,8 @@ class NvmlSource(Source):
     name = "nvml"
     kinds = ("gpu",)
     methods = ("counter", "sampled")
+    devices = r"gpu:\d+"
+    requirement = "gpu"
     rank = 10
     group = "gpu"
 
@@ -455,14 +457,14 @@ class NvmlSource(Source):
                  if others else "no other process on it"]
         return [f"{channel.device}: " + "; ".join(facts)]
 
-    def section(self, channels: list[Channel], request: Request, notes: list[str], devices: str) -> Section:
+    def section(self, channels: list[Channel], request: Request, notes: list[str], spec: str) -> Section:
         """Whether a GPU is measured, and why not (GPUs not asked for, no driver, none visible to CUDA,
         each GPU refused); answers ``--require gpu``."""
         reason = None
         own_notes = [n for n in notes if n.startswith(("gpu", "GPU"))]
         if not any(c.kind == "gpu" for c in channels):
             if "gpu" not in request.selectors:
-                reason = f"GPUs are not among the devices measured (energy_devices = {devices!r})"
+                reason = f"GPUs are not among the devices measured (energy_devices = {spec!r})"
             else:
                 try:
                     opened = open_channels(request.selectors["gpu"])
@@ -477,7 +479,7 @@ class NvmlSource(Source):
                     "cuda_device_order": os.environ.get("CUDA_DEVICE_ORDER"), "notes": own_notes}
         line = (f"GPU: {'measured' if reason is None else 'not measured: ' + reason}; "
                 f"CUDA_VISIBLE_DEVICES={visible if visible is not None else '(unset: every GPU)'}")
-        return Section("gpu", "GPU", reason, document, [line], requirement="gpu",
+        return Section("gpu", "GPU", reason, document, [line], requirement=self.requirement,
                        unmet=None if reason is None else f"--require gpu: no GPU is measured: {reason}")
 
     def reference_device(self, channel: Channel) -> str:

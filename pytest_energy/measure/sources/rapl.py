@@ -233,6 +233,8 @@ class RaplSource(Source):
     name = "rapl"
     kinds = ("cpu", "ram")
     methods = ("counter",)
+    devices = r"(cpu|dram):package-\d+"
+    requirement = "rapl"
     rank = 20
 
     def open(self, request: Request) -> Detection:
@@ -243,7 +245,7 @@ class RaplSource(Source):
         identity = channel.identity()
         return f"RAPL {identity.get('rapl_domain')} counter ({identity.get('rapl_zone')}/energy_uj)"
 
-    def section(self, channels: list[Channel], request: Request, notes: list[str], devices: str) -> Section:
+    def section(self, channels: list[Channel], request: Request, notes: list[str], spec: str) -> Section:
         """Whether the counters are readable: readable, root-only (with the commands that fix it),
         absent (no powercap zone) or unreadable; answers ``--require rapl``."""
         root = request.powercap
@@ -274,7 +276,7 @@ class RaplSource(Source):
         lines = [f"RAPL ({root}): {state}" + (f": {', '.join(readable)}" if readable else f": {reason}"),
                  *(f"  {line}" for line in fix)]
         hint = " (`pytest-energy doctor` lists the commands that fix it)" if state == "root-only" else ""
-        return Section("rapl", "RAPL", reason, document, lines, requirement="rapl",
+        return Section("rapl", "RAPL", reason, document, lines, requirement=self.requirement,
                        unmet=None if readable else f"--require rapl: no RAPL counter is readable: {reason}{hint}")
 
 
