@@ -24,7 +24,7 @@ from .base import DEVICE_KIND, Channel, Detection, Request, Section, Source, Sou
 
 __all__ = ["ENTRY_POINT_GROUP", "SOURCES", "Channel", "Detection", "Request", "Section", "Source", "SourceError",
            "SourceUnavailable", "check_devices", "cpu_tdp", "detect", "found_devices", "group_of", "kind_groups",
-           "parse_devices", "register_source", "registered_sources", "source_of"]
+           "parse_devices", "register_source", "registered_sources", "source_for", "source_of"]
 
 KINDS = ("gpu", "cpu", "ram")
 _KIND_LABEL = {"gpu": "GPU", "cpu": "CPU", "ram": "RAM"}
