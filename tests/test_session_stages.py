@@ -276,6 +276,14 @@ def _text_summary(report_: report.Report, path: Path) -> str:
     return f"text summary: {path}"
 
 
+def test_the_table_of_outputs_is_the_one_list_of_output_settings() -> None:
+    """Config's overlap checks and the report's writers read one table: every output setting has its row."""
+    assert {option.name for option in config.OPTIONS if option.output} == {
+        output.setting for output in config.OUTPUTS if output.setting}
+    assert [o.setting or o.environ for o in report.report_outputs()] == ["report", "csv", "model_card",
+                                                                         "GITHUB_STEP_SUMMARY"]
+
+
 def test_each_output_in_the_table_is_written_where_its_setting_or_variable_points(tmp_path: Path,
                                                                                    monkeypatch) -> None:
     session = _with(_session(tmp_path, csv="emissions.csv", report=""), make_record(NAME))
