@@ -64,6 +64,10 @@ def pytest_configure(config: pytest.Config) -> None:
             settings_module.enabled(config.option.energy, config.getini("energy")),
             vars(config.option), config.getini,
         )
+        if settings.enabled:
+            from .measure.sources import check_devices
+
+            check_devices(settings)
         settings_module.check(settings, config.rootpath)
     except settings_module.SettingError as error:
         raise pytest.UsageError(str(error)) from None

@@ -491,7 +491,7 @@ class EnergySession:
         history_at = store_setting(self.settings.history, self.rootpath)
         history = History(history_at) if history_at and (is_database_url(history_at) or history_at.exists()) else None
         # A report that cannot be built leaves every report file configured unwritten.
-        files = any(output.path(self.settings, self.rootpath) is not None for output in report.OUTPUTS)
+        files = any(output.path(self.settings, self.rootpath) is not None for output in report.report_outputs())
         self._stage("the report", lambda: setattr(
             self, "report", report.build_report(records, self.judgement, run_info, history, headline=headline)),
             output=files)

@@ -175,7 +175,7 @@ def test_root_only_rapl_gets_the_exact_fix(project, shared_dir):
     settings = settings_for(found, {"devices": "cpu", "powercap": str(tree.root), "idle_seconds": "0.05"},
                             "pytest-energy doctor", environ={})
     diagnosis = run_unprivileged(lambda: doctor.diagnose(settings, found))
-    rapl = diagnosis.rapl
+    rapl = diagnosis.sections["rapl"].document
     assert rapl["state"] == "root-only" and rapl["readable"] == []
     assert rapl["reason"].startswith(f"the RAPL counters are readable by root only ({tree.root}/intel-rapl:0")
     assert f"sudo chmod a+r {tree.root}/intel-rapl:*/energy_uj" in rapl["fix"][0]

@@ -406,11 +406,11 @@ def pytest_sessionfinish(session):
     result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "-p", "no:html")  # it loads jinja2
     result.stdout.fnmatch_lines(["*HEAVY: []"])
     # With --energy off the plugin costs its options, hook specs and light core: no session or meter.
-    # (conditions: the cooldown setting's parser; version: the package's version string; both standard library only.)
+    # (the folders' packages, each a docstring; version: the package's version string, standard library only.)
     assert ("OURS: ['pytest_energy', 'pytest_energy.core', 'pytest_energy.core.budget', 'pytest_energy.core.config', "
             "'pytest_energy.core.facts', 'pytest_energy.core.figures', 'pytest_energy.core.record', "
-            "'pytest_energy.core.units', 'pytest_energy.core.version', 'pytest_energy.hookspec', 'pytest_energy.measure', "
-            "'pytest_energy.measure.conditions', 'pytest_energy.plugin']" in result.stdout.lines)
+            "'pytest_energy.core.units', 'pytest_energy.core.version', 'pytest_energy.hookspec', "
+            "'pytest_energy.plugin']" in result.stdout.lines)
     probe = subprocess.run(
         [sys.executable, "-c", "import sys, pytest_energy.plugin; "
          "print([m for m in ('torch', 'transformers', 'codecarbon', 'sqlalchemy') if m in sys.modules])"],
@@ -431,9 +431,10 @@ def run(args, *rest, **options):
         GIT.append(args[1:])
     return _run(args, *rest, **options)
 subprocess.run = run
-NOT_NEEDED = tuple(f"pytest_energy.{name}" for name in ("meter", "fingerprint", "reference", "report", "gate",
-                                                        "baselines", "history", "sources.nvml", "sources.rapl",
-                                                        "sources.modelled"))
+NOT_NEEDED = tuple(f"pytest_energy.{name}" for name in ("measure.meter", "measure.fingerprint", "measure.reference",
+                                                        "report", "judge.gate", "store.baselines", "store.history",
+                                                        "measure.sources.nvml", "measure.sources.rapl",
+                                                        "measure.sources.modelled"))
 def pytest_unconfigure(config):
     print("LOADED:", sorted(m for m in sys.modules if m.startswith(NOT_NEEDED)), "rich" in sys.modules)
     print("GIT:", GIT)

@@ -19,6 +19,7 @@ from pytest_energy.testing.records import CARBON, FINGERPRINT, make_record
 from pytest_energy.store import baselines as store
 from pytest_energy.judge import gate
 from pytest_energy import report
+from pytest_energy.core import config
 from pytest_energy.core.config import resolve
 from pytest_energy.context import Pending
 from pytest_energy.xdist import Inbox, Outbox
@@ -267,23 +268,36 @@ def test_a_schema_2_record_reads_its_budget_as_criteria() -> None:
 
 
 # -- the report files: one table of outputs --------------------------------------------------------
+WRITTEN: list[tuple[str, Path]] = []
+
+
+def _text_summary(report_: report.Report, path: Path) -> str:
+    """A writer a new output row names by module and function."""
+    WRITTEN.append((report_.rows[0].name, path))
+    return f"text summary: {path}"
+
+
+def test_the_table_of_outputs_is_the_one_list_of_output_settings() -> None:
+    """Config's overlap checks and the report's writers read one table: every output setting has its row."""
+    assert {option.name for option in config.OPTIONS if option.output} == {
+        output.setting for output in config.OUTPUTS if output.setting}
+    assert [o.setting or o.environ for o in report.report_outputs()] == ["report", "csv", "model_card",
+                                                                         "GITHUB_STEP_SUMMARY"]
+
+
 def test_each_output_in_the_table_is_written_where_its_setting_or_variable_points(tmp_path: Path,
                                                                                    monkeypatch) -> None:
     session = _with(_session(tmp_path, csv="emissions.csv", report=""), make_record(NAME))
     session.finish(0)
-    written: list[tuple[str, Path]] = []
-
-    def text(report_: report.Report, path: Path) -> list[str]:
-        written.append((report_.rows[0].name, path))
-        return [f"text summary: {path}"]
-
+    WRITTEN.clear()
     # A new format is one row: its writer and the setting (or environment variable) naming its path.
-    monkeypatch.setattr(report, "OUTPUTS", (*report.OUTPUTS, report.Output(text, setting="json"),
-                                            report.Output(text, environ="ENERGY_TEXT")))
+    writer = f"{__name__}:_text_summary"
+    monkeypatch.setattr(config, "OUTPUTS", (*config.OUTPUTS, config.Output("json", writer=writer),
+                                            config.Output(environ="ENERGY_TEXT", writer=writer)))
     monkeypatch.setenv("ENERGY_TEXT", str(tmp_path / "elsewhere.txt"))
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     lines = report.write_outputs(session.report, session.settings, root=tmp_path)
     assert lines == [f"emissions CSV (CodeCarbon columns): 1 rows added to {tmp_path / 'emissions.csv'}",
                      f"text summary: {tmp_path / 'out.json'}", f"text summary: {tmp_path / 'elsewhere.txt'}"]
     assert (tmp_path / "emissions.csv").exists() and not (tmp_path / "report.html").exists()
-    assert written == [(NAME, tmp_path / "out.json"), (NAME, tmp_path / "elsewhere.txt")]
+    assert WRITTEN == [(NAME, tmp_path / "out.json"), (NAME, tmp_path / "elsewhere.txt")]

@@ -30,7 +30,7 @@ from ..core.config import MAX_MIN_EFFECT, Settings
 from ..core.figures import round_values
 from ..measure.meter import Meter
 from .project import Project, ProjectError, overriding, pyproject_target, write_ini_options
-from ..measure.reference import reference_workload
+from ..measure.reference import products, reference_workload
 from ..judge.simulation import NoiseModel, Simulated, Target, simulate
 from ..core.units import percent
 from ..measure.sources import cpu_tdp, detect
@@ -145,18 +145,19 @@ class Calibration:
 
 # -- measuring ---------------------------------------------------------------------------------------
 def groups_for(channels: list[Channel], notes: list[str]) -> list[Group]:
-    """As the session measures its reference: each GPU runs its own product; the other devices share
-    one run of the CPU product, judged on the measured ones where there are any (as the gate does).
-    Modelled CPU and RAM beside a measured GPU are left out: the gate does not judge them there."""
+    """As the session measures its reference (:func:`pytest_energy.measure.reference.products`): each GPU
+    runs its own product; the other devices share one run of the CPU product, judged on the measured ones
+    where there are any (as the gate does). Modelled CPU and RAM beside a measured GPU are left out: the
+    gate does not judge them there."""
     groups = []
-    for channel in channels:
-        if channel.kind == "gpu":
-            workload = reference_workload(channel.device)
-            if workload is None:
-                notes.append(f"{channel.device} not calibrated: its reference workload needs torch with CUDA")
-            else:
-                groups.append(Group(channel.device, workload, [channel.device]))
-    others = [c for c in channels if c.kind != "gpu"]
+    planned = products(channels)
+    others = planned.pop("cpu", [])
+    for device, own in planned.items():
+        workload = reference_workload(device)
+        if workload is None:
+            notes.append(f"{device} not calibrated: its reference workload needs torch with CUDA")
+        else:
+            groups.append(Group(device, workload, [c.device for c in own]))
     measured = [c.device for c in others if c.method != "modelled"]
     if measured or (others and not groups):
         workload = reference_workload("cpu")

@@ -88,9 +88,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="only runs started on or after DATE (YYYY-MM-DD, or an ISO time in UTC)")
 
     doctor = commands.add_parser("doctor", help="what this runner can measure, how well, with which settings")
-    doctor.add_argument("--require", action="append", default=[], choices=("gpu", "rapl", "counter"),
+    doctor.add_argument("--require", action="append", default=[], type=_requirement, metavar="gpu|rapl|counter",
                         help="exit 3 unless the runner measures a GPU, a RAPL counter, or any hardware counter "
-                             "(repeatable)")
+                             "(repeatable; a registered source may answer a requirement of its own)")
     doctor.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
     _runner_options(doctor)
 
@@ -121,6 +121,16 @@ def _parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--seed", type=int, default=0, help="seed of the simulation (default 0)")
     _runner_options(calibrate)
     return parser
+
+
+def _requirement(text: str) -> str:
+    """A ``doctor --require``: "counter", or the requirement a registered source answers ("gpu", "rapl")."""
+    from ..measure.sources import registered_sources
+
+    known = [*(source.requirement for source in registered_sources() if source.requirement), "counter"]
+    if text not in known:
+        raise argparse.ArgumentTypeError(f"unknown requirement {text!r}; known: {', '.join(known)}")
+    return text
 
 
 def _since(text: str) -> str:

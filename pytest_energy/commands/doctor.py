@@ -3,32 +3,31 @@
 Per device it opens the channels the plugin would open (:func:`pytest_energy.measure.sources.detect`), then
 measures on this machine what the plugin depends on: how often each counter changes (its tick) and
 what one read costs, read in a loop for a bounded time, and the idle power through the plugin's own
-meter. It says why a source is missing (no NVIDIA driver, RAPL readable by root only, with the fix)
-and which settings the plugin would resolve from the project's ini file and the environment.
+meter. Each registered source says how its devices measure and, in a section of its own, why it is
+missing (no NVIDIA driver, RAPL readable by root only, with the fix); the doctor adds which settings the
+plugin would resolve from the project's ini file and the environment.
 
 ``--require gpu|rapl|counter`` makes it a check a CI job runs first: exit 3 with one line per
-requirement the runner cannot meet. ``--json`` prints :func:`to_json`'s document (keys listed there).
+requirement the runner cannot meet (a source's section answers its own requirement; ``counter`` asks for
+any hardware counter). ``--json`` prints :func:`to_json`'s document (keys listed there).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import statistics
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..core.config import Settings, hidden_secrets, path_setting
 from .project import Project
 from ..core.record import finite
-from ..measure.sources.base import Channel, SourceError, SourceUnavailable
+from ..measure.sources.base import Channel, Section, SourceError
 
 #: Exit code when a ``--require`` is not met (2 stays the code of bad input, as elsewhere in the CLI).
 UNMET_EXIT = 3
-REQUIREMENTS = ("gpu", "rapl", "counter")
 #: JSON document version; keys are only ever added.
 SCHEMA_VERSION = 1
 #: Counter changes to observe for the tick period; the probe also stops after PROBE_MAX_SECONDS.
@@ -73,8 +72,7 @@ class Diagnosis:
     """Everything doctor found; :func:`to_json` gives its stable JSON form."""
 
     devices: list[DeviceReport]
-    gpu: dict[str, Any]
-    rapl: dict[str, Any]
+    sections: dict[str, Section]  # by their JSON key: "gpu" (NVML), "rapl", and any source's of its own
     settings: dict[str, Any]
     gating: list[str]
     notes: list[str]
@@ -82,6 +80,8 @@ class Diagnosis:
     # Where a baseline recorded here goes: "folder", "set", "file" (its set folder and "<test module>.json";
     # None where baselines are off) and "device_kinds" (the kinds this runner's energy is kept under).
     baselines: dict[str, Any] = field(default_factory=dict)
+    #: More lines per device, from its source (a GPU's CUDA number, power limit, MIG, other processes).
+    device_lines: dict[str, list[str]] = field(default_factory=dict)
 
 
 # -- probing -----------------------------------------------------------------------------------------
@@ -118,20 +118,6 @@ def probe(channel: Channel) -> tuple[float | None, int, float | None, str | None
     return tick, len(changes) if ticking else 0, statistics.median(costs) if costs else None, None
 
 
-def _how(channel: Channel, identity: dict[str, Any]) -> str:
-    if channel.kind == "gpu":
-        name = identity.get("name", "NVIDIA GPU")
-        if channel.method == "counter":
-            return f"{name}: NVML total-energy counter (nvmlDeviceGetTotalEnergyConsumption)"
-        return f"{name}: no energy counter (before Volta), power read by {identity.get('power_reading')} and integrated"
-    if channel.method == "counter":
-        return f"RAPL {identity.get('rapl_domain')} counter ({identity.get('rapl_zone')}/energy_uj)"
-    if channel.kind == "cpu":
-        return (f"modelled: TDP {identity.get('tdp_watts')} W x (0.1 + 0.9 x load^3), load = this process's CPU "
-                f"time over {identity.get('logical_cpus')} CPUs; the TDP is {identity.get('tdp_source')}")
-    return f"modelled: {identity.get('ram_model', 'resident memory')}"
-
-
 def _gates(channel: Channel, channels: list[Channel], settings: Settings) -> bool:
     """As the gate decides (record.judged_devices, gate._energy_verdict): measured devices are judged
     where a record has any, modelled ones only where none is, and then only with gate_modelled."""
@@ -166,110 +152,44 @@ def _gating(devices: list[DeviceReport], settings: Settings) -> list[str]:
     return lines
 
 
-# -- GPU and RAPL availability ------------------------------------------------------------------------
-def _gpu_section(channels: list[Channel], settings: Settings, notes: list[str]) -> dict[str, Any]:
-    from ..measure.sources import nvml, parse_devices
-
-    wanted = parse_devices(settings.devices)
-    reason = None
-    if not any(c.kind == "gpu" for c in channels):
-        if "gpu" not in wanted:
-            reason = f"GPUs are not among the devices measured (energy_devices = {settings.devices!r})"
-        else:
-            try:
-                opened = nvml.open_channels(wanted["gpu"])
-            except SourceUnavailable as error:
-                reason = str(error)
-            else:
-                for channel in opened.channels:
-                    channel.close()
-                reason = "; ".join(n for n in notes if n.startswith(("gpu", "GPU"))) or "no GPU could be opened"
-    return {
-        "available": reason is None,
-        "reason": reason,
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "cuda_device_order": os.environ.get("CUDA_DEVICE_ORDER"),
-        "notes": [n for n in notes if n.startswith(("gpu", "GPU"))],
-    }
-
-
-def rapl_fix(root: str) -> list[str]:
-    """The commands that make RAPL counters readable without root (since CVE-2020-8694, "PLATYPUS",
-    the kernel creates ``energy_uj`` with mode 0400; no sysctl changes that)."""
-    return [
-        f"until the next reboot:  sudo chmod a+r {root}/intel-rapl:*/energy_uj",
-        "at every boot, a udev rule (sysfs attributes ignore udev's MODE, so it runs chmod):",
-        "  echo 'ACTION==\"add\", SUBSYSTEM==\"powercap\", KERNEL==\"intel-rapl:*\", "
-        "RUN+=\"/bin/chmod a+r /sys%p/energy_uj\"' | sudo tee /etc/udev/rules.d/90-rapl.rules",
-        "  sudo udevadm control --reload-rules && sudo udevadm trigger --action=add --subsystem-match=powercap",
-        "on a shared machine give one group access instead of everyone: chgrp GROUP and chmod g+r in place of "
-        "chmod a+r (the counters are the side channel the CVE closed)",
-        "no sysctl controls this; `setcap cap_dac_read_search+ep` on the Python binary works too but lets every "
-        "Python program read every file: don't",
-    ]
-
-
-def _rapl_section(channels: list[Channel], root: str, notes: list[str]) -> dict[str, Any]:
-    base = Path(root)
-    zones = sorted(p.name for p in base.glob("intel-rapl:*")) if base.is_dir() else []
-    readable = [c.device for c in channels if c.kind in ("cpu", "dram") and c.method == "counter"]
-    denied = sorted(str(base / z / "energy_uj") for z in zones
-                    if (base / z / "energy_uj").exists() and not os.access(base / z / "energy_uj", os.R_OK))
-    if readable:
-        state, reason, fix = "readable", None, []
-    elif not zones:
-        state = "absent"
-        where = "no powercap folder" if not base.is_dir() else "no intel-rapl zone in it"
-        reason = (f"no RAPL on this machine ({root}: {where}); VMs and most CI runners have none, "
-                  "so CPU and RAM are modelled")
-        fix = ["on bare metal with an Intel or AMD CPU, load the kernel's driver: sudo modprobe intel_rapl_msr",
-               "most VMs and hosted CI runners do not expose RAPL: CPU energy stays modelled there"]
-    elif denied:
-        state = "root-only"
-        reason = (f"the RAPL counters are readable by root only ({denied[0]}; since CVE-2020-8694), "
-                  "so CPU and RAM are modelled")
-        fix = rapl_fix(root)
-    else:
-        state = "unreadable"
-        reason = "; ".join(n for n in notes if "RAPL" in n) or f"RAPL zones under {root} gave no package counter"
-        fix = []
-    return {"root": root, "state": state, "zones": zones, "readable": readable, "reason": reason, "fix": fix}
-
-
 # -- the diagnosis -----------------------------------------------------------------------------------
 def diagnose(settings: Settings, project: Project) -> Diagnosis:
     """Open the plugin's channels, measure them here (idle power over ``settings.idle_seconds``), and
     say what the plugin would do with them."""
     from ..measure.fingerprint import fingerprint
     from ..measure.meter import Meter
-    from ..measure.sources import cpu_tdp, detect
+    from ..measure.sources import Request, cpu_tdp, detect, parse_devices, registered_sources, source_of
 
-    found = detect(settings.devices, rapl_root=settings.powercap, cpu_tdp=cpu_tdp(settings))
+    request = Request(parse_devices(settings.devices), settings.powercap, cpu_tdp(settings))
+    found = detect(settings.devices, rapl_root=settings.powercap, cpu_tdp=request.cpu_tdp)
     channels = found.channels
     meter = Meter(channels)
+    lines: dict[str, list[str]] = {}
     try:
         idle = meter.start(settings.idle_seconds)
         devices = []
         for channel in channels:
+            source = source_of(channel)
             identity = channel.identity()
             tick, seen, cost, problem = probe(channel)
             limit = identity.get("power_limit_watts")
             devices.append(DeviceReport(
-                device=channel.device, kind=channel.kind, method=channel.method, how=_how(channel, identity),
+                device=channel.device, kind=channel.kind, method=channel.method, how=source.how(channel),
                 gates=_gates(channel, channels, settings), tick_seconds=tick, ticks_seen=seen, read_seconds=cost,
                 sample_interval_seconds=getattr(channel, "interval_seconds", None) if channel.method == "sampled"
                 else None,
                 idle_watts=idle.get(channel.device), power_limit_watts=float(limit) if limit is not None else None,
-                mig_enabled=False if channel.kind == "gpu" else None, other_processes=channel.other_processes(),
-                nvml_index=getattr(channel, "nvml_index", None), identity=identity, problem=problem,
+                other_processes=channel.other_processes(), identity=identity, problem=problem,
+                **source.doctor_fields(channel),
             ))
+            lines[channel.device] = source.doctor_lines(channel)
         machine = fingerprint(channels)
     finally:
         meter.close()
+    sections = [source.section(channels, request, found.notes, settings.devices) for source in registered_sources()]
     return Diagnosis(
         devices=devices,
-        gpu=_gpu_section(channels, settings, found.notes),
-        rapl=_rapl_section(channels, settings.powercap, found.notes),
+        sections={section.key: section for section in sections if section is not None},
         settings={
             "inifile": str(project.inifile) if project.inifile else None,
             "values": hidden_secrets({name: settings.values[name] for name in SHOWN_SETTINGS}),
@@ -279,6 +199,7 @@ def diagnose(settings: Settings, project: Project) -> Diagnosis:
         notes=list(found.notes),
         fingerprint_id=machine["id"],
         baselines=_baselines(settings, project, channels, machine),
+        device_lines=lines,
     )
 
 
@@ -298,19 +219,21 @@ def _baselines(settings: Settings, project: Project, channels: list[Channel],
 
 
 def unmet(diagnosis: Diagnosis, required: list[str]) -> dict[str, str]:
-    """Requirement (gpu, rapl, counter) -> one line saying why this runner cannot meet it; met ones are absent."""
+    """Requirement -> one line saying why this runner cannot meet it; met ones are absent. A source's
+    section answers its own requirement ("gpu", "rapl"); "counter" asks for any hardware energy counter."""
     lines: dict[str, str] = {}
+    answers = {section.requirement: section for section in diagnosis.sections.values() if section.requirement}
     for requirement in dict.fromkeys(required):
-        if requirement == "gpu" and not any(d.kind == "gpu" for d in diagnosis.devices):
-            lines[requirement] = f"--require gpu: no GPU is measured: {diagnosis.gpu['reason']}"
-        elif requirement == "rapl" and not diagnosis.rapl["readable"]:
-            fix = " (`pytest-energy doctor` lists the commands that fix it)" if diagnosis.rapl["state"] == "root-only" \
-                else ""
-            lines[requirement] = f"--require rapl: no RAPL counter is readable: {diagnosis.rapl['reason']}{fix}"
-        elif requirement == "counter" and not any(d.method == "counter" for d in diagnosis.devices):
-            methods = ", ".join(sorted({d.method for d in diagnosis.devices})) or "nothing"
-            lines[requirement] = (f"--require counter: no hardware energy counter here (only {methods}): "
-                                  f"GPU: {diagnosis.gpu['reason']}; RAPL: {diagnosis.rapl['reason']}")
+        if requirement == "counter":
+            if not any(d.method == "counter" for d in diagnosis.devices):
+                methods = ", ".join(sorted({d.method for d in diagnosis.devices})) or "nothing"
+                why = "; ".join(f"{section.label}: {section.reason}" for section in diagnosis.sections.values())
+                lines[requirement] = f"--require counter: no hardware energy counter here (only {methods}): {why}"
+        elif requirement not in answers:
+            lines[requirement] = (f"--require {requirement}: no registered source answers it (known: "
+                                  f"{', '.join([*answers, 'counter'])})")
+        elif answers[requirement].unmet:
+            lines[requirement] = str(answers[requirement].unmet)
     return lines
 
 
@@ -318,8 +241,9 @@ def to_json(diagnosis: Diagnosis, required: list[str]) -> dict[str, Any]:
     """The ``--json`` document. Keys: ``schema_version``, ``fingerprint_id``, ``devices`` (one object
     per measured device: device, kind, method, how, gates, tick_seconds, ticks_seen, read_seconds,
     sample_interval_seconds, idle_watts, power_limit_watts, mig_enabled, other_processes, nvml_index,
-    identity, problem), ``gpu`` (available, reason, cuda_visible_devices, cuda_device_order, notes),
-    ``rapl`` (root, state: readable | root-only | absent | unreadable, zones, readable, reason, fix),
+    identity, problem), then each source's section by its key: ``gpu`` (available, reason,
+    cuda_visible_devices, cuda_device_order, notes), ``rapl`` (root, state: readable | root-only | absent |
+    unreadable, zones, readable, reason, fix), a registered source's of its own;
     ``settings`` (inifile, values, sources), ``gating``, ``notes``, ``baselines`` (folder, set, file: where
     a baseline recorded here goes, None where baselines are off; device_kinds), ``requirements`` (each asked
     requirement: met, reason) and ``ok`` (every asked requirement met)."""
@@ -328,8 +252,7 @@ def to_json(diagnosis: Diagnosis, required: list[str]) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "fingerprint_id": diagnosis.fingerprint_id,
         "devices": [dataclasses.asdict(d) for d in diagnosis.devices],
-        "gpu": diagnosis.gpu,
-        "rapl": diagnosis.rapl,
+        **{key: section.document for key, section in diagnosis.sections.items()},
         "settings": diagnosis.settings,
         "gating": diagnosis.gating,
         "notes": diagnosis.notes,
@@ -386,28 +309,14 @@ def render(diagnosis: Diagnosis, required: list[str], console: Any) -> None:
     console.print(table)
     for device in diagnosis.devices:
         console.print(f"{device.device}: {device.how}", markup=False, highlight=False)
-        if device.kind == "gpu":
-            facts = [f"cuda:{device.device.partition(':')[2]} = NVML index {device.nvml_index} "
-                     f"({device.identity.get('uuid', '?')})",
-                     f"power limit {device.power_limit_watts:g} W" if device.power_limit_watts else "power limit n/a",
-                     "MIG off",
-                     ("other processes on it: " + ", ".join(map(str, device.other_processes))
-                      + " (their energy is counted too)") if device.other_processes else "no other process on it"]
-            console.print(f"{device.device}: " + "; ".join(facts), markup=False, highlight=False)
+        for line in diagnosis.device_lines.get(device.device, []):
+            console.print(line, markup=False, highlight=False)
         if device.problem:
             console.print(f"{device.device}: reading failed while probing: {device.problem}", style="red",
                           markup=False, highlight=False)
-    gpu = diagnosis.gpu
-    visible = gpu["cuda_visible_devices"]
-    console.print(f"GPU: {'measured' if gpu['available'] else 'not measured: ' + str(gpu['reason'])}; "
-                  f"CUDA_VISIBLE_DEVICES={visible if visible is not None else '(unset: every GPU)'}",
-                  markup=False, highlight=False)
-    rapl = diagnosis.rapl
-    console.print(f"RAPL ({rapl['root']}): {rapl['state']}"
-                  + (f": {', '.join(rapl['readable'])}" if rapl["readable"] else f": {rapl['reason']}"),
-                  markup=False, highlight=False)
-    for line in rapl["fix"]:
-        console.print(f"  {line}", markup=False, highlight=False)
+    for section in diagnosis.sections.values():
+        for line in section.lines:
+            console.print(line, markup=False, highlight=False)
     settings = Table(title=Text(f"Settings the plugin will use (ini: {diagnosis.settings['inifile'] or 'none found'})"),
                      title_justify="left")
     for column in ("setting", "value", "from"):

@@ -8,8 +8,10 @@ Every number is finite and within a range of its own (``inf`` or ``1e400`` would
 the idle window or report 0 g CO2). An empty value means the same from every source: for an output (a
 file or folder pytest-energy writes) it turns that output off, as ``none`` does; for any other option it
 is no value, so the next source applies. No output may name another output's path, an existing SQLite
-store, a folder or a file inside the baselines folder; these cross-checks, and the device names, are
-made where measurement is on (:func:`check`).
+store, a folder or a file inside the baselines folder; these cross-checks are made where measurement is
+on (:func:`check`; the device names are checked beside it, by :func:`pytest_energy.measure.sources.check_devices`).
+Every file, folder and store pytest-energy writes is one row of :data:`OUTPUTS`, which these checks and
+the report's writers read.
 """
 
 from __future__ import annotations
@@ -20,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import quote
-
-from ..measure.conditions import parse_cooldown
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -85,6 +85,18 @@ def _country(text: str) -> str:
     if not (len(code) == 3 and code.isalpha()):
         raise ValueError
     return code
+
+
+_COOLDOWN = re.compile(r"\s*(\d+(?:\.\d*)?)\s*([cs])\s*", re.IGNORECASE)
+
+
+def parse_cooldown(text: str) -> tuple[float, str]:
+    """``"45C"`` -> (45.0, "C"): wait until at or below 45 degC; ``"5s"`` -> (5.0, "s"): idle for 5 s.
+    Raises ``ValueError`` for anything else."""
+    found = _COOLDOWN.fullmatch(str(text))
+    if not found:
+        raise ValueError(f"{text!r} is neither a temperature such as 45C nor a time such as 5s")
+    return float(found.group(1)), "C" if found.group(2).lower() == "c" else "s"
 
 
 def _cooldown(text: str) -> str:
@@ -440,33 +452,50 @@ def named(settings: Settings, name: str) -> str:
     return f"{BY_NAME[name].cli} (default)" if source == "default" else source
 
 
+@dataclass(frozen=True)
+class Output:
+    """One file, folder or store pytest-energy writes: the setting that names its path (or the environment
+    variable that does), its shape, and, for those written from the report, the writer:
+    ``"module:function"`` (a module name starting with "." is one of :mod:`pytest_energy.report`'s), called
+    as ``function(report, path)`` and returning the line to show (a list of lines with ``lines``)."""
+
+    setting: str = ""
+    shape: str = "file"  # "file" | "folder" | "store" (the history: a file or a database it appends to)
+    writer: str = ""  # "" where another stage writes it (the JSON, the history, the baselines)
+    environ: str = ""  # the variable naming its path where no setting does
+    lines: bool = False
+
+    def path(self, settings: Any, root: Path | str | None) -> Path | None:
+        """Where this output goes, or None where it is off (a store at a database URL has no path)."""
+        if self.environ:
+            value = os.environ.get(self.environ)
+            return Path(value) if value else None
+        value = getattr(settings, self.setting, None)
+        if self.shape == "store" and is_database_url(value):
+            return None
+        return path_setting(value, root)
+
+
+#: Every output, in order. A new one is one row here (its path setting in :data:`OPTIONS`, its writer
+#: beside the others in :mod:`pytest_energy.report`); the overlap checks and the report read this table.
+OUTPUTS: tuple[Output, ...] = (
+    Output("json"),
+    Output("history", "store"),
+    Output("report", writer=".html:write"),
+    Output("csv", writer=".exports:write_emissions_csv"),
+    Output("model_card", "folder", writer=".exports:write_model_cards", lines=True),
+    Output("baselines", "folder"),
+    Output(environ="GITHUB_STEP_SUMMARY", writer=".exports:append_step_summary"),
+)
+
+
 def check(settings: Settings, root: Path | str | None) -> None:
-    """Checks across settings, once at the start where measurement is on: the devices are known names
-    (else the line lists the devices found on this machine) and no output writes over another output
-    or a store. Raises :class:`SettingError` with one line."""
+    """Checks across settings, once at the start where measurement is on: no output writes over another
+    output or a store. Raises :class:`SettingError` with one line."""
     if settings.enabled:
-        _check_devices(settings)
         _check_outputs(settings, root)
 
 
-def _check_devices(settings: Settings) -> None:
-    from ..measure.sources import found_devices, parse_devices
-
-    try:
-        wanted = parse_devices(settings.devices)
-    except ValueError as error:
-        reason = str(error)
-    else:
-        if wanted:
-            return
-        reason = "it names no device: expected auto, gpu, gpu:N, gpu:UUID, cpu or ram"
-    raise SettingError(f"pytest-energy: {named(settings, 'devices')} has {settings.devices!r} ({reason}); "
-                       f"found on this machine: {found_devices(settings.powercap)}")
-
-
-#: Outputs pytest-energy writes a file at (the others are folders, and the history a store it appends to).
-FILE_OUTPUTS = ("json", "report", "csv")
-OUTPUTS = ("json", "history", "report", "csv", "model_card", "baselines")
 SQLITE_HEADER = b"SQLite format 3\0"
 
 
@@ -492,8 +521,8 @@ def refuse_overwrite(path: Path, named: str) -> None:
 
 
 def _check_outputs(settings: Settings, root: Path | str | None) -> None:
-    paths = {name: path_setting(settings.values.get(name), root) for name in OUTPUTS
-             if not (name == "history" and is_database_url(settings.values.get(name)))}  # a server's: no path
+    named_outputs = [output for output in OUTPUTS if output.setting]
+    paths = {output.setting: output.path(settings, root) for output in named_outputs}
     seen: dict[Path, str] = {}
     for name, path in paths.items():
         if path is None:
@@ -504,12 +533,11 @@ def _check_outputs(settings: Settings, root: Path | str | None) -> None:
                                f"both name {path}: give each output a path of its own")
         seen[where] = name
     baselines = paths["baselines"].resolve() if paths["baselines"] is not None else None
-    for name in FILE_OUTPUTS:
-        path = paths[name]
-        if path is None:
+    for output in named_outputs:
+        path = paths[output.setting]
+        if output.shape != "file" or path is None:
             continue
-        refuse_overwrite(path, named(settings, name))
+        refuse_overwrite(path, named(settings, output.setting))
         if baselines is not None and baselines in path.resolve().parents:
-            raise SettingError(f"pytest-energy: {named(settings, name)} names {path}, inside the baselines "
+            raise SettingError(f"pytest-energy: {named(settings, output.setting)} names {path}, inside the baselines "
                                f"folder {paths['baselines']}: give a path outside it")
-

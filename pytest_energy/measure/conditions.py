@@ -13,7 +13,6 @@ line on the measurements that throttled (:func:`throttled_line`).
 from __future__ import annotations
 
 import math
-import re
 from typing import Any, Mapping, Sequence
 
 #: Throttle reasons (NVML's clock event reasons, as the sources name them) that mean heat or a power
@@ -22,8 +21,6 @@ THROTTLING = frozenset({"sw_power_cap", "hw_slowdown", "sw_thermal_slowdown", "h
                         "hw_power_brake_slowdown"})
 #: A starting temperature this much warmer or cooler than the baseline's is worth saying on a verdict.
 TEMPERATURE_STEP_DEGC = 5.0
-
-_COOLDOWN = re.compile(r"\s*(\d+(?:\.\d*)?)\s*([cs])\s*", re.IGNORECASE)
 
 
 def throttling(state: Mapping[str, Any]) -> list[str]:
@@ -53,15 +50,6 @@ def throttled_line(measurements: Mapping[str, Sequence[Mapping[str, Any]]]) -> s
     return (f"thermal or power throttling ({', '.join(sorted(reasons))}) in {windows} window(s) of {len(names)} "
             f"measurement(s): {listed}; their energy was taken below the GPU's clocks (each record's conditions "
             "say where)")
-
-
-def parse_cooldown(text: str) -> tuple[float, str]:
-    """``"45C"`` -> (45.0, "C"): wait until at or below 45 degC; ``"5s"`` -> (5.0, "s"): idle for 5 s.
-    Raises ``ValueError`` for anything else."""
-    found = _COOLDOWN.fullmatch(str(text))
-    if not found:
-        raise ValueError(f"{text!r} is neither a temperature such as 45C nor a time such as 5s")
-    return float(found.group(1)), "C" if found.group(2).lower() == "c" else "s"
 
 
 def _mean(states: Mapping[str, Mapping[str, Any]], key: str) -> float | None:

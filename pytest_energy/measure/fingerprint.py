@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from ..core.config import DEVICE_KIND_FIELDS
+from .sources import group_of, kind_groups, source_of
 from .sources.base import Channel
 from .sources.modelled import cpu_model
 
@@ -73,8 +74,10 @@ def fingerprint(channels: Iterable[Channel]) -> dict[str, Any]:
     gpu_names = [str(g.get("name", "unknown GPU")) for g in gpus]
     hardware_key = "|".join([*sorted(gpu_names), cpu, str(logical_cpus), *methods])
     digest = hashlib.sha256(hardware_key.encode()).hexdigest()[:8]
-    # A modelled CPU's estimate scales with the TDP it assumes: where it came from is said with its figures.
-    modelled = next((c.identity() for c in channels if c.kind == "cpu" and c.method == "modelled"), {})
+    # Facts a source adds (a modelled CPU's estimate scales with the TDP it assumes: said with its figures).
+    facts: dict[str, Any] = {}
+    for channel in channels:
+        facts.update(source_of(channel).fingerprint_facts(channel))
     if gpu_names:
         label = f"{_slug(gpu_names[0])}-x{len(gpu_names)}"
     else:
@@ -93,32 +96,26 @@ def fingerprint(channels: Iterable[Channel]) -> dict[str, Any]:
         "transformers": _version("transformers"),
         "pytest_energy": _version("pytest-energy"),
         "executable": sys.executable,
-        **({"cpu_tdp_watts": modelled.get("tdp_watts"), "cpu_tdp_source": modelled.get("tdp_source")}
-           if modelled else {}),
+        **facts,
     }
 
 
-#: Measured devices fall in three groups, each judged on its own: a GPU's energy never mixes with the
-#: host CPU's, and a modelled estimate never with a measurement.
-GROUPS = ("gpu", "rapl", "modelled")
 DEFAULT_KIND_FIELDS = ("product", "count")
 
 
 @dataclass(frozen=True)
 class DeviceKind:
-    """The devices of one group a record spans, and the id of the kind a baseline must share."""
+    """The devices of one group a record spans, and the id of the kind a baseline must share.
+
+    Measured devices fall in groups, each judged on its own: each source names the group of its devices
+    (:attr:`pytest_energy.measure.sources.base.Source.group`: "gpu" for NVML's, "rapl", "modelled"), so a
+    GPU's energy never mixes with the host CPU's, and a modelled estimate never with a measurement.
+    """
 
     id: str  # e.g. "gpu: NVIDIA H100 80GB HBM3 x1", "modelled: AMD EPYC x2"
-    group: str  # one of GROUPS
+    group: str  # its source's group
     devices: tuple[str, ...]
     facts: dict[str, Any] = field(default_factory=dict, compare=False)  # power limit, driver, clocks...
-
-
-def group_of(kind: str, method: str) -> str:
-    """The group of a device from its kind ("gpu", "cpu", "dram", "ram") and method."""
-    if kind == "gpu":
-        return "gpu"
-    return "modelled" if method == "modelled" else "rapl"
 
 
 def _distinct(values: Iterable[Any]) -> str:
@@ -151,25 +148,25 @@ def device_kinds(components: Iterable[Any], fingerprint: dict[str, Any],
     unknown = [f for f in fields if f not in DEVICE_KIND_FIELDS]
     if unknown:
         raise ValueError(f"unknown device kind field {unknown[0]!r}; known: {', '.join(DEVICE_KIND_FIELDS)}")
-    grouped: dict[str, list[str]] = {}
+    grouped: dict[str, list[Any]] = {}
     for component in components:
-        grouped.setdefault(group_of(component.kind, component.method), []).append(component.device)
+        grouped.setdefault(group_of(component.device, component.kind, component.method), []).append(component)
     cpu = str(fingerprint.get("cpu_model") or "unknown CPU")
     kinds = []
-    for group in GROUPS:
-        devices = tuple(sorted(grouped.get(group, ())))
-        if not devices:
-            continue
-        facts = _gpu_facts(fingerprint, devices) if group == "gpu" else {"cpu_model": cpu}
+    for group in sorted(grouped, key=[*kind_groups(), *sorted(grouped)].index):  # the most trusted source's first
+        devices = tuple(sorted(c.device for c in grouped[group]))
+        # GPUs are named by their own product; other devices by the host's CPU.
+        gpus = all(c.kind == "gpu" for c in grouped[group])
+        facts = _gpu_facts(fingerprint, devices) if gpus else {"cpu_model": cpu}
         facts["logical_cpus"] = fingerprint.get("logical_cpus")
         values = {
-            "product": facts.get("name", "") if group == "gpu" else cpu,
+            "product": facts.get("name", "") if gpus else cpu,
             "count": f"x{len(devices)}",
             "power_limit": f"{facts['power_limit_watts']} W" if facts.get("power_limit_watts") else "",
             "driver": f"driver {facts['driver_version']}" if facts.get("driver_version") else "",
             "clocks": (f"{facts.get('applications_sm_clock_mhz') or facts.get('sm_clock_max_mhz')} MHz"
                        if facts.get("applications_sm_clock_mhz") or facts.get("sm_clock_max_mhz") else ""),
-            "host_cpu": f"on {cpu}" if group == "gpu" else "",
+            "host_cpu": f"on {cpu}" if gpus else "",
             "logical_cpus": f"{facts['logical_cpus']} CPUs" if facts.get("logical_cpus") else "",
         }
         parts = [values[name] for name in fields if values[name]]

@@ -51,7 +51,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, TypeVar
 
-from .conditions import parse_cooldown, throttling
+from .conditions import throttling
+from ..core.config import parse_cooldown
 from ..core.record import Component, Round
 from .sources.base import POWER_LIMIT_MARGIN, Channel, SourceError
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
     from .meter import Meter
+    from .sources.base import Channel
 
 #: Square matrix sizes of the reference products. Changing either makes old normalised baselines
 #: incomparable: don't.
@@ -75,18 +76,30 @@ def reference_workload(device: str) -> Callable[[], None] | None:
     return _cpu_workload()
 
 
+def products(channels: list[Channel]) -> dict[str, list[Channel]]:
+    """The reference product each channel is measured with, as its source says
+    (:meth:`~pytest_energy.measure.sources.base.Source.reference_device`): each GPU its own, the other
+    devices (CPU package, DRAM, modelled CPU and RAM) one run of the CPU product ("cpu", last)."""
+    from .sources import source_of
+
+    planned: dict[str, list[Channel]] = {}
+    for channel in channels:
+        planned.setdefault(source_of(channel).reference_device(channel), []).append(channel)
+    if "cpu" in planned:
+        planned["cpu"] = planned.pop("cpu")
+    return planned
+
+
 def measure(meter: Meter) -> dict[str, float]:
     """Gross joules per iteration of the reference workload, per device of ``meter``: each GPU runs its
     own product and keeps its own joules; the other devices (CPU package, DRAM, modelled CPU and RAM)
-    share one run of the CPU product. A GPU torch cannot reach gets no reference."""
-    gpus = [c.device for c in meter.channels if c.kind == "gpu"]
-    others = {c.device for c in meter.channels if c.kind != "gpu"}
-    plan = [(device, {device}) for device in gpus] + ([("cpu", others)] if others else [])
+    share one run of the CPU product (:func:`products`). A GPU torch cannot reach gets no reference."""
     joules: dict[str, float] = {}
-    for device, kept in plan:
+    for device, channels in products(meter.channels).items():
         workload = reference_workload(device)
         if workload is None:
             continue
+        kept = {c.device for c in channels}
         measured = meter.account(meter.take_rounds(workload, (), {}, rounds=3, min_window=0.1, warmup=1))
         iterations = sum(r.iterations for r in measured.rounds if r.valid)
         joules.update({c.device: c.gross_joules / iterations for c in measured.components

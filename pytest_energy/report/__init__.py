@@ -12,46 +12,17 @@ May import: core, stats, measure, store, judge.
 from __future__ import annotations
 
 import importlib
-import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
-from ..core.config import path_setting
+from ..core import config
+from ..core.config import Output
 
 if TYPE_CHECKING:
     from .fleet import Fleet
     from .model import Report, build_report
 
-__all__ = ["OUTPUTS", "Output", "Report", "build_report", "render_from_history", "write_outputs"]
-
-
-@dataclass(frozen=True)
-class Output:
-    """A file (or folder) written from the report: its writer, which returns the lines to show, and
-    the setting that names its path (relative to the root) or the environment variable that does."""
-
-    write: Callable[[Report, Path], list[str]]
-    setting: str = ""
-    environ: str = ""
-
-    def path(self, settings: Any, root: Path | None) -> Path | None:
-        """Where this output goes, or None where it is off."""
-        if self.environ:
-            value = os.environ.get(self.environ)
-            return Path(value) if value else None
-        return path_setting(getattr(settings, self.setting, None), root)
-
-
-def _writer(module: str, function: str, *, one: bool = True) -> Callable[[Report, Path], list[str]]:
-    """The writer ``function`` of this package's ``module``, imported when it first writes; ``one``: it
-    writes one file and returns its line, made a list of lines."""
-
-    def write(report: Report, path: Path) -> list[str]:
-        written = getattr(importlib.import_module(f".{module}", __name__), function)(report, path)
-        return [written] if one else written
-
-    return write
+__all__ = ["Output", "Report", "build_report", "render_from_history", "report_outputs", "write_outputs"]
 
 
 def __getattr__(name: str) -> Any:
@@ -63,27 +34,30 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-#: Every output written from the report, in order. A new format is one row here, its writer beside
-#: the others (and its path setting in :data:`pytest_energy.core.config.OPTIONS`).
-OUTPUTS = (
-    Output(_writer("html", "write"), setting="report"),
-    Output(_writer("exports", "write_emissions_csv"), setting="csv"),
-    Output(_writer("exports", "write_model_cards", one=False), setting="model_card"),
-    Output(_writer("exports", "append_step_summary"), environ="GITHUB_STEP_SUMMARY"),
-)
+def report_outputs() -> list[Output]:
+    """The outputs written from the report: the rows of :data:`pytest_energy.core.config.OUTPUTS` that
+    name a writer, in order."""
+    return [output for output in config.OUTPUTS if output.writer]
+
+
+def write(output: Output, report: Report, path: Path) -> list[str]:
+    """Write ``output`` at ``path`` with its writer (its module imported now); the lines to show."""
+    module, _, function = output.writer.partition(":")
+    written = getattr(importlib.import_module(module, __name__), function)(report, path)
+    return written if output.lines else [written]
 
 
 def write_outputs(report: Report, settings: Any, root: Path | None = None) -> list[str]:
-    """Write each of :data:`OUTPUTS` that the settings (or environment) give a path: the HTML
+    """Write each of :func:`report_outputs` that the settings (or environment) give a path: the HTML
     report, the CodeCarbon CSV, the model-card blocks and the GitHub step summary; one line per file
     written. Relative paths are taken from ``root`` (default: the rootdir the gate judged in, else the
     current folder)."""
     root = root if root is not None else (Path(report.rootdir) if report.rootdir else None)
     lines = []
-    for output in OUTPUTS:
+    for output in report_outputs():
         path = output.path(settings, root)
         if path is not None:
-            lines += output.write(report, path)
+            lines += write(output, report, path)
     return lines
 
 

@@ -1,53 +1,114 @@
-"""Where joules come from: NVML (GPUs), RAPL (CPU package and DRAM), or a labelled model.
+"""Where joules come from: NVML (GPUs), RAPL (CPU package and DRAM), a labelled model, or a source of yours.
 
-:func:`detect` walks :data:`SOURCES`, the registry of sources in order of preference: for each device
-kind it keeps the channels of the first source that measures it, so a hardware counter comes first,
-power sampling next, and a model of CPU time and rated power where nothing else exists. A new source
-is one module with an ``open_source(request) -> Detection`` function (a sampled one subclasses
-:class:`~pytest_energy.measure.sources.sampled.SampledChannel`) and one row here.
+Sources are registered by name in :data:`SOURCES`, as tasks and metrics are: a project's from a conftest
+with :func:`register_source`, an installed package's through the entry point group
+``pytest_energy.sources`` (so the ``pytest-energy`` commands know them too), and the bundled ones
+(:data:`BUNDLED`); the last two when the sources are first walked, so checking ``--energy-devices``
+imports no source module. :func:`detect` asks them most trusted first (their
+:attr:`~pytest_energy.measure.sources.base.Source.rank`): for each device kind it keeps the channels of
+the first source that measures it, so a hardware counter comes first, power sampling next, and a model of
+CPU time and rated power where nothing else exists. A new source is one module: a
+:class:`~pytest_energy.measure.sources.base.Source` subclass (its channels, and what the doctor, the device
+kinds and calibration need to know of it) and the call that registers it (docs/sources.md).
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+import importlib.metadata
 from typing import Any
 
-from .base import Channel, Detection, Request, SourceError, SourceUnavailable
+from ...core.config import SettingError, named
+from ...core.registry import Registry
+from .base import DEVICE_KIND, Channel, Detection, Request, Section, Source, SourceError, SourceUnavailable
 
-__all__ = ["SOURCES", "Channel", "Detection", "Request", "Source", "SourceError", "SourceUnavailable", "cpu_tdp",
-           "detect", "found_devices", "parse_devices"]
+__all__ = ["ENTRY_POINT_GROUP", "SOURCES", "Channel", "Detection", "Request", "Section", "Source", "SourceError",
+           "SourceUnavailable", "check_devices", "cpu_tdp", "detect", "found_devices", "group_of", "kind_groups",
+           "parse_devices", "register_source", "registered_sources", "source_for", "source_of"]
 
 KINDS = ("gpu", "cpu", "ram")
-#: The ``--energy-devices`` kind each channel kind is measured for (a RAPL ``dram`` domain is the RAM).
-DEVICE_KIND = {"gpu": "gpu", "cpu": "cpu", "dram": "ram", "ram": "ram"}
 _KIND_LABEL = {"gpu": "GPU", "cpu": "CPU", "ram": "RAM"}
+METHODS = ("counter", "sampled", "modelled")
+#: The entry point group an installed package names its sources in: ``name = "module:SOURCE"`` (a
+#: :class:`Source` object, or a subclass, made with no arguments).
+ENTRY_POINT_GROUP = "pytest_energy.sources"
+#: The modules of the bundled sources, each with its ``SOURCE``.
+BUNDLED = ("nvml", "rapl", "modelled")
+
+#: Every registered source by name (the bundled ones and the entry points' once :func:`registered_sources`
+#: has read them).
+SOURCES: Registry[Source] = Registry("source", "register_source", code=type,
+                                     hint=" (a conftest can add one with pytest_energy.measure.sources.register_source)")
 
 
-@dataclass(frozen=True)
-class Source:
-    """One energy source: the device kinds it can measure and the module that opens its channels.
-
-    The module is imported only when :func:`detect` asks it for channels (never when the plugin
-    loads); its ``open_source(request)`` returns a :class:`Detection` and raises
-    :class:`SourceUnavailable` when the source cannot be used on this machine at all.
-    """
-
-    name: str
-    kinds: tuple[str, ...]
-    module: str  # relative to this package
-
-    def open(self, request: Request) -> Detection:
-        """Open this source's channels for the kinds in ``request``."""
-        return importlib.import_module(f".{self.module}", __name__).open_source(request)
+def register_source(source: Source, *, replace: bool = False) -> Source:
+    """Make ``source`` measure from now on; returns it. It must have a name, kinds among gpu, cpu and ram,
+    and methods among counter, sampled and modelled (ValueError, one line). A second source of the same
+    name is refused unless ``replace=True``; the same class registered again (a conftest imported anew)
+    replaces the first."""
+    owner = f"register_source({type(source).__name__})"
+    if not source.name or not source.kinds or not source.methods:
+        raise ValueError(f"{owner}: a source needs a name, kinds and methods")
+    unknown = [k for k in source.kinds if k not in KINDS] + [m for m in source.methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"{owner}: unknown kind or method {unknown[0]!r}; kinds are {', '.join(KINDS)}, "
+                         f"methods {', '.join(METHODS)}")
+    return SOURCES.register(source, replace=replace)
 
 
-#: Every source :func:`detect` knows, most trusted first within each kind.
-SOURCES: tuple[Source, ...] = (
-    Source("nvml", ("gpu",), "nvml"),
-    Source("rapl", ("cpu", "ram"), "rapl"),
-    Source("modelled", ("cpu", "ram"), "modelled"),
-)
+_loaded_notes: list[str] | None = None  # None: the bundled sources and the entry points are not read yet
+
+
+def _load() -> list[str]:
+    """Register the bundled sources and those of the ``pytest_energy.sources`` entry points, once (a source
+    registered by name already keeps its place); one note per entry point that could not be loaded (the
+    others measure on)."""
+    global _loaded_notes
+    if _loaded_notes is None:
+        _loaded_notes = []
+        for module in BUNDLED:
+            source = importlib.import_module(f".{module}", __name__).SOURCE
+            if source.name not in SOURCES:
+                register_source(source)
+        for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                loaded = point.load()
+                register_source(loaded() if isinstance(loaded, type) else loaded)
+            except Exception as error:  # a broken package must not stop measuring: said once, left out
+                _loaded_notes.append(f"energy source {point.name!r} ({point.value}) not loaded: "
+                                     f"{type(error).__name__}: {error}")
+    return _loaded_notes
+
+
+def registered_sources() -> list[Source]:
+    """Every source (the bundled ones and the entry points' read on first call), most trusted first."""
+    _load()
+    return sorted(SOURCES.values(), key=lambda source: source.rank)
+
+
+def source_for(device: str, kind: str, method: str) -> Source | None:
+    """The most trusted source whose channels have this device name, kind and method (what a stored
+    component keeps); where none names its devices so, the most trusted of this kind and method."""
+    ranked = registered_sources()
+    return (next((source for source in ranked if source.owns(device, kind, method)), None)
+            or next((source for source in ranked if source.owns(device, kind, method, by_name=False)), None))
+
+
+def source_of(channel: Channel) -> Source:
+    """The source that opened ``channel`` (a plain :class:`Source`'s defaults where none is registered)."""
+    return SOURCES.get(channel.source) or source_for(channel.device, channel.kind, channel.method) or Source()
+
+
+def group_of(device: str, kind: str, method: str) -> str:
+    """The device-kind group of a device from its name, kind ("gpu", "cpu", "dram", "ram") and method: its
+    source's; a device no registered source measures is grouped by its method alone."""
+    source = source_for(device, kind, method)
+    return source.device_group if source is not None else method
+
+
+def kind_groups() -> list[str]:
+    """The device-kind groups of the registered sources, most trusted first."""
+    return list(dict.fromkeys(source.device_group for source in registered_sources()))
 
 
 def parse_devices(spec: str) -> dict[str, list[str] | None]:
@@ -75,8 +136,9 @@ def parse_devices(spec: str) -> dict[str, list[str] | None]:
 
 def detect(spec: str = "auto", *, rapl_root: str = "/sys/class/powercap",
            cpu_tdp: tuple[float, str] | None = None) -> Detection:
-    """Open channels for the devices named by ``spec`` (see :func:`parse_devices`), walking :data:`SOURCES`;
-    ``cpu_tdp`` is the (watts, who set it) a modelled CPU is estimated from (:func:`cpu_tdp`).
+    """Open channels for the devices named by ``spec`` (see :func:`parse_devices`), asking the
+    registered sources most trusted first; ``cpu_tdp`` is the (watts, who set it) a modelled CPU is
+    estimated from (:func:`cpu_tdp`).
 
     Each kind is measured by the first source that opens a channel for it; a later source is asked
     only for the kinds still missing, and channels of kinds not wanted are closed. A kind asked for by
@@ -84,11 +146,11 @@ def detect(spec: str = "auto", *, rapl_root: str = "/sys/class/powercap",
     to the modelled source, a GPU only if one is present.
     """
     wanted = parse_devices(spec)
-    named = spec.strip().lower() not in ("", "auto", "all")
-    found = Detection()
+    named_kinds = spec.strip().lower() not in ("", "auto", "all")
+    found = Detection(notes=list(_load()))
     measured: set[str] = set()
     unavailable: dict[str, list[str]] = {}
-    for source in SOURCES:
+    for source in registered_sources():
         kinds = [kind for kind in source.kinds if kind in wanted and kind not in measured]
         if not kinds:
             continue
@@ -102,11 +164,12 @@ def detect(spec: str = "auto", *, rapl_root: str = "/sys/class/powercap",
         for channel in opened.channels:
             kind = DEVICE_KIND[channel.kind]
             if kind in kinds:
+                channel.source = source.name
                 found.channels.append(channel)
                 measured.add(kind)
             else:
                 channel.close()
-    if named:
+    if named_kinds:
         found.notes += [f"{_KIND_LABEL[kind]} energy not measured: {'; '.join(errors)}"
                         for kind, errors in unavailable.items() if kind not in measured]
     return found
@@ -137,3 +200,20 @@ def found_devices(rapl_root: str = "/sys/class/powercap") -> str:
             names.setdefault(name, f"{name} ({channel.method})")
         channel.close()
     return ", ".join(names.values()) or "none"
+
+
+def check_devices(settings: Any) -> None:
+    """Where measurement is on, ``--energy-devices`` names known devices; else :class:`SettingError`, one
+    line listing the devices found on this machine. Called beside :func:`pytest_energy.core.config.check`."""
+    if not settings.enabled:
+        return
+    try:
+        wanted = parse_devices(settings.devices)
+    except ValueError as error:
+        reason = str(error)
+    else:
+        if wanted:
+            return
+        reason = "it names no device: expected auto, gpu, gpu:N, gpu:UUID, cpu or ram"
+    raise SettingError(f"pytest-energy: {named(settings, 'devices')} has {settings.devices!r} ({reason}); "
+                       f"found on this machine: {found_devices(settings.powercap)}")

@@ -18,7 +18,9 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
-from .base import Channel, Detection, Request
+from typing import Any
+
+from .base import Channel, Detection, Request, Source
 
 #: CodeCarbon's fallback when a CPU is not in its table.
 DEFAULT_TDP_WATTS = 85.0
@@ -68,16 +70,6 @@ def rated_power(model: str) -> tuple[float, str]:
         if best is not None:
             return best[1], f"from CodeCarbon's cpu_power.csv ({best[2]})"
     return DEFAULT_TDP_WATTS, "a default guess (CodeCarbon's 85 W: this CPU is not in its cpu_power.csv)"
-
-
-def open_source(request: Request) -> Detection:
-    """The registry's entry (:data:`pytest_energy.measure.sources.SOURCES`): the modelled CPU and RAM asked for."""
-    channels: list[Channel] = []
-    if "cpu" in request.selectors:
-        channels.append(CpuChannel(*request.cpu_tdp) if request.cpu_tdp else CpuChannel())
-    if "ram" in request.selectors:
-        channels.append(RamChannel())
-    return Detection(channels)
 
 
 _STATM: dict[int, int] = {}  # pid -> an open /proc/<pid>/statm (opening it costs ~0.1 ms, a read 10 µs)
@@ -172,3 +164,41 @@ class RamChannel(_ModelledChannel):
 
     def identity(self) -> dict[str, object]:
         return {"ram_model": f"{RAM_WATTS_PER_GIB} W per GiB resident"}
+
+
+class ModelledSource(Source):
+    """The CPU and RAM modelled: the last source asked for them, so it measures only where nothing else
+    does; judged in the "modelled" device-kind group (an estimate never mixes with a measurement)."""
+
+    name = "modelled"
+    kinds = ("cpu", "ram")
+    methods = ("modelled",)
+    devices = "cpu|ram"
+    rank = 90
+
+    def open(self, request: Request) -> Detection:
+        """The modelled CPU and RAM the request asks for."""
+        channels: list[Channel] = []
+        if "cpu" in request.selectors:
+            channels.append(CpuChannel(*request.cpu_tdp) if request.cpu_tdp else CpuChannel())
+        if "ram" in request.selectors:
+            channels.append(RamChannel())
+        return Detection(channels)
+
+    def how(self, channel: Channel) -> str:
+        identity = channel.identity()
+        if channel.kind == "cpu":
+            return (f"modelled: TDP {identity.get('tdp_watts')} W x (0.1 + 0.9 x load^3), load = this process's "
+                    f"CPU time over {identity.get('logical_cpus')} CPUs; the TDP is {identity.get('tdp_source')}")
+        return f"modelled: {identity.get('ram_model', 'resident memory')}"
+
+    def fingerprint_facts(self, channel: Channel) -> dict[str, Any]:
+        """The TDP a modelled CPU assumes and where it came from: its estimates scale with it."""
+        if channel.kind != "cpu":
+            return {}
+        identity = channel.identity()
+        return {"cpu_tdp_watts": identity.get("tdp_watts"), "cpu_tdp_source": identity.get("tdp_source")}
+
+
+#: The source :mod:`pytest_energy.measure.sources` registers.
+SOURCE = ModelledSource()

@@ -19,7 +19,7 @@ import threading
 from types import ModuleType
 from typing import Any, Callable
 
-from .base import Channel, Detection, Request, SourceError, SourceUnavailable
+from .base import Channel, Detection, Request, Section, Source, SourceError, SourceUnavailable
 from .sampled import SampledChannel
 
 #: The counter's update period measured on an H100 (docs/sources.md); the meter interpolates ticks.
@@ -116,11 +116,6 @@ def _match_entry(entry: str, uuids: list[str]) -> int | None:
         hits = [i for i, uuid in enumerate(uuids) if uuid.lower().startswith(entry.lower())]
         return hits[0] if len(hits) == 1 else None
     return None
-
-
-def open_source(request: Request) -> Detection:
-    """The registry's entry (:data:`pytest_energy.measure.sources.SOURCES`): the GPUs the request selects."""
-    return open_channels(request.selectors.get("gpu"))
 
 
 def open_channels(selectors: list[str] | None) -> Detection:
@@ -420,3 +415,77 @@ class NvmlSampledChannel(_GpuChannel, SampledChannel):
         """Stop the sampler and release NVML."""
         SampledChannel.close(self)
         _GpuChannel.close(self)
+
+
+class NvmlSource(Source):
+    """NVIDIA GPUs through NVML: the first source asked for GPUs, judged in the "gpu" device-kind group;
+    each GPU is calibrated with its own reference workload."""
+
+    name = "nvml"
+    kinds = ("gpu",)
+    methods = ("counter", "sampled")
+    devices = r"gpu:\d+"
+    requirement = "gpu"
+    rank = 10
+    group = "gpu"
+
+    def open(self, request: Request) -> Detection:
+        """The GPUs the request selects (:func:`open_channels`)."""
+        return open_channels(request.selectors.get("gpu"))
+
+    def how(self, channel: Channel) -> str:
+        identity = channel.identity()
+        name = identity.get("name", "NVIDIA GPU")
+        if channel.method == "counter":
+            return f"{name}: NVML total-energy counter (nvmlDeviceGetTotalEnergyConsumption)"
+        return f"{name}: no energy counter (before Volta), power read by {identity.get('power_reading')} and integrated"
+
+    def doctor_fields(self, channel: Channel) -> dict[str, Any]:
+        """Its NVML index; MIG is off on every GPU measured (one with MIG on is refused)."""
+        return {"mig_enabled": False, "nvml_index": getattr(channel, "nvml_index", None)}
+
+    def doctor_lines(self, channel: Channel) -> list[str]:
+        """CUDA's number against NVML's, the power limit, MIG, and other processes on the GPU."""
+        identity = channel.identity()
+        limit = identity.get("power_limit_watts")
+        others = channel.other_processes()
+        facts = [f"cuda:{channel.device.partition(':')[2]} = NVML index {getattr(channel, 'nvml_index', None)} "
+                 f"({identity.get('uuid', '?')})",
+                 f"power limit {float(limit):g} W" if limit else "power limit n/a",
+                 "MIG off",
+                 ("other processes on it: " + ", ".join(map(str, others)) + " (their energy is counted too)")
+                 if others else "no other process on it"]
+        return [f"{channel.device}: " + "; ".join(facts)]
+
+    def section(self, channels: list[Channel], request: Request, notes: list[str], spec: str) -> Section:
+        """Whether a GPU is measured, and why not (GPUs not asked for, no driver, none visible to CUDA,
+        each GPU refused); answers ``--require gpu``."""
+        reason = None
+        own_notes = [n for n in notes if n.startswith(("gpu", "GPU"))]
+        if not any(c.kind == "gpu" for c in channels):
+            if "gpu" not in request.selectors:
+                reason = f"GPUs are not among the devices measured (energy_devices = {spec!r})"
+            else:
+                try:
+                    opened = open_channels(request.selectors["gpu"])
+                except SourceUnavailable as error:
+                    reason = str(error)
+                else:
+                    for channel in opened.channels:
+                        channel.close()
+                    reason = "; ".join(own_notes) or "no GPU could be opened"
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        document = {"available": reason is None, "reason": reason, "cuda_visible_devices": visible,
+                    "cuda_device_order": os.environ.get("CUDA_DEVICE_ORDER"), "notes": own_notes}
+        line = (f"GPU: {'measured' if reason is None else 'not measured: ' + reason}; "
+                f"CUDA_VISIBLE_DEVICES={visible if visible is not None else '(unset: every GPU)'}")
+        return Section("gpu", "GPU", reason, document, [line], requirement=self.requirement,
+                       unmet=None if reason is None else f"--require gpu: no GPU is measured: {reason}")
+
+    def reference_device(self, channel: Channel) -> str:
+        """The GPU itself: each GPU runs its own reference workload."""
+        return channel.device
+
+
+#: The source :mod:`pytest_energy.measure.sources` registers.
+SOURCE = NvmlSource()

@@ -17,11 +17,12 @@ the whole range; the meter's bound of :data:`WATTS_CEILING` per window marks tha
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from pathlib import Path
 
-from .base import Channel, Detection, Request, SourceError
+from .base import Channel, Detection, Request, Section, Source, SourceError
 
 #: RAPL counters update about every millisecond: continuous at the meter's scale (tick 0.0).
 UPDATE_SECONDS = 0.001
@@ -66,11 +67,6 @@ def _subzones(root: Path, zone: Path) -> list[Path]:
 
 def _zone_key(name: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", name))
-
-
-def open_source(request: Request) -> Detection:
-    """The registry's entry (:data:`pytest_energy.measure.sources.SOURCES`): every domain under the request's powercap."""
-    return open_channels(request.powercap)
 
 
 def open_channels(root: str) -> Detection:
@@ -212,3 +208,77 @@ class RaplChannel(Channel):
             self._stop.set()
             self._guard.join(timeout=1.0)
             self._guard = None
+
+
+def rapl_fix(root: str) -> list[str]:
+    """The commands that make RAPL counters readable without root (since CVE-2020-8694, "PLATYPUS",
+    the kernel creates ``energy_uj`` with mode 0400; no sysctl changes that)."""
+    return [
+        f"until the next reboot:  sudo chmod a+r {root}/intel-rapl:*/energy_uj",
+        "at every boot, a udev rule (sysfs attributes ignore udev's MODE, so it runs chmod):",
+        "  echo 'ACTION==\"add\", SUBSYSTEM==\"powercap\", KERNEL==\"intel-rapl:*\", "
+        "RUN+=\"/bin/chmod a+r /sys%p/energy_uj\"' | sudo tee /etc/udev/rules.d/90-rapl.rules",
+        "  sudo udevadm control --reload-rules && sudo udevadm trigger --action=add --subsystem-match=powercap",
+        "on a shared machine give one group access instead of everyone: chgrp GROUP and chmod g+r in place of "
+        "chmod a+r (the counters are the side channel the CVE closed)",
+        "no sysctl controls this; `setcap cap_dac_read_search+ep` on the Python binary works too but lets every "
+        "Python program read every file: don't",
+    ]
+
+
+class RaplSource(Source):
+    """CPU packages and DRAM through RAPL: asked after NVML and before the model, judged in the "rapl"
+    device-kind group (a measured host, never mixed with a modelled one)."""
+
+    name = "rapl"
+    kinds = ("cpu", "ram")
+    methods = ("counter",)
+    devices = r"(cpu|dram):package-\d+"
+    requirement = "rapl"
+    rank = 20
+
+    def open(self, request: Request) -> Detection:
+        """Every domain under the request's powercap (:func:`open_channels`)."""
+        return open_channels(request.powercap)
+
+    def how(self, channel: Channel) -> str:
+        identity = channel.identity()
+        return f"RAPL {identity.get('rapl_domain')} counter ({identity.get('rapl_zone')}/energy_uj)"
+
+    def section(self, channels: list[Channel], request: Request, notes: list[str], spec: str) -> Section:
+        """Whether the counters are readable: readable, root-only (with the commands that fix it),
+        absent (no powercap zone) or unreadable; answers ``--require rapl``."""
+        root = request.powercap
+        base = Path(root)
+        zones = sorted(p.name for p in base.glob("intel-rapl:*")) if base.is_dir() else []
+        readable = [c.device for c in channels if c.source == self.name]
+        denied = sorted(str(base / z / "energy_uj") for z in zones
+                        if (base / z / "energy_uj").exists() and not os.access(base / z / "energy_uj", os.R_OK))
+        fix: list[str] = []
+        if readable:
+            state, reason = "readable", None
+        elif not zones:
+            state = "absent"
+            where = "no powercap folder" if not base.is_dir() else "no intel-rapl zone in it"
+            reason = (f"no RAPL on this machine ({root}: {where}); VMs and most CI runners have none, "
+                      "so CPU and RAM are modelled")
+            fix = ["on bare metal with an Intel or AMD CPU, load the kernel's driver: sudo modprobe intel_rapl_msr",
+                   "most VMs and hosted CI runners do not expose RAPL: CPU energy stays modelled there"]
+        elif denied:
+            state = "root-only"
+            reason = (f"the RAPL counters are readable by root only ({denied[0]}; since CVE-2020-8694), "
+                      "so CPU and RAM are modelled")
+            fix = rapl_fix(root)
+        else:
+            state = "unreadable"
+            reason = "; ".join(n for n in notes if "RAPL" in n) or f"RAPL zones under {root} gave no package counter"
+        document = {"root": root, "state": state, "zones": zones, "readable": readable, "reason": reason, "fix": fix}
+        lines = [f"RAPL ({root}): {state}" + (f": {', '.join(readable)}" if readable else f": {reason}"),
+                 *(f"  {line}" for line in fix)]
+        hint = " (`pytest-energy doctor` lists the commands that fix it)" if state == "root-only" else ""
+        return Section("rapl", "RAPL", reason, document, lines, requirement=self.requirement,
+                       unmet=None if readable else f"--require rapl: no RAPL counter is readable: {reason}{hint}")
+
+
+#: The source :mod:`pytest_energy.measure.sources` registers.
+SOURCE = RaplSource()
