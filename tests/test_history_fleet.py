@@ -22,7 +22,6 @@ from pytest_energy.testing.postgres import free_port
 from test_gate_integration import ARGS, CONFTEST
 
 from pytest_energy.store import baselines as store
-from pytest_energy.store.baselines.format import _per_iteration_net
 from pytest_energy.commands.cli import main
 from pytest_energy.store.history import History
 from pytest_energy.core.record import SCHEMA_VERSION, session_document
