@@ -84,8 +84,11 @@ def test_pytest_html_report_and_junit_xml_carry_energy(suite):
     assert properties["energy_method"] == "modelled"
 
 
-def test_benchmark_json_carries_energy(pytester):
+def test_benchmark_json_carries_energy(pytester, monkeypatch):
     # Not named test_bench: tests/test_bench.py is already imported in this process.
+    # Under `-n 2` this test runs in an xdist worker, whose PYTEST_XDIST_WORKER the inner run would inherit:
+    # pytest-benchmark reads it as its own run being distributed and disables itself.
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
     pytester.makepyfile(test_timed="""
         def test_bench(benchmark, energy):
             assert energy(sum, range(3000)) == 4498500
