@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import pytest
 
+from .context import Block, TestContext, whole_count
 from .core.budget import EnergyBudget
 from .core.config import BY_NAME, SettingError, parse_value
-from .context import Block, TestContext, whole_count
 from .core.facts import RecordFacts
 from .core.record import Record
 

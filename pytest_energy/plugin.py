@@ -283,7 +283,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     payload = session.after_report(context, report.when, report.outcome, hasattr(report, "wasxfail"))
     if TOP_KEY in item.stash:
         session.note_outcome(item.stash[TOP_KEY], report.when, report.outcome, hasattr(report, "wasxfail"))
-    if payload:  # an xdist worker's new records travel with the teardown report (see handover)
+    if payload:  # an xdist worker's new records travel with the teardown report (see xdist.py)
         report.energy_payload = payload
     return report
 

@@ -20,14 +20,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from .core import budget as budgets
-from . import xdist as handover
-from .measure.carbon import resolve_carbon
-from .measure.conditions import throttled_line
-from .core.config import Settings, hidden_secrets, is_database_url, path_setting, store_setting
+from . import xdist
 from .context import VERDICT_KEYS, Block, Pending, TestContext, record_outcome
+from .core import budget as budgets
+from .core.config import Settings, hidden_secrets, is_database_url, path_setting, store_setting
 from .core.facts import RecordFacts
 from .core.record import Collection, Record, RunInfo, session_document
+from .measure.carbon import resolve_carbon
+from .measure.conditions import throttled_line
 from .measure.top_tests import FORM as TOP_FORM
 from .measure.top_tests import TopTests
 from .measure.work import Work, torch_loaded
@@ -83,8 +83,8 @@ class EnergySession:
         self.idle_watts: dict[str, float] = {}
         self.taken: list[Pending] = []
         self.collection = Collection()  # what the run collected: tells the baselines no test matched
-        self.inbox = handover.Inbox()  # controller: what the xdist workers sent
-        self.outbox = handover.Outbox()  # worker: what went to the controller
+        self.inbox = xdist.Inbox()  # controller: what the xdist workers sent
+        self.outbox = xdist.Outbox()  # worker: what went to the controller
         self.output_lines: list[str] = []
         self.unwritten: list[str] = []  # outputs that could not be written: the run exits WRITE_FAILED
         self._failed_stages: set[str] = set()  # each stage's failure is said once
@@ -417,7 +417,7 @@ class EnergySession:
         )
 
     def worker_payload(self, final: bool = False) -> dict[str, Any]:
-        """What this xdist worker has not sent the controller yet (see :class:`handover.Outbox`); at
+        """What this xdist worker has not sent the controller yet (see :class:`xdist.Outbox`); at
         the session's end (``final``) also its ``--energy-top`` records."""
         payload = self.outbox.payload(self.taken, self.notes, {"fingerprint": self.fingerprint,
                                                                "idle_watts": self.idle_watts,
@@ -432,7 +432,7 @@ class EnergySession:
         facts = self.inbox.merge(payload, self.notes, have_facts=bool(self.fingerprint))
         self.collection.merge(payload.get("collection", {}))
         if facts is not None:
-            self.fingerprint, self.idle_watts, self.reference_joules = (facts[k] for k in handover.FACTS)
+            self.fingerprint, self.idle_watts, self.reference_joules = (facts[k] for k in xdist.FACTS)
         if self.top is not None:
             self.top.merge(payload.get("top", []))
 

@@ -10,8 +10,8 @@ from functools import partial
 from typing import Any, Mapping, Sequence
 
 from .fallback import class_labels, image_model, text_model
-from .tasks import Output, Task, register_task
 from .predictor import Predictor, as_reference, label_id, normalise_reference, tokens_in
+from .tasks import Output, Task, register_task
 
 Rows = Sequence[Mapping[str, Any]]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from .metrics import metric
 from ..stats.resampling import interval, seed_for
+from .metrics import metric
 from .tasks import Task
 
 #: The confidence of a quality figure's interval over its examples (the energy verdicts' too).

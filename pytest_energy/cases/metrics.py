@@ -23,9 +23,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Hashable, Sequence
 
-from ..stats.ranks import ranks
 from ..core.registry import Registry
 from ..core.version import __version__
+from ..stats.ranks import ranks
 
 _WORDS = re.compile(r"\w+|[^\w\s]")
 

@@ -23,11 +23,11 @@ from .data import example_keys, examples
 from .evaluate import score
 from .lora import adapt
 from .models import Loaded, load, pick_device, place, weights_digest
+from .predictor import Predictor, input_shapes, tokens_in
 from .proxies import count_flops, parameters
 from .pruning import Pruning
-from .tasks import Task, get_task
 from .reruns import Quality, add_runs, mark_trained
-from .predictor import Predictor, input_shapes, tokens_in
+from .tasks import Task, get_task
 from .training import step_plan, steps_per_epoch, train, training_batch
 
 # The cases arrive as arguments (InferenceCase, FineTuneCase): the declarations import this module

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from .metrics import metric
 from ..core.registry import Registry
+from .metrics import metric
 
 
 @dataclass

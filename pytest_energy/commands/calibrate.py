@@ -28,14 +28,14 @@ from typing import Any, Callable, Sequence
 
 from ..core.config import MAX_MIN_EFFECT, Settings
 from ..core.figures import round_values
-from ..measure.meter import Meter
-from .project import Project, ProjectError, overriding, pyproject_target, write_ini_options
-from ..measure.reference import products, reference_workload
-from ..judge.simulation import NoiseModel, Simulated, Target, simulate
 from ..core.units import percent
+from ..judge.simulation import NoiseModel, Simulated, Target, simulate
+from ..judge.verdict import minimum_rounds
+from ..measure.meter import Meter
+from ..measure.reference import products, reference_workload
 from ..measure.sources import cpu_tdp, detect
 from ..measure.sources.base import Channel
-from ..judge.verdict import minimum_rounds
+from .project import Project, ProjectError, overriding, pyproject_target, write_ini_options
 
 #: Exit code when the target cannot be met (as doctor's unmet requirement).
 UNMET_EXIT = 3

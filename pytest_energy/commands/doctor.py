@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.config import Settings, hidden_secrets, path_setting
-from .project import Project
 from ..core.record import finite
 from ..measure.sources.base import Channel, Section, SourceError
+from .project import Project
 
 #: Exit code when a ``--require`` is not met (2 stays the code of bad input, as elsewhere in the CLI).
 UNMET_EXIT = 3

@@ -9,15 +9,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..store import baselines as store
 from ..core.budget import MODELLED_OVER, EnergyBudget, failed_budgets, not_checked, over_modelled
-from ..measure.conditions import difference
 from ..core.config import Settings, path_setting, store_setting
 from ..core.figures import ImplausibleValue, round_values
-from ..measure.fingerprint import DEFAULT_KIND_FIELDS, DeviceKind
 from ..core.record import Collection, Record, RunInfo
 from ..core.units import percent, percent_change
+from ..measure.conditions import difference
+from ..measure.fingerprint import DEFAULT_KIND_FIELDS, DeviceKind
 from ..stats.resampling import Difference, examples_difference, runs_difference, seed_for
+from ..store import baselines as store
 from .verdict import CONFIDENCE, STATUSES, Judgement, Status, Tolerance, Verdict, fails_gate, judge_energy, judge_quality, judge_value, minimum_rounds, most_urgent, parse_tolerance
 
 #: pytest's exit code for an interrupted session (Ctrl-C); such a run never refreshes baselines.

@@ -15,8 +15,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from . import verdict
 from ..core.units import percent
+from . import verdict
 
 #: The project's target: identical work flagged at most 1 % of the time, +3 % flagged at least 95 %.
 MAX_FALSE_ALARMS = 0.01

@@ -49,9 +49,9 @@ from enum import Enum
 from statistics import NormalDist
 from typing import Any, Iterable, Sequence
 
+from ..core.units import percent, percent_change
 from ..stats.ranks import rank_sum_counts
 from ..stats.resampling import Difference
-from ..core.units import percent, percent_change
 
 
 class Status(str, Enum):

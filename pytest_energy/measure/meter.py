@@ -51,9 +51,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, TypeVar
 
-from .conditions import throttling
 from ..core.config import parse_cooldown
 from ..core.record import Component, Round
+from .conditions import throttling
 from .sources.base import POWER_LIMIT_MARGIN, Channel, SourceError
 
 #: How long a poller waits for a tick before it gives up on an edge (in tick periods).

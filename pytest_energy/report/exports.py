@@ -17,10 +17,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..store.locking import atomic_write_text, locked
-from ..core.record import Record, finite
 from ..core.figures import wh_per_1000
+from ..core.record import Record, finite
 from ..core.units import JOULES_PER_KWH, finite_number, fmt
+from ..store.locking import atomic_write_text, locked
 from .model import Report, Row, model_text, per_unit
 from .ratings import reporting_practice
 

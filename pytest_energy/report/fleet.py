@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from ..store.baselines import component_kinds
-from ..measure.fingerprint import DEFAULT_KIND_FIELDS, DeviceKind
-from ..judge.gate import energy_metric
 from ..core.figures import devices_net_per_iteration
+from ..judge.gate import energy_metric
+from ..measure.fingerprint import DEFAULT_KIND_FIELDS, DeviceKind
+from ..store.baselines import component_kinds
 from .trends import Trend, TrendPoint, steps_of
 
 if TYPE_CHECKING:

@@ -13,8 +13,8 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
-from ..store.locking import atomic_write_text
 from ..core.units import fmt, percent_change
+from ..store.locking import atomic_write_text
 from . import charts, exports
 from .fleet import Fleet
 from .model import Report, Row

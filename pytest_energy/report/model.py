@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ..measure.conditions import describe as describe_conditions
 from ..core.budget import failed_budgets
-from ..core.record import Carbon, Record, RunInfo
 from ..core.figures import query_split, wh_per_1000
+from ..core.record import Carbon, Record, RunInfo
 from ..core.units import JOULES_PER_WH, finite_number, fmt, percent_change
 from ..judge.gate import FAILED_OUTCOMES
 from ..judge.verdict import Judgement, Status, Verdict, fails_gate, most_urgent
+from ..measure.conditions import describe as describe_conditions
 from .ratings import carbon_efficiency_class, is_fine_tune, rating
 from .trends import Trend, session_trends
 

@@ -16,15 +16,15 @@ from typing import Any, Callable
 
 import torch
 
+from ...core.facts import GenerationFacts, ModelFacts
 from ..base import DTYPES
-from .causal import Prefilled, decode, prefill, text_until_eos
 from ..data import example_keys, examples
 from ..models import pick_device
-from ..proxies import count_flops, parameters
-from ..tasks import get_task
-from ...core.facts import GenerationFacts, ModelFacts
-from ..runner import case_quality, check_quality, cycle_batches, distinct_batches, keep_fallback_runs, load_case, measure_inferences, own_batches
 from ..predictor import Predictor, tokens_in
+from ..proxies import count_flops, parameters
+from ..runner import case_quality, check_quality, cycle_batches, distinct_batches, keep_fallback_runs, load_case, measure_inferences, own_batches
+from ..tasks import get_task
+from .causal import Prefilled, decode, prefill, text_until_eos
 
 # The case arrives as an argument (a GenerationCase): its declaration imports this module when it runs.
 

@@ -19,8 +19,8 @@ from functools import partial
 from typing import Any, Mapping, Sequence
 
 from ..base import Fallback
-from ..tasks import Output, Task, register_task
 from ..predictor import Predictor, normalise_reference, tokens_in
+from ..tasks import Output, Task, register_task
 
 Rows = Sequence[Mapping[str, Any]]
 
