@@ -142,3 +142,16 @@ def test_fine_tunes_are_recognised_by_their_case():
     assert not is_fine_tune(make_record(case=CaseFacts("inference")))
     assert not is_fine_tune(make_record(extra={"case": "fine-tune"}))  # extra is the user's: never read
     assert not is_fine_tune(make_record())
+
+
+def test_the_not_compared_note_keeps_a_baseline_list_of_several_device_kinds_whole():
+    """The row says the verdict's first clause; the "; " inside "(it holds X; Y)" does not end it."""
+    message = ("energy: no baseline measured on modelled: Intel Xeon x2 in 'default' yet (it holds modelled: "
+               "AMD EPYC x2; modelled: AMD EPYC x4); --energy-update-baselines adds it beside the others")
+    verdict = make_verdict("t.py::test_moved", "incomparable")
+    verdict.message = message
+    record = make_record("t.py::test_moved", 1.0)
+    report = build_report([record], make_judgement([verdict]), make_run_info(), None)
+    [row] = report.rows
+    assert row.interval_note == ("not compared: energy: no baseline measured on modelled: Intel Xeon x2 in "
+                                 "'default' yet (it holds modelled: AMD EPYC x2; modelled: AMD EPYC x4)")

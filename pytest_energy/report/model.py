@@ -410,7 +410,18 @@ def _interval_note(energy: Verdict | None) -> str:
     verdict has an interval: rounds too few for the rank interval are judged as single windows are."""
     if energy is None or energy.ratio is not None:
         return ""
-    return f"not compared: {energy.message.split('; ')[0]}"
+    return f"not compared: {_first_clause(energy.message)}"
+
+
+def _first_clause(message: str) -> str:
+    """``message`` up to its first "; " outside parentheses: a clause's own list, "(it holds X; Y)" of a
+    baseline with several device kinds, stays whole."""
+    depth = 0
+    for index, character in enumerate(message):
+        depth += {"(": 1, ")": -1}.get(character, 0)
+        if depth <= 0 and message.startswith("; ", index):
+            return message[:index]
+    return message
 
 
 def _status(verdicts: list[Verdict], new: bool) -> Status:
