@@ -18,6 +18,12 @@ from typing import Any, Callable
 
 import pytest
 
+# The bench's own number formats and budget rule (the repository's folder, on the path by pytest's `pythonpath`):
+# a figure is checked as the bench wrote it, by the rule docs/cases.md states.
+from bench.quality import budget as quality_budget
+from bench.tables import _pct as pct
+from bench.tables import _signed as signed
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 PACKAGE = ROOT / "pytest_energy"
@@ -31,15 +37,6 @@ def _doc(name: str) -> str:
 
 def _results(name: str) -> dict[str, Any]:
     return json.loads((RESULTS / name).read_text(encoding="utf-8"))
-
-
-# -- the bench's formats (bench/tables.py), which tests may not import ------------------------------
-def pct(value: float | None, digits: int = 2) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{value * 100:.{digits}f} %"
-
-
-def signed(value: float | None, digits: int = 2) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{value * 100:+.{digits}f} %"
 
 
 def row(*cells: str) -> str:
@@ -369,12 +366,6 @@ QUALITY_ROWS = {
     "`entity_tagging`": ("suites/test_token_classification.py::entity_tagging", {"entity F1": "entity_f1"}),
     "`sentiment_zero_shot`": ("suites/test_zero_shot.py::sentiment_zero_shot", {"accuracy": "accuracy"}),
 }
-
-
-def quality_budget(values: list[float]) -> float:
-    """docs/cases.md's rule: mean - 4 sd, at most the lowest run - 1 sd, rounded down to 0.01."""
-    centre, spread = statistics.fmean(values), statistics.stdev(values)
-    return math.floor(round(min(centre - 4 * spread, min(values) - spread) * 100, 9)) / 100
 
 
 def _quality(results: dict[str, Any], record: str, metric: str) -> str:
