@@ -132,9 +132,12 @@ def test_numbers_match_the_records():
     regressed = records[2]
     row = page[page.index('data-name="t.py::test_regressed"'):]
     row = row[:row.index("</tr>")]
-    energy = re.search(r'class="num energy" data-value="([^"]+)">([^<]+)<', row)
+    energy = re.search(r'class="num energy" data-value="([^"]+)">([^<]+) <span class="muted uncertainty" '
+                       r'data-value="([^"]+)">± ([^<]+)<', row)
     assert float(energy.group(1)) == regressed.per_iteration_net_joules
     assert energy.group(2) == f"{regressed.per_iteration_net_joules:.4g}"
+    assert float(energy.group(3)) == regressed.per_iteration_uncertainty_joules
+    assert energy.group(4) == f"{regressed.per_iteration_uncertainty_joules:.2g}"
     wh = re.search(r'class="num wh" data-value="([^"]+)"', row)
     assert float(wh.group(1)) == pytest.approx(regressed.per_iteration_gross_joules / 3.6, rel=1e-12)
     co2 = re.search(r'class="num co2" data-value="([^"]+)"', row)
@@ -245,3 +248,34 @@ def test_a_generation_record_shows_its_whole_query_split_in_the_details():
     page = html.render(report)
     assert ("prefill 0.25 J + decode 1 J per query (gross, prefill 20 %); 0.3472 Wh per 1,000 queries, "
             "0.07812 J per generated token") in page
+
+
+def test_a_row_is_one_line_with_its_long_facts_folded_in_the_test_cell():
+    _, report, page = _render()
+    results = page[page.index('<section id="results">'):page.index('<section id="quality">')]
+    assert results.count('<div class="table-box">') == 1  # a wide table scrolls in its box, not the page
+    row = results[results.index('data-name="t.py::test_regressed"'):]
+    row = row[:row.index("</tr>")]
+    cells = re.findall(r"<td[ >]", row)
+    assert len(cells) == 8  # verdict, test, energy ± se, per, Wh, CO2, quality, change
+    fold = re.search(r'<td class="name"><details><summary>t.py::<wbr>test_regressed</summary>'
+                     r'<dl class="facts">(.*?)</dl><a href="#(r\d)">every fact of this record</a></details></td>', row)
+    regressed = next(r for r in report.rows if r.name == "t.py::test_regressed")
+    assert fold.group(2) == regressed.anchor
+    assert fold.group(1) == "".join(f"<dt>{label}</dt><dd>{text}</dd>" for label, text in regressed.folded())
+    assert "<dt>decided by</dt><dd>t.py::test_regressed: energy regression +25.0 %</dd>" in fold.group(1)
+    assert "<dt>gpu:0</dt><dd>gpu, counter: net " in fold.group(1)
+
+
+def test_many_gate_lines_are_folded_under_the_first():
+    records = [make_record(f"t.py::test_{i}", 1.0) for i in range(6)]
+    judgement = make_judgement([make_verdict(r.name, "regression", 1.3) for r in records])
+    judgement.summary.insert(0, "pytest-energy gate FAILED: 6 regressions")
+    page = html.render(build_report(records, judgement, make_run_info()))
+    gate = page[page.index('<section id="gate">'):page.index('<section id="regressions">')]
+    assert gate.index("pytest-energy gate FAILED: 6 regressions") < gate.index("<details")
+    assert "<summary>6 more lines of the gate, one per verdict it names</summary>" in gate
+    assert gate.count("<li>") == 7
+    few = html.render(build_report(records[:2], make_judgement([make_verdict(r.name, "regression", 1.3)
+                                                                for r in records[:2]]), make_run_info()))
+    assert "<details" not in few[few.index('<section id="gate">'):few.index('<section id="regressions">')]

@@ -69,6 +69,24 @@ def test_row_figures_come_from_the_record_and_its_verdicts():
     assert "standard error" in facts["per inference"]
 
 
+def test_a_row_folds_what_would_make_it_tall():
+    record = make_record("t.py::test_split", 3.0, quality={"accuracy": 0.7}, proxies={"flops": 2.5e9},
+                         devices={"gpu:0": "counter", "cpu:0": "rapl"})
+    verdicts = [make_verdict("t.py::test_split", "regression", 1.2, 1.1, 1.3),
+                make_verdict("t.py::test_split", "regression", 0.9, metric="accuracy")]
+    row, = build_report([record], make_judgement(verdicts), make_run_info()).rows
+    folded = row.folded()
+    assert folded == [
+        ("decided by", "t.py::test_split: energy regression +20.0 %"),
+        ("accuracy", "0.7, regression (-10.0 % vs baseline); rouge-score 0.1.2"),
+        ("work", "2.5e+09 FLOPs"),
+        ("method", "counter, rapl"),
+        ("gpu:0", f"gpu, counter: net {fmt(record.components[0].net_joules)} J, 50 % of net"),
+        ("cpu:0", f"cpu, rapl: net {fmt(record.components[1].net_joules)} J, 50 % of net"),
+    ]
+    assert fmt(record.components[0].net_joules) == "149.4"
+
+
 def test_pareto_front_keeps_only_undominated_points():
     records = [make_record(f"t.py::test_{i}", joules, quality={"rougeL": q})
                for i, (joules, q) in enumerate([(5, 0.35), (10, 0.41), (15, 0.40), (20, 0.45), (25, 0.45)])]

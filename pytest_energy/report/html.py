@@ -17,18 +17,23 @@ from ..core.units import fmt, percent_change
 from ..store.locking import atomic_write_text
 from . import charts, exports
 from .fleet import Fleet
-from .model import Report, Row
+from .model import Report
 from .styles import CSS_CLASS
 
 TEMPLATES = Path(__file__).parent / "templates"
 STARS = "★★★★★"
 
 
-def facts(row: Row) -> Markup:
-    """A record's details as ``<dt>``/``<dd>`` pairs, every text escaped. Built here rather than in
-    the template because a 10,000-record report has 100,000 of them: one escape call per text and
-    one join keep the whole page under the 2 s render bound."""
-    return Markup("".join(f"<dt>{escape(label)}</dt><dd>{escape(text)}</dd>" for label, text in row.facts()))
+def facts(lines: list[tuple[str, str]]) -> Markup:
+    """(label, text) lines (a row's :meth:`Row.facts` or :meth:`Row.folded`) as ``<dt>``/``<dd>`` pairs,
+    every text escaped. Built here rather than in the template because a 10,000-record report has
+    100,000 of them: one escape call per text and one join keep the whole page under the 2 s render bound."""
+    return Markup("".join(f"<dt>{escape(label)}</dt><dd>{escape(text)}</dd>" for label, text in lines))
+
+
+def breakable(name: str) -> Markup:
+    """A test name, escaped, that a narrow column wraps after its ``::`` rather than inside a word."""
+    return Markup(escape(name).replace("::", "::<wbr>"))
 
 
 @lru_cache(maxsize=1)
@@ -41,7 +46,7 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
     )
-    env.filters.update(fmt=fmt, percent=percent_change)
+    env.filters.update(fmt=fmt, percent=percent_change, breakable=breakable)
     env.globals.update(
         quality_scatter=charts.quality_scatter,
         sparsity_sweeps=charts.sparsity_sweeps,

@@ -142,6 +142,31 @@ class Row:
                 f"{fmt(finite_number(split.wh_per_1000_queries))} Wh per 1,000 queries, "
                 f"{fmt(finite_number(split.joules_per_generated_token))} J per generated token")
 
+    def folded(self) -> list[tuple[str, str]]:
+        """What a results row folds away to stay one line, as (label, text) lines: the model in full, what
+        decided its verdict, why it has no energy change, its quality metrics with their verdicts, its work,
+        its measuring methods, its rating and its energy split per device (the record's details give every fact)."""
+        r = self.record
+        lines = [*([("model", self.model_detail)] if self.model else []),
+                 *([("decided by", self.decided_by)] if self.decided_by else []),
+                 *([("change", self.interval_note)] if self.interval_note else [])]
+        lines += [(q.metric, f"{fmt(q.value)}" + (f", {q.status}" if q.status else "")
+                   + (f" ({q.change.text} vs baseline)" if q.change else "")
+                   + (f"; {q.computed_by}" if q.computed_by else "")) for q in self.quality]
+        if self.work is not None:
+            lines.append(("work", f"{fmt(self.work, 6)} {self.work_label}"))
+        lines.append(("method", self.methods))
+        if self.star_basis:
+            lines.append(("rating", self.star_basis))
+        if self.carbon_class:
+            lines.append(("carbon efficiency", f"class {self.carbon_class}: {self.carbon_class_basis}"))
+        net = math.fsum(c.net_joules for c in r.components if math.isfinite(c.net_joules))
+        for c in r.components:
+            share = f", {c.net_joules / net * 100:.0f} % of net" if len(r.components) > 1 and net > 0 \
+                and math.isfinite(c.net_joules) else ""
+            lines.append((c.device, f"{c.kind}, {c.method}: net {fmt(c.net_joules)} J{share}"))
+        return lines
+
     def facts(self) -> list[tuple[str, str]]:
         """How the numbers were obtained, as (label, text) lines for the details of a record."""
         r = self.record
@@ -321,10 +346,6 @@ class Report:
     @property
     def has_quality(self) -> bool:
         return any(row.quality for row in self.rows)
-
-    @property
-    def has_work(self) -> bool:
-        return any(row.work is not None for row in self.rows)
 
     @property
     def has_models(self) -> bool:
