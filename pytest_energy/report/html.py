@@ -32,8 +32,9 @@ def facts(lines: list[tuple[str, str]]) -> Markup:
 
 
 def breakable(name: str) -> Markup:
-    """A test name, escaped, that a narrow column wraps after its ``::`` rather than inside a word."""
-    return Markup(escape(name).replace("::", "::<wbr>"))
+    """A test name, escaped, that a narrow column wraps after a ``::`` or before a ``[`` rather than
+    inside a word."""
+    return Markup(escape(name).replace("::", "::<wbr>").replace("[", "<wbr>["))
 
 
 @lru_cache(maxsize=1)

@@ -7,9 +7,10 @@ rendered number against the record it came from.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from ..core.facts import CaseFacts, ModelFacts
+from ..core.facts import CaseFacts, GenerationFacts, ModelFacts, Pruned
 from ..core.record import Carbon, Component, Record, Round, RunInfo
 from ..judge.verdict import Judgement, Verdict
 
@@ -145,3 +146,66 @@ def make_run_info(run_id: str = "20261123T120000Z-ab12", carbon: Carbon = CARBON
         reference_joules={"gpu:0": 350.0},
         notes=["NVML counter ticks every 100 ms; edges interpolated"],
     )
+
+
+def make_suite_run(failing: bool = True) -> tuple[list[Record], Judgement, RunInfo]:
+    """Records, judgement and run facts shaped like a ``pytest --energy suites/`` run on this H100
+    fingerprint: sentiment classification at two precisions, a magnitude-pruning sweep, zero-shot and
+    image classification, summarisation with five metrics, generation's prefill and decode, a question
+    answering case, two fine-tune arms, long parametrised names, and two records whose baseline was
+    measured on another device kind (one note they share). ``failing``: the summarisation case misses its
+    quality budget and the similarity test fails, so the run exits 1 (the reports' failing example)."""
+    outcome = "failed" if failing else "passed"
+
+    def case(name: str, joules: float, quality: dict[str, float], model: str, task: str, **more: Any) -> Record:
+        return make_record(f"suites/{name}", joules, unit=more.pop("unit", "inference"), quality=quality,
+                           model=ModelFacts(model, dtype=more.pop("dtype", "float32"), device="cuda:0"),
+                           case=CaseFacts(more.pop("kind", "inference"), task, batch_size=8, rounds=5,
+                                          inferences=100, **more.pop("facts", {})), **more)
+
+    sweep = [case(f"test_pruning.py::test_sentiment_pruning[sentiment_pruning[{level}%]]", 0.081 - level / 5000,
+                  {"accuracy": accuracy, "f1": accuracy - 0.01}, "distilbert/distilbert-base-uncased-finetuned-sst-2-english",
+                  "text-classification", facts={"pruned": Pruned(f"global L1 magnitude, {level}% of weights", 38,
+                                                                  level / 100)})
+             for level, accuracy in ((0, 0.91), (50, 0.89), (90, 0.52))]
+    records = [
+        case("test_classification.py::sst2_classification[fp32]", 0.0794, {"accuracy": 0.91, "f1": 0.9},
+             "distilbert/distilbert-base-uncased-finetuned-sst-2-english", "text-classification",
+             timeline=[(i / 10, 80 + 220 * (3 <= i <= 12)) for i in range(16)]),
+        case("test_classification.py::sst2_classification[bf16]", 0.115, {"accuracy": 0.905, "f1": 0.899},
+             "distilbert/distilbert-base-uncased-finetuned-sst-2-english", "text-classification", dtype="bfloat16"),
+        *sweep,
+        case("test_zero_shot.py::sentiment_zero_shot", 1.42, {"accuracy": 0.78}, "facebook/bart-large-mnli",
+             "zero-shot-classification"),
+        case("test_image_classification.py::shape_classification", 0.35, {"accuracy": 0.97},
+             "google/vit-base-patch16-224", "image-classification"),
+        case("test_summarisation.py::highlights_summarisation", 7.25, {"rouge1": 0.41, "rouge2": 0.19,
+             "rougeL": 0.29, "meteor": 0.33, "bertscore": 0.87}, "google-t5/t5-small", "summarization",
+             outcome=outcome),
+        case("test_question_answering.py::news_questions", 0.234, {"exact_match": 0.205, "f1": 0.41},
+             "distilbert/distilbert-base-cased-distilled-squad", "question-answering"),
+        *(case("test_generation.py::prompts_generation", joules, {}, "openai-community/gpt2", "text-generation",
+               label=phase, kind="generation", facts={"generates": True, "generation": GenerationFacts(
+                   phase, 32, 0.9 if phase == "decode" else None)}) for phase, joules in (("prefill", 0.9),
+                                                                                      ("decode", 6.1))),
+        *(case(f"test_finetune_arms.py::highlights_finetune_{arm}", joules, {"rouge1": rouge}, model, "summarization",
+               unit="step", kind="fine-tune") for arm, joules, rouge, model in (
+            ("t5", 6.91, 0.75, "google-t5/t5-small"), ("llama", 2.84, 0.62, "meta-llama/Llama-3.2-1B"))),
+        make_record("suites/test_similarity.py::minilm_similarity", 0.585, unit="inference",
+                    quality={"spearman": 0.915}, outcome=outcome),
+    ]
+    if failing:
+        records[7].quality["rougeL"].update(budget=0.35, budget_met=False)
+    verdicts = [make_verdict(records[0].name, "regression", 1.148, 1.11, 1.23),
+                make_verdict(records[1].name, "unchanged", 1.01, 0.98, 1.04),
+                *(make_verdict(r.name, "inconclusive", 1.04, 0.97, 1.12) for r in sweep),
+                make_verdict(records[5].name, "improvement", 0.81, 0.77, 0.86),
+                make_verdict(records[6].name, "unchanged", 0.99, 0.96, 1.02),
+                make_verdict(records[8].name, "new")]
+    elsewhere = ("energy: no baseline measured on gpu: NVIDIA A100-SXM4-40GB x1 in 'default' yet (it holds "
+                 "gpu: NVIDIA H100 80GB HBM3 x1); --energy-update-baselines records one here")
+    verdicts += [dataclasses.replace(make_verdict(r.name, "incomparable"), message=elsewhere) for r in records[9:11]]
+    judgement = make_judgement(verdicts)
+    run = make_run_info()
+    run.exitstatus = 1 if failing or judgement.gate_failed else 0
+    return records, judgement, run
