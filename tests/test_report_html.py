@@ -102,8 +102,10 @@ def test_regressions_that_cannot_fail_the_gate_are_not_alarmed():
     card = re.compile(r'<div class="card( alert)?" id="total-regressions">.*?</div></div>', re.S)
     quiet = build_report(records[:1], make_judgement([make_verdict("t.py::test_modelled", "regression", 1.3,
                                                                    gating=False)]), make_run_info(), None)
-    shown = card.search(html.render(quiet)).group(0)
+    page = html.render(quiet)
+    shown = card.search(page).group(0)
     assert ' alert"' not in shown and "none can fail the gate" in shown
+    assert '<details class="rec s-reg" id="r0">' in page  # its details stay folded, unlike a gating one's
     loud = build_report(records, make_judgement([
         make_verdict("t.py::test_modelled", "regression", 1.3, gating=False),
         make_verdict("t.py::test_measured", "regression", 1.3)]), make_run_info(), None)
