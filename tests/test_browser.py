@@ -16,6 +16,7 @@ import re
 import shutil
 import struct
 import subprocess
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -170,29 +171,28 @@ def seen(tmp_path_factory):
     report = build_report(records, judgement, run, History())
     page = tmp_path / "suites.html"
     page.write_text(html.render(report).replace("</body>", f"<script>{MEASURE}</script></body>"), encoding="utf-8")
-    seen = {}
+    widths = {}
     for width in (1280, 800):
         dom, _ = chromium(page, tmp_path, f"--window-size={width},900", "--dump-dom")
         text = re.search(r'<pre id="measured">(.*?)</pre>', dom, re.S).group(1)
-        seen[width] = json.loads(text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"')
-                                 .replace("&amp;", "&"))
-    return report, seen
+        widths[width] = json.loads(unescape(text))
+    return report, widths
 
 
 def test_the_page_is_no_wider_than_a_laptop_window(seen):
-    report, seen = seen
-    assert seen[1280]["width"] == 1280
-    assert seen[1280]["scrollWidth"] <= 1280
-    assert len(seen[1280]["rows"]) == len(report.rows) == 14
-    assert max(seen[1280]["rows"]) < 80  # one compact line per record (a long name wraps once or twice)
+    report, widths = seen
+    assert widths[1280]["width"] == 1280
+    assert widths[1280]["scrollWidth"] <= 1280
+    assert len(widths[1280]["rows"]) == len(report.rows) == 14
+    assert max(widths[1280]["rows"]) < 80  # one compact line per record (a long name wraps once or twice)
     # Narrower, the page still fits: the tables scroll inside their own box.
-    assert seen[800]["scrollWidth"] <= 800
-    assert all(inner > shown for inner, shown in seen[800]["boxes"])
+    assert widths[800]["scrollWidth"] <= 800
+    assert all(inner > shown for inner, shown in widths[800]["boxes"])
 
 
 def test_a_failing_run_says_so_in_its_headline_and_is_not_green(seen):
-    report, seen = seen
-    shown = seen[1280]
+    report, widths = seen
+    shown = widths[1280]
     assert shown["badge"] == "FAILED"
     assert shown["headline"] == report.headline.text
     assert shown["headline"].startswith("FAILED: 1 regression, 1 quality budget missed, 1 test failed; 14 records: ")
@@ -213,8 +213,7 @@ def _inside(inner: list[float], outer: list[float], slack: float = 0.5) -> bool:
 
 @pytest.mark.xfail(strict=True, reason="charts per task: helper H (today's quality scatter clips and overlaps its point labels)")
 def test_every_chart_has_its_labels_inside_its_box(seen):
-    _, seen = seen
-    charts = [chart for chart in seen[1280]["charts"] if chart["box"][2] > chart["box"][0]]
+    charts = [chart for chart in seen[1][1280]["charts"] if chart["box"][2] > chart["box"][0]]
     assert len(charts) >= 4 and sum(len(chart["texts"]) for chart in charts) > 20
     clipped = [(chart["label"], text["text"]) for chart in charts for text in chart["texts"]
                if text["text"].strip() and not _inside(text["box"], chart["box"])]
@@ -223,9 +222,8 @@ def test_every_chart_has_its_labels_inside_its_box(seen):
 
 @pytest.mark.xfail(strict=True, reason="charts per task: helper H (today's quality scatter clips and overlaps its point labels)")
 def test_no_two_labels_of_a_chart_overlap(seen):
-    _, seen = seen
     overlapping = []
-    for chart in seen[1280]["charts"]:
+    for chart in seen[1][1280]["charts"]:
         texts = [text for text in chart["texts"] if text["text"].strip()]
         overlapping += [(chart["label"], a["text"], b["text"]) for i, a in enumerate(texts) for b in texts[i + 1:]
                         if _overlap(a["box"], b["box"])]
