@@ -1,7 +1,7 @@
 """The HTML report's screenshots in docs/reports.md, as a reader sees it at 1280 px in headless Chromium:
 ``python3 -m bench.report_screenshots [--out docs/images]`` (from the repository's root; needs Debian's
 ``chromium``). The report is built from the suites' kind of run (:func:`make_suite_run`: a missed quality
-budget and a failed test), with two trend series, so the pictures show what the docs say.
+budget and a failed test, and two trend series), so the pictures show what the docs say.
 
 Chromium shoots the window from the top of the page: each picture is the page from a section on (the
 results: one row's fold opened, as a click would), cropped to the window's height.
@@ -23,20 +23,9 @@ from pytest_energy.testing.records import make_suite_run
 SHOTS = (("report-top.png", "", 1000), ("report-results.png", "results", 900))
 
 
-def _history(names: list[str]):
-    class History:  # two series on this hardware, one with a step: the trends section has charts
-        def series(self, fingerprint_id=None):
-            values = [0.069] * 8 + [0.079] * 6
-            return {name: [(f"2026-11-{i + 1:02d}", v, "unchanged") for i, v in enumerate(values)] for name in names}
-
-    return History()
-
-
 def page() -> str:
     """The suites' failing report, its first results row's fold open."""
-    records, judgement, run = make_suite_run(failing=True)
-    report = build_report(records, judgement, run, _history([records[0].name, records[1].name]))
-    text = html.render(report)
+    text = html.render(build_report(*make_suite_run(failing=True)))
     results = text.index('<table id="results-table">')
     fold = text.index('<td class="name"><details>', results) + len('<td class="name"><details')
     return text[:fold] + " open" + text[fold:]

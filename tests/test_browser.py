@@ -160,15 +160,7 @@ MEASURE = """
 def seen(tmp_path_factory):
     """What Chromium laid out of the suites' failing report, at 1280 px and at 800 px wide."""
     tmp_path = tmp_path_factory.mktemp("seen")
-    records, judgement, run = make_suite_run(failing=True)
-
-    class History:  # two series on this hardware, one with a step: trend charts
-        def series(self, fingerprint_id=None):
-            values = [0.069] * 8 + [0.079] * 6
-            return {name: [(f"2026-11-{i + 1:02d}", v, "unchanged") for i, v in enumerate(values)]
-                    for name in (records[0].name, records[1].name)}
-
-    report = build_report(records, judgement, run, History())
+    report = build_report(*make_suite_run(failing=True))
     page = tmp_path / "suites.html"
     page.write_text(html.render(report).replace("</body>", f"<script>{MEASURE}</script></body>"), encoding="utf-8")
     widths = {}

@@ -148,13 +148,24 @@ def make_run_info(run_id: str = "20261123T120000Z-ab12", carbon: Carbon = CARBON
     )
 
 
-def make_suite_run(failing: bool = True) -> tuple[list[Record], Judgement, RunInfo]:
+class SeriesHistory:
+    """A history store as the report reads it (``series()``): the given series of (date, value, status)."""
+
+    def __init__(self, series: dict[str, list[tuple[str, float, str]]]) -> None:
+        self._series = series
+
+    def series(self, fingerprint_id: str | None = None) -> dict[str, list[tuple[str, float, str]]]:
+        return self._series
+
+
+def make_suite_run(failing: bool = True) -> tuple[list[Record], Judgement, RunInfo, SeriesHistory]:
     """Records, judgement and run facts shaped like a ``pytest --energy suites/`` run on this H100
     fingerprint: sentiment classification at two precisions, a magnitude-pruning sweep, zero-shot and
     image classification, summarisation with five metrics, generation's prefill and decode, a question
     answering case, two fine-tune arms, long parametrised names, and two records whose baseline was
-    measured on another device kind (one note they share). ``failing``: the summarisation case misses its
-    quality budget and the similarity test fails, so the run exits 1 (the reports' failing example)."""
+    measured on another device kind (one note they share), and a history of 14 runs for the first two
+    records with a step in the eighth. ``failing``: the summarisation case misses its quality budget and the
+    similarity test fails, so the run exits 1 (the reports' failing example)."""
     outcome = "failed" if failing else "passed"
 
     def case(name: str, joules: float, quality: dict[str, float], model: str, task: str, **more: Any) -> Record:
@@ -208,4 +219,7 @@ def make_suite_run(failing: bool = True) -> tuple[list[Record], Judgement, RunIn
     judgement = make_judgement(verdicts)
     run = make_run_info()
     run.exitstatus = 1 if failing or judgement.gate_failed else 0
-    return records, judgement, run
+    steps = [0.069] * 8 + [0.079] * 6
+    history = SeriesHistory({r.name: [(f"2026-11-{day + 1:02d}", value, "unchanged") for day, value in enumerate(steps)]
+                             for r in records[:2]})
+    return records, judgement, run, history
