@@ -86,7 +86,9 @@ def test_the_html_shows_every_test_its_dated_trend_and_the_commit_range(fleet_hi
     h100 = page[page.index(f'data-kind="{H100}"'):]
     for name in ("t.py::test_a", "t.py::test_b", "t.py::test_c"):
         assert f'data-name="{name}"' in h100
-    assert h100.count("<svg") == 3 and h100.count('<line class="step"') == 1
+    # A trend chart per test with two runs or more and a sparkline in every row; the step on both.
+    assert h100.count('<svg class="chart"') == 3 and h100.count('<svg class="spark"') == 3
+    assert h100.count('<line class="step"') == 2
     assert f" % at 2026-11-07T02:00:00 ({_commit(6)[:12]}..{_commit(7)[:12]})" in h100
     assert ">2026-11-01</text>" in h100 and f">{_commit(1)[:7]}</text>" in h100  # dates and commits on the axis
     assert "<script" not in page and "h100-b" in h100
