@@ -100,11 +100,11 @@ class ChangeGroup:
 class Changed:
     """What changed in the window, the nightly report's opening; each list in the order it is shown."""
 
-    new_regressions: list[Change]  # latest verdict a regression, none earlier in the window
+    new_regressions: list[Change]  # latest verdict a regression, none at an earlier commit of the window
     missed_budgets: list[Change]  # latest run failed the test: its missed budgets, or that it failed
     change_points: list[Change]  # every change point of the window, newest first
     disagreements: list[Change]  # runners of one device kind whose figures or verdicts differ
-    still_regressed: int  # tests whose latest verdict is a regression already found earlier in the window
+    still_regressed: int  # tests whose latest verdict is a regression, one found at an earlier commit too
     detectable: int  # tests with the runs a change point needs (MIN_LEVEL + NEWEST_MIN_LEVEL)
     compared: int  # tests whose runners could be compared (RUNNER_RUNS each, or verdicts at one commit)
 
@@ -113,7 +113,7 @@ class Changed:
         """Each kind of change, the most urgent first."""
         return [
             ChangeGroup("new-regressions", "New regressions", self.new_regressions,
-                        "no test's latest verdict is a regression it did not have earlier in the window",
+                        "no test's latest verdict is a regression without one at an earlier commit of the window",
                         "new regression", "new regressions"),
             ChangeGroup("missed-budgets", "Missed budgets and failed tests", self.missed_budgets,
                         "every test passed in its latest run, its energy and quality budgets met",
@@ -141,7 +141,7 @@ class Changed:
             text = ("Nothing changed in the window: no new regression, no missed budget or failed test in the "
                     "latest runs, no change point, no runners that disagree")
         if self.still_regressed:
-            text += f"; {_tests(self.still_regressed)} still regressed from earlier in the window (first in the table)"
+            text += f"; {_tests(self.still_regressed)} regressed at an earlier commit of the window already (first in the table)"
         return text
 
 
@@ -226,15 +226,16 @@ class _Series:
     last_started: str = ""
     last_commit: str = ""
     failure: str = ""  # why its latest run failed the test ("" where it passed)
-    regressed_before: bool = False  # a run before the latest judged it regressed
-    cleared_commit: str = ""  # the commit of the latest run judged it not regressed
+    first_regressed: str = ""  # the commit (else the time) of the first run that judged it regressed
+    cleared_commit: str = ""  # the commit of the last run before that judged it, not regressed
     verdicts: dict[str, tuple[str, str]] = field(default_factory=dict)  # runner -> its latest (status, commit)
 
     def add(self, status: str, message: str, started: str, commit: str, runner: str, failure: str) -> None:
         """One more run measured it: what that run judged and whether the test failed."""
-        self.regressed_before = self.regressed_before or self.status in REGRESSED
-        if self.status and self.status not in REGRESSED:
-            self.cleared_commit = self.last_commit
+        if status in REGRESSED and not self.first_regressed:
+            self.first_regressed = commit or started
+        elif status and not self.first_regressed:
+            self.cleared_commit = commit
         self.runners[runner] = None
         self.runs += 1
         self.status, self.message, self.failure = status, message, failure
@@ -327,11 +328,14 @@ def _changed(tested: list[tuple[FleetTest, _Series]]) -> Changed:
     steps: list[tuple[str, Change]] = []
     still_regressed = compared = 0
     for test, entry in sorted(tested, key=lambda pair: (pair[0].name, pair[0].kind)):
-        if test.status in REGRESSED and entry.regressed_before:
+        # New where the first regression is the latest run's commit: the fleet's runners of one nightly
+        # run one commit, and the first of them to judge it is no earlier run than the others.
+        if test.status in REGRESSED and entry.first_regressed != (test.last_commit or test.last_started):
             still_regressed += 1
         elif test.status in REGRESSED:
             new_regressions.append(Change(
-                test, f"{test.status} in the run of {test.last_started[:19]}, none earlier in the window",
+                test, f"{test.status} in the run of {test.last_started[:19]}, the first of the window "
+                      "(commits since the last judged without one)",
                 commit_range(entry.cleared_commit, test.last_commit)))
         if entry.failure:
             missed.append(Change(test, f"{entry.failure}, in the run of {test.last_started[:19]}",
