@@ -245,8 +245,8 @@ class History(HistoryEngine):
                         known = fingerprints[fingerprint] = json.loads(fingerprint) if fingerprint else {}
                     found[run_id].append(FleetRecord(
                         name, iterations or 0, [Component(**c) for c in json.loads(components or "[]")], known,
-                        judged.get((run_id, name), {}), outcome or "", json.loads(criteria or "{}"),
-                        json.loads(quality or "{}")))
+                        judged.get((run_id, name), {}), outcome or "", json.loads(criteria) if criteria else {},
+                        json.loads(quality) if quality else {}))
             return found
 
         return self._use(read)
