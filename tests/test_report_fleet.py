@@ -282,3 +282,22 @@ def test_a_window_too_short_to_judge_says_so(tmp_path):
     changed = build_fleet(History(tmp_path / "history.sqlite")).changed
     assert changed.count == 0 and changed.detectable == 0 and changed.compared == 0
     assert "no step in the trends (0 tests of the window have the 5 runs" in changed.groups[2].empty
+
+
+def test_a_sparkline_draws_the_last_runs_and_keeps_small_noise_flat():
+    from pytest_energy.report.sparkline import HEIGHT, sparkline
+    from pytest_energy.report.trends import Trend, TrendPoint, steps_of
+
+    def heights(markup: str) -> list[float]:
+        line = re.search(r'<polyline class="trend" points="([^"]+)"', markup).group(1)
+        return [float(point.split(",")[1]) for point in line.split()]
+
+    noisy = [TrendPoint(f"2026-11-{n:02d}", 10.0 * (1.01 if n % 2 else 0.99), "unchanged") for n in range(1, 41)]
+    flat = heights(sparkline(Trend("t", noisy, [])))
+    assert len(flat) == 30 and max(flat) - min(flat) < HEIGHT / 4  # 2 % of noise: a fifth of the 10 % it spans
+    stepped = noisy[:20] + [dataclasses.replace(p, joules=p.joules * 1.5, status="regression") for p in noisy[20:]]
+    markup = str(sparkline(Trend("t", stepped, steps_of(stepped))))
+    assert max(heights(markup)) - min(heights(markup)) > HEIGHT / 2
+    assert markup.count('<line class="step"') == 1 and '<circle class="dot s-reg"' in markup
+    assert "last 30 runs: 9.9 to 15.15 J/iteration, latest 14.85 J" in markup
+    assert str(sparkline(Trend("t", [], []))) == ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from markupsafe import Markup, escape
 
 from ..core.units import fmt
+from ..stats.changepoint import STEP_MIN_CHANGE
 from .styles import css_class
 from .trends import Trend
 
@@ -21,16 +22,20 @@ WIDTH, HEIGHT, PAD = 120, 22, 2.5
 def sparkline(trend: Trend, runs: int = SPARKLINE_RUNS) -> Markup:
     """The newest ``runs`` points of ``trend`` as a line scaled to their own range (the min and max are in
     the tooltip), the newest point a dot coloured by its verdict, each change point among them a red tick
-    before its first run; "" where the trend has no point."""
+    before its first run; "" where the trend has no point. The height spans at least twice
+    STEP_MIN_CHANGE of the points' middle, so noise smaller than a change point draws a nearly flat line,
+    not the zigzag of a volatile test."""
     shown = trend.points[-runs:]
     if not shown:
         return Markup("")
     first = len(trend.points) - len(shown)
     values = [p.joules for p in shown]
     low, high = min(values), max(values)
+    middle = (low + high) / 2
+    span = max(high - low, 2 * STEP_MIN_CHANGE * abs(middle)) or 1.0
     step = (WIDTH - 2 * PAD) / max(len(shown) - 1, 1)
     xs = [PAD + i * step for i in range(len(shown))]
-    ys = [HEIGHT - PAD - (v - low) / (high - low) * (HEIGHT - 2 * PAD) if high > low else HEIGHT / 2 for v in values]
+    ys = [HEIGHT / 2 - (v - middle) / span * (HEIGHT - 2 * PAD) for v in values]
     parts = [f'<polyline class="trend" points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))}"/>']
     for change in trend.steps:
         if change.index > first:  # drawn between the last run before it and the first after, as the big chart does
