@@ -141,7 +141,8 @@ class Changed:
             text = ("Nothing changed in the window: no new regression, no missed budget or failed test in the "
                     "latest runs, no change point, no runners that disagree")
         if self.still_regressed:
-            text += f"; {_tests(self.still_regressed)} regressed at an earlier commit of the window already (first in the table)"
+            text += (f"; {_tests(self.still_regressed)} regressed at an earlier commit of the window already "
+                     "(first in the table)")
         return text
 
 
