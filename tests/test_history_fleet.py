@@ -300,3 +300,28 @@ def test_baselines_update_from_history_is_a_diff_of_the_folder(history_at: Path 
     assert main(["baselines", "update", "--from-history", "--last", "2", "--branch", "release",
                  "--history", str(history_at), "--baselines", str(root)]) == 2
     assert capsys.readouterr().err.startswith("pytest-energy: no run of branch release in history ")
+
+
+# -- the nightly report's reading ---------------------------------------------------------------------
+def test_the_nightly_reads_the_budgets_of_a_test_that_failed(history_at: Path | str) -> None:
+    """On either backend: the record that failed comes with its criteria and quality (its missed budgets
+    in the nightly's opening); one that passed with its outcome only, its JSON left unread."""
+    from pytest_energy.report.fleet import build_fleet
+
+    energy_budget = {"limit_joules": 2.0, "per": "iteration", "basis": "gross", "met": False}
+    failed = make_record("t.py::test_over", 3.0, quality={"accuracy": 0.81}, outcome="failed",
+                         criteria={"energy": [energy_budget]})
+    failed.quality["accuracy"].update(budget=0.9, budget_met=False)
+    passed = make_record("t.py::test_under", 1.0, quality={"accuracy": 0.95},
+                         criteria={"energy": [{**energy_budget, "met": True}]})
+    info = make_run_info("run-1")
+    History(history_at).append(info, [failed, passed])
+    over, under = History(history_at).fleet_records(["run-1"])["run-1"]
+    assert (over.name, over.outcome, over.criteria) == ("t.py::test_over", "failed", {"energy": [energy_budget]})
+    assert over.quality["accuracy"] == {"value": 0.81, "computed_by": "rouge-score 0.1.2", "budget": 0.9,
+                                        "budget_met": False}
+    assert (under.outcome, under.criteria, under.quality) == ("passed", {}, {})
+    changed = build_fleet(History(history_at)).changed
+    missed, = changed.missed_budgets
+    assert missed.test.name == "t.py::test_over" and missed.text == (
+        f"quality budget missed: accuracy 0.81 < 0.9; energy budget missed (1 of 1), in the run of {info.started[:19]}")

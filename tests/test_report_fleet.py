@@ -4,6 +4,7 @@ commits, its change points with their commit range, and its runners; from a real
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
@@ -86,7 +87,9 @@ def test_the_html_shows_every_test_its_dated_trend_and_the_commit_range(fleet_hi
     h100 = page[page.index(f'data-kind="{H100}"'):]
     for name in ("t.py::test_a", "t.py::test_b", "t.py::test_c"):
         assert f'data-name="{name}"' in h100
-    assert h100.count("<svg") == 3 and h100.count('<line class="step"') == 1
+    # A trend chart per test with two runs or more and a sparkline in every row; the step on both.
+    assert h100.count('<svg class="chart"') == 3 and h100.count('<svg class="spark"') == 3
+    assert h100.count('<line class="step"') == 2
     assert f" % at 2026-11-07T02:00:00 ({_commit(6)[:12]}..{_commit(7)[:12]})" in h100
     assert ">2026-11-01</text>" in h100 and f">{_commit(1)[:7]}</text>" in h100  # dates and commits on the axis
     assert "<script" not in page and "h100-b" in h100
@@ -154,3 +157,147 @@ def test_names_from_tests_are_text_in_the_nightly_page(tmp_path):
     render_from_history(tmp_path / "history.sqlite", tmp_path / "nightly.html")
     page = (tmp_path / "nightly.html").read_text()
     assert "<script" not in page and "t.py::test_x[&lt;script&gt;alert(1)&lt;/script&gt;]" in page
+
+
+# -- what changed: the nightly report's opening ------------------------------------------------------
+NIGHTS = 12
+
+
+def _night(history: History, night: int, runner: str, tests: dict[str, tuple[float, str]],
+           failing: dict[str, tuple[float, float]] | None = None) -> None:
+    """One nightly run of ``runner`` at night ``night``'s commit: test -> (joules, verdict); ``failing``:
+    test -> (accuracy, its budget) missed in this run."""
+    info = dataclasses.replace(make_run_info(run_id=f"n{night:02d}-{runner}"), fingerprint=RUNNERS[runner],
+                               git_commit=_commit(night))
+    info.started = f"2026-11-{night:02d}T02:{list(RUNNERS).index(runner):02d}:00+00:00"
+    records = []
+    for name, (joules, _) in tests.items():
+        record = make_record(name, joules * (1 + 0.004 * ((night * 7) % 5 - 2)))
+        record.fingerprint = RUNNERS[runner]
+        if name in (failing or {}):
+            accuracy, budget = failing[name]
+            record.quality = {"accuracy": {"value": accuracy, "computed_by": "evaluate 0.4", "budget": budget,
+                                           "budget_met": False}}
+            record.outcome = "failed"
+        records.append(record)
+    verdicts = [make_verdict(name, status, 1.0) for name, (_, status) in tests.items() if status]
+    history.append(info, records, make_judgement(verdicts))
+
+
+@pytest.fixture
+def changed_history(tmp_path):
+    """12 nights, both H100 runners each night at that night's commit: test_step costs 20 % more from
+    night 7 (and is judged a regression from then on), test_new regresses on the last night only,
+    test_budget misses its accuracy budget on the last night, test_runner reads 15 % more on h100-b than
+    on h100-a every night, and the runners' verdicts on test_verdict differ on the last night."""
+    history = History(tmp_path / "history.sqlite")
+    for night in range(1, NIGHTS + 1):
+        last = night == NIGHTS
+        for runner in ("h100-a", "h100-b"):
+            step = night >= STEP_NIGHT
+            tests = {
+                "t.py::test_step": (10.0 * (1.2 if step else 1.0), "regression" if step else "unchanged"),
+                "t.py::test_new": (5.0, "regression" if last else "unchanged"),
+                "t.py::test_budget": (3.0, "unchanged"),
+                "t.py::test_runner": (8.0 * (1.15 if runner == "h100-b" else 1.0), "unchanged"),
+                "t.py::test_verdict": (6.0, "regression" if last and runner == "h100-a" else "unchanged"),
+            }
+            _night(history, night, runner, tests, {"t.py::test_budget": (0.81, 0.9)} if last else None)
+    return tmp_path / "history.sqlite"
+
+
+def test_what_changed_names_each_change_with_its_commit_range(changed_history):
+    changed = build_fleet(History(changed_history)).changed
+    lines = {group.key: [(c.test.name, c.text, c.commits) for c in group.changes] for group in changed.groups}
+    last = f"2026-11-{NIGHTS}T02:01:00"  # h100-b's run, the night's last
+    # The regression of the last night's commit, the commits to look in since the last run without one.
+    assert lines["new-regressions"] == [
+        ("t.py::test_new", f"regression in the run of {last}, the first of the window (commits since "
+                           "the last judged without one)", f"{_commit(NIGHTS - 1)[:12]}..{_commit(NIGHTS)[:12]}")]
+    assert changed.still_regressed == 1  # test_step, regressed since night 7: not new
+    assert lines["missed-budgets"] == [
+        ("t.py::test_budget", f"quality budget missed: accuracy 0.81 < 0.9, in the run of {last}",
+         _commit(NIGHTS)[:12])]
+    assert lines["change-points"] == [
+        ("t.py::test_step", f"+20.2 % at 2026-11-{STEP_NIGHT:02d}T02:00:00",  # medians of the noisy levels
+         f"{_commit(STEP_NIGHT - 1)[:12]}..{_commit(STEP_NIGHT)[:12]}")]
+    (runner_name, runner_text, runner_commits), (verdict_name, verdict_text, verdict_commits) = lines["disagreements"]
+    assert (runner_name, runner_commits) == ("t.py::test_runner", "")
+    assert runner_text == ("h100-b reads 9.163 J, h100-a 7.968 J (+15.0 %; medians of 12 and 12 runs since "
+                           "the window's start)")
+    assert (verdict_name, verdict_commits) == ("t.py::test_verdict", _commit(NIGHTS)[:12])
+    assert verdict_text == "their verdicts at its latest commit: h100-a regression, h100-b unchanged"
+    # Every test had both runners' 24 runs to compare; the stepped one from its change point on.
+    assert changed.compared == 5 and changed.detectable == 5
+    assert changed.summary == ("1 new regression, 1 test failed in its latest run, 1 change point, 2 tests whose "
+                               "runners disagree; 1 test regressed at an earlier commit of the window already "
+                               "(first in the table)")
+
+
+def test_the_page_opens_with_what_changed_each_line_linking_to_its_row(changed_history, tmp_path, capsys):
+    out = tmp_path / "nightly.html"
+    assert cli.main(["report", "--history", str(changed_history), "--out", str(out)]) == 0
+    page = out.read_text()
+    opening = page[page.index('<section id="changed">'):page.index('<section class="kind"')]
+    assert page.index('<section id="changed">') < page.index("<table")  # before the full table
+    links = re.findall(r'<li><a href="#([^"]+)">([^<]+)</a>', opening)
+    assert [name for _, name in links] == ["t.py::test_new", "t.py::test_budget", "t.py::test_step",
+                                           "t.py::test_runner", "t.py::test_verdict"]
+    for anchor, name in links:  # each to the row of its test
+        assert f'<tr class="' in page and re.search(f'<tr class="[^"]*" id="{anchor}" data-name="{re.escape(name)}"',
+                                                     page)
+    assert f"<code>{_commit(STEP_NIGHT - 1)[:12]}..{_commit(STEP_NIGHT)[:12]}</code>" in opening
+    # A sparkline per row: the step marked in test_step's, its newest point coloured by its verdict.
+    row = page[page.index('data-name="t.py::test_step"'):]
+    spark = row[row.index('<svg class="spark"'):row.index("</svg>")]
+    assert spark.count('<line class="step"') == 1 and '<circle class="dot s-reg"' in spark
+    assert "<script" not in page and "http" not in page.split("</head>")[1]
+    printed = capsys.readouterr().out
+    assert "What changed: 1 new regression, 1 test failed in its latest run, 1 change point" in printed
+    assert (f"    t.py::test_step on {H100}: +20.2 % at 2026-11-{STEP_NIGHT:02d}T02:00:00 "
+            f"({_commit(STEP_NIGHT - 1)[:12]}..{_commit(STEP_NIGHT)[:12]})") in printed
+
+
+def test_a_quiet_window_says_nothing_changed(tmp_path):
+    history = History(tmp_path / "history.sqlite")
+    for night in range(1, 9):
+        for runner in ("h100-a", "h100-b"):
+            _night(history, night, runner, {"t.py::test_a": (10.0, "unchanged"), "t.py::test_b": (2.0, "")})
+    fleet = render_from_history(tmp_path / "history.sqlite", tmp_path / "nightly.html")
+    assert fleet.changed.count == 0 and fleet.changed.still_regressed == 0
+    assert fleet.changed.summary == ("Nothing changed in the window: no new regression, no missed budget or failed "
+                                     "test in the latest runs, no change point, no runners that disagree")
+    page = (tmp_path / "nightly.html").read_text()
+    opening = page[page.index('<section id="changed">'):page.index('<section id="summary"')]
+    assert "Nothing changed in the window" in opening and "<a href" not in opening
+    # What each "none" rests on: both tests had the runs to find a step and to compare the runners.
+    assert "no step in the trends (2 tests of the window have the 5 runs on one device kind" in opening
+    assert "2 tests measured by several runners of one device kind could be compared" in opening
+
+
+def test_a_window_too_short_to_judge_says_so(tmp_path):
+    history = History(tmp_path / "history.sqlite")
+    for night in (1, 2):
+        _night(history, night, "h100-a", {"t.py::test_a": (10.0, "unchanged")})
+    changed = build_fleet(History(tmp_path / "history.sqlite")).changed
+    assert changed.count == 0 and changed.detectable == 0 and changed.compared == 0
+    assert "no step in the trends (0 tests of the window have the 5 runs" in changed.groups[2].empty
+
+
+def test_a_sparkline_draws_the_last_runs_and_keeps_small_noise_flat():
+    from pytest_energy.report.sparkline import HEIGHT, sparkline
+    from pytest_energy.report.trends import Trend, TrendPoint, steps_of
+
+    def heights(markup: str) -> list[float]:
+        line = re.search(r'<polyline class="trend" points="([^"]+)"', markup).group(1)
+        return [float(point.split(",")[1]) for point in line.split()]
+
+    noisy = [TrendPoint(f"2026-11-{n:02d}", 10.0 * (1.01 if n % 2 else 0.99), "unchanged") for n in range(1, 41)]
+    flat = heights(sparkline(Trend("t", noisy, [])))
+    assert len(flat) == 30 and max(flat) - min(flat) < HEIGHT / 4  # 2 % of noise: a fifth of the 10 % it spans
+    stepped = noisy[:20] + [dataclasses.replace(p, joules=p.joules * 1.5, status="regression") for p in noisy[20:]]
+    markup = str(sparkline(Trend("t", stepped, steps_of(stepped))))
+    assert max(heights(markup)) - min(heights(markup)) > HEIGHT / 2
+    assert markup.count('<line class="step"') == 1 and '<circle class="dot s-reg"' in markup
+    assert "last 30 runs: 9.9 to 15.15 J/iteration, latest 14.85 J" in markup
+    assert str(sparkline(Trend("t", [], []))) == ""

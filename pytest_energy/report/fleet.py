@@ -1,11 +1,15 @@
-"""The nightly report for a fleet of runners: every test of a window of runs, per device kind.
+"""The nightly report for a fleet of runners: what changed in a window of runs, then every test of it,
+per device kind.
 
 Built from a history store through two calls only (``runs``, then ``fleet_records``: each record's
-components, fingerprint and verdicts, never its rounds), so it works on any backend the history has.
-Energy is judged per device kind (``pytest_energy.measure.fingerprint``), so the report is too: per kind,
-every test any run of the window measured on it (not only the latest run's), its latest verdict, its
+components, fingerprint, verdicts and outcome, never its rounds), so it works on any backend the history
+has. Energy is judged per device kind (``pytest_energy.measure.fingerprint``), so the report is too: per
+kind, every test any run of the window measured on it (not only the latest run's), its latest verdict, its
 trend over the runs' dates and commits, the change points of that trend with the commit range each
 falls in, and the runners (fingerprint ids) that measured it.
+
+The report opens with :class:`Changed`, computed here once: the change points of the window, the new
+regressions, the missed budgets (and other failures) of the latest runs, and the runners that disagree.
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..core.figures import devices_net_per_iteration
-from ..judge.gate import energy_metric
+from ..core.units import fmt, percent_change
+from ..judge.gate import FAILED_OUTCOMES, energy_metric, failure_reason
+from ..judge.verdict import Status
 from ..measure.fingerprint import DEFAULT_KIND_FIELDS, DeviceKind
+from ..stats.changepoint import MAX_PVALUE, MIN_LEVEL, NEWEST_MIN_LEVEL, STEP_MIN_CHANGE, median, rank_pvalue
 from ..store.baselines import component_kinds
-from .trends import Trend, TrendPoint, steps_of
+from .trends import Trend, TrendPoint, commit_range, steps_of
 
 if TYPE_CHECKING:
     from ..store.history import FleetRecord
@@ -28,6 +35,13 @@ if TYPE_CHECKING:
 #: SVG); every test keeps its row, change points and runners.
 NIGHTLY_TRENDS = 400
 _URGENCY = {"model changed": 0, "regression": 0, "inconclusive": 1, "incomparable": 2}
+#: The verdicts that call a test regressed (those that fail the gate).
+REGRESSED = frozenset(status.value for status in Status if status.fails)
+#: The verdicts that decide (two runners' latest verdicts at one commit disagree where they differ).
+DECISIVE = REGRESSED | {Status.IMPROVEMENT.value, Status.UNCHANGED.value}
+#: Runs each runner needs at a test's current level for the runners' figures to be compared: four against
+#: four is the least the rank test can tell apart at MAX_PVALUE (its smallest p-value is then 0.029).
+RUNNER_RUNS = 4
 
 
 @dataclass
@@ -43,12 +57,97 @@ class FleetTest:
     runs: int  # runs of the window that measured it on this kind
     last_started: str  # the latest of those runs
     last_commit: str
-    anchor: str = ""  # HTML id of its chart
+    anchor: str = ""  # HTML id of its row in the full table
     charted: bool = False
 
     @property
     def latest_joules(self) -> float | None:
         return self.trend.points[-1].joules if self.trend.points else None
+
+    @property
+    def chart_anchor(self) -> str:
+        """HTML id of its trend chart."""
+        return f"{self.anchor}-trend"
+
+
+@dataclass
+class Change:
+    """One line of the nightly report's opening: what changed for one test on one device kind."""
+
+    test: FleetTest
+    text: str  # what changed, without the test's name
+    commits: str = ""  # where to look: a commit range "before..after", or the one commit; "" where unknown
+
+
+@dataclass
+class ChangeGroup:
+    """One kind of change in the opening: its heading, its lines, and what it means that it has none."""
+
+    key: str  # HTML id
+    heading: str
+    changes: list[Change]
+    empty: str  # said where it has no change
+    one: str  # what one change is called in the summary line ("change point")
+    many: str  # and several
+
+    @property
+    def counted(self) -> str:
+        """"3 change points"."""
+        return f"{len(self.changes)} {self.one if len(self.changes) == 1 else self.many}"
+
+
+@dataclass
+class Changed:
+    """What changed in the window, the nightly report's opening; each list in the order it is shown."""
+
+    new_regressions: list[Change]  # latest verdict a regression, none at an earlier commit of the window
+    missed_budgets: list[Change]  # latest run failed the test: its missed budgets, or that it failed
+    change_points: list[Change]  # every change point of the window, newest first
+    disagreements: list[Change]  # runners of one device kind whose figures or verdicts differ
+    still_regressed: int  # tests whose latest verdict is a regression, one found at an earlier commit too
+    detectable: int  # tests with the runs a change point needs (MIN_LEVEL + NEWEST_MIN_LEVEL)
+    compared: int  # tests whose runners could be compared (RUNNER_RUNS each, or verdicts at one commit)
+
+    @property
+    def groups(self) -> list[ChangeGroup]:
+        """Each kind of change, the most urgent first."""
+        return [
+            ChangeGroup("new-regressions", "New regressions", self.new_regressions,
+                        "no test's latest verdict is a regression without one at an earlier commit of the window",
+                        "new regression", "new regressions"),
+            ChangeGroup("missed-budgets", "Missed budgets and failed tests", self.missed_budgets,
+                        "every test passed in its latest run, its energy and quality budgets met",
+                        "test failed in its latest run", "tests failed in their latest run"),
+            ChangeGroup("change-points", "Change points", self.change_points,
+                        f"no step in the trends ({_tests(self.detectable)} of the window have the "
+                        f"{MIN_LEVEL + NEWEST_MIN_LEVEL} runs on one device kind a change point needs)",
+                        "change point", "change points"),
+            ChangeGroup("disagreements", "Runners that disagree", self.disagreements,
+                        f"{_tests(self.compared)} measured by several runners of one device kind could be "
+                        f"compared ({RUNNER_RUNS} runs each at the test's current level, or verdicts at one commit)",
+                        "test whose runners disagree", "tests whose runners disagree"),
+        ]
+
+    @property
+    def count(self) -> int:
+        return sum(len(group.changes) for group in self.groups)
+
+    @property
+    def summary(self) -> str:
+        """One honest line: how much changed, or that nothing did, and the regressions found earlier."""
+        if self.count:
+            text = ", ".join(group.counted for group in self.groups if group.changes)
+        else:
+            text = ("Nothing changed in the window: no new regression, no missed budget or failed test in the "
+                    "latest runs, no change point, no runners that disagree")
+        if self.still_regressed:
+            text += (f"; {_tests(self.still_regressed)} regressed at an earlier commit of the window already "
+                     "(first in the table)")
+        return text
+
+
+def _tests(count: int) -> str:
+    return f"{count} test{'s' if count != 1 else ''}"
 
 
 @dataclass
@@ -77,6 +176,7 @@ class Fleet:
     last: str  # started of the newest
     kinds: list[FleetKind]
     runners: list[str]
+    changed: Changed
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -126,6 +226,22 @@ class _Series:
     message: str = ""
     last_started: str = ""
     last_commit: str = ""
+    failure: str = ""  # why its latest run failed the test ("" where it passed)
+    first_regressed: str = ""  # the commit (else the time) of the first run that judged it regressed
+    cleared_commit: str = ""  # the commit of the last run before that judged it, not regressed
+    verdicts: dict[str, tuple[str, str]] = field(default_factory=dict)  # runner -> its latest (status, commit)
+
+    def add(self, status: str, message: str, started: str, commit: str, runner: str, failure: str) -> None:
+        """One more run measured it: what that run judged and whether the test failed."""
+        if status in REGRESSED and not self.first_regressed:
+            self.first_regressed = commit or started
+        elif status and not self.first_regressed:
+            self.cleared_commit = commit
+        self.runners[runner] = None
+        self.runs += 1
+        self.status, self.message, self.failure = status, message, failure
+        self.last_started, self.last_commit = started, commit
+        self.verdicts[runner] = (status, commit)
 
 
 def build_fleet(history: Any, last: int | None = None, since: str | None = None,
@@ -165,20 +281,21 @@ def build_fleet(history: Any, last: int | None = None, since: str | None = None,
                 joules = devices_net_per_iteration(record.components, kind.devices, record.iterations)
                 if math.isfinite(joules):
                     entry.points.append(TrendPoint(run.started, joules, status, commit, runner))
-                entry.runners[runner] = None
-                entry.runs += 1
-                entry.status, entry.message = status, message
-                entry.last_started, entry.last_commit = run.started, commit
+                # failure_reason reads a record's outcome, quality and criteria, which a FleetRecord has.
+                failure = failure_reason(record) if record.outcome in FAILED_OUTCOMES else ""  # type: ignore[arg-type]
+                entry.add(status, message, run.started, commit, runner, failure)
                 seen.add(kind.id)
         for kind_id in seen:
             kind_runs.setdefault(kind_id, {})[run.run_id] = None
             kind_runners.setdefault(kind_id, {})[runner] = None
     by_kind: dict[str, list[FleetTest]] = {}
+    tested: list[tuple[FleetTest, _Series]] = []
     for (kind, name), entry in series.items():
         trend = Trend(name, entry.points, steps_of(entry.points))
-        by_kind.setdefault(kind, []).append(FleetTest(
-            name, kind, trend, entry.status, entry.message, list(entry.runners), entry.runs,
-            entry.last_started, entry.last_commit))
+        test = FleetTest(name, kind, trend, entry.status, entry.message, list(entry.runners), entry.runs,
+                         entry.last_started, entry.last_commit)
+        by_kind.setdefault(kind, []).append(test)
+        tested.append((test, entry))
     kinds = []
     for number, kind in enumerate(sorted(by_kind)):
         tests = sorted(by_kind[kind], key=lambda t: (_URGENCY.get(t.status, 3), not t.trend.steps, t.name))
@@ -200,5 +317,75 @@ def build_fleet(history: Any, last: int | None = None, since: str | None = None,
         title=f"pytest-energy nightly report: {len(runs)} run{'s' if len(runs) != 1 else ''}",
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         window=window, runs=len(runs), first=runs[0].started, last=runs[-1].started,
-        kinds=kinds, runners=runners, notes=list(dict.fromkeys(notes)),
+        kinds=kinds, runners=runners, changed=_changed(tested), notes=list(dict.fromkeys(notes)),
     )
+
+
+def _changed(tested: list[tuple[FleetTest, _Series]]) -> Changed:
+    """What changed in the window, from every test's trend and series (each test once per device kind)."""
+    new_regressions: list[Change] = []
+    missed: list[Change] = []
+    disagreements: list[Change] = []
+    steps: list[tuple[str, Change]] = []
+    still_regressed = compared = 0
+    for test, entry in sorted(tested, key=lambda pair: (pair[0].name, pair[0].kind)):
+        # New where the first regression is the latest run's commit: the fleet's runners of one nightly
+        # run one commit, and the first of them to judge it is no earlier run than the others.
+        if test.status in REGRESSED and entry.first_regressed != (test.last_commit or test.last_started):
+            still_regressed += 1
+        elif test.status in REGRESSED:
+            new_regressions.append(Change(
+                test, f"{test.status} in the run of {test.last_started[:19]}, the first of the window "
+                      "(commits since the last judged without one)",
+                commit_range(entry.cleared_commit, test.last_commit)))
+        if entry.failure:
+            missed.append(Change(test, f"{entry.failure}, in the run of {test.last_started[:19]}",
+                                 test.last_commit[:12]))
+        steps += [(step.started, Change(test, f"{percent_change(step.ratio)} at {step.started[:19]}", step.commits))
+                  for step in test.trend.steps]
+        disagreement, comparable = _disagreement(test, entry)
+        compared += comparable
+        if disagreement is not None:
+            disagreements.append(disagreement)
+    newest_first = [change for _, change in sorted(steps, key=lambda pair: pair[0], reverse=True)]
+    detectable = sum(1 for test, _ in tested if len(test.trend.points) >= MIN_LEVEL + NEWEST_MIN_LEVEL)
+    return Changed(new_regressions, missed, newest_first, disagreements, still_regressed, detectable, compared)
+
+
+def _disagreement(test: FleetTest, entry: _Series) -> tuple[Change | None, bool]:
+    """Whether the runners that measured ``test`` on its device kind disagree, and whether they could be
+    compared at all. Runners of one kind should read alike; they disagree where
+
+    * their figures differ: over the runs of the test's current level (since its last change point), the
+      runner reading highest and the one reading lowest (each with RUNNER_RUNS runs or more) have medians
+      at least STEP_MIN_CHANGE apart and runs a rank test tells apart (p <= MAX_PVALUE): the rule that
+      keeps two levels of a trend apart, applied to two runners instead of two stretches of time;
+    * or their latest verdicts at one commit (the test's latest) differ among regression, model changed,
+      improvement and unchanged (inconclusive and not judged say nothing to differ from).
+    """
+    points = test.trend.points[test.trend.steps[-1].index:] if test.trend.steps else test.trend.points
+    by_runner: dict[str, list[float]] = {}
+    for point in points:
+        by_runner.setdefault(point.runner, []).append(point.joules)
+    measured = {runner: values for runner, values in by_runner.items() if len(values) >= RUNNER_RUNS}
+    at_commit = {runner: status for runner, (status, commit) in entry.verdicts.items()
+                 if commit and commit == test.last_commit and status in DECISIVE}
+    parts = []
+    if len(measured) >= 2:
+        levels = {runner: median(values) for runner, values in measured.items()}
+        low, high = min(levels, key=levels.__getitem__), max(levels, key=levels.__getitem__)
+        if levels[low] > 0 and levels[high] / levels[low] - 1 >= STEP_MIN_CHANGE \
+                and rank_pvalue(measured[high], measured[low]) <= MAX_PVALUE:
+            parts.append(f"{high or 'unnamed'} reads {fmt(levels[high])} J, {low or 'unnamed'} "
+                         f"{fmt(levels[low])} J ({percent_change(levels[high] / levels[low])}; medians of "
+                         f"{len(measured[high])} and {len(measured[low])} runs since "
+                         + (f"the change point of {test.trend.steps[-1].started[:10]})" if test.trend.steps
+                            else "the window's start)"))
+    verdicts_differ = len(set(at_commit.values())) > 1
+    if verdicts_differ:
+        parts.append("their verdicts at its latest commit: " + ", ".join(
+            f"{runner or 'unnamed'} {status}" for runner, status in at_commit.items()))
+    comparable = len(measured) >= 2 or len(at_commit) >= 2
+    if not parts:
+        return None, comparable
+    return Change(test, "; ".join(parts), test.last_commit[:12] if verdicts_differ else ""), True

@@ -18,6 +18,7 @@ from ..store.locking import atomic_write_text
 from . import charts, exports
 from .fleet import Fleet
 from .model import Report
+from .sparkline import SPARKLINE_RUNS, sparkline
 from .styles import CSS_CLASS
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -54,6 +55,8 @@ def environment() -> jinja2.Environment:
         sparsity_chart=charts.sparsity_chart,
         power_timeline=charts.power_timeline,
         trend_line=charts.trend_line,
+        sparkline=sparkline,
+        sparkline_runs=SPARKLINE_RUNS,
         facts=facts,
         model_card_block=exports.model_card_block,
         status_class=CSS_CLASS,

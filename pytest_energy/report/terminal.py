@@ -146,13 +146,19 @@ def render(report: Report, terminalreporter: Any, verbosity: int) -> None:
 
 
 def fleet_lines(fleet: Fleet) -> list[str]:
-    """The nightly report in plain lines: per device kind, each test with change points or an urgent
-    latest verdict (its full name, verdict, latest joules, change points with their commit range,
-    runners), then how many others are steady. The HTML report lists every test."""
+    """The nightly report in plain lines: what changed (each change with its test's full name, for
+    searching a CI log), then per device kind each test with change points or an urgent latest verdict
+    (its verdict, latest joules, change points with their commit range, runners), then how many others
+    are steady. The HTML report lists every test."""
     lines = [f"{fleet.title}: {fleet.window}, {fleet.first[:19]} to {fleet.last[:19]}, "
              f"{len(fleet.runners)} runner{'s' if len(fleet.runners) != 1 else ''}; {fleet.tests} tests, "
              f"{fleet.steps} change point{'s' if fleet.steps != 1 else ''}, {fleet.regressions} latest regression"
-             f"{'s' if fleet.regressions != 1 else ''}"]
+             f"{'s' if fleet.regressions != 1 else ''}",
+             f"What changed: {fleet.changed.summary}"]
+    for group in fleet.changed.groups:
+        lines += [f"  {group.heading}:"] if group.changes else []
+        lines += [f"    {change.test.name} on {change.test.kind}: {change.text}"
+                  + (f" ({change.commits})" if change.commits else "") for change in group.changes]
     for kind in fleet.kinds:
         lines.append(f"{kind.kind}: {kind.runs} runs, {len(kind.tests)} tests, runners {', '.join(kind.runners)}")
         steady = 0

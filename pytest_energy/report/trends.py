@@ -49,13 +49,17 @@ class Step:
     @property
     def commits(self) -> str:
         """``abc1234..def5678``, or "" where the runs name no commit."""
-        if not (self.commit_before or self.commit_after):
-            return ""
-        return f"{self.commit_before[:12] or '?'}..{self.commit_after[:12] or '?'}"
+        return commit_range(self.commit_before, self.commit_after)
 
     @property
     def text(self) -> str:
         return f"{_percent(self.ratio)} at {self.started[:19]}" + (f" ({self.commits})" if self.commits else "")
+
+
+def commit_range(before: str, after: str) -> str:
+    """The commits to bisect, ``abc1234..def5678`` (each to 12 characters, "?" where unknown), or "" where
+    neither is known."""
+    return f"{before[:12] or '?'}..{after[:12] or '?'}" if before or after else ""
 
 
 @dataclass

@@ -69,6 +69,11 @@ class FleetRecord:
     components: list[Component]
     fingerprint: dict[str, Any]  # one dict per distinct fingerprint of the window: treat it as read-only
     verdicts: dict[str, tuple[str, str]]  # metric -> (status, message), against its run's baseline set
+    outcome: str = ""  # the test's outcome, as the record's (OUTCOMES)
+    # The record's criteria and quality as Record holds them (its budgets and whether each was met), read
+    # for a record that did not pass only: what the nightly says of a missed budget; {} for the others.
+    criteria: dict[str, Any] = field(default_factory=dict)
+    quality: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class History(HistoryEngine):
@@ -186,7 +191,8 @@ class History(HistoryEngine):
         """The records of several runs as the nightly report needs them: run id -> records (by name);
         a run the store does not hold maps to [].
 
-        Only each record's components and fingerprint leave its JSON, picked out by the database
+        Only each record's components and fingerprint leave its JSON (with its criteria and quality
+        where it did not pass, for its missed budgets), picked out by the database
         (the nightly over 1,000 runs of 100 records would otherwise spend most of its time decoding
         rounds it never reads), and each distinct fingerprint is decoded once. A verdict counts when
         it is against its run's baseline set (any, for a run judged against none).
@@ -197,18 +203,26 @@ class History(HistoryEngine):
         wanted = list(dict.fromkeys(run_ids))
 
         def parts(connection: Connection) -> Any:
-            """The records with their JSON's components and fingerprint, as JSON text."""
+            """The records with their outcome and their JSON's components and fingerprint, and for a
+            record that did not pass its criteria and quality, as JSON text."""
+            unpassed = sa.func.coalesce(r.c.outcome, "") != "passed"
             if connection.dialect.name == "postgresql":
-                # One parse of each record for both (two json_extract_path_text calls took twice the
+                # One parse of each record for all (two json_extract_path_text calls took twice the
                 # server's time), as json, not jsonb: the parts' text as stored.
                 picked = sa.func.json_to_record(sa.cast(r.c.record_json, sa.JSON)).table_valued(
-                    sa.column("components", sa.Text), sa.column("fingerprint", sa.Text)).render_derived(
-                    with_types=True)
-                return (sa.select(r.c.run_id, r.c.name, r.c.iterations, picked.c.components, picked.c.fingerprint)
+                    *(sa.column(key, sa.Text) for key in ("components", "fingerprint", "criteria", "quality"))
+                ).render_derived(with_types=True)
+                return (sa.select(r.c.run_id, r.c.name, r.c.iterations, r.c.outcome, picked.c.components,
+                                  picked.c.fingerprint, sa.case((unpassed, picked.c.criteria)),
+                                  sa.case((unpassed, picked.c.quality)))
                         .select_from(r).join(picked, sa.true()))
-            return sa.select(r.c.run_id, r.c.name, r.c.iterations,
-                             *(sa.func.json_extract(r.c.record_json, f"$.{key}", type_=sa.Text)
-                               for key in ("components", "fingerprint")))
+
+            def extract(key: str) -> Any:
+                return sa.func.json_extract(r.c.record_json, f"$.{key}", type_=sa.Text)
+
+            return sa.select(r.c.run_id, r.c.name, r.c.iterations, r.c.outcome, extract("components"),
+                             extract("fingerprint"), sa.case((unpassed, extract("criteria"))),
+                             sa.case((unpassed, extract("quality"))))
 
         def read(connection: Connection) -> dict[str, list[FleetRecord]]:
             found: dict[str, list[FleetRecord]] = {run_id: [] for run_id in wanted}
@@ -224,13 +238,15 @@ class History(HistoryEngine):
                 for run_id, name, metric, status, message in connection.execute(query):
                     judged.setdefault((run_id, name), {})[metric] = (status, message or "")
                 query = parts(connection).where(r.c.run_id.in_(chunk)).order_by(r.c.run_id, r.c.name)
-                for run_id, name, iterations, components, fingerprint in connection.execute(query):
+                for run_id, name, iterations, outcome, components, fingerprint, criteria, quality in \
+                        connection.execute(query):
                     known = fingerprints.get(fingerprint)
                     if known is None:
                         known = fingerprints[fingerprint] = json.loads(fingerprint) if fingerprint else {}
                     found[run_id].append(FleetRecord(
                         name, iterations or 0, [Component(**c) for c in json.loads(components or "[]")], known,
-                        judged.get((run_id, name), {})))
+                        judged.get((run_id, name), {}), outcome or "", json.loads(criteria) if criteria else {},
+                        json.loads(quality) if quality else {}))
             return found
 
         return self._use(read)
