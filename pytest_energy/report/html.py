@@ -43,9 +43,10 @@ def environment() -> jinja2.Environment:
     )
     env.filters.update(fmt=fmt, percent=percent_change)
     env.globals.update(
+        task_energy_chart=charts.task_energy_chart,
         quality_scatter=charts.quality_scatter,
-        sparsity_sweeps=charts.sparsity_sweeps,
         sparsity_chart=charts.sparsity_chart,
+        arm_bars=charts.arm_bars,
         power_timeline=charts.power_timeline,
         trend_line=charts.trend_line,
         facts=facts,
