@@ -184,7 +184,7 @@ def _front_line(canvas: _Canvas, points: list[tuple[float, float]]) -> None:
 def task_energy_chart(chart: TaskEnergyChart) -> Markup:
     """Gross Wh per 1,000 inferences (log x axis), one row per task, a point per record: a circle for a
     task-specific model, a diamond for a general-purpose one; each numbered as in the key table."""
-    width, left, right, top, band = 640, 170, 620, 10, 30
+    width, left, right, top, band = 600, 190, 584, 10, 30
     bottom = top + band * len(chart.tasks)
     canvas = _Canvas(width, bottom + 40)
     x = _Axis([p.wh_per_1000 for p in chart.points], left, right, log=True)
@@ -208,20 +208,21 @@ def task_energy_chart(chart: TaskEnergyChart) -> Markup:
             placed.append((px, py, point))
     for px, py, point in placed:
         kind = "general-purpose" if point.general_purpose else "task-specific"
-        tip = (f"<title>{point.key}. {escape(point.name)} ({escape(point.model)}), {kind}: "
+        tip = (f"<title>{f'{point.key}. ' if point.key else ''}{escape(point.name)} ({escape(point.model)}), {kind}: "
                f"{fmt(point.wh_per_1000)} Wh per 1,000</title>")
         css = f"dot {css_class(point.status)}"
         shape = (f'<path class="{css} general" d="M{px:.1f} {py - 6:.1f}l6 6l-6 6l-6 -6z">{tip}</path>'
                  if point.general_purpose else f'<circle class="{css}" cx="{px:.1f}" cy="{py:.1f}" r="4.5">{tip}</circle>')
         canvas.add(f'<a href="#r{point.row}">{shape}</a>')
-        canvas.label(px, py, 6, str(point.key))
+        if point.key:
+            canvas.label(px, py, 6, str(point.key))
     return canvas.svg("energy per 1,000 inferences by task, log scale")
 
 
 def quality_scatter(chart: QualityChart) -> Markup:
     """Energy per unit (x) against one quality metric (y) within one task; the Pareto front joined by a
     dashed line; each point numbered as in the key table."""
-    width, height, left, top, right, bottom = 640, 340, 76, 14, 620, 296
+    width, height, left, top, right, bottom = 600, 320, 76, 14, 584, 276
     canvas = _Canvas(width, height)
     points = chart.points
     x = _Axis([p.energy for p in points], left, right)
@@ -236,10 +237,11 @@ def quality_scatter(chart: QualityChart) -> Markup:
         css = css_class(point.status) + (" on-front" if point.on_front else "")
         canvas.add(
             f'<a href="#r{point.row}"><circle class="dot {css}" cx="{px:.1f}" cy="{py:.1f}" '
-            f'r="{5 if point.on_front else 4}"><title>{point.key}. {escape(point.name)}: '
+            f'r="{5 if point.on_front else 4}"><title>{f"{point.key}. " if point.key else ""}{escape(point.name)}: '
             f'{fmt(point.energy)} J, {escape(chart.metric)} {fmt(point.quality)}'
             f'{" (Pareto front)" if point.on_front else ""}</title></circle></a>')
-        canvas.label(px, py, 5, str(point.key))
+        if point.key:
+            canvas.label(px, py, 5, str(point.key))
     task = f" ({chart.task})" if chart.task else ""
     return canvas.svg(f"energy against {chart.metric}{task}, Pareto front marked")
 
@@ -276,7 +278,7 @@ def sparsity_chart(sweep: SparsitySweep) -> Markup:
 def arm_bars(title: str, bars: Sequence[tuple[int, str, float | None]], unit: str = "") -> Markup:
     """One figure of the fine-tune arms as horizontal bars from zero: ``bars`` are (key, name, value),
     an arm without the figure left blank; each bar numbered as the arms' table, its value at its end."""
-    width, left, top, band = 300, 30, 22, 20
+    width, left, top, band = 290, 30, 22, 20
     values = [v for _, _, v in bars if v is not None and math.isfinite(v)]
     texts = {key: f"{fmt(v)}{f' {unit}' if unit else ''}" if v is not None else "n/a" for key, _, v in bars}
     right = width - 8 - 0.6 * FONT * max(len(t) for t in texts.values()) - 6

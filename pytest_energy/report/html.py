@@ -17,7 +17,7 @@ from ..core.units import fmt, percent_change
 from ..store.locking import atomic_write_text
 from . import charts, exports
 from .fleet import Fleet
-from .model import Report, Row
+from .model import MAX_KEYED, Report, Row
 from .styles import CSS_CLASS
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -47,6 +47,7 @@ def environment() -> jinja2.Environment:
         quality_scatter=charts.quality_scatter,
         sparsity_chart=charts.sparsity_chart,
         arm_bars=charts.arm_bars,
+        max_keyed=MAX_KEYED,
         power_timeline=charts.power_timeline,
         trend_line=charts.trend_line,
         facts=facts,

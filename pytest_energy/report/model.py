@@ -11,6 +11,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from itertools import groupby
 from typing import Any
 
 from ..core.budget import failed_budgets
@@ -231,6 +232,12 @@ class Totals:
         return f"{self.records} measured, {energy}" + (f"; {judged}" if judged else "")
 
 
+#: A chart numbers every point up to this many (each a row of its key table); past it, only a quality
+#: chart's Pareto front and each task's cheapest and dearest record on the per-1,000 chart are numbered,
+#: the others keep their tooltips: a label per point of a 10,000-record suite would be unreadable and slow.
+MAX_KEYED = 60
+
+
 @dataclass
 class QualityPoint:
     row: int  # index into Report.rows
@@ -239,7 +246,7 @@ class QualityPoint:
     quality: float
     status: str
     on_front: bool = False
-    key: int = 0  # its number on the chart and in the key table under it (1-based, by energy)
+    key: int = 0  # its number on the chart and in the key table under it (1-based, by energy); 0: not numbered
 
 
 @dataclass
@@ -257,6 +264,11 @@ class QualityChart:
     def front(self) -> list[QualityPoint]:
         """The Pareto front, cheapest first."""
         return [p for p in self.points if p.on_front]
+
+    @property
+    def keyed(self) -> list[QualityPoint]:
+        """The points numbered on the chart, as its key table lists them."""
+        return [p for p in self.points if p.key]
 
 
 #: How a record is told general-purpose (the charts' captions say it): the record states its task and its
@@ -277,7 +289,7 @@ class TaskPoint:
     wh_per_1000: float  # gross Wh per 1,000 inferences (a generated query whole: prefill and decode)
     general_purpose: bool
     status: str
-    key: int = 0  # its number on the chart and in the key table (1-based)
+    key: int = 0  # its number on the chart and in the key table (1-based); 0: not numbered
 
 
 @dataclass
@@ -288,6 +300,11 @@ class TaskEnergyChart:
     points: list[TaskPoint]
     left_out: int = 0  # inference records that state no task, not charted
     rule: str = GENERAL_PURPOSE_RULE  # how general-purpose is told, for the caption
+
+    @property
+    def keyed(self) -> list[TaskPoint]:
+        """The points numbered on the chart, as its key table lists them."""
+        return [p for p in self.points if p.key]
 
 
 @dataclass
@@ -703,7 +720,8 @@ def _quality_charts(rows: list[Row]) -> list[QualityChart]:
     for chart in charts:
         _pareto(chart.points, chart.higher_is_better)
         chart.points.sort(key=lambda p: (p.energy, p.name))
-        for number, point in enumerate(chart.points, 1):
+        keyed = [p for p in chart.points if p.on_front or len(chart.points) <= MAX_KEYED]
+        for number, point in enumerate(keyed, 1):
             point.key = number
     return sorted(charts, key=lambda c: (c.task == "", c.task, c.metric, c.unit))
 
@@ -716,11 +734,12 @@ def general_purpose(record: Record) -> bool:
 def _task_energy(rows: list[Row]) -> TaskEnergyChart | None:
     """Gross Wh per 1,000 inferences of every inference record that states its task; a generated query
     counts whole (its decode record holds the prefill's energy, so the prefill record is not charted
-    again)."""
+    again); a pruning level is left to its sweep's chart."""
     points, left_out = [], 0
     for row in rows:
         case, value = row.record.case, row.wh_per_1000
-        if case is not None and case.generation is not None and case.generation.phase == "prefill":
+        if case is not None and (case.pruned is not None or  # a pruning level is charted in its sweep
+                                 case.generation is not None and case.generation.phase == "prefill"):
             continue
         split = query_split(row.record)
         value = finite_number(split.wh_per_1000_queries) if split is not None else value
@@ -738,9 +757,16 @@ def _task_energy(rows: list[Row]) -> TaskEnergyChart | None:
         by_task.setdefault(point.task, []).append(point.wh_per_1000)
     tasks = sorted(by_task, key=lambda t: (sorted(by_task[t])[len(by_task[t]) // 2], t))
     points.sort(key=lambda p: (tasks.index(p.task), p.wh_per_1000, p.name))
-    for number, point in enumerate(points, 1):
+    ends = [p for _, group in groupby(points, key=lambda p: p.task) for p in _ends(list(group))]
+    keyed = points if len(points) <= MAX_KEYED else [p for p in points if any(p is end for end in ends)]
+    for number, point in enumerate(keyed, 1):
         point.key = number
     return TaskEnergyChart(tasks, points, left_out)
+
+
+def _ends(group: list[TaskPoint]) -> list[TaskPoint]:
+    """The cheapest and the dearest of a task's points (one where it has one)."""
+    return group[:1] + group[1:][-1:]
 
 
 def _sweeps(rows: list[Row]) -> list[SparsitySweep]:
