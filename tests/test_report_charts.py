@@ -31,12 +31,24 @@ def _fine_tune(name, joules, task, model, quality):
                        case=CaseFacts("fine-tune", task, 16, fine_tune=recipe))
 
 
+SENTIMENT_EVAL = [f"{i:04x}" for i in range(40)]  # the evaluation examples' content keys
+
+
+def _scored_on(record, keys):
+    """``record`` with its accuracy scored on the examples ``keys``, as a case's quality entry keeps them."""
+    record.quality["accuracy"]["example_keys"] = list(keys)
+    return record
+
+
 def _records():
     records = [
-        _inference(f"{LONG}[fp32]", 0.80, "text-classification", "distilbert-sst2", {"accuracy": 0.91, "f1": 0.9}),
-        _inference(f"{LONG}[bf16]", 0.79, "text-classification", "distilbert-sst2", {"accuracy": 0.905, "f1": 0.89}),
-        _inference("suites/test_zero_shot.py::sentiment_zero_shot", 9.5, "zero-shot-classification",
-                   "bigscience/bloomz-560m", {"accuracy": 0.74}),
+        _scored_on(_inference(f"{LONG}[fp32]", 0.80, "text-classification", "distilbert-sst2",
+                              {"accuracy": 0.91, "f1": 0.9}), SENTIMENT_EVAL),
+        _scored_on(_inference(f"{LONG}[bf16]", 0.79, "text-classification", "distilbert-sst2",
+                              {"accuracy": 0.905, "f1": 0.89}), SENTIMENT_EVAL),
+        # a generative model prompted zero-shot on the very examples sst2 was scored on
+        _scored_on(_inference("suites/test_zero_shot.py::sentiment_zero_shot", 9.5, "zero-shot-classification",
+                              "bigscience/bloomz-560m", {"accuracy": 0.74}), reversed(SENTIMENT_EVAL)),
         _inference("suites/test_image_classification.py::shapes_vit", 2.0, "image-classification", "vit",
                    {"accuracy": 0.85}),
         _inference("suites/test_image_classification.py::shapes_resnet", 1.1, "image-classification", "resnet",
@@ -146,13 +158,17 @@ def test_energy_per_1000_inferences_by_task_is_on_a_log_axis_with_one_point_per_
     records, report, page = built
     chart = report.task_energy
     # the pruning levels are in their sweep's chart, the prefill record in its decode record's whole query
-    assert chart.tasks == ["text-classification", "image-classification", "zero-shot-classification",
-                           "text-generation"]  # cheapest first
+    # the zero-shot model answers sst2's task on its examples: a general-purpose point on that row
+    assert chart.tasks == ["text-classification", "image-classification", "text-generation"]  # cheapest first
     by_name = {p.name: p for p in chart.points}
     assert len(chart.points) == 6 and "suites/test_generation.py::prompts[prefill]" not in by_name
     decode = by_name["suites/test_generation.py::prompts[decode]"]
     assert decode.wh_per_1000 == pytest.approx((40.0 + records[6].per_iteration_gross_joules) * 1000 / JOULES_PER_WH)
-    assert [p.name for p in chart.points if p.general_purpose] == ["suites/test_zero_shot.py::sentiment_zero_shot"]
+    [general] = [p for p in chart.points if p.general_purpose]
+    assert general.name == "suites/test_zero_shot.py::sentiment_zero_shot"
+    assert general.task == "text-classification" and general.case_task == "zero-shot-classification"
+    assert [p.name for p in chart.points if p.task == "text-classification"] == \
+        [f"{LONG}[bf16]", f"{LONG}[fp32]", "suites/test_zero_shot.py::sentiment_zero_shot"]
     assert chart.left_out == 0
 
     [(width, height, _, body)] = [s for s in _svgs(page) if s[2] == "energy per 1,000 inferences by task, log scale"]
@@ -171,12 +187,13 @@ def test_energy_per_1000_inferences_by_task_is_on_a_log_axis_with_one_point_per_
     section = _section(page, '<section id="quality">', '<section id="timelines">')
     assert GENERAL_PURPOSE_RULE in section
     key = re.search(r'<table class="key" id="energy-by-task-key">.*?</table>', section, re.S).group(0)
-    assert key.count("<tr><td") == 6 and key.count("general-purpose") == 1
+    assert key.count("<tr><td") == 6 and key.count("general-purpose (zero-shot-classification)") == 1
 
 
 def test_energy_against_quality_is_charted_per_task_never_mixing_tasks(built):
     records, report, page = built
     tasks = {r.name: (r.case.task if r.case else "") for r in records}
+    tasks["suites/test_zero_shot.py::sentiment_zero_shot"] = "text-classification"  # it answers sst2's examples
     charts = {(c.task, c.metric, c.unit): c for c in report.quality_charts}
     assert set(charts) == {("text-classification", "accuracy", "inference"), ("text-classification", "f1", "inference"),
                            ("image-classification", "accuracy", "inference"), ("summarization", "rouge1", "step"),
@@ -189,6 +206,12 @@ def test_energy_against_quality_is_charted_per_task_never_mixing_tasks(built):
     section = _section(page, '<section id="quality">', '<section id="timelines">')
     scatters = [s for s in _svgs(section) if s[2].startswith("energy against ")]
     assert len(scatters) == len(report.quality_charts)
+    sentiment = charts[("text-classification", "accuracy", "inference")]
+    assert [(p.name, p.general_purpose, p.on_front) for p in sentiment.points] == [
+        (f"{LONG}[bf16]", False, True), (f"{LONG}[fp32]", False, True),
+        ("suites/test_zero_shot.py::sentiment_zero_shot", True, False)]  # dearer and worse
+    [(_, _, _, body)] = [s for s in scatters if s[2] == "energy against accuracy (text-classification), Pareto front marked"]
+    assert body.count('<circle class="dot') == 2 and body.count('class="dot s-none general"') == 1
     image = charts[("image-classification", "accuracy", "inference")]
     [(_, _, _, body)] = [s for s in scatters if s[2] == "energy against accuracy (image-classification), Pareto front marked"]
     assert body.count('<circle class="dot') == 2 and '<polyline class="front"' in body  # both on the front
@@ -275,3 +298,14 @@ def test_past_the_key_limit_only_the_front_and_each_tasks_ends_are_numbered():
     assert "Past 60 points only the front is numbered" in page
     key = re.search(r'<table class="key" id="energy-by-task-key">.*?</table>', page, re.S).group(0)
     assert key.count("<tr><td") == 4
+
+
+def test_a_zero_shot_record_on_other_examples_keeps_its_own_task():
+    sst2 = _scored_on(_inference("t.py::sst2", 1.0, "text-classification", "distilbert", {"accuracy": 0.9}),
+                      SENTIMENT_EVAL)
+    other = _scored_on(_inference("t.py::zero_shot", 5.0, "zero-shot-classification", "bloomz", {"accuracy": 0.7}),
+                       ["ffff"])
+    report = build_report([sst2, other], None, make_run_info())
+    assert report.task_energy.tasks == ["text-classification", "zero-shot-classification"]
+    assert [p.case_task for p in report.task_energy.points] == ["", ""]
+    assert report.quality_charts == []  # one record per task: no trade-off to chart

@@ -181,6 +181,14 @@ def _front_line(canvas: _Canvas, points: list[tuple[float, float]]) -> None:
         canvas.add(f'<polyline class="front" points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in points)}"/>')
 
 
+def _marker(x: float, y: float, radius: float, css: str, general_purpose: bool, tip: str) -> str:
+    """A point: a circle, or a diamond for a general-purpose model's record."""
+    if general_purpose:
+        r = radius + 1.5
+        return f'<path class="{css} general" d="M{x:.1f} {y - r:.1f}l{r} {r}l{-r} {r}l{-r} {-r}z">{tip}</path>'
+    return f'<circle class="{css}" cx="{x:.1f}" cy="{y:.1f}" r="{radius}">{tip}</circle>'
+
+
 def task_energy_chart(chart: TaskEnergyChart) -> Markup:
     """Gross Wh per 1,000 inferences (log x axis), one row per task, a point per record: a circle for a
     task-specific model, a diamond for a general-purpose one; each numbered as in the key table."""
@@ -210,10 +218,8 @@ def task_energy_chart(chart: TaskEnergyChart) -> Markup:
         kind = "general-purpose" if point.general_purpose else "task-specific"
         tip = (f"<title>{f'{point.key}. ' if point.key else ''}{escape(point.name)} ({escape(point.model)}), {kind}: "
                f"{fmt(point.wh_per_1000)} Wh per 1,000</title>")
-        css = f"dot {css_class(point.status)}"
-        shape = (f'<path class="{css} general" d="M{px:.1f} {py - 6:.1f}l6 6l-6 6l-6 -6z">{tip}</path>'
-                 if point.general_purpose else f'<circle class="{css}" cx="{px:.1f}" cy="{py:.1f}" r="4.5">{tip}</circle>')
-        canvas.add(f'<a href="#r{point.row}">{shape}</a>')
+        marker = _marker(px, py, 4.5, f"dot {css_class(point.status)}", point.general_purpose, tip)
+        canvas.add(f'<a href="#r{point.row}">{marker}</a>')
         if point.key:
             canvas.label(px, py, 6, str(point.key))
     return canvas.svg("energy per 1,000 inferences by task, log scale")
@@ -234,12 +240,12 @@ def quality_scatter(chart: QualityChart) -> Markup:
         canvas.mark(x(point.energy), y(point.quality), 5)
     for point in points:
         px, py = x(point.energy), y(point.quality)
-        css = css_class(point.status) + (" on-front" if point.on_front else "")
-        canvas.add(
-            f'<a href="#r{point.row}"><circle class="dot {css}" cx="{px:.1f}" cy="{py:.1f}" '
-            f'r="{5 if point.on_front else 4}"><title>{f"{point.key}. " if point.key else ""}{escape(point.name)}: '
-            f'{fmt(point.energy)} J, {escape(chart.metric)} {fmt(point.quality)}'
-            f'{" (Pareto front)" if point.on_front else ""}</title></circle></a>')
+        css = "dot " + css_class(point.status) + (" on-front" if point.on_front else "")
+        tip = (f'<title>{f"{point.key}. " if point.key else ""}{escape(point.name)}: {fmt(point.energy)} J, '
+               f'{escape(chart.metric)} {fmt(point.quality)}{" (Pareto front)" if point.on_front else ""}'
+               f'{" (general-purpose)" if point.general_purpose else ""}</title>')
+        marker = _marker(px, py, 5 if point.on_front else 4, css, point.general_purpose, tip)
+        canvas.add(f'<a href="#r{point.row}">{marker}</a>')
         if point.key:
             canvas.label(px, py, 5, str(point.key))
     task = f" ({chart.task})" if chart.task else ""

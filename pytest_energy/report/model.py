@@ -247,12 +247,15 @@ class QualityPoint:
     status: str
     on_front: bool = False
     key: int = 0  # its number on the chart and in the key table under it (1-based, by energy); 0: not numbered
+    general_purpose: bool = False  # drawn as a diamond (:data:`GENERAL_PURPOSE_RULE`)
+    case_task: str = ""  # the record's own task, where it answers the chart's task as another (zero-shot)
 
 
 @dataclass
 class QualityChart:
     """Energy against one quality metric for the records of one task and unit, with the Pareto front
-    marked. ``task`` is the cases' task; "" for records of no case (plain tests state no task)."""
+    marked. ``task`` is the task the records answer (:func:`answered_tasks`); "" for records of no case
+    (plain tests state no task)."""
 
     metric: str
     unit: str
@@ -274,8 +277,9 @@ class QualityChart:
 #: How a record is told general-purpose (the charts' captions say it): the record states its task and its
 #: model, not what else the model was trained for, so the one sign is a zero-shot task.
 GENERAL_PURPOSE_RULE = ("general-purpose: a case of a zero-shot task (a generative model prompted to answer a "
-                        "task it has no head for, as the multi-purpose models of Power Hungry Processing); every "
-                        "other case counts as task-specific")
+                        "task it has no head for, as the multi-purpose models of Power Hungry Processing), shown "
+                        "with the task whose very examples it was scored on; every other case counts as "
+                        "task-specific")
 
 
 @dataclass
@@ -290,6 +294,7 @@ class TaskPoint:
     general_purpose: bool
     status: str
     key: int = 0  # its number on the chart and in the key table (1-based); 0: not numbered
+    case_task: str = ""  # the record's own task, where it answers ``task`` as another (zero-shot)
 
 
 @dataclass
@@ -699,22 +704,47 @@ def _task(record: Record) -> str:
     return record.case.task if record.case is not None else ""
 
 
-def _quality_charts(rows: list[Row]) -> list[QualityChart]:
-    """One chart per task, metric and unit that two records or more share: a trade-off is read between
-    models of one task. A pruning sweep's levels are left to their own chart (:func:`_sweeps`)."""
+def _examples(record: Record) -> frozenset[str] | None:
+    """The evaluation examples a record's quality was scored on (their content keys, where a metric
+    keeps them), None where no metric does."""
+    for entry in record.quality.values():
+        keys = entry.get("example_keys") if isinstance(entry, dict) else None
+        if isinstance(keys, list) and keys:
+            return frozenset(map(str, keys))
+    return None
+
+
+def answered_tasks(rows: list[Row]) -> dict[int, str]:
+    """The task each row's record answers, by row index: its case's task, except a general-purpose record
+    scored on the very examples of a task-specific record of another task, which answers that task (a
+    zero-shot model doing sst2's sentiment classification: Power Hungry Processing's comparison)."""
+    by_examples: dict[frozenset[str], str] = {}
+    for row in rows:
+        examples = _examples(row.record)
+        if examples and _task(row.record) and not general_purpose(row.record):
+            by_examples.setdefault(examples, _task(row.record))
+    return {row.index: (general_purpose(row.record) and by_examples.get(_examples(row.record))) or _task(row.record)
+            for row in rows}
+
+
+def _quality_charts(rows: list[Row], answered: dict[int, str]) -> list[QualityChart]:
+    """One chart per task answered, metric and unit that two records or more share: a trade-off is read
+    between models of one task. A pruning sweep's levels are left to their own chart (:func:`_sweeps`)."""
     groups: dict[tuple[str, str, str], QualityChart] = {}
     for row in rows:
         energy = row.per_iteration_net
         if not math.isfinite(energy) or (row.record.case is not None and row.record.case.pruned is not None):
             continue
-        task = _task(row.record)
+        task, own = answered[row.index], _task(row.record)
         for quality in row.quality:
             if quality.value is None:
                 continue
             key = (task, quality.metric, row.record.unit)
             chart = groups.setdefault(key, QualityChart(quality.metric, row.record.unit,
                                                         quality.higher_is_better, [], task))
-            chart.points.append(QualityPoint(row.index, row.name, energy, quality.value, row.status))
+            chart.points.append(QualityPoint(row.index, row.name, energy, quality.value, row.status,
+                                             general_purpose=general_purpose(row.record),
+                                             case_task=own if own != task else ""))
     # One point is no trade-off: a chart needs two records of the same unit to compare.
     charts = [chart for chart in groups.values() if len(chart.points) >= 2]
     for chart in charts:
@@ -731,7 +761,7 @@ def general_purpose(record: Record) -> bool:
     return _task(record).startswith("zero-shot")
 
 
-def _task_energy(rows: list[Row]) -> TaskEnergyChart | None:
+def _task_energy(rows: list[Row], answered: dict[int, str]) -> TaskEnergyChart | None:
     """Gross Wh per 1,000 inferences of every inference record that states its task; a generated query
     counts whole (its decode record holds the prefill's energy, so the prefill record is not charted
     again); a pruning level is left to its sweep's chart."""
@@ -745,11 +775,12 @@ def _task_energy(rows: list[Row]) -> TaskEnergyChart | None:
         value = finite_number(split.wh_per_1000_queries) if split is not None else value
         if value is None or not math.isfinite(value) or value <= 0:
             continue
-        if not _task(row.record):
+        task, own = answered[row.index], _task(row.record)
+        if not task:
             left_out += 1
             continue
-        points.append(TaskPoint(row.index, row.name, row.model or row.name.rsplit("::", 1)[-1],
-                                _task(row.record), value, general_purpose(row.record), row.status))
+        points.append(TaskPoint(row.index, row.name, row.model or row.name.rsplit("::", 1)[-1], task, value,
+                                general_purpose(row.record), row.status, case_task=own if own != task else ""))
     if not points:
         return None
     by_task: dict[str, list[float]] = {}
@@ -875,6 +906,7 @@ def build_report(
     trends, trends_note = session_trends(history, (fingerprint or {}).get("id"), [row.name for row in rows])
     carbon = run_info.carbon if run_info else (records[0].carbon if records else None)
     idle = run_info.idle_watts if run_info else {}
+    answered = answered_tasks(rows)
     if headline is None:
         headline = build_headline(records, judgement, run_info.exitstatus if run_info else 0)
     return Report(
@@ -893,8 +925,8 @@ def build_report(
         carbon=_carbon(carbon),
         idle=[(device, f"{fmt(watts)} W") for device, watts in sorted(idle.items())],
         notes=list(run_info.notes) if run_info else [],
-        quality_charts=_quality_charts(rows),
-        task_energy=_task_energy(rows),
+        quality_charts=_quality_charts(rows, answered),
+        task_energy=_task_energy(rows, answered),
         sweeps=_sweeps(rows),
         fine_tune_arms=_fine_tune_arms(rows),
         trends=trends,
