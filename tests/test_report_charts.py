@@ -26,7 +26,8 @@ def _inference(name, joules, task, model, quality=None, **case):
 
 
 def _fine_tune(name, joules, task, model, quality):
-    recipe = FineTuneFacts(300, 100, "adamw", 5e-5, "linear", 3.2, 1.1, 40, Trained(model, "pre-trained", "fine-tuning"))
+    recipe = FineTuneFacts(300, 100, "adamw", 5e-5, "linear", 3.2, 1.1, 40,
+                           Trained(model, "pre-trained", "fine-tuning"))
     return make_record(name, joules, unit="step", quality=quality, model=ModelFacts(model),
                        case=CaseFacts("fine-tune", task, 16, fine_tune=recipe))
 
@@ -144,14 +145,15 @@ def test_every_label_of_every_chart_is_inside_its_box_and_clear_of_the_others(bu
 
 
 def test_a_crowd_of_points_keeps_its_labels_apart_and_long_names_are_cut_with_their_whole_in_a_tooltip():
-    crowd = [_inference(f"t.py::test_{'very_long_' * 4}{i}", 1.0 + i * 0.001, "a-task-with-a-name-longer-than-its-margin",
+    task = "a-task-with-a-name-longer-than-its-margin"
+    crowd = [_inference(f"t.py::test_{'very_long_' * 4}{i}", 1.0 + i * 0.001, task,
                         f"model-{i}", {"accuracy": 0.8 + i * 0.0005}) for i in range(12)]
     page = html.render(build_report(crowd, None, make_run_info()))
     _assert_labels_inside_and_apart(page)
     [chart] = [body for _, _, label, body in _svgs(page) if label.startswith("energy against accuracy")]
     assert sorted(int(t) for t in re.findall(r'<text class="label"[^>]*>(\d+)</text>', chart)) == list(range(1, 13))
     [by_task] = [body for _, _, label, body in _svgs(page) if label.startswith("energy per 1,000")]
-    assert re.search(r">a-task-with-a-name[^<]*…<title>a-task-with-a-name-longer-than-its-margin</title></text>", by_task)
+    assert re.search(rf">a-task-with-a-name[^<]*…<title>{task}</title></text>", by_task)
 
 
 def test_energy_per_1000_inferences_by_task_is_on_a_log_axis_with_one_point_per_record(built):
@@ -210,10 +212,12 @@ def test_energy_against_quality_is_charted_per_task_never_mixing_tasks(built):
     assert [(p.name, p.general_purpose, p.on_front) for p in sentiment.points] == [
         (f"{LONG}[bf16]", False, True), (f"{LONG}[fp32]", False, True),
         ("suites/test_zero_shot.py::sentiment_zero_shot", True, False)]  # dearer and worse
-    [(_, _, _, body)] = [s for s in scatters if s[2] == "energy against accuracy (text-classification), Pareto front marked"]
+    [(_, _, _, body)] = [s for s in scatters if s[2] == "energy against accuracy (text-classification), Pareto front "
+                         "marked"]
     assert body.count('<circle class="dot') == 2 and body.count('class="dot s-none general"') == 1
     image = charts[("image-classification", "accuracy", "inference")]
-    [(_, _, _, body)] = [s for s in scatters if s[2] == "energy against accuracy (image-classification), Pareto front marked"]
+    [(_, _, _, body)] = [s for s in scatters if s[2] == "energy against accuracy (image-classification), Pareto front "
+                         "marked"]
     assert body.count('<circle class="dot') == 2 and '<polyline class="front"' in body  # both on the front
     assert {p.name for p in image.front} == {"suites/test_image_classification.py::shapes_vit",
                                             "suites/test_image_classification.py::shapes_resnet"}
@@ -268,7 +272,8 @@ def test_the_regressed_tests_trends_come_first_the_others_folded(built):
     assert [t.name for t in report.other_trends] == [f"{LONG}[fp32]"]
     section = _section(page, '<section id="trends">', '<section id="details">')
     regressed = _section(section, '<h3 id="regressed-trends">', '<details id="other-trends">')
-    assert [label for _, _, label, _ in _svgs(regressed)] == ["trend of suites/test_image_classification.py::shapes_vit"]
+    assert [label for _, _, label, _ in _svgs(regressed)] == [
+        "trend of suites/test_image_classification.py::shapes_vit"]
     assert '<details id="other-trends"><summary>Other tests with history (1)</summary>' in section
 
 

@@ -19,7 +19,7 @@ from typing import Sequence
 from markupsafe import Markup, escape
 
 from ..core.units import fmt
-from .model import QualityChart, SparsitySweep, TaskEnergyChart, TaskPoint
+from .model import QualityChart, SparsitySweep, TaskEnergyChart
 from .styles import css_class
 from .trends import Trend, TrendPoint
 
@@ -95,23 +95,25 @@ class _Canvas:
         """A point's marker, which labels keep off where they can."""
         self.marks.append((x - radius, y - radius, x + radius, y + radius))
 
-    def _free(self, box: Box, marks: bool) -> bool:
+    def _free(self, box: Box, marks: bool, within: Box | None = None) -> bool:
         x0, y0, x1, y1 = box
-        if x0 < 0 or y0 < 0 or x1 > self.width or y1 > self.height:
+        w0, v0, w1, v1 = within or (0, 0, self.width, self.height)
+        if x0 < max(0, w0) or y0 < max(0, v0) or x1 > min(self.width, w1) or y1 > min(self.height, v1):
             return False
         return not any(x0 < b[2] and b[0] < x1 and y0 < b[3] and b[1] < y1
                        for b in self.texts + (self.marks if marks else []))
 
     def text(self, spots: Sequence[tuple[float, float, str]], text: str, css: str = "tick", full: str = "",
-             avoid_marks: bool = False) -> bool:
-        """Draw ``text`` at the first of ``spots`` (x, baseline y, text-anchor) where it fits; ``full``, the
-        uncut text, becomes its tooltip. False where no spot fits (the text is left out)."""
+             avoid_marks: bool = False, within: Box | None = None) -> bool:
+        """Draw ``text`` at the first of ``spots`` (x, baseline y, text-anchor) where it fits (inside
+        ``within`` too, where given); ``full``, the uncut text, becomes its tooltip. False where no spot
+        fits (the text is left out)."""
         width = 0.6 * FONT * len(text)
         for marks in (True, False) if avoid_marks else (False,):
             for x, y, anchor in spots:
                 x0 = x - width * {"start": 0.0, "middle": 0.5, "end": 1.0}[anchor]
                 box = (x0 - 1, y - 0.8 * FONT, x0 + width + 1, y + 0.25 * FONT)
-                if self._free(box, marks):
+                if self._free(box, marks, within):
                     self.texts.append(box)
                     tip = f"<title>{escape(full)}</title>" if full and full != text else ""
                     self.add(f'<text class="{css}" x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}">'
@@ -130,14 +132,15 @@ class _Canvas:
         self.add(f'<text class="axis" transform="translate({x:.0f} {middle:.0f}) rotate({90 if down else -90})" '
                  f'text-anchor="middle">{escape(shown)}{tip}</text>')
 
-    def label(self, x: float, y: float, radius: float, text: str) -> bool:
-        """A point's label beside it: right, left, above, below, then the corners, then further out."""
+    def label(self, x: float, y: float, radius: float, text: str, within: Box | None = None) -> bool:
+        """A point's label beside it (inside ``within``, its plot or band, where given): right, left,
+        above, below, then the corners, then further out."""
         spots = []
         for gap in (radius + 2, radius + 9, radius + 18):
             spots += [(x + gap, y + 4, "start"), (x - gap, y + 4, "end"), (x, y - gap, "middle"),
                       (x, y + gap + 8, "middle"), (x + gap, y - gap, "start"), (x - gap, y - gap, "end"),
                       (x + gap, y + gap + 8, "start"), (x - gap, y + gap + 8, "end")]
-        return self.text(spots, text, "label", avoid_marks=True)
+        return self.text(spots, text, "label", avoid_marks=True, within=within)
 
     def svg(self, label: str) -> Markup:
         return Markup(
@@ -145,10 +148,16 @@ class _Canvas:
             f'height="{self.height}" role="img" aria-label="{escape(label)}">' + "".join(self.parts) + "</svg>")
 
 
-def _x_ticks(canvas: _Canvas, x: _Axis, left: float, top: float, right: float, bottom: float,
-             ticks: Sequence[tuple[float, str]] = ()) -> None:
+def _tick_texts(ticks: list[float]) -> list[tuple[float, str]]:
+    """Each tick with its label: three significant digits, more where ticks close together would
+    otherwise read alike (1.002 and 1.004 both "1")."""
+    digits = next((d for d in range(3, 9) if len({fmt(t, d) for t in ticks}) == len(ticks)), 9)
+    return [(t, fmt(t, digits)) for t in ticks]
+
+
+def _x_ticks(canvas: _Canvas, x: _Axis, left: float, top: float, right: float, bottom: float) -> None:
     """The vertical grid lines and the value labels under them (a label with no room is left out)."""
-    for value, text in ticks or [(t, fmt(t, 3)) for t in x.ticks()]:
+    for value, text in _tick_texts(x.ticks()):
         px = x(value)
         if left <= px <= right:
             canvas.add(f'<line class="grid" x1="{px:.1f}" y1="{top}" x2="{px:.1f}" y2="{bottom}"/>')
@@ -159,12 +168,12 @@ def _y_ticks(canvas: _Canvas, y: _Axis, left: float, top: float, right: float, b
              grid: bool = True) -> None:
     """The horizontal grid lines and the value labels of a y axis, left of ``left`` (or right of
     ``right`` where ``grid`` is off: a second axis)."""
-    for tick in y.ticks():
+    for tick, text in _tick_texts(y.ticks()):
         py = y(tick)
         if top <= py <= bottom:
             if grid:
                 canvas.add(f'<line class="grid" x1="{left}" y1="{py:.1f}" x2="{right}" y2="{py:.1f}"/>')
-            canvas.text([(left - 4, py + 4, "end")] if grid else [(right + 4, py + 4, "start")], fmt(tick, 3))
+            canvas.text([(left - 4, py + 4, "end")] if grid else [(right + 4, py + 4, "start")], text)
 
 
 def _axes(canvas: _Canvas, x: _Axis, y: _Axis, left: int, top: int, right: int, bottom: int, x_label: str,
@@ -189,39 +198,55 @@ def _marker(x: float, y: float, radius: float, css: str, general_purpose: bool, 
     return f'<circle class="{css}" cx="{x:.1f}" cy="{y:.1f}" r="{radius}">{tip}</circle>'
 
 
+def _lanes(xs: list[float], spacing: float) -> list[int]:
+    """A lane for each of ``xs`` (ascending): the first whose last point lies ``spacing`` px or more to
+    the left, so points of one lane and their labels beside them never meet."""
+    ends: list[float] = []
+    lanes = []
+    for px in xs:
+        lane = next((i for i, end in enumerate(ends) if px - end >= spacing), len(ends))
+        ends[lane:lane + 1] = [px]
+        lanes.append(lane)
+    return lanes
+
+
 def task_energy_chart(chart: TaskEnergyChart) -> Markup:
-    """Gross Wh per 1,000 inferences (log x axis), one row per task, a point per record: a circle for a
-    task-specific model, a diamond for a general-purpose one; each numbered as in the key table."""
-    width, left, right, top, band = 600, 190, 584, 10, 30
-    bottom = top + band * len(chart.tasks)
-    canvas = _Canvas(width, bottom + 40)
+    """Gross Wh per 1,000 inferences (log x axis), one band per task, a point per record: a circle for a
+    task-specific model, a diamond for a general-purpose one; each numbered as in the key table. Points
+    too close for their numbers take lanes of their own within their task's band."""
+    width, left, right, top, lane_height = 600, 190, 584, 10, 16
     x = _Axis([p.wh_per_1000 for p in chart.points], left, right, log=True)
+    bands = []  # (task, its points with their x and lane, lanes, band top)
+    y = top
+    for task in chart.tasks:
+        points = [p for p in chart.points if p.task == task]  # cheapest first
+        xs = [x(p.wh_per_1000) for p in points]
+        lanes = _lanes(xs, 32)
+        bands.append((task, list(zip(points, xs, lanes)), max(lanes) + 1, y))
+        y += max(30, lane_height * (max(lanes) + 1) + 10)
+    bottom = y
+    canvas = _Canvas(width, bottom + 40)
     canvas.add(f'<rect class="plot" x="{left}" y="{top}" width="{right - left}" height="{bottom - top}"/>')
     _x_ticks(canvas, x, left, top, right, bottom)
     canvas.text([((left + right) / 2, bottom + 30, "middle")], "gross Wh per 1,000 inferences (log scale)", "axis")
-    placed: list[tuple[float, float, TaskPoint]] = []
-    for row, task in enumerate(chart.tasks):
-        middle = top + band * (row + 0.5)
-        if row:
-            canvas.add(f'<line class="grid" x1="{left}" y1="{top + band * row}" x2="{right}" y2="{top + band * row}"/>')
-        shown, _ = _fit(task, left - 12)
-        canvas.text([(left - 6, middle + 4, "end")], shown, "axis", task)
-        last, shift = -math.inf, 0
-        for point in (p for p in chart.points if p.task == task):  # cheapest first: dodge a crowded neighbour
-            px = x(point.wh_per_1000)
-            shift = shift + 1 if px - last < 10 else 0
-            last = px
-            py = middle + (0, -8, 8, -4, 4)[shift % 5]
+    for index, (task, points, lanes, band_top) in enumerate(bands):
+        band_bottom = bands[index + 1][3] if index + 1 < len(bands) else bottom
+        if index:
+            canvas.add(f'<line class="grid" x1="{left}" y1="{band_top}" x2="{right}" y2="{band_top}"/>')
+        middle = (band_top + band_bottom) / 2
+        canvas.text([(left - 6, middle + 4, "end")], _fit(task, left - 12)[0], "axis", task)
+        first = middle - lane_height * (lanes - 1) / 2
+        placed = [(px, first + lane_height * lane, point) for point, px, lane in points]
+        for px, py, _ in placed:
             canvas.mark(px, py, 5)
-            placed.append((px, py, point))
-    for px, py, point in placed:
-        kind = "general-purpose" if point.general_purpose else "task-specific"
-        tip = (f"<title>{f'{point.key}. ' if point.key else ''}{escape(point.name)} ({escape(point.model)}), {kind}: "
-               f"{fmt(point.wh_per_1000)} Wh per 1,000</title>")
-        marker = _marker(px, py, 4.5, f"dot {css_class(point.status)}", point.general_purpose, tip)
-        canvas.add(f'<a href="#r{point.row}">{marker}</a>')
-        if point.key:
-            canvas.label(px, py, 6, str(point.key))
+        for px, py, point in placed:
+            kind = "general-purpose" if point.general_purpose else "task-specific"
+            tip = (f"<title>{f'{point.key}. ' if point.key else ''}{escape(point.name)} ({escape(point.model)}), "
+                   f"{kind}: {fmt(point.wh_per_1000)} Wh per 1,000</title>")
+            marker = _marker(px, py, 4.5, f"dot {css_class(point.status)}", point.general_purpose, tip)
+            canvas.add(f'<a href="#r{point.row}">{marker}</a>')
+            if point.key:
+                canvas.label(px, py, 6, str(point.key), within=(left, band_top, right, band_bottom))
     return canvas.svg("energy per 1,000 inferences by task, log scale")
 
 
@@ -247,7 +272,7 @@ def quality_scatter(chart: QualityChart) -> Markup:
         marker = _marker(px, py, 5 if point.on_front else 4, css, point.general_purpose, tip)
         canvas.add(f'<a href="#r{point.row}">{marker}</a>')
         if point.key:
-            canvas.label(px, py, 5, str(point.key))
+            canvas.label(px, py, 5, str(point.key), within=(left, top, right, bottom))
     task = f" ({chart.task})" if chart.task else ""
     return canvas.svg(f"energy against {chart.metric}{task}, Pareto front marked")
 

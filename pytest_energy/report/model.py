@@ -15,6 +15,7 @@ from itertools import groupby
 from typing import Any
 
 from ..core.budget import failed_budgets
+from ..core.facts import Pruned
 from ..core.figures import fine_tune_energy, query_split, wh_per_1000
 from ..core.record import Carbon, Record, RunInfo
 from ..core.units import JOULES_PER_WH, finite_number, fmt, percent_change
@@ -804,21 +805,20 @@ def _sweeps(rows: list[Row]) -> list[SparsitySweep]:
     """The pruning sweeps among the rows: the levels of one sweep (its name before "[") pruned by
     global magnitude pruning (``case.pruned``; the 2:4 level is another kind of sparsity and is left
     off the line), by sparsity; a sweep needs two levels or more."""
-    found: dict[str, list[Row]] = {}
+    found: dict[str, list[tuple[Row, Pruned]]] = {}
     for row in rows:
         pruned = row.record.case.pruned if row.record.case is not None else None
         if pruned is not None and pruned.magnitude:
-            found.setdefault(row.name.split("[", 1)[0], []).append(row)
+            found.setdefault(row.name.split("[", 1)[0], []).append((row, pruned))
     sweeps = []
     for name, levels in found.items():
         if len(levels) < 2:
             continue
-        metric = next((q.metric for row in levels for q in row.quality if q.value is not None), "")
-        points = [SweepLevel(row.index, row.name, 100 * row.record.case.pruned.weight_sparsity,  # type: ignore[union-attr]
-                             row.per_iteration_net,
+        metric = next((q.metric for row, _ in levels for q in row.quality if q.value is not None), "")
+        points = [SweepLevel(row.index, row.name, 100 * pruned.weight_sparsity, row.per_iteration_net,
                              next((q.value for q in row.quality if q.metric == metric), None))
-                  for row in levels]
-        sweeps.append(SparsitySweep(name, levels[0].record.unit, metric, sorted(points, key=lambda p: p.sparsity)))
+                  for row, pruned in levels]
+        sweeps.append(SparsitySweep(name, levels[0][0].record.unit, metric, sorted(points, key=lambda p: p.sparsity)))
     return sweeps
 
 
