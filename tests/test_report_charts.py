@@ -152,7 +152,12 @@ def test_a_crowd_of_points_keeps_its_labels_apart_and_long_names_are_cut_with_th
     _assert_labels_inside_and_apart(page)
     [chart] = [body for _, _, label, body in _svgs(page) if label.startswith("energy against accuracy")]
     assert sorted(int(t) for t in re.findall(r'<text class="label"[^>]*>(\d+)</text>', chart)) == list(range(1, 13))
+    x_ticks = re.findall(  # under the plot (its bottom at 276)
+        r'<text class="tick" x="[\d.]+" y="290.0" text-anchor="\w+">([^<]+)</text>', chart)
+    assert len(x_ticks) >= 3 and len(set(x_ticks)) == len(x_ticks)  # close ticks still read apart
     [by_task] = [body for _, _, label, body in _svgs(page) if label.startswith("energy per 1,000")]
+    # twelve points within 1 % of each other: each numbered, in lanes of its task's band
+    assert sorted(int(t) for t in re.findall(r'<text class="label"[^>]*>(\d+)</text>', by_task)) == list(range(1, 13))
     assert re.search(rf">a-task-with-a-name[^<]*…<title>{task}</title></text>", by_task)
 
 
