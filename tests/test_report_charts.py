@@ -319,3 +319,20 @@ def test_a_zero_shot_record_on_other_examples_keeps_its_own_task():
     assert report.task_energy.tasks == ["text-classification", "zero-shot-classification"]
     assert [p.case_task for p in report.task_energy.points] == ["", ""]
     assert report.quality_charts == []  # one record per task: no trade-off to chart
+
+
+def test_wide_tick_values_widen_the_margin_beside_the_axis_title():
+    records = [make_record(f"t.py::t{i}", 1234567.0 + 3 * i, quality={"accuracy": 0.000123 + i * 1e-7})
+               for i in range(3)]
+
+    class History:
+        def series(self, fingerprint_id=None):
+            return {"t.py::t0": [(f"2026-11-{day:02d}", 1234567.0 + day, "unchanged") for day in range(1, 9)]}
+
+    page = html.render(build_report(records, None, make_run_info(), History()))
+    _assert_labels_inside_and_apart(page)
+    [trend] = [body for _, _, label, body in _svgs(page) if label == "trend of t.py::t0"]
+    y_ticks = re.findall(r'text-anchor="end">([\d,]+)</text>', trend)
+    assert len(y_ticks) >= 3 and all(len(t) == 9 for t in y_ticks)  # "1,234,568": none left out for room
+    [scatter] = [body for _, _, label, body in _svgs(page) if label.startswith("energy against accuracy")]
+    assert "0.00012305" in scatter

@@ -29,6 +29,9 @@ MAX_DOTS = 120
 #: 0.6 x this wide per character, the width a label's box is placed with.
 FONT = 11
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1
+#: An axis title runs along a chart's edge, its baseline this far in: tick labels keep out of that strip.
+TITLE_EDGE = 16
+TITLE_AT = 12
 
 
 def _ticks(low: float, high: float, count: int = 5, whole: bool = False) -> list[float]:
@@ -155,6 +158,12 @@ def _tick_texts(ticks: list[float]) -> list[tuple[float, str]]:
     return [(t, fmt(t, digits)) for t in ticks]
 
 
+def _left(y: _Axis, least: int = 76) -> int:
+    """The plot's left edge: room for the y axis' widest tick label beside the axis title."""
+    widest = max((len(text) for _, text in _tick_texts(y.ticks())), default=0)
+    return max(least, math.ceil(TITLE_EDGE + 8 + 0.6 * FONT * widest))
+
+
 def _x_ticks(canvas: _Canvas, x: _Axis, left: float, top: float, right: float, bottom: float) -> None:
     """The vertical grid lines and the value labels under them (a label with no room is left out)."""
     for value, text in _tick_texts(x.ticks()):
@@ -167,22 +176,23 @@ def _x_ticks(canvas: _Canvas, x: _Axis, left: float, top: float, right: float, b
 def _y_ticks(canvas: _Canvas, y: _Axis, left: float, top: float, right: float, bottom: float,
              grid: bool = True) -> None:
     """The horizontal grid lines and the value labels of a y axis, left of ``left`` (or right of
-    ``right`` where ``grid`` is off: a second axis)."""
+    ``right`` where ``grid`` is off: a second axis), clear of the axis title along the chart's edge."""
+    room = (TITLE_EDGE, 0, canvas.width, canvas.height) if grid else (0, 0, canvas.width - TITLE_EDGE, canvas.height)
     for tick, text in _tick_texts(y.ticks()):
         py = y(tick)
         if top <= py <= bottom:
             if grid:
                 canvas.add(f'<line class="grid" x1="{left}" y1="{py:.1f}" x2="{right}" y2="{py:.1f}"/>')
-            canvas.text([(left - 4, py + 4, "end")] if grid else [(right + 4, py + 4, "start")], text)
+            canvas.text([(left - 4, py + 4, "end")] if grid else [(right + 4, py + 4, "start")], text, within=room)
 
 
-def _axes(canvas: _Canvas, x: _Axis, y: _Axis, left: int, top: int, right: int, bottom: int, x_label: str,
+def _axes(canvas: _Canvas, x: _Axis, y: _Axis, left: float, top: float, right: float, bottom: float, x_label: str,
           y_label: str) -> None:
     canvas.add(f'<rect class="plot" x="{left}" y="{top}" width="{right - left}" height="{bottom - top}"/>')
     _x_ticks(canvas, x, left, top, right, bottom)
     _y_ticks(canvas, y, left, top, right, bottom)
     canvas.text([((left + right) / 2, bottom + 30, "middle")], _fit(x_label, right - left)[0], "axis", x_label)
-    canvas.vertical(12, (top + bottom) / 2, y_label, bottom - top)
+    canvas.vertical(TITLE_AT, (top + bottom) / 2, y_label, bottom - top)
 
 
 def _front_line(canvas: _Canvas, points: list[tuple[float, float]]) -> None:
@@ -253,11 +263,12 @@ def task_energy_chart(chart: TaskEnergyChart) -> Markup:
 def quality_scatter(chart: QualityChart) -> Markup:
     """Energy per unit (x) against one quality metric (y) within one task; the Pareto front joined by a
     dashed line; each point numbered as in the key table."""
-    width, height, left, top, right, bottom = 600, 320, 76, 14, 584, 276
+    width, height, top, right, bottom = 600, 320, 14, 584, 276
     canvas = _Canvas(width, height)
     points = chart.points
-    x = _Axis([p.energy for p in points], left, right)
     y = _Axis([p.quality for p in points], bottom, top, log=False)
+    left = _left(y)
+    x = _Axis([p.energy for p in points], left, right)
     _axes(canvas, x, y, left, top, right, bottom,
           f"net J per {chart.unit}" + (" (log scale)" if x.log else ""), chart.metric)
     _front_line(canvas, [(x(p.energy), y(p.quality)) for p in chart.front])
@@ -280,11 +291,12 @@ def quality_scatter(chart: QualityChart) -> Markup:
 def sparsity_chart(sweep: SparsitySweep) -> Markup:
     """Energy (left axis, blue) and quality (right axis, amber) of a pruning sweep against weight sparsity:
     where the zeros save no work the energy line stays flat, and the quality line shows where it breaks."""
-    width, height, left, top, right, bottom = 640, 300, 76, 14, 572, 256
+    width, height, top, right, bottom = 640, 300, 14, 572, 256
     canvas = _Canvas(width, height)
     levels = sweep.levels
-    x = _Axis([level.sparsity for level in levels], left, right, log=False)
     y = _Axis([0.0, *(level.energy for level in levels)], bottom, top, log=False)
+    left = _left(y)
+    x = _Axis([level.sparsity for level in levels], left, right, log=False)
     _axes(canvas, x, y, left, top, right, bottom, "weight sparsity (%)", f"net J per {sweep.unit}")
     path = " ".join(f"{x(level.sparsity):.1f},{y(level.energy):.1f}" for level in levels)
     canvas.add(f'<polyline class="trend" points="{path}"/>')
@@ -296,7 +308,7 @@ def sparsity_chart(sweep: SparsitySweep) -> Markup:
     if known:
         q_axis = _Axis([0.0, 1.0, *(quality for _, quality in known)], bottom, top, log=False)
         _y_ticks(canvas, q_axis, left, top, right, bottom, grid=False)
-        canvas.vertical(width - 12, (top + bottom) / 2, sweep.metric, bottom - top, down=True)
+        canvas.vertical(width - TITLE_AT, (top + bottom) / 2, sweep.metric, bottom - top, down=True)
         path = " ".join(f"{x(level.sparsity):.1f},{q_axis(quality):.1f}" for level, quality in known)
         canvas.add(f'<polyline class="quality" points="{path}"/>')
         for level, quality in known:
@@ -330,11 +342,12 @@ def arm_bars(title: str, bars: Sequence[tuple[int, str, float | None]], unit: st
 
 def power_timeline(samples: list[tuple[float, float]], idle_watts: float | None = None) -> Markup:
     """Sampled power (W) over the measured time (s), with the device's idle power as a dashed line."""
-    width, height, left, top, right, bottom = 640, 200, 76, 10, 620, 160
+    width, height, top, right, bottom = 640, 200, 10, 620, 160
     canvas = _Canvas(width, height)
-    x = _Axis([t for t, _ in samples], left, right, log=False)
     watts = [w for _, w in samples] + ([idle_watts] if idle_watts else [])
     y = _Axis([0.0, *watts], bottom, top, log=False)
+    left = _left(y)
+    x = _Axis([t for t, _ in samples], left, right, log=False)
     _axes(canvas, x, y, left, top, right, bottom, "seconds", "watts")
     if idle_watts:
         canvas.add(f'<line class="idle" x1="{left}" y1="{y(idle_watts):.1f}" x2="{right}" '
@@ -362,12 +375,13 @@ def _time_ticks(points: list[TrendPoint], at: list[float], count: int = 4) -> li
 def trend_line(trend: Trend) -> Markup:
     """Net joules per iteration over the runs' dates (oldest left), ticks naming date and commit; steps
     drawn as red markers between the last run before and the first after."""
-    width, height, left, top, right, bottom = 400, 168, 76, 10, 384, 110
+    width, height, top, right, bottom = 400, 168, 10, 384, 110
     canvas = _Canvas(width, height)
     values = [p.joules for p in trend.points]
     at = _times(trend.points)
-    x = _Axis(at, left, right, log=False)
     y = _Axis(values, bottom, top, log=False)
+    left = _left(y)
+    x = _Axis(at, left, right, log=False)
     canvas.add(f'<rect class="plot" x="{left}" y="{top}" width="{right - left}" height="{bottom - top}"/>')
     _y_ticks(canvas, y, left, top, right, bottom)
     for px, date, commit in _time_ticks(trend.points, at):
@@ -375,7 +389,7 @@ def trend_line(trend: Trend) -> Markup:
         if canvas.text(spots, date) and commit:  # the commit under its date, where the date has room
             canvas.text([(x(px), bottom + 26, anchor) for anchor in ("middle", "end", "start")], commit)
         canvas.add(f'<line class="grid" x1="{x(px):.1f}" y1="{top}" x2="{x(px):.1f}" y2="{bottom}"/>')
-    canvas.vertical(12, (top + bottom) / 2, "J / iteration", bottom - top)
+    canvas.vertical(TITLE_AT, (top + bottom) / 2, "J / iteration", bottom - top)
     path = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in zip(at, values))
     canvas.add(f'<polyline class="trend" points="{path}"/>')
     # Dots (with their tooltips) for a readable number of runs; a long series is its line alone.
