@@ -157,16 +157,21 @@ def test_columns_no_row_fills_are_left_out():
     assert "Wh / 1,000 inferences" in full
 
 
-def test_quality_chart_needs_two_records_and_names_its_front():
+def test_quality_chart_needs_two_records_and_numbers_its_points_with_the_front_in_its_key():
     cheap_good = make_record("t.py::test_small", 1.0, quality={"accuracy": 0.9})
     dear_worse = make_record("t.py::test_large", 3.0, quality={"accuracy": 0.8})
     dear_better = make_record("t.py::test_huge", 4.0, quality={"accuracy": 0.95})
     page = html.render(build_report([cheap_good, dear_worse, dear_better], None, make_run_info()))
     labels = re.findall(r'<text class="label"[^>]*>([^<]+)</text>', page)
-    assert sorted(labels) == ["test_huge", "test_small"]  # test_large is beaten on both axes
+    assert sorted(labels) == ["1", "2", "3"]  # numbered by energy, cheapest first
+    key = re.search(r'<table class="key quality-key">.*?</table>', page, re.S).group(0)
+    rows = re.findall(r'<tr><td class="num">(\d)</td><td class="name"><a href="#r\d">([^<]+)</a>.*?<td>(yes|)</td></tr>',
+                      key)
+    # test_large is beaten on both axes: off the front
+    assert rows == [("1", "t.py::test_small", "yes"), ("2", "t.py::test_large", ""), ("3", "t.py::test_huge", "yes")]
     alone = html.render(build_report([cheap_good], None, make_run_info()))
     assert '<text class="label"' not in alone
-    assert "No chart: a chart needs two or more records with the same quality metric and unit." in alone
+    assert "No chart: a chart needs two or more records of one task with the same quality metric and unit." in alone
 
 
 def test_charts_are_inline_svg():

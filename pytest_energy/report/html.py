@@ -17,7 +17,7 @@ from ..core.units import fmt, percent_change
 from ..store.locking import atomic_write_text
 from . import charts, exports
 from .fleet import Fleet
-from .model import Report
+from .model import MAX_KEYED, Report
 from .sparkline import SPARKLINE_RUNS, sparkline
 from .styles import CSS_CLASS
 
@@ -50,9 +50,11 @@ def environment() -> jinja2.Environment:
     )
     env.filters.update(fmt=fmt, percent=percent_change, breakable=breakable)
     env.globals.update(
+        task_energy_chart=charts.task_energy_chart,
         quality_scatter=charts.quality_scatter,
-        sparsity_sweeps=charts.sparsity_sweeps,
         sparsity_chart=charts.sparsity_chart,
+        arm_bars=charts.arm_bars,
+        max_keyed=MAX_KEYED,
         power_timeline=charts.power_timeline,
         trend_line=charts.trend_line,
         sparkline=sparkline,

@@ -11,10 +11,12 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from itertools import groupby
 from typing import Any
 
 from ..core.budget import failed_budgets
-from ..core.figures import query_split, wh_per_1000
+from ..core.facts import Pruned
+from ..core.figures import fine_tune_energy, query_split, wh_per_1000
 from ..core.record import Carbon, Record, RunInfo
 from ..core.units import JOULES_PER_WH, finite_number, fmt, percent_change
 from ..judge.gate import FAILED_OUTCOMES
@@ -256,6 +258,12 @@ class Totals:
         return f"{self.records} measured, {energy}" + (f"; {judged}" if judged else "")
 
 
+#: A chart numbers every point up to this many (each a row of its key table); past it, only a quality
+#: chart's Pareto front and each task's cheapest and dearest record on the per-1,000 chart are numbered,
+#: the others keep their tooltips: a label per point of a 10,000-record suite would be unreadable and slow.
+MAX_KEYED = 60
+
+
 @dataclass
 class QualityPoint:
     row: int  # index into Report.rows
@@ -264,16 +272,103 @@ class QualityPoint:
     quality: float
     status: str
     on_front: bool = False
+    key: int = 0  # its number on the chart and in the key table under it (1-based, by energy); 0: not numbered
+    general_purpose: bool = False  # drawn as a diamond (:data:`GENERAL_PURPOSE_RULE`)
+    case_task: str = ""  # the record's own task, where it answers the chart's task as another (zero-shot)
 
 
 @dataclass
 class QualityChart:
-    """Energy against one quality metric for records of one unit, with the Pareto front marked."""
+    """Energy against one quality metric for the records of one task and unit, with the Pareto front
+    marked. ``task`` is the task the records answer (:func:`answered_tasks`); "" for records of no case
+    (plain tests state no task)."""
 
     metric: str
     unit: str
     higher_is_better: bool
     points: list[QualityPoint]
+    task: str = ""
+
+    @property
+    def front(self) -> list[QualityPoint]:
+        """The Pareto front, cheapest first."""
+        return [p for p in self.points if p.on_front]
+
+    @property
+    def keyed(self) -> list[QualityPoint]:
+        """The points numbered on the chart, as its key table lists them."""
+        return [p for p in self.points if p.key]
+
+
+#: How a record is told general-purpose (the charts' captions say it): the record states its task and its
+#: model, not what else the model was trained for, so the one sign is a zero-shot task.
+GENERAL_PURPOSE_RULE = ("general-purpose: a case of a zero-shot task (a generative model prompted to answer a "
+                        "task it has no head for, as the multi-purpose models of Power Hungry Processing), shown "
+                        "with the task whose very examples it was scored on; every other case counts as "
+                        "task-specific")
+
+
+@dataclass
+class TaskPoint:
+    """One record on the energy-per-1,000-inferences chart."""
+
+    row: int  # index into Report.rows
+    name: str
+    model: str
+    task: str
+    wh_per_1000: float  # gross Wh per 1,000 inferences (a generated query whole: prefill and decode)
+    general_purpose: bool
+    status: str
+    key: int = 0  # its number on the chart and in the key table (1-based); 0: not numbered
+    case_task: str = ""  # the record's own task, where it answers ``task`` as another (zero-shot)
+
+
+@dataclass
+class TaskEnergyChart:
+    """Energy per 1,000 inferences by task, one point per record, on a log axis."""
+
+    tasks: list[str]  # in the chart's order: cheapest median first
+    points: list[TaskPoint]
+    left_out: int = 0  # inference records that state no task, not charted
+    rule: str = GENERAL_PURPOSE_RULE  # how general-purpose is told, for the caption
+
+    @property
+    def keyed(self) -> list[TaskPoint]:
+        """The points numbered on the chart, as its key table lists them."""
+        return [p for p in self.points if p.key]
+
+
+@dataclass
+class SweepLevel:
+    row: int  # index into Report.rows
+    name: str
+    sparsity: float  # percent of the linear layers' weights that are zero
+    energy: float  # net J per unit
+    quality: float | None  # the sweep's metric at this level, None where the level lacks it
+
+
+@dataclass
+class SparsitySweep:
+    """A pruning sweep's magnitude levels by sparsity: energy and one quality metric at each."""
+
+    name: str
+    unit: str
+    metric: str  # "" where no level has a quality figure
+    levels: list[SweepLevel]
+
+
+@dataclass
+class FineTuneArm:
+    """One fine-tune of the run beside the others: its whole energy, CO2 and quality."""
+
+    row: int  # index into Report.rows
+    key: int  # 1-based, as the bars name it
+    name: str
+    model: str
+    task: str
+    wh: float  # the whole fine-tune, gross, warm-up included (the record's figures.joules_fine_tune)
+    co2_grams: float  # of that energy
+    quality: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -319,7 +414,10 @@ class Report:
     notes: list[str]
     headline: Headline
     shared_notes: list[str] = field(default_factory=list)  # a reason many rows share, said once above the table
-    quality_charts: list[QualityChart] = field(default_factory=list)
+    quality_charts: list[QualityChart] = field(default_factory=list)  # one per task, metric and unit
+    task_energy: TaskEnergyChart | None = None  # None where no inference record states its task
+    sweeps: list[SparsitySweep] = field(default_factory=list)
+    fine_tune_arms: list[FineTuneArm] = field(default_factory=list)  # two or more, else none
     trends: list[Trend] = field(default_factory=list)
     trends_note: str = ""  # why trends are missing or cut, shown under the section
     rootdir: str = ""  # where relative output paths resolve (pytest's rootdir, from the judgement)
@@ -362,6 +460,32 @@ class Report:
     @property
     def steps(self) -> int:
         return sum(len(t.steps) for t in self.trends)
+
+    @property
+    def regressed_trends(self) -> list[Trend]:
+        """The trends of the tests that regressed in this run, drawn first."""
+        regressed = {row.name for row in self.rows if row.status == Status.REGRESSION}
+        return [trend for trend in self.trends if trend.name in regressed]
+
+    @property
+    def other_trends(self) -> list[Trend]:
+        regressed = {trend.name for trend in self.regressed_trends}
+        return [trend for trend in self.trends if trend.name not in regressed]
+
+    @property
+    def fine_tune_metrics(self) -> list[str]:
+        """The quality metrics of the fine-tune arms, in the order the arms give them."""
+        return list(dict.fromkeys(metric for arm in self.fine_tune_arms for metric in arm.quality))
+
+    @property
+    def fine_tune_bars(self) -> list[tuple[str, str, list[tuple[int, str, float | None]]]]:
+        """The arms' figures as bar charts draw them: (title, unit, [(key, name, value)]) for the energy,
+        the CO2 and each quality metric (None for an arm without it)."""
+        arms = self.fine_tune_arms
+        return [("energy of the whole fine-tune (gross)", "Wh", [(a.key, a.name, a.wh) for a in arms]),
+                ("CO2eq of that energy", "g", [(a.key, a.name, a.co2_grams) for a in arms]),
+                *((metric, "", [(a.key, a.name, a.quality.get(metric)) for a in arms])
+                  for metric in self.fine_tune_metrics)]
 
 
 def per_unit(record: Record) -> str:
@@ -598,24 +722,138 @@ def _pareto(points: list[QualityPoint], higher_is_better: bool) -> None:
             best = sign * point.quality
 
 
-def _quality_charts(rows: list[Row]) -> list[QualityChart]:
-    groups: dict[tuple[str, str], QualityChart] = {}
+def _task(record: Record) -> str:
+    return record.case.task if record.case is not None else ""
+
+
+def _examples(record: Record) -> frozenset[str] | None:
+    """The evaluation examples a record's quality was scored on (their content keys, where a metric
+    keeps them), None where no metric does."""
+    for entry in record.quality.values():
+        keys = entry.get("example_keys") if isinstance(entry, dict) else None
+        if isinstance(keys, list) and keys:
+            return frozenset(map(str, keys))
+    return None
+
+
+def answered_tasks(rows: list[Row]) -> dict[int, str]:
+    """The task each row's record answers, by row index: its case's task, except a general-purpose record
+    scored on the very examples of a task-specific record of another task, which answers that task (a
+    zero-shot model doing sst2's sentiment classification: Power Hungry Processing's comparison)."""
+    by_examples: dict[frozenset[str], str] = {}
+    for row in rows:
+        examples = _examples(row.record)
+        if examples and _task(row.record) and not general_purpose(row.record):
+            by_examples.setdefault(examples, _task(row.record))
+    return {row.index: (general_purpose(row.record) and by_examples.get(_examples(row.record))) or _task(row.record)
+            for row in rows}
+
+
+def _quality_charts(rows: list[Row], answered: dict[int, str]) -> list[QualityChart]:
+    """One chart per task answered, metric and unit that two records or more share: a trade-off is read
+    between models of one task. A pruning sweep's levels are left to their own chart (:func:`_sweeps`)."""
+    groups: dict[tuple[str, str, str], QualityChart] = {}
     for row in rows:
         energy = row.per_iteration_net
-        if not math.isfinite(energy):
+        if not math.isfinite(energy) or (row.record.case is not None and row.record.case.pruned is not None):
             continue
+        task, own = answered[row.index], _task(row.record)
         for quality in row.quality:
             if quality.value is None:
                 continue
-            key = (quality.metric, row.record.unit)
+            key = (task, quality.metric, row.record.unit)
             chart = groups.setdefault(key, QualityChart(quality.metric, row.record.unit,
-                                                        quality.higher_is_better, []))
-            chart.points.append(QualityPoint(row.index, row.name, energy, quality.value, row.status))
+                                                        quality.higher_is_better, [], task))
+            chart.points.append(QualityPoint(row.index, row.name, energy, quality.value, row.status,
+                                             general_purpose=general_purpose(row.record),
+                                             case_task=own if own != task else ""))
     # One point is no trade-off: a chart needs two records of the same unit to compare.
     charts = [chart for chart in groups.values() if len(chart.points) >= 2]
     for chart in charts:
         _pareto(chart.points, chart.higher_is_better)
-    return sorted(charts, key=lambda c: (c.metric, c.unit))
+        chart.points.sort(key=lambda p: (p.energy, p.name))
+        keyed = [p for p in chart.points if p.on_front or len(chart.points) <= MAX_KEYED]
+        for number, point in enumerate(keyed, 1):
+            point.key = number
+    return sorted(charts, key=lambda c: (c.task == "", c.task, c.metric, c.unit))
+
+
+def general_purpose(record: Record) -> bool:
+    """Whether a record's model counts as general-purpose (:data:`GENERAL_PURPOSE_RULE`)."""
+    return _task(record).startswith("zero-shot")
+
+
+def _task_energy(rows: list[Row], answered: dict[int, str]) -> TaskEnergyChart | None:
+    """Gross Wh per 1,000 inferences of every inference record that states its task; a generated query
+    counts whole (its decode record holds the prefill's energy, so the prefill record is not charted
+    again); a pruning level is left to its sweep's chart."""
+    points, left_out = [], 0
+    for row in rows:
+        case, value = row.record.case, row.wh_per_1000
+        if case is not None and (case.pruned is not None or  # a pruning level is charted in its sweep
+                                 case.generation is not None and case.generation.phase == "prefill"):
+            continue
+        split = query_split(row.record)
+        value = finite_number(split.wh_per_1000_queries) if split is not None else value
+        if value is None or not math.isfinite(value) or value <= 0:
+            continue
+        task, own = answered[row.index], _task(row.record)
+        if not task:
+            left_out += 1
+            continue
+        points.append(TaskPoint(row.index, row.name, row.model or row.name.rsplit("::", 1)[-1], task, value,
+                                general_purpose(row.record), row.status, case_task=own if own != task else ""))
+    if not points:
+        return None
+    by_task: dict[str, list[float]] = {}
+    for point in points:
+        by_task.setdefault(point.task, []).append(point.wh_per_1000)
+    tasks = sorted(by_task, key=lambda t: (sorted(by_task[t])[len(by_task[t]) // 2], t))
+    points.sort(key=lambda p: (tasks.index(p.task), p.wh_per_1000, p.name))
+    ends = [p for _, group in groupby(points, key=lambda p: p.task) for p in _ends(list(group))]
+    keyed = points if len(points) <= MAX_KEYED else [p for p in points if any(p is end for end in ends)]
+    for number, point in enumerate(keyed, 1):
+        point.key = number
+    return TaskEnergyChart(tasks, points, left_out)
+
+
+def _ends(group: list[TaskPoint]) -> list[TaskPoint]:
+    """The cheapest and the dearest of a task's points (one where it has one)."""
+    return group[:1] + group[1:][-1:]
+
+
+def _sweeps(rows: list[Row]) -> list[SparsitySweep]:
+    """The pruning sweeps among the rows: the levels of one sweep (its name before "[") pruned by
+    global magnitude pruning (``case.pruned``; the 2:4 level is another kind of sparsity and is left
+    off the line), by sparsity; a sweep needs two levels or more."""
+    found: dict[str, list[tuple[Row, Pruned]]] = {}
+    for row in rows:
+        pruned = row.record.case.pruned if row.record.case is not None else None
+        if pruned is not None and pruned.magnitude:
+            found.setdefault(row.name.split("[", 1)[0], []).append((row, pruned))
+    sweeps = []
+    for name, levels in found.items():
+        if len(levels) < 2:
+            continue
+        metric = next((q.metric for row, _ in levels for q in row.quality if q.value is not None), "")
+        points = [SweepLevel(row.index, row.name, 100 * pruned.weight_sparsity, row.per_iteration_net,
+                             next((q.value for q in row.quality if q.metric == metric), None))
+                  for row, pruned in levels]
+        sweeps.append(SparsitySweep(name, levels[0][0].record.unit, metric, sorted(points, key=lambda p: p.sparsity)))
+    return sweeps
+
+
+def _fine_tune_arms(rows: list[Row]) -> list[FineTuneArm]:
+    """Every fine-tune of the run, side by side (two or more; one is no comparison), in the rows' order."""
+    arms = []
+    for row in rows:
+        if not row.is_fine_tune:
+            continue
+        joules = fine_tune_energy(row.record).joules
+        arms.append(FineTuneArm(row.index, len(arms) + 1, row.name, row.model, _task(row.record),
+                                joules / JOULES_PER_WH, row.record.carbon.grams(joules),
+                                {q.metric: q.value for q in row.quality if q.value is not None}))
+    return arms if len(arms) >= 2 else []
 
 
 def _hardware(fingerprint: dict[str, Any]) -> list[tuple[str, str]]:
@@ -689,6 +927,7 @@ def build_report(
     trends, trends_note = session_trends(history, (fingerprint or {}).get("id"), [row.name for row in rows])
     carbon = run_info.carbon if run_info else (records[0].carbon if records else None)
     idle = run_info.idle_watts if run_info else {}
+    answered = answered_tasks(rows)
     if headline is None:
         headline = build_headline(records, judgement, run_info.exitstatus if run_info else 0)
     return Report(
@@ -707,7 +946,10 @@ def build_report(
         carbon=_carbon(carbon),
         idle=[(device, f"{fmt(watts)} W") for device, watts in sorted(idle.items())],
         notes=list(run_info.notes) if run_info else [],
-        quality_charts=_quality_charts(rows),
+        quality_charts=_quality_charts(rows, answered),
+        task_energy=_task_energy(rows, answered),
+        sweeps=_sweeps(rows),
+        fine_tune_arms=_fine_tune_arms(rows),
         trends=trends,
         trends_note=trends_note,
         rootdir=str(getattr(judgement, "rootdir", "") or ""),
