@@ -203,7 +203,7 @@ def _inside(inner: list[float], outer: list[float], slack: float = 0.5) -> bool:
             and inner[3] <= outer[3] + slack)
 
 
-@pytest.mark.xfail(strict=True, reason="charts per task: helper H (today's quality scatter clips and overlaps its point labels)")
+
 def test_every_chart_has_its_labels_inside_its_box(seen):
     charts = [chart for chart in seen[1][1280]["charts"] if chart["box"][2] > chart["box"][0]]
     assert len(charts) >= 4 and sum(len(chart["texts"]) for chart in charts) > 20
@@ -212,7 +212,7 @@ def test_every_chart_has_its_labels_inside_its_box(seen):
     assert clipped == []
 
 
-@pytest.mark.xfail(strict=True, reason="charts per task: helper H (today's quality scatter clips and overlaps its point labels)")
+
 def test_no_two_labels_of_a_chart_overlap(seen):
     overlapping = []
     for chart in seen[1][1280]["charts"]:
