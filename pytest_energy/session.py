@@ -500,6 +500,9 @@ class EnergySession:
                 what = output.what or f"the {output.setting or output.environ} output"
                 self._stage(what, lambda output=output: self.output_lines.extend(
                     report.write_output(output, self.report, self.settings)), output=True)
+                if what in self.unwritten:  # the files written after it head with the failure too
+                    failed = self._headline(records, self._exit_status(run_info.exitstatus), len(lost))
+                    self.report.headline = failed or self.report.headline
         final = self._exit_status(run_info.exitstatus)
         if final != run_info.exitstatus:  # a report file failed after the JSON was written: it says so too
             run_info.exitstatus = final

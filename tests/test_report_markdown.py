@@ -131,11 +131,27 @@ def test_a_markdown_that_cannot_be_written_is_one_line_and_the_other_outputs_are
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
     # The other outputs are written, the step summary after it too; the run exits 74 as for any report
     # file it could not write (docs/faults.md), and its headline says why.
-    assert (pytester.path / "report.html").exists() and summary.startswith("### pytest-energy ")
     assert result.ret == 74 and document["session"]["exitstatus"] == 74
-    assert document["gate"]["headline"]["decided_by"] == ["the markdown summary could not be written"]
+    headline = document["gate"]["headline"]
+    assert headline["decided_by"] == ["the markdown summary could not be written"]
+    # The step summary, written after it, heads with the failure: never green on a run that exits 74.
+    assert (pytester.path / "report.html").exists() and summary.startswith(f"### pytest-energy {headline['text']}\n")
+    assert summary.startswith("### pytest-energy FAILED: the markdown summary could not be written; ")
     assert "pytest-energy: exit 74: the markdown summary could not be written (see above), so the run fails " \
            "though its tests passed" in result.outlines
+
+
+def test_a_report_file_that_fails_before_it_heads_the_markdown_with_the_failure(run, pytester, capsys) -> None:
+    (pytester.path / "blocked").write_text("a file where the HTML report's folder would be\n")
+    result, document, text, _ = run(1.0, 0, "--energy-report", "blocked/report.html")
+    assert result.ret == 74
+    headline = document["gate"]["headline"]
+    assert headline["decided_by"] == ["the HTML report could not be written"]
+    assert text.splitlines()[0] == f"### pytest-energy {headline['text']}"
+    assert text.startswith("### pytest-energy FAILED: the HTML report could not be written; ")
+    capsys.readouterr()
+    assert cli.main(["report", "--from-json", str(pytester.path / "out.json"), "--markdown"]) == 0
+    assert capsys.readouterr().out == text
 
 
 # -- the length limit, on the report model -----------------------------------------------------------
