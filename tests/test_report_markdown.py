@@ -55,7 +55,8 @@ def _section(text: str) -> str:
 
 def _table_rows(text: str) -> list[str]:
     table = text[text.index("<details>"):]
-    return [line for line in table.splitlines() if line.startswith("| ") and not line.startswith(("| verdict", "| ---"))]
+    return [line for line in table.splitlines()
+            if line.startswith("| ") and not line.startswith(("| verdict", "| ---"))]
 
 
 def test_a_failing_run_says_failed_first_then_its_regression_and_missed_budgets(run, pytester, capsys) -> None:

@@ -95,7 +95,8 @@ def _document(path: Path) -> dict[str, Any]:
                             "number")
     if version not in READABLE:
         raise ArtifactError(f"pytest-energy: {path} has --energy-json schema version {version}; this pytest-energy "
-                            f"reads {', '.join(map(str, READABLE[:-1]))} and {READABLE[-1]} (a newer file needs a newer pytest-energy)")
+                            f"reads {', '.join(map(str, READABLE[:-1]))} and {READABLE[-1]} (a newer file needs a newer "
+                            "pytest-energy)")
     run_id = document["session"].get("run_id")
     if not isinstance(run_id, str) or not run_id.strip():  # checked first: it is what the store is asked
         what = "empty" if isinstance(run_id, str) else "missing" if run_id is None else json_kind(run_id)

@@ -6,7 +6,8 @@ the totals, the gate's lines, the regressions, model changes and failed tests wi
 its interval and the budgets they missed with the measured figure; then every record in a folded table;
 last, a hidden marker (:data:`MARKER`) by which a workflow finds its own comment to update. The text stays
 within ``limit`` characters (GitHub refuses a comment over 65,536): lines are dropped from the end of each
-list, the full table's first, each list then saying how many it leaves out.
+list, the full table's first and the failures' last, each list then saying in one line how many it leaves
+out.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def _change(row: Row) -> str:
 
 
 def _verdict(row: Row) -> str:
-    """The row's status, and that its test failed where it did (a failed test is not judged)."""
+    """The row's status, and that its test failed where it did (its verdicts are shown, not gating)."""
     if not row.test_failed:
         return str(row.status) or "-"
     return f"{row.status}, test failed" if row.status else "test failed"
@@ -59,7 +60,7 @@ def _why(row: Row) -> str:
     """What makes the row urgent: the budgets it missed, the verdict that decided it, or its failed test."""
     reasons = row.missed_budgets or ([row.decided_by] if row.decided_by and row.status.fails else [])
     if not reasons and row.test_failed:
-        reasons = [f"its test {row.record.outcome or 'failed'}"]
+        reasons = ["its set-up or teardown failed" if row.record.outcome == "error" else "its test failed"]
     return "<br>".join(_md(reason) for reason in reasons) or "-"
 
 
