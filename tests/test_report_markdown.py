@@ -59,9 +59,11 @@ def _table_rows(text: str) -> list[str]:
             if line.startswith("| ") and not line.startswith(("| verdict", "| ---"))]
 
 
-def test_a_failing_run_says_failed_first_then_its_regression_and_missed_budgets(run, pytester, capsys) -> None:
+@pytest.mark.parametrize("workers", [[], ["-p", "xdist", "-n", "2"]], ids=["serial", "xdist"])
+def test_a_failing_run_says_failed_first_then_its_regression_and_missed_budgets(run, pytester, capsys,
+                                                                               workers) -> None:
     run(1.0, 0, "--energy-update-baselines")
-    result, document, text, summary = run(1.5, 1, failing=True)
+    result, document, text, summary = run(1.5, 1, *workers, failing=True)
     assert result.ret == 1
     result.assert_outcomes(passed=2, failed=3)
     headline = document["gate"]["headline"]
