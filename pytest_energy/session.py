@@ -495,9 +495,14 @@ class EnergySession:
         self._stage("the report", lambda: setattr(
             self, "report", report.build_report(records, self.judgement, run_info, history, headline=headline)),
             output=files)
-        if self.report is not None:
-            self._stage("the report files", lambda: self.output_lines.extend(
-                report.write_outputs(self.report, self.settings)), output=True)
+        if self.report is not None:  # each file its own stage: one that cannot be written costs no other
+            for output in report.report_outputs():
+                what = output.what or f"the {output.setting or output.environ} output"
+                self._stage(what, lambda output=output: self.output_lines.extend(
+                    report.write_output(output, self.report, self.settings)), output=True)
+                if what in self.unwritten:  # the files written after it head with the failure too
+                    failed = self._headline(records, self._exit_status(run_info.exitstatus), len(lost))
+                    self.report.headline = failed or self.report.headline
         final = self._exit_status(run_info.exitstatus)
         if final != run_info.exitstatus:  # a report file failed after the JSON was written: it says so too
             run_info.exitstatus = final

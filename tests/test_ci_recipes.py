@@ -209,3 +209,52 @@ def test_every_energy_option_the_recipes_and_the_page_name_is_real():
     named = {option for text in texts for option in re.findall(r"--energy(?:-[a-z0-9]+)*", text)}
     assert {"--energy-baseline-set", "--energy-update-baselines"} <= named
     assert sorted(named - KNOWN_OPTIONS) == []
+
+
+# -- the pull-request comment ----------------------------------------------------------------------
+GATES = ("github-pr.yml", "github-project-gate.yml")
+
+
+def test_the_comment_workflow_alone_holds_the_write_token_and_never_runs_the_pull_requests_code():
+    """Fork-safe: a workflow_run job from the base branch posts what the gate uploaded, read as data."""
+    from pytest_energy.report.markdown import MARKER
+
+    recipe = _recipe("github-pr-comment.yml")
+    assert recipe[True] == {"workflow_run": {"workflows": ["energy gate"], "types": ["completed"]}}
+    assert recipe["permissions"] == {}
+    (job,) = recipe["jobs"].values()
+    assert job["permissions"] == {"actions": "read", "pull-requests": "write"}
+    assert "github.event.workflow_run.event == 'pull_request'" in job["if"]
+    uses = [step.get("uses", "") for step in job["steps"]]
+    assert not any(use.startswith("actions/checkout") for use in uses)  # no code of the pull request's head
+    assert _scripts(job) == []  # no shell step: nothing of the artifact is run
+    download = _step(job, "actions/download-artifact")
+    assert download["with"]["name"] == "energy-comment"
+    assert download["with"]["run-id"] == "${{ github.event.workflow_run.id }}"
+    script = _step(job, "actions/github-script")["with"]["script"]
+    assert f"const marker = '{MARKER}';" in script  # the markdown's last line
+    # The number the pull request's code wrote is checked against the commit the gate ran on.
+    assert "pull.head.sha !== process.env.HEAD_SHA" in script
+    assert _step(job, "actions/github-script")["env"]["HEAD_SHA"] == "${{ github.event.workflow_run.head_sha }}"
+    # One sticky comment: the bot's own comment ending with the marker is updated, else one is created.
+    assert "c.user.login === 'github-actions[bot]' && c.body.trimEnd().endsWith(marker)" in script
+    assert "updateComment" in script and "createComment" in script and "body.length > 65536" in script
+
+
+@pytest.mark.parametrize("name", GATES)
+def test_the_gate_uploads_its_markdown_and_the_pull_requests_number_with_a_read_only_token(name):
+    recipe = _recipe(name)
+    assert recipe["name"] == _recipe("github-pr-comment.yml")[True]["workflow_run"]["workflows"][0]
+    assert set(recipe[True]) == {"pull_request"} and recipe["permissions"] == {"contents": "read"}
+    (job,) = [job for job in recipe["jobs"].values()
+              if any(step.get("with", {}).get("name") == "energy-comment" for step in job["steps"])]
+    (words,) = [words for script in _scripts(job) for words in _commands(script) if words[:2] == ["pytest", "--energy"]]
+    assert words[words.index("--energy-markdown") + 1] == "energy-comment/comment.md"
+    number = next(step for step in job["steps"] if "pr-number" in step.get("run", ""))
+    assert number["env"]["PR_NUMBER"] == "${{ github.event.pull_request.number }}" and number["if"] == "always()"
+    assert 'echo "$PR_NUMBER" > energy-comment/pr-number' in number["run"]
+    upload = next(step for step in job["steps"] if step.get("with", {}).get("name") == "energy-comment")
+    assert upload["uses"].startswith("actions/upload-artifact") and upload["with"]["path"] == "energy-comment/"
+    assert upload["if"] == "always()"  # a failing gate has the most to say
+    steps = job["steps"]
+    assert steps.index(number) < steps.index(upload)

@@ -17,7 +17,8 @@ import yaml
 from pytest_energy.core.facts import CaseFacts, FineTuneFacts, Trained
 from pytest_energy.testing.records import make_judgement, make_record, make_run_info, make_verdict
 from pytest_energy.report import build_report, html
-from pytest_energy.report.exports import CODECARBON_COLUMNS, benchmark_extra_info, junit_properties, markdown_summary, write_emissions_csv, write_model_cards
+from pytest_energy.report.exports import CODECARBON_COLUMNS, benchmark_extra_info, junit_properties, write_emissions_csv, write_model_cards
+from pytest_energy.report.markdown import render as markdown_summary
 from pytest_energy.report.ratings import carbon_efficiency_class, rating, star_rating
 
 

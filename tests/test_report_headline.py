@@ -22,7 +22,7 @@ from test_gate_integration import CONFTEST
 from pytest_energy.judge.verdict import Judgement
 from pytest_energy.report import build_report
 from pytest_energy.report import html as html_report
-from pytest_energy.report.exports import markdown_summary
+from pytest_energy.report.markdown import render as markdown_summary
 from pytest_energy.report.model import build_headline
 
 TESTS = '''

@@ -83,7 +83,7 @@ def test_regressions_section_comes_first_and_lists_the_regression():
 
 @pytest.mark.parametrize("exit_status, state", [(0, "passed"), (5, "passed"), (1, "FAILED"), (74, "FAILED")])
 def test_a_run_that_exits_non_zero_is_never_shown_as_passed(exit_status, state):
-    from pytest_energy.report.exports import markdown_summary
+    from pytest_energy.report.markdown import render as markdown_summary
 
     run = make_run_info()
     run.exitstatus = exit_status

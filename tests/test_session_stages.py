@@ -281,7 +281,7 @@ def test_the_table_of_outputs_is_the_one_list_of_output_settings() -> None:
     """Config's overlap checks and the report's writers read one table: every output setting has its row."""
     assert {option.name for option in config.OPTIONS if option.output} == {
         output.setting for output in config.OUTPUTS if output.setting}
-    assert [o.setting or o.environ for o in report.report_outputs()] == ["report", "csv", "model_card",
+    assert [o.setting or o.environ for o in report.report_outputs()] == ["report", "csv", "model_card", "markdown",
                                                                          "GITHUB_STEP_SUMMARY"]
 
 

@@ -6,6 +6,7 @@
     pytest-energy baselines [--baselines DIR]
     pytest-energy baselines update --from-history --last N [--branch NAME] [--history PATH|URL] [--set NAME]
     pytest-energy report [--history PATH|URL] [--out PATH] [--last N] [--since DATE]
+    pytest-energy report --from-json RUN.json --markdown [PATH]
     pytest-energy doctor [--require gpu|rapl|counter ...] [--json] [--devices SPEC] [--powercap DIR] [--cpu-tdp W]
     pytest-energy calibrate [--seconds N] [--write] [--devices SPEC] [--powercap DIR] [--cpu-tdp W] [target options]
 
@@ -78,7 +79,8 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"baseline set to write (default {BY_NAME['baseline_set'].default})")
 
     report = commands.add_parser("report", help="the nightly report of the fleet from the history store (HTML, and "
-                                                "its summary printed)")
+                                                "its summary printed); or one run's markdown summary from its "
+                                                "--energy-json file")
     report.add_argument("--history", default=history_default, help=history_help)
     # Not the session report's path: the nightly report must not overwrite the last run's.
     nightly_default = str(Path(BY_NAME["report"].default).with_name("energy-nightly.html"))
@@ -86,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--last", type=_positive, default=None, help="only the newest N runs")
     report.add_argument("--since", type=_since, default=None, metavar="DATE",
                         help="only runs started on or after DATE (YYYY-MM-DD, or an ISO time in UTC)")
+    report.add_argument("--from-json", default=None, metavar="RUN.json",
+                        help="the --energy-json file of one run, for --markdown")
+    report.add_argument("--markdown", nargs="?", const="-", default=None, metavar="PATH",
+                        help="write the run's markdown summary (the pull-request comment --energy-markdown writes) "
+                             "to PATH, or print it where no PATH is given")
 
     doctor = commands.add_parser("doctor", help="what this runner can measure, how well, with which settings")
     doctor.add_argument("--require", action="append", default=[], type=_requirement, metavar="gpu|rapl|counter",
@@ -289,6 +296,32 @@ def _check_out(out: Path, history: Path | str) -> None:
     refuse_overwrite(out, "--out")
 
 
+def _markdown(arguments: argparse.Namespace) -> list[str]:
+    """``report --from-json RUN.json --markdown [PATH]``: the markdown ``--energy-markdown`` wrote in that
+    run, made again from its JSON (the same report, built from the records, verdicts and headline it holds)."""
+    from ..report.markdown import render, write
+    from ..report.model import Headline, build_report
+    from .json_import import read_run
+
+    if arguments.from_json is None or arguments.markdown is None:
+        raise SettingError("pytest-energy: report --from-json RUN.json --markdown [PATH] go together: the markdown "
+                           "is made from a run's --energy-json file (the nightly HTML report reads --history)")
+    source = Path(arguments.from_json)
+    run = read_run(source)
+    try:
+        headline = Headline.from_dict(run.headline) if run.headline else None
+    except (KeyError, TypeError, ValueError):  # an odd headline: the one its exit status gives
+        headline = None
+    report = build_report(run.records, run.judgement, run.info, headline=headline)
+    if arguments.markdown == "-":
+        return [render(report).rstrip("\n")]
+    out = Path(arguments.markdown)
+    if out.resolve() == source.resolve():
+        raise SettingError(f"pytest-energy: --markdown {out} is the JSON read (--from-json): give another path")
+    refuse_overwrite(out, "--markdown")
+    return [f"pytest-energy: {write(report, out)}"]
+
+
 def _import(arguments: argparse.Namespace) -> tuple[list[str], int]:
     from .json_import import import_files
     from ..store.history import History
@@ -333,6 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit code (0 ok, 2 bad input or an unusable store, 3 a runner that
     cannot meet ``doctor --require`` or the ``calibrate`` target)."""
     from ..store.history import HistoryError
+    from .json_import import ArtifactError
 
     arguments = _parser().parse_args(argv)
     if arguments.command in ("doctor", "calibrate"):
@@ -350,6 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             lines = _update_from_history(arguments)
         elif arguments.command == "baselines":
             lines = _baselines(Path(arguments.baselines))
+        elif arguments.from_json is not None or arguments.markdown is not None:
+            lines = _markdown(arguments)
         else:
             from ..report import render_from_history  # jinja2 and the templates only for this command
             from ..report.terminal import fleet_lines
@@ -360,6 +396,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             lines = [*fleet_lines(fleet), f"pytest-energy: nightly report written to {arguments.out}"]
     except (HistoryError, LookupError, SettingError) as error:
         print(str(error), file=sys.stderr)
+        return 2
+    except ArtifactError as error:
+        print(f"{error}; no report made", file=sys.stderr)
         return 2
     except OSError as error:
         print(f"pytest-energy: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""Runs from ``--energy-json`` files (CI artifacts) into a history store: ``pytest-energy import``.
+"""Runs from ``--energy-json`` files (CI artifacts) into a history store: ``pytest-energy import``; one run
+read back for a report of it (:func:`read_run`).
 
 A team without a database server builds its nightly history this way: each job uploads its JSON, and
 the nightly job imports them all into one store. A document of schema 1 (no gate section), 2 or 3 (a
@@ -33,7 +34,8 @@ _FAILED = ("failed", "incomplete")
 
 
 class ArtifactError(ValueError):
-    """A file that cannot be imported; the message is one line naming it and why."""
+    """A file that cannot be read as a run; the message is one line naming it and why (the caller says
+    what it then leaves undone: "not imported")."""
 
 
 @dataclass
@@ -44,6 +46,7 @@ class Run:
     info: RunInfo
     records: list[Record]
     judgement: Judgement | None  # None for a schema-1 document (it has no gate section)
+    headline: dict[str, Any] = field(default_factory=dict)  # the run's headline as the file holds it ({} before)
 
 
 @dataclass
@@ -79,26 +82,25 @@ def _document(path: Path) -> dict[str, Any]:
     try:
         document = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as error:
-        raise ArtifactError(f"pytest-energy: {path}: {error.strerror or error}; not imported") from None
+        raise ArtifactError(f"pytest-energy: {path}: {error.strerror or error}") from None
     except ValueError as error:
-        raise ArtifactError(f"pytest-energy: {path} is not JSON ({error}); not imported") from None
+        raise ArtifactError(f"pytest-energy: {path} is not JSON ({error})") from None
     if not isinstance(document, dict) or "schema_version" not in document or not isinstance(
             document.get("session"), dict):
         raise ArtifactError(f"pytest-energy: {path} is not an --energy-json document (no schema_version and "
-                            "session); not imported")
+                            "session)")
     version = document["schema_version"]
     if type(version) is not int:  # true == 1 in Python, never in a document
         raise ArtifactError(f"pytest-energy: {path}: its schema_version is {json.dumps(version)[:40]}, not a version "
-                            "number; not imported")
+                            "number")
     if version not in READABLE:
         raise ArtifactError(f"pytest-energy: {path} has --energy-json schema version {version}; this pytest-energy "
-                            f"reads {', '.join(map(str, READABLE[:-1]))} and {READABLE[-1]} (a newer file needs a newer pytest-energy); "
-                            "not imported")
+                            f"reads {', '.join(map(str, READABLE[:-1]))} and {READABLE[-1]} (a newer file needs a newer "
+                            "pytest-energy)")
     run_id = document["session"].get("run_id")
     if not isinstance(run_id, str) or not run_id.strip():  # checked first: it is what the store is asked
         what = "empty" if isinstance(run_id, str) else "missing" if run_id is None else json_kind(run_id)
-        raise ArtifactError(f"pytest-energy: {path}: its session's run_id is {what}, expected the run's id (text); "
-                            "not imported")
+        raise ArtifactError(f"pytest-energy: {path}: its session's run_id is {what}, expected the run's id (text)")
     return document
 
 
@@ -111,16 +113,23 @@ def _run(path: Path, document: dict[str, Any]) -> Run:
         judgement = _judgement(document["gate"], session) if "gate" in document else None
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise ArtifactError(f"pytest-energy: {path}: a schema-{version} document in a shape this pytest-energy "
-                            f"cannot read ({type(error).__name__}: {error}); not imported") from None
+                            f"cannot read ({type(error).__name__}: {error})") from None
     wrong = _misshapen(info, records, judgement)
     if wrong:
         raise ArtifactError(f"pytest-energy: {path}: a schema-{version} document in a shape this pytest-energy "
-                            f"cannot read ({wrong}); not imported")
+                            f"cannot read ({wrong})")
     if not records:
-        raise ArtifactError(f"pytest-energy: {path}: run {info.run_id} measured nothing; not imported")
+        raise ArtifactError(f"pytest-energy: {path}: run {info.run_id} measured nothing")
     # A file written before passwords were left out of records may hold one in its history URL.
     info.settings = hidden_secrets(info.settings, drop=True)
-    return Run(Path(path), info, records, judgement)
+    headline = document["gate"].get("headline") if judgement is not None else None
+    return Run(Path(path), info, records, judgement, headline if isinstance(headline, dict) else {})
+
+
+def read_run(path: Path) -> Run:
+    """The run of one ``--energy-json`` file (``pytest-energy report --from-json``); :class:`ArtifactError`
+    (one line) where it cannot be read as one."""
+    return _run(Path(path), _document(path))
 
 
 def _misshapen(info: RunInfo, records: list[Record], judgement: Judgement | None) -> str | None:
@@ -157,7 +166,7 @@ def import_files(history: History, paths: Sequence[Path]) -> Imported:
         try:
             documents.append((Path(path), _document(path)))
         except ArtifactError as error:
-            result.lines.append(str(error))
+            result.lines.append(f"{error}; not imported")
             result.refused.append(Path(path))
     held = history.stored(str(document["session"].get("run_id")) for _, document in documents)
     for path, document in documents:
@@ -170,7 +179,7 @@ def import_files(history: History, paths: Sequence[Path]) -> Imported:
         try:
             run = _run(path, document)
         except ArtifactError as error:
-            result.lines.append(str(error))
+            result.lines.append(f"{error}; not imported")
             result.refused.append(path)
             continue
         try:

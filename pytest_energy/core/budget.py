@@ -158,6 +158,21 @@ def failed_budgets(record: Record) -> list[dict[str, Any]]:
     return [e for e in _entries(record) if e.get("met") is False and e.get("gating", True) is not False]
 
 
+def missed_lines(record: Record, test_records: list[Record]) -> list[str]:
+    """Each budget of ``record`` it exceeded and failed its test on, as one line with the figure that
+    exceeded it (:meth:`Figure.describe`); a per-test budget's figure sums ``test_records``, the records of
+    the record's test, as :func:`check` did."""
+    lines = []
+    for entry in failed_budgets(record):
+        try:
+            budget = EnergyBudget(float(entry["limit_joules"]), str(entry["per"]), str(entry["basis"]))
+            group = [r for r in test_records if r.valid] if budget.per == "test" else [record]
+            lines.append(f"energy budget: {_measured(group, budget).describe(budget)}")
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):  # an entry from an odd document: say the terms
+            lines.append(f"energy budget: {entry.get('limit_joules')} J per {entry.get('per')} exceeded")
+    return lines
+
+
 def over_modelled(record: Record) -> list[dict[str, Any]]:
     """The record's budgets only a modelled estimate exceeded (:data:`MODELLED_OVER`), with their ``detail``."""
     return [e for e in _entries(record) if e.get("met") is False and e.get("gating", True) is False]

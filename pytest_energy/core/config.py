@@ -237,6 +237,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("csv", _output, None, "a file path", "CodeCarbon-compatible emissions CSV"),
     Option("model_card", _output, None, "a folder path",
            "write a model-card co2_eq_emissions block per fine-tune case into this folder"),
+    Option("markdown", _output, None, "a file path",
+           "GitHub-flavoured markdown summary for a pull-request comment: the headline first, then "
+           "regressions and missed budgets, then every result folded; at most 65,536 characters"),
 )
 
 BY_NAME = {option.name: option for option in OPTIONS}
@@ -464,6 +467,7 @@ class Output:
     writer: str = ""  # "" where another stage writes it (the JSON, the history, the baselines)
     environ: str = ""  # the variable naming its path where no setting does
     lines: bool = False
+    what: str = ""  # what a line says it could not write, for those written from the report
 
     def path(self, settings: Any, root: Path | str | None) -> Path | None:
         """Where this output goes, or None where it is off (a store at a database URL has no path)."""
@@ -481,11 +485,12 @@ class Output:
 OUTPUTS: tuple[Output, ...] = (
     Output("json"),
     Output("history", "store"),
-    Output("report", writer=".html:write"),
-    Output("csv", writer=".exports:write_emissions_csv"),
-    Output("model_card", "folder", writer=".exports:write_model_cards", lines=True),
+    Output("report", writer=".html:write", what="the HTML report"),
+    Output("csv", writer=".exports:write_emissions_csv", what="the emissions CSV"),
+    Output("model_card", "folder", writer=".exports:write_model_cards", lines=True, what="the model cards"),
+    Output("markdown", writer=".markdown:write", what="the markdown summary"),
     Output("baselines", "folder"),
-    Output(environ="GITHUB_STEP_SUMMARY", writer=".exports:append_step_summary"),
+    Output(environ="GITHUB_STEP_SUMMARY", writer=".markdown:append_step_summary", what="the step summary"),
 )
 
 

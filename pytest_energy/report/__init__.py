@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from .fleet import Fleet
     from .model import Report, build_report
 
-__all__ = ["Output", "Report", "build_report", "render_from_history", "report_outputs", "write_outputs"]
+__all__ = ["Output", "Report", "build_report", "render_from_history", "report_outputs", "write_output",
+           "write_outputs"]
 
 
 def __getattr__(name: str) -> Any:
@@ -47,18 +48,20 @@ def write(output: Output, report: Report, path: Path) -> list[str]:
     return written if output.lines else [written]
 
 
-def write_outputs(report: Report, settings: Any, root: Path | None = None) -> list[str]:
-    """Write each of :func:`report_outputs` that the settings (or environment) give a path: the HTML
-    report, the CodeCarbon CSV, the model-card blocks and the GitHub step summary; one line per file
-    written. Relative paths are taken from ``root`` (default: the rootdir the gate judged in, else the
+def write_output(output: Output, report: Report, settings: Any, root: Path | None = None) -> list[str]:
+    """Write ``output`` where the settings (or environment) give it a path; the lines to show ([] where it
+    is off). A relative path is taken from ``root`` (default: the rootdir the gate judged in, else the
     current folder)."""
     root = root if root is not None else (Path(report.rootdir) if report.rootdir else None)
-    lines = []
-    for output in report_outputs():
-        path = output.path(settings, root)
-        if path is not None:
-            lines += write(output, report, path)
-    return lines
+    path = output.path(settings, root)
+    return write(output, report, path) if path is not None else []
+
+
+def write_outputs(report: Report, settings: Any, root: Path | None = None) -> list[str]:
+    """Write each of :func:`report_outputs` that the settings (or environment) give a path: the HTML
+    report, the CodeCarbon CSV, the model-card blocks, the markdown summary and the GitHub step summary;
+    one line per file written (:func:`write_output`)."""
+    return [line for output in report_outputs() for line in write_output(output, report, settings, root)]
 
 
 def render_from_history(history_path: Path | str, out_path: Path, last: int | None = None,

@@ -1,6 +1,7 @@
 """Energy in other tools' formats: CodeCarbon's emissions CSV, JUnit XML properties, pytest-benchmark's
 ``extra_info``, Hugging Face model-card ``co2_eq_emissions`` blocks (with the ratings of
-:mod:`pytest_energy.report.ratings`) and the GitHub step summary.
+:mod:`pytest_energy.report.ratings`). The markdown of the step summary and the pull-request comment is
+:mod:`pytest_energy.report.markdown`.
 
 CodeCarbon is never imported: its column names are fixed here (and checked against its source in the
 tests), so a CSV written here loads wherever CodeCarbon's does.
@@ -19,7 +20,7 @@ from typing import Any
 
 from ..core.figures import wh_per_1000
 from ..core.record import Record, finite
-from ..core.units import JOULES_PER_KWH, finite_number, fmt
+from ..core.units import JOULES_PER_KWH, finite_number
 from ..store.locking import atomic_write_text, locked
 from .model import Report, Row, model_text, per_unit
 from .ratings import reporting_practice
@@ -242,36 +243,3 @@ def write_model_cards(report: Report, folder: Path) -> list[str]:
         atomic_write_text(folder / file_name, model_card_block(row))
         lines.append(f"model-card co2_eq_emissions for {row.name}: {folder / file_name}")
     return lines
-
-
-# -- GitHub step summary -------------------------------------------------------------------------
-def _md(text: str) -> str:
-    """Test-supplied text safe in a markdown table cell (GitHub renders inline HTML)."""
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return re.sub(r"([|`*_\\[\]])", r"\\\1", text).replace("\n", " ")
-
-
-def markdown_summary(report: Report, limit: int = 30) -> str:
-    """A markdown digest for ``$GITHUB_STEP_SUMMARY``: the headline, totals, the first rows (regressions
-    and failed tests first)."""
-    lines = [f"### pytest-energy {_md(report.headline.text)}", "", report.totals.line, ""]
-    lines += [f"- {_md(line)}" for line in report.gate_summary + report.errors]
-    lines += ["", "| verdict | test | energy / iteration | CO2 g | quality | change vs baseline |",
-              "| --- | --- | --- | --- | --- | --- |"]
-    for row in report.rows[:limit]:
-        energy = f"{fmt(row.per_iteration_net)} J ± {fmt(row.uncertainty)}"
-        if row.wh_per_1000 is not None:
-            energy += f" ({fmt(row.wh_per_1000)} Wh gross / 1,000 inferences)"
-        lines.append(f"| {row.status or '-'} | {_md(row.name)} | {energy} ({_md(row.methods)}) | "
-                     f"{fmt(row.record.co2_grams)} | {_md(row.quality_text) or '-'} | "
-                     f"{row.change.text if row.change else '-'} |")
-    if len(report.rows) > limit:
-        lines.append(f"\n... and {len(report.rows) - limit} more in the HTML report")
-    return "\n".join(lines) + "\n"
-
-
-def append_step_summary(report: Report, path: Path) -> str:
-    """Append the markdown digest: GitHub collects the step summary by appending, one write here."""
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(markdown_summary(report))
-    return f"markdown summary appended to $GITHUB_STEP_SUMMARY ({path})"

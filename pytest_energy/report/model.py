@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from itertools import groupby
 from typing import Any
 
-from ..core.budget import failed_budgets
+from ..core.budget import failed_budgets, missed_lines
 from ..core.facts import Pruned
 from ..core.figures import fine_tune_energy, query_split, wh_per_1000
 from ..core.record import Carbon, Record, RunInfo
@@ -94,6 +94,8 @@ class Row:
     # reason is one of the report's shared notes (said once above the table), then ``note_ref`` numbers it.
     interval_note: str = ""
     note_ref: int | None = None  # 1-based index into Report.shared_notes
+    # Each budget the record missed, failing its test: the figure against the budget, one line each.
+    missed_budgets: list[str] = field(default_factory=list)
 
     @property
     def per(self) -> str:
@@ -394,6 +396,12 @@ class Headline:
         return {"outcome": self.outcome, "decided_by": list(self.decided_by), "counts": self.counts,
                 "exit_status": self.exit_status, "text": self.text}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Headline:
+        """The headline the energy JSON holds (:meth:`to_dict`), for a report made from the file."""
+        return cls(str(data["outcome"]), tuple(map(str, data["decided_by"])), str(data["counts"]),
+                   int(data["exit_status"]))
+
 
 @dataclass
 class Report:
@@ -510,6 +518,17 @@ def _quality(record: Record, verdicts: dict[str, Verdict]) -> list[QualityValue]
     return values
 
 
+def _missed_quality(record: Record, quality: list[QualityValue]) -> list[str]:
+    """Each quality budget the record missed: the value (its interval where kept) against the budget."""
+    lines = []
+    for value in quality:
+        entry = record.quality.get(value.metric)
+        if isinstance(entry, dict) and entry.get("budget_met") is False:
+            lines.append(f"quality budget: {value.text} {'<' if value.higher_is_better else '>'} budget "
+                         f"{fmt(finite_number(entry.get('budget')))}")
+    return lines
+
+
 def _bounds(value: Any) -> tuple[float, float] | None:
     """A stored ``[low, high]`` interval, or None where there is none (or it is not two finite numbers)."""
     if not isinstance(value, (list, tuple)) or len(value) != 2:
@@ -574,9 +593,11 @@ def _status(verdicts: list[Verdict], new: bool) -> Status:
     return most_urgent(v.status for v in verdicts) or (Status.NEW if new else Status.NOT_JUDGED)
 
 
-def _row(index: int, record: Record, verdicts: list[Verdict], new: bool, baseline_set: str) -> Row:
+def _row(index: int, record: Record, verdicts: list[Verdict], new: bool, baseline_set: str,
+         test_records: list[Record]) -> Row:
     """The record's status is its most urgent verdict against any set (either can fail the gate); the
-    change and the quality statuses shown are against ``baseline_set``, the one compared and updated."""
+    change and the quality statuses shown are against ``baseline_set``, the one compared and updated.
+    ``test_records``: the records of the record's test (a per-test budget is on their sum)."""
     by_metric = {v.metric: v for v in verdicts if v.baseline_set == baseline_set}
     energy = by_metric.get("energy")
     status = _status(verdicts, new)
@@ -586,6 +607,7 @@ def _row(index: int, record: Record, verdicts: list[Verdict], new: bool, baselin
     deciding = [v for v in verdicts if v.status == status and (v.gating or not status.fails)] or \
         [v for v in verdicts if v.status == status]
     work, work_label = _work(record)
+    quality = _quality(record, by_metric)
     return Row(
         index=index,
         anchor=f"r{index}",
@@ -594,7 +616,7 @@ def _row(index: int, record: Record, verdicts: list[Verdict], new: bool, baselin
         gating=gating,
         change=_change(energy),
         messages=[v.message for v in verdicts if v.message],
-        quality=_quality(record, by_metric),
+        quality=quality,
         wh_per_1000=wh_per_1000(record.per_iteration_gross_joules) if record.unit == "inference" else None,
         stars=stars,
         star_basis=basis,
@@ -609,6 +631,7 @@ def _row(index: int, record: Record, verdicts: list[Verdict], new: bool, baselin
         work_label=work_label,
         decided_by=deciding[0].message if deciding and status not in (Status.NOT_JUDGED, Status.UNCHANGED) else "",
         interval_note=_interval_note(energy),
+        missed_budgets=missed_lines(record, test_records) + _missed_quality(record, quality),
     )
 
 
@@ -907,7 +930,10 @@ def build_report(
     for verdict in judgement.verdicts:
         by_name.setdefault(verdict.name, []).append(verdict)
     new = set(judgement.new)
-    rows = _order([_row(i, r, by_name.get(r.name, []), r.name in new, judgement.baseline_set)
+    by_test: dict[str, list[Record]] = {}
+    for record in records:
+        by_test.setdefault(record.nodeid, []).append(record)
+    rows = _order([_row(i, r, by_name.get(r.name, []), r.name in new, judgement.baseline_set, by_test[r.nodeid])
                    for i, r in enumerate(records)])
     counts = Counter(row.status for row in rows)
     measured = [r for r in records if r.valid]
