@@ -20,7 +20,7 @@ from pytest_energy.report import build_report, html
 from pytest_energy.testing.records import make_suite_run
 
 #: (file, the section it starts at or "" for the top, window height): one picture each.
-SHOTS = (("report-top.png", "", 1000), ("report-results.png", "results", 900))
+SHOTS = (("report-top.png", "", 1000), ("report-results.png", "results", 900), ("report-charts.png", "quality", 1400))
 
 
 def page() -> str:
