@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -15,6 +18,22 @@ pytest_plugins = ["pytester"]
 # machine whose kernel shows RAPL must not change what they see; tests/test_source_rapl.py reads the real
 # /sys/class/powercap on purpose, by its path.
 os.environ.setdefault("PYTEST_ENERGY_POWERCAP", str(Path(__file__).resolve().parent / "no-powercap-here"))
+
+# The pytest sessions these tests start (pytester runs, subprocesses, xdist workers) load the plugins
+# the tests are about and no other plugin this machine happens to have: hypothesis's and anyio's, for
+# one, imported about a second of modules into every started session and every xdist worker.
+_TESTED_PLUGINS = {"energy", "xdist", "xdist.looponfail", "benchmark", "html", "html_fixtures", "metadata"}
+os.environ["PYTEST_ADDOPTS"] = " ".join(
+    [f"-p no:{entry.name}" for entry in entry_points(group="pytest11") if entry.name not in _TESTED_PLUGINS]
+    + [os.environ.get("PYTEST_ADDOPTS", "")]).strip()
+# Every started session imports the plugin's modules again, assertion-rewritten (pytest rewrites a
+# plugin's whole distribution): where PYTHONDONTWRITEBYTECODE is set, as on this project's machines, each
+# one compiled them all from source anew (about 40 % of the CPU time of the session tests). The bytecode
+# is kept instead, outside the source tree as the setting asked, under a prefix in the temporary folder.
+if os.environ.pop("PYTHONDONTWRITEBYTECODE", None):
+    os.environ.setdefault("PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / "pytest-energy-pycache"))
+    sys.pycache_prefix = os.environ["PYTHONPYCACHEPREFIX"]
+    sys.dont_write_bytecode = False
 
 
 @pytest.fixture(autouse=True)
