@@ -17,6 +17,7 @@ import importlib
 import json
 import socket
 import threading
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -40,10 +41,12 @@ def _libraries_imported_once() -> None:
     where installed, are imported here, before any test's snapshot."""
     for name in ("mlflow.tracking", "mlflow.store.tracking.sqlalchemy_store", "wandb.proto.wandb_internal_pb2",
                  "prometheus_client.parser"):
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass
+        with warnings.catch_warnings():  # MLflow's own deprecation warnings from SQLAlchemy: not ours
+            warnings.simplefilter("ignore")
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                pass
 
 
 @pytest.fixture
@@ -108,6 +111,21 @@ def test_figures_are_the_rows_finite_numbers():
     assert row.kinds and row.kinds[0].net_per_unit == pytest.approx(row.record.per_iteration_net_joules)
 
 
+def test_the_trackers_attach_only_the_files_this_run_wrote(tmp_path):
+    from pytest_energy.core.config import resolve
+    from pytest_energy.report import attachments
+
+    settings = resolve(True, {}, lambda name: None, environ={})
+    settings.values.update({"json": "out.json", "report": "report.html"})
+    (tmp_path / "out.json").write_text("{}")
+    (tmp_path / "report.html").write_text("an earlier run's page")
+    assert attachments(settings, tmp_path) == [tmp_path / "out.json", tmp_path / "report.html"]
+    assert attachments(settings, tmp_path, ["the HTML report"]) == [tmp_path / "out.json"]
+    settings.values["report"] = None
+    (tmp_path / "out.json").unlink()
+    assert attachments(settings, tmp_path) == []
+
+
 # -- MLflow ------------------------------------------------------------------------------------------
 @pytest.fixture
 def mlflow_client():
@@ -152,6 +170,7 @@ def test_mlflow_nests_under_the_active_run(tmp_path, monkeypatch, mlflow_client)
 
     from pytest_energy.report.trackers import mlflow as tracker
 
+    monkeypatch.chdir(tmp_path)  # where the store's experiments keep their artifacts (./mlruns)
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # "default": MLflow's own URI, the suite's run's store
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
@@ -254,12 +273,15 @@ def test_wandb_offline_run_folder_holds_the_records(run, pytester, monkeypatch, 
     assert sorted(entry.path for entry in artifact.manifest.contents) == ["out.json", "report.html"]
 
 
-def test_a_wandb_run_that_cannot_start_costs_one_line(run, pytester, monkeypatch, wandb_dir):
-    monkeypatch.setenv("WANDB_MODE", "nosuchmode")
-    result = run("--energy-wandb", "energy-project")
+@pytest.mark.parametrize("mode, project, says", [
+    ("nosuchmode", "energy-project", "check --energy-wandb (a project name, or entity/project), WANDB_MODE"),
+    ("offline", "team/energy/extra", "'team/energy/extra' is not a W&B project name or entity/project"),
+])
+def test_a_wandb_run_that_cannot_start_costs_one_line(run, pytester, monkeypatch, wandb_dir, mode, project, says):
+    monkeypatch.setenv("WANDB_MODE", mode)
+    result = run("--energy-wandb", project)
     [line] = _tracker_lines(result)
-    assert line.startswith("pytest-energy: could not send the W&B run (--energy-wandb): ")
-    assert "WANDB_MODE" in line
+    assert line.startswith("pytest-energy: could not send the W&B run (--energy-wandb): ") and says in line
     _others_written(result, pytester.path)
 
 
@@ -275,8 +297,9 @@ def parse():
     return families
 
 
-def test_prometheus_file_holds_one_sample_per_record(run, pytester, parse):
-    result = run("--energy-prometheus", "metrics/energy.prom")
+@pytest.mark.parametrize("xdist", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_prometheus_file_holds_one_sample_per_record(run, pytester, parse, xdist):
+    result = run("--energy-prometheus", "metrics/energy.prom", *xdist)
     assert result.ret == 0, result.stdout.str()
     result.stdout.fnmatch_lines([f"*Prometheus metrics: {pytester.path / 'metrics' / 'energy.prom'}"])
     families = parse((pytester.path / "metrics" / "energy.prom").read_text())
