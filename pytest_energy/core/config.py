@@ -381,12 +381,18 @@ def hide_password(location: Path | str, *, drop: bool = False) -> str:
     return shown.replace(quote(HIDDEN, safe=""), HIDDEN)  # the query's mask as the password's reads
 
 
+#: The settings whose value may be a URL holding a password: the history store's and the trackers' servers.
+URL_SETTINGS = ("history", "mlflow", "prometheus_push")
+
+
 def hidden_secrets(values: dict[str, Any], *, drop: bool = False) -> dict[str, Any]:
-    """Settings' values with the history URL's password hidden, or left out with ``drop``: what a
-    record keeps (the JSON document and the history's rows, which CI uploads and imports)."""
+    """Settings' values with the password of each URL among them (:data:`URL_SETTINGS`) hidden, or left
+    out with ``drop``: what a record keeps (the JSON document and the history's rows, which CI uploads
+    and imports)."""
     kept = dict(values)
-    if is_database_url(kept.get("history")):
-        kept["history"] = hide_password(kept["history"], drop=drop)
+    for name in URL_SETTINGS:
+        if is_database_url(kept.get(name)):
+            kept[name] = hide_password(kept[name], drop=drop)
     return kept
 
 

@@ -119,6 +119,8 @@ def log(output: Output, report: Report, target: Path | str, attachments: list[Pa
         return hidden(getattr(module, function)(report, target, attachments))
     except TrackerError as error:
         reason = str(error)
+    except ImportError as error:  # a part of the library the store needs (MLflow's SQLite store: alembic)
+        reason = f"{type(error).__name__}: {error}: pip install 'pytest-energy[{module.EXTRA}]'"
     except Exception as error:  # whatever the library raises: one line, never a traceback
         lines = str(error).strip().splitlines()
         reason = f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__

@@ -27,6 +27,8 @@ from . import figures, needs, record_keys, run_tags, verdict
 if TYPE_CHECKING:
     from ..model import Report
 
+#: The optional dependencies that install the library (``pip install "pytest-energy[mlflow]"``).
+EXTRA = "mlflow"
 #: What a failure's line adds, by writer, with the setting that named the store.
 HINTS = {"log_run": "check {source} (a tracking URI such as sqlite:///mlflow.db or http://host:5000) and that "
                     "the server answers"}
@@ -83,7 +85,7 @@ def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
 def log_run(report: Report, target: str, attachments: list[Path]) -> str:
     """Log ``report`` as one run in the MLflow store at ``target`` (:data:`DEFAULT`: MLflow's own); the
     line to show."""
-    mlflow = needs("mlflow", "mlflow")
+    mlflow = needs("mlflow", EXTRA)
     from mlflow.entities import Metric, RunTag
     from mlflow.tracking import MlflowClient
 

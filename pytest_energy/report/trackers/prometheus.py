@@ -25,6 +25,8 @@ from . import needs, run_tags, verdict
 if TYPE_CHECKING:
     from ..model import Report
 
+#: The optional dependencies that install the library (``pip install "pytest-energy[prometheus]"``).
+EXTRA = "prometheus"
 #: What a failure's line adds, by writer, with the setting that named the target.
 HINTS = {"write": "check that {source} names a file in a folder this user can write",
          "push": "check {source} (a Pushgateway URL such as http://pushgateway:9091) and that the gateway answers"}
@@ -34,7 +36,7 @@ PUSH_TIMEOUT_SECONDS = 10.0
 
 def registry(report: Report) -> Any:
     """A prometheus-client registry holding the report's metrics."""
-    client = needs("prometheus_client", "prometheus")
+    client = needs("prometheus_client", EXTRA)
     metrics = client.CollectorRegistry()
 
     def gauge(name: str, documentation: str, labels: list[str]) -> Any:
@@ -69,7 +71,7 @@ def registry(report: Report) -> Any:
 def text(report: Report) -> str:
     """The report's metrics in Prometheus's text exposition format (what node_exporter's textfile
     collector reads)."""
-    client = needs("prometheus_client", "prometheus")
+    client = needs("prometheus_client", EXTRA)
     return client.generate_latest(registry(report)).decode("utf-8")
 
 
@@ -84,7 +86,7 @@ def write(report: Report, path: Path, attachments: list[Path]) -> str:
 
 def push(report: Report, url: str, attachments: list[Path]) -> str:
     """Push the metrics to the Pushgateway at ``url`` (replacing this runner's last push); the line to show."""
-    client = needs("prometheus_client", "prometheus")
+    client = needs("prometheus_client", EXTRA)
     runner = run_tags(report).get("runner")
     client.push_to_gateway(url, job=JOB, registry=registry(report), timeout=PUSH_TIMEOUT_SECONDS,
                            grouping_key={"instance": runner} if runner else None)

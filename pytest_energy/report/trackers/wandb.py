@@ -22,6 +22,8 @@ from . import TrackerError, figures, needs, record_keys, run_tags, verdict
 if TYPE_CHECKING:
     from ..model import Report
 
+#: The optional dependencies that install the library (``pip install "pytest-energy[wandb]"``).
+EXTRA = "wandb"
 #: What a failure's line adds, by writer, with the setting that named the project.
 HINTS = {"log_run": "check {source} (a project name, or entity/project), WANDB_MODE and, online, `wandb login`"}
 COLUMNS = ("test", "unit", "verdict", "device_kinds", "net_joules_per_unit", "gross_joules_per_unit",
@@ -30,7 +32,7 @@ COLUMNS = ("test", "unit", "verdict", "device_kinds", "net_joules_per_unit", "gr
 
 def log_run(report: Report, target: str, attachments: list[Path]) -> str:
     """Log ``report`` as one W&B run in the project ``target``; the line to show."""
-    wandb = needs("wandb", "wandb")
+    wandb = needs("wandb", EXTRA)
     entity, _, project = target.rpartition("/")
     if not project or "/" in entity or any(mark in project for mark in "\\#?%:"):
         raise TrackerError(f"{target!r} is not a W&B project name or entity/project")
