@@ -29,7 +29,7 @@ MAX_KEY = 250
 #: The longest a record's part of a key may be: room for "/" and the longest figure name.
 MAX_NAME = 200
 _UNSAFE = re.compile(r"[^\w.\- /]")  # MLflow's portable key characters: letters, digits, _ . - space /
-_USERINFO = re.compile(r"(://)[^/\s@]+@")
+_USERINFO = re.compile(r"(://)[^/\s]*@")  # to the last "@" before the path: a password may hold one
 
 
 class TrackerError(Exception):
@@ -122,7 +122,7 @@ def log(output: Output, report: Report, target: Path | str, attachments: list[Pa
     except ImportError as error:  # a part of the library the store needs (MLflow's SQLite store: alembic)
         reason = f"{type(error).__name__}: {error}: pip install 'pytest-energy[{module.EXTRA}]'"
     except Exception as error:  # whatever the library raises: one line, never a traceback
-        lines = str(error).strip().splitlines()
+        lines = hidden(str(error)).strip().splitlines()  # hidden before it is cut: no part of a password shows
         reason = f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__
         reason += f"; {module.HINTS[function].format(source=source)}"
     verb = "write" if output.shape == "file" else "send"
