@@ -186,6 +186,28 @@ def test_mlflow_nests_under_the_active_run(tmp_path, monkeypatch, mlflow_client)
     assert child.data.metrics["t.py/test_a/net_joules_per_unit"] > 0
 
 
+def test_an_experiment_another_runner_created_meanwhile_is_used(monkeypatch):
+    """Two runners logging their first run at once: the one whose create_experiment is refused uses the
+    other's experiment."""
+    from types import SimpleNamespace
+
+    from pytest_energy.report.trackers import mlflow as tracker
+
+    class Client:
+        found: list[Any] = [None, SimpleNamespace(experiment_id="7")]
+
+        def get_experiment_by_name(self, name: str) -> Any:
+            assert name == "pytest-energy"
+            return self.found.pop(0)
+
+        def create_experiment(self, name: str) -> str:
+            raise RuntimeError("RESOURCE_ALREADY_EXISTS")
+
+    for name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    assert tracker._experiment(Client(), None) == "7"
+
+
 @pytest.mark.parametrize("uri", ["http://127.0.0.1:{port}", "nosuchscheme://x"])
 def test_an_unreachable_or_wrong_mlflow_store_costs_one_line(run, pytester, mlflow_client, uri):
     result = run("--energy-mlflow", uri.format(port=_closed_port()))

@@ -74,7 +74,15 @@ def _experiment(client: Any, parent: Any) -> str:
         return os.environ["MLFLOW_EXPERIMENT_ID"]
     name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
     found = client.get_experiment_by_name(name)
-    return str(found.experiment_id) if found is not None else str(client.create_experiment(name))
+    if found is not None:
+        return str(found.experiment_id)
+    try:
+        return str(client.create_experiment(name))
+    except Exception:  # another runner created it meanwhile
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return str(found.experiment_id)
 
 
 def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
