@@ -4,7 +4,8 @@ It owns the meter (started before the first test when a collected test measures,
 for the idle window and the reference workload; a run that measures nothing imports no meter, reads
 no git state unless it writes a JSON file, and pays next to nothing), turns
 what the meter took into records, and at the end runs the stages in one direction: judge against
-baselines, store (JSON, baselines, history), report. Every stage after the JSON write is isolated, so
+baselines, store (JSON, baselines, history), report, then the trackers' copies (MLflow, W&B, Prometheus),
+whose failure is one line and never the exit status. Every stage after the JSON write is isolated, so
 a broken report can never lose the records or turn CI red. Under xdist the workers' records come to
 the controller through :mod:`pytest_energy.xdist`.
 """
@@ -514,6 +515,11 @@ class EnergySession:
             if "the energy JSON" not in self.unwritten:
                 self._stage("the energy JSON", lambda: self._write_json(records, run_info, gate_document,
                                                                         announce=False), output=True)
+        if self.report is not None:  # last, attaching the files written above; never the exit status
+            attached = report.attachments(self.settings, self.rootpath, self.unwritten)
+            for output in report.tracker_outputs():
+                self._stage(output.what, lambda output=output: self.output_lines.extend(
+                    report.write_output(output, self.report, self.settings, attached=attached)))
         return self._closing(final)
 
     def _headline(self, records: list[Record], exitstatus: int, lost: int) -> Any:

@@ -301,3 +301,47 @@ def test_each_output_in_the_table_is_written_where_its_setting_or_variable_point
                      f"text summary: {tmp_path / 'out.json'}", f"text summary: {tmp_path / 'elsewhere.txt'}"]
     assert (tmp_path / "emissions.csv").exists() and not (tmp_path / "report.html").exists()
     assert WRITTEN == [(NAME, tmp_path / "out.json"), (NAME, tmp_path / "elsewhere.txt")]
+
+
+# -- the trackers: last, with the files written, never the exit status --------------------------------
+SENT: list[tuple[int, str, list[Path]]] = []
+#: What a failing tracker's line adds (every tracker module has one per writer).
+HINTS = {"_tracker": "check {source}"}
+
+
+def _tracker(report_: report.Report, target: str, attached: list[Path]) -> str:
+    """A tracker a new output row names: remembers what it was sent; "down" does not answer."""
+    SENT.append((report_.headline.exit_status, target, attached))
+    if target == "down":
+        raise ConnectionError("refused\nsecond line")
+    return f"sent to {target}"
+
+
+def _with_tracker(monkeypatch) -> None:
+    tracker = config.Output("compare", "service", writer=f"{__name__}:_tracker", what="the test tracker", tracker=True)
+    monkeypatch.setattr(config, "OUTPUTS", (*config.OUTPUTS, tracker))
+    SENT.clear()
+
+
+def test_the_trackers_come_last_with_the_files_this_run_wrote(tmp_path: Path, monkeypatch) -> None:
+    """After a report file failed (exit 74): the tracker sees the final headline and attaches the JSON
+    (rewritten with 74), not the HTML report that could not be written."""
+    _with_tracker(monkeypatch)
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    session = _with(_session(tmp_path, report="blocker/report.html", compare="up"), make_record(NAME))
+    assert session.finish(0) == WRITE_FAILED
+    assert SENT == [(WRITE_FAILED, "up", [tmp_path / "out.json"])]
+    assert _document(tmp_path)["session"]["exitstatus"] == WRITE_FAILED
+    failed = next(i for i, line in enumerate(session.output_lines) if "could not write the HTML report" in line)
+    assert session.output_lines.index("sent to up") > failed
+
+
+def test_a_tracker_that_fails_is_one_line_and_keeps_the_exit_status(tmp_path: Path, monkeypatch) -> None:
+    _with_tracker(monkeypatch)
+    session = _with(_session(tmp_path, compare="down"), make_record(NAME))
+    assert session.finish(0) == 0 and session.unwritten == []
+    assert SENT == [(0, "down", [tmp_path / "out.json", tmp_path / "report.html"])]
+    assert session.output_lines[-1] == (
+        "pytest-energy: could not send the test tracker (--energy-compare (default)): ConnectionError: refused; "
+        "check --energy-compare (default); the run's other outputs and exit status are unaffected")
+    assert _document(tmp_path)["gate"]["headline"]["outcome"] == "passed"

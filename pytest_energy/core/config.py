@@ -240,6 +240,20 @@ OPTIONS: tuple[Option, ...] = (
     Option("markdown", _output, None, "a file path",
            "GitHub-flavoured markdown summary for a pull-request comment: the headline first, then "
            "regressions and missed budgets, then every result folded; at most 65,536 characters"),
+    # Experiment trackers and monitoring (each an optional extra, imported only when configured): a copy of
+    # the run where ML teams already look; one that fails is one line, never the exit status.
+    Option("mlflow", _output, None, "an MLflow tracking URI (sqlite:///mlflow.db, http://host:5000, ...) or "
+           "default", "log the session as one MLflow run (nested under the active run): tags, one metric per "
+           "record and figure, the HTML report and JSON as artifacts; default: MLflow's own tracking URI "
+           "(MLFLOW_TRACKING_URI)"),
+    Option("wandb", _output, None, "a W&B project name, or entity/project",
+           "log the session as one Weights & Biases run in this project: summary metrics, a table of records, "
+           "the HTML report and JSON as an artifact; offline unless WANDB_MODE says otherwise"),
+    Option("prometheus", _output, None, "a file path (*.prom for node_exporter)",
+           "write the records as Prometheus text exposition for node_exporter's textfile collector: joules "
+           "per unit per test and device kind, CO2, the verdict as a gauge"),
+    Option("prometheus_push", _output, None, "a Pushgateway URL such as http://pushgateway:9091",
+           "push the same metrics to this Prometheus Pushgateway (job pytest-energy, grouped by runner)"),
 )
 
 BY_NAME = {option.name: option for option in OPTIONS}
@@ -367,12 +381,18 @@ def hide_password(location: Path | str, *, drop: bool = False) -> str:
     return shown.replace(quote(HIDDEN, safe=""), HIDDEN)  # the query's mask as the password's reads
 
 
+#: The settings whose value may be a URL holding a password: the history store's and the trackers' servers.
+URL_SETTINGS = ("history", "mlflow", "prometheus_push")
+
+
 def hidden_secrets(values: dict[str, Any], *, drop: bool = False) -> dict[str, Any]:
-    """Settings' values with the history URL's password hidden, or left out with ``drop``: what a
-    record keeps (the JSON document and the history's rows, which CI uploads and imports)."""
+    """Settings' values with the password of each URL among them (:data:`URL_SETTINGS`) hidden, or left
+    out with ``drop``: what a record keeps (the JSON document and the history's rows, which CI uploads
+    and imports)."""
     kept = dict(values)
-    if is_database_url(kept.get("history")):
-        kept["history"] = hide_password(kept["history"], drop=drop)
+    for name in URL_SETTINGS:
+        if is_database_url(kept.get(name)):
+            kept[name] = hide_password(kept[name], drop=drop)
     return kept
 
 
@@ -463,27 +483,40 @@ class Output:
     as ``function(report, path)`` and returning the line to show (a list of lines with ``lines``)."""
 
     setting: str = ""
-    shape: str = "file"  # "file" | "folder" | "store" (the history: a file or a database it appends to)
+    # "file" | "folder" | "store" (the history: a file or a database it appends to) | "service" (a
+    # tracker's URI or project: no path of ours)
+    shape: str = "file"
     writer: str = ""  # "" where another stage writes it (the JSON, the history, the baselines)
     environ: str = ""  # the variable naming its path where no setting does
     lines: bool = False
     what: str = ""  # what a line says it could not write, for those written from the report
+    # A tracker's copy of the run (MLflow, W&B, Prometheus): written after every other output, whose files
+    # it attaches, and called as ``function(report, target, attachments)``; its failure is one line and
+    # never the run's exit status (a monitoring copy, not an artifact the next CI step needs).
+    tracker: bool = False
 
     def path(self, settings: Any, root: Path | str | None) -> Path | None:
-        """Where this output goes, or None where it is off (a store at a database URL has no path)."""
+        """Where this output goes, or None where it is off (a store at a database URL, or a service, has no path)."""
         if self.environ:
             value = os.environ.get(self.environ)
             return Path(value) if value else None
         value = getattr(settings, self.setting, None)
-        if self.shape == "store" and is_database_url(value):
+        if self.shape == "service" or (self.shape == "store" and is_database_url(value)):
             return None
         return path_setting(value, root)
+
+    def target(self, settings: Any, root: Path | str | None) -> Path | str | None:
+        """Where this output goes: its path, or a service's URI or project as given; None where it is off."""
+        if self.shape != "service":
+            return self.path(settings, root)
+        value = getattr(settings, self.setting, None)
+        return None if value is None or not str(value).strip() else str(value).strip()
 
 
 #: Every output, in order. A new one is one row here (its path setting in :data:`OPTIONS`, its writer
 #: beside the others in :mod:`pytest_energy.report`); the overlap checks and the report read this table.
 OUTPUTS: tuple[Output, ...] = (
-    Output("json"),
+    Output("json", what="the energy JSON"),
     Output("history", "store"),
     Output("report", writer=".html:write", what="the HTML report"),
     Output("csv", writer=".exports:write_emissions_csv", what="the emissions CSV"),
@@ -491,6 +524,11 @@ OUTPUTS: tuple[Output, ...] = (
     Output("markdown", writer=".markdown:write", what="the markdown summary"),
     Output("baselines", "folder"),
     Output(environ="GITHUB_STEP_SUMMARY", writer=".markdown:append_step_summary", what="the step summary"),
+    Output("mlflow", "service", writer=".trackers.mlflow:log_run", what="the MLflow run", tracker=True),
+    Output("wandb", "service", writer=".trackers.wandb:log_run", what="the W&B run", tracker=True),
+    Output("prometheus", writer=".trackers.prometheus:write", what="the Prometheus metrics file", tracker=True),
+    Output("prometheus_push", "service", writer=".trackers.prometheus:push", what="the Pushgateway push",
+           tracker=True),
 )
 
 

@@ -1,6 +1,7 @@
 """Reports: the report object built once (:func:`build_report`), the files written from it
-(:func:`write_outputs`), and the nightly report of a fleet from the history store (:func:`render_from_history`).
-The terminal table is :func:`pytest_energy.report.terminal.render`.
+(:func:`write_outputs`), the trackers' copies of it (:func:`tracker_outputs`, :mod:`.trackers`), and the
+nightly report of a fleet from the history store (:func:`render_from_history`). The terminal table is
+:func:`pytest_energy.report.terminal.render`.
 
 Importing this package (as importing any of its modules does) imports none of them: the report model,
 jinja2's templates and the writers load when a report is built or written, so the ``--energy-top``
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Collection, Sequence
 
 from ..core import config
 from ..core.config import Output
@@ -22,8 +23,8 @@ if TYPE_CHECKING:
     from .fleet import Fleet
     from .model import Report, build_report
 
-__all__ = ["Output", "Report", "build_report", "render_from_history", "report_outputs", "write_output",
-           "write_outputs"]
+__all__ = ["Output", "Report", "attachments", "build_report", "render_from_history", "report_outputs",
+           "tracker_outputs", "write_output", "write_outputs"]
 
 
 def __getattr__(name: str) -> Any:
@@ -36,9 +37,32 @@ def __getattr__(name: str) -> Any:
 
 
 def report_outputs() -> list[Output]:
-    """The outputs written from the report: the rows of :data:`pytest_energy.core.config.OUTPUTS` that
-    name a writer, in order."""
-    return [output for output in config.OUTPUTS if output.writer]
+    """The files written from the report: the rows of :data:`pytest_energy.core.config.OUTPUTS` that
+    name a writer and are no tracker, in order."""
+    return [output for output in config.OUTPUTS if output.writer and not output.tracker]
+
+
+def tracker_outputs() -> list[Output]:
+    """The trackers' copies of the run (MLflow, W&B, Prometheus), in order: written after every other
+    output, each costing one line where it fails and never the exit status (:func:`.trackers.log`)."""
+    return [output for output in config.OUTPUTS if output.tracker]
+
+
+#: The outputs a tracker attaches where this run wrote them: the HTML report and the energy JSON.
+ATTACHED = ("report", "json")
+
+
+def attachments(settings: Any, root: Path | None, unwritten: Collection[str] = ()) -> list[Path]:
+    """The files of :data:`ATTACHED` this run wrote: configured, on disk, and not among ``unwritten``
+    (what the session could not write, by each output's ``what``; an old file at the path is no copy
+    of this run)."""
+    found = []
+    for output in config.OUTPUTS:
+        if output.setting in ATTACHED:
+            path = output.path(settings, root)
+            if path is not None and path.is_file() and output.what not in unwritten:
+                found.append(path)
+    return found
 
 
 def write(output: Output, report: Report, path: Path) -> list[str]:
@@ -48,13 +72,22 @@ def write(output: Output, report: Report, path: Path) -> list[str]:
     return written if output.lines else [written]
 
 
-def write_output(output: Output, report: Report, settings: Any, root: Path | None = None) -> list[str]:
-    """Write ``output`` where the settings (or environment) give it a path; the lines to show ([] where it
-    is off). A relative path is taken from ``root`` (default: the rootdir the gate judged in, else the
-    current folder)."""
+def write_output(output: Output, report: Report, settings: Any, root: Path | None = None,
+                 attached: Sequence[Path] = ()) -> list[str]:
+    """Write ``output`` where the settings (or environment) give it a path, or a tracker's URI or project;
+    the lines to show ([] where it is off). A relative path is taken from ``root`` (default: the rootdir the
+    gate judged in, else the current folder). A tracker attaches the files ``attached``
+    (:func:`attachments`) and never raises: where it fails, its line says why and what to do."""
     root = root if root is not None else (Path(report.rootdir) if report.rootdir else None)
-    path = output.path(settings, root)
-    return write(output, report, path) if path is not None else []
+    target = output.target(settings, root)
+    if target is None:
+        return []
+    if output.tracker:
+        from .trackers import log
+
+        return [log(output, report, target, list(attached), config.named(settings, output.setting))]
+    assert isinstance(target, Path)
+    return write(output, report, target)
 
 
 def write_outputs(report: Report, settings: Any, root: Path | None = None) -> list[str]:

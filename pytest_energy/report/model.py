@@ -16,12 +16,14 @@ from typing import Any
 
 from ..core.budget import failed_budgets, missed_lines
 from ..core.facts import Pruned
-from ..core.figures import fine_tune_energy, query_split, wh_per_1000
+from ..core.figures import devices_net_per_iteration, fine_tune_energy, query_split, wh_per_1000
 from ..core.record import Carbon, Record, RunInfo
 from ..core.units import JOULES_PER_WH, finite_number, fmt, percent_change
 from ..judge.gate import FAILED_OUTCOMES
 from ..judge.verdict import Judgement, Status, Verdict, fails_gate, most_urgent
 from ..measure.conditions import describe as describe_conditions
+from ..measure.fingerprint import DEFAULT_KIND_FIELDS
+from ..store.baselines import record_kinds
 from .ratings import carbon_efficiency_class, is_fine_tune, rating
 from .trends import Trend, session_trends
 
@@ -64,6 +66,14 @@ class QualityValue:
 
 
 @dataclass
+class KindEnergy:
+    """A record's energy on one device kind (its devices of one source's group), as its energy is judged."""
+
+    kind: str  # the device kind's id, as baselines are keyed ("gpu: NVIDIA H100 80GB HBM3 x1")
+    net_per_unit: float  # net joules per unit of those devices (NaN without a valid iteration)
+
+
+@dataclass
 class Row:
     """One record as every renderer shows it."""
 
@@ -96,6 +106,7 @@ class Row:
     note_ref: int | None = None  # 1-based index into Report.shared_notes
     # Each budget the record missed, failing its test: the figure against the budget, one line each.
     missed_budgets: list[str] = field(default_factory=list)
+    kinds: list[KindEnergy] = field(default_factory=list)  # by the run's --energy-device-kind-fields
 
     @property
     def per(self) -> str:
@@ -635,6 +646,12 @@ def _row(index: int, record: Record, verdicts: list[Verdict], new: bool, baselin
     )
 
 
+def _kinds(record: Record, fields: list[str]) -> list[KindEnergy]:
+    """The record's energy per device kind it spans, most trusted source first."""
+    return [KindEnergy(kind.id, devices_net_per_iteration(record.components, kind.devices, record.iterations))
+            for kind in record_kinds(record, fields)]
+
+
 def _order(rows: list[Row]) -> list[Row]:
     """Model changes and regressions first, then the records of failed tests, then the other verdicts by
     urgency; by name within a verdict."""
@@ -935,6 +952,9 @@ def build_report(
         by_test.setdefault(record.nodeid, []).append(record)
     rows = _order([_row(i, r, by_name.get(r.name, []), r.name in new, judgement.baseline_set, by_test[r.nodeid])
                    for i, r in enumerate(records)])
+    fields = (run_info.settings.get("device_kind_fields") if run_info else None) or ",".join(DEFAULT_KIND_FIELDS)
+    for row in rows:
+        row.kinds = _kinds(row.record, str(fields).split(","))
     counts = Counter(row.status for row in rows)
     measured = [r for r in records if r.valid]
     totals = Totals(
