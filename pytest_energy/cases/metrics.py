@@ -455,7 +455,8 @@ def _token_embeddings(folder: Path, num_layers: int, texts: Sequence[str]) -> li
 
 def moverscore(predictions: Sequence[str], references: Sequence[str], *, model_path: str | Path, num_layers: int,
                model_name: str = "") -> Score:
-    """MoverScore (Zhao et al. 2019, its v2 similarity ``1 / (1 + WMD)``), mean over examples, in (1/3, 1].
+    """MoverScore (Zhao et al. 2019, its v2 similarity ``1 / (1 + WMD)``), mean over examples; each pair
+    scores in [1/3, 1] (unit vectors are at most 2 apart), higher is better.
 
     Each text is its word pieces' contextual embeddings (the model's layer ``num_layers``, unit length,
     special tokens left out), weighted by IDF; the Word Mover's Distance between a prediction and its
