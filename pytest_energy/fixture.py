@@ -16,6 +16,7 @@ from .context import Block, TestContext, whole_count
 from .core.budget import EnergyBudget
 from .core.config import BY_NAME, SettingError, parse_value
 from .core.facts import RecordFacts
+from .core.profiles import Profile, get_profile
 from .core.record import Record
 
 if TYPE_CHECKING:
@@ -48,6 +49,12 @@ class EnergyFixture:
         """How many training runs a case whose model is trained in the run measures its quality over
         (``--energy-quality-seeds``; 1 without ``--energy``)."""
         return int(self._context.settings.quality_seeds) if self._session is not None else 1
+
+    @property
+    def profile(self) -> Profile | None:
+        """The measurement protocol inference cases run under (``--energy-profile``); None for the default
+        (each case as declared) and without ``--energy``."""
+        return get_profile(self._context.settings.profile) if self._session is not None else None
 
     @property
     def records(self) -> list[Record]:

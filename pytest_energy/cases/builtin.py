@@ -73,8 +73,9 @@ def _seq2seq_batch(model: Any, tokenizer: Any, task: Task, rows: Rows, *, prefix
 
 SUMMARIZATION = register_task(Task(
     "summarization", inputs=("document",), target="summary",
-    metrics=("rouge1", "rouge2", "rougeL", "meteor", "bertscore"),
-    default_metrics=("rouge1", "rouge2", "rougeL", "meteor"),
+    metrics=("rouge1", "rouge2", "rougeL", "meteor", "moverscore", "bertscore", "scibertscore"),
+    # the summarisation study's five; BERTScore where the case gives its model (a MoverScore model too)
+    default_metrics=("rouge1", "rouge2", "rougeL", "meteor", "moverscore", "scibertscore"),
     encode=_encode_text, predict=_generate, model_class="AutoModelForSeq2SeqLM", generates=True,
     work_by_shape=False, train_batch=_seq2seq_batch, build_fallback=partial(text_model, seq2seq=True),
     description="a summary generated per document"))

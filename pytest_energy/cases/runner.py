@@ -13,10 +13,12 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import unittest
 from typing import Any, Callable, Mapping, Sequence
 
 from ..core.budget import EnergyBudget
 from ..core.facts import CaseFacts, FineTuneFacts, GenerationFacts, ModelFacts, Pruned, RecordFacts, Trained
+from ..core.profiles import DEFAULT, Profile
 from ..core.units import parse_energy
 from .base import DTYPES, QualityBudgetError, apply_quality_budget
 from .data import example_keys, examples
@@ -142,22 +144,37 @@ def _batch_proxies(predictor: Predictor, spec: Task, rows: list[dict[str, Any]],
     return out
 
 
+def profile_precision(profile: Profile | None, spec: Task, device: str, dtype: str) -> tuple[str, str]:
+    """The dtype a case runs in under ``profile`` (its own without one) and the profile's note; a case of a
+    task the profile does not cover is skipped, with the reason."""
+    if profile is None:
+        return dtype, ""
+    if not profile.covers(spec.name):
+        raise unittest.SkipTest(f"--energy-profile {profile.name} covers {', '.join(profile.tasks)}; "
+                                f"this case's task is {spec.name}")
+    return profile.precision(spec.name, device)
+
+
 def run_inference(case: Any, energy: Any, transform: Pruning | None = None,
                   quality: Mapping[str, float] | None = None) -> None:
     """Run an inference case in its test (see the module docstring).
 
     ``transform`` changes the model after loading (a pruning level); ``quality`` replaces the case's
-    budget (a fallback's own ``overrides`` still win where the fallback runs).
+    budget (a fallback's own ``overrides`` still win where the fallback runs). Under a measurement
+    profile (``energy.profile``) the profile's batch size, counts and precision replace the case's.
     """
     spec = get_task(case.task, "InferenceCase")
     device = pick_device(case.device)
-    dtype = DTYPES[case.dtype]
+    profile = energy.profile
+    dtype, profile_note = profile_precision(profile, spec, device, DTYPES[case.dtype])
     if transform is not None:
         dtype = transform.prepare(device, dtype)
     if quality is not None:
         case = dataclasses.replace(case, quality=dict(quality))
     declared = case
     case, loaded = load_case(case, spec, device, dtype)
+    if profile is not None:  # after the fallback's overrides: the protocol's counts win
+        case = dataclasses.replace(case, **profile.case_fields())
     rows = examples(case.dataset, spec, case.columns)
     keys = example_keys(case.dataset, spec, case.columns)
     pruned = transform.apply(loaded.model) if transform is not None else None
@@ -210,7 +227,7 @@ def run_inference(case: Any, energy: Any, transform: Pruning | None = None,
 
     record = measure_inferences(energy, step, case, spec, per_round, planned, (total_params, nonzero_params),
                                 ModelFacts.of(loaded.facts, dtype=dtype, device=device, settings=case.settings()),
-                                pruned)
+                                pruned, profile=(profile.name if profile is not None else DEFAULT, profile_note))
     record.quality = case_quality(case, spec, rows, predictions, keys)
     record.criteria["quality"] = dict(case.quality)
     # The examples the case's calls made (every one where they went round the dataset).
@@ -223,7 +240,7 @@ def run_inference(case: Any, energy: Any, transform: Pruning | None = None,
 def measure_inferences(energy: Any, step: Callable[[], None], case: Any, spec: Task, per_round: int,
                        planned: list[tuple[int, int, int]], params: tuple[int, int], model: ModelFacts,
                        pruned: Pruned | None = None, generation: GenerationFacts | None = None,
-                       label: str = "") -> Any:
+                       label: str = "", profile: tuple[str, str] = (DEFAULT, "")) -> Any:
     """Measure ``step`` (one call: one batch) in the case's rounds and return its record.
 
     Each round makes at least ``per_round`` calls and lasts at least the minimum window (a short round
@@ -232,6 +249,7 @@ def measure_inferences(energy: Any, step: Callable[[], None], case: Any, spec: T
     tokens out) of each call of the case's own inferences, exactly its ``inferences``: the proxies come
     from those, so they are the same in every run (the gate judges FLOPs), while the rounds may make
     more calls to fill the minimum window, which only the energy, a mean per inference, includes.
+    ``profile`` is the measurement protocol's name and its note (``CaseFacts.profile``).
     """
     inferences = case.inferences
     flops, tokens_in, tokens_out = (sum(w[k] for w in planned) for k in range(3))
@@ -249,7 +267,7 @@ def measure_inferences(energy: Any, step: Callable[[], None], case: Any, spec: T
     facts = CaseFacts("generation" if generation is not None else "inference", spec.name, case.batch_size,
                       case.rounds, inferences, spec.generates,
                       (float(reference[0]), float(reference[1])) if reference else None, pruned,
-                      generation=generation)
+                      generation=generation, profile=profile[0], profile_note=profile[1])
     energy.run(step, iterations=per_round, rounds=case.rounds, warmup=case.warmup, unit="inference", label=label,
                fill_window=True, count_flops=False,  # the case counted its own calls' work (``planned``)
                facts=RecordFacts(model, proxies, facts, iterations_per_call=case.batch_size))
@@ -334,6 +352,9 @@ def run_finetune(case: Any, energy: Any) -> None:
     (and, with ``--energy-quality-seeds``, the quality of further unmeasured fine-tunes from the next
     seeds, which mark no rounds)."""
     spec = get_task(case.task, "FineTuneCase")
+    if energy.profile is not None:
+        raise unittest.SkipTest(f"--energy-profile {energy.profile.name} measures inference cases; a fine-tune is "
+                                "measured with the default profile")
     device = pick_device(case.device)
     dtype = DTYPES[case.dtype]
     declared = case

@@ -111,6 +111,16 @@ def _text(text: str) -> str:
     return str(text)
 
 
+def _profile(text: str) -> str:
+    """A measurement profile's name (:mod:`pytest_energy.core.profiles`)."""
+    from .profiles import profile_names
+
+    name = text.strip().lower()
+    if name not in profile_names():
+        raise ValueError
+    return name
+
+
 def _output(text: str) -> str | None:
     """A file or folder to write; empty or ``none`` turns it off (None)."""
     return None if text.strip().lower() in ("", "none") else text
@@ -202,6 +212,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("cooldown", _cooldown, None, f"a temperature such as 45C (at most 120) or seconds such as 5s "
            f"(at most {MAX_SECONDS:g})", "before each measurement wait until the GPUs are at or below this "
            "temperature, or idle this long (at most 120 s more; after a miss, no more waiting that session)"),
+    Option("profile", _profile, "default", "default or ai-energy-score",
+           "the protocol inference cases are measured with: default (each case as declared) or ai-energy-score "
+           "(the cases of its tasks: 1,000 queries at batch size 1, 10 runs, float32, text generation in float16 "
+           "where the device supports it; other cases skipped); records say it and keep their own baselines"),
     Option("count_flops", _boolean, True, "true or false",
            "count the FLOPs of the torch operations a measured call runs, on its first warm-up call (a block's: "
            "on the call given as its work): the work the gate judges on any runner"),

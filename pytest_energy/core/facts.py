@@ -123,6 +123,11 @@ class CaseFacts:
     pruned: Pruned | None = None
     fine_tune: FineTuneFacts | None = None
     generation: GenerationFacts | None = None
+    # The measurement protocol (``--energy-profile``, :mod:`pytest_energy.core.profiles`): "default" (the
+    # case as declared) or a published one such as "ai-energy-score"; ``profile_note`` says what of it could
+    # not be followed here (float16 on a CPU).
+    profile: str = "default"
+    profile_note: str = ""
 
     @property
     def examples_seen(self) -> int | None:

@@ -177,4 +177,24 @@ def case_figures(record: Any) -> dict[str, Any]:
     split = query_split(record)
     if split is not None:
         figures["generation"] = dataclasses.asdict(split)
+    profiled = profile_figure(record, split)
+    if profiled is not None:
+        figures["profile"] = profiled
     return figures
+
+
+def profile_figure(record: Any, split: QuerySplit | None) -> dict[str, Any] | None:
+    """What a measurement profile reports (``--energy-profile``; None under the default, and for a prefill
+    record, whose query the decode record states whole): gross Wh per 1,000 queries with the phases summed
+    in it. An inference case's query is one measured call (preprocess and the model's forward pass, or its
+    generate: prefill and decode); a generation case's is its prefill record's and its decode record's."""
+    case = record.case
+    if case is None or case.profile == "default" or (case.generation is not None and split is None):
+        return None
+    phases = ["preprocess", "prefill", "decode"] if case.generates else ["preprocess", "forward"]
+    if split is not None:
+        wh, how = split.wh_per_1000_queries, "prefill (with its preprocess) and decode measured apart, summed"
+    else:
+        wh, how = wh_per_1000(record.per_iteration_gross_joules), "measured together, one call per query"
+    return {"name": case.profile, "wh_per_1000_queries": wh, "phases": phases, "phases_measured": how,
+            "note": case.profile_note}

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 from ..core.budget import MODELLED_OVER, EnergyBudget, failed_budgets, not_checked, over_modelled
 from ..core.config import Settings, path_setting, store_setting
 from ..core.figures import ImplausibleValue, round_values
+from ..core.profiles import DEFAULT
 from ..core.record import Collection, Record, RunInfo
 from ..core.units import percent, percent_change
 from ..measure.conditions import difference
@@ -54,6 +55,11 @@ def _refresh(settings: Settings, set_name: str) -> str:
     if set_name == settings.baseline_set:
         return "--energy-update-baselines"
     return f"--energy-update-baselines --energy-baseline-set {set_name}"
+
+
+def _profile(settings: Settings) -> str:
+    """The run's measurement profile: its baselines are kept apart from other profiles' (``set_folder``)."""
+    return str(settings.values.get("profile") or DEFAULT)
 
 
 def device_kinds(record: Record, settings: Settings) -> list[DeviceKind]:
@@ -474,7 +480,7 @@ def _energy_tolerance(record: Record, settings: Settings, errors: list[str]) -> 
 
 def _judge_set(records: list[Record], settings: Settings, root: Path, fingerprint_id: str, set_name: str,
                judgement: Judgement, collection: Collection) -> None:
-    folder = store.set_folder(root, set_name)
+    folder = store.set_folder(root, set_name, _profile(settings))
     loaded = store.load_set(folder)
     judgement.errors += [e for e in loaded.errors if e not in judgement.errors]
     judgement.unreadable += [str(p) for p in loaded.broken if str(p) not in judgement.unreadable]
@@ -813,7 +819,7 @@ def _write_baselines(records: list[Record], judgement: Judgement, settings: Sett
     root = path_setting(settings.baselines, judgement.rootdir)
     if root is None:
         return BaselineUpdate(["pytest-energy: --energy-baselines is none: baselines not updated"])
-    folder = store.set_folder(root, settings.baseline_set)
+    folder = store.set_folder(root, settings.baseline_set, _profile(settings))
     statuses: dict[tuple[str, str], set[Status]] = {}
     for verdict in judgement.verdicts:
         if verdict.baseline_set == settings.baseline_set:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.figures import devices_gross_wh_per_1000, per_1000
+from ..core.profiles import PROFILES
 from ..core.record import Record
 from ..core.units import finite_number
 
@@ -38,12 +39,31 @@ def rated_wh_per_1000(record: Record) -> tuple[float | None, str]:
     return finite_number(devices_gross_wh_per_1000(used, record.iterations)), basis
 
 
-def rating(record: Record) -> tuple[int | None, str]:
-    """Stars for a case record whose case states its task's ``reference_range`` (Wh per 1,000, lowest
-    and highest), with a line saying what was rated; (None, "") without a range."""
-    reference = record.case.reference_range if record.case is not None else None
-    if reference is None:
+def star_band(record: Record) -> tuple[tuple[float, float] | None, str]:
+    """The range a case record's stars cut into bands, and where it comes from: under a measurement
+    profile (``--energy-profile``) the profile's published band for the task, else the case's own
+    ``reference_range``; a profile record with neither says its band is unknown."""
+    case = record.case
+    if case is None:
         return None, ""
+    profile = PROFILES.get(case.profile)
+    published = profile.bands.get(case.task) if profile is not None else None
+    if published is not None:
+        return published, f"{profile.name} band ({profile.source})"  # type: ignore[union-attr]
+    if case.reference_range is not None:
+        return case.reference_range, "the task range"
+    if profile is not None:
+        return None, f"{profile.name} stars: unknown (no published band for {case.task} in docs/cases.md)"
+    return None, ""
+
+
+def rating(record: Record) -> tuple[int | None, str]:
+    """Stars for a case record whose task has a band (:func:`star_band`: a profile's published band, or
+    the case's ``reference_range``, Wh per 1,000, lowest and highest), with a line saying what was rated;
+    (None, why) where a profile's band is unknown, (None, "") without any range."""
+    reference, where = star_band(record)
+    if reference is None:
+        return None, where
     value, basis = rated_wh_per_1000(record)
     if value is None:
         return None, f"not rated: reference range {list(reference)!r} or energy unusable"
@@ -51,7 +71,7 @@ def rating(record: Record) -> tuple[int | None, str]:
         stars = star_rating(value, reference)
     except ValueError as error:
         return None, f"not rated: {error}"
-    return stars, (f"{value:.4g} Wh per 1,000 ({basis}) in the task range "
+    return stars, (f"{value:.4g} Wh per 1,000 ({basis}) in {where} "
                    f"{reference[0]:.4g}-{reference[1]:.4g} Wh")
 
 

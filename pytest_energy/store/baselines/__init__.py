@@ -1,4 +1,5 @@
-"""The baselines store: ``<baselines>/<set>/<test module path>.json``.
+"""The baselines store: ``<baselines>/<set>/<test module path>.json`` (``<set>@<profile>/`` for the records
+of a measurement profile other than the default, ``--energy-profile``: they never meet the default's).
 
 One JSON file per test module, mirroring the test tree, so a reviewer sees a model change's energy
 next to its test in a diff. A record's entry is split by what its numbers depend on:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ...core.config import Settings, SettingError, named
+from ...core.profiles import DEFAULT
 from ...core.record import Collection, Record
 from ..locking import LockTimeout, atomic_write_text, locked
 from .format import SCHEMA_VERSION, Baseline, BaselineError, _entry, _fix, _refuse_constant, render_file
@@ -24,9 +25,12 @@ from .pooling import merged
 _SAFE_PART = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def set_folder(root: Path, set_name: str) -> Path:
-    """Folder of one baseline set (every runner's baselines of that set live in it)."""
-    return Path(root) / _safe(set_name)
+def set_folder(root: Path, set_name: str, profile: str = DEFAULT) -> Path:
+    """Folder of one baseline set (every runner's baselines of that set live in it); a measurement profile
+    other than the default keeps its own, ``<set>@<profile>``, so its records never meet the default
+    protocol's baselines (another batch size, count and precision is another measurement)."""
+    folder = _safe(set_name) if profile == DEFAULT else f"{_safe(set_name)}@{_safe(profile)}"
+    return Path(root) / folder
 
 
 def _safe(part: str) -> str:
