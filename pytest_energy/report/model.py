@@ -156,11 +156,11 @@ class Row:
         rate = finite_number(served.steady_tokens_per_second)
         whole = finite_number(served.whole_run_joules_per_output_token)
         return (f"steady state at concurrency {served.concurrency}: "
-                f"{fmt(finite_number(served.steady_joules_per_output_token))} J per output token over "
+                f"{fmt(finite_number(served.steady_joules_per_output_token))} J gross per output token over "
                 f"{served.steady_tokens} tokens in {fmt(served.steady_seconds)} s"
                 + (f" ({fmt(rate)} tokens/s)" if rate is not None else "")
                 + f", passes {serving.fill_pass + 1}-{serving.drain_pass} of {serving.passes}; whole run "
-                + (f"{fmt(whole)} J per output token" if whole is not None else "n/a (a window of it was invalid)")
+                + (f"{fmt(whole)} J gross per output token" if whole is not None else "n/a (a window of it was invalid)")
                 + f" over {served.whole_run_tokens} tokens")
 
     def folded(self) -> list[tuple[str, str]]:
