@@ -9,7 +9,7 @@ import types
 
 import pytest
 
-from pytest_energy.cases.generation.serving import Request, serve
+from pytest_energy.cases.generation.serving import Request, Unrun, serve
 from pytest_energy.core.facts import CaseFacts, ServingFacts, case_from_dict
 from pytest_energy.core.figures import serving_figures
 from pytest_energy.core.record import Record
@@ -97,7 +97,7 @@ def test_the_steady_state_is_a_window_the_meter_measures_between_the_fill_and_th
     # The meter reads the time at each edge: the fake clock's, moved on by the scripted passes.
     monkeypatch.setattr(meter_module, "time", types.SimpleNamespace(perf_counter=lambda: clock.now))
     meter = Meter([channel], synchronize=lambda: None)
-    plan = serve(Script(types.SimpleNamespace(now=0.0), FakeChannel()), requests(), 2)  # the schedule, unrun
+    plan = serve(Unrun(), requests(), 2)  # the schedule, known before the run
     marks = StepRounds(meter, meter.edge(START), planned=plan.output_tokens, rounds=2, warmup=0, min_window=0.0,
                        marked=True)
     serve(Script(clock, channel), requests(), 2, on_pass=lambda p: marks.step(p.tokens),
@@ -223,8 +223,7 @@ def test_a_served_case_gives_one_record_per_level_with_its_steady_state(tmp_path
     from test_cases import run_session
     from test_generation import MODELS
 
-    from pytest_energy.cases.generation.runner import _Unrun
-    from pytest_energy.cases.generation.serving import requests_for
+    from pytest_energy.cases.generation.serving import Unrun, requests_for
 
     session = run_session(tmp_path, {"models.py": MODELS, "test_served_here.py": CASES}, "--energy",
                           "--energy-json", "out.json", "--energy-min-window", "0.05",
@@ -235,7 +234,7 @@ def test_a_served_case_gives_one_record_per_level_with_its_steady_state(tmp_path
     queue = requests_for(12, 2, 3, 8)
     for level in (1, 4):
         record = records[f"concurrency={level}"]
-        plan = serve(_Unrun(), queue, level)
+        plan = serve(Unrun(), queue, level)
         serving, figures = record["case"]["serving"], record["figures"]["serving"]
         assert record["unit"] == "output token" and record["case"]["batch_size"] == level
         assert serving["concurrency"] == level and serving["requests"] == 12 and serving["new_tokens"] == [3, 8]
@@ -251,3 +250,23 @@ def test_a_served_case_gives_one_record_per_level_with_its_steady_state(tmp_path
         assert record["proxies"]["tokens_out"] == 66
         assert record["quality"]["rougeL"]["examples"] == 2
     assert records["concurrency=4"]["drain_round"]["iterations"] > 0  # requests of unequal length drain
+
+
+def test_without_energy_a_served_case_serves_once_and_checks_its_quality_budget():
+    from test_generation import PROMPTS, tiny_llama
+
+    from pytest_energy.cases import GenerationCase
+    from pytest_energy.cases.base import QualityBudgetError
+
+    texts = [t for row in PROMPTS for t in row.values()]
+    unmeasured = types.SimpleNamespace(enabled=False)
+    for budget, passes in ((0.0, True), (0.99, False)):
+        case = GenerationCase(model=lambda: tiny_llama(texts), dataset=PROMPTS, inferences=8, max_new_tokens=4,
+                              concurrency=[1, 4], quality={"rougeL": budget})
+        [(name, run)] = case.tests("served")
+        assert name == "served"
+        if passes:
+            run(unmeasured)
+        else:
+            with pytest.raises(QualityBudgetError, match="rougeL"):
+                run(unmeasured)

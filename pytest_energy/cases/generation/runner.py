@@ -25,7 +25,7 @@ from ..proxies import count_flops, parameters
 from ..runner import case_quality, check_quality, cycle_batches, distinct_batches, keep_fallback_runs, load_case, measure_inferences, own_batches
 from ..tasks import get_task
 from .causal import Prefilled, decode, generate_fixed, prefill, text_until_eos
-from .serving import BATCHING, CacheBatch, Request, requests_for, serve
+from .serving import BATCHING, CacheBatch, Request, Unrun, requests_for, serve
 from .tasks import ready
 
 # The case arrives as an argument (a GenerationCase): its declaration imports this module when it runs.
@@ -140,19 +140,6 @@ def _count(model: Any, encode: Callable[[int], dict[str, Any]], distinct: int,
     return states, work
 
 
-class _Unrun:
-    """A decoder that runs nothing: :func:`serve` with it gives a run's schedule before the run."""
-
-    def admit(self, requests: Any) -> None:
-        pass
-
-    def decode(self) -> None:
-        pass
-
-    def release(self, requests: Any) -> None:
-        pass
-
-
 def run_served(case: Any, energy: Any) -> None:
     """Run a generation case served under load (``concurrency``): at each level its ``inferences`` requests
     arrive together and are served in a batch that refills (:func:`serve`), one marked block per level whose
@@ -196,7 +183,7 @@ def run_served(case: Any, energy: Any) -> None:
     tokens_in = sum(len(prompts[request.index]) for request in requests)
     records, predictions = [], None
     for concurrency in case.concurrency:
-        plan = serve(_Unrun(), requests, concurrency)
+        plan = serve(Unrun(), requests, concurrency)
         facts = ServingFacts(concurrency, len(requests), (fewest, case.max_new_tokens), plan.output_tokens,
                              len(plan.passes), plan.fill or 0, plan.drain or 0, BATCHING)
         proxies = {"parameters": float(params[0]), "parameters_nonzero": float(params[1]),

@@ -63,6 +63,20 @@ class Decoder(Protocol):
         """Take finished sequences out of the batch."""
 
 
+class Unrun:
+    """A decoder that runs nothing: :func:`serve` with it gives a run's schedule (its passes, fill and
+    drain) before the run, as every request asks for a fixed number of tokens."""
+
+    def admit(self, requests: Sequence[Request]) -> None:
+        pass
+
+    def decode(self) -> None:
+        pass
+
+    def release(self, requests: Sequence[Request]) -> None:
+        pass
+
+
 @dataclass
 class Served:
     """What a run did: its passes, and the passes made when the steady state began (``fill``) and ended
