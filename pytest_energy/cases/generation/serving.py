@@ -21,13 +21,16 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
+from ..base import CaseFailure
+
 #: How the case runner serves (a record's :attr:`~pytest_energy.core.facts.ServingFacts.batching`).
 BATCHING = ("continuous batching in pytest-energy's case runner: one key/value cache for the batch, a newcomer's "
             "prompt prefilled on its own and joined to it, a finished sequence's row taken out")
 
 
-class ServingError(ValueError):
-    """A model this runner cannot serve in a batch; the message says why and what to do."""
+class ServingError(CaseFailure):
+    """A model this runner cannot serve in a batch; the message says why and what to do (the test fails
+    with that one line)."""
 
 
 @dataclass(frozen=True)
