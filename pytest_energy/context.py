@@ -142,15 +142,30 @@ class Block:
         # What the code inside states of the measurement (a fine-tune case's facts), set before the block
         # ends: built into its record.
         self.facts: RecordFacts | None = None
-        self.on_step: Callable[[], None] | None = None  # the session's, while it measures the block
+        self.on_step: Callable[[int], None] | None = None  # the session's, while it measures the block
+        # The session's (open, close) of a marked block's rounds, while it measures the block.
+        self.on_rounds: tuple[Callable[[int], None], Callable[[], None]] | None = None
 
-    def step(self) -> None:
+    def step(self, count: int = 1) -> None:
         """Mark the end of one step of the block's work (one training step): a block whose steps are
         marked is measured in rounds of them, its first steps a warm-up (see ``energy.measure``); each
-        call is a clock read, and an edge where a round ends. Without ``--energy`` it only counts."""
-        self.steps += 1
+        call is a clock read, and an edge where a round ends. Without ``--energy`` it only counts.
+        ``count``: the iterations the step held (a served batch's pass: one output token per sequence)."""
+        self.steps += count
         if self.on_step is not None:
-            self.on_step()
+            self.on_step(count)
+
+    def open_rounds(self, iterations: int) -> None:
+        """A marked block (``energy.measure(marked=True)``): its rounds start now, an edge here, and will
+        hold ``iterations``; the steps before were its warm-up window (where a served batch first fills)."""
+        if self.on_rounds is not None:
+            self.on_rounds[0](iterations)
+
+    def close_rounds(self) -> None:
+        """A marked block: its rounds end now, an edge here; the steps after are its drain window (where a
+        served batch starts to drain)."""
+        if self.on_rounds is not None:
+            self.on_rounds[1]()
 
     @property
     def iterations(self) -> int:

@@ -128,6 +128,7 @@ class EnergyFixture:
         rounds: int | None = None,
         min_window: float | None = None,
         warmup: int | None = None,
+        marked: bool = False,
     ) -> Iterator[Block]:
         """Measure a block that runs exactly once (a fine-tune).
 
@@ -138,7 +139,11 @@ class EnergyFixture:
         for the totals but in no per-step figure, and the steps after it are split into ``rounds``
         back-to-back windows, each at least ``min_window`` long where the steps left allow (fewer
         rounds where they do not, which the record's notes say). ``rounds``, ``min_window`` and
-        ``warmup`` override the marker and settings for this block.
+        ``warmup`` override the marker and settings for this block. A step may hold several iterations
+        (``block.step(count)``). A ``marked`` block places its rounds itself: ``block.open_rounds(n)``
+        ends its warm-up window there (``warmup`` is not used) and ``block.close_rounds()`` ends its
+        rounds, the steps after being a drain window measured for the totals (a served batch's steady
+        state, from when it fills until it starts to drain).
 
         ``work`` is one iteration's work as a call of no arguments (a forward and backward pass without
         the optimizer's step): called once before the block, unmeasured, its FLOPs are the block's per
@@ -154,5 +159,5 @@ class EnergyFixture:
             yield block
             return
         with self._session.measure_block(self._context, block, label=label, unit=unit, rounds=rounds,
-                                         min_window=min_window, warmup=warmup, work=work):
+                                         min_window=min_window, warmup=warmup, work=work, marked=marked):
             yield block

@@ -237,8 +237,9 @@ class EnergySession:
     @contextmanager
     def measure_block(self, context: TestContext, block: Block, *, label: str, unit: str, rounds: int | None = None,
                       min_window: float | None = None, warmup: int | None = None,
-                      work: Callable[[], Any] | None = None) -> Iterator[None]:
-        """Measure a block: one window, or rounds of the steps it marks (:class:`StepRounds`); the
+                      work: Callable[[], Any] | None = None, marked: bool = False) -> Iterator[None]:
+        """Measure a block: one window, or rounds of the steps it marks (:class:`StepRounds`; ``marked``:
+        the block opens and closes its rounds itself); the
         ``rounds``, ``min_window`` and ``warmup`` given override the test's settings. ``work``, one
         iteration's work, is called once before it, unmeasured, for its FLOPs where the test counts them
         (``count_flops``), and names the torch modules it runs; a block without it counts none."""
@@ -258,13 +259,13 @@ class EnergySession:
         start = meter.edge(START)
         marks = StepRounds(meter, start, planned=block.iterations, rounds=rounds or settings.rounds,
                            warmup=settings.warmup if warmup is None else warmup,
-                           min_window=min_window or settings.min_window)
-        block.on_step = marks.step
+                           min_window=min_window or settings.min_window, marked=marked)
+        block.on_step, block.on_rounds = marks.step, (marks.open_rounds, marks.close_rounds)
         try:
             yield
         finally:  # energy spent by a block that raised is still energy spent: keep its record
             end = meter.edge(END)
-            block.on_step = None
+            block.on_step = block.on_rounds = None
             block.taken = self._keep(context, label, unit, "block", marks.taken(end, block.iterations, cooled),
                                      work=counted, facts=block.facts)
 
@@ -290,6 +291,8 @@ class EnergySession:
         if measured.warmup is not None and not measured.warmup.valid:
             notes.append(f"the warm-up window ({taken.warmup_iterations} {unit}s) was invalid: the totals hold the "
                          "rounds only")
+        if measured.drain is not None and not measured.drain.valid:
+            notes.append(f"the drain window ({taken.drain_iterations} {unit}s) was invalid: the totals leave it out")
         if stopped:
             notes.append(f"the measurement did not finish ({stopped}): no energy figure")
         elif not any(r.valid for r in measured.rounds):
@@ -313,6 +316,7 @@ class EnergySession:
             form="case" if facts is not None and facts.case is not None else form,
             warmup_iterations=taken.warmup_iterations,
             warmup_round=measured.warmup,
+            drain_round=measured.drain,
             fingerprint=self.fingerprint,
             timestamp=_now(),
             git_commit=self.git_commit,

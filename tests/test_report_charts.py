@@ -336,3 +336,41 @@ def test_wide_tick_values_widen_the_margin_beside_the_axis_title():
     assert len(y_ticks) >= 3 and all(len(t) == 9 for t in y_ticks)  # "1,234,568": none left out for room
     [scatter] = [body for _, _, label, body in _svgs(page) if label.startswith("energy against accuracy")]
     assert "0.00012305" in scatter
+
+
+def _served_level(level, joules, tokens=508):
+    from pytest_energy.core.facts import ServingFacts
+
+    return make_record("suites/test_generation.py::served_generation", joules, unit="output token",
+                       label=f"concurrency={level}", seconds_per_iteration=0.01,
+                       case=CaseFacts("generation", "text-generation", level, 5, 64, True,
+                                      serving=ServingFacts(level, 64, (4, 12), tokens, 90, 1, 80)))
+
+
+def test_a_served_case_charts_energy_per_output_token_against_concurrency():
+    import dataclasses
+
+    from pytest_energy.core.record import Round
+
+    levels = {32: _served_level(32, 0.02), 1: _served_level(1, 0.4), 8: _served_level(8, 0.07)}
+    # A drain window that was invalid leaves the level's whole-run figure unknown: no amber dot for it.
+    levels[8] = dataclasses.replace(levels[8], drain_round=Round(20, 0.3, math.nan, math.nan, False))
+    report = build_report(list(levels.values()), None, make_run_info())
+    [sweep] = report.served
+    assert sweep.name == "suites/test_generation.py::served_generation"
+    assert [level.concurrency for level in sweep.levels] == [1, 8, 32]
+    assert [level.steady for level in sweep.levels] == [levels[c].per_iteration_gross_joules for c in (1, 8, 32)]
+    assert sweep.levels[0].whole_run == pytest.approx(levels[1].total_gross_joules / 508)
+    assert sweep.levels[1].whole_run is None
+    page = html.render(report)
+    [(_, _, _, body)] = [s for s in _svgs(page) if s[2].endswith("served_generation against concurrency")]
+    assert body.count('<circle class="dot small"') == 3 and body.count('<circle class="dot small quality"') == 2
+    assert "concurrency 32, whole run" in body and "concurrency 8, whole run" not in body
+    assert "gross J per output token" in body and "concurrent requests" in body
+    _assert_labels_inside_and_apart(page)
+    assert "steady state at concurrency 8:" in page and "whole run n/a (a window of it was invalid)" in page
+
+
+def test_one_served_level_is_no_chart():
+    report = build_report([_served_level(4, 0.1)], None, make_run_info())
+    assert report.served == [] and 'id="served-generation"' not in html.render(report)

@@ -108,6 +108,31 @@ class GenerationFacts:
     prefill_joules_per_query: float | None = None  # decode: the prefill record's gross joules per query
 
 
+#: Where a served run's steady state starts and ends, and whose definition that is.
+STEADY_STATE = ("from when the batch first holds `concurrency` sequences until it starts to drain (a sequence "
+                "finishes and no waiting request can take its slot): the ML.ENERGY benchmark's steady state "
+                "(v3, Dec 2025)")
+
+
+@dataclass
+class ServingFacts:
+    """A generation case served under load at one concurrency level (``GenerationCase(concurrency=...)``):
+    its requests arrive together and are decoded as a batch of ``concurrency`` sequences that refills as
+    they finish (continuous batching). The record's rounds are the steady state (:data:`STEADY_STATE`)
+    and its iterations output tokens; its warm-up window is the ramp before the batch fills and its drain
+    window the tail after; :func:`pytest_energy.core.figures.serving_figures` derives the figures."""
+
+    concurrency: int
+    requests: int
+    new_tokens: tuple[int, int]  # the fewest and most output tokens a request asks for
+    output_tokens: int  # the whole run's (the ramp, the steady state and the drain)
+    passes: int  # forward passes of the whole run (an admission's prefill or one decode of the batch)
+    fill_pass: int  # the pass after which the batch first filled: the steady state starts there
+    drain_pass: int  # the pass that freed a slot no waiting request could take: the steady state ends there
+    batching: str = ""  # how the batch was run (the case runner's own continuous batching, its cache)
+    steady_state: str = STEADY_STATE
+
+
 @dataclass
 class CaseFacts:
     """What a case ran: its kind, task and batches; its declared work (inferences, or a fine-tune's
@@ -123,6 +148,7 @@ class CaseFacts:
     pruned: Pruned | None = None
     fine_tune: FineTuneFacts | None = None
     generation: GenerationFacts | None = None
+    serving: ServingFacts | None = None
     # The measurement protocol (``--energy-profile``, :mod:`pytest_energy.core.profiles`): "default" (the
     # case as declared) or a published one such as "ai-energy-score"; ``profile_note`` says what of it could
     # not be followed here (float16 on a CPU).
@@ -159,6 +185,8 @@ def _read(cls: type, data: Any) -> Any:
             values[name] = _read(nested, values[name])
     if cls is CaseFacts and isinstance(values.get("reference_range"), list):
         values["reference_range"] = tuple(values["reference_range"])
+    if cls is ServingFacts and isinstance(values.get("new_tokens"), list):
+        values["new_tokens"] = tuple(values["new_tokens"])
     return cls(**values)
 
 
@@ -171,7 +199,8 @@ def case_from_dict(data: Any) -> CaseFacts | None:
 
 
 _NESTED: dict[type, dict[str, type]] = {
-    CaseFacts: {"pruned": Pruned, "fine_tune": FineTuneFacts, "generation": GenerationFacts},
+    CaseFacts: {"pruned": Pruned, "fine_tune": FineTuneFacts, "generation": GenerationFacts,
+                "serving": ServingFacts},
     FineTuneFacts: {"training": Trained},
 }
 

@@ -1,6 +1,6 @@
 """The one home of every figure derived from a record's energy: per iteration of some rounds or devices,
 per 1,000 (joules and Wh), per unit of work (GFLOP, token, output token), a fine-tune's whole energy and
-per epoch, a generation case's query split; and :func:`case_figures`, the figures a case record's JSON
+per epoch, a generation case's query split, a served run's steady state; and :func:`case_figures`, the figures a case record's JSON
 states beside its facts. The gate, the baselines, the fleet and trend views, the ratings, the report
 model and the cases call these; none computes its own.
 
@@ -144,6 +144,39 @@ def query_split(record: Any) -> QuerySplit | None:
                       decode_j / (tokens - 1) if tokens > 1 else None, prefill_j / query if query > 0 else None)
 
 
+@dataclass(frozen=True)
+class ServingFigures:
+    """A served generation run at one concurrency level (gross): energy per output token over the steady
+    state (the record's rounds), its length, tokens and throughput; and the whole run's beside it (the
+    ramp before the batch fills and the drain after it included), None where a window of it is invalid."""
+
+    concurrency: int
+    steady_seconds: float
+    steady_tokens: int
+    steady_tokens_per_second: float | None
+    steady_joules_per_output_token: float
+    whole_run_seconds: float
+    whole_run_tokens: int
+    whole_run_joules_per_output_token: float | None
+
+
+def serving_figures(record: Any) -> ServingFigures | None:
+    """The figures of a served generation record (:class:`~pytest_energy.core.facts.ServingFacts`);
+    None for any other record."""
+    serving = record.case.serving if record.case is not None else None
+    if serving is None:
+        return None
+    steady = [r for r in record.rounds if r.valid]
+    seconds = math.fsum(r.seconds for r in steady)
+    tokens = sum(r.iterations for r in steady)
+    outside = [w for w in (record.warmup_round, record.drain_round) if w is not None]
+    whole = None
+    if steady and len(steady) == len(record.rounds) and all(w.valid for w in outside) and serving.output_tokens:
+        whole = record.total_gross_joules / serving.output_tokens
+    return ServingFigures(serving.concurrency, seconds, tokens, tokens / seconds if seconds > 0 else None,
+                          record.per_iteration_gross_joules, record.duration_seconds, serving.output_tokens, whole)
+
+
 def case_figures(record: Any) -> dict[str, Any]:
     """The figures a case record states in its JSON (``figures``), all gross: per 1,000 inferences, per
     unit of work, the rounds' inferences or steps; a fine-tune's whole energy, per step and per epoch;
@@ -165,6 +198,9 @@ def case_figures(record: Any) -> dict[str, Any]:
             **per_work(whole.joules, proxies.get("flops", 0.0), proxies.get("tokens_in", 0.0),
                        proxies.get("tokens_out", 0.0), generates=False),
         }
+    served = serving_figures(record)
+    if served is not None:  # iterations are output tokens of the steady state
+        return {"energy_basis": "gross", "serving": dataclasses.asdict(served)}
     prefill = case.generation is not None and case.generation.phase == "prefill"
     figures: dict[str, Any] = {
         "energy_basis": "gross", "inferences_measured": sum(per_round), "inferences_per_round": per_round,

@@ -88,8 +88,8 @@ class Record:
     """One measured test, or one labelled measurement inside a test.
 
     ``per_iteration_*`` are means over the valid rounds; ``total_*`` are sums over all valid rounds and
-    the measured warm-up window (``warmup_round``) where there is a valid one, so they hold all the
-    energy measured. ``co2_grams`` is computed from the total gross energy times PUE (what the grid
+    the measured warm-up and drain windows (``warmup_round``, ``drain_round``) where they are valid, so
+    they hold all the energy measured. ``co2_grams`` is computed from the total gross energy times PUE (what the grid
     supplied). Build one with :meth:`from_rounds`, which derives every such number from the rounds and
     components (the components hold the rounds only: they are per-iteration energy's devices).
     """
@@ -117,6 +117,9 @@ class Record:
     # The warm-up's own window where it was measured (a block whose steps were marked: a fine-tune's first
     # steps): in the totals and the CO2, never in a per-iteration figure or a verdict. None elsewhere.
     warmup_round: Round | None = None
+    # The window after the rounds where a block closed them before it ended (a served batch draining):
+    # like the warm-up's, in the totals and the CO2 only. None elsewhere.
+    drain_round: Round | None = None
     # Filled by later stages or by cases; kept here so a record is the single thing that flows on.
     quality: dict[str, dict[str, Any]] = field(default_factory=dict)  # metric -> {value, computed_by, ...}
     proxies: dict[str, float] = field(default_factory=dict)  # flops, parameters, tokens_in, tokens_out, ...
@@ -137,11 +140,12 @@ class Record:
     @classmethod
     def from_rounds(cls, rounds: list[Round], components: list[Component], *, carbon: Carbon,
                     reference_joules: dict[str, float] | None = None, warmup_round: Round | None = None,
-                    iterations_per_call: int = 1, **facts: Any) -> Record:
+                    drain_round: Round | None = None, iterations_per_call: int = 1, **facts: Any) -> Record:
         """A record of these rounds and components, its derived numbers computed here and nowhere else:
         per-iteration means and uncertainty, totals, duration, CO2, and energy normalised by the
         session's reference workload (``reference_joules``: device -> joules per iteration; the
-        record keeps its own devices' entries); a measured ``warmup_round`` counts in the totals only.
+        record keeps its own devices' entries); a measured ``warmup_round`` or ``drain_round`` counts in the
+        totals only.
         One measured call counts as ``iterations_per_call`` iterations (a case's batch of inferences):
         the rounds and warm-up are counted in calls, the record in iterations. ``facts`` are the other
         fields (name, nodeid, form, fingerprint, timestamp, model, case, notes, ...)."""
@@ -151,12 +155,13 @@ class Record:
 
             rounds = [counted(r) for r in rounds]
             warmup_round = counted(warmup_round) if warmup_round is not None else None
+            drain_round = counted(drain_round) if drain_round is not None else None
             facts["warmup_iterations"] = facts.get("warmup_iterations", 0) * iterations_per_call
         own = {c.device: joules for c in components
                if (joules := (reference_joules or {}).get(c.device, 0.0)) > 0}
         return cls(rounds=rounds, components=components, carbon=carbon, reference_joules=own,
-                   warmup_round=warmup_round, iterations_per_call=iterations_per_call,
-                   **_derived(rounds, components, carbon, own, warmup_round), **facts)
+                   warmup_round=warmup_round, drain_round=drain_round, iterations_per_call=iterations_per_call,
+                   **_derived(rounds, components, carbon, own, warmup_round, drain_round), **facts)
 
     @property
     def judgeable(self) -> bool:
@@ -206,8 +211,9 @@ class Record:
         else:
             kwargs["model"], kwargs["case"] = model_from_dict(data.get("model")), case_from_dict(data.get("case"))
         kwargs["rounds"] = [Round(**r) for r in data["rounds"]]
-        if data.get("warmup_round") is not None:
-            kwargs["warmup_round"] = Round(**data["warmup_round"])
+        for window in ("warmup_round", "drain_round"):
+            if data.get(window) is not None:
+                kwargs[window] = Round(**data[window])
         kwargs["components"] = [Component(**c) for c in data["components"]]
         kwargs["carbon"] = Carbon(**data["carbon"])
         kwargs["timeline"] = [tuple(p) for p in data.get("timeline", [])]
@@ -222,12 +228,14 @@ def judged_devices(components: list[Component]) -> list[str]:
 
 
 def _derived(rounds: list[Round], components: list[Component], carbon: Carbon,
-             reference_joules: dict[str, float], warmup_round: Round | None = None) -> dict[str, Any]:
+             reference_joules: dict[str, float], warmup_round: Round | None = None,
+             drain_round: Round | None = None) -> dict[str, Any]:
     """A record's fields derived from its rounds, components, carbon, own reference joules and measured
-    warm-up window (in the totals, duration and CO2 only)."""
+    warm-up and drain windows (in the totals, duration and CO2 only)."""
     gross, net, spread = per_iteration_stats(rounds)
     valid = [r for r in rounds if r.valid]
-    spent = valid + ([warmup_round] if warmup_round is not None and warmup_round.valid else [])
+    outside = [w for w in (warmup_round, drain_round) if w is not None]
+    spent = valid + [w for w in outside if w.valid]
     iterations = sum(r.iterations for r in valid)
     systematic = math.sqrt(sum(c.uncertainty_joules**2 for c in components))
     systematic_per_iteration = systematic / iterations if iterations else math.nan
@@ -248,7 +256,7 @@ def _derived(rounds: list[Round], components: list[Component], carbon: Carbon,
         "per_iteration_uncertainty_joules": math.sqrt(spread**2 + systematic_per_iteration**2),
         "total_gross_joules": total_gross,
         "total_net_joules": sum(r.net_joules for r in spent),
-        "duration_seconds": sum(r.seconds for r in rounds) + (warmup_round.seconds if warmup_round else 0.0),
+        "duration_seconds": sum(r.seconds for r in rounds) + sum(w.seconds for w in outside),
         "co2_grams": carbon.grams(total_gross),
         "normalised": normalised,
     }

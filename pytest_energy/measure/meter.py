@@ -364,6 +364,10 @@ class Taken:
     # whose steps are marked: its whole energy is known); None where the warm-up is not measured.
     warmup_start: Edge | None = None
     notes: list[str] = field(default_factory=list)  # how the rounds came out where not as asked
+    # Where a block whose code closed its rounds (StepRounds, marked) ended, when it went on after them:
+    # the drain window from ``edges[-1]`` to here, measured for the totals, no round of the verdict's.
+    drain_end: Edge | None = None
+    drain_iterations: int = 0
 
     def gross_joules(self) -> float:
         """The joules read across every device from the first edge to the last, before any window is
@@ -380,6 +384,7 @@ class Measured:
     components: list[Component]
     timeline: list[tuple[float, float]] = field(default_factory=list)
     warmup: Round | None = None  # the measured warm-up window (Taken.warmup_start), no round of the verdict's
+    drain: Round | None = None  # the measured drain window (Taken.drain_end), no round of the verdict's either
 
 
 class Meter:
@@ -665,6 +670,10 @@ class Meter:
         if taken.warmup_start is not None and taken.edges:
             warmup, _ = self._round(taken.warmup_start.resolve(), values[0],
                                     taken.edges[0].at - taken.warmup_start.at, taken.warmup_iterations)
+        drain = None
+        if taken.drain_end is not None and taken.edges:
+            drain, _ = self._round(values[-1], taken.drain_end.resolve(), taken.drain_end.at - taken.edges[-1].at,
+                                   taken.drain_iterations)
         states = [edge.states() for edge in taken.edges]
         components = []
         for channel in self.channels:
@@ -696,7 +705,7 @@ class Meter:
             since, until = taken.edges[0].at, taken.edges[-1].at
             for channel in self.channels:
                 timeline += [(t - since, w) for t, w in channel.timeline(since, until)]
-        return Measured(rounds, components, sorted(timeline), warmup)
+        return Measured(rounds, components, sorted(timeline), warmup, drain)
 
 
 class StepRounds:
@@ -715,44 +724,64 @@ class StepRounds:
       (as many steps and the minimum window); otherwise they join it, so the last round is never a
       short one. A block too short for its rounds gives fewer of them, one at the least.
 
+    A step may count several iterations (``step(count)``: a served batch's pass makes one output token
+    per sequence); ``planned`` and the rounds then count iterations. A ``marked`` block places its
+    rounds' own first and last edges (:meth:`open_rounds`, :meth:`close_rounds`: where a served batch
+    first fills and where it starts to drain): its warm-up window lasts until the rounds open, and the
+    steps after they close are a drain window, measured for the totals like the warm-up.
+
     ``planned`` below ``warmup + 1`` shrinks the warm-up so that one step is measured at least. A
     block that marks no step, or ends before its warm-up did, is one window (:meth:`taken`).
     """
 
     def __init__(self, meter: Meter, start: Edge, *, planned: int, rounds: int, warmup: int,
-                 min_window: float) -> None:
+                 min_window: float, marked: bool = False) -> None:
         self._meter = meter
         self._start = start
         self._planned = planned
         self._asked = rounds
+        self._marked = marked
         self._warmup = max(0, min(warmup, planned - 1))
-        measured = planned - self._warmup
-        self._rounds = max(1, min(rounds, measured))
-        self._least = max(1, measured // self._rounds)  # steps a round holds at least
+        self._until = planned  # iterations marked when the rounds end
+        self._plan_rounds(planned - self._warmup)
         self._min_window = min_window
         ticks = WARMUP_PERIODS * max(meter.periods.values(), default=0.0) if self._warmup else 0.0
         self._warm_until = start.at + ticks
-        self._edges = [start] if not self._warmup else []  # after the warm-up, its end is the first
+        # After the warm-up, its end is the first edge; a marked block's first is where it opens its rounds.
+        self._edges = [start] if not self._warmup and not marked else []
         self._counts: list[int] = []
-        self._count = 0  # steps of the round (or the warm-up) going on
-        self.steps = 0  # every step marked
-        self.warmup_steps = 0  # steps of the warm-up window, once it has ended
+        self._count = 0  # iterations of the round (or the warm-up) going on
+        self._closed = False
+        self.steps = 0  # every iteration marked
+        self.warmup_steps = 0  # iterations of the warm-up window, once it has ended
+        self.drain_steps = 0  # iterations after a marked block closed its rounds
+
+    def _plan_rounds(self, measured: int) -> None:
+        self._rounds = max(1, min(self._asked, measured))
+        self._least = max(1, measured // self._rounds)  # iterations a round holds at least
 
     @property
     def _warming(self) -> bool:
         return not self._edges
 
-    def step(self) -> None:
-        """One step has ended: place an edge where it ends the warm-up or a round."""
-        self.steps += 1
-        self._count += 1
+    def _end_warmup(self) -> None:
+        self._edges.append(self._meter.edge(BOUNDARY))
+        self.warmup_steps, self._count = self.steps, 0
+
+    def step(self, count: int = 1) -> None:
+        """One step of ``count`` iterations has ended: place an edge where it ends the warm-up or a round."""
+        self.steps += count
+        if self._closed:
+            self.drain_steps += count
+            return
+        self._count += count
         now = time.perf_counter()
-        left = self._planned - self.steps
+        left = self._until - self.steps
         if self._warming:
-            if self.steps >= self._warmup and (now >= self._warm_until or left <= self._rounds):
-                self._edges.append(self._meter.edge(BOUNDARY))
-                self.warmup_steps, self._count = self.steps, 0
-                self._least = max(1, left // self._rounds)
+            if (not self._marked and self.steps >= self._warmup
+                    and (now >= self._warm_until or left <= self._rounds)):
+                self._end_warmup()
+                self._plan_rounds(left)
             return
         elapsed = now - self._edges[-1].at
         last = len(self._counts) + 1 >= self._rounds
@@ -762,8 +791,26 @@ class StepRounds:
             self._counts.append(self._count)
             self._count = 0
 
+    def open_rounds(self, iterations: int) -> None:
+        """A marked block's rounds start now and will hold ``iterations``: the warm-up window ends here."""
+        if not self._marked or not self._warming:
+            return
+        self._end_warmup()
+        self._until = self.steps + iterations
+        self._plan_rounds(iterations)
+
+    def close_rounds(self) -> None:
+        """A marked block's rounds end now (after their last step): what follows is its drain window."""
+        if not self._marked or self._warming or self._closed:
+            return
+        if self._count:  # else a round has just ended here: its edge is the rounds' last
+            self._edges.append(self._meter.edge(BOUNDARY))
+            self._counts.append(self._count)
+            self._count = 0
+        self._closed = True
+
     def taken(self, end: Edge, iterations: int, cooldown: Cooldown | None) -> Taken:
-        """What the block took, ended by ``end``: its rounds and measured warm-up where steps were
+        """What the block took, ended by ``end``: its rounds, measured warm-up and drain where steps were
         marked; else one window of ``iterations`` (the block's own count), or of the steps where the
         block ended before its warm-up or its first round did."""
         if not self.steps:
@@ -776,7 +823,10 @@ class StepRounds:
                          "window, no warm-up")
             return Taken([self._start, end], [self.steps], cooldown=cooldown, notes=notes)
         edges, counts = list(self._edges), list(self._counts)
-        if self._count:
+        drain_end = None
+        if self._closed and self.drain_steps:
+            drain_end = end
+        elif self._count:
             edges.append(end)
             counts.append(self._count)
         else:  # the block ended right after a round's edge (it made fewer steps than planned)
@@ -786,7 +836,8 @@ class StepRounds:
                          f"could not fill more (a round holds {self._least} steps and lasts {self._min_window:g} s at "
                          "the least); more steps, or a shorter --energy-min-window, give more rounds")
         return Taken(edges, counts, self.warmup_steps, cooldown=cooldown,
-                     warmup_start=self._start if self.warmup_steps else None, notes=notes)
+                     warmup_start=self._start if self.warmup_steps else None, notes=notes,
+                     drain_end=drain_end, drain_iterations=self.drain_steps)
 
 
 def _component_conditions(device: str, states: list[States],

@@ -1,6 +1,7 @@
 """Inline SVG charts for the HTML report, each answering one question: energy per 1,000 inferences by
 task (log axis), energy against quality within one task with its Pareto front, a pruning sweep's energy
-and quality against sparsity, the fine-tune arms' bars, a power timeline, and trend lines with their step
+and quality against sparsity, a served generation case's energy per output token against concurrency,
+the fine-tune arms' bars, a power timeline, and trend lines with their step
 changes. No script, no external resource: every chart is markup in the page, and every piece of
 test-supplied text in it is escaped.
 
@@ -19,7 +20,7 @@ from typing import Sequence
 from markupsafe import Markup, escape
 
 from ..core.units import fmt
-from .model import QualityChart, SparsitySweep, TaskEnergyChart
+from .model import QualityChart, ServedSweep, SparsitySweep, TaskEnergyChart
 from .styles import css_class
 from .trends import Trend, TrendPoint
 
@@ -316,6 +317,32 @@ def sparsity_chart(sweep: SparsitySweep) -> Markup:
                        f'r="3"><title>{fmt(level.sparsity, 3)} % sparse: {escape(sweep.metric)} {fmt(quality)}'
                        f'</title></circle>')
     return canvas.svg(f"energy and quality of {sweep.name} against sparsity")
+
+
+def served_chart(sweep: ServedSweep) -> Markup:
+    """Gross J per output token against concurrency: the steady state (blue line, the figure a level is
+    judged by) and the whole run, ramp and drain included (amber dots), from zero."""
+    width, height, top, right, bottom = 420, 220, 14, 404, 176
+    canvas = _Canvas(width, height)
+    levels = sweep.levels
+    y = _Axis([0.0, *(level.steady for level in levels), *(level.whole_run for level in levels
+                                                           if level.whole_run is not None)], bottom, top, log=False)
+    left = _left(y)
+    x = _Axis([float(level.concurrency) for level in levels], left, right, whole=True)
+    _axes(canvas, x, y, left, top, right, bottom, "concurrent requests" + (" (log scale)" if x.log else ""),
+          "gross J per output token")
+    path = " ".join(f"{x(level.concurrency):.1f},{y(level.steady):.1f}" for level in levels)
+    canvas.add(f'<polyline class="trend" points="{path}"/>')
+    for level in levels:
+        px = x(level.concurrency)
+        if level.whole_run is not None:
+            canvas.add(f'<circle class="dot small quality" cx="{px:.1f}" cy="{y(level.whole_run):.1f}" r="3"><title>'
+                       f'concurrency {level.concurrency}, whole run: {fmt(level.whole_run)} J per output token'
+                       f'</title></circle>')
+        canvas.add(f'<a href="#r{level.row}"><circle class="dot small" cx="{px:.1f}" cy="{y(level.steady):.1f}" '
+                   f'r="3"><title>{escape(level.name)}, steady state: {fmt(level.steady)} J per output token'
+                   f'</title></circle></a>')
+    return canvas.svg(f"energy per output token of {sweep.name} against concurrency")
 
 
 def arm_bars(title: str, bars: Sequence[tuple[int, str, float | None]], unit: str = "") -> Markup:

@@ -53,6 +53,7 @@ def environment() -> jinja2.Environment:
         task_energy_chart=charts.task_energy_chart,
         quality_scatter=charts.quality_scatter,
         sparsity_chart=charts.sparsity_chart,
+        served_chart=charts.served_chart,
         arm_bars=charts.arm_bars,
         max_keyed=MAX_KEYED,
         power_timeline=charts.power_timeline,

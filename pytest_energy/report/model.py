@@ -16,7 +16,7 @@ from typing import Any
 
 from ..core.budget import failed_budgets, missed_lines
 from ..core.facts import Pruned
-from ..core.figures import devices_net_per_iteration, fine_tune_energy, query_split, wh_per_1000
+from ..core.figures import devices_net_per_iteration, fine_tune_energy, query_split, serving_figures, wh_per_1000
 from ..core.record import Carbon, Record, RunInfo
 from ..core.units import JOULES_PER_WH, finite_number, fmt, percent_change
 from ..judge.gate import FAILED_OUTCOMES
@@ -157,6 +157,23 @@ class Row:
                 f"{fmt(finite_number(split.wh_per_1000_queries))} Wh per 1,000 queries, "
                 f"{fmt(finite_number(split.joules_per_generated_token))} J per generated token")
 
+    @property
+    def serving_text(self) -> str:
+        """A served generation record's steady state and whole run, per output token (gross)."""
+        served = serving_figures(self.record)
+        if served is None:
+            return ""
+        serving = self.record.case.serving
+        rate = finite_number(served.steady_tokens_per_second)
+        whole = finite_number(served.whole_run_joules_per_output_token)
+        return (f"steady state at concurrency {served.concurrency}: "
+                f"{fmt(finite_number(served.steady_joules_per_output_token))} J gross per output token over "
+                f"{served.steady_tokens} tokens in {fmt(served.steady_seconds)} s"
+                + (f" ({fmt(rate)} tokens/s)" if rate is not None else "")
+                + f", passes {serving.fill_pass + 1}-{serving.drain_pass} of {serving.passes}; whole run "
+                + (f"{fmt(whole)} J gross per output token" if whole is not None else "n/a (a window of it was invalid)")
+                + f" over {served.whole_run_tokens} tokens")
+
     def folded(self) -> list[tuple[str, str]]:
         """What a results row folds away to stay one line, as (label, text) lines: the model in full, what
         decided its verdict, why it has no energy change, its quality metrics with their verdicts, its work,
@@ -216,6 +233,9 @@ class Row:
                           + (f", {q.change.text} vs baseline" if q.change else "")))
         if self.generation_text:
             lines.append(("generation", self.generation_text))
+        if self.serving_text:
+            lines.append(("served", self.serving_text))
+            lines.append(("steady state", self.record.case.serving.steady_state))
         if self.star_basis:
             lines.append(("rating", (f"{'★' * self.stars}{'☆' * (5 - self.stars)} " if self.stars else "")
                           + self.star_basis))
@@ -371,6 +391,24 @@ class SparsitySweep:
 
 
 @dataclass
+class ServedLevel:
+    row: int  # index into Report.rows
+    name: str
+    concurrency: int
+    steady: float  # gross J per output token over the steady state
+    whole_run: float | None  # gross J per output token over the whole run, None where a window was invalid
+
+
+@dataclass
+class ServedSweep:
+    """A served generation case's levels (``GenerationCase(concurrency=...)``) by concurrency: energy per
+    output token in the steady state, and over the whole run."""
+
+    name: str  # the test's, before "::concurrency="
+    levels: list[ServedLevel]
+
+
+@dataclass
 class FineTuneArm:
     """One fine-tune of the run beside the others: its whole energy, CO2 and quality."""
 
@@ -436,6 +474,7 @@ class Report:
     quality_charts: list[QualityChart] = field(default_factory=list)  # one per task, metric and unit
     task_energy: TaskEnergyChart | None = None  # None where no inference record states its task
     sweeps: list[SparsitySweep] = field(default_factory=list)
+    served: list[ServedSweep] = field(default_factory=list)  # served generation: two levels or more each
     fine_tune_arms: list[FineTuneArm] = field(default_factory=list)  # two or more, else none
     trends: list[Trend] = field(default_factory=list)
     trends_note: str = ""  # why trends are missing or cut, shown under the section
@@ -883,6 +922,21 @@ def _sweeps(rows: list[Row]) -> list[SparsitySweep]:
     return sweeps
 
 
+def _served(rows: list[Row]) -> list[ServedSweep]:
+    """The served generation cases among the rows: each test's levels by concurrency, where it has two or
+    more with a finite steady-state figure."""
+    found: dict[str, list[ServedLevel]] = {}
+    for row in rows:
+        served = serving_figures(row.record)
+        steady = finite_number(served.steady_joules_per_output_token) if served is not None else None
+        if served is not None and steady is not None:
+            found.setdefault(row.record.nodeid, []).append(ServedLevel(
+                row.index, row.name, served.concurrency, steady,
+                finite_number(served.whole_run_joules_per_output_token)))
+    return [ServedSweep(name, sorted(levels, key=lambda level: level.concurrency))
+            for name, levels in found.items() if len(levels) >= 2]
+
+
 def _fine_tune_arms(rows: list[Row]) -> list[FineTuneArm]:
     """Every fine-tune of the run, side by side (two or more; one is no comparison), in the rows' order."""
     arms = []
@@ -995,6 +1049,7 @@ def build_report(
         quality_charts=_quality_charts(rows, answered),
         task_energy=_task_energy(rows, answered),
         sweeps=_sweeps(rows),
+        served=_served(rows),
         fine_tune_arms=_fine_tune_arms(rows),
         trends=trends,
         trends_note=trends_note,

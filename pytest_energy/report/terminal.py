@@ -99,6 +99,8 @@ def _table(rows: list[Row], verbosity: int, width: int) -> Text:
             extra.append(f"{fmt(row.wh_per_1000)} Wh per 1,000 inferences (gross)")
         if row.generation_text and row.record.label == "decode":  # once per generation test, after both phases
             extra.append(row.generation_text)
+        if row.serving_text:
+            extra.append(row.serving_text)
         if row.record.outcome in ("failed", "error"):  # what changed is shown; the failure fails the run
             extra.append(f"the test {row.record.outcome}: its verdicts are shown, not gating")
         elif not row.record.judgeable:  # skipped, xfailed, xpassed: recorded, never judged

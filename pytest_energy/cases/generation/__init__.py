@@ -8,6 +8,13 @@ records' unit is one query (an inference), so each carries energy per 1,000 quer
 also gives energy per generated token, and it holds the prefill record's energy per query
 (``case.generation``), so it states the whole query (``pytest_energy.core.figures.query_split``).
 
+With ``concurrency`` (``GenerationCase(concurrency=[1, 8, 32])``) the case is served under load instead:
+at each level its requests arrive together and are decoded as a batch of that many sequences that refills
+as they finish (continuous batching, :mod:`pytest_energy.cases.generation.serving`), and the test makes one
+record per level, labelled ``concurrency=N``: energy per output token over the steady state (from when
+the batch first fills until it starts to drain, the ML.ENERGY benchmark's definition), its tokens per
+second, and the whole run's energy per output token beside it (``pytest_energy.core.figures.serving_figures``).
+
 Importing this module is cheap; the runner below loads torch and transformers when its test runs.
 """
 
@@ -53,6 +60,9 @@ class GenerationCase(Case):
     rounds: int = 5
     warmup: int = 10  # unmeasured calls before each phase's rounds
     variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Served under load: one record per level, ``inferences`` requests each (see the module docstring).
+    concurrency: Sequence[int] = ()
+    min_new_tokens: int | None = None  # served: requests ask for min_new_tokens..max_new_tokens, spread evenly
 
     task = "text-generation"  # not a field: a generation case has one task
     SETTINGS = ("prefix", "max_input_tokens", "max_new_tokens")
@@ -63,6 +73,7 @@ class GenerationCase(Case):
             raise ValueError(f"{owner}: inferences, batch_size and rounds must be >= 1 and warmup >= 0")
         if self.max_new_tokens < 2:
             raise ValueError(f"{owner}: max_new_tokens must be >= 2 (prefill makes the first token, decode the rest)")
+        _check_serving(self, owner)
         if self.dtype not in DTYPES:
             raise ValueError(f"{owner}: dtype {self.dtype!r}; expected one of {', '.join(DTYPES)}")
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
@@ -73,7 +84,8 @@ class GenerationCase(Case):
             raise ValueError(f"{owner}: BERTScore needs bertscore_model and bertscore_layers")
         if self.fallback is not None and self.fallback.overrides:
             for name in self.fallback.overrides:
-                if name not in ("quality", "inferences", "rounds", "warmup", "max_new_tokens", "batch_size"):
+                if name not in ("quality", "inferences", "rounds", "warmup", "max_new_tokens", "batch_size",
+                                "concurrency", "min_new_tokens"):
                     raise ValueError(f"{owner}: fallback overrides {name!r}, which is not a field it can change")
             dataclasses.replace(self, fallback=None, **self.fallback.overrides)
         _variants(self, owner)
@@ -90,7 +102,19 @@ class GenerationCase(Case):
                 for label, case in _variants(self, owner)]
 
 
-def _run(case: GenerationCase, energy: Any) -> None:
-    from .runner import run_generation
+def _check_serving(case: GenerationCase, owner: str) -> None:
+    levels = list(case.concurrency)
+    if any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in levels) or len(set(levels)) < len(levels):
+        raise ValueError(f"{owner}: concurrency {levels!r}; expected distinct whole numbers >= 1, e.g. [1, 8, 32]")
+    if levels and case.inferences < 2 * max(levels):
+        raise ValueError(f"{owner}: {case.inferences} requests (inferences) for concurrency {max(levels)}; a level needs "
+                         "twice its concurrency at least, so that the batch refills before it drains")
+    if case.min_new_tokens is not None and not 1 <= case.min_new_tokens <= case.max_new_tokens:
+        raise ValueError(f"{owner}: min_new_tokens {case.min_new_tokens}; expected 1 to max_new_tokens "
+                         f"({case.max_new_tokens})")
 
-    run_generation(case, energy)
+
+def _run(case: GenerationCase, energy: Any) -> None:
+    from .runner import run_generation, run_served
+
+    (run_served if case.concurrency else run_generation)(case, energy)

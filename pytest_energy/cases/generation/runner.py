@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import torch
 
-from ...core.facts import GenerationFacts, ModelFacts
+from ...core.facts import CaseFacts, GenerationFacts, ModelFacts, RecordFacts, ServingFacts
 from ..base import DTYPES
 from ..data import example_keys, examples
 from ..models import pick_device
@@ -24,7 +24,9 @@ from ..predictor import Predictor, tokens_in
 from ..proxies import count_flops, parameters
 from ..runner import case_quality, check_quality, cycle_batches, distinct_batches, keep_fallback_runs, load_case, measure_inferences, own_batches
 from ..tasks import get_task
-from .causal import Prefilled, decode, prefill, text_until_eos
+from .causal import Prefilled, decode, generate_fixed, prefill, text_until_eos
+from .serving import BATCHING, CacheBatch, Request, Unrun, requests_for, serve
+from .tasks import ready
 
 # The case arrives as an argument (a GenerationCase): its declaration imports this module when it runs.
 
@@ -136,3 +138,79 @@ def _count(model: Any, encode: Callable[[int], dict[str, Any]], distinct: int,
         states.append(state)
         work.append(((prefill_flops, tokens_in(inputs), queries), (decode_flops, 0, queries * (new_tokens - 1))))
     return states, work
+
+
+def run_served(case: Any, energy: Any) -> None:
+    """Run a generation case served under load (``concurrency``): at each level its ``inferences`` requests
+    arrive together and are served in a batch that refills (:func:`serve`), one marked block per level whose
+    rounds are the steady state, its warm-up window the ramp before the batch fills and its drain window
+    the tail (``energy.measure(marked=True)``). The schedule is known before the run (each request asks for
+    a fixed number of tokens), so the steady state's tokens are too. Quality is scored on the first level's
+    texts (every level writes the same greedy tokens)."""
+    spec = get_task(case.task, "GenerationCase")
+    device = pick_device(case.device)
+    declared = case
+    case, loaded = load_case(case, spec, device, DTYPES[case.dtype])
+    model, tokenizer = loaded.model, ready(loaded.processor)
+    rows = examples(case.dataset, spec, case.columns)
+    keys = example_keys(case.dataset, spec, case.columns)
+    predictor = Predictor(model, tokenizer, spec, device=device, case=case)
+    prompts = [predictor.encode([row])["input_ids"][0].tolist() for row in rows]
+    fewest = case.min_new_tokens or case.max_new_tokens
+    requests = requests_for(case.inferences, len(rows), fewest, case.max_new_tokens)
+
+    def texts(batch: CacheBatch) -> dict[int, Any]:  # each example's text (the last request of it wins)
+        return {request.index: text_until_eos(tokenizer, torch.tensor([batch.tokens[request.number]]))[0]
+                for request in requests}
+
+    def served(concurrency: int, **hooks: Any) -> CacheBatch:
+        batch = CacheBatch(model, lambda request: prompts[request.index], tokenizer.pad_token_id)
+        with torch.inference_mode():
+            serve(batch, requests, concurrency, **hooks)
+        return batch
+
+    if not energy.enabled:
+        check_quality(case_quality(case, spec, rows, texts(served(max(case.concurrency))), keys), dict(case.quality))
+        return
+
+    if case.warmup:  # unmeasured: a full batch of the first requests, prefilled and decoding
+        first = requests[:max(case.concurrency)]
+        with torch.inference_mode():
+            serve(CacheBatch(model, lambda request: prompts[request.index], tokenizer.pad_token_id),
+                  [Request(r.number, r.index, case.warmup + 1) for r in first], len(first))
+    params = parameters(model)
+    model_facts = ModelFacts.of(loaded.facts, dtype=DTYPES[case.dtype], device=device, settings=case.settings())
+    tokens_in = sum(len(prompts[request.index]) for request in requests)
+    records, predictions = [], None
+    for concurrency in case.concurrency:
+        plan = serve(Unrun(), requests, concurrency)
+        facts = ServingFacts(concurrency, len(requests), (fewest, case.max_new_tokens), plan.output_tokens,
+                             len(plan.passes), plan.fill or 0, plan.drain or 0, BATCHING)
+        proxies = {"parameters": float(params[0]), "parameters_nonzero": float(params[1]),
+                   "tokens_in": float(tokens_in), "tokens_out": float(plan.output_tokens)}
+        with energy.measure(label=f"concurrency={concurrency}", unit="output token", iterations=plan.output_tokens,
+                            rounds=case.rounds, marked=True) as block:
+            block.facts = RecordFacts(model_facts, proxies, CaseFacts(
+                "generation", spec.name, concurrency, case.rounds, len(requests), True, serving=facts))
+            batch = served(concurrency, on_pass=lambda step: block.step(step.tokens),
+                           on_fill=lambda: block.open_rounds(plan.steady_tokens), on_drain=block.close_rounds)
+        predictions = predictions or texts(batch)
+        records.append(block.record)
+    quality = case_quality(case, spec, rows, predictions, keys)
+
+    def retrained(variant: Any) -> dict[str, dict[str, Any]]:  # the same case on a fallback from another seed
+        variant, other = load_case(variant, spec, device, DTYPES[case.dtype])
+        generator = Predictor(other.model, ready(other.processor), spec, device=device, case=variant)
+        found: dict[int, Any] = {}
+        with torch.inference_mode():
+            for request in {request.index: request for request in requests}.values():
+                tokens = generate_fixed(other.model, dict(generator.encode([rows[request.index]])), request.new_tokens)
+                found[request.index] = text_until_eos(other.processor, tokens)[0]
+        return case_quality(variant, spec, rows, found, keys)
+
+    keep_fallback_runs(quality, declared, loaded, energy, retrained)
+    for record in records:
+        if record is not None:
+            record.quality = {name: dict(entry) for name, entry in quality.items()}
+            record.criteria["quality"] = dict(case.quality)
+    check_quality(quality, dict(case.quality))
