@@ -84,7 +84,8 @@ def _continuation_batch(model: Any, tokenizer: Any, task: Task, rows: Rows, *, p
 
 TEXT_GENERATION = register_task(Task(
     "text-generation", inputs=("prompt",), target="continuation",
-    metrics=("rouge1", "rouge2", "rougeL", "meteor", "bertscore"), default_metrics=("rougeL",),
+    metrics=("rouge1", "rouge2", "rougeL", "meteor", "moverscore", "bertscore", "scibertscore"),
+    default_metrics=("rougeL",),
     encode=_encode_prompts, predict=_continue, model_class="AutoModelForCausalLM", generates=True,
     work_by_shape=False, train_batch=_continuation_batch, build_fallback=causal_model,
     description="a decoder-only model continues each prompt with exactly max_new_tokens greedy tokens; "
