@@ -211,3 +211,36 @@ def test_a_stray_hub_llm_offline_fails_fast_and_a_fallback_trains_instead(measur
     assert measured.outcomes["trained"] == "passed", measured.lines[-30:]
     model = measured.records["trained::decode"]["model"]
     assert model["source"] == "fallback" and model["ran"].startswith("fallback llama (decoder-only")
+
+
+PROFILED = '''
+from models import llama
+from pytest_energy.cases import GenerationCase
+
+PROMPTS = [{"prompt": "the weather in alderley is grey", "continuation": "expect grey skies in alderley"}]
+
+generation = GenerationCase(model=llama, dataset=PROMPTS * 4, inferences=8, batch_size=4, max_new_tokens=3,
+                            rounds=3, warmup=1)
+served = GenerationCase(model=llama, dataset=PROMPTS * 4, inferences=4, max_new_tokens=3, concurrency=[2])
+'''
+
+SMALL_PROFILE = '''
+from pytest_energy.core import profiles
+
+# the protocol as it is, with counts a test can run: 3 queries x 2 runs
+profiles.PROFILES["ai-energy-score"] = profiles.PROFILES["ai-energy-score"].with_counts(queries=3, runs=2)
+'''
+
+
+def test_a_generation_case_runs_under_the_profile_and_says_so_and_a_served_one_is_skipped(tmp_path):
+    session = run_session(tmp_path, {"models.py": MODELS, "conftest.py": SMALL_PROFILE, "test_profiled.py": PROFILED},
+                          "--energy", "--energy-json", "out.json", "--energy-min-window", "0.01",
+                          "--energy-profile", "ai-energy-score")
+    assert session.outcomes == {"generation": "passed", "served": "skipped"}, session.lines[-30:]
+    assert any("a case served under load is measured with the default profile" in line for line in session.lines)
+    records = {r["name"].rsplit("::", 1)[-1]: r for r in json.loads((tmp_path / "out.json").read_text())["records"]}
+    for phase in ("prefill", "decode"):
+        case = records[phase]["case"]
+        assert (case["profile"], case["batch_size"], case["rounds"], case["inferences"]) == ("ai-energy-score", 1, 2, 6)
+        assert "float16" in case["profile_note"]  # text generation's precision, which a CPU cannot follow
+    assert records["decode"]["figures"]["profile"]["name"] == "ai-energy-score"

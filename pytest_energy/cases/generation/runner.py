@@ -10,19 +10,23 @@ each distinct batch is generated once and the quality budget is checked.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
+import unittest
 from typing import Any, Callable
 
 import torch
 
 from ...core.facts import CaseFacts, GenerationFacts, ModelFacts, RecordFacts, ServingFacts
+from ...core.profiles import DEFAULT
 from ..base import DTYPES
 from ..data import example_keys, examples
 from ..models import pick_device
 from ..predictor import Predictor, tokens_in
 from ..proxies import count_flops, parameters
-from ..runner import case_quality, check_quality, cycle_batches, distinct_batches, keep_fallback_runs, load_case, measure_inferences, own_batches
+from ..runner import (case_quality, check_quality, cycle_batches, distinct_batches, keep_fallback_runs, load_case,
+                      measure_inferences, own_batches, profile_precision)
 from ..tasks import get_task
 from .causal import Prefilled, decode, generate_fixed, prefill, text_until_eos
 from .serving import BATCHING, CacheBatch, Request, Unrun, requests_for, serve
@@ -37,8 +41,12 @@ def run_generation(case: Any, energy: Any) -> None:
     """Run a generation case in its test (see the module docstring)."""
     spec = get_task(case.task, "GenerationCase")
     device = pick_device(case.device)
+    profile = energy.profile
+    dtype, profile_note = profile_precision(profile, spec, device, DTYPES[case.dtype])
     declared = case
-    case, loaded = load_case(case, spec, device, DTYPES[case.dtype])
+    case, loaded = load_case(case, spec, device, dtype)
+    if profile is not None:  # after the fallback's overrides: the protocol's counts win
+        case = dataclasses.replace(case, **profile.case_fields())
     model = loaded.model
     rows = examples(case.dataset, spec, case.columns)
     keys = example_keys(case.dataset, spec, case.columns)
@@ -100,7 +108,8 @@ def run_generation(case: Any, energy: Any) -> None:
         prefill_joules = records[0].per_iteration_gross_joules if records else None
         records.append(measure_inferences(energy, stepper(phase), case, spec, per_round, planned, params, model_facts,
                                           generation=GenerationFacts(phase, case.max_new_tokens, prefill_joules),
-                                          label=phase))
+                                          label=phase,
+                                          profile=(profile.name if profile is not None else DEFAULT, profile_note)))
     quality = case_quality(case, spec, rows, predictions, keys)
 
     # The examples the case's calls decoded (every one where they went round the dataset).
@@ -147,6 +156,9 @@ def run_served(case: Any, energy: Any) -> None:
     the tail (``energy.measure(marked=True)``). The schedule is known before the run (each request asks for
     a fixed number of tokens), so the steady state's tokens are too. Quality is scored on the first level's
     texts (every level writes the same greedy tokens)."""
+    if energy.profile is not None:
+        raise unittest.SkipTest(f"--energy-profile {energy.profile.name} measures one query at a time; a case "
+                                "served under load is measured with the default profile")
     spec = get_task(case.task, "GenerationCase")
     device = pick_device(case.device)
     declared = case
