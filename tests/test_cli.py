@@ -71,8 +71,10 @@ def test_report_renders_from_history(history: Path, tmp_path: Path, capsys: pyte
     assert main(["report", "--history", str(history), "--out", str(out), "--last", "5"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("pytest-energy nightly report: 2 runs: the last 2 runs, 2026-11-20T10:00:00 to ")
-    assert lines[1:3] == ["gpu: NVIDIA H100 80GB HBM3 x1: 2 runs, 1 tests, runners nvidia-h100-80gb-hbm3-x1-1a2b3c4d",
-                          f"  {NAME}"]
+    # What changed in the window first (the nightly's opening), then each device kind's table.
+    assert lines[1] == "What changed: 1 new regression"
+    kind = lines.index("gpu: NVIDIA H100 80GB HBM3 x1: 2 runs, 1 tests, runners nvidia-h100-80gb-hbm3-x1-1a2b3c4d")
+    assert any(NAME in line for line in lines[2:kind]) and lines[kind + 1] == f"  {NAME}"
     assert lines[-1] == f"pytest-energy: nightly report written to {out}"
     assert out.read_text().lstrip().lower().startswith("<!doctype html")
 

@@ -151,9 +151,16 @@ def test_a_power_reading_above_the_limit_invalidates_its_window_only(monkeypatch
         with pytest.raises(SourceError, match=r"gpu:0: NVML read 5e\+04 W, above 1.5x its 700 W power limit"):
             channel.read()
         spike[0] = False
+        # Counting goes on: 120 W over the time between the two reads, which the clock readings bracket
+        # (a loaded machine may stretch the sleep, never shrink it).
+        outer_start = time.perf_counter()
         before = channel.read()
+        inner_start = time.perf_counter()
         time.sleep(0.05)
-        assert channel.read() - before == pytest.approx(120.0 * 0.05, rel=0.2)  # counting goes on
+        inner_end = time.perf_counter()
+        after = channel.read()
+        outer_end = time.perf_counter()
+        assert 120.0 * (inner_end - inner_start) * 0.99 <= after - before <= 120.0 * (outer_end - outer_start) * 1.01
     finally:
         channel.close()
     assert fake.calls["nvmlDeviceGetEnforcedPowerLimit"] == 1

@@ -181,8 +181,11 @@ def test_a_waiting_append_goes_on_once_the_lock_is_released(tmp_path: Path) -> N
 
 def _start(pytester: pytest.Pytester, *extra: str) -> tuple[subprocess.Popen, queue.Queue]:
     """`pytest --energy` in the background, its stderr lines arriving in a queue (None at the end)."""
+    # Ctrl-C reaches the session as it would from a terminal: a test run started in the background by a
+    # shell without job control (`pytest ... &`) has SIGINT ignored, and its children inherit that.
     process = pytester.popen([sys.executable, "-m", "pytest", *ARGS, *extra], stdin=subprocess.DEVNULL,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: queue.Queue = queue.Queue()
 
     def read() -> None:

@@ -114,7 +114,9 @@ def test_nightly_report_from_history_marks_the_step(tmp_path):
     render_from_history(tmp_path / "history.sqlite", tmp_path / "nightly.html", None)
     page = (tmp_path / "nightly.html").read_text()
     assert "nightly report: 10 runs" in page and "every stored run" in page
-    assert page.count("<svg") == 2 and page.count('<line class="step"') == 1
+    # One trend chart per test, and each test's sparkline in the table.
+    assert page.count('<svg class="chart"') == 2 and page.count('<svg class="spark"') == 2
+    assert page.count('<line class="step"') == 2  # the step, marked on its chart and on its sparkline
     assert "at 2026-11-06T02:00:00" in page
     render_from_history(tmp_path / "history.sqlite", tmp_path / "recent.html", 3)
     last_three = (tmp_path / "recent.html").read_text()

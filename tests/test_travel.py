@@ -420,7 +420,9 @@ def test_reports_name_the_model_that_ran_its_work_and_the_deciding_verdict(tmp_p
     assert any("3 rounds here and 5 in the baseline are too few for the rank interval" in message
                for message in rows["t.py::case"].messages)
     page = html.render(report)
-    assert "<th>Model that ran</th>" in page and "Work (FLOPs)" in page and "<th>Decided by</th>" in page
+    # The model on the row's line; the work and the verdict that decided it in the row's fold.
+    assert "<th>Model that ran</th>" in page
+    assert "<dt>work</dt><dd>2,000,000 FLOPs / inference</dd>" in page and "<dt>decided by</dt><dd>flops_per_inference" in page
     assert 'title="fallback distilbert (dim=64), standing in for distilbert/sst2">fallback distilbert, standing in ' in page
     assert "J / iteration" not in page and "per inference" in page
     assert rows["t.py::case"].change.interval in page
