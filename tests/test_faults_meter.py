@@ -13,10 +13,12 @@ import math
 import re
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
-from pytest_energy.measure.meter import BOUNDARY, END, START, Meter, Taken
+from pytest_energy.core.record import Round
+from pytest_energy.measure.meter import BOUNDARY, END, START, Measured, Meter, Taken
 from pytest_energy.measure.sources import SourceError, nvml, rapl
 from pytest_energy.testing import FakeGpu, install_fake_nvml, make_powercap
 
@@ -30,13 +32,22 @@ def _gpu_meter(monkeypatch: pytest.MonkeyPatch, gpu: FakeGpu, idle_seconds: floa
     return meter, fake
 
 
-def _window(meter: Meter, seconds: float, rounds: int = 1) -> Taken:
-    """``rounds`` back-to-back windows of ``seconds`` each, the device left as it is."""
+def _window(meter: Meter, seconds: float, rounds: int = 1, then: Callable[[], Any] = lambda: None) -> Taken:
+    """``rounds`` back-to-back windows of ``seconds`` each; ``then`` runs right after the last edge (the
+    meter takes the device to idle from there until its next tick, as a test's work has ended)."""
     edges = [meter.edge(START)]
     for index in range(rounds):
         time.sleep(seconds)
         edges.append(meter.edge(END if index == rounds - 1 else BOUNDARY))
+    then()
     return Taken(edges, [1] * rounds)
+
+
+def _close_to(measured: Measured, round_: Round, watts: float) -> bool:
+    """The round's joules are ``watts`` over its seconds within 5 %, or within the uncertainty the meter
+    states (a loaded host reads the counter late, and the meter then says it knows its edges less well)."""
+    expected = watts * round_.seconds
+    return abs(round_.gross_joules - expected) <= max(0.05 * expected, measured.components[0].uncertainty_joules)
 
 
 # -- NVML counter -------------------------------------------------------------------------------
@@ -68,7 +79,7 @@ def test_a_counter_that_freezes_after_idle_invalidates_the_windows_after(monkeyp
     finally:
         meter.close()
     assert alive.rounds[0].valid
-    assert alive.rounds[0].gross_joules == pytest.approx(100.0 * alive.rounds[0].seconds, rel=0.05)
+    assert _close_to(alive, alive.rounds[0], 100.0), (alive.rounds[0], alive.components[0].uncertainty_joules)
     assert not frozen.rounds[0].valid
     assert "frozen counter" in frozen.components[0].note
 
@@ -91,7 +102,7 @@ def test_a_counter_jump_of_a_gigajoule_is_an_invalid_window_not_megajoules(monke
         meter.close()
     assert [r.valid for r in measured.rounds] == [True, False, True]
     for round_ in (measured.rounds[0], measured.rounds[2]):
-        assert round_.gross_joules == pytest.approx(100.0 * round_.seconds, rel=0.05)
+        assert _close_to(measured, round_, 100.0), (round_, measured.components[0].uncertainty_joules)
     [component] = measured.components
     assert "above 1.5x its 700 W power limit: a counter jump" in component.note
     assert component.gross_joules < 200.0  # the jump counts nowhere
@@ -102,7 +113,7 @@ def test_a_load_at_the_power_limit_is_plausible(monkeypatch):
     meter, fake = _gpu_meter(monkeypatch, gpu)
     try:
         fake.set_power(0, 700.0)
-        measured = meter.account(_window(meter, 0.3, rounds=2))
+        measured = meter.account(_window(meter, 0.3, rounds=2, then=lambda: fake.set_power(0, 80.0)))
     finally:
         meter.close()
     assert all(r.valid for r in measured.rounds)
