@@ -95,12 +95,15 @@ def _energy_verdict(record: Record, kind: DeviceKind, metric: str, stored: store
                     fingerprint_id: str) -> Verdict:
     """Energy of one device kind of a record against the baseline measured on that kind."""
     modelled = kind.group == "modelled"
-    gating = gate and (settings.gate_modelled or not modelled)
+    shared = _shared_note(record, kind)
+    gating = gate and (settings.gate_modelled or not modelled) and not shared
     facts = _facts_note(kind, stored)
     notes = [n for n in (_hardware_note(stored.hardware, fingerprint_id), facts,
                          _conditions_note(record, kind, stored, power_limit="power limit" not in facts)) if n]
-    if modelled and gate and not gating:
+    if modelled and gate and not settings.gate_modelled:
         notes.append("modelled energy: not gating (--energy-gate-modelled gates it)")
+    if shared and gate:
+        notes.append(shared)
     what = "energy" if modelled else f"energy ({', '.join(kind.devices)})"
     threshold = tolerance.value
 
@@ -133,6 +136,18 @@ def _energy_verdict(record: Record, kind: DeviceKind, metric: str, stored: store
                           rounds_advice=_rounds_advice(record, settings))
     judged.metric, judged.baseline_hardware = metric, stored.hardware
     return judged
+
+
+def _shared_note(record: Record, kind: DeviceKind) -> str:
+    """Why a device kind's energy does not gate where xdist workers shared its devices (their work is in
+    its windows), and what gives a worker its own; "" where the devices were this process's own."""
+    shared = [c for c in record.components if c.device in kind.devices and c.shared_with > 1]
+    if not shared:
+        return ""
+    remedy = ("--energy-gpus-per-worker gives each worker GPUs of its own" if all(c.kind == "gpu" for c in shared)
+              else "run it without -n to gate it")
+    return (f"{', '.join(c.device for c in shared)} shared with {max(c.shared_with for c in shared)} workers: "
+            f"not gating ({remedy})")
 
 
 def _rounds_advice(record: Record, settings: Settings) -> str | None:
