@@ -287,3 +287,35 @@ def test_own_gpus_under_xdist_gate_as_a_serial_run(pytester: pytest.Pytester, mo
     assert result.ret == 1  # each worker had its GPU to itself: the regressions gate
     lines = _verdict_lines(result)
     assert len(lines) == 4 and all("regression" in line and "not gating" not in line for line in lines), lines
+
+
+def test_a_budget_only_the_shared_board_exceeds_never_fails_its_test(pytester: pytest.Pytester,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_GPUS", "1")
+    monkeypatch.setenv("FAKE_WATTS", "300")  # about 6 J per call against a budget of 1 J
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_gpus='''
+import pytest
+
+
+@pytest.mark.energy(budget="1 J")
+def test_over(energy, load):
+    energy.run(load, rounds=3, min_window=0.15, warmup=0)
+''')
+    serial = pytester.runpytest_subprocess(*ARGS)
+    serial.assert_outcomes(failed=1)  # serial runs unchanged: the budget fails the test
+    serial.stdout.fnmatch_lines(["*energy budget exceeded: *J per iteration (gross, counter) > budget 1 J per "
+                                 "iteration*"])
+    parallel = pytester.runpytest_subprocess(*ARGS, "-n", "2")
+    parallel.assert_outcomes(passed=1)
+    assert parallel.ret == 0
+    parallel.stdout.fnmatch_lines([
+        "*pytest-energy gate passed: *1 over budget (shared with other workers, not gating)*",
+        "*test_gpus.py::test_over  energy budget 1 J per iteration: over budget (shared with other workers, not "
+        "gating): * > budget 1 J per iteration; gpu:0 shared with 2 workers; --energy-gpus-per-worker gives each "
+        "xdist worker GPUs of its own*"])
+    [record] = json.loads((pytester.path / "out.json").read_text())["records"]
+    [entry] = record["criteria"]["energy"]
+    assert (entry["met"], entry["gating"], entry["state"]) == (False, False, "over budget (shared with other workers, "
+                                                                              "not gating)")
+    assert entry["detail"].endswith("; gpu:0 shared with 2 workers")

@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..core.budget import MODELLED_OVER, EnergyBudget, failed_budgets, not_checked, over_modelled
+from ..core.budget import MODELLED_OVER, SHARED_OVER, EnergyBudget, failed_budgets, not_checked, over_modelled
 from ..core.config import Settings, path_setting, store_setting
 from ..core.figures import ImplausibleValue, round_values
 from ..core.record import Collection, Record, RunInfo
@@ -654,7 +654,9 @@ def _summary(judgement: Judgement, failing: bool) -> list[str]:
     if required:
         head += f"; {len(required)} failing --energy-require-baselines"
     if judgement.over_budget:
-        head = (f"{head}; " if head else "") + f"{len(judgement.over_budget)} {MODELLED_OVER}"
+        shared = sum(f": {SHARED_OVER}: " in line for line in judgement.over_budget)
+        counts = ((len(judgement.over_budget) - shared, MODELLED_OVER), (shared, SHARED_OVER))
+        head = (f"{head}; " if head else "") + "; ".join(f"{count} {state}" for count, state in counts if count)
     outcome = "INCOMPLETE" if judgement.incomplete else "FAILED" if failing else "passed"
     lines = [f"pytest-energy gate {outcome}: {head or 'nothing judged'} "
              f"(set {judgement.baseline_set!r}, hardware {judgement.fingerprint_id}; {_origins(judgement)})",
@@ -726,17 +728,20 @@ def _unchecked_budgets(records: list[Record]) -> list[str]:
 
 
 def _modelled_over_budget(records: list[Record]) -> list[str]:
-    """One line per energy budget that only a modelled estimate exceeded (a passed test's, once per test
-    for a per-test budget): reported, not gating, with the model's TDP and what sets it."""
+    """One line per energy budget that only a modelled estimate, or a device shared with other xdist workers,
+    exceeded (a passed test's, once per test for a per-test budget): reported, not gating, with the model's
+    TDP and what sets it, or the device shared and what gives a worker its own."""
     lines: dict[str, None] = {}
     for record in records:
         if not record.judgeable:
             continue
         for entry in over_modelled(record):
             name = record.nodeid if entry.get("per") == "test" else record.name
+            remedy = ("--energy-gpus-per-worker gives each xdist worker GPUs of its own; a serial run gates the "
+                      "host's RAPL energy" if entry.get("state") == SHARED_OVER else "--energy-cpu-tdp sets the CPU's "
+                      "TDP, --energy-gate-modelled lets a modelled estimate fail its test")
             lines[f"{name}  energy budget {EnergyBudget(entry['limit_joules'], entry['per'], entry['basis']).describe()}: "
-                  f"{MODELLED_OVER}: {entry.get('detail', '')}; --energy-cpu-tdp sets the CPU's TDP, "
-                  "--energy-gate-modelled lets a modelled estimate fail its test"] = None
+                  f"{entry.get('state', MODELLED_OVER)}: {entry.get('detail', '')}; {remedy}"] = None
     return list(lines)
 
 
