@@ -98,6 +98,7 @@ def test_shared_devices_are_the_counted_ones_a_worker_does_not_own() -> None:
 
 # -- `pytest --energy -n N` on a fake multi-GPU machine ---------------------------------------------
 CONFTEST = '''
+import importlib.util
 import os
 import sys
 import time
@@ -109,6 +110,9 @@ from pytest_energy.testing import FakeGpu, FakeNvmlModule
 UUIDS = {uuids!r}
 GPUS = int(os.environ.get("FAKE_GPUS", "4"))
 sys.modules["pynvml"] = FakeNvmlModule([FakeGpu(uuid=UUIDS[i], power=50.0 + 10 * i) for i in range(GPUS)])
+# torch cannot reach a fake GPU; hidden, the reference workload does not import it (seconds a process).
+_find_spec = importlib.util.find_spec
+importlib.util.find_spec = lambda name, *rest: None if name == "torch" else _find_spec(name, *rest)
 
 
 @pytest.fixture
@@ -319,3 +323,17 @@ def test_over(energy, load):
     assert (entry["met"], entry["gating"], entry["state"]) == (False, False, "over budget (shared with other workers, "
                                                                               "not gating)")
     assert entry["detail"].endswith("; gpu:0 shared with 2 workers")
+
+
+def test_visible_gpus_on_this_machines_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real NVML, where this machine has a GPU: every GPU by index with CUDA_VISIBLE_DEVICES unset."""
+    pynvml = pytest.importorskip("pynvml", reason="nvidia-ml-py is not installed")
+    try:
+        pynvml.nvmlInit()
+        count = pynvml.nvmlDeviceGetCount()
+        pynvml.nvmlShutdown()
+    except pynvml.NVMLError as error:
+        pytest.skip(f"no NVIDIA GPU here: NVML did not start ({error})")
+    assert visible_gpus() == [str(index) for index in range(count)]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    assert visible_gpus() == ["0"]
