@@ -195,6 +195,7 @@ def test_uuids_in_cuda_visible_devices_give_blocks_of_uuids(pytester: pytest.Pyt
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", f"{UUIDS[3][:8]},{UUIDS[1]},{UUIDS[2]}")
     result = _run(pytester, "-n", "auto", "--energy-gpus-per-worker", "1", count=6)  # auto: one worker per block
     result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(["created: 3/3 workers"])  # three blocks (this machine's CPUs would give 2)
     seen = _seen(pytester)
     assert {worker for worker, _ in seen.values()} <= {"gw0", "gw1", "gw2"}
     blocks = {"gw0": UUIDS[3], "gw1": UUIDS[1], "gw2": UUIDS[2]}
@@ -210,6 +211,7 @@ def test_blocks_of_two_by_index_with_auto(pytester: pytest.Pytester, monkeypatch
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,2,1,0")
     result = _run(pytester, "-n", "auto", count=4)
     result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["created: 2/2 workers"])
     assert {w: v for w, v in _seen(pytester).values()}.items() <= {"gw0": "3,2", "gw1": "1,0"}.items()
     for name, record in _records(pytester).items():
         assert sorted(g["nvml_index"] for g in record["fingerprint"]["gpus"]) in ([2, 3], [0, 1])
