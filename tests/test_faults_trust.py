@@ -431,7 +431,8 @@ def test_three_rounds_at_twice_the_energy_fail(energy_run) -> None:
     serial = energy_run.mode == "serial"
     assert result.ret == (1 if serial else 0), _text(result)
     result.stdout.fnmatch_lines([
-        "pytest-energy gate FAILED: 1 regression*" if serial else "pytest-energy gate passed: 1 regression (not gating)*",
+        "pytest-energy gate FAILED: 1 regression*" if serial else
+        "pytest-energy gate passed: 1 regression (not gating)*",
         "test_trust.py::test_model  energy (cpu:package-0) +*regression*3 rounds here and 3 in the baseline are too "
         "few for the rank interval, so they are judged as single windows are*"])
 

@@ -723,8 +723,8 @@ def build_headline(records: list[Record], judgement: Judgement | None, exit_stat
         outcome = "passed"
         decided += [f"{_plural(quiet, 'regression')} not gating"] if quiet else []
         shared = sum(SHARED_OVER in line for line in judgement.over_budget)
-        decided += [f"{_plural(count, 'energy budget')} over on {what} only, not gating" for count, what in
-                    ((len(judgement.over_budget) - shared, "a modelled estimate"), (shared, "a shared device")) if count]
+        over = ((len(judgement.over_budget) - shared, "a modelled estimate"), (shared, "a shared device"))
+        decided += [f"{_plural(count, 'energy budget')} over on {what} only, not gating" for count, what in over if count]
         if not decided:
             decided.append("nothing failed the gate" if judgement.verdicts
                            else "nothing compared with a baseline")
