@@ -22,6 +22,7 @@ SESSION_KEY = pytest.StashKey["EnergySession"]()
 CONTEXT_KEY = pytest.StashKey["TestContext"]()
 LEFT_ALONE_KEY = pytest.StashKey[bool]()  # the test's `energy` marker or fixture is the project's own
 TOP_KEY = pytest.StashKey["TestContext"]()  # the test's --energy-top window
+GPU_BLOCKS_KEY = pytest.StashKey[list[str]]()  # the xdist workers' CUDA_VISIBLE_DEVICES, listed once
 SAID_KEY = "pytest-energy/said"  # pytest's cache: the hints already said in this project
 MARKER_HELP = (
     "energy(budget=None, per='iteration', basis='gross', rounds=None, min_window=None, warmup=None, "
@@ -57,18 +58,42 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         parser.addini(option.ini, option.help, default=settings_module.INI_UNSET)
 
 
+def _settings(config: pytest.Config) -> settings_module.Settings:
+    return settings_module.resolve(settings_module.enabled(config.option.energy, config.getini("energy")),
+                                   vars(config.option), config.getini)
+
+
+def _gpu_blocks(config: pytest.Config, settings: settings_module.Settings) -> list[str]:
+    """The xdist workers' GPU blocks (--energy-gpus-per-worker), listed once per run."""
+    if GPU_BLOCKS_KEY not in config.stash:
+        from .xdist import worker_blocks
+
+        config.stash[GPU_BLOCKS_KEY] = worker_blocks(settings)
+    return config.stash[GPU_BLOCKS_KEY]
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)  # pytest-xdist's, for -n auto (before pytest_configure)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    try:
+        settings = _settings(config)
+        return len(_gpu_blocks(config, settings)) if settings.gpus_per_worker is not None else None
+    except settings_module.SettingError as error:
+        raise pytest.UsageError(str(error)) from None
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     try:
-        settings = settings_module.resolve(
-            settings_module.enabled(config.option.energy, config.getini("energy")),
-            vars(config.option), config.getini,
-        )
+        settings = _settings(config)
         if settings.enabled:
             from .measure.sources import check_devices
 
             check_devices(settings)
         settings_module.check(settings, config.rootpath)
+        if settings.gpus_per_worker is not None and _distributing(config):  # each worker's GPUs, before it starts
+            from .xdist import with_gpus
+
+            config.option.tx = with_gpus(config.option.tx, _gpu_blocks(config, settings), settings)
     except settings_module.SettingError as error:
         raise pytest.UsageError(str(error)) from None
     if not settings.enabled:
@@ -79,6 +104,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         session = EnergySession(
             settings, config.rootpath, worker=hasattr(config, "workerinput"),
+            workers=int(getattr(config, "workerinput", {}).get("workercount", 1)),
             update_fingerprint=lambda fingerprint: config.hook.pytest_energy_update_fingerprint(
                 config=config, fingerprint=fingerprint),
             update_json=lambda document: config.hook.pytest_energy_update_json(config=config, document=document),
@@ -96,6 +122,12 @@ def pytest_configure(config: pytest.Config) -> None:
         from .report.pytest_html import PytestHtmlHooks
 
         config.pluginmanager.register(PytestHtmlHooks(), "energy-html")
+
+
+def _distributing(config: pytest.Config) -> bool:
+    """This is an xdist controller that will start workers."""
+    return (not hasattr(config, "workerinput") and config.pluginmanager.hasplugin("xdist")
+            and config.getoption("dist", "no") != "no" and bool(config.getoption("tx", None)))
 
 
 def _first_time(config: pytest.Config, hint: str) -> bool:

@@ -61,20 +61,22 @@ def _now() -> str:
 class EnergySession:
     """Measures, collects records, and runs the end-of-session stages."""
 
-    def __init__(self, settings: Settings, rootpath: Path, *, worker: bool = False,
+    def __init__(self, settings: Settings, rootpath: Path, *, worker: bool = False, workers: int = 1,
                  update_fingerprint: Callable[[dict[str, Any]], Any] = lambda fingerprint: None,
                  update_json: Callable[[dict[str, Any]], Any] = lambda document: None,
                  first_time: Callable[[str], bool] = lambda hint: True) -> None:
         """``update_fingerprint`` and ``update_json`` change those dicts in place: the plugin passes its
         hooks (:mod:`pytest_energy.hookspec`) in, so this module knows nothing of pytest; ``first_time``
         says whether a hint was never said in this project before (and remembers it: the plugin's
-        keeps it in pytest's cache), so a hint is said once, not on every run."""
+        keeps it in pytest's cache), so a hint is said once, not on every run. ``workers``: how many
+        xdist workers the run has, where this session is one of them (their shared devices do not gate)."""
         self.settings = settings
         self.update_fingerprint = update_fingerprint
         self.update_json = update_json
         self.first_time = first_time
         self.rootpath = rootpath
         self.worker = worker
+        self.workers = workers
         self.carbon = resolve_carbon(settings.country, settings.carbon_intensity, settings.pue)
         self.started = _now()
         self.run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(2)
@@ -169,6 +171,8 @@ class EnergySession:
 
             found = detect(self.settings.devices, rapl_root=self.settings.powercap, cpu_tdp=cpu_tdp(self.settings))
             self.notes += found.notes
+            own_gpus = self.settings.values.get("gpus_per_worker") is not None  # the controller gave them out
+            xdist.share(found.channels, self.workers, own_gpus)
             meter = Meter(found.channels)
             meter.start(None)
             self._take_notes(meter)

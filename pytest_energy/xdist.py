@@ -4,19 +4,88 @@ Each worker sends what it has not sent yet (its new records and notes, and the s
 every test's teardown report and at its session's end, so a worker that crashes loses only what the
 test it was running measured; the controller names that worker and test, and the gate reads as
 incomplete.
+
+Where the workers share the machine, a device's counter counts every worker's work inside each window.
+``--energy-gpus-per-worker N`` gives each worker N GPUs of its own: the controller writes each block into
+its worker's gateway spec (``popen//env:CUDA_VISIBLE_DEVICES=2``), so execnet sets it before the worker
+imports anything, and a worker restarted after a crash gets the same block. A device still shared (a GPU
+without the option, a RAPL package, DRAM) is marked on its channel (:func:`share`): its records say so
+and its energy does not gate.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence
+from typing import Any, Iterable, Protocol, Sequence
 
 import pytest
 
 from .context import Pending
+from .core.config import Settings, SettingError, named
 from .core.record import Record
 
 #: The session's facts a worker sends with its records: they were measured with them.
 FACTS = ("fingerprint", "idle_watts", "reference_joules")
+#: What CUDA reads when it initialises; NVML ignores it (the NVML source maps it to NVML's GPUs).
+CUDA_VISIBLE_DEVICES = "CUDA_VISIBLE_DEVICES"
+
+
+def gpu_blocks(visible: Sequence[str], per_worker: int) -> list[str]:
+    """The workers' ``CUDA_VISIBLE_DEVICES`` values: consecutive blocks of ``per_worker`` of the ``visible``
+    GPUs, the first for ``gw0`` (GPUs left over, too few for a block, stay idle)."""
+    return [",".join(visible[start:start + per_worker])
+            for start in range(0, len(visible) - per_worker + 1, per_worker)]
+
+
+def worker_blocks(settings: Settings) -> list[str]:
+    """The GPU blocks ``--energy-gpus-per-worker`` makes of the GPUs CUDA shows this process (UUIDs where
+    ``CUDA_VISIBLE_DEVICES`` names UUIDs); :class:`SettingError` (one line) where they cannot be listed
+    or are fewer than one block."""
+    from .measure.sources import SourceUnavailable
+    from .measure.sources.nvml import visible_gpus
+
+    per_worker = settings.gpus_per_worker
+    try:
+        visible = visible_gpus()
+    except SourceUnavailable as error:
+        raise SettingError(f"pytest-energy: {named(settings, 'gpus_per_worker')} = {per_worker}, but the GPUs could "
+                           f"not be listed ({error})") from None
+    blocks = gpu_blocks(visible, per_worker)
+    if not blocks:
+        raise SettingError(f"pytest-energy: {named(settings, 'gpus_per_worker')} = {per_worker}, but CUDA shows "
+                           f"this process {len(visible)} GPU(s): give {len(visible)} or fewer per worker")
+    return blocks
+
+
+def _specs(tx: Iterable[str]) -> list[str]:
+    """xdist's gateway specs one per worker ("2*popen" is two), as xdist's node manager expands them."""
+    specs: list[str] = []
+    for spec in tx:
+        count, star, rest = spec.partition("*")
+        specs += [rest] * int(count) if star and count.isdigit() else [spec]
+    return specs
+
+
+def with_gpus(tx: Iterable[str], blocks: Sequence[str], settings: Settings) -> list[str]:
+    """The gateway specs, each worker's with its GPU block in its environment; :class:`SettingError`
+    naming the counts where there are more workers than blocks."""
+    specs = _specs(tx)
+    if len(specs) > len(blocks):
+        raise SettingError(
+            f"pytest-energy: {len(specs)} xdist workers but {len(blocks)} block(s) of {settings.gpus_per_worker} "
+            f"GPU(s) ({named(settings, 'gpus_per_worker')}): run -n {len(blocks)} or fewer, or -n auto")
+    return [f"{spec}//env:{CUDA_VISIBLE_DEVICES}={block}" for spec, block in zip(specs, blocks, strict=False)]
+
+
+def share(channels: Iterable[Any], workers: int, own_gpus: bool) -> None:
+    """Mark the channels whose device the run's other ``workers`` draw on in the same windows: every
+    counted or sampled device where several workers run (a RAPL package and DRAM always), except GPUs
+    the workers were given their own of (``own_gpus``). A modelled device is this process's own CPU time
+    and memory, so it is never shared."""
+    if workers < 2:
+        return
+    for channel in channels:
+        if channel.method != "modelled" and not (channel.kind == "gpu" and own_gpus):
+            channel.shared_with = workers
 
 
 class Outbox:

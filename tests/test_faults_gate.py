@@ -312,7 +312,9 @@ def energy_run(request, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPat
     """Write ``test_faults.py`` from ``source``, run `pytest --energy` on it, return the result."""
     pytester.makeconftest(CONFTEST)
     pytester.makeini("[pytest]\n")
-    workers = ["-n", "2"] if request.param == "xdist" else []
+    # One xdist worker: the whole hand-over to the controller, on a package no other worker counts in (under
+    # -n 2 the package is shared and its energy never gates, issue 25: tests/test_gate_integration.py).
+    workers = ["-n", "1"] if request.param == "xdist" else []
 
     def go(source: str, *extra: str, seed: int = 0, **values: float) -> pytest.RunResult:
         pytester.makepyfile(test_faults=source.format(**values))

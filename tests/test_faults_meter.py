@@ -299,11 +299,15 @@ def test_a_frozen_counter_never_passes_a_budget_with_a_valid_zero(pytester, monk
 
 def test_the_same_budget_on_a_live_counter_is_judged_and_fails(pytester, monkeypatch, workers):
     result, document = _run(pytester, monkeypatch, BUDGET_TESTS, *ARGS, *workers)
-    result.assert_outcomes(failed=1)  # 80 W x 0.5 s is 40 J, over the 5 J budget
-    result.stdout.fnmatch_lines(["*energy budget exceeded: * for the test (gross, counter) > budget 5 J*"])
     [record] = document["records"]
     assert all(r["valid"] for r in record["rounds"])
-    assert record["criteria"]["energy"][0]["met"] is False
+    assert record["criteria"]["energy"][0]["met"] is False  # 80 W x 0.5 s is 40 J, over the 5 J budget
+    if "no:xdist" in workers:
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(["*energy budget exceeded: * for the test (gross, counter) > budget 5 J*"])
+    else:  # both workers see the one GPU: its board counts them both (issue 25), so the budget fails nothing
+        result.assert_outcomes(passed=1)
+        assert record["criteria"]["energy"][0]["state"] == "over budget (shared with other workers, not gating)"
 
 
 def test_a_counter_jump_fails_no_budget_and_counts_nowhere(pytester, monkeypatch, workers):

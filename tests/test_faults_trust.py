@@ -390,6 +390,7 @@ def energy_run(request, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPat
         result = pytester.runpytest_subprocess(*ARGS, *devices, *workers, *extra)
         return result, json.loads(out.read_text()) if out.exists() else {}
 
+    go.mode = request.param
     return go
 
 
@@ -426,9 +427,12 @@ def test_three_rounds_at_twice_the_energy_fail(energy_run) -> None:
     recorded, _ = energy_run(ROUNDS, "--energy-update-baselines", work=1.0, rounds=3)
     assert recorded.ret == 0, _text(recorded)
     result, _ = energy_run(ROUNDS, seed=1, work=2.0, rounds=3)
-    assert result.ret == 1, _text(result)
+    # Under -n 2 the package's counter counts both workers (issue 25): the regression is said, not gating.
+    serial = energy_run.mode == "serial"
+    assert result.ret == (1 if serial else 0), _text(result)
     result.stdout.fnmatch_lines([
-        "pytest-energy gate FAILED: 1 regression*",
+        "pytest-energy gate FAILED: 1 regression*" if serial else
+        "pytest-energy gate passed: 1 regression (not gating)*",
         "test_trust.py::test_model  energy (cpu:package-0) +*regression*3 rounds here and 3 in the baseline are too "
         "few for the rank interval, so they are judged as single windows are*"])
 

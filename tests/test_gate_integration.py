@@ -503,11 +503,18 @@ def test_same_code_passes_and_ten_percent_more_work_fails(run, pytester: pytest.
         assert same.ret == 0, same.stdout.str()
         assert set(_verdicts(pytester).values()) <= {"unchanged", "inconclusive"}
     more = run(1.1, 3)  # A/B: 10 % more work
-    assert more.ret == 1
-    more.assert_outcomes(passed=3)  # every test passed: the gate alone turned the session red
-    more.stdout.fnmatch_lines(["*pytest-energy gate FAILED: 1 regression, 2 unchanged*",
-                               "*test_gate.py::test_model  energy (cpu:package-0) +*.* % [[]+*, +*[]] vs 'default': "
-                               "regression (threshold 5 %)*"])
+    more.assert_outcomes(passed=3)
+    if run.mode == "serial":
+        assert more.ret == 1  # every test passed: the gate alone turned the session red
+        more.stdout.fnmatch_lines(["*pytest-energy gate FAILED: 1 regression, 2 unchanged*",
+                                   "*test_gate.py::test_model  energy (cpu:package-0) +*.* % [[]+*, +*[]] vs "
+                                   "'default': regression (threshold 5 %)*"])
+    else:  # the package's counter counts both workers' work in each window (issue 25): said, never gating
+        assert more.ret == 0
+        more.stdout.fnmatch_lines(["*pytest-energy gate passed: 1 regression (not gating), 2 unchanged*",
+                                   "*test_gate.py::test_model  energy (cpu:package-0) +*.* % [[]+*, +*[]] vs "
+                                   "'default': regression (threshold 5 %)*cpu:package-0 shared with 2 workers: not "
+                                   "gating (run it without -n to gate it)*"])
     assert _verdicts(pytester)["test_gate.py::test_model"] == "regression"
     less = run(0.9, 4)  # 10 % less work
     assert less.ret == 0

@@ -7,7 +7,9 @@ uncertainty, the budget and the method, so a red test says everything needed to 
 Modelled energy does not gate (the gate's rule for energy verdicts): a budget that only a modelled
 estimate puts over (CPU time times a rated power that may be CodeCarbon's 85 W guess) is kept as
 :data:`MODELLED_OVER`, not failed, unless ``--energy-gate-modelled``; its measured devices alone over
-the budget still fail the test. Either way the model's TDP and where it came from are said.
+the budget still fail the test. Either way the model's TDP and where it came from are said. Energy of a
+device other xdist workers used in the same windows (a GPU they share, the RAPL package) does not gate
+either (:data:`SHARED_OVER`): it holds their work too.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ PER = {"iteration": 1, "1000": 1000, "test": None}
 BASES = ("gross", "net")
 #: The state of a budget that only modelled energy exceeds, kept without failing the test.
 MODELLED_OVER = "over budget (modelled, not gating)"
+#: The state of a budget that only the energy of a device shared with other xdist workers puts over.
+SHARED_OVER = "over budget (shared with other workers, not gating)"
 
 
 class BudgetError(ValueError):
@@ -90,8 +94,9 @@ class Figure:
     uncertainty: float
     methods: str  # "counter,modelled"
     what: str  # "per iteration", "for the test"
-    measured: float  # the part of ``value`` the devices that are not modelled drew
+    measured: float  # the part of ``value`` the devices that are neither modelled nor shared drew
     modelled: str  # "" where no part is modelled, else where the model's figures come from
+    shared: str = ""  # "" where no device is shared with other xdist workers, else which and with how many
 
     def describe(self, budget: EnergyBudget) -> str:
         return (f"{format_energy(self.value)} ± {format_energy(self.uncertainty)} {self.what} ({budget.basis}, "
@@ -99,9 +104,15 @@ class Figure:
 
 
 def _device_joules(record: Record, basis: str) -> float:
-    """The record's joules (over its valid rounds) on the devices that are not modelled."""
+    """The record's joules (over its valid rounds) on the devices that are neither modelled nor shared."""
     return sum(c.gross_joules if basis == "gross" else c.net_joules for c in record.components
-               if c.method != "modelled")
+               if c.method != "modelled" and c.shared_with < 2)
+
+
+def shared_from(records: list[Record]) -> str:
+    """The records' devices shared with other xdist workers: "gpu:0 shared with 2 workers"; "" where none."""
+    shared = {c.device: c.shared_with for r in records for c in r.components if c.shared_with > 1}
+    return ", ".join(f"{device} shared with {workers} workers" for device, workers in sorted(shared.items()))
 
 
 def modelled_from(records: list[Record]) -> str:
@@ -125,12 +136,12 @@ def _measured(records: list[Record], budget: EnergyBudget) -> Figure:
         value = sum(r.total_gross_joules if budget.basis == "gross" else r.total_net_joules for r in records)
         spread = math.sqrt(sum((r.per_iteration_uncertainty_joules * r.iterations) ** 2 for r in records))
         return Figure(value, spread, methods, "for the test", sum(_device_joules(r, budget.basis) for r in records),
-                      modelled)
+                      modelled, shared_from(records))
     record = records[0]
     scale = PER[budget.per]
     value = (record.per_iteration_gross_joules if budget.basis == "gross" else record.per_iteration_net_joules)
     return Figure(value * scale, record.per_iteration_uncertainty_joules * scale, methods, _per_text(budget.per),
-                  _device_joules(record, budget.basis) / record.iterations * scale, modelled)
+                  _device_joules(record, budget.basis) / record.iterations * scale, modelled, shared_from([record]))
 
 
 def _no_figure(record: Record) -> str:
@@ -174,7 +185,8 @@ def missed_lines(record: Record, test_records: list[Record]) -> list[str]:
 
 
 def over_modelled(record: Record) -> list[dict[str, Any]]:
-    """The record's budgets only a modelled estimate exceeded (:data:`MODELLED_OVER`), with their ``detail``."""
+    """The record's budgets only a modelled estimate (:data:`MODELLED_OVER`) or a device shared with other
+    xdist workers (:data:`SHARED_OVER`) exceeded, with their ``state`` and ``detail``."""
     return [e for e in _entries(record) if e.get("met") is False and e.get("gating", True) is False]
 
 
@@ -190,6 +202,8 @@ def check(budgets: Iterable[EnergyBudget], records: list[Record], nodeid: str, *
     A budget exceeded only with modelled energy in the figure (its measured devices alone stay under it)
     fails nothing unless ``gate_modelled``: it is kept with ``met`` False, ``gating`` False, the state
     :data:`MODELLED_OVER` and a ``detail`` naming the figure and the model's TDP, for the gate to report.
+    A budget exceeded only with a shared device's energy in the figure is kept so too, with the state
+    :data:`SHARED_OVER`, whatever ``gate_modelled`` says.
     """
     valid = [r for r in records if r.valid]
     invalid = [r for r in records if not r.valid]
@@ -206,20 +220,23 @@ def check(budgets: Iterable[EnergyBudget], records: list[Record], nodeid: str, *
                        "total is unknown")
                 unchecked.update({id(r): (r, why) for r in group})
                 continue
-            # Modelled energy does not gate: only the measured devices' part over the budget fails the test.
-            gating = met or gate_modelled or not figure.modelled or figure.measured > budget.limit_joules
+            # Modelled and shared energy do not gate: only the part measured on the test's own devices over the
+            # budget fails the test (modelled energy does with --energy-gate-modelled).
+            estimated = bool(figure.modelled) and not gate_modelled
+            gating = met or not (estimated or figure.shared) or figure.measured > budget.limit_joules
             entry: dict[str, Any] = {**terms, "met": met}
             if not gating:
-                entry.update(gating=False, state=MODELLED_OVER, detail=f"{figure.describe(budget)}; {figure.modelled}")
+                why = "; ".join(part for part in (figure.shared, figure.modelled) if part)
+                entry.update(gating=False, state=SHARED_OVER if figure.shared else MODELLED_OVER,
+                             detail=f"{figure.describe(budget)}; {why}")
             for record in group:  # every budget is recorded, the exceeded ones too, before failing
                 record.criteria.setdefault("energy", []).append(dict(entry))
             if gating and not met and not failure:
                 label = f" [{group[0].label}]" if budget.per != "test" and group[0].label else ""
                 failure = f"energy budget exceeded{label}: {figure.describe(budget)}"
-                if figure.modelled:
-                    failure += f"; {figure.modelled}"
-                    if not gate_modelled:  # it fails on what was measured, whatever the model adds
-                        failure += f"; the measured devices alone: {format_energy(figure.measured)}"
+                failure += "".join(f"; {part}" for part in (figure.modelled, figure.shared) if part)
+                if estimated or figure.shared:  # it fails on what its own devices measured, whatever else adds
+                    failure += f"; the measured devices alone: {format_energy(figure.measured)}"
         for record, state in unchecked.values():
             record.criteria.setdefault("energy", []).append({**terms, "met": None, "state": state})
     if failure:

@@ -59,6 +59,8 @@ MAX_TOP = 10_000
 MAX_QUALITY_SEEDS = 50
 #: A CPU's rated power: the largest server CPUs are rated about 500 W.
 MAX_TDP_WATTS = 1000.0
+#: GPUs one xdist worker may be given: the largest single machines hold 16.
+MAX_GPUS_PER_WORKER = 64
 
 _seconds = _within(float, 0.0, MAX_SECONDS, above_low=True)
 _rounds = _within(int, 1, MAX_ROUNDS)
@@ -69,6 +71,7 @@ _min_effect = _within(float, 0.0, MAX_MIN_EFFECT)
 _top = _within(int, 0, MAX_TOP)
 _quality_seeds = _within(int, 1, MAX_QUALITY_SEEDS)
 _tdp = _within(float, 0.0, MAX_TDP_WATTS, above_low=True)
+_gpus_per_worker = _within(int, 1, MAX_GPUS_PER_WORKER)
 
 
 def _boolean(text: str) -> bool:
@@ -204,6 +207,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("cpu_tdp", _tdp, None, f"watts > 0 and <= {MAX_TDP_WATTS:g}",
            "the CPU's rated power (TDP) that modelled CPU energy is estimated from, where no RAPL counter reads "
            "it (default: CodeCarbon's cpu_power.csv, else its 85 W guess)"),
+    Option("gpus_per_worker", _gpus_per_worker, None, f"an integer >= 1 and <= {MAX_GPUS_PER_WORKER}",
+           "give each pytest-xdist worker this many GPUs of its own (its CUDA_VISIBLE_DEVICES, set before it "
+           "starts), so no worker's window counts another's work; -n auto starts one worker per block"),
     Option("idle_seconds", _seconds, 1.0, f"seconds > 0 and <= {MAX_SECONDS:g}",
            "length of the idle window measured once per session and device"),
     Option("top", _top, 0, f"an integer >= 0 and <= {MAX_TOP}",

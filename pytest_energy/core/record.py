@@ -51,6 +51,9 @@ class Component:
     # GPUs: {"start", "end": {temperature_c, sm_clock_mhz, power_limit_watts, throttle_reasons},
     # "throttled_windows", "throttling", "cooldown"} (see pytest_energy.measure.conditions); {} elsewhere
     conditions: dict[str, Any] = field(default_factory=dict)
+    # xdist workers whose windows this device's counter also counts (a GPU several workers use, a RAPL
+    # package, DRAM); 0 where it is this process's own. A shared device's energy never gates.
+    shared_with: int = 0
 
 
 @dataclass

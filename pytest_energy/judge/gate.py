@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..core.budget import MODELLED_OVER, EnergyBudget, failed_budgets, not_checked, over_modelled
+from ..core.budget import MODELLED_OVER, SHARED_OVER, EnergyBudget, failed_budgets, not_checked, over_modelled
 from ..core.config import Settings, path_setting, store_setting
 from ..core.figures import ImplausibleValue, round_values
 from ..core.profiles import DEFAULT
@@ -101,12 +101,15 @@ def _energy_verdict(record: Record, kind: DeviceKind, metric: str, stored: store
                     fingerprint_id: str) -> Verdict:
     """Energy of one device kind of a record against the baseline measured on that kind."""
     modelled = kind.group == "modelled"
-    gating = gate and (settings.gate_modelled or not modelled)
+    shared = _shared_note(record, kind)
+    gating = gate and (settings.gate_modelled or not modelled) and not shared
     facts = _facts_note(kind, stored)
     notes = [n for n in (_hardware_note(stored.hardware, fingerprint_id), facts,
                          _conditions_note(record, kind, stored, power_limit="power limit" not in facts)) if n]
-    if modelled and gate and not gating:
+    if modelled and gate and not settings.gate_modelled:
         notes.append("modelled energy: not gating (--energy-gate-modelled gates it)")
+    if shared and gate:
+        notes.append(shared)
     what = "energy" if modelled else f"energy ({', '.join(kind.devices)})"
     threshold = tolerance.value
 
@@ -139,6 +142,18 @@ def _energy_verdict(record: Record, kind: DeviceKind, metric: str, stored: store
                           rounds_advice=_rounds_advice(record, settings))
     judged.metric, judged.baseline_hardware = metric, stored.hardware
     return judged
+
+
+def _shared_note(record: Record, kind: DeviceKind) -> str:
+    """Why a device kind's energy does not gate where xdist workers shared its devices (their work is in
+    its windows), and what gives a worker its own; "" where the devices were this process's own."""
+    shared = [c for c in record.components if c.device in kind.devices and c.shared_with > 1]
+    if not shared:
+        return ""
+    remedy = ("--energy-gpus-per-worker gives each worker GPUs of its own" if all(c.kind == "gpu" for c in shared)
+              else "run it without -n to gate it")
+    return (f"{', '.join(c.device for c in shared)} shared with {max(c.shared_with for c in shared)} workers: "
+            f"not gating ({remedy})")
 
 
 def _rounds_advice(record: Record, settings: Settings) -> str | None:
@@ -645,7 +660,9 @@ def _summary(judgement: Judgement, failing: bool) -> list[str]:
     if required:
         head += f"; {len(required)} failing --energy-require-baselines"
     if judgement.over_budget:
-        head = (f"{head}; " if head else "") + f"{len(judgement.over_budget)} {MODELLED_OVER}"
+        shared = sum(f": {SHARED_OVER}: " in line for line in judgement.over_budget)
+        counts = ((len(judgement.over_budget) - shared, MODELLED_OVER), (shared, SHARED_OVER))
+        head = (f"{head}; " if head else "") + "; ".join(f"{count} {state}" for count, state in counts if count)
     outcome = "INCOMPLETE" if judgement.incomplete else "FAILED" if failing else "passed"
     lines = [f"pytest-energy gate {outcome}: {head or 'nothing judged'} "
              f"(set {judgement.baseline_set!r}, hardware {judgement.fingerprint_id}; {_origins(judgement)})",
@@ -717,17 +734,20 @@ def _unchecked_budgets(records: list[Record]) -> list[str]:
 
 
 def _modelled_over_budget(records: list[Record]) -> list[str]:
-    """One line per energy budget that only a modelled estimate exceeded (a passed test's, once per test
-    for a per-test budget): reported, not gating, with the model's TDP and what sets it."""
+    """One line per energy budget that only a modelled estimate, or a device shared with other xdist workers,
+    exceeded (a passed test's, once per test for a per-test budget): reported, not gating, with the model's
+    TDP and what sets it, or the device shared and what gives a worker its own."""
     lines: dict[str, None] = {}
     for record in records:
         if not record.judgeable:
             continue
         for entry in over_modelled(record):
             name = record.nodeid if entry.get("per") == "test" else record.name
+            remedy = ("--energy-gpus-per-worker gives each xdist worker GPUs of its own; a serial run gates the "
+                      "host's RAPL energy" if entry.get("state") == SHARED_OVER else "--energy-cpu-tdp sets the CPU's "
+                      "TDP, --energy-gate-modelled lets a modelled estimate fail its test")
             lines[f"{name}  energy budget {EnergyBudget(entry['limit_joules'], entry['per'], entry['basis']).describe()}: "
-                  f"{MODELLED_OVER}: {entry.get('detail', '')}; --energy-cpu-tdp sets the CPU's TDP, "
-                  "--energy-gate-modelled lets a modelled estimate fail its test"] = None
+                  f"{entry.get('state', MODELLED_OVER)}: {entry.get('detail', '')}; {remedy}"] = None
     return list(lines)
 
 

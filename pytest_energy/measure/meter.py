@@ -699,7 +699,9 @@ class Meter:
             if note:
                 note = f"window(s) invalid: {note}"
             conditions, condition_notes = _component_conditions(channel.device, states, taken.cooldown)
-            note = "; ".join(n for n in (note, *condition_notes) if n)
+            shared = (f"shared with {channel.shared_with} workers: their work is in its windows too"
+                      if channel.shared_with > 1 else "")
+            note = "; ".join(n for n in (note, *condition_notes, shared) if n)
             components.append(
                 Component(
                     device=channel.device,
@@ -714,6 +716,7 @@ class Meter:
                     valid=channel.device not in problems,
                     note=note,
                     conditions=conditions,
+                    shared_with=channel.shared_with,
                 )
             )
         timeline: list[tuple[float, float]] = []

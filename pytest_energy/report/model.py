@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from itertools import groupby
 from typing import Any
 
-from ..core.budget import failed_budgets, missed_lines
+from ..core.budget import SHARED_OVER, failed_budgets, missed_lines
 from ..core.facts import Pruned
 from ..core.figures import devices_net_per_iteration, fine_tune_energy, query_split, serving_figures, wh_per_1000
 from ..core.record import Carbon, Record, RunInfo
@@ -778,8 +778,9 @@ def build_headline(records: list[Record], judgement: Judgement | None, exit_stat
     else:
         outcome = "passed"
         decided += [f"{_plural(quiet, 'regression')} not gating"] if quiet else []
-        decided += [f"{_plural(len(judgement.over_budget), 'energy budget')} over on a modelled estimate only, "
-                    "not gating"] if judgement.over_budget else []
+        shared = sum(SHARED_OVER in line for line in judgement.over_budget)
+        over = ((len(judgement.over_budget) - shared, "a modelled estimate"), (shared, "a shared device"))
+        decided += [f"{_plural(count, 'energy budget')} over on {what} only, not gating" for count, what in over if count]
         if not decided:
             decided.append("nothing failed the gate" if judgement.verdicts
                            else "nothing compared with a baseline")

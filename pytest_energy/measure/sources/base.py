@@ -52,6 +52,9 @@ class Channel(abc.ABC):
     #: A continuous reading that stays unchanged this long is frozen: the device always draws some
     #: power. 0.0: never checked (a model). Ticking counters: the meter's poller waits three ticks.
     frozen_after_seconds: float = 0.0
+    #: xdist workers that draw on this device in the same windows (set by the session; see
+    #: :func:`pytest_energy.xdist.share`); 0: this process has it to itself.
+    shared_with: int = 0
 
     @abc.abstractmethod
     def read(self) -> float:

@@ -108,6 +108,37 @@ def cuda_visible(env: str | None, uuids: list[str]) -> list[int]:
     return visible
 
 
+def visible_gpus() -> list[str]:
+    """The GPUs CUDA shows this process, in CUDA's order, each as a ``CUDA_VISIBLE_DEVICES`` entry names
+    it: its full UUID where that variable names UUIDs, else its index (every GPU NVML lists where it is
+    unset). Raises :class:`SourceUnavailable` (one line) where NVML cannot list them or an entry is a MIG
+    instance."""
+    nvml = _import_pynvml()
+    try:
+        nvml.nvmlInit()
+    except nvml.NVMLError as error:
+        raise SourceUnavailable(f"NVML did not start ({error}): check the driver with nvidia-smi") from None
+    try:
+        uuids = [_text(nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetHandleByIndex(index)))
+                 for index in range(nvml.nvmlDeviceGetCount())]
+    except nvml.NVMLError as error:
+        raise SourceUnavailable(f"NVML failed while listing GPUs ({error}): check the driver with nvidia-smi") from None
+    finally:
+        try:
+            nvml.nvmlShutdown()
+        except nvml.NVMLError:
+            pass  # the driver went away; nothing is left to release
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    try:
+        visible = cuda_visible(env, uuids)
+    except ValueError as error:
+        raise SourceUnavailable(str(error)) from None
+    if env is None:
+        return [str(index) for index in visible]
+    entries = [entry.strip() for entry in env.split(",")][:len(visible)]  # those CUDA sees, as written
+    return [uuids[index] if entry.upper().startswith("GPU-") else entry for index, entry in zip(visible, entries)]
+
+
 def _match_entry(entry: str, uuids: list[str]) -> int | None:
     if entry.isdigit():
         index = int(entry)
