@@ -283,6 +283,23 @@ def test_a_gpu_shared_by_two_workers_never_gates_and_says_why(pytester: pytest.P
         assert "shared with 2 workers: their work is in its windows too" in component["note"]
 
 
+def test_energy_of_a_shared_gpu_never_becomes_a_baseline(pytester: pytest.Pytester,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A baseline taken on a board two workers shared would hold both their work: every later regression up
+    to that much would pass. So an update run under -n 2 records none of it, and a serial run still gates."""
+    monkeypatch.setenv("FAKE_GPUS", "1")
+    monkeypatch.setenv("FAKE_WATTS", "300")
+    shared = _run(pytester, "-n", "2", "--energy-update-baselines", count=4)
+    shared.assert_outcomes(passed=4)
+    shared.stdout.fnmatch_lines(["*0 written, 0 unchanged kept, 4 not written (only energy of devices xdist "
+                                 "workers shared)*",
+                                 "*energy measured on devices xdist workers shared is never a baseline*"])
+    assert not list((pytester.path / "baselines").rglob("*.json"))
+    serial = _run(pytester, "--energy-update-baselines", count=4)  # the board to itself: recorded
+    serial.assert_outcomes(passed=4)
+    serial.stdout.fnmatch_lines(["*4 written, 0 unchanged kept*"])
+
+
 def test_own_gpus_under_xdist_gate_as_a_serial_run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_GPUS", "2")
     monkeypatch.setenv("FAKE_WATTS", "150")

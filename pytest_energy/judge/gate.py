@@ -845,21 +845,29 @@ def _write_baselines(records: list[Record], judgement: Judgement, settings: Sett
         if verdict.baseline_set == settings.baseline_set:
             statuses.setdefault((verdict.name, verdict.metric), set()).add(verdict.status)
     stored = store.load_set(folder).baselines
-    chosen, skipped, kept, without_energy = [], [], 0, []
+    chosen, skipped, kept, without_energy, without_shared, shared_only = [], [], 0, [], [], []
     replaced: dict[str, str] = {}  # record name -> whose energy on every device kind dropped
     for record in records:
         independent_part = store.quality_values(record) or store.work_values(record) or store.model_identity(record)
+        # No valid window (a frozen counter): its quality, work and model are still this run's, so they
+        # are recorded and gate the next runs; left out, nothing would ever gate on such a runner. A device
+        # kind whose devices xdist workers shared holds their work too: a baseline of it would be
+        # inflated, and every later regression up to that much would pass.
+        measured = device_kinds(record, settings) if record.valid else []
+        kinds = [kind for kind in measured if not _shared_note(record, kind)]
         if not record.judgeable or not (record.valid or independent_part):
             skipped.append(record.name)
             continue
-        # No valid window (a frozen counter): its quality, work and model are still this run's, so they
-        # are recorded and gate the next runs; left out, nothing would ever gate on such a runner.
-        kinds = device_kinds(record, settings) if record.valid else []
+        if not (kinds or independent_part):
+            shared_only.append(record.name)  # nothing of it to record but a shared device's energy
+            continue
         if not record.valid:
             without_energy.append(record.name)
+        elif len(kinds) < len(measured):
+            without_shared.append(record.name)
         mine = {metric: found for (name, metric), found in statuses.items() if name == record.name}
-        changed = [kind for index, kind in enumerate(kinds)
-                   if mine.get(energy_metric(index, kind)) != {Status.UNCHANGED}]
+        changed = [kind for index, kind in enumerate(measured)
+                   if kind in kinds and mine.get(energy_metric(index, kind)) != {Status.UNCHANGED}]
         independent = {m: found for m, found in mine.items() if not m.startswith("energy")}
         existing = stored.get(record.name)
         same = existing is not None and all(found == {Status.UNCHANGED} for found in independent.values()) \
@@ -883,13 +891,22 @@ def _write_baselines(records: list[Record], judgement: Judgement, settings: Sett
     regressed = _refreshed(judgement, set(result.written), settings)
     lines = [e for e in result.errors if e not in judgement.errors]  # judge() has shown the others
     energyless = len(set(without_energy) & set(result.written))
+    unshared = len(set(without_shared) & set(result.written))
     lines.append(f"pytest-energy: baselines {folder}: {len(result.written)} written"
                  + (f" ({energyless} without energy: no valid window, so its quality, work and model only)"
-                    if energyless else "") + f", {kept} unchanged kept"
+                    if energyless else "")
+                 + (f" ({unshared} without the energy of devices xdist workers shared)" if unshared else "")
+                 + f", {kept} unchanged kept"
                  + (f", {len(skipped)} not written (test not passed, or no valid round)" if skipped else "")
+                 + (f", {len(shared_only)} not written (only energy of devices xdist workers shared)"
+                    if shared_only else "")
                  + (f", {len(result.refused)} refused (their file is unreadable, see above)" if result.refused else ""))
     lines += [f"  {how:9} {name}" + (f"  ({replaced[name]} energy on every device kind dropped)"
                                       if name in replaced else "") for name, how in sorted(result.written.items())]
+    if without_shared or shared_only:
+        lines.append("pytest-energy: energy measured on devices xdist workers shared is never a baseline "
+                     "(their work is in its windows too): run without -n, or with --energy-gpus-per-worker, "
+                     "to record it")
     if regressed:
         lines.append(f"pytest-energy: {len(regressed)} regression{'s' if len(regressed) > 1 else ''} "
                      f"refreshed by this update no longer fail{'' if len(regressed) > 1 else 's'} the gate: "
