@@ -5,7 +5,8 @@ products. Elsewhere it measures a simulated NVML GPU (labelled "simulated" every
 machine's CPU through the plugin's own sources (RAPL where readable, else modelled).
 ``--quick`` takes about a minute on a 2-core CPU machine, a full run about five.
 ``python3 -m bench suites`` times the bundled suites instead (bench/suites.py); ``python3 -m bench
-ordinary`` what ``--energy`` costs a suite that measures nothing (bench/ordinary.py).
+ordinary`` what ``--energy`` costs a suite that measures nothing (bench/ordinary.py); ``python3 -m bench
+gpu`` checks a GPU runner in at most five minutes (bench/gpu.py).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pytest_energy.measure.fingerprint import git_commit
 from pytest_energy.measure.sources.modelled import cpu_model
 
 from . import changepoint, codecarbon_window, detection, nightly, noise, overhead, recommend, render, rigs, simnvml
-from . import slug, tables, validity
+from . import slug, step, tables, validity
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("noise", "detection", "overhead", "validity", "render", "changepoint", "nightly")
@@ -166,17 +167,7 @@ class Bench:
             idle_seconds=self.idle_seconds, country=self.args.country, seed=self.args.seed,
         )
 
-    def step(self, what: str, action: Callable[[], Any]) -> Any:
-        """Run one part, print its time; a failure becomes one line and {"absent": ...}, never a traceback."""
-        print(f"bench: {what} ...", file=sys.stderr, flush=True)
-        began = time.perf_counter()
-        try:
-            result = action()
-        except Exception as error:
-            result = {"absent": f"{type(error).__name__}: {error}"}
-            print(f"bench: {what} failed: {result['absent']}", file=sys.stderr, flush=True)
-        print(f"bench: {what} took {time.perf_counter() - began:.1f} s", file=sys.stderr, flush=True)
-        return result
+    step = staticmethod(step)  # bench.step: one part, timed; a failure is one line
 
     # -- sections -------------------------------------------------------------------------------
     def noise(self) -> None:
@@ -352,6 +343,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import ordinary
 
         return ordinary.main(argv[1:])
+    if argv[:1] == ["gpu"]:  # the one-command check of a GPU runner (bench/gpu.py)
+        from . import gpu
+
+        return gpu.main(argv[1:])
     if argv[:1] == ["quality"]:  # the spread of quality between training runs (bench/quality.py)
         from . import quality
 

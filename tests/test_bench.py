@@ -199,3 +199,61 @@ def test_the_quality_bench_reads_the_runs_and_pools_machines_into_the_budget_rul
     row = next(line for line in table.splitlines() if line.startswith("| `case` | rouge1 |"))
     assert row.split("|")[8:10] == [" 8 ", f" {quality.budget([0.70, 0.72, 0.74, 0.71, 0.73, 0.78, 0.79, 0.80]):.2f} "]
     assert "Pooled with: `quality-x-amd.json`" in table
+
+
+def test_the_gpu_check_without_nvml_says_so_in_one_line_and_exits_3(tmp_path):
+    from bench import rigs
+
+    if not rigs.gpu_available():
+        pytest.skip("this machine has a GPU to check")
+    done = subprocess.run([sys.executable, "-m", "bench", "gpu", "--out", str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3
+    [line] = (done.stdout + done.stderr).strip().splitlines()
+    assert line.startswith("bench gpu: no NVIDIA GPU to check here (") and "--simulated" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_simulated_gpu_check_writes_every_section_and_the_constants_table(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "bench", "gpu", "--simulated", "--quick", "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((tmp_path / "gpu-simulated.json").read_text())
+    table = (tmp_path / "gpu-simulated.md").read_text()
+    assert table.startswith("# GPU check: simulated NVML GPU") and "**simulated**" in table
+    for heading in ("Counter: tick and read cost", "Idle power", "Conditions reads", "Per-round CV at 0.1 s windows",
+                    "Detection of +3 % and +1 %", "Per-test overhead", "`--energy-top` overhead",
+                    "The suites' GPU-only case (2:4 pruning)", "Constants"):
+        assert f"## {heading}\n" in table
+    assert "skipped: no CUDA" in table  # the 2:4 case runs only where CUDA is
+    assert results["meta"]["simulated"] is True and results["meta"]["product_slug"] == "simulated"
+    # The simulated counter's own figures (bench/simnvml.py), measured back.
+    assert abs(results["counter"]["tick_seconds"] - 0.1) < 0.01
+    assert results["counter"]["read_wall_seconds"] >= 0.0039 * 0.9
+    assert abs(results["idle"]["idle_watts"] / 77.0 - 1) < 0.05
+    assert results["conditions"]["last"]["power_limit_watts"] == 700.0
+    measured = {(r["rule"], r["threshold"]): r["effects"] for r in results["detection"]["measured"]}
+    assert set(measured[("verdict", 0.02)]) == {"0", "0.01", "0.03"}
+    assert results["top"]["listed"] == 10 and results["overhead"]["tests"]["test_1_marked"]["plain_seconds"] >= 1.0
+    rows = {row["constant"]: row for row in results["constants"]}
+    assert {"WINDOW_NOISE", "COUNTER_TICK_SECONDS", "TICK_TIMEOUT_PERIODS (frozen-counter ticks)",
+            "IDLE_FLOOR_FRACTION", "POWER_LIMIT_MARGIN"} <= set(rows)
+    assert all(row["verdict"] == "agrees" for row in rows.values())  # the simulation is built from them
+    assert "| WINDOW_NOISE | judge/verdict.py | 10 % a window |" in table
+
+
+def test_the_gpu_checks_constants_table_says_where_the_data_disagree():
+    from bench import gpu
+
+    measured = {"meta": {"window_seconds": 1.0},
+                "counter": {"tick_seconds": 0.1, "longest_interval_seconds": 0.45, "interval_watts": [4.0, 80.0, 81.0],
+                            "read_wall_seconds": 0.0039},
+                "idle": {"idle_watts": 80.0}, "conditions": {"power_limit_watts": 700.0},
+                "noise": {"cv_net": 0.14, "watts": [600.0, 1100.0]}}
+    rows = {row["constant"]: row["verdict"] for row in gpu.constants(measured)}
+    assert rows["TICK_TIMEOUT_PERIODS (frozen-counter ticks)"].startswith("disagrees (a live counter")
+    assert rows["WINDOW_NOISE"].startswith("disagrees (")
+    assert rows["IDLE_FLOOR_FRACTION"].startswith("disagrees (")  # 4 W of an 80 W idle
+    assert rows["POWER_LIMIT_MARGIN"].startswith("disagrees (")  # 1100 W over a 700 W limit
+    assert rows["COUNTER_TICK_SECONDS"] == "agrees"
+    assert gpu.constants({"meta": {"window_seconds": 1.0}})[0]["verdict"] == "not measured"
