@@ -20,10 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -194,16 +194,21 @@ class Check:
             return {"skipped": f"no CUDA ({reason})"}
         path, case = PRUNING_CASE
         limit = max(10.0, self.left() - 5.0)
-        command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *overhead._plugin_flags(),
-                   "--energy", path, "-k", case]
+        shown = ["pytest", "--energy", path, "-k", case]
         began = time.perf_counter()
-        try:
-            done = subprocess.run(command, cwd=ROOT, env=overhead._environment(), capture_output=True, text=True,
-                                  timeout=limit)
-        except subprocess.TimeoutExpired:
-            return {"skipped": f"did not finish in the {limit:.0f} s left of the budget", "command": " ".join(command)}
+        with tempfile.TemporaryDirectory(prefix="bench-gpu-") as name:  # the run's outputs, not the project's
+            outputs = Path(name)
+            command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *overhead._plugin_flags(),
+                       *shown[1:], "--energy-json", str(outputs / "records.json"),
+                       "--energy-report", str(outputs / "report.html"), "--energy-history",
+                       str(outputs / "history.sqlite"), "--energy-baselines", str(outputs / "baselines")]
+            try:
+                done = subprocess.run(command, cwd=ROOT, env=overhead._environment(), capture_output=True, text=True,
+                                      timeout=limit)
+            except subprocess.TimeoutExpired:
+                return {"skipped": f"`{' '.join(shown)}` did not finish in the {limit:.0f} s left of the budget"}
         tail = (done.stdout + done.stderr).strip().splitlines()[-3:]
-        return {"command": " ".join(command[2:]), "exit_status": done.returncode, "seconds": time.perf_counter() - began,
+        return {"command": " ".join(shown), "exit_status": done.returncode, "seconds": time.perf_counter() - began,
                 "summary": " | ".join(tail)}
 
     # -- the whole check --------------------------------------------------------------------------
@@ -291,12 +296,14 @@ def constants(results: dict[str, Any]) -> list[dict[str, Any]]:
     floor = meter_module.IDLE_FLOOR_FRACTION
     lowest = min(watts) / idle if watts and idle else None
     rows.append(_row("IDLE_FLOOR_FRACTION", "measure/meter.py", f"a window below {floor * 100:g} % of idle is stalled",
-                     f"lowest idle interval {lowest * 100:.0f} % of idle ({idle:.4g} W)" if lowest is not None else "n/a",
+                     f"lowest idle interval {lowest * 100:.0f} % of idle ({idle:.4g} W)" if lowest is not None
+                     else "n/a",
                      None if lowest is None else lowest > floor,
                      "a live idle window read below the floor: it would be called a stalled counter"))
     factor, slack = meter_module.COOLDOWN_IDLE_FACTOR, meter_module.COOLDOWN_IDLE_SLACK_WATTS
     high = statistics.quantiles(watts, n=20)[-1] if len(watts) >= 2 and idle else None
-    rows.append(_row("COOLDOWN_IDLE_FACTOR, _SLACK_WATTS", "measure/meter.py", f"idle <= {factor:g} x idle + {slack:g} W",
+    rows.append(_row("COOLDOWN_IDLE_FACTOR, _SLACK_WATTS", "measure/meter.py",
+                     f"idle <= {factor:g} x idle + {slack:g} W",
                      f"95th percentile of idle intervals {high:.4g} W" if high is not None else "n/a",
                      None if high is None else high <= factor * idle + slack,
                      "an idle GPU reads above the cooldown's idle bound: cooldowns would wait for nothing"))
@@ -389,7 +396,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{_pct(p['cv_net_later'])}; first window's offset {_pct(p['first_offset_net'])}"])
 
     def detection_body(p: dict[str, Any]) -> list[str]:
-        header = ["rule", "noise", "threshold", *(f"+{e * 100:g} %" if e else "identical (false alarms)" for e in EFFECTS)]
+        header = ["rule", "noise", "threshold",
+                  *(f"+{e * 100:g} %" if e else "identical (false alarms)" for e in EFFECTS)]
         body = [f"Regression rates with the gate's own statistics (pytest_energy.judge.simulation), {ROUNDS} rounds of "
                 f"{window} a side.", "", f"Measured A/B trials ({p['measured_trials']} per effect):", ""]
         body += _table(header, _detection_rows(p["measured"]))
@@ -402,10 +410,12 @@ def markdown(results: dict[str, Any]) -> str:
     lines += _section("Per-test overhead", results.get("overhead"), lambda p: _table(
         ["test", "plain", "measured", "overhead"],
         [[name, f"{t['plain_seconds']:.3f} s", f"{t['measured_seconds']:.3f} s",
-          f"{t['overhead_seconds'] * 1000:+.0f} ms ({_pct(t['overhead_fraction'])})"] for name, t in p["tests"].items()])
+          f"{t['overhead_seconds'] * 1000:+.0f} ms ({_pct(t['overhead_fraction'])})"]
+         for name, t in p["tests"].items()])
         + ["", f"Session start {p['session_start_seconds']:+.2f} s, end {p['session_end_seconds']:+.2f} s"])
     lines += _section("`--energy-top` overhead", results.get("top"), lambda p: [
-        f"- {p['tests']} tests of {p['test_seconds'] * 1000:g} ms: {p['per_test_overhead_seconds'] * 1000:+.2f} ms a test "
+        f"- {p['tests']} tests of {p['test_seconds'] * 1000:g} ms: "
+        f"{p['per_test_overhead_seconds'] * 1000:+.2f} ms a test "
         f"({_pct(p['overhead_fraction'])}); session stages {p['session_stages_seconds']:+.2f} s; "
         f"{p['listed']} listed"])
     lines += _section("The suites' GPU-only case (2:4 pruning)", results.get("pruning"), lambda p: [
@@ -438,8 +448,11 @@ def main(argv: list[str]) -> int:
             print(f"bench gpu: no NVIDIA GPU to check here ({reason}); run it on a GPU runner, or add --simulated "
                   "to try the command on the simulated GPU", file=sys.stderr)
             return NO_GPU
-        rig = rigs.gpu_rig()
-    os.environ.pop("PYTEST_ADDOPTS", None)
+        try:
+            rig = rigs.gpu_rig()
+        except Exception as error:  # NVML or CUDA failing past the probe: one line, as without a GPU
+            print(f"bench gpu: GPU 0 could not be set up ({type(error).__name__}: {error})", file=sys.stderr)
+            return NO_GPU
     results = Check(arguments, rig).run()
     data, table = write(results, arguments.out)
     print(table.read_text())
