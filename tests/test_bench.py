@@ -257,3 +257,16 @@ def test_the_gpu_checks_constants_table_says_where_the_data_disagree():
     assert rows["POWER_LIMIT_MARGIN"].startswith("disagrees (")  # 1100 W over a 700 W limit
     assert rows["COUNTER_TICK_SECONDS"] == "agrees"
     assert gpu.constants({"meta": {"window_seconds": 1.0}})[0]["verdict"] == "not measured"
+
+
+def test_a_gpu_check_whose_budget_is_spent_skips_each_part_and_says_so(tmp_path):
+    from bench import gpu, rigs
+
+    arguments = gpu.parse_arguments(["--simulated", "--budget", "1e-9", "--out", str(tmp_path)])
+    results = gpu.Check(arguments, rigs.simulated_rig(0)).run()
+    _, table = gpu.write(results, tmp_path)
+    text = table.read_text()
+    parts = ("counter", "idle", "conditions", "noise", "detection", "overhead", "top", "pruning")
+    assert all(results[part] == {"skipped": "the 1e-09 s budget was spent"} for part in parts)
+    assert text.count("skipped: the 1e-09 s budget was spent") == len(parts)
+    assert {row["verdict"] for row in results["constants"]} == {"not measured"}
