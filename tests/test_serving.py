@@ -259,7 +259,7 @@ def test_without_energy_a_served_case_serves_once_and_checks_its_quality_budget(
     from pytest_energy.cases.base import QualityBudgetError
 
     texts = [t for row in PROMPTS for t in row.values()]
-    unmeasured = types.SimpleNamespace(enabled=False)
+    unmeasured = types.SimpleNamespace(enabled=False, profile=None)  # the fixture without --energy
     for budget, passes in ((0.0, True), (0.99, False)):
         case = GenerationCase(model=lambda: tiny_llama(texts), dataset=PROMPTS, inferences=8, max_new_tokens=4,
                               concurrency=[1, 4], quality={"rougeL": budget})
