@@ -132,6 +132,12 @@ class _Pending(Generic[T]):
         return self._value
 
 
+def _wide_bracket(gap: float, fastest_read: float) -> bool:
+    """Whether two reads ``gap`` seconds apart (mid to mid) leave a counter change between them too loosely
+    placed, given the channel's fastest read so far (:data:`WIDE_BRACKET_READS`, :data:`BRACKET_SLACK`)."""
+    return gap > WIDE_BRACKET_READS * fastest_read + BRACKET_SLACK
+
+
 class ConditionsReader:
     """Reads the conditions of the channels that report them, once per edge, on a thread of its own."""
 
@@ -220,7 +226,7 @@ class TickPoller:
 
     def _wide(self, gap: float) -> bool:
         """Whether two reads ``gap`` seconds apart leave a tick between them too loosely placed."""
-        return gap > WIDE_BRACKET_READS * self._fastest_read + BRACKET_SLACK
+        return _wide_bracket(gap, self._fastest_read)
 
     def _predicted_tick(self, now: float) -> float | None:
         """The next tick after ``now`` from the last one seen and the calibrated period."""
@@ -467,7 +473,7 @@ class Meter:
             mid = (before + after) / 2
             if last is not None and value != last:
                 changes += 1
-                if mid - last_mid <= WIDE_BRACKET_READS * fastest + BRACKET_SLACK:
+                if not _wide_bracket(mid - last_mid, fastest):
                     tick = (last_mid + mid) / 2
                     if last_tick is not None and changes == 1:
                         periods.append(tick - last_tick)
