@@ -164,6 +164,12 @@ def not_checked(record: Record) -> list[dict[str, Any]]:
     return [e for e in _entries(record) if e.get("met") is None]
 
 
+def missed_quality(record: Record) -> dict[str, dict[str, Any]]:
+    """The record's quality entries whose budget it missed, by metric (a quality budget always gates)."""
+    return {metric: entry for metric, entry in record.quality.items()
+            if isinstance(entry, dict) and entry.get("budget_met") is False}
+
+
 def failed_budgets(record: Record) -> list[dict[str, Any]]:
     """The record's budgets it exceeded that fail its test (not those only a modelled estimate exceeded)."""
     return [e for e in _entries(record) if e.get("met") is False and e.get("gating", True) is not False]

@@ -9,7 +9,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..core.budget import MODELLED_OVER, SHARED_OVER, EnergyBudget, failed_budgets, not_checked, over_modelled
+from ..core.budget import (MODELLED_OVER, SHARED_OVER, EnergyBudget, failed_budgets, missed_quality, not_checked,
+                           over_modelled)
 from ..core.config import Settings, path_setting, store_setting
 from ..core.figures import ImplausibleValue, round_values
 from ..core.profiles import DEFAULT
@@ -534,8 +535,7 @@ FAILED_OUTCOMES = ("failed", "error")
 def failure_reason(record: Record) -> str:
     """Why a measured test failed, as far as its record tells: the quality or energy budget it missed."""
     missed = [f"{metric} {entry['value']:.4g} {'<' if entry.get('higher_is_better', True) else '>'} "
-              f"{entry['budget']:.4g}" for metric, entry in sorted(record.quality.items())
-              if isinstance(entry, dict) and entry.get("budget_met") is False]
+              f"{entry['budget']:.4g}" for metric, entry in sorted(missed_quality(record).items())]
     over = failed_budgets(record)
     reasons = []
     if missed:

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from itertools import groupby
 from typing import Any
 
-from ..core.budget import SHARED_OVER, failed_budgets, missed_lines
+from ..core.budget import SHARED_OVER, failed_budgets, missed_lines, missed_quality
 from ..core.facts import Pruned
 from ..core.figures import devices_net_per_iteration, fine_tune_energy, query_split, serving_figures, wh_per_1000
 from ..core.record import Carbon, Record, RunInfo
@@ -571,9 +571,10 @@ def _quality(record: Record, verdicts: dict[str, Verdict]) -> list[QualityValue]
 def _missed_quality(record: Record, quality: list[QualityValue]) -> list[str]:
     """Each quality budget the record missed: the value (its interval where kept) against the budget."""
     lines = []
+    missed = missed_quality(record)
     for value in quality:
-        entry = record.quality.get(value.metric)
-        if isinstance(entry, dict) and entry.get("budget_met") is False:
+        entry = missed.get(value.metric)
+        if entry is not None:
             lines.append(f"quality budget: {value.text} {'<' if value.higher_is_better else '>'} budget "
                          f"{fmt(finite_number(entry.get('budget')))}")
     return lines
@@ -745,11 +746,9 @@ def build_headline(records: list[Record], judgement: Judgement | None, exit_stat
     regressed = [name for name, status in judged.items() if status.fails]
     gating = Counter(judged[name] for name in regressed if fails_gate(by_name.get(name, [])))
     quiet = len(regressed) - sum(gating.values())
-    quality_missed = sum(1 for r in failed for entry in r.quality.values()
-                         if isinstance(entry, dict) and entry.get("budget_met") is False)
+    quality_missed = sum(len(missed_quality(r)) for r in failed)
     energy_missed = sum(len(failed_budgets(r)) for r in failed)
-    on_budget = {r.nodeid for r in failed if failed_budgets(r) or any(
-        isinstance(entry, dict) and entry.get("budget_met") is False for entry in r.quality.values())}
+    on_budget = {r.nodeid for r in failed if failed_budgets(r) or missed_quality(r)}
     other_failed = {r.nodeid for r in failed} - on_budget
 
     unchecked = len(judgement.incomplete) - lost

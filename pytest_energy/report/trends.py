@@ -11,14 +11,11 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from ..core.units import percent_change
 from ..stats.changepoint import detect
 
 #: Trend charts a session report draws: those of its most urgent rows (every chart is inline SVG).
 SESSION_TRENDS = 60
-
-
-def _percent(ratio: float) -> str:
-    return f"{100 * (ratio - 1):+.1f} %" if math.isfinite(ratio) else "n/a"
 
 
 @dataclass
@@ -53,7 +50,7 @@ class Step:
 
     @property
     def text(self) -> str:
-        return f"{_percent(self.ratio)} at {self.started[:19]}" + (f" ({self.commits})" if self.commits else "")
+        return f"{percent_change(self.ratio)} at {self.started[:19]}" + (f" ({self.commits})" if self.commits else "")
 
 
 def commit_range(before: str, after: str) -> str:
