@@ -144,7 +144,7 @@ trained = GenerationCase(model="no-such-org/no-such-llm", dataset=PROMPTS, infer
 def measured(tmp_path_factory):
     folder = tmp_path_factory.mktemp("generation")
     session = run_session(folder, {"models.py": MODELS, "test_generation_here.py": CASES}, "--energy",
-                          "--energy-json", "out.json", env={"HF_ENDPOINT": "http://10.255.255.1"})
+                          "--energy-json", "out.json", "--energy-min-window", "0.05", env={"HF_ENDPOINT": "http://10.255.255.1"})
     # Two cases make [prefill] and [decode] records: key them by test and label.
     session.records = {"::".join(r["name"].split("::")[-2:]): r
                        for r in json.loads((folder / "out.json").read_text())["records"]}
