@@ -418,7 +418,8 @@ def test_a_model_doing_twice_the_flops_shows_twice_the_proxy(measured):
 
 def test_cpu_ci_gate_catches_a_model_doing_twice_the_work(tmp_path):
     """Modelled energy does not gate, but the FLOP proxy does: CPU-only CI still fails on 2x the work."""
-    flags = ("--energy", "--energy-json", "out.json", "--energy-history", "none", "--energy-baselines", "base")
+    flags = ("--energy", "--energy-json", "out.json", "--energy-history", "none", "--energy-baselines", "base",
+             "--energy-min-window", "0.05")
     recorded = run_session(tmp_path, {"models.py": MODELS, "test_model.py": "from models import once, case\n"
                                       "model = case(once)\n"}, *flags, "--energy-update-baselines")
     assert recorded.outcomes == {"model": "passed"}

@@ -325,7 +325,7 @@ def session(request, tmp_path):
     def go(files: dict[str, str], cpu: str, *extra: str) -> tuple[list[str], int]:
         for name, text in files.items():
             (tmp_path / name).write_text(text)
-        command = [sys.executable, "-m", "pytest", "--energy", "--energy-idle-seconds", "0.05", "--energy-report",
+        command = [sys.executable, "-m", "pytest", "--energy", "--energy-idle-seconds", "0.05", "--energy-min-window", "0.05", "--energy-report",
                    "none", "--energy-history", "none", "--energy-json", "out.json", "-p", "no:cacheprovider",
                    *workers, *extra]
         done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
@@ -333,6 +333,7 @@ def session(request, tmp_path):
                                    "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
         return done.stdout.splitlines(), done.returncode
 
+    go.document = lambda: json.loads((tmp_path / "out.json").read_text())  # the last run's JSON
     return go
 
 
@@ -342,50 +343,56 @@ def _gate(lines: list[str]) -> list[str]:
 
 
 def test_another_cpu_runner_judges_work_and_quality_of_the_recorded_case(session):
-    recorded, code = session({"test_model.py": "from models import once, case\nmodel = case(once)\n"},
-                             "AMD EPYC 7B13", "--energy-update-baselines")
+    once = "from models import once, case\nmodel = case(once)\n"
+    recorded, code = session({"test_model.py": once, "test_changed.py": once}, "AMD EPYC 7B13",
+                             "--energy-update-baselines")
     assert code == 0, "\n".join(recorded)
-    same, code = session({}, "Intel Xeon Gold 6338")
-    assert code == 0, "\n".join(same)
-    head = _gate(same)[0]
-    # Model, accuracy, f1 and FLOPs judged against the other runner's baseline; its modelled energy not.
-    assert head == ("pytest-energy gate passed: 1 unchanged (set 'default', hardware played-intel-xeon-gold-6338; "
-                    "baselines: 0 verdicts from this hardware, 4 from other hardware, 1 with none)")
-    changed, code = session({"test_model.py": "from models import twice, case\nmodel = case(twice)\n"},
+    # On another CPU one case stays as recorded and the other's model does twice the work.
+    changed, code = session({"test_changed.py": "from models import twice, case\nmodel = case(twice)\n"},
                             "Intel Xeon Gold 6338")
     assert code == 1, "\n".join(changed)
+    # Model, accuracy, f1 and FLOPs of the unchanged case judged against the other runner's baseline; its
+    # modelled energy not.
+    verdicts = {v["metric"]: v for v in session.document()["gate"]["verdicts"] if v["name"] == "test_model.py::model"}
+    assert {m: v["status"] for m, v in verdicts.items()} == {
+        "model": "unchanged", "accuracy": "unchanged", "f1": "unchanged", "flops_per_inference": "unchanged",
+        "energy": "incomparable"}
+    assert {v["baseline_hardware"] for m, v in verdicts.items() if m != "energy"} == {"played-amd-epyc-7b13"}
     gate = _gate(changed)
-    assert gate[0].startswith("pytest-energy gate FAILED: 1 model changed")
-    assert any(line.startswith("test_model.py::model  flops_per_inference") and "(+100.0 %)" in line
+    assert gate[0].startswith("pytest-energy gate FAILED: 1 model changed") and "1 unchanged" in gate[0]
+    assert gate[0].endswith("(set 'default', hardware played-intel-xeon-gold-6338; baselines: 0 verdicts from this "
+                            "hardware, 8 from other hardware, 2 with none)"), gate[0]
+    assert not any(line.startswith("test_model.py::model") for line in gate)
+    assert any(line.startswith("test_changed.py::model  flops_per_inference") and "(+100.0 %)" in line
                and "baseline from other hardware (played-amd-epyc-7b13)" in line for line in gate)
-    assert any(line.startswith("test_model.py::model  model changed: once -> twice; the gate fails until ")
+    assert any(line.startswith("test_changed.py::model  model changed: once -> twice; the gate fails until ")
                and line.endswith("100 % more FLOPs than the old model; quality against it: accuracy the same, "
                                  "f1 the same") for line in gate), "\n".join(gate)
 
 
 def test_a_changed_model_or_fallback_config_fails_and_the_row_names_what_ran(session):
-    first = {"test_fallback.py": FALLBACK_CASE.format(model="no-such-org/model-a", hidden=16, tokens=512)}
-    recorded, code = session(first, "AMD EPYC 7B13", "--energy-update-baselines")
+    """Three copies of one fallback case are recorded; on another CPU each changes one thing."""
+    recorded_case = FALLBACK_CASE.format(model="no-such-org/model-a", hidden=16, tokens=512)
+    recorded, code = session({f"test_{name}.py": recorded_case for name in ("renamed", "resized", "cut")},
+                             "AMD EPYC 7B13", "--energy-update-baselines")
     assert code == 0, "\n".join(recorded)
     assert "model: fallback bert, standing in for no-such-org/model-a" in [line.strip() for line in recorded]
-    renamed, code = session({"test_fallback.py": FALLBACK_CASE.format(model="no-such-org/model-b", hidden=16, tokens=512)},
-                            "Intel Xeon Gold 6338")
-    assert code == 1, "\n".join(renamed)
-    assert any(line.startswith("test_fallback.py::case  model changed: no-such-org/model-a -> no-such-org/model-b "
-                               "(both ran fallback bert (hidden_size=16") for line in _gate(renamed))
-    resized, code = session({"test_fallback.py": FALLBACK_CASE.format(model="no-such-org/model-a", hidden=32, tokens=512)},
-                            "Intel Xeon Gold 6338")
-    assert code == 1, "\n".join(resized)
-    assert any(line.startswith("test_fallback.py::case  model changed: no-such-org/model-a (ran fallback bert "
+    changed, code = session({
+        "test_renamed.py": FALLBACK_CASE.format(model="no-such-org/model-b", hidden=16, tokens=512),
+        "test_resized.py": FALLBACK_CASE.format(model="no-such-org/model-a", hidden=32, tokens=512),
+        # How the case runs its model is part of its identity: inputs cut to 4 tokens fail on this other CPU too.
+        "test_cut.py": FALLBACK_CASE.format(model="no-such-org/model-a", hidden=16, tokens=4)}, "Intel Xeon Gold 6338")
+    assert code == 1, "\n".join(changed)
+    gate = _gate(changed)
+    assert gate[0].startswith("pytest-energy gate FAILED: 3 model changed"), gate[0]
+    assert any(line.startswith("test_renamed.py::case  model changed: no-such-org/model-a -> no-such-org/model-b "
+                               "(both ran fallback bert (hidden_size=16") for line in gate)
+    assert any(line.startswith("test_resized.py::case  model changed: no-such-org/model-a (ran fallback bert "
                                "(hidden_size=16") and "-> no-such-org/model-a (ran fallback bert (hidden_size=32" in line
-               for line in _gate(resized))
-    # How the case runs its model is part of its identity: inputs cut to 4 tokens fail on this other CPU too.
-    cut, code = session({"test_fallback.py": FALLBACK_CASE.format(model="no-such-org/model-a", hidden=16, tokens=4)},
-                        "Intel Xeon Gold 6338")
-    assert code == 1, "\n".join(cut)
-    assert any(line.startswith("test_fallback.py::case  model changed: no-such-org/model-a (ran fallback bert (")
+               for line in gate)
+    assert any(line.startswith("test_cut.py::case  model changed: no-such-org/model-a (ran fallback bert (")
                and ", max_input_tokens 512 -> 4; the gate fails until" in line and "quality against it: accuracy" in line
-               for line in _gate(cut)), "\n".join(cut)
+               for line in gate), "\n".join(changed)
 
 
 # -- reports -----------------------------------------------------------------------------------------
