@@ -128,13 +128,14 @@ def _window_error(interpolate: bool, seconds: float, trials: int) -> list[float]
     errors = []
     for trial in range(trials):
         channel = QuantisedCounter(80.0, read_cost=0.001, phase=0.013 * trial)
-        meter = Meter([channel], synchronize=lambda: None)
-        meter.start(0.3)
-        time.sleep(0.017 * trial)
         if interpolate:
+            meter = Meter([channel], synchronize=lambda: None)
+            meter.start(0.3)
+            time.sleep(0.017 * trial)
             first = meter.edge(START)
             began = channel.set_power(300.0)
-        else:
+        else:  # two reads of the counter, no meter
+            time.sleep(0.017 * trial)
             began = channel.set_power(300.0)
             first_value = channel.read()
         time.sleep(seconds)
@@ -143,10 +144,10 @@ def _window_error(interpolate: bool, seconds: float, trials: int) -> list[float]
             last = meter.edge(END)
             measured = meter.account(Taken([first, last], [1])).rounds[0].gross_joules
             truth = (ended - began) * 300.0 + (began - first.at + last.at - ended) * 80.0
+            meter.close()
         else:
             measured = channel.read() - first_value
             truth = (ended - began) * 300.0
-        meter.close()
         errors.append((measured - truth) / truth)
     return errors
 
