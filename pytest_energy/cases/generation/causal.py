@@ -93,7 +93,8 @@ class Prefilled:
     length: int  # the cache's length after prefill (decode crops it back to this)
 
 
-def _cache_name(model: Any) -> str:
+def cache_keyword(model: Any) -> str:
+    """The keyword ``model.forward`` takes its key/value cache by (the serving batch passes it too)."""
     # transformers 5.2x names the key/value cache ``cache``; earlier versions ``past_key_values``.
     # A LoRA wrapper (peft) passes keywords through: ask the model inside it.
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -105,7 +106,7 @@ def prefill(model: Any, inputs: Mapping[str, torch.Tensor]) -> Prefilled:
     mask = inputs["attention_mask"]
     out = model(input_ids=inputs["input_ids"], attention_mask=mask, position_ids=_positions(mask), use_cache=True)
     first = out.logits[:, -1].argmax(-1, keepdim=True)
-    return Prefilled(getattr(out, _cache_name(model)), first, mask, int(inputs["input_ids"].shape[1]))
+    return Prefilled(getattr(out, cache_keyword(model)), first, mask, int(inputs["input_ids"].shape[1]))
 
 
 def decode(model: Any, state: Prefilled, new_tokens: int) -> torch.Tensor:
@@ -118,7 +119,7 @@ def decode(model: Any, state: Prefilled, new_tokens: int) -> torch.Tensor:
     tokens = [state.first]
     mask = state.mask
     position = _positions(mask)[:, -1:]
-    cache = {_cache_name(model): state.cache}
+    cache = {cache_keyword(model): state.cache}
     try:
         for _ in range(new_tokens - 1):
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)

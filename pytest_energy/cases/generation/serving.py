@@ -229,12 +229,12 @@ class CacheBatch:
         self.rows += list(requests)
 
     def decode(self) -> None:
-        from .causal import _cache_name
+        from .causal import cache_keyword
 
         position = self._mask.sum(-1, keepdim=True)  # each row's own tokens so far: the next one's position
         self._mask = _append_one(self._mask)
         out = self.model(input_ids=self._last, attention_mask=self._mask, position_ids=position, use_cache=True,
-                         **{_cache_name(self.model): self._cache})
+                         **{cache_keyword(self.model): self._cache})
         self._last = out.logits[:, -1].argmax(-1, keepdim=True)
         for request, token in zip(self.rows, self._last[:, 0].tolist()):
             self.tokens[request.number].append(token)
