@@ -159,7 +159,7 @@ register_task(dataclasses.replace(get_task("text-classification"), name="my-clas
     session = run_session(tmp_path, {"conftest.py": conftest, "test_tune.py": tune}, *ARGS)
     assert session.outcomes == {"pair": "failed"}
     assert session.errors("pair") == [
-        "E   the fine-tune's 2 torchrun processes failed (exit 1): rank 0: ValueError: task 'my-classification' is "
+        "E   CaseFailure: the fine-tune's 2 torchrun processes failed (exit 1): rank 0: ValueError: task 'my-classification' is "
         "not registered in the torchrun processes, which import pytest_energy.cases only: a fine-tune on several "
         "GPUs trains a bundled task"]
     assert not any("Traceback" in line for line in session.lines)

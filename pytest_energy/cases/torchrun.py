@@ -105,9 +105,11 @@ def _train(folder: Path, rank: int, processes: int, local: int) -> None:
                        **job["options"])
         mean = torch.tensor(losses, dtype=torch.float64, device=device)
         distributed.all_reduce(mean)
+        del forward  # DistributedDataParallel's reducer holds the process group: freed before it is destroyed
         if rank == 0:
             torch.save({"state": {name: value.cpu() for name, value in model.state_dict().items()},
                         "losses": (mean / processes).tolist()}, folder / "trained.pt")
+        distributed.barrier()  # every process ends together: a peer gone before gloo's shutdown can hang it
     finally:
         distributed.destroy_process_group()
 

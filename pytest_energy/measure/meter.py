@@ -764,8 +764,9 @@ class StepRounds:
     A step may count several iterations (``step(count)``: a served batch's pass makes one output token
     per sequence); ``planned`` and the rounds then count iterations. A ``marked`` block places its
     rounds' own first and last edges (:meth:`open_rounds`, :meth:`close_rounds`: where a served batch
-    first fills and where it starts to drain): its warm-up window lasts until the rounds open, and the
-    steps after they close are a drain window, measured for the totals like the warm-up.
+    first fills and where it starts to drain): its warm-up window lasts until the rounds open, and what
+    follows their close (steps, or only time: torchrun processes ending) is a drain window, measured for
+    the totals like the warm-up.
 
     ``planned`` below ``warmup + 1`` shrinks the warm-up so that one step is measured at least. A
     block that marks no step, or ends before its warm-up did, is one window (:meth:`taken`).
@@ -861,7 +862,7 @@ class StepRounds:
             return Taken([self._start, end], [self.steps], cooldown=cooldown, notes=notes)
         edges, counts = list(self._edges), list(self._counts)
         drain_end = None
-        if self._closed and self.drain_steps:
+        if self._closed and (self.drain_steps or end.at > edges[-1].at):  # what follows the rounds stays out of them
             drain_end = end
         elif self._count:
             edges.append(end)
