@@ -9,13 +9,14 @@ torchrun processes (gloo) run on the CPU while the meter measures the held fake 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from pytest_energy.core.record import Record
 from pytest_energy.measure.fingerprint import device_kinds
-from test_cases import MODELS, run_session  # noqa: E402  (tests/ is on sys.path under pytest's default import mode)
+from test_cases import MODELS, run_session  # (tests/ is on sys.path under pytest's default import mode)
 
 UUIDS = [f"GPU-{i}{i}{i}{i}a0b1-0000-4000-8000-00000000000{i}" for i in range(4)]
 
@@ -163,3 +164,25 @@ register_task(dataclasses.replace(get_task("text-classification"), name="my-clas
         "not registered in the torchrun processes, which import pytest_energy.cases only: a fine-tune on several "
         "GPUs trains a bundled task"]
     assert not any("Traceback" in line for line in session.lines)
+
+
+def test_energy_run_keeps_the_gpus_it_is_told_the_code_holds(pytester: pytest.Pytester) -> None:
+    """The fixture's own form of it: ``gpus=[1]`` records cuda:1 alone; a bad value fails in one line."""
+    from test_xdist_gpus import ARGS as XDIST_ARGS, CONFTEST as XDIST_CONFTEST
+
+    pytester.makeconftest(XDIST_CONFTEST)
+    pytester.makepyfile(test_gpus='''
+def test_second(energy, load):
+    energy.run(load, rounds=2, min_window=0.1, warmup=0, gpus=[1])
+
+
+def test_twice(energy, load):
+    energy.run(load, rounds=2, min_window=0.1, warmup=0, gpus=[0, 0])
+''')
+    result = pytester.runpytest_subprocess(*XDIST_ARGS)
+    result.assert_outcomes(passed=1, failed=1)
+    assert ("pytest-energy: energy.run(gpus=[0, 0]): expected the GPUs held as distinct CUDA numbers in this process "
+            "(gpus=[0, 1] for cuda:0 and cuda:1), or None for every device") in result.outlines
+    [record] = json.loads((pytester.path / "out.json").read_text())["records"]
+    [component] = record["components"]
+    assert component["device"] == "gpu:1" and component["idle_watts"] == pytest.approx(60, abs=3)

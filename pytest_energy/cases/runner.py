@@ -202,7 +202,8 @@ def run_inference(case: Any, energy: Any, transform: Pruning | None = None,
     # A measured call runs one batch on each replica (one on a case of one GPU). The case's own batches
     # follow its warm-up (whole calls of it): exactly its inferences (see own_batches). Each round makes at
     # least its share of them, and more where it fills its window: those extra calls are measured, not counted.
-    group = len(replica_devices(held, device))
+    devices = replica_devices(held, device)
+    group = len(devices)
     first = math.ceil(case.warmup / group) * group
     own = own_batches(len(rows), case.batch_size, case.inferences, first=first)
     batches = first + len(own)
@@ -217,7 +218,7 @@ def run_inference(case: Any, energy: Any, transform: Pruning | None = None,
         pruned = dataclasses.replace(pruned, **transform.compress(loaded.model))
     if case.max_energy is not None:
         energy.add_budget(EnergyBudget(parse_energy(case.max_energy), per="1000"))
-    replicas = Replicas(predictor, replica_devices(held, device))  # after 2:4 compressed the weights it copies
+    replicas = Replicas(predictor, devices)  # after 2:4 compressed the weights it copies
 
     predictions: dict[int, Any] = {}
     numbers = itertools.count()
