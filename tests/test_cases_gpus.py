@@ -186,3 +186,13 @@ def test_twice(energy, load):
     [record] = json.loads((pytester.path / "out.json").read_text())["records"]
     [component] = record["components"]
     assert component["device"] == "gpu:1" and component["idle_watts"] == pytest.approx(60, abs=3)
+
+
+def test_a_case_of_two_gpus_on_a_runner_without_any_is_skipped_with_the_reason(tmp_path: Path) -> None:
+    """No NVML GPU here (this machine's own NVML, not the fake): a case of two is skipped, one of one runs on the
+    CPU as ever; without --energy too."""
+    cases = "from models import case, once\n\npair = case(once, gpus=2)\none = case(once, inferences=12)\n"
+    session = run_session(tmp_path, {"models.py": MODELS, "test_here.py": cases})
+    assert session.outcomes == {"pair": "skipped", "one": "passed"}, session.lines[-20:]
+    [line] = [line for line in session.lines if "needs 2 GPUs" in line]
+    assert "needs 2 GPUs and this machine shows none (" in line and line.endswith("): run it on a runner with 2")
