@@ -8,7 +8,7 @@ is expected (no traceback), before anything is measured.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import pytest
 
@@ -30,6 +30,17 @@ def _setting(name: str, value: Any, where: str = "energy.run") -> Any:
     except SettingError as error:
         problem = str(error)
     pytest.fail(problem, pytrace=False)  # outside the except block: no exception chain is printed
+
+
+def _gpus(gpus: Sequence[int] | None, where: str) -> list[int] | None:
+    """The GPUs a measurement holds, checked: CUDA's numbers in this process, each once (None: all)."""
+    if gpus is None:
+        return None
+    if (isinstance(gpus, (str, bytes)) or not all(isinstance(g, int) and not isinstance(g, bool) and g >= 0
+                                                  for g in gpus) or len(set(gpus)) != len(gpus)):
+        pytest.fail(f"pytest-energy: {where}(gpus={gpus!r}): expected the GPUs held as distinct CUDA numbers in "
+                    "this process (gpus=[0, 1] for cuda:0 and cuda:1), or None for every device", pytrace=False)
+    return list(gpus)
 
 
 class EnergyFixture:
@@ -89,6 +100,7 @@ class EnergyFixture:
         fill_window: bool = False,
         count_flops: bool | None = None,
         facts: RecordFacts | None = None,
+        gpus: Sequence[int] | None = None,
     ) -> Any:
         """Measure ``fn`` and return its last result.
 
@@ -100,6 +112,9 @@ class EnergyFixture:
         override the marker and settings for this measurement. ``facts``
         (:class:`~pytest_energy.core.facts.RecordFacts`: a model, work proxies, a case's facts, the
         iterations one call counts as) are built into the record, as the case runners state theirs.
+        ``gpus`` are the GPUs ``fn`` holds, by CUDA's numbers in this process (``[0, 1]``: ``cuda:0`` and
+        ``cuda:1``): the record keeps those GPUs, each its own component, and leaves the other GPUs
+        measured out (None: every device measured).
         """
         if iterations is not None:
             iterations = whole_count(iterations, "energy.run(iterations=...)")
@@ -114,7 +129,7 @@ class EnergyFixture:
         return self._session.measure_call(
             self._context, fn, args, kwargs, label=label, unit=unit, iterations=iterations,
             rounds=rounds, min_window=min_window, warmup=warmup, fill_window=fill_window, count_flops=count_flops,
-            facts=facts,
+            facts=facts, gpus=_gpus(gpus, "energy.run"),
         )
 
     @contextmanager
@@ -129,6 +144,7 @@ class EnergyFixture:
         min_window: float | None = None,
         warmup: int | None = None,
         marked: bool = False,
+        gpus: Sequence[int] | None = None,
     ) -> Iterator[Block]:
         """Measure a block that runs exactly once (a fine-tune).
 
@@ -155,9 +171,11 @@ class EnergyFixture:
                         "doing one iteration's work", pytrace=False)
         rounds, min_window, warmup = (_setting(name, value, "energy.measure") for name, value in
                                       (("rounds", rounds), ("min_window", min_window), ("warmup", warmup)))
+        gpus = _gpus(gpus, "energy.measure")
         if self._session is None:
             yield block
             return
         with self._session.measure_block(self._context, block, label=label, unit=unit, rounds=rounds,
-                                         min_window=min_window, warmup=warmup, work=work, marked=marked):
+                                         min_window=min_window, warmup=warmup, work=work, marked=marked,
+                                         gpus=gpus):
             yield block

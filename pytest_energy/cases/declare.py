@@ -19,7 +19,7 @@ from .tasks import get_task
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 #: Fields a fallback cannot override: they decide which model loads and how, before it is known.
-LOADING_FIELDS = ("model", "fallback", "task", "device", "dtype", "variants", "prefix", "columns", "max_input_tokens")
+LOADING_FIELDS = ("model", "fallback", "task", "device", "gpus", "dtype", "variants", "prefix", "columns", "max_input_tokens")
 SCHEDULES = ("linear", "constant")
 
 
@@ -44,6 +44,11 @@ def _check_common(case: Any, owner: str) -> None:
         raise ValueError(f"{owner}: dtype {case.dtype!r}; expected one of {', '.join(DTYPES)}")
     if case.device != "auto" and not (case.device == "cpu" or case.device.startswith("cuda")):
         raise ValueError(f"{owner}: device {case.device!r}; expected 'auto', 'cpu' or 'cuda[:N]'")
+    if isinstance(case.gpus, bool) or not isinstance(case.gpus, int) or case.gpus < 1:
+        raise ValueError(f"{owner}: gpus={case.gpus!r}; expected a whole number >= 1 (the GPUs the case holds)")
+    if case.gpus > 1 and case.device not in ("auto", "cuda"):
+        raise ValueError(f"{owner}: gpus={case.gpus} runs on the first {case.gpus} GPUs of its process: device "
+                         f"must be 'auto' or 'cuda', not {case.device!r}")
     if case.max_energy is not None:
         try:
             parse_energy(case.max_energy)
@@ -93,6 +98,9 @@ class InferenceCase(Case):
     inferences: int = 1000
     batch_size: int = 1
     device: str = "auto"  # "auto": the first CUDA GPU where there is one, else the CPU
+    # The GPUs the case holds, the first of its process's (its xdist worker's block): one replica of the
+    # model on each, the batches split across them (data-parallel); its record keeps these GPUs alone.
+    gpus: int = 1
     dtype: str = "float32"
     fallback: Fallback | None = None
     max_energy: float | str | None = None  # gross, per 1,000 inferences: joules or "0.2 Wh"
@@ -163,6 +171,9 @@ class FineTuneCase(Case):
     max_grad_norm: float | None = 1.0  # gradient clipping, as transformers' Trainer; None: none
     seed: int = 0
     device: str = "auto"
+    # The GPUs the case holds, the first of its process's: above 1, one torchrun process per GPU trains
+    # under DistributedDataParallel, each on its share of every step's batch (cases/torchrun.py).
+    gpus: int = 1
     dtype: str = "float32"  # the weights' dtype while training
     fallback: Fallback | None = None
     max_energy: float | str | None = None  # gross, for the whole fine-tune
@@ -207,6 +218,9 @@ class FineTuneCase(Case):
             raise ValueError(f"{owner}: schedule {self.schedule!r}; expected one of {', '.join(SCHEDULES)}")
         if self.batch_size < 1 or self.learning_rate <= 0 or self.warmup_steps < 0:
             raise ValueError(f"{owner}: batch_size >= 1, learning_rate > 0 and warmup_steps >= 0 are required")
+        if isinstance(self.gpus, int) and self.gpus > 1 and self.batch_size % self.gpus:
+            raise ValueError(f"{owner}: batch_size {self.batch_size} with gpus={self.gpus}: each GPU takes an equal "
+                             f"share of every step's batch, so give a multiple of {self.gpus}")
         if self.max_grad_norm is not None and not (isinstance(self.max_grad_norm, (int, float))
                                                    and not isinstance(self.max_grad_norm, bool)
                                                    and 0 < self.max_grad_norm < float("inf")):

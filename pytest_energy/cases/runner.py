@@ -17,12 +17,13 @@ import unittest
 from typing import Any, Callable, Mapping, Sequence
 
 from ..core.budget import EnergyBudget
-from ..core.facts import CaseFacts, FineTuneFacts, GenerationFacts, ModelFacts, Pruned, RecordFacts, Trained
+from ..core.facts import CaseFacts, FineTuneFacts, GenerationFacts, HeldGpu, ModelFacts, Pruned, RecordFacts, Trained
 from ..core.profiles import DEFAULT, Profile
 from ..core.units import parse_energy
 from .base import DTYPES, QualityBudgetError, apply_quality_budget
 from .data import example_keys, examples
 from .evaluate import score
+from .gpus import Replicas, hold, replica_devices
 from .lora import adapt
 from .models import Loaded, load, pick_device, place, weights_digest
 from .predictor import Predictor, input_shapes, tokens_in
@@ -165,6 +166,7 @@ def run_inference(case: Any, energy: Any, transform: Pruning | None = None,
     """
     spec = get_task(case.task, "InferenceCase")
     device = pick_device(case.device)
+    held = hold(case.gpus, device)
     profile = energy.profile
     dtype, profile_note = profile_precision(profile, spec, device, DTYPES[case.dtype])
     if transform is not None:
@@ -197,14 +199,18 @@ def run_inference(case: Any, energy: Any, transform: Pruning | None = None,
         check_quality(case_quality(case, spec, rows, predictions, keys), dict(case.quality))
         return
 
-    # The case's own calls follow its warm-up: exactly its inferences (see own_batches). Each round makes at
+    # A measured call runs one batch on each replica (one on a case of one GPU). The case's own batches
+    # follow its warm-up (whole calls of it): exactly its inferences (see own_batches). Each round makes at
     # least its share of them, and more where it fills its window: those extra calls are measured, not counted.
-    own = own_batches(len(rows), case.batch_size, case.inferences, first=case.warmup)
-    calls = case.warmup + len(own)
-    per_round = math.ceil(len(own) / case.rounds)
+    devices = replica_devices(held, device)
+    group = len(devices)
+    first = math.ceil(case.warmup / group) * group
+    own = own_batches(len(rows), case.batch_size, case.inferences, first=first)
+    batches = first + len(own)
+    per_round = math.ceil(len(own) / group / case.rounds)
     # Proxies are counted before the measured run (and, for 2:4, on the masked dense weights).
-    work = _batch_proxies(predictor, spec, rows, cycle_batches(len(rows), case.batch_size, min(calls, distinct)))
-    planned = [work[i % distinct] for i in range(case.warmup, calls)]
+    work = _batch_proxies(predictor, spec, rows, cycle_batches(len(rows), case.batch_size, min(batches, distinct)))
+    planned = [work[i % distinct] for i in range(first, batches)]
     if len(own[-1]) < case.batch_size:  # a cut last batch: the work of its own examples only
         planned[-1] = _batch_proxies(predictor, spec, rows, own[-1:])[0]
     total_params, nonzero_params = parameters(loaded.model)
@@ -212,27 +218,33 @@ def run_inference(case: Any, energy: Any, transform: Pruning | None = None,
         pruned = dataclasses.replace(pruned, **transform.compress(loaded.model))
     if case.max_energy is not None:
         energy.add_budget(EnergyBudget(parse_energy(case.max_energy), per="1000"))
+    replicas = Replicas(predictor, devices)  # after 2:4 compressed the weights it copies
 
     predictions: dict[int, Any] = {}
     numbers = itertools.count()
 
     def step() -> None:
-        number = next(numbers)
-        indices = batch_at(number, len(rows), case.batch_size)
-        predicted = predictor([rows[i] for i in indices]).predictions  # a whole batch, as every measured call
-        if number < calls:  # the warm-up's and the case's own calls: the extra ones filling a window change no score
-            kept = own[number - case.warmup] if number >= case.warmup else indices
-            for index, prediction in zip(kept, predicted):
-                predictions[index] = prediction
+        numbered = [next(numbers) for _ in range(group)]
+        chosen = [batch_at(number, len(rows), case.batch_size) for number in numbered]
+        outputs = replicas([[rows[i] for i in indices] for indices in chosen])  # whole batches, as every call
+        for number, indices, output in zip(numbered, chosen, outputs):
+            if number < batches:  # the warm-up's and the case's own: the extra ones filling a window change no score
+                kept = own[number - first] if number >= first else indices
+                for index, prediction in zip(kept, output.predictions):
+                    predictions[index] = prediction
 
-    record = measure_inferences(energy, step, case, spec, per_round, planned, (total_params, nonzero_params),
-                                ModelFacts.of(loaded.facts, dtype=dtype, device=device, settings=case.settings()),
-                                pruned, profile=(profile.name if profile is not None else DEFAULT, profile_note))
+    try:
+        record = measure_inferences(energy, step, case, spec, per_round, planned, (total_params, nonzero_params),
+                                    ModelFacts.of(loaded.facts, dtype=dtype, device=device, settings=case.settings()),
+                                    pruned, profile=(profile.name if profile is not None else DEFAULT, profile_note),
+                                    held=held, replicas=group)
+    finally:
+        replicas.close()
     record.quality = case_quality(case, spec, rows, predictions, keys)
     record.criteria["quality"] = dict(case.quality)
     # The examples the case's calls made (every one where they went round the dataset).
-    scored = cycle_batches(len(rows), case.batch_size, distinct) if calls > distinct else \
-        cycle_batches(len(rows), case.batch_size, case.warmup) + own
+    scored = cycle_batches(len(rows), case.batch_size, distinct) if batches > distinct else \
+        cycle_batches(len(rows), case.batch_size, first) + own
     keep_fallback_runs(record.quality, declared, loaded, energy, lambda variant: retrained(variant, scored))
     check_quality(record.quality, dict(case.quality))
 
@@ -240,8 +252,10 @@ def run_inference(case: Any, energy: Any, transform: Pruning | None = None,
 def measure_inferences(energy: Any, step: Callable[[], None], case: Any, spec: Task, per_round: int,
                        planned: list[tuple[int, int, int]], params: tuple[int, int], model: ModelFacts,
                        pruned: Pruned | None = None, generation: GenerationFacts | None = None,
-                       label: str = "", profile: tuple[str, str] = (DEFAULT, "")) -> Any:
-    """Measure ``step`` (one call: one batch) in the case's rounds and return its record.
+                       label: str = "", profile: tuple[str, str] = (DEFAULT, ""),
+                       held: Sequence[HeldGpu] | None = None, replicas: int = 1) -> Any:
+    """Measure ``step`` (one call: one batch on each of ``replicas``) in the case's rounds and return its
+    record.
 
     Each round makes at least ``per_round`` calls and lasts at least the minimum window (a short round
     reads few counter ticks: its energy would be mostly the edges' uncertainty); one iteration of the
@@ -249,7 +263,9 @@ def measure_inferences(energy: Any, step: Callable[[], None], case: Any, spec: T
     tokens out) of each call of the case's own inferences, exactly its ``inferences``: the proxies come
     from those, so they are the same in every run (the gate judges FLOPs), while the rounds may make
     more calls to fill the minimum window, which only the energy, a mean per inference, includes.
-    ``profile`` is the measurement protocol's name and its note (``CaseFacts.profile``).
+    ``profile`` is the measurement protocol's name and its note (``CaseFacts.profile``). ``held``: the
+    GPUs the case holds, the record's only GPUs (None: every device measured, a generation case's); the
+    warm-up is ``case.warmup`` batches in whole calls.
     """
     inferences = case.inferences
     flops, tokens_in, tokens_out = (sum(w[k] for w in planned) for k in range(3))
@@ -267,10 +283,12 @@ def measure_inferences(energy: Any, step: Callable[[], None], case: Any, spec: T
     facts = CaseFacts("generation" if generation is not None else "inference", spec.name, case.batch_size,
                       case.rounds, inferences, spec.generates,
                       (float(reference[0]), float(reference[1])) if reference else None, pruned,
-                      generation=generation, profile=profile[0], profile_note=profile[1])
-    energy.run(step, iterations=per_round, rounds=case.rounds, warmup=case.warmup, unit="inference", label=label,
-               fill_window=True, count_flops=False,  # the case counted its own calls' work (``planned``)
-               facts=RecordFacts(model, proxies, facts, iterations_per_call=case.batch_size))
+                      generation=generation, profile=profile[0], profile_note=profile[1], gpus=list(held or []))
+    energy.run(step, iterations=per_round, rounds=case.rounds, warmup=math.ceil(case.warmup / replicas),
+               unit="inference", label=label, fill_window=True,
+               count_flops=False,  # the case counted its own calls' work (``planned``)
+               facts=RecordFacts(model, proxies, facts, iterations_per_call=case.batch_size * replicas),
+               gpus=None if held is None else [gpu.index for gpu in held])
     return energy.last
 
 
@@ -296,7 +314,8 @@ def _training_tokens(tokenizer: Any, spec: Task, rows: list[dict[str, Any]], ste
 
 @dataclasses.dataclass
 class _FineTune:
-    """A fine-tune ready to train: the case as it runs, its model (adapted), data and step plan."""
+    """A fine-tune ready to train: the case as it runs, its model (adapted), data and step plan, and the
+    GPUs it holds (several: it trains in torchrun processes, one per GPU)."""
 
     case: Any
     loaded: Loaded
@@ -308,15 +327,43 @@ class _FineTune:
     steps: int
     per_epoch: int
     options: dict[str, Any]
+    held: list[HeldGpu]
 
-    def train(self, spec: Task, on_step: Callable[[], None] | None = None) -> list[float]:
-        """Train the model in place, calling ``on_step`` after each step; the loss of every step."""
+    def train(self, spec: Task, block: Any = None) -> list[float]:
+        """Train the model in place, marking each step in ``block`` (a measured block: its rounds' edges);
+        the loss of every step."""
         case = self.case
-        return train(self.model, self.loaded.processor, spec, self.train_rows, steps=self.steps,
-                     batch_size=case.batch_size, learning_rate=case.learning_rate, weight_decay=case.weight_decay,
-                     max_grad_norm=case.max_grad_norm,
-                     optimizer=case.optimizer, schedule=case.schedule, warmup_steps=case.warmup_steps, seed=case.seed,
-                     on_step=on_step, **self.options)
+        recipe = dict(steps=self.steps, batch_size=case.batch_size, learning_rate=case.learning_rate,
+                      weight_decay=case.weight_decay, max_grad_norm=case.max_grad_norm, optimizer=case.optimizer,
+                      schedule=case.schedule, warmup_steps=case.warmup_steps, seed=case.seed)
+        if len(self.held) < 2:
+            return train(self.model, self.loaded.processor, spec, self.train_rows, **recipe,
+                         on_step=block.step if block is not None else None, **self.options)
+        from .torchrun import launch
+
+        # The processes' start is measured with the warm-up: it is then one step at the least, and the
+        # rounds open after it (a single step is one window). Saving and the processes' end drain after them.
+        warmup = max(1, min(case.warmup, self.steps - 1))
+        marks = 0
+
+        def on_step() -> None:
+            nonlocal marks
+            marks += 1
+            if block is None:
+                return
+            block.step()
+            if marks == warmup and self.steps > 1:
+                block.open_rounds(self.steps - warmup)
+            if marks == self.steps:
+                block.close_rounds()
+
+        options = {k: v for k, v in self.options.items() if k != "device"}
+        job = {"model": self.model, "processor": self.loaded.processor, "task": spec.name, "rows": self.train_rows,
+               "backend": "nccl" if self.options["device"].startswith("cuda") else "gloo",
+               "options": {**recipe, **options}}
+        losses = launch(job, len(self.held), on_step=on_step)
+        self.model.eval()
+        return losses
 
     def quality(self, spec: Task) -> Quality:
         """The trained model's quality on the evaluation examples."""
@@ -325,7 +372,7 @@ class _FineTune:
         return case_quality(self.case, spec, self.eval_rows, predictions, self.eval_keys)
 
 
-def _prepare_finetune(case: Any, spec: Task, device: str, dtype: str) -> _FineTune:
+def _prepare_finetune(case: Any, spec: Task, device: str, dtype: str, held: list[HeldGpu]) -> _FineTune:
     case, loaded = load_case(case, spec, device, dtype)
     train_rows = examples(case.train, spec, case.columns)
     per_epoch = steps_per_epoch(len(train_rows), case.batch_size)
@@ -335,7 +382,7 @@ def _prepare_finetune(case: Any, spec: Task, device: str, dtype: str) -> _FineTu
         example_keys(case.eval, spec, case.columns)[: case.eval_examples],
         case.steps if case.steps is not None else math.ceil(case.epochs * per_epoch), per_epoch,
         {"prefix": case.prefix, "max_input_tokens": case.max_input_tokens,
-         "max_target_tokens": case.max_target_tokens, "pad_to_max": True, "device": device})
+         "max_target_tokens": case.max_target_tokens, "pad_to_max": True, "device": device}, held)
 
 
 def _with_seed(case: Any, seed: int) -> Any:
@@ -356,9 +403,10 @@ def run_finetune(case: Any, energy: Any) -> None:
         raise unittest.SkipTest(f"--energy-profile {energy.profile.name} measures inference cases; a fine-tune is "
                                 "measured with the default profile")
     device = pick_device(case.device)
+    held = hold(case.gpus, device)
     dtype = DTYPES[case.dtype]
     declared = case
-    run = _prepare_finetune(case, spec, device, dtype)
+    run = _prepare_finetune(case, spec, device, dtype, held)
     case, loaded, model, steps, per_epoch = run.case, run.loaded, run.model, run.steps, run.per_epoch
 
     proxies: dict[str, float] = {}
@@ -369,20 +417,23 @@ def run_finetune(case: Any, energy: Any) -> None:
             energy.add_budget(EnergyBudget(parse_energy(case.max_energy), per="test"))
 
     threads = _torch_threads()
-    with energy.measure(unit="step", iterations=steps, rounds=case.rounds, warmup=case.warmup) as block:
-        losses = run.train(spec, on_step=block.step)
+    # On several GPUs the steps run in torchrun processes, which mark them (its rounds are placed by
+    # _FineTune.train): the block covers the processes from their launch to their end.
+    with energy.measure(unit="step", iterations=steps, rounds=case.rounds, warmup=case.warmup,
+                        marked=len(held) > 1, gpus=[gpu.index for gpu in held]) as block:
+        losses = run.train(spec, block)
         recipe = FineTuneFacts(steps, per_epoch, case.optimizer, case.learning_rate, case.schedule,
                                losses[0] if losses else None, losses[-1] if losses else None, len(run.eval_rows),
                                _how_trained(loaded.facts), run.adapter)
         block.facts = RecordFacts(ModelFacts.of(loaded.facts, dtype=dtype, device=device, settings=case.settings()),
                                   proxies, CaseFacts("fine-tune", spec.name, case.batch_size, case.rounds,
-                                                     fine_tune=recipe))
+                                                     fine_tune=recipe, gpus=held))
 
     quality = run.quality(spec)
     mark_trained(quality, weights_digest(run.model))
 
     def retrained(seed: int) -> Quality:
-        again = _prepare_finetune(_with_seed(declared, seed), spec, device, dtype)
+        again = _prepare_finetune(_with_seed(declared, seed), spec, device, dtype, held)
         again.train(spec)
         return again.quality(spec)
 

@@ -57,9 +57,15 @@ def train(model: Any, tokenizer: Any, task: Task, rows: Sequence[dict[str, Any]]
           learning_rate: float, weight_decay: float = 0.0, optimizer: str = "adamw", schedule: str = "linear",
           warmup_steps: int = 0, seed: int = 0, device: str = "cpu", prefix: str = "", max_input_tokens: int = 128,
           max_target_tokens: int = 48, pad_to_max: bool = True, max_grad_norm: float | None = 1.0,
-          on_step: Callable[[], None] | None = None) -> list[float]:
+          on_step: Callable[[], None] | None = None, forward: Any = None,
+          shard: tuple[int, int] = (0, 1)) -> list[float]:
     """Train ``model`` in place for ``steps`` steps; returns the loss of every step. ``on_step`` is called
     after each step (a measured fine-tune marks its steps there: the rounds' edges).
+
+    On several GPUs (:mod:`pytest_energy.cases.torchrun`) the batches run through ``forward`` (the model
+    wrapped in DistributedDataParallel, which averages the gradients of every process) and this process,
+    ``shard`` = (its rank, processes), takes every processes-th example of each step's batch from its rank
+    on; the loss is its share's.
 
     The schedule warms the learning rate up linearly over ``warmup_steps``, then keeps it (constant)
     or decays it linearly to zero at the last step (linear). Gradients are clipped to ``max_grad_norm``
@@ -78,11 +84,12 @@ def train(model: Any, tokenizer: Any, task: Task, rows: Sequence[dict[str, Any]]
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optim, factor)
     losses = []
+    rank, processes = shard
     for indices in step_plan(len(rows), steps, batch_size, seed):
-        batch = training_batch(model, tokenizer, task, [rows[i] for i in indices], prefix=prefix,
+        batch = training_batch(model, tokenizer, task, [rows[i] for i in indices[rank::processes]], prefix=prefix,
                                max_input_tokens=max_input_tokens, max_target_tokens=max_target_tokens,
                                pad_to_max=pad_to_max, device=device)
-        loss = model(**batch).loss
+        loss = (forward or model)(**batch).loss
         loss.backward()
         if max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], max_grad_norm)

@@ -134,6 +134,16 @@ class ServingFacts:
 
 
 @dataclass
+class HeldGpu:
+    """A GPU a case held (``InferenceCase(gpus=...)``, ``FineTuneCase(gpus=...)``): its number as CUDA counts
+    the case's process (``cuda:N``, the meter's ``gpu:N``), its UUID and its product name."""
+
+    index: int
+    uuid: str = ""
+    product: str = ""
+
+
+@dataclass
 class CaseFacts:
     """What a case ran: its kind, task and batches; its declared work (inferences, or a fine-tune's
     steps) and what it states of itself (a task's reference range, a pruning level, a phase)."""
@@ -154,6 +164,9 @@ class CaseFacts:
     # not be followed here (float16 on a CPU).
     profile: str = "default"
     profile_note: str = ""
+    # The GPUs the case held, each its own component of the record (the others measured are left out);
+    # [] where it ran without one (a CPU runner) or is no case that holds GPUs (a generation case).
+    gpus: list[HeldGpu] = field(default_factory=list)
 
     @property
     def examples_seen(self) -> int | None:
@@ -185,6 +198,8 @@ def _read(cls: type, data: Any) -> Any:
             values[name] = _read(nested, values[name])
     if cls is CaseFacts and isinstance(values.get("reference_range"), list):
         values["reference_range"] = tuple(values["reference_range"])
+    if cls is CaseFacts and isinstance(values.get("gpus"), list):
+        values["gpus"] = [_read(HeldGpu, gpu) for gpu in values["gpus"] if isinstance(gpu, dict)]
     if cls is ServingFacts and isinstance(values.get("new_tokens"), list):
         values["new_tokens"] = tuple(values["new_tokens"])
     return cls(**values)

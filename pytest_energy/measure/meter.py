@@ -49,7 +49,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Callable, Generic, Sequence, TypeVar
 
 from ..core.config import parse_cooldown
 from ..core.record import Component, Round
@@ -642,13 +642,23 @@ class Meter:
             return 0
         return round((end.tick - start.tick) / period)
 
+    def held(self, gpus: Sequence[int] | None = None) -> list[Channel]:
+        """The channels a measurement counts: every one, or where it holds ``gpus`` (CUDA's numbers in this
+        process: ``cuda:N`` is ``gpu:N``) those GPUs and every device that is no GPU; the other GPUs'
+        work is not its own."""
+        if gpus is None:
+            return list(self.channels)
+        own = {f"gpu:{index}" for index in gpus}
+        return [c for c in self.channels if c.kind != "gpu" or c.device in own]
+
     def _round(self, before: dict[str, EdgeValue], after: dict[str, EdgeValue], seconds: float,
-               iterations: int) -> tuple[Round, dict[str, str]]:
-        """One window as a round, and each channel's problem with it (any problem makes it invalid)."""
+               iterations: int, channels: list[Channel]) -> tuple[Round, dict[str, str]]:
+        """One window as a round over ``channels``, and each one's problem with it (any problem makes it
+        invalid)."""
         by_device: dict[str, float] = {}
         problems: dict[str, str] = {}
         gross_sum = net_sum = 0.0
-        for channel in self.channels:
+        for channel in channels:
             start, end = before[channel.device], after[channel.device]
             problem = self.window_problem(channel, start, end, seconds)
             if problem:
@@ -659,28 +669,30 @@ class Meter:
             by_device[channel.device] = net
             gross_sum += gross
             net_sum += net
-        valid = bool(self.channels) and not problems  # with no device read, 0 J would pass every budget falsely
+        valid = bool(channels) and not problems  # with no device read, 0 J would pass every budget falsely
         return Round(iterations, seconds, gross_sum if valid else math.nan, net_sum if valid else math.nan,
                      valid, by_device if valid else {}), problems
 
-    def account(self, taken: Taken) -> Measured:
+    def account(self, taken: Taken, gpus: Sequence[int] | None = None) -> Measured:
         """Turn edges into rounds (per-device net joules) and per-device components; a measured warm-up
-        (``taken.warmup_start``) into a round of its own, apart from them."""
+        (``taken.warmup_start``) into a round of its own, apart from them. A measurement holding ``gpus``
+        counts those GPUs alone (:meth:`held`)."""
+        channels = self.held(gpus)
         values = [edge.resolve() for edge in taken.edges]
         rounds: list[Round] = []
         totals = {c.device: {"gross": 0.0, "net": 0.0, "seconds": 0.0, "edge_var": 0.0, "ticks": 0}
-                  for c in self.channels}
+                  for c in channels}
         problems: dict[str, str] = {}
         for index, iterations in enumerate(taken.iterations):
             before, after = values[index], values[index + 1]
             seconds = taken.edges[index + 1].at - taken.edges[index].at
-            round_, found = self._round(before, after, seconds, iterations)
+            round_, found = self._round(before, after, seconds, iterations, channels)
             for device, problem in found.items():
                 problems.setdefault(device, problem)
             rounds.append(round_)
             if not round_.valid:
                 continue
-            for channel in self.channels:
+            for channel in channels:
                 start, end = before[channel.device], after[channel.device]
                 total = totals[channel.device]
                 total["gross"] += end.joules - start.joules
@@ -691,14 +703,14 @@ class Meter:
         warmup = None
         if taken.warmup_start is not None and taken.edges:
             warmup, _ = self._round(taken.warmup_start.resolve(), values[0],
-                                    taken.edges[0].at - taken.warmup_start.at, taken.warmup_iterations)
+                                    taken.edges[0].at - taken.warmup_start.at, taken.warmup_iterations, channels)
         drain = None
         if taken.drain_end is not None and taken.edges:
             drain, _ = self._round(values[-1], taken.drain_end.resolve(), taken.drain_end.at - taken.edges[-1].at,
-                                   taken.drain_iterations)
+                                   taken.drain_iterations, channels)
         states = [edge.states() for edge in taken.edges]
         components = []
-        for channel in self.channels:
+        for channel in channels:
             total = totals[channel.device]
             systematic = channel.uncertainty(total["gross"], total["seconds"])
             note = problems.get(channel.device, "")
@@ -728,7 +740,7 @@ class Meter:
         timeline: list[tuple[float, float]] = []
         if taken.edges:
             since, until = taken.edges[0].at, taken.edges[-1].at
-            for channel in self.channels:
+            for channel in channels:
                 timeline += [(t - since, w) for t, w in channel.timeline(since, until)]
         return Measured(rounds, components, sorted(timeline), warmup, drain)
 
@@ -752,8 +764,9 @@ class StepRounds:
     A step may count several iterations (``step(count)``: a served batch's pass makes one output token
     per sequence); ``planned`` and the rounds then count iterations. A ``marked`` block places its
     rounds' own first and last edges (:meth:`open_rounds`, :meth:`close_rounds`: where a served batch
-    first fills and where it starts to drain): its warm-up window lasts until the rounds open, and the
-    steps after they close are a drain window, measured for the totals like the warm-up.
+    first fills and where it starts to drain): its warm-up window lasts until the rounds open, and what
+    follows their close (steps, or only time: torchrun processes ending) is a drain window, measured for
+    the totals like the warm-up.
 
     ``planned`` below ``warmup + 1`` shrinks the warm-up so that one step is measured at least. A
     block that marks no step, or ends before its warm-up did, is one window (:meth:`taken`).
@@ -849,7 +862,7 @@ class StepRounds:
             return Taken([self._start, end], [self.steps], cooldown=cooldown, notes=notes)
         edges, counts = list(self._edges), list(self._counts)
         drain_end = None
-        if self._closed and self.drain_steps:
+        if self._closed and (self.drain_steps or end.at > edges[-1].at):  # what follows the rounds stays out of them
             drain_end = end
         elif self._count:
             edges.append(end)

@@ -108,19 +108,19 @@ def cuda_visible(env: str | None, uuids: list[str]) -> list[int]:
     return visible
 
 
-def visible_gpus() -> list[str]:
-    """The GPUs CUDA shows this process, in CUDA's order, each as a ``CUDA_VISIBLE_DEVICES`` entry names
-    it: its full UUID where that variable names UUIDs, else its index (every GPU NVML lists where it is
-    unset). Raises :class:`SourceUnavailable` (one line) where NVML cannot list them or an entry is a MIG
-    instance."""
+def _visible() -> tuple[list[int], list[str], list[str]]:
+    """The NVML indices of the GPUs CUDA shows this process (in CUDA's order), and every GPU's UUID and
+    name by NVML index; :class:`SourceUnavailable` (one line) where NVML cannot list them or an entry of
+    ``CUDA_VISIBLE_DEVICES`` is a MIG instance."""
     nvml = _import_pynvml()
     try:
         nvml.nvmlInit()
     except nvml.NVMLError as error:
         raise SourceUnavailable(f"NVML did not start ({error}): check the driver with nvidia-smi") from None
     try:
-        uuids = [_text(nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetHandleByIndex(index)))
-                 for index in range(nvml.nvmlDeviceGetCount())]
+        handles = [nvml.nvmlDeviceGetHandleByIndex(index) for index in range(nvml.nvmlDeviceGetCount())]
+        uuids = [_text(nvml.nvmlDeviceGetUUID(handle)) for handle in handles]
+        names = [_text(nvml.nvmlDeviceGetName(handle)) for handle in handles]
     except nvml.NVMLError as error:
         raise SourceUnavailable(f"NVML failed while listing GPUs ({error}): check the driver with nvidia-smi") from None
     finally:
@@ -128,15 +128,31 @@ def visible_gpus() -> list[str]:
             nvml.nvmlShutdown()
         except nvml.NVMLError:
             pass  # the driver went away; nothing is left to release
-    env = os.environ.get("CUDA_VISIBLE_DEVICES")
     try:
-        visible = cuda_visible(env, uuids)
+        visible = cuda_visible(os.environ.get("CUDA_VISIBLE_DEVICES"), uuids)
     except ValueError as error:
         raise SourceUnavailable(str(error)) from None
+    return visible, uuids, names
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs CUDA shows this process, in CUDA's order, each as a ``CUDA_VISIBLE_DEVICES`` entry names
+    it: its full UUID where that variable names UUIDs, else its index (every GPU NVML lists where it is
+    unset). Raises :class:`SourceUnavailable` (one line) where NVML cannot list them or an entry is a MIG
+    instance."""
+    visible, uuids, _ = _visible()
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
     if env is None:
         return [str(index) for index in visible]
     entries = [entry.strip() for entry in env.split(",")][:len(visible)]  # those CUDA sees, as written
     return [uuids[index] if entry.upper().startswith("GPU-") else entry for index, entry in zip(visible, entries)]
+
+
+def visible_gpu_products() -> list[tuple[str, str]]:
+    """The UUID and product name of each GPU CUDA shows this process, in CUDA's order (``cuda:N`` is the
+    N-th); :class:`SourceUnavailable` as :func:`visible_gpus`."""
+    visible, uuids, names = _visible()
+    return [(uuids[index], names[index]) for index in visible]
 
 
 def _match_entry(entry: str, uuids: list[str]) -> int | None:
