@@ -81,3 +81,14 @@ def history_at(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
     if request.param == "sqlite":
         return tmp_path / "reports" / "history.sqlite"
     return request.getfixturevalue("postgres").database()
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under ``-n 2 --dist loadgroup`` (the README's test command) the tests that share a module-scoped
+    fixture run on one worker: such a fixture runs a whole measured session, the bench or Chromium, and
+    spread over both workers it ran once on each."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info and any(d.scope == "module" for defs in info.name2fixturedefs.values() for d in defs):
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))

@@ -309,8 +309,10 @@ def run_session(folder: Path, files: dict[str, str], *args: str, env: dict[str, 
         (folder / name).write_text(source)
     command = [sys.executable, "-m", "pytest", *args, "--junitxml", "junit.xml", *FAST,
                *([] if xdist else ["-p", "no:xdist"])]
+    # Not an xdist worker, though this test may run in one: its PYTEST_XDIST_* are not handed down.
+    inherited = {name: value for name, value in os.environ.items() if not name.startswith("PYTEST_XDIST_")}
     done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {}),  # this checkout's code
+                          env={**inherited, "HF_HUB_OFFLINE": "1", **(env or {}),  # this checkout's code
                                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
     records = {}
     if (folder / "out.json").exists():
