@@ -16,6 +16,7 @@ import pytest
 
 from pytest_energy.core.record import Record
 from pytest_energy.measure.fingerprint import device_kinds
+from test_generation import MODELS as LLM
 from test_cases import MODELS, run_session  # (tests/ is on sys.path under pytest's default import mode)
 
 UUIDS = [f"GPU-{i}{i}{i}{i}a0b1-0000-4000-8000-00000000000{i}" for i in range(4)]
@@ -36,6 +37,12 @@ pair = case(once, gpus=2, inferences=24, warmup=2)
 pair_batched = case(once, gpus=2, batch_size=5, inferences=23, warmup=3)
 batched = case(once, batch_size=5, inferences=23, warmup=4)
 eight = case(once, gpus=8)
+
+from llm import llama
+from pytest_energy.cases import GenerationCase
+
+generation = GenerationCase(model=llama, dataset=[{"prompt": "the weather in alderley is", "continuation": "grey"}],
+                            inferences=2, max_new_tokens=2, rounds=1, warmup=0)
 '''
 
 ARGS = ("--energy", "--energy-json", "out.json", "--energy-devices", "gpu", "--energy-min-window", "0.15")
@@ -57,9 +64,12 @@ def _environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_case_of_two_gpus_records_those_two_apart_and_its_kind_counts_them(tmp_path: Path) -> None:
-    session = run_session(tmp_path, {"conftest.py": CONFTEST, "models.py": MODELS, "test_here.py": INFERENCE}, *ARGS)
+    session = run_session(tmp_path, {"conftest.py": CONFTEST, "models.py": MODELS, "llm.py": LLM,
+                                     "test_here.py": INFERENCE}, *ARGS)
     assert session.outcomes == {"one": "passed", "pair": "passed", "pair_batched": "passed", "batched": "passed",
-                                "eight": "skipped"}, session.lines[-30:]
+                                "eight": "skipped", "generation": "passed"}, session.lines[-30:]
+    # A generation case holds the one GPU it runs on, as an inference case of one GPU does.
+    assert [c["device"] for c in session.records["decode"]["components"]] == ["gpu:0"]
     assert any("needs 8 GPUs, this process sees 4 (CUDA_VISIBLE_DEVICES=unset): run on a runner with 8" in line
                for line in session.lines), session.lines[-10:]
     one, pair = session.records["one"], session.records["pair"]

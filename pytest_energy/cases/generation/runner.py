@@ -22,6 +22,7 @@ from ...core.facts import CaseFacts, GenerationFacts, ModelFacts, RecordFacts, S
 from ...core.profiles import DEFAULT
 from ..base import DTYPES
 from ..data import example_keys, examples
+from ..gpus import hold
 from ..models import pick_device
 from ..predictor import Predictor, tokens_in
 from ..proxies import count_flops, parameters
@@ -41,6 +42,7 @@ def run_generation(case: Any, energy: Any) -> None:
     """Run a generation case in its test (see the module docstring)."""
     spec = get_task(case.task, "GenerationCase")
     device = pick_device(case.device)
+    held = hold(1, device)  # the one GPU it runs on: its record keeps that one, as an inference case's
     profile = energy.profile
     dtype, profile_note = profile_precision(profile, spec, device, DTYPES[case.dtype])
     declared = case
@@ -108,7 +110,7 @@ def run_generation(case: Any, energy: Any) -> None:
         prefill_joules = records[0].per_iteration_gross_joules if records else None
         records.append(measure_inferences(energy, stepper(phase), case, spec, per_round, planned, params, model_facts,
                                           generation=GenerationFacts(phase, case.max_new_tokens, prefill_joules),
-                                          label=phase,
+                                          label=phase, held=held,
                                           profile=(profile.name if profile is not None else DEFAULT, profile_note)))
     quality = case_quality(case, spec, rows, predictions, keys)
 
