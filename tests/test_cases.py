@@ -424,17 +424,21 @@ def test_cpu_ci_gate_catches_a_model_doing_twice_the_work(tmp_path):
     """Modelled energy does not gate, but the FLOP proxy does: CPU-only CI still fails on 2x the work."""
     flags = ("--energy", "--energy-json", "out.json", "--energy-history", "none", "--energy-baselines", "base",
              "--energy-min-window", "0.05")
-    recorded = run_session(tmp_path, {"models.py": MODELS, "test_model.py": "from models import once, case\n"
-                                      "model = case(once)\n"}, *flags, "--energy-update-baselines")
-    assert recorded.outcomes == {"model": "passed"}
-    same = run_session(tmp_path, {}, *flags)
-    assert any(line.startswith("pytest-energy gate passed: ") for line in same.lines)
+    once = "from models import once, case\nmodel = case(once)\n"
+    recorded = run_session(tmp_path, {"models.py": MODELS, "test_model.py": once, "test_same.py": once}, *flags,
+                           "--energy-update-baselines")
+    assert recorded.returncode == 0 and len(json.loads((tmp_path / "out.json").read_text())["records"]) == 2
+    # The next run: one case as recorded, the other's model doing twice the work.
     changed = run_session(tmp_path, {"test_model.py": "from models import twice, case\nmodel = case(twice)\n"}, *flags)
-    assert changed.outcomes == {"model": "passed"}  # the test itself passes; the gate fails the session
+    assert changed.outcomes == {"model": "passed"}  # the tests themselves pass; the gate fails the session
     assert changed.returncode == 1
     assert any(line.startswith("pytest-energy gate FAILED: ") for line in changed.lines)
     assert any(line.startswith("test_model.py::model  flops_per_inference")
                and "(+100.0 %) in 'default': regression (threshold 5 %)" in line for line in changed.lines)
+    assert not any(line.startswith("test_same.py::model  flops_per_inference") for line in changed.lines)
+    verdicts = json.loads((tmp_path / "out.json").read_text())["gate"]["verdicts"]
+    assert {v["metric"]: v["status"] for v in verdicts if v["name"] == "test_same.py::model"}["flops_per_inference"] \
+        == "unchanged"
 
 
 def test_inference_record_is_per_inference_and_says_what_ran(measured):
