@@ -158,21 +158,27 @@ def test_a_finetune_on_two_gpus_trains_in_two_torchrun_processes_and_its_model_c
     assert pair["quality"]["accuracy"]["value"] == one["quality"]["accuracy"]["value"]
 
 
-def test_a_torchrun_failure_is_one_line(tmp_path: Path) -> None:
+def test_a_task_a_conftest_registers_trains_in_torchrun_and_a_failure_there_is_one_line(tmp_path: Path) -> None:
+    """The torchrun processes import the conftest that registered a case's task, so a user's own task
+    trains there too; one the conftest registers in the case's process alone fails in one line."""
     conftest = CONFTEST + '''
 import dataclasses
+import os
 from pytest_energy.cases import get_task, register_task
 
 register_task(dataclasses.replace(get_task("text-classification"), name="my-classification"))
+if "RANK" not in os.environ:  # not in the torchrun processes, which import this conftest too
+    register_task(dataclasses.replace(get_task("text-classification"), name="here-only"))
 '''
     tune = FINETUNE.replace('task="text-classification"', 'task="my-classification"').replace(
-        "one = FineTuneCase(**FIELDS)\n", "")
+        "one = FineTuneCase(**FIELDS)\n", "") + 'missing = FineTuneCase(**{**FIELDS, "task": "here-only"}, gpus=2)\n'
     session = run_session(tmp_path, {"conftest.py": conftest, "test_tune.py": tune}, *ARGS)
-    assert session.outcomes == {"pair": "failed"}
-    assert session.errors("pair") == [
-        "E   CaseFailure: the fine-tune's 2 torchrun processes failed (exit 1): rank 0: ValueError: task 'my-classification' is "
-        "not registered in the torchrun processes, which import pytest_energy.cases only: a fine-tune on several "
-        "GPUs trains a bundled task"]
+    assert session.outcomes == {"pair": "passed", "missing": "failed"}, session.lines[-30:]
+    assert session.records["pair"]["case"]["task"] == "my-classification"
+    assert session.errors("missing") == [
+        "E   CaseFailure: the fine-tune's 2 torchrun processes failed (exit 1): rank 0: ValueError: task 'here-only' is "
+        "not registered in the torchrun processes, which import conftest for it: register it at that module's top "
+        "level, whatever the process"]
     assert not any("Traceback" in line for line in session.lines)
 
 

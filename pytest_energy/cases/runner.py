@@ -30,7 +30,7 @@ from .predictor import Predictor, input_shapes, tokens_in
 from .proxies import count_flops, parameters
 from .pruning import Pruning
 from .reruns import Quality, add_runs, mark_trained
-from .tasks import Task, get_task
+from .tasks import Task, get_task, registered_by
 from .training import step_plan, steps_per_epoch, train, training_batch
 
 # The cases arrive as arguments (InferenceCase, FineTuneCase): the declarations import this module
@@ -358,7 +358,8 @@ class _FineTune:
                 block.close_rounds()
 
         options = {k: v for k, v in self.options.items() if k != "device"}
-        job = {"model": self.model, "processor": self.loaded.processor, "task": spec.name, "rows": self.train_rows,
+        job = {"model": self.model, "processor": self.loaded.processor, "task": spec.name,
+               "task_registered_by": registered_by(spec.name), "rows": self.train_rows,
                "backend": "nccl" if self.options["device"].startswith("cuda") else "gloo",
                "options": {**recipe, **options}}
         losses = launch(job, len(self.held), on_step=on_step)

@@ -9,6 +9,7 @@ tasks (:mod:`pytest_energy.cases.builtin`, imported by the package) register the
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -107,6 +108,8 @@ class Task:
 #: Every task by name, the bundled ones first (they register when the package loads).
 TASKS: Registry[Task] = Registry("task", "register_task", code=lambda entry: entry.predict,
                                  hint=" (a conftest can add one with pytest_energy.cases.register_task)")
+#: The module (name, file) that registered each task, for processes that must register it again.
+_REGISTERED_BY: dict[str, tuple[str, str]] = {}
 
 
 def register_task(task: Task, *, replace: bool = False) -> Task:
@@ -116,7 +119,16 @@ def register_task(task: Task, *, replace: bool = False) -> Task:
     registering "ner" differently would otherwise run whichever came last. The same definition
     registered again (a conftest imported anew) replaces the first.
     """
-    return TASKS.register(task, replace=replace)
+    caller = sys._getframe(1).f_globals
+    registered = TASKS.register(task, replace=replace)
+    _REGISTERED_BY[task.name] = (str(caller.get("__name__", "")), str(caller.get("__file__") or ""))
+    return registered
+
+
+def registered_by(name: str) -> tuple[str, str]:
+    """The module (its name and file) whose code registered the task ``name``, ``("", "")`` where unknown:
+    a process of its own (a fine-tune's torchrun processes) imports it to have the task registered too."""
+    return _REGISTERED_BY.get(name, ("", ""))
 
 
 def get_task(name: str, owner: str = "case") -> Task:

@@ -7,14 +7,17 @@ DistributedDataParallel (NCCL on CUDA, one GPU each; gloo on the CPU) on its sha
 (:func:`~pytest_energy.cases.training.train`), so a step is the same step as on one GPU. Rank 0 says each
 step on its standard output, where the case's process marks it in its measured block, and saves the
 trained weights, which the case's process loads into its own model: quality is evaluated there, as for a
-fine-tune on one GPU. A launch that fails is one line: the failing process's error, else the launcher's
+fine-tune on one GPU. A task a user registered (in a conftest) is registered in each process by importing
+the module that registered it. A launch that fails is one line: the failing process's error, else the launcher's
 last lines.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
+import runpy
 import subprocess
 import sys
 import tempfile
@@ -92,11 +95,13 @@ def _train(folder: Path, rank: int, processes: int, local: int) -> None:
         torch.cuda.set_device(local)
     distributed.init_process_group(job["backend"])
     try:
+        module = _import_registering(*job.get("task_registered_by", ("", "")))
         try:
             task = get_task(job["task"])
         except ValueError:
             raise ValueError(f"task {job['task']!r} is not registered in the torchrun processes, which import "
-                             "pytest_energy.cases only: a fine-tune on several GPUs trains a bundled task") from None
+                             f"{module or 'pytest_energy.cases'} for it: register it at that module's top level, "
+                             "whatever the process") from None
         model = job["model"].to(device)
         forward = DistributedDataParallel(model, device_ids=[local] if on_cuda else None,
                                           find_unused_parameters=True)  # a head the task's loss skips is no error
@@ -112,6 +117,20 @@ def _train(folder: Path, rank: int, processes: int, local: int) -> None:
         distributed.barrier()  # every process ends together: a peer gone before gloo's shutdown can hang it
     finally:
         distributed.destroy_process_group()
+
+
+def _import_registering(module: str, path: str) -> str:
+    """Import the module that registered the job's task where it is not a bundled one (a user's conftest),
+    so that it registers the task in this process too; its name ("" for a bundled task)."""
+    if not module or module == "__main__" or module.startswith("pytest_energy."):
+        return ""
+    try:
+        importlib.import_module(module)
+    except ImportError:  # a conftest pytest imported under a name of its own (--import-mode=importlib)
+        if not path:
+            raise
+        runpy.run_path(path)
+    return module
 
 
 def main(arguments: Sequence[str]) -> int:
