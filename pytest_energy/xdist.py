@@ -76,6 +76,15 @@ def with_gpus(tx: Iterable[str], blocks: Sequence[str], settings: Settings) -> l
     return [f"{spec}//env:{CUDA_VISIBLE_DEVICES}={block}" for spec, block in zip(specs, blocks, strict=False)]
 
 
+def unused_gpus_option(settings: Settings, *, distributing: bool, worker: bool) -> list[str]:
+    """The note for ``--energy-gpus-per-worker`` given to a run without xdist workers, where it changes
+    nothing (this process measures every GPU it sees); none elsewhere."""
+    if settings.gpus_per_worker is None or distributing or worker:
+        return []
+    return [f"{named(settings, 'gpus_per_worker')} = {settings.gpus_per_worker} changes nothing in a run without "
+            "xdist workers: this run measured every GPU it sees (give -n N to split them)"]
+
+
 def share(channels: Iterable[Any], workers: int, own_gpus: bool) -> None:
     """Mark the channels whose device the run's other ``workers`` draw on in the same windows: every
     counted or sampled device where several workers run (a RAPL package and DRAM always), except GPUs

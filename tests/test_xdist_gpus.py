@@ -189,6 +189,16 @@ def test_four_workers_each_on_its_own_gpu_and_each_record_names_it(pytester: pyt
         [component] = record["components"]
         assert component["idle_watts"] == pytest.approx(50.0 + 10 * index, abs=3)  # read on that GPU
         assert component["shared_with"] == 0 and "shared" not in component["note"]
+    assert "changes nothing" not in result.stdout.str()
+
+
+def test_the_option_in_a_run_without_workers_says_it_changes_nothing(pytester: pytest.Pytester) -> None:
+    result = _run(pytester, "-p", "no:xdist", "--energy-gpus-per-worker", "1", count=2)
+    result.assert_outcomes(passed=2)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*--energy-gpus-per-worker = 1 changes nothing in a run without xdist workers: "
+                                 "this run measured every GPU it sees (give -n N to split them)*"])
+    assert all(len(record["components"]) == 4 for record in _records(pytester).values())
 
 
 def test_uuids_in_cuda_visible_devices_give_blocks_of_uuids(pytester: pytest.Pytester,
