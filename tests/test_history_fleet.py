@@ -302,6 +302,29 @@ def test_baselines_update_from_history_is_a_diff_of_the_folder(history_at: Path 
     assert capsys.readouterr().err.startswith("pytest-energy: no run of branch release in history ")
 
 
+def test_a_profiles_runs_are_pooled_apart_into_its_own_folder(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Runs under --energy-profile measured another protocol: the default's baselines never pool them, and
+    --profile pools them alone into <set>@<profile>, where that profile's runs judge against them."""
+    history = tmp_path / "history.sqlite"
+    files = [_artifact(tmp_path, f"run-{i}", f"2026-11-2{i}T10:00:00+00:00", 10.0 + 10 * i) for i in range(3)]
+    profiled = _edited(files[2], lambda document: document["session"]["settings"].update(profile="ai-energy-score"))
+    assert main(["import", *map(str, files[:2]), str(profiled), "--history", str(history)]) == 0
+    root = tmp_path / "baselines"
+    for profile, folder, joules in (("default", store.set_folder(root, "default"), (20.0, 10.0)),
+                                    ("ai-energy-score", root / "default@ai-energy-score", (30.0,))):
+        capsys.readouterr()
+        assert main(["baselines", "update", "--from-history", "--last", "2", "--history", str(history),
+                     "--baselines", str(root), "--profile", profile]) == 0
+        assert capsys.readouterr().out.startswith(f"pytest-energy: baselines {folder}: 1 written from history ")
+        [energy] = store.load_set(folder).baselines["tests/test_a.py::test_a"].energy.values()
+        expected = sum(make_record(joules=j).per_iteration_net_joules for j in joules) / len(joules)
+        assert pooled_net_per_iteration(energy.rounds) == pytest.approx(expected, rel=1e-5)
+    assert main(["baselines", "update", "--from-history", "--last", "2", "--branch", "release", "--history",
+                 str(history), "--baselines", str(root), "--profile", "ai-energy-score"]) == 2
+    assert "no run of branch release of profile ai-energy-score in history" in capsys.readouterr().err
+
+
 # -- the nightly report's reading ---------------------------------------------------------------------
 def test_the_nightly_reads_the_budgets_of_a_test_that_failed(history_at: Path | str) -> None:
     """On either backend: the record that failed comes with its criteria and quality (its missed budgets

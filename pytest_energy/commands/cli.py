@@ -5,6 +5,7 @@
     pytest-energy import RUN.json ... [--history PATH|URL]
     pytest-energy baselines [--baselines DIR]
     pytest-energy baselines update --from-history --last N [--branch NAME] [--history PATH|URL] [--set NAME]
+                                                          [--profile NAME]
     pytest-energy report [--history PATH|URL] [--out PATH] [--last N] [--since DATE]
     pytest-energy report --from-json RUN.json --markdown [PATH]
     pytest-energy doctor [--require gpu|rapl|counter ...] [--json] [--devices SPEC] [--powercap DIR] [--cpu-tdp W]
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..core.config import BY_NAME, SettingError, is_database_url, refuse_overwrite
+from ..core.profiles import DEFAULT as DEFAULT_PROFILE, profile_names
 from ..core.units import format_energy, percent_change
 
 
@@ -77,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"baselines folder (default {BY_NAME['baselines'].default})")
     update.add_argument("--set", default=BY_NAME["baseline_set"].default, dest="set_name",
                         help=f"baseline set to write (default {BY_NAME['baseline_set'].default})")
+    update.add_argument("--profile", default=DEFAULT_PROFILE, choices=profile_names(),
+                        help="pool only the runs of this --energy-profile, into its own folder of the set "
+                             f"(<set>@<profile>; default {DEFAULT_PROFILE})")
 
     report = commands.add_parser("report", help="the nightly report of the fleet from the history store (HTML, and "
                                                 "its summary printed); or one run's markdown summary from its "
@@ -337,17 +342,20 @@ def _update_from_history(arguments: argparse.Namespace) -> list[str]:
     from ..store.history import History
 
     history = History(_location(arguments.history))
-    runs = [run for run in history.runs() if arguments.branch is None or run.branch == arguments.branch]
+    # A profile's runs measured another protocol (batch, counts, precision): never pooled with the default's.
+    runs = [run for run in history.runs() if (arguments.branch is None or run.branch == arguments.branch)
+            and ((run.info.get("settings") or {}).get("profile") or DEFAULT_PROFILE) == arguments.profile]
     if not runs:
         branch = f" of branch {arguments.branch}" if arguments.branch else ""
-        raise LookupError(f"pytest-energy: no run{branch} in history {history.where}; nothing to pool "
+        profile = f" of profile {arguments.profile}" if arguments.profile != DEFAULT_PROFILE else ""
+        raise LookupError(f"pytest-energy: no run{branch}{profile} in history {history.where}; nothing to pool "
                           "(`pytest-energy runs` lists runs; a run's branch is stored from schema 2 on)")
     records = history.records_of([run.run_id for run in runs])
     result = pooled([records[run.run_id] for run in runs], arguments.last)
     if not result.baselines:
         raise LookupError(f"pytest-energy: the {len(runs)} runs in history {history.where} hold no passed test's "
                           "valid record; no baseline written")
-    folder = set_folder(Path(arguments.update_root), arguments.set_name)
+    folder = set_folder(Path(arguments.update_root), arguments.set_name, arguments.profile)
     stored = load_set(folder).baselines
     replaced = [b.name for b in result.baselines if b.name in stored and model_changed(stored[b.name], b)]
     written = update(folder, result.baselines, replaced)
