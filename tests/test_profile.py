@@ -140,6 +140,8 @@ def test_the_profile_runs_its_tasks_cases_with_its_counts_and_keeps_its_own_base
     assert own_set.is_file() and not (tmp_path / "baselines" / "default").exists()
     stored = own_set.read_text()
     assert list(json.loads(stored)["records"]) == ["test_profiled.py::classified"]  # the skipped case has none
+    assert any(line.startswith("pytest-energy gate passed: ") and "(set 'default', profile ai-energy-score, hardware "
+               in line for line in profiled.lines), profiled.lines[-20:]
 
     plain = run_session(tmp_path, {}, *common)
     assert plain.outcomes == {"classified": "passed", "regression": "passed"}
@@ -147,6 +149,7 @@ def test_the_profile_runs_its_tasks_cases_with_its_counts_and_keeps_its_own_base
     assert plain.records["classified"]["case"]["batch_size"] == 4 and "profile" not in plain.records["classified"]["figures"]
     # judged against no baseline (the profile's are not the default's), then recorded in its own set
     assert any(line.startswith("new ") for line in plain.lines), plain.lines[-30:]
+    assert not any("profile ai-energy-score" in line for line in plain.lines if line.startswith("pytest-energy gate"))
     assert not any(line.startswith("test_profiled.py::classified  energy") for line in plain.lines)
     assert (tmp_path / "baselines" / "default" / "test_profiled.py.json").is_file()
     assert own_set.read_text() == stored

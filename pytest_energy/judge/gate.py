@@ -621,6 +621,11 @@ def _capped(lines: list[str], what: str) -> list[str]:
                                          "HTML report gives each reason)"]
 
 
+def _profile_said(judgement: Judgement) -> str:
+    """", profile ai-energy-score" where a measurement profile judged against its own baselines; "" else."""
+    return "" if judgement.profile == DEFAULT else f", profile {judgement.profile}"
+
+
 def _summary(judgement: Judgement, failing: bool) -> list[str]:
     """The head line says the outcome and what decided it (lost records, failed tests, regressions), then
     counts the passed tests' records by their most urgent verdict, and verdicts by where their baseline
@@ -665,7 +670,8 @@ def _summary(judgement: Judgement, failing: bool) -> list[str]:
         head = (f"{head}; " if head else "") + "; ".join(f"{count} {state}" for count, state in counts if count)
     outcome = "INCOMPLETE" if judgement.incomplete else "FAILED" if failing else "passed"
     lines = [f"pytest-energy gate {outcome}: {head or 'nothing judged'} "
-             f"(set {judgement.baseline_set!r}, hardware {judgement.fingerprint_id}; {_origins(judgement)})",
+             f"(set {judgement.baseline_set!r}{_profile_said(judgement)}, hardware {judgement.fingerprint_id}; "
+             f"{_origins(judgement)})",
              *judgement.incomplete]
     lines += [f"{name}  failed: {reason}" if name else reason for name, reason in judgement.failed.items()]
     lines += judgement.over_budget
@@ -767,7 +773,8 @@ def judge(records: list[Record], settings: Settings, fingerprint: dict[str, Any]
     as incomplete unless the run updates baselines; so does a budget that could not be checked.
     """
     fingerprint_id = str(fingerprint.get("id") or "")
-    judgement = Judgement(baseline_set=settings.baseline_set, fingerprint_id=fingerprint_id, rootdir=str(rootdir),
+    judgement = Judgement(baseline_set=settings.baseline_set, profile=_profile(settings),
+                          fingerprint_id=fingerprint_id, rootdir=str(rootdir),
                           baselines_required=bool(settings.require_baselines and not settings.update_baselines))
     judgement.incomplete += _unchecked_budgets(records)
     judgement.over_budget = _modelled_over_budget(records)

@@ -165,6 +165,7 @@ class Judgement:
 
     verdicts: list[Verdict] = field(default_factory=list)  # per record name and metric
     baseline_set: str = "default"
+    profile: str = "default"  # the measurement profile (--energy-profile): its baselines are the set's own folder
     fingerprint_id: str = ""
     new: list[str] = field(default_factory=list)  # record names with no baseline yet
     errors: list[str] = field(default_factory=list)  # one line per unreadable baseline file
@@ -203,6 +204,7 @@ class Judgement:
             "failed": dict(self.failed),
             "errors": list(self.errors),
             "baseline_set": self.baseline_set,
+            "profile": self.profile,
             "fingerprint_id": self.fingerprint_id,
             "new": list(self.new),
             "orphaned": [dict(o) for o in self.orphaned],
