@@ -12,6 +12,7 @@ advances by exactly the joules a test spends: test_model spends WORK J per call,
 
 from __future__ import annotations
 
+import base64
 import http.server
 import importlib
 import json
@@ -365,11 +366,11 @@ def test_an_unwritable_prometheus_path_costs_one_line(run, pytester, parse):
 class _Gateway(http.server.BaseHTTPRequestHandler):
     """A Pushgateway's front: records each request's method, path and body, answers 200."""
 
-    received: list[tuple[str, str, str]] = []
+    received: list[tuple[str, str, str, str | None]] = []
 
     def do_PUT(self) -> None:  # noqa: N802 (http.server's name)
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode("utf-8")
-        self.received.append((self.command, self.path, body))
+        self.received.append((self.command, self.path, body, self.headers.get("Authorization")))
         self.send_response(200)
         self.end_headers()
 
@@ -380,8 +381,8 @@ class _Gateway(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def gateway() -> Iterator[tuple[str, list[tuple[str, str, str]]]]:
-    received: list[tuple[str, str, str]] = []
+def gateway() -> Iterator[tuple[str, list[tuple[str, str, str, str | None]]]]:
+    received: list[tuple[str, str, str, str | None]] = []
     handler = type("Gateway", (_Gateway,), {"received": received})
     server = http.server.HTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -391,17 +392,21 @@ def gateway() -> Iterator[tuple[str, list[tuple[str, str, str]]]]:
     server.server_close()
 
 
-def test_prometheus_push_sends_the_metrics_to_the_gateway(run, pytester, parse, gateway):
+@pytest.mark.parametrize("login", ["", "push:s3cr%40t@"])
+def test_prometheus_push_sends_the_metrics_to_the_gateway(run, pytester, parse, gateway, login):
+    """A login in the URL goes as HTTP basic authentication (a gateway behind a proxy), never shown."""
     url, received = gateway
-    result = run("--energy-prometheus-push", url)
+    result = run("--energy-prometheus-push", url.replace("://", f"://{login}"))
     assert result.ret == 0, result.stdout.str()
     document = json.loads((pytester.path / "out.json").read_text())
     runner = document["session"]["fingerprint"]["id"]
-    [(method, path, body)] = received
+    [(method, path, body, authorization)] = received
     assert method == "PUT" and path == f"/metrics/job/pytest-energy/instance/{runner}"
+    assert authorization == (f"Basic {base64.b64encode(b'push:s3cr@t').decode()}" if login else None)
     net = parse(body)["pytest_energy_net_joules_per_unit"]
     assert sorted(s.labels["test"] for s in net.samples) == sorted(NAMES)
     result.stdout.fnmatch_lines([f"*Prometheus metrics pushed to {url} (job pytest-energy, instance {runner})"])
+    assert "s3cr" not in result.stdout.str() + (pytester.path / "out.json").read_text()
 
 
 def test_an_unreachable_pushgateway_costs_one_line_and_not_the_file(run, pytester, parse):

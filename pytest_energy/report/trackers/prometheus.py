@@ -85,9 +85,24 @@ def write(report: Report, path: Path, attachments: list[Path]) -> str:
 
 
 def push(report: Report, url: str, attachments: list[Path]) -> str:
-    """Push the metrics to the Pushgateway at ``url`` (replacing this runner's last push); the line to show."""
+    """Push the metrics to the Pushgateway at ``url`` (replacing this runner's last push); the line to show.
+    A login in the URL (``https://user:password@gateway``) is sent as HTTP basic authentication, as a
+    gateway behind a proxy asks; the line shows it as ``***``."""
     client = needs("prometheus_client", EXTRA)
+    from urllib.parse import unquote, urlsplit
+
+    from prometheus_client.exposition import basic_auth_handler, default_handler
+
     runner = run_tags(report).get("runner")
+    parts = urlsplit(url)
+    handler = default_handler
+    if parts.username is not None:
+        user, password = unquote(parts.username), unquote(parts.password or "")
+        url = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+        def handler(url: str, method: str, timeout: float | None, headers: list, data: bytes) -> Any:
+            return basic_auth_handler(url, method, timeout, headers, data, user, password)
+
     client.push_to_gateway(url, job=JOB, registry=registry(report), timeout=PUSH_TIMEOUT_SECONDS,
-                           grouping_key={"instance": runner} if runner else None)
+                           grouping_key={"instance": runner} if runner else None, handler=handler)
     return f"Prometheus metrics pushed to {url} (job {JOB}" + (f", instance {runner})" if runner else ")")
