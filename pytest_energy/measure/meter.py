@@ -15,9 +15,13 @@ two ticks ``(t_a, E_a)`` and ``(t_b, E_b)``, and interpolates the energy at the 
 
 The poller sleeps until just before the tick it predicts, from a period it refines with every tick
 it sees (the calibration's few ticks leave it ~2 % off: 20 ms a second ahead). Where its read still
-comes after a gap past the tick, the tick's instant is unknown within the gap and it takes the next
-tick instead. Ticks seen are kept, so an edge between two of them (edges of short tests, many per
-tick) is interpolated without a read.
+comes after a gap past the tick (a sleep that overshot, a thread waiting for the CPU: a read is known
+to have sampled the counter anywhere in its length beyond the fastest read's), the tick's instant is
+known only within the gap and it takes the next tick instead, three times at most. Ticks come every
+period, so the gaps of the changes seen together place the grid of ticks, and each read then gives the
+energy at the tick of the grid before it: on a loaded host too, an edge lies between two ticks seen,
+not extrapolated from ticks seen later (maybe after the work ended). Ticks seen are kept, so an edge
+between two of them (edges of short tests, many per tick) is interpolated without a read.
 
 Idle power is measured once per session. CUDA is synchronised at every edge when torch has already
 initialised CUDA (torch is never imported here).
@@ -206,7 +210,6 @@ class TickPoller:
         self.channel = channel
         self.period = period
         self._idle_watts = idle_watts
-        self._last_tick: float | None = None  # perf_counter instant of the last tick seen
         # An observed tick the period is refined from, and how well its instant is known (seconds).
         self._anchor: tuple[float, float] | None = None
         # Where one tick lies, within [low, high] (perf_counter instants): the grid of ticks (_locate).
@@ -266,10 +269,10 @@ class TickPoller:
         return _wide_bracket(2 * change.resolution, self._fastest_read)
 
     def _predicted_tick(self, now: float) -> float | None:
-        """The next tick after ``now`` from the tick grid (or the last tick seen) and the calibrated period."""
-        last = sum(self._phase) / 2 if self._phase is not None else self._last_tick
-        if last is None:
+        """The next tick after ``now`` from the tick grid and the period."""
+        if self._phase is None:
             return None
+        last = sum(self._phase) / 2
         return last + math.ceil((now - last) / self.period) * self.period
 
     def _observe(self, change: Change) -> None:
@@ -285,7 +288,6 @@ class TickPoller:
         if self._phase is None:
             return
         tick, resolution = sum(self._phase) / 2, (self._phase[1] - self._phase[0]) / 2
-        self._last_tick = tick
         if self._anchor is None:
             self._anchor = (tick, resolution)
             return
@@ -349,7 +351,7 @@ class TickPoller:
                 self._keep(tick, read.value, resolution)
                 placed.add(read.value)
 
-    def _placed(self) -> bool:
+    def _grid_known(self) -> bool:
         """Whether the grid of ticks is known closely enough to end a search on any change."""
         return self._phase is not None and not _wide_bracket(self._phase[1] - self._phase[0], self._fastest_read)
 
@@ -377,21 +379,9 @@ class TickPoller:
         """Whether two observed ticks are one tick apart (else power may have changed between them)."""
         return before is not None and after is not None and after[0] - before[0] <= 1.5 * self.period
 
-    def _from_history(self, at: float) -> EdgeValue | None:
-        """The energy at ``at`` between two observed ticks around it (power taken as constant between
-        them, as at any boundary), or None where the ticks seen do not surround it."""
-        before, after = self._around(at)
-        if before is None or after is None or not self._next_to(before, after):
-            return None
-        (t_a, e_a, r_a), (t_b, e_b, r_b) = before, after
-        working = (e_b - e_a) / (t_b - t_a)
-        return EdgeValue(e_a + working * (at - t_a), working * max(r_a, r_b), tick=t_b)
-
     def _resolve(self, at: float, side: str) -> EdgeValue:
-        if side == BOUNDARY:  # an edge the poller has already seen a tick after (it fell behind)
-            known = self._from_history(at)
-            if known is not None:
-                return known
+        if side == BOUNDARY and self._next_to(*self._around(at)):  # seen already: the poller fell behind
+            return self._estimate(at, side, 0.0)
         reads = [self._timed_read()]
         deadline = reads[0].after + TICK_TIMEOUT_PERIODS * self.period
         predicted = self._predicted_tick(reads[0].after)
@@ -404,14 +394,14 @@ class TickPoller:
             if read.value != last.value:
                 changes.append(self._change(last, read))
                 self._observe(changes[-1])
-                if not self._wide(changes[-1]) or self._placed() or len(changes) > TICK_TIMEOUT_PERIODS:
+                if not self._wide(changes[-1]) or self._grid_known() or len(changes) > TICK_TIMEOUT_PERIODS:
                     break
                 # The tick fell somewhere in a wide gap (the sleep went past it, or a read waited for the
                 # CPU): take the next tick, one period on; the reads place this one on the grid after.
                 deadline = read.after + TICK_TIMEOUT_PERIODS * self.period
                 time.sleep(max(0.0, last.before + self.period - PREDICTION_MARGIN - time.perf_counter()))
             elif read.after > deadline:  # a powered device always ticks: the counter is frozen
-                self._last_tick = self._phase = None
+                self._phase = None
                 return EdgeValue(math.nan, math.nan, f"the energy counter did not change for "
                                  f"{read.after - reads[0].after:.2g} s ({TICK_TIMEOUT_PERIODS:g} tick periods): "
                                  "a frozen counter")
@@ -424,7 +414,8 @@ class TickPoller:
         return self._estimate(at, side, (found.new - found.old) / self.period)
 
     def _estimate(self, at: float, side: str, working: float) -> EdgeValue:
-        """The energy at an edge from the ticks seen around it (``working``: the power across the last).
+        """The energy at an edge from the ticks seen around it (``working``: the power across the last
+        tick seen, where no two ticks next to each other are known around the edge).
 
         Between the tick before the edge and the tick after it, power is constant at a boundary (work on
         both sides), idle up to a start edge and idle after an end edge. Where no tick was seen just
@@ -433,6 +424,7 @@ class TickPoller:
         edge a tick after the last tick seen before it adds idle power to that tick.
         """
         idle = self._idle_watts()
+        share = EXTRAPOLATION_ERROR  # of the energy taken across a span, the error of the power assumed there
         before, after = self._around(at)
         if after is None:  # unreachable once a change was kept; the edge then rests on the last tick seen
             after = self._history[-1]
@@ -451,18 +443,15 @@ class TickPoller:
             joules, extrapolated = e_a + idle * (at - t_a), idle * (at - t_a)
         else:
             index = self._history.index(after)
-            slope = 0.0  # the share the power taken back is off by, from where its two ticks are
-            if index + 1 < len(self._history) and self._history[index + 1][0] - t_b <= 1.5 * self.period:
+            resolution = r_b
+            if index + 1 < len(self._history) and self._next_to(after, self._history[index + 1]):
                 t_c, e_c, r_c = self._history[index + 1]
                 working, resolution = (e_c - e_b) / (t_c - t_b), max(r_b, r_c)
-                slope = (r_b + r_c) / (t_c - t_b)
-            else:
-                resolution = r_b
+                if side != END:  # the work's power, off by as much as its two ticks' instants allow
+                    share += (r_b + r_c) / (t_c - t_b)
             power = idle if side == END else working
             joules, extrapolated = e_b - power * (t_b - at), power * (t_b - at)
-            if side != END:
-                extrapolated *= 1 + slope / EXTRAPOLATION_ERROR
-        return EdgeValue(joules, working * resolution + EXTRAPOLATION_ERROR * abs(extrapolated), tick=t_b)
+        return EdgeValue(joules, working * resolution + share * abs(extrapolated), tick=t_b)
 
 
 @dataclass
