@@ -314,7 +314,10 @@ class TickPoller:
         overlap. On a loaded host, where hardly two reads follow each other closely, changes seen across
         gaps of tens of milliseconds still place the grid to a few.
         """
-        low, high = change.tick - change.resolution, change.tick + change.resolution
+        # Where in a read the counter is sampled differs between reads too (a simulated GPU: anywhere), so
+        # the grid takes both reads whole: a bracket that missed its tick would place every tick wrongly.
+        spread = change.resolution + self._fastest_read / 2
+        low, high = change.tick - spread, change.tick + spread
         if high - low >= self.period:  # may hold two ticks
             return
         if self._phase is not None:
