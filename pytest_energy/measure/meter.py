@@ -74,8 +74,8 @@ PREDICTION_MARGIN = 0.012
 WIDE_BRACKET_READS = 3
 BRACKET_SLACK = 0.002
 #: How far off the calibrated period may be (a share of it), until the poller refines it: the few
-#: ticks of the calibration leave it ~2 % off, more on a busy host.
-CALIBRATED_PERIOD_ERROR = 0.05
+#: ticks of the calibration leave it ~2 % off, up to 3 % on a busy host.
+CALIBRATED_PERIOD_ERROR = 0.03
 #: Observed ticks a poller keeps, so an edge between two of them is known without a read.
 HISTORY_TICKS = 64
 #: Share of an extrapolated span's energy taken as the systematic error of the power assumed there.
@@ -210,10 +210,12 @@ class TickPoller:
         self.channel = channel
         self.period = period
         self._idle_watts = idle_watts
-        # An observed tick the period is refined from, and how well its instant is known (seconds).
-        self._anchor: tuple[float, float] | None = None
-        # Where one tick lies, within [low, high] (perf_counter instants): the grid of ticks (_locate).
+        # Where one tick lies, within [low, high] (perf_counter instants): the grid of ticks (_locate); and
+        # that tick's count since the grid was first placed (each placing since counted the ticks for sure).
         self._phase: tuple[float, float] | None = None
+        self._tick_count = 0
+        # A tick the period is refined from: its instant, how well that is known, and its count.
+        self._anchor: tuple[float, float, int] | None = None
         self._fastest_read = math.inf  # seconds: the read's own cost, without waiting for the CPU
         self._period_error = CALIBRATED_PERIOD_ERROR * period  # seconds per tick, until refined
         # Observed ticks, oldest first: (perf_counter instant, cumulative joules, instant resolution).
@@ -289,18 +291,13 @@ class TickPoller:
             return
         tick, resolution = sum(self._phase) / 2, (self._phase[1] - self._phase[0]) / 2
         if self._anchor is None:
-            self._anchor = (tick, resolution)
+            self._anchor = (tick, resolution, self._tick_count)
             return
-        anchor, known = self._anchor
-        spans = (tick - anchor) / self.period
-        count = round(spans)
-        slack = (known + resolution + abs(count) * self._period_error) / self.period
+        anchor, known, counted = self._anchor
+        count = self._tick_count - counted
         if count < 1:  # the anchor's own tick: kept as the better known of the two
             if resolution < known:
-                self._anchor = (tick, resolution)
-            return
-        if abs(spans - count) + slack > 0.5:  # not a sure count of ticks: count again from here
-            self._anchor = (tick, resolution)
+                self._anchor = (tick, resolution, self._tick_count)
             return
         error = (known + resolution) / count
         if error < self._period_error:
@@ -322,13 +319,21 @@ class TickPoller:
             return
         if self._phase is not None:
             known_low, known_high = self._phase
-            ticks = round((change.tick - (known_low + known_high) / 2) / self.period)
-            drift = abs(ticks) * self._period_error
-            overlap = (max(low, known_low + ticks * self.period - drift),
-                       min(high, known_high + ticks * self.period + drift))
-            if overlap[0] <= overlap[1]:  # else the period drifted more than thought: start again here
-                low, high = overlap
-        self._phase = (low, high)
+            nearest = round((change.tick - (known_low + known_high) / 2) / self.period)
+            overlaps = []  # the counts of ticks since the grid's tick that this change's gap may hold
+            for ticks in range(nearest - 2, nearest + 3):
+                drift = abs(ticks) * self._period_error
+                overlap = (max(low, known_low + ticks * self.period - drift),
+                           min(high, known_high + ticks * self.period + drift))
+                if overlap[0] <= overlap[1]:
+                    overlaps.append((ticks, overlap))
+            # One count only: the grid is narrowed to the overlap. None: the period drifted more than
+            # thought; several: the count is not sure. Either way the grid starts again from here.
+            if len(overlaps) == 1:
+                ticks, overlap = overlaps[0]
+                self._phase, self._tick_count = overlap, self._tick_count + ticks
+                return
+        self._phase, self._tick_count, self._anchor = (low, high), 0, None
 
     def _place(self, reads: list[Read]) -> None:
         """Keep the value of each read at the tick of the grid that published it.
@@ -404,7 +409,7 @@ class TickPoller:
                 deadline = read.after + TICK_TIMEOUT_PERIODS * self.period
                 time.sleep(max(0.0, last.before + self.period - PREDICTION_MARGIN - time.perf_counter()))
             elif read.after > deadline:  # a powered device always ticks: the counter is frozen
-                self._phase = None
+                self._phase = self._anchor = None
                 return EdgeValue(math.nan, math.nan, f"the energy counter did not change for "
                                  f"{read.after - reads[0].after:.2g} s ({TICK_TIMEOUT_PERIODS:g} tick periods): "
                                  "a frozen counter")
