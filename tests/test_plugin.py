@@ -523,12 +523,14 @@ def load(seconds=0.05):
 def test_gpu(energy):
     energy.run(load, rounds=3, min_window=0.3, warmup=0)
 """)
-    result, document = run(pytester, ["-p", "no:xdist"], "--energy-devices", "gpu", "--energy-idle-seconds", "0.3")
+    result, document = run(pytester, ["-p", "no:xdist"], "--energy-devices", "gpu", "--energy-idle-seconds", "1")
     result.assert_outcomes(passed=1)
     [record] = document["records"]
     [gpu] = record["components"]
     assert gpu["method"] == "counter" and gpu["device"] == "gpu:0"
-    assert gpu["idle_watts"] == pytest.approx(80.0, rel=0.02)
+    # Idle power is one window's joules over its second: each of its two edges placed to ~10 ms of 80 W on a
+    # loaded host (the record states no uncertainty for it; the net checks below include it).
+    assert gpu["idle_watts"] == pytest.approx(80.0, rel=0.04)
     assert gpu["ticks"] >= 8
     # What the fake drew above idle, all of it inside the rounds (no warm-up): 220 W while it worked.
     now = fake.now()
