@@ -20,6 +20,7 @@ import pytest
 from pytest_energy.core.record import Round
 from pytest_energy.measure.meter import BOUNDARY, END, START, Measured, Meter, Taken
 from pytest_energy.measure.sources import SourceError, nvml, rapl
+from pytest_energy.measure.sources.base import Channel
 from pytest_energy.testing import FakeGpu, install_fake_nvml, make_powercap
 
 
@@ -144,10 +145,84 @@ def test_ticks_are_the_updates_seen_not_the_window_over_the_period(monkeypatch):
     finally:
         meter.close()
     [gpu] = measured.components
-    # Each window spans the ticks between the updates seen at its edges: 3 or 4 of the 100 ms ticks in
-    # 0.32 s, or 2 where a loaded machine delays an edge's read past a tick (it then takes the next one).
-    assert 3 * 2 <= gpu.ticks <= 3 * 4
+    # Each window spans the ticks between the first ticks after its edges: 3 or 4 of the 100 ms ticks in
+    # 0.32 s (a loaded host delays the reads, never where the ticks are), not 0.32 / 0.1 = 3.2 each.
+    assert 3 * 3 <= gpu.ticks <= 3 * 4
     assert all(r.valid for r in measured.rounds)
+
+
+class FakeClock:
+    """The meter's clock and sleep in a test: time moves only when a read or a sleep moves it."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)
+
+
+class DescheduledCounter(Channel):
+    """A 100 ms counter on a :class:`FakeClock` whose poller thread loses the CPU around every tick: a
+    read begun less than ``late`` seconds before a tick samples the counter, then returns only ``late``
+    later (as on a loaded host, where the poller wakes just before the tick it predicted). Every change
+    is then seen between two reads ``late`` apart, never between two close ones."""
+
+    kind = "gpu"
+    method = "counter"
+    device = "gpu:0"
+    tick_seconds = 0.1
+
+    def __init__(self, clock: FakeClock, watts: float, late: float = 0.015, phase: float = 0.037) -> None:
+        self.clock, self.late, self.phase = clock, late, phase
+        self.history = [(0.0, watts)]  # (instant, watts from then on)
+
+    def set_power(self, since: float, watts: float) -> None:
+        self.history.append((since, watts))
+
+    def energy_until(self, t: float) -> float:
+        ends = [since for since, _ in self.history[1:]] + [math.inf]
+        return sum(watts * (min(end, t) - since) for (since, watts), end in zip(self.history, ends) if since < t)
+
+    def read(self) -> float:
+        sampled = self.clock.now + 0.0001
+        tick = math.floor((sampled - self.phase) / self.tick_seconds) * self.tick_seconds + self.phase
+        self.clock.now += 0.0002
+        if tick + self.tick_seconds - sampled < self.late:
+            self.clock.now += self.late
+        return self.energy_until(tick)
+
+
+def test_an_edge_whose_reads_lose_the_cpu_is_placed_between_the_ticks_next_to_it(monkeypatch):
+    """Every change seen across a delayed read: the poller took the next tick instead, three times, then
+    extrapolated the edge back from a tick 0.4 s on, at the power across it, after the round's end edge
+    had made the device idle: 55 J off, stated as 0.4 J. The ticks come every period, so the reads around
+    the edge place it between the two next to it, and the uncertainty stated covers the error."""
+    from pytest_energy.measure import meter as meter_module
+
+    clock = FakeClock()
+    monkeypatch.setattr(meter_module, "time", clock)
+    channel = DescheduledCounter(clock, 300.0)
+    meter = Meter([channel], synchronize=lambda: None)
+    meter.start(None)
+    meter.idle_watts[channel.device] = 80.0
+    poller = meter._pollers[channel.device]
+    first = clock.now + 0.05
+    edges = [(first, BOUNDARY), (first + 0.5, BOUNDARY), (first + 0.8, END)]
+    channel.set_power(first + 0.8, 80.0)  # the work ends at the end edge, before the poller saw a close change
+    values = []
+    for at, side in edges:
+        clock.now = max(clock.now, at)  # the poller may still be on the edge before (it fell behind)
+        values.append(poller._resolve(at, side))
+    meter.close()
+    for (at, _), value in zip(edges, values):
+        truth = channel.energy_until(at)
+        assert value.uncertainty <= 300.0 * 0.02  # the reads are 15 ms apart: no worse than that
+        assert value.joules == pytest.approx(truth, abs=value.uncertainty), at - first
+    for (start, _), (end, _), before, after in zip(edges, edges[1:], values, values[1:]):
+        assert after.joules - before.joules == pytest.approx(300.0 * (end - start), rel=0.03)
 
 
 # -- NVML power sampling --------------------------------------------------------------------------

@@ -15,9 +15,13 @@ two ticks ``(t_a, E_a)`` and ``(t_b, E_b)``, and interpolates the energy at the 
 
 The poller sleeps until just before the tick it predicts, from a period it refines with every tick
 it sees (the calibration's few ticks leave it ~2 % off: 20 ms a second ahead). Where its read still
-comes after a gap past the tick, the tick's instant is unknown within the gap and it takes the next
-tick instead. Ticks seen are kept, so an edge between two of them (edges of short tests, many per
-tick) is interpolated without a read.
+comes after a gap past the tick (a sleep that overshot, a thread waiting for the CPU: a read is known
+to have sampled the counter anywhere in its length beyond the fastest read's), the tick's instant is
+known only within the gap and it takes the next tick instead, three times at most. Ticks come every
+period, so the gaps of the changes seen together place the grid of ticks, and each read then gives the
+energy at the tick of the grid before it: on a loaded host too, an edge lies between two ticks seen,
+not extrapolated from ticks seen later (maybe after the work ended). Ticks seen are kept, so an edge
+between two of them (edges of short tests, many per tick) is interpolated without a read.
 
 Idle power is measured once per session. CUDA is synchronised at every edge when torch has already
 initialised CUDA (torch is never imported here).
@@ -49,7 +53,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Sequence, TypeVar
+from typing import Any, Callable, Generic, NamedTuple, Sequence, TypeVar
 
 from ..core.config import parse_cooldown
 from ..core.record import Component, Round
@@ -69,6 +73,9 @@ PREDICTION_MARGIN = 0.012
 #: leave the tick's instant unknown within their gap: the poller takes the next tick instead.
 WIDE_BRACKET_READS = 3
 BRACKET_SLACK = 0.002
+#: How far off the calibrated period may be (a share of it), until the poller refines it: the few
+#: ticks of the calibration leave it ~2 % off, up to 3 % on a busy host.
+CALIBRATED_PERIOD_ERROR = 0.03
 #: Observed ticks a poller keeps, so an edge between two of them is known without a read.
 HISTORY_TICKS = 64
 #: Share of an extrapolated span's energy taken as the systematic error of the power assumed there.
@@ -178,6 +185,24 @@ class Cooldown:
     detail: str = ""
 
 
+class Read(NamedTuple):
+    """One read of a ticking counter and the instants around it."""
+
+    value: float
+    before: float
+    after: float
+
+
+class Change(NamedTuple):
+    """A counter change seen between two reads: the value before and after it, its instant (perf_counter)
+    and how well that instant is known (seconds either side)."""
+
+    old: float
+    new: float
+    tick: float
+    resolution: float
+
+
 class TickPoller:
     """Resolves the edges of one ticking channel on a background thread, in submission order."""
 
@@ -185,10 +210,14 @@ class TickPoller:
         self.channel = channel
         self.period = period
         self._idle_watts = idle_watts
-        self._last_tick: float | None = None  # perf_counter instant of the last tick seen
-        self._anchor: float | None = None  # an observed tick the period is refined from
+        # Where one tick lies, within [low, high] (perf_counter instants): the grid of ticks (_locate); and
+        # that tick's count since the grid was first placed (each placing since counted the ticks for sure).
+        self._phase: tuple[float, float] | None = None
+        self._tick_count = 0
+        # A tick the period is refined from: its instant, how well that is known, and its count.
+        self._anchor: tuple[float, float, int] | None = None
         self._fastest_read = math.inf  # seconds: the read's own cost, without waiting for the CPU
-        self._basis = CALIBRATION_TICKS - 1  # tick intervals the period rests on (calibration's first)
+        self._period_error = CALIBRATED_PERIOD_ERROR * period  # seconds per tick, until refined
         # Observed ticks, oldest first: (perf_counter instant, cumulative joules, instant resolution).
         self._history: list[tuple[float, float, float]] = []
         self._requests: queue.Queue[tuple[float, str, _Pending] | None] = queue.Queue()
@@ -217,128 +246,220 @@ class TickPoller:
             except Exception as error:  # a driver fault must not kill the poller and hang the test
                 pending.set(EdgeValue(math.nan, math.nan, f"{type(error).__name__}: {error}"))
 
-    def _timed_read(self) -> tuple[float, float]:
+    def _timed_read(self) -> Read:
         before = time.perf_counter()
         value = self.channel.read()
         after = time.perf_counter()
         self._fastest_read = min(self._fastest_read, after - before)
-        return value, (before + after) / 2
+        return Read(value, before, after)
 
-    def _wide(self, gap: float) -> bool:
-        """Whether two reads ``gap`` seconds apart leave a tick between them too loosely placed."""
-        return _wide_bracket(gap, self._fastest_read)
+    def _change(self, old: Read, new: Read) -> Change:
+        """Where the counter changed between two reads: the instant and how well it is known.
+
+        A read samples the counter at one point of its call. A read as fast as the fastest is placed at
+        its middle (where in the call it samples is the same for every read, so the offset cancels
+        between edges); the rest of a longer read is time its thread waited for the CPU, before or after
+        that point, so the sample lies anywhere in it. On a loaded host a read waits tens of
+        milliseconds: taking its middle placed ticks 5 ms off while claiming 2 ms.
+        """
+        half = self._fastest_read / 2
+        low, high = old.before + half, new.after - half
+        return Change(old.value, new.value, (low + high) / 2, max(0.0, (high - low) / 2))
+
+    def _wide(self, change: Change) -> bool:
+        """Whether a change's instant is too loosely known to place ticks from, or to end a search on."""
+        return _wide_bracket(2 * change.resolution, self._fastest_read)
 
     def _predicted_tick(self, now: float) -> float | None:
-        """The next tick after ``now`` from the last one seen and the calibrated period."""
-        if self._last_tick is None:
+        """The next tick after ``now`` from the tick grid and the period."""
+        if self._phase is None:
             return None
-        return self._last_tick + math.ceil((now - self._last_tick) / self.period) * self.period
+        last = sum(self._phase) / 2
+        return last + math.ceil((now - last) / self.period) * self.period
 
-    def _observe(self, tick_a: float, energy_a: float, tick_b: float, energy_b: float, resolution: float) -> None:
-        """Keep two observed ticks; refine the period from the span since the anchor tick.
+    def _observe(self, change: Change) -> None:
+        """Place the tick grid with a change seen (:meth:`_locate`), and refine the period from the span
+        since the anchor tick.
 
         The calibrated period is a median of a few intervals, each known to a read's length (~4 ms on
-        an H100): 2 % off, a prediction one second ahead misses the tick by 20 ms, past the margin.
-        A span of more ticks than the period rests on gives a better one, so the spans that can be
-        counted for sure grow with it, and later predictions keep within the margin.
+        an H100): 2 % off, a prediction one second ahead misses the tick by 20 ms, past the margin. A
+        span of many ticks counted for sure gives a better one (each end known as well as the grid
+        places it), so later predictions keep within the margin and the grid stays narrow.
         """
-        if self._wide(2 * resolution):  # an instant too loosely known to refine anything from
-            pass
-        elif self._anchor is None:
-            self._anchor = tick_b
-        else:
-            spans = (tick_b - self._anchor) / self.period
-            count = round(spans)
-            if abs(spans - count) > 0.25:  # not a sure count of ticks: count again from here
-                self._anchor = tick_b
-            elif count > self._basis:
-                self.period, self._basis = (tick_b - self._anchor) / count, count
-        self._last_tick = tick_b
-        self._keep(tick_a, energy_a, resolution)
-        self._keep(tick_b, energy_b, resolution)
+        self._locate(change)
+        if self._phase is None:
+            return
+        tick, resolution = sum(self._phase) / 2, (self._phase[1] - self._phase[0]) / 2
+        if self._anchor is None:
+            self._anchor = (tick, resolution, self._tick_count)
+            return
+        anchor, known, counted = self._anchor
+        count = self._tick_count - counted
+        if count < 1:  # the anchor's own tick: kept as the better known of the two
+            if resolution < known:
+                self._anchor = (tick, resolution, self._tick_count)
+            return
+        error = (known + resolution) / count
+        if error < self._period_error:
+            self.period, self._period_error = (tick - anchor) / count, error
+
+    def _locate(self, change: Change) -> None:
+        """Narrow where the ticks lie with a change seen: its tick is somewhere between its two reads.
+
+        Ticks come every period, so each change seen puts one tick of the grid within its reads' gap, and
+        the gaps of several changes, a whole number of periods apart, together put it within their
+        overlap. On a loaded host, where hardly two reads follow each other closely, changes seen across
+        gaps of tens of milliseconds still place the grid to a few.
+        """
+        # Where in a read the counter is sampled differs between reads too (a simulated GPU: anywhere), so
+        # the grid takes both reads whole: a bracket that missed its tick would place every tick wrongly.
+        spread = change.resolution + self._fastest_read / 2
+        low, high = change.tick - spread, change.tick + spread
+        if high - low >= self.period:  # may hold two ticks
+            return
+        if self._phase is not None:
+            known_low, known_high = self._phase
+            nearest = round((change.tick - (known_low + known_high) / 2) / self.period)
+            overlaps = []  # the counts of ticks since the grid's tick that this change's gap may hold
+            for ticks in range(nearest - 2, nearest + 3):
+                drift = abs(ticks) * self._period_error
+                overlap = (max(low, known_low + ticks * self.period - drift),
+                           min(high, known_high + ticks * self.period + drift))
+                if overlap[0] <= overlap[1]:
+                    overlaps.append((ticks, overlap))
+            # One count only: the grid is narrowed to the overlap. None: the period drifted more than
+            # thought; several: the count is not sure. Either way the grid starts again from here.
+            if len(overlaps) == 1:
+                ticks, overlap = overlaps[0]
+                self._phase, self._tick_count = overlap, self._tick_count + ticks
+                return
+        self._phase, self._tick_count, self._anchor = (low, high), 0, None
+
+    def _place(self, reads: list[Read]) -> None:
+        """Keep the value of each read at the tick of the grid that published it.
+
+        Once the grid is known (:meth:`_locate`), a read taken between two of its ticks holds the energy
+        at the earlier one, known as well as the grid is (plus the period's error per tick away). So an
+        edge is interpolated between the ticks next to it, even where the reads around them waited long
+        for the CPU, not extrapolated from ticks seen later, maybe after the work had changed. A read
+        that may straddle a tick of the grid places nothing.
+        """
+        if self._phase is None:
+            return
+        reference, known = sum(self._phase) / 2, (self._phase[1] - self._phase[0]) / 2
+        placed: set[float] = set()  # values placed already (a poller spinning on fast reads makes many reads)
+        for read in reads:
+            if read.value in placed:
+                continue
+            ticks = abs(round((read.before - reference) / self.period)) + 1  # to the tick before the read, at most
+            resolution = known + ticks * self._period_error
+            index = math.floor((read.before - resolution - reference) / self.period)
+            tick = reference + index * self.period
+            if tick + self.period > read.after + resolution:  # no tick of the grid during the read
+                self._keep(tick, read.value, resolution)
+                placed.add(read.value)
+
+    def _grid_known(self) -> bool:
+        """Whether the grid of ticks is known closely enough to end a search on any change."""
+        return self._phase is not None and not _wide_bracket(self._phase[1] - self._phase[0], self._fastest_read)
 
     def _keep(self, tick: float, energy: float, resolution: float) -> None:
-        """Add one observed tick to the history, in order; a tick already there is kept once."""
+        """Add one observed tick to the history, in order; a tick already there is kept once, as the
+        better known of the two."""
         index = bisect.bisect_left([point[0] for point in self._history], tick)
-        neighbours = self._history[max(0, index - 1):index + 1]
-        if all(abs(point[0] - tick) > resolution + 0.25 * self.period for point in neighbours):
-            self._history.insert(index, (tick, energy, resolution))
+        for neighbour in (index - 1, index):
+            if 0 <= neighbour < len(self._history):
+                point = self._history[neighbour]
+                if abs(point[0] - tick) <= max(resolution, point[2]) + 0.25 * self.period:
+                    if resolution < point[2]:
+                        self._history[neighbour] = (tick, energy, resolution)
+                    return
+        self._history.insert(index, (tick, energy, resolution))
         del self._history[:-HISTORY_TICKS]
 
-    def _from_history(self, at: float) -> EdgeValue | None:
-        """The energy at ``at`` between two observed ticks around it (power taken as constant between
-        them, as at any boundary), or None where the ticks seen do not surround it."""
-        instants = [point[0] for point in self._history]
-        index = bisect.bisect_left(instants, at)
-        if index == 0 or index == len(instants):
-            return None
-        (t_a, e_a, r_a), (t_b, e_b, r_b) = self._history[index - 1], self._history[index]
-        if t_b - t_a > 1.5 * self.period:  # ticks missed between them: power may have changed there
-            return None
-        working = (e_b - e_a) / (t_b - t_a)
-        return EdgeValue(e_a + working * (at - t_a), working * max(r_a, r_b), tick=t_b)
+    def _around(self, at: float) -> tuple[tuple[float, float, float] | None, tuple[float, float, float] | None]:
+        """The observed ticks just before and just after ``at`` (None where there is none)."""
+        index = bisect.bisect_left([point[0] for point in self._history], at)
+        return (self._history[index - 1] if index else None,
+                self._history[index] if index < len(self._history) else None)
+
+    def _next_to(self, before: tuple[float, float, float] | None, after: tuple[float, float, float] | None) -> bool:
+        """Whether two observed ticks are one tick apart (else power may have changed between them)."""
+        return before is not None and after is not None and after[0] - before[0] <= 1.5 * self.period
 
     def _resolve(self, at: float, side: str) -> EdgeValue:
-        if side == BOUNDARY:  # an edge the poller has already seen a tick after (it fell behind)
-            known = self._from_history(at)
-            if known is not None:
-                return known
-        energy_a, previous_mid = self._timed_read()
-        first, first_mid = energy_a, previous_mid
-        deadline = first_mid + TICK_TIMEOUT_PERIODS * self.period
-        predicted = self._predicted_tick(first_mid)
+        if side == BOUNDARY and self._next_to(*self._around(at)):  # seen already: the poller fell behind
+            return self._estimate(at, side, 0.0)
+        reads = [self._timed_read()]
+        deadline = reads[0].after + TICK_TIMEOUT_PERIODS * self.period
+        predicted = self._predicted_tick(reads[0].after)
         if predicted is not None:  # each read costs ~4 ms of CPU: sleep until just before the tick
             time.sleep(max(0.0, predicted - PREDICTION_MARGIN - time.perf_counter()))
-        retakes = 0
+        changes: list[Change] = []
         while True:
-            value, mid = self._timed_read()
-            if value != energy_a:
-                if not self._wide(mid - previous_mid) or retakes >= TICK_TIMEOUT_PERIODS:
+            reads.append(self._timed_read())
+            last, read = reads[-2:]
+            if read.value != last.value:
+                changes.append(self._change(last, read))
+                self._observe(changes[-1])
+                if not self._wide(changes[-1]) or self._grid_known() or len(changes) > TICK_TIMEOUT_PERIODS:
                     break
-                # The tick fell somewhere in a wide gap (the sleep went past it): guessing its instant
-                # there put whole-tick errors on single edges. Take the next tick, one period on.
-                retakes += 1
-                energy_a, deadline = value, mid + TICK_TIMEOUT_PERIODS * self.period
-                time.sleep(max(0.0, previous_mid + self.period - PREDICTION_MARGIN - time.perf_counter()))
-                previous_mid = mid
-                continue
-            if mid > deadline:  # a powered device always ticks: the counter is frozen
-                self._last_tick = None
-                return EdgeValue(math.nan, math.nan, f"the energy counter did not change for {mid - first_mid:.2g} s "
-                                 f"({TICK_TIMEOUT_PERIODS:g} tick periods): a frozen counter")
-            previous_mid = mid
-        # The change happened between the two reads; the tick before it was one period earlier.
-        tick_b = (previous_mid + mid) / 2
-        tick_a = tick_b - self.period
-        energy_b = value
-        resolution = (mid - previous_mid) / 2  # how well the tick instant is known
-        self._observe(tick_a, energy_a, tick_b, energy_b, resolution)
-        if retakes == 1 and tick_a - self.period < first_mid < tick_a:
-            # The first read fell in the tick before the one taken again: its value was published a
-            # period before tick_a, so an edge there is interpolated in its own tick, not extrapolated.
-            self._keep(tick_a - self.period, first, resolution)
-        working = (energy_b - energy_a) / self.period  # power across the bracketing tick
+                # The tick fell somewhere in a wide gap (the sleep went past it, or a read waited for the
+                # CPU): take the next tick, one period on; the reads place this one on the grid after.
+                deadline = read.after + TICK_TIMEOUT_PERIODS * self.period
+                time.sleep(max(0.0, last.before + self.period - PREDICTION_MARGIN - time.perf_counter()))
+            elif read.after > deadline:  # a powered device always ticks: the counter is frozen
+                self._phase = self._anchor = None
+                return EdgeValue(math.nan, math.nan, f"the energy counter did not change for "
+                                 f"{read.after - reads[0].after:.2g} s ({TICK_TIMEOUT_PERIODS:g} tick periods): "
+                                 "a frozen counter")
+        for change in changes:  # each change holding one tick: that tick and the one before it
+            if 2 * change.resolution < self.period or change is changes[-1]:
+                self._keep(change.tick - self.period, change.old, change.resolution + self._period_error)
+                self._keep(change.tick, change.new, change.resolution)
+        self._place(reads)
+        found = changes[-1]
+        return self._estimate(at, side, (found.new - found.old) / self.period)
+
+    def _estimate(self, at: float, side: str, working: float) -> EdgeValue:
+        """The energy at an edge from the ticks seen around it (``working``: the power across the last
+        tick seen, where no two ticks next to each other are known around the edge).
+
+        Between the tick before the edge and the tick after it, power is constant at a boundary (work on
+        both sides), idle up to a start edge and idle after an end edge. Where no tick was seen just
+        before the edge (the poller read late, after a tick had passed), the energy is taken back from
+        the first tick seen after it, at the power of the next (work) or idle (after an end edge); a start
+        edge a tick after the last tick seen before it adds idle power to that tick.
+        """
         idle = self._idle_watts()
-        if side == BOUNDARY:
-            known = self._from_history(at)  # also where the edge fell before tick_a, next to an older tick
-            if known is not None:
-                return known
-            joules = energy_a + working * (at - tick_a)
-            extrapolated = 0.0
-        elif side == START:
-            if at >= tick_a:  # idle from the tick until the edge
-                joules = energy_a + idle * (at - tick_a)
-                extrapolated = idle * (at - tick_a)
-            else:  # the tick fell after the edge: work between them
-                joules = energy_a - working * (tick_a - at)
-                extrapolated = working * (tick_a - at)
-        else:  # END: idle from the edge until the next tick
-            joules = energy_b - idle * (tick_b - at)
-            extrapolated = idle * (tick_b - at)
-            if at >= tick_a:
-                joules = min(max(joules, energy_a), energy_b)
-        uncertainty = working * resolution + EXTRAPOLATION_ERROR * abs(extrapolated)
-        return EdgeValue(joules, uncertainty, tick=tick_b)
+        share = EXTRAPOLATION_ERROR  # of the energy taken across a span, the error of the power assumed there
+        before, after = self._around(at)
+        if after is None:  # unreachable once a change was kept; the edge then rests on the last tick seen
+            after = self._history[-1]
+        (t_b, e_b, r_b) = after
+        if before is not None and self._next_to(before, after):
+            (t_a, e_a, r_a) = before
+            working, resolution = (e_b - e_a) / (t_b - t_a), max(r_a, r_b)
+            if side == BOUNDARY:
+                joules, extrapolated = e_a + working * (at - t_a), 0.0
+            elif side == START:
+                joules, extrapolated = e_a + idle * (at - t_a), idle * (at - t_a)
+            else:
+                joules, extrapolated = min(max(e_b - idle * (t_b - at), e_a), e_b), idle * (t_b - at)
+        elif side == START and before is not None and at - before[0] <= self.period + before[2]:
+            (t_a, e_a, resolution) = before  # the tick before the edge, a tick not seen after it: idle until it
+            joules, extrapolated = e_a + idle * (at - t_a), idle * (at - t_a)
+        else:
+            index = self._history.index(after)
+            resolution = r_b
+            if index + 1 < len(self._history) and self._next_to(after, self._history[index + 1]):
+                t_c, e_c, r_c = self._history[index + 1]
+                working, resolution = (e_c - e_b) / (t_c - t_b), max(r_b, r_c)
+                if side != END:  # the work's power, off by as much as its two ticks' instants allow
+                    share += (r_b + r_c) / (t_c - t_b)
+            power = idle if side == END else working
+            joules, extrapolated = e_b - power * (t_b - at), power * (t_b - at)
+        return EdgeValue(joules, working * resolution + share * abs(extrapolated), tick=t_b)
 
 
 @dataclass
