@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from pytest_energy.measure.meter import BOUNDARY, END, START, Meter, Taken
+from pytest_energy.measure.meter import BOUNDARY, END, START, Meter, Taken, TickPoller
 from pytest_energy.measure.sources.base import Channel, SourceError
 
 
@@ -274,3 +274,16 @@ def test_edges_between_ticks_already_seen_are_read_from_them_without_reading_the
     assert all(r.valid for r in measured.rounds)
     total = sum(r.gross_joules for r in measured.rounds)
     assert total == pytest.approx(300.0 * (edges[-1].at - edges[0].at), rel=0.02)
+
+
+def test_one_tick_placed_twice_is_never_a_span_to_interpolate_across():
+    """Reads that waited for the CPU can place one tick twice, an instant apart: power across them was
+    taken as their energy over no time (ZeroDivisionError, an invalid window). Ticks less than half a
+    period apart are not two neighbouring ticks: the edge is taken from the tick itself, finite."""
+    poller = TickPoller(QuantisedCounter(100.0), 0.1, lambda: 50.0)
+    try:
+        poller._history = [(1.0, 10.0, 0.002), (1.0, 12.0, 0.002)]
+        value = poller._estimate(1.0, BOUNDARY, 100.0)
+    finally:
+        poller.close()
+    assert math.isfinite(value.joules) and math.isfinite(value.uncertainty)

@@ -127,6 +127,47 @@ def test_counter_reset_invalidates_that_read_then_counting_goes_on(monkeypatch, 
     assert channel.read() == pytest.approx(30.0)  # +20 J after the reset, monotonic throughout
 
 
+def test_two_threads_reading_one_counter_count_in_the_order_nvml_answered(monkeypatch, opened):
+    """The poller and another thread read one GPU at once: the earlier read, counted after the later one,
+    went back (an invalid window on a loaded host). The read and its counting are one step."""
+    clock = FakeClock()
+    install_fake_nvml(monkeypatch, [FakeGpu(power=100.0)], clock=clock)
+    (channel,) = opened().channels
+    channel.read()
+    module = sys.modules["pynvml"]
+    real = module.nvmlDeviceGetTotalEnergyConsumption
+    inside, go_on = threading.Event(), threading.Event()
+
+    def slow_first(handle):  # the first thread's answer, then its thread loses the CPU before counting it
+        value = real(handle)
+        if not inside.is_set():
+            inside.set()
+            go_on.wait(5)
+        return value
+
+    monkeypatch.setattr(module, "nvmlDeviceGetTotalEnergyConsumption", slow_first)
+    clock.now = 0.15
+    results: dict[str, object] = {}
+
+    def read(name: str) -> None:
+        try:
+            results[name] = channel.read()
+        except SourceError as error:
+            results[name] = error
+
+    first = threading.Thread(target=read, args=("first",))
+    first.start()
+    inside.wait(5)
+    clock.now = 0.25  # a tick later, the second thread reads
+    second = threading.Thread(target=read, args=("second",))
+    second.start()
+    second.join(0.2)  # without the read inside the lock it answers and counts now, before the first
+    go_on.set()
+    first.join(5)
+    second.join(5)
+    assert results == {"first": pytest.approx(10.0), "second": pytest.approx(20.0)}
+
+
 def test_error_inside_a_window_raises_source_error_never_zero(monkeypatch, opened):
     clock = FakeClock()
     install_fake_nvml(monkeypatch, [FakeGpu(power=100.0, failures=[(0.15, 0.25)])], clock=clock)

@@ -373,6 +373,7 @@ class TickPoller:
                 if abs(point[0] - tick) <= max(resolution, point[2]) + 0.25 * self.period:
                     if resolution < point[2]:
                         self._history[neighbour] = (tick, energy, resolution)
+                        self._history.sort()  # the better known instant may lie past the other neighbour
                     return
         self._history.insert(index, (tick, energy, resolution))
         del self._history[:-HISTORY_TICKS]
@@ -384,8 +385,10 @@ class TickPoller:
                 self._history[index] if index < len(self._history) else None)
 
     def _next_to(self, before: tuple[float, float, float] | None, after: tuple[float, float, float] | None) -> bool:
-        """Whether two observed ticks are one tick apart (else power may have changed between them)."""
-        return before is not None and after is not None and after[0] - before[0] <= 1.5 * self.period
+        """Whether two observed ticks are one tick apart (else power may have changed between them). Two
+        less than half a period apart are one tick placed twice, inconsistently (reads that waited for the
+        CPU on a loaded host): nothing can be interpolated between them."""
+        return before is not None and after is not None and 0.5 * self.period <= after[0] - before[0] <= 1.5 * self.period
 
     def _resolve(self, at: float, side: str) -> EdgeValue:
         if side == BOUNDARY and self._next_to(*self._around(at)):  # seen already: the poller fell behind

@@ -28,6 +28,7 @@ from __future__ import annotations
 import bisect
 import math
 import sys
+import threading
 import time
 import types
 from collections import Counter
@@ -113,6 +114,7 @@ class FakeGpu:
 
     def __post_init__(self) -> None:
         self._at_boundary: list[float] = []  # joules from time 0 to each tick boundary reached so far
+        self._integrating = threading.Lock()  # a poller, the conditions reader and the test read at once
         self._since: list[float] = []  # times from which a power set by set_power applies, ascending
         self._powers: list[float | Callable[[float], float]] = []
 
@@ -161,11 +163,12 @@ class FakeGpu:
         t = min(t, self.frozen_from)
         jumped = sum(millijoules for at, millijoules in self.jumps if at <= t)
         last = math.floor((t - self.tick_phase) / self.tick_seconds + 1e-9)  # 1e-9: a read on a boundary sees it
-        while len(self._at_boundary) <= last:  # each tick integrated once
-            k = len(self._at_boundary)
-            before = self._at_boundary[-1] if k else 0.0
-            self._at_boundary.append(before + self.energy(self.boundary(k - 1) if k else 0.0, self.boundary(k)))
-        joules = self._at_boundary[last] if last >= 0 else 0.0
+        with self._integrating:  # two threads extending the list at once would integrate a tick twice
+            while len(self._at_boundary) <= last:  # each tick integrated once
+                k = len(self._at_boundary)
+                before = self._at_boundary[-1] if k else 0.0
+                self._at_boundary.append(before + self.energy(self.boundary(k - 1) if k else 0.0, self.boundary(k)))
+            joules = self._at_boundary[last] if last >= 0 else 0.0
         return (self.counter_offset_mj + math.floor(joules * 1000 + 1e-9) + jumped) % COUNTER_MODULUS_MJ
 
     def temperature(self, t: float) -> float:

@@ -420,11 +420,11 @@ class NvmlCounterChannel(_GpuChannel):
 
     def read(self) -> float:
         """Joules counted since the first read; raises :class:`SourceError` when NVML fails."""
-        try:
-            raw = int(self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle))
-        except self._nvml.NVMLError as error:
-            raise SourceError(f"{self.device}: NVML energy reading failed ({error})") from None
-        with self._lock:
+        with self._lock:  # read and counted in one step: two threads' reads counted out of order went back
+            try:
+                raw = int(self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle))
+            except self._nvml.NVMLError as error:
+                raise SourceError(f"{self.device}: NVML energy reading failed ({error})") from None
             last = raw if self._last_mj is None else self._last_mj
             self._last_mj = raw
             delta = raw - last
