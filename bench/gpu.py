@@ -107,8 +107,9 @@ class Check:
             channel.close()
 
     def idle(self) -> dict[str, Any]:
-        """The meter's own start: its calibrated tick period and idle power."""
-        seconds = 0.3 if self.quick else min(5.0, max(1.0, 0.02 * self.left()))
+        """The meter's own start: its calibrated tick period and idle power (a quick check's over 1 s too:
+        over 0.3 s, a busy host's late reads put the idle power 5 % off)."""
+        seconds = 1.0 if self.quick else min(5.0, max(1.0, 0.02 * self.left()))
         meter = Meter(self.rig.open_channels())
         try:
             watts = meter.start(seconds)
