@@ -98,9 +98,9 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(error)) from None
     if not settings.enabled:
         return
-    from . import xdist as xdist_module
     from .measure.carbon import CarbonError
     from .session import EnergySession
+    from .xdist import unused_gpus_option
 
     try:
         session = EnergySession(
@@ -112,8 +112,7 @@ def pytest_configure(config: pytest.Config) -> None:
             first_time=lambda hint: _first_time(config, hint),
         )
         session.check_sets()
-        session.notes += xdist_module.unused_gpus_option(settings, distributing=_distributing(config),
-                                                         worker=session.worker)
+        session.notes += unused_gpus_option(settings, distributing=_distributing(config), worker=session.worker)
     except (CarbonError, settings_module.SettingError) as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[SESSION_KEY] = session

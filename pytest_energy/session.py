@@ -171,7 +171,7 @@ class EnergySession:
 
             found = detect(self.settings.devices, rapl_root=self.settings.powercap, cpu_tdp=cpu_tdp(self.settings))
             self.notes += found.notes
-            own_gpus = self.settings.values.get("gpus_per_worker") is not None  # the controller gave them out
+            own_gpus = self.settings.gpus_per_worker is not None  # the controller gave them out
             xdist.share(found.channels, self.workers, own_gpus)
             meter = Meter(found.channels)
             meter.start(None)

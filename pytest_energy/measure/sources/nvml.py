@@ -108,26 +108,41 @@ def cuda_visible(env: str | None, uuids: list[str]) -> list[int]:
     return visible
 
 
+def _started() -> _Library:
+    """NVML started, held once (release it); :class:`SourceUnavailable` (one line) where it cannot start."""
+    nvml = _import_pynvml()
+    try:
+        nvml.nvmlInit()
+    except nvml.NVMLError_LibraryNotFound:
+        raise SourceUnavailable("no NVIDIA driver on this machine (the NVML library was not found)") from None
+    except nvml.NVMLError as error:
+        raise SourceUnavailable(f"NVML did not start ({error}): check the driver with nvidia-smi") from None
+    return _Library(nvml)
+
+
+def _listing_failed(error: Exception) -> SourceUnavailable:
+    return SourceUnavailable(f"NVML failed while listing GPUs ({error}): check the driver with nvidia-smi")
+
+
+def _every_gpu(nvml: ModuleType) -> tuple[list[Any], list[str]]:
+    """Every GPU NVML lists, by NVML index: its handle and its UUID."""
+    handles = [nvml.nvmlDeviceGetHandleByIndex(index) for index in range(nvml.nvmlDeviceGetCount())]
+    return handles, [_text(nvml.nvmlDeviceGetUUID(handle)) for handle in handles]
+
+
 def _visible() -> tuple[list[int], list[str], list[str]]:
     """The NVML indices of the GPUs CUDA shows this process (in CUDA's order), and every GPU's UUID and
     name by NVML index; :class:`SourceUnavailable` (one line) where NVML cannot list them or an entry of
     ``CUDA_VISIBLE_DEVICES`` is a MIG instance."""
-    nvml = _import_pynvml()
+    library = _started()
+    nvml = library.nvml
     try:
-        nvml.nvmlInit()
-    except nvml.NVMLError as error:
-        raise SourceUnavailable(f"NVML did not start ({error}): check the driver with nvidia-smi") from None
-    try:
-        handles = [nvml.nvmlDeviceGetHandleByIndex(index) for index in range(nvml.nvmlDeviceGetCount())]
-        uuids = [_text(nvml.nvmlDeviceGetUUID(handle)) for handle in handles]
+        handles, uuids = _every_gpu(nvml)
         names = [_text(nvml.nvmlDeviceGetName(handle)) for handle in handles]
     except nvml.NVMLError as error:
-        raise SourceUnavailable(f"NVML failed while listing GPUs ({error}): check the driver with nvidia-smi") from None
+        raise _listing_failed(error) from None
     finally:
-        try:
-            nvml.nvmlShutdown()
-        except nvml.NVMLError:
-            pass  # the driver went away; nothing is left to release
+        library.release()
     try:
         visible = cuda_visible(os.environ.get("CUDA_VISIBLE_DEVICES"), uuids)
     except ValueError as error:
@@ -173,29 +188,20 @@ def open_channels(selectors: list[str] | None) -> Detection:
     no NVML library, driver or visible GPU. A GPU that cannot be measured (MIG, no readings, not found)
     is a note in the returned :class:`Detection`, so it is reported even when GPUs were not asked for.
     """
-    nvml = _import_pynvml()
-    try:
-        nvml.nvmlInit()
-    except nvml.NVMLError_LibraryNotFound:
-        raise SourceUnavailable("no NVIDIA driver on this machine (the NVML library was not found)") from None
-    except nvml.NVMLError as error:
-        raise SourceUnavailable(f"NVML did not start ({error}): check the driver with nvidia-smi") from None
-    library = _Library(nvml)
+    library = _started()
     try:
         return _open(library, selectors)
-    except nvml.NVMLError as error:
-        raise SourceUnavailable(f"NVML failed while listing GPUs ({error}): check the driver with nvidia-smi") from None
+    except library.nvml.NVMLError as error:
+        raise _listing_failed(error) from None
     finally:
         library.release()
 
 
 def _open(library: _Library, selectors: list[str] | None) -> Detection:
     nvml = library.nvml
-    count = nvml.nvmlDeviceGetCount()
-    if count == 0:
+    handles, uuids = _every_gpu(nvml)
+    if not handles:
         raise SourceUnavailable("NVML sees no GPU")
-    handles = [nvml.nvmlDeviceGetHandleByIndex(index) for index in range(count)]
-    uuids = [_text(nvml.nvmlDeviceGetUUID(handle)) for handle in handles]
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
     try:
         visible = cuda_visible(env, uuids)
