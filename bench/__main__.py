@@ -15,7 +15,6 @@ import argparse
 import importlib.metadata
 import os
 import platform
-import re
 import sys
 import time
 from datetime import datetime, timezone

@@ -100,8 +100,10 @@ def push(report: Report, url: str, attachments: list[Path]) -> str:
         user, password = unquote(parts.username), unquote(parts.password or "")
         url = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
 
-        def handler(url: str, method: str, timeout: float | None, headers: list, data: bytes) -> Any:
+        def with_login(url: str, method: str, timeout: float | None, headers: list, data: bytes) -> Any:
             return basic_auth_handler(url, method, timeout, headers, data, user, password)
+
+        handler = with_login
 
     client.push_to_gateway(url, job=JOB, registry=registry(report), timeout=PUSH_TIMEOUT_SECONDS,
                            grouping_key={"instance": runner} if runner else None, handler=handler)
