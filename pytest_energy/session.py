@@ -148,7 +148,7 @@ class EnergySession:
             from .measure import reference
 
             self._reference_taken = True
-            self.reference_joules = reference.measure(meter)
+            self.reference_joules = reference.measure(meter, self.settings.min_window)
         return meter
 
     def listing_meter(self) -> Meter:

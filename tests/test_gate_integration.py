@@ -315,6 +315,31 @@ def test_reference_workload_is_fixed_cpu_work_without_cuda(monkeypatch: pytest.M
     assert reference.reference_workload("cpu:package-0").__qualname__ == "_cpu_workload.<locals>.workload"
 
 
+@pytest.mark.parametrize("session_window, reference_window", [(0.02, 0.02), (1.0, reference.WINDOW_SECONDS)])
+def test_the_reference_fills_windows_no_longer_than_the_sessions_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, session_window: float, reference_window: float) -> None:
+    from pytest_energy.measure.meter import Meter
+    from pytest_energy.measure.sources import detect
+
+    meter = Meter(detect("cpu", rapl_root=str(tmp_path / "no-powercap")).channels)  # the modelled CPU
+    meter.start(None)
+    windows: list[float] = []
+    account = meter.account
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        measured = account(*args, **kwargs)
+        windows.extend(r.seconds for r in measured.rounds)
+        return measured
+
+    monkeypatch.setattr(meter, "account", recorded)
+    try:
+        joules = reference.measure(meter, session_window)
+    finally:
+        meter.close()
+    assert set(joules) == {"cpu"} and joules["cpu"] > 0
+    assert len(windows) == 3 and all(reference_window <= w < 2 * reference_window + 0.02 for w in windows), windows
+
+
 def test_reference_workload_on_a_gpu_uses_cuda_where_torch_sees_it() -> None:
     torch = pytest.importorskip("torch")
     workload = reference.reference_workload("gpu:0")

@@ -251,7 +251,7 @@ def test_a_session_that_only_lists_takes_a_short_idle_window_and_no_reference(tm
         return real_measure_idle(meter, 0.01)  # the length asked for is what counts here, not the wait
 
     monkeypatch.setattr(Meter, "measure_idle", measure_idle)
-    monkeypatch.setattr(reference, "measure", lambda meter: references.append(meter) or {"cpu": 1.0})
+    monkeypatch.setattr(reference, "measure", lambda meter, window: references.append(meter) or {"cpu": 1.0})
     modelled = {"energy_devices": "cpu,ram", "energy_powercap": str(tmp_path / "no-powercap")}
     listing = EnergySession(resolve(True, {**modelled, "energy_top": "3"}, lambda name: None, {}), tmp_path)
     listing.prepare(measuring=False)
