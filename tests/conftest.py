@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from importlib.metadata import entry_points
@@ -29,11 +30,26 @@ os.environ["PYTEST_ADDOPTS"] = f"{_UNTESTED_PLUGINS_OFF} {os.environ.get('PYTEST
 # Every started session imports the plugin's modules again, assertion-rewritten (pytest rewrites a
 # plugin's whole distribution): where PYTHONDONTWRITEBYTECODE is set, as on this project's machines, each
 # one compiled them all from source anew (about 40 % of the CPU time of the session tests). The bytecode
-# is kept instead, outside the source tree as the setting asked, under a prefix in the temporary folder.
-if os.environ.pop("PYTHONDONTWRITEBYTECODE", None):
-    os.environ.setdefault("PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / "pytest-energy-pycache"))
-    sys.pycache_prefix = os.environ["PYTHONPYCACHEPREFIX"]
-    sys.dont_write_bytecode = False
+# is kept instead, outside the source tree, under one prefix in the temporary folder (also where the
+# setting is not made: the files the tests write must keep none, see _no_bytecode_of_written_files).
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+os.environ.setdefault("PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / "pytest-energy-pycache"))
+sys.pycache_prefix = os.environ["PYTHONPYCACHEPREFIX"]
+sys.dont_write_bytecode = False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_bytecode_of_written_files(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No bytecode is kept of the files the tests write (all under the temporary base folder): a test
+    that rewrote a file at the same size within one second (``passed=1.0``, then ``passed=2.0``) ran the
+    old code from the cache, whose check is the source's mtime in whole seconds and its size. A file
+    where the cache's folder for them would be makes Python and pytest skip writing there."""
+    base = tmp_path_factory.getbasetemp()
+    blocked = Path(sys.pycache_prefix or "", *base.parts[1:])
+    if blocked.is_dir():
+        shutil.rmtree(blocked)
+    blocked.parent.mkdir(parents=True, exist_ok=True)
+    blocked.touch()
 
 
 @pytest.fixture(autouse=True)

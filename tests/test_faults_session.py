@@ -16,6 +16,7 @@ advances by exactly the joules each test declares.
 from __future__ import annotations
 
 import json
+import os
 import re
 import xml.etree.ElementTree as ElementTree
 
@@ -408,3 +409,16 @@ def test_baselines_on_a_read_only_file_system_fail_the_update_run(run, pytester:
     assert document["session"]["exitstatus"] == 74 and document["gate"]["outcome"] == "passed"
     # Without --energy-update-baselines nothing is asked of the read-only folder: the run passes.
     assert run().ret == 0
+
+
+@pytest.mark.parametrize("started", ["in a subprocess", "in this process"])
+def test_a_file_a_test_rewrites_within_its_second_at_the_same_size_runs_its_new_code(pytester, started: str) -> None:
+    """The guard of tests/conftest.py (no bytecode kept of the files tests write), which every test here
+    that runs a changed file twice relies on."""
+    run = pytester.runpytest_subprocess if started == "in a subprocess" else pytester.runpytest
+    path = pytester.makepyfile(test_rewritten="def test_value():\n    assert 1 == 1\n")
+    run("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    written = path.stat()
+    pytester.makepyfile(test_rewritten="def test_value():\n    assert 1 == 2\n")
+    os.utime(path, ns=(written.st_atime_ns, written.st_mtime_ns))  # the same second and size
+    run("-p", "no:cacheprovider").assert_outcomes(failed=1)
