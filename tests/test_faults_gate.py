@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from pytest_energy.core.facts import CaseFacts
 from pytest_energy.testing.records import FINGERPRINT, make_run_info
-from test_gate_integration import ARGS, BASE, CONFTEST, _energy, _record, _record_baselines, _scaled, _settings, store_run
+from test_gate_integration import (ARGS, BASE, CONFTEST, _energy, _record, _record_baselines, _scaled, _settings,
+                                   run_energy, store_run)
 
 from pytest_energy.store import baselines as store
 from pytest_energy.judge import gate, verdict
@@ -319,7 +320,7 @@ def energy_run(request, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPat
     def go(source: str, *extra: str, seed: int = 0, **values: float) -> pytest.RunResult:
         pytester.makepyfile(test_faults=source.format(**values))
         monkeypatch.setenv("FAKE_SEED", str(seed))
-        return pytester.runpytest_subprocess(*ARGS, *workers, *extra, str(pytester.path / "test_faults.py"))
+        return run_energy(pytester, *ARGS, *workers, *extra, str(pytester.path / "test_faults.py"))
 
     return go
 

@@ -21,7 +21,7 @@ import re
 import xml.etree.ElementTree as ElementTree
 
 import pytest
-from test_gate_integration import ARGS, CONFTEST
+from test_gate_integration import ARGS, CONFTEST, run_energy
 
 from pytest_energy.store import baselines as store
 from pytest_energy.context import record_outcome
@@ -66,7 +66,7 @@ def run(request, pytester: pytest.Pytester):
         # An update run under xdist takes one worker: under -n 2 the workers share the package, whose
         # energy is then never a baseline (issue 25); the judged runs take both.
         recording = request.param == "xdist" and "--energy-update-baselines" in extra
-        return pytester.runpytest_subprocess(*ARGS, *(["-n", "1"] if recording else workers), *extra)
+        return run_energy(pytester, *ARGS, *(["-n", "1"] if recording else workers), *extra)
 
     go.mode = request.param
     return go

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from pytest_energy.core.facts import ModelFacts
 from pytest_energy.testing.records import FINGERPRINT, make_record, make_run_info
-from test_gate_integration import ARGS, BASE, CONFTEST, _energy, _record, _record_baselines, _scaled, _settings, store_run
+from test_gate_integration import (ARGS, BASE, CONFTEST, _energy, _record, _record_baselines, _scaled, _settings,
+                                   run_energy, store_run)
 
 from pytest_energy.store import baselines as store
 from pytest_energy.core.record import Collection
@@ -393,7 +394,7 @@ def energy_run(request, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPat
         out = pytester.path / "out.json"
         out.unlink(missing_ok=True)
         devices = ["--energy-devices", "gpu", "--energy-idle-seconds", "0.3"] if frozen else []
-        result = pytester.runpytest_subprocess(*ARGS, *devices, *_recording(workers, extra), *extra)
+        result = run_energy(pytester, *ARGS, *devices, *_recording(workers, extra), *extra)
         return result, json.loads(out.read_text()) if out.exists() else {}
 
     go.mode = request.param

@@ -444,6 +444,7 @@ def test_interrupted_run_keeps_history_but_not_baselines(tmp_path: Path) -> None
 CONFTEST = '''
 import os
 import random
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -452,7 +453,7 @@ from pytest_energy.testing import make_powercap
 
 # Each process (controller, xdist worker) gets its own fake package counter, which advances only by
 # the joules the tests spend, with 1.5 % seeded noise per call.
-_tree = make_powercap(Path(__file__).parent / f"rapl-{os.getpid()}", dram=False)
+_tree = make_powercap(Path(tempfile.mkdtemp(prefix="rapl-", dir=Path(__file__).parent)), dram=False)
 os.environ["PYTEST_ENERGY_POWERCAP"] = str(_tree.root)
 _rng = random.Random(os.environ.get("FAKE_SEED", "0") + os.environ.get("PYTEST_XDIST_WORKER", ""))
 
@@ -486,6 +487,16 @@ def test_labelled(energy, package):
     energy.run(package.spend, args=(0.5,), iterations=1, label="prefill")
 '''
 
+def run_energy(pytester: pytest.Pytester, *args: str, **kwargs: Any) -> pytest.RunResult:
+    """``pytest *args`` on pytester's folder: in this process where its conftest is :data:`CONFTEST` (the
+    fake package, which reaches the plugin through the environment alone, restored after each test), in a
+    subprocess where the conftest patches the interpreter (a fake pynvml, ``os`` functions, the judge),
+    which must not outlive its run. A started process costs ~0.5 s of CPU; the tests start hundreds."""
+    conftest = pytester.path / "conftest.py"
+    own_process = conftest.exists() and conftest.read_text().strip() == CONFTEST.strip()
+    return (pytester.runpytest if own_process else pytester.runpytest_subprocess)(*args, **kwargs)
+
+
 ARGS = ["-p", "no:cacheprovider", "--energy", "--energy-devices", "cpu", "--energy-rounds", "5",
         "--energy-min-window", "0.02", "--energy-idle-seconds", "0.05", "--energy-warmup", "1",
         "--energy-report", "none", "--energy-json", "out.json"]
@@ -503,7 +514,7 @@ def run(request, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
         # An update run under xdist takes one worker: under -n 2 the workers share the package, whose
         # energy is then never a baseline (issue 25); the judged runs take both.
         recording = workers and "--energy-update-baselines" in extra
-        return pytester.runpytest_subprocess(*ARGS, *(["-n", "1"] if recording else workers), *extra)
+        return run_energy(pytester, *ARGS, *(["-n", "1"] if recording else workers), *extra)
 
     go.mode = request.param
     return go
