@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from test_gate_integration import ARGS, CONFTEST
+from test_gate_integration import ARGS, CONFTEST, run_energy
 
 from pytest_energy.commands.cli import main
 from pytest_energy.core.config import hide_password, hidden_secrets
@@ -139,7 +139,7 @@ def test_no_output_and_no_row_holds_the_password(form: str, workers: list[str], 
         monkeypatch.delenv(name)
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_secret=MEASURED)
-    result = pytester.runpytest_subprocess(*ARGS, *workers, "--energy-history", url, "--energy-report", "report.html",
+    result = run_energy(pytester, *ARGS, *workers, "--energy-history", url, "--energy-report", "report.html",
                                            "--energy-csv", "emissions.csv", "--junitxml", "junit.xml")
     terminal = result.stdout.str() + result.stderr.str()
     capsys.readouterr()  # pytester's own "running: ..." line, which holds the command line given
@@ -180,7 +180,7 @@ def test_a_url_that_cannot_be_parsed_is_never_printed_in_the_clear(workers: list
     url = f"postgresql://energy:{PASSWORD}@db.example:port/energy"  # a port that is no number
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_secret=MEASURED)
-    result = pytester.runpytest_subprocess(*ARGS, *workers, "--energy-history", url, "--energy-report", "report.html")
+    result = run_energy(pytester, *ARGS, *workers, "--energy-history", url, "--energy-report", "report.html")
     terminal = result.stdout.str() + result.stderr.str()
     assert result.ret == 0, terminal
     assert ("pytest-energy: history postgresql://***@db.example:port/energy is not a database URL; give "

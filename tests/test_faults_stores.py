@@ -24,7 +24,7 @@ from typing import Iterator
 
 import pytest
 from pytest_energy.testing.records import make_record, make_run_info
-from test_gate_integration import ARGS, CONFTEST
+from test_gate_integration import ARGS, CONFTEST, run_energy
 
 from pytest_energy.store import baselines as store
 from pytest_energy.store.history import engine as history_engine
@@ -91,7 +91,7 @@ def test_other(energy, package):
 def test_a_label_like_a_repeat_keeps_every_record(pytester: pytest.Pytester, workers: list[str]) -> None:
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_names=DUPLICATE_LABELS)
-    result = pytester.runpytest_subprocess(*ARGS, *_updating(workers), "--energy-update-baselines")
+    result = run_energy(pytester, *ARGS, *_updating(workers), "--energy-update-baselines")
     result.assert_outcomes(passed=2)
     assert result.ret == 0, result.stdout.str()
     assert "bug" not in result.stdout.str() and "not a usable" not in result.stdout.str()
@@ -243,7 +243,7 @@ def test_a_long_parametrised_id_is_appended_to_either_store(pytester: pytest.Pyt
     """PostgreSQL dropped the run (varchar(1000)) that SQLite kept: the same on both now."""
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_long=LONG_ID)
-    result = pytester.runpytest_subprocess(*ARGS, *workers, "--energy-history", str(history_at))
+    result = run_energy(pytester, *ARGS, *workers, "--energy-history", str(history_at))
     output = result.stdout.str() + result.stderr.str()
     assert result.ret == 0 and "appended to history" in output and "not appended" not in output, output
     name = f"test_long.py::test_long[{'p' * 1200}]"
@@ -348,7 +348,7 @@ def test_run_with_a_read_only_history_keeps_its_records(pytester: pytest.Pyteste
     path.parent.mkdir()
     _seed(path)
     with _read_only(path):
-        result = pytester.runpytest_subprocess(*ARGS, *workers)
+        result = run_energy(pytester, *ARGS, *workers)
     assert result.ret == 0
     result.assert_outcomes(passed=1)
     lines = [line for line in result.outlines if str(path) in line]
@@ -389,7 +389,7 @@ def test_a_fifo_among_baselines_is_skipped_with_a_line(tmp_path: Path) -> None:
 def test_run_with_a_fifo_in_baselines_does_not_hang(pytester: pytest.Pytester, workers: list[str]) -> None:
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_wait=GATED)
-    pytester.runpytest_subprocess(*ARGS, *_updating(workers), "--energy-update-baselines").assert_outcomes(passed=1)
+    run_energy(pytester, *ARGS, *_updating(workers), "--energy-update-baselines").assert_outcomes(passed=1)
     [recorded] = (pytester.path / "baselines").rglob("test_wait.py.json")
     fifo = recorded.with_name("test_gone.py.json")
     os.mkfifo(fifo)
@@ -411,7 +411,7 @@ def test_baselines_path_that_is_a_file_is_one_line(pytester: pytest.Pytester, wo
     pytester.makepyfile(test_wait=GATED)
     in_the_way = pytester.path / "baselines.txt"
     in_the_way.write_text("notes, not baselines\n")
-    result = pytester.runpytest_subprocess(*ARGS, *_updating(workers), "--energy-baselines", "baselines.txt",
+    result = run_energy(pytester, *ARGS, *_updating(workers), "--energy-baselines", "baselines.txt",
                                            "--energy-update-baselines")
     assert result.ret == 74, result.stdout.str()  # the update asked for could not be written (issue 22, item 9)
     result.assert_outcomes(passed=1)

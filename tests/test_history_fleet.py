@@ -19,7 +19,7 @@ from pytest_energy.core.facts import ModelFacts
 from pytest_energy.core.figures import pooled_net_per_iteration
 from pytest_energy.testing.records import make_record, make_run_info
 from pytest_energy.testing.postgres import free_port
-from test_gate_integration import ARGS, CONFTEST
+from test_gate_integration import ARGS, CONFTEST, run_energy
 
 from pytest_energy.store import baselines as store
 from pytest_energy.commands.cli import main
@@ -44,7 +44,7 @@ def test_an_unreachable_server_costs_the_run_only_its_history_row(
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_fleet=MEASURED)
     url = f"postgresql://energy@127.0.0.1:{free_port()}/fleet"
-    result = pytester.runpytest_subprocess(*ARGS, *workers, "--energy-history", url, "--energy-report", "report.html")
+    result = run_energy(pytester, *ARGS, *workers, "--energy-history", url, "--energy-report", "report.html")
     assert result.ret == 0, result.stdout.str()
     result.assert_outcomes(passed=1)
     lines = [line for line in result.outlines if url in line]
