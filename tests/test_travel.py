@@ -342,14 +342,24 @@ def _gate(lines: list[str]) -> list[str]:
     return lines[head:]
 
 
-def test_another_cpu_runner_judges_work_and_quality_of_the_recorded_case(session):
+def test_another_cpu_runner_judges_work_and_quality_and_fails_on_each_changed_model(session):
+    """Cases recorded on one CPU runner, run on another: one stays as recorded (its work and quality judged
+    against the other runner's baseline), and each of four changes one thing of its model (the model's
+    work, its name, a fallback's config, how its inputs are cut); all in one pair of runs."""
     once = "from models import once, case\nmodel = case(once)\n"
-    recorded, code = session({"test_model.py": once, "test_changed.py": once}, "AMD EPYC 7B13",
-                             "--energy-update-baselines")
+    fallback = {"model": "no-such-org/model-a", "hidden": 16, "tokens": 512}
+    recorded, code = session({"test_model.py": once, "test_changed.py": once,
+                              **{f"test_{name}.py": FALLBACK_CASE.format(**fallback)
+                                 for name in ("renamed", "resized", "cut")}},
+                             "AMD EPYC 7B13", "--energy-update-baselines")
     assert code == 0, "\n".join(recorded)
-    # On another CPU one case stays as recorded and the other's model does twice the work.
-    changed, code = session({"test_changed.py": "from models import twice, case\nmodel = case(twice)\n"},
-                            "Intel Xeon Gold 6338")
+    assert "model: fallback bert, standing in for no-such-org/model-a" in [line.strip() for line in recorded]
+    changed, code = session({
+        "test_changed.py": "from models import twice, case\nmodel = case(twice)\n",  # twice the work
+        "test_renamed.py": FALLBACK_CASE.format(**{**fallback, "model": "no-such-org/model-b"}),
+        "test_resized.py": FALLBACK_CASE.format(**{**fallback, "hidden": 32}),
+        # How the case runs its model is part of its identity: inputs cut to 4 tokens fail on this other CPU too.
+        "test_cut.py": FALLBACK_CASE.format(**{**fallback, "tokens": 4})}, "Intel Xeon Gold 6338")
     assert code == 1, "\n".join(changed)
     # Model, accuracy, f1 and FLOPs of the unchanged case judged against the other runner's baseline; its
     # modelled energy not.
@@ -359,32 +369,15 @@ def test_another_cpu_runner_judges_work_and_quality_of_the_recorded_case(session
         "energy": "incomparable"}
     assert {v["baseline_hardware"] for m, v in verdicts.items() if m != "energy"} == {"played-amd-epyc-7b13"}
     gate = _gate(changed)
-    assert gate[0].startswith("pytest-energy gate FAILED: 1 model changed") and "1 unchanged" in gate[0]
+    assert gate[0].startswith("pytest-energy gate FAILED: 4 model changed") and "1 unchanged" in gate[0], gate[0]
     assert gate[0].endswith("(set 'default', hardware played-intel-xeon-gold-6338; baselines: 0 verdicts from this "
-                            "hardware, 8 from other hardware, 2 with none)"), gate[0]
+                            "hardware, 20 from other hardware, 5 with none)"), gate[0]
     assert not any(line.startswith("test_model.py::model") for line in gate)
     assert any(line.startswith("test_changed.py::model  flops_per_inference") and "(+100.0 %)" in line
                and "baseline from other hardware (played-amd-epyc-7b13)" in line for line in gate)
     assert any(line.startswith("test_changed.py::model  model changed: once -> twice; the gate fails until ")
                and line.endswith("100 % more FLOPs than the old model; quality against it: accuracy the same, "
                                  "f1 the same") for line in gate), "\n".join(gate)
-
-
-def test_a_changed_model_or_fallback_config_fails_and_the_row_names_what_ran(session):
-    """Three copies of one fallback case are recorded; on another CPU each changes one thing."""
-    recorded_case = FALLBACK_CASE.format(model="no-such-org/model-a", hidden=16, tokens=512)
-    recorded, code = session({f"test_{name}.py": recorded_case for name in ("renamed", "resized", "cut")},
-                             "AMD EPYC 7B13", "--energy-update-baselines")
-    assert code == 0, "\n".join(recorded)
-    assert "model: fallback bert, standing in for no-such-org/model-a" in [line.strip() for line in recorded]
-    changed, code = session({
-        "test_renamed.py": FALLBACK_CASE.format(model="no-such-org/model-b", hidden=16, tokens=512),
-        "test_resized.py": FALLBACK_CASE.format(model="no-such-org/model-a", hidden=32, tokens=512),
-        # How the case runs its model is part of its identity: inputs cut to 4 tokens fail on this other CPU too.
-        "test_cut.py": FALLBACK_CASE.format(model="no-such-org/model-a", hidden=16, tokens=4)}, "Intel Xeon Gold 6338")
-    assert code == 1, "\n".join(changed)
-    gate = _gate(changed)
-    assert gate[0].startswith("pytest-energy gate FAILED: 3 model changed"), gate[0]
     assert any(line.startswith("test_renamed.py::case  model changed: no-such-org/model-a -> no-such-org/model-b "
                                "(both ran fallback bert (hidden_size=16") for line in gate)
     assert any(line.startswith("test_resized.py::case  model changed: no-such-org/model-a (ran fallback bert "
