@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from pytest_energy.testing.records import make_judgement, make_record, make_run_info, make_verdict
-from test_gate_integration import CONFTEST
+from test_gate_integration import CONFTEST, run_energy
 
 from pytest_energy.judge.verdict import Judgement
 from pytest_energy.report import build_report
@@ -80,7 +80,7 @@ def run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
         pytester.makepyfile(test_run=TESTS.format(work=work) + (FAILING.format() if failing else ""))
         monkeypatch.setenv("FAKE_SEED", str(seed))
         summary.unlink(missing_ok=True)
-        result = pytester.runpytest_subprocess(*ARGS, *extra)
+        result = run_energy(pytester, *ARGS, *extra)
         document = json.loads((pytester.path / "out.json").read_text())
         page = (pytester.path / "report.html").read_text()
         return result, document["gate"].get("headline"), page, summary.read_text()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from pytest_energy.testing.records import make_judgement, make_record, make_run_info, make_verdict
-from test_gate_integration import CONFTEST
+from test_gate_integration import CONFTEST, run_energy
 from test_report_headline import ARGS, FAILING, TESTS
 
 from pytest_energy.commands import cli
@@ -41,7 +41,7 @@ def run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
         written = pytester.path / markdown
         if written.exists():
             written.unlink()
-        result = pytester.runpytest_subprocess(*ARGS, "--energy-markdown", markdown, *extra)
+        result = run_energy(pytester, *ARGS, "--energy-markdown", markdown, *extra)
         document = json.loads((pytester.path / "out.json").read_text())
         return result, document, written.read_text() if written.exists() else None, summary.read_text()
 
@@ -114,7 +114,7 @@ def test_a_clean_run_says_passed_and_the_environment_turns_it_on(run, pytester, 
     result, document, text, _ = run(1.0, 1, markdown="none")  # the command line's "none" turns it off
     assert result.ret == 0 and text is None and not (pytester.path / "from-env.md").exists()
     pytester.makepyfile(test_run=TESTS.format(work=1.0))
-    result = pytester.runpytest_subprocess(*ARGS)
+    result = run_energy(pytester, *ARGS)
     assert result.ret == 0, result.stdout.str()
     text = (pytester.path / "from-env.md").read_text()
     headline = json.loads((pytester.path / "out.json").read_text())["gate"]["headline"]
