@@ -110,10 +110,10 @@ def history_at(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under ``-n 2 --dist loadgroup`` (the README's test command) the tests that share a module-scoped
+    """Under ``-n 3 --dist loadgroup`` (the README's test command) the tests that share a module-scoped
     fixture run on one worker: such a fixture runs a whole measured session, the bench or Chromium, and
-    spread over both workers it ran once on each. Those groups are the longest units of work, so they
-    come first: a group handed out last kept one worker busy for tens of seconds after the other had done."""
+    spread over the workers it ran once on each. Those groups are the longest units of work, so they
+    come first: a group handed out last kept one worker busy for tens of seconds after the others had done."""
     grouped = set()
     for item in items:
         info = getattr(item, "_fixtureinfo", None)

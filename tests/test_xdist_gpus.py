@@ -143,7 +143,9 @@ def test_gpu(energy, load, n):
     energy.run(load, rounds=5, min_window=0.1, warmup=0)
 '''
 
-ARGS = ["-p", "no:cacheprovider", "--energy", "--energy-devices", "gpu", "--energy-idle-seconds", "0.2",
+# A second of idle: each record's idle watts name the GPU it read (10 W apart), and on a loaded host
+# 0.2 s of idle (two counter ticks) read up to 12 W off.
+ARGS = ["-p", "no:cacheprovider", "--energy", "--energy-devices", "gpu", "--energy-idle-seconds", "1",
         "--energy-report", "none", "--energy-json", "out.json"]
 
 
