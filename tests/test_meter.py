@@ -209,8 +209,13 @@ def test_the_first_round_after_warm_up_is_not_read_high():
         channel.set_power(80.0)
         measured = meter.account(taken)
         meter.close()
+        # Within 1 %, or within the uncertainty stated where a loaded host delayed the reads (itself small: the
+        # old rule read the first round one tick, ~40 %, high).
+        stated = measured.components[0].uncertainty_joules
+        assert stated <= 0.05 * sum(700.0 * round_.seconds for round_ in measured.rounds)
         for index, round_ in enumerate(measured.rounds):
-            assert round_.gross_joules == pytest.approx(700.0 * round_.seconds, rel=0.01), (phase, index)
+            joules = 700.0 * round_.seconds
+            assert round_.gross_joules == pytest.approx(joules, abs=max(0.01 * joules, stated)), (phase, index)
 
 
 def test_the_poller_sleeps_until_the_predicted_tick_instead_of_reading_all_along():
