@@ -123,8 +123,9 @@ def test_fixed_iterations_that_fill_the_window_go_on_until_it_is_filled():
         assert all(b.at - a.at >= 0.05 for a, b in zip(taken.edges, taken.edges[1:]))
 
 
-def _window_error(interpolate: bool, seconds: float, trials: int) -> list[float]:
-    """Relative error of a window's energy for a 300 W load on an 80 W idle, 100 ms counter."""
+def _window_error(interpolate: bool, seconds: float, trials: int, stated: list[float] | None = None) -> list[float]:
+    """Relative error of a window's energy for a 300 W load on an 80 W idle, 100 ms counter; the meter's
+    own relative uncertainty of each window is appended to ``stated``."""
     errors = []
     for trial in range(trials):
         channel = QuantisedCounter(80.0, read_cost=0.001, phase=0.013 * trial)
@@ -142,8 +143,11 @@ def _window_error(interpolate: bool, seconds: float, trials: int) -> list[float]
         ended = channel.set_power(80.0)
         if interpolate:
             last = meter.edge(END)
-            measured = meter.account(Taken([first, last], [1])).rounds[0].gross_joules
+            accounted = meter.account(Taken([first, last], [1]))
+            measured = accounted.rounds[0].gross_joules
             truth = (ended - began) * 300.0 + (began - first.at + last.at - ended) * 80.0
+            if stated is not None:
+                stated.append(accounted.components[0].uncertainty_joules / truth)
             meter.close()
         else:
             measured = channel.read() - first_value
@@ -155,8 +159,12 @@ def _window_error(interpolate: bool, seconds: float, trials: int) -> list[float]
 def test_tick_interpolation_beats_reading_at_the_edges():
     """The notes' probe in miniature: a 0.25 s window on a 100 ms counter."""
     naive = _window_error(False, 0.25, 6)
-    interpolated = _window_error(True, 0.25, 6)
-    assert max(abs(e) for e in interpolated) < 0.01
+    stated: list[float] = []
+    interpolated = _window_error(True, 0.25, 6, stated)
+    # Within 1 %, or within the uncertainty stated where a loaded host delayed the reads (itself small:
+    # reading at the edges is up to a tick, ~30 % of this window, off).
+    assert max(stated) < 0.05
+    assert all(abs(error) < max(0.01, own) for error, own in zip(interpolated, stated)), (interpolated, stated)
     assert statistics.pstdev(interpolated) < statistics.pstdev(naive)
 
 
