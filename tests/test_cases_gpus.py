@@ -64,6 +64,7 @@ def _environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PYTEST_ENERGY_GPUS_PER_WORKER", raising=False)
 
 
+@pytest.mark.slow
 def test_a_case_of_two_gpus_records_those_two_apart_and_its_kind_counts_them(tmp_path: Path) -> None:
     session = run_session(tmp_path, {"conftest.py": CONFTEST, "models.py": MODELS, "llm.py": LLM,
                                      "test_here.py": INFERENCE}, *ARGS)
@@ -94,6 +95,7 @@ def test_a_case_of_two_gpus_records_those_two_apart_and_its_kind_counts_them(tmp
     assert pair["proxies"]["flops"] == one["proxies"]["flops"] > 0  # its own 24 inferences, as one GPU's
 
 
+@pytest.mark.slow
 def test_two_workers_each_hold_their_own_block_and_nothing_is_shared(tmp_path: Path) -> None:
     cases = "from models import case, once\n\n" + "".join(f"pair_{n} = case(once, gpus=2, inferences=12)\n"
                                                          for n in range(4))
@@ -110,6 +112,7 @@ def test_two_workers_each_hold_their_own_block_and_nothing_is_shared(tmp_path: P
     assert blocks == {(UUIDS[0], UUIDS[1]), (UUIDS[2], UUIDS[3])}  # each worker on its own two GPUs
 
 
+@pytest.mark.slow
 def test_a_case_of_two_gpus_on_a_worker_of_one_is_skipped_with_what_to_do(tmp_path: Path) -> None:
     cases = "from models import case, once\n\npair = case(once, gpus=2)\none = case(once, inferences=12)\n"
     session = run_session(tmp_path, {"conftest.py": CONFTEST, "models.py": MODELS, "test_here.py": cases}, *ARGS,
@@ -140,6 +143,7 @@ pair = FineTuneCase(**FIELDS, gpus=2)
 '''
 
 
+@pytest.mark.slow
 def test_a_finetune_on_two_gpus_trains_in_two_torchrun_processes_and_its_model_comes_back(tmp_path: Path) -> None:
     session = run_session(tmp_path, {"conftest.py": CONFTEST, "test_tune.py": FINETUNE}, *ARGS)
     assert session.outcomes == {"one": "passed", "pair": "passed"}, session.lines[-30:]
@@ -160,6 +164,7 @@ def test_a_finetune_on_two_gpus_trains_in_two_torchrun_processes_and_its_model_c
     assert pair["quality"]["accuracy"]["value"] == one["quality"]["accuracy"]["value"]
 
 
+@pytest.mark.slow
 def test_a_task_a_conftest_registers_trains_in_torchrun_and_a_failure_there_is_one_line(tmp_path: Path) -> None:
     """The torchrun processes import the conftest that registered a case's task, so a user's own task
     trains there too; one the conftest registers in the case's process alone fails in one line."""

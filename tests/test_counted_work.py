@@ -116,6 +116,7 @@ def run(folder: Path, *args: str, hidden: int = 64, files: dict[str, str] | None
     return Run(done.stdout.splitlines(), records, verdicts, done.returncode)
 
 
+@pytest.mark.slow
 def test_a_plain_test_gates_on_its_counted_work_and_model(tmp_path, mode):
     recorded = run(tmp_path, "--energy-update-baselines", *mode)
     assert recorded.returncode == 0, recorded.lines

@@ -165,6 +165,7 @@ def measured(tmp_path_factory):
     return session
 
 
+@pytest.mark.slow
 def test_generation_records_prefill_and_decode_apart(measured):
     assert measured.outcomes["generation"] == "passed", measured.lines[-30:]
     prefill, decode = measured.records["generation::prefill"], measured.records["generation::decode"]
@@ -247,6 +248,7 @@ profiles.PROFILES["ai-energy-score"] = profiles.PROFILES["ai-energy-score"].with
 '''
 
 
+@pytest.mark.slow
 def test_a_generation_case_runs_under_the_profile_and_says_so_and_a_served_one_is_skipped(tmp_path):
     session = run_session(tmp_path, {"models.py": MODELS, "conftest.py": SMALL_PROFILE, "test_profiled.py": PROFILED},
                           "--energy", "--energy-json", "out.json", "--energy-min-window", "0.01",

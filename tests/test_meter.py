@@ -156,6 +156,7 @@ def _window_error(interpolate: bool, seconds: float, trials: int, stated: list[f
     return errors
 
 
+@pytest.mark.slow
 def test_tick_interpolation_beats_reading_at_the_edges():
     """The notes' probe in miniature: a 0.25 s window on a 100 ms counter."""
     naive = _window_error(False, 0.25, 6)

@@ -116,6 +116,7 @@ regression = InferenceCase(model=once, task="text-regression", inferences=24, ro
 """
 
 
+@pytest.mark.slow
 def test_the_profile_runs_its_tasks_cases_with_its_counts_and_keeps_its_own_baselines(tmp_path):
     files = {"models.py": MODELS, "conftest.py": SMALL_PROFILE, "test_profiled.py": PROFILED_CASES}
     common = ("--energy", "--energy-json", "out.json", "--energy-min-window", "0.01", "--energy-baselines",

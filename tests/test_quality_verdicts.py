@@ -352,6 +352,7 @@ def test_broken(energy):
 
 
 @pytest.mark.parametrize("workers", [[], ["-p", "xdist", "-n", "2"]], ids=["serial", "xdist"])
+@pytest.mark.slow
 def test_a_missed_quality_budget_fails_the_gate_naming_the_case_and_metric(tmp_path: Path, workers: list[str],
                                                                           capsys: pytest.CaptureFixture[str]) -> None:
     status, output, document = _run(tmp_path, {"test_tunes.py": TUNES}, "--energy-rounds", "2",
@@ -379,6 +380,7 @@ def test_a_missed_quality_budget_fails_the_gate_naming_the_case_and_metric(tmp_p
     assert capsys.readouterr().out.splitlines()[1].split()[6:8] == ["failed", "1"]
 
 
+@pytest.mark.slow
 def test_quality_seeds_keep_each_training_run_and_the_baseline_stores_them(tmp_path: Path) -> None:
     status, output, document = _run(tmp_path, {"test_tunes.py": TUNES}, "test_tunes.py::tune",
                                      "--energy-quality-seeds", "3", "--energy-update-baselines", "--energy-rounds", "2",

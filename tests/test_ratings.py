@@ -99,6 +99,7 @@ def test_a_card_says_fine_tuning_only_for_pre_trained_weights_and_classes_itself
                                               "missing": ["training_type", "geographical_location"]}
 
 
+@pytest.mark.slow
 def test_the_card_of_a_fallback_trained_from_scratch_does_not_say_fine_tuning(tmp_path):
     # The case runner's own fine-tune of a fallback trained from scratch (test_cases' FINETUNE), with its card.
     session = run_session(tmp_path, {"test_tune.py": FINETUNE}, "--energy", "--energy-json", "out.json",

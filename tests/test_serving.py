@@ -219,6 +219,7 @@ served = GenerationCase(model=llama, dataset=PROMPTS, inferences=12, max_new_tok
 '''
 
 
+@pytest.mark.slow
 def test_a_served_case_gives_one_record_per_level_with_its_steady_state(tmp_path):
     from test_cases import run_session
     from test_generation import MODELS

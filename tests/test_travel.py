@@ -342,6 +342,7 @@ def _gate(lines: list[str]) -> list[str]:
     return lines[head:]
 
 
+@pytest.mark.slow
 def test_another_cpu_runner_judges_work_and_quality_and_fails_on_each_changed_model(session):
     """Cases recorded on one CPU runner, run on another: one stays as recorded (its work and quality judged
     against the other runner's baseline), and each of four changes one thing of its model (the model's

@@ -194,6 +194,7 @@ def test_four_workers_each_on_its_own_gpu_and_each_record_names_it(pytester: pyt
     assert "changes nothing" not in result.stdout.str()
 
 
+@pytest.mark.slow
 def test_the_option_in_a_run_without_workers_says_it_changes_nothing(pytester: pytest.Pytester) -> None:
     result = _run(pytester, "-p", "no:xdist", "--energy-gpus-per-worker", "1", count=2)
     result.assert_outcomes(passed=2)
@@ -240,6 +241,7 @@ def test_more_workers_than_blocks_is_a_usage_error_naming_the_counts(pytester: p
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
 
 
+@pytest.mark.slow
 def test_a_crashed_worker_is_replaced_on_the_same_gpus(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_gpus='''
@@ -272,6 +274,7 @@ def _verdict_lines(result: pytest.RunResult) -> list[str]:
     return [line for line in result.outlines if "test_gpus.py::test_gpu[" in line and "energy (gpu:0)" in line]
 
 
+@pytest.mark.slow
 def test_a_gpu_shared_by_two_workers_never_gates_and_says_why(pytester: pytest.Pytester,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_GPUS", "1")
@@ -296,6 +299,7 @@ def test_a_gpu_shared_by_two_workers_never_gates_and_says_why(pytester: pytest.P
         assert "shared with 2 workers: their work is in its windows too" in component["note"]
 
 
+@pytest.mark.slow
 def test_energy_of_a_shared_gpu_never_becomes_a_baseline(pytester: pytest.Pytester,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """A baseline taken on a board two workers shared would hold both their work: every later regression up
@@ -313,6 +317,7 @@ def test_energy_of_a_shared_gpu_never_becomes_a_baseline(pytester: pytest.Pytest
     serial.stdout.fnmatch_lines(["*4 written, 0 unchanged kept*"])
 
 
+@pytest.mark.slow
 def test_own_gpus_under_xdist_gate_as_a_serial_run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_GPUS", "2")
     monkeypatch.setenv("FAKE_WATTS", "150")
