@@ -15,7 +15,7 @@ import subprocess
 import sys
 import unittest
 import xml.etree.ElementTree as ElementTree
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -286,6 +286,7 @@ class Session:
     outcomes: dict[str, str]  # test name -> passed / failed / skipped
     seconds: dict[str, float]  # test name -> call time (JUnit XML)
     returncode: int
+    gate: dict = field(default_factory=dict)  # the JSON's gate: its verdicts
 
     def failure(self, test: str) -> list[str]:
         """The lines of one test's section under FAILURES."""
@@ -314,17 +315,18 @@ def run_session(folder: Path, files: dict[str, str], *args: str, env: dict[str, 
     done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=600,
                           env={**inherited, "HF_HUB_OFFLINE": "1", **(env or {}),  # this checkout's code
                                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
-    records = {}
+    records, gate = {}, {}
     if (folder / "out.json").exists():
-        for record in json.loads((folder / "out.json").read_text())["records"]:
-            records[record["name"].split("::")[-1]] = record
+        document = json.loads((folder / "out.json").read_text())
+        records = {record["name"].split("::")[-1]: record for record in document["records"]}
+        gate = document.get("gate", {})
     outcomes, seconds = {}, {}
     for case in ElementTree.parse(folder / "junit.xml").iter("testcase"):
         kinds = {child.tag for child in case}
         outcomes[case.get("name")] = ("failed" if kinds & {"failure", "error"} else
                                       "skipped" if "skipped" in kinds else "passed")
         seconds[case.get("name")] = float(case.get("time"))
-    return Session(done.stdout.splitlines(), records, outcomes, seconds, done.returncode)
+    return Session(done.stdout.splitlines(), records, outcomes, seconds, done.returncode, gate)
 
 
 @pytest.fixture(scope="module")
@@ -579,11 +581,21 @@ tune = FineTuneCase(model="no-such-org/no-such-model", task="text-classification
 SHORT_WINDOW = ("--energy-min-window", "0.001")
 
 
+@pytest.fixture(scope="module")
+def fine_tunes(tmp_path_factory) -> tuple[Session, Session]:
+    """The text fine-tune recorded as a baseline (beside the image one), then run again against it."""
+    folder = tmp_path_factory.mktemp("fine-tunes")
+    data = str(ROOT / "suites" / "data")
+    recorded = run_session(folder, {"test_tune.py": FINETUNE, "test_shapes.py": IMAGE_FINETUNE.format(data=data)},
+                           "--energy", "--energy-json", "out.json", "--energy-update-baselines", *SHORT_WINDOW)
+    again = run_session(folder, {}, "--energy", "--energy-json", "out.json", *SHORT_WINDOW, "test_tune.py")
+    return recorded, again
+
+
 @pytest.mark.slow
-def test_finetune_record_has_energy_per_step_and_epoch_and_quality_after(tmp_path):
-    session = run_session(tmp_path, {"test_tune.py": FINETUNE}, "--energy", "--energy-json", "out.json",
-                          *SHORT_WINDOW)
-    assert session.outcomes == {"tune": "passed"}
+def test_finetune_record_has_energy_per_step_and_epoch_and_quality_after(fine_tunes):
+    session = fine_tunes[0]
+    assert session.outcomes["tune"] == "passed", session.lines[-20:]
     record = session.records["tune"]
     case, figures, proxies = record["case"], record["figures"], record["proxies"]
     recipe = case["fine_tune"]
@@ -611,16 +623,13 @@ def test_finetune_record_has_energy_per_step_and_epoch_and_quality_after(tmp_pat
 
 
 @pytest.mark.slow
-def test_a_finetune_gets_a_rank_verdict_on_its_energy_per_step(tmp_path):
+def test_a_finetune_gets_a_rank_verdict_on_its_energy_per_step(fine_tunes):
     # Issue 28 (item 2): a fine-tune is no single window any more; against its baseline its energy per
     # step is judged from its rounds (a rank interval), not from the noise one window may have.
-    recorded = run_session(tmp_path, {"test_tune.py": FINETUNE}, "--energy", "--energy-json", "out.json",
-                           "--energy-update-baselines", *SHORT_WINDOW)
-    assert recorded.outcomes == {"tune": "passed"}, recorded.lines[-20:]
-    again = run_session(tmp_path, {"test_tune.py": FINETUNE}, "--energy", "--energy-json", "out.json",
-                        *SHORT_WINDOW)
+    recorded, again = fine_tunes
+    assert recorded.outcomes["tune"] == "passed", recorded.lines[-20:]
     assert again.outcomes == {"tune": "passed"}
-    verdicts = json.loads((tmp_path / "out.json").read_text())["gate"]["verdicts"]
+    verdicts = again.gate["verdicts"]
     [energy] = [v for v in verdicts if v["name"] == "test_tune.py::tune" and v["metric"].startswith("energy")]
     assert energy["status"] != "new" and energy["low"] is not None and energy["high"] is not None
     assert energy["low"] <= energy["ratio"] <= energy["high"]
@@ -640,12 +649,10 @@ shapes = FineTuneCase(model="no-such-org/no-such-model", task="image-classificat
 
 
 @pytest.mark.slow
-def test_an_image_finetune_counts_no_tokens(tmp_path):
+def test_an_image_finetune_counts_no_tokens(fine_tunes):
     pytest.importorskip("PIL")
-    data = str(ROOT / "suites" / "data")
-    session = run_session(tmp_path, {"test_shapes.py": IMAGE_FINETUNE.format(data=data)}, "--energy",
-                          "--energy-json", "out.json")
-    assert session.outcomes == {"shapes": "passed"}
+    session = fine_tunes[0]
+    assert session.outcomes["shapes"] == "passed", session.lines[-20:]
     record = session.records["shapes"]
     assert record["proxies"]["tokens_in"] == record["proxies"]["tokens_out"] == 0  # pixels, not tokens
     assert record["proxies"]["flops"] == 4 * record["proxies"]["flops_per_step"] > 0
