@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 import pytest
 from pytest_energy.testing.records import make_judgement, make_record, make_run_info, make_verdict
-from test_gate_integration import CONFTEST
+from test_gate_integration import CONFTEST, run_energy
 from test_report_headline import ARGS, TESTS
 
 from pytest_energy.report import build_report
@@ -60,7 +60,9 @@ def run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
         monkeypatch.delenv(name, raising=False)
 
     def go(*extra: str) -> pytest.RunResult:
-        return pytester.runpytest_subprocess(*ARGS, *extra)
+        if "--energy-wandb" in extra:  # W&B keeps a run's settings (its folders) in its process: one each
+            return pytester.runpytest_subprocess(*ARGS, *extra)
+        return run_energy(pytester, *ARGS, *extra)
 
     return go
 
