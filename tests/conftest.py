@@ -45,7 +45,7 @@ def _no_bytecode_of_written_files(tmp_path_factory: pytest.TempPathFactory) -> N
     old code from the cache, whose check is the source's mtime in whole seconds and its size. A file
     where the cache's folder for them would be makes Python and pytest skip writing there."""
     base = tmp_path_factory.getbasetemp()
-    blocked = Path(sys.pycache_prefix or "", *base.parts[1:])
+    blocked = Path(sys.pycache_prefix, *base.parts[1:])
     if blocked.is_dir():
         shutil.rmtree(blocked)
     blocked.parent.mkdir(parents=True, exist_ok=True)

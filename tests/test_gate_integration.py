@@ -487,6 +487,7 @@ def test_labelled(energy, package):
     energy.run(package.spend, args=(0.5,), iterations=1, label="prefill")
 '''
 
+
 def run_energy(pytester: pytest.Pytester, *args: str, **kwargs: Any) -> pytest.RunResult:
     """``pytest *args`` on pytester's folder: in this process where its conftest is :data:`CONFTEST` (the
     fake package, which reaches the plugin through the environment alone, restored after each test), in a

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from pytest_energy.measure.meter import BOUNDARY, END, START, Meter, Taken, TickPoller
+from pytest_energy.measure.meter import BOUNDARY, END, START, Measured, Meter, Taken, TickPoller
 from pytest_energy.measure.sources.base import Channel, SourceError
 
 
@@ -206,6 +206,16 @@ def test_an_error_inside_a_window_marks_it_invalid_never_zero():
     assert not measured.components[0].valid
 
 
+def _assert_rounds_at(measured: Measured, watts: float, *context: object) -> None:
+    """Each round's joules are ``watts`` over its window within 1 %, or within the uncertainty the meter
+    states where a loaded host delayed its reads; that uncertainty itself under 5 % of the rounds' joules."""
+    stated = measured.components[0].uncertainty_joules
+    expected = [watts * round_.seconds for round_ in measured.rounds]
+    assert stated <= 0.05 * sum(expected), (stated, *context)
+    for index, (round_, joules) in enumerate(zip(measured.rounds, expected)):
+        assert round_.gross_joules == pytest.approx(joules, abs=max(0.01 * joules, stated)), (*context, index)
+
+
 def test_the_first_round_after_warm_up_is_not_read_high():
     """After warm-up the device works up to the first edge: assuming idle there read one tick high."""
     for phase in (0.011, 0.043, 0.077):
@@ -218,13 +228,7 @@ def test_the_first_round_after_warm_up_is_not_read_high():
         channel.set_power(80.0)
         measured = meter.account(taken)
         meter.close()
-        # Within 1 %, or within the uncertainty stated where a loaded host delayed the reads (itself small: the
-        # old rule read the first round one tick, ~40 %, high).
-        stated = measured.components[0].uncertainty_joules
-        assert stated <= 0.05 * sum(700.0 * round_.seconds for round_ in measured.rounds)
-        for index, round_ in enumerate(measured.rounds):
-            joules = 700.0 * round_.seconds
-            assert round_.gross_joules == pytest.approx(joules, abs=max(0.01 * joules, stated)), (phase, index)
+        _assert_rounds_at(measured, 700.0, phase)  # the old rule read the first round one tick, ~40 %, high
 
 
 def test_the_poller_sleeps_until_the_predicted_tick_instead_of_reading_all_along():
@@ -243,11 +247,7 @@ def test_the_poller_sleeps_until_the_predicted_tick_instead_of_reading_all_along
     meter.close()
     reads_per_edge = (channel.reads - before) / len(edges)
     assert reads_per_edge < 15
-    stated = measured.components[0].uncertainty_joules
-    expected = [150.0 * round_.seconds for round_ in measured.rounds]
-    assert stated <= 0.05 * sum(expected)
-    for round_, joules in zip(measured.rounds, expected):
-        assert round_.gross_joules == pytest.approx(joules, abs=max(0.01 * joules, stated))
+    _assert_rounds_at(measured, 150.0)
 
 
 def test_a_miscalibrated_period_is_refined_and_no_round_reads_off_the_first_included():
