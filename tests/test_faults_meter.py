@@ -91,12 +91,13 @@ def test_a_counter_jump_of_a_gigajoule_is_an_invalid_window_not_megajoules(monke
     try:
         edges = [meter.edge(START)]
         for index in range(3):
-            time.sleep(0.3)
             if index == 1:
-                # The first window's end edge resolved (its poller read past it) before the jump, waited on
-                # rather than assumed from the sleep: a loaded machine may run the poller late.
+                # The jump comes at the tick after the one that resolved the first window's end edge (waited
+                # on, not assumed from a sleep: a loaded machine may run the poller late), so at least two
+                # ticks before the second window ends: no edge rests on it, the second window holds it.
                 edges[1].resolve()
-                gpu.jumps.append((fake.now(), 10**12))  # +1 GJ in millijoules, inside the second window
+                gpu.jumps.append((fake.now(), 10**12))  # +1 GJ in millijoules
+            time.sleep(0.3)
             edges.append(meter.edge(END if index == 2 else BOUNDARY))
         measured = meter.account(Taken(edges, [1, 1, 1]))
     finally:
@@ -107,6 +108,30 @@ def test_a_counter_jump_of_a_gigajoule_is_an_invalid_window_not_megajoules(monke
     [component] = measured.components
     assert "above 1.5x its 700 W power limit: a counter jump" in component.note
     assert component.gross_joules < 200.0  # the jump counts nowhere
+
+
+def test_an_edge_between_the_ticks_around_a_jump_is_invalid_not_megajoules(monkeypatch):
+    """An edge interpolated between the ticks around a jump rested on gigawatts, its uncertainty as
+    wild, so a window's plausibility check had the slack to pass megajoules as valid. The edge is
+    invalid, and both windows it bounds."""
+    gpu = FakeGpu(power=100.0)
+    meter, fake = _gpu_meter(monkeypatch, gpu)
+    try:
+        first = meter.edge(START)
+        time.sleep(0.3)
+        first.resolve()
+        gpu.jumps.append((fake.now(), 10**12))  # published at the next tick, after the middle edge
+        middle = meter.edge(BOUNDARY)
+        time.sleep(0.3)
+        measured = meter.account(Taken([first, middle, meter.edge(END)], [1, 1]))
+    finally:
+        meter.close()
+    assert middle.resolve()["gpu:0"].error.startswith("the counter rose 1e+09 J in one tick, above 1.5x its 700 W "
+                                                      "power limit: a counter jump")
+    assert [r.valid for r in measured.rounds] == [False, False]
+    [component] = measured.components
+    assert component.note.startswith("window(s) invalid: the counter rose 1e+09 J in one tick")
+    assert component.gross_joules == 0.0
 
 
 def test_a_load_at_the_power_limit_is_plausible(monkeypatch):

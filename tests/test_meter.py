@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from typing import Callable
 
 import pytest
 
@@ -14,7 +15,12 @@ from pytest_energy.measure.sources.base import Channel, SourceError
 
 class QuantisedCounter(Channel):
     """A counter like NVML's: the energy of a piecewise-constant power history, published only every
-    ``tick`` seconds, and slow to read."""
+    ``tick`` seconds, and slow to read.
+
+    ``stall(number, now)`` says which reads wait for the CPU, as on a loaded host: given the read's number
+    (1: the first) and the instant it began, (seconds, sampled first) or None; a read waits before it
+    samples the counter, or after (then it returns a value that old).
+    """
 
     kind = "gpu"
     method = "counter"
@@ -27,6 +33,8 @@ class QuantisedCounter(Channel):
         self.phase = phase  # ticks are not aligned with anything the meter knows
         self.history = [(0.0, watts)]  # (seconds since origin, watts from then on)
         self.fail_between: tuple[float, float] | None = None
+        self.reads = 0
+        self.stall: Callable[[int, float], tuple[float, bool] | None] = lambda number, now: None
 
     def set_power(self, watts: float) -> float:
         now = time.perf_counter()
@@ -42,12 +50,15 @@ class QuantisedCounter(Channel):
         return joules
 
     def read(self) -> float:
-        self.reads = getattr(self, "reads", 0) + 1
-        time.sleep(self.read_cost)  # NVML's read is slow; a sleep keeps the test machine free
+        self.reads += 1
+        wait, sampled_first = self.stall(self.reads, time.perf_counter()) or (0.0, False)
+        # NVML's read is slow; a sleep keeps the test machine free
+        time.sleep(self.read_cost + (0.0 if sampled_first else wait))
         now = time.perf_counter() - self.origin
         if self.fail_between and self.fail_between[0] <= now <= self.fail_between[1]:
             raise SourceError("NVML: GPU is lost")
         last_tick = math.floor((now - self.phase) / self.tick_seconds) * self.tick_seconds + self.phase
+        time.sleep(wait if sampled_first else 0.0)
         return self.energy_until(max(0.0, last_tick))
 
 
@@ -294,10 +305,99 @@ def test_one_tick_placed_twice_is_never_a_span_to_interpolate_across():
     """Reads that waited for the CPU can place one tick twice, an instant apart: power across them was
     taken as their energy over no time (ZeroDivisionError, an invalid window). Ticks less than half a
     period apart are not two neighbouring ticks: the edge is taken from the tick itself, finite."""
-    poller = TickPoller(QuantisedCounter(100.0), 0.1, lambda: 50.0)
+    poller = TickPoller(QuantisedCounter(100.0), 0.1, lambda: (50.0, 0.0))
     try:
         poller._history = [(1.0, 10.0, 0.002), (1.0, 12.0, 0.002)]
         value = poller._estimate(1.0, BOUNDARY, 100.0)
     finally:
         poller.close()
     assert math.isfinite(value.joules) and math.isfinite(value.uncertainty)
+
+
+# -- a loaded host: reads that wait for the CPU ------------------------------------------------------
+def _after_resolving(meter: Meter, edge) -> int:
+    """Wait for ``edge`` (the poller is then idle) and return the number of the counter's last read."""
+    edge.resolve()
+    return meter.channels[0].reads
+
+
+def _assert_edge_known(channel: QuantisedCounter, edge, limit: float) -> None:
+    """The edge's joules are the counter's true energy at its instant within the uncertainty the meter
+    states, and that is under ``limit`` joules."""
+    value = edge.resolve()[channel.device]
+    truth = channel.energy_until(edge.at - channel.origin)
+    assert value.error is None and value.uncertainty < limit, value
+    assert abs(value.joules - truth) <= max(0.01, value.uncertainty), (value, truth)
+
+
+def test_a_read_that_waited_two_ticks_is_not_taken_as_one_tick_of_twice_the_power():
+    """The poller's read waited 190 ms for the CPU before sampling: the change it saw held two ticks, and
+    was taken as one of twice the power, the edge ~8 J off (known to 30 J) at half the phases tried; at
+    the end of an idle window, idle power was off by half and every first edge after it off, confidently.
+    With the grid of ticks known, a change that may hold two ticks is no end of the search: the poller
+    takes the next."""
+    for phase in (0.012, 0.037, 0.061, 0.086):
+        channel = QuantisedCounter(100.0, read_cost=0.001, phase=phase)
+        meter = Meter([channel], synchronize=lambda: None)
+        meter.start(0.3)
+        first = meter.edge(START)
+        time.sleep(0.3)
+        late = _after_resolving(meter, first) + 2  # the middle edge's second read, after its first
+        channel.stall = lambda number, now, late=late: (0.19, False) if number == late else None
+        middle = meter.edge(BOUNDARY)
+        time.sleep(0.3)
+        measured = meter.account(Taken([first, middle, meter.edge(END)], [1, 1]))
+        meter.close()
+        assert channel.reads > late
+        assert all(round_.valid for round_ in measured.rounds)
+        _assert_edge_known(channel, middle, limit=5.0)
+
+
+def test_a_read_that_held_its_value_while_it_waited_is_no_frozen_counter():
+    """A read that sampled the counter and then waited 350 ms for the CPU returned a value three ticks
+    old: the counter looked unchanged for three periods, and the edge was 'a frozen counter', its
+    windows invalid. Unchanged is counted to where the read may have sampled, its start."""
+    channel = QuantisedCounter(100.0, read_cost=0.001)
+    meter = Meter([channel], synchronize=lambda: None)
+    meter.start(0.3)
+    first = meter.edge(START)
+    time.sleep(0.3)
+    late = _after_resolving(meter, first) + 2
+    channel.stall = lambda number, now: (0.35, True) if number == late else None
+    middle = meter.edge(BOUNDARY)
+    time.sleep(0.3)
+    measured = meter.account(Taken([first, middle, meter.edge(END)], [1, 1]))
+    meter.close()
+    assert channel.reads > late
+    assert all(round_.valid for round_ in measured.rounds), measured.components[0].note
+    _assert_edge_known(channel, middle, limit=5.0)
+
+
+def test_an_idle_window_with_loosely_known_edges_is_measured_again():
+    """Every read at the first idle window's end waited 190 ms for the CPU: its edge is known to ~20 J,
+    idle power to ~60 W. The meter measures idle again, and keeps the best known window."""
+    channel = QuantisedCounter(100.0, read_cost=0.001)
+    meter = Meter([channel], synchronize=lambda: None)
+    meter.start(None)
+    began = time.perf_counter()
+    channel.stall = lambda number, now: (0.19, False) if began + 0.28 <= now < began + 0.8 else None
+    idle = meter.measure_idle(0.3)["gpu:0"]
+    meter.close()
+    assert time.perf_counter() - began > 0.9  # a second window was measured
+    assert idle == pytest.approx(100.0, abs=max(1.0, meter.idle_uncertainty["gpu:0"]))
+    assert meter.idle_uncertainty["gpu:0"] < 5.0 and meter.notes == []
+
+
+def test_idle_power_known_loosely_in_every_idle_window_says_so():
+    channel = QuantisedCounter(100.0, read_cost=0.001)
+    meter = Meter([channel], synchronize=lambda: None)
+    meter.start(None)
+    channel.stall = lambda number, now: (0.19, False)
+    idle = meter.measure_idle(0.3)["gpu:0"]
+    meter.close()
+    uncertainty = meter.idle_uncertainty["gpu:0"]
+    assert uncertainty > 0.05 * idle
+    assert idle == pytest.approx(100.0, abs=uncertainty)
+    [note] = meter.notes
+    assert note == (f"gpu:0: idle power {idle:.3g} W known to +-{uncertainty:.2g} W only (the host was busy in 3 "
+                    "idle windows): net energy and the first and last edges of measurements are less certain")

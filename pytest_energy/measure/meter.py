@@ -17,20 +17,23 @@ The poller sleeps until just before the tick it predicts, from a period it refin
 it sees (the calibration's few ticks leave it ~2 % off: 20 ms a second ahead). Where its read still
 comes after a gap past the tick (a sleep that overshot, a thread waiting for the CPU: a read is known
 to have sampled the counter anywhere in its length beyond the fastest read's), the tick's instant is
-known only within the gap and it takes the next tick instead, three times at most. Ticks come every
-period, so the gaps of the changes seen together place the grid of ticks, and each read then gives the
-energy at the tick of the grid before it: on a loaded host too, an edge lies between two ticks seen,
-not extrapolated from ticks seen later (maybe after the work ended). Ticks seen are kept, so an edge
+known only within the gap and it takes the next tick instead, three times at most (with the grid of
+ticks known, a wide gap that can hold one of its ticks only is enough). Ticks come every period, so
+the gaps of the changes seen together place the grid of ticks, and each read then gives the energy at
+the tick of the grid before it: on a loaded host too, an edge lies between two ticks seen, not
+extrapolated from ticks seen later (maybe after the work ended). Ticks seen are kept, so an edge
 between two of them (edges of short tests, many per tick) is interpolated without a read.
 
-Idle power is measured once per session. CUDA is synchronised at every edge when torch has already
-initialised CUDA (torch is never imported here).
+Idle power is measured once per session, again (three windows at most) where a loaded host left its
+window's edges loosely known; edges that assume idle power carry its uncertainty. CUDA is synchronised
+at every edge when torch has already initialised CUDA (torch is never imported here).
 
 Every window is checked for plausibility before its joules count (:meth:`Meter.window_problem`):
 a ticking counter must be seen to tick (a poller that sees no change for three periods marks the
 edge frozen), a continuous one must move within its ``frozen_after_seconds``, and the energy must
 lie between a tenth of the device's idle power and 1.5x its power limit (plus one tick and a
-scheduling delay per edge) times the window. A window outside is invalid with a note, never 0 J
+scheduling delay per edge) times the window; an edge between two ticks that rose more than that in one
+is invalid itself (:meth:`TickPoller._jump`). A window outside is invalid with a note, never 0 J
 or a jump that passes or fails a budget. A component's ``ticks`` are the counter updates between
 the ticks the poller saw at its windows' edges: none where it saw none.
 
@@ -80,6 +83,9 @@ CALIBRATED_PERIOD_ERROR = 0.03
 HISTORY_TICKS = 64
 #: Share of an extrapolated span's energy taken as the systematic error of the power assumed there.
 EXTRAPOLATION_ERROR = 0.1
+#: Idle windows measured at most, until idle power is known within :data:`IDLE_UNCERTAINTY` of itself.
+IDLE_WINDOWS = 3
+IDLE_UNCERTAINTY = 0.05
 #: A window below this share of the device's idle power is a stalled counter. Low, because idle is
 #: measured once and a GPU may later idle lower (a deeper power state) than when it was measured.
 IDLE_FLOOR_FRACTION = 0.1
@@ -206,10 +212,11 @@ class Change(NamedTuple):
 class TickPoller:
     """Resolves the edges of one ticking channel on a background thread, in submission order."""
 
-    def __init__(self, channel: Channel, period: float, idle_watts: Callable[[], float]) -> None:
+    def __init__(self, channel: Channel, period: float, idle: Callable[[], tuple[float, float]]) -> None:
+        """``idle``: the device's idle power and its uncertainty, in watts, as the meter knows them now."""
         self.channel = channel
         self.period = period
-        self._idle_watts = idle_watts
+        self._idle = idle
         # Where one tick lies, within [low, high] (perf_counter instants): the grid of ticks (_locate); and
         # that tick's count since the grid was first placed (each placing since counted the ticks for sure).
         self._phase: tuple[float, float] | None = None
@@ -344,20 +351,46 @@ class TickPoller:
         for the CPU, not extrapolated from ticks seen later, maybe after the work had changed. A read
         that may straddle a tick of the grid places nothing.
         """
-        if self._phase is None:
-            return
-        reference, known = sum(self._phase) / 2, (self._phase[1] - self._phase[0]) / 2
         placed: set[float] = set()  # values placed already (a poller spinning on fast reads makes many reads)
         for read in reads:
             if read.value in placed:
                 continue
-            ticks = abs(round((read.before - reference) / self.period)) + 1  # to the tick before the read, at most
-            resolution = known + ticks * self._period_error
-            index = math.floor((read.before - resolution - reference) / self.period)
-            tick = reference + index * self.period
-            if tick + self.period > read.after + resolution:  # no tick of the grid during the read
-                self._keep(tick, read.value, resolution)
+            tick = self._grid_tick(read)
+            if tick is not None:
+                self._keep(tick[0], read.value, tick[1])
                 placed.add(read.value)
+
+    def _grid_tick(self, read: Read) -> tuple[float, float] | None:
+        """The tick of the grid that published a read's value and how well its instant is known; None
+        where no grid is placed or the read may straddle one of its ticks."""
+        if self._phase is None:
+            return None
+        reference, known = sum(self._phase) / 2, (self._phase[1] - self._phase[0]) / 2
+        ticks = abs(round((read.before - reference) / self.period)) + 1  # to the tick before the read, at most
+        resolution = known + ticks * self._period_error
+        tick = reference + math.floor((read.before - resolution - reference) / self.period) * self.period
+        return (tick, resolution) if tick + self.period > read.after + resolution else None
+
+    def _ticks_between(self, old: Read, new: Read) -> int | None:
+        """How many ticks of the grid published a change between two reads (each sampled the counter
+        somewhere within its call); None where no grid is placed or the reads leave the count unsure.
+
+        Where the grid is known, a change across a wide gap still holds exactly one tick when only one
+        tick of the grid can lie between the reads. A gap that may hold two (a read that waited a period
+        for the CPU) gave a power twice the true one, with a confident uncertainty.
+        """
+        if self._phase is None:
+            return None
+        reference, known = sum(self._phase) / 2, (self._phase[1] - self._phase[0]) / 2
+        resolution = known + (abs(round((new.after - reference) / self.period)) + 1) * self._period_error
+
+        def grid_ticks(low: float, high: float) -> int:
+            first, last = math.ceil((low - reference) / self.period), math.floor((high - reference) / self.period)
+            return max(0, last - first + 1)
+
+        at_most = grid_ticks(old.before - resolution, new.after + resolution)
+        at_least = max(1, grid_ticks(old.after + resolution, new.before - resolution))  # the value changed
+        return at_most if at_most == at_least else None
 
     def _grid_known(self) -> bool:
         """Whether the grid of ticks is known closely enough to end a search on any change."""
@@ -394,7 +427,7 @@ class TickPoller:
         if side == BOUNDARY and self._next_to(*self._around(at)):  # seen already: the poller fell behind
             return self._estimate(at, side, 0.0)
         reads = [self._timed_read()]
-        deadline = reads[0].after + TICK_TIMEOUT_PERIODS * self.period
+        unchanged_since = reads[0].after
         predicted = self._predicted_tick(reads[0].after)
         if predicted is not None:  # each read costs ~4 ms of CPU: sleep until just before the tick
             time.sleep(max(0.0, predicted - PREDICTION_MARGIN - time.perf_counter()))
@@ -405,16 +438,21 @@ class TickPoller:
             if read.value != last.value:
                 changes.append(self._change(last, read))
                 self._observe(changes[-1])
-                if not self._wide(changes[-1]) or self._grid_known() or len(changes) > TICK_TIMEOUT_PERIODS:
+                # A wide change ends the search where the grid is known and puts one tick between its
+                # reads: that tick is then known as well as the grid.
+                one_tick = self._grid_known() and self._ticks_between(last, read) == 1
+                if not self._wide(changes[-1]) or one_tick or len(changes) > TICK_TIMEOUT_PERIODS:
                     break
                 # The tick fell somewhere in a wide gap (the sleep went past it, or a read waited for the
                 # CPU): take the next tick, one period on; the reads place this one on the grid after.
-                deadline = read.after + TICK_TIMEOUT_PERIODS * self.period
+                unchanged_since = read.after
                 time.sleep(max(0.0, last.before + self.period - PREDICTION_MARGIN - time.perf_counter()))
-            elif read.after > deadline:  # a powered device always ticks: the counter is frozen
+            # A powered device always ticks: unchanged for three periods, the counter is frozen. Counted to
+            # where the read may have sampled first: a read that waited for the CPU may hold an old value.
+            elif read.before - unchanged_since > TICK_TIMEOUT_PERIODS * self.period:
                 self._phase = self._anchor = None
                 return EdgeValue(math.nan, math.nan, f"the energy counter did not change for "
-                                 f"{read.after - reads[0].after:.2g} s ({TICK_TIMEOUT_PERIODS:g} tick periods): "
+                                 f"{read.before - unchanged_since:.2g} s ({TICK_TIMEOUT_PERIODS:g} tick periods): "
                                  "a frozen counter")
         for change in changes:  # each change holding one tick: that tick and the one before it
             if 2 * change.resolution < self.period or change is changes[-1]:
@@ -422,7 +460,21 @@ class TickPoller:
                 self._keep(change.tick, change.new, change.resolution)
         self._place(reads)
         found = changes[-1]
-        return self._estimate(at, side, (found.new - found.old) / self.period)
+        ticks = max(1, self._ticks_between(*reads[-2:]) or 1)  # where the grid places no read: one, the likeliest
+        return self._estimate(at, side, (found.new - found.old) / (ticks * self.period))
+
+    def _jump(self, joules: float) -> str | None:
+        """Why the counter's rise across one tick cannot be energy drawn, or None.
+
+        An edge interpolated across a jump (a driver glitch publishes gigajoules in one tick) would rest
+        on that power, its uncertainty as wild: a window's plausibility check then had the slack to pass
+        megajoules as valid. Neighbouring ticks may be placed up to 1.5 periods apart, hence 2 periods.
+        """
+        limit = self.channel.max_watts()
+        if not limit or joules <= POWER_LIMIT_MARGIN * limit * 2 * self.period:
+            return None
+        return (f"the counter rose {joules:.3g} J in one tick, above {POWER_LIMIT_MARGIN:g}x its {limit:.3g} W "
+                "power limit: a counter jump")
 
     def _estimate(self, at: float, side: str, working: float) -> EdgeValue:
         """The energy at an edge from the ticks seen around it (``working``: the power across the last
@@ -434,14 +486,18 @@ class TickPoller:
         the first tick seen after it, at the power of the next (work) or idle (after an end edge); a start
         edge a tick after the last tick seen before it adds idle power to that tick.
         """
-        idle = self._idle_watts()
+        idle, idle_error = self._idle()
         share = EXTRAPOLATION_ERROR  # of the energy taken across a span, the error of the power assumed there
+        if side != BOUNDARY and idle > 0:  # spans at idle power: as far off as idle power is known, too
+            share += idle_error / idle
         before, after = self._around(at)
         if after is None:  # unreachable once a change was kept; the edge then rests on the last tick seen
             after = self._history[-1]
         (t_b, e_b, r_b) = after
         if before is not None and self._next_to(before, after):
             (t_a, e_a, r_a) = before
+            if jump := self._jump(e_b - e_a):
+                return EdgeValue(math.nan, math.nan, jump, tick=t_b)
             working, resolution = (e_b - e_a) / (t_b - t_a), max(r_a, r_b)
             if side == BOUNDARY:
                 joules, extrapolated = e_a + working * (at - t_a), 0.0
@@ -457,9 +513,11 @@ class TickPoller:
             resolution = r_b
             if index + 1 < len(self._history) and self._next_to(after, self._history[index + 1]):
                 t_c, e_c, r_c = self._history[index + 1]
+                if jump := self._jump(e_c - e_b):
+                    return EdgeValue(math.nan, math.nan, jump, tick=t_b)
                 working, resolution = (e_c - e_b) / (t_c - t_b), max(r_b, r_c)
                 if side != END:  # the work's power, off by as much as its two ticks' instants allow
-                    share += (r_b + r_c) / (t_c - t_b)
+                    share = EXTRAPOLATION_ERROR + (r_b + r_c) / (t_c - t_b)
             power = idle if side == END else working
             joules, extrapolated = e_b - power * (t_b - at), power * (t_b - at)
         return EdgeValue(joules, working * resolution + share * abs(extrapolated), tick=t_b)
@@ -530,6 +588,7 @@ class Meter:
         self.sleep = sleep
         self.cooldowns_missed: dict[str, Cooldown] = {}  # target -> the session's first cooldown that missed it
         self.idle_watts: dict[str, float] = {c.device: 0.0 for c in channels}
+        self.idle_uncertainty: dict[str, float] = {c.device: 0.0 for c in channels}  # watts
         self.periods: dict[str, float] = {}
         self._pollers: dict[str, TickPoller] = {}
         self._conditions: ConditionsReader | None = None
@@ -551,27 +610,56 @@ class Meter:
             if channel.tick_seconds > 0:
                 self.periods[channel.device] = self._calibrate(channel)
                 self._pollers[channel.device] = TickPoller(
-                    channel, self.periods[channel.device], lambda d=channel.device: self.idle_watts[d]
+                    channel, self.periods[channel.device],
+                    lambda d=channel.device: (self.idle_watts[d], self.idle_uncertainty[d]),
                 )
         self._started = True
         return self.measure_idle(idle_seconds) if idle_seconds is not None else dict(self.idle_watts)
 
     def measure_idle(self, idle_seconds: float) -> dict[str, float]:
-        """Measure each device's idle power over ``idle_seconds`` of nothing; returns idle watts per device."""
-        first = self.edge(BOUNDARY, synchronize=False)
-        time.sleep(idle_seconds)
-        last = self.edge(BOUNDARY, synchronize=False)
-        seconds = last.at - first.at
-        before, after = first.resolve(), last.resolve()
-        for channel in self.channels:  # the first time idle is still 0 W, so no window is below it yet
-            device = channel.device
-            problem = self.window_problem(channel, before[device], after[device], seconds)
-            if problem:
+        """Measure each device's idle power over ``idle_seconds`` of nothing; returns idle watts per device.
+
+        A window whose edges the meter knows only loosely (a loaded host kept the poller from the
+        counter across ticks) is measured again, :data:`IDLE_WINDOWS` at most, and the best known one
+        kept: idle power off by half once made every first edge of the session wrong by more than the
+        uncertainty it stated. Its uncertainty, where still above :data:`IDLE_UNCERTAINTY`, is a note.
+        """
+        problems: dict[str, str] = {}
+        best: dict[str, tuple[float, float]] = {}  # device -> (watts, their uncertainty)
+        for _ in range(IDLE_WINDOWS):
+            first = self.edge(BOUNDARY, synchronize=False)
+            time.sleep(idle_seconds)
+            last = self.edge(BOUNDARY, synchronize=False)
+            seconds = last.at - first.at
+            before, after = first.resolve(), last.resolve()
+            for channel in self.channels:  # the first time idle is still 0 W, so no window is below it yet
+                device = channel.device
+                if device in problems:
+                    continue
+                start, end = before[device], after[device]
+                problem = self.window_problem(channel, start, end, seconds)
+                if problem:
+                    problems[device] = problem
+                    continue
+                measured = ((end.joules - start.joules) / seconds,
+                            math.hypot(start.uncertainty, end.uncertainty) / seconds)
+                if device not in best or measured[1] < best[device][1]:
+                    best[device] = measured
+            if all(watts * IDLE_UNCERTAINTY >= uncertainty for watts, uncertainty in best.values()):
+                break
+        for device in self.idle_watts:
+            if device in problems:
                 self.idle_watts[device] = 0.0
-                self.notes.append(f"{device}: idle power not measured ({problem}); net energy is gross energy "
-                                  "this session")
-            else:
-                self.idle_watts[device] = (after[device].joules - before[device].joules) / seconds
+                self.notes.append(f"{device}: idle power not measured ({problems[device]}); net energy is gross "
+                                  "energy this session")
+                continue
+            watts, uncertainty = best[device]
+            self.idle_watts[device] = watts
+            self.idle_uncertainty[device] = uncertainty
+            if uncertainty > watts * IDLE_UNCERTAINTY:
+                self.notes.append(f"{device}: idle power {watts:.3g} W known to +-{uncertainty:.2g} W only (the host "
+                                  f"was busy in {IDLE_WINDOWS} idle windows): net energy and the first and last "
+                                  "edges of measurements are less certain")
         return dict(self.idle_watts)
 
     def _calibrate(self, channel: Channel) -> float:

@@ -7,8 +7,9 @@ boundary. Each :class:`FakeGpu` is configured by a power curve (watts as a funct
 fake was installed) and optional faults: no counter (pre-Volta), MIG on, other processes, a counter
 near its 64-bit wrap, time windows in which every reading raises ``NVMLError_Unknown``, a counter that
 freezes (``frozen_from``: it keeps the value it had then) and counter jumps (``jumps``: millijoules
-added from a time on, as a driver glitch would). Its conditions (temperature, SM clock, power limit,
-throttle reason bits) are fields too, the temperature and the reasons constants or functions of time.
+added from a time on, published at the next tick as the counter publishes everything). Its conditions
+(temperature, SM clock, power limit, throttle reason bits) are fields too, the temperature and the
+reasons constants or functions of time.
 
 In one test (``monkeypatch`` undoes it afterwards)::
 
@@ -103,7 +104,7 @@ class FakeGpu:
     processes: list[int] = field(default_factory=list)  # pids computing on the GPU
     failures: list[tuple[float, float]] = field(default_factory=list)  # [start, end) of failing readings
     frozen_from: float = math.inf  # from this time on the counter keeps its value (0.0: frozen from the start)
-    jumps: list[tuple[float, int]] = field(default_factory=list)  # (time, mJ the counter jumps by then)
+    jumps: list[tuple[float, int]] = field(default_factory=list)  # (time, mJ the counter jumps by from the tick after)
     power_limit_watts: float = 700.0  # enforced; a test may change it (``nvidia-smi -pl``)
     temperature_c: float | Callable[[float], float] = 40.0  # degC, constant or a function of time
     sm_clock_mhz: int = 1980  # the SM clock now
@@ -159,10 +160,10 @@ class FakeGpu:
 
     def counter_mj(self, t: float) -> int:
         """The counter at ``t``: the integral of power up to the last tick boundary, in whole mJ, plus
-        the jumps by then; a frozen counter is read at ``frozen_from``."""
+        the jumps by that boundary; a frozen counter is read at ``frozen_from``."""
         t = min(t, self.frozen_from)
-        jumped = sum(millijoules for at, millijoules in self.jumps if at <= t)
         last = math.floor((t - self.tick_phase) / self.tick_seconds + 1e-9)  # 1e-9: a read on a boundary sees it
+        jumped = sum(millijoules for at, millijoules in self.jumps if at <= self.boundary(last))  # published at a tick
         with self._integrating:  # two threads extending the list at once would integrate a tick twice
             while len(self._at_boundary) <= last:  # each tick integrated once
                 k = len(self._at_boundary)
