@@ -401,3 +401,21 @@ def test_idle_power_known_loosely_in_every_idle_window_says_so():
     [note] = meter.notes
     assert note == (f"gpu:0: idle power {idle:.3g} W known to +-{uncertainty:.2g} W only (the host was busy in 3 "
                     "idle windows): net energy and the first and last edges of measurements are less certain")
+
+
+def test_the_ticks_of_a_window_are_where_the_counter_ticked_not_where_a_late_poller_saw_it():
+    """The poller waited 400 ms for the CPU at a window's end: the first tick it saw after the edge was
+    four periods on, and the window counted 3-4 ticks too many (14 for three 0.32 s windows, once in a
+    full test run). With the grid of ticks known, an edge's tick is the grid's first one after it."""
+    channel = QuantisedCounter(100.0, read_cost=0.001)
+    meter = Meter([channel], synchronize=lambda: None)
+    meter.start(0.3)
+    first = meter.edge(START)
+    time.sleep(0.32)
+    late = _after_resolving(meter, first) + 2
+    channel.stall = lambda number, now: (0.4, False) if number == late else None
+    measured = meter.account(Taken([first, meter.edge(END)], [1]))
+    meter.close()
+    assert channel.reads > late
+    assert measured.components[0].ticks in (3, 4)
+    assert measured.rounds[0].valid

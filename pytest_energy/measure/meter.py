@@ -125,7 +125,7 @@ class EdgeValue:
     joules: float
     uncertainty: float = 0.0
     error: str | None = None
-    tick: float | None = None  # perf_counter instant of the counter change seen at this edge (ticking)
+    tick: float | None = None  # perf_counter instant of the counter's first tick after this edge (ticking)
 
 
 class _Pending(Generic[T]):
@@ -520,7 +520,15 @@ class TickPoller:
                     share = EXTRAPOLATION_ERROR + (r_b + r_c) / (t_c - t_b)
             power = idle if side == END else working
             joules, extrapolated = e_b - power * (t_b - at), power * (t_b - at)
-        return EdgeValue(joules, working * resolution + share * abs(extrapolated), tick=t_b)
+        return EdgeValue(joules, working * resolution + share * abs(extrapolated), tick=self._tick_after(at, t_b))
+
+    def _tick_after(self, at: float, seen: float) -> float:
+        """The counter's first tick after an instant: the grid's where it is known (a poller kept from the
+        CPU may first see a tick several periods on), else ``seen``, the first tick seen after it."""
+        if self._phase is None or not self._grid_known():
+            return seen
+        reference = sum(self._phase) / 2
+        return reference + math.ceil((at - reference) / self.period) * self.period
 
 
 @dataclass
