@@ -303,18 +303,23 @@ class Session:
         return [line for line in self.failure(test) if line.startswith("E ")]
 
 
+def pytest_subprocess(folder: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m pytest *args`` in ``folder`` in a process of its own (torch cannot be imported twice in one
+    process), this checkout's code first on the path, offline, with ``env`` added to this one's environment.
+    No xdist worker, though the calling test may run in one: its PYTEST_XDIST_* are not handed down."""
+    inherited = {name: value for name, value in os.environ.items() if not name.startswith("PYTEST_XDIST_")}
+    return subprocess.run([sys.executable, "-m", "pytest", *args], cwd=folder, capture_output=True, text=True,
+                          timeout=600, env={**inherited, "HF_HUB_OFFLINE": "1", **(env or {}), "PYTHONPATH":
+                                            os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+
+
 def run_session(folder: Path, files: dict[str, str], *args: str, env: dict[str, str] | None = None,
                 xdist: bool = False) -> Session:
     """Run pytest on ``files`` in ``folder`` in a subprocess (without xdist unless ``xdist``)."""
     for name, source in files.items():
         (folder / name).write_text(source)
-    command = [sys.executable, "-m", "pytest", *args, "--junitxml", "junit.xml", *FAST,
-               *([] if xdist else ["-p", "no:xdist"])]
-    # Not an xdist worker, though this test may run in one: its PYTEST_XDIST_* are not handed down.
-    inherited = {name: value for name, value in os.environ.items() if not name.startswith("PYTEST_XDIST_")}
-    done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=600,
-                          env={**inherited, "HF_HUB_OFFLINE": "1", **(env or {}),  # this checkout's code
-                               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+    done = pytest_subprocess(folder, *args, "--junitxml", "junit.xml", *FAST, *([] if xdist else ["-p", "no:xdist"]),
+                             env=env)
     records, gate = {}, {}
     if (folder / "out.json").exists():
         document = json.loads((folder / "out.json").read_text())

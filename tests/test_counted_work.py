@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from test_cases import pytest_subprocess  # (tests/ is on sys.path under pytest's default import mode)
 
-ROOT = Path(__file__).resolve().parent.parent
 FAST = ["--energy", "--energy-json", "out.json", "--energy-min-window", "0.02", "--energy-rounds", "3",
         "--energy-warmup", "1", "--energy-idle-seconds", "0.05", "--energy-report", "none",
         "--energy-history", "none", "-p", "no:cacheprovider", "-rf"]
@@ -107,9 +104,7 @@ def run(folder: Path, *args: str, hidden: int = 64, files: dict[str, str] | None
     for name, source in (files or {"test_mlp.py": MLP_TESTS}).items():
         (folder / name).write_text(source)
     (folder / "pytest.ini").touch()  # the project's root: its baselines/ and node ids
-    done = subprocess.run([sys.executable, "-m", "pytest", *FAST, *args], cwd=folder, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "HIDDEN": str(hidden), "PYTHONPATH": os.pathsep.join(
-                              filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+    done = pytest_subprocess(folder, *FAST, *args, env={"HIDDEN": str(hidden)})
     document = json.loads((folder / "out.json").read_text())
     records = {record["name"].split("::", 1)[1]: record for record in document["records"]}
     verdicts = {(v["name"].split("::", 1)[1], v["metric"]): v for v in document["gate"]["verdicts"]}

@@ -310,19 +310,13 @@ def test_a_figure_keeps_an_interval_that_its_aggregate_reproduces() -> None:
 def _run(folder: Path, files: dict[str, str], *args: str) -> tuple[int, str, dict[str, Any]]:
     """pytest in a subprocess (torch cannot be imported twice in one process): exit status, output, JSON."""
     import json
-    import os
-    import subprocess
-    import sys
+
+    from test_cases import pytest_subprocess
 
     for name, source in files.items():
         (folder / name).write_text(source)
-    root = Path(__file__).resolve().parent.parent
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--energy", "--energy-idle-seconds", "0.05",
-         "--energy-json", "out.json", "--energy-report", "report.html", "-rf", *args],
-        cwd=folder, capture_output=True, text=True, timeout=600,
-        env={**os.environ, "HF_HUB_OFFLINE": "1",
-             "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))})
+    done = pytest_subprocess(folder, "-p", "no:cacheprovider", "--energy", "--energy-idle-seconds", "0.05",
+                             "--energy-json", "out.json", "--energy-report", "report.html", "-rf", *args)
     document = json.loads((folder / "out.json").read_text()) if (folder / "out.json").exists() else {}
     return done.returncode, done.stdout, document
 

@@ -12,9 +12,6 @@ test_cases.py does, and play another runner through the ``pytest_energy_update_f
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -28,8 +25,6 @@ from pytest_energy.measure.fingerprint import device_kinds, fingerprint
 from pytest_energy.judge.gate import judge
 from pytest_energy.measure.sources import detect
 from pytest_energy.testing import FakeGpu, install_fake_nvml
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _settings(tmp_path: Path, **values):
@@ -315,7 +310,7 @@ case = InferenceCase(
 @pytest.fixture(params=["serial", "xdist"])
 def session(request, tmp_path):
     """Run pytest --energy on ``files`` in tmp_path as the runner with CPU ``cpu``; (lines, code)."""
-    from test_cases import MODELS
+    from test_cases import MODELS, pytest_subprocess
 
     (tmp_path / "models.py").write_text(MODELS)
     (tmp_path / "conftest.py").write_text(CONFTEST)
@@ -325,12 +320,9 @@ def session(request, tmp_path):
     def go(files: dict[str, str], cpu: str, *extra: str) -> tuple[list[str], int]:
         for name, text in files.items():
             (tmp_path / name).write_text(text)
-        command = [sys.executable, "-m", "pytest", "--energy", "--energy-idle-seconds", "0.05", "--energy-min-window", "0.05", "--energy-report",
-                   "none", "--energy-history", "none", "--energy-json", "out.json", "-p", "no:cacheprovider",
-                   *workers, *extra]
-        done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                              env={**os.environ, "HF_HUB_OFFLINE": "1", "PLAY_CPU": cpu,
-                                   "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+        done = pytest_subprocess(tmp_path, "--energy", "--energy-idle-seconds", "0.05", "--energy-min-window", "0.05",
+                                 "--energy-report", "none", "--energy-history", "none", "--energy-json", "out.json",
+                                 "-p", "no:cacheprovider", *workers, *extra, env={"PLAY_CPU": cpu})
         return done.stdout.splitlines(), done.returncode
 
     go.document = lambda: json.loads((tmp_path / "out.json").read_text())  # the last run's JSON
