@@ -9,7 +9,7 @@ from typing import Callable
 
 import pytest
 
-from pytest_energy.measure.meter import BOUNDARY, END, START, Measured, Meter, Taken, TickPoller
+from pytest_energy.measure.meter import BOUNDARY, END, START, Edge, Measured, Meter, Taken, TickPoller
 from pytest_energy.measure.sources.base import Channel, SourceError
 
 
@@ -315,12 +315,6 @@ def test_one_tick_placed_twice_is_never_a_span_to_interpolate_across():
 
 
 # -- a loaded host: reads that wait for the CPU ------------------------------------------------------
-def _after_resolving(meter: Meter, edge) -> int:
-    """Wait for ``edge`` (the poller is then idle) and return the number of the counter's last read."""
-    edge.resolve()
-    return meter.channels[0].reads
-
-
 def _assert_edge_known(channel: QuantisedCounter, edge, limit: float) -> None:
     """The edge's joules are the counter's true energy at its instant within the uncertainty the meter
     states, and that is under ``limit`` joules."""
@@ -330,6 +324,28 @@ def _assert_edge_known(channel: QuantisedCounter, edge, limit: float) -> None:
     assert abs(value.joules - truth) <= max(0.01, value.uncertainty), (value, truth)
 
 
+def _late_read_at_an_edge(wait: float, *, sampled_first: bool = False, phase: float = 0.037,
+                          windows: int = 2, seconds: float = 0.3) -> tuple[QuantisedCounter, Edge, Measured]:
+    """``windows`` windows of ``seconds`` on a 100 W counter, the second edge's second read (after its first)
+    waiting ``wait`` seconds for the CPU, before it samples or after: the counter, that edge and the rounds."""
+    channel = QuantisedCounter(100.0, read_cost=0.001, phase=phase)
+    meter = Meter([channel], synchronize=lambda: None)
+    meter.start(0.3)
+    edges = [meter.edge(START)]
+    time.sleep(seconds)
+    edges[0].resolve()  # the poller is then idle: the next edge's reads come next
+    late = channel.reads + 2
+    channel.stall = lambda number, now: (wait, sampled_first) if number == late else None
+    for index in range(windows):
+        if index:
+            time.sleep(seconds)
+        edges.append(meter.edge(END if index == windows - 1 else BOUNDARY))
+    measured = meter.account(Taken(edges, [1] * windows))
+    meter.close()
+    assert channel.reads > late
+    return channel, edges[1], measured
+
+
 def test_a_read_that_waited_two_ticks_is_not_taken_as_one_tick_of_twice_the_power():
     """The poller's read waited 190 ms for the CPU before sampling: the change it saw held two ticks, and
     was taken as one of twice the power, the edge ~8 J off (known to 30 J) at half the phases tried; at
@@ -337,18 +353,7 @@ def test_a_read_that_waited_two_ticks_is_not_taken_as_one_tick_of_twice_the_powe
     With the grid of ticks known, a change that may hold two ticks is no end of the search: the poller
     takes the next."""
     for phase in (0.012, 0.037, 0.061, 0.086):
-        channel = QuantisedCounter(100.0, read_cost=0.001, phase=phase)
-        meter = Meter([channel], synchronize=lambda: None)
-        meter.start(0.3)
-        first = meter.edge(START)
-        time.sleep(0.3)
-        late = _after_resolving(meter, first) + 2  # the middle edge's second read, after its first
-        channel.stall = lambda number, now, late=late: (0.19, False) if number == late else None
-        middle = meter.edge(BOUNDARY)
-        time.sleep(0.3)
-        measured = meter.account(Taken([first, middle, meter.edge(END)], [1, 1]))
-        meter.close()
-        assert channel.reads > late
+        channel, middle, measured = _late_read_at_an_edge(0.19, phase=phase)
         assert all(round_.valid for round_ in measured.rounds)
         _assert_edge_known(channel, middle, limit=5.0)
 
@@ -357,18 +362,7 @@ def test_a_read_that_held_its_value_while_it_waited_is_no_frozen_counter():
     """A read that sampled the counter and then waited 350 ms for the CPU returned a value three ticks
     old: the counter looked unchanged for three periods, and the edge was 'a frozen counter', its
     windows invalid. Unchanged is counted to where the read may have sampled, its start."""
-    channel = QuantisedCounter(100.0, read_cost=0.001)
-    meter = Meter([channel], synchronize=lambda: None)
-    meter.start(0.3)
-    first = meter.edge(START)
-    time.sleep(0.3)
-    late = _after_resolving(meter, first) + 2
-    channel.stall = lambda number, now: (0.35, True) if number == late else None
-    middle = meter.edge(BOUNDARY)
-    time.sleep(0.3)
-    measured = meter.account(Taken([first, middle, meter.edge(END)], [1, 1]))
-    meter.close()
-    assert channel.reads > late
+    channel, middle, measured = _late_read_at_an_edge(0.35, sampled_first=True)
     assert all(round_.valid for round_ in measured.rounds), measured.components[0].note
     _assert_edge_known(channel, middle, limit=5.0)
 
@@ -407,15 +401,6 @@ def test_the_ticks_of_a_window_are_where_the_counter_ticked_not_where_a_late_pol
     """The poller waited 400 ms for the CPU at a window's end: the first tick it saw after the edge was
     four periods on, and the window counted 3-4 ticks too many (14 for three 0.32 s windows, once in a
     full test run). With the grid of ticks known, an edge's tick is the grid's first one after it."""
-    channel = QuantisedCounter(100.0, read_cost=0.001)
-    meter = Meter([channel], synchronize=lambda: None)
-    meter.start(0.3)
-    first = meter.edge(START)
-    time.sleep(0.32)
-    late = _after_resolving(meter, first) + 2
-    channel.stall = lambda number, now: (0.4, False) if number == late else None
-    measured = meter.account(Taken([first, meter.edge(END)], [1]))
-    meter.close()
-    assert channel.reads > late
+    _, _, measured = _late_read_at_an_edge(0.4, windows=1, seconds=0.32)
     assert measured.components[0].ticks in (3, 4)
     assert measured.rounds[0].valid

@@ -360,14 +360,22 @@ class TickPoller:
                 self._keep(tick[0], read.value, tick[1])
                 placed.add(read.value)
 
-    def _grid_tick(self, read: Read) -> tuple[float, float] | None:
-        """The tick of the grid that published a read's value and how well its instant is known; None
-        where no grid is placed or the read may straddle one of its ticks."""
+    def _grid(self, at: float) -> tuple[float, float] | None:
+        """The grid's tick (its instant) and how well the grid places its ticks near ``at`` (seconds either
+        side: the grid's own width, and the period's error per tick away); None where no grid is placed."""
         if self._phase is None:
             return None
         reference, known = sum(self._phase) / 2, (self._phase[1] - self._phase[0]) / 2
-        ticks = abs(round((read.before - reference) / self.period)) + 1  # to the tick before the read, at most
-        resolution = known + ticks * self._period_error
+        ticks = abs(round((at - reference) / self.period)) + 1  # to the tick before ``at``, at most
+        return reference, known + ticks * self._period_error
+
+    def _grid_tick(self, read: Read) -> tuple[float, float] | None:
+        """The tick of the grid that published a read's value and how well its instant is known; None
+        where no grid is placed or the read may straddle one of its ticks."""
+        grid = self._grid(read.before)
+        if grid is None:
+            return None
+        reference, resolution = grid
         tick = reference + math.floor((read.before - resolution - reference) / self.period) * self.period
         return (tick, resolution) if tick + self.period > read.after + resolution else None
 
@@ -379,10 +387,10 @@ class TickPoller:
         tick of the grid can lie between the reads. A gap that may hold two (a read that waited a period
         for the CPU) gave a power twice the true one, with a confident uncertainty.
         """
-        if self._phase is None:
+        grid = self._grid(new.after)
+        if grid is None:
             return None
-        reference, known = sum(self._phase) / 2, (self._phase[1] - self._phase[0]) / 2
-        resolution = known + (abs(round((new.after - reference) / self.period)) + 1) * self._period_error
+        reference, resolution = grid
 
         def grid_ticks(low: float, high: float) -> int:
             first, last = math.ceil((low - reference) / self.period), math.floor((high - reference) / self.period)
@@ -460,7 +468,7 @@ class TickPoller:
                 self._keep(change.tick, change.new, change.resolution)
         self._place(reads)
         found = changes[-1]
-        ticks = max(1, self._ticks_between(*reads[-2:]) or 1)  # where the grid places no read: one, the likeliest
+        ticks = self._ticks_between(*reads[-2:]) or 1  # where the grid places no read: one, the likeliest
         return self._estimate(at, side, (found.new - found.old) / (ticks * self.period))
 
     def _jump(self, joules: float) -> str | None:
@@ -525,9 +533,10 @@ class TickPoller:
     def _tick_after(self, at: float, seen: float) -> float:
         """The counter's first tick after an instant: the grid's where it is known (a poller kept from the
         CPU may first see a tick several periods on), else ``seen``, the first tick seen after it."""
-        if self._phase is None or not self._grid_known():
+        grid = self._grid(at)
+        if grid is None or not self._grid_known():
             return seen
-        reference = sum(self._phase) / 2
+        reference = grid[0]
         return reference + math.ceil((at - reference) / self.period) * self.period
 
 
